@@ -1,0 +1,303 @@
+//! API-key format: `{prefix}_sk_{live|test}_{32 base62}{6-char checksum}`.
+//!
+//! The checksum (CRC-32 of everything before it, in base62) lets keygate refuse a
+//! mistyped or invented key before any cache or store lookup. Keys are stored and
+//! looked up only as SHA-256 of the whole key string.
+
+use rand::Rng;
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+/// Length of the random part of an issued key.
+pub const SECRET_LEN: usize = 32;
+/// Length of the checksum suffix.
+pub const CHECKSUM_LEN: usize = 6;
+/// Longest credential keygate will even hash; anything longer is malformed.
+pub const MAX_KEY_LEN: usize = 256;
+
+/// Key environment: live traffic or the sandbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    /// Production keys.
+    Live,
+    /// Test keys; routed to `sandbox_url` when set.
+    Test,
+}
+
+impl Environment {
+    /// `live` or `test`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Live => "live",
+            Environment::Test => "test",
+        }
+    }
+
+    /// Parses `live` / `test`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "live" => Some(Environment::Live),
+            "test" => Some(Environment::Test),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Environment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// SHA-256 of a whole key string: the only form in which keys are stored.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyHash(pub [u8; 32]);
+
+impl KeyHash {
+    /// Hashes a key.
+    pub fn of(key: &str) -> Self {
+        KeyHash(Sha256::digest(key.as_bytes()).into())
+    }
+
+    /// Lower-case hex of the digest.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// Parses `sha256:<64 hex>` (or bare hex).
+    pub fn parse(text: &str) -> Option<Self> {
+        let hex_part = text.strip_prefix("sha256:").unwrap_or(text);
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(hex_part, &mut out).ok()?;
+        Some(KeyHash(out))
+    }
+}
+
+impl fmt::Display for KeyHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", self.to_hex())
+    }
+}
+
+impl fmt::Debug for KeyHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyHash({}…)", &self.to_hex()[..12])
+    }
+}
+
+/// What a presented credential looks like, decided without any lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyShape {
+    /// A well-formed key in keygate's own format with a correct checksum.
+    Issued(Environment),
+    /// A key starting with one of `accept_prefixes`: looked up by hash.
+    Imported,
+    /// Anything else: refused without touching the store.
+    Malformed,
+}
+
+/// The key format in force: the issuing prefix and the accepted import prefixes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyFormat {
+    /// Prefix of issued keys (`kg`).
+    pub prefix: String,
+    /// Prefixes of imported keys admitted by hash.
+    pub accept_prefixes: Vec<String>,
+}
+
+impl KeyFormat {
+    /// [`classify`] under this format.
+    pub fn classify(&self, key: &str) -> KeyShape {
+        classify(key, &self.prefix, &self.accept_prefixes)
+    }
+}
+
+/// Base62 of the CRC-32 of `body`, fixed at [`CHECKSUM_LEN`] characters.
+fn checksum(body: &str) -> [u8; CHECKSUM_LEN] {
+    let mut n = crc32fast::hash(body.as_bytes()) as u64;
+    let mut out = [b'0'; CHECKSUM_LEN];
+    for slot in out.iter_mut().rev() {
+        *slot = BASE62[(n % 62) as usize];
+        n /= 62;
+    }
+    out
+}
+
+/// Classifies `key` against the configured issuing prefix and accepted prefixes.
+pub fn classify(key: &str, prefix: &str, accept_prefixes: &[String]) -> KeyShape {
+    if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return KeyShape::Malformed;
+    }
+    if let Some(env) = parse_issued(key, prefix) {
+        return KeyShape::Issued(env);
+    }
+    if accept_prefixes
+        .iter()
+        .any(|p| key.starts_with(p.as_str()) && key.len() > p.len())
+    {
+        return KeyShape::Imported;
+    }
+    KeyShape::Malformed
+}
+
+fn parse_issued(key: &str, prefix: &str) -> Option<Environment> {
+    let rest = key.strip_prefix(prefix)?.strip_prefix("_sk_")?;
+    let (env, tail) = rest.split_once('_')?;
+    let env = Environment::parse(env)?;
+    if tail.len() != SECRET_LEN + CHECKSUM_LEN || !tail.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    let (body, sum) = key.split_at(key.len() - CHECKSUM_LEN);
+    (checksum(body) == sum.as_bytes()).then_some(env)
+}
+
+/// A freshly generated key: the plaintext (shown once) and what is stored.
+pub struct NewKey {
+    /// The whole key, to hand to the user once.
+    pub plaintext: String,
+    /// Its hash.
+    pub hash: KeyHash,
+    /// The last four characters, for display.
+    pub last4: String,
+    /// The visible prefix (`kg_sk_live_`).
+    pub prefix: String,
+}
+
+impl fmt::Debug for NewKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewKey")
+            .field("plaintext", &"<redacted>")
+            .field("prefix", &self.prefix)
+            .field("last4", &self.last4)
+            .finish()
+    }
+}
+
+fn random_base62(n: usize) -> String {
+    let mut rng = rand::rngs::OsRng;
+    (0..n)
+        .map(|_| BASE62[rng.gen_range(0..62)] as char)
+        .collect()
+}
+
+/// Generates a new key with the OS random source.
+pub fn generate(prefix: &str, env: Environment) -> NewKey {
+    let visible = format!("{prefix}_sk_{}_", env.as_str());
+    let body = format!("{visible}{}", random_base62(SECRET_LEN));
+    let sum = checksum(&body);
+    let plaintext = format!("{body}{}", std::str::from_utf8(&sum).unwrap_or("000000"));
+    NewKey {
+        hash: KeyHash::of(&plaintext),
+        last4: plaintext[plaintext.len() - 4..].to_string(),
+        prefix: visible,
+        plaintext,
+    }
+}
+
+/// A fresh key id: `key_` and 20 base62 characters.
+pub fn new_key_id() -> String {
+    format!("key_{}", random_base62(20))
+}
+
+/// A loggable form of a credential: `prefix…last4`, never enough to use it.
+pub fn redact(key: &str) -> String {
+    if !key.is_ascii() || key.len() < 16 {
+        return "…".into();
+    }
+    let visible = key[..key.len() - 8]
+        .rfind('_')
+        .map(|i| i + 1)
+        .filter(|i| *i <= 16)
+        .unwrap_or(4);
+    format!("{}…{}", &key[..visible], &key[key.len() - 4..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_have_the_documented_shape_and_verify() {
+        let k = generate("kg", Environment::Live);
+        assert!(k.plaintext.starts_with("kg_sk_live_"));
+        assert_eq!(
+            k.plaintext.len(),
+            "kg_sk_live_".len() + SECRET_LEN + CHECKSUM_LEN
+        );
+        assert_eq!(
+            classify(&k.plaintext, "kg", &[]),
+            KeyShape::Issued(Environment::Live)
+        );
+        assert_eq!(k.hash, KeyHash::of(&k.plaintext));
+        let t = generate("acme", Environment::Test);
+        assert_eq!(
+            classify(&t.plaintext, "acme", &[]),
+            KeyShape::Issued(Environment::Test)
+        );
+        assert_eq!(classify(&t.plaintext, "kg", &[]), KeyShape::Malformed);
+    }
+
+    #[test]
+    fn a_single_changed_character_breaks_the_checksum() {
+        let k = generate("kg", Environment::Live).plaintext;
+        let mut bytes = k.clone().into_bytes();
+        let i = "kg_sk_live_".len() + 3;
+        bytes[i] = if bytes[i] == b'a' { b'b' } else { b'a' };
+        let tampered = String::from_utf8(bytes).unwrap();
+        assert_eq!(classify(&tampered, "kg", &[]), KeyShape::Malformed);
+    }
+
+    #[test]
+    fn malformed_inputs_are_refused_before_lookup() {
+        let long = "kg_sk_live_".to_string() + &"a".repeat(9000);
+        for bad in [
+            "",
+            "kg_sk_live_short",
+            "kg_sk_prod_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa000000",
+            &long,
+            "kg_sk_live_ä",
+            "has space",
+        ] {
+            assert_eq!(classify(bad, "kg", &[]), KeyShape::Malformed, "{bad}");
+        }
+    }
+
+    #[test]
+    fn accepted_prefixes_admit_imported_keys() {
+        let accept = vec!["ak_live_".to_string()];
+        assert_eq!(
+            classify("ak_live_whatever123", "kg", &accept),
+            KeyShape::Imported
+        );
+        assert_eq!(classify("ak_live_", "kg", &accept), KeyShape::Malformed);
+        assert_eq!(
+            classify("zz_live_whatever123", "kg", &accept),
+            KeyShape::Malformed
+        );
+    }
+
+    #[test]
+    fn hashes_round_trip_through_their_text_form() {
+        let h = KeyHash::of("test");
+        assert_eq!(
+            h.to_string(),
+            "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+        );
+        assert_eq!(KeyHash::parse(&h.to_string()), Some(h));
+        assert_eq!(KeyHash::parse("sha256:zz"), None);
+    }
+
+    #[test]
+    fn redaction_keeps_only_prefix_and_last_four() {
+        let k = generate("kg", Environment::Live).plaintext;
+        let r = redact(&k);
+        assert!(r.starts_with("kg_sk_live_…"));
+        assert!(r.ends_with(&k[k.len() - 4..]));
+        assert_eq!(r.chars().count(), "kg_sk_live_".len() + 1 + 4);
+        assert_eq!(redact("short"), "…");
+        let k = generate("kg", Environment::Live);
+        assert!(!format!("{k:?}").contains(&k.plaintext[11..]));
+    }
+}

@@ -1,0 +1,88 @@
+//! The key cache: moka in front of the store, with known keys kept for `ttl` and
+//! unknown keys remembered for `negative_ttl` so a flood of invented keys never
+//! reaches the store.
+
+use super::api_key::KeyHash;
+use crate::config::CacheConfig;
+use crate::store::KeyRecord;
+use moka::sync::Cache;
+use std::sync::Arc;
+
+/// What the cache knows about a key hash.
+#[derive(Clone, Debug)]
+pub enum Cached {
+    /// A stored key.
+    Known(Arc<KeyRecord>),
+    /// Recently looked up and not found.
+    Unknown,
+}
+
+/// Positive and negative key caches.
+#[derive(Clone)]
+pub struct KeyCache {
+    known: Cache<KeyHash, Arc<KeyRecord>>,
+    unknown: Cache<KeyHash, ()>,
+}
+
+impl KeyCache {
+    /// Builds the caches from `cache:` settings.
+    pub fn new(c: &CacheConfig) -> Self {
+        let negative_cap = c.capacity.clamp(1, 1_000_000);
+        KeyCache {
+            known: Cache::builder()
+                .max_capacity(c.capacity)
+                .time_to_live(c.ttl.get())
+                .build(),
+            unknown: Cache::builder()
+                .max_capacity(negative_cap)
+                .time_to_live(
+                    c.negative_ttl
+                        .get()
+                        .max(std::time::Duration::from_millis(1)),
+                )
+                .build(),
+        }
+    }
+
+    /// Looks a hash up; `None` means the store must be asked.
+    pub fn get(&self, hash: &KeyHash) -> Option<Cached> {
+        if let Some(r) = self.known.get(hash) {
+            return Some(Cached::Known(r));
+        }
+        self.unknown.get(hash).map(|_| Cached::Unknown)
+    }
+
+    /// Remembers a stored key.
+    pub fn insert_known(&self, hash: KeyHash, record: Arc<KeyRecord>) {
+        self.unknown.invalidate(&hash);
+        self.known.insert(hash, record);
+    }
+
+    /// Remembers that a hash is not in the store.
+    pub fn insert_unknown(&self, hash: KeyHash) {
+        self.unknown.insert(hash, ());
+    }
+
+    /// Forgets one hash (after revoke or regenerate in this process).
+    pub fn invalidate(&self, hash: &KeyHash) {
+        self.known.invalidate(hash);
+        self.unknown.invalidate(hash);
+    }
+
+    /// Forgets every entry belonging to key `id`.
+    pub fn invalidate_key_id(&self, id: &str) {
+        let id = id.to_string();
+        let _ = self.known.invalidate_entries_if(move |_, r| r.id == id);
+    }
+
+    /// Number of known keys held.
+    pub fn len(&self) -> u64 {
+        self.known.run_pending_tasks();
+        self.known.entry_count()
+    }
+
+    /// True when no known key is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

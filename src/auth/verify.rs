@@ -1,0 +1,245 @@
+//! API-key verification: format check, cache, store; then the key's own status checks.
+
+use super::api_key::{KeyFormat, KeyHash, KeyShape};
+use super::cache::{Cached, KeyCache};
+use super::{AuthMethod, Principal};
+use crate::metrics;
+use crate::store::{KeyRecord, KeyStatus, KeyStore, StoreError};
+use chrono::{DateTime, Utc};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// Why a presented API key was not accepted.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// Malformed, or not in the store.
+    #[error("invalid API key")]
+    Invalid,
+    /// Past its expiry.
+    #[error("API key has expired")]
+    Expired,
+    /// Revoked.
+    #[error("API key has been revoked")]
+    Revoked,
+    /// The client IP is outside the key's allow-list.
+    #[error("IP address not allowed")]
+    IpNotAllowed,
+    /// The store could not answer (and the key was not cached).
+    #[error("key store unavailable")]
+    StoreUnavailable,
+}
+
+/// Turns API keys into stored records, through the cache.
+#[derive(Clone)]
+pub struct KeyVerifier {
+    store: Arc<dyn KeyStore>,
+    cache: KeyCache,
+}
+
+impl KeyVerifier {
+    /// A verifier over `store` and `cache`.
+    pub fn new(store: Arc<dyn KeyStore>, cache: KeyCache) -> Self {
+        KeyVerifier { store, cache }
+    }
+
+    /// The cache (for invalidation and metrics).
+    pub fn cache(&self) -> &KeyCache {
+        &self.cache
+    }
+
+    /// Finds the record of `key`. Malformed keys never reach the cache or store.
+    pub async fn lookup(&self, key: &str, format: &KeyFormat) -> Result<Arc<KeyRecord>, KeyError> {
+        if format.classify(key) == KeyShape::Malformed {
+            return Err(KeyError::Invalid);
+        }
+        let hash = KeyHash::of(key);
+        match self.cache.get(&hash) {
+            Some(Cached::Known(r)) => {
+                metrics::KEY_CACHE_HITS.inc();
+                return Ok(r);
+            }
+            Some(Cached::Unknown) => {
+                metrics::KEY_CACHE_NEGATIVE_HITS.inc();
+                return Err(KeyError::Invalid);
+            }
+            None => metrics::KEY_CACHE_MISSES.inc(),
+        }
+        let found = self.store.find_by_hash(&hash).await;
+        metrics::STORE_QUERIES
+            .with_label_values(&["find_by_hash", if found.is_ok() { "ok" } else { "error" }])
+            .inc();
+        match found {
+            Ok(Some(record)) => {
+                let record = Arc::new(record);
+                self.cache.insert_known(hash, record.clone());
+                Ok(record)
+            }
+            Ok(None) => {
+                self.cache.insert_unknown(hash);
+                Err(KeyError::Invalid)
+            }
+            Err(e) => {
+                log_store_error(&e);
+                Err(KeyError::StoreUnavailable)
+            }
+        }
+    }
+}
+
+fn log_store_error(e: &StoreError) {
+    tracing::warn!(error = %e, "key lookup failed");
+}
+
+/// The key's own checks, in contract order: revoked, expired, IP allow-list.
+pub fn check_record(
+    record: &KeyRecord,
+    now: DateTime<Utc>,
+    client_ip: Option<IpAddr>,
+) -> Result<(), KeyError> {
+    if record.status == KeyStatus::Revoked {
+        return Err(KeyError::Revoked);
+    }
+    if record.expires_at.is_some_and(|t| t <= now) {
+        return Err(KeyError::Expired);
+    }
+    if !record.allowed_ips.is_empty() {
+        let allowed = client_ip.is_some_and(|ip| {
+            let ip = match ip {
+                IpAddr::V6(v6) => v6
+                    .to_ipv4_mapped()
+                    .map(IpAddr::V4)
+                    .unwrap_or(IpAddr::V6(v6)),
+                v4 => v4,
+            };
+            record.allowed_ips.iter().any(|net| net.contains(&ip))
+        });
+        if !allowed {
+            return Err(KeyError::IpNotAllowed);
+        }
+    }
+    Ok(())
+}
+
+/// The principal of a verified key; `tier` is the configured tier it maps to.
+pub fn principal_of(record: &KeyRecord, tier: &str) -> Principal {
+    Principal {
+        method: AuthMethod::ApiKey,
+        key_id: Some(record.id.clone()),
+        subject: record.owner.clone().unwrap_or_else(|| record.id.clone()),
+        org: record.org.clone(),
+        tier: tier.to_string(),
+        scopes: record.scopes.clone(),
+        environment: record.environment,
+        credits: record.credits,
+        limit_key: format!("key:{}", record.id),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::api_key::{generate, Environment};
+    use crate::store::sqlite::SqliteStore;
+    use chrono::TimeZone;
+
+    fn record(status: KeyStatus, expires: Option<i64>, ips: &[&str]) -> KeyRecord {
+        KeyRecord {
+            id: "key_1".into(),
+            name: "n".into(),
+            prefix: "kg_sk_live_".into(),
+            last4: "abcd".into(),
+            tier: "free".into(),
+            scopes: vec![],
+            environment: Environment::Live,
+            org: None,
+            owner: None,
+            status,
+            credits: None,
+            allowed_ips: ips.iter().map(|s| s.parse().unwrap()).collect(),
+            expires_at: expires.map(|s| Utc.timestamp_opt(s, 0).unwrap()),
+            created_at: Utc.timestamp_opt(0, 0).unwrap(),
+            last_used_at: None,
+        }
+    }
+
+    #[test]
+    fn status_checks_run_in_contract_order() {
+        let now = Utc.timestamp_opt(1000, 0).unwrap();
+        let ip: IpAddr = "192.168.1.5".parse().unwrap();
+        assert_eq!(
+            check_record(
+                &record(KeyStatus::Revoked, Some(1), &["10.0.0.0/8"]),
+                now,
+                Some(ip)
+            ),
+            Err(KeyError::Revoked)
+        );
+        assert_eq!(
+            check_record(
+                &record(KeyStatus::Active, Some(1000), &["10.0.0.0/8"]),
+                now,
+                Some(ip)
+            ),
+            Err(KeyError::Expired)
+        );
+        assert_eq!(
+            check_record(
+                &record(KeyStatus::Active, Some(2000), &["10.0.0.0/8"]),
+                now,
+                Some(ip)
+            ),
+            Err(KeyError::IpNotAllowed)
+        );
+        assert_eq!(
+            check_record(
+                &record(KeyStatus::Active, None, &["192.168.0.0/16"]),
+                now,
+                Some(ip)
+            ),
+            Ok(())
+        );
+        let mapped: IpAddr = "::ffff:192.168.1.5".parse().unwrap();
+        assert_eq!(
+            check_record(
+                &record(KeyStatus::Active, None, &["192.168.0.0/16"]),
+                now,
+                Some(mapped)
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check_record(&record(KeyStatus::Active, None, &[]), now, None),
+            Ok(())
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_keys_are_remembered_and_malformed_keys_never_looked_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(&dir.path().join("k.db")).unwrap());
+        let cache = KeyCache::new(&Default::default());
+        let v = KeyVerifier::new(store.clone(), cache);
+        let f = KeyFormat {
+            prefix: "kg".into(),
+            accept_prefixes: vec![],
+        };
+        let real = generate("kg", Environment::Live);
+        store
+            .insert(&record(KeyStatus::Active, None, &[]), &real.hash)
+            .await
+            .unwrap();
+        assert_eq!(v.lookup(&real.plaintext, &f).await.unwrap().id, "key_1");
+        assert_eq!(v.cache().len(), 1);
+        let unknown = generate("kg", Environment::Live).plaintext;
+        assert_eq!(v.lookup(&unknown, &f).await, Err(KeyError::Invalid));
+        assert!(matches!(
+            v.cache().get(&KeyHash::of(&unknown)),
+            Some(Cached::Unknown)
+        ));
+        assert_eq!(v.lookup("garbage", &f).await, Err(KeyError::Invalid));
+        assert!(
+            v.cache().get(&KeyHash::of("garbage")).is_none(),
+            "malformed key was never looked up"
+        );
+    }
+}

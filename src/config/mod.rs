@@ -1,0 +1,215 @@
+//! Configuration: the YAML file users write, loaded with every problem reported at once.
+//!
+//! [`load`] reads a file, substitutes `${VAR}`, parses each section on its own so that
+//! one mistake does not hide the next, then checks the values that serde cannot
+//! (addresses, URLs, references between sections).
+
+pub mod duration;
+pub mod env;
+pub mod types;
+mod validate;
+
+pub use duration::Dur;
+pub use types::*;
+
+use serde::de::DeserializeOwned;
+use serde_yaml::Value;
+use std::fmt;
+use std::path::Path;
+
+/// One thing wrong with a config, located by its YAML path (`tiers.free.per_minute`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted path into the document; empty for the document itself.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Problem {
+    /// A problem at `path`.
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Problem {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The path given.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file was read but is not a valid config; every problem is listed.
+    #[error("{} problem(s) in config:\n{}", .0.len(), .0.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+/// Reads, substitutes, parses and validates the config at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    parse(&text)
+}
+
+/// Parses and validates config text, with `${VAR}` taken from the process environment.
+pub fn parse(text: &str) -> Result<Config, ConfigError> {
+    parse_with_env(text, |name| std::env::var(name).ok())
+}
+
+/// Parses and validates config text with a custom variable lookup.
+pub fn parse_with_env(
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let text = env::substitute(text, lookup).map_err(|errs| {
+        ConfigError::Invalid(errs.into_iter().map(|m| Problem::new("", m)).collect())
+    })?;
+    let doc: Value = serde_yaml::from_str(&text)
+        .map_err(|e| ConfigError::Invalid(vec![Problem::new("", format!("invalid YAML: {e}"))]))?;
+    let mut problems = check_sections(&doc);
+    if !problems.is_empty() {
+        return Err(ConfigError::Invalid(problems));
+    }
+    let config: Config = match decode(&doc, "") {
+        Ok(c) => c,
+        Err(p) => return Err(ConfigError::Invalid(vec![p])),
+    };
+    problems.extend(validate::validate(&config));
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::Invalid(problems))
+    }
+}
+
+/// Deserialises each top-level section (and each tier and route) on its own so
+/// that every structural problem is reported, not just the first.
+fn check_sections(doc: &Value) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let Value::Mapping(map) = doc else {
+        return vec![Problem::new("", "the config must be a YAML mapping")];
+    };
+    for required in ["upstream", "tiers"] {
+        if !map.contains_key(required) {
+            problems.push(Problem::new(required, "missing required section"));
+        }
+    }
+    for (key, value) in map {
+        let Some(name) = key.as_str() else {
+            problems.push(Problem::new("", format!("non-string key {key:?}")));
+            continue;
+        };
+        let result = match name {
+            "server" => decode::<ServerConfig>(value, name).map(drop),
+            "upstream" => decode::<UpstreamConfig>(value, name).map(drop),
+            "store" => decode::<StoreConfig>(value, name).map(drop),
+            "cache" => decode::<CacheConfig>(value, name).map(drop),
+            "api_keys" => decode::<ApiKeysConfig>(value, name).map(drop),
+            "jwt" => decode::<JwtConfig>(value, name).map(drop),
+            "default_tier" => decode::<String>(value, name).map(drop),
+            "rate_limit" => decode::<RateLimitConfig>(value, name).map(drop),
+            "forward" => decode::<ForwardConfig>(value, name).map(drop),
+            "management" => decode::<ManagementConfig>(value, name).map(drop),
+            "tiers" => {
+                check_each_entry::<TierConfig>(value, name, &mut problems);
+                Ok(())
+            }
+            "routes" => {
+                check_each_item::<RouteConfig>(value, name, &mut problems);
+                Ok(())
+            }
+            _ => Err(Problem::new(name, "unknown field")),
+        };
+        if let Err(p) = result {
+            problems.push(p);
+        }
+    }
+    problems
+}
+
+fn check_each_entry<T: DeserializeOwned>(value: &Value, path: &str, out: &mut Vec<Problem>) {
+    match value {
+        Value::Mapping(map) => {
+            for (k, v) in map {
+                let key = k
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| format!("{k:?}"));
+                if let Err(p) = decode::<T>(v, &format!("{path}.{key}")) {
+                    out.push(p);
+                }
+            }
+        }
+        _ => out.push(Problem::new(path, "expected a mapping")),
+    }
+}
+
+fn check_each_item<T: DeserializeOwned>(value: &Value, path: &str, out: &mut Vec<Problem>) {
+    match value {
+        Value::Sequence(items) => {
+            for (i, v) in items.iter().enumerate() {
+                if let Err(p) = decode::<T>(v, &format!("{path}[{i}]")) {
+                    out.push(p);
+                }
+            }
+        }
+        Value::Null => {}
+        _ => out.push(Problem::new(path, "expected a list")),
+    }
+}
+
+/// Deserialises `value` as `T`, turning the error into a [`Problem`] whose path is
+/// `base` joined with the path inside the value. Unknown fields point at the field.
+fn decode<T: DeserializeOwned>(value: &Value, base: &str) -> Result<T, Problem> {
+    serde_path_to_error::deserialize(value.clone()).map_err(|err| {
+        let inner = err.path().to_string();
+        let mut path = join(base, if inner == "." { "" } else { &inner });
+        let mut message = err.inner().to_string();
+        if let Some(rest) = message.strip_prefix("unknown field `") {
+            if let Some((field, expected)) = rest.split_once('`') {
+                if !(path == field || path.ends_with(&format!(".{field}"))) {
+                    path = join(&path, field);
+                }
+                let expected = expected.trim_start_matches(", ").replace('`', "");
+                message = if expected.is_empty() {
+                    "unknown field".to_string()
+                } else {
+                    format!("unknown field ({expected})")
+                };
+            }
+        }
+        Problem::new(path, message)
+    })
+}
+
+fn join(base: &str, inner: &str) -> String {
+    match (base.is_empty(), inner.is_empty()) {
+        (_, true) => base.to_string(),
+        (true, false) => inner.to_string(),
+        (false, false) if inner.starts_with('[') => format!("{base}{inner}"),
+        (false, false) => format!("{base}.{inner}"),
+    }
+}
+
+#[cfg(test)]
+mod tests;

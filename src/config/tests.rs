@@ -1,0 +1,141 @@
+use super::*;
+
+const MINIMAL: &str =
+    "upstream: { url: http://127.0.0.1:3000 }\ntiers: { free: { per_minute: 30 } }\n";
+
+fn problems(text: &str) -> Vec<String> {
+    match parse_with_env(text, |n| (n == "SET").then(|| "value".to_string())) {
+        Ok(_) => vec![],
+        Err(ConfigError::Invalid(p)) => p.iter().map(ToString::to_string).collect(),
+        Err(e) => vec![e.to_string()],
+    }
+}
+
+#[test]
+fn a_minimal_config_gets_the_contract_defaults() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.server.listen, "0.0.0.0:8080");
+    assert_eq!(c.server.admin_listen, "127.0.0.1:9090");
+    assert_eq!(c.server.threads, 2);
+    assert_eq!(c.cache.ttl, Dur::secs(30));
+    assert_eq!(c.cache.negative_ttl, Dur::secs(5));
+    assert_eq!(c.api_keys.sources, vec!["header:x-api-key", "bearer"]);
+    assert_eq!(c.api_keys.prefix, "kg");
+    assert_eq!(c.rate_limit.ip.per_minute, 600);
+    assert_eq!(c.rate_limit.ip.failed_auth_per_minute, 30);
+    assert_eq!(c.forward.headers.subject.as_deref(), Some("X-Auth-Subject"));
+    assert_eq!(c.management.prefix, "/v1");
+    assert_eq!(c.default_tier, "free");
+    assert!(c.forward.strip_credentials);
+}
+
+#[test]
+fn an_unknown_field_is_reported_at_its_own_path() {
+    let p = problems("upstream: { url: http://x:1 }\ntiers: { free: { per_minuet: 30 } }\n");
+    assert!(
+        p.iter()
+            .any(|p| p.starts_with("tiers.free.per_minuet: unknown field")),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = "\
+server: { listen: nowhere, colour: blue }
+upstream: { url: ftp://x }
+tiers:
+  free: { per_minuet: 30 }
+  pro: { per_minute: -1 }
+routes:
+  - { path: /a, auth: maybe }
+  - { path: /b, scope: [x] }
+bogus: 1
+";
+    let p = problems(text);
+    for expected in [
+        "server.colour: unknown field",
+        "tiers.free.per_minuet: unknown field",
+        "tiers.pro.per_minute",
+        "routes[0].auth",
+        "routes[1].scope: unknown field",
+        "bogus: unknown field",
+    ] {
+        assert!(
+            p.iter().any(|l| l.starts_with(expected)),
+            "missing {expected} in {p:?}"
+        );
+    }
+}
+
+#[test]
+fn semantic_problems_are_all_listed_with_paths() {
+    let text = "\
+server: { listen: 'nope', threads: 0 }
+upstream: { url: 'ftp://x', connect_timeout: 0s }
+tiers: { free: {} }
+default_tier: gold
+routes: [ { path: api, methods: [FETCH], auth: none, scopes: [a] } ]
+jwt: { algorithms: [none] }
+api_keys: { sources: [cookie], prefix: 'KG!' }
+rate_limit: { backend: redis }
+management: { prefix: 'v1/' }
+";
+    let p = problems(text);
+    for expected in [
+        "server.listen:",
+        "server.threads:",
+        "upstream.url:",
+        "upstream.connect_timeout:",
+        "tiers.free:",
+        "default_tier:",
+        "routes[0].path:",
+        "routes[0].methods[0]:",
+        "routes[0].scopes:",
+        "jwt.algorithms[0]: `none` can never be enabled",
+        "api_keys.sources[0]:",
+        "api_keys.prefix:",
+        "rate_limit.redis_url:",
+        "management.prefix:",
+    ] {
+        assert!(
+            p.iter().any(|l| l.starts_with(expected)),
+            "missing {expected} in {p:#?}"
+        );
+    }
+}
+
+#[test]
+fn durations_and_env_variables_are_substituted() {
+    let c = parse_with_env(
+        "upstream: { url: '${URL}', read_timeout: 500ms }\ntiers: { free: { per_day: 5, block: 1m } }\n",
+        |n| (n == "URL").then(|| "http://10.0.0.1:81".into()),
+    )
+    .unwrap();
+    assert_eq!(c.upstream.url, "http://10.0.0.1:81");
+    assert_eq!(c.upstream.read_timeout.get().as_millis(), 500);
+    assert_eq!(c.tiers["free"].block, Dur::secs(60));
+    let p = problems("upstream: { url: '${MISSING}' }\ntiers: { free: { per_day: 5 } }\n");
+    assert!(p[0].contains("MISSING"), "{p:?}");
+}
+
+#[test]
+fn bad_duration_and_missing_sections_are_named() {
+    let p = problems("cache: { ttl: 30 }\n");
+    assert!(
+        p.iter().any(|l| l.starts_with("upstream: missing")),
+        "{p:?}"
+    );
+    assert!(p.iter().any(|l| l.starts_with("tiers: missing")), "{p:?}");
+    assert!(
+        p.iter()
+            .any(|l| l.starts_with("cache.ttl") && l.contains("missing unit")),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn non_mapping_and_broken_yaml_are_clear_errors() {
+    assert!(problems("- a\n- b\n")[0].contains("mapping"));
+    assert!(problems("a: [\n")[0].contains("invalid YAML"));
+}

@@ -1,0 +1,559 @@
+//! Serde mirror of `keygate.yaml` (contract section 2). Unknown keys are errors.
+//!
+//! These structs hold what the user wrote, with defaults filled in; the request path
+//! never reads them directly but through the compiled [`crate::runtime::Runtime`].
+
+use super::duration::Dur;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Listeners, threads, drain.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Where requests are forwarded.
+    pub upstream: UpstreamConfig,
+    /// Where keys live.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// The in-memory key cache.
+    #[serde(default)]
+    pub cache: CacheConfig,
+    /// API-key sources and format.
+    #[serde(default)]
+    pub api_keys: ApiKeysConfig,
+    /// JSON Web Token verification and issuing.
+    #[serde(default)]
+    pub jwt: JwtConfig,
+    /// Named tiers with their windows; at least one.
+    pub tiers: BTreeMap<String, TierConfig>,
+    /// Tier used for JWT callers with no tier claim.
+    #[serde(default = "default_tier")]
+    pub default_tier: String,
+    /// Rate-limit backend and per-IP limits.
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
+    /// Route table; first match wins.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    /// What is sent upstream.
+    #[serde(default)]
+    pub forward: ForwardConfig,
+    /// The management API served on the data plane.
+    #[serde(default)]
+    pub management: ManagementConfig,
+}
+
+fn default_tier() -> String {
+    "free".into()
+}
+
+/// `server:`
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Data-plane address.
+    pub listen: String,
+    /// Admin address (`/health`, `/ready`, `/metrics`).
+    pub admin_listen: String,
+    /// Worker threads of the proxy service.
+    pub threads: usize,
+    /// How long SIGTERM waits for in-flight requests.
+    pub grace_period: Dur,
+    /// TLS termination on `listen`.
+    pub tls: Option<TlsConfig>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "0.0.0.0:8080".into(),
+            admin_listen: "127.0.0.1:9090".into(),
+            threads: 2,
+            grace_period: Dur::secs(10),
+            tls: None,
+        }
+    }
+}
+
+/// `server.tls:`
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+/// `upstream:`
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// The API behind keygate, e.g. `http://127.0.0.1:3000`.
+    pub url: String,
+    /// Where test-environment keys are sent, if set.
+    #[serde(default)]
+    pub sandbox_url: Option<String>,
+    /// TCP (and TLS) connect timeout.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Dur,
+    /// Time allowed between reads from the upstream.
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout: Dur,
+}
+
+fn default_connect_timeout() -> Dur {
+    Dur::secs(2)
+}
+fn default_read_timeout() -> Dur {
+    Dur::secs(30)
+}
+
+/// Which key store backend.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// Embedded SQLite file (default).
+    #[default]
+    Sqlite,
+    /// Shared PostgreSQL.
+    Postgres,
+    /// Read-only YAML file of hashed keys.
+    File,
+}
+
+/// `store:`
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Backend.
+    pub kind: StoreKind,
+    /// SQLite database path.
+    pub path: PathBuf,
+    /// PostgreSQL URL.
+    pub url: Option<String>,
+    /// File store path.
+    pub file: Option<PathBuf>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            kind: StoreKind::Sqlite,
+            path: PathBuf::from("data/keygate.db"),
+            url: None,
+            file: None,
+        }
+    }
+}
+
+/// `cache:`
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Keys held in memory.
+    pub capacity: u64,
+    /// A cached key is re-read after this.
+    pub ttl: Dur,
+    /// An unknown key is remembered as unknown this long.
+    pub negative_ttl: Dur,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            capacity: 100_000,
+            ttl: Dur::secs(30),
+            negative_ttl: Dur::secs(5),
+        }
+    }
+}
+
+/// `api_keys:`
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiKeysConfig {
+    /// Credential sources in order: `header:NAME`, `bearer`, `query:NAME`.
+    pub sources: Vec<String>,
+    /// Prefix of issued keys.
+    pub prefix: String,
+    /// Extra prefixes admitted for imported keys (looked up by hash).
+    pub accept_prefixes: Vec<String>,
+}
+
+impl Default for ApiKeysConfig {
+    fn default() -> Self {
+        ApiKeysConfig {
+            sources: vec!["header:x-api-key".into(), "bearer".into()],
+            prefix: "kg".into(),
+            accept_prefixes: Vec::new(),
+        }
+    }
+}
+
+/// `jwt:`
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JwtConfig {
+    /// Accept JWTs on the data plane.
+    pub enabled: bool,
+    /// Allowed algorithms.
+    pub algorithms: Vec<String>,
+    /// Required `iss`, if set.
+    pub issuer: Option<String>,
+    /// `aud` must contain one of these, if non-empty.
+    pub audience: Vec<String>,
+    /// Clock skew allowed on `exp`/`nbf`/`iat`.
+    pub leeway: Dur,
+    /// Statically configured keys.
+    pub keys: Vec<JwtKeyConfig>,
+    /// JWKS document on disk.
+    pub jwks_file: Option<PathBuf>,
+    /// JWKS document fetched over HTTP(S).
+    pub jwks_url: Option<String>,
+    /// Claim names mapped into the principal.
+    pub claims: ClaimsConfig,
+    /// Token issuing for the management API's token endpoint.
+    pub issue: Option<JwtIssueConfig>,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        JwtConfig {
+            enabled: false,
+            algorithms: vec!["RS256".into()],
+            issuer: None,
+            audience: Vec::new(),
+            leeway: Dur::secs(30),
+            keys: Vec::new(),
+            jwks_file: None,
+            jwks_url: None,
+            claims: ClaimsConfig::default(),
+            issue: None,
+        }
+    }
+}
+
+/// One entry of `jwt.keys`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtKeyConfig {
+    /// Key id matched against the token's `kid`.
+    #[serde(default)]
+    pub kid: Option<String>,
+    /// The one algorithm this key may verify.
+    pub alg: String,
+    /// PEM public key (or certificate) file.
+    #[serde(default)]
+    pub pem_file: Option<PathBuf>,
+    /// HMAC secret (use `${VAR}`).
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Inline JWK.
+    #[serde(default)]
+    pub jwk: Option<serde_json::Value>,
+}
+
+/// `jwt.claims:`
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClaimsConfig {
+    /// Subject claim.
+    pub subject: String,
+    /// Scopes claim (space-separated string or array).
+    pub scopes: String,
+    /// Tier claim.
+    pub tier: String,
+    /// Organisation claim.
+    pub org: String,
+}
+
+impl Default for ClaimsConfig {
+    fn default() -> Self {
+        ClaimsConfig {
+            subject: "sub".into(),
+            scopes: "scope".into(),
+            tier: "tier".into(),
+            org: "org".into(),
+        }
+    }
+}
+
+/// `jwt.issue:`
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtIssueConfig {
+    /// `kid` written into issued tokens.
+    #[serde(default)]
+    pub kid: Option<String>,
+    /// Signing algorithm.
+    pub alg: String,
+    /// PEM private key for asymmetric algorithms.
+    #[serde(default)]
+    pub private_key_file: Option<PathBuf>,
+    /// HMAC secret for HS* algorithms.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Access-token lifetime.
+    #[serde(default = "default_access_ttl")]
+    pub access_ttl: Dur,
+    /// Refresh-token inactivity lifetime.
+    #[serde(default = "default_refresh_ttl")]
+    pub refresh_ttl: Dur,
+}
+
+fn default_access_ttl() -> Dur {
+    Dur::secs(3600)
+}
+fn default_refresh_ttl() -> Dur {
+    Dur::secs(30 * 86400)
+}
+
+/// One tier: fixed windows, block period, key quota.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TierConfig {
+    /// Requests per second.
+    #[serde(default)]
+    pub per_second: Option<u64>,
+    /// Requests per minute.
+    #[serde(default)]
+    pub per_minute: Option<u64>,
+    /// Requests per hour.
+    #[serde(default)]
+    pub per_hour: Option<u64>,
+    /// Requests per day.
+    #[serde(default)]
+    pub per_day: Option<u64>,
+    /// After any window is exhausted, stay at 429 this long.
+    #[serde(default)]
+    pub block: Dur,
+    /// Most keys one owner may hold in this tier.
+    #[serde(default)]
+    pub max_keys: Option<u64>,
+}
+
+/// Rate-limit backend.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitBackend {
+    /// Per-process counters.
+    #[default]
+    Memory,
+    /// Shared counters in Redis.
+    Redis,
+}
+
+/// What to do when the shared backend fails.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnBackendError {
+    /// Fall back to per-replica limits.
+    #[default]
+    Local,
+    /// Answer 503.
+    Deny,
+}
+
+/// Which rate-limit headers are sent.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum HeaderStyle {
+    /// `X-RateLimit-*` only.
+    #[default]
+    #[serde(rename = "x-ratelimit")]
+    XRateLimit,
+    /// `RateLimit` and `RateLimit-Policy` (plus `X-RateLimit-*`, which every
+    /// authenticated response carries).
+    Ietf,
+    /// Both families.
+    Both,
+}
+
+/// `rate_limit:`
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    /// Counter backend.
+    pub backend: LimitBackend,
+    /// Redis URL for the redis backend.
+    pub redis_url: Option<String>,
+    /// Behaviour when the backend fails.
+    pub on_backend_error: OnBackendError,
+    /// Header family.
+    pub headers: HeaderStyle,
+    /// Per-client-IP limits.
+    pub ip: IpLimitConfig,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            backend: LimitBackend::Memory,
+            redis_url: None,
+            on_backend_error: OnBackendError::Local,
+            headers: HeaderStyle::XRateLimit,
+            ip: IpLimitConfig::default(),
+        }
+    }
+}
+
+/// `rate_limit.ip:`
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IpLimitConfig {
+    /// Requests per minute per client IP (0 = off).
+    pub per_minute: u64,
+    /// Failed authentications per minute per IP before that IP gets 429 (0 = off).
+    pub failed_auth_per_minute: u64,
+}
+
+impl Default for IpLimitConfig {
+    fn default() -> Self {
+        IpLimitConfig {
+            per_minute: 600,
+            failed_auth_per_minute: 30,
+        }
+    }
+}
+
+/// Whether a route needs a credential.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteAuth {
+    /// A valid credential is needed (default).
+    #[default]
+    Required,
+    /// Passed through without authentication.
+    None,
+}
+
+/// Which key environments a route admits.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteEnvironment {
+    /// Live and test keys.
+    #[default]
+    Any,
+    /// Live keys only: test keys get 403.
+    Live,
+    /// Test keys only: live keys get 403.
+    Test,
+}
+
+/// One entry of `routes:`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Name used in metrics (defaults to `path`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Path: exact, or a prefix ending in `/*` (`/api/*`), or `/*` for everything.
+    pub path: String,
+    /// Methods this route applies to (all when empty).
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// `required` (default) or `none`.
+    #[serde(default)]
+    pub auth: RouteAuth,
+    /// Scopes the caller must hold (all of them).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Credits debited per request.
+    #[serde(default)]
+    pub cost: u64,
+    /// Key environments admitted.
+    #[serde(default)]
+    pub environment: RouteEnvironment,
+}
+
+/// `forward:`
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardConfig {
+    /// Remove the credential before going upstream.
+    pub strip_credentials: bool,
+    /// Identity header names.
+    pub headers: ForwardHeaders,
+}
+
+impl Default for ForwardConfig {
+    fn default() -> Self {
+        ForwardConfig {
+            strip_credentials: true,
+            headers: ForwardHeaders::default(),
+        }
+    }
+}
+
+/// `forward.headers:`; a header set to `null` is not sent.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardHeaders {
+    /// Subject (key owner or JWT `sub`).
+    pub subject: Option<String>,
+    /// Key id.
+    pub key_id: Option<String>,
+    /// Organisation.
+    pub org: Option<String>,
+    /// Tier.
+    pub tier: Option<String>,
+    /// Space-separated scopes.
+    pub scopes: Option<String>,
+    /// `live` or `test`.
+    pub environment: Option<String>,
+    /// `api_key` or `jwt`.
+    pub method: Option<String>,
+}
+
+impl Default for ForwardHeaders {
+    fn default() -> Self {
+        ForwardHeaders {
+            subject: Some("X-Auth-Subject".into()),
+            key_id: Some("X-Auth-Key-Id".into()),
+            org: Some("X-Auth-Org".into()),
+            tier: Some("X-Auth-Tier".into()),
+            scopes: Some("X-Auth-Scopes".into()),
+            environment: Some("X-Auth-Environment".into()),
+            method: Some("X-Auth-Method".into()),
+        }
+    }
+}
+
+/// Who may register.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    /// Users are created by an operator.
+    #[default]
+    Closed,
+    /// Anyone may register.
+    Open,
+}
+
+/// `management:`
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ManagementConfig {
+    /// Serve the management API.
+    pub enabled: bool,
+    /// Path prefix on the data plane.
+    pub prefix: String,
+    /// Registration policy.
+    pub registration: Registration,
+}
+
+impl Default for ManagementConfig {
+    fn default() -> Self {
+        ManagementConfig {
+            enabled: true,
+            prefix: "/v1".into(),
+            registration: Registration::Closed,
+        }
+    }
+}

@@ -1,0 +1,461 @@
+//! Checks serde cannot make: addresses, URLs, names, and references between sections.
+
+use super::types::*;
+use super::Problem;
+use std::net::SocketAddr;
+
+/// Algorithms keygate knows; `none` is deliberately absent.
+pub const JWT_ALGORITHMS: &[&str] = &[
+    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
+    "ES384", "EdDSA",
+];
+
+const METHODS: &[&str] = &[
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT",
+];
+
+/// Returns every semantic problem of a structurally valid config.
+pub fn validate(c: &Config) -> Vec<Problem> {
+    let mut p = Vec::new();
+    server(&c.server, &mut p);
+    upstream(&c.upstream, &mut p);
+    store(&c.store, &mut p);
+    cache(&c.cache, &mut p);
+    api_keys(&c.api_keys, &mut p);
+    jwt(&c.jwt, &mut p);
+    tiers(c, &mut p);
+    rate_limit(&c.rate_limit, &mut p);
+    routes(&c.routes, &mut p);
+    forward(&c.forward, &mut p);
+    management(&c.management, &mut p);
+    p
+}
+
+fn server(s: &ServerConfig, p: &mut Vec<Problem>) {
+    let listen = s.listen.parse::<SocketAddr>();
+    if listen.is_err() {
+        p.push(Problem::new(
+            "server.listen",
+            format!("`{}` is not an IP:port address", s.listen),
+        ));
+    }
+    let admin = s.admin_listen.parse::<SocketAddr>();
+    if admin.is_err() {
+        p.push(Problem::new(
+            "server.admin_listen",
+            format!("`{}` is not an IP:port address", s.admin_listen),
+        ));
+    }
+    if let (Ok(a), Ok(b)) = (listen, admin) {
+        if a == b && a.port() != 0 {
+            p.push(Problem::new(
+                "server.admin_listen",
+                "must differ from server.listen",
+            ));
+        }
+    }
+    if s.threads == 0 || s.threads > 256 {
+        p.push(Problem::new("server.threads", "must be between 1 and 256"));
+    }
+    if let Some(tls) = &s.tls {
+        for (name, path) in [("cert", &tls.cert), ("key", &tls.key)] {
+            if !path.is_file() {
+                p.push(Problem::new(
+                    format!("server.tls.{name}"),
+                    format!("file {} does not exist", path.display()),
+                ));
+            }
+        }
+    }
+}
+
+/// Checks an upstream URL: `http` or `https`, a host, an optional port, no path.
+pub fn check_upstream_url(url: &str) -> Result<(), String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        _ => return Err(format!("`{url}` must start with http:// or https://")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("`{url}` has no host"));
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(format!(
+            "`{url}`: a path or query on the upstream URL is not supported"
+        ));
+    }
+    Ok(())
+}
+
+fn upstream(u: &UpstreamConfig, p: &mut Vec<Problem>) {
+    if let Err(e) = check_upstream_url(&u.url) {
+        p.push(Problem::new("upstream.url", e));
+    }
+    if let Some(s) = &u.sandbox_url {
+        if let Err(e) = check_upstream_url(s) {
+            p.push(Problem::new("upstream.sandbox_url", e));
+        }
+    }
+    if u.connect_timeout.get().is_zero() {
+        p.push(Problem::new(
+            "upstream.connect_timeout",
+            "must be greater than 0",
+        ));
+    }
+    if u.read_timeout.get().is_zero() {
+        p.push(Problem::new(
+            "upstream.read_timeout",
+            "must be greater than 0",
+        ));
+    }
+}
+
+fn store(s: &StoreConfig, p: &mut Vec<Problem>) {
+    match s.kind {
+        StoreKind::Sqlite => {
+            if s.path.as_os_str().is_empty() {
+                p.push(Problem::new(
+                    "store.path",
+                    "must not be empty for kind sqlite",
+                ));
+            }
+        }
+        StoreKind::Postgres => match &s.url {
+            None => p.push(Problem::new("store.url", "required for kind postgres")),
+            Some(u) if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) => p.push(
+                Problem::new("store.url", "must start with postgres:// or postgresql://"),
+            ),
+            _ => {}
+        },
+        StoreKind::File => {
+            if s.file.is_none() {
+                p.push(Problem::new("store.file", "required for kind file"));
+            }
+        }
+    }
+}
+
+fn cache(c: &CacheConfig, p: &mut Vec<Problem>) {
+    if c.capacity == 0 {
+        p.push(Problem::new("cache.capacity", "must be at least 1"));
+    }
+    if c.ttl.get().is_zero() {
+        p.push(Problem::new("cache.ttl", "must be greater than 0"));
+    }
+}
+
+fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(is_token_char)
+}
+
+fn api_keys(a: &ApiKeysConfig, p: &mut Vec<Problem>) {
+    if a.sources.is_empty() {
+        p.push(Problem::new(
+            "api_keys.sources",
+            "at least one source is required",
+        ));
+    }
+    for (i, s) in a.sources.iter().enumerate() {
+        let ok = match s.split_once(':') {
+            None => s == "bearer",
+            Some(("header", name)) => is_header_name(name),
+            Some(("query", name)) => !name.is_empty() && name.bytes().all(is_token_char),
+            _ => false,
+        };
+        if !ok {
+            p.push(Problem::new(
+                format!("api_keys.sources[{i}]"),
+                format!("`{s}` is not a source (use bearer, header:NAME or query:NAME)"),
+            ));
+        }
+        if a.sources[..i].iter().any(|o| o.eq_ignore_ascii_case(s)) {
+            p.push(Problem::new(
+                format!("api_keys.sources[{i}]"),
+                "duplicate source",
+            ));
+        }
+    }
+    let prefix_ok = !a.prefix.is_empty()
+        && a.prefix.len() <= 16
+        && a.prefix
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if !prefix_ok {
+        p.push(Problem::new(
+            "api_keys.prefix",
+            "must be 1-16 lowercase letters or digits",
+        ));
+    }
+    for (i, s) in a.accept_prefixes.iter().enumerate() {
+        if s.len() < 2 || !s.bytes().all(|b| b.is_ascii_graphic()) {
+            p.push(Problem::new(
+                format!("api_keys.accept_prefixes[{i}]"),
+                "must be at least 2 visible ASCII characters",
+            ));
+        }
+    }
+}
+
+fn jwt(j: &JwtConfig, p: &mut Vec<Problem>) {
+    for (i, alg) in j.algorithms.iter().enumerate() {
+        if alg.eq_ignore_ascii_case("none") {
+            p.push(Problem::new(
+                format!("jwt.algorithms[{i}]"),
+                "`none` can never be enabled",
+            ));
+        } else if !JWT_ALGORITHMS.contains(&alg.as_str()) {
+            p.push(Problem::new(
+                format!("jwt.algorithms[{i}]"),
+                format!(
+                    "unknown algorithm `{alg}` (one of {})",
+                    JWT_ALGORITHMS.join(", ")
+                ),
+            ));
+        }
+    }
+    if j.enabled && j.algorithms.is_empty() {
+        p.push(Problem::new(
+            "jwt.algorithms",
+            "at least one algorithm is required",
+        ));
+    }
+    if j.enabled && j.keys.is_empty() && j.jwks_file.is_none() && j.jwks_url.is_none() {
+        p.push(Problem::new(
+            "jwt",
+            "enabled, but no keys, jwks_file or jwks_url",
+        ));
+    }
+    for (i, k) in j.keys.iter().enumerate() {
+        let path = format!("jwt.keys[{i}]");
+        if !JWT_ALGORITHMS.contains(&k.alg.as_str()) {
+            p.push(Problem::new(
+                format!("{path}.alg"),
+                format!("unknown algorithm `{}`", k.alg),
+            ));
+        } else if !j.algorithms.contains(&k.alg) {
+            p.push(Problem::new(
+                format!("{path}.alg"),
+                format!("`{}` is not in jwt.algorithms", k.alg),
+            ));
+        }
+        let sources = [k.pem_file.is_some(), k.secret.is_some(), k.jwk.is_some()];
+        if sources.iter().filter(|s| **s).count() != 1 {
+            p.push(Problem::new(
+                path.clone(),
+                "exactly one of pem_file, secret or jwk is required",
+            ));
+        }
+        let hmac = k.alg.starts_with("HS");
+        if k.secret.is_some() && !hmac {
+            p.push(Problem::new(
+                format!("{path}.secret"),
+                "a secret is only for HS* algorithms",
+            ));
+        }
+        if hmac && (k.pem_file.is_some()) {
+            p.push(Problem::new(
+                format!("{path}.pem_file"),
+                "HS* algorithms take a secret",
+            ));
+        }
+        if let Some(f) = &k.pem_file {
+            if !f.is_file() {
+                p.push(Problem::new(
+                    format!("{path}.pem_file"),
+                    format!("file {} does not exist", f.display()),
+                ));
+            }
+        }
+    }
+    if let Some(u) = &j.jwks_url {
+        if !(u.starts_with("http://") || u.starts_with("https://")) {
+            p.push(Problem::new(
+                "jwt.jwks_url",
+                "must start with http:// or https://",
+            ));
+        }
+    }
+    if let Some(issue) = &j.issue {
+        if !JWT_ALGORITHMS.contains(&issue.alg.as_str()) {
+            p.push(Problem::new(
+                "jwt.issue.alg",
+                format!("unknown algorithm `{}`", issue.alg),
+            ));
+        }
+        let hmac = issue.alg.starts_with("HS");
+        match (
+            hmac,
+            issue.secret.is_some(),
+            issue.private_key_file.is_some(),
+        ) {
+            (true, true, false) | (false, false, true) => {}
+            (true, _, _) => p.push(Problem::new(
+                "jwt.issue",
+                "HS* algorithms need `secret` (and no private_key_file)",
+            )),
+            (false, _, _) => p.push(Problem::new(
+                "jwt.issue",
+                "asymmetric algorithms need `private_key_file` (and no secret)",
+            )),
+        }
+    }
+}
+
+fn tiers(c: &Config, p: &mut Vec<Problem>) {
+    if c.tiers.is_empty() {
+        p.push(Problem::new("tiers", "at least one tier is required"));
+    }
+    for (name, t) in &c.tiers {
+        let path = format!("tiers.{name}");
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            p.push(Problem::new(
+                path.clone(),
+                "tier names are letters, digits, _ and -",
+            ));
+        }
+        let windows = [
+            ("per_second", t.per_second),
+            ("per_minute", t.per_minute),
+            ("per_hour", t.per_hour),
+            ("per_day", t.per_day),
+        ];
+        if windows.iter().all(|(_, v)| v.is_none()) {
+            p.push(Problem::new(
+                path.clone(),
+                "needs at least one of per_second, per_minute, per_hour, per_day",
+            ));
+        }
+        for (w, v) in windows {
+            if v == Some(0) {
+                p.push(Problem::new(format!("{path}.{w}"), "must be at least 1"));
+            }
+        }
+    }
+    if !c.tiers.contains_key(&c.default_tier) {
+        p.push(Problem::new(
+            "default_tier",
+            format!("`{}` is not a tier", c.default_tier),
+        ));
+    }
+}
+
+fn rate_limit(r: &RateLimitConfig, p: &mut Vec<Problem>) {
+    match (&r.backend, &r.redis_url) {
+        (LimitBackend::Redis, None) => p.push(Problem::new(
+            "rate_limit.redis_url",
+            "required for backend redis",
+        )),
+        (_, Some(u))
+            if !(u.starts_with("redis://")
+                || u.starts_with("rediss://")
+                || u.starts_with("redis+sentinel://")
+                || u.starts_with("redis+cluster://")) =>
+        {
+            p.push(Problem::new(
+                "rate_limit.redis_url",
+                "must start with redis:// or rediss://",
+            ))
+        }
+        _ => {}
+    }
+}
+
+fn routes(routes: &[RouteConfig], p: &mut Vec<Problem>) {
+    for (i, r) in routes.iter().enumerate() {
+        let path = format!("routes[{i}]");
+        if !r.path.starts_with('/') {
+            p.push(Problem::new(format!("{path}.path"), "must start with /"));
+        }
+        let star = r.path.find('*');
+        if star.is_some_and(|s| !r.path.ends_with("/*") || s != r.path.len() - 1) {
+            p.push(Problem::new(
+                format!("{path}.path"),
+                "`*` is only allowed as a trailing /*",
+            ));
+        }
+        for (j, m) in r.methods.iter().enumerate() {
+            if !METHODS.contains(&m.to_ascii_uppercase().as_str()) {
+                p.push(Problem::new(
+                    format!("{path}.methods[{j}]"),
+                    format!("unknown method `{m}`"),
+                ));
+            }
+        }
+        for (j, s) in r.scopes.iter().enumerate() {
+            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_graphic()) {
+                p.push(Problem::new(
+                    format!("{path}.scopes[{j}]"),
+                    "scopes are non-empty visible ASCII",
+                ));
+            }
+        }
+        if r.auth == RouteAuth::None && !r.scopes.is_empty() {
+            p.push(Problem::new(
+                format!("{path}.scopes"),
+                "a route with auth: none cannot require scopes",
+            ));
+        }
+        if r.auth == RouteAuth::None && r.cost > 0 {
+            p.push(Problem::new(
+                format!("{path}.cost"),
+                "a route with auth: none cannot cost credits",
+            ));
+        }
+    }
+}
+
+fn forward(f: &ForwardConfig, p: &mut Vec<Problem>) {
+    let h = &f.headers;
+    let named = [
+        ("subject", &h.subject),
+        ("key_id", &h.key_id),
+        ("org", &h.org),
+        ("tier", &h.tier),
+        ("scopes", &h.scopes),
+        ("environment", &h.environment),
+        ("method", &h.method),
+    ];
+    for (i, (field, value)) in named.iter().enumerate() {
+        let Some(v) = value else { continue };
+        if !is_header_name(v) {
+            p.push(Problem::new(
+                format!("forward.headers.{field}"),
+                format!("`{v}` is not a header name"),
+            ));
+        }
+        if named[..i]
+            .iter()
+            .any(|(_, o)| o.as_deref().is_some_and(|o| o.eq_ignore_ascii_case(v)))
+        {
+            p.push(Problem::new(
+                format!("forward.headers.{field}"),
+                "duplicate header name",
+            ));
+        }
+    }
+}
+
+fn management(m: &ManagementConfig, p: &mut Vec<Problem>) {
+    let ok = m.prefix.starts_with('/')
+        && m.prefix.len() > 1
+        && !m.prefix.ends_with('/')
+        && m.prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b));
+    if !ok {
+        p.push(Problem::new(
+            "management.prefix",
+            "must look like /v1 (leading /, no trailing /)",
+        ));
+    }
+}

@@ -1,0 +1,19 @@
+//! keygate: a reverse-proxy auth sidecar on Pingora.
+//!
+//! The crate's map, one line per module:
+
+#![forbid(unsafe_code)]
+
+pub mod admin; // /health, /ready, /metrics on the admin listener
+pub mod auth; // credentials, API-key format, key cache, verification, Principal
+pub mod clock; // injected time
+pub mod commands; // what each CLI subcommand does
+pub mod config; // the YAML config: types, durations, ${VAR}, validation
+pub mod demo; // the echo upstream for the quickstart and tests
+pub mod error; // contract errors -> status, JSON body, headers
+pub mod limit; // fixed windows, limiter backends, per-IP limits
+pub mod metrics; // every Prometheus metric
+pub mod proxy; // the Pingora ProxyHttp implementation and its steps
+pub mod runtime; // the compiled config the request path reads
+pub mod server; // assembles and runs the Pingora server
+pub mod store; // KeyStore trait and backends

@@ -1,0 +1,199 @@
+//! Per-process fixed-window counters, exact under any concurrency.
+//!
+//! Each limited identity (key id, client IP) has one small state guarded by its map
+//! shard's lock; a decision reads and updates all of its windows under that lock, so
+//! a request refused by one window consumes nothing in the others, and a limit of N
+//! admits exactly N per window.
+
+use super::window::{secs_until, LimitDecision, TierLimits, Window, WindowLimit, WindowState};
+use dashmap::DashMap;
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Slot {
+    start_ms: u64,
+    count: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counter {
+    slots: [Slot; 4],
+    blocked_until_ms: u64,
+    /// The window instance whose exhaustion started the current block, so that
+    /// refusals inside that same instance never restart the lockout.
+    block_origin: Option<(Window, u64)>,
+}
+
+impl Counter {
+    fn roll(&mut self, now_ms: u64) {
+        for w in Window::ALL {
+            let start = w.start(now_ms);
+            let slot = &mut self.slots[w as usize];
+            if slot.start_ms != start {
+                *slot = Slot {
+                    start_ms: start,
+                    count: 0,
+                };
+            }
+        }
+    }
+
+    fn states(&self, limits: &[WindowLimit], now_ms: u64) -> Vec<WindowState> {
+        limits
+            .iter()
+            .map(|l| {
+                let slot = self.slots[l.window as usize];
+                let count = if slot.start_ms == l.window.start(now_ms) {
+                    slot.count
+                } else {
+                    0
+                };
+                WindowState {
+                    window: l.window,
+                    limit: l.limit,
+                    remaining: l.limit.saturating_sub(count),
+                    reset_at_ms: l.window.reset_at(now_ms),
+                }
+            })
+            .collect()
+    }
+
+    fn is_stale(&self, now_ms: u64) -> bool {
+        self.blocked_until_ms <= now_ms
+            && Window::ALL.iter().all(|w| {
+                self.slots[*w as usize].start_ms != w.start(now_ms)
+                    || self.slots[*w as usize].count == 0
+            })
+    }
+}
+
+/// In-memory counters for every limited identity.
+#[derive(Debug, Default)]
+pub struct MemoryLimiter {
+    counters: DashMap<String, Counter>,
+}
+
+impl MemoryLimiter {
+    /// An empty limiter.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Admits and counts one request for `key` if every window has room and no block
+    /// is in force; otherwise refuses and counts nothing.
+    pub fn check(&self, key: &str, tier: &TierLimits, now_ms: u64) -> LimitDecision {
+        self.check_windows(key, &tier.windows, tier.block, now_ms)
+    }
+
+    /// [`Self::check`] for an explicit list of windows.
+    pub fn check_windows(
+        &self,
+        key: &str,
+        limits: &[WindowLimit],
+        block: Duration,
+        now_ms: u64,
+    ) -> LimitDecision {
+        let mut entry = match self.counters.get_mut(key) {
+            Some(e) => e,
+            None => self.counters.entry(key.to_string()).or_default(),
+        };
+        let c = entry.value_mut();
+        c.roll(now_ms);
+        if c.blocked_until_ms > now_ms {
+            let retry = secs_until(now_ms, c.blocked_until_ms);
+            return LimitDecision {
+                allowed: false,
+                retry_after_secs: retry,
+                windows: c.states(limits, now_ms),
+            };
+        }
+        let exhausted = limits
+            .iter()
+            .filter(|l| c.slots[l.window as usize].count >= l.limit)
+            .max_by_key(|l| l.window);
+        if let Some(l) = exhausted {
+            let mut retry_at = limits
+                .iter()
+                .filter(|l| c.slots[l.window as usize].count >= l.limit)
+                .map(|l| l.window.reset_at(now_ms))
+                .max()
+                .unwrap_or(now_ms);
+            let origin = (l.window, l.window.start(now_ms));
+            if !block.is_zero() && c.block_origin != Some(origin) {
+                c.blocked_until_ms = now_ms + block.as_millis() as u64;
+                c.block_origin = Some(origin);
+                retry_at = retry_at.max(c.blocked_until_ms);
+            }
+            return LimitDecision {
+                allowed: false,
+                retry_after_secs: secs_until(now_ms, retry_at),
+                windows: c.states(limits, now_ms),
+            };
+        }
+        for l in limits {
+            c.slots[l.window as usize].count += 1;
+        }
+        LimitDecision {
+            allowed: true,
+            retry_after_secs: 0,
+            windows: c.states(limits, now_ms),
+        }
+    }
+
+    /// Where `key` stands, without counting anything.
+    pub fn peek(&self, key: &str, limits: &[WindowLimit], now_ms: u64) -> LimitDecision {
+        let blocked_until = self.counters.get(key).map_or(0, |c| c.blocked_until_ms);
+        let windows = match self.counters.get(key) {
+            Some(c) => c.states(limits, now_ms),
+            None => Counter::default().states(limits, now_ms),
+        };
+        let exhausted = windows
+            .iter()
+            .filter(|w| w.remaining == 0)
+            .map(|w| w.reset_at_ms)
+            .max();
+        let blocked = blocked_until > now_ms;
+        let allowed = !blocked && exhausted.is_none();
+        let retry_at = exhausted
+            .unwrap_or(0)
+            .max(if blocked { blocked_until } else { 0 });
+        LimitDecision {
+            allowed,
+            retry_after_secs: if allowed {
+                0
+            } else {
+                secs_until(now_ms, retry_at)
+            },
+            windows,
+        }
+    }
+
+    /// Counts one event for `key` in `window` without any check (failed logins).
+    pub fn record(&self, key: &str, window: Window, now_ms: u64) {
+        let mut entry = match self.counters.get_mut(key) {
+            Some(e) => e,
+            None => self.counters.entry(key.to_string()).or_default(),
+        };
+        let c = entry.value_mut();
+        c.roll(now_ms);
+        c.slots[window as usize].count += 1;
+    }
+
+    /// Drops identities with nothing counted in any current window and no block.
+    pub fn sweep(&self, now_ms: u64) {
+        self.counters.retain(|_, c| !c.is_stale(now_ms));
+    }
+
+    /// Number of identities tracked.
+    pub fn len(&self) -> usize {
+        self.counters.len()
+    }
+
+    /// True when nothing is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.counters.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests;

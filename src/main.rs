@@ -1,0 +1,262 @@
+//! The `keygate` command line: parses arguments and calls into the library.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use keygate::commands::{self, CommandError, CreateKey};
+use keygate::config;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// A reverse-proxy auth sidecar: API keys, JWTs, tiered rate limits, scopes, credits.
+#[derive(Parser)]
+#[command(name = "keygate", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy and the admin listener until SIGTERM/SIGINT.
+    Serve {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Log format on stderr.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Validate a config file: exit 0, or exit 2 listing every problem.
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Manage API keys in the configured store.
+    Keys {
+        #[command(subcommand)]
+        command: Box<KeysCommand>,
+    },
+    /// Run a tiny echo server to stand in for an API (quickstart and tests).
+    DemoUpstream {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:3000")]
+        listen: String,
+    },
+}
+
+#[derive(Args)]
+struct ConfigArg {
+    /// Config file.
+    #[arg(short, long = "config", default_value = "conf/keygate.yaml")]
+    config: PathBuf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key; prints it once, with its id.
+    Create {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Human name.
+        #[arg(long)]
+        name: String,
+        /// Tier (one of the config's tiers).
+        #[arg(long)]
+        tier: String,
+        /// Comma-separated scopes.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// Environment: live or test.
+        #[arg(long, default_value = "live")]
+        env: String,
+        /// Organisation.
+        #[arg(long)]
+        org: Option<String>,
+        /// Owning user.
+        #[arg(long)]
+        owner: Option<String>,
+        /// Credits; the key is unmetered without this.
+        #[arg(long)]
+        credits: Option<i64>,
+        /// Lifetime, e.g. 30d.
+        #[arg(long)]
+        expires_in: Option<String>,
+        /// Allowed client network (CIDR or IP); repeatable or comma-separated.
+        #[arg(long = "allow-ip", value_delimiter = ',')]
+        allow_ip: Vec<String>,
+        /// Print JSON (the key object plus `key`).
+        #[arg(long)]
+        json: bool,
+    },
+    /// List keys (never their secrets).
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one key.
+    Show {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Key id.
+        id: String,
+    },
+    /// Revoke a key.
+    Revoke {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Key id.
+        id: String,
+    },
+    /// Give a key a new secret (same id and settings); the old secret stops working.
+    Regenerate {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Key id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the `sha256:<hex>` line used by the file store.
+    Hash {
+        /// The key.
+        key: String,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,keygate=info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+fn with_key(record: &keygate::store::KeyRecord, key: &str) -> String {
+    let mut v = serde_json::to_value(record).unwrap_or_default();
+    v["key"] = serde_json::Value::String(key.to_string());
+    to_json(&v)
+}
+
+fn run(cli: Cli) -> Result<String, CommandError> {
+    match cli.command {
+        Command::Serve { config, log_format } => {
+            init_logging(log_format);
+            let c = config::load(&config.config)?;
+            keygate::server::serve(c)?;
+            Ok(String::new())
+        }
+        Command::Check { config } => commands::check(&config.config),
+        Command::DemoUpstream { listen } => keygate::demo::run_echo(&listen)
+            .map(|_| String::new())
+            .map_err(|e| CommandError::Runtime(format!("demo upstream on {listen}: {e}"))),
+        Command::Keys { command } => keys(*command),
+    }
+}
+
+fn keys(command: KeysCommand) -> Result<String, CommandError> {
+    match command {
+        KeysCommand::Create {
+            config,
+            name,
+            tier,
+            scopes,
+            env,
+            org,
+            owner,
+            credits,
+            expires_in,
+            allow_ip,
+            json,
+        } => {
+            let c = config::load(&config.config)?;
+            let opts = CreateKey {
+                name,
+                tier,
+                scopes,
+                env,
+                org,
+                owner,
+                credits,
+                expires_in,
+                allow_ips: allow_ip,
+            };
+            let (record, key) = commands::keys_create(&c, &opts)?;
+            Ok(if json {
+                with_key(&record, &key)
+            } else {
+                format!(
+                    "id:  {}\nkey: {key}\nStore the key now: it is not shown again.",
+                    record.id
+                )
+            })
+        }
+        KeysCommand::List { config, json } => {
+            let c = config::load(&config.config)?;
+            let keys = commands::keys_list(&c)?;
+            Ok(if json {
+                to_json(&serde_json::json!({ "api_keys": keys, "total": keys.len() }))
+            } else if keys.is_empty() {
+                "no keys".into()
+            } else {
+                keys.iter()
+                    .map(commands::list_line)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
+        KeysCommand::Show { config, id } => Ok(to_json(&commands::keys_show(
+            &config::load(&config.config)?,
+            &id,
+        )?)),
+        KeysCommand::Revoke { config, id } => {
+            let r = commands::keys_revoke(&config::load(&config.config)?, &id)?;
+            Ok(format!("revoked {}", r.id))
+        }
+        KeysCommand::Regenerate { config, id, json } => {
+            let (record, key) = commands::keys_regenerate(&config::load(&config.config)?, &id)?;
+            Ok(if json {
+                with_key(&record, &key)
+            } else {
+                format!(
+                    "id:  {}\nkey: {key}\nThe previous secret no longer works.",
+                    record.id
+                )
+            })
+        }
+        KeysCommand::Hash { key } => Ok(commands::keys_hash(&key)),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(out) => {
+            if !out.is_empty() {
+                println!("{out}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("keygate: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

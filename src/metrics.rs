@@ -1,0 +1,152 @@
+//! Every metric keygate exports, in one place. Labels are bounded: routes are the
+//! configured route names, never raw paths; keys and tokens never appear.
+
+use once_cell::sync::Lazy;
+use prometheus::{
+    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge,
+    register_int_gauge_vec, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+};
+
+/// Latency buckets in seconds, from 100 µs to 30 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
+];
+
+/// Requests by route, outcome and status.
+pub static REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "keygate_requests_total",
+        "Requests handled, by route, outcome (allowed, unauthorized, forbidden, rate_limited, no_credits, upstream_error, bad_request, unavailable) and status.",
+        &["route", "outcome", "status"]
+    )
+    .expect("metric keygate_requests_total registers once")
+});
+
+/// Authentication and authorization decisions by reason and tier.
+pub static DECISIONS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "keygate_decisions_total",
+        "Access decisions by reason (allowed, missing, invalid, ambiguous, expired, revoked, ip, scope, environment, ip_rate_limited, failed_auth_limited, rate_limited, no_credits, store_error) and tier.",
+        &["reason", "tier"]
+    )
+    .expect("metric keygate_decisions_total registers once")
+});
+
+/// Whole-request latency.
+pub static REQUEST_DURATION: Lazy<HistogramVec> = Lazy::new(|| {
+    register_histogram_vec!(
+        "keygate_request_duration_seconds",
+        "Time from request start to the end of the response, by route.",
+        &["route"],
+        LATENCY_BUCKETS.to_vec()
+    )
+    .expect("metric keygate_request_duration_seconds registers once")
+});
+
+/// Upstream latency (time to the upstream's response header).
+pub static UPSTREAM_DURATION: Lazy<HistogramVec> = Lazy::new(|| {
+    register_histogram_vec!(
+        "keygate_upstream_duration_seconds",
+        "Time from the start of proxying to the upstream's response header, by route.",
+        &["route"],
+        LATENCY_BUCKETS.to_vec()
+    )
+    .expect("metric keygate_upstream_duration_seconds registers once")
+});
+
+/// Key-cache hits.
+pub static KEY_CACHE_HITS: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "keygate_key_cache_hits_total",
+        "API-key lookups answered by the cache."
+    )
+    .expect("metric keygate_key_cache_hits_total registers once")
+});
+
+/// Negative-cache hits (unknown keys remembered).
+pub static KEY_CACHE_NEGATIVE_HITS: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "keygate_key_cache_negative_hits_total",
+        "API-key lookups answered by the negative cache (key known not to exist)."
+    )
+    .expect("metric keygate_key_cache_negative_hits_total registers once")
+});
+
+/// Key-cache misses (store asked).
+pub static KEY_CACHE_MISSES: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "keygate_key_cache_misses_total",
+        "API-key lookups that went to the store."
+    )
+    .expect("metric keygate_key_cache_misses_total registers once")
+});
+
+/// Keys held in the cache.
+pub static KEY_CACHE_SIZE: Lazy<IntGauge> = Lazy::new(|| {
+    register_int_gauge!(
+        "keygate_key_cache_size",
+        "Known keys held in the key cache."
+    )
+    .expect("metric keygate_key_cache_size registers once")
+});
+
+/// Store queries by operation and result.
+pub static STORE_QUERIES: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "keygate_store_queries_total",
+        "Key-store queries made on the request path, by operation and result.",
+        &["op", "result"]
+    )
+    .expect("metric keygate_store_queries_total registers once")
+});
+
+/// Rate-limit backend errors.
+pub static RATELIMIT_BACKEND_ERRORS: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "keygate_ratelimit_backend_errors_total",
+        "Rate-limit decisions the backend failed to make."
+    )
+    .expect("metric keygate_ratelimit_backend_errors_total registers once")
+});
+
+/// Config reloads by result.
+pub static CONFIG_RELOADS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "keygate_config_reloads_total",
+        "Configuration reloads, by result (ok, error).",
+        &["result"]
+    )
+    .expect("metric keygate_config_reloads_total registers once")
+});
+
+/// Build information.
+pub static BUILD_INFO: Lazy<IntGaugeVec> = Lazy::new(|| {
+    register_int_gauge_vec!(
+        "keygate_build_info",
+        "keygate version; always 1.",
+        &["version"]
+    )
+    .expect("metric keygate_build_info registers once")
+});
+
+/// Registers every metric so that `/metrics` lists them (with zero values) from
+/// the first scrape.
+pub fn init() {
+    BUILD_INFO
+        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1);
+    Lazy::force(&REQUESTS);
+    Lazy::force(&DECISIONS);
+    Lazy::force(&REQUEST_DURATION);
+    Lazy::force(&UPSTREAM_DURATION);
+    Lazy::force(&KEY_CACHE_HITS);
+    Lazy::force(&KEY_CACHE_NEGATIVE_HITS);
+    Lazy::force(&KEY_CACHE_MISSES);
+    Lazy::force(&KEY_CACHE_SIZE);
+    Lazy::force(&STORE_QUERIES);
+    Lazy::force(&RATELIMIT_BACKEND_ERRORS);
+    for result in ["ok", "error"] {
+        CONFIG_RELOADS.with_label_values(&[result]);
+    }
+}

@@ -1,0 +1,173 @@
+//! The access decision, as one straight chain that stops at the first refusal:
+//! route → client-IP limit → credential → verify → key status → environment →
+//! scopes → tier limits → credits (contract section 3).
+
+use super::path::normalize;
+use super::routes::Route;
+use crate::auth::credentials::extract;
+use crate::auth::verify::{check_record, principal_of, KeyVerifier};
+use crate::auth::Principal;
+use crate::clock::Clock;
+use crate::config::{RouteAuth, RouteEnvironment};
+use crate::error::GateError;
+use crate::limit::{LimitDecision, Limiter};
+use crate::metrics;
+use crate::runtime::Runtime;
+use crate::store::{Debit, KeyStore, StoreError};
+use chrono::{TimeZone, Utc};
+use http::{HeaderMap, Method, Uri};
+use std::net::IpAddr;
+
+/// What the decision learned, kept for the response and the logs even on refusal.
+#[derive(Debug, Default)]
+pub struct Decision {
+    /// Index of the matched route.
+    pub route: usize,
+    /// True when the matched route needs no credential.
+    pub public: bool,
+    /// The authenticated caller, once known.
+    pub principal: Option<Principal>,
+    /// Where the caller stands against its tier, once known.
+    pub limit: Option<LimitDecision>,
+}
+
+/// The services a decision consults.
+pub struct Deciders<'a> {
+    /// Compiled config.
+    pub rt: &'a Runtime,
+    /// Key lookups.
+    pub verifier: &'a KeyVerifier,
+    /// Credit debits.
+    pub store: &'a dyn KeyStore,
+    /// Counters.
+    pub limiter: &'a dyn Limiter,
+    /// Time.
+    pub clock: &'a dyn Clock,
+}
+
+impl Deciders<'_> {
+    /// Runs the chain for one request. On refusal `out` still holds what was learned
+    /// (the principal and limit state, for `X-RateLimit-*` on the error response).
+    pub async fn decide(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        client_ip: Option<IpAddr>,
+        out: &mut Decision,
+    ) -> Result<(), GateError> {
+        let rt = self.rt;
+        let path = normalize(uri.path()).map_err(GateError::BadRequest)?;
+        if let Some(prefix) = &rt.management_prefix {
+            let under = path
+                .strip_prefix(prefix.as_str())
+                .is_some_and(|r| r.is_empty() || r.starts_with('/'));
+            if under {
+                return Err(GateError::NotFound);
+            }
+        }
+        let (index, route) = rt.routes.find(method, &path);
+        out.route = index;
+        out.public = route.auth == RouteAuth::None;
+        if let Some(ip) = client_ip {
+            match rt.ip_limits.admit(self.limiter, ip).await {
+                Ok(Some(retry_after)) => return Err(GateError::IpRateLimited { retry_after }),
+                Ok(None) => {}
+                Err(e) => limiter_failed(&e),
+            }
+        }
+        if out.public {
+            return Ok(());
+        }
+        if let Some(ip) = client_ip {
+            match rt.ip_limits.failures_exceeded(self.limiter, ip).await {
+                Ok(Some(retry_after)) => return Err(GateError::TooManyFailures { retry_after }),
+                Ok(None) => {}
+                Err(e) => limiter_failed(&e),
+            }
+        }
+        let credential = extract(&rt.sources, headers, uri.query())?;
+        let record = self
+            .verifier
+            .lookup(&credential.value, &rt.key_format)
+            .await?;
+        let now = Utc
+            .timestamp_millis_opt(self.clock.now_ms() as i64)
+            .single()
+            .unwrap_or_else(Utc::now);
+        check_record(&record, now, client_ip)?;
+        let tier = rt.tier(&record.tier).clone();
+        out.principal = Some(principal_of(&record, &tier.name));
+        let principal = out.principal.as_ref().ok_or(GateError::Internal)?;
+        if let Err(e) = authorize(route, principal) {
+            out.limit = self
+                .limiter
+                .peek(&principal.limit_key, &tier.windows)
+                .await
+                .ok();
+            return Err(e);
+        }
+        let decision = match self
+            .limiter
+            .check(&principal.limit_key, &tier.windows, tier.block)
+            .await
+        {
+            Ok(d) => d,
+            Err(e) => {
+                limiter_failed(&e);
+                return Err(GateError::BackendUnavailable);
+            }
+        };
+        let allowed = decision.allowed;
+        let retry_after = decision.retry_after_secs;
+        out.limit = Some(decision);
+        if !allowed {
+            return Err(GateError::RateLimited { retry_after });
+        }
+        if route.cost > 0 && principal.credits.is_some() {
+            let key_id = principal.key_id.as_deref().unwrap_or_default();
+            let debit = self.store.debit_credits(key_id, route.cost).await;
+            metrics::STORE_QUERIES
+                .with_label_values(&["debit_credits", if debit.is_ok() { "ok" } else { "error" }])
+                .inc();
+            match debit {
+                Ok(Debit::Done { .. }) | Ok(Debit::Unmetered) => {}
+                Ok(Debit::Insufficient { remaining }) => {
+                    return Err(GateError::InsufficientCredits {
+                        remaining,
+                        cost: route.cost,
+                    })
+                }
+                Err(StoreError::NotFound(_)) => return Err(GateError::InvalidKey),
+                Err(e) => {
+                    tracing::warn!(error = %e, "credit debit failed");
+                    return Err(GateError::BackendUnavailable);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Route-level authorization of a known caller: environment, then scopes.
+pub fn authorize(route: &Route, p: &Principal) -> Result<(), GateError> {
+    let env = p.environment.as_str();
+    match route.environment {
+        RouteEnvironment::Live if env != "live" => {
+            return Err(GateError::WrongEnvironment { required: "live" })
+        }
+        RouteEnvironment::Test if env != "test" => {
+            return Err(GateError::WrongEnvironment { required: "test" })
+        }
+        _ => {}
+    }
+    match route.scopes.iter().find(|s| !p.has_scope(s)) {
+        Some(missing) => Err(GateError::MissingScope(missing.clone())),
+        None => Ok(()),
+    }
+}
+
+fn limiter_failed(e: &crate::limit::LimitError) {
+    metrics::RATELIMIT_BACKEND_ERRORS.inc();
+    tracing::warn!(error = %e, "rate-limit backend error");
+}

@@ -1,0 +1,254 @@
+//! What the upstream sees: credentials stripped, spoofed identity removed, the
+//! caller's identity added, `X-Forwarded-For` and `X-Request-Id` set.
+
+use crate::auth::credentials::{bearer_token, Source};
+use crate::auth::Principal;
+use crate::config::ForwardConfig;
+use http::header::AUTHORIZATION;
+use http::HeaderName;
+use pingora::http::RequestHeader;
+use std::net::IpAddr;
+
+/// Which principal field an identity header carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Field {
+    Subject,
+    KeyId,
+    Org,
+    Tier,
+    Scopes,
+    Environment,
+    Method,
+}
+
+/// The compiled `forward:` section plus the credential sources to strip.
+#[derive(Clone, Debug)]
+pub struct ForwardPlan {
+    identity: Vec<(HeaderName, Field)>,
+    strip_credentials: bool,
+    credential_headers: Vec<HeaderName>,
+    strip_bearer: bool,
+    credential_params: Vec<String>,
+}
+
+impl ForwardPlan {
+    /// Compiles `forward:` for the given credential sources.
+    pub fn new(c: &ForwardConfig, sources: &[Source]) -> Self {
+        let h = &c.headers;
+        let identity = [
+            (&h.subject, Field::Subject),
+            (&h.key_id, Field::KeyId),
+            (&h.org, Field::Org),
+            (&h.tier, Field::Tier),
+            (&h.scopes, Field::Scopes),
+            (&h.environment, Field::Environment),
+            (&h.method, Field::Method),
+        ]
+        .into_iter()
+        .filter_map(|(name, f)| {
+            name.as_deref()
+                .and_then(|n| HeaderName::from_bytes(n.to_ascii_lowercase().as_bytes()).ok())
+                .map(|n| (n, f))
+        })
+        .collect();
+        ForwardPlan {
+            identity,
+            strip_credentials: c.strip_credentials,
+            credential_headers: sources
+                .iter()
+                .filter_map(|s| match s {
+                    Source::Header(n) => Some(n.clone()),
+                    _ => None,
+                })
+                .collect(),
+            strip_bearer: sources.contains(&Source::Bearer),
+            credential_params: sources
+                .iter()
+                .filter_map(|s| match s {
+                    Source::Query(n) => Some(n.clone()),
+                    _ => None,
+                })
+                .collect(),
+        }
+    }
+
+    /// Rewrites `req` for the upstream. `principal` is `None` on `auth: none` routes,
+    /// whose credentials pass untouched; identity headers sent by the client are
+    /// removed on every route so the upstream can always trust them.
+    pub fn apply(
+        &self,
+        req: &mut RequestHeader,
+        principal: Option<&Principal>,
+        client_ip: Option<IpAddr>,
+        request_id: &str,
+    ) -> pingora::Result<()> {
+        for (name, _) in &self.identity {
+            req.remove_header(name);
+        }
+        if let Some(p) = principal {
+            if self.strip_credentials {
+                self.strip(req)?;
+            }
+            for (name, field) in &self.identity {
+                let value = match field {
+                    Field::Subject => Some(p.subject.clone()),
+                    Field::KeyId => p.key_id.clone(),
+                    Field::Org => p.org.clone(),
+                    Field::Tier => Some(p.tier.clone()),
+                    Field::Scopes => Some(p.scopes.join(" ")),
+                    Field::Environment => Some(p.environment.as_str().to_string()),
+                    Field::Method => Some(p.method.as_str().to_string()),
+                };
+                if let Some(v) = value.filter(|v| http::HeaderValue::from_str(v).is_ok()) {
+                    req.insert_header(name.clone(), v)?;
+                }
+            }
+        }
+        if let Some(ip) = client_ip {
+            let xff = match req
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
+                _ => ip.to_string(),
+            };
+            req.insert_header("x-forwarded-for", xff)?;
+        }
+        req.insert_header("x-request-id", request_id)?;
+        Ok(())
+    }
+
+    fn strip(&self, req: &mut RequestHeader) -> pingora::Result<()> {
+        for name in &self.credential_headers {
+            req.remove_header(name);
+        }
+        if self.strip_bearer {
+            let keep: Vec<_> = req
+                .headers
+                .get_all(AUTHORIZATION)
+                .iter()
+                .filter(|v| bearer_token(v.as_bytes()).is_none())
+                .cloned()
+                .collect();
+            req.remove_header(&AUTHORIZATION);
+            for v in keep {
+                req.append_header(AUTHORIZATION, v)?;
+            }
+        }
+        if !self.credential_params.is_empty() {
+            if let Some(query) = req.uri.query() {
+                let kept: Vec<&str> = query
+                    .split('&')
+                    .filter(|pair| {
+                        let name = pair.split_once('=').map_or(*pair, |(k, _)| k);
+                        !self.credential_params.iter().any(|p| p == name)
+                    })
+                    .collect();
+                let path = req.uri.path();
+                let new = if kept.is_empty() {
+                    path.to_string()
+                } else {
+                    format!("{path}?{}", kept.join("&"))
+                };
+                if let Ok(uri) = new.parse::<http::Uri>() {
+                    req.set_uri(uri);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A request id: the client's when it is short visible ASCII, else a fresh one.
+pub fn request_id(incoming: Option<&[u8]>) -> String {
+    match incoming {
+        Some(v) if !v.is_empty() && v.len() <= 128 && v.iter().all(|b| b.is_ascii_graphic()) => {
+            String::from_utf8_lossy(v).into_owned()
+        }
+        _ => {
+            let n: u128 = rand::random();
+            format!("{n:032x}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::api_key::Environment;
+    use crate::auth::AuthMethod;
+
+    fn plan() -> ForwardPlan {
+        let sources: Vec<Source> = ["header:x-api-key", "bearer", "query:key"]
+            .iter()
+            .map(|s| Source::parse(s).unwrap())
+            .collect();
+        ForwardPlan::new(&ForwardConfig::default(), &sources)
+    }
+
+    fn principal() -> Principal {
+        Principal {
+            method: AuthMethod::ApiKey,
+            key_id: Some("key_1".into()),
+            subject: "user_1".into(),
+            org: None,
+            tier: "pro".into(),
+            scopes: vec!["a".into(), "b".into()],
+            environment: Environment::Live,
+            credits: None,
+            limit_key: "key:key_1".into(),
+        }
+    }
+
+    #[test]
+    fn credentials_go_and_identity_comes() {
+        let mut req = RequestHeader::build("GET", b"/x?key=secret&q=1", None).unwrap();
+        req.insert_header("x-api-key", "secret").unwrap();
+        req.append_header("authorization", "Bearer secret").unwrap();
+        req.append_header("authorization", "Basic dTpw").unwrap();
+        req.insert_header("x-auth-subject", "spoofed").unwrap();
+        req.insert_header("x-auth-org", "spoofed").unwrap();
+        req.insert_header("x-forwarded-for", "1.1.1.1").unwrap();
+        plan()
+            .apply(
+                &mut req,
+                Some(&principal()),
+                Some("10.0.0.1".parse().unwrap()),
+                "rid",
+            )
+            .unwrap();
+        assert!(req.headers.get("x-api-key").is_none());
+        let auth: Vec<_> = req.headers.get_all("authorization").iter().collect();
+        assert_eq!(auth, vec!["Basic dTpw"]);
+        assert_eq!(req.uri.to_string(), "/x?q=1");
+        assert_eq!(req.headers["x-auth-subject"], "user_1");
+        assert!(
+            req.headers.get("x-auth-org").is_none(),
+            "spoofed org removed, none to add"
+        );
+        assert_eq!(req.headers["x-auth-scopes"], "a b");
+        assert_eq!(req.headers["x-auth-method"], "api_key");
+        assert_eq!(req.headers["x-forwarded-for"], "1.1.1.1, 10.0.0.1");
+        assert_eq!(req.headers["x-request-id"], "rid");
+    }
+
+    #[test]
+    fn public_routes_keep_credentials_but_lose_spoofed_identity() {
+        let mut req = RequestHeader::build("GET", b"/health?key=k", None).unwrap();
+        req.insert_header("x-api-key", "k").unwrap();
+        req.insert_header("x-auth-tier", "enterprise").unwrap();
+        plan().apply(&mut req, None, None, "rid").unwrap();
+        assert_eq!(req.headers["x-api-key"], "k");
+        assert_eq!(req.uri.to_string(), "/health?key=k");
+        assert!(req.headers.get("x-auth-tier").is_none());
+    }
+
+    #[test]
+    fn request_ids_are_kept_when_sane() {
+        assert_eq!(request_id(Some(b"abc-123")), "abc-123");
+        assert_eq!(request_id(None).len(), 32);
+        assert_eq!(request_id(Some(b"has space")).len(), 32);
+        assert_eq!(request_id(Some(&[b'a'; 200])).len(), 32);
+    }
+}

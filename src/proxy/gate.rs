@@ -1,0 +1,362 @@
+//! [`Gate`]: keygate's Pingora `ProxyHttp` implementation. Each phase is short and
+//! delegates: `request_filter` runs [`super::decide`], `upstream_request_filter`
+//! applies [`super::forward`], `response_filter` adds rate-limit headers, `logging`
+//! records metrics and the access line.
+
+use super::decide::{Deciders, Decision};
+use super::forward::request_id;
+use super::limit_headers::rate_limit_headers;
+use crate::auth::api_key::Environment;
+use crate::auth::verify::KeyVerifier;
+use crate::clock::Clock;
+use crate::error::GateError;
+use crate::limit::Limiter;
+use crate::metrics;
+use crate::runtime::{Runtime, Upstream};
+use crate::store::KeyStore;
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::HttpPeer;
+use pingora::{Error, ErrorSource, ErrorType};
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// State shared by every request: the swappable runtime and the long-lived services.
+pub struct Shared {
+    /// Compiled config; replaced whole on reload.
+    pub runtime: ArcSwap<Runtime>,
+    /// API-key verification (with its cache).
+    pub verifier: KeyVerifier,
+    /// The key store.
+    pub store: Arc<dyn KeyStore>,
+    /// Rate-limit counters.
+    pub limiter: Arc<dyn Limiter>,
+    /// Time source.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The proxy.
+pub struct Gate {
+    shared: Arc<Shared>,
+}
+
+impl Gate {
+    /// A gate over `shared`.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Gate { shared }
+    }
+}
+
+/// Per-request state.
+pub struct RequestCtx {
+    start: Instant,
+    rt: Arc<Runtime>,
+    decision: Decision,
+    error: Option<GateError>,
+    request_id: String,
+    client_ip: Option<IpAddr>,
+    upstream_start: Option<Instant>,
+    upstream_time: Option<Duration>,
+}
+
+fn client_ip(session: &Session) -> Option<IpAddr> {
+    let ip = session.client_addr()?.as_inet()?.ip();
+    Some(match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    })
+}
+
+impl Gate {
+    /// Writes `err` as the contract's JSON error, with rate-limit headers when the
+    /// caller is known.
+    async fn respond(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+        err: &GateError,
+    ) -> pingora::Result<()> {
+        let body = err.body();
+        let mut resp = ResponseHeader::build(err.status(), Some(8))?;
+        resp.insert_header("Content-Type", "application/json")?;
+        resp.insert_header("Content-Length", body.len().to_string())?;
+        resp.insert_header("Cache-Control", "no-store")?;
+        for (name, value) in err.headers() {
+            resp.insert_header(name, value)?;
+        }
+        self.add_common_headers(&mut resp, ctx)?;
+        let head_only = session.req_header().method == http::Method::HEAD;
+        session
+            .write_response_header(Box::new(resp), head_only)
+            .await?;
+        if !head_only {
+            session
+                .write_response_body(Some(Bytes::from(body)), true)
+                .await?;
+        }
+        Ok(())
+    }
+
+    fn add_common_headers(
+        &self,
+        resp: &mut ResponseHeader,
+        ctx: &RequestCtx,
+    ) -> pingora::Result<()> {
+        if ctx.decision.principal.is_some() {
+            if let Some(d) = &ctx.decision.limit {
+                for (name, value) in
+                    rate_limit_headers(d, ctx.rt.header_style, self.shared.clock.now_ms())
+                {
+                    resp.insert_header(name, value)?;
+                }
+            }
+        }
+        resp.insert_header("X-Request-Id", ctx.request_id.as_str())?;
+        Ok(())
+    }
+
+    fn upstream_for(&self, ctx: &RequestCtx) -> Upstream {
+        let test_key = ctx
+            .decision
+            .principal
+            .as_ref()
+            .is_some_and(|p| p.environment == Environment::Test);
+        match (&ctx.rt.sandbox, test_key) {
+            (Some(s), true) => s.clone(),
+            _ => ctx.rt.upstream.clone(),
+        }
+    }
+}
+
+/// Maps a proxying failure to the contract error the client receives.
+fn proxy_error(e: &Error) -> Option<GateError> {
+    use ErrorType::*;
+    match e.esource() {
+        ErrorSource::Upstream => Some(match e.etype() {
+            ConnectTimedout | ReadTimedout | WriteTimedout | TLSHandshakeTimedout => {
+                GateError::GatewayTimeout
+            }
+            _ => GateError::BadGateway,
+        }),
+        ErrorSource::Downstream => match e.etype() {
+            ReadError | WriteError | ConnectionClosed => None,
+            _ => Some(GateError::BadRequest("Malformed request")),
+        },
+        ErrorSource::Internal | ErrorSource::Unset => match e.etype() {
+            HTTPStatus(code) if (400..500).contains(code) => {
+                Some(GateError::BadRequest("Malformed request"))
+            }
+            ConnectTimedout | ReadTimedout | WriteTimedout => Some(GateError::GatewayTimeout),
+            ConnectRefused | ConnectNoRoute | ConnectError | TLSHandshakeFailure => {
+                Some(GateError::BadGateway)
+            }
+            _ => Some(GateError::Internal),
+        },
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Gate {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> Self::CTX {
+        RequestCtx {
+            start: Instant::now(),
+            rt: self.shared.runtime.load_full(),
+            decision: Decision::default(),
+            error: None,
+            request_id: String::new(),
+            client_ip: None,
+            upstream_start: None,
+            upstream_time: None,
+        }
+    }
+
+    /// Decides the request. Returns `Ok(true)` after writing a refusal (the request
+    /// goes no further), `Ok(false)` to proxy it.
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut Self::CTX,
+    ) -> pingora::Result<bool> {
+        ctx.client_ip = client_ip(session);
+        ctx.request_id = request_id(
+            session
+                .req_header()
+                .headers
+                .get("x-request-id")
+                .map(|v| v.as_bytes()),
+        );
+        let shared = &*self.shared;
+        let deciders = Deciders {
+            rt: &ctx.rt,
+            verifier: &shared.verifier,
+            store: &*shared.store,
+            limiter: &*shared.limiter,
+            clock: &*shared.clock,
+        };
+        let req = session.req_header();
+        let result = deciders
+            .decide(
+                &req.method,
+                &req.uri,
+                &req.headers,
+                ctx.client_ip,
+                &mut ctx.decision,
+            )
+            .await;
+        let tier = ctx
+            .decision
+            .principal
+            .as_ref()
+            .map_or("none", |p| p.tier.as_str());
+        match result {
+            Ok(()) => {
+                if !ctx.decision.public {
+                    metrics::DECISIONS
+                        .with_label_values(&["allowed", tier])
+                        .inc();
+                }
+                Ok(false)
+            }
+            Err(err) => {
+                metrics::DECISIONS
+                    .with_label_values(&[err.reason(), tier])
+                    .inc();
+                if err.is_failed_authentication() {
+                    if let Some(ip) = ctx.client_ip {
+                        if let Err(e) = ctx.rt.ip_limits.record_failure(&*shared.limiter, ip).await
+                        {
+                            tracing::warn!(error = %e, "could not record failed authentication");
+                        }
+                    }
+                }
+                self.respond(session, ctx, &err).await?;
+                ctx.error = Some(err);
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut Self::CTX,
+    ) -> pingora::Result<Box<HttpPeer>> {
+        let up = self.upstream_for(ctx);
+        let mut peer = HttpPeer::new(up.addr, up.tls, up.sni);
+        peer.options.connection_timeout = Some(up.connect_timeout);
+        peer.options.total_connection_timeout = Some(up.connect_timeout);
+        peer.options.read_timeout = Some(up.read_timeout);
+        ctx.upstream_start = Some(Instant::now());
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut Self::CTX,
+    ) -> pingora::Result<()> {
+        let principal = if ctx.decision.public {
+            None
+        } else {
+            ctx.decision.principal.as_ref()
+        };
+        ctx.rt
+            .forward
+            .apply(upstream_request, principal, ctx.client_ip, &ctx.request_id)
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> pingora::Result<()> {
+        if let Some(start) = ctx.upstream_start {
+            ctx.upstream_time.get_or_insert_with(|| start.elapsed());
+        }
+        self.add_common_headers(upstream_response, ctx)
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut Self::CTX,
+    ) -> FailToProxy {
+        let Some(err) = proxy_error(e) else {
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
+        };
+        tracing::warn!(request_id = %ctx.request_id, error = %e, "proxying failed");
+        let code = err.status().as_u16();
+        if session.response_written().is_none() {
+            if let Err(write_err) = self.respond(session, ctx, &err).await {
+                tracing::debug!(error = %write_err, "could not write error response");
+            }
+        }
+        ctx.error = Some(err);
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
+        let route = ctx.rt.routes.get(ctx.decision.route).name.as_str();
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let outcome = match &ctx.error {
+            Some(e) => e.outcome(),
+            None if status >= 500 || status == 0 => "upstream_error",
+            None => "allowed",
+        };
+        let code_buf = itoa_status(status);
+        let status_label = std::str::from_utf8(&code_buf[..]).unwrap_or("0");
+        metrics::REQUESTS
+            .with_label_values(&[route, outcome, status_label])
+            .inc();
+        let elapsed = ctx.start.elapsed();
+        metrics::REQUEST_DURATION
+            .with_label_values(&[route])
+            .observe(elapsed.as_secs_f64());
+        if let Some(t) = ctx.upstream_time {
+            metrics::UPSTREAM_DURATION
+                .with_label_values(&[route])
+                .observe(t.as_secs_f64());
+        }
+        if tracing::enabled!(target: "keygate::access", tracing::Level::INFO) {
+            let req = session.req_header();
+            tracing::info!(
+                target: "keygate::access",
+                request_id = %ctx.request_id,
+                method = %req.method,
+                route,
+                outcome,
+                status,
+                key_id = ctx.decision.principal.as_ref().and_then(|p| p.key_id.as_deref()).unwrap_or("-"),
+                client = %ctx.client_ip.map(|i| i.to_string()).unwrap_or_default(),
+                latency_ms = elapsed.as_secs_f64() * 1000.0,
+            );
+        }
+    }
+}
+
+fn itoa_status(status: u16) -> [u8; 3] {
+    let s = status.min(999);
+    [
+        b'0' + (s / 100) as u8,
+        b'0' + (s / 10 % 10) as u8,
+        b'0' + (s % 10) as u8,
+    ]
+}

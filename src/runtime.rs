@@ -1,0 +1,174 @@
+//! The compiled configuration the request path reads: built once from a validated
+//! [`Config`], swapped whole on reload, never locked.
+
+use crate::auth::api_key::KeyFormat;
+use crate::auth::credentials::Source;
+use crate::config::{Config, HeaderStyle};
+use crate::limit::ip::IpLimits;
+use crate::limit::TierLimits;
+use crate::proxy::forward::ForwardPlan;
+use crate::proxy::routes::RouteTable;
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a valid-looking config could not be compiled (e.g. an unresolvable host).
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The upstream host did not resolve.
+    #[error("{field}: cannot resolve `{url}`: {reason}")]
+    Resolve {
+        /// Config path of the URL.
+        field: &'static str,
+        /// The URL.
+        url: String,
+        /// Resolver error.
+        reason: String,
+    },
+}
+
+/// One upstream, resolved once.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    /// Address to connect to.
+    pub addr: SocketAddr,
+    /// Use TLS.
+    pub tls: bool,
+    /// SNI / certificate name.
+    pub sni: String,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Read timeout.
+    pub read_timeout: Duration,
+}
+
+impl Upstream {
+    fn resolve(
+        field: &'static str,
+        url: &str,
+        connect: Duration,
+        read: Duration,
+    ) -> Result<Self, RuntimeError> {
+        let err = |reason: String| RuntimeError::Resolve {
+            field,
+            url: url.to_string(),
+            reason,
+        };
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| err(e.to_string()))?;
+        let tls = uri.scheme_str() == Some("https");
+        let host = uri.host().ok_or_else(|| err("no host".into()))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let addr = (host, port)
+            .to_socket_addrs()
+            .map_err(|e| err(e.to_string()))?
+            .next()
+            .ok_or_else(|| err("no address".into()))?;
+        Ok(Upstream {
+            addr,
+            tls,
+            sni: host.to_string(),
+            connect_timeout: connect,
+            read_timeout: read,
+        })
+    }
+}
+
+/// Everything the request path needs, compiled.
+#[derive(Debug)]
+pub struct Runtime {
+    /// Routes.
+    pub routes: RouteTable,
+    /// Tiers by name.
+    pub tiers: HashMap<String, Arc<TierLimits>>,
+    /// Tier for callers whose tier is unknown.
+    pub default_tier: Arc<TierLimits>,
+    /// Credential sources in order.
+    pub sources: Vec<Source>,
+    /// API-key format.
+    pub key_format: KeyFormat,
+    /// Live upstream.
+    pub upstream: Upstream,
+    /// Sandbox upstream for test keys.
+    pub sandbox: Option<Upstream>,
+    /// Header rewriting.
+    pub forward: ForwardPlan,
+    /// Per-IP limits.
+    pub ip_limits: IpLimits,
+    /// Rate-limit header style.
+    pub header_style: HeaderStyle,
+    /// Management API prefix, when enabled.
+    pub management_prefix: Option<String>,
+    /// The config this was built from.
+    pub config: Arc<Config>,
+}
+
+impl Runtime {
+    /// Compiles a validated config. Resolves upstream hosts (blocking).
+    pub fn build(config: Config, management_available: bool) -> Result<Self, RuntimeError> {
+        let sources: Vec<Source> = config
+            .api_keys
+            .sources
+            .iter()
+            .filter_map(|s| Source::parse(s))
+            .collect();
+        let tiers: HashMap<String, Arc<TierLimits>> = config
+            .tiers
+            .iter()
+            .map(|(name, t)| (name.clone(), Arc::new(TierLimits::from_config(name, t))))
+            .collect();
+        let default_tier = tiers
+            .get(&config.default_tier)
+            .or_else(|| tiers.values().next())
+            .cloned()
+            .unwrap_or_else(|| {
+                Arc::new(TierLimits {
+                    name: "default".into(),
+                    windows: vec![],
+                    block: Duration::ZERO,
+                })
+            });
+        let u = &config.upstream;
+        let upstream = Upstream::resolve(
+            "upstream.url",
+            &u.url,
+            u.connect_timeout.get(),
+            u.read_timeout.get(),
+        )?;
+        let sandbox = match &u.sandbox_url {
+            Some(url) => Some(Upstream::resolve(
+                "upstream.sandbox_url",
+                url,
+                u.connect_timeout.get(),
+                u.read_timeout.get(),
+            )?),
+            None => None,
+        };
+        Ok(Runtime {
+            routes: RouteTable::new(&config.routes),
+            forward: ForwardPlan::new(&config.forward, &sources),
+            key_format: KeyFormat {
+                prefix: config.api_keys.prefix.clone(),
+                accept_prefixes: config.api_keys.accept_prefixes.clone(),
+            },
+            sources,
+            tiers,
+            default_tier,
+            upstream,
+            sandbox,
+            ip_limits: IpLimits::from_config(&config.rate_limit.ip),
+            header_style: config.rate_limit.headers,
+            management_prefix: (config.management.enabled && management_available)
+                .then(|| config.management.prefix.clone()),
+            config: Arc::new(config),
+        })
+    }
+
+    /// The limits of tier `name`, or the default tier's when it is not configured.
+    pub fn tier(&self, name: &str) -> &Arc<TierLimits> {
+        self.tiers.get(name).unwrap_or(&self.default_tier)
+    }
+}

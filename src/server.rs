@@ -1,0 +1,155 @@
+//! Assembles and runs keygate: store, runtime, the proxy service, the admin
+//! service and housekeeping, under one Pingora server.
+
+use crate::admin::AdminApp;
+use crate::auth::cache::KeyCache;
+use crate::auth::verify::KeyVerifier;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, StoreKind};
+use crate::limit::{Limiter, LocalLimiter};
+use crate::metrics;
+use crate::proxy::{Gate, Shared};
+use crate::runtime::{Runtime, RuntimeError};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{KeyStore, StoreError};
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora::apps::http_app::HttpServer;
+use pingora::server::configuration::ServerConf;
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why keygate could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store could not be opened.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// The runtime could not be compiled.
+    #[error("{0}")]
+    Runtime(#[from] RuntimeError),
+    /// A listen address is unusable.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// A configured feature is not available in this build.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Opens the configured key store.
+pub fn open_store(config: &Config) -> Result<Arc<dyn KeyStore>, StartError> {
+    match config.store.kind {
+        StoreKind::Sqlite => Ok(Arc::new(SqliteStore::open(&config.store.path)?)),
+        StoreKind::Postgres => Err(StartError::Unsupported(
+            "store.kind: postgres is not available in this version yet (use sqlite)".into(),
+        )),
+        StoreKind::File => Err(StartError::Unsupported(
+            "store.kind: file is not available in this version yet (use sqlite)".into(),
+        )),
+    }
+}
+
+/// Builds the shared request-path state from a validated config.
+pub fn build_shared(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Shared>, StartError> {
+    let store = open_store(&config)?;
+    let writable = config.store.kind != StoreKind::File;
+    let cache = KeyCache::new(&config.cache);
+    let limiter: Arc<dyn Limiter> = Arc::new(LocalLimiter::new(clock.clone()));
+    let runtime = Runtime::build(config, writable)?;
+    Ok(Arc::new(Shared {
+        runtime: ArcSwap::from_pointee(runtime),
+        verifier: KeyVerifier::new(store.clone(), cache),
+        store,
+        limiter,
+        clock,
+    }))
+}
+
+fn check_listen(addr: &str) -> Result<(), StartError> {
+    std::net::TcpListener::bind(addr)
+        .map(drop)
+        .map_err(|e| StartError::Listen {
+            addr: addr.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+/// Periodic work off the request path: forgetting idle counters, cache gauges.
+struct Housekeeping {
+    shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl BackgroundService for Housekeeping {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                _ = tick.tick() => {
+                    self.shared.limiter.sweep();
+                    metrics::KEY_CACHE_SIZE.set(self.shared.verifier.cache().len() as i64);
+                }
+            }
+        }
+    }
+}
+
+/// Starts keygate with `config` and serves until SIGTERM/SIGINT. Returns only on a
+/// start-up failure; a clean shutdown exits the process with status 0.
+pub fn serve(config: Config) -> Result<(), StartError> {
+    check_listen(&config.server.listen)?;
+    check_listen(&config.server.admin_listen)?;
+    metrics::init();
+    let listen = config.server.listen.clone();
+    let admin_listen = config.server.admin_listen.clone();
+    let threads = config.server.threads;
+    let grace = config.server.grace_period.get().as_secs();
+    let shared = build_shared(config, Arc::new(SystemClock))?;
+
+    let conf = ServerConf {
+        threads,
+        grace_period_seconds: Some(grace),
+        graceful_shutdown_timeout_seconds: Some(grace.max(1)),
+        pid_file: std::env::temp_dir()
+            .join(format!("keygate-{}.pid", std::process::id()))
+            .display()
+            .to_string(),
+        upgrade_sock: std::env::temp_dir()
+            .join(format!("keygate-upgrade-{}.sock", std::process::id()))
+            .display()
+            .to_string(),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut proxy = pingora_proxy::http_proxy_service_with_name(
+        &server.configuration,
+        Gate::new(shared.clone()),
+        "keygate proxy",
+    );
+    proxy.add_tcp(&listen);
+    server.add_service(proxy);
+
+    let admin_app = AdminApp::new(shared.store.clone(), shared.verifier.cache().clone());
+    let mut admin = Service::new("keygate admin".to_string(), HttpServer::new_app(admin_app));
+    admin.add_tcp(&admin_listen);
+    admin.threads = Some(1);
+    server.add_service(admin);
+
+    server.add_service(background_service(
+        "keygate housekeeping",
+        Housekeeping { shared },
+    ));
+    tracing::info!(%listen, %admin_listen, threads, "keygate serving");
+    server.run_forever()
+}

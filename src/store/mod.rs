@@ -1,0 +1,140 @@
+//! Key storage: the [`KeyStore`] trait and its backends.
+//!
+//! Keys are only ever stored as SHA-256 hashes. Every backend gives the same
+//! behaviour; the request path only calls [`KeyStore::find_by_hash`] (on a cache miss)
+//! and [`KeyStore::debit_credits`] (on metered routes).
+
+pub mod sqlite;
+
+use crate::auth::api_key::{Environment, KeyHash};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use ipnet::IpNet;
+use serde::Serialize;
+
+/// Lifecycle state of a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyStatus {
+    /// Usable.
+    Active,
+    /// Refused with `API key has been revoked`.
+    Revoked,
+}
+
+impl KeyStatus {
+    /// `active` / `revoked`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Active => "active",
+            KeyStatus::Revoked => "revoked",
+        }
+    }
+
+    /// Parses the stored form.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(KeyStatus::Active),
+            "revoked" => Some(KeyStatus::Revoked),
+            _ => None,
+        }
+    }
+}
+
+/// Everything known about a key except its secret (contract section 4's key object).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct KeyRecord {
+    /// Stable id (`key_…`).
+    pub id: String,
+    /// Human name.
+    pub name: String,
+    /// Visible prefix, e.g. `kg_sk_live_`.
+    pub prefix: String,
+    /// Last four characters of the secret.
+    pub last4: String,
+    /// Tier name.
+    pub tier: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// Live or test.
+    pub environment: Environment,
+    /// Organisation.
+    pub org: Option<String>,
+    /// Owning user.
+    pub owner: Option<String>,
+    /// Active or revoked.
+    pub status: KeyStatus,
+    /// Remaining credits; `None` means unmetered.
+    pub credits: Option<i64>,
+    /// Client networks allowed to use the key (empty: any).
+    pub allowed_ips: Vec<IpNet>,
+    /// Expiry, if any.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last time the key was used.
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// Result of an atomic credit debit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Debit {
+    /// Debited; this many remain.
+    Done {
+        /// Credits left after the debit.
+        remaining: i64,
+    },
+    /// Not enough credits; nothing was debited.
+    Insufficient {
+        /// Credits the key has.
+        remaining: i64,
+    },
+    /// The key has no credit limit.
+    Unmetered,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend could not be reached or failed; the request path answers 503.
+    #[error("key store unavailable: {0}")]
+    Unavailable(String),
+    /// No such key id.
+    #[error("no such key: {0}")]
+    NotFound(String),
+    /// A stored row could not be decoded.
+    #[error("corrupt key record {id}: {reason}")]
+    Corrupt {
+        /// The row's id.
+        id: String,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+/// A key store backend.
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// The key whose secret hashes to `hash`, if any (revoked and expired keys included).
+    async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError>;
+    /// The key with this id.
+    async fn get(&self, id: &str) -> Result<Option<KeyRecord>, StoreError>;
+    /// All keys, newest first.
+    async fn list(&self) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Stores a new key under `hash`.
+    async fn insert(&self, record: &KeyRecord, hash: &KeyHash) -> Result<(), StoreError>;
+    /// Marks a key revoked; `NotFound` if there is no such id.
+    async fn revoke(&self, id: &str) -> Result<(), StoreError>;
+    /// Replaces a key's secret (regenerate): the old hash stops matching at once.
+    async fn replace_secret(
+        &self,
+        id: &str,
+        hash: &KeyHash,
+        prefix: &str,
+        last4: &str,
+    ) -> Result<(), StoreError>;
+    /// Debits `cost` credits in one atomic conditional update.
+    async fn debit_credits(&self, id: &str, cost: u64) -> Result<Debit, StoreError>;
+    /// Checks the backend is reachable (for `/ready`).
+    async fn ping(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,315 @@
+//! Embedded SQLite key store: one file, WAL journal, numbered migrations.
+//!
+//! rusqlite is synchronous; every call runs on Tokio's blocking pool (when called from
+//! a runtime) over a small pool of connections, so the proxy's event loop never waits
+//! on disk.
+
+use super::{Debit, KeyRecord, KeyStatus, KeyStore, StoreError};
+use crate::auth::api_key::{Environment, KeyHash};
+use async_trait::async_trait;
+use chrono::{DateTime, TimeZone, Utc};
+use parking_lot::Mutex;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Migrations in order; `PRAGMA user_version` records how many have run.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/sqlite/0001_keys.sql")];
+
+const COLUMNS: &str = "id, name, prefix, last4, tier, scopes, environment, org, owner, status, \
+                       credits, allowed_ips, expires_at, created_at, last_used_at";
+
+/// A SQLite-backed [`KeyStore`].
+pub struct SqliteStore {
+    conns: Arc<Vec<Mutex<Connection>>>,
+    next: AtomicUsize,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and runs pending migrations.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let first = Self::connect(path)?;
+        migrate(&first)?;
+        let mut conns = vec![Mutex::new(first)];
+        for _ in 1..4 {
+            conns.push(Mutex::new(Self::connect(path)?));
+        }
+        Ok(SqliteStore {
+            conns: Arc::new(conns),
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    fn connect(path: &Path) -> Result<Connection, StoreError> {
+        let conn = Connection::open(path)
+            .map_err(|e| unavailable(format!("cannot open {}: {e}", path.display())))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(unavailable)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(unavailable)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(unavailable)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(unavailable)?;
+        Ok(conn)
+    }
+
+    /// Runs `f` on a pooled connection, on the blocking pool when inside a runtime.
+    async fn with_conn<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conns = self.conns.clone();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let run = move || {
+            for i in 0..conns.len() {
+                if let Some(conn) = conns[(start + i) % conns.len()].try_lock() {
+                    return f(&conn);
+                }
+            }
+            let conn = conns[start % conns.len()].lock();
+            f(&conn)
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => handle
+                .spawn_blocking(run)
+                .await
+                .map_err(|e| unavailable(format!("store task failed: {e}")))?,
+            Err(_) => run(),
+        }
+    }
+}
+
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let done: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(unavailable)?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done.max(0) as usize) {
+        let batch = format!("BEGIN;\n{sql}\nPRAGMA user_version = {};\nCOMMIT;", i + 1);
+        conn.execute_batch(&batch)
+            .map_err(|e| unavailable(format!("migration {} failed: {e}", i + 1)))?;
+    }
+    Ok(())
+}
+
+fn ts(secs: Option<i64>) -> Option<DateTime<Utc>> {
+    secs.and_then(|s| Utc.timestamp_opt(s, 0).single())
+}
+
+fn decode(row: &Row<'_>) -> rusqlite::Result<Result<KeyRecord, StoreError>> {
+    let id: String = row.get(0)?;
+    let corrupt = |reason: String| StoreError::Corrupt {
+        id: id.clone(),
+        reason,
+    };
+    let scopes: String = row.get(5)?;
+    let env: String = row.get(6)?;
+    let status: String = row.get(9)?;
+    let ips: String = row.get(11)?;
+    let created: i64 = row.get(13)?;
+    let record = (|| {
+        Ok(KeyRecord {
+            id: id.clone(),
+            name: row.get(1).map_err(|e| corrupt(e.to_string()))?,
+            prefix: row.get(2).map_err(|e| corrupt(e.to_string()))?,
+            last4: row.get(3).map_err(|e| corrupt(e.to_string()))?,
+            tier: row.get(4).map_err(|e| corrupt(e.to_string()))?,
+            scopes: serde_json::from_str(&scopes).map_err(|e| corrupt(format!("scopes: {e}")))?,
+            environment: Environment::parse(&env)
+                .ok_or_else(|| corrupt(format!("environment `{env}`")))?,
+            org: row.get(7).map_err(|e| corrupt(e.to_string()))?,
+            owner: row.get(8).map_err(|e| corrupt(e.to_string()))?,
+            status: KeyStatus::parse(&status)
+                .ok_or_else(|| corrupt(format!("status `{status}`")))?,
+            credits: row.get(10).map_err(|e| corrupt(e.to_string()))?,
+            allowed_ips: serde_json::from_str(&ips)
+                .map_err(|e| corrupt(format!("allowed_ips: {e}")))?,
+            expires_at: ts(row.get(12).map_err(|e| corrupt(e.to_string()))?),
+            created_at: ts(Some(created)).unwrap_or_default(),
+            last_used_at: ts(row.get(14).map_err(|e| corrupt(e.to_string()))?),
+        })
+    })();
+    Ok(record)
+}
+
+fn query_one(
+    conn: &Connection,
+    sql: &str,
+    arg: &dyn rusqlite::ToSql,
+) -> Result<Option<KeyRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql).map_err(unavailable)?;
+    stmt.query_row([arg], decode)
+        .optional()
+        .map_err(unavailable)?
+        .transpose()
+}
+
+#[async_trait]
+impl KeyStore for SqliteStore {
+    async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
+        let hash = hash.0;
+        self.with_conn(move |c| {
+            query_one(
+                c,
+                &format!("SELECT {COLUMNS} FROM api_keys WHERE key_hash = ?1"),
+                &hash.as_slice(),
+            )
+        })
+        .await
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        let id = id.to_string();
+        self.with_conn(move |c| {
+            query_one(
+                c,
+                &format!("SELECT {COLUMNS} FROM api_keys WHERE id = ?1"),
+                &id,
+            )
+        })
+        .await
+    }
+
+    async fn list(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        self.with_conn(|c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM api_keys ORDER BY created_at DESC, id"
+                ))
+                .map_err(unavailable)?;
+            let rows = stmt.query_map([], decode).map_err(unavailable)?;
+            rows.map(|r| r.map_err(unavailable)?).collect()
+        })
+        .await
+    }
+
+    async fn insert(&self, r: &KeyRecord, hash: &KeyHash) -> Result<(), StoreError> {
+        let r = r.clone();
+        let hash = hash.0;
+        self.with_conn(move |c| {
+            let scopes = serde_json::to_string(&r.scopes).unwrap_or_else(|_| "[]".into());
+            let ips = serde_json::to_string(&r.allowed_ips).unwrap_or_else(|_| "[]".into());
+            c.prepare_cached(&format!(
+                "INSERT INTO api_keys (key_hash, {COLUMNS}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+            ))
+            .and_then(|mut s| {
+                s.execute(params![
+                    hash.as_slice(),
+                    r.id,
+                    r.name,
+                    r.prefix,
+                    r.last4,
+                    r.tier,
+                    scopes,
+                    r.environment.as_str(),
+                    r.org,
+                    r.owner,
+                    r.status.as_str(),
+                    r.credits,
+                    ips,
+                    r.expires_at.map(|t| t.timestamp()),
+                    r.created_at.timestamp(),
+                    r.last_used_at.map(|t| t.timestamp()),
+                ])
+            })
+            .map(drop)
+            .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn revoke(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.with_conn(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE api_keys SET status = 'revoked' WHERE id = ?1",
+                    [&id],
+                )
+                .map_err(unavailable)?;
+            if n == 0 {
+                Err(StoreError::NotFound(id))
+            } else {
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    async fn replace_secret(
+        &self,
+        id: &str,
+        hash: &KeyHash,
+        prefix: &str,
+        last4: &str,
+    ) -> Result<(), StoreError> {
+        let (id, hash, prefix, last4) = (
+            id.to_string(),
+            hash.0,
+            prefix.to_string(),
+            last4.to_string(),
+        );
+        self.with_conn(move |c| {
+            let n = c
+                .execute(
+                    "UPDATE api_keys SET key_hash = ?2, prefix = ?3, last4 = ?4 WHERE id = ?1",
+                    params![id, hash.as_slice(), prefix, last4],
+                )
+                .map_err(unavailable)?;
+            if n == 0 {
+                Err(StoreError::NotFound(id))
+            } else {
+                Ok(())
+            }
+        })
+        .await
+    }
+
+    async fn debit_credits(&self, id: &str, cost: u64) -> Result<Debit, StoreError> {
+        let id = id.to_string();
+        let cost = i64::try_from(cost).unwrap_or(i64::MAX);
+        self.with_conn(move |c| {
+            let debited: Option<i64> = c
+                .prepare_cached(
+                    "UPDATE api_keys SET credits = credits - ?2 \
+                     WHERE id = ?1 AND credits IS NOT NULL AND credits >= ?2 RETURNING credits",
+                )
+                .and_then(|mut s| s.query_row(params![id, cost], |r| r.get(0)).optional())
+                .map_err(unavailable)?;
+            if let Some(remaining) = debited {
+                return Ok(Debit::Done { remaining });
+            }
+            let current: Option<Option<i64>> = c
+                .query_row("SELECT credits FROM api_keys WHERE id = ?1", [&id], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(unavailable)?;
+            match current {
+                None => Err(StoreError::NotFound(id)),
+                Some(None) => Ok(Debit::Unmetered),
+                Some(Some(remaining)) => Ok(Debit::Insufficient { remaining }),
+            }
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.with_conn(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(unavailable))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,123 @@
+use super::*;
+use crate::auth::api_key::generate;
+
+pub(crate) fn record(id: &str, credits: Option<i64>) -> KeyRecord {
+    KeyRecord {
+        id: id.into(),
+        name: "test".into(),
+        prefix: "kg_sk_live_".into(),
+        last4: "abcd".into(),
+        tier: "free".into(),
+        scopes: vec!["search".into()],
+        environment: Environment::Live,
+        org: Some("org_1".into()),
+        owner: Some("user_1".into()),
+        status: KeyStatus::Active,
+        credits,
+        allowed_ips: vec!["10.0.0.0/8".parse().unwrap()],
+        expires_at: Some(Utc.timestamp_opt(4_000_000_000, 0).unwrap()),
+        created_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
+        last_used_at: None,
+    }
+}
+
+#[tokio::test]
+async fn keys_round_trip_by_hash_and_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("sub/k.db")).unwrap();
+    let key = generate("kg", Environment::Live);
+    let rec = record("key_a", None);
+    store.insert(&rec, &key.hash).await.unwrap();
+    assert_eq!(
+        store.find_by_hash(&key.hash).await.unwrap(),
+        Some(rec.clone())
+    );
+    assert_eq!(store.get("key_a").await.unwrap(), Some(rec));
+    assert_eq!(
+        store.find_by_hash(&KeyHash::of("other")).await.unwrap(),
+        None
+    );
+    assert_eq!(store.list().await.unwrap().len(), 1);
+    store.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn revoke_and_regenerate_change_what_the_hash_finds() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("k.db")).unwrap();
+    let old = generate("kg", Environment::Live);
+    store
+        .insert(&record("key_a", None), &old.hash)
+        .await
+        .unwrap();
+    let new = generate("kg", Environment::Live);
+    store
+        .replace_secret("key_a", &new.hash, &new.prefix, &new.last4)
+        .await
+        .unwrap();
+    assert_eq!(store.find_by_hash(&old.hash).await.unwrap(), None);
+    let found = store.find_by_hash(&new.hash).await.unwrap().unwrap();
+    assert_eq!(found.last4, new.last4);
+    store.revoke("key_a").await.unwrap();
+    assert_eq!(
+        store.get("key_a").await.unwrap().unwrap().status,
+        KeyStatus::Revoked
+    );
+    assert!(matches!(
+        store.revoke("key_nope").await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn reopening_keeps_data_and_does_not_rerun_migrations() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("k.db");
+    let key = generate("kg", Environment::Test);
+    SqliteStore::open(&path)
+        .unwrap()
+        .insert(&record("key_a", None), &key.hash)
+        .await
+        .unwrap();
+    let again = SqliteStore::open(&path).unwrap();
+    assert!(again.find_by_hash(&key.hash).await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_debits_never_overspend() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("k.db")).unwrap());
+    store
+        .insert(&record("key_a", Some(25)), &KeyHash::of("a"))
+        .await
+        .unwrap();
+    store
+        .insert(&record("key_b", None), &KeyHash::of("b"))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..60)
+        .map(|_| {
+            let s = store.clone();
+            tokio::spawn(async move { s.debit_credits("key_a", 1).await.unwrap() })
+        })
+        .collect();
+    let mut done = 0;
+    for t in tasks {
+        if matches!(t.await.unwrap(), Debit::Done { .. }) {
+            done += 1;
+        }
+    }
+    assert_eq!(done, 25);
+    assert_eq!(
+        store.debit_credits("key_a", 1).await.unwrap(),
+        Debit::Insufficient { remaining: 0 }
+    );
+    assert_eq!(
+        store.debit_credits("key_b", 5).await.unwrap(),
+        Debit::Unmetered
+    );
+    assert!(matches!(
+        store.debit_credits("key_x", 1).await,
+        Err(StoreError::NotFound(_))
+    ));
+}

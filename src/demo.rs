@@ -1,6 +1,6 @@
 //! A tiny echo server, used as the quickstart's demo upstream and as the real
 //! upstream of the black-box tests. It answers every request with a JSON echo of
-//! what it received (method, path, query, headers, body size); `/status/{code}`
+//! what it received (method, path, query, headers, body size) and its own address; `/status/{code}`
 //! answers with that status and `/delay/{ms}` waits first.
 
 use bytes::Bytes;
@@ -15,7 +15,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-async fn echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn echo(req: Request<Incoming>, me: String) -> Result<Response<Full<Bytes>>, Infallible> {
     let (parts, body) = req.into_parts();
     let body_len = body
         .collect()
@@ -49,6 +49,7 @@ async fn echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallibl
         "query": parts.uri.query(),
         "headers": headers,
         "body_bytes": body_len,
+        "upstream": me,
     });
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
     let resp = Response::builder()
@@ -61,13 +62,18 @@ async fn echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallibl
 
 /// Serves the echo on `listener` until the task is dropped.
 pub async fn serve_echo(listener: TcpListener) {
+    let me = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
+        let me = me.clone();
         tokio::spawn(async move {
-            let conn =
-                http1::Builder::new().serve_connection(TokioIo::new(stream), service_fn(echo));
+            let service = service_fn(move |req| echo(req, me.clone()));
+            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "echo connection ended");
             }

@@ -302,6 +302,8 @@ impl ProxyHttp for Gate {
         tracing::warn!(request_id = %ctx.request_id, error = %e, "proxying failed");
         let code = err.status().as_u16();
         if session.response_written().is_none() {
+            // The connection is not reused after a proxy failure: say so.
+            session.set_keepalive(None);
             if let Err(write_err) = self.respond(session, ctx, &err).await {
                 tracing::debug!(error = %write_err, "could not write error response");
             }

@@ -1,0 +1,117 @@
+//! `keygate keys ...` against the configured SQLite store.
+mod common;
+use common::*;
+
+#[tokio::test]
+async fn create_list_show_revoke_and_hash() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, DEFAULT_POLICY);
+    let out = kg.cli(&[
+        "keys",
+        "create",
+        "--name",
+        "ci",
+        "--tier",
+        "pro",
+        "--scopes",
+        "a,b",
+        "--credits",
+        "10",
+        "--expires-in",
+        "30d",
+        "--org",
+        "o1",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let id = text
+        .lines()
+        .find_map(|l| l.strip_prefix("id:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let key = text
+        .lines()
+        .find_map(|l| l.strip_prefix("key:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(
+        key.starts_with("kg_sk_live_") && key.len() == 11 + 38,
+        "{key}"
+    );
+
+    let list = kg.cli(&["keys", "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(v["total"], 1);
+    let k = &v["api_keys"][0];
+    assert_eq!(k["id"], id.as_str());
+    assert_eq!(k["last4"], &key[key.len() - 4..]);
+    assert_eq!(k["tier"], "pro");
+    assert_eq!(k["credits"], 10);
+    assert_eq!(k["scopes"], serde_json::json!(["a", "b"]));
+    assert!(
+        !String::from_utf8_lossy(&list.stdout).contains(&key[11..]),
+        "list never shows the secret"
+    );
+    let plain = kg.cli(&["keys", "list"]);
+    assert!(String::from_utf8_lossy(&plain.stdout).contains(&id));
+
+    let show = kg.cli(&["keys", "show", &id]);
+    let v: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    assert_eq!(v["status"], "active");
+    assert!(kg.cli(&["keys", "revoke", &id]).status.success());
+    let v: serde_json::Value =
+        serde_json::from_slice(&kg.cli(&["keys", "show", &id]).stdout).unwrap();
+    assert_eq!(v["status"], "revoked");
+
+    let hash = std::process::Command::new(BIN)
+        .args(["keys", "hash", "test"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&hash.stdout).trim(),
+        "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+    );
+}
+
+#[tokio::test]
+async fn bad_arguments_exit_2_with_every_problem_and_unknown_ids_exit_1() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, DEFAULT_POLICY);
+    let out = kg.cli(&[
+        "keys",
+        "create",
+        "--name",
+        "x",
+        "--tier",
+        "gold",
+        "--env",
+        "prod",
+        "--expires-in",
+        "soon",
+        "--allow-ip",
+        "not-an-ip",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for flag in ["--tier", "--env", "--expires-in", "--allow-ip"] {
+        assert!(err.contains(flag), "{flag} in {err}");
+    }
+    assert_eq!(
+        kg.cli(&["keys", "revoke", "key_nope"]).status.code(),
+        Some(1)
+    );
+    assert_eq!(kg.cli(&["keys", "show", "key_nope"]).status.code(), Some(1));
+    let help = std::process::Command::new(BIN)
+        .args(["keys", "create", "--help"])
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    let no_args = std::process::Command::new(BIN).output().unwrap();
+    assert_eq!(no_args.status.code(), Some(2));
+}

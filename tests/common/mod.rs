@@ -1,0 +1,236 @@
+//! Test harness: a real echo upstream on port 0 and the real `keygate` binary
+//! started on free ports with a config written for the test.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The keygate binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_keygate");
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts the echo upstream on port 0 in the current runtime.
+pub async fn start_upstream() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(keygate::demo::serve_echo(listener));
+    addr
+}
+
+/// A running keygate process with its own config, store and ports.
+pub struct Keygate {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub base: String,
+    pub admin: String,
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+/// The default tiers and routes used by most tests; `extra` is appended verbatim.
+pub fn config_yaml(upstream: &str, listen: u16, admin: u16, db: &Path, extra: &str) -> String {
+    format!(
+        r#"server:
+  listen: "127.0.0.1:{listen}"
+  admin_listen: "127.0.0.1:{admin}"
+  threads: 2
+  grace_period: 1s
+upstream:
+  url: "{upstream}"
+  connect_timeout: 1s
+  read_timeout: 2s
+store:
+  kind: sqlite
+  path: "{db}"
+{extra}"#,
+        db = db.display()
+    )
+}
+
+/// Sections appended when a test does not give its own tiers/routes.
+pub const DEFAULT_POLICY: &str = r#"
+tiers:
+  free: { per_minute: 1000 }
+  pro: { per_minute: 5000 }
+default_tier: free
+routes:
+  - { path: /health, auth: none }
+  - { path: /api/search, methods: [POST], scopes: [search], cost: 1 }
+  - { path: /live/*, environment: live }
+"#;
+
+impl Keygate {
+    /// Starts keygate in front of `upstream` with `policy` (tiers, routes, ...).
+    pub fn start(upstream: SocketAddr, policy: &str) -> Keygate {
+        Self::start_url(&format!("http://{upstream}"), policy)
+    }
+
+    /// Starts keygate in front of the upstream URL `url`.
+    pub fn start_url(url: &str, policy: &str) -> Keygate {
+        let dir = tempfile::tempdir().unwrap();
+        let (listen, admin) = (free_port(), free_port());
+        let config = dir.path().join("keygate.yaml");
+        std::fs::write(
+            &config,
+            config_yaml(url, listen, admin, &dir.path().join("keys.db"), policy),
+        )
+        .unwrap();
+        let mut kg = Keygate {
+            config,
+            base: format!("http://127.0.0.1:{listen}"),
+            admin: format!("http://127.0.0.1:{admin}"),
+            log: dir.path().join("keygate.log"),
+            dir,
+            child: None,
+        };
+        kg.spawn();
+        kg
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::File::create(&self.log).unwrap();
+        let child = Command::new(BIN)
+            .args(["serve", "-c"])
+            .arg(&self.config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let health = format!("{}/health", self.admin.trim_start_matches("http://"));
+        while Instant::now() < deadline {
+            if let Ok(mut s) = std::net::TcpStream::connect(health.split('/').next().unwrap()) {
+                use std::io::{Read, Write};
+                let _ =
+                    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                let mut buf = String::new();
+                let _ = s.read_to_string(&mut buf);
+                if buf.starts_with("HTTP/1.1 200") {
+                    return;
+                }
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("keygate exited with {status}: {}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("keygate did not become healthy: {}", self.logs());
+    }
+
+    /// Everything keygate wrote to stderr so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Runs `keygate ARGS -c <this config>` and returns its output.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .arg("-c")
+            .arg(&self.config)
+            .output()
+            .unwrap()
+    }
+
+    /// Creates a key through the CLI; returns `(id, key)`.
+    pub fn create_key(&self, args: &[&str]) -> (String, String) {
+        let mut all = vec!["keys", "create", "--json", "--name", "test"];
+        all.extend_from_slice(args);
+        if !args.contains(&"--tier") {
+            all.extend_from_slice(&["--tier", "free"]);
+        }
+        let out = self.cli(&all);
+        assert!(
+            out.status.success(),
+            "keys create failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (
+            v["id"].as_str().unwrap().to_string(),
+            v["key"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// `base` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// The admin listener's `/metrics` text. Metrics are recorded in the logging
+    /// phase, just after the response is sent, so give the last request a moment.
+    pub async fn metrics(&self) -> String {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        reqwest::get(format!("{}/metrics", self.admin))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("keygate did not exit after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Keygate {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A client that never pools across tests and never follows redirects.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Parses a response body as JSON.
+pub async fn json(resp: reqwest::Response) -> serde_json::Value {
+    let text = resp.text().await.unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// Asserts a response is the contract's error with `status` and `code`, and returns its body.
+pub async fn expect_error(resp: reqwest::Response, status: u16, code: &str) -> serde_json::Value {
+    assert_eq!(resp.status().as_u16(), status, "status");
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let body = json(resp).await;
+    assert_eq!(body["error"], code, "error code in {body}");
+    assert!(body["message"].is_string(), "message in {body}");
+    assert!(body["details"].is_object(), "details in {body}");
+    body
+}

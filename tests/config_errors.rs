@@ -1,0 +1,118 @@
+//! `keygate check`: exit 0 for good configs (every file in conf/), exit 2 listing
+//! every problem with its YAML path.
+mod common;
+use common::BIN;
+use std::process::Command;
+
+fn check(yaml: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_shipped_config_is_valid() {
+    let mut files = vec![std::path::PathBuf::from("conf/keygate.yaml")];
+    for e in std::fs::read_dir("conf/examples").unwrap() {
+        files.push(e.unwrap().path());
+    }
+    for f in files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "yaml"))
+    {
+        let out = Command::new(BIN)
+            .args(["check", "-c"])
+            .arg(f)
+            .env("KEYGATE_DATABASE_URL", "postgres://x@localhost/test")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            f.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn a_misspelled_key_is_an_error_at_its_path() {
+    let (code, err) =
+        check("upstream: { url: 'http://127.0.0.1:1' }\ntiers:\n  free: { per_minuet: 30 }\n");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("tiers.free.per_minuet: unknown field"),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_problem_is_listed_at_once() {
+    let (code, err) = check(
+        "server: { listen: 'nowhere' }\nupstream: { url: 'ftp://x' }\ntiers: { free: { per_day: 0 } }\ndefault_tier: gold\nroutes: [ { path: nope } ]\n",
+    );
+    assert_eq!(code, 2);
+    for path in [
+        "server.listen:",
+        "upstream.url:",
+        "tiers.free.per_day:",
+        "default_tier:",
+        "routes[0].path:",
+    ] {
+        assert!(err.contains(path), "missing {path} in {err}");
+    }
+}
+
+#[test]
+fn structural_errors_in_several_sections_are_all_reported() {
+    let (code, err) = check("server: { colour: red }\nupstream: { url: 'http://x:1', retries: 3 }\ntiers: { free: { per_minute: 'ten' } }\nextra: 1\n");
+    assert_eq!(code, 2);
+    for path in [
+        "server.colour: unknown field",
+        "upstream.retries: unknown field",
+        "tiers.free.per_minute:",
+        "extra: unknown field",
+    ] {
+        assert!(err.contains(path), "missing {path} in {err}");
+    }
+}
+
+#[test]
+fn missing_files_variables_and_broken_yaml_are_clear_and_exit_2() {
+    let out = Command::new(BIN)
+        .args(["check", "-c", "/nonexistent/k.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config file"));
+    let (code, err) =
+        check("upstream: { url: '${KEYGATE_TEST_UNSET_VAR}' }\ntiers: { free: { per_day: 1 } }\n");
+    assert_eq!(code, 2);
+    assert!(err.contains("KEYGATE_TEST_UNSET_VAR"), "{err}");
+    let (code, err) = check("upstream: [\n");
+    assert_eq!(code, 2);
+    assert!(err.contains("invalid YAML"), "{err}");
+}
+
+#[test]
+fn serve_refuses_a_bad_config_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, "upstream: { url: 'http://x:1' }\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tiers: missing required section"));
+}

@@ -1,0 +1,158 @@
+//! What reaches the upstream: identity added, credentials and spoofed identity
+//! removed, X-Forwarded-For and X-Request-Id set; sandbox routing; upstream failures.
+mod common;
+use common::*;
+
+#[tokio::test]
+async fn the_upstream_sees_identity_and_never_the_key() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, DEFAULT_POLICY);
+    let (id, key) = kg.create_key(&[
+        "--scopes", "a,b", "--org", "org_acme", "--owner", "user_7", "--tier", "pro",
+    ]);
+    let r = client()
+        .get(kg.url("/items?q=1"))
+        .header("X-API-Key", &key)
+        .header("X-Auth-Subject", "admin")
+        .header("X-Auth-Tier", "enterprise")
+        .header("X-Forwarded-For", "203.0.113.9")
+        .header("X-Request-Id", "req-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-request-id"], "req-123");
+    let body = json(r).await;
+    let h = &body["headers"];
+    assert_eq!(h["x-auth-subject"][0], "user_7");
+    assert_eq!(h["x-auth-key-id"][0], id.as_str());
+    assert_eq!(h["x-auth-org"][0], "org_acme");
+    assert_eq!(h["x-auth-tier"][0], "pro");
+    assert_eq!(h["x-auth-scopes"][0], "a b");
+    assert_eq!(h["x-auth-environment"][0], "live");
+    assert_eq!(h["x-auth-method"][0], "api_key");
+    assert_eq!(
+        h["x-auth-subject"].as_array().unwrap().len(),
+        1,
+        "spoofed copy removed"
+    );
+    assert_eq!(h["x-forwarded-for"][0], "203.0.113.9, 127.0.0.1");
+    assert_eq!(h["x-request-id"][0], "req-123");
+    assert!(h.get("x-api-key").is_none());
+    assert_eq!(body["path"], "/items");
+    assert_eq!(body["query"], "q=1");
+    assert!(!body.to_string().contains(&key));
+}
+
+#[tokio::test]
+async fn public_routes_pass_untouched_but_never_carry_spoofed_identity() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, DEFAULT_POLICY);
+    let r = client()
+        .get(kg.url("/health"))
+        .header("X-API-Key", "whatever-the-client-sends")
+        .header("X-Auth-Subject", "admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = json(r).await;
+    assert_eq!(body["headers"]["x-api-key"][0], "whatever-the-client-sends");
+    assert!(body["headers"].get("x-auth-subject").is_none());
+}
+
+#[tokio::test]
+async fn test_keys_go_to_the_sandbox() {
+    let live = start_upstream().await;
+    let sandbox = start_upstream().await;
+    let policy = "tiers: { free: { per_minute: 100 } }\n";
+    let kg = Keygate::start_url(
+        &format!("http://{live}\"\n  sandbox_url: \"http://{sandbox}"),
+        policy,
+    );
+    let (_, test_key) = kg.create_key(&["--env", "test"]);
+    let (_, live_key) = kg.create_key(&[]);
+    let c = client();
+    let t = json(
+        c.get(kg.url("/a"))
+            .header("X-API-Key", &test_key)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let l = json(
+        c.get(kg.url("/a"))
+            .header("X-API-Key", &live_key)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(t["upstream"], sandbox.to_string());
+    assert_eq!(l["upstream"], live.to_string());
+    assert_eq!(t["headers"]["x-auth-environment"][0], "test");
+    let dead = free_port();
+    let kg2 = Keygate::start_url(
+        &format!("http://{live}\"\n  sandbox_url: \"http://127.0.0.1:{dead}"),
+        policy,
+    );
+    let (_, test_key) = kg2.create_key(&["--env", "test"]);
+    let (_, live_key) = kg2.create_key(&[]);
+    assert_eq!(
+        c.get(kg2.url("/a"))
+            .header("X-API-Key", &live_key)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let r = c
+        .get(kg2.url("/a"))
+        .header("X-API-Key", &test_key)
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 502, "bad_gateway").await;
+}
+
+#[tokio::test]
+async fn upstream_failures_become_contract_errors() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, DEFAULT_POLICY);
+    let (_, key) = kg.create_key(&[]);
+    let c = client();
+    // read_timeout is 2s in the test config.
+    let r = c
+        .get(kg.url("/delay/4000"))
+        .header("X-API-Key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().contains_key("x-ratelimit-limit"));
+    expect_error(r, 504, "gateway_timeout").await;
+    let r = c
+        .get(kg.url("/status/503"))
+        .header("X-API-Key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503, "upstream statuses pass through unchanged");
+    let dead = Keygate::start_url(&format!("http://127.0.0.1:{}", free_port()), DEFAULT_POLICY);
+    let (_, key) = dead.create_key(&[]);
+    let r = c
+        .get(dead.url("/a"))
+        .header("X-API-Key", &key)
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 502, "bad_gateway").await;
+    let m = dead.metrics().await;
+    assert!(
+        m.contains(
+            "keygate_requests_total{outcome=\"upstream_error\",route=\"default\",status=\"502\"} 1"
+        ),
+        "{m}"
+    );
+}

@@ -1,0 +1,248 @@
+//! Tier limits: exact under concurrency, all-or-nothing across windows, 429 with
+//! `retry_after` and `Retry-After`, block periods, per-IP limits.
+mod common;
+use common::*;
+use futures::future::join_all;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_concurrent_requests_against_a_limit_of_fifty_admit_exactly_fifty() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(
+        up,
+        "tiers: { free: { per_day: 50 } }\nrate_limit: { ip: { per_minute: 0 } }\n",
+    );
+    let (_, key) = kg.create_key(&[]);
+    let c = client();
+    let requests = (0..200).map(|_| {
+        let (c, url, key) = (c.clone(), kg.url("/a"), key.clone());
+        async move {
+            c.get(url)
+                .header("X-API-Key", key)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses = join_all(requests).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        50,
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 150);
+}
+
+#[tokio::test]
+async fn a_429_says_when_to_retry() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, "tiers: { free: { per_hour: 2 } }\n");
+    let (_, key) = kg.create_key(&[]);
+    let c = client();
+    for _ in 0..2 {
+        assert_eq!(
+            c.get(kg.url("/a"))
+                .header("X-API-Key", &key)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    let r = c
+        .get(kg.url("/a"))
+        .header("X-API-Key", &key)
+        .send()
+        .await
+        .unwrap();
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=3600).contains(&retry));
+    assert_eq!(r.headers()["x-ratelimit-remaining"], "0");
+    assert_eq!(r.headers()["x-ratelimit-limit"], "2");
+    let body = expect_error(r, 429, "rate_limit_exceeded").await;
+    assert_eq!(body["retry_after"], retry);
+    assert_eq!(
+        body["message"],
+        format!("Rate limit exceeded. Try again in {retry} seconds.")
+    );
+}
+
+#[tokio::test]
+async fn a_refusal_by_one_window_consumes_nothing_from_another() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(
+        up,
+        "tiers: { free: { per_second: 3, per_day: 4 } }\nrate_limit: { headers: both }\n",
+    );
+    let (_, key) = kg.create_key(&[]);
+    let c = client();
+    let mut admitted = 0;
+    for _ in 0..20 {
+        let r = c
+            .get(kg.url("/a"))
+            .header("X-API-Key", &key)
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            admitted += 1;
+        } else {
+            assert_eq!(r.status(), 429);
+        }
+    }
+    assert!(
+        (3..=4).contains(&admitted),
+        "the burst is held by the second window: {admitted}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    for _ in 0..3 {
+        let r = c
+            .get(kg.url("/a"))
+            .header("X-API-Key", &key)
+            .send()
+            .await
+            .unwrap();
+        let policy = r.headers()["ratelimit-policy"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(policy, "\"second\";q=3;w=1, \"day\";q=4;w=86400");
+        if r.status() == 200 {
+            admitted += 1;
+        }
+    }
+    assert_eq!(
+        admitted, 4,
+        "the day window counted admitted requests only, never the refused ones"
+    );
+}
+
+#[tokio::test]
+async fn block_keeps_the_key_out_after_exhaustion() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, "tiers: { free: { per_second: 1, block: 3s } }\n");
+    let (_, key) = kg.create_key(&[]);
+    let c = client();
+    assert_eq!(
+        c.get(kg.url("/a"))
+            .header("X-API-Key", &key)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let r = c
+        .get(kg.url("/a"))
+        .header("X-API-Key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "3");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let r = c
+        .get(kg.url("/a"))
+        .header("X-API-Key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        429,
+        "still blocked though the second window reset"
+    );
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry <= 2, "refusals do not extend the block: {retry}");
+    tokio::time::sleep(std::time::Duration::from_millis(1700)).await;
+    assert_eq!(
+        c.get(kg.url("/a"))
+            .header("X-API-Key", &key)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn the_client_ip_limit_applies_before_and_regardless_of_auth() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, "tiers: { free: { per_minute: 1000 } }\nrate_limit: { ip: { per_minute: 5 } }\nroutes: [ { path: /health, auth: none } ]\n");
+    let c = client();
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        statuses.push(
+            c.get(kg.url("/health"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses, vec![200, 200, 200, 200, 200, 429, 429]);
+    let r = c.get(kg.url("/health")).send().await.unwrap();
+    assert!(r.headers().contains_key("retry-after"));
+    expect_error(r, 429, "rate_limit_exceeded").await;
+}
+
+#[tokio::test]
+async fn metered_routes_debit_credits_and_refuse_with_402_when_spent() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, DEFAULT_POLICY);
+    let (_, key) = kg.create_key(&["--scopes", "search", "--credits", "2"]);
+    let (_, unmetered) = kg.create_key(&["--scopes", "search"]);
+    let c = client();
+    for _ in 0..2 {
+        assert_eq!(
+            c.post(kg.url("/api/search"))
+                .header("X-API-Key", &key)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    let r = c
+        .post(kg.url("/api/search"))
+        .header("X-API-Key", &key)
+        .send()
+        .await
+        .unwrap();
+    let body = expect_error(r, 402, "insufficient_credits").await;
+    assert_eq!(body["message"], "No credits remaining");
+    assert_eq!(
+        c.get(kg.url("/free"))
+            .header("X-API-Key", &key)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "cost 0 routes still work"
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            c.post(kg.url("/api/search"))
+                .header("X-API-Key", &unmetered)
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+}

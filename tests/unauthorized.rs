@@ -1,0 +1,149 @@
+//! Every 401 of the contract, with its exact body and `WWW-Authenticate`.
+mod common;
+use common::*;
+use serde_json::json;
+
+async fn expect_401(resp: reqwest::Response, message: &str) {
+    assert_eq!(resp.status(), 401);
+    let www = resp.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(www.starts_with("Bearer realm=\"keygate\""), "{www}");
+    assert!(
+        resp.headers().get("x-ratelimit-limit").is_none(),
+        "no limit headers for unknown callers"
+    );
+    let body = json(resp).await;
+    assert_eq!(
+        body,
+        json!({"error": "unauthorized", "message": message, "details": {}})
+    );
+}
+
+#[tokio::test]
+async fn missing_invalid_expired_and_revoked_keys_each_get_their_401() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, DEFAULT_POLICY);
+    let c = client();
+    expect_401(
+        c.get(kg.url("/a")).send().await.unwrap(),
+        "API key is required",
+    )
+    .await;
+    expect_401(
+        c.get(kg.url("/a"))
+            .header("X-API-Key", "nonsense")
+            .send()
+            .await
+            .unwrap(),
+        "Invalid API key",
+    )
+    .await;
+
+    // Well-formed (valid checksum) but never issued by this store.
+    let other = Keygate::start(up, DEFAULT_POLICY);
+    let (_, foreign) = other.create_key(&[]);
+    expect_401(
+        c.get(kg.url("/a"))
+            .header("X-API-Key", &foreign)
+            .send()
+            .await
+            .unwrap(),
+        "Invalid API key",
+    )
+    .await;
+
+    let (id, revoked) = kg.create_key(&[]);
+    assert!(kg.cli(&["keys", "revoke", &id]).status.success());
+    expect_401(
+        c.get(kg.url("/a"))
+            .header("X-API-Key", &revoked)
+            .send()
+            .await
+            .unwrap(),
+        "API key has been revoked",
+    )
+    .await;
+
+    let (_, expiring) = kg.create_key(&["--expires-in", "1s"]);
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    expect_401(
+        c.get(kg.url("/a"))
+            .header("X-API-Key", &expiring)
+            .send()
+            .await
+            .unwrap(),
+        "API key has expired",
+    )
+    .await;
+
+    let m = kg.metrics().await;
+    for reason in ["missing", "invalid", "revoked", "expired"] {
+        assert!(
+            m.contains(&format!(
+                "keygate_decisions_total{{reason=\"{reason}\",tier=\""
+            )),
+            "{reason} counted"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_revocation_is_seen_by_the_running_process_within_the_cache_ttl() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, &format!("cache: {{ ttl: 1s }}\n{DEFAULT_POLICY}"));
+    let (id, key) = kg.create_key(&[]);
+    let c = client();
+    assert_eq!(
+        c.get(kg.url("/a"))
+            .header("X-API-Key", &key)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert!(kg.cli(&["keys", "revoke", &id]).status.success());
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    expect_401(
+        c.get(kg.url("/a"))
+            .header("X-API-Key", &key)
+            .send()
+            .await
+            .unwrap(),
+        "API key has been revoked",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_regenerated_key_replaces_the_old_secret() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, DEFAULT_POLICY);
+    let (id, old) = kg.create_key(&[]);
+    let out = kg.cli(&["keys", "regenerate", &id, "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["id"], id.as_str());
+    let new = v["key"].as_str().unwrap();
+    let c = client();
+    expect_401(
+        c.get(kg.url("/a"))
+            .header("X-API-Key", &old)
+            .send()
+            .await
+            .unwrap(),
+        "Invalid API key",
+    )
+    .await;
+    assert_eq!(
+        c.get(kg.url("/a"))
+            .header("X-API-Key", new)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}

@@ -1,2 +1,95 @@
-//! Placeholder replaced below.
-fn main() {}
+//! Criterion micro-benchmarks of the request path's own work (ns/op):
+#![allow(missing_docs)] // criterion_group! generates undocumented items
+//! API-key verification on a cache hit and on a miss (SQLite), and a limiter decision.
+//! Run: `cargo bench --bench hot_path`.
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use keygate::auth::api_key::{generate, Environment, KeyFormat, KeyHash};
+use keygate::auth::cache::KeyCache;
+use keygate::auth::verify::KeyVerifier;
+use keygate::config::{CacheConfig, Dur, TierConfig};
+use keygate::limit::memory::MemoryLimiter;
+use keygate::limit::TierLimits;
+use keygate::store::sqlite::SqliteStore;
+use keygate::store::{KeyRecord, KeyStatus, KeyStore};
+use std::sync::Arc;
+
+fn record(id: &str) -> KeyRecord {
+    KeyRecord {
+        id: id.into(),
+        name: "bench".into(),
+        prefix: "kg_sk_live_".into(),
+        last4: "abcd".into(),
+        tier: "free".into(),
+        scopes: vec!["search".into()],
+        environment: Environment::Live,
+        org: None,
+        owner: None,
+        status: KeyStatus::Active,
+        credits: None,
+        allowed_ips: vec![],
+        expires_at: None,
+        created_at: chrono::Utc::now(),
+        last_used_at: None,
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("bench.db")).unwrap());
+    let key = generate("kg", Environment::Live);
+    rt.block_on(store.insert(&record("key_bench"), &key.hash))
+        .unwrap();
+    let format = KeyFormat {
+        prefix: "kg".into(),
+        accept_prefixes: vec![],
+    };
+
+    let cached = KeyVerifier::new(store.clone(), KeyCache::new(&CacheConfig::default()));
+    rt.block_on(cached.lookup(&key.plaintext, &format)).unwrap();
+    c.bench_function("verify_key_cache_hit", |b| {
+        b.to_async(&rt)
+            .iter(|| async { cached.lookup(&key.plaintext, &format).await.unwrap() })
+    });
+
+    let tiny_ttl = CacheConfig {
+        capacity: 1,
+        ttl: Dur(std::time::Duration::from_nanos(1)),
+        negative_ttl: Dur::secs(0),
+    };
+    let uncached = KeyVerifier::new(store.clone(), KeyCache::new(&tiny_ttl));
+    c.bench_function("verify_key_cache_miss_sqlite", |b| {
+        b.to_async(&rt).iter(|| async {
+            uncached.cache().invalidate(&KeyHash::of(&key.plaintext));
+            uncached.lookup(&key.plaintext, &format).await.unwrap()
+        })
+    });
+
+    c.bench_function("sha256_of_key", |b| b.iter(|| KeyHash::of(&key.plaintext)));
+
+    let limiter = MemoryLimiter::new();
+    let tier = TierLimits::from_config(
+        "free",
+        &TierConfig {
+            per_second: Some(u64::MAX),
+            per_minute: Some(u64::MAX),
+            per_day: Some(u64::MAX),
+            ..Default::default()
+        },
+    );
+    let mut now = 1_700_000_000_000u64;
+    c.bench_function("limiter_decision_3_windows", |b| {
+        b.iter(|| {
+            now += 1;
+            limiter.check("key:key_bench", &tier, now)
+        })
+    });
+}
+
+criterion_group!(hot_path, benches);
+criterion_main!(hot_path);

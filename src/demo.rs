@@ -1,7 +1,8 @@
 //! A tiny echo server, used as the quickstart's demo upstream and as the real
 //! upstream of the black-box tests. It answers every request with a JSON echo of
 //! what it received (method, path, query, headers, body size) and its own address; `/status/{code}`
-//! answers with that status and `/delay/{ms}` waits first.
+//! answers with that status, `/delay/{ms}` waits first, and `/static/...` answers a
+//! fixed two-byte body (for load benchmarks, so every caller gets the same response).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -16,6 +17,9 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 async fn echo(req: Request<Incoming>, me: String) -> Result<Response<Full<Bytes>>, Infallible> {
+    if req.uri().path().starts_with("/static/") {
+        return Ok(Response::new(Full::new(Bytes::from_static(b"ok"))));
+    }
     let (parts, body) = req.into_parts();
     let body_len = body
         .collect()

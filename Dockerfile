@@ -1,0 +1,23 @@
+# keygate: multi-stage build; the runtime image holds only the binary and CA roots.
+FROM rust:1.95-bookworm AS build
+RUN apt-get update && apt-get install -y --no-install-recommends cmake && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+# Cached dependency layer: build against an empty crate first.
+COPY Cargo.toml Cargo.lock rust-toolchain.toml ./
+RUN mkdir -p src benches && echo 'fn main() {}' > src/main.rs && echo '' > src/lib.rs \
+    && echo 'fn main() {}' > benches/hot_path.rs \
+    && cargo build --release --locked && rm -rf src benches
+COPY src ./src
+COPY benches ./benches
+RUN touch src/main.rs src/lib.rs && cargo build --release --locked
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --home /var/lib/keygate --create-home keygate
+COPY --from=build /src/target/release/keygate /usr/local/bin/keygate
+COPY conf /etc/keygate
+USER 10001:10001
+WORKDIR /var/lib/keygate
+EXPOSE 8080 9090
+ENTRYPOINT ["/usr/local/bin/keygate"]
+CMD ["serve", "-c", "/etc/keygate/keygate.yaml"]

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Load benchmark: wrk against (a) the upstream directly, (b) a keygate route with
+# `auth: none`, (c) an API-key route with tier limits — on one keygate process,
+# rounds alternated. Prints a table of req/s, p50, p99 and the ratios (c)/(b), (b)/(a).
+# Usage: bash benches/load.sh [seconds-per-run] [rounds]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-10}; rounds=${2:-3}
+KEYGATE_SETUP_PROMTOOL=0 KEYGATE_SETUP_WRK=1 bash scripts/setup.sh
+cargo build --release --quiet
+bin=$PWD/target/release/keygate
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+up=$(port); listen=$(port); admin=$(port)
+cat > "$work/k.yaml" <<YAML
+server: { listen: "127.0.0.1:$listen", admin_listen: "127.0.0.1:$admin", threads: 2 }
+upstream: { url: "http://127.0.0.1:$up" }
+store: { kind: sqlite, path: "$work/k.db" }
+tiers: { bench: { per_second: 100000000, per_minute: 1000000000, per_day: 100000000000 } }
+default_tier: bench
+rate_limit: { ip: { per_minute: 0, failed_auth_per_minute: 0 } }
+routes:
+  - { path: /static/open, auth: none }
+  - { path: /static/api, scopes: [bench] }
+YAML
+key=$("$bin" keys create -c "$work/k.yaml" --name bench --tier bench --scopes bench | sed -n 's/^key: //p')
+taskset -c 0 "$bin" demo-upstream --listen "127.0.0.1:$up" 2>/dev/null &
+RUST_LOG=warn taskset -c 1 "$bin" serve -c "$work/k.yaml" 2>"$work/kg.log" &
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$admin/health" >/dev/null && break; sleep 0.1; done
+
+run() { # name url [header]
+  local out
+  if [ -n "${3:-}" ]; then out=$(taskset -c 0 wrk -t1 -c32 -d"${secs}s" --latency -H "$3" "$2"); else out=$(taskset -c 0 wrk -t1 -c32 -d"${secs}s" --latency "$2"); fi
+  local rps p50 p99
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+  p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+  echo "$1 $rps $p50 $p99"
+}
+printf '%-6s %-22s %12s %10s %10s\n' round target req/s p50 p99
+for r in $(seq "$rounds"); do
+  a=$(run direct "http://127.0.0.1:$up/static/api")
+  b=$(run open "http://127.0.0.1:$listen/static/open")
+  c=$(run apikey "http://127.0.0.1:$listen/static/api" "X-API-Key: $key")
+  for line in "$a" "$b" "$c"; do
+    read -r n rps p50 p99 <<<"$line"
+    case $n in direct) label="(a) upstream direct";; open) label="(b) keygate auth:none";; apikey) label="(c) keygate API key";; esac
+    printf '%-6s %-22s %12s %10s %10s\n' "$r" "$label" "$rps" "$p50" "$p99"
+  done
+  ra=$(awk '{print $2}' <<<"$a"); rb=$(awk '{print $2}' <<<"$b"); rc=$(awk '{print $2}' <<<"$c")
+  printf '%-6s %-22s %12s\n' "$r" "(c)/(b)" "$(python3 -c "print(f'{$rc/$rb:.3f}')")"
+  printf '%-6s %-22s %12s\n' "$r" "(b)/(a)" "$(python3 -c "print(f'{$rb/$ra:.3f}')")"
+done
+grep -q "ERROR\|panicked" "$work/kg.log" && { echo "keygate logged errors:"; cat "$work/kg.log"; exit 1; } || true

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs keygate on the embedded SQLite store in front of the demo echo upstream,
+# creates a demo key on first run, and serves until Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+KEYGATE_SETUP_PROMTOOL=0 bash scripts/setup.sh
+cargo build --release --quiet
+bin=target/release/keygate
+"$bin" check -c conf/keygate.yaml
+"$bin" demo-upstream --listen 127.0.0.1:3000 &
+upstream=$!
+trap 'kill $upstream 2>/dev/null || true' EXIT
+if [ ! -s data/demo-key.txt ]; then
+  mkdir -p data
+  "$bin" keys create -c conf/keygate.yaml --name demo --tier free --scopes search | tee data/demo-key.txt
+fi
+key=$(sed -n 's/^key: //p' data/demo-key.txt)
+cat <<MSG
+
+keygate: http://127.0.0.1:8080 (admin http://127.0.0.1:9090/metrics)
+try:   curl -i -H "X-API-Key: $key" http://127.0.0.1:8080/hello
+       curl -i http://127.0.0.1:8080/hello          # 401
+MSG
+"$bin" serve -c conf/keygate.yaml

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what building and testing keygate needs on a fresh Debian machine:
+# cmake (Pingora's zlib-ng, aws-lc), a C compiler, promtool (metrics checks).
+# Idempotent; only runs apt-get when something is missing.
+set -euo pipefail
+need=()
+command -v cmake >/dev/null || need+=(cmake)
+command -v cc >/dev/null || need+=(build-essential)
+if [ "${KEYGATE_SETUP_PROMTOOL:-1}" = 1 ]; then command -v promtool >/dev/null || need+=(prometheus); fi
+if [ "${KEYGATE_SETUP_WRK:-0}" = 1 ]; then command -v wrk >/dev/null || need+=(wrk); fi
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]}" >&2
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi

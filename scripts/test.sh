@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The test command of the README: unit tests beside the code and black-box tests
+# that start the real binary in front of a real upstream.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+cargo test --all-targets -- --test-threads 4

@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cargo test --all-targets -- --test-threads 4
+RUST_TEST_THREADS=4 cargo test --all-targets

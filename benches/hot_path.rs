@@ -1,7 +1,7 @@
 //! Criterion micro-benchmarks of the request path's own work (ns/op):
-#![allow(missing_docs)] // criterion_group! generates undocumented items
 //! API-key verification on a cache hit and on a miss (SQLite), and a limiter decision.
 //! Run: `cargo bench --bench hot_path`.
+#![allow(missing_docs)] // criterion_group! generates undocumented items
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use keygate::auth::api_key::{generate, Environment, KeyFormat, KeyHash};

@@ -30,8 +30,9 @@ RUST_LOG=warn taskset -c 1 "$bin" serve -c "$work/k.yaml" 2>"$work/kg.log" &
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$admin/health" >/dev/null && break; sleep 0.1; done
 
 run() { # name url [header]
-  local out
-  if [ -n "${3:-}" ]; then out=$(taskset -c 0 wrk -t1 -c32 -d"${secs}s" --latency -H "$3" "$2"); else out=$(taskset -c 0 wrk -t1 -c32 -d"${secs}s" --latency "$2"); fi
+  local out header=()
+  [ -n "${3:-}" ] && header=(-H "$3")
+  out=$(taskset -c 0 wrk -t1 -c32 -d"${secs}s" --latency "${header[@]}" "$2")
   local rps p50 p99
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")

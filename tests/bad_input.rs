@@ -28,12 +28,7 @@ async fn odd_credentials_get_401_not_500() {
         "kg_sk_test_ääää",
         "\u{1F600}",
     ] {
-        let r = c
-            .get(kg.url("/a"))
-            .header("X-API-Key", value.as_bytes())
-            .send()
-            .await
-            .unwrap();
+        let r = kg.get_key("/a", value.as_bytes()).await;
         let status = r.status().as_u16();
         assert!(status == 401, "{status} for {:.20}", value);
         let body = r.text().await.unwrap();
@@ -109,7 +104,6 @@ async fn keys_never_reach_logs_bodies_or_metrics() {
     let (_, key) = kg.create_key(&["--scopes", "none"]);
     let revoked = kg.create_key(&[]);
     assert!(kg.cli(&["keys", "revoke", &revoked.0]).status.success());
-    let c = client();
     let mut bodies = String::new();
     for (path, k) in [
         ("/a", &key),
@@ -117,12 +111,7 @@ async fn keys_never_reach_logs_bodies_or_metrics() {
         ("/a", &revoked.1),
         ("/a", &format!("{key}x")),
     ] {
-        let r = c
-            .post(kg.url(path))
-            .header("X-API-Key", k.as_str())
-            .send()
-            .await
-            .unwrap();
+        let r = kg.post_key(path, k.as_str()).await;
         bodies.push_str(&r.text().await.unwrap());
     }
     let metrics = kg.metrics().await;

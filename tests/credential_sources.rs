@@ -77,12 +77,7 @@ async fn the_same_key_in_two_sources_is_fine_but_two_different_keys_are_refused(
         .await
         .unwrap();
     expect_error(r, 401, "unauthorized").await;
-    let r = c
-        .get(kg.url(&format!("/a?api_key={b}")))
-        .header("X-API-Key", &a)
-        .send()
-        .await
-        .unwrap();
+    let r = kg.get_key(&format!("/a?api_key={b}"), &a).await;
     expect_error(r, 401, "unauthorized").await;
 }
 

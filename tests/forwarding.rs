@@ -72,23 +72,8 @@ async fn test_keys_go_to_the_sandbox() {
     );
     let (_, test_key) = kg.create_key(&["--env", "test"]);
     let (_, live_key) = kg.create_key(&[]);
-    let c = client();
-    let t = json(
-        c.get(kg.url("/a"))
-            .header("X-API-Key", &test_key)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    let l = json(
-        c.get(kg.url("/a"))
-            .header("X-API-Key", &live_key)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let t = json(kg.get_key("/a", &test_key).await).await;
+    let l = json(kg.get_key("/a", &live_key).await).await;
     assert_eq!(t["upstream"], sandbox.to_string());
     assert_eq!(l["upstream"], live.to_string());
     assert_eq!(t["headers"]["x-auth-environment"][0], "test");
@@ -99,21 +84,8 @@ async fn test_keys_go_to_the_sandbox() {
     );
     let (_, test_key) = kg2.create_key(&["--env", "test"]);
     let (_, live_key) = kg2.create_key(&[]);
-    assert_eq!(
-        c.get(kg2.url("/a"))
-            .header("X-API-Key", &live_key)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    let r = c
-        .get(kg2.url("/a"))
-        .header("X-API-Key", &test_key)
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(kg2.get_key("/a", &live_key).await.status(), 200);
+    let r = kg2.get_key("/a", &test_key).await;
     expect_error(r, 502, "bad_gateway").await;
 }
 
@@ -122,31 +94,15 @@ async fn upstream_failures_become_contract_errors() {
     let up = start_upstream().await;
     let kg = Keygate::start(up, DEFAULT_POLICY);
     let (_, key) = kg.create_key(&[]);
-    let c = client();
     // read_timeout is 2s in the test config.
-    let r = c
-        .get(kg.url("/delay/4000"))
-        .header("X-API-Key", &key)
-        .send()
-        .await
-        .unwrap();
+    let r = kg.get_key("/delay/4000", &key).await;
     assert!(r.headers().contains_key("x-ratelimit-limit"));
     expect_error(r, 504, "gateway_timeout").await;
-    let r = c
-        .get(kg.url("/status/503"))
-        .header("X-API-Key", &key)
-        .send()
-        .await
-        .unwrap();
+    let r = kg.get_key("/status/503", &key).await;
     assert_eq!(r.status(), 503, "upstream statuses pass through unchanged");
     let dead = Keygate::start_url(&format!("http://127.0.0.1:{}", free_port()), DEFAULT_POLICY);
     let (_, key) = dead.create_key(&[]);
-    let r = c
-        .get(dead.url("/a"))
-        .header("X-API-Key", &key)
-        .send()
-        .await
-        .unwrap();
+    let r = dead.get_key("/a", &key).await;
     expect_error(r, 502, "bad_gateway").await;
     let m = dead.metrics().await;
     assert!(

@@ -15,12 +15,7 @@ async fn passed_and_rejected_authenticated_responses_carry_rate_limit_headers() 
     let kg = Keygate::start(up, "tiers: { free: { per_minute: 30, per_day: 1000 } }\nroutes: [ { path: /s, scopes: [x] }, { path: /health, auth: none } ]\n");
     let (_, key) = kg.create_key(&[]);
     let c = client();
-    let r = c
-        .get(kg.url("/a"))
-        .header("X-API-Key", &key)
-        .send()
-        .await
-        .unwrap();
+    let r = kg.get_key("/a", &key).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-ratelimit-limit"], "30");
     assert_eq!(r.headers()["x-ratelimit-remaining"], "29");
@@ -37,12 +32,7 @@ async fn passed_and_rejected_authenticated_responses_carry_rate_limit_headers() 
         r.headers().get("ratelimit").is_none(),
         "IETF headers only when configured"
     );
-    let r = c
-        .get(kg.url("/s"))
-        .header("X-API-Key", &key)
-        .send()
-        .await
-        .unwrap();
+    let r = kg.get_key("/s", &key).await;
     assert_eq!(r.status(), 403);
     assert_eq!(
         r.headers()["x-ratelimit-remaining"],

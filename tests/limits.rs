@@ -39,24 +39,10 @@ async fn a_429_says_when_to_retry() {
     let up = start_upstream().await;
     let kg = Keygate::start(up, "tiers: { free: { per_hour: 2 } }\n");
     let (_, key) = kg.create_key(&[]);
-    let c = client();
     for _ in 0..2 {
-        assert_eq!(
-            c.get(kg.url("/a"))
-                .header("X-API-Key", &key)
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(kg.get_key("/a", &key).await.status(), 200);
     }
-    let r = c
-        .get(kg.url("/a"))
-        .header("X-API-Key", &key)
-        .send()
-        .await
-        .unwrap();
+    let r = kg.get_key("/a", &key).await;
     let retry: u64 = r.headers()["retry-after"]
         .to_str()
         .unwrap()
@@ -81,15 +67,9 @@ async fn a_refusal_by_one_window_consumes_nothing_from_another() {
         "tiers: { free: { per_second: 3, per_day: 4 } }\nrate_limit: { headers: both }\n",
     );
     let (_, key) = kg.create_key(&[]);
-    let c = client();
     let mut admitted = 0;
     for _ in 0..20 {
-        let r = c
-            .get(kg.url("/a"))
-            .header("X-API-Key", &key)
-            .send()
-            .await
-            .unwrap();
+        let r = kg.get_key("/a", &key).await;
         if r.status() == 200 {
             admitted += 1;
         } else {
@@ -102,12 +82,7 @@ async fn a_refusal_by_one_window_consumes_nothing_from_another() {
     );
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     for _ in 0..3 {
-        let r = c
-            .get(kg.url("/a"))
-            .header("X-API-Key", &key)
-            .send()
-            .await
-            .unwrap();
+        let r = kg.get_key("/a", &key).await;
         let policy = r.headers()["ratelimit-policy"]
             .to_str()
             .unwrap()
@@ -128,31 +103,12 @@ async fn block_keeps_the_key_out_after_exhaustion() {
     let up = start_upstream().await;
     let kg = Keygate::start(up, "tiers: { free: { per_second: 1, block: 3s } }\n");
     let (_, key) = kg.create_key(&[]);
-    let c = client();
-    assert_eq!(
-        c.get(kg.url("/a"))
-            .header("X-API-Key", &key)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    let r = c
-        .get(kg.url("/a"))
-        .header("X-API-Key", &key)
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(kg.get_key("/a", &key).await.status(), 200);
+    let r = kg.get_key("/a", &key).await;
     assert_eq!(r.status(), 429);
     assert_eq!(r.headers()["retry-after"], "3");
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    let r = c
-        .get(kg.url("/a"))
-        .header("X-API-Key", &key)
-        .send()
-        .await
-        .unwrap();
+    let r = kg.get_key("/a", &key).await;
     assert_eq!(
         r.status(),
         429,
@@ -165,15 +121,7 @@ async fn block_keeps_the_key_out_after_exhaustion() {
         .unwrap();
     assert!(retry <= 2, "refusals do not extend the block: {retry}");
     tokio::time::sleep(std::time::Duration::from_millis(1700)).await;
-    assert_eq!(
-        c.get(kg.url("/a"))
-            .header("X-API-Key", &key)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(kg.get_key("/a", &key).await.status(), 200);
 }
 
 #[tokio::test]
@@ -204,45 +152,18 @@ async fn metered_routes_debit_credits_and_refuse_with_402_when_spent() {
     let kg = Keygate::start(up, DEFAULT_POLICY);
     let (_, key) = kg.create_key(&["--scopes", "search", "--credits", "2"]);
     let (_, unmetered) = kg.create_key(&["--scopes", "search"]);
-    let c = client();
     for _ in 0..2 {
-        assert_eq!(
-            c.post(kg.url("/api/search"))
-                .header("X-API-Key", &key)
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(kg.post_key("/api/search", &key).await.status(), 200);
     }
-    let r = c
-        .post(kg.url("/api/search"))
-        .header("X-API-Key", &key)
-        .send()
-        .await
-        .unwrap();
+    let r = kg.post_key("/api/search", &key).await;
     let body = expect_error(r, 402, "insufficient_credits").await;
     assert_eq!(body["message"], "No credits remaining");
     assert_eq!(
-        c.get(kg.url("/free"))
-            .header("X-API-Key", &key)
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        kg.get_key("/free", &key).await.status(),
         200,
         "cost 0 routes still work"
     );
     for _ in 0..3 {
-        assert_eq!(
-            c.post(kg.url("/api/search"))
-                .header("X-API-Key", &unmetered)
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            200
-        );
+        assert_eq!(kg.post_key("/api/search", &unmetered).await.status(), 200);
     }
 }

@@ -28,21 +28,9 @@ async fn metrics_count_every_decision_with_bounded_labels() {
     let kg = Keygate::start(up, DEFAULT_POLICY);
     let (id, key) = kg.create_key(&["--scopes", "none"]);
     let c = client();
-    c.get(kg.url("/a"))
-        .header("X-API-Key", &key)
-        .send()
-        .await
-        .unwrap();
-    c.get(kg.url("/a"))
-        .header("X-API-Key", &key)
-        .send()
-        .await
-        .unwrap();
-    c.post(kg.url("/api/search"))
-        .header("X-API-Key", &key)
-        .send()
-        .await
-        .unwrap();
+    kg.get_key("/a", &key).await;
+    kg.get_key("/a", &key).await;
+    kg.post_key("/api/search", &key).await;
     c.get(kg.url("/a/random/path/123")).send().await.unwrap();
     c.get(kg.url("/health")).send().await.unwrap();
     let m = kg.metrics().await;

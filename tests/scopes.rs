@@ -10,55 +10,20 @@ async fn a_missing_scope_is_403_and_names_the_scope() {
     let (_, plain) = kg.create_key(&["--scopes", "other"]);
     let (_, search) = kg.create_key(&["--scopes", "search,other"]);
     let (_, admin) = kg.create_key(&["--scopes", "admin"]);
-    let c = client();
-    let r = c
-        .post(kg.url("/api/search"))
-        .header("X-API-Key", &plain)
-        .send()
-        .await
-        .unwrap();
+    let r = kg.post_key("/api/search", &plain).await;
     assert!(
         r.headers().contains_key("x-ratelimit-remaining"),
         "authenticated callers get limit headers on 403"
     );
     let body = expect_error(r, 403, "forbidden").await;
     assert_eq!(body["message"], "Missing scope: search");
-    assert_eq!(
-        c.post(kg.url("/api/search"))
-            .header("X-API-Key", &search)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        c.post(kg.url("/api/search"))
-            .header("X-API-Key", &admin)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(kg.post_key("/api/search", &search).await.status(), 200);
+    assert_eq!(kg.post_key("/api/search", &admin).await.status(), 200);
     // The route only applies to POST: a GET falls through to the default route (no scopes).
-    assert_eq!(
-        c.get(kg.url("/api/search"))
-            .header("X-API-Key", &plain)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(kg.get_key("/api/search", &plain).await.status(), 200);
     // Path tricks land on the scoped route, not around it.
     for sneaky in ["/api//search", "/api/search/", "/api/%73earch"] {
-        let r = c
-            .post(kg.url(sneaky))
-            .header("X-API-Key", &plain)
-            .send()
-            .await
-            .unwrap();
+        let r = kg.post_key(sneaky, &plain).await;
         assert_eq!(r.status(), 403, "{sneaky}");
     }
 }
@@ -69,32 +34,10 @@ async fn test_keys_are_refused_on_live_only_routes() {
     let kg = Keygate::start(up, DEFAULT_POLICY);
     let (_, test_key) = kg.create_key(&["--env", "test"]);
     let (_, live_key) = kg.create_key(&["--env", "live"]);
-    let c = client();
-    let r = c
-        .get(kg.url("/live/x"))
-        .header("X-API-Key", &test_key)
-        .send()
-        .await
-        .unwrap();
+    let r = kg.get_key("/live/x", &test_key).await;
     expect_error(r, 403, "forbidden").await;
-    assert_eq!(
-        c.get(kg.url("/live/x"))
-            .header("X-API-Key", &live_key)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        c.get(kg.url("/other"))
-            .header("X-API-Key", &test_key)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(kg.get_key("/live/x", &live_key).await.status(), 200);
+    assert_eq!(kg.get_key("/other", &test_key).await.status(), 200);
 }
 
 #[tokio::test]
@@ -103,25 +46,11 @@ async fn keys_with_an_ip_allow_list_are_refused_elsewhere() {
     let kg = Keygate::start(up, DEFAULT_POLICY);
     let (_, outside) = kg.create_key(&["--allow-ip", "10.0.0.0/8"]);
     let (_, inside) = kg.create_key(&["--allow-ip", "10.0.0.0/8,127.0.0.1"]);
-    let c = client();
-    let r = c
-        .get(kg.url("/a"))
-        .header("X-API-Key", &outside)
-        .send()
-        .await
-        .unwrap();
+    let r = kg.get_key("/a", &outside).await;
     let body = expect_error(r, 403, "forbidden").await;
     assert!(body["message"]
         .as_str()
         .unwrap()
         .contains("IP address not allowed"));
-    assert_eq!(
-        c.get(kg.url("/a"))
-            .header("X-API-Key", &inside)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(kg.get_key("/a", &inside).await.status(), 200);
 }

@@ -31,52 +31,20 @@ async fn missing_invalid_expired_and_revoked_keys_each_get_their_401() {
         "API key is required",
     )
     .await;
-    expect_401(
-        c.get(kg.url("/a"))
-            .header("X-API-Key", "nonsense")
-            .send()
-            .await
-            .unwrap(),
-        "Invalid API key",
-    )
-    .await;
+    expect_401(kg.get_key("/a", "nonsense").await, "Invalid API key").await;
 
     // Well-formed (valid checksum) but never issued by this store.
     let other = Keygate::start(up, DEFAULT_POLICY);
     let (_, foreign) = other.create_key(&[]);
-    expect_401(
-        c.get(kg.url("/a"))
-            .header("X-API-Key", &foreign)
-            .send()
-            .await
-            .unwrap(),
-        "Invalid API key",
-    )
-    .await;
+    expect_401(kg.get_key("/a", &foreign).await, "Invalid API key").await;
 
     let (id, revoked) = kg.create_key(&[]);
     assert!(kg.cli(&["keys", "revoke", &id]).status.success());
-    expect_401(
-        c.get(kg.url("/a"))
-            .header("X-API-Key", &revoked)
-            .send()
-            .await
-            .unwrap(),
-        "API key has been revoked",
-    )
-    .await;
+    expect_401(kg.get_key("/a", &revoked).await, "API key has been revoked").await;
 
     let (_, expiring) = kg.create_key(&["--expires-in", "1s"]);
     tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
-    expect_401(
-        c.get(kg.url("/a"))
-            .header("X-API-Key", &expiring)
-            .send()
-            .await
-            .unwrap(),
-        "API key has expired",
-    )
-    .await;
+    expect_401(kg.get_key("/a", &expiring).await, "API key has expired").await;
 
     let m = kg.metrics().await;
     for reason in ["missing", "invalid", "revoked", "expired"] {
@@ -94,27 +62,10 @@ async fn a_revocation_is_seen_by_the_running_process_within_the_cache_ttl() {
     let up = start_upstream().await;
     let kg = Keygate::start(up, &format!("cache: {{ ttl: 1s }}\n{DEFAULT_POLICY}"));
     let (id, key) = kg.create_key(&[]);
-    let c = client();
-    assert_eq!(
-        c.get(kg.url("/a"))
-            .header("X-API-Key", &key)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(kg.get_key("/a", &key).await.status(), 200);
     assert!(kg.cli(&["keys", "revoke", &id]).status.success());
     tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
-    expect_401(
-        c.get(kg.url("/a"))
-            .header("X-API-Key", &key)
-            .send()
-            .await
-            .unwrap(),
-        "API key has been revoked",
-    )
-    .await;
+    expect_401(kg.get_key("/a", &key).await, "API key has been revoked").await;
 }
 
 #[tokio::test]
@@ -127,23 +78,6 @@ async fn a_regenerated_key_replaces_the_old_secret() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["id"], id.as_str());
     let new = v["key"].as_str().unwrap();
-    let c = client();
-    expect_401(
-        c.get(kg.url("/a"))
-            .header("X-API-Key", &old)
-            .send()
-            .await
-            .unwrap(),
-        "Invalid API key",
-    )
-    .await;
-    assert_eq!(
-        c.get(kg.url("/a"))
-            .header("X-API-Key", new)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    expect_401(kg.get_key("/a", &old).await, "Invalid API key").await;
+    assert_eq!(kg.get_key("/a", new).await.status(), 200);
 }

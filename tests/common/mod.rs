@@ -35,6 +35,7 @@ pub struct Keygate {
     pub admin: String,
     child: Option<Child>,
     pub log: PathBuf,
+    http: reqwest::Client,
 }
 
 /// The default tiers and routes used by most tests; `extra` is appended verbatim.
@@ -92,6 +93,7 @@ impl Keygate {
             log: dir.path().join("keygate.log"),
             dir,
             child: None,
+            http: client(),
         };
         kg.spawn();
         kg
@@ -162,6 +164,31 @@ impl Keygate {
             v["id"].as_str().unwrap().to_string(),
             v["key"].as_str().unwrap().to_string(),
         )
+    }
+
+    /// Sends `method path` with `key` in `X-API-Key`.
+    pub async fn send_key(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: impl AsRef<[u8]>,
+    ) -> reqwest::Response {
+        self.http
+            .request(method, self.url(path))
+            .header("X-API-Key", key.as_ref())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `GET path` with `key` in `X-API-Key`.
+    pub async fn get_key(&self, path: &str, key: impl AsRef<[u8]>) -> reqwest::Response {
+        self.send_key(reqwest::Method::GET, path, key).await
+    }
+
+    /// `POST path` with `key` in `X-API-Key`.
+    pub async fn post_key(&self, path: &str, key: impl AsRef<[u8]>) -> reqwest::Response {
+        self.send_key(reqwest::Method::POST, path, key).await
     }
 
     /// `base` + `path`.

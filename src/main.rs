@@ -6,6 +6,11 @@ use keygate::config;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// mimalloc: the request path allocates many small, short-lived objects (header
+/// maps, values, futures); glibc malloc spent ~27% of instructions on them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A reverse-proxy auth sidecar: API keys, JWTs, tiered rate limits, scopes, credits.
 #[derive(Parser)]
 #[command(name = "keygate", version, about)]

@@ -124,13 +124,7 @@ impl Runtime {
             .get(&config.default_tier)
             .or_else(|| tiers.values().next())
             .cloned()
-            .unwrap_or_else(|| {
-                Arc::new(TierLimits {
-                    name: "default".into(),
-                    windows: vec![],
-                    block: Duration::ZERO,
-                })
-            });
+            .unwrap_or_else(|| Arc::new(TierLimits::from_config("default", &Default::default())));
         let u = &config.upstream;
         let upstream = Upstream::resolve(
             "upstream.url",

@@ -3,8 +3,8 @@
 //! reaches the store.
 
 use super::api_key::KeyHash;
+use super::verify::KnownKey;
 use crate::config::CacheConfig;
-use crate::store::KeyRecord;
 use moka::sync::Cache;
 use std::sync::Arc;
 
@@ -12,7 +12,7 @@ use std::sync::Arc;
 #[derive(Clone, Debug)]
 pub enum Cached {
     /// A stored key.
-    Known(Arc<KeyRecord>),
+    Known(Arc<KnownKey>),
     /// Recently looked up and not found.
     Unknown,
 }
@@ -20,7 +20,7 @@ pub enum Cached {
 /// Positive and negative key caches.
 #[derive(Clone)]
 pub struct KeyCache {
-    known: Cache<KeyHash, Arc<KeyRecord>>,
+    known: Cache<KeyHash, Arc<KnownKey>>,
     unknown: Cache<KeyHash, ()>,
 }
 
@@ -53,9 +53,9 @@ impl KeyCache {
     }
 
     /// Remembers a stored key.
-    pub fn insert_known(&self, hash: KeyHash, record: Arc<KeyRecord>) {
+    pub fn insert_known(&self, hash: KeyHash, key: Arc<KnownKey>) {
         self.unknown.invalidate(&hash);
-        self.known.insert(hash, record);
+        self.known.insert(hash, key);
     }
 
     /// Remembers that a hash is not in the store.
@@ -72,7 +72,9 @@ impl KeyCache {
     /// Forgets every entry belonging to key `id`.
     pub fn invalidate_key_id(&self, id: &str) {
         let id = id.to_string();
-        let _ = self.known.invalidate_entries_if(move |_, r| r.id == id);
+        let _ = self
+            .known
+            .invalidate_entries_if(move |_, k| k.record.id == id);
     }
 
     /// Number of known keys held.

@@ -2,7 +2,7 @@
 
 use super::api_key::{KeyFormat, KeyHash, KeyShape};
 use super::cache::{Cached, KeyCache};
-use super::{AuthMethod, Principal};
+use super::{AuthMethod, Identity};
 use crate::metrics;
 use crate::store::{KeyRecord, KeyStatus, KeyStore, StoreError};
 use chrono::{DateTime, Utc};
@@ -29,6 +29,35 @@ pub enum KeyError {
     StoreUnavailable,
 }
 
+/// A stored key as the cache holds it: the record and the identity built from it.
+#[derive(Debug)]
+pub struct KnownKey {
+    /// The stored record.
+    pub record: KeyRecord,
+    /// Its identity, shared by every request presenting the key.
+    pub identity: Arc<Identity>,
+}
+
+impl KnownKey {
+    /// Builds the identity of `record`.
+    pub fn new(record: KeyRecord) -> Self {
+        let identity = Identity::new(
+            AuthMethod::ApiKey,
+            Some(record.id.clone()),
+            record.owner.clone().unwrap_or_else(|| record.id.clone()),
+            record.org.clone(),
+            record.scopes.clone(),
+            record.environment,
+            record.credits,
+            format!("key:{}", record.id),
+        );
+        KnownKey {
+            record,
+            identity: Arc::new(identity),
+        }
+    }
+}
+
 /// Turns API keys into stored records, through the cache.
 #[derive(Clone)]
 pub struct KeyVerifier {
@@ -48,7 +77,7 @@ impl KeyVerifier {
     }
 
     /// Finds the record of `key`. Malformed keys never reach the cache or store.
-    pub async fn lookup(&self, key: &str, format: &KeyFormat) -> Result<Arc<KeyRecord>, KeyError> {
+    pub async fn lookup(&self, key: &str, format: &KeyFormat) -> Result<Arc<KnownKey>, KeyError> {
         if format.classify(key) == KeyShape::Malformed {
             return Err(KeyError::Invalid);
         }
@@ -70,9 +99,9 @@ impl KeyVerifier {
             .inc();
         match found {
             Ok(Some(record)) => {
-                let record = Arc::new(record);
-                self.cache.insert_known(hash, record.clone());
-                Ok(record)
+                let known = Arc::new(KnownKey::new(record));
+                self.cache.insert_known(hash, known.clone());
+                Ok(known)
             }
             Ok(None) => {
                 self.cache.insert_unknown(hash);
@@ -118,21 +147,6 @@ pub fn check_record(
         }
     }
     Ok(())
-}
-
-/// The principal of a verified key; `tier` is the configured tier it maps to.
-pub fn principal_of(record: &KeyRecord, tier: &str) -> Principal {
-    Principal {
-        method: AuthMethod::ApiKey,
-        key_id: Some(record.id.clone()),
-        subject: record.owner.clone().unwrap_or_else(|| record.id.clone()),
-        org: record.org.clone(),
-        tier: tier.to_string(),
-        scopes: record.scopes.clone(),
-        environment: record.environment,
-        credits: record.credits,
-        limit_key: format!("key:{}", record.id),
-    }
 }
 
 #[cfg(test)]
@@ -228,15 +242,18 @@ mod tests {
             .insert(&record(KeyStatus::Active, None, &[]), &real.hash)
             .await
             .unwrap();
-        assert_eq!(v.lookup(&real.plaintext, &f).await.unwrap().id, "key_1");
+        assert_eq!(
+            v.lookup(&real.plaintext, &f).await.unwrap().record.id,
+            "key_1"
+        );
         assert_eq!(v.cache().len(), 1);
         let unknown = generate("kg", Environment::Live).plaintext;
-        assert_eq!(v.lookup(&unknown, &f).await, Err(KeyError::Invalid));
+        assert_eq!(v.lookup(&unknown, &f).await.err(), Some(KeyError::Invalid));
         assert!(matches!(
             v.cache().get(&KeyHash::of(&unknown)),
             Some(Cached::Unknown)
         ));
-        assert_eq!(v.lookup("garbage", &f).await, Err(KeyError::Invalid));
+        assert_eq!(v.lookup("garbage", &f).await.err(), Some(KeyError::Invalid));
         assert!(
             v.cache().get(&KeyHash::of("garbage")).is_none(),
             "malformed key was never looked up"

@@ -69,6 +69,8 @@ pub struct TierLimits {
     pub windows: Vec<WindowLimit>,
     /// Lockout after a window is exhausted.
     pub block: Duration,
+    /// `name` as a header value (forwarded as the caller's tier).
+    pub name_value: http::HeaderValue,
 }
 
 impl TierLimits {
@@ -87,6 +89,8 @@ impl TierLimits {
             name: name.to_string(),
             windows,
             block: t.block.get(),
+            name_value: http::HeaderValue::from_str(name)
+                .unwrap_or_else(|_| http::HeaderValue::from_static("invalid")),
         }
     }
 }

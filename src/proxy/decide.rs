@@ -5,7 +5,7 @@
 use super::path::normalize;
 use super::routes::Route;
 use crate::auth::credentials::extract;
-use crate::auth::verify::{check_record, principal_of, KeyVerifier};
+use crate::auth::verify::{check_record, KeyVerifier};
 use crate::auth::Principal;
 use crate::clock::Clock;
 use crate::config::{RouteAuth, RouteEnvironment};
@@ -87,7 +87,7 @@ impl Deciders<'_> {
             }
         }
         let credential = extract(&rt.sources, headers, uri.query())?;
-        let record = self
+        let known = self
             .verifier
             .lookup(&credential.value, &rt.key_format)
             .await?;
@@ -95,21 +95,23 @@ impl Deciders<'_> {
             .timestamp_millis_opt(self.clock.now_ms() as i64)
             .single()
             .unwrap_or_else(Utc::now);
-        check_record(&record, now, client_ip)?;
-        let tier = rt.tier(&record.tier).clone();
-        out.principal = Some(principal_of(&record, &tier.name));
-        let principal = out.principal.as_ref().ok_or(GateError::Internal)?;
+        check_record(&known.record, now, client_ip)?;
+        let principal = out.principal.insert(Principal {
+            identity: known.identity.clone(),
+            tier: rt.tier(&known.record.tier).clone(),
+        });
+        let (identity, tier) = (&*principal.identity, &*principal.tier);
         if let Err(e) = authorize(route, principal) {
             out.limit = self
                 .limiter
-                .peek(&principal.limit_key, &tier.windows)
+                .peek(&identity.limit_key, &tier.windows)
                 .await
                 .ok();
             return Err(e);
         }
         let decision = match self
             .limiter
-            .check(&principal.limit_key, &tier.windows, tier.block)
+            .check(&identity.limit_key, &tier.windows, tier.block)
             .await
         {
             Ok(d) => d,
@@ -124,8 +126,8 @@ impl Deciders<'_> {
         if !allowed {
             return Err(GateError::RateLimited { retry_after });
         }
-        if route.cost > 0 && principal.credits.is_some() {
-            let key_id = principal.key_id.as_deref().unwrap_or_default();
+        if route.cost > 0 && identity.credits.is_some() {
+            let key_id = identity.key_id.as_deref().unwrap_or_default();
             let debit = self.store.debit_credits(key_id, route.cost).await;
             metrics::STORE_QUERIES
                 .with_label_values(&["debit_credits", if debit.is_ok() { "ok" } else { "error" }])
@@ -151,7 +153,7 @@ impl Deciders<'_> {
 
 /// Route-level authorization of a known caller: environment, then scopes.
 pub fn authorize(route: &Route, p: &Principal) -> Result<(), GateError> {
-    let env = p.environment.as_str();
+    let env = p.identity.environment.as_str();
     match route.environment {
         RouteEnvironment::Live if env != "live" => {
             return Err(GateError::WrongEnvironment { required: "live" })

@@ -4,8 +4,9 @@
 use crate::auth::credentials::{bearer_token, Source};
 use crate::auth::Principal;
 use crate::config::ForwardConfig;
+use bytes::Bytes;
 use http::header::AUTHORIZATION;
-use http::HeaderName;
+use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use std::net::IpAddr;
 
@@ -21,10 +22,19 @@ enum Field {
     Method,
 }
 
+/// One identity header: its name, its spelling on the wire, the field it carries.
+#[derive(Clone, Debug)]
+struct IdentityHeader {
+    name: HeaderName,
+    /// The name as configured (case kept), shared so inserting copies nothing.
+    wire: Bytes,
+    field: Field,
+}
+
 /// The compiled `forward:` section plus the credential sources to strip.
 #[derive(Clone, Debug)]
 pub struct ForwardPlan {
-    identity: Vec<(HeaderName, Field)>,
+    identity: Vec<IdentityHeader>,
     strip_credentials: bool,
     credential_headers: Vec<HeaderName>,
     strip_bearer: bool,
@@ -45,10 +55,11 @@ impl ForwardPlan {
             (&h.method, Field::Method),
         ]
         .into_iter()
-        .filter_map(|(name, f)| {
-            name.as_deref()
-                .and_then(|n| HeaderName::from_bytes(n.to_ascii_lowercase().as_bytes()).ok())
-                .map(|n| (n, f))
+        .filter_map(|(name, field)| {
+            let configured = name.as_deref()?;
+            let name = HeaderName::from_bytes(configured.to_ascii_lowercase().as_bytes()).ok()?;
+            let wire = Bytes::copy_from_slice(configured.as_bytes());
+            Some(IdentityHeader { name, wire, field })
         })
         .collect();
         ForwardPlan {
@@ -82,25 +93,27 @@ impl ForwardPlan {
         client_ip: Option<IpAddr>,
         request_id: &str,
     ) -> pingora::Result<()> {
-        for (name, _) in &self.identity {
-            req.remove_header(name);
+        for h in &self.identity {
+            req.remove_header(&h.name);
         }
         if let Some(p) = principal {
             if self.strip_credentials {
                 self.strip(req)?;
             }
-            for (name, field) in &self.identity {
-                let value = match field {
-                    Field::Subject => Some(p.subject.clone()),
-                    Field::KeyId => p.key_id.clone(),
-                    Field::Org => p.org.clone(),
-                    Field::Tier => Some(p.tier.clone()),
-                    Field::Scopes => Some(p.scopes.join(" ")),
-                    Field::Environment => Some(p.environment.as_str().to_string()),
-                    Field::Method => Some(p.method.as_str().to_string()),
+            let id = &*p.identity;
+            let values = &id.header_values;
+            for h in &self.identity {
+                let value = match h.field {
+                    Field::Subject => values.subject.clone(),
+                    Field::KeyId => values.key_id.clone(),
+                    Field::Org => values.org.clone(),
+                    Field::Tier => Some(p.tier.name_value.clone()),
+                    Field::Scopes => values.scopes.clone(),
+                    Field::Environment => Some(HeaderValue::from_static(id.environment.as_str())),
+                    Field::Method => Some(HeaderValue::from_static(id.method.as_str())),
                 };
-                if let Some(v) = value.filter(|v| http::HeaderValue::from_str(v).is_ok()) {
-                    req.insert_header(name.clone(), v)?;
+                if let Some(v) = value {
+                    req.insert_header(h.wire.clone(), v)?;
                 }
             }
         }
@@ -177,7 +190,9 @@ pub fn request_id(incoming: Option<&[u8]>) -> String {
 mod tests {
     use super::*;
     use crate::auth::api_key::Environment;
-    use crate::auth::AuthMethod;
+    use crate::auth::{AuthMethod, Identity};
+    use crate::limit::TierLimits;
+    use std::sync::Arc;
 
     fn plan() -> ForwardPlan {
         let sources: Vec<Source> = ["header:x-api-key", "bearer", "query:key"]
@@ -188,16 +203,20 @@ mod tests {
     }
 
     fn principal() -> Principal {
+        let identity = Identity::new(
+            AuthMethod::ApiKey,
+            Some("key_1".into()),
+            "user_1".into(),
+            None,
+            vec!["a".into(), "b".into()],
+            Environment::Live,
+            None,
+            "key:key_1".into(),
+        );
+        let tier = TierLimits::from_config("pro", &Default::default());
         Principal {
-            method: AuthMethod::ApiKey,
-            key_id: Some("key_1".into()),
-            subject: "user_1".into(),
-            org: None,
-            tier: "pro".into(),
-            scopes: vec!["a".into(), "b".into()],
-            environment: Environment::Live,
-            credits: None,
-            limit_key: "key:key_1".into(),
+            identity: Arc::new(identity),
+            tier: Arc::new(tier),
         }
     }
 
@@ -228,6 +247,15 @@ mod tests {
             "spoofed org removed, none to add"
         );
         assert_eq!(req.headers["x-auth-scopes"], "a b");
+        assert_eq!(req.headers["x-auth-tier"], "pro");
+        assert_eq!(req.headers["x-auth-environment"], "live");
+        let mut wire = Vec::new();
+        req.header_to_h1_wire(&mut wire);
+        let wire = String::from_utf8(wire).unwrap();
+        assert!(
+            wire.contains("X-Auth-Subject: user_1\r\n"),
+            "configured spelling kept: {wire}"
+        );
         assert_eq!(req.headers["x-auth-method"], "api_key");
         assert_eq!(req.headers["x-forwarded-for"], "1.1.1.1, 10.0.0.1");
         assert_eq!(req.headers["x-request-id"], "rid");

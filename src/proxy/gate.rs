@@ -127,7 +127,7 @@ impl Gate {
             .decision
             .principal
             .as_ref()
-            .is_some_and(|p| p.environment == Environment::Test);
+            .is_some_and(|p| p.identity.environment == Environment::Test);
         match (&ctx.rt.sandbox, test_key) {
             (Some(s), true) => s.clone(),
             _ => ctx.rt.upstream.clone(),
@@ -216,7 +216,7 @@ impl ProxyHttp for Gate {
             .decision
             .principal
             .as_ref()
-            .map_or("none", |p| p.tier.as_str());
+            .map_or("none", |p| p.tier_name());
         match result {
             Ok(()) => {
                 if !ctx.decision.public {
@@ -346,7 +346,7 @@ impl ProxyHttp for Gate {
                 route,
                 outcome,
                 status,
-                key_id = ctx.decision.principal.as_ref().and_then(|p| p.key_id.as_deref()).unwrap_or("-"),
+                key_id = ctx.decision.principal.as_ref().and_then(|p| p.identity.key_id.as_deref()).unwrap_or("-"),
                 client = %ctx.client_ip.map(|i| i.to_string()).unwrap_or_default(),
                 latency_ms = elapsed.as_secs_f64() * 1000.0,
             );

@@ -3,6 +3,7 @@
 use crate::config::HeaderStyle;
 use crate::limit::window::secs_until;
 use crate::limit::LimitDecision;
+use http::HeaderValue;
 
 /// Headers describing `d` at `now_ms`. `X-RateLimit-*` is always present (the
 /// contract promises it on every authenticated response); `ietf` and `both` add the
@@ -11,18 +12,17 @@ pub fn rate_limit_headers(
     d: &LimitDecision,
     style: HeaderStyle,
     now_ms: u64,
-) -> Vec<(&'static str, String)> {
+) -> Vec<(&'static str, HeaderValue)> {
     let Some(tight) = d.tightest() else {
         return Vec::new();
     };
-    let mut out = vec![
-        ("X-RateLimit-Limit", tight.limit.to_string()),
-        ("X-RateLimit-Remaining", tight.remaining.to_string()),
-        (
-            "X-RateLimit-Reset",
-            tight.reset_at_ms.div_ceil(1000).to_string(),
-        ),
-    ];
+    let mut out = Vec::with_capacity(5);
+    out.push(("X-RateLimit-Limit", HeaderValue::from(tight.limit)));
+    out.push(("X-RateLimit-Remaining", HeaderValue::from(tight.remaining)));
+    out.push((
+        "X-RateLimit-Reset",
+        HeaderValue::from(tight.reset_at_ms.div_ceil(1000)),
+    ));
     if matches!(style, HeaderStyle::Ietf | HeaderStyle::Both) {
         let policy: Vec<String> = d
             .windows
@@ -36,16 +36,20 @@ pub fn rate_limit_headers(
                 )
             })
             .collect();
-        out.push(("RateLimit-Policy", policy.join(", ")));
-        out.push((
-            "RateLimit",
-            format!(
-                "\"{}\";r={};t={}",
-                tight.window.name(),
-                tight.remaining,
-                secs_until(now_ms, tight.reset_at_ms)
-            ),
-        ));
+        let current = format!(
+            "\"{}\";r={};t={}",
+            tight.window.name(),
+            tight.remaining,
+            secs_until(now_ms, tight.reset_at_ms)
+        );
+        for (name, text) in [
+            ("RateLimit-Policy", policy.join(", ")),
+            ("RateLimit", current),
+        ] {
+            if let Ok(v) = HeaderValue::try_from(text) {
+                out.push((name, v));
+            }
+        }
     }
     out
 }
@@ -77,17 +81,15 @@ mod tests {
             ],
         };
         let h = rate_limit_headers(&d, HeaderStyle::Both, now);
-        assert_eq!(h[0], ("X-RateLimit-Limit", "120".into()));
-        assert_eq!(h[1], ("X-RateLimit-Remaining", "17".into()));
-        assert_eq!(h[2], ("X-RateLimit-Reset", "1700000060".into()));
-        assert_eq!(
-            h[3],
-            (
-                "RateLimit-Policy",
-                "\"minute\";q=120;w=60, \"day\";q=10000;w=86400".into()
-            )
-        );
-        assert_eq!(h[4], ("RateLimit", "\"minute\";r=17;t=42".into()));
+        assert_eq!(h[0], ("X-RateLimit-Limit", HeaderValue::from(120u64)));
+        assert_eq!(h[1].0, "X-RateLimit-Remaining");
+        assert_eq!(h[1].1, "17");
+        assert_eq!(h[2].0, "X-RateLimit-Reset");
+        assert_eq!(h[2].1, "1700000060");
+        assert_eq!(h[3].0, "RateLimit-Policy");
+        assert_eq!(h[3].1, "\"minute\";q=120;w=60, \"day\";q=10000;w=86400");
+        assert_eq!(h[4].0, "RateLimit");
+        assert_eq!(h[4].1, "\"minute\";r=17;t=42");
         assert_eq!(
             rate_limit_headers(&d, HeaderStyle::XRateLimit, now).len(),
             3

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Instructions per request (valgrind callgrind), which unlike req/s do not move with
+# the machine's load: keygate serving N keep-alive requests on (b) an `auth: none`
+# route and (c) an API-key route, each in its own process, counting only the
+# requests (start-up and a 200-request warm-up are zeroed out). Prints a table and
+# the ratio (b)/(c) — the throughput the authenticated path keeps on a CPU-bound proxy.
+# Usage: bash benches/instructions.sh [requests]   (needs valgrind; installs it if missing)
+# KEEP_PROFILES=DIR keeps the callgrind files for `callgrind_annotate --inclusive=yes`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:-3000}
+command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
+cargo build --release --quiet
+bin=$PWD/target/release/keygate
+work=$(mktemp -d)
+cleanup() { pkill -9 -f "callgrind-out-file=$work" 2>/dev/null || true; kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+up=$(port); listen=$(port); admin=$(port)
+cat > "$work/k.yaml" <<YAML
+server: { listen: "127.0.0.1:$listen", admin_listen: "127.0.0.1:$admin", threads: 1 }
+upstream: { url: "http://127.0.0.1:$up" }
+store: { kind: sqlite, path: "$work/k.db" }
+tiers: { bench: { per_second: 100000000, per_minute: 1000000000, per_day: 100000000000 } }
+default_tier: bench
+rate_limit: { ip: { per_minute: 0, failed_auth_per_minute: 0 } }
+routes:
+  - { path: /static/open, auth: none }
+  - { path: /static/api, scopes: [bench] }
+YAML
+cat > "$work/client.py" <<'PY'
+import http.client, sys
+port, path, n, key = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+c = http.client.HTTPConnection("127.0.0.1", port)
+headers = {"X-API-Key": key} if key != "-" else {}
+for _ in range(n):
+    c.request("GET", path, headers=headers)
+    r = c.getresponse(); r.read()
+    assert r.status == 200, r.status
+PY
+key=$("$bin" keys create -c "$work/k.yaml" --name bench --tier bench --scopes bench | sed -n 's/^key: //p')
+"$bin" demo-upstream --listen "127.0.0.1:$up" 2>/dev/null &
+measure() { # name path key -> instructions per request
+  local out="$work/$1.cg"
+  RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" serve -c "$work/k.yaml" >"$work/$1.log" 2>&1 &
+  local vg=$!
+  for _ in $(seq 200); do curl -fs "http://127.0.0.1:$admin/health" >/dev/null && break; sleep 0.2; done
+  python3 "$work/client.py" "$listen" "$2" 200 "$3"
+  callgrind_control -z "$vg" >/dev/null 2>&1
+  python3 "$work/client.py" "$listen" "$2" "$n" "$3"
+  callgrind_control -d "$vg" >/dev/null 2>&1
+  sleep 1
+  kill -9 "$vg" 2>/dev/null || true; wait "$vg" 2>/dev/null || true
+  local total
+  total=$(grep -h '^summary:' "$out".* | tail -1 | awk '{print $2}')
+  echo $(( total / n ))
+}
+b=$(measure open /static/open -)
+c=$(measure apikey /static/api "$key")
+if [ -n "${KEEP_PROFILES:-}" ]; then mkdir -p "$KEEP_PROFILES" && cp "$work"/*.cg.* "$KEEP_PROFILES"/; fi
+printf '%-26s %14s\n' route "instr/request"
+printf '%-26s %14s\n' "(b) keygate auth:none" "$b" "(c) keygate API key" "$c"
+printf '%-26s %14s\n' "(b)/(c)" "$(python3 -c "print(f'{$b/$c:.3f}')")"

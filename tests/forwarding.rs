@@ -111,4 +111,14 @@ async fn upstream_failures_become_contract_errors() {
         ),
         "{m}"
     );
+    let logs = dead.logs();
+    assert_eq!(
+        logs.matches("proxying failed").count(),
+        1,
+        "one line per failure: {logs}"
+    );
+    assert!(
+        !logs.contains("Fail to proxy"),
+        "no second line from Pingora: {logs}"
+    );
 }

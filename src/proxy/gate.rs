@@ -287,6 +287,14 @@ impl ProxyHttp for Gate {
         self.add_common_headers(upstream_response, ctx)
     }
 
+    /// Pingora's own error line is replaced by the one [`Self::fail_to_proxy`] writes
+    /// (with the request id), so each failure is logged once.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Self::CTX, _error: &Error) -> bool {
+        true
+    }
+
+    /// Answers a proxying failure with the contract's 502/504 (or 400/500) JSON and
+    /// logs it; a client that went away gets nothing and only a debug line.
     async fn fail_to_proxy(
         &self,
         session: &mut Session,
@@ -294,6 +302,7 @@ impl ProxyHttp for Gate {
         ctx: &mut Self::CTX,
     ) -> FailToProxy {
         let Some(err) = proxy_error(e) else {
+            tracing::debug!(request_id = %ctx.request_id, error = %e, "client went away");
             return FailToProxy {
                 error_code: 0,
                 can_reuse_downstream: false,

@@ -10,8 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-3000}
 command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
-cargo build --release --quiet
-bin=$PWD/target/release/keygate
+cargo build --profile "${KEYGATE_PROFILE:-release}" --quiet
+bin=$PWD/target/${KEYGATE_PROFILE:-release}/keygate
 work=$(mktemp -d)
 cleanup() { pkill -9 -f "callgrind-out-file=$work" 2>/dev/null || true; kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT

@@ -1,8 +1,9 @@
 //! A tiny echo server, used as the quickstart's demo upstream and as the real
 //! upstream of the black-box tests. It answers every request with a JSON echo of
 //! what it received (method, path, query, headers, body size) and its own address;
-//! `/status/{code}` answers with that status, `/delay/{ms}` waits first, and `/static/...` answers a
-//! fixed two-byte body (for load benchmarks, so every caller gets the same response).
+//! `/status/{code}` answers with that status, `/delay/{ms}` waits first, and
+//! `/static/...` answers a fixed two-byte body (for load benchmarks, so every caller
+//! gets the same response).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};

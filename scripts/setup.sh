@@ -6,6 +6,7 @@ set -euo pipefail
 need=()
 command -v cmake >/dev/null || need+=(cmake)
 command -v cc >/dev/null || need+=(build-essential)
+python3 -c "import venv, ensurepip" 2>/dev/null || need+=(python3-venv)
 if [ "${KEYGATE_SETUP_PROMTOOL:-1}" = 1 ]; then command -v promtool >/dev/null || need+=(prometheus); fi
 if [ "${KEYGATE_SETUP_WRK:-0}" = 1 ]; then command -v wrk >/dev/null || need+=(wrk); fi
 if [ ${#need[@]} -gt 0 ]; then

@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+KEYGATE_TEST_PYTHON=$(bash scripts/test-python.sh)
+export KEYGATE_TEST_PYTHON
 RUST_TEST_THREADS=4 cargo test --all-targets

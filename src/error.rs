@@ -2,6 +2,7 @@
 //! [`GateError`], turned into a status, JSON body and headers here and nowhere else.
 
 use crate::auth::credentials::CredentialError;
+use crate::auth::jwt::TokenError;
 use crate::auth::verify::KeyError;
 use http::StatusCode;
 use serde_json::{json, Value};
@@ -21,6 +22,9 @@ pub enum GateError {
     /// Expired key.
     #[error("expired API key")]
     ExpiredKey,
+    /// A JWT failed a check.
+    #[error("invalid token: {0}")]
+    InvalidToken(TokenError),
     /// Revoked key.
     #[error("revoked API key")]
     RevokedKey,
@@ -108,9 +112,8 @@ impl GateError {
     pub fn status(&self) -> StatusCode {
         use GateError::*;
         match self {
-            MissingCredential | AmbiguousCredential | InvalidKey | ExpiredKey | RevokedKey => {
-                StatusCode::UNAUTHORIZED
-            }
+            MissingCredential | AmbiguousCredential | InvalidKey | ExpiredKey | RevokedKey
+            | InvalidToken(_) => StatusCode::UNAUTHORIZED,
             IpNotAllowed | MissingScope(_) | WrongEnvironment { .. } => StatusCode::FORBIDDEN,
             RateLimited { .. } | IpRateLimited { .. } | TooManyFailures { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
@@ -132,6 +135,7 @@ impl GateError {
             MissingCredential | AmbiguousCredential | InvalidKey | ExpiredKey | RevokedKey => {
                 "unauthorized"
             }
+            InvalidToken(_) => "invalid_token",
             IpNotAllowed | MissingScope(_) | WrongEnvironment { .. } => "forbidden",
             RateLimited { .. } | IpRateLimited { .. } | TooManyFailures { .. } => {
                 "rate_limit_exceeded"
@@ -156,6 +160,7 @@ impl GateError {
             }
             InvalidKey => "Invalid API key".into(),
             ExpiredKey => "API key has expired".into(),
+            InvalidToken(e) => e.to_string(),
             RevokedKey => "API key has been revoked".into(),
             IpNotAllowed => "IP address not allowed for this API key".into(),
             MissingScope(s) => format!("Missing scope: {s}"),
@@ -217,10 +222,12 @@ impl GateError {
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         let mut h = Vec::new();
         if self.status() == StatusCode::UNAUTHORIZED {
-            let err = if matches!(self, GateError::MissingCredential) {
-                ""
-            } else {
-                ", error=\"invalid_token\""
+            let err = match self {
+                GateError::MissingCredential => String::new(),
+                GateError::InvalidToken(e) => {
+                    format!(", error=\"invalid_token\", error_description=\"{e}\"")
+                }
+                _ => ", error=\"invalid_token\"".to_string(),
             };
             h.push(("WWW-Authenticate", format!("Bearer realm=\"keygate\"{err}")));
         }
@@ -234,9 +241,8 @@ impl GateError {
     pub fn outcome(&self) -> &'static str {
         use GateError::*;
         match self {
-            MissingCredential | AmbiguousCredential | InvalidKey | ExpiredKey | RevokedKey => {
-                "unauthorized"
-            }
+            MissingCredential | AmbiguousCredential | InvalidKey | ExpiredKey | RevokedKey
+            | InvalidToken(_) => "unauthorized",
             IpNotAllowed | MissingScope(_) | WrongEnvironment { .. } => "forbidden",
             RateLimited { .. } | IpRateLimited { .. } | TooManyFailures { .. } => "rate_limited",
             InsufficientCredits { .. } => "no_credits",
@@ -255,6 +261,7 @@ impl GateError {
             InvalidKey => "invalid",
             ExpiredKey => "expired",
             RevokedKey => "revoked",
+            InvalidToken(_) => "invalid_token",
             IpNotAllowed => "ip",
             MissingScope(_) => "scope",
             WrongEnvironment { .. } => "environment",
@@ -274,6 +281,7 @@ impl GateError {
         matches!(
             self,
             GateError::InvalidKey
+                | GateError::InvalidToken(_)
                 | GateError::AmbiguousCredential
                 | GateError::ExpiredKey
                 | GateError::RevokedKey

@@ -120,6 +120,44 @@ pub static CONFIG_RELOADS: Lazy<IntCounterVec> = Lazy::new(|| {
     .expect("metric keygate_config_reloads_total registers once")
 });
 
+/// JWT verifications by algorithm and result.
+pub static JWT_VERIFICATIONS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "keygate_jwt_verifications_total",
+        "JWT verifications by algorithm (or cached/unknown) and result (ok, malformed, algorithm, unknown_kid, signature, expired, not_yet_valid, issuer_audience, claims).",
+        &["alg", "result"]
+    )
+    .expect("metric keygate_jwt_verifications_total registers once")
+});
+
+/// JWKS fetches by result.
+pub static JWKS_REFRESHES: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "keygate_jwks_refreshes_total",
+        "Fetches of jwt.jwks_url by result (ok, error, rate_limited: an unknown kid arrived too soon after the last fetch).",
+        &["result"]
+    )
+    .expect("metric keygate_jwks_refreshes_total registers once")
+});
+
+/// Keys in the remote JWKS set.
+pub static JWKS_KEYS: Lazy<IntGauge> = Lazy::new(|| {
+    register_int_gauge!(
+        "keygate_jwks_keys",
+        "Usable keys in the last good jwt.jwks_url document."
+    )
+    .expect("metric keygate_jwks_keys registers once")
+});
+
+/// 1 while the JWKS key set is stale (last refresh failed).
+pub static JWKS_STALE: Lazy<IntGauge> = Lazy::new(|| {
+    register_int_gauge!(
+        "keygate_jwks_stale",
+        "1 while keygate serves the last good JWKS because the latest fetch failed."
+    )
+    .expect("metric keygate_jwks_stale registers once")
+});
+
 /// Build information.
 pub static BUILD_INFO: Lazy<IntGaugeVec> = Lazy::new(|| {
     register_int_gauge_vec!(
@@ -146,6 +184,12 @@ pub fn init() {
     Lazy::force(&KEY_CACHE_SIZE);
     Lazy::force(&STORE_QUERIES);
     Lazy::force(&RATELIMIT_BACKEND_ERRORS);
+    Lazy::force(&JWT_VERIFICATIONS);
+    for result in ["ok", "error", "rate_limited"] {
+        JWKS_REFRESHES.with_label_values(&[result]);
+    }
+    Lazy::force(&JWKS_KEYS);
+    Lazy::force(&JWKS_STALE);
     for result in ["ok", "error"] {
         CONFIG_RELOADS.with_label_values(&[result]);
     }

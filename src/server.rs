@@ -3,6 +3,7 @@
 
 use crate::admin::AdminApp;
 use crate::auth::cache::KeyCache;
+use crate::auth::jwt::{JwtSetupError, JwtVerifier};
 use crate::auth::verify::KeyVerifier;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, StoreKind};
@@ -39,6 +40,9 @@ pub enum StartError {
         /// Why.
         reason: String,
     },
+    /// The JWT configuration could not be loaded.
+    #[error("{0}")]
+    Jwt(#[from] JwtSetupError),
     /// A configured feature is not available in this build.
     #[error("{0}")]
     Unsupported(String),
@@ -63,6 +67,13 @@ pub fn build_shared(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Shared>
     let writable = config.store.kind != StoreKind::File;
     let cache = KeyCache::new(&config.cache);
     let limiter: Arc<dyn Limiter> = Arc::new(LocalLimiter::new(clock.clone()));
+    let jwt = match config.jwt.enabled {
+        true => Some(Arc::new(JwtVerifier::new(
+            &config.jwt,
+            config.cache.capacity,
+        )?)),
+        false => None,
+    };
     let runtime = Runtime::build(config, writable)?;
     Ok(Arc::new(Shared {
         runtime: ArcSwap::from_pointee(runtime),
@@ -70,6 +81,7 @@ pub fn build_shared(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Shared>
         store,
         limiter,
         clock,
+        jwt,
     }))
 }
 
@@ -82,15 +94,20 @@ fn check_listen(addr: &str) -> Result<(), StartError> {
         })
 }
 
-/// Periodic work off the request path: forgetting idle counters, cache gauges.
+/// Periodic work off the request path: forgetting idle counters, cache gauges,
+/// refreshing the remote JWKS.
 struct Housekeeping {
     shared: Arc<Shared>,
+    jwks_refresh: Duration,
 }
 
 #[async_trait]
 impl BackgroundService for Housekeeping {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut tick = tokio::time::interval(Duration::from_secs(10));
+        let mut jwks_tick = tokio::time::interval(self.jwks_refresh);
+        jwks_tick.tick().await; // the first fetch happened at start-up
+        let remote = self.shared.jwt.as_ref().and_then(|j| j.remote().cloned());
         loop {
             tokio::select! {
                 _ = shutdown.changed() => break,
@@ -98,9 +115,27 @@ impl BackgroundService for Housekeeping {
                     self.shared.limiter.sweep();
                     metrics::KEY_CACHE_SIZE.set(self.shared.verifier.cache().len() as i64);
                 }
+                _ = jwks_tick.tick(), if remote.is_some() => {
+                    if let Some(r) = &remote {
+                        r.refresh().await;
+                    }
+                }
             }
         }
     }
+}
+
+/// Fetches the remote JWKS once before serving (falling back to its disk copy).
+fn load_remote_jwks(shared: &Shared) -> Result<(), StartError> {
+    let Some(remote) = shared.jwt.as_ref().and_then(|j| j.remote().cloned()) else {
+        return Ok(());
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StartError::Unsupported(format!("cannot start a runtime: {e}")))?;
+    rt.block_on(remote.load_initial());
+    Ok(())
 }
 
 /// Starts keygate with `config` and serves until SIGTERM/SIGINT. Returns only on a
@@ -113,7 +148,9 @@ pub fn serve(config: Config) -> Result<(), StartError> {
     let admin_listen = config.server.admin_listen.clone();
     let threads = config.server.threads;
     let grace = config.server.grace_period.get().as_secs();
+    let jwks_refresh = config.jwt.jwks_refresh.get().max(Duration::from_secs(1));
     let shared = build_shared(config, Arc::new(SystemClock))?;
+    load_remote_jwks(&shared)?;
 
     let conf = ServerConf {
         threads,
@@ -148,7 +185,10 @@ pub fn serve(config: Config) -> Result<(), StartError> {
 
     server.add_service(background_service(
         "keygate housekeeping",
-        Housekeeping { shared },
+        Housekeeping {
+            shared,
+            jwks_refresh,
+        },
     ));
     tracing::info!(%listen, %admin_listen, threads, "keygate serving");
     server.run_forever()

@@ -61,8 +61,9 @@ pub enum CredentialError {
     Ambiguous,
 }
 
-/// Longest header value considered; longer values are kept as an unusable credential.
-const MAX_VALUE: usize = 8 * 1024;
+/// Longest value considered; longer values are kept as an unusable credential.
+/// (Above the 8 KiB token limit, so an oversized JWT is refused as a token.)
+const MAX_VALUE: usize = 16 * 1024;
 
 fn usable(bytes: &[u8]) -> String {
     if bytes.len() > MAX_VALUE {
@@ -250,7 +251,7 @@ mod tests {
                 .value,
             ""
         );
-        let huge = vec![b'a'; 9000];
+        let huge = vec![b'a'; 17 * 1024];
         assert_eq!(
             extract(&s, &headers(&[("x-api-key", &huge)]), None)
                 .unwrap()

@@ -7,6 +7,7 @@
 pub mod api_key;
 pub mod cache;
 pub mod credentials;
+pub mod jwt;
 pub mod verify;
 
 use crate::limit::TierLimits;

@@ -216,6 +216,13 @@ pub struct JwtConfig {
     pub jwks_file: Option<PathBuf>,
     /// JWKS document fetched over HTTP(S).
     pub jwks_url: Option<String>,
+    /// How often `jwks_url` is re-fetched in the background.
+    pub jwks_refresh: Dur,
+    /// Least time between two fetches triggered by unknown `kid`s.
+    pub jwks_min_refresh: Dur,
+    /// Where the last good `jwks_url` document is kept, so a restart during an
+    /// identity-provider outage still verifies tokens.
+    pub jwks_cache_file: PathBuf,
     /// Claim names mapped into the principal.
     pub claims: ClaimsConfig,
     /// Token issuing for the management API's token endpoint.
@@ -233,6 +240,9 @@ impl Default for JwtConfig {
             keys: Vec::new(),
             jwks_file: None,
             jwks_url: None,
+            jwks_refresh: Dur::secs(300),
+            jwks_min_refresh: Dur::secs(30),
+            jwks_cache_file: PathBuf::from("data/jwks-cache.json"),
             claims: ClaimsConfig::default(),
             issue: None,
         }
@@ -271,6 +281,9 @@ pub struct ClaimsConfig {
     pub tier: String,
     /// Organisation claim.
     pub org: String,
+    /// Claim whose value keys rate limits and usage (default: the subject claim),
+    /// so one user's many tokens share one limit.
+    pub limit_by: Option<String>,
 }
 
 impl Default for ClaimsConfig {
@@ -280,6 +293,7 @@ impl Default for ClaimsConfig {
             scopes: "scope".into(),
             tier: "tier".into(),
             org: "org".into(),
+            limit_by: None,
         }
     }
 }

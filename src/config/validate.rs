@@ -273,6 +273,26 @@ fn jwt(j: &JwtConfig, p: &mut Vec<Problem>) {
             }
         }
     }
+    if j.jwks_min_refresh.get().is_zero() {
+        p.push(Problem::new(
+            "jwt.jwks_min_refresh",
+            "must be greater than 0",
+        ));
+    }
+    if j.jwks_refresh.get() < j.jwks_min_refresh.get() {
+        p.push(Problem::new(
+            "jwt.jwks_refresh",
+            "must be at least jwt.jwks_min_refresh",
+        ));
+    }
+    if let Some(f) = &j.jwks_file {
+        if j.enabled && !f.is_file() {
+            p.push(Problem::new(
+                "jwt.jwks_file",
+                format!("file {} does not exist", f.display()),
+            ));
+        }
+    }
     if let Some(u) = &j.jwks_url {
         if !(u.starts_with("http://") || u.starts_with("https://")) {
             p.push(Problem::new(

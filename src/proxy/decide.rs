@@ -5,6 +5,7 @@
 use super::path::normalize;
 use super::routes::Route;
 use crate::auth::credentials::extract;
+use crate::auth::jwt::{looks_like_jwt, JwtVerifier};
 use crate::auth::verify::{check_record, KeyVerifier};
 use crate::auth::Principal;
 use crate::clock::Clock;
@@ -43,6 +44,8 @@ pub struct Deciders<'a> {
     pub limiter: &'a dyn Limiter,
     /// Time.
     pub clock: &'a dyn Clock,
+    /// JWT verification, when `jwt.enabled`.
+    pub jwt: Option<&'a JwtVerifier>,
 }
 
 impl Deciders<'_> {
@@ -87,19 +90,9 @@ impl Deciders<'_> {
             }
         }
         let credential = extract(&rt.sources, headers, uri.query())?;
-        let known = self
-            .verifier
-            .lookup(&credential.value, &rt.key_format)
-            .await?;
-        let now = Utc
-            .timestamp_millis_opt(self.clock.now_ms() as i64)
-            .single()
-            .unwrap_or_else(Utc::now);
-        check_record(&known.record, now, client_ip)?;
-        let principal = out.principal.insert(Principal {
-            identity: known.identity.clone(),
-            tier: rt.tier(&known.record.tier).clone(),
-        });
+        let principal = out
+            .principal
+            .insert(self.authenticate(&credential.value, client_ip).await?);
         let (identity, tier) = (&*principal.identity, &*principal.tier);
         if let Err(e) = authorize(route, principal) {
             out.limit = self
@@ -148,6 +141,42 @@ impl Deciders<'_> {
             }
         }
         Ok(())
+    }
+}
+
+impl Deciders<'_> {
+    /// Verifies a credential: a JWT when JWTs are enabled and it has a token's shape,
+    /// else an API key (then its status, expiry and IP allow-list).
+    async fn authenticate(
+        &self,
+        credential: &str,
+        client_ip: Option<IpAddr>,
+    ) -> Result<Principal, GateError> {
+        let rt = self.rt;
+        if let Some(jwt) = self.jwt.filter(|_| looks_like_jwt(credential)) {
+            let token = jwt
+                .verify(credential)
+                .await
+                .map_err(GateError::InvalidToken)?;
+            let tier = match &token.tier {
+                Some(name) => rt.tier(name),
+                None => &rt.default_tier,
+            };
+            return Ok(Principal {
+                identity: token.identity.clone(),
+                tier: tier.clone(),
+            });
+        }
+        let known = self.verifier.lookup(credential, &rt.key_format).await?;
+        let now = Utc
+            .timestamp_millis_opt(self.clock.now_ms() as i64)
+            .single()
+            .unwrap_or_else(Utc::now);
+        check_record(&known.record, now, client_ip)?;
+        Ok(Principal {
+            identity: known.identity.clone(),
+            tier: rt.tier(&known.record.tier).clone(),
+        })
     }
 }
 

@@ -7,6 +7,7 @@ use super::decide::{Deciders, Decision};
 use super::forward::request_id;
 use super::limit_headers::rate_limit_headers;
 use crate::auth::api_key::Environment;
+use crate::auth::jwt::JwtVerifier;
 use crate::auth::verify::KeyVerifier;
 use crate::clock::Clock;
 use crate::error::GateError;
@@ -37,6 +38,8 @@ pub struct Shared {
     pub limiter: Arc<dyn Limiter>,
     /// Time source.
     pub clock: Arc<dyn Clock>,
+    /// JWT verification, when `jwt.enabled`.
+    pub jwt: Option<Arc<JwtVerifier>>,
 }
 
 /// The proxy.
@@ -201,6 +204,7 @@ impl ProxyHttp for Gate {
             store: &*shared.store,
             limiter: &*shared.limiter,
             clock: &*shared.clock,
+            jwt: shared.jwt.as_deref(),
         };
         let req = session.req_header();
         let result = deciders

@@ -2,6 +2,8 @@
 //! started on free ports with a config written for the test.
 #![allow(dead_code)]
 
+pub mod jwt_support;
+
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -189,6 +191,26 @@ impl Keygate {
     /// `POST path` with `key` in `X-API-Key`.
     pub async fn post_key(&self, path: &str, key: impl AsRef<[u8]>) -> reqwest::Response {
         self.send_key(reqwest::Method::POST, path, key).await
+    }
+
+    /// `GET path` with `Authorization: Bearer token`.
+    pub async fn get_bearer(&self, path: &str, token: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `POST path` with `Authorization: Bearer token`.
+    pub async fn post_bearer(&self, path: &str, token: &str) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// `base` + `path`.

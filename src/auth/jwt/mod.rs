@@ -1,0 +1,443 @@
+//! JSON Web Token verification: cheap shape check, a cache of verified tokens,
+//! key choice by `kid` (or by algorithm), signature and claim checks, and the
+//! mapping of claims to an [`Identity`].
+
+pub mod jwks;
+pub mod keys;
+
+use super::api_key::{Environment, KeyHash};
+use super::{AuthMethod, Identity};
+use crate::config::{ClaimsConfig, JwtConfig};
+use crate::metrics;
+use base64::Engine;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Validation};
+use jwks::RemoteJwks;
+use keys::VerifyKey;
+use moka::sync::Cache;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Tokens longer than this are refused before any parsing.
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// Why a token was refused; the message names the failed check, never the token.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Not three base64url segments, or undecodable.
+    #[error("Malformed token")]
+    Malformed,
+    /// Longer than [`MAX_TOKEN_LEN`].
+    #[error("Token is too large")]
+    TooLarge,
+    /// The header's algorithm is not in `jwt.algorithms` (or is `none`).
+    #[error("Token algorithm is not allowed")]
+    AlgorithmNotAllowed,
+    /// No key has the token's `kid`.
+    #[error("Unknown signing key")]
+    UnknownKey,
+    /// No key verifies the signature.
+    #[error("Invalid token signature")]
+    Signature,
+    /// Past `exp` (plus leeway).
+    #[error("Token has expired")]
+    Expired,
+    /// Before `nbf` (minus leeway).
+    #[error("Token is not yet valid")]
+    NotYetValid,
+    /// `iat` in the future (beyond leeway).
+    #[error("Token was issued in the future")]
+    IssuedInFuture,
+    /// `iss` does not match.
+    #[error("Invalid issuer")]
+    Issuer,
+    /// `aud` does not match.
+    #[error("Invalid audience")]
+    Audience,
+    /// A required claim is missing.
+    #[error("Missing required claim: {0}")]
+    MissingClaim(String),
+    /// A claim has the wrong type.
+    #[error("Invalid claim: {0}")]
+    InvalidClaim(String),
+}
+
+impl TokenError {
+    /// `result` label of `keygate_jwt_verifications_total`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            TokenError::Malformed | TokenError::TooLarge => "malformed",
+            TokenError::AlgorithmNotAllowed => "algorithm",
+            TokenError::UnknownKey => "unknown_kid",
+            TokenError::Signature => "signature",
+            TokenError::Expired => "expired",
+            TokenError::NotYetValid | TokenError::IssuedInFuture => "not_yet_valid",
+            TokenError::Issuer | TokenError::Audience => "issuer_audience",
+            TokenError::MissingClaim(_) | TokenError::InvalidClaim(_) => "claims",
+        }
+    }
+}
+
+/// A verified token, as cached.
+#[derive(Debug)]
+pub struct VerifiedToken {
+    /// Who it belongs to.
+    pub identity: Arc<Identity>,
+    /// The tier claim, if any (unknown tiers fall back to `default_tier`).
+    pub tier: Option<String>,
+    /// Its `exp` (Unix seconds).
+    pub exp: u64,
+}
+
+/// True when `s` has the shape of a JWT: three base64url segments (the header's
+/// JSON always encodes to a leading `eyJ`). API keys never do.
+pub fn looks_like_jwt(s: &str) -> bool {
+    s.starts_with("eyJ") && s.bytes().filter(|b| *b == b'.').count() == 2
+}
+
+fn well_formed(s: &str) -> bool {
+    let mut parts = s.split('.');
+    let (Some(h), Some(p), Some(sig), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let b64 = |x: &str| {
+        x.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    // An empty signature is well-formed (`alg: none` tokens have one); it then fails
+    // the algorithm or signature check with a precise message.
+    !h.is_empty() && !p.is_empty() && b64(h) && b64(p) && b64(sig)
+}
+
+/// The algorithm named in a token's header when it is not one jsonwebtoken knows
+/// (e.g. `none`): refused as "not allowed" rather than "malformed".
+fn header_names_unknown_alg(token: &str) -> bool {
+    let Some(head) = token.split('.').next() else {
+        return false;
+    };
+    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(head) else {
+        return false;
+    };
+    serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get("alg").and_then(|a| a.as_str()).map(str::to_owned))
+        .is_some_and(|alg| keys::parse_algorithm(&alg).is_none())
+}
+
+fn now_secs() -> u64 {
+    jsonwebtoken::get_current_timestamp()
+}
+
+/// The JWT verifier of one config.
+pub struct JwtVerifier {
+    allowed: Vec<Algorithm>,
+    static_keys: Vec<VerifyKey>,
+    remote: Option<Arc<RemoteJwks>>,
+    validations: HashMap<Algorithm, Validation>,
+    leeway: u64,
+    claims: ClaimsConfig,
+    cache: Cache<KeyHash, Arc<VerifiedToken>>,
+}
+
+/// Why the JWT configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("jwt: {0}")]
+pub struct JwtSetupError(pub String);
+
+impl JwtVerifier {
+    /// Builds the verifier: static keys from `jwt.keys` and `jwks_file`, the remote
+    /// JWKS source (not yet fetched: see [`Self::load_remote`]).
+    pub fn new(c: &JwtConfig, cache_capacity: u64) -> Result<Self, JwtSetupError> {
+        let allowed: Vec<Algorithm> = c
+            .algorithms
+            .iter()
+            .filter_map(|a| keys::parse_algorithm(a))
+            .collect();
+        let mut static_keys = Vec::new();
+        for (i, k) in c.keys.iter().enumerate() {
+            static_keys.push(
+                keys::from_config(k, &allowed)
+                    .map_err(|e| JwtSetupError(format!("keys[{i}]: {e}")))?,
+            );
+        }
+        if let Some(path) = &c.jwks_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| JwtSetupError(format!("jwks_file {}: {e}", path.display())))?;
+            static_keys.extend(
+                keys::parse_jwks(&text, &allowed)
+                    .map_err(|e| JwtSetupError(format!("jwks_file: {e}")))?,
+            );
+        }
+        let remote = c.jwks_url.as_ref().map(|url| {
+            Arc::new(RemoteJwks::new(
+                url.clone(),
+                c.jwks_cache_file.clone(),
+                c.jwks_min_refresh.get(),
+                allowed.clone(),
+            ))
+        });
+        let leeway = c.leeway.get().as_secs();
+        let validations = allowed
+            .iter()
+            .map(|alg| {
+                let mut v = Validation::new(*alg);
+                v.leeway = leeway;
+                v.validate_exp = true;
+                v.validate_nbf = true;
+                v.set_required_spec_claims(&["exp"]);
+                if c.audience.is_empty() {
+                    v.validate_aud = false;
+                } else {
+                    v.set_audience(&c.audience);
+                }
+                if let Some(iss) = &c.issuer {
+                    v.set_issuer(&[iss]);
+                }
+                (*alg, v)
+            })
+            .collect();
+        Ok(JwtVerifier {
+            allowed,
+            static_keys,
+            remote,
+            validations,
+            leeway,
+            claims: c.claims.clone(),
+            cache: Cache::builder()
+                .max_capacity(cache_capacity.max(1))
+                .time_to_live(Duration::from_secs(3600))
+                .build(),
+        })
+    }
+
+    /// The remote JWKS source, if configured (for start-up and background refresh).
+    pub fn remote(&self) -> Option<&Arc<RemoteJwks>> {
+        self.remote.as_ref()
+    }
+
+    fn candidates(&self, alg: Algorithm, kid: Option<&str>) -> Vec<VerifyKey> {
+        let remote = self.remote.as_ref().map(|r| r.keys());
+        let all = self
+            .static_keys
+            .iter()
+            .chain(remote.iter().flat_map(|k| k.iter()));
+        all.filter(|k| k.algorithms.contains(&alg))
+            .filter(|k| match kid {
+                Some(kid) => k.kid.as_deref() == Some(kid),
+                None => true,
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Verifies `token`: from the cache when it was verified before and has not
+    /// expired, else in full. Invalid tokens are never cached.
+    pub async fn verify(&self, token: &str) -> Result<Arc<VerifiedToken>, TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(self.fail("unknown", TokenError::TooLarge));
+        }
+        if !well_formed(token) {
+            return Err(self.fail("unknown", TokenError::Malformed));
+        }
+        let hash = KeyHash::of(token);
+        if let Some(v) = self.cache.get(&hash) {
+            if now_secs() < v.exp.saturating_add(self.leeway) {
+                metrics::JWT_VERIFICATIONS
+                    .with_label_values(&["cached", "ok"])
+                    .inc();
+                return Ok(v);
+            }
+            self.cache.invalidate(&hash);
+            return Err(self.fail("cached", TokenError::Expired));
+        }
+        let header = match jsonwebtoken::decode_header(token) {
+            Ok(h) => h,
+            Err(_) if header_names_unknown_alg(token) => {
+                return Err(self.fail("unknown", TokenError::AlgorithmNotAllowed))
+            }
+            Err(_) => return Err(self.fail("unknown", TokenError::Malformed)),
+        };
+        let alg = header.alg;
+        let label = alg_label(alg);
+        if !self.allowed.contains(&alg) {
+            return Err(self.fail(label, TokenError::AlgorithmNotAllowed));
+        }
+        let mut candidates = self.candidates(alg, header.kid.as_deref());
+        if candidates.is_empty() {
+            if let (Some(remote), Some(_)) = (&self.remote, &header.kid) {
+                if remote.refresh_for_unknown_kid().await {
+                    candidates = self.candidates(alg, header.kid.as_deref());
+                }
+            }
+        }
+        if candidates.is_empty() {
+            let err = if header.kid.is_some() {
+                TokenError::UnknownKey
+            } else {
+                TokenError::Signature
+            };
+            return Err(self.fail(label, err));
+        }
+        let validation = self
+            .validations
+            .get(&alg)
+            .ok_or(TokenError::AlgorithmNotAllowed)?;
+        let mut claims = None;
+        for key in &candidates {
+            match jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation) {
+                Ok(data) => {
+                    claims = Some(data.claims);
+                    break;
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm
+                    ) =>
+                {
+                    continue
+                }
+                Err(e) => return Err(self.fail(label, map_error(e.kind()))),
+            }
+        }
+        let Some(claims) = claims else {
+            return Err(self.fail(label, TokenError::Signature));
+        };
+        let verified = self.identity_of(&claims).map_err(|e| self.fail(label, e))?;
+        let verified = Arc::new(verified);
+        self.cache.insert(hash, verified.clone());
+        metrics::JWT_VERIFICATIONS
+            .with_label_values(&[label, "ok"])
+            .inc();
+        Ok(verified)
+    }
+
+    fn fail(&self, alg: &str, e: TokenError) -> TokenError {
+        metrics::JWT_VERIFICATIONS
+            .with_label_values(&[alg, e.label()])
+            .inc();
+        e
+    }
+
+    fn identity_of(&self, claims: &Map<String, Value>) -> Result<VerifiedToken, TokenError> {
+        if let Some(iat) = claims.get("iat") {
+            let iat = iat
+                .as_u64()
+                .ok_or_else(|| TokenError::InvalidClaim("iat".into()))?;
+            if iat > now_secs().saturating_add(self.leeway) {
+                return Err(TokenError::IssuedInFuture);
+            }
+        }
+        let exp = claims
+            .get("exp")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| TokenError::InvalidClaim("exp".into()))?;
+        let c = &self.claims;
+        let subject = claim_string(claims, &c.subject)?
+            .ok_or_else(|| TokenError::MissingClaim(c.subject.clone()))?;
+        let scopes = match claims.get(&c.scopes) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| TokenError::InvalidClaim(c.scopes.clone()))?,
+            Some(_) => return Err(TokenError::InvalidClaim(c.scopes.clone())),
+        };
+        let tier = claim_string(claims, &c.tier)?;
+        let org = claim_string(claims, &c.org)?;
+        let limit_by = match &c.limit_by {
+            Some(claim) => claim_string(claims, claim)?
+                .ok_or_else(|| TokenError::MissingClaim(claim.clone()))?,
+            None => subject.clone(),
+        };
+        let identity = Identity::new(
+            AuthMethod::Jwt,
+            None,
+            subject,
+            org,
+            scopes,
+            Environment::Live,
+            None,
+            format!("sub:{limit_by}"),
+        );
+        Ok(VerifiedToken {
+            identity: Arc::new(identity),
+            tier,
+            exp,
+        })
+    }
+}
+
+/// A claim as a string (numbers accepted), `None` when absent.
+fn claim_string(claims: &Map<String, Value>, name: &str) -> Result<Option<String>, TokenError> {
+    match claims.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+        Some(_) => Err(TokenError::InvalidClaim(name.to_string())),
+    }
+}
+
+fn map_error(kind: &ErrorKind) -> TokenError {
+    match kind {
+        ErrorKind::ExpiredSignature => TokenError::Expired,
+        ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+        ErrorKind::InvalidIssuer => TokenError::Issuer,
+        ErrorKind::InvalidAudience => TokenError::Audience,
+        ErrorKind::MissingRequiredClaim(c) => TokenError::MissingClaim(c.clone()),
+        ErrorKind::InvalidClaimFormat(c) => TokenError::InvalidClaim(c.clone()),
+        ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => TokenError::Signature,
+        _ => TokenError::Malformed,
+    }
+}
+
+/// Metric label of an algorithm (a closed set).
+pub fn alg_label(alg: Algorithm) -> &'static str {
+    match alg {
+        Algorithm::HS256 => "HS256",
+        Algorithm::HS384 => "HS384",
+        Algorithm::HS512 => "HS512",
+        Algorithm::RS256 => "RS256",
+        Algorithm::RS384 => "RS384",
+        Algorithm::RS512 => "RS512",
+        Algorithm::PS256 => "PS256",
+        Algorithm::PS384 => "PS384",
+        Algorithm::PS512 => "PS512",
+        Algorithm::ES256 => "ES256",
+        Algorithm::ES384 => "ES384",
+        Algorithm::EdDSA => "EdDSA",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_jwt_shaped_credentials_are_classified_as_tokens() {
+        assert!(looks_like_jwt("eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.sig"));
+        assert!(!looks_like_jwt("kg_sk_live_abc"));
+        assert!(!looks_like_jwt("eyJ.a"));
+        assert!(well_formed("eyJ.a.b"));
+        assert!(!well_formed("eyJ.a.b.c"));
+        assert!(!well_formed("eyJ..b"));
+        assert!(well_formed("eyJ.a."));
+        assert!(!well_formed("eyJ.a+b.c"));
+    }
+
+    #[test]
+    fn an_alg_none_header_is_recognised() {
+        // {"alg":"none","typ":"JWT"}
+        assert!(header_names_unknown_alg(
+            "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.e30.x"
+        ));
+        // {"alg":"HS256"}
+        assert!(!header_names_unknown_alg("eyJhbGciOiJIUzI1NiJ9.e30.x"));
+    }
+}

@@ -1,5 +1,6 @@
 //! Criterion micro-benchmarks of the request path's own work (ns/op):
-//! API-key verification on a cache hit and on a miss (SQLite), and a limiter decision.
+//! API-key verification on a cache hit and on a miss (SQLite), JWT verification per
+//! algorithm uncached and cached, and a limiter decision.
 //! Run: `cargo bench --bench hot_path`.
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 
@@ -91,5 +92,87 @@ fn benches(c: &mut Criterion) {
     });
 }
 
-criterion_group!(hot_path, benches);
+/// JWT verification, uncached and cached, for RS256, ES256, EdDSA and HS256, with
+/// the test-only keys in `benches/jwt-keys/`.
+fn jwt_benches(c: &mut Criterion) {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    use keygate::auth::jwt::JwtVerifier;
+    use keygate::config::{JwtConfig, JwtKeyConfig};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/jwt-keys");
+    let read = |f: &str| std::fs::read(format!("{dir}/{f}")).unwrap();
+    let secret = String::from_utf8(read("hs.secret")).unwrap();
+    let cases: [(&str, Algorithm, EncodingKey, JwtKeyConfig); 4] = [
+        (
+            "RS256",
+            Algorithm::RS256,
+            EncodingKey::from_rsa_pem(&read("rsa.key.pem")).unwrap(),
+            key_config("RS256", Some("rsa.pub.pem"), None),
+        ),
+        (
+            "ES256",
+            Algorithm::ES256,
+            EncodingKey::from_ec_pem(&read("ec256.key.pem")).unwrap(),
+            key_config("ES256", Some("ec256.pub.pem"), None),
+        ),
+        (
+            "EdDSA",
+            Algorithm::EdDSA,
+            EncodingKey::from_ed_pem(&read("ed.key.pem")).unwrap(),
+            key_config("EdDSA", Some("ed.pub.pem"), None),
+        ),
+        (
+            "HS256",
+            Algorithm::HS256,
+            EncodingKey::from_secret(secret.as_bytes()),
+            key_config("HS256", None, Some(secret.clone())),
+        ),
+    ];
+    for (name, alg, encoding, key) in cases {
+        let config = JwtConfig {
+            enabled: true,
+            algorithms: vec![name.into()],
+            keys: vec![key],
+            ..Default::default()
+        };
+        let verifier = JwtVerifier::new(&config, 1000).unwrap();
+        let mut header = Header::new(alg);
+        header.kid = Some(name.into());
+        let claims =
+            serde_json::json!({"sub": "bench", "exp": 4_102_444_800u64, "scope": "read search"});
+        let token = encode(&header, &claims, &encoding).unwrap();
+        rt.block_on(verifier.verify(&token)).unwrap();
+        c.bench_function(&format!("jwt_{name}_uncached"), |b| {
+            b.iter(|| {
+                verifier.forget(&token);
+                rt.block_on(verifier.verify(&token)).unwrap()
+            })
+        });
+        c.bench_function(&format!("jwt_{name}_cached"), |b| {
+            b.iter(|| rt.block_on(verifier.verify(&token)).unwrap())
+        });
+    }
+}
+
+fn key_config(
+    alg: &str,
+    pem: Option<&str>,
+    secret: Option<String>,
+) -> keygate::config::JwtKeyConfig {
+    keygate::config::JwtKeyConfig {
+        kid: Some(alg.into()),
+        alg: alg.into(),
+        pem_file: pem.map(|f| {
+            std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/jwt-keys"))
+                .join(f)
+        }),
+        secret,
+        jwk: None,
+    }
+}
+
+criterion_group!(hot_path, benches, jwt_benches);
 criterion_main!(hot_path);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Load benchmark: wrk against (a) the upstream directly, (b) a keygate route with
-# `auth: none`, (c) an API-key route with tier limits — on one keygate process,
-# rounds alternated. Prints a table of req/s, p50, p99 and the ratios (c)/(b), (b)/(a).
+# `auth: none`, (c) an API-key route with tier limits, (d) the same route with one
+# reused RS256 JWT (minted by PyJWT) — on one keygate process, rounds alternated.
+# Prints a table of req/s, p50, p99 and the ratios (c)/(b), (b)/(a), (d)/(c).
 # Usage: bash benches/load.sh [seconds-per-run] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +10,7 @@ secs=${1:-10}; rounds=${2:-3}
 KEYGATE_SETUP_PROMTOOL=0 KEYGATE_SETUP_WRK=1 bash scripts/setup.sh
 cargo build --release --quiet
 bin=$PWD/target/release/keygate
+py=$(bash scripts/test-python.sh)
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -20,10 +22,17 @@ store: { kind: sqlite, path: "$work/k.db" }
 tiers: { bench: { per_second: 100000000, per_minute: 1000000000, per_day: 100000000000 } }
 default_tier: bench
 rate_limit: { ip: { per_minute: 0, failed_auth_per_minute: 0 } }
+jwt:
+  enabled: true
+  algorithms: [RS256]
+  keys: [ { kid: rs, alg: RS256, pem_file: "$work/jk/rsa.pub.pem" } ]
 routes:
   - { path: /static/open, auth: none }
   - { path: /static/api, scopes: [bench] }
 YAML
+"$py" tests/jwt/mint.py keys "$work/jk"
+token=$(echo '[{"name":"t","alg":"RS256","key":"rsa","kid":"rs","claims":{"sub":"bench","scope":"bench","exp":4102444800}}]' \
+  | "$py" tests/jwt/mint.py mint "$work/jk" | python3 -c 'import json,sys; print(json.load(sys.stdin)["t"])')
 key=$("$bin" keys create -c "$work/k.yaml" --name bench --tier bench --scopes bench | sed -n 's/^key: //p')
 taskset -c 0 "$bin" demo-upstream --listen "127.0.0.1:$up" 2>/dev/null &
 RUST_LOG=warn taskset -c 1 "$bin" serve -c "$work/k.yaml" 2>"$work/kg.log" &
@@ -44,13 +53,15 @@ for r in $(seq "$rounds"); do
   a=$(run direct "http://127.0.0.1:$up/static/api")
   b=$(run open "http://127.0.0.1:$listen/static/open")
   c=$(run apikey "http://127.0.0.1:$listen/static/api" "X-API-Key: $key")
-  for line in "$a" "$b" "$c"; do
+  d=$(run jwt "http://127.0.0.1:$listen/static/api" "Authorization: Bearer $token")
+  for line in "$a" "$b" "$c" "$d"; do
     read -r n rps p50 p99 <<<"$line"
-    case $n in direct) label="(a) upstream direct";; open) label="(b) keygate auth:none";; apikey) label="(c) keygate API key";; esac
+    case $n in direct) label="(a) upstream direct";; open) label="(b) keygate auth:none";; apikey) label="(c) keygate API key";; jwt) label="(d) keygate RS256 JWT";; esac
     printf '%-6s %-22s %12s %10s %10s\n' "$r" "$label" "$rps" "$p50" "$p99"
   done
-  ra=$(awk '{print $2}' <<<"$a"); rb=$(awk '{print $2}' <<<"$b"); rc=$(awk '{print $2}' <<<"$c")
+  ra=$(awk '{print $2}' <<<"$a"); rb=$(awk '{print $2}' <<<"$b"); rc=$(awk '{print $2}' <<<"$c"); rd=$(awk '{print $2}' <<<"$d")
   printf '%-6s %-22s %12s\n' "$r" "(c)/(b)" "$(python3 -c "print(f'{$rc/$rb:.3f}')")"
   printf '%-6s %-22s %12s\n' "$r" "(b)/(a)" "$(python3 -c "print(f'{$rb/$ra:.3f}')")"
+  printf '%-6s %-22s %12s\n' "$r" "(d)/(c)" "$(python3 -c "print(f'{$rd/$rc:.3f}')")"
 done
 grep -q "ERROR\|panicked" "$work/kg.log" && { echo "keygate logged errors:"; cat "$work/kg.log"; exit 1; } || true

@@ -264,3 +264,51 @@ async fn a_repeated_token_is_verified_once_and_an_expired_cached_token_is_refuse
     tokio::time::sleep(std::time::Duration::from_secs(8)).await;
     expect_invalid_token(kg.get_bearer("/a", &tokens["t"]).await, "Token has expired").await;
 }
+
+#[tokio::test]
+async fn inline_jwks_tokens_without_kid_and_limit_by_another_claim() {
+    let kit = JwtKit::new();
+    let up = start_upstream().await;
+    let jwks: Value =
+        serde_json::from_str(&std::fs::read_to_string(kit.path("jwks.json")).unwrap()).unwrap();
+    let ec_jwk = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == "ec256-1")
+        .unwrap()
+        .clone();
+    let config = format!(
+        concat!(
+            "jwt:\n  enabled: true\n  algorithms: [ES256, RS256]\n",
+            "  claims: {{ limit_by: tenant }}\n  keys:\n",
+            "    - {{ kid: inline-ec, alg: ES256, jwk: {} }}\n",
+            "    - {{ alg: RS256, pem_file: \"{}\" }}\n",
+            "    - {{ alg: RS256, pem_file: \"{}\" }}\n",
+            "tiers: {{ free: {{ per_minute: 2 }} }}\n"
+        ),
+        ec_jwk,
+        kit.path("rsa2.pub.pem"),
+        kit.path("rsa.pub.pem")
+    );
+    let kg = Keygate::start(up, &config);
+    let c = |sub: &str, tenant: &str| json!({"sub": sub, "tenant": tenant, "exp": now() + 600});
+    let tokens = kit.mint(json!([
+        {"name": "inline", "alg": "ES256", "key": "ec256", "kid": "inline-ec", "claims": c("a", "t1")},
+        {"name": "no_kid", "alg": "RS256", "key": "rsa", "claims": c("b", "t1")},
+        {"name": "other_tenant", "alg": "RS256", "key": "rsa", "claims": c("c", "t2")},
+        {"name": "no_tenant", "alg": "RS256", "key": "rsa", "claims": {"sub": "d", "exp": now() + 600}},
+    ]));
+    // The inline JWK verifies; a token without kid is tried against every RS256 key.
+    assert_eq!(kg.get_bearer("/a", &tokens["inline"]).await.status(), 200);
+    assert_eq!(kg.get_bearer("/a", &tokens["no_kid"]).await.status(), 200);
+    // Both subjects belong to tenant t1, whose limit of 2 is now spent.
+    assert_eq!(kg.get_bearer("/a", &tokens["no_kid"]).await.status(), 429);
+    assert_eq!(
+        kg.get_bearer("/a", &tokens["other_tenant"]).await.status(),
+        200
+    );
+    let r = kg.get_bearer("/a", &tokens["no_tenant"]).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(json(r).await["message"], "Missing required claim: tenant");
+}

@@ -189,3 +189,73 @@ pub fn parse_jwks(text: &str, allowed: &[Algorithm]) -> Result<Vec<VerifyKey>, K
     }
     Ok(keys)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: &[Algorithm] = &[
+        Algorithm::HS256,
+        Algorithm::RS256,
+        Algorithm::PS256,
+        Algorithm::ES256,
+        Algorithm::ES384,
+        Algorithm::EdDSA,
+    ];
+
+    fn jwk(v: serde_json::Value) -> Jwk {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn jwks_keys_without_alg_serve_only_their_own_family() {
+        let rsa = jwk(serde_json::json!({"kty": "RSA", "n": "AQAB", "e": "AQAB", "kid": "r"}));
+        let k = from_jwk(&rsa, ALL).unwrap();
+        assert_eq!(k.algorithms, vec![Algorithm::RS256, Algorithm::PS256]);
+        let ec = jwk(serde_json::json!({"kty": "EC", "crv": "P-384", "x": "AA", "y": "AA"}));
+        assert_eq!(
+            from_jwk(&ec, ALL).unwrap().algorithms,
+            vec![Algorithm::ES384]
+        );
+        let oct = jwk(serde_json::json!({"kty": "oct", "k": "c2VjcmV0"}));
+        assert!(
+            from_jwk(&oct, ALL).is_none(),
+            "shared secrets need an explicit alg"
+        );
+    }
+
+    #[test]
+    fn a_declared_alg_must_match_the_key_type_and_the_allow_list() {
+        let lying =
+            jwk(serde_json::json!({"kty": "RSA", "n": "AQAB", "e": "AQAB", "alg": "HS256"}));
+        assert!(
+            from_jwk(&lying, ALL).is_none(),
+            "an RSA key never verifies HS256"
+        );
+        let rs = jwk(serde_json::json!({"kty": "RSA", "n": "AQAB", "e": "AQAB", "alg": "RS256"}));
+        assert!(
+            from_jwk(&rs, &[Algorithm::ES256]).is_none(),
+            "not in the allow-list"
+        );
+    }
+
+    #[test]
+    fn jwks_documents_skip_encryption_and_unsupported_keys() {
+        let doc = r#"{"keys": [
+            {"kty": "RSA", "n": "AQAB", "e": "AQAB", "kid": "enc", "use": "enc"},
+            {"kty": "weird"},
+            {"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA", "kid": "sig"}
+        ]}"#;
+        let keys = parse_jwks(doc, ALL).unwrap();
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].kid.as_deref(), Some("sig"));
+        assert!(parse_jwks("{}", ALL).is_err());
+        assert!(parse_jwks("not json", ALL).is_err());
+    }
+
+    #[test]
+    fn none_is_not_an_algorithm() {
+        assert!(parse_algorithm("none").is_none());
+        assert!(parse_algorithm("RS256").is_some());
+    }
+}

@@ -80,22 +80,28 @@ impl RemoteJwks {
     }
 
     /// Refetches because a token named an unknown `kid`, unless a fetch started less
-    /// than `min_interval` ago. Returns true when a fetch ran and succeeded.
-    pub async fn refresh_for_unknown_kid(&self) -> bool {
-        {
-            let last = self.last_fetch.lock().await;
-            if last.is_some_and(|t| t.elapsed() < self.min_interval) {
-                metrics::JWKS_REFRESHES
-                    .with_label_values(&["rate_limited"])
-                    .inc();
-                return false;
-            }
-        }
-        self.fetch_now().await.is_ok()
+    /// than `min_interval` ago. Concurrent callers wait for the fetch in flight (and
+    /// then find it too recent), so a flood of unknown kids costs one fetch.
+    pub async fn refresh_for_unknown_kid(&self) {
+        let _ = self.fetch(Some(self.min_interval)).await;
     }
 
     async fn fetch_now(&self) -> Result<(), String> {
+        self.fetch(None).await
+    }
+
+    /// Fetches while holding the lock, unless `min_interval` is given and the last
+    /// fetch started more recently than that.
+    async fn fetch(&self, min_interval: Option<Duration>) -> Result<(), String> {
         let mut last = self.last_fetch.lock().await;
+        if let Some(min) = min_interval {
+            if last.is_some_and(|t| t.elapsed() < min) {
+                metrics::JWKS_REFRESHES
+                    .with_label_values(&["rate_limited"])
+                    .inc();
+                return Err("rate limited".into());
+            }
+        }
         *last = Some(Instant::now());
         let result = self.fetch_text().await.and_then(|text| {
             let keys = parse_jwks(&text, &self.allowed).map_err(|e| e.to_string())?;

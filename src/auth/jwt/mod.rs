@@ -250,7 +250,8 @@ impl JwtVerifier {
         }
         let hash = KeyHash::of(token);
         if let Some(v) = self.cache.get(&hash) {
-            if now_secs() < v.exp.saturating_add(self.leeway) {
+            // Same rule as jsonwebtoken's exp check: valid while now <= exp + leeway.
+            if now_secs() <= v.exp.saturating_add(self.leeway) {
                 metrics::JWT_VERIFICATIONS
                     .with_label_values(&["cached", "ok"])
                     .inc();
@@ -274,9 +275,9 @@ impl JwtVerifier {
         let mut candidates = self.candidates(alg, header.kid.as_deref());
         if candidates.is_empty() {
             if let (Some(remote), Some(_)) = (&self.remote, &header.kid) {
-                if remote.refresh_for_unknown_kid().await {
-                    candidates = self.candidates(alg, header.kid.as_deref());
-                }
+                // Whether this call fetched or waited for another's fetch, look again.
+                remote.refresh_for_unknown_kid().await;
+                candidates = self.candidates(alg, header.kid.as_deref());
             }
         }
         if candidates.is_empty() {

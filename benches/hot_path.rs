@@ -32,6 +32,7 @@ fn record(id: &str) -> KeyRecord {
         expires_at: None,
         created_at: chrono::Utc::now(),
         last_used_at: None,
+        secret_valid_until: None,
     }
 }
 

@@ -182,6 +182,7 @@ pub fn keys_create(config: &Config, opts: &CreateKey) -> Result<(KeyRecord, Stri
         expires_at,
         created_at: Utc::now(),
         last_used_at: None,
+        secret_valid_until: None,
     };
     runtime()?.block_on(store.insert(&record, &key.hash))?;
     Ok((record, key.plaintext))
@@ -224,7 +225,7 @@ pub fn keys_regenerate(config: &Config, id: &str) -> Result<(KeyRecord, String),
         .block_on(store.get(id))?
         .ok_or_else(|| CommandError::Runtime(format!("no key with id {id}")))?;
     let key = generate(&config.api_keys.prefix, record.environment);
-    rt.block_on(store.replace_secret(id, &key.hash, &key.prefix, &key.last4))?;
+    rt.block_on(store.replace_secret(id, &key.hash, &key.prefix, &key.last4, None))?;
     let record = rt.block_on(store.get(id))?.unwrap_or(record);
     Ok((record, key.plaintext))
 }

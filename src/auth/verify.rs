@@ -128,6 +128,10 @@ pub fn check_record(
     if record.status == KeyStatus::Revoked {
         return Err(KeyError::Revoked);
     }
+    if record.secret_valid_until.is_some_and(|t| t <= now) {
+        // A previous secret whose regenerate grace period ended (while cached).
+        return Err(KeyError::Invalid);
+    }
     if record.expires_at.is_some_and(|t| t <= now) {
         return Err(KeyError::Expired);
     }
@@ -173,6 +177,7 @@ mod tests {
             expires_at: expires.map(|s| Utc.timestamp_opt(s, 0).unwrap()),
             created_at: Utc.timestamp_opt(0, 0).unwrap(),
             last_used_at: None,
+            secret_valid_until: None,
         }
     }
 

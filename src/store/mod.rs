@@ -74,6 +74,27 @@ pub struct KeyRecord {
     pub created_at: DateTime<Utc>,
     /// Last time the key was used.
     pub last_used_at: Option<DateTime<Utc>>,
+    /// Set only on a record found by its previous secret during a regenerate grace
+    /// period: when that secret stops working.
+    #[serde(skip)]
+    pub secret_valid_until: Option<DateTime<Utc>>,
+}
+
+/// Changes to a key (`None`: unchanged). `expires_at: Some(None)` removes the expiry.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KeyPatch {
+    /// New name.
+    pub name: Option<String>,
+    /// New tier.
+    pub tier: Option<String>,
+    /// New scopes.
+    pub scopes: Option<Vec<String>>,
+    /// New credits (`Some(None)`: unmetered).
+    pub credits: Option<Option<i64>>,
+    /// New allowed networks.
+    pub allowed_ips: Option<Vec<IpNet>>,
+    /// New expiry (`Some(None)`: never).
+    pub expires_at: Option<Option<DateTime<Utc>>>,
 }
 
 /// Result of an atomic credit debit.
@@ -121,17 +142,25 @@ pub trait KeyStore: Send + Sync {
     async fn get(&self, id: &str) -> Result<Option<KeyRecord>, StoreError>;
     /// All keys, newest first.
     async fn list(&self) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Keys of one owner, newest first.
+    async fn list_by_owner(&self, owner: &str) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Active keys of `owner` in `tier` (for `max_keys`).
+    async fn count_active(&self, owner: &str, tier: &str) -> Result<u64, StoreError>;
+    /// Applies `patch`; `NotFound` if there is no such id. Returns the updated key.
+    async fn update(&self, id: &str, patch: &KeyPatch) -> Result<KeyRecord, StoreError>;
     /// Stores a new key under `hash`.
     async fn insert(&self, record: &KeyRecord, hash: &KeyHash) -> Result<(), StoreError>;
     /// Marks a key revoked; `NotFound` if there is no such id.
     async fn revoke(&self, id: &str) -> Result<(), StoreError>;
-    /// Replaces a key's secret (regenerate): the old hash stops matching at once.
+    /// Replaces a key's secret (regenerate). The old hash stops matching at once, or
+    /// at `old_valid_until` when a grace period is given.
     async fn replace_secret(
         &self,
         id: &str,
         hash: &KeyHash,
         prefix: &str,
         last4: &str,
+        old_valid_until: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError>;
     /// Debits `cost` credits in one atomic conditional update.
     async fn debit_credits(&self, id: &str, cost: u64) -> Result<Debit, StoreError>;

@@ -4,7 +4,7 @@
 //! a runtime) over a small pool of connections, so the proxy's event loop never waits
 //! on disk.
 
-use super::{Debit, KeyRecord, KeyStatus, KeyStore, StoreError};
+use super::{Debit, KeyPatch, KeyRecord, KeyStatus, KeyStore, StoreError};
 use crate::auth::api_key::{Environment, KeyHash};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
@@ -15,7 +15,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Migrations in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/sqlite/0001_keys.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/sqlite/0001_keys.sql"),
+    include_str!("migrations/sqlite/0002_lifecycle.sql"),
+];
 
 const COLUMNS: &str = "id, name, prefix, last4, tier, scopes, environment, org, owner, status, \
                        credits, allowed_ips, expires_at, created_at, last_used_at";
@@ -137,6 +140,8 @@ fn decode(row: &Row<'_>) -> rusqlite::Result<Result<KeyRecord, StoreError>> {
             expires_at: ts(row.get(12).map_err(|e| corrupt(e.to_string()))?),
             created_at: ts(Some(created)).unwrap_or_default(),
             last_used_at: ts(row.get(14).map_err(|e| corrupt(e.to_string()))?),
+            // Only find_by_hash selects this 16th column.
+            secret_valid_until: ts(row.get::<_, Option<i64>>(15).unwrap_or(None)),
         })
     })();
     Ok(record)
@@ -158,12 +163,18 @@ fn query_one(
 impl KeyStore for SqliteStore {
     async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
         let hash = hash.0;
+        let now = Utc::now().timestamp();
         self.with_conn(move |c| {
-            query_one(
-                c,
-                &format!("SELECT {COLUMNS} FROM api_keys WHERE key_hash = ?1"),
-                &hash.as_slice(),
-            )
+            let sql = format!(
+                "SELECT {COLUMNS}, CASE WHEN key_hash = ?1 THEN NULL ELSE prev_hash_expires_at END \
+                 FROM api_keys WHERE key_hash = ?1 \
+                 OR (prev_key_hash = ?1 AND prev_hash_expires_at > ?2)"
+            );
+            let mut stmt = c.prepare_cached(&sql).map_err(unavailable)?;
+            stmt.query_row(params![hash.as_slice(), now], decode)
+                .optional()
+                .map_err(unavailable)?
+                .transpose()
         })
         .await
     }
@@ -189,6 +200,83 @@ impl KeyStore for SqliteStore {
                 .map_err(unavailable)?;
             let rows = stmt.query_map([], decode).map_err(unavailable)?;
             rows.map(|r| r.map_err(unavailable)?).collect()
+        })
+        .await
+    }
+
+    async fn list_by_owner(&self, owner: &str) -> Result<Vec<KeyRecord>, StoreError> {
+        let owner = owner.to_string();
+        self.with_conn(move |c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM api_keys WHERE owner = ?1 ORDER BY created_at DESC, id"
+                ))
+                .map_err(unavailable)?;
+            let rows = stmt.query_map([&owner], decode).map_err(unavailable)?;
+            rows.map(|r| r.map_err(unavailable)?).collect()
+        })
+        .await
+    }
+
+    async fn count_active(&self, owner: &str, tier: &str) -> Result<u64, StoreError> {
+        let (owner, tier) = (owner.to_string(), tier.to_string());
+        self.with_conn(move |c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM api_keys WHERE owner = ?1 AND tier = ?2 AND status = 'active'",
+                params![owner, tier],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n.max(0) as u64)
+            .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn update(&self, id: &str, patch: &KeyPatch) -> Result<KeyRecord, StoreError> {
+        let (id, patch) = (id.to_string(), patch.clone());
+        self.with_conn(move |c| {
+            let mut sets: Vec<&str> = Vec::new();
+            let mut values: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+            if let Some(v) = patch.name {
+                sets.push("name = ?");
+                values.push(Box::new(v));
+            }
+            if let Some(v) = patch.tier {
+                sets.push("tier = ?");
+                values.push(Box::new(v));
+            }
+            if let Some(v) = patch.scopes {
+                sets.push("scopes = ?");
+                values.push(Box::new(
+                    serde_json::to_string(&v).unwrap_or_else(|_| "[]".into()),
+                ));
+            }
+            if let Some(v) = patch.credits {
+                sets.push("credits = ?");
+                values.push(Box::new(v));
+            }
+            if let Some(v) = patch.allowed_ips {
+                sets.push("allowed_ips = ?");
+                values.push(Box::new(
+                    serde_json::to_string(&v).unwrap_or_else(|_| "[]".into()),
+                ));
+            }
+            if let Some(v) = patch.expires_at {
+                sets.push("expires_at = ?");
+                values.push(Box::new(v.map(|t| t.timestamp())));
+            }
+            if !sets.is_empty() {
+                let sql = format!("UPDATE api_keys SET {} WHERE id = ?", sets.join(", "));
+                values.push(Box::new(id.clone()));
+                let params: Vec<&dyn rusqlite::ToSql> = values.iter().map(|b| b.as_ref()).collect();
+                c.execute(&sql, params.as_slice()).map_err(unavailable)?;
+            }
+            query_one(
+                c,
+                &format!("SELECT {COLUMNS} FROM api_keys WHERE id = ?1"),
+                &id,
+            )?
+            .ok_or(StoreError::NotFound(id))
         })
         .await
     }
@@ -253,6 +341,7 @@ impl KeyStore for SqliteStore {
         hash: &KeyHash,
         prefix: &str,
         last4: &str,
+        old_valid_until: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError> {
         let (id, hash, prefix, last4) = (
             id.to_string(),
@@ -260,11 +349,18 @@ impl KeyStore for SqliteStore {
             prefix.to_string(),
             last4.to_string(),
         );
+        let grace_end = old_valid_until.map(|t| t.timestamp());
         self.with_conn(move |c| {
+            // With a grace period the current hash becomes the previous one; without,
+            // any previous hash is dropped too, so only the new secret works.
             let n = c
                 .execute(
-                    "UPDATE api_keys SET key_hash = ?2, prefix = ?3, last4 = ?4 WHERE id = ?1",
-                    params![id, hash.as_slice(), prefix, last4],
+                    "UPDATE api_keys SET \
+                       prev_key_hash = CASE WHEN ?5 IS NULL THEN NULL ELSE key_hash END, \
+                       prev_hash_expires_at = ?5, \
+                       key_hash = ?2, prefix = ?3, last4 = ?4 \
+                     WHERE id = ?1",
+                    params![id, hash.as_slice(), prefix, last4, grace_end],
                 )
                 .map_err(unavailable)?;
             if n == 0 {

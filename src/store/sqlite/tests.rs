@@ -18,6 +18,7 @@ pub(crate) fn record(id: &str, credits: Option<i64>) -> KeyRecord {
         expires_at: Some(Utc.timestamp_opt(4_000_000_000, 0).unwrap()),
         created_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
         last_used_at: None,
+        secret_valid_until: None,
     }
 }
 
@@ -52,7 +53,7 @@ async fn revoke_and_regenerate_change_what_the_hash_finds() {
         .unwrap();
     let new = generate("kg", Environment::Live);
     store
-        .replace_secret("key_a", &new.hash, &new.prefix, &new.last4)
+        .replace_secret("key_a", &new.hash, &new.prefix, &new.last4, None)
         .await
         .unwrap();
     assert_eq!(store.find_by_hash(&old.hash).await.unwrap(), None);
@@ -118,6 +119,97 @@ async fn concurrent_debits_never_overspend() {
     );
     assert!(matches!(
         store.debit_credits("key_x", 1).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_regenerate_grace_period_keeps_the_old_secret_until_it_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("k.db")).unwrap();
+    let old = generate("kg", Environment::Live);
+    store
+        .insert(&record("key_a", None), &old.hash)
+        .await
+        .unwrap();
+    let new = generate("kg", Environment::Live);
+    let until = Utc::now() + chrono::Duration::seconds(60);
+    store
+        .replace_secret("key_a", &new.hash, &new.prefix, &new.last4, Some(until))
+        .await
+        .unwrap();
+    let via_old = store.find_by_hash(&old.hash).await.unwrap().unwrap();
+    assert_eq!(
+        via_old.secret_valid_until.map(|t| t.timestamp()),
+        Some(until.timestamp())
+    );
+    let via_new = store.find_by_hash(&new.hash).await.unwrap().unwrap();
+    assert_eq!(via_new.secret_valid_until, None);
+    // A grace period that has ended: the old secret no longer matches.
+    let newer = generate("kg", Environment::Live);
+    let past = Utc::now() - chrono::Duration::seconds(1);
+    store
+        .replace_secret(
+            "key_a",
+            &newer.hash,
+            &newer.prefix,
+            &newer.last4,
+            Some(past),
+        )
+        .await
+        .unwrap();
+    assert!(store.find_by_hash(&new.hash).await.unwrap().is_none());
+    assert!(
+        store.find_by_hash(&old.hash).await.unwrap().is_none(),
+        "only one previous secret is kept"
+    );
+    // No grace: only the newest works.
+    let last = generate("kg", Environment::Live);
+    store
+        .replace_secret("key_a", &last.hash, &last.prefix, &last.last4, None)
+        .await
+        .unwrap();
+    assert!(store.find_by_hash(&newer.hash).await.unwrap().is_none());
+    assert!(store.find_by_hash(&last.hash).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn updates_owner_listing_and_counting() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("k.db")).unwrap();
+    store
+        .insert(&record("key_a", None), &KeyHash::of("a"))
+        .await
+        .unwrap();
+    let mut b = record("key_b", None);
+    b.owner = Some("user_2".into());
+    store.insert(&b, &KeyHash::of("b")).await.unwrap();
+    assert_eq!(store.list_by_owner("user_1").await.unwrap().len(), 1);
+    assert_eq!(store.count_active("user_1", "free").await.unwrap(), 1);
+    let patch = KeyPatch {
+        name: Some("renamed".into()),
+        tier: Some("pro".into()),
+        scopes: Some(vec!["x".into()]),
+        credits: Some(Some(5)),
+        allowed_ips: Some(vec![]),
+        expires_at: Some(None),
+    };
+    let updated = store.update("key_a", &patch).await.unwrap();
+    assert_eq!(
+        (
+            updated.name.as_str(),
+            updated.tier.as_str(),
+            updated.credits
+        ),
+        ("renamed", "pro", Some(5))
+    );
+    assert_eq!(updated.scopes, vec!["x"]);
+    assert!(updated.allowed_ips.is_empty() && updated.expires_at.is_none());
+    assert_eq!(store.count_active("user_1", "free").await.unwrap(), 0);
+    store.revoke("key_b").await.unwrap();
+    assert_eq!(store.count_active("user_2", "free").await.unwrap(), 0);
+    assert!(matches!(
+        store.update("key_nope", &KeyPatch::default()).await,
         Err(StoreError::NotFound(_))
     ));
 }

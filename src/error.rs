@@ -81,6 +81,21 @@ pub enum GateError {
     /// Nothing here.
     #[error("not found")]
     NotFound,
+    /// A request body that is not the JSON expected (management API).
+    #[error("invalid body: {0}")]
+    InvalidBody(String),
+    /// Field errors, by field name (management API).
+    #[error("validation failed")]
+    Validation(serde_json::Map<String, Value>),
+    /// The request conflicts with the current state (e.g. `max_keys`).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The body is larger than allowed.
+    #[error("payload too large")]
+    PayloadTooLarge,
+    /// The path exists but not with this method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
     /// A bug or unexpected failure inside keygate.
     #[error("internal error")]
     Internal,
@@ -124,6 +139,11 @@ impl GateError {
             GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             BadRequest(_) => StatusCode::BAD_REQUEST,
             NotFound => StatusCode::NOT_FOUND,
+            InvalidBody(_) => StatusCode::BAD_REQUEST,
+            Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Conflict(_) => StatusCode::CONFLICT,
+            PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -146,6 +166,11 @@ impl GateError {
             GatewayTimeout => "gateway_timeout",
             BadRequest(_) => "invalid_request",
             NotFound => "not_found",
+            InvalidBody(_) => "invalid_request",
+            Validation(_) => "validation_error",
+            Conflict(_) => "conflict",
+            PayloadTooLarge => "payload_too_large",
+            MethodNotAllowed => "method_not_allowed",
             Internal => "internal_error",
         }
     }
@@ -179,6 +204,11 @@ impl GateError {
             GatewayTimeout => "Upstream service timed out".into(),
             BadRequest(why) => (*why).into(),
             NotFound => "Not found".into(),
+            InvalidBody(why) => why.clone(),
+            Validation(_) => "Request validation failed".into(),
+            Conflict(why) => why.clone(),
+            PayloadTooLarge => "Request body too large".into(),
+            MethodNotAllowed => "Method not allowed".into(),
             Internal => "Internal error".into(),
         }
     }
@@ -194,6 +224,7 @@ impl GateError {
             }
             IpRateLimited { .. } => json!({ "limit": "ip" }),
             TooManyFailures { .. } => json!({ "limit": "failed_auth" }),
+            Validation(fields) => Value::Object(fields.clone()),
             _ => json!({}),
         }
     }
@@ -248,7 +279,8 @@ impl GateError {
             InsufficientCredits { .. } => "no_credits",
             BadGateway | GatewayTimeout => "upstream_error",
             BackendUnavailable | Internal => "unavailable",
-            BadRequest(_) | NotFound => "bad_request",
+            BadRequest(_) | NotFound | InvalidBody(_) | Validation(_) | Conflict(_)
+            | PayloadTooLarge | MethodNotAllowed => "bad_request",
         }
     }
 
@@ -271,7 +303,8 @@ impl GateError {
             InsufficientCredits { .. } => "no_credits",
             BackendUnavailable => "store_error",
             BadGateway | GatewayTimeout => "upstream_error",
-            BadRequest(_) | NotFound => "bad_request",
+            BadRequest(_) | NotFound | InvalidBody(_) | Validation(_) | Conflict(_)
+            | PayloadTooLarge | MethodNotAllowed => "bad_request",
             Internal => "internal",
         }
     }

@@ -12,6 +12,7 @@ pub mod config; // the YAML config: types, durations, ${VAR}, validation
 pub mod demo; // the echo upstream for the quickstart and tests
 pub mod error; // contract errors -> status, JSON body, headers
 pub mod limit; // fixed windows, limiter backends, per-IP limits
+pub mod management; // the /v1 management API answered by keygate itself
 pub mod metrics; // every Prometheus metric
 pub mod proxy; // the Pingora ProxyHttp implementation and its steps
 pub mod runtime; // the compiled config the request path reads

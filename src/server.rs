@@ -8,6 +8,7 @@ use crate::auth::verify::KeyVerifier;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, StoreKind};
 use crate::limit::{Limiter, LocalLimiter};
+use crate::management::Management;
 use crate::metrics;
 use crate::proxy::{Gate, Shared};
 use crate::runtime::{Runtime, RuntimeError};
@@ -77,7 +78,8 @@ pub fn build_shared(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Shared>
     let runtime = Runtime::build(config, writable)?;
     Ok(Arc::new(Shared {
         runtime: ArcSwap::from_pointee(runtime),
-        verifier: KeyVerifier::new(store.clone(), cache),
+        verifier: KeyVerifier::new(store.clone(), cache.clone()),
+        management: Management::new(store.clone(), cache),
         store,
         limiter,
         clock,

@@ -32,6 +32,8 @@ impl KeyCache {
             known: Cache::builder()
                 .max_capacity(c.capacity)
                 .time_to_live(c.ttl.get())
+                // Needed by invalidate_key_id (revoke, update, regenerate).
+                .support_invalidation_closures()
                 .build(),
             unknown: Cache::builder()
                 .max_capacity(negative_cap)
@@ -69,12 +71,15 @@ impl KeyCache {
         self.unknown.invalidate(hash);
     }
 
-    /// Forgets every entry belonging to key `id`.
+    /// Forgets every entry belonging to key `id`. Takes effect for lookups at once.
     pub fn invalidate_key_id(&self, id: &str) {
         let id = id.to_string();
-        let _ = self
+        if let Err(e) = self
             .known
-            .invalidate_entries_if(move |_, k| k.record.id == id);
+            .invalidate_entries_if(move |_, k| k.record.id == id)
+        {
+            tracing::error!(error = %e, "key cache invalidation failed; changes show after cache.ttl");
+        }
     }
 
     /// Number of known keys held.
@@ -86,5 +91,48 @@ impl KeyCache {
     /// True when no known key is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::api_key::Environment;
+    use crate::store::{KeyRecord, KeyStatus};
+
+    fn known(id: &str) -> Arc<KnownKey> {
+        Arc::new(KnownKey::new(KeyRecord {
+            id: id.into(),
+            name: "n".into(),
+            prefix: "kg_sk_live_".into(),
+            last4: "abcd".into(),
+            tier: "free".into(),
+            scopes: vec![],
+            environment: Environment::Live,
+            org: None,
+            owner: None,
+            status: KeyStatus::Active,
+            credits: None,
+            allowed_ips: vec![],
+            expires_at: None,
+            created_at: chrono::Utc::now(),
+            last_used_at: None,
+            secret_valid_until: None,
+        }))
+    }
+
+    #[test]
+    fn invalidating_a_key_id_forgets_every_secret_of_that_key_at_once() {
+        let cache = KeyCache::new(&CacheConfig::default());
+        cache.insert_known(KeyHash::of("old"), known("key_a"));
+        cache.insert_known(KeyHash::of("new"), known("key_a"));
+        cache.insert_known(KeyHash::of("other"), known("key_b"));
+        cache.invalidate_key_id("key_a");
+        assert!(cache.get(&KeyHash::of("old")).is_none());
+        assert!(cache.get(&KeyHash::of("new")).is_none());
+        assert!(matches!(
+            cache.get(&KeyHash::of("other")),
+            Some(Cached::Known(_))
+        ));
     }
 }

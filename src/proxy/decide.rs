@@ -30,6 +30,8 @@ pub struct Decision {
     pub principal: Option<Principal>,
     /// Where the caller stands against its tier, once known.
     pub limit: Option<LimitDecision>,
+    /// For a management API call: the path below the prefix (e.g. `/keys`).
+    pub management: Option<String>,
 }
 
 /// The services a decision consults.
@@ -62,16 +64,19 @@ impl Deciders<'_> {
         let rt = self.rt;
         let path = normalize(uri.path()).map_err(GateError::BadRequest)?;
         if let Some(prefix) = &rt.management_prefix {
-            let under = path
-                .strip_prefix(prefix.as_str())
-                .is_some_and(|r| r.is_empty() || r.starts_with('/'));
-            if under {
-                return Err(GateError::NotFound);
+            if let Some(rest) = path.strip_prefix(prefix.as_str()) {
+                if rest.is_empty() || rest.starts_with('/') {
+                    out.management = Some(if rest.is_empty() {
+                        "/".into()
+                    } else {
+                        rest.to_string()
+                    });
+                }
             }
         }
         let (index, route) = rt.routes.find(method, &path);
         out.route = index;
-        out.public = route.auth == RouteAuth::None;
+        out.public = route.auth == RouteAuth::None && out.management.is_none();
         if let Some(ip) = client_ip {
             match rt.ip_limits.admit(self.limiter, ip).await {
                 Ok(Some(retry_after)) => return Err(GateError::IpRateLimited { retry_after }),
@@ -82,12 +87,17 @@ impl Deciders<'_> {
         if out.public {
             return Ok(());
         }
+        // Management calls authenticate inside the management API, after these
+        // per-IP checks; they never reach the route's scopes, limits or credits.
         if let Some(ip) = client_ip {
             match rt.ip_limits.failures_exceeded(self.limiter, ip).await {
                 Ok(Some(retry_after)) => return Err(GateError::TooManyFailures { retry_after }),
                 Ok(None) => {}
                 Err(e) => limiter_failed(&e),
             }
+        }
+        if out.management.is_some() {
+            return Ok(());
         }
         let credential = extract(&rt.sources, headers, uri.query())?;
         let principal = out
@@ -147,7 +157,7 @@ impl Deciders<'_> {
 impl Deciders<'_> {
     /// Verifies a credential: a JWT when JWTs are enabled and it has a token's shape,
     /// else an API key (then its status, expiry and IP allow-list).
-    async fn authenticate(
+    pub async fn authenticate(
         &self,
         credential: &str,
         client_ip: Option<IpAddr>,

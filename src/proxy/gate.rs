@@ -12,6 +12,7 @@ use crate::auth::verify::KeyVerifier;
 use crate::clock::Clock;
 use crate::error::GateError;
 use crate::limit::Limiter;
+use crate::management::{ApiRequest, Management, MAX_BODY};
 use crate::metrics;
 use crate::runtime::{Runtime, Upstream};
 use crate::store::KeyStore;
@@ -40,6 +41,8 @@ pub struct Shared {
     pub clock: Arc<dyn Clock>,
     /// JWT verification, when `jwt.enabled`.
     pub jwt: Option<Arc<JwtVerifier>>,
+    /// The management API.
+    pub management: Management,
 }
 
 /// The proxy.
@@ -86,12 +89,24 @@ impl Gate {
         ctx: &RequestCtx,
         err: &GateError,
     ) -> pingora::Result<()> {
-        let body = err.body();
-        let mut resp = ResponseHeader::build(err.status(), Some(8))?;
+        self.write_json(session, ctx, err.status(), err.body(), err.headers())
+            .await
+    }
+
+    /// Writes a complete JSON response with keygate's common headers.
+    async fn write_json(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+        status: http::StatusCode,
+        body: Vec<u8>,
+        extra: Vec<(&'static str, String)>,
+    ) -> pingora::Result<()> {
+        let mut resp = ResponseHeader::build(status, Some(8))?;
         resp.insert_header("Content-Type", "application/json")?;
         resp.insert_header("Content-Length", body.len().to_string())?;
         resp.insert_header("Cache-Control", "no-store")?;
-        for (name, value) in err.headers() {
+        for (name, value) in extra {
             resp.insert_header(name, value)?;
         }
         self.add_common_headers(&mut resp, ctx)?;
@@ -105,6 +120,105 @@ impl Gate {
                 .await?;
         }
         Ok(())
+    }
+
+    /// Answers a refusal: counts it, records a failed authentication against the
+    /// client IP, and writes the contract's JSON error.
+    async fn refuse(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        err: GateError,
+    ) -> pingora::Result<bool> {
+        let tier = ctx
+            .decision
+            .principal
+            .as_ref()
+            .map_or("none", |p| p.tier_name());
+        metrics::DECISIONS
+            .with_label_values(&[err.reason(), tier])
+            .inc();
+        if err.is_failed_authentication() {
+            if let Some(ip) = ctx.client_ip {
+                if let Err(e) = ctx
+                    .rt
+                    .ip_limits
+                    .record_failure(&*self.shared.limiter, ip)
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not record failed authentication");
+                }
+            }
+        }
+        self.respond(session, ctx, &err).await?;
+        ctx.error = Some(err);
+        Ok(true)
+    }
+
+    /// Reads the whole request body, refusing more than `limit` bytes.
+    async fn read_body(session: &mut Session, limit: usize) -> Result<Vec<u8>, GateError> {
+        let declared = session
+            .req_header()
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Err(GateError::PayloadTooLarge);
+        }
+        let mut body = Vec::new();
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > limit {
+                        return Err(GateError::PayloadTooLarge);
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => return Ok(body),
+                Err(_) => return Err(GateError::BadRequest("Could not read the request body")),
+            }
+        }
+    }
+
+    /// Answers a management API call (never proxied).
+    async fn serve_management(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<bool> {
+        let body = match Self::read_body(session, MAX_BODY).await {
+            Ok(b) => b,
+            Err(e) => return self.refuse(session, ctx, e).await,
+        };
+        let shared = &*self.shared;
+        let deciders = Deciders {
+            rt: &ctx.rt,
+            verifier: &shared.verifier,
+            store: &*shared.store,
+            limiter: &*shared.limiter,
+            clock: &*shared.clock,
+            jwt: shared.jwt.as_deref(),
+        };
+        let path = ctx.decision.management.clone().unwrap_or_default();
+        let req = session.req_header();
+        let api = ApiRequest {
+            method: &req.method,
+            path: &path,
+            query: req.uri.query(),
+            headers: &req.headers,
+            body: &body,
+            client_ip: ctx.client_ip,
+        };
+        match shared.management.handle(&deciders, &api).await {
+            Ok(resp) => {
+                let bytes = serde_json::to_vec(&resp.body).unwrap_or_default();
+                self.write_json(session, ctx, resp.status, bytes, Vec::new())
+                    .await?;
+                Ok(true)
+            }
+            Err(err) => self.refuse(session, ctx, err).await,
+        }
     }
 
     fn add_common_headers(
@@ -216,36 +330,24 @@ impl ProxyHttp for Gate {
                 &mut ctx.decision,
             )
             .await;
-        let tier = ctx
-            .decision
-            .principal
-            .as_ref()
-            .map_or("none", |p| p.tier_name());
         match result {
+            Ok(()) if ctx.decision.management.is_some() => {
+                self.serve_management(session, ctx).await
+            }
             Ok(()) => {
                 if !ctx.decision.public {
+                    let tier = ctx
+                        .decision
+                        .principal
+                        .as_ref()
+                        .map_or("none", |p| p.tier_name());
                     metrics::DECISIONS
                         .with_label_values(&["allowed", tier])
                         .inc();
                 }
                 Ok(false)
             }
-            Err(err) => {
-                metrics::DECISIONS
-                    .with_label_values(&[err.reason(), tier])
-                    .inc();
-                if err.is_failed_authentication() {
-                    if let Some(ip) = ctx.client_ip {
-                        if let Err(e) = ctx.rt.ip_limits.record_failure(&*shared.limiter, ip).await
-                        {
-                            tracing::warn!(error = %e, "could not record failed authentication");
-                        }
-                    }
-                }
-                self.respond(session, ctx, &err).await?;
-                ctx.error = Some(err);
-                Ok(true)
-            }
+            Err(err) => self.refuse(session, ctx, err).await,
         }
     }
 
@@ -329,7 +431,10 @@ impl ProxyHttp for Gate {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
-        let route = ctx.rt.routes.get(ctx.decision.route).name.as_str();
+        let route = match ctx.decision.management {
+            Some(_) => "management",
+            None => ctx.rt.routes.get(ctx.decision.route).name.as_str(),
+        };
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let outcome = match &ctx.error {
             Some(e) => e.outcome(),

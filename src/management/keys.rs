@@ -1,0 +1,315 @@
+//! Key lifecycle endpoints: create (secret shown once), list, get, update, revoke,
+//! regenerate (optionally with a grace period), verify, credits. Keys of another
+//! owner answer 404, never 403, so their existence does not leak.
+
+use super::validate::Fields;
+use super::{json_object, ApiRequest, ApiResponse, Caller, Management};
+use crate::auth::api_key::{generate, new_key_id, Environment};
+use crate::error::GateError;
+use crate::proxy::decide::Deciders;
+use crate::store::{KeyPatch, KeyRecord, KeyStatus, StoreError};
+use chrono::Utc;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// Longest regenerate grace period.
+const MAX_GRACE: Duration = Duration::from_secs(30 * 86_400);
+
+fn store_error(e: StoreError) -> GateError {
+    match e {
+        StoreError::NotFound(_) => GateError::NotFound,
+        other => {
+            tracing::warn!(error = %other, "management: store failed");
+            GateError::BackendUnavailable
+        }
+    }
+}
+
+fn key_object(r: &KeyRecord) -> Value {
+    serde_json::to_value(r).unwrap_or(Value::Null)
+}
+
+fn with_secret(r: &KeyRecord, secret: &str) -> Value {
+    let mut v = key_object(r);
+    v["key"] = Value::String(secret.to_string());
+    v
+}
+
+/// The key `id` if the caller may manage it; 404 otherwise.
+async fn owned(m: &Management, caller: &Caller, id: &str) -> Result<KeyRecord, GateError> {
+    match m.store.get(id).await.map_err(store_error)? {
+        Some(r) if caller.may_manage(r.owner.as_deref()) => Ok(r),
+        _ => Err(GateError::NotFound),
+    }
+}
+
+/// Refuses when `owner` already holds `max_keys` active keys in `tier`.
+async fn check_quota(
+    m: &Management,
+    d: &Deciders<'_>,
+    owner: &str,
+    tier: &str,
+) -> Result<(), GateError> {
+    let Some(max) = d.rt.config.tiers.get(tier).and_then(|t| t.max_keys) else {
+        return Ok(());
+    };
+    let held = m
+        .store
+        .count_active(owner, tier)
+        .await
+        .map_err(store_error)?;
+    if held >= max {
+        return Err(GateError::Conflict(format!(
+            "Key limit reached: tier {tier} allows {max} active keys per owner"
+        )));
+    }
+    Ok(())
+}
+
+/// `POST /keys`.
+pub async fn create(
+    m: &Management,
+    d: &Deciders<'_>,
+    req: &ApiRequest<'_>,
+) -> Result<ApiResponse, GateError> {
+    let caller = m.caller(d, req, true).await?;
+    let body = json_object(req.body)?;
+    let known = [
+        "name",
+        "tier",
+        "scopes",
+        "environment",
+        "expires_at",
+        "credits",
+        "allowed_ips",
+        "org",
+        "owner",
+    ];
+    let mut f = Fields::new(&body, &known);
+    let name = f.string("name", true, 200);
+    let tiers: Vec<&str> = d.rt.config.tiers.keys().map(String::as_str).collect();
+    let tier = f.one_of("tier", true, &tiers);
+    let scopes = f.scopes("scopes").unwrap_or_default();
+    let environment = f.environment("environment").unwrap_or(Environment::Live);
+    let expires_at = f.future_time("expires_at").flatten();
+    let credits = f.credits("credits").flatten();
+    let allowed_ips = f.allowed_ips("allowed_ips").unwrap_or_default();
+    let org = f.string("org", false, 200);
+    let owner = match f.string("owner", false, 200) {
+        Some(o) if !caller.admin && o != caller.subject => {
+            f.error("owner", "only admins may create keys for another owner");
+            None
+        }
+        Some(o) => Some(o),
+        None => Some(caller.subject.clone()),
+    };
+    f.finish()?;
+    let (Some(name), Some(tier), Some(owner)) = (name, tier, owner) else {
+        return Err(GateError::Internal);
+    };
+    check_quota(m, d, &owner, &tier).await?;
+    let key = generate(&d.rt.key_format.prefix, environment);
+    let record = KeyRecord {
+        id: new_key_id(),
+        name,
+        prefix: key.prefix.clone(),
+        last4: key.last4.clone(),
+        tier,
+        scopes,
+        environment,
+        org,
+        owner: Some(owner),
+        status: KeyStatus::Active,
+        credits,
+        allowed_ips,
+        expires_at,
+        created_at: Utc::now(),
+        last_used_at: None,
+        secret_valid_until: None,
+    };
+    m.store
+        .insert(&record, &key.hash)
+        .await
+        .map_err(store_error)?;
+    m.cache.invalidate(&key.hash);
+    Ok(ApiResponse::created(with_secret(&record, &key.plaintext)))
+}
+
+/// `GET /keys`.
+pub async fn list(
+    m: &Management,
+    d: &Deciders<'_>,
+    req: &ApiRequest<'_>,
+) -> Result<ApiResponse, GateError> {
+    let caller = m.caller(d, req, true).await?;
+    let keys = if caller.admin {
+        m.store.list().await
+    } else {
+        m.store.list_by_owner(&caller.subject).await
+    }
+    .map_err(store_error)?;
+    let items: Vec<Value> = keys.iter().map(key_object).collect();
+    Ok(ApiResponse::ok(
+        json!({ "api_keys": items, "total": keys.len() }),
+    ))
+}
+
+/// `GET /keys/{id}`.
+pub async fn get(
+    m: &Management,
+    d: &Deciders<'_>,
+    req: &ApiRequest<'_>,
+    id: &str,
+) -> Result<ApiResponse, GateError> {
+    let caller = m.caller(d, req, true).await?;
+    Ok(ApiResponse::ok(key_object(&owned(m, &caller, id).await?)))
+}
+
+/// `PUT /keys/{id}`: name, tier, scopes, credits, allowed_ips, expires_at.
+pub async fn update(
+    m: &Management,
+    d: &Deciders<'_>,
+    req: &ApiRequest<'_>,
+    id: &str,
+) -> Result<ApiResponse, GateError> {
+    let caller = m.caller(d, req, true).await?;
+    let current = owned(m, &caller, id).await?;
+    let body = json_object(req.body)?;
+    let mut f = Fields::new(
+        &body,
+        &[
+            "name",
+            "tier",
+            "scopes",
+            "credits",
+            "allowed_ips",
+            "expires_at",
+        ],
+    );
+    let tiers: Vec<&str> = d.rt.config.tiers.keys().map(String::as_str).collect();
+    let patch = KeyPatch {
+        name: f.string("name", false, 200),
+        tier: f.one_of("tier", false, &tiers),
+        scopes: f.scopes("scopes"),
+        credits: f.credits("credits"),
+        allowed_ips: f.allowed_ips("allowed_ips"),
+        expires_at: f.future_time("expires_at"),
+    };
+    f.finish()?;
+    if let (Some(tier), Some(owner)) = (&patch.tier, &current.owner) {
+        if *tier != current.tier && current.status == KeyStatus::Active {
+            check_quota(m, d, owner, tier).await?;
+        }
+    }
+    let updated = m.store.update(id, &patch).await.map_err(store_error)?;
+    m.cache.invalidate_key_id(id);
+    Ok(ApiResponse::ok(key_object(&updated)))
+}
+
+/// `DELETE /keys/{id}`: revokes; effective at once on this process.
+pub async fn revoke(
+    m: &Management,
+    d: &Deciders<'_>,
+    req: &ApiRequest<'_>,
+    id: &str,
+) -> Result<ApiResponse, GateError> {
+    let caller = m.caller(d, req, true).await?;
+    owned(m, &caller, id).await?;
+    m.store.revoke(id).await.map_err(store_error)?;
+    m.cache.invalidate_key_id(id);
+    let record = m
+        .store
+        .get(id)
+        .await
+        .map_err(store_error)?
+        .ok_or(GateError::NotFound)?;
+    Ok(ApiResponse::ok(key_object(&record)))
+}
+
+/// `POST /keys/{id}/regenerate` with an optional `grace_period`.
+pub async fn regenerate(
+    m: &Management,
+    d: &Deciders<'_>,
+    req: &ApiRequest<'_>,
+    id: &str,
+) -> Result<ApiResponse, GateError> {
+    let caller = m.caller(d, req, true).await?;
+    let current = owned(m, &caller, id).await?;
+    if current.status == KeyStatus::Revoked {
+        return Err(GateError::Conflict(
+            "A revoked key cannot be regenerated".into(),
+        ));
+    }
+    let body = json_object(req.body)?;
+    let mut f = Fields::new(&body, &["grace_period"]);
+    let grace = f
+        .duration("grace_period", MAX_GRACE)
+        .filter(|d| !d.is_zero());
+    f.finish()?;
+    let key = generate(&d.rt.key_format.prefix, current.environment);
+    let old_valid_until = grace
+        .and_then(|g| chrono::Duration::from_std(g).ok())
+        .map(|g| Utc::now() + g);
+    m.store
+        .replace_secret(id, &key.hash, &key.prefix, &key.last4, old_valid_until)
+        .await
+        .map_err(store_error)?;
+    m.cache.invalidate_key_id(id);
+    let record = m
+        .store
+        .get(id)
+        .await
+        .map_err(store_error)?
+        .ok_or(GateError::NotFound)?;
+    let mut body = with_secret(&record, &key.plaintext);
+    body["previous_key_valid_until"] = json!(old_valid_until);
+    Ok(ApiResponse::ok(body))
+}
+
+/// The caller's own API key record (fresh from the store), for verify and credits.
+async fn own_key(
+    m: &Management,
+    d: &Deciders<'_>,
+    req: &ApiRequest<'_>,
+) -> Result<KeyRecord, GateError> {
+    let caller = m.caller(d, req, false).await?;
+    let Some(key_id) = caller.key_id else {
+        return Err(GateError::InvalidBody(
+            "This endpoint needs an API key as the credential".into(),
+        ));
+    };
+    m.store
+        .get(&key_id)
+        .await
+        .map_err(store_error)?
+        .ok_or(GateError::InvalidKey)
+}
+
+/// `POST /keys/verify`: the caller's own key.
+pub async fn verify(
+    m: &Management,
+    d: &Deciders<'_>,
+    req: &ApiRequest<'_>,
+) -> Result<ApiResponse, GateError> {
+    let r = own_key(m, d, req).await?;
+    Ok(ApiResponse::ok(json!({
+        "valid": true,
+        "key_id": r.id,
+        "tier": r.tier,
+        "scopes": r.scopes,
+        "environment": r.environment,
+        "credits_remaining": r.credits,
+    })))
+}
+
+/// `GET /credits`: the caller's key's credits (`null`: unmetered).
+pub async fn credits(
+    m: &Management,
+    d: &Deciders<'_>,
+    req: &ApiRequest<'_>,
+) -> Result<ApiResponse, GateError> {
+    let r = own_key(m, d, req).await?;
+    Ok(ApiResponse::ok(
+        json!({ "credits": r.credits, "key_id": r.id }),
+    ))
+}

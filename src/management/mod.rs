@@ -1,0 +1,161 @@
+//! The management API (contract section 4), answered by keygate itself on the data
+//! plane under `management.prefix`; these requests never reach the upstream.
+//!
+//! [`Management::handle`] takes a parsed request and returns a JSON answer or a
+//! [`GateError`]; the gate reads the body and writes the response. This version
+//! serves the key lifecycle (`/keys…`), `/keys/verify` and `/credits`, to callers
+//! holding an API key with `keys:manage` (their owner's keys) or `admin` (all keys),
+//! or a JWT (the keys its subject owns; all keys with the `admin` scope).
+
+pub mod keys;
+mod validate;
+
+use crate::auth::cache::KeyCache;
+use crate::auth::credentials::extract;
+use crate::auth::AuthMethod;
+use crate::error::GateError;
+use crate::proxy::decide::Deciders;
+use crate::store::KeyStore;
+use http::{HeaderMap, Method, StatusCode};
+use serde_json::Value;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// A management request, already read.
+pub struct ApiRequest<'a> {
+    /// Method.
+    pub method: &'a Method,
+    /// Path below the prefix, normalised (`/keys/key_x`).
+    pub path: &'a str,
+    /// Query string.
+    pub query: Option<&'a str>,
+    /// Headers (credentials).
+    pub headers: &'a HeaderMap,
+    /// Body bytes (at most [`MAX_BODY`]).
+    pub body: &'a [u8],
+    /// Client address.
+    pub client_ip: Option<IpAddr>,
+}
+
+/// A successful answer.
+#[derive(Debug)]
+pub struct ApiResponse {
+    /// Status (200 or 201).
+    pub status: StatusCode,
+    /// JSON body.
+    pub body: Value,
+}
+
+impl ApiResponse {
+    fn ok(body: Value) -> Self {
+        ApiResponse {
+            status: StatusCode::OK,
+            body,
+        }
+    }
+
+    fn created(body: Value) -> Self {
+        ApiResponse {
+            status: StatusCode::CREATED,
+            body,
+        }
+    }
+}
+
+/// Who is calling the management API.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The owner identity their keys carry (a user id, or an API key's owner).
+    pub subject: String,
+    /// May manage every key.
+    pub admin: bool,
+    /// The API key used, when the caller used one.
+    pub key_id: Option<String>,
+}
+
+impl Caller {
+    /// True when the caller may see and change a key owned by `owner`.
+    pub fn may_manage(&self, owner: Option<&str>) -> bool {
+        self.admin || owner == Some(self.subject.as_str())
+    }
+}
+
+/// The management service.
+pub struct Management {
+    store: Arc<dyn KeyStore>,
+    cache: KeyCache,
+}
+
+impl Management {
+    /// A service over `store`, invalidating `cache` when keys change.
+    pub fn new(store: Arc<dyn KeyStore>, cache: KeyCache) -> Self {
+        Management { store, cache }
+    }
+
+    /// Authenticates the caller with the data plane's own verification.
+    /// `manage`: the call changes or lists keys, so an API key needs `keys:manage`.
+    async fn caller(
+        &self,
+        d: &Deciders<'_>,
+        req: &ApiRequest<'_>,
+        manage: bool,
+    ) -> Result<Caller, GateError> {
+        let credential = extract(&d.rt.sources, req.headers, req.query)?;
+        let p = d.authenticate(&credential.value, req.client_ip).await?;
+        let id = &p.identity;
+        let admin = id.scopes.iter().any(|s| s == "admin");
+        if manage && id.method == AuthMethod::ApiKey && !p.has_scope("keys:manage") {
+            return Err(GateError::MissingScope("keys:manage".into()));
+        }
+        Ok(Caller {
+            subject: id.subject.clone(),
+            admin,
+            key_id: id.key_id.clone(),
+        })
+    }
+
+    /// Answers one request.
+    pub async fn handle(
+        &self,
+        d: &Deciders<'_>,
+        req: &ApiRequest<'_>,
+    ) -> Result<ApiResponse, GateError> {
+        let segments: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
+        let m = req.method;
+        match segments.as_slice() {
+            ["keys"] if m == Method::POST => keys::create(self, d, req).await,
+            ["keys"] if m == Method::GET => keys::list(self, d, req).await,
+            ["keys", "verify"] if m == Method::POST => keys::verify(self, d, req).await,
+            ["keys", id] if m == Method::GET => keys::get(self, d, req, id).await,
+            ["keys", id] if m == Method::PUT || m == Method::PATCH => {
+                keys::update(self, d, req, id).await
+            }
+            ["keys", id] if m == Method::DELETE => keys::revoke(self, d, req, id).await,
+            ["keys", id, "regenerate"] if m == Method::POST => {
+                keys::regenerate(self, d, req, id).await
+            }
+            ["credits"] if m == Method::GET => keys::credits(self, d, req).await,
+            ["keys"] | ["keys", _] | ["keys", _, "regenerate"] | ["credits"] => {
+                Err(GateError::MethodNotAllowed)
+            }
+            _ => Err(GateError::NotFound),
+        }
+    }
+}
+
+/// Parses a JSON object body (an empty body is `{}`).
+fn json_object(body: &[u8]) -> Result<serde_json::Map<String, Value>, GateError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Map::new());
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(GateError::InvalidBody(
+            "Request body must be a JSON object".into(),
+        )),
+        Err(e) => Err(GateError::InvalidBody(format!("Malformed JSON body: {e}"))),
+    }
+}

@@ -1,0 +1,309 @@
+//! The management API's key lifecycle over HTTP against the real binary and SQLite:
+//! create (secret once), list, get, update, revoke, regenerate (with grace), verify,
+//! credits; authorization boundaries; 409/422/400/413/404/405.
+mod common;
+use common::*;
+use serde_json::{json, Value};
+
+const POLICY: &str = r#"
+tiers:
+  free: { per_minute: 1000, max_keys: 3 }
+  pro: { per_minute: 1000, max_keys: 10 }
+routes:
+  - { path: /api/search, methods: [POST], scopes: [search], cost: 1 }
+"#;
+
+struct Api<'a> {
+    kg: &'a Keygate,
+    key: String,
+    http: reqwest::Client,
+}
+
+impl<'a> Api<'a> {
+    fn new(kg: &'a Keygate, key: &str) -> Self {
+        Api {
+            kg,
+            key: key.to_string(),
+            http: client(),
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, self.kg.url(&format!("/v1{path}")))
+            .header("X-API-Key", &self.key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")),
+        )
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+}
+
+#[tokio::test]
+async fn the_full_key_lifecycle() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, POLICY);
+    let (_, admin_key) = kg.create_key(&["--scopes", "admin", "--owner", "ops", "--tier", "pro"]);
+    let api = Api::new(&kg, &admin_key);
+
+    let (status, created) = api
+        .post("/keys", json!({"name": "ci", "tier": "free", "scopes": ["search"], "environment": "live", "credits": 5, "owner": "alice"}))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    let secret = created["key"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("kg_sk_live_"));
+    assert_eq!(created["last4"], &secret[secret.len() - 4..]);
+    for field in [
+        "id",
+        "name",
+        "prefix",
+        "last4",
+        "tier",
+        "scopes",
+        "environment",
+        "org",
+        "owner",
+        "status",
+        "credits",
+        "allowed_ips",
+        "expires_at",
+        "created_at",
+        "last_used_at",
+    ] {
+        assert!(created.get(field).is_some(), "key object has {field}");
+    }
+    // The new key works on the data plane, and the secret is never shown again.
+    assert_eq!(kg.post_key("/api/search", &secret).await.status(), 200);
+    let (_, listed) = api.get("/keys").await;
+    assert_eq!(listed["total"], 2);
+    assert!(
+        !listed.to_string().contains(&secret[11..]),
+        "list never shows a secret"
+    );
+    let (status, one) = api.get(&format!("/keys/{id}")).await;
+    assert_eq!((status, one["name"].as_str()), (200, Some("ci")));
+    assert!(one.get("key").is_none());
+
+    // Update: rename, re-scope, top up.
+    let (status, updated) = api
+        .call(
+            reqwest::Method::PUT,
+            &format!("/keys/{id}"),
+            Some(json!({"name": "ci-2", "scopes": ["read"], "credits": 50})),
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(
+        (updated["name"].as_str(), updated["credits"].as_i64()),
+        (Some("ci-2"), Some(50))
+    );
+    let r = kg.post_key("/api/search", &secret).await;
+    assert_eq!(
+        r.status(),
+        403,
+        "re-scoping takes effect at once (cache invalidated)"
+    );
+
+    // Regenerate without grace: the old secret dies at once.
+    let (status, regen) = api.post(&format!("/keys/{id}/regenerate"), json!({})).await;
+    assert_eq!(status, 200, "{regen}");
+    assert_eq!(regen["id"], id.as_str());
+    let new_secret = regen["key"].as_str().unwrap().to_string();
+    assert_eq!(kg.get_key("/a", &secret).await.status(), 401);
+    assert_eq!(kg.get_key("/a", &new_secret).await.status(), 200);
+
+    // Regenerate with a grace period: both work until it ends.
+    let (status, regen) = api
+        .post(
+            &format!("/keys/{id}/regenerate"),
+            json!({"grace_period": "1h"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let newest = regen["key"].as_str().unwrap().to_string();
+    assert!(regen["previous_key_valid_until"].is_string());
+    assert_eq!(
+        kg.get_key("/a", &new_secret).await.status(),
+        200,
+        "old secret in its grace period"
+    );
+    assert_eq!(kg.get_key("/a", &newest).await.status(), 200);
+
+    // Revoke: immediate, even though the key is cached.
+    let (status, revoked) = api
+        .call(reqwest::Method::DELETE, &format!("/keys/{id}"), None)
+        .await;
+    assert_eq!((status, revoked["status"].as_str()), (200, Some("revoked")));
+    let r = kg.get_key("/a", &newest).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(json(r).await["message"], "API key has been revoked");
+
+    // Nothing under the prefix reaches the upstream: its answers are keygate's.
+    let (status, body) = api.get("/nothing-here").await;
+    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
+    let (status, body) = api.call(reqwest::Method::PATCH, "/keys", None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
+}
+
+#[tokio::test]
+async fn owners_see_and_touch_only_their_own_keys() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, POLICY);
+    let (_, alice) = kg.create_key(&["--scopes", "keys:manage", "--owner", "alice"]);
+    let (_, bob) = kg.create_key(&["--scopes", "keys:manage", "--owner", "bob"]);
+    let (_, plain) = kg.create_key(&["--owner", "carol"]);
+    let (a, b) = (Api::new(&kg, &alice), Api::new(&kg, &bob));
+    let (status, bobs) = b
+        .post("/keys", json!({"name": "bob's", "tier": "free"}))
+        .await;
+    assert_eq!(status, 201);
+    assert_eq!(bobs["owner"], "bob", "owner defaults to the caller");
+    let bob_key_id = bobs["id"].as_str().unwrap();
+
+    let (_, listed) = a.get("/keys").await;
+    assert!(
+        listed["api_keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["owner"] == "alice"),
+        "{listed}"
+    );
+    for (method, path) in [
+        (reqwest::Method::GET, format!("/keys/{bob_key_id}")),
+        (reqwest::Method::PUT, format!("/keys/{bob_key_id}")),
+        (reqwest::Method::DELETE, format!("/keys/{bob_key_id}")),
+        (
+            reqwest::Method::POST,
+            format!("/keys/{bob_key_id}/regenerate"),
+        ),
+    ] {
+        let (status, body) = a.call(method.clone(), &path, Some(json!({}))).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (404, Some("not_found")),
+            "{method} {path}: no existence leak"
+        );
+    }
+    let (status, body) = a
+        .post(
+            "/keys",
+            json!({"name": "x", "tier": "free", "owner": "bob"}),
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert!(body["details"]["owner"].is_string());
+    // A key without keys:manage cannot manage keys, but can verify itself.
+    let c = Api::new(&kg, &plain);
+    let (status, body) = c.get("/keys").await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (403, Some("Missing scope: keys:manage"))
+    );
+    let (status, body) = c.post("/keys/verify", json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["valid"], true);
+    let (status, body) = c.get("/credits").await;
+    assert_eq!((status, body["credits"].clone()), (200, Value::Null));
+    // No credential at all.
+    let r = client().get(kg.url("/v1/keys")).send().await.unwrap();
+    expect_error(r, 401, "unauthorized").await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_precise_errors() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, POLICY);
+    let (_, admin) = kg.create_key(&["--scopes", "admin", "--owner", "ops"]);
+    let api = Api::new(&kg, &admin);
+    // 422 lists every bad field.
+    let (status, body) = api
+        .post(
+            "/keys",
+            json!({"tier": "gold", "scopes": "search", "environment": "prod", "credits": -1, "allowed_ips": ["nope"], "expires_at": "2001-01-01T00:00:00Z", "colour": "red"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (422, Some("validation_error")),
+        "{body}"
+    );
+    for field in [
+        "name",
+        "tier",
+        "scopes",
+        "environment",
+        "credits",
+        "allowed_ips",
+        "expires_at",
+        "colour",
+    ] {
+        assert!(
+            body["details"][field].is_string(),
+            "details.{field} in {body}"
+        );
+    }
+    // 400 for malformed JSON and non-objects.
+    for raw in ["{not json", "[1,2]", "\"text\""] {
+        let r = client()
+            .post(kg.url("/v1/keys"))
+            .header("X-API-Key", &admin)
+            .body(raw)
+            .send()
+            .await
+            .unwrap();
+        expect_error(r, 400, "invalid_request").await;
+    }
+    // 413 for oversized bodies.
+    let r = client()
+        .post(kg.url("/v1/keys"))
+        .header("X-API-Key", &admin)
+        .body(vec![b' '; 70 * 1024])
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 413, "payload_too_large").await;
+    // 409 at the tier's max_keys (3 per owner in free).
+    for i in 0..3 {
+        let (status, _) = api
+            .post(
+                "/keys",
+                json!({"name": format!("k{i}"), "tier": "free", "owner": "dave"}),
+            )
+            .await;
+        assert_eq!(status, 201);
+    }
+    let (status, body) = api
+        .post(
+            "/keys",
+            json!({"name": "k4", "tier": "free", "owner": "dave"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("conflict")),
+        "{body}"
+    );
+    // Unknown ids are 404; revoked keys cannot be regenerated.
+    let (status, _) = api.get("/keys/key_doesnotexist").await;
+    assert_eq!(status, 404);
+}

@@ -139,7 +139,7 @@ fn jwt_benches(c: &mut Criterion) {
             keys: vec![key],
             ..Default::default()
         };
-        let verifier = JwtVerifier::new(&config, 1000).unwrap();
+        let verifier = JwtVerifier::new(&config, 1000, None).unwrap();
         let mut header = Header::new(alg);
         header.kid = Some(name.into());
         let claims =

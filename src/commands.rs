@@ -4,6 +4,7 @@
 use crate::auth::api_key::{generate, new_key_id, Environment, KeyHash};
 use crate::config::{self, duration::parse_duration, Config, ConfigError};
 use crate::server::{self, StartError};
+use crate::store::users::UserRecord;
 use crate::store::{KeyRecord, KeyStatus, KeyStore, StoreError};
 use chrono::Utc;
 use ipnet::IpNet;
@@ -95,7 +96,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, CommandError> {
 }
 
 fn open(config: &Config) -> Result<Arc<dyn KeyStore>, CommandError> {
-    Ok(server::open_store(config)?)
+    Ok(server::open_store(config)?.keys)
 }
 
 fn parse_ip(text: &str) -> Result<IpNet, String> {
@@ -253,4 +254,44 @@ pub fn list_line(r: &KeyRecord) -> String {
 
 fn truncate(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
+}
+
+/// `keygate users create`: stores a login; the password comes from stdin.
+pub fn users_create(
+    config: &Config,
+    email: &str,
+    name: Option<String>,
+    admin: bool,
+    password: &str,
+) -> Result<UserRecord, CommandError> {
+    let mut problems = Vec::new();
+    let email = email.trim();
+    if !(email.contains('@') && email.len() <= 254 && !email.contains(char::is_whitespace)) {
+        problems.push(format!("--email: `{email}` is not an email address"));
+    }
+    let password = password.trim_end_matches(['\r', '\n']);
+    if password.chars().count() < 8 || password.chars().count() > 200 {
+        problems.push("password (stdin): must be 8 to 200 characters".to_string());
+    }
+    if !problems.is_empty() {
+        return Err(CommandError::Usage(problems.join("\n")));
+    }
+    let users = server::open_store(config)?.users.ok_or_else(|| {
+        CommandError::Usage("users need a writable store (sqlite or postgres)".into())
+    })?;
+    let password_hash =
+        crate::management::password::hash(password).map_err(CommandError::Runtime)?;
+    let user = UserRecord {
+        id: format!("usr_{}", &new_key_id()[4..]),
+        email: email.to_string(),
+        name,
+        password_hash,
+        is_admin: admin,
+        created_at: Utc::now(),
+    };
+    match runtime()?.block_on(users.create_user(&user)) {
+        Err(StoreError::Conflict(why)) => Err(CommandError::Runtime(why)),
+        other => other.map_err(CommandError::from),
+    }?;
+    Ok(user)
 }

@@ -96,6 +96,15 @@ pub enum GateError {
     /// The path exists but not with this method.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// Wrong email or password (the same answer for both).
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// A refresh token that is unknown, spent, revoked or expired.
+    #[error("invalid refresh token: {0}")]
+    InvalidRefresh(&'static str),
+    /// Not allowed, for a reason other than scopes.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     /// A bug or unexpected failure inside keygate.
     #[error("internal error")]
     Internal,
@@ -128,7 +137,8 @@ impl GateError {
         use GateError::*;
         match self {
             MissingCredential | AmbiguousCredential | InvalidKey | ExpiredKey | RevokedKey
-            | InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            | InvalidToken(_) | InvalidCredentials | InvalidRefresh(_) => StatusCode::UNAUTHORIZED,
+            Forbidden(_) => StatusCode::FORBIDDEN,
             IpNotAllowed | MissingScope(_) | WrongEnvironment { .. } => StatusCode::FORBIDDEN,
             RateLimited { .. } | IpRateLimited { .. } | TooManyFailures { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
@@ -155,8 +165,9 @@ impl GateError {
             MissingCredential | AmbiguousCredential | InvalidKey | ExpiredKey | RevokedKey => {
                 "unauthorized"
             }
-            InvalidToken(_) => "invalid_token",
-            IpNotAllowed | MissingScope(_) | WrongEnvironment { .. } => "forbidden",
+            InvalidToken(_) | InvalidRefresh(_) => "invalid_token",
+            InvalidCredentials => "unauthorized",
+            IpNotAllowed | MissingScope(_) | WrongEnvironment { .. } | Forbidden(_) => "forbidden",
             RateLimited { .. } | IpRateLimited { .. } | TooManyFailures { .. } => {
                 "rate_limit_exceeded"
             }
@@ -186,6 +197,9 @@ impl GateError {
             InvalidKey => "Invalid API key".into(),
             ExpiredKey => "API key has expired".into(),
             InvalidToken(e) => e.to_string(),
+            InvalidCredentials => "Invalid email or password".into(),
+            InvalidRefresh(why) => (*why).into(),
+            Forbidden(why) => why.clone(),
             RevokedKey => "API key has been revoked".into(),
             IpNotAllowed => "IP address not allowed for this API key".into(),
             MissingScope(s) => format!("Missing scope: {s}"),
@@ -255,6 +269,7 @@ impl GateError {
         if self.status() == StatusCode::UNAUTHORIZED {
             let err = match self {
                 GateError::MissingCredential => String::new(),
+                GateError::InvalidCredentials => String::new(),
                 GateError::InvalidToken(e) => {
                     format!(", error=\"invalid_token\", error_description=\"{e}\"")
                 }
@@ -273,8 +288,8 @@ impl GateError {
         use GateError::*;
         match self {
             MissingCredential | AmbiguousCredential | InvalidKey | ExpiredKey | RevokedKey
-            | InvalidToken(_) => "unauthorized",
-            IpNotAllowed | MissingScope(_) | WrongEnvironment { .. } => "forbidden",
+            | InvalidToken(_) | InvalidCredentials | InvalidRefresh(_) => "unauthorized",
+            IpNotAllowed | MissingScope(_) | WrongEnvironment { .. } | Forbidden(_) => "forbidden",
             RateLimited { .. } | IpRateLimited { .. } | TooManyFailures { .. } => "rate_limited",
             InsufficientCredits { .. } => "no_credits",
             BadGateway | GatewayTimeout => "upstream_error",
@@ -294,6 +309,9 @@ impl GateError {
             ExpiredKey => "expired",
             RevokedKey => "revoked",
             InvalidToken(_) => "invalid_token",
+            InvalidCredentials => "invalid_login",
+            InvalidRefresh(_) => "invalid_refresh",
+            Forbidden(_) => "forbidden",
             IpNotAllowed => "ip",
             MissingScope(_) => "scope",
             WrongEnvironment { .. } => "environment",
@@ -315,6 +333,8 @@ impl GateError {
             self,
             GateError::InvalidKey
                 | GateError::InvalidToken(_)
+                | GateError::InvalidCredentials
+                | GateError::InvalidRefresh(_)
                 | GateError::AmbiguousCredential
                 | GateError::ExpiredKey
                 | GateError::RevokedKey

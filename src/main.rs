@@ -39,6 +39,11 @@ enum Command {
         #[command(subcommand)]
         command: Box<KeysCommand>,
     },
+    /// Manage logins for the token endpoint.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
     /// Run a tiny echo server to stand in for an API (quickstart and tests).
     DemoUpstream {
         /// Address to listen on.
@@ -58,6 +63,24 @@ struct ConfigArg {
 enum LogFormat {
     Text,
     Json,
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Create a user; the password is read from stdin (one line).
+    Create {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Email (the login).
+        #[arg(long)]
+        email: String,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// May manage every key.
+        #[arg(long)]
+        admin: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -173,6 +196,26 @@ fn run(cli: Cli) -> Result<String, CommandError> {
             .map(|_| String::new())
             .map_err(|e| CommandError::Runtime(format!("demo upstream on {listen}: {e}"))),
         Command::Keys { command } => keys(*command),
+        Command::Users {
+            command:
+                UsersCommand::Create {
+                    config,
+                    email,
+                    name,
+                    admin,
+                },
+        } => {
+            let c = config::load(&config.config)?;
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password).map_err(|e| {
+                CommandError::Runtime(format!("reading the password from stdin: {e}"))
+            })?;
+            let user = commands::users_create(&c, &email, name, admin, &password)?;
+            Ok(format!(
+                "id:    {}\nemail: {}\nadmin: {}",
+                user.id, user.email, user.is_admin
+            ))
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 
 use crate::admin::AdminApp;
 use crate::auth::cache::KeyCache;
+use crate::auth::jwt::issue::TokenIssuer;
 use crate::auth::jwt::{JwtSetupError, JwtVerifier};
 use crate::auth::verify::KeyVerifier;
 use crate::clock::{Clock, SystemClock};
@@ -13,6 +14,7 @@ use crate::metrics;
 use crate::proxy::{Gate, Shared};
 use crate::runtime::{Runtime, RuntimeError};
 use crate::store::sqlite::SqliteStore;
+use crate::store::users::UserStore;
 use crate::store::{KeyStore, StoreError};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -49,10 +51,24 @@ pub enum StartError {
     Unsupported(String),
 }
 
-/// Opens the configured key store.
-pub fn open_store(config: &Config) -> Result<Arc<dyn KeyStore>, StartError> {
+/// The opened store: keys, and users where the backend is writable.
+pub struct Stores {
+    /// Keys.
+    pub keys: Arc<dyn KeyStore>,
+    /// Users and refresh tokens (not with the read-only file store).
+    pub users: Option<Arc<dyn UserStore>>,
+}
+
+/// Opens the configured store.
+pub fn open_store(config: &Config) -> Result<Stores, StartError> {
     match config.store.kind {
-        StoreKind::Sqlite => Ok(Arc::new(SqliteStore::open(&config.store.path)?)),
+        StoreKind::Sqlite => {
+            let store = Arc::new(SqliteStore::open(&config.store.path)?);
+            Ok(Stores {
+                keys: store.clone(),
+                users: Some(store),
+            })
+        }
         StoreKind::Postgres => Err(StartError::Unsupported(
             "store.kind: postgres is not available in this version yet (use sqlite)".into(),
         )),
@@ -64,14 +80,23 @@ pub fn open_store(config: &Config) -> Result<Arc<dyn KeyStore>, StartError> {
 
 /// Builds the shared request-path state from a validated config.
 pub fn build_shared(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Shared>, StartError> {
-    let store = open_store(&config)?;
+    let Stores { keys: store, users } = open_store(&config)?;
     let writable = config.store.kind != StoreKind::File;
     let cache = KeyCache::new(&config.cache);
     let limiter: Arc<dyn Limiter> = Arc::new(LocalLimiter::new(clock.clone()));
-    let jwt = match config.jwt.enabled {
+    let issuer = match &config.jwt.issue {
+        Some(issue) => Some(Arc::new(TokenIssuer::new(
+            issue,
+            config.jwt.issuer.clone(),
+            config.jwt.audience.first().cloned(),
+        )?)),
+        None => None,
+    };
+    let jwt = match config.jwt.enabled || issuer.is_some() {
         true => Some(Arc::new(JwtVerifier::new(
             &config.jwt,
             config.cache.capacity,
+            issuer.as_ref().map(|i| i.verify_key()),
         )?)),
         false => None,
     };
@@ -79,7 +104,7 @@ pub fn build_shared(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Shared>
     Ok(Arc::new(Shared {
         runtime: ArcSwap::from_pointee(runtime),
         verifier: KeyVerifier::new(store.clone(), cache.clone()),
-        management: Management::new(store.clone(), cache),
+        management: Management::new(store.clone(), users, issuer, cache),
         store,
         limiter,
         clock,

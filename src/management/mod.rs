@@ -7,14 +7,18 @@
 //! holding an API key with `keys:manage` (their owner's keys) or `admin` (all keys),
 //! or a JWT (the keys its subject owns; all keys with the `admin` scope).
 
+pub mod auth;
 pub mod keys;
+pub mod password;
 mod validate;
 
 use crate::auth::cache::KeyCache;
 use crate::auth::credentials::extract;
+use crate::auth::jwt::issue::TokenIssuer;
 use crate::auth::AuthMethod;
 use crate::error::GateError;
 use crate::proxy::decide::Deciders;
+use crate::store::users::UserStore;
 use crate::store::KeyStore;
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::Value;
@@ -86,13 +90,26 @@ impl Caller {
 /// The management service.
 pub struct Management {
     store: Arc<dyn KeyStore>,
+    users: Option<Arc<dyn UserStore>>,
+    issuer: Option<Arc<TokenIssuer>>,
     cache: KeyCache,
 }
 
 impl Management {
-    /// A service over `store`, invalidating `cache` when keys change.
-    pub fn new(store: Arc<dyn KeyStore>, cache: KeyCache) -> Self {
-        Management { store, cache }
+    /// A service over `store` (and `users`, for accounts), invalidating `cache` when
+    /// keys change, issuing tokens with `issuer` (`jwt.issue`).
+    pub fn new(
+        store: Arc<dyn KeyStore>,
+        users: Option<Arc<dyn UserStore>>,
+        issuer: Option<Arc<TokenIssuer>>,
+        cache: KeyCache,
+    ) -> Self {
+        Management {
+            store,
+            users,
+            issuer,
+            cache,
+        }
     }
 
     /// Authenticates the caller with the data plane's own verification.
@@ -126,6 +143,10 @@ impl Management {
         let segments: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
         let m = req.method;
         match segments.as_slice() {
+            ["auth", "token"] if m == Method::POST => auth::token(self, d, req).await,
+            ["auth", "refresh"] if m == Method::POST => auth::refresh(self, d, req).await,
+            ["auth", "register"] if m == Method::POST => auth::register(self, d, req).await,
+            ["auth", "token" | "refresh" | "register"] => Err(GateError::MethodNotAllowed),
             ["keys"] if m == Method::POST => keys::create(self, d, req).await,
             ["keys"] if m == Method::GET => keys::list(self, d, req).await,
             ["keys", "verify"] if m == Method::POST => keys::verify(self, d, req).await,

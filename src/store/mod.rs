@@ -5,6 +5,7 @@
 //! and [`KeyStore::debit_credits`] (on metered routes).
 
 pub mod sqlite;
+pub mod users;
 
 use crate::auth::api_key::{Environment, KeyHash};
 use async_trait::async_trait;
@@ -123,6 +124,9 @@ pub enum StoreError {
     /// No such key id.
     #[error("no such key: {0}")]
     NotFound(String),
+    /// The change conflicts with stored data (e.g. a duplicate email).
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// A stored row could not be decoded.
     #[error("corrupt key record {id}: {reason}")]
     Corrupt {

@@ -18,6 +18,7 @@ use std::sync::Arc;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0001_keys.sql"),
     include_str!("migrations/sqlite/0002_lifecycle.sql"),
+    include_str!("migrations/sqlite/0003_users.sql"),
 ];
 
 const COLUMNS: &str = "id, name, prefix, last4, tier, scopes, environment, org, owner, status, \
@@ -406,6 +407,8 @@ impl KeyStore for SqliteStore {
             .await
     }
 }
+
+mod users;
 
 #[cfg(test)]
 mod tests;

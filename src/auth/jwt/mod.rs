@@ -2,6 +2,7 @@
 //! key choice by `kid` (or by algorithm), signature and claim checks, and the
 //! mapping of claims to an [`Identity`].
 
+pub mod issue;
 pub mod jwks;
 pub mod keys;
 
@@ -150,21 +151,39 @@ pub struct JwtSetupError(pub String);
 
 impl JwtVerifier {
     /// Builds the verifier: static keys from `jwt.keys` and `jwks_file`, the remote
-    /// JWKS source (not yet fetched: see [`Self::load_remote`]).
-    pub fn new(c: &JwtConfig, cache_capacity: u64) -> Result<Self, JwtSetupError> {
-        let allowed: Vec<Algorithm> = c
-            .algorithms
-            .iter()
-            .filter_map(|a| keys::parse_algorithm(a))
-            .collect();
+    /// JWKS source (not yet fetched: see [`RemoteJwks::load_initial`]), and `issued`,
+    /// the key of keygate's own token endpoint. With `jwt.enabled: false` only issued
+    /// tokens are accepted.
+    pub fn new(
+        c: &JwtConfig,
+        cache_capacity: u64,
+        issued: Option<VerifyKey>,
+    ) -> Result<Self, JwtSetupError> {
+        let mut allowed: Vec<Algorithm> = match c.enabled {
+            true => c
+                .algorithms
+                .iter()
+                .filter_map(|a| keys::parse_algorithm(a))
+                .collect(),
+            false => Vec::new(),
+        };
         let mut static_keys = Vec::new();
-        for (i, k) in c.keys.iter().enumerate() {
+        if let Some(key) = issued {
+            for alg in &key.algorithms {
+                if !allowed.contains(alg) {
+                    allowed.push(*alg);
+                }
+            }
+            static_keys.push(key);
+        }
+        let configured = if c.enabled { c.keys.as_slice() } else { &[] };
+        for (i, k) in configured.iter().enumerate() {
             static_keys.push(
                 keys::from_config(k, &allowed)
                     .map_err(|e| JwtSetupError(format!("keys[{i}]: {e}")))?,
             );
         }
-        if let Some(path) = &c.jwks_file {
+        if let Some(path) = c.jwks_file.as_ref().filter(|_| c.enabled) {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| JwtSetupError(format!("jwks_file {}: {e}", path.display())))?;
             static_keys.extend(
@@ -172,7 +191,7 @@ impl JwtVerifier {
                     .map_err(|e| JwtSetupError(format!("jwks_file: {e}")))?,
             );
         }
-        let remote = c.jwks_url.as_ref().map(|url| {
+        let remote = c.jwks_url.as_ref().filter(|_| c.enabled).map(|url| {
             Arc::new(RemoteJwks::new(
                 url.clone(),
                 c.jwks_cache_file.clone(),

@@ -1,0 +1,228 @@
+//! Accounts and tokens: `POST /auth/register` (with `registration: open`),
+//! `POST /auth/token` (email + password → access JWT + refresh token) and
+//! `POST /auth/refresh` (rotation: each refresh token works once; reusing a spent one
+//! revokes its whole family).
+
+use super::validate::Fields;
+use super::{json_object, password, ApiRequest, ApiResponse, Management};
+use crate::auth::api_key::KeyHash;
+use crate::config::Registration;
+use crate::error::GateError;
+use crate::limit::{Window, WindowLimit};
+use crate::proxy::decide::Deciders;
+use crate::store::users::{Rotation, UserRecord};
+use crate::store::StoreError;
+use chrono::Utc;
+use rand::Rng;
+use serde_json::{json, Value};
+
+/// Failed logins allowed per minute, per client IP and per email.
+const LOGIN_FAILURES_PER_MINUTE: u64 = 10;
+
+fn store_error(e: StoreError) -> GateError {
+    match e {
+        StoreError::Conflict(why) => GateError::Conflict(why),
+        StoreError::NotFound(_) => GateError::NotFound,
+        other => {
+            tracing::warn!(error = %other, "management: user store failed");
+            GateError::BackendUnavailable
+        }
+    }
+}
+
+/// A fresh opaque refresh token: `kg_rt_` and 43 base62 characters (256 bits).
+fn new_refresh_token() -> String {
+    const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut rng = rand::rngs::OsRng;
+    let body: String = (0..43)
+        .map(|_| BASE62[rng.gen_range(0..62)] as char)
+        .collect();
+    format!("kg_rt_{body}")
+}
+
+fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", &new_refresh_token()[6..26])
+}
+
+fn valid_email(e: &str) -> bool {
+    let Some((local, domain)) = e.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && e.len() <= 254
+        && !e.chars().any(char::is_whitespace)
+}
+
+/// `POST /auth/register`.
+pub async fn register(
+    m: &Management,
+    d: &Deciders<'_>,
+    req: &ApiRequest<'_>,
+) -> Result<ApiResponse, GateError> {
+    let users = m.users.as_ref().ok_or(GateError::NotFound)?;
+    if d.rt.config.management.registration != Registration::Open {
+        return Err(GateError::Forbidden("Registration is closed".into()));
+    }
+    let body = json_object(req.body)?;
+    let mut f = Fields::new(&body, &["email", "password", "name"]);
+    let email = f.string("email", true, 254);
+    let pass = f.string("password", true, 200);
+    let name = f.string("name", false, 200);
+    if email.as_deref().is_some_and(|e| !valid_email(e)) {
+        f.error("email", "must be an email address");
+    }
+    if pass.as_deref().is_some_and(|p| p.chars().count() < 8) {
+        f.error("password", "must be at least 8 characters");
+    }
+    f.finish()?;
+    let (Some(email), Some(pass)) = (email, pass) else {
+        return Err(GateError::Internal);
+    };
+    let password_hash = password::hash_off_thread(pass)
+        .await
+        .map_err(|_| GateError::Internal)?;
+    let user = UserRecord {
+        id: new_id("usr"),
+        email,
+        name,
+        password_hash,
+        is_admin: false,
+        created_at: Utc::now(),
+    };
+    users.create_user(&user).await.map_err(store_error)?;
+    Ok(ApiResponse::created(user_object(&user)))
+}
+
+/// The public view of a user.
+pub fn user_object(u: &UserRecord) -> Value {
+    json!({ "id": u.id, "email": u.email, "name": u.name, "is_admin": u.is_admin, "created_at": u.created_at })
+}
+
+/// Counts a failed login against the IP and the email; `Some(retry)` when over.
+async fn login_throttled(d: &Deciders<'_>, req: &ApiRequest<'_>, email: &str) -> Option<u64> {
+    let limit = [WindowLimit {
+        window: Window::Minute,
+        limit: LOGIN_FAILURES_PER_MINUTE,
+    }];
+    for key in login_keys(req, email) {
+        if let Ok(decision) = d.limiter.peek(&key, &limit).await {
+            if !decision.allowed {
+                return Some(decision.retry_after_secs);
+            }
+        }
+    }
+    None
+}
+
+fn login_keys(req: &ApiRequest<'_>, email: &str) -> Vec<String> {
+    let mut keys = vec![format!("login:email:{}", email.to_lowercase())];
+    if let Some(ip) = req.client_ip {
+        keys.push(format!("login:ip:{ip}"));
+    }
+    keys
+}
+
+/// `POST /auth/token`.
+pub async fn token(
+    m: &Management,
+    d: &Deciders<'_>,
+    req: &ApiRequest<'_>,
+) -> Result<ApiResponse, GateError> {
+    let (users, issuer) = (
+        m.users.as_ref().ok_or(GateError::NotFound)?,
+        m.issuer.as_ref().ok_or(GateError::NotFound)?,
+    );
+    let body = json_object(req.body)?;
+    let mut f = Fields::new(&body, &["email", "password"]);
+    let email = f.string("email", true, 254);
+    let pass = f.string("password", true, 200);
+    f.finish()?;
+    let (Some(email), Some(pass)) = (email, pass) else {
+        return Err(GateError::Internal);
+    };
+    if let Some(retry_after) = login_throttled(d, req, &email).await {
+        return Err(GateError::TooManyFailures { retry_after });
+    }
+    let user = users.user_by_email(&email).await.map_err(store_error)?;
+    let ok =
+        password::verify_off_thread(pass, user.as_ref().map(|u| u.password_hash.clone())).await;
+    let Some(user) = user.filter(|_| ok) else {
+        for key in login_keys(req, &email) {
+            let _ = d.limiter.record(&key, Window::Minute).await;
+        }
+        return Err(GateError::InvalidCredentials);
+    };
+    let refresh = new_refresh_token();
+    let expires = Utc::now() + chrono::Duration::from_std(issuer.refresh_ttl()).unwrap_or_default();
+    users
+        .insert_refresh(&KeyHash::of(&refresh), &new_id("fam"), &user.id, expires)
+        .await
+        .map_err(store_error)?;
+    token_pair(m, &user, refresh)
+}
+
+fn token_pair(
+    m: &Management,
+    user: &UserRecord,
+    refresh: String,
+) -> Result<ApiResponse, GateError> {
+    let issuer = m.issuer.as_ref().ok_or(GateError::NotFound)?;
+    let (access, expires_in) = issuer
+        .access_token(&user.id, &user.email, user.is_admin)
+        .map_err(|e| {
+            tracing::error!(error = %e, "could not sign an access token");
+            GateError::Internal
+        })?;
+    Ok(ApiResponse::ok(json!({
+        "access_token": access,
+        "refresh_token": refresh,
+        "expires_in": expires_in,
+        "token_type": "Bearer",
+    })))
+}
+
+/// `POST /auth/refresh`.
+pub async fn refresh(
+    m: &Management,
+    _d: &Deciders<'_>,
+    req: &ApiRequest<'_>,
+) -> Result<ApiResponse, GateError> {
+    let (users, issuer) = (
+        m.users.as_ref().ok_or(GateError::NotFound)?,
+        m.issuer.as_ref().ok_or(GateError::NotFound)?,
+    );
+    let body = json_object(req.body)?;
+    let mut f = Fields::new(&body, &["refresh_token"]);
+    let presented = f.string("refresh_token", true, 200);
+    f.finish()?;
+    let Some(presented) = presented else {
+        return Err(GateError::Internal);
+    };
+    let next = new_refresh_token();
+    let expires = Utc::now() + chrono::Duration::from_std(issuer.refresh_ttl()).unwrap_or_default();
+    let outcome = users
+        .rotate_refresh(&KeyHash::of(&presented), &KeyHash::of(&next), expires)
+        .await
+        .map_err(store_error)?;
+    match outcome {
+        Rotation::Rotated { user_id } => {
+            let user = users
+                .user_by_id(&user_id)
+                .await
+                .map_err(store_error)?
+                .ok_or(GateError::InvalidRefresh("Invalid refresh token"))?;
+            token_pair(m, &user, next)
+        }
+        Rotation::Reused => {
+            tracing::warn!("refresh token reused: its family is revoked");
+            Err(GateError::InvalidRefresh(
+                "Refresh token was already used; all tokens of this session are revoked",
+            ))
+        }
+        Rotation::Expired => Err(GateError::InvalidRefresh("Refresh token has expired")),
+        Rotation::Invalid => Err(GateError::InvalidRefresh("Invalid refresh token")),
+    }
+}

@@ -1,0 +1,153 @@
+//! [`UserStore`] for SQLite.
+
+use super::{unavailable, SqliteStore};
+use crate::auth::api_key::KeyHash;
+use crate::store::users::{Rotation, UserRecord, UserStore};
+use crate::store::StoreError;
+use async_trait::async_trait;
+use chrono::{DateTime, TimeZone, Utc};
+use rusqlite::{params, OptionalExtension, Row};
+
+const USER_COLUMNS: &str = "id, email, name, password_hash, is_admin, created_at";
+
+fn decode_user(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
+    Ok(UserRecord {
+        id: row.get(0)?,
+        email: row.get(1)?,
+        name: row.get(2)?,
+        password_hash: row.get(3)?,
+        is_admin: row.get::<_, i64>(4)? != 0,
+        created_at: Utc
+            .timestamp_opt(row.get(5)?, 0)
+            .single()
+            .unwrap_or_default(),
+    })
+}
+
+#[async_trait]
+impl UserStore for SqliteStore {
+    async fn create_user(&self, u: &UserRecord) -> Result<(), StoreError> {
+        let u = u.clone();
+        self.with_conn(move |c| {
+            let result = c.execute(
+                &format!("INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+                params![
+                    u.id,
+                    u.email,
+                    u.name,
+                    u.password_hash,
+                    u.is_admin as i64,
+                    u.created_at.timestamp()
+                ],
+            );
+            match result {
+                Ok(_) => Ok(()),
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    Err(StoreError::Conflict(
+                        "a user with this email already exists".into(),
+                    ))
+                }
+                Err(e) => Err(unavailable(e)),
+            }
+        })
+        .await
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
+        let email = email.to_string();
+        self.with_conn(move |c| {
+            c.query_row(
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?1"),
+                [&email],
+                decode_user,
+            )
+            .optional()
+            .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
+        let id = id.to_string();
+        self.with_conn(move |c| {
+            c.query_row(
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"),
+                [&id],
+                decode_user,
+            )
+            .optional()
+            .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn insert_refresh(
+        &self,
+        hash: &KeyHash,
+        family: &str,
+        user_id: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (hash, family, user_id) = (hash.0, family.to_string(), user_id.to_string());
+        self.with_conn(move |c| {
+            c.execute(
+                "INSERT INTO refresh_tokens (token_hash, family_id, user_id, created_at, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![hash.as_slice(), family, user_id, Utc::now().timestamp(), expires_at.timestamp()],
+            )
+            .map(drop)
+            .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn rotate_refresh(
+        &self,
+        old: &KeyHash,
+        new: &KeyHash,
+        new_expires_at: DateTime<Utc>,
+    ) -> Result<Rotation, StoreError> {
+        let (old, new) = (old.0, new.0);
+        self.with_conn(move |c| {
+            let now = Utc::now().timestamp();
+            // IMMEDIATE: the read and the spend happen under one write lock, so a
+            // token can be spent once even by concurrent callers.
+            let tx = rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)
+                .map_err(unavailable)?;
+            let row: Option<(String, String, i64, Option<i64>, i64)> = tx
+                .query_row(
+                    "SELECT family_id, user_id, expires_at, used_at, revoked FROM refresh_tokens WHERE token_hash = ?1",
+                    [old.as_slice()],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                )
+                .optional()
+                .map_err(unavailable)?;
+            let outcome = match row {
+                None => Rotation::Invalid,
+                Some((_, _, _, _, revoked)) if revoked != 0 => Rotation::Invalid,
+                Some((family, _, _, Some(_), _)) => {
+                    tx.execute("UPDATE refresh_tokens SET revoked = 1 WHERE family_id = ?1", [&family])
+                        .map_err(unavailable)?;
+                    Rotation::Reused
+                }
+                Some((_, _, expires, None, _)) if expires <= now => Rotation::Expired,
+                Some((family, user_id, _, None, _)) => {
+                    tx.execute("UPDATE refresh_tokens SET used_at = ?2 WHERE token_hash = ?1", params![old.as_slice(), now])
+                        .map_err(unavailable)?;
+                    tx.execute(
+                        "INSERT INTO refresh_tokens (token_hash, family_id, user_id, created_at, expires_at) \
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![new.as_slice(), family, user_id, now, new_expires_at.timestamp()],
+                    )
+                    .map_err(unavailable)?;
+                    Rotation::Rotated { user_id }
+                }
+            };
+            tx.commit().map_err(unavailable)?;
+            Ok(outcome)
+        })
+        .await
+    }
+}

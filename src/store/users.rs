@@ -1,0 +1,78 @@
+//! Users and refresh tokens: the [`UserStore`] trait.
+
+use crate::auth::api_key::KeyHash;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::fmt;
+
+use super::StoreError;
+
+/// A login. The password is only ever held as an argon2id PHC string.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// Stable id (`usr_…`), the subject of issued tokens.
+    pub id: String,
+    /// Email, unique (case-insensitive).
+    pub email: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// May manage every key.
+    pub is_admin: bool,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+impl fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("is_admin", &self.is_admin)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What presenting a refresh token did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rotation {
+    /// Spent; the new token of the same family was stored.
+    Rotated {
+        /// The token's user.
+        user_id: String,
+    },
+    /// Already spent before: the whole family is now revoked.
+    Reused,
+    /// Past its inactivity expiry.
+    Expired,
+    /// Unknown, or its family was revoked.
+    Invalid,
+}
+
+/// User and refresh-token storage.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Stores a new user; `Conflict` when the email is taken.
+    async fn create_user(&self, user: &UserRecord) -> Result<(), StoreError>;
+    /// The user with this email (case-insensitive).
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError>;
+    /// The user with this id.
+    async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError>;
+    /// Starts a refresh-token family with its first token.
+    async fn insert_refresh(
+        &self,
+        hash: &KeyHash,
+        family: &str,
+        user_id: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Spends `old` and stores `new` in its family, atomically; a second use of a
+    /// spent token revokes the family.
+    async fn rotate_refresh(
+        &self,
+        old: &KeyHash,
+        new: &KeyHash,
+        new_expires_at: DateTime<Utc>,
+    ) -> Result<Rotation, StoreError>;
+}

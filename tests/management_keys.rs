@@ -307,3 +307,35 @@ async fn bad_requests_get_precise_errors() {
     let (status, _) = api.get("/keys/key_doesnotexist").await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn credits_are_exact_under_concurrency_and_survive_a_restart() {
+    let up = start_upstream().await;
+    let mut kg = Keygate::start(up, POLICY);
+    let (_, key) = kg.create_key(&["--scopes", "search", "--credits", "10"]);
+    let requests = (0..40).map(|_| {
+        let (kg, key) = (&kg, key.clone());
+        async move { kg.post_key("/api/search", &key).await.status().as_u16() }
+    });
+    let statuses = futures::future::join_all(requests).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        10,
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.iter().filter(|s| **s == 402).count(), 30);
+    let (_, key2) = kg.create_key(&["--scopes", "search", "--credits", "20"]);
+    for _ in 0..5 {
+        assert_eq!(kg.post_key("/api/search", &key2).await.status(), 200);
+    }
+    assert_eq!(kg.terminate().code(), Some(0));
+    let kg = kg.restart();
+    let (status, body) = Api::new(&kg, &key2).get("/credits").await;
+    assert_eq!(
+        (status, body["credits"].as_i64()),
+        (200, Some(15)),
+        "credits survive a restart"
+    );
+    let (_, body) = Api::new(&kg, &key).post("/keys/verify", json!({})).await;
+    assert_eq!(body["credits_remaining"], 0);
+}

@@ -101,6 +101,13 @@ impl Keygate {
         kg
     }
 
+    /// Starts a new process on the config, store and ports of this stopped one.
+    pub fn restart(mut self) -> Keygate {
+        self.child = None;
+        self.spawn();
+        self
+    }
+
     fn spawn(&mut self) {
         let log = std::fs::File::create(&self.log).unwrap();
         let child = Command::new(BIN)

@@ -18,3 +18,4 @@ pub mod proxy; // the Pingora ProxyHttp implementation and its steps
 pub mod runtime; // the compiled config the request path reads
 pub mod server; // assembles and runs the Pingora server
 pub mod store; // KeyStore trait and backends
+pub mod usage; // per-key usage, aggregated in memory and flushed in batches

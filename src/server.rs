@@ -16,6 +16,7 @@ use crate::runtime::{Runtime, RuntimeError};
 use crate::store::sqlite::SqliteStore;
 use crate::store::users::UserStore;
 use crate::store::{KeyStore, StoreError};
+use crate::usage::UsageRecorder;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
@@ -101,10 +102,12 @@ pub fn build_shared(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Shared>
         false => None,
     };
     let runtime = Runtime::build(config, writable)?;
+    let usage = Arc::new(UsageRecorder::new());
     Ok(Arc::new(Shared {
         runtime: ArcSwap::from_pointee(runtime),
         verifier: KeyVerifier::new(store.clone(), cache.clone()),
-        management: Management::new(store.clone(), users, issuer, cache),
+        management: Management::new(store.clone(), users, issuer, cache, usage.clone()),
+        usage,
         store,
         limiter,
         clock,
@@ -132,12 +135,18 @@ struct Housekeeping {
 impl BackgroundService for Housekeeping {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut tick = tokio::time::interval(Duration::from_secs(10));
+        let mut usage_tick = tokio::time::interval(Duration::from_secs(5));
         let mut jwks_tick = tokio::time::interval(self.jwks_refresh);
         jwks_tick.tick().await; // the first fetch happened at start-up
         let remote = self.shared.jwt.as_ref().and_then(|j| j.remote().cloned());
         loop {
             tokio::select! {
-                _ = shutdown.changed() => break,
+                _ = shutdown.changed() => {
+                    // Final flush: usage recorded up to the drain is kept.
+                    self.shared.usage.flush(&*self.shared.store).await;
+                    break;
+                }
+                _ = usage_tick.tick() => self.shared.usage.flush(&*self.shared.store).await,
                 _ = tick.tick() => {
                     self.shared.limiter.sweep();
                     metrics::KEY_CACHE_SIZE.set(self.shared.verifier.cache().len() as i64);

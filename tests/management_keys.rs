@@ -339,3 +339,68 @@ async fn credits_are_exact_under_concurrency_and_survive_a_restart() {
     let (_, body) = Api::new(&kg, &key).post("/keys/verify", json!({})).await;
     assert_eq!(body["credits_remaining"], 0);
 }
+
+#[tokio::test]
+async fn usage_is_counted_per_key_and_endpoint_and_flushed_at_shutdown() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, POLICY);
+    let (_, admin) = kg.create_key(&["--scopes", "admin", "--owner", "ops"]);
+    let api = Api::new(&kg, &admin);
+    let (_, created) = api
+        .post(
+            "/keys",
+            json!({"name": "app", "tier": "free", "scopes": ["search"], "owner": "ops"}),
+        )
+        .await;
+    let (id, key) = (
+        created["id"].as_str().unwrap().to_string(),
+        created["key"].as_str().unwrap().to_string(),
+    );
+    for _ in 0..3 {
+        assert_eq!(kg.post_key("/api/search", &key).await.status(), 200);
+    }
+    for _ in 0..2 {
+        assert_eq!(kg.get_key("/status/500", &key).await.status(), 500);
+    }
+    assert_eq!(kg.get_key("/other", &key).await.status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await; // the logging phase runs after the response
+    let (status, usage) = api.get(&format!("/keys/{id}/usage?period=day")).await;
+    assert_eq!(status, 200, "{usage}");
+    assert_eq!(usage["total_requests"], 6, "{usage}");
+    assert_eq!(usage["successful_requests"], 4);
+    assert_eq!(usage["failed_requests"], 2);
+    assert!(usage["average_response_ms"].as_f64().unwrap() >= 0.0);
+    assert_eq!(
+        usage["top_endpoints"][0],
+        json!({"endpoint": "/api/search", "requests": 3})
+    );
+    assert_eq!(
+        usage["hourly"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["requests"].as_u64().unwrap())
+            .sum::<u64>(),
+        6
+    );
+    let (_, one) = api.get(&format!("/keys/{id}")).await;
+    assert!(
+        one["last_used_at"].is_string(),
+        "last_used_at maintained: {one}"
+    );
+    let (status, body) = api.get(&format!("/keys/{id}/usage?period=year")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (422, Some("validation_error"))
+    );
+
+    // Usage recorded just before a shutdown is flushed by the drain.
+    assert_eq!(kg.get_key("/other", &key).await.status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut kg = kg;
+    assert_eq!(kg.terminate().code(), Some(0));
+    let kg = kg.restart();
+    let api = Api::new(&kg, &admin);
+    let (_, usage) = api.get(&format!("/keys/{id}/usage")).await;
+    assert_eq!(usage["total_requests"], 7, "{usage}");
+}

@@ -313,3 +313,78 @@ pub async fn credits(
         json!({ "credits": r.credits, "key_id": r.id }),
     ))
 }
+
+/// `GET /keys/{id}/usage?period=hour|day|week|month` (default `day`).
+pub async fn usage(
+    m: &Management,
+    d: &Deciders<'_>,
+    req: &ApiRequest<'_>,
+    id: &str,
+) -> Result<ApiResponse, GateError> {
+    let caller = m.caller(d, req, true).await?;
+    owned(m, &caller, id).await?;
+    let period = req
+        .query
+        .unwrap_or("")
+        .split('&')
+        .find_map(|p| p.strip_prefix("period="))
+        .unwrap_or("day");
+    let span_hours: i64 = match period {
+        "hour" => 1,
+        "day" => 24,
+        "week" => 24 * 7,
+        "month" => 24 * 30,
+        _ => {
+            let mut details = serde_json::Map::new();
+            details.insert(
+                "period".into(),
+                json!("must be one of: hour, day, week, month"),
+            );
+            return Err(GateError::Validation(details));
+        }
+    };
+    // What this process counted but has not flushed yet is included.
+    m.usage.flush(&*m.store).await;
+    let now = Utc::now();
+    let current_hour = now.timestamp() - now.timestamp().rem_euclid(3600);
+    let since =
+        chrono::DateTime::from_timestamp(current_hour - (span_hours - 1) * 3600, 0).unwrap_or(now);
+    let rows = m.store.usage(id, since).await.map_err(store_error)?;
+    let (mut total, mut successful, mut failed, mut total_ms) = (0u64, 0u64, 0u64, 0u64);
+    let mut endpoints: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    let mut hourly: std::collections::BTreeMap<i64, (u64, u64, u64)> =
+        std::collections::BTreeMap::new();
+    for r in &rows {
+        total += r.total;
+        successful += r.successful;
+        failed += r.failed;
+        total_ms += r.total_ms;
+        *endpoints.entry(r.endpoint.as_str()).or_default() += r.total;
+        let h = hourly.entry(r.hour.timestamp()).or_default();
+        h.0 += r.total;
+        h.1 += r.successful;
+        h.2 += r.failed;
+    }
+    let mut top: Vec<(&str, u64)> = endpoints.into_iter().collect();
+    top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    top.truncate(10);
+    let average = if total == 0 {
+        0.0
+    } else {
+        total_ms as f64 / total as f64
+    };
+    Ok(ApiResponse::ok(json!({
+        "key_id": id,
+        "period": period,
+        "since": since,
+        "total_requests": total,
+        "successful_requests": successful,
+        "failed_requests": failed,
+        "average_response_ms": (average * 100.0).round() / 100.0,
+        "top_endpoints": top.iter().map(|(e, n)| json!({"endpoint": e, "requests": n})).collect::<Vec<_>>(),
+        "hourly": hourly.iter().map(|(h, (t, s, f))| json!({
+            "hour": chrono::DateTime::from_timestamp(*h, 0),
+            "requests": t, "successful": s, "failed": f,
+        })).collect::<Vec<_>>(),
+    })))
+}

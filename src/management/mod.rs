@@ -20,6 +20,7 @@ use crate::error::GateError;
 use crate::proxy::decide::Deciders;
 use crate::store::users::UserStore;
 use crate::store::KeyStore;
+use crate::usage::UsageRecorder;
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::Value;
 use std::net::IpAddr;
@@ -93,6 +94,7 @@ pub struct Management {
     users: Option<Arc<dyn UserStore>>,
     issuer: Option<Arc<TokenIssuer>>,
     cache: KeyCache,
+    usage: Arc<UsageRecorder>,
 }
 
 impl Management {
@@ -103,12 +105,14 @@ impl Management {
         users: Option<Arc<dyn UserStore>>,
         issuer: Option<Arc<TokenIssuer>>,
         cache: KeyCache,
+        usage: Arc<UsageRecorder>,
     ) -> Self {
         Management {
             store,
             users,
             issuer,
             cache,
+            usage,
         }
     }
 
@@ -158,8 +162,9 @@ impl Management {
             ["keys", id, "regenerate"] if m == Method::POST => {
                 keys::regenerate(self, d, req, id).await
             }
+            ["keys", id, "usage"] if m == Method::GET => keys::usage(self, d, req, id).await,
             ["credits"] if m == Method::GET => keys::credits(self, d, req).await,
-            ["keys"] | ["keys", _] | ["keys", _, "regenerate"] | ["credits"] => {
+            ["keys"] | ["keys", _] | ["keys", _, "regenerate" | "usage"] | ["credits"] => {
                 Err(GateError::MethodNotAllowed)
             }
             _ => Err(GateError::NotFound),

@@ -16,6 +16,7 @@ use crate::management::{ApiRequest, Management, MAX_BODY};
 use crate::metrics;
 use crate::runtime::{Runtime, Upstream};
 use crate::store::KeyStore;
+use crate::usage::UsageRecorder;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -43,6 +44,8 @@ pub struct Shared {
     pub jwt: Option<Arc<JwtVerifier>>,
     /// The management API.
     pub management: Management,
+    /// Per-key usage, flushed in the background.
+    pub usage: Arc<UsageRecorder>,
 }
 
 /// The proxy.
@@ -447,6 +450,19 @@ impl ProxyHttp for Gate {
             .with_label_values(&[route, outcome, status_label])
             .inc();
         let elapsed = ctx.start.elapsed();
+        if let Some(key_id) = ctx
+            .decision
+            .principal
+            .as_ref()
+            .and_then(|p| p.identity.key_id.as_deref())
+        {
+            if ctx.decision.management.is_none() {
+                let ms = elapsed.as_millis().min(u64::MAX as u128) as u64;
+                self.shared
+                    .usage
+                    .record(key_id, route, status, ms, chrono::Utc::now());
+            }
+        }
         metrics::REQUEST_DURATION
             .with_label_values(&[route])
             .observe(elapsed.as_secs_f64());

@@ -98,6 +98,25 @@ pub struct KeyPatch {
     pub expires_at: Option<Option<DateTime<Utc>>>,
 }
 
+/// Usage of one key on one endpoint during one hour.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UsageRow {
+    /// Key id.
+    pub key_id: String,
+    /// Start of the hour.
+    pub hour: DateTime<Utc>,
+    /// Route name.
+    pub endpoint: String,
+    /// Requests.
+    pub total: u64,
+    /// Requests answered 2xx/3xx.
+    pub successful: u64,
+    /// Requests answered 4xx/5xx.
+    pub failed: u64,
+    /// Sum of response times in milliseconds.
+    pub total_ms: u64,
+}
+
 /// Result of an atomic credit debit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Debit {
@@ -168,6 +187,15 @@ pub trait KeyStore: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Debits `cost` credits in one atomic conditional update.
     async fn debit_credits(&self, id: &str, cost: u64) -> Result<Debit, StoreError>;
+    /// Adds usage rows (summing into existing ones) and moves `last_used_at` forward,
+    /// in one transaction.
+    async fn record_usage(
+        &self,
+        rows: &[UsageRow],
+        last_used: &[(String, i64)],
+    ) -> Result<(), StoreError>;
+    /// Usage rows of `key_id` from `since` on, oldest first.
+    async fn usage(&self, key_id: &str, since: DateTime<Utc>) -> Result<Vec<UsageRow>, StoreError>;
     /// Checks the backend is reachable (for `/ready`).
     async fn ping(&self) -> Result<(), StoreError>;
 }

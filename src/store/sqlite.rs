@@ -4,7 +4,7 @@
 //! a runtime) over a small pool of connections, so the proxy's event loop never waits
 //! on disk.
 
-use super::{Debit, KeyPatch, KeyRecord, KeyStatus, KeyStore, StoreError};
+use super::{Debit, KeyPatch, KeyRecord, KeyStatus, KeyStore, StoreError, UsageRow};
 use crate::auth::api_key::{Environment, KeyHash};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0001_keys.sql"),
     include_str!("migrations/sqlite/0002_lifecycle.sql"),
     include_str!("migrations/sqlite/0003_users.sql"),
+    include_str!("migrations/sqlite/0004_usage.sql"),
 ];
 
 const COLUMNS: &str = "id, name, prefix, last4, tier, scopes, environment, org, owner, status, \
@@ -398,6 +399,79 @@ impl KeyStore for SqliteStore {
                 Some(None) => Ok(Debit::Unmetered),
                 Some(Some(remaining)) => Ok(Debit::Insufficient { remaining }),
             }
+        })
+        .await
+    }
+
+    async fn record_usage(
+        &self,
+        rows: &[UsageRow],
+        last_used: &[(String, i64)],
+    ) -> Result<(), StoreError> {
+        let (rows, last_used) = (rows.to_vec(), last_used.to_vec());
+        self.with_conn(move |c| {
+            let tx = rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)
+                .map_err(unavailable)?;
+            {
+                let mut add = tx
+                    .prepare_cached(
+                        "INSERT INTO usage (key_id, hour, endpoint, total, successful, failed, total_ms) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                         ON CONFLICT (key_id, hour, endpoint) DO UPDATE SET \
+                           total = total + excluded.total, successful = successful + excluded.successful, \
+                           failed = failed + excluded.failed, total_ms = total_ms + excluded.total_ms",
+                    )
+                    .map_err(unavailable)?;
+                for r in &rows {
+                    add.execute(params![
+                        r.key_id,
+                        r.hour.timestamp(),
+                        r.endpoint,
+                        r.total as i64,
+                        r.successful as i64,
+                        r.failed as i64,
+                        r.total_ms as i64
+                    ])
+                    .map_err(unavailable)?;
+                }
+                let mut touch = tx
+                    .prepare_cached(
+                        "UPDATE api_keys SET last_used_at = MAX(COALESCE(last_used_at, 0), ?2) WHERE id = ?1",
+                    )
+                    .map_err(unavailable)?;
+                for (id, t) in &last_used {
+                    touch.execute(params![id, t]).map_err(unavailable)?;
+                }
+            }
+            tx.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn usage(&self, key_id: &str, since: DateTime<Utc>) -> Result<Vec<UsageRow>, StoreError> {
+        let key_id = key_id.to_string();
+        let since = since.timestamp();
+        self.with_conn(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT key_id, hour, endpoint, total, successful, failed, total_ms FROM usage \
+                     WHERE key_id = ?1 AND hour >= ?2 ORDER BY hour, endpoint",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![key_id, since], |r| {
+                    Ok(UsageRow {
+                        key_id: r.get(0)?,
+                        hour: Utc.timestamp_opt(r.get(1)?, 0).single().unwrap_or_default(),
+                        endpoint: r.get(2)?,
+                        total: r.get::<_, i64>(3)?.max(0) as u64,
+                        successful: r.get::<_, i64>(4)?.max(0) as u64,
+                        failed: r.get::<_, i64>(5)?.max(0) as u64,
+                        total_ms: r.get::<_, i64>(6)?.max(0) as u64,
+                    })
+                })
+                .map_err(unavailable)?;
+            rows.map(|r| r.map_err(unavailable)).collect()
         })
         .await
     }

@@ -404,3 +404,52 @@ async fn usage_is_counted_per_key_and_endpoint_and_flushed_at_shutdown() {
     let (_, usage) = api.get(&format!("/keys/{id}/usage")).await;
     assert_eq!(usage["total_requests"], 7, "{usage}");
 }
+
+#[tokio::test]
+async fn the_openapi_document_is_served_and_matches_its_generator() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, POLICY);
+    let r = client()
+        .get(kg.url("/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let doc = json(r).await;
+    assert_eq!(doc["openapi"], "3.0.3");
+    assert_eq!(doc["servers"][0]["url"], "/v1");
+    assert_eq!(
+        doc["components"]["schemas"]["NewKey"]["properties"]["tier"]["enum"],
+        json!(["free", "pro"])
+    );
+    for path in [
+        "/auth/token",
+        "/auth/refresh",
+        "/auth/register",
+        "/keys",
+        "/keys/{id}",
+        "/keys/{id}/regenerate",
+        "/keys/{id}/usage",
+        "/keys/verify",
+        "/credits",
+    ] {
+        assert!(doc["paths"].get(path).is_some(), "{path} documented");
+    }
+    // The committed document is what openapi/generate.py writes.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("keygate.json");
+    let status = std::process::Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/generate.py"))
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/keygate.json"))
+            .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(out).unwrap(),
+        committed,
+        "run python3 openapi/generate.py and commit the result"
+    );
+}

@@ -479,6 +479,7 @@ impl ProxyHttp for Gate {
                 method = %req.method,
                 route,
                 outcome,
+                reason = ctx.error.as_ref().map_or("-", |e| e.reason()),
                 status,
                 key_id = ctx.decision.principal.as_ref().and_then(|p| p.identity.key_id.as_deref()).unwrap_or("-"),
                 client = %ctx.client_ip.map(|i| i.to_string()).unwrap_or_default(),

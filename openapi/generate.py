@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""Writes keygate.json, the OpenAPI 3 document of keygate's management API.
+Edit this file, run it, commit both (a test checks they agree)."""
+import json, os, sys
+
+def ref(name):
+    return {"$ref": f"#/components/schemas/{name}"}
+
+def nullable(schema):
+    return {**schema, "nullable": True}
+
+def err(desc):
+    return {"description": desc, "content": {"application/json": {"schema": ref("Error")}}}
+
+def ok(desc, schema):
+    return {"description": desc, "content": {"application/json": {"schema": schema}}}
+
+def body(schema):
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+COMMON = {
+    "400": err("Malformed JSON, a body that is not an object, or a malformed path"),
+    "401": err("Missing, invalid, expired or revoked credential"),
+    "403": err("The credential lacks the scope this needs"),
+    "413": err("Body larger than 64 KiB"),
+    "422": err("Field errors; `details` names each field"),
+    "429": err("Too many requests from this IP, or too many failed logins"),
+    "503": err("The store is unavailable"),
+}
+
+def responses(success, *codes):
+    r = dict(success)
+    for c in codes:
+        r[c] = {"404": err("No such key, or not yours"), "405": err("Method not allowed"),
+                "409": err("Conflicts with the current state (max_keys reached, revoked key)")}.get(c) or COMMON[c]
+    return r
+
+KEY_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+SECURED = [{"apiKey": []}, {"bearer": []}]
+
+key_props = {
+    "id": {"type": "string"}, "name": {"type": "string"}, "prefix": {"type": "string"},
+    "last4": {"type": "string"}, "tier": {"type": "string"},
+    "scopes": {"type": "array", "items": {"type": "string"}},
+    "environment": {"type": "string", "enum": ["live", "test"]},
+    "org": nullable({"type": "string"}), "owner": nullable({"type": "string"}),
+    "status": {"type": "string", "enum": ["active", "revoked"]},
+    "credits": nullable({"type": "integer", "minimum": 0}),
+    "allowed_ips": {"type": "array", "items": {"type": "string"}},
+    "expires_at": nullable({"type": "string", "format": "date-time"}),
+    "created_at": {"type": "string", "format": "date-time"},
+    "last_used_at": nullable({"type": "string", "format": "date-time"}),
+}
+key_required = list(key_props)
+
+doc = {
+    "openapi": "3.0.3",
+    "info": {"title": "keygate management API", "version": "1",
+             "description": "Served by keygate under management.prefix (default /v1); never proxied."},
+    "servers": [{"url": "/v1"}],
+    "components": {
+        "securitySchemes": {
+            "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            "bearer": {"type": "http", "scheme": "bearer"},
+        },
+        "schemas": {
+            "Error": {"type": "object", "required": ["error", "message", "details"], "properties": {
+                "error": {"type": "string"}, "message": {"type": "string"},
+                "details": {"type": "object"}, "retry_after": {"type": "integer"}}},
+            "Key": {"type": "object", "required": key_required, "properties": key_props, "additionalProperties": False},
+            "KeyWithSecret": {"type": "object", "required": key_required + ["key"], "additionalProperties": False,
+                              "properties": {**key_props, "key": {"type": "string"},
+                                             "previous_key_valid_until": nullable({"type": "string", "format": "date-time"})}},
+            "KeyList": {"type": "object", "required": ["api_keys", "total"], "properties": {
+                "api_keys": {"type": "array", "items": ref("Key")}, "total": {"type": "integer", "minimum": 0}}},
+            "NewKey": {"type": "object", "required": ["name", "tier"], "additionalProperties": False, "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 200},
+                "tier": {"type": "string"},
+                "scopes": {"type": "array", "items": {"type": "string"}},
+                "environment": {"type": "string", "enum": ["live", "test"]},
+                "expires_at": nullable({"type": "string", "format": "date-time"}),
+                "credits": nullable({"type": "integer", "minimum": 0}),
+                "allowed_ips": {"type": "array", "items": {"type": "string"}},
+                "org": {"type": "string"}, "owner": {"type": "string"}}},
+            "KeyUpdate": {"type": "object", "additionalProperties": False, "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 200},
+                "tier": {"type": "string"},
+                "scopes": {"type": "array", "items": {"type": "string"}},
+                "credits": nullable({"type": "integer", "minimum": 0}),
+                "allowed_ips": {"type": "array", "items": {"type": "string"}},
+                "expires_at": nullable({"type": "string", "format": "date-time"})}},
+            "Regenerate": {"type": "object", "additionalProperties": False, "properties": {
+                "grace_period": {"oneOf": [{"type": "string"}, {"type": "integer", "minimum": 0}]}}},
+            "Usage": {"type": "object", "required": ["key_id", "period", "since", "total_requests", "successful_requests",
+                                                      "failed_requests", "average_response_ms", "top_endpoints", "hourly"],
+                      "properties": {
+                "key_id": {"type": "string"}, "period": {"type": "string", "enum": ["hour", "day", "week", "month"]},
+                "since": {"type": "string", "format": "date-time"},
+                "total_requests": {"type": "integer"}, "successful_requests": {"type": "integer"},
+                "failed_requests": {"type": "integer"}, "average_response_ms": {"type": "number"},
+                "top_endpoints": {"type": "array", "items": {"type": "object", "required": ["endpoint", "requests"],
+                    "properties": {"endpoint": {"type": "string"}, "requests": {"type": "integer"}}}},
+                "hourly": {"type": "array", "items": {"type": "object", "required": ["hour", "requests", "successful", "failed"],
+                    "properties": {"hour": {"type": "string", "format": "date-time"}, "requests": {"type": "integer"},
+                                   "successful": {"type": "integer"}, "failed": {"type": "integer"}}}}}},
+            "Verify": {"type": "object", "required": ["valid", "key_id", "tier", "scopes", "environment", "credits_remaining"],
+                       "properties": {"valid": {"type": "boolean"}, "key_id": {"type": "string"}, "tier": {"type": "string"},
+                                      "scopes": {"type": "array", "items": {"type": "string"}},
+                                      "environment": {"type": "string", "enum": ["live", "test"]},
+                                      "credits_remaining": nullable({"type": "integer"})}},
+            "Credits": {"type": "object", "required": ["credits", "key_id"], "properties": {
+                "credits": nullable({"type": "integer"}), "key_id": {"type": "string"}}},
+            "Login": {"type": "object", "required": ["email", "password"], "additionalProperties": False, "properties": {
+                "email": {"type": "string"}, "password": {"type": "string"}}},
+            "Register": {"type": "object", "required": ["email", "password"], "additionalProperties": False, "properties": {
+                "email": {"type": "string"}, "password": {"type": "string", "minLength": 8}, "name": {"type": "string"}}},
+            "Refresh": {"type": "object", "required": ["refresh_token"], "additionalProperties": False, "properties": {
+                "refresh_token": {"type": "string"}}},
+            "TokenPair": {"type": "object", "required": ["access_token", "refresh_token", "expires_in", "token_type"], "properties": {
+                "access_token": {"type": "string"}, "refresh_token": {"type": "string"},
+                "expires_in": {"type": "integer"}, "token_type": {"type": "string", "enum": ["Bearer"]}}},
+            "User": {"type": "object", "required": ["id", "email", "name", "is_admin", "created_at"], "properties": {
+                "id": {"type": "string"}, "email": {"type": "string"}, "name": nullable({"type": "string"}),
+                "is_admin": {"type": "boolean"}, "created_at": {"type": "string", "format": "date-time"}}},
+        },
+    },
+    "paths": {
+        "/auth/register": {"post": {"summary": "Register (registration: open)", "security": [], "requestBody": body(ref("Register")),
+            "responses": responses({"201": ok("The new user", ref("User"))}, "400", "403", "409", "413", "422", "429", "503")}},
+        "/auth/token": {"post": {"summary": "Log in: an access JWT and a refresh token", "security": [], "requestBody": body(ref("Login")),
+            "responses": responses({"200": ok("A token pair", ref("TokenPair"))}, "400", "401", "404", "413", "422", "429", "503")}},
+        "/auth/refresh": {"post": {"summary": "Rotate a refresh token", "security": [], "requestBody": body(ref("Refresh")),
+            "responses": responses({"200": ok("A new token pair", ref("TokenPair"))}, "400", "401", "404", "413", "422", "429", "503")}},
+        "/keys": {
+            "post": {"summary": "Create a key (the secret is shown only here)", "security": SECURED, "requestBody": body(ref("NewKey")),
+                     "responses": responses({"201": ok("The new key and its secret", ref("KeyWithSecret"))},
+                                            "400", "401", "403", "409", "413", "422", "429", "503")},
+            "get": {"summary": "List keys (never their secrets)", "security": SECURED,
+                    "responses": responses({"200": ok("Keys", ref("KeyList"))}, "400", "401", "403", "429", "503")}},
+        "/keys/verify": {"post": {"summary": "The caller's own key", "security": [{"apiKey": []}],
+            "responses": responses({"200": ok("The key", ref("Verify"))}, "400", "401", "413", "429", "503")}},
+        "/keys/{id}": {
+            "parameters": [KEY_ID],
+            "get": {"summary": "One key", "security": SECURED,
+                    "responses": responses({"200": ok("The key", ref("Key"))}, "400", "401", "403", "404", "429", "503")},
+            "put": {"summary": "Update name, tier, scopes, credits, allowed IPs, expiry", "security": SECURED,
+                    "requestBody": body(ref("KeyUpdate")),
+                    "responses": responses({"200": ok("The updated key", ref("Key"))},
+                                           "400", "401", "403", "404", "409", "413", "422", "429", "503")},
+            "delete": {"summary": "Revoke (immediate)", "security": SECURED,
+                       "responses": responses({"200": ok("The revoked key", ref("Key"))}, "400", "401", "403", "404", "429", "503")}},
+        "/keys/{id}/regenerate": {"parameters": [KEY_ID], "post": {
+            "summary": "New secret, same id and settings", "security": SECURED, "requestBody": body(ref("Regenerate")),
+            "responses": responses({"200": ok("The key and its new secret", ref("KeyWithSecret"))},
+                                   "400", "401", "403", "404", "409", "413", "422", "429", "503")}},
+        "/keys/{id}/usage": {"parameters": [KEY_ID], "get": {
+            "summary": "Usage statistics", "security": SECURED,
+            "parameters": [{"name": "period", "in": "query", "required": False,
+                            "schema": {"type": "string", "enum": ["hour", "day", "week", "month"]}}],
+            "responses": responses({"200": ok("Usage", ref("Usage"))}, "400", "401", "403", "404", "422", "429", "503")}},
+        "/credits": {"get": {"summary": "The caller's key's credits", "security": [{"apiKey": []}],
+            "responses": responses({"200": ok("Credits", ref("Credits"))}, "400", "401", "429", "503")}},
+    },
+}
+
+import sys
+out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "keygate.json")
+with open(out, "w") as f:
+    json.dump(doc, f, indent=2)
+    f.write("\n")

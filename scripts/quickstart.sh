@@ -10,6 +10,8 @@ bin=target/release/keygate
 "$bin" demo-upstream --listen 127.0.0.1:3000 &
 upstream=$!
 trap 'kill $upstream 2>/dev/null || true' EXIT
+mkdir -p data
+[ -s data/issuer-es256.pem ] || openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out data/issuer-es256.pem 2>/dev/null
 if [ ! -s data/demo-key.txt ]; then
   mkdir -p data
   "$bin" keys create -c conf/keygate.yaml --name demo --tier free --scopes search | tee data/demo-key.txt

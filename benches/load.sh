@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Load benchmark: wrk against (a) the upstream directly, (b) a keygate route with
 # `auth: none`, (c) an API-key route with tier limits, (d) the same route with one
-# reused RS256 JWT (minted by PyJWT) — on one keygate process, rounds alternated.
-# Prints a table of req/s, p50, p99 and the ratios (c)/(b), (b)/(a), (d)/(c).
+# reused RS256 JWT (minted by PyJWT), (e) a route with `cost: 1` (an atomic credit
+# debit in SQLite per request) — on one keygate process, rounds alternated.
+# Prints a table of req/s, p50, p99 and the ratios (c)/(b), (b)/(a), (d)/(c), (e)/(c).
 # Usage: bash benches/load.sh [seconds-per-run] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,11 +30,13 @@ jwt:
 routes:
   - { path: /static/open, auth: none }
   - { path: /static/api, scopes: [bench] }
+  - { path: /static/paid, scopes: [bench], cost: 1 }
 YAML
 "$py" tests/jwt/mint.py keys "$work/jk"
 token=$(echo '[{"name":"t","alg":"RS256","key":"rsa","kid":"rs","claims":{"sub":"bench","scope":"bench","exp":4102444800}}]' \
   | "$py" tests/jwt/mint.py mint "$work/jk" | python3 -c 'import json,sys; print(json.load(sys.stdin)["t"])')
 key=$("$bin" keys create -c "$work/k.yaml" --name bench --tier bench --scopes bench | sed -n 's/^key: //p')
+paid=$("$bin" keys create -c "$work/k.yaml" --name paid --tier bench --scopes bench --credits 1000000000 | sed -n 's/^key: //p')
 taskset -c 0 "$bin" demo-upstream --listen "127.0.0.1:$up" 2>/dev/null &
 RUST_LOG=warn taskset -c 1 "$bin" serve -c "$work/k.yaml" 2>"$work/kg.log" &
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$admin/health" >/dev/null && break; sleep 0.1; done
@@ -54,14 +57,16 @@ for r in $(seq "$rounds"); do
   b=$(run open "http://127.0.0.1:$listen/static/open")
   c=$(run apikey "http://127.0.0.1:$listen/static/api" "X-API-Key: $key")
   d=$(run jwt "http://127.0.0.1:$listen/static/api" "Authorization: Bearer $token")
-  for line in "$a" "$b" "$c" "$d"; do
+  e=$(run paid "http://127.0.0.1:$listen/static/paid" "X-API-Key: $paid")
+  for line in "$a" "$b" "$c" "$d" "$e"; do
     read -r n rps p50 p99 <<<"$line"
-    case $n in direct) label="(a) upstream direct";; open) label="(b) keygate auth:none";; apikey) label="(c) keygate API key";; jwt) label="(d) keygate RS256 JWT";; esac
+    case $n in direct) label="(a) upstream direct";; open) label="(b) keygate auth:none";; apikey) label="(c) keygate API key";; jwt) label="(d) keygate RS256 JWT";; paid) label="(e) keygate cost: 1";; esac
     printf '%-6s %-22s %12s %10s %10s\n' "$r" "$label" "$rps" "$p50" "$p99"
   done
-  ra=$(awk '{print $2}' <<<"$a"); rb=$(awk '{print $2}' <<<"$b"); rc=$(awk '{print $2}' <<<"$c"); rd=$(awk '{print $2}' <<<"$d")
+  ra=$(awk '{print $2}' <<<"$a"); rb=$(awk '{print $2}' <<<"$b"); rc=$(awk '{print $2}' <<<"$c"); rd=$(awk '{print $2}' <<<"$d"); re=$(awk '{print $2}' <<<"$e")
   printf '%-6s %-22s %12s\n' "$r" "(c)/(b)" "$(python3 -c "print(f'{$rc/$rb:.3f}')")"
   printf '%-6s %-22s %12s\n' "$r" "(b)/(a)" "$(python3 -c "print(f'{$rb/$ra:.3f}')")"
   printf '%-6s %-22s %12s\n' "$r" "(d)/(c)" "$(python3 -c "print(f'{$rd/$rc:.3f}')")"
+  printf '%-6s %-22s %12s\n' "$r" "(e)/(c)" "$(python3 -c "print(f'{$re/$rc:.3f}')")"
 done
 grep -q "ERROR\|panicked" "$work/kg.log" && { echo "keygate logged errors:"; cat "$work/kg.log"; exit 1; } || true

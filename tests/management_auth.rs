@@ -241,3 +241,25 @@ async fn registration_only_when_open() {
     let (status, _) = login(&open, "e@example.com", "long-enough").await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn an_unused_refresh_token_expires_after_refresh_ttl() {
+    let up = start_upstream().await;
+    let policy = policy("closed").replace("refresh_ttl: 1d", "refresh_ttl: 1s");
+    let kg = Keygate::start(up, &policy);
+    create_user(&kg, "erin@example.com", "erin-password", false);
+    let (_, pair) = login(&kg, "erin@example.com", "erin-password").await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (status, body) = post(
+        &kg,
+        "/v1/auth/refresh",
+        json!({"refresh_token": pair["refresh_token"]}),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (401, Some("Refresh token has expired")),
+        "{body}"
+    );
+}

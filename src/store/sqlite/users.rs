@@ -28,7 +28,7 @@ fn decode_user(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
 impl UserStore for SqliteStore {
     async fn create_user(&self, u: &UserRecord) -> Result<(), StoreError> {
         let u = u.clone();
-        self.with_conn(move |c| {
+        self.with_writer(move |c| {
             let result = c.execute(
                 &format!("INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
                 params![
@@ -91,7 +91,7 @@ impl UserStore for SqliteStore {
         expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let (hash, family, user_id) = (hash.0, family.to_string(), user_id.to_string());
-        self.with_conn(move |c| {
+        self.with_writer(move |c| {
             c.execute(
                 "INSERT INTO refresh_tokens (token_hash, family_id, user_id, created_at, expires_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -110,7 +110,7 @@ impl UserStore for SqliteStore {
         new_expires_at: DateTime<Utc>,
     ) -> Result<Rotation, StoreError> {
         let (old, new) = (old.0, new.0);
-        self.with_conn(move |c| {
+        self.with_writer(move |c| {
             let now = Utc::now().timestamp();
             // IMMEDIATE: the read and the spend happen under one write lock, so a
             // token can be spent once even by concurrent callers.

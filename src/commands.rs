@@ -1,7 +1,7 @@
 //! What the CLI's subcommands do, callable without a process (`main.rs` only parses
 //! arguments). Each returns the text to print or a [`CommandError`] with its exit code.
 
-use crate::auth::api_key::{generate, new_key_id, Environment, KeyHash};
+use crate::auth::api_key::{generate, new_key_id, random_base62, Environment, KeyHash};
 use crate::config::{self, duration::parse_duration, Config, ConfigError};
 use crate::server::{self, StartError};
 use crate::store::users::UserRecord;
@@ -282,7 +282,7 @@ pub fn users_create(
     let password_hash =
         crate::management::password::hash(password).map_err(CommandError::Runtime)?;
     let user = UserRecord {
-        id: format!("usr_{}", &new_key_id()[4..]),
+        id: format!("usr_{}", random_base62(20)),
         email: email.to_string(),
         name,
         password_hash,

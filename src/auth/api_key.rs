@@ -175,7 +175,8 @@ impl fmt::Debug for NewKey {
     }
 }
 
-fn random_base62(n: usize) -> String {
+/// `n` characters of base62 from the OS random source.
+pub fn random_base62(n: usize) -> String {
     let mut rng = rand::rngs::OsRng;
     (0..n)
         .map(|_| BASE62[rng.gen_range(0..62)] as char)

@@ -4,44 +4,26 @@
 //! revokes its whole family).
 
 use super::validate::Fields;
-use super::{json_object, password, ApiRequest, ApiResponse, Management};
-use crate::auth::api_key::KeyHash;
+use super::{json_object, password, store_error, ApiRequest, ApiResponse, Management};
+use crate::auth::api_key::{random_base62, KeyHash};
 use crate::config::Registration;
 use crate::error::GateError;
 use crate::limit::{Window, WindowLimit};
 use crate::proxy::decide::Deciders;
 use crate::store::users::{Rotation, UserRecord};
-use crate::store::StoreError;
 use chrono::Utc;
-use rand::Rng;
 use serde_json::{json, Value};
 
 /// Failed logins allowed per minute, per client IP and per email.
 const LOGIN_FAILURES_PER_MINUTE: u64 = 10;
 
-fn store_error(e: StoreError) -> GateError {
-    match e {
-        StoreError::Conflict(why) => GateError::Conflict(why),
-        StoreError::NotFound(_) => GateError::NotFound,
-        other => {
-            tracing::warn!(error = %other, "management: user store failed");
-            GateError::BackendUnavailable
-        }
-    }
-}
-
 /// A fresh opaque refresh token: `kg_rt_` and 43 base62 characters (256 bits).
 fn new_refresh_token() -> String {
-    const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let mut rng = rand::rngs::OsRng;
-    let body: String = (0..43)
-        .map(|_| BASE62[rng.gen_range(0..62)] as char)
-        .collect();
-    format!("kg_rt_{body}")
+    format!("kg_rt_{}", random_base62(43))
 }
 
 fn new_id(prefix: &str) -> String {
-    format!("{prefix}_{}", &new_refresh_token()[6..26])
+    format!("{prefix}_{}", random_base62(20))
 }
 
 fn valid_email(e: &str) -> bool {

@@ -3,27 +3,17 @@
 //! owner answer 404, never 403, so their existence does not leak.
 
 use super::validate::Fields;
-use super::{json_object, ApiRequest, ApiResponse, Caller, Management};
+use super::{json_object, store_error, ApiRequest, ApiResponse, Caller, Management};
 use crate::auth::api_key::{generate, new_key_id, Environment};
 use crate::error::GateError;
 use crate::proxy::decide::Deciders;
-use crate::store::{KeyPatch, KeyRecord, KeyStatus, StoreError};
+use crate::store::{KeyPatch, KeyRecord, KeyStatus};
 use chrono::Utc;
 use serde_json::{json, Value};
 use std::time::Duration;
 
 /// Longest regenerate grace period.
 const MAX_GRACE: Duration = Duration::from_secs(30 * 86_400);
-
-fn store_error(e: StoreError) -> GateError {
-    match e {
-        StoreError::NotFound(_) => GateError::NotFound,
-        other => {
-            tracing::warn!(error = %other, "management: store failed");
-            GateError::BackendUnavailable
-        }
-    }
-}
 
 fn key_object(r: &KeyRecord) -> Value {
     serde_json::to_value(r).unwrap_or(Value::Null)

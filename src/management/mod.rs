@@ -20,7 +20,7 @@ use crate::auth::AuthMethod;
 use crate::error::GateError;
 use crate::proxy::decide::Deciders;
 use crate::store::users::UserStore;
-use crate::store::KeyStore;
+use crate::store::{KeyStore, StoreError};
 use crate::usage::UsageRecorder;
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::Value;
@@ -192,6 +192,18 @@ fn openapi(d: &Deciders<'_>) -> Value {
             serde_json::json!(tiers);
     }
     doc
+}
+
+/// A store failure as the client sees it (details are logged, not sent).
+fn store_error(e: StoreError) -> GateError {
+    match e {
+        StoreError::Conflict(why) => GateError::Conflict(why),
+        StoreError::NotFound(_) => GateError::NotFound,
+        other => {
+            tracing::warn!(error = %other, "management: store failed");
+            GateError::BackendUnavailable
+        }
+    }
 }
 
 /// Parses a JSON object body (an empty body is `{}`).

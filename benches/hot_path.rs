@@ -63,6 +63,7 @@ fn benches(c: &mut Criterion) {
         capacity: 1,
         ttl: Dur(std::time::Duration::from_nanos(1)),
         negative_ttl: Dur::secs(0),
+        stale_if_error: Dur::secs(0),
     };
     let uncached = KeyVerifier::new(store.clone(), KeyCache::new(&tiny_ttl));
     c.bench_function("verify_key_cache_miss_sqlite", |b| {

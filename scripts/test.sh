@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The test command of the README: unit tests beside the code and black-box tests
-# that start the real binary in front of a real upstream.
+# that start the real binary in front of a real upstream, PostgreSQL and Redis.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/services.sh
 KEYGATE_TEST_PYTHON=$(bash scripts/test-python.sh)
 export KEYGATE_TEST_PYTHON
 RUST_TEST_THREADS=4 cargo test --all-targets

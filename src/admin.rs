@@ -2,6 +2,7 @@
 //! never proxied, no credentials.
 
 use crate::auth::cache::KeyCache;
+use crate::limit::Limiter;
 use crate::metrics;
 use crate::store::KeyStore;
 use async_trait::async_trait;
@@ -15,12 +16,54 @@ use std::time::Duration;
 pub struct AdminApp {
     store: Arc<dyn KeyStore>,
     cache: KeyCache,
+    limiter: Arc<dyn Limiter>,
 }
 
 impl AdminApp {
-    /// An admin app reporting on `store` and `cache`.
-    pub fn new(store: Arc<dyn KeyStore>, cache: KeyCache) -> Self {
-        AdminApp { store, cache }
+    /// An admin app reporting on `store`, `cache` and `limiter`.
+    pub fn new(store: Arc<dyn KeyStore>, cache: KeyCache, limiter: Arc<dyn Limiter>) -> Self {
+        AdminApp {
+            store,
+            cache,
+            limiter,
+        }
+    }
+
+    /// `/ready`: 200 when the store and the rate-limit backend both answer, else 503
+    /// naming which one does not. `?require=store` leaves the rate-limit backend out
+    /// (for operators who keep replicas in service on `on_backend_error: local`
+    /// during a Redis outage).
+    async fn ready(&self, store_only: bool) -> Response<Vec<u8>> {
+        let wait = Duration::from_secs(2);
+        let (store, limiter) = tokio::join!(
+            tokio::time::timeout(wait, self.store.ping()),
+            tokio::time::timeout(wait, self.limiter.ready()),
+        );
+        let store = match store {
+            Ok(Ok(())) => "ok",
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "readiness: store unreachable");
+                "unavailable"
+            }
+            Err(_) => "timeout",
+        };
+        let rate_limit = match limiter {
+            Ok(Ok(())) => "ok",
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "readiness: rate-limit backend unreachable");
+                "unavailable"
+            }
+            Err(_) => "timeout",
+        };
+        let ready = store == "ok" && (rate_limit == "ok" || store_only);
+        json(
+            if ready { 200 } else { 503 },
+            serde_json::json!({
+                "status": if ready { "ready" } else { "not_ready" },
+                "store": store,
+                "rate_limit": rate_limit,
+            }),
+        )
     }
 }
 
@@ -42,21 +85,8 @@ impl ServeHttp for AdminApp {
         match path.as_str() {
             "/health" => json(200, serde_json::json!({"status": "ok"})),
             "/ready" => {
-                let ping = tokio::time::timeout(Duration::from_secs(2), self.store.ping()).await;
-                match ping {
-                    Ok(Ok(())) => json(200, serde_json::json!({"status": "ready", "store": "ok"})),
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "readiness: store unreachable");
-                        json(
-                            503,
-                            serde_json::json!({"status": "not_ready", "store": "unavailable"}),
-                        )
-                    }
-                    Err(_) => json(
-                        503,
-                        serde_json::json!({"status": "not_ready", "store": "timeout"}),
-                    ),
-                }
+                let store_only = session.req_header().uri.query() == Some("require=store");
+                self.ready(store_only).await
             }
             "/metrics" => {
                 metrics::KEY_CACHE_SIZE.set(self.cache.len() as i64);

@@ -3,8 +3,9 @@
 
 use once_cell::sync::Lazy;
 use prometheus::{
-    register_histogram_vec, register_int_counter, register_int_counter_vec, register_int_gauge,
-    register_int_gauge_vec, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    register_histogram, register_histogram_vec, register_int_counter, register_int_counter_vec,
+    register_int_gauge, register_int_gauge_vec, Histogram, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec,
 };
 
 /// Latency buckets in seconds, from 100 µs to 30 s.
@@ -168,6 +169,53 @@ pub static BUILD_INFO: Lazy<IntGaugeVec> = Lazy::new(|| {
     .expect("metric keygate_build_info registers once")
 });
 
+/// Lag from a key change committing in the shared store to this replica dropping it.
+pub static KEY_CHANGE_LAG: Lazy<Histogram> = Lazy::new(|| {
+    register_histogram!(
+        "keygate_key_change_propagation_seconds",
+        "Time from a key change (revoke, regenerate, update) committing in PostgreSQL to this replica forgetting its cached copy (clocks of both hosts).",
+        LATENCY_BUCKETS.to_vec()
+    )
+    .expect("metric keygate_key_change_propagation_seconds registers once")
+});
+
+/// Change-feed (re)subscriptions; each one after the first drops the whole cache.
+pub static KEY_CHANGE_FEED_CONNECTS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "keygate_key_change_feed_connects_total",
+        "Subscriptions to the store's change feed by result (ok, error); every ok after the first drops the key cache, since changes may have been missed.",
+        &["result"]
+    )
+    .expect("metric keygate_key_change_feed_connects_total registers once")
+});
+
+/// 1 while the change feed is subscribed.
+pub static KEY_CHANGE_FEED_UP: Lazy<IntGauge> = Lazy::new(|| {
+    register_int_gauge!(
+        "keygate_key_change_feed_up",
+        "1 while this replica is subscribed to the store's key change feed (PostgreSQL LISTEN)."
+    )
+    .expect("metric keygate_key_change_feed_up registers once")
+});
+
+/// Cached keys served past their TTL because the store failed.
+pub static KEY_CACHE_STALE_SERVED: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "keygate_key_cache_stale_served_total",
+        "Requests served from a cached key past cache.ttl because the store could not be read (stale-while-error, bounded by cache.stale_if_error)."
+    )
+    .expect("metric keygate_key_cache_stale_served_total registers once")
+});
+
+/// 1 while the shared rate-limit backend is failing.
+pub static RATELIMIT_DEGRADED: Lazy<IntGauge> = Lazy::new(|| {
+    register_int_gauge!(
+        "keygate_ratelimit_degraded",
+        "1 while the shared rate-limit backend (Redis) is unreachable and this replica decides limits on its own (on_backend_error: local) or refuses (deny)."
+    )
+    .expect("metric keygate_ratelimit_degraded registers once")
+});
+
 /// Registers every metric so that `/metrics` lists them (with zero values) from
 /// the first scrape.
 pub fn init() {
@@ -190,6 +238,13 @@ pub fn init() {
     }
     Lazy::force(&JWKS_KEYS);
     Lazy::force(&JWKS_STALE);
+    Lazy::force(&KEY_CHANGE_LAG);
+    for result in ["ok", "error"] {
+        KEY_CHANGE_FEED_CONNECTS.with_label_values(&[result]);
+    }
+    Lazy::force(&KEY_CHANGE_FEED_UP);
+    Lazy::force(&KEY_CACHE_STALE_SERVED);
+    Lazy::force(&RATELIMIT_DEGRADED);
     for result in ["ok", "error"] {
         CONFIG_RELOADS.with_label_values(&[result]);
     }

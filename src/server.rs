@@ -7,15 +7,18 @@ use crate::auth::jwt::issue::TokenIssuer;
 use crate::auth::jwt::{JwtSetupError, JwtVerifier};
 use crate::auth::verify::KeyVerifier;
 use crate::clock::{Clock, SystemClock};
+use crate::config::LimitBackend;
 use crate::config::{Config, StoreKind};
-use crate::limit::{Limiter, LocalLimiter};
+use crate::limit::redis::{RedisLimiter, RedisTarget};
+use crate::limit::{FallbackLimiter, Limiter, LocalLimiter};
 use crate::management::Management;
 use crate::metrics;
 use crate::proxy::{Gate, Shared};
 use crate::runtime::{Runtime, RuntimeError};
+use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::users::UserStore;
-use crate::store::{KeyStore, StoreError};
+use crate::store::{KeyStore, StoreChange, StoreError};
 use crate::usage::UsageRecorder;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -70,9 +73,18 @@ pub fn open_store(config: &Config) -> Result<Stores, StartError> {
                 users: Some(store),
             })
         }
-        StoreKind::Postgres => Err(StartError::Unsupported(
-            "store.kind: postgres is not available in this version yet (use sqlite)".into(),
-        )),
+        StoreKind::Postgres => {
+            let url = config.store.url.as_deref().unwrap_or_default();
+            let store = Arc::new(PostgresStore::open(
+                url,
+                config.store.pool_size,
+                config.store.timeout.get(),
+            )?);
+            Ok(Stores {
+                keys: store.clone(),
+                users: Some(store),
+            })
+        }
         StoreKind::File => Err(StartError::Unsupported(
             "store.kind: file is not available in this version yet (use sqlite)".into(),
         )),
@@ -84,7 +96,8 @@ pub fn build_shared(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Shared>
     let Stores { keys: store, users } = open_store(&config)?;
     let writable = config.store.kind != StoreKind::File;
     let cache = KeyCache::new(&config.cache);
-    let limiter: Arc<dyn Limiter> = Arc::new(LocalLimiter::new(clock.clone()));
+    store.watch(forget_changed_keys(cache.clone()));
+    let limiter = build_limiter(&config, clock.clone())?;
     let issuer = match &config.jwt.issue {
         Some(issue) => Some(Arc::new(TokenIssuer::new(
             issue,
@@ -113,6 +126,38 @@ pub fn build_shared(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Shared>
         clock,
         jwt,
     }))
+}
+
+/// The change-feed handler: drops what another replica changed from this one's cache.
+fn forget_changed_keys(cache: KeyCache) -> crate::store::ChangeHandler {
+    Arc::new(move |change| match change {
+        StoreChange::Key { id, changed_at_ms } => {
+            cache.invalidate_key_id(&id);
+            if let Some(at) = changed_at_ms {
+                let now = SystemClock.now_ms();
+                metrics::KEY_CHANGE_LAG.observe(now.saturating_sub(at) as f64 / 1000.0);
+            }
+        }
+        StoreChange::All => cache.invalidate_all(),
+    })
+}
+
+/// The configured rate-limit backend.
+fn build_limiter(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<dyn Limiter>, StartError> {
+    let rl = &config.rate_limit;
+    match rl.backend {
+        LimitBackend::Memory => Ok(Arc::new(LocalLimiter::new(clock))),
+        LimitBackend::Redis => {
+            let url = rl.redis_url.as_deref().unwrap_or_default();
+            let target = RedisTarget::parse(url).map_err(StartError::Unsupported)?;
+            let redis = RedisLimiter::connect(target, rl.redis_timeout.get(), clock.clone());
+            Ok(Arc::new(FallbackLimiter::new(
+                Arc::new(redis),
+                rl.on_backend_error,
+                clock,
+            )))
+        }
+    }
 }
 
 fn check_listen(addr: &str) -> Result<(), StartError> {
@@ -213,7 +258,11 @@ pub fn serve(config: Config) -> Result<(), StartError> {
     proxy.add_tcp(&listen);
     server.add_service(proxy);
 
-    let admin_app = AdminApp::new(shared.store.clone(), shared.verifier.cache().clone());
+    let admin_app = AdminApp::new(
+        shared.store.clone(),
+        shared.verifier.cache().clone(),
+        shared.limiter.clone(),
+    );
     let mut admin = Service::new("keygate admin".to_string(), HttpServer::new_app(admin_app));
     admin.add_tcp(&admin_listen);
     admin.threads = Some(1);

@@ -11,8 +11,10 @@ use std::sync::Arc;
 /// What the cache knows about a key hash.
 #[derive(Clone, Debug)]
 pub enum Cached {
-    /// A stored key.
+    /// A stored key, read from the store less than `ttl` ago.
     Known(Arc<KnownKey>),
+    /// A stored key past `ttl`: re-read it, but use it if the store is failing.
+    Stale(Arc<KnownKey>),
     /// Recently looked up and not found.
     Unknown,
 }
@@ -22,6 +24,7 @@ pub enum Cached {
 pub struct KeyCache {
     known: Cache<KeyHash, Arc<KnownKey>>,
     unknown: Cache<KeyHash, ()>,
+    ttl: std::time::Duration,
 }
 
 impl KeyCache {
@@ -29,9 +32,11 @@ impl KeyCache {
     pub fn new(c: &CacheConfig) -> Self {
         let negative_cap = c.capacity.clamp(1, 1_000_000);
         KeyCache {
+            ttl: c.ttl.get(),
             known: Cache::builder()
                 .max_capacity(c.capacity)
-                .time_to_live(c.ttl.get())
+                // Entries live past `ttl` only to serve while the store is failing.
+                .time_to_live(c.ttl.get() + c.stale_if_error.get())
                 // Needed by invalidate_key_id (revoke, update, regenerate).
                 .support_invalidation_closures()
                 .build(),
@@ -49,7 +54,11 @@ impl KeyCache {
     /// Looks a hash up; `None` means the store must be asked.
     pub fn get(&self, hash: &KeyHash) -> Option<Cached> {
         if let Some(r) = self.known.get(hash) {
-            return Some(Cached::Known(r));
+            return Some(if r.fetched_at.elapsed() < self.ttl {
+                Cached::Known(r)
+            } else {
+                Cached::Stale(r)
+            });
         }
         self.unknown.get(hash).map(|_| Cached::Unknown)
     }
@@ -80,6 +89,13 @@ impl KeyCache {
         {
             tracing::error!(error = %e, "key cache invalidation failed; changes show after cache.ttl");
         }
+    }
+
+    /// Forgets everything (the store's change feed reconnected: changes may have been
+    /// missed).
+    pub fn invalidate_all(&self) {
+        self.known.invalidate_all();
+        self.unknown.invalidate_all();
     }
 
     /// Number of known keys held.

@@ -36,6 +36,8 @@ pub struct KnownKey {
     pub record: KeyRecord,
     /// Its identity, shared by every request presenting the key.
     pub identity: Arc<Identity>,
+    /// When the record was read from the store (the cache re-reads it after `ttl`).
+    pub fetched_at: std::time::Instant,
 }
 
 impl KnownKey {
@@ -54,6 +56,7 @@ impl KnownKey {
         KnownKey {
             record,
             identity: Arc::new(identity),
+            fetched_at: std::time::Instant::now(),
         }
     }
 }
@@ -82,7 +85,7 @@ impl KeyVerifier {
             return Err(KeyError::Invalid);
         }
         let hash = KeyHash::of(key);
-        match self.cache.get(&hash) {
+        let stale = match self.cache.get(&hash) {
             Some(Cached::Known(r)) => {
                 metrics::KEY_CACHE_HITS.inc();
                 return Ok(r);
@@ -91,8 +94,15 @@ impl KeyVerifier {
                 metrics::KEY_CACHE_NEGATIVE_HITS.inc();
                 return Err(KeyError::Invalid);
             }
-            None => metrics::KEY_CACHE_MISSES.inc(),
-        }
+            Some(Cached::Stale(r)) => {
+                metrics::KEY_CACHE_MISSES.inc();
+                Some(r)
+            }
+            None => {
+                metrics::KEY_CACHE_MISSES.inc();
+                None
+            }
+        };
         let found = self.store.find_by_hash(&hash).await;
         metrics::STORE_QUERIES
             .with_label_values(&["find_by_hash", if found.is_ok() { "ok" } else { "error" }])
@@ -104,12 +114,23 @@ impl KeyVerifier {
                 Ok(known)
             }
             Ok(None) => {
+                self.cache.invalidate(&hash);
                 self.cache.insert_unknown(hash);
                 Err(KeyError::Invalid)
             }
             Err(e) => {
                 log_store_error(&e);
-                Err(KeyError::StoreUnavailable)
+                match stale {
+                    // Stale-while-error: a key this replica knew keeps working while
+                    // the store is failing, for at most `cache.stale_if_error`.
+                    Some(r) => {
+                        metrics::KEY_CACHE_STALE_SERVED.inc();
+                        Ok(r)
+                    }
+                    // Never "invalid" for a key we cannot check: the caller may be
+                    // a paying customer with a valid key.
+                    None => Err(KeyError::StoreUnavailable),
+                }
             }
         }
     }

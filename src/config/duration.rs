@@ -14,6 +14,11 @@ impl Dur {
         Dur(Duration::from_secs(s))
     }
 
+    /// Builds a duration of `ms` milliseconds.
+    pub const fn millis(ms: u64) -> Self {
+        Dur(Duration::from_millis(ms))
+    }
+
     /// The wrapped standard duration.
     pub fn get(self) -> Duration {
         self.0

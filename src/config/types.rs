@@ -139,6 +139,10 @@ pub struct StoreConfig {
     pub url: Option<String>,
     /// File store path.
     pub file: Option<PathBuf>,
+    /// PostgreSQL connections held open (extension; each one pipelines queries).
+    pub pool_size: usize,
+    /// Longest wait for one store query before it counts as a failure (extension).
+    pub timeout: Dur,
 }
 
 impl Default for StoreConfig {
@@ -148,6 +152,8 @@ impl Default for StoreConfig {
             path: PathBuf::from("data/keygate.db"),
             url: None,
             file: None,
+            pool_size: 4,
+            timeout: Dur::secs(2),
         }
     }
 }
@@ -162,6 +168,9 @@ pub struct CacheConfig {
     pub ttl: Dur,
     /// An unknown key is remembered as unknown this long.
     pub negative_ttl: Dur,
+    /// How long past `ttl` a cached key keeps working while the store is failing
+    /// (extension; stale-while-error).
+    pub stale_if_error: Dur,
 }
 
 impl Default for CacheConfig {
@@ -170,6 +179,7 @@ impl Default for CacheConfig {
             capacity: 100_000,
             ttl: Dur::secs(30),
             negative_ttl: Dur::secs(5),
+            stale_if_error: Dur::secs(300),
         }
     }
 }
@@ -397,6 +407,8 @@ pub struct RateLimitConfig {
     pub backend: LimitBackend,
     /// Redis URL for the redis backend.
     pub redis_url: Option<String>,
+    /// Longest wait for Redis on a request before falling back (extension).
+    pub redis_timeout: Dur,
     /// Behaviour when the backend fails.
     pub on_backend_error: OnBackendError,
     /// Header family.
@@ -410,6 +422,7 @@ impl Default for RateLimitConfig {
         RateLimitConfig {
             backend: LimitBackend::Memory,
             redis_url: None,
+            redis_timeout: Dur::millis(100),
             on_backend_error: OnBackendError::Local,
             headers: HeaderStyle::XRateLimit,
             ip: IpLimitConfig::default(),

@@ -122,13 +122,27 @@ fn store(s: &StoreConfig, p: &mut Vec<Problem>) {
                 ));
             }
         }
-        StoreKind::Postgres => match &s.url {
-            None => p.push(Problem::new("store.url", "required for kind postgres")),
-            Some(u) if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) => p.push(
-                Problem::new("store.url", "must start with postgres:// or postgresql://"),
-            ),
-            _ => {}
-        },
+        StoreKind::Postgres => {
+            match &s.url {
+                None => p.push(Problem::new("store.url", "required for kind postgres")),
+                Some(u) if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) => p
+                    .push(Problem::new(
+                        "store.url",
+                        "must start with postgres:// or postgresql://",
+                    )),
+                Some(u) => {
+                    if let Err(e) = u.parse::<tokio_postgres::Config>() {
+                        p.push(Problem::new("store.url", format!("invalid URL: {e}")));
+                    }
+                }
+            }
+            if s.timeout.get().is_zero() {
+                p.push(Problem::new("store.timeout", "must be greater than 0"));
+            }
+            if !(1..=64).contains(&s.pool_size) {
+                p.push(Problem::new("store.pool_size", "must be between 1 and 64"));
+            }
+        }
         StoreKind::File => {
             if s.file.is_none() {
                 p.push(Problem::new("store.file", "required for kind file"));
@@ -375,18 +389,18 @@ fn rate_limit(r: &RateLimitConfig, p: &mut Vec<Problem>) {
             "rate_limit.redis_url",
             "required for backend redis",
         )),
-        (_, Some(u))
-            if !(u.starts_with("redis://")
-                || u.starts_with("rediss://")
-                || u.starts_with("redis+sentinel://")
-                || u.starts_with("redis+cluster://")) =>
-        {
-            p.push(Problem::new(
-                "rate_limit.redis_url",
-                "must start with redis:// or rediss://",
-            ))
+        (_, Some(u)) => {
+            if let Err(e) = crate::limit::redis::RedisTarget::parse(u) {
+                p.push(Problem::new("rate_limit.redis_url", e));
+            }
         }
         _ => {}
+    }
+    if r.redis_timeout.get().is_zero() {
+        p.push(Problem::new(
+            "rate_limit.redis_timeout",
+            "must be greater than 0",
+        ));
     }
 }
 

@@ -105,6 +105,7 @@ impl MemoryLimiter {
                 allowed: false,
                 retry_after_secs: retry,
                 windows: c.states(limits, now_ms),
+                degraded: false,
             };
         }
         let exhausted = limits
@@ -128,6 +129,7 @@ impl MemoryLimiter {
                 allowed: false,
                 retry_after_secs: secs_until(now_ms, retry_at),
                 windows: c.states(limits, now_ms),
+                degraded: false,
             };
         }
         for l in limits {
@@ -137,6 +139,7 @@ impl MemoryLimiter {
             allowed: true,
             retry_after_secs: 0,
             windows: c.states(limits, now_ms),
+            degraded: false,
         }
     }
 
@@ -165,6 +168,7 @@ impl MemoryLimiter {
                 secs_until(now_ms, retry_at)
             },
             windows,
+            degraded: false,
         }
     }
 

@@ -3,9 +3,12 @@
 
 pub mod ip;
 pub mod memory;
+pub mod redis;
 pub mod window;
 
 use crate::clock::Clock;
+use crate::config::OnBackendError;
+use crate::metrics;
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +39,89 @@ pub trait Limiter: Send + Sync {
     async fn record(&self, key: &str, window: Window) -> Result<(), LimitError>;
     /// Drops state that no current window needs (called periodically).
     fn sweep(&self) {}
+    /// Checks the backend answers (for `/ready`).
+    async fn ready(&self) -> Result<(), LimitError> {
+        Ok(())
+    }
+    /// True while a shared backend is failing.
+    fn degraded(&self) -> bool {
+        false
+    }
+}
+
+/// A shared backend with the contract's `on_backend_error` policy: when the backend
+/// fails, `local` decides with this replica's own counters (marking the decision
+/// degraded, for `X-RateLimit-Degraded: local`), `deny` passes the error on (503).
+pub struct FallbackLimiter {
+    shared: Arc<dyn Limiter>,
+    local: LocalLimiter,
+    policy: OnBackendError,
+}
+
+impl FallbackLimiter {
+    /// Wraps `shared`; `clock` drives the local fallback counters.
+    pub fn new(shared: Arc<dyn Limiter>, policy: OnBackendError, clock: Arc<dyn Clock>) -> Self {
+        FallbackLimiter {
+            shared,
+            local: LocalLimiter::new(clock),
+            policy,
+        }
+    }
+
+    fn fall_back(&self, e: &LimitError) -> bool {
+        metrics::RATELIMIT_BACKEND_ERRORS.inc();
+        tracing::debug!(error = %e, "rate-limit backend error");
+        self.policy == OnBackendError::Local
+    }
+}
+
+#[async_trait]
+impl Limiter for FallbackLimiter {
+    async fn check(
+        &self,
+        key: &str,
+        limits: &[WindowLimit],
+        block: Duration,
+    ) -> Result<LimitDecision, LimitError> {
+        match self.shared.check(key, limits, block).await {
+            Err(e) if self.fall_back(&e) => {
+                let mut d = self.local.check(key, limits, block).await?;
+                d.degraded = true;
+                Ok(d)
+            }
+            other => other,
+        }
+    }
+
+    async fn peek(&self, key: &str, limits: &[WindowLimit]) -> Result<LimitDecision, LimitError> {
+        match self.shared.peek(key, limits).await {
+            Err(e) if self.fall_back(&e) => {
+                let mut d = self.local.peek(key, limits).await?;
+                d.degraded = true;
+                Ok(d)
+            }
+            other => other,
+        }
+    }
+
+    async fn record(&self, key: &str, window: Window) -> Result<(), LimitError> {
+        match self.shared.record(key, window).await {
+            Err(e) if self.fall_back(&e) => self.local.record(key, window).await,
+            other => other,
+        }
+    }
+
+    fn sweep(&self) {
+        self.local.sweep();
+    }
+
+    async fn ready(&self) -> Result<(), LimitError> {
+        self.shared.ready().await
+    }
+
+    fn degraded(&self) -> bool {
+        self.shared.degraded()
+    }
 }
 
 /// The per-process backend: [`memory::MemoryLimiter`] on an injected clock.

@@ -117,6 +117,9 @@ pub struct LimitDecision {
     pub retry_after_secs: u64,
     /// State of every configured window.
     pub windows: Vec<WindowState>,
+    /// Decided by this replica alone because the shared backend was failing
+    /// (`on_backend_error: local`); shown as `X-RateLimit-Degraded: local`.
+    pub degraded: bool,
 }
 
 impl LimitDecision {
@@ -127,6 +130,50 @@ impl LimitDecision {
                 .cmp(&b.remaining)
                 .then(b.reset_at_ms.cmp(&a.reset_at_ms))
         })
+    }
+}
+
+/// Builds a decision from a backend's counts: `counts[i]` is what window `limits[i]`
+/// holds after the decision (after counting, when admitted). `blocked_until_ms` is
+/// the end of a `block` lockout, if the backend has one (past values mean none).
+pub fn decision_from_counts(
+    limits: &[WindowLimit],
+    counts: &[u64],
+    allowed: bool,
+    blocked_until_ms: u64,
+    now_ms: u64,
+) -> LimitDecision {
+    let windows: Vec<WindowState> = limits
+        .iter()
+        .zip(counts.iter().chain(std::iter::repeat(&0)))
+        .map(|(l, &count)| WindowState {
+            window: l.window,
+            limit: l.limit,
+            remaining: l.limit.saturating_sub(count),
+            reset_at_ms: l.window.reset_at(now_ms),
+        })
+        .collect();
+    let retry_after_secs = if allowed {
+        0
+    } else {
+        let exhausted = windows
+            .iter()
+            .filter(|w| w.remaining == 0)
+            .map(|w| w.reset_at_ms)
+            .max()
+            .unwrap_or(now_ms);
+        let blocked = if blocked_until_ms > now_ms {
+            blocked_until_ms
+        } else {
+            0
+        };
+        secs_until(now_ms, exhausted.max(blocked))
+    };
+    LimitDecision {
+        allowed,
+        retry_after_secs,
+        windows,
+        degraded: false,
     }
 }
 
@@ -204,6 +251,7 @@ mod tests {
                     reset_at_ms: 86400,
                 },
             ],
+            degraded: false,
         };
         assert_eq!(d.tightest().unwrap().window, Window::Day);
     }

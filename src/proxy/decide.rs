@@ -81,7 +81,11 @@ impl Deciders<'_> {
             match rt.ip_limits.admit(self.limiter, ip).await {
                 Ok(Some(retry_after)) => return Err(GateError::IpRateLimited { retry_after }),
                 Ok(None) => {}
-                Err(e) => limiter_failed(&e),
+                Err(e) => {
+                    // Only with `on_backend_error: deny`: `local` never fails.
+                    limiter_failed(&e);
+                    return Err(GateError::BackendUnavailable);
+                }
             }
         }
         if out.public {
@@ -93,7 +97,10 @@ impl Deciders<'_> {
             match rt.ip_limits.failures_exceeded(self.limiter, ip).await {
                 Ok(Some(retry_after)) => return Err(GateError::TooManyFailures { retry_after }),
                 Ok(None) => {}
-                Err(e) => limiter_failed(&e),
+                Err(e) => {
+                    limiter_failed(&e);
+                    return Err(GateError::BackendUnavailable);
+                }
             }
         }
         if out.management.is_some() {
@@ -209,6 +216,6 @@ pub fn authorize(route: &Route, p: &Principal) -> Result<(), GateError> {
 }
 
 fn limiter_failed(e: &crate::limit::LimitError) {
-    metrics::RATELIMIT_BACKEND_ERRORS.inc();
-    tracing::warn!(error = %e, "rate-limit backend error");
+    // Counted by the limiter; logged once per outage by the backend.
+    tracing::debug!(error = %e, "rate-limit backend error; answering 503 (on_backend_error: deny)");
 }

@@ -23,6 +23,10 @@ pub fn rate_limit_headers(
         "X-RateLimit-Reset",
         HeaderValue::from(tight.reset_at_ms.div_ceil(1000)),
     ));
+    if d.degraded {
+        // The shared backend failed and this replica decided alone.
+        out.push(("X-RateLimit-Degraded", HeaderValue::from_static("local")));
+    }
     if matches!(style, HeaderStyle::Ietf | HeaderStyle::Both) {
         let policy: Vec<String> = d
             .windows
@@ -79,6 +83,7 @@ mod tests {
                     reset_at_ms: 1_700_006_400_000,
                 },
             ],
+            degraded: false,
         };
         let h = rate_limit_headers(&d, HeaderStyle::Both, now);
         assert_eq!(h[0], ("X-RateLimit-Limit", HeaderValue::from(120u64)));

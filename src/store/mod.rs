@@ -4,14 +4,19 @@
 //! behaviour; the request path only calls [`KeyStore::find_by_hash`] (on a cache miss)
 //! and [`KeyStore::debit_credits`] (on metered routes).
 
+pub mod postgres;
 pub mod sqlite;
 pub mod users;
+
+#[cfg(test)]
+pub(crate) mod conformance;
 
 use crate::auth::api_key::{Environment, KeyHash};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use serde::Serialize;
+use std::sync::Arc;
 
 /// Lifecycle state of a key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -156,6 +161,23 @@ pub enum StoreError {
     },
 }
 
+/// A change announced by a shared store, so that every replica drops stale copies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreChange {
+    /// Key `id` changed (revoked, regenerated, re-tiered, ...).
+    Key {
+        /// The key's id.
+        id: String,
+        /// When the change happened (Unix ms, the store host's clock), if known.
+        changed_at_ms: Option<u64>,
+    },
+    /// Changes may have been missed (the feed reconnected): forget everything.
+    All,
+}
+
+/// Receives [`StoreChange`]s.
+pub type ChangeHandler = Arc<dyn Fn(StoreChange) + Send + Sync>;
+
 /// A key store backend.
 #[async_trait]
 pub trait KeyStore: Send + Sync {
@@ -198,4 +220,9 @@ pub trait KeyStore: Send + Sync {
     async fn usage(&self, key_id: &str, since: DateTime<Utc>) -> Result<Vec<UsageRow>, StoreError>;
     /// Checks the backend is reachable (for `/ready`).
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Starts delivering changes made by other processes to `handler`. Stores that
+    /// only this process writes have none to announce.
+    fn watch(&self, handler: ChangeHandler) {
+        let _ = handler;
+    }
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod jwt_support;
+pub mod services;
 
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::{Path, PathBuf};
@@ -42,6 +43,18 @@ pub struct Keygate {
 
 /// The default tiers and routes used by most tests; `extra` is appended verbatim.
 pub fn config_yaml(upstream: &str, listen: u16, admin: u16, db: &Path, extra: &str) -> String {
+    let store = format!("store:\n  kind: sqlite\n  path: \"{}\"\n", db.display());
+    config_yaml_with_store(upstream, listen, admin, &store, extra)
+}
+
+/// [`config_yaml`] with a `store:` section of the test's own.
+pub fn config_yaml_with_store(
+    upstream: &str,
+    listen: u16,
+    admin: u16,
+    store: &str,
+    extra: &str,
+) -> String {
     format!(
         r#"server:
   listen: "127.0.0.1:{listen}"
@@ -52,11 +65,7 @@ upstream:
   url: "{upstream}"
   connect_timeout: 1s
   read_timeout: 2s
-store:
-  kind: sqlite
-  path: "{db}"
-{extra}"#,
-        db = db.display()
+{store}{extra}"#
     )
 }
 
@@ -86,6 +95,29 @@ impl Keygate {
         std::fs::write(
             &config,
             config_yaml(url, listen, admin, &dir.path().join("keys.db"), policy),
+        )
+        .unwrap();
+        let mut kg = Keygate {
+            config,
+            base: format!("http://127.0.0.1:{listen}"),
+            admin: format!("http://127.0.0.1:{admin}"),
+            log: dir.path().join("keygate.log"),
+            dir,
+            child: None,
+            http: client(),
+        };
+        kg.spawn();
+        kg
+    }
+
+    /// Starts keygate in front of `url` with its own `store:` section (e.g. PostgreSQL).
+    pub fn start_with_store(url: &str, store: &str, policy: &str) -> Keygate {
+        let dir = tempfile::tempdir().unwrap();
+        let (listen, admin) = (free_port(), free_port());
+        let config = dir.path().join("keygate.yaml");
+        std::fs::write(
+            &config,
+            config_yaml_with_store(url, listen, admin, store, policy),
         )
         .unwrap();
         let mut kg = Keygate {

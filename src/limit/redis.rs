@@ -1,0 +1,438 @@
+//! Fixed windows in Redis, shared by every replica.
+//!
+//! One Lua script reads and updates all of a key's windows and its `block` lockout in
+//! one round trip, atomically, so a limit of N admits exactly N across replicas. Each
+//! window instance is its own counter (`kg:{KEY}:m:<window start>`) that expires with
+//! its window (plus a second of slack for clock skew between replicas); nothing grows
+//! without bound. The `{KEY}` hash tag puts all of one key's counters in one Redis
+//! Cluster slot, so the multi-key script stays atomic on a cluster.
+//!
+//! Connections are multiplexed (one connection pipelines every request), opened on the
+//! backend runtime, and every call is bounded by `rate_limit.redis_timeout`. A failed
+//! call marks the backend down and starts a reconnect loop with backoff; while it is
+//! down, calls fail at once (no request waits on a dead Redis) and
+//! [`super::FallbackLimiter`] decides.
+
+use super::window::{decision_from_counts, LimitDecision, Window, WindowLimit};
+use super::{LimitError, Limiter};
+use crate::clock::Clock;
+use crate::metrics;
+use arc_swap::ArcSwapOption;
+use async_trait::async_trait;
+use redis::aio::MultiplexedConnection;
+use redis::cluster_async::ClusterConnection;
+use redis::{AsyncConnectionConfig, Script};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where the counters live, parsed from `rate_limit.redis_url`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// One server: `redis://[user:pass@]host:port[/db]`.
+    Single(String),
+    /// A cluster: `redis+cluster://[user:pass@]host:port,host:port,...`.
+    Cluster(Vec<String>),
+    /// Sentinels watching a master:
+    /// `redis+sentinel://[user:pass@]host:port,host:port/MASTER_NAME[/db]`.
+    Sentinel {
+        /// `redis://` URLs of the sentinels.
+        sentinels: Vec<String>,
+        /// The monitored master's name.
+        master: String,
+        /// Credentials for the master, from the URL's user info.
+        userinfo: Option<String>,
+        /// Database number on the master.
+        db: i64,
+    },
+}
+
+impl RedisTarget {
+    /// Parses and checks a URL; the error says what is wrong with it.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        if url.starts_with("rediss://") {
+            return Err(
+                "rediss:// (TLS) is not supported by this build; use redis:// on a trusted network or a TLS sidecar".into(),
+            );
+        }
+        if url.starts_with("redis://") {
+            redis::Client::open(url).map_err(|e| format!("invalid Redis URL: {e}"))?;
+            return Ok(RedisTarget::Single(url.to_string()));
+        }
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or("must start with redis://, redis+cluster:// or redis+sentinel://")?;
+        let (userinfo, rest) = match rest.rsplit_once('@') {
+            Some((u, r)) => (Some(u.to_string()), r),
+            None => (None, rest),
+        };
+        let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let nodes: Vec<String> = hosts
+            .split(',')
+            .filter(|h| !h.trim().is_empty())
+            .map(|h| match &userinfo {
+                Some(u) if scheme == "redis+cluster" => format!("redis://{u}@{}", h.trim()),
+                _ => format!("redis://{}", h.trim()),
+            })
+            .collect();
+        if nodes.is_empty() {
+            return Err("names no host".into());
+        }
+        for n in &nodes {
+            redis::Client::open(n.as_str()).map_err(|e| format!("invalid node `{n}`: {e}"))?;
+        }
+        match scheme {
+            "redis+cluster" => {
+                if !path.is_empty() {
+                    return Err("a cluster URL takes no database (clusters have only db 0)".into());
+                }
+                Ok(RedisTarget::Cluster(nodes))
+            }
+            "redis+sentinel" => {
+                let (master, db) = path.split_once('/').unwrap_or((path, "0"));
+                if master.is_empty() {
+                    return Err("a sentinel URL needs the master name: redis+sentinel://host:26379/mymaster".into());
+                }
+                let db = db
+                    .parse()
+                    .map_err(|_| format!("invalid database number `{db}`"))?;
+                Ok(RedisTarget::Sentinel {
+                    sentinels: nodes,
+                    master: master.to_string(),
+                    userinfo,
+                    db,
+                })
+            }
+            _ => Err("must start with redis://, redis+cluster:// or redis+sentinel://".into()),
+        }
+    }
+}
+
+/// An open connection of either kind.
+#[derive(Clone)]
+enum Conn {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+/// Opens a connection to `target` (on the current runtime).
+async fn open(target: &RedisTarget, timeout: Duration) -> redis::RedisResult<Conn> {
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(timeout.max(Duration::from_millis(500))))
+        .set_response_timeout(Some(timeout));
+    match target {
+        RedisTarget::Single(url) => {
+            let client = redis::Client::open(url.as_str())?;
+            Ok(Conn::Single(
+                client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await?,
+            ))
+        }
+        RedisTarget::Cluster(nodes) => {
+            let client = redis::cluster::ClusterClientBuilder::new(nodes.clone())
+                .connection_timeout(timeout.max(Duration::from_millis(500)))
+                .response_timeout(timeout)
+                .retries(1)
+                .build()?;
+            Ok(Conn::Cluster(client.get_async_connection().await?))
+        }
+        RedisTarget::Sentinel {
+            sentinels,
+            master,
+            userinfo,
+            db,
+        } => {
+            let mut info = redis::RedisConnectionInfo::default().set_db(*db);
+            if let Some(u) = userinfo {
+                let (user, pass) = u.split_once(':').unwrap_or(("", u.as_str()));
+                if !user.is_empty() {
+                    info = info.set_username(user);
+                }
+                info = info.set_password(pass);
+            }
+            let node = redis::sentinel::SentinelNodeConnectionInfo::default()
+                .set_redis_connection_info(info);
+            let mut client = redis::sentinel::SentinelClient::build(
+                sentinels.clone(),
+                master.clone(),
+                Some(node),
+                redis::sentinel::SentinelServerType::Master,
+            )?;
+            Ok(Conn::Single(
+                client.get_async_connection_with_config(&config).await?,
+            ))
+        }
+    }
+}
+
+/// The script behind every call. KEYS[1] is the block hash, KEYS[2..] the window
+/// counters; ARGV is mode (`check`, `peek`, `record`), now (ms), block (ms), then a
+/// (limit, ttl ms) pair per window. Returns {admitted 0/1, blocked-until ms, counts...}.
+const SCRIPT: &str = r#"
+local mode = ARGV[1]
+local now = tonumber(ARGV[2])
+local block = tonumber(ARGV[3])
+local n = #KEYS - 1
+local counts = {}
+local function count_all()
+  for i = 1, n do
+    counts[i] = redis.call('INCR', KEYS[i + 1])
+    if counts[i] == 1 then redis.call('PEXPIRE', KEYS[i + 1], ARGV[3 + 2 * i]) end
+  end
+end
+if mode == 'record' then
+  count_all()
+  return {1, 0, unpack(counts)}
+end
+for i = 1, n do counts[i] = tonumber(redis.call('GET', KEYS[i + 1]) or '0') end
+local b = redis.call('HMGET', KEYS[1], 'until', 'origin')
+local blocked_until = tonumber(b[1] or '0')
+if blocked_until > now then return {0, blocked_until, unpack(counts)} end
+local exhausted = 0
+for i = 1, n do
+  if counts[i] >= tonumber(ARGV[2 + 2 * i]) then exhausted = i end
+end
+if mode == 'peek' then
+  if exhausted > 0 then return {0, blocked_until, unpack(counts)} end
+  return {1, blocked_until, unpack(counts)}
+end
+if exhausted > 0 then
+  local origin = KEYS[exhausted + 1]
+  if block > 0 and b[2] ~= origin then
+    blocked_until = now + block
+    redis.call('HSET', KEYS[1], 'until', blocked_until, 'origin', origin)
+    redis.call('PEXPIRE', KEYS[1], math.max(block, tonumber(ARGV[3 + 2 * exhausted])))
+  end
+  return {0, blocked_until, unpack(counts)}
+end
+count_all()
+return {1, 0, unpack(counts)}
+"#;
+
+/// Counters in Redis.
+pub struct RedisLimiter {
+    target: RedisTarget,
+    reconnecting: Arc<AtomicBool>,
+    timeout: Duration,
+    clock: Arc<dyn Clock>,
+    script: Script,
+    /// Shared with the reconnect task, which needs `'static` access.
+    state: Arc<ArcSwapOption<Conn>>,
+}
+
+impl RedisLimiter {
+    /// Connects to `target` (waiting at most a couple of timeouts). Starts even when
+    /// Redis is down: the reconnect loop keeps trying and calls fail fast meanwhile.
+    pub fn connect(target: RedisTarget, timeout: Duration, clock: Arc<dyn Clock>) -> Self {
+        let limiter = RedisLimiter {
+            target,
+            reconnecting: Arc::new(AtomicBool::new(false)),
+            timeout,
+            clock,
+            script: Script::new(SCRIPT),
+            state: Arc::new(ArcSwapOption::empty()),
+        };
+        let (target, state) = (limiter.target.clone(), limiter.state.clone());
+        let first = crate::io_runtime::block_on(async move {
+            let c = open(&target, timeout).await;
+            if let Ok(c) = &c {
+                state.store(Some(Arc::new(c.clone())));
+            }
+            c.map(drop)
+        });
+        match first {
+            Ok(Ok(())) => metrics::RATELIMIT_DEGRADED.set(0),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "rate-limit backend (Redis) unreachable at start; limits are degraded until it answers");
+                limiter.mark_down();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot connect to Redis");
+                limiter.mark_down();
+            }
+        }
+        limiter
+    }
+
+    /// True while connected and answering.
+    pub fn is_up(&self) -> bool {
+        self.state.load().is_some()
+    }
+
+    /// Forgets the connection and starts the reconnect loop (once).
+    fn mark_down(&self) {
+        self.state.store(None);
+        metrics::RATELIMIT_DEGRADED.set(1);
+        if self.reconnecting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tracing::warn!("rate-limit backend (Redis) failing; reconnecting with backoff");
+        let (target, state, flag, timeout) = (
+            self.target.clone(),
+            self.state.clone(),
+            self.reconnecting.clone(),
+            self.timeout,
+        );
+        let script = self.script.clone();
+        crate::io_runtime::handle().spawn(async move {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                tokio::time::sleep(backoff).await;
+                match open(&target, timeout).await {
+                    Ok(mut c) => {
+                        // Load the script now so the first request after recovery
+                        // does not pay for it.
+                        let ok = match &mut c {
+                            Conn::Single(m) => script.prepare_invoke().load_async(m).await.map(drop),
+                            Conn::Cluster(m) => script.prepare_invoke().load_async(m).await.map(drop),
+                        };
+                        if ok.is_ok() || matches!(c, Conn::Cluster(_)) {
+                            state.store(Some(Arc::new(c)));
+                            flag.store(false, Ordering::Release);
+                            metrics::RATELIMIT_DEGRADED.set(0);
+                            tracing::info!("rate-limit backend (Redis) reachable again; shared limits restored");
+                            return;
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "Redis still unreachable"),
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        });
+    }
+
+    fn keys(key: &str, limits: &[WindowLimit], now_ms: u64) -> Vec<String> {
+        let mut keys = Vec::with_capacity(limits.len() + 1);
+        keys.push(format!("kg:{{{key}}}:b"));
+        for l in limits {
+            keys.push(format!(
+                "kg:{{{key}}}:{}:{}",
+                l.window.name(),
+                l.window.start(now_ms) / 1000
+            ));
+        }
+        keys
+    }
+
+    async fn call(
+        &self,
+        mode: &str,
+        key: &str,
+        limits: &[WindowLimit],
+        block: Duration,
+    ) -> Result<LimitDecision, LimitError> {
+        let Some(conn) = self.state.load_full() else {
+            return Err(LimitError::Backend(
+                "Redis unreachable (reconnecting)".into(),
+            ));
+        };
+        let now = self.clock.now_ms();
+        let mut inv = self.script.prepare_invoke();
+        for k in Self::keys(key, limits, now) {
+            inv.key(k);
+        }
+        inv.arg(mode).arg(now).arg(block.as_millis() as u64);
+        for l in limits {
+            // Counters outlive their window by a second: replicas' clocks differ a little.
+            let ttl = l.window.reset_at(now) - now + 1000;
+            inv.arg(l.limit).arg(ttl);
+        }
+        let mut conn = (*conn).clone();
+        let run = async {
+            match &mut conn {
+                Conn::Single(c) => inv.invoke_async::<Vec<i64>>(c).await,
+                Conn::Cluster(c) => inv.invoke_async::<Vec<i64>>(c).await,
+            }
+        };
+        let reply = match tokio::time::timeout(self.timeout, run).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                if e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_timeout()
+                    || e.is_unrecoverable_error()
+                {
+                    self.mark_down();
+                }
+                return Err(LimitError::Backend(e.to_string()));
+            }
+            Err(_) => {
+                self.mark_down();
+                return Err(LimitError::Backend(format!(
+                    "Redis did not answer within {:?}",
+                    self.timeout
+                )));
+            }
+        };
+        if reply.len() != limits.len() + 2 {
+            return Err(LimitError::Backend(format!(
+                "unexpected reply from the rate-limit script: {reply:?}"
+            )));
+        }
+        let counts: Vec<u64> = reply[2..].iter().map(|c| (*c).max(0) as u64).collect();
+        Ok(decision_from_counts(
+            limits,
+            &counts,
+            reply[0] == 1,
+            reply[1].max(0) as u64,
+            now,
+        ))
+    }
+}
+
+#[async_trait]
+impl Limiter for RedisLimiter {
+    async fn check(
+        &self,
+        key: &str,
+        limits: &[WindowLimit],
+        block: Duration,
+    ) -> Result<LimitDecision, LimitError> {
+        self.call("check", key, limits, block).await
+    }
+
+    async fn peek(&self, key: &str, limits: &[WindowLimit]) -> Result<LimitDecision, LimitError> {
+        self.call("peek", key, limits, Duration::ZERO).await
+    }
+
+    async fn record(&self, key: &str, window: Window) -> Result<(), LimitError> {
+        let limits = [WindowLimit { window, limit: 0 }];
+        self.call("record", key, &limits, Duration::ZERO)
+            .await
+            .map(drop)
+    }
+
+    async fn ready(&self) -> Result<(), LimitError> {
+        let Some(conn) = self.state.load_full() else {
+            return Err(LimitError::Backend(
+                "Redis unreachable (reconnecting)".into(),
+            ));
+        };
+        let mut conn = (*conn).clone();
+        let ping = async {
+            match &mut conn {
+                Conn::Single(c) => redis::cmd("PING").query_async::<String>(c).await,
+                Conn::Cluster(c) => redis::cmd("PING").query_async::<String>(c).await,
+            }
+        };
+        match tokio::time::timeout(self.timeout.max(Duration::from_millis(500)), ping).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => {
+                self.mark_down();
+                Err(LimitError::Backend(e.to_string()))
+            }
+            Err(_) => {
+                self.mark_down();
+                Err(LimitError::Backend("Redis did not answer PING".into()))
+            }
+        }
+    }
+
+    fn degraded(&self) -> bool {
+        !self.is_up()
+    }
+}
+
+#[cfg(test)]
+mod tests;

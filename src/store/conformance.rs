@@ -1,0 +1,236 @@
+//! Behaviour every [`KeyStore`] backend must share, run against each of them (SQLite
+//! in `sqlite::tests`, PostgreSQL in `postgres::tests`).
+
+use super::*;
+use crate::auth::api_key::{generate, Environment, KeyHash};
+use chrono::{TimeZone, Utc};
+
+pub(crate) fn record(id: &str, credits: Option<i64>) -> KeyRecord {
+    KeyRecord {
+        id: id.into(),
+        name: "test".into(),
+        prefix: "kg_sk_live_".into(),
+        last4: "abcd".into(),
+        tier: "free".into(),
+        scopes: vec!["search".into()],
+        environment: Environment::Live,
+        org: Some("org_1".into()),
+        owner: Some("user_1".into()),
+        status: KeyStatus::Active,
+        credits,
+        allowed_ips: vec!["10.0.0.0/8".parse().unwrap()],
+        expires_at: Some(Utc.timestamp_opt(4_000_000_000, 0).unwrap()),
+        created_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
+        last_used_at: None,
+        secret_valid_until: None,
+    }
+}
+
+pub(crate) async fn keys_round_trip_by_hash_and_id(store: Arc<dyn KeyStore>) {
+    let key = generate("kg", Environment::Live);
+    let rec = record("key_a", None);
+    store.insert(&rec, &key.hash).await.unwrap();
+    assert_eq!(
+        store.find_by_hash(&key.hash).await.unwrap(),
+        Some(rec.clone())
+    );
+    assert_eq!(store.get("key_a").await.unwrap(), Some(rec));
+    assert_eq!(
+        store.find_by_hash(&KeyHash::of("other")).await.unwrap(),
+        None
+    );
+    assert_eq!(store.list().await.unwrap().len(), 1);
+    store.ping().await.unwrap();
+}
+
+pub(crate) async fn revoke_and_regenerate_change_what_the_hash_finds(store: Arc<dyn KeyStore>) {
+    let old = generate("kg", Environment::Live);
+    store
+        .insert(&record("key_a", None), &old.hash)
+        .await
+        .unwrap();
+    let new = generate("kg", Environment::Live);
+    store
+        .replace_secret("key_a", &new.hash, &new.prefix, &new.last4, None)
+        .await
+        .unwrap();
+    assert_eq!(store.find_by_hash(&old.hash).await.unwrap(), None);
+    let found = store.find_by_hash(&new.hash).await.unwrap().unwrap();
+    assert_eq!(found.last4, new.last4);
+    store.revoke("key_a").await.unwrap();
+    assert_eq!(
+        store.get("key_a").await.unwrap().unwrap().status,
+        KeyStatus::Revoked
+    );
+    assert!(matches!(
+        store.revoke("key_nope").await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+pub(crate) async fn concurrent_debits_never_overspend(store: Arc<dyn KeyStore>) {
+    store
+        .insert(&record("key_a", Some(25)), &KeyHash::of("a"))
+        .await
+        .unwrap();
+    store
+        .insert(&record("key_b", None), &KeyHash::of("b"))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..60)
+        .map(|_| {
+            let s = store.clone();
+            tokio::spawn(async move { s.debit_credits("key_a", 1).await.unwrap() })
+        })
+        .collect();
+    let mut done = 0;
+    for t in tasks {
+        if matches!(t.await.unwrap(), Debit::Done { .. }) {
+            done += 1;
+        }
+    }
+    assert_eq!(done, 25);
+    assert_eq!(
+        store.debit_credits("key_a", 1).await.unwrap(),
+        Debit::Insufficient { remaining: 0 }
+    );
+    assert_eq!(
+        store.debit_credits("key_b", 5).await.unwrap(),
+        Debit::Unmetered
+    );
+    assert!(matches!(
+        store.debit_credits("key_x", 1).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+pub(crate) async fn a_regenerate_grace_period_keeps_the_old_secret_until_it_ends(
+    store: Arc<dyn KeyStore>,
+) {
+    let old = generate("kg", Environment::Live);
+    store
+        .insert(&record("key_a", None), &old.hash)
+        .await
+        .unwrap();
+    let new = generate("kg", Environment::Live);
+    let until = Utc::now() + chrono::Duration::seconds(60);
+    store
+        .replace_secret("key_a", &new.hash, &new.prefix, &new.last4, Some(until))
+        .await
+        .unwrap();
+    let via_old = store.find_by_hash(&old.hash).await.unwrap().unwrap();
+    assert_eq!(
+        via_old.secret_valid_until.map(|t| t.timestamp()),
+        Some(until.timestamp())
+    );
+    let via_new = store.find_by_hash(&new.hash).await.unwrap().unwrap();
+    assert_eq!(via_new.secret_valid_until, None);
+    // A grace period that has ended: the old secret no longer matches.
+    let newer = generate("kg", Environment::Live);
+    let past = Utc::now() - chrono::Duration::seconds(1);
+    store
+        .replace_secret(
+            "key_a",
+            &newer.hash,
+            &newer.prefix,
+            &newer.last4,
+            Some(past),
+        )
+        .await
+        .unwrap();
+    assert!(store.find_by_hash(&new.hash).await.unwrap().is_none());
+    assert!(
+        store.find_by_hash(&old.hash).await.unwrap().is_none(),
+        "only one previous secret is kept"
+    );
+    // No grace: only the newest works.
+    let last = generate("kg", Environment::Live);
+    store
+        .replace_secret("key_a", &last.hash, &last.prefix, &last.last4, None)
+        .await
+        .unwrap();
+    assert!(store.find_by_hash(&newer.hash).await.unwrap().is_none());
+    assert!(store.find_by_hash(&last.hash).await.unwrap().is_some());
+}
+
+pub(crate) async fn updates_owner_listing_and_counting(store: Arc<dyn KeyStore>) {
+    store
+        .insert(&record("key_a", None), &KeyHash::of("a"))
+        .await
+        .unwrap();
+    let mut b = record("key_b", None);
+    b.owner = Some("user_2".into());
+    store.insert(&b, &KeyHash::of("b")).await.unwrap();
+    assert_eq!(store.list_by_owner("user_1").await.unwrap().len(), 1);
+    assert_eq!(store.count_active("user_1", "free").await.unwrap(), 1);
+    let patch = KeyPatch {
+        name: Some("renamed".into()),
+        tier: Some("pro".into()),
+        scopes: Some(vec!["x".into()]),
+        credits: Some(Some(5)),
+        allowed_ips: Some(vec![]),
+        expires_at: Some(None),
+    };
+    let updated = store.update("key_a", &patch).await.unwrap();
+    assert_eq!(
+        (
+            updated.name.as_str(),
+            updated.tier.as_str(),
+            updated.credits
+        ),
+        ("renamed", "pro", Some(5))
+    );
+    assert_eq!(updated.scopes, vec!["x"]);
+    assert!(updated.allowed_ips.is_empty() && updated.expires_at.is_none());
+    assert_eq!(store.count_active("user_1", "free").await.unwrap(), 0);
+    store.revoke("key_b").await.unwrap();
+    assert_eq!(store.count_active("user_2", "free").await.unwrap(), 0);
+    assert!(matches!(
+        store.update("key_nope", &KeyPatch::default()).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+pub(crate) async fn usage_adds_up_and_last_used_only_moves_forward(store: Arc<dyn KeyStore>) {
+    store
+        .insert(&record("key_a", None), &KeyHash::of("a"))
+        .await
+        .unwrap();
+    let hour = Utc.timestamp_opt(1_699_999_200, 0).unwrap();
+    let row = UsageRow {
+        key_id: "key_a".into(),
+        hour,
+        endpoint: "search".into(),
+        total: 3,
+        successful: 2,
+        failed: 1,
+        total_ms: 30,
+    };
+    store
+        .record_usage(
+            std::slice::from_ref(&row),
+            &[("key_a".into(), 1_700_000_100)],
+        )
+        .await
+        .unwrap();
+    store
+        .record_usage(
+            std::slice::from_ref(&row),
+            &[("key_a".into(), 1_700_000_050)],
+        )
+        .await
+        .unwrap();
+    let rows = store.usage("key_a", hour).await.unwrap();
+    assert_eq!(
+        rows,
+        vec![UsageRow {
+            total: 6,
+            successful: 4,
+            failed: 2,
+            total_ms: 60,
+            ..row
+        }]
+    );
+    let used = store.get("key_a").await.unwrap().unwrap().last_used_at;
+    assert_eq!(used.map(|t| t.timestamp()), Some(1_700_000_100));
+}

@@ -1,0 +1,394 @@
+//! The shared PostgreSQL key store: every replica reads and writes one database.
+//!
+//! Same behaviour as the SQLite store (one [`KeyStore`] trait, the same tests in
+//! `store::conformance`), in PostgreSQL's types. Credit debits are one conditional
+//! `UPDATE ... RETURNING`, so they are exact across replicas. Usage is added with
+//! `INSERT ... ON CONFLICT DO UPDATE SET total = usage.total + excluded.total`, so
+//! flushes from many replicas never lose each other's counts. Key changes are
+//! announced by a trigger and delivered by [`listen`] to every replica.
+
+mod listen;
+mod migrate;
+mod pool;
+mod users;
+
+use super::{ChangeHandler, Debit, KeyPatch, KeyRecord, KeyStatus, KeyStore, StoreError, UsageRow};
+use crate::auth::api_key::{Environment, KeyHash};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use pool::{db_error, PgPool};
+use std::time::Duration;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+
+/// A PostgreSQL-backed [`KeyStore`] and [`super::users::UserStore`].
+pub struct PostgresStore {
+    pool: PgPool,
+    /// Dropped with the store: stops the change feed.
+    stop: tokio::sync::watch::Sender<()>,
+}
+
+impl PostgresStore {
+    /// Connects to `url`, applies pending migrations, and keeps `pool_size` shared
+    /// connections; every query waits at most `timeout`. Fails when the database
+    /// cannot be reached, so a misconfigured replica never starts half-working.
+    pub fn open(url: &str, pool_size: usize, timeout: Duration) -> Result<Self, StoreError> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Unavailable(format!("invalid store.url: {e}")))?;
+        let migrate_config = config.clone();
+        crate::io_runtime::block_on(async move {
+            let mut client = pool::connect(&migrate_config, timeout).await?;
+            migrate::migrate(&mut client).await
+        })
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?
+        .map_err(|e| match e {
+            StoreError::Unavailable(m) => {
+                StoreError::Unavailable(format!("cannot open the PostgreSQL store: {m}"))
+            }
+            other => other,
+        })?;
+        let (stop, _) = tokio::sync::watch::channel(());
+        Ok(PostgresStore {
+            pool: PgPool::new(config, pool_size, timeout),
+            stop,
+        })
+    }
+}
+
+fn corrupt(id: &str, reason: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        id: id.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Decodes a row of the 15 key columns (and, from `find_by_hash`, a 16th column:
+/// when the matched previous secret stops working).
+fn decode(row: &Row) -> Result<KeyRecord, StoreError> {
+    let id: String = row.try_get(0).map_err(db_error)?;
+    let get = |e: tokio_postgres::Error| corrupt(&id, e);
+    let env: String = row.try_get(6).map_err(get)?;
+    let status: String = row.try_get(9).map_err(get)?;
+    let ips: Vec<String> = row.try_get(11).map_err(get)?;
+    let allowed_ips = ips
+        .iter()
+        .map(|s| {
+            s.parse()
+                .map_err(|e| corrupt(&id, format!("allowed_ips `{s}`: {e}")))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(KeyRecord {
+        name: row.try_get(1).map_err(get)?,
+        prefix: row.try_get(2).map_err(get)?,
+        last4: row.try_get(3).map_err(get)?,
+        tier: row.try_get(4).map_err(get)?,
+        scopes: row.try_get(5).map_err(get)?,
+        environment: Environment::parse(&env)
+            .ok_or_else(|| corrupt(&id, format!("environment `{env}`")))?,
+        org: row.try_get(7).map_err(get)?,
+        owner: row.try_get(8).map_err(get)?,
+        status: KeyStatus::parse(&status)
+            .ok_or_else(|| corrupt(&id, format!("status `{status}`")))?,
+        credits: row.try_get(10).map_err(get)?,
+        allowed_ips,
+        expires_at: row.try_get(12).map_err(get)?,
+        created_at: row.try_get(13).map_err(get)?,
+        last_used_at: row.try_get(14).map_err(get)?,
+        secret_valid_until: if row.len() > 15 {
+            row.try_get(15).map_err(get)?
+        } else {
+            None
+        },
+        id,
+    })
+}
+
+fn ips_text(ips: &[ipnet::IpNet]) -> Vec<String> {
+    ips.iter().map(|n| n.to_string()).collect()
+}
+
+#[async_trait]
+impl KeyStore for PostgresStore {
+    async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
+        const SQL: &str = "SELECT id, name, prefix, last4, tier, scopes, environment, org, owner, \
+             status, credits, allowed_ips, expires_at, created_at, last_used_at, \
+             CASE WHEN key_hash = $1 THEN NULL ELSE prev_hash_expires_at END \
+             FROM api_keys WHERE key_hash = $1 \
+             OR (prev_key_hash = $1 AND prev_hash_expires_at > $2)";
+        let hash = hash.0.as_slice();
+        let now = Utc::now();
+        self.pool
+            .query_opt(SQL, &[&hash, &now])
+            .await?
+            .map(|r| decode(&r))
+            .transpose()
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        const SQL: &str = "SELECT id, name, prefix, last4, tier, scopes, environment, org, owner, \
+             status, credits, allowed_ips, expires_at, created_at, last_used_at \
+             FROM api_keys WHERE id = $1";
+        self.pool
+            .query_opt(SQL, &[&id])
+            .await?
+            .map(|r| decode(&r))
+            .transpose()
+    }
+
+    async fn list(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        const SQL: &str = "SELECT id, name, prefix, last4, tier, scopes, environment, org, owner, \
+             status, credits, allowed_ips, expires_at, created_at, last_used_at \
+             FROM api_keys ORDER BY created_at DESC, id";
+        self.pool
+            .query(SQL, &[])
+            .await?
+            .iter()
+            .map(decode)
+            .collect()
+    }
+
+    async fn list_by_owner(&self, owner: &str) -> Result<Vec<KeyRecord>, StoreError> {
+        const SQL: &str = "SELECT id, name, prefix, last4, tier, scopes, environment, org, owner, \
+             status, credits, allowed_ips, expires_at, created_at, last_used_at \
+             FROM api_keys WHERE owner = $1 ORDER BY created_at DESC, id";
+        self.pool
+            .query(SQL, &[&owner])
+            .await?
+            .iter()
+            .map(decode)
+            .collect()
+    }
+
+    async fn count_active(&self, owner: &str, tier: &str) -> Result<u64, StoreError> {
+        const SQL: &str = "SELECT COUNT(*) FROM api_keys \
+             WHERE owner = $1 AND tier = $2 AND status = 'active'";
+        let rows = self.pool.query(SQL, &[&owner, &tier]).await?;
+        let n: i64 = rows
+            .first()
+            .map(|r| r.try_get(0))
+            .transpose()
+            .map_err(db_error)?
+            .unwrap_or(0);
+        Ok(n.max(0) as u64)
+    }
+
+    async fn update(&self, id: &str, patch: &KeyPatch) -> Result<KeyRecord, StoreError> {
+        let mut sets: Vec<String> = Vec::new();
+        let mut values: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+        let mut set = |column: &str, value: Box<dyn ToSql + Sync + Send>| {
+            values.push(value);
+            sets.push(format!("{column} = ${}", values.len()));
+        };
+        if let Some(v) = &patch.name {
+            set("name", Box::new(v.clone()));
+        }
+        if let Some(v) = &patch.tier {
+            set("tier", Box::new(v.clone()));
+        }
+        if let Some(v) = &patch.scopes {
+            set("scopes", Box::new(v.clone()));
+        }
+        if let Some(v) = patch.credits {
+            set("credits", Box::new(v));
+        }
+        if let Some(v) = &patch.allowed_ips {
+            set("allowed_ips", Box::new(ips_text(v)));
+        }
+        if let Some(v) = patch.expires_at {
+            set("expires_at", Box::new(v));
+        }
+        if !sets.is_empty() {
+            values.push(Box::new(id.to_string()));
+            let sql = format!(
+                "UPDATE api_keys SET {} WHERE id = ${}",
+                sets.join(", "),
+                values.len()
+            );
+            let params: Vec<&(dyn ToSql + Sync)> = values
+                .iter()
+                .map(|b| b.as_ref() as &(dyn ToSql + Sync))
+                .collect();
+            self.pool.execute_dynamic(&sql, &params).await?;
+        }
+        self.get(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))
+    }
+
+    async fn insert(&self, r: &KeyRecord, hash: &KeyHash) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO api_keys (key_hash, id, name, prefix, last4, tier, scopes, \
+             environment, org, owner, status, credits, allowed_ips, expires_at, created_at, \
+             last_used_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+        let hash = hash.0.as_slice();
+        let ips = ips_text(&r.allowed_ips);
+        self.pool
+            .execute(
+                SQL,
+                &[
+                    &hash,
+                    &r.id,
+                    &r.name,
+                    &r.prefix,
+                    &r.last4,
+                    &r.tier,
+                    &r.scopes,
+                    &r.environment.as_str(),
+                    &r.org,
+                    &r.owner,
+                    &r.status.as_str(),
+                    &r.credits,
+                    &ips,
+                    &r.expires_at,
+                    &r.created_at,
+                    &r.last_used_at,
+                ],
+            )
+            .await
+            .map(drop)
+    }
+
+    async fn revoke(&self, id: &str) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE api_keys SET status = 'revoked' WHERE id = $1";
+        match self.pool.execute(SQL, &[&id]).await? {
+            0 => Err(StoreError::NotFound(id.to_string())),
+            _ => Ok(()),
+        }
+    }
+
+    async fn replace_secret(
+        &self,
+        id: &str,
+        hash: &KeyHash,
+        prefix: &str,
+        last4: &str,
+        old_valid_until: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        // With a grace period the current hash becomes the previous one; without,
+        // any previous hash is dropped too, so only the new secret works.
+        const SQL: &str = "UPDATE api_keys SET \
+               prev_key_hash = CASE WHEN $5::timestamptz IS NULL THEN NULL ELSE key_hash END, \
+               prev_hash_expires_at = $5, key_hash = $2, prefix = $3, last4 = $4 \
+             WHERE id = $1";
+        let hash = hash.0.as_slice();
+        match self
+            .pool
+            .execute(SQL, &[&id, &hash, &prefix, &last4, &old_valid_until])
+            .await?
+        {
+            0 => Err(StoreError::NotFound(id.to_string())),
+            _ => Ok(()),
+        }
+    }
+
+    async fn debit_credits(&self, id: &str, cost: u64) -> Result<Debit, StoreError> {
+        const DEBIT: &str = "UPDATE api_keys SET credits = credits - $2 \
+             WHERE id = $1 AND credits IS NOT NULL AND credits >= $2 RETURNING credits";
+        const CURRENT: &str = "SELECT credits FROM api_keys WHERE id = $1";
+        let cost = i64::try_from(cost).unwrap_or(i64::MAX);
+        if let Some(row) = self.pool.query_opt(DEBIT, &[&id, &cost]).await? {
+            let remaining: i64 = row.try_get(0).map_err(db_error)?;
+            return Ok(Debit::Done { remaining });
+        }
+        match self.pool.query_opt(CURRENT, &[&id]).await? {
+            None => Err(StoreError::NotFound(id.to_string())),
+            Some(row) => match row.try_get::<_, Option<i64>>(0).map_err(db_error)? {
+                None => Ok(Debit::Unmetered),
+                Some(remaining) => Ok(Debit::Insufficient { remaining }),
+            },
+        }
+    }
+
+    async fn record_usage(
+        &self,
+        rows: &[UsageRow],
+        last_used: &[(String, i64)],
+    ) -> Result<(), StoreError> {
+        // Rows go in sorted, so replicas flushing at once lock them in the same order
+        // and never deadlock; each statement adds, so nothing is lost either way.
+        const ADD: &str =
+            "INSERT INTO usage (key_id, hour, endpoint, total, successful, failed, total_ms) \
+             SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::bigint[], \
+                                  $5::bigint[], $6::bigint[], $7::bigint[]) \
+             ORDER BY 1, 2, 3 \
+             ON CONFLICT (key_id, hour, endpoint) DO UPDATE SET \
+               total = usage.total + excluded.total, \
+               successful = usage.successful + excluded.successful, \
+               failed = usage.failed + excluded.failed, \
+               total_ms = usage.total_ms + excluded.total_ms";
+        const TOUCH: &str = "UPDATE api_keys k SET last_used_at = GREATEST(k.last_used_at, t.at) \
+             FROM (SELECT * FROM unnest($1::text[], $2::timestamptz[]) ORDER BY 1) AS t(id, at) \
+             WHERE k.id = t.id";
+        let mut sorted: Vec<&UsageRow> = rows.iter().collect();
+        sorted.sort_by(|a, b| {
+            (&a.key_id, a.hour, &a.endpoint).cmp(&(&b.key_id, b.hour, &b.endpoint))
+        });
+        let ids: Vec<&str> = sorted.iter().map(|r| r.key_id.as_str()).collect();
+        let hours: Vec<DateTime<Utc>> = sorted.iter().map(|r| r.hour).collect();
+        let endpoints: Vec<&str> = sorted.iter().map(|r| r.endpoint.as_str()).collect();
+        let n = |f: fn(&UsageRow) -> u64| -> Vec<i64> {
+            sorted
+                .iter()
+                .map(|r| f(r).min(i64::MAX as u64) as i64)
+                .collect()
+        };
+        let (total, ok, failed, ms) = (
+            n(|r| r.total),
+            n(|r| r.successful),
+            n(|r| r.failed),
+            n(|r| r.total_ms),
+        );
+        if !sorted.is_empty() {
+            self.pool
+                .execute(ADD, &[&ids, &hours, &endpoints, &total, &ok, &failed, &ms])
+                .await?;
+        }
+        if !last_used.is_empty() {
+            let ids: Vec<&str> = last_used.iter().map(|(id, _)| id.as_str()).collect();
+            let at: Vec<DateTime<Utc>> = last_used
+                .iter()
+                .map(|(_, t)| DateTime::from_timestamp(*t, 0).unwrap_or_default())
+                .collect();
+            self.pool.execute(TOUCH, &[&ids, &at]).await?;
+        }
+        Ok(())
+    }
+
+    async fn usage(&self, key_id: &str, since: DateTime<Utc>) -> Result<Vec<UsageRow>, StoreError> {
+        const SQL: &str = "SELECT key_id, hour, endpoint, total, successful, failed, total_ms \
+             FROM usage WHERE key_id = $1 AND hour >= $2 ORDER BY hour, endpoint";
+        let rows = self.pool.query(SQL, &[&key_id, &since]).await?;
+        rows.iter()
+            .map(|r| {
+                let n = |i: usize| r.try_get::<_, i64>(i).map(|v| v.max(0) as u64);
+                Ok(UsageRow {
+                    key_id: r.try_get(0)?,
+                    hour: r.try_get(1)?,
+                    endpoint: r.try_get(2)?,
+                    total: n(3)?,
+                    successful: n(4)?,
+                    failed: n(5)?,
+                    total_ms: n(6)?,
+                })
+            })
+            .collect::<Result<_, tokio_postgres::Error>>()
+            .map_err(db_error)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.pool.query("SELECT 1", &[]).await.map(drop)
+    }
+
+    fn watch(&self, handler: ChangeHandler) {
+        listen::spawn(
+            self.pool.config().clone(),
+            self.pool.timeout(),
+            handler,
+            self.stop.subscribe(),
+        );
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,174 @@
+//! The change feed: one connection that `LISTEN`s on `keygate_keys` and hands each
+//! announced key id to a [`ChangeHandler`]. The announcement comes from a trigger
+//! (migration 0002), so it is sent when the change commits, whoever made it.
+//!
+//! The connection is pinged every few seconds; when it is lost, it is reopened with a
+//! backoff, and once listening again the handler gets [`StoreChange::All`]: changes
+//! made while the feed was down were missed, so every cached key must be re-read.
+
+use crate::metrics;
+use crate::store::{ChangeHandler, StoreChange};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio_postgres::{AsyncMessage, NoTls};
+
+/// The channel the trigger announces on.
+pub const CHANNEL: &str = "keygate_keys";
+
+const PING_EVERY: Duration = Duration::from_secs(3);
+
+/// Parses a notification payload: `<id> <unix ms>`.
+pub fn parse_payload(payload: &str) -> Option<StoreChange> {
+    let mut parts = payload.split(' ');
+    let id = parts.next().filter(|id| !id.is_empty())?;
+    let changed_at_ms = parts.next().and_then(|t| t.parse().ok());
+    Some(StoreChange::Key {
+        id: id.to_string(),
+        changed_at_ms,
+    })
+}
+
+/// Runs the feed on the backend runtime until `stop` is dropped.
+pub fn spawn(
+    config: tokio_postgres::Config,
+    timeout: Duration,
+    handler: ChangeHandler,
+    stop: watch::Receiver<()>,
+) {
+    crate::io_runtime::handle().spawn(run(config, timeout, handler, stop));
+}
+
+async fn run(
+    config: tokio_postgres::Config,
+    timeout: Duration,
+    handler: ChangeHandler,
+    mut stop: watch::Receiver<()>,
+) {
+    let mut subscribed_before = false;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let session = listen_once(&config, timeout, &handler, &mut subscribed_before);
+        tokio::select! {
+            _ = stop.changed() => break,
+            ended = session => {
+                metrics::KEY_CHANGE_FEED_UP.set(0);
+                match ended {
+                    Ended::Lost(reason) => {
+                        tracing::warn!(%reason, "key change feed lost; reconnecting");
+                        backoff = Duration::from_millis(100);
+                    }
+                    Ended::CannotConnect(reason) => {
+                        metrics::KEY_CHANGE_FEED_CONNECTS.with_label_values(&["error"]).inc();
+                        tracing::warn!(%reason, retry_in = ?backoff, "key change feed cannot connect");
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+        }
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+    }
+    metrics::KEY_CHANGE_FEED_UP.set(0);
+}
+
+enum Ended {
+    CannotConnect(String),
+    Lost(String),
+}
+
+async fn listen_once(
+    config: &tokio_postgres::Config,
+    timeout: Duration,
+    handler: &ChangeHandler,
+    subscribed_before: &mut bool,
+) -> Ended {
+    let (client, mut connection) = match tokio::time::timeout(timeout, config.connect(NoTls)).await
+    {
+        Ok(Ok(pair)) => pair,
+        Ok(Err(e)) => return Ended::CannotConnect(e.to_string()),
+        Err(_) => return Ended::CannotConnect(format!("no connection within {timeout:?}")),
+    };
+    let (tx, mut notifications) = mpsc::unbounded_channel();
+    let driver = tokio::spawn(async move {
+        while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            match message {
+                Ok(AsyncMessage::Notification(n)) => {
+                    let _ = tx.send(n.payload().to_string());
+                }
+                Ok(_) => {}
+                Err(e) => return e.to_string(),
+            }
+        }
+        "connection closed".to_string()
+    });
+    let sql = format!("LISTEN {CHANNEL}");
+    let listen = tokio::time::timeout(timeout, client.batch_execute(&sql));
+    match listen.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            driver.abort();
+            return Ended::CannotConnect(e.to_string());
+        }
+        Err(_) => {
+            driver.abort();
+            return Ended::CannotConnect(format!("LISTEN not answered within {timeout:?}"));
+        }
+    }
+    metrics::KEY_CHANGE_FEED_CONNECTS
+        .with_label_values(&["ok"])
+        .inc();
+    metrics::KEY_CHANGE_FEED_UP.set(1);
+    if *subscribed_before {
+        tracing::info!("key change feed reconnected; dropping every cached key");
+        handler(StoreChange::All);
+    }
+    *subscribed_before = true;
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    let reason = loop {
+        tokio::select! {
+            payload = notifications.recv() => match payload {
+                Some(p) => match parse_payload(&p) {
+                    Some(change) => handler(change),
+                    None => tracing::warn!(payload = %p, "ignoring a malformed key change notification"),
+                },
+                None => break "connection closed".to_string(),
+            },
+            _ = ping.tick() => {
+                match tokio::time::timeout(timeout, client.simple_query("SELECT 1")).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => break e.to_string(),
+                    Err(_) => break format!("ping not answered within {timeout:?}"),
+                }
+            }
+        }
+    };
+    driver.abort();
+    Ended::Lost(reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_name_the_key_and_when_it_changed() {
+        assert_eq!(
+            parse_payload("key_abc 1700000000123"),
+            Some(StoreChange::Key {
+                id: "key_abc".into(),
+                changed_at_ms: Some(1_700_000_000_123)
+            })
+        );
+        assert_eq!(
+            parse_payload("key_abc"),
+            Some(StoreChange::Key {
+                id: "key_abc".into(),
+                changed_at_ms: None
+            })
+        );
+        assert_eq!(parse_payload(""), None);
+    }
+}

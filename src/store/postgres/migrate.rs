@@ -1,0 +1,67 @@
+//! PostgreSQL schema migrations: numbered SQL files, each applied once in its own
+//! transaction, recorded in `keygate_migrations`. An advisory lock makes replicas
+//! that start together apply them one at a time.
+
+use super::pool::db_error;
+use crate::store::StoreError;
+use tokio_postgres::Client;
+
+/// Migrations in order; the version of each is its position, from 1.
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/postgres/0001_schema.sql"),
+    include_str!("../migrations/postgres/0002_notify.sql"),
+];
+
+/// Any constant shared by every keygate: the advisory lock's key.
+const LOCK_KEY: i64 = 0x006b_6579_6761_7465; // "keygate"
+
+/// Applies every pending migration; returns how many ran.
+pub async fn migrate(client: &mut Client) -> Result<usize, StoreError> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS keygate_migrations (\
+               version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .await
+        .map_err(db_error)?;
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&LOCK_KEY])
+        .await
+        .map_err(db_error)?;
+    let result = apply(client).await;
+    let unlock = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&LOCK_KEY])
+        .await
+        .map_err(db_error);
+    let ran = result?;
+    unlock?;
+    Ok(ran)
+}
+
+async fn apply(client: &mut Client) -> Result<usize, StoreError> {
+    let done: i32 = client
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM keygate_migrations",
+            &[],
+        )
+        .await
+        .map_err(db_error)?
+        .get(0);
+    let mut ran = 0;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done.max(0) as usize) {
+        let version = i as i32 + 1;
+        let tx = client.transaction().await.map_err(db_error)?;
+        tx.batch_execute(sql).await.map_err(|e| {
+            StoreError::Unavailable(format!("postgres migration {version} failed: {e}"))
+        })?;
+        tx.execute(
+            "INSERT INTO keygate_migrations (version) VALUES ($1)",
+            &[&version],
+        )
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        ran += 1;
+    }
+    Ok(ran)
+}

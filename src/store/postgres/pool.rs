@@ -1,0 +1,234 @@
+//! A small PostgreSQL connection pool for the request path.
+//!
+//! tokio-postgres pipelines concurrent queries on one connection, so a handful of
+//! connections, shared rather than checked out, serve any number of requests. Each
+//! connection caches its prepared statements. Connections are opened on the backend
+//! runtime ([`crate::io_runtime`]); a dead one is replaced on next use, with a backoff
+//! so that while PostgreSQL is down requests fail at once instead of each waiting on a
+//! connect. Every query is bounded by the store timeout. Transactions use one separate
+//! connection behind a lock (they cannot share a pipelined connection).
+
+use crate::store::StoreError;
+use arc_swap::ArcSwapOption;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Row, Statement};
+
+/// One open connection and its prepared statements.
+pub struct Conn {
+    /// The client end of the connection.
+    pub client: Client,
+    statements: Mutex<HashMap<&'static str, Statement>>,
+}
+
+/// Backoff state of a slot whose connect failed.
+#[derive(Default)]
+struct Backoff {
+    until: Option<Instant>,
+    delay: Duration,
+}
+
+struct Slot {
+    conn: ArcSwapOption<Conn>,
+    connecting: tokio::sync::Mutex<Backoff>,
+}
+
+/// Shared connections to one database.
+pub struct PgPool {
+    config: tokio_postgres::Config,
+    slots: Vec<Slot>,
+    tx: tokio::sync::Mutex<Option<Client>>,
+    next: AtomicUsize,
+    timeout: Duration,
+}
+
+/// Maps a driver error to the store's error (a unique violation is a conflict).
+pub fn db_error(e: tokio_postgres::Error) -> StoreError {
+    if let Some(code) = e.code() {
+        if *code == tokio_postgres::error::SqlState::UNIQUE_VIOLATION {
+            return StoreError::Conflict(e.to_string());
+        }
+    }
+    let detail = e
+        .as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_else(|| e.to_string());
+    StoreError::Unavailable(format!("postgres: {detail}"))
+}
+
+/// Opens one connection on the backend runtime; its driver task lives there.
+pub async fn connect(
+    config: &tokio_postgres::Config,
+    timeout: Duration,
+) -> Result<Client, StoreError> {
+    let config = config.clone();
+    let open = crate::io_runtime::run(async move {
+        let (client, connection) = config.connect(NoTls).await?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "postgres connection closed");
+            }
+        });
+        Ok::<_, tokio_postgres::Error>(client)
+    });
+    match tokio::time::timeout(timeout, open).await {
+        Ok(Ok(Ok(client))) => Ok(client),
+        Ok(Ok(Err(e))) => Err(db_error(e)),
+        Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "postgres: no connection within {timeout:?}"
+        ))),
+    }
+}
+
+impl PgPool {
+    /// A pool of `size` connections (opened lazily), each query bounded by `timeout`.
+    pub fn new(config: tokio_postgres::Config, size: usize, timeout: Duration) -> Self {
+        PgPool {
+            config,
+            slots: (0..size.max(1))
+                .map(|_| Slot {
+                    conn: ArcSwapOption::empty(),
+                    connecting: tokio::sync::Mutex::new(Backoff::default()),
+                })
+                .collect(),
+            tx: tokio::sync::Mutex::new(None),
+            next: AtomicUsize::new(0),
+            timeout,
+        }
+    }
+
+    /// The connection settings.
+    pub fn config(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
+
+    /// The per-query timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// A live connection: the next slot's, or a new one where the slot's died.
+    async fn conn(&self) -> Result<Arc<Conn>, StoreError> {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        for i in 0..self.slots.len() {
+            let slot = &self.slots[(start + i) % self.slots.len()];
+            if let Some(c) = slot.conn.load_full().filter(|c| !c.client.is_closed()) {
+                return Ok(c);
+            }
+        }
+        self.reconnect(&self.slots[start % self.slots.len()]).await
+    }
+
+    async fn reconnect(&self, slot: &Slot) -> Result<Arc<Conn>, StoreError> {
+        let mut backoff = slot.connecting.lock().await;
+        if let Some(c) = slot.conn.load_full().filter(|c| !c.client.is_closed()) {
+            return Ok(c); // another task reconnected while we waited
+        }
+        if backoff.until.is_some_and(|t| Instant::now() < t) {
+            return Err(StoreError::Unavailable(
+                "postgres unreachable (reconnecting)".into(),
+            ));
+        }
+        match connect(&self.config, self.timeout).await {
+            Ok(client) => {
+                *backoff = Backoff::default();
+                let conn = Arc::new(Conn {
+                    client,
+                    statements: Mutex::new(HashMap::new()),
+                });
+                slot.conn.store(Some(conn.clone()));
+                Ok(conn)
+            }
+            Err(e) => {
+                backoff.delay =
+                    (backoff.delay * 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
+                backoff.until = Some(Instant::now() + backoff.delay);
+                Err(e)
+            }
+        }
+    }
+
+    /// Bounds `fut` by the store timeout.
+    pub async fn bounded<T>(
+        &self,
+        fut: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(r) => r.map_err(db_error),
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "postgres: no answer within {:?}",
+                self.timeout
+            ))),
+        }
+    }
+
+    async fn prepared(&self, conn: &Conn, sql: &'static str) -> Result<Statement, StoreError> {
+        if let Some(s) = conn.statements.lock().get(sql) {
+            return Ok(s.clone());
+        }
+        let stmt = self.bounded(conn.client.prepare(sql)).await?;
+        conn.statements.lock().insert(sql, stmt.clone());
+        Ok(stmt)
+    }
+
+    /// Runs a prepared (and cached) query.
+    pub async fn query(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        let conn = self.conn().await?;
+        let stmt = self.prepared(&conn, sql).await?;
+        self.bounded(conn.client.query(&stmt, params)).await
+    }
+
+    /// Runs a prepared (and cached) query returning at most one row.
+    pub async fn query_opt(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, StoreError> {
+        let conn = self.conn().await?;
+        let stmt = self.prepared(&conn, sql).await?;
+        self.bounded(conn.client.query_opt(&stmt, params)).await
+    }
+
+    /// Runs a prepared (and cached) statement; returns the rows it changed.
+    pub async fn execute(
+        &self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        let conn = self.conn().await?;
+        let stmt = self.prepared(&conn, sql).await?;
+        self.bounded(conn.client.execute(&stmt, params)).await
+    }
+
+    /// Runs a one-off statement built at run time (not cached).
+    pub async fn execute_dynamic(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        let conn = self.conn().await?;
+        self.bounded(conn.client.execute(sql, params)).await
+    }
+
+    /// The transaction connection, reconnected if it died. Hold the guard for the
+    /// whole transaction.
+    pub async fn tx_client(
+        &self,
+    ) -> Result<tokio::sync::MutexGuard<'_, Option<Client>>, StoreError> {
+        let mut guard = self.tx.lock().await;
+        if guard.as_ref().is_none_or(|c| c.is_closed()) {
+            *guard = Some(connect(&self.config, self.timeout).await?);
+        }
+        Ok(guard)
+    }
+}

@@ -1,0 +1,218 @@
+use super::*;
+use crate::store::conformance::{self, record};
+use crate::store::users::{Rotation, UserStore};
+use crate::store::StoreChange;
+use std::sync::Arc;
+use tokio_postgres::NoTls;
+
+/// A database of its own for one test, dropped afterwards.
+pub(crate) struct TestDb {
+    pub url: String,
+    name: String,
+    admin: String,
+}
+
+impl TestDb {
+    /// Creates the database; `None` (the test is skipped, loudly) when PostgreSQL is
+    /// not running, except under `CI=true`, where that is a failure.
+    pub(crate) fn create() -> Option<TestDb> {
+        let admin = std::env::var("KEYGATE_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let name = format!("kg_unit_{:016x}", rand::random::<u64>());
+        let (a, n) = (admin.clone(), name.clone());
+        let made = crate::io_runtime::block_on(async move {
+            let (client, conn) = tokio_postgres::connect(&a, NoTls).await?;
+            tokio::spawn(conn);
+            client.batch_execute(&format!("CREATE DATABASE {n}")).await
+        })
+        .unwrap();
+        if let Err(e) = made {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("PostgreSQL is required in CI ({admin}): {e}");
+            }
+            eprintln!("SKIPPED: PostgreSQL not reachable at {admin}: {e}");
+            return None;
+        }
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        Some(TestDb {
+            url: format!("{base}/{name}"),
+            name,
+            admin,
+        })
+    }
+
+    fn open(&self) -> Arc<PostgresStore> {
+        Arc::new(PostgresStore::open(&self.url, 4, Duration::from_secs(5)).unwrap())
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (a, n) = (self.admin.clone(), self.name.clone());
+        let _ = crate::io_runtime::block_on(async move {
+            if let Ok((client, conn)) = tokio_postgres::connect(&a, NoTls).await {
+                tokio::spawn(conn);
+                let _ = client
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {n} WITH (FORCE)"))
+                    .await;
+            }
+        });
+    }
+}
+
+macro_rules! conformance_tests {
+    ($($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $name() {
+            let Some(db) = TestDb::create() else { return };
+            conformance::$name(db.open()).await;
+        }
+    )*};
+}
+
+conformance_tests!(
+    keys_round_trip_by_hash_and_id,
+    revoke_and_regenerate_change_what_the_hash_finds,
+    concurrent_debits_never_overspend,
+    a_regenerate_grace_period_keeps_the_old_secret_until_it_ends,
+    updates_owner_listing_and_counting,
+    usage_adds_up_and_last_used_only_moves_forward,
+);
+
+#[tokio::test]
+async fn reopening_runs_no_migration_twice_and_keeps_data() {
+    let Some(db) = TestDb::create() else { return };
+    db.open()
+        .insert(&record("key_a", None), &KeyHash::of("a"))
+        .await
+        .unwrap();
+    // Two replicas starting together: the advisory lock serialises the migrations.
+    let (u1, u2) = (db.url.clone(), db.url.clone());
+    let a =
+        std::thread::spawn(move || PostgresStore::open(&u1, 1, Duration::from_secs(5)).map(drop));
+    let b =
+        std::thread::spawn(move || PostgresStore::open(&u2, 1, Duration::from_secs(5)).map(drop));
+    a.join().unwrap().unwrap();
+    b.join().unwrap().unwrap();
+    assert!(db.open().get("key_a").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_reported_not_hung_on() {
+    let started = std::time::Instant::now();
+    let err = PostgresStore::open(
+        "postgres://postgres@127.0.0.1:1/test",
+        1,
+        Duration::from_secs(2),
+    )
+    .err()
+    .expect("no database listens on port 1");
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    assert!(
+        err.to_string().contains("cannot open the PostgreSQL store"),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_made_by_one_replica_are_announced_to_the_others() {
+    let Some(db) = TestDb::create() else { return };
+    let (writer, reader) = (db.open(), db.open());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    reader.watch(Arc::new(move |c| {
+        let _ = tx.send(c);
+    }));
+    let mut metered = record("key_a", Some(10));
+    metered.id = "key_a".into();
+    writer.insert(&metered, &KeyHash::of("a")).await.unwrap();
+    // The feed subscribes in the background; wait until a change gets through.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut round = 0;
+    let first = loop {
+        round += 1;
+        let rename = KeyPatch {
+            name: Some(format!("name {round}")),
+            ..Default::default()
+        };
+        writer.update("key_a", &rename).await.unwrap();
+        if let Ok(Some(c)) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {
+            break c;
+        }
+        assert!(std::time::Instant::now() < deadline, "no change announced");
+    };
+    assert!(matches!(first, StoreChange::Key { ref id, changed_at_ms: Some(_) } if id == "key_a"));
+    while tokio::time::timeout(Duration::from_millis(300), rx.recv())
+        .await
+        .is_ok()
+    {}
+    // Debits and last-used updates are not announced...
+    writer.debit_credits("key_a", 1).await.unwrap();
+    writer
+        .record_usage(&[], &[("key_a".into(), Utc::now().timestamp())])
+        .await
+        .unwrap();
+    assert!(tokio::time::timeout(Duration::from_millis(500), rx.recv())
+        .await
+        .is_err());
+    // ...revocation is, within a second.
+    let at = std::time::Instant::now();
+    writer.revoke("key_a").await.unwrap();
+    let change = tokio::time::timeout(Duration::from_secs(1), rx.recv())
+        .await
+        .expect("revocation announced within 1 s")
+        .unwrap();
+    assert!(matches!(change, StoreChange::Key { ref id, .. } if id == "key_a"));
+    assert!(at.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn users_and_refresh_rotation_work_like_sqlite() {
+    let Some(db) = TestDb::create() else { return };
+    let store = db.open();
+    let user = crate::store::users::UserRecord {
+        id: "usr_1".into(),
+        email: "Ann@Example.com".into(),
+        name: Some("Ann".into()),
+        password_hash: "$argon2id$x".into(),
+        is_admin: false,
+        created_at: Utc::now(),
+    };
+    store.create_user(&user).await.unwrap();
+    let mut dup = user.clone();
+    dup.id = "usr_2".into();
+    dup.email = "ann@example.com".into();
+    assert!(matches!(
+        store.create_user(&dup).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store
+            .user_by_email("ANN@example.com")
+            .await
+            .unwrap()
+            .map(|u| u.id),
+        Some("usr_1".into())
+    );
+    let later = Utc::now() + chrono::Duration::days(1);
+    let (t1, t2, t3) = (KeyHash::of("t1"), KeyHash::of("t2"), KeyHash::of("t3"));
+    store
+        .insert_refresh(&t1, "fam", "usr_1", later)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.rotate_refresh(&t1, &t2, later).await.unwrap(),
+        Rotation::Rotated {
+            user_id: "usr_1".into()
+        }
+    );
+    assert_eq!(
+        store.rotate_refresh(&t1, &t3, later).await.unwrap(),
+        Rotation::Reused
+    );
+    assert_eq!(
+        store.rotate_refresh(&t2, &t3, later).await.unwrap(),
+        Rotation::Invalid,
+        "reuse revoked the whole family"
+    );
+}

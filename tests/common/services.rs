@@ -1,0 +1,223 @@
+//! Real backing services for multi-replica tests: a PostgreSQL database of its own
+//! per test, a Redis server of its own per test (on its own port, so a test can kill
+//! and restart it), and a TCP relay that can cut a connection path on demand.
+//!
+//! Outside CI a missing PostgreSQL or `redis-server` skips the test loudly; with
+//! `CI=true` it fails.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_postgres::NoTls;
+
+fn missing(what: &str, why: impl std::fmt::Display) -> Option<std::convert::Infallible> {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{what} is required in CI: {why}");
+    }
+    eprintln!("SKIPPED: {what} not available: {why}");
+    None
+}
+
+/// A database created for one test and dropped after it.
+pub struct PgDatabase {
+    /// `postgres://...` URL of the new database.
+    pub url: String,
+    admin: String,
+    name: String,
+}
+
+impl PgDatabase {
+    /// Creates `kg_it_<random>` on the machine's PostgreSQL.
+    pub async fn create() -> Option<PgDatabase> {
+        let admin = std::env::var("KEYGATE_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let name = format!("kg_it_{:016x}", rand::random::<u64>());
+        let made = async {
+            let (client, conn) = tokio_postgres::connect(&admin, NoTls).await?;
+            tokio::spawn(conn);
+            client
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .await
+        }
+        .await;
+        if let Err(e) = made {
+            missing("PostgreSQL", format!("{admin}: {e}"))?;
+        }
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        Some(PgDatabase {
+            url: format!("{base}/{name}"),
+            admin,
+            name,
+        })
+    }
+
+    /// The host:port the database listens on.
+    pub fn addr(&self) -> String {
+        let rest = self
+            .admin
+            .split_once('@')
+            .map_or(self.admin.as_str(), |(_, r)| r);
+        rest.split('/').next().unwrap_or_default().to_string()
+    }
+
+    /// The URL of this database reached through `addr` instead.
+    pub fn url_via(&self, addr: SocketAddr) -> String {
+        self.url.replace(&self.addr(), &addr.to_string())
+    }
+
+    /// Runs SQL on this database.
+    pub async fn execute(&self, sql: &str) {
+        let (client, conn) = tokio_postgres::connect(&self.url, NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client.batch_execute(sql).await.unwrap();
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        // Drop has no runtime of its own to await on: use a short-lived one.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                if let Ok((client, conn)) = tokio_postgres::connect(&admin, NoTls).await {
+                    tokio::spawn(conn);
+                    let _ = client
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A `redis-server` of this test's own, on a free port.
+pub struct RedisServer {
+    /// Its port.
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    /// Starts one; `None` when `redis-server` is not installed (outside CI).
+    pub fn start() -> Option<RedisServer> {
+        let mut s = RedisServer {
+            port: super::free_port(),
+            child: None,
+        };
+        if let Err(e) = s.spawn() {
+            missing("redis-server", e)?;
+        }
+        Some(s)
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run redis-server: {e}"))?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err("redis-server did not start listening".into())
+    }
+
+    /// Kills the server (SIGKILL: no goodbye to clients).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port (with no data: it keeps nothing on disk).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn().unwrap();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A TCP relay to `target` that can be cut (every connection closed, new ones
+/// refused) and restored, to make a backend unreachable without touching it.
+pub struct Relay {
+    /// Where clients connect.
+    pub addr: SocketAddr,
+    open: Arc<AtomicBool>,
+    generation: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Relay {
+    /// Starts relaying from a free port to `target`.
+    pub async fn start(target: String) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = Arc::new(AtomicBool::new(true));
+        let (tx, _) = tokio::sync::watch::channel(0u64);
+        let generation = Arc::new(tx);
+        let (o, g) = (open.clone(), generation.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                if !o.load(Ordering::SeqCst) {
+                    drop(inbound); // refused: closed at once
+                    continue;
+                }
+                let mut cut = g.subscribe();
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Relay {
+            addr,
+            open,
+            generation,
+        }
+    }
+
+    /// Closes every relayed connection and refuses new ones.
+    pub fn cut(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Accepts connections again.
+    pub fn restore(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+}

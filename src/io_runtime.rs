@@ -1,11 +1,14 @@
-//! The small Tokio runtime that owns every backend connection (PostgreSQL, Redis).
+//! The small Tokio runtime that owns the PostgreSQL connections, the change feed and
+//! the Redis reconnect probe.
 //!
 //! Pingora runs each service on its own runtime, and a connection's socket belongs to
-//! the runtime that opened it. Opening every backend connection here, on one runtime
-//! that lives as long as the process, means a connection keeps working whichever
-//! service (proxy, admin, housekeeping, CLI) calls it, and at shutdown the final usage
-//! flush still has its connections after the services' runtimes stop. Callers talk to
-//! the connections through channels, so this runtime needs only one thread.
+//! the runtime that opened it. Opening the store's connections here, on one runtime
+//! that lives as long as the process, means they keep working whichever service
+//! (proxy, admin, housekeeping, CLI) calls them, and at shutdown the final usage flush
+//! still has its connections after the services' runtimes stop. Callers talk to the
+//! connections through channels, so this runtime needs only one thread. (Redis, on
+//! every request, keeps a connection per calling thread instead: see
+//! `limit::redis`.)
 
 use once_cell::sync::Lazy;
 use std::future::Future;

@@ -33,6 +33,7 @@ fn every_shipped_config_is_valid() {
             .args(["check", "-c"])
             .arg(f)
             .env("KEYGATE_DATABASE_URL", "postgres://x@localhost/test")
+            .env("KEYGATE_REDIS_URL", "redis://127.0.0.1:6379")
             .env("KEYGATE_JWT_SECRET", "example-secret")
             .output()
             .unwrap();

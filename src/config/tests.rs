@@ -106,6 +106,36 @@ management: { prefix: 'v1/' }
 }
 
 #[test]
+fn shared_backend_settings_are_checked() {
+    let text = "\
+upstream: { url: 'http://127.0.0.1:3000' }
+tiers: { free: { per_minute: 1 } }
+store: { kind: postgres, url: 'postgres://u@h:notaport/db', pool_size: 0, timeout: 0s }
+rate_limit: { backend: redis, redis_url: 'rediss://cache:6380', redis_timeout: 0ms }
+";
+    let p = problems(text);
+    for expected in [
+        "store.url: invalid URL",
+        "store.pool_size: must be between 1 and 64",
+        "store.timeout:",
+        "rate_limit.redis_url: rediss:// (TLS) is not supported",
+        "rate_limit.redis_timeout:",
+    ] {
+        assert!(
+            p.iter().any(|l| l.starts_with(expected)),
+            "missing {expected} in {p:#?}"
+        );
+    }
+    let ok = "\
+upstream: { url: 'http://127.0.0.1:3000' }
+tiers: { free: { per_minute: 1 } }
+store: { kind: postgres, url: 'postgres://u@h:5432/db' }
+rate_limit: { backend: redis, redis_url: 'redis+sentinel://s1:26379,s2:26379/mymaster' }
+";
+    assert!(problems(ok).is_empty(), "{:#?}", problems(ok));
+}
+
+#[test]
 fn durations_and_env_variables_are_substituted() {
     let c = parse_with_env(
         "upstream: { url: '${URL}', read_timeout: 500ms }\ntiers: { free: { per_day: 5, block: 1m } }\n",

@@ -453,3 +453,63 @@ async fn usage_from_both_replicas_adds_up_in_the_shared_store() {
     let record = json(c.get_key(&format!("/v1/keys/{id}"), &admin).await).await;
     assert!(record["last_used_at"].is_string(), "{record}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_silent_postgres_costs_one_timeout_then_fails_fast() {
+    let Some(db) = PgDatabase::create().await else {
+        return;
+    };
+    let relay = Relay::start(db.addr()).await;
+    let up = start_upstream().await;
+    let p = r#"cache: { ttl: 1s, stale_if_error: 5m }
+tiers:
+  free: { per_minute: 1000 }
+"#;
+    let store = format!(
+        "store:\n  kind: postgres\n  url: \"{}\"\n  timeout: 500ms\n",
+        db.url_via(relay.addr)
+    );
+    let kg = Keygate::start_with_store(&format!("http://{up}"), &store, p);
+    let (_, cached) = kg.create_key(&[]);
+    let uncached: Vec<String> = (0..3).map(|_| kg.create_key(&[]).1).collect();
+    assert_eq!(kg.get_key("/x", &cached).await.status(), 200);
+
+    relay.stall(); // packets vanish; no connection is closed
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mut slowest = Duration::ZERO;
+    for key in &uncached {
+        let started = Instant::now();
+        expect_error(kg.get_key("/x", key).await, 503, "service_unavailable").await;
+        slowest = slowest.max(started.elapsed());
+        let started = Instant::now();
+        assert_eq!(
+            kg.get_key("/x", &cached).await.status(),
+            200,
+            "stale-while-error"
+        );
+        slowest = slowest.max(started.elapsed());
+    }
+    assert!(
+        slowest < Duration::from_millis(1500),
+        "each wait bounded by store.timeout: {slowest:?}"
+    );
+    // Once the stuck connections are retired, calls fail at once (backoff).
+    let started = Instant::now();
+    expect_error(
+        kg.get_key("/x", &uncached[0]).await,
+        503,
+        "service_unavailable",
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_millis(600),
+        "{:?}",
+        started.elapsed()
+    );
+
+    relay.restore();
+    within(Duration::from_secs(10), "recovery", || async {
+        kg.get_key("/x", &uncached[0]).await.status() == 200
+    })
+    .await;
+}

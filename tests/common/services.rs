@@ -169,6 +169,7 @@ pub struct Relay {
     /// Where clients connect.
     pub addr: SocketAddr,
     open: Arc<AtomicBool>,
+    stalled: Arc<AtomicBool>,
     generation: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
@@ -178,27 +179,41 @@ impl Relay {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let open = Arc::new(AtomicBool::new(true));
+        let stalled = Arc::new(AtomicBool::new(false));
         let (tx, _) = tokio::sync::watch::channel(0u64);
         let generation = Arc::new(tx);
-        let (o, g) = (open.clone(), generation.clone());
+        let (o, st, g) = (open.clone(), stalled.clone(), generation.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else {
                     continue;
                 };
+                let mut cut = g.subscribe();
+                if st.load(Ordering::SeqCst) {
+                    // Accepted, never answered, never closed: until the next change.
+                    tokio::spawn(async move {
+                        let _ = cut.changed().await;
+                        drop(inbound);
+                    });
+                    continue;
+                }
                 if !o.load(Ordering::SeqCst) {
                     drop(inbound); // refused: closed at once
                     continue;
                 }
-                let mut cut = g.subscribe();
                 let target = target.clone();
+                let st = st.clone();
                 tokio::spawn(async move {
                     let Ok(mut outbound) = TcpStream::connect(&target).await else {
                         return;
                     };
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => return,
                         _ = cut.changed() => {}
+                    }
+                    if st.load(Ordering::SeqCst) {
+                        // A black hole: both sockets stay open, nothing moves.
+                        let _ = cut.changed().await;
                     }
                 });
             }
@@ -206,6 +221,7 @@ impl Relay {
         Relay {
             addr,
             open,
+            stalled,
             generation,
         }
     }
@@ -216,8 +232,17 @@ impl Relay {
         self.generation.send_modify(|g| *g += 1);
     }
 
-    /// Accepts connections again.
+    /// Stops forwarding without closing anything, like a network partition: every
+    /// connection, old or new, stays open and silent.
+    pub fn stall(&self) {
+        self.stalled.store(true, Ordering::SeqCst);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Accepts and forwards connections again (stalled ones are closed).
     pub fn restore(&self) {
         self.open.store(true, Ordering::SeqCst);
+        self.stalled.store(false, Ordering::SeqCst);
+        self.generation.send_modify(|g| *g += 1);
     }
 }

@@ -252,3 +252,216 @@ async fn an_unreachable_redis_fails_fast_and_the_fallback_decides_locally_or_den
         started.elapsed()
     );
 }
+
+/// `redis-server` processes started by one test, killed when it ends.
+struct Servers {
+    children: Vec<std::process::Child>,
+    dir: tempfile::TempDir,
+}
+
+impl Servers {
+    /// `None` (skipped loudly) without `redis-server`, except under `CI=true`.
+    fn new() -> Option<Servers> {
+        let found = std::process::Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_ok();
+        if !found {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("redis-server is required in CI");
+            }
+            eprintln!("SKIPPED: redis-server not installed");
+            return None;
+        }
+        Some(Servers {
+            children: Vec::new(),
+            dir: tempfile::tempdir().unwrap(),
+        })
+    }
+
+    fn start(&mut self, args: &[String]) {
+        let child = std::process::Command::new("redis-server")
+            .args(args)
+            .current_dir(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        self.children.push(child);
+    }
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A port that is free, and (for cluster nodes) whose bus port, +10000, is free too.
+fn free_port_pair() -> u16 {
+    loop {
+        let p = 20_000 + rand::random::<u16>() % 20_000;
+        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if free(p) && free(p + 10_000) {
+            return p;
+        }
+    }
+}
+
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not happen"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn redis_cli(args: &[&str]) -> String {
+    let out = std::process::Command::new("redis-cli")
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_three_node_cluster_keeps_limits_exact() {
+    let Some(mut servers) = Servers::new() else {
+        return;
+    };
+    let ports: Vec<u16> = (0..3).map(|_| free_port_pair()).collect();
+    for p in &ports {
+        servers.start(&[
+            "--port".into(),
+            p.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--cluster-enabled".into(),
+            "yes".into(),
+            "--cluster-config-file".into(),
+            format!("nodes-{p}.conf"),
+            "--save".into(),
+            "".into(),
+            "--appendonly".into(),
+            "no".into(),
+        ]);
+    }
+    for p in &ports {
+        wait_for("cluster node up", || {
+            redis_cli(&["-p", &p.to_string(), "ping"]).contains("PONG")
+        });
+    }
+    let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let mut args = vec!["--cluster", "create"];
+    args.extend(nodes.iter().map(String::as_str));
+    args.extend(["--cluster-replicas", "0", "--cluster-yes"]);
+    redis_cli(&args);
+    for p in &ports {
+        wait_for("cluster state ok", || {
+            redis_cli(&["-p", &p.to_string(), "cluster", "info"]).contains("cluster_state:ok")
+        });
+    }
+    let url = format!("redis+cluster://{}", nodes.join(","));
+    let clock = ManualClock::at(T0);
+    let l = Arc::new(RedisLimiter::connect(
+        RedisTarget::parse(&url).unwrap(),
+        Duration::from_secs(2),
+        Arc::new(clock.clone()),
+    ));
+    assert!(l.is_up());
+    // Several keys, so that they land on different nodes; each stays exact.
+    let limits = vec![
+        WindowLimit {
+            window: Window::Second,
+            limit: 1_000,
+        },
+        WindowLimit {
+            window: Window::Minute,
+            limit: 20,
+        },
+    ];
+    for name in ["a", "b", "c", "d"] {
+        let key = unique(name);
+        let tasks: Vec<_> = (0..50)
+            .map(|_| {
+                let (l, key, limits) = (l.clone(), key.clone(), limits.clone());
+                tokio::spawn(async move { l.check(&key, &limits, Duration::ZERO).await.unwrap() })
+            })
+            .collect();
+        let mut admitted = 0;
+        for t in tasks {
+            admitted += t.await.unwrap().allowed as u32;
+        }
+        assert_eq!(admitted, 20, "key {name}");
+    }
+}
+
+#[tokio::test]
+async fn a_sentinel_url_finds_the_master() {
+    let Some(mut servers) = Servers::new() else {
+        return;
+    };
+    let (master, sentinel) = (free_port_pair(), free_port_pair());
+    servers.start(&[
+        "--port".into(),
+        master.to_string(),
+        "--bind".into(),
+        "127.0.0.1".into(),
+        "--save".into(),
+        "".into(),
+    ]);
+    let conf = servers.dir.path().join("sentinel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port {sentinel}\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 {master} 1\n"
+        ),
+    )
+    .unwrap();
+    servers.start(&[conf.display().to_string(), "--sentinel".into()]);
+    wait_for("sentinel knows the master", || {
+        redis_cli(&[
+            "-p",
+            &sentinel.to_string(),
+            "sentinel",
+            "get-master-addr-by-name",
+            "mymaster",
+        ])
+        .contains(&master.to_string())
+    });
+    let url = format!("redis+sentinel://127.0.0.1:{sentinel}/mymaster");
+    let clock = ManualClock::at(T0);
+    let l = RedisLimiter::connect(
+        RedisTarget::parse(&url).unwrap(),
+        Duration::from_secs(2),
+        Arc::new(clock),
+    );
+    assert!(l.is_up());
+    let key = unique("sentinel");
+    for _ in 0..3 {
+        assert!(
+            l.check(&key, &minute(3), Duration::ZERO)
+                .await
+                .unwrap()
+                .allowed
+        );
+    }
+    assert!(
+        !l.check(&key, &minute(3), Duration::ZERO)
+            .await
+            .unwrap()
+            .allowed
+    );
+    let counter = format!("kg:{{{key}}}:minute:{}", Window::Minute.start(T0) / 1000);
+    assert_eq!(
+        redis_cli(&["-p", &master.to_string(), "get", &counter]).trim(),
+        "3",
+        "the counters live on the master"
+    );
+}

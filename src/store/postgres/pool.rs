@@ -24,6 +24,9 @@ pub struct Conn {
     /// The client end of the connection.
     pub client: Client,
     statements: Mutex<HashMap<&'static str, Statement>>,
+    /// Set when a query on it timed out: queries pipelined behind a stuck one would
+    /// wait too, so the connection is replaced rather than reused.
+    stuck: std::sync::atomic::AtomicBool,
 }
 
 /// Backoff state of a slot whose connect failed.
@@ -41,7 +44,7 @@ struct Slot {
 /// Shared connections to one database.
 pub struct PgPool {
     config: tokio_postgres::Config,
-    slots: Vec<Slot>,
+    slots: Arc<Vec<Slot>>,
     tx: tokio::sync::Mutex<Option<Client>>,
     next: AtomicUsize,
     timeout: Duration,
@@ -86,17 +89,61 @@ pub async fn connect(
     }
 }
 
+fn live(slot: &Slot) -> Option<Arc<Conn>> {
+    slot.conn
+        .load_full()
+        .filter(|c| !c.client.is_closed() && !c.stuck.load(Ordering::Relaxed))
+}
+
+/// Reopens `slot`'s connection unless another task just did, or a recent failure
+/// puts it in backoff (then it fails at once: no request waits on a dead database).
+async fn reconnect(
+    slot: &Slot,
+    config: &tokio_postgres::Config,
+    timeout: Duration,
+) -> Result<Arc<Conn>, StoreError> {
+    let mut backoff = slot.connecting.lock().await;
+    if let Some(c) = live(slot) {
+        return Ok(c);
+    }
+    if backoff.until.is_some_and(|t| Instant::now() < t) {
+        return Err(StoreError::Unavailable(
+            "postgres unreachable (reconnecting)".into(),
+        ));
+    }
+    match connect(config, timeout).await {
+        Ok(client) => {
+            *backoff = Backoff::default();
+            let conn = Arc::new(Conn {
+                client,
+                statements: Mutex::new(HashMap::new()),
+                stuck: std::sync::atomic::AtomicBool::new(false),
+            });
+            slot.conn.store(Some(conn.clone()));
+            Ok(conn)
+        }
+        Err(e) => {
+            backoff.delay =
+                (backoff.delay * 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
+            backoff.until = Some(Instant::now() + backoff.delay);
+            Err(e)
+        }
+    }
+}
+
 impl PgPool {
     /// A pool of `size` connections (opened lazily), each query bounded by `timeout`.
     pub fn new(config: tokio_postgres::Config, size: usize, timeout: Duration) -> Self {
         PgPool {
             config,
-            slots: (0..size.max(1))
-                .map(|_| Slot {
-                    conn: ArcSwapOption::empty(),
-                    connecting: tokio::sync::Mutex::new(Backoff::default()),
-                })
-                .collect(),
+            slots: Arc::new(
+                (0..size.max(1))
+                    .map(|_| Slot {
+                        conn: ArcSwapOption::empty(),
+                        connecting: tokio::sync::Mutex::new(Backoff::default()),
+                    })
+                    .collect(),
+            ),
             tx: tokio::sync::Mutex::new(None),
             next: AtomicUsize::new(0),
             timeout,
@@ -113,58 +160,41 @@ impl PgPool {
         self.timeout
     }
 
-    /// A live connection: the next slot's, or a new one where the slot's died.
+    /// A live connection: the next slot's. When that slot's connection died, it is
+    /// reopened in the background while another live one serves; when none is live,
+    /// this call reopens one itself.
     async fn conn(&self) -> Result<Arc<Conn>, StoreError> {
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        for i in 0..self.slots.len() {
-            let slot = &self.slots[(start + i) % self.slots.len()];
-            if let Some(c) = slot.conn.load_full().filter(|c| !c.client.is_closed()) {
-                return Ok(c);
-            }
+        let n = self.slots.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        if let Some(c) = live(&self.slots[start]) {
+            return Ok(c);
         }
-        self.reconnect(&self.slots[start % self.slots.len()]).await
+        if let Some(c) = (1..n).find_map(|i| live(&self.slots[(start + i) % n])) {
+            let (slots, config, timeout) = (self.slots.clone(), self.config.clone(), self.timeout);
+            crate::io_runtime::handle().spawn(async move {
+                let _ = reconnect(&slots[start], &config, timeout).await;
+            });
+            return Ok(c);
+        }
+        reconnect(&self.slots[start], &self.config, self.timeout).await
     }
 
-    async fn reconnect(&self, slot: &Slot) -> Result<Arc<Conn>, StoreError> {
-        let mut backoff = slot.connecting.lock().await;
-        if let Some(c) = slot.conn.load_full().filter(|c| !c.client.is_closed()) {
-            return Ok(c); // another task reconnected while we waited
-        }
-        if backoff.until.is_some_and(|t| Instant::now() < t) {
-            return Err(StoreError::Unavailable(
-                "postgres unreachable (reconnecting)".into(),
-            ));
-        }
-        match connect(&self.config, self.timeout).await {
-            Ok(client) => {
-                *backoff = Backoff::default();
-                let conn = Arc::new(Conn {
-                    client,
-                    statements: Mutex::new(HashMap::new()),
-                });
-                slot.conn.store(Some(conn.clone()));
-                Ok(conn)
-            }
-            Err(e) => {
-                backoff.delay =
-                    (backoff.delay * 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
-                backoff.until = Some(Instant::now() + backoff.delay);
-                Err(e)
-            }
-        }
-    }
-
-    /// Bounds `fut` by the store timeout.
-    pub async fn bounded<T>(
+    /// Runs a query on `conn`, bounded by the store timeout; a timeout retires the
+    /// connection.
+    async fn on<T>(
         &self,
+        conn: &Conn,
         fut: impl Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> Result<T, StoreError> {
         match tokio::time::timeout(self.timeout, fut).await {
             Ok(r) => r.map_err(db_error),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "postgres: no answer within {:?}",
-                self.timeout
-            ))),
+            Err(_) => {
+                conn.stuck.store(true, Ordering::Relaxed);
+                Err(StoreError::Unavailable(format!(
+                    "postgres: no answer within {:?}",
+                    self.timeout
+                )))
+            }
         }
     }
 
@@ -172,7 +202,7 @@ impl PgPool {
         if let Some(s) = conn.statements.lock().get(sql) {
             return Ok(s.clone());
         }
-        let stmt = self.bounded(conn.client.prepare(sql)).await?;
+        let stmt = self.on(conn, conn.client.prepare(sql)).await?;
         conn.statements.lock().insert(sql, stmt.clone());
         Ok(stmt)
     }
@@ -185,7 +215,7 @@ impl PgPool {
     ) -> Result<Vec<Row>, StoreError> {
         let conn = self.conn().await?;
         let stmt = self.prepared(&conn, sql).await?;
-        self.bounded(conn.client.query(&stmt, params)).await
+        self.on(&conn, conn.client.query(&stmt, params)).await
     }
 
     /// Runs a prepared (and cached) query returning at most one row.
@@ -196,7 +226,7 @@ impl PgPool {
     ) -> Result<Option<Row>, StoreError> {
         let conn = self.conn().await?;
         let stmt = self.prepared(&conn, sql).await?;
-        self.bounded(conn.client.query_opt(&stmt, params)).await
+        self.on(&conn, conn.client.query_opt(&stmt, params)).await
     }
 
     /// Runs a prepared (and cached) statement; returns the rows it changed.
@@ -207,7 +237,7 @@ impl PgPool {
     ) -> Result<u64, StoreError> {
         let conn = self.conn().await?;
         let stmt = self.prepared(&conn, sql).await?;
-        self.bounded(conn.client.execute(&stmt, params)).await
+        self.on(&conn, conn.client.execute(&stmt, params)).await
     }
 
     /// Runs a one-off statement built at run time (not cached).
@@ -217,7 +247,7 @@ impl PgPool {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, StoreError> {
         let conn = self.conn().await?;
-        self.bounded(conn.client.execute(sql, params)).await
+        self.on(&conn, conn.client.execute(sql, params)).await
     }
 
     /// The transaction connection, reconnected if it died. Hold the guard for the

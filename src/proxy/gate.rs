@@ -149,7 +149,7 @@ impl Gate {
                     .record_failure(&*self.shared.limiter, ip)
                     .await
                 {
-                    tracing::warn!(error = %e, "could not record failed authentication");
+                    tracing::debug!(error = %e, "could not record failed authentication");
                 }
             }
         }

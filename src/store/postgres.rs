@@ -339,20 +339,37 @@ impl KeyStore for PostgresStore {
             n(|r| r.failed),
             n(|r| r.total_ms),
         );
-        if !sorted.is_empty() {
-            self.pool
-                .execute(ADD, &[&ids, &hours, &endpoints, &total, &ok, &failed, &ms])
-                .await?;
+        let touch_ids: Vec<&str> = last_used.iter().map(|(id, _)| id.as_str()).collect();
+        let touch_at: Vec<DateTime<Utc>> = last_used
+            .iter()
+            .map(|(_, t)| DateTime::from_timestamp(*t, 0).unwrap_or_default())
+            .collect();
+        // One transaction: a batch that fails is kept and sent again whole, so a
+        // half-applied one would be counted twice.
+        let mut guard = self.pool.tx_client().await?;
+        let Some(client) = guard.as_mut() else {
+            return Err(StoreError::Unavailable("postgres: no connection".into()));
+        };
+        let work = async {
+            let tx = client.transaction().await?;
+            if !sorted.is_empty() {
+                tx.execute(ADD, &[&ids, &hours, &endpoints, &total, &ok, &failed, &ms])
+                    .await?;
+            }
+            if !touch_ids.is_empty() {
+                tx.execute(TOUCH, &[&touch_ids, &touch_at]).await?;
+            }
+            tx.commit().await
+        };
+        match tokio::time::timeout(self.pool.timeout(), work).await {
+            Ok(r) => r.map_err(pool::db_error),
+            Err(_) => {
+                *guard = None;
+                Err(StoreError::Unavailable(
+                    "postgres: usage flush timed out".into(),
+                ))
+            }
         }
-        if !last_used.is_empty() {
-            let ids: Vec<&str> = last_used.iter().map(|(id, _)| id.as_str()).collect();
-            let at: Vec<DateTime<Utc>> = last_used
-                .iter()
-                .map(|(_, t)| DateTime::from_timestamp(*t, 0).unwrap_or_default())
-                .collect();
-            self.pool.execute(TOUCH, &[&ids, &at]).await?;
-        }
-        Ok(())
     }
 
     async fn usage(&self, key_id: &str, since: DateTime<Utc>) -> Result<Vec<UsageRow>, StoreError> {

@@ -513,3 +513,56 @@ tiers:
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_that_missed_notifications_drops_its_cache_when_it_resubscribes() {
+    let Some(db) = PgDatabase::create().await else {
+        return;
+    };
+    let up = start_upstream().await;
+    let p = r#"cache: { ttl: 5m }
+tiers:
+  free: { per_day: 50 }
+  pro: { per_day: 100000 }
+"#;
+    let kg = Keygate::start_with_store(&format!("http://{up}"), &store(&db.url), p);
+    let (id, key) = kg.create_key(&[]);
+    assert_eq!(
+        kg.get_key("/x", &key).await.headers()["x-ratelimit-limit"],
+        "50"
+    );
+    let sql = db.connect().await;
+
+    // Cut the feed and keep it from coming back, then change the key: the
+    // notification goes to nobody.
+    let name = db.name().to_string();
+    db.admin_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"))
+        .await;
+    db.admin_execute(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = '{name}' AND application_name = 'keygate-change-feed'"
+    ))
+    .await;
+    sql.execute("UPDATE api_keys SET tier = 'pro' WHERE id = $1", &[&id])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        kg.get_key("/x", &key).await.headers()["x-ratelimit-limit"],
+        "50",
+        "the change was missed while the feed was down"
+    );
+    db.admin_execute(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+        .await;
+    within(
+        Duration::from_secs(10),
+        "cache dropped after resubscribing",
+        || async { kg.get_key("/x", &key).await.headers()["x-ratelimit-limit"] == "100000" },
+    )
+    .await;
+    let metrics = kg.metrics().await;
+    assert!(
+        metrics.contains("keygate_key_change_feed_connects_total{result=\"ok\"} 2"),
+        "{metrics}"
+    );
+}

@@ -68,6 +68,26 @@ impl PgDatabase {
         self.url.replace(&self.addr(), &addr.to_string())
     }
 
+    /// Runs SQL on the administrative database (`test`), e.g. `ALTER DATABASE`.
+    pub async fn admin_execute(&self, sql: &str) {
+        let (client, conn) = tokio_postgres::connect(&self.admin, NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client.batch_execute(sql).await.unwrap();
+    }
+
+    /// This database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// An open connection to this database (it stays usable when new connections
+    /// are refused).
+    pub async fn connect(&self) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(&self.url, NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client
+    }
+
     /// Runs SQL on this database.
     pub async fn execute(&self, sql: &str) {
         let (client, conn) = tokio_postgres::connect(&self.url, NoTls).await.unwrap();

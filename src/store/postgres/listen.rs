@@ -35,6 +35,9 @@ pub fn spawn(
     handler: ChangeHandler,
     stop: watch::Receiver<()>,
 ) {
+    let mut config = config;
+    // Named, so operators can see (and tests can find) the feed in pg_stat_activity.
+    config.application_name("keygate-change-feed");
     crate::io_runtime::handle().spawn(run(config, timeout, handler, stop));
 }
 

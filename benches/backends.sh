@@ -9,12 +9,17 @@
 # (keygate's own utime+stime from /proc over the requests served, and Redis's from
 # INFO cpu; steadier than req/s on a shared machine) per run, and per round the
 # ratios (r)/(m), (p)/(m) and the p99 that Redis adds over memory.
-# Needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379 (scripts/services.sh).
-# Usage: bash benches/backends.sh [seconds-per-run] [rounds]
+# Then latency at a fixed rate (oha -q RATE --latency-correction, open loop, well below
+# saturation; closed-loop p99 at saturation measures queueing, not overhead): p50 and
+# p99 of the upstream direct and of each keygate, and what Redis adds over memory.
+# Needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379 (scripts/services.sh);
+# installs wrk (Debian) and oha (crates.io) if missing.
+# Usage: bash benches/backends.sh [seconds-per-run] [rounds] [fixed-rate req/s]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-secs=${1:-10}; rounds=${2:-3}
+secs=${1:-10}; rounds=${2:-3}; rate=${3:-5000}
 KEYGATE_SETUP_PROMTOOL=0 KEYGATE_SETUP_WRK=1 bash scripts/setup.sh
+command -v oha >/dev/null || cargo install oha --locked --quiet
 bash scripts/services.sh
 cargo build --release --quiet
 bin=$PWD/target/release/keygate
@@ -92,6 +97,29 @@ for r in $(seq "$rounds"); do
   printf '%-6s %-34s %12s\n' "$r" "p99 added by Redis (r)-(m), ms" "$(python3 -c "print(f'{$rp99-$mp99:.3f}')")"
   printf '%-6s %-34s %12s\n' "$r" "(m)/(r) keygate CPU per request" "$(python3 -c "print(f'{$mc/$rc:.3f}')")"
 done
+fixed() { # url [header] -> p50_ms p99_ms
+  local header=()
+  [ -n "${2:-}" ] && header=(-H "$2")
+  taskset -c 0 oha -z "${secs}s" -q "$rate" -c 32 --latency-correction --no-tui --output-format json "${header[@]}" "$1" \
+    | python3 -c 'import json,sys; d=json.load(sys.stdin); p=d["latencyPercentiles"]; c=d["statusCodeDistribution"]
+assert set(c) == {"200"}, c
+print("%.3f %.3f" % (p["p50"] * 1000, p["p99"] * 1000))'
+}
+echo
+echo "fixed rate: $rate req/s for ${secs}s each (oha, latency-corrected)"
+printf '%-34s %10s %10s\n' target p50_ms p99_ms
+declare -A lat
+lat[d]=$(fixed "http://127.0.0.1:$up/static/api")
+for n in m r p; do lat[$n]=$(fixed "http://127.0.0.1:${listen[$n]}/static/api" "X-API-Key: ${key[$n]}"); done
+for n in d m r p; do
+  case $n in d) label="upstream direct";; m) label="(m) memory limiter, SQLite";; r) label="(r) Redis limiter, SQLite";; p) label="(p) Redis limiter, PostgreSQL";; esac
+  read -r p50 p99 <<<"${lat[$n]}"
+  printf '%-34s %10s %10s\n' "$label" "$p50" "$p99"
+done
+read -r _ mp99 <<<"${lat[m]}"; read -r _ rp99 <<<"${lat[r]}"; read -r _ pp99 <<<"${lat[p]}"
+printf '%-34s %10s\n' "p99 added by Redis (r)-(m), ms" "$(python3 -c "print(f'{$rp99-$mp99:.3f}')")"
+printf '%-34s %10s\n' "p99 added by Redis (p)-(m), ms" "$(python3 -c "print(f'{$pp99-$mp99:.3f}')")"
+
 # Pingora 0.9 logs "failed to acquire reusable stream" at ERROR when its upstream
 # keep-alive pool loses a race with its own idle watcher; it then opens a new
 # connection and the request succeeds (wrk counted no non-2xx). Anything else fails.

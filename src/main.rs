@@ -188,7 +188,7 @@ fn run(cli: Cli) -> Result<String, CommandError> {
         Command::Serve { config, log_format } => {
             init_logging(log_format);
             let c = config::load(&config.config)?;
-            keygate::server::serve(c)?;
+            keygate::server::serve(c, &config.config)?;
             Ok(String::new())
         }
         Command::Check { config } => commands::check(&config.config),

@@ -14,17 +14,20 @@ use crate::limit::{FallbackLimiter, Limiter, LocalLimiter};
 use crate::management::Management;
 use crate::metrics;
 use crate::proxy::{Gate, Shared};
+use crate::reload::Reloader;
 use crate::runtime::{Runtime, RuntimeError};
+use crate::signals::{ReloadOnHangup, ShutdownSignals};
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::users::UserStore;
 use crate::store::{KeyStore, StoreChange, StoreError};
+use crate::tls::ReloadableCert;
 use crate::usage::UsageRecorder;
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
 use pingora::server::configuration::ServerConf;
-use pingora::server::{Server, ShutdownWatch};
+use pingora::server::{RunArgs, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 use std::sync::Arc;
@@ -119,12 +122,13 @@ pub fn build_shared(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Shared>
     Ok(Arc::new(Shared {
         runtime: ArcSwap::from_pointee(runtime),
         verifier: KeyVerifier::new(store.clone(), cache.clone()),
-        management: Management::new(store.clone(), users, issuer, cache, usage.clone()),
+        management: Management::new(store.clone(), users, issuer.clone(), cache, usage.clone()),
         usage,
         store,
         limiter,
         clock,
-        jwt,
+        jwt: ArcSwapOption::new(jwt),
+        issuer,
     }))
 }
 
@@ -183,8 +187,14 @@ impl BackgroundService for Housekeeping {
         let mut usage_tick = tokio::time::interval(Duration::from_secs(5));
         let mut jwks_tick = tokio::time::interval(self.jwks_refresh);
         jwks_tick.tick().await; // the first fetch happened at start-up
-        let remote = self.shared.jwt.as_ref().and_then(|j| j.remote().cloned());
         loop {
+            // The verifier (and its remote JWKS) may be replaced by a reload.
+            let remote = self
+                .shared
+                .jwt
+                .load()
+                .as_ref()
+                .and_then(|j| j.remote().cloned());
             tokio::select! {
                 _ = shutdown.changed() => {
                     // Final flush: usage recorded up to the drain is kept.
@@ -208,7 +218,7 @@ impl BackgroundService for Housekeeping {
 
 /// Fetches the remote JWKS once before serving (falling back to its disk copy).
 fn load_remote_jwks(shared: &Shared) -> Result<(), StartError> {
-    let Some(remote) = shared.jwt.as_ref().and_then(|j| j.remote().cloned()) else {
+    let Some(remote) = shared.jwt.load().as_ref().and_then(|j| j.remote().cloned()) else {
         return Ok(());
     };
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -219,9 +229,10 @@ fn load_remote_jwks(shared: &Shared) -> Result<(), StartError> {
     Ok(())
 }
 
-/// Starts keygate with `config` and serves until SIGTERM/SIGINT. Returns only on a
-/// start-up failure; a clean shutdown exits the process with status 0.
-pub fn serve(config: Config) -> Result<(), StartError> {
+/// Starts keygate with `config` (read from `path`, which SIGHUP re-reads) and serves
+/// until SIGTERM/SIGINT. Returns only on a start-up failure; a clean shutdown exits
+/// the process with status 0.
+pub fn serve(config: Config, path: &std::path::Path) -> Result<(), StartError> {
     check_listen(&config.server.listen)?;
     check_listen(&config.server.admin_listen)?;
     metrics::init();
@@ -230,8 +241,22 @@ pub fn serve(config: Config) -> Result<(), StartError> {
     let threads = config.server.threads;
     let grace = config.server.grace_period.get().as_secs();
     let jwks_refresh = config.jwt.jwks_refresh.get().max(Duration::from_secs(1));
+    let tls = match &config.server.tls {
+        Some(t) => Some(Arc::new(
+            ReloadableCert::load(&t.cert, &t.key)
+                .map_err(|e| StartError::Unsupported(e.to_string()))?,
+        )),
+        None => None,
+    };
+    let running = config.clone();
     let shared = build_shared(config, Arc::new(SystemClock))?;
     load_remote_jwks(&shared)?;
+    let reloader = Arc::new(Reloader::new(
+        path.to_path_buf(),
+        running,
+        shared.clone(),
+        tls.clone(),
+    ));
 
     let conf = ServerConf {
         threads,
@@ -255,7 +280,12 @@ pub fn serve(config: Config) -> Result<(), StartError> {
         Gate::new(shared.clone()),
         "keygate proxy",
     );
-    proxy.add_tcp(&listen);
+    match &tls {
+        Some(cert) => {
+            proxy.add_tls_with_settings(&listen, None, crate::tls::settings(cert.clone()))
+        }
+        None => proxy.add_tcp(&listen),
+    }
     server.add_service(proxy);
 
     let admin_app = AdminApp::new(
@@ -275,6 +305,14 @@ pub fn serve(config: Config) -> Result<(), StartError> {
             jwks_refresh,
         },
     ));
-    tracing::info!(%listen, %admin_listen, threads, "keygate serving");
-    server.run_forever()
+    server.add_service(background_service(
+        "keygate reload",
+        ReloadOnHangup::new(reloader),
+    ));
+    tracing::info!(%listen, %admin_listen, threads, tls = tls.is_some(), "keygate serving");
+    server.run(RunArgs {
+        shutdown_signal: Box::new(ShutdownSignals),
+    });
+    tracing::info!("keygate stopped");
+    std::process::exit(0)
 }

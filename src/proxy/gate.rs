@@ -17,7 +17,7 @@ use crate::metrics;
 use crate::runtime::{Runtime, Upstream};
 use crate::store::KeyStore;
 use crate::usage::UsageRecorder;
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -40,8 +40,10 @@ pub struct Shared {
     pub limiter: Arc<dyn Limiter>,
     /// Time source.
     pub clock: Arc<dyn Clock>,
-    /// JWT verification, when `jwt.enabled`.
-    pub jwt: Option<Arc<JwtVerifier>>,
+    /// JWT verification, when `jwt.enabled`; replaced on reload.
+    pub jwt: ArcSwapOption<JwtVerifier>,
+    /// Signs management tokens (`jwt.issue`; fixed for the process's life).
+    pub issuer: Option<Arc<crate::auth::jwt::issue::TokenIssuer>>,
     /// The management API.
     pub management: Management,
     /// Per-key usage, flushed in the background.
@@ -195,13 +197,14 @@ impl Gate {
             Err(e) => return self.refuse(session, ctx, e).await,
         };
         let shared = &*self.shared;
+        let jwt = shared.jwt.load_full();
         let deciders = Deciders {
             rt: &ctx.rt,
             verifier: &shared.verifier,
             store: &*shared.store,
             limiter: &*shared.limiter,
             clock: &*shared.clock,
-            jwt: shared.jwt.as_deref(),
+            jwt: jwt.as_deref(),
         };
         let path = ctx.decision.management.clone().unwrap_or_default();
         let req = session.req_header();
@@ -315,13 +318,14 @@ impl ProxyHttp for Gate {
                 .map(|v| v.as_bytes()),
         );
         let shared = &*self.shared;
+        let jwt = shared.jwt.load_full();
         let deciders = Deciders {
             rt: &ctx.rt,
             verifier: &shared.verifier,
             store: &*shared.store,
             limiter: &*shared.limiter,
             clock: &*shared.clock,
-            jwt: shared.jwt.as_deref(),
+            jwt: jwt.as_deref(),
         };
         let req = session.req_header();
         let result = deciders

@@ -133,6 +133,41 @@ impl Keygate {
         kg
     }
 
+    /// Starts keygate terminating TLS on its listener with `cert` and `key` (PEM).
+    pub fn start_tls(upstream: SocketAddr, policy: &str, cert: &Path, key: &Path) -> Keygate {
+        let dir = tempfile::tempdir().unwrap();
+        let (listen, admin) = (free_port(), free_port());
+        let config = dir.path().join("keygate.yaml");
+        let yaml = config_yaml(
+            &format!("http://{upstream}"),
+            listen,
+            admin,
+            &dir.path().join("keys.db"),
+            policy,
+        )
+        .replacen(
+            "grace_period: 1s\n",
+            &format!(
+                "grace_period: 1s\n  tls: {{ cert: \"{}\", key: \"{}\" }}\n",
+                cert.display(),
+                key.display()
+            ),
+            1,
+        );
+        std::fs::write(&config, yaml).unwrap();
+        let mut kg = Keygate {
+            config,
+            base: format!("http://127.0.0.1:{listen}"),
+            admin: format!("http://127.0.0.1:{admin}"),
+            log: dir.path().join("keygate.log"),
+            dir,
+            child: None,
+            http: client(),
+        };
+        kg.spawn();
+        kg
+    }
+
     /// Starts a new process on the config, store and ports of this stopped one.
     pub fn restart(mut self) -> Keygate {
         self.child = None;
@@ -160,7 +195,10 @@ impl Keygate {
                     s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
                 let mut buf = String::new();
                 let _ = s.read_to_string(&mut buf);
-                if buf.starts_with("HTTP/1.1 200") {
+                let data_plane = self.base.trim_start_matches("http://");
+                if buf.starts_with("HTTP/1.1 200")
+                    && std::net::TcpStream::connect(data_plane).is_ok()
+                {
                     return;
                 }
             }
@@ -267,6 +305,34 @@ impl Keygate {
             .text()
             .await
             .unwrap()
+    }
+
+    /// Sends `signal` (e.g. `HUP`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{signal} {pid}");
+    }
+
+    /// Waits up to 20 s for the process to exit (after a signal sent with
+    /// [`Self::signal`]) and returns its status.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("keygate did not exit: {}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Sends SIGTERM and waits for the exit status.

@@ -1,0 +1,252 @@
+//! Operating keygate: config reload on SIGHUP (while traffic runs, and refused when
+//! broken), draining on SIGTERM and SIGINT with a slow request in flight, and TLS
+//! termination with certificate rotation.
+
+mod common;
+
+use common::{start_upstream, Keygate, DEFAULT_POLICY};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn rewrite(kg: &Keygate, from: &str, to: &str) {
+    let text = std::fs::read_to_string(&kg.config).unwrap();
+    assert!(text.contains(from), "{from} not in config");
+    std::fs::write(&kg.config, text.replace(from, to)).unwrap();
+}
+
+async fn limit_header(kg: &Keygate, key: &str) -> String {
+    let resp = kg.get_key("/x", key).await;
+    assert_eq!(resp.status(), 200);
+    resp.headers()["x-ratelimit-limit"]
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn wait_for_log(kg: &Keygate, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !kg.logs().contains(text) {
+        assert!(
+            Instant::now() < deadline,
+            "no `{text}` in logs: {}",
+            kg.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sighup_changes_a_tier_limit_while_traffic_runs_without_failing_a_request() {
+    let up = start_upstream().await;
+    let policy = DEFAULT_POLICY.replace(
+        "free: { per_minute: 1000 }",
+        "free: { per_minute: 1000000 }",
+    ) + "rate_limit: { ip: { per_minute: 0 } }\n";
+    let kg = Arc::new(Keygate::start(up, &policy));
+    let (_, key) = kg.create_key(&[]);
+    assert_eq!(limit_header(&kg, &key).await, "1000000");
+
+    // Keep-alive traffic on several connections for the whole reload.
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let (kg, key, stop) = (kg.clone(), key.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    statuses.push(kg.get_key("/x", &key).await.status().as_u16());
+                }
+                statuses
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    rewrite(
+        &kg,
+        "free: { per_minute: 1000000 }",
+        "free: { per_minute: 2000000 }",
+    );
+    kg.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while limit_header(&kg, &key).await != "2000000" {
+        assert!(
+            Instant::now() < deadline,
+            "new limit not applied: {}",
+            kg.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut total = 0;
+    for w in workers {
+        let statuses = w.await.unwrap();
+        total += statuses.len();
+        let failed: Vec<_> = statuses.iter().filter(|s| **s != 200).collect();
+        assert!(failed.is_empty(), "{failed:?} of {}", statuses.len());
+    }
+    assert!(
+        total > 20,
+        "traffic ran during the reload ({total} requests)"
+    );
+    assert!(kg
+        .metrics()
+        .await
+        .contains("keygate_config_reloads_total{result=\"ok\"} 1"));
+}
+
+#[tokio::test]
+async fn a_broken_config_is_refused_on_reload_and_the_old_one_keeps_serving() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, DEFAULT_POLICY);
+    let (_, key) = kg.create_key(&[]);
+    rewrite(
+        &kg,
+        "free: { per_minute: 1000 }",
+        "free: { per_minuet: 5 }\n  gold: { per_day: lots }",
+    );
+    kg.signal("HUP");
+    wait_for_log(&kg, "config reload refused; the running config stays").await;
+    let logs = kg.logs();
+    assert!(logs.contains("tiers.free.per_minuet"), "{logs}");
+    assert!(logs.contains("tiers.gold.per_day"), "{logs}");
+    assert_eq!(limit_header(&kg, &key).await, "1000");
+    let metrics = kg.metrics().await;
+    assert!(
+        metrics.contains("keygate_config_reloads_total{result=\"error\"} 1"),
+        "{metrics}"
+    );
+
+    // Restart-only settings are named, and the rest of the change still applies.
+    let text = std::fs::read_to_string(&kg.config).unwrap();
+    let fixed = text
+        .replace(
+            "free: { per_minuet: 5 }\n  gold: { per_day: lots }",
+            "free: { per_minute: 7 }",
+        )
+        .replace("threads: 2", "threads: 3");
+    std::fs::write(&kg.config, fixed).unwrap();
+    kg.signal("HUP");
+    wait_for_log(
+        &kg,
+        "config reloaded, but these settings only change on restart",
+    )
+    .await;
+    assert!(kg.logs().contains("server.threads"), "{}", kg.logs());
+    assert_eq!(limit_header(&kg, &key).await, "7");
+}
+
+async fn drains_a_slow_request(signal: &str) {
+    let up = start_upstream().await;
+    let mut kg = Keygate::start(up, DEFAULT_POLICY);
+    let (_, key) = kg.create_key(&[]);
+    kg.terminate();
+    rewrite(&kg, "grace_period: 1s", "grace_period: 3s");
+    let mut kg = kg.restart();
+    let slow = {
+        let (url, key) = (kg.url("/delay/1500"), key.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let resp = common::client()
+                .get(url)
+                .header("X-API-Key", key)
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    kg.signal(signal);
+    let (status, took) = slow.await.unwrap();
+    assert_eq!(status, 200, "the request in flight completed");
+    assert!(took >= Duration::from_millis(1400), "{took:?}");
+    let (exit, logs) = tokio::task::spawn_blocking(move || {
+        let s = kg.wait_exit();
+        (s, kg.logs())
+    })
+    .await
+    .unwrap();
+    assert!(exit.success(), "exit status {exit:?}: {logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_slow_request_finish_then_exits_0() {
+    drains_a_slow_request("TERM").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_drains_like_sigterm() {
+    drains_a_slow_request("INT").await;
+}
+
+/// A self-signed certificate for 127.0.0.1, written as PEM files.
+fn certificate(
+    dir: &std::path::Path,
+    name: &str,
+) -> (std::path::PathBuf, std::path::PathBuf, Vec<u8>) {
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let (c, k) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::write(&c, cert.cert.pem()).unwrap();
+    std::fs::write(&k, cert.key_pair.serialize_pem()).unwrap();
+    (c, k, cert.cert.der().to_vec())
+}
+
+async fn served_certificate(url: &str) -> Vec<u8> {
+    // A new client each time: a new connection, a new handshake.
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .tls_info(true)
+        .build()
+        .unwrap();
+    let resp = client.get(url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|i| i.peer_certificate())
+        .expect("TLS info")
+        .to_vec()
+}
+
+#[tokio::test]
+async fn tls_terminates_on_listen_and_a_rotated_certificate_is_served_after_sighup() {
+    let up = start_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (crt, key, first) = certificate(dir.path(), "live");
+    let kg = Keygate::start_tls(up, DEFAULT_POLICY, &crt, &key);
+    let https = kg.base.replace("http://", "https://") + "/health";
+    assert_eq!(served_certificate(&https).await, first);
+    // Plain HTTP on the TLS port is not served.
+    assert!(common::client()
+        .get(kg.url("/health"))
+        .send()
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true));
+
+    // Rotate: new files in place, SIGHUP.
+    let (new_crt, new_key, second) = certificate(dir.path(), "next");
+    std::fs::copy(&new_crt, &crt).unwrap();
+    std::fs::copy(&new_key, &key).unwrap();
+    kg.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while served_certificate(&https).await != second {
+        assert!(
+            Instant::now() < deadline,
+            "rotated certificate not served: {}",
+            kg.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // A broken certificate on reload keeps the good one.
+    std::fs::write(&key, "not a key").unwrap();
+    kg.signal("HUP");
+    wait_for_log(&kg, "config reload refused").await;
+    assert_eq!(served_certificate(&https).await, second);
+}

@@ -43,19 +43,32 @@ impl From<ConfigError> for CommandError {
 
 impl From<StoreError> for CommandError {
     fn from(e: StoreError) -> Self {
-        CommandError::Runtime(e.to_string())
+        match e {
+            StoreError::ReadOnly(_) => CommandError::Usage(e.to_string()),
+            _ => CommandError::Runtime(e.to_string()),
+        }
     }
 }
 
 impl From<StartError> for CommandError {
     fn from(e: StartError) -> Self {
-        CommandError::Runtime(e.to_string())
+        match e {
+            // A bad key file is a bad config: exit 2, every problem listed.
+            StartError::KeyFile(_) => CommandError::Usage(e.to_string()),
+            _ => CommandError::Runtime(e.to_string()),
+        }
     }
 }
 
 /// `keygate check -c FILE`.
 pub fn check(path: &Path) -> Result<String, CommandError> {
     let c = config::load(path)?;
+    if c.store.kind == config::StoreKind::File {
+        // The key file is validated like the config.
+        let file = c.store.file.clone().unwrap_or_default();
+        crate::store::file::FileStore::open(&file, c.tiers.keys().cloned().collect())
+            .map_err(|e| CommandError::Usage(e.to_string()))?;
+    }
     Ok(format!(
         "{}: ok ({} tier(s), {} route(s), store {:?})",
         path.display(),

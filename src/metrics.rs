@@ -216,6 +216,25 @@ pub static RATELIMIT_DEGRADED: Lazy<IntGauge> = Lazy::new(|| {
     .expect("metric keygate_ratelimit_degraded registers once")
 });
 
+/// File-store reloads by result.
+pub static FILE_STORE_RELOADS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "keygate_file_store_reloads_total",
+        "Re-reads of the file store after it changed, by result (ok, error: the last good keys stay).",
+        &["result"]
+    )
+    .expect("metric keygate_file_store_reloads_total registers once")
+});
+
+/// Keys held by the file store.
+pub static FILE_STORE_KEYS: Lazy<IntGauge> = Lazy::new(|| {
+    register_int_gauge!(
+        "keygate_file_store_keys",
+        "Keys in the file store's current (last good) key set."
+    )
+    .expect("metric keygate_file_store_keys registers once")
+});
+
 /// Registers every metric so that `/metrics` lists them (with zero values) from
 /// the first scrape.
 pub fn init() {
@@ -245,6 +264,9 @@ pub fn init() {
     Lazy::force(&KEY_CHANGE_FEED_UP);
     Lazy::force(&KEY_CACHE_STALE_SERVED);
     Lazy::force(&RATELIMIT_DEGRADED);
+    for result in ["ok", "error"] {
+        FILE_STORE_RELOADS.with_label_values(&[result]);
+    }
     for result in ["ok", "error"] {
         CONFIG_RELOADS.with_label_values(&[result]);
     }

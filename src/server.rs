@@ -17,6 +17,7 @@ use crate::proxy::{Gate, Shared};
 use crate::reload::Reloader;
 use crate::runtime::{Runtime, RuntimeError};
 use crate::signals::{ReloadOnHangup, ShutdownSignals};
+use crate::store::file::FileStore;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::users::UserStore;
@@ -53,6 +54,9 @@ pub enum StartError {
     /// The JWT configuration could not be loaded.
     #[error("{0}")]
     Jwt(#[from] JwtSetupError),
+    /// The file store's key file is invalid (every problem listed).
+    #[error("{0}")]
+    KeyFile(#[from] crate::store::file::KeyFileError),
     /// A configured feature is not available in this build.
     #[error("{0}")]
     Unsupported(String),
@@ -88,9 +92,15 @@ pub fn open_store(config: &Config) -> Result<Stores, StartError> {
                 users: Some(store),
             })
         }
-        StoreKind::File => Err(StartError::Unsupported(
-            "store.kind: file is not available in this version yet (use sqlite)".into(),
-        )),
+        StoreKind::File => {
+            let path = config.store.file.clone().unwrap_or_default();
+            let tiers = config.tiers.keys().cloned().collect();
+            let store = FileStore::open(&path, tiers)?;
+            Ok(Stores {
+                keys: Arc::new(store),
+                users: None,
+            })
+        }
     }
 }
 

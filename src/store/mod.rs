@@ -4,6 +4,7 @@
 //! behaviour; the request path only calls [`KeyStore::find_by_hash`] (on a cache miss)
 //! and [`KeyStore::debit_credits`] (on metered routes).
 
+pub mod file;
 pub mod postgres;
 pub mod sqlite;
 pub mod users;
@@ -151,6 +152,9 @@ pub enum StoreError {
     /// The change conflicts with stored data (e.g. a duplicate email).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The store cannot be written (the file store).
+    #[error("{0}")]
+    ReadOnly(String),
     /// A stored row could not be decoded.
     #[error("corrupt key record {id}: {reason}")]
     Corrupt {

@@ -113,3 +113,42 @@ async fn the_exposition_passes_promtool() {
         "{report}"
     );
 }
+
+#[tokio::test]
+async fn the_grafana_dashboard_uses_only_metrics_keygate_exports() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, DEFAULT_POLICY);
+    let (_, key) = kg.create_key(&[]);
+    assert_eq!(kg.get_key("/x", &key).await.status(), 200);
+    let exported = kg.metrics().await;
+    // Labelled families appear once they have a sample; those the traffic above does
+    // not reach (JWT, say) must at least be registered under that exact name.
+    let registered = std::fs::read_to_string("src/metrics.rs").unwrap();
+    let dashboard = std::fs::read_to_string("deploy/grafana/keygate.json").unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
+    assert!(parsed["panels"].as_array().is_some_and(|p| p.len() > 10));
+    let mut names: Vec<&str> = Vec::new();
+    let mut rest = dashboard.as_str();
+    while let Some(i) = rest.find("keygate_") {
+        let tail = &rest[i..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        names.push(&tail[..end]);
+        rest = &tail[end..];
+    }
+    names.sort();
+    names.dedup();
+    assert!(names.len() >= 15, "{names:?}");
+    for name in names {
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(name);
+        assert!(
+            exported.contains(&format!("# TYPE {family} "))
+                || registered.contains(&format!("\"{family}\",")),
+            "the dashboard queries {name}, which keygate does not export"
+        );
+    }
+}

@@ -28,6 +28,10 @@ enum Command {
         /// Log format on stderr.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// Zero-downtime upgrade: take over the listening sockets of the keygate
+        /// serving this same config file once it gets SIGQUIT.
+        #[arg(long, short = 'u')]
+        upgrade: bool,
     },
     /// Validate a config file: exit 0, or exit 2 listing every problem.
     Check {
@@ -185,10 +189,14 @@ fn with_key(record: &keygate::store::KeyRecord, key: &str) -> String {
 
 fn run(cli: Cli) -> Result<String, CommandError> {
     match cli.command {
-        Command::Serve { config, log_format } => {
+        Command::Serve {
+            config,
+            log_format,
+            upgrade,
+        } => {
             init_logging(log_format);
             let c = config::load(&config.config)?;
-            keygate::server::serve(c, &config.config)?;
+            keygate::server::serve(c, &config.config, upgrade)?;
             Ok(String::new())
         }
         Command::Check { config } => commands::check(&config.config),

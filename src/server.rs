@@ -239,12 +239,30 @@ fn load_remote_jwks(shared: &Shared) -> Result<(), StartError> {
     Ok(())
 }
 
+/// Where the process serving `config_path` hands its listening sockets to its
+/// successor (SIGQUIT, then `keygate serve --upgrade`): one path per config file, so
+/// the old and the new process meet there and unrelated keygates never do.
+pub fn upgrade_socket(config_path: &std::path::Path) -> std::path::PathBuf {
+    use sha2::Digest;
+    let canonical =
+        std::fs::canonicalize(config_path).unwrap_or_else(|_| config_path.to_path_buf());
+    let digest = sha2::Sha256::digest(canonical.display().to_string().as_bytes());
+    std::env::temp_dir().join(format!(
+        "keygate-upgrade-{}.sock",
+        &hex::encode(digest)[..16]
+    ))
+}
+
 /// Starts keygate with `config` (read from `path`, which SIGHUP re-reads) and serves
-/// until SIGTERM/SIGINT. Returns only on a start-up failure; a clean shutdown exits
-/// the process with status 0.
-pub fn serve(config: Config, path: &std::path::Path) -> Result<(), StartError> {
-    check_listen(&config.server.listen)?;
-    check_listen(&config.server.admin_listen)?;
+/// until SIGTERM/SIGINT. With `upgrade`, takes over the listening sockets of the
+/// keygate serving the same config file when it gets SIGQUIT (zero-downtime upgrade).
+/// Returns only on a start-up failure; a clean shutdown exits the process with
+/// status 0.
+pub fn serve(config: Config, path: &std::path::Path, upgrade: bool) -> Result<(), StartError> {
+    if !upgrade {
+        check_listen(&config.server.listen)?;
+        check_listen(&config.server.admin_listen)?;
+    }
     metrics::init();
     let listen = config.server.listen.clone();
     let admin_listen = config.server.admin_listen.clone();
@@ -276,13 +294,14 @@ pub fn serve(config: Config, path: &std::path::Path) -> Result<(), StartError> {
             .join(format!("keygate-{}.pid", std::process::id()))
             .display()
             .to_string(),
-        upgrade_sock: std::env::temp_dir()
-            .join(format!("keygate-upgrade-{}.sock", std::process::id()))
-            .display()
-            .to_string(),
+        upgrade_sock: upgrade_socket(path).display().to_string(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = pingora::server::configuration::Opt {
+        upgrade,
+        ..Default::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
 
     let mut proxy = pingora_proxy::http_proxy_service_with_name(

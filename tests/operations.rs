@@ -250,3 +250,72 @@ async fn tls_terminates_on_listen_and_a_rotated_certificate_is_served_after_sigh
     wait_for_log(&kg, "config reload refused").await;
     assert_eq!(served_certificate(&https).await, second);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigquit_hands_the_listeners_to_a_new_process_without_failing_a_request() {
+    let up = start_upstream().await;
+    let policy = format!("{DEFAULT_POLICY}rate_limit: {{ ip: {{ per_minute: 0 }} }}\n");
+    let mut old = Keygate::start(up, &policy);
+    let (_, key) = old.create_key(&[]);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = {
+        let (url, key, stop) = (old.url("/x"), key.clone(), stop.clone());
+        tokio::spawn(async move {
+            let client = common::client();
+            let mut statuses = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let status = match client.get(&url).header("X-API-Key", &key).send().await {
+                    Ok(r) => r.status().as_u16(),
+                    Err(e) => {
+                        eprintln!("request failed: {e}");
+                        0
+                    }
+                };
+                statuses.push(status);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            statuses
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The new process waits for the sockets; SIGQUIT makes the old one send them.
+    let new_log = old.dir.path().join("new.log");
+    let mut new = std::process::Command::new(common::BIN)
+        .args(["serve", "--upgrade", "-c"])
+        .arg(&old.config)
+        .env("RUST_LOG", "info")
+        .stderr(std::fs::File::create(&new_log).unwrap())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    old.signal("QUIT");
+    let exit = tokio::task::spawn_blocking(move || {
+        let s = old.wait_exit();
+        (s, old)
+    })
+    .await
+    .unwrap();
+    let old = exit.1;
+    assert!(exit.0.success(), "old process: {}", old.logs());
+    // The new process now answers alone.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let statuses = traffic.await.unwrap();
+    let new_logs = std::fs::read_to_string(&new_log).unwrap_or_default();
+    let _ = new.kill();
+    let _ = new.wait();
+    let failed: Vec<_> = statuses.iter().filter(|s| **s != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{failed:?} of {}: {new_logs}",
+        statuses.len()
+    );
+    assert!(
+        statuses.len() > 100,
+        "traffic ran through the hand-off ({})",
+        statuses.len()
+    );
+    assert!(new_logs.contains("keygate serving"), "{new_logs}");
+}

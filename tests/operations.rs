@@ -319,3 +319,35 @@ async fn sigquit_hands_the_listeners_to_a_new_process_without_failing_a_request(
     );
     assert!(new_logs.contains("keygate serving"), "{new_logs}");
 }
+
+#[tokio::test]
+async fn json_logs_write_one_access_line_per_request_without_the_key() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, DEFAULT_POLICY);
+    let (id, key) = kg.create_key(&[]);
+    let kg = kg.restart_with(&["--log-format", "json"]);
+    assert_eq!(kg.get_key("/x", &key).await.status(), 200);
+    assert_eq!(kg.get_key("/x", "kg_sk_live_nope").await.status(), 401);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let logs = kg.logs();
+    let access: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "keygate::access")
+        .collect();
+    assert_eq!(access.len(), 2, "{logs}");
+    assert_eq!(access[0]["fields"]["key_id"], id.as_str());
+    assert_eq!(access[0]["fields"]["outcome"], "allowed");
+    assert_eq!(access[0]["fields"]["status"], 200);
+    assert!(access[0]["fields"]["latency_ms"].is_number());
+    assert_eq!(access[1]["fields"]["outcome"], "unauthorized");
+    assert!(
+        logs.lines()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+        "every line is JSON: {logs}"
+    );
+    assert!(
+        !logs.contains(&key) && !logs.contains("kg_sk_live_nope"),
+        "no key in the logs"
+    );
+}

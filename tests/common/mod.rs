@@ -39,6 +39,8 @@ pub struct Keygate {
     child: Option<Child>,
     pub log: PathBuf,
     http: reqwest::Client,
+    /// Extra arguments to `keygate serve`.
+    args: Vec<String>,
 }
 
 /// The default tiers and routes used by most tests; `extra` is appended verbatim.
@@ -105,6 +107,7 @@ impl Keygate {
             dir,
             child: None,
             http: client(),
+            args: Vec::new(),
         };
         kg.spawn();
         kg
@@ -128,6 +131,7 @@ impl Keygate {
             dir,
             child: None,
             http: client(),
+            args: Vec::new(),
         };
         kg.spawn();
         kg
@@ -163,9 +167,17 @@ impl Keygate {
             dir,
             child: None,
             http: client(),
+            args: Vec::new(),
         };
         kg.spawn();
         kg
+    }
+
+    /// Stops this process and starts a new one with `args` added to `keygate serve`.
+    pub fn restart_with(mut self, args: &[&str]) -> Keygate {
+        self.terminate();
+        self.args = args.iter().map(|a| a.to_string()).collect();
+        self.restart()
     }
 
     /// Starts a new process on the config, store and ports of this stopped one.
@@ -180,6 +192,7 @@ impl Keygate {
         let child = Command::new(BIN)
             .args(["serve", "-c"])
             .arg(&self.config)
+            .args(&self.args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)

@@ -1,0 +1,261 @@
+#!/usr/bin/env bash
+# keygate against HAProxy and nginx doing the same job, on the same machine, in one run.
+#
+# The job, for every peer:
+# - hash the API key (SHA-256) and look it up in a map of hashed keys;
+# - count the request on a per-key counter;
+# - strip the key and add an identity header;
+# - add a rate-limit header.
+#
+# Layout: every proxy is pinned to core 1 with one thread or worker. wrk, oha and the
+# upstream (one nginx worker answering `return 200`) are pinned to core 0.
+#
+# Rows:
+#   direct    the upstream alone
+#   haproxy   HAProxy 2.6: digest(sha256) + map + stick-table counter
+#   nginx     nginx 1.22 + njs: crypto sha256 + map + limit_req zone
+#   bare      keygate with `auth: none`: the engine's cost, Pingora alone
+#   keygate   keygate's API-key route as the contract defines it: 7 identity headers,
+#             3 rate-limit headers, X-Request-Id, X-Forwarded-For
+#   keygate1  the same route forwarding one identity header, as the peers do
+#
+# Per run it reports:
+# - req/s;
+# - CPU µs per request: the proxy's utime+stime from /proc over the requests it
+#   served, steadier than req/s on a shared machine;
+# - peak RSS (VmHWM);
+# - per round, the ratios keygate/HAProxy, keygate/nginx and keygate/bare, then their
+#   medians.
+#
+# Then latency at a fixed rate (oha, latency-corrected) at half the weakest peer's
+# saturation, as p50/p99 added over going direct.
+#
+# Usage: bash benches/peers/run.sh [seconds-per-run] [rounds]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+secs=${1:-10}; rounds=${2:-3}
+need=()
+command -v nginx >/dev/null || need+=(nginx-light)
+[ -e /usr/lib/nginx/modules/ngx_http_js_module.so ] || need+=(libnginx-mod-http-js)
+command -v haproxy >/dev/null || need+=(haproxy)
+command -v wrk >/dev/null || need+=(wrk)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+KEYGATE_SETUP_PROMTOOL=0 bash scripts/setup.sh
+command -v oha >/dev/null || cargo install oha --locked --quiet
+cargo build --release --quiet
+bin=$PWD/target/release/keygate
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+up=$(port)
+declare -A listen pid
+
+# --- the upstream: one nginx worker, core 0
+cat > "$work/upstream.conf" <<EOF
+daemon off; master_process off; worker_processes 1;
+pid $work/upstream.pid; error_log $work/upstream-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/ub; proxy_temp_path $work/up; fastcgi_temp_path $work/uf;
+  uwsgi_temp_path $work/uu; scgi_temp_path $work/us;
+  server { listen 127.0.0.1:$up; keepalive_requests 1000000; location / { return 200 "ok"; } }
+}
+EOF
+taskset -c 0 nginx -p "$work" -c "$work/upstream.conf" &
+
+# --- one key, as keygate issues them; the peers get its SHA-256 in their maps
+cat > "$work/kg.yaml" <<YAML
+server: { listen: "127.0.0.1:PORT", admin_listen: "127.0.0.1:ADMIN", threads: 1 }
+upstream: { url: "http://127.0.0.1:$up" }
+store: { kind: sqlite, path: "$work/k.db" }
+tiers: { bench: { per_second: 100000000, per_minute: 1000000000, per_day: 100000000000 } }
+default_tier: bench
+rate_limit: { ip: { per_minute: 0, failed_auth_per_minute: 0 } }
+routes:
+  - { path: /open/*, auth: none }
+YAML
+sed -e "s/PORT/1/" -e "s/ADMIN/2/" "$work/kg.yaml" > "$work/cli.yaml"   # for the CLI only
+key=$("$bin" keys create -c "$work/cli.yaml" --name bench --tier bench | sed -n 's/^key: //p')
+hash=$("$bin" keys hash "$key" | sed 's/^sha256://')
+key_id=$("$bin" keys list -c "$work/cli.yaml" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_keys"][0]["id"])')
+echo "$hash $key_id" > "$work/keys.map"
+
+# --- HAProxy 2.6, one thread
+listen[haproxy]=$(port)
+cat > "$work/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  maxconn 8000
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+backend per_key
+  stick-table type string len 32 size 1m expire 60s store http_req_rate(60s)
+frontend fe
+  bind 127.0.0.1:${listen[haproxy]}
+  http-request set-var(txn.kid) req.hdr(x-api-key),digest(sha256),hex,lower,map($work/keys.map)
+  http-request deny deny_status 401 unless { var(txn.kid) -m found }
+  http-request track-sc0 var(txn.kid) table per_key
+  http-request deny deny_status 429 if { sc_http_req_rate(0) gt 1000000000 }
+  http-request del-header x-api-key
+  http-request set-header X-Auth-Key-Id %[var(txn.kid)]
+  http-response set-header X-RateLimit-Limit 1000000000
+  http-response set-header X-RateLimit-Remaining %[sc_http_req_rate(0),neg,add(1000000000)]
+  default_backend be
+backend be
+  server up 127.0.0.1:$up
+EOF
+taskset -c 1 haproxy -db -f "$work/haproxy.cfg" &
+pid[haproxy]=$!
+
+# --- nginx 1.22 + njs, one worker
+listen[nginx]=$(port)
+cat > "$work/auth.js" <<'EOF'
+import crypto from 'crypto';
+function hash(r) {
+  const k = r.headersIn['X-API-Key'];
+  return k ? crypto.createHash('sha256').update(k).digest('hex') : '';
+}
+export default { hash };
+EOF
+cat > "$work/nginx.conf" <<EOF
+load_module /usr/lib/nginx/modules/ngx_http_js_module.so;
+daemon off; master_process off; worker_processes 1;
+pid $work/nginx.pid; error_log $work/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/nb; proxy_temp_path $work/np; fastcgi_temp_path $work/nf;
+  uwsgi_temp_path $work/nu; scgi_temp_path $work/ns;
+  js_import auth from $work/auth.js;
+  js_set \$key_hash auth.hash;
+  map_hash_bucket_size 128;
+  map \$key_hash \$key_id { default ""; $hash $key_id; }
+  limit_req_zone \$key_id zone=per_key:10m rate=100000000r/s;
+  upstream up { server 127.0.0.1:$up; keepalive 64; }
+  server {
+    listen 127.0.0.1:${listen[nginx]};
+    keepalive_requests 1000000;
+    location / {
+      if (\$key_id = "") { return 401; }
+      limit_req zone=per_key burst=1000000 nodelay;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header X-API-Key "";
+      proxy_set_header X-Auth-Key-Id \$key_id;
+      add_header X-RateLimit-Limit 1000000000 always;
+      proxy_pass http://up;
+    }
+  }
+}
+EOF
+taskset -c 1 nginx -p "$work" -c "$work/nginx.conf" &
+pid[nginx]=$!
+
+# --- keygate: bare (auth: none), the contract's API-key route, and one identity header
+start_keygate() { # name extra-yaml
+  local l a
+  l=$(port); a=$(port)
+  sed -e "s/PORT/$l/" -e "s/ADMIN/$a/" "$work/kg.yaml" > "$work/$1.yaml"
+  printf '%s\n' "$2" >> "$work/$1.yaml"
+  RUST_LOG=warn taskset -c 1 "$bin" serve -c "$work/$1.yaml" 2>"$work/$1.log" &
+  pid[$1]=$!
+  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$a/health" >/dev/null && break; sleep 0.1; done
+  listen[$1]=$l
+}
+start_keygate keygate ""
+start_keygate keygate1 "forward: { headers: { subject: null, org: null, tier: null, scopes: null, environment: null, method: null } }"
+listen[bare]=${listen[keygate]}; pid[bare]=${pid[keygate]}
+listen[direct]=$up
+for _ in $(seq 50); do curl -fs "http://127.0.0.1:$up/" >/dev/null && break; sleep 0.1; done
+
+path_of() { case $1 in bare) echo /open/x;; *) echo /api/x;; esac; }
+check() { # the job is really done: 200 with the key, 401 without
+  local n=$1 url="http://127.0.0.1:${listen[$1]}$(path_of "$1")"
+  [ "$n" = direct ] || [ "$n" = bare ] || {
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "$url")" = 401 ] || { echo "$n: no 401 without a key"; exit 1; }
+  }
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -H "X-API-Key: $key" "$url")" = 200 ] || { echo "$n: no 200 with the key"; exit 1; }
+}
+for n in direct haproxy nginx bare keygate keygate1; do check "$n"; done
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hwm_mb() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+run() { # name -> "rps cpu_us_per_request rss_mb"
+  local n=$1 out t0 t1 reqs hz url
+  hz=$(getconf CLK_TCK)
+  url="http://127.0.0.1:${listen[$n]}$(path_of "$n")"
+  [ "$n" = direct ] && t0=0 || t0=$(cpu_ticks "${pid[$n]}")
+  out=$(taskset -c 0 wrk -t1 -c32 -d"${secs}s" -H "X-API-Key: $key" "$url")
+  [ "$n" = direct ] && t1=0 || t1=$(cpu_ticks "${pid[$n]}")
+  grep -q "Non-2xx" <<<"$out" && { echo "$n: non-2xx responses under load"; echo "$out"; exit 1; }
+  reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+  local rps cpu rss
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  cpu=$(python3 -c "print(f'{($t1-$t0)/$hz/$reqs*1e6:.1f}')")
+  [ "$n" = direct ] && rss="-" || rss=$(hwm_mb "${pid[$n]}")
+  echo "$rps $cpu $rss"
+}
+label() {
+  case $1 in
+    direct) echo "upstream direct";; haproxy) echo "HAProxy 2.6 (1 thread)";;
+    nginx) echo "nginx 1.22 + njs (1 worker)";; bare) echo "keygate auth:none (bare)";;
+    keygate) echo "keygate API key (contract)";; keygate1) echo "keygate API key, 1 id header";;
+  esac
+}
+declare -A ratios
+printf '%-6s %-32s %12s %14s %10s\n' round target req/s cpu_us/req rss_MB
+for r in $(seq "$rounds"); do
+  declare -A res
+  for n in direct haproxy nginx bare keygate keygate1; do res[$n]=$(run "$n"); done
+  for n in direct haproxy nginx bare keygate keygate1; do
+    read -r rps cpu rss <<<"${res[$n]}"
+    printf '%-6s %-32s %12s %14s %10s\n' "$r" "$(label "$n")" "$rps" "$cpu" "$rss"
+  done
+  rk=$(cut -d' ' -f1 <<<"${res[keygate]}"); rk1=$(cut -d' ' -f1 <<<"${res[keygate1]}")
+  rh=$(cut -d' ' -f1 <<<"${res[haproxy]}"); rn=$(cut -d' ' -f1 <<<"${res[nginx]}"); rb=$(cut -d' ' -f1 <<<"${res[bare]}")
+  for pair in "keygate/haproxy:$rk:$rh" "keygate/nginx:$rk:$rn" "keygate/bare:$rk:$rb" "keygate1/haproxy:$rk1:$rh" "keygate1/nginx:$rk1:$rn"; do
+    IFS=: read -r name a b <<<"$pair"
+    v=$(python3 -c "print(f'{$a/$b:.3f}')")
+    ratios[$name]="${ratios[$name]:-} $v"
+    printf '%-6s %-32s %12s\n' "$r" "$name req/s" "$v"
+  done
+done
+echo
+for name in keygate/haproxy keygate/nginx keygate/bare keygate1/haproxy keygate1/nginx; do
+  printf '%-39s %12s   (rounds:%s)\n' "median $name" "$(python3 -c "import statistics,sys; print(f'{statistics.median([float(x) for x in sys.argv[1:]]):.3f}')" ${ratios[$name]})" "${ratios[$name]}"
+done
+
+# --- latency at a fixed rate: half the weakest peer's saturation
+weakest=$(for n in haproxy nginx keygate; do cut -d' ' -f1 <<<"${res[$n]}"; done | sort -g | head -1)
+rate=$(python3 -c "print(int($weakest / 2))")
+echo
+echo "fixed rate: $rate req/s (half the weakest peer's saturation) for ${secs}s each; oha, latency-corrected"
+printf '%-32s %10s %10s %12s %12s\n' target p50_ms p99_ms p50_added p99_added
+declare -A lat
+for n in direct haproxy nginx bare keygate keygate1; do
+  lat[$n]=$(taskset -c 0 oha -z "${secs}s" -q "$rate" -c 32 --latency-correction --no-tui --output-format json \
+      -H "X-API-Key: $key" "http://127.0.0.1:${listen[$n]}$(path_of "$n")" \
+    | python3 -c 'import json,sys; d=json.load(sys.stdin); p=d["latencyPercentiles"]; c=d["statusCodeDistribution"]
+assert set(c) == {"200"}, c
+print("%.3f %.3f" % (p["p50"] * 1000, p["p99"] * 1000))')
+done
+read -r d50 d99 <<<"${lat[direct]}"
+for n in direct haproxy nginx bare keygate keygate1; do
+  read -r p50 p99 <<<"${lat[$n]}"
+  printf '%-32s %10s %10s %12s %12s\n' "$(label "$n")" "$p50" "$p99" \
+    "$(python3 -c "print(f'{$p50-$d50:.3f}')")" "$(python3 -c "print(f'{$p99-$d99:.3f}')")"
+done
+for n in keygate keygate1; do
+  if grep -v "failed to acquire reusable stream" "$work/$n.log" | grep -q "ERROR\|panicked"; then
+    echo "keygate ($n) logged errors:"; cat "$work/$n.log"; exit 1
+  fi
+done

@@ -235,6 +235,49 @@ pub static FILE_STORE_KEYS: Lazy<IntGauge> = Lazy::new(|| {
     .expect("metric keygate_file_store_keys registers once")
 });
 
+/// One route's metric handles, resolved once per config instead of per request
+/// (`with_label_values` hashes every label value and takes a lock).
+#[derive(Debug)]
+pub struct RouteMetrics {
+    name: String,
+    /// `keygate_request_duration_seconds{route}`.
+    pub duration: Histogram,
+    /// `keygate_upstream_duration_seconds{route}`.
+    pub upstream: Histogram,
+    requests: parking_lot::RwLock<Vec<(&'static str, u16, IntCounter)>>,
+}
+
+impl RouteMetrics {
+    /// Handles for the route named `name`.
+    pub fn new(name: &str) -> Self {
+        RouteMetrics {
+            name: name.to_string(),
+            duration: REQUEST_DURATION.with_label_values(&[name]),
+            upstream: UPSTREAM_DURATION.with_label_values(&[name]),
+            requests: parking_lot::RwLock::new(Vec::new()),
+        }
+    }
+
+    /// Counts one request with `outcome` and `status` on this route.
+    pub fn count(&self, outcome: &'static str, status: u16) {
+        let found = self
+            .requests
+            .read()
+            .iter()
+            .find(|(o, s, _)| *s == status && *o == outcome)
+            .map(|(_, _, c)| c.clone());
+        let counter = match found {
+            Some(c) => c,
+            None => {
+                let c = REQUESTS.with_label_values(&[&self.name, outcome, &status.to_string()]);
+                self.requests.write().push((outcome, status, c.clone()));
+                c
+            }
+        };
+        counter.inc();
+    }
+}
+
 /// Registers every metric so that `/metrics` lists them (with zero values) from
 /// the first scrape.
 pub fn init() {

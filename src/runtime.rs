@@ -82,6 +82,8 @@ impl Upstream {
 pub struct Runtime {
     /// Routes.
     pub routes: RouteTable,
+    /// Metric handles of management API requests (route label `management`).
+    pub management_metrics: std::sync::Arc<crate::metrics::RouteMetrics>,
     /// Tiers by name.
     pub tiers: HashMap<String, Arc<TierLimits>>,
     /// Tier for callers whose tier is unknown.
@@ -143,6 +145,9 @@ impl Runtime {
         };
         Ok(Runtime {
             routes: RouteTable::new(&config.routes),
+            management_metrics: std::sync::Arc::new(crate::metrics::RouteMetrics::new(
+                "management",
+            )),
             forward: ForwardPlan::new(&config.forward, &sources),
             key_format: KeyFormat {
                 prefix: config.api_keys.prefix.clone(),

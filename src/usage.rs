@@ -16,11 +16,40 @@ struct Counts {
     total_ms: u64,
 }
 
+impl Counts {
+    fn add(&mut self, other: Counts) {
+        self.total += other.total;
+        self.successful += other.successful;
+        self.failed += other.failed;
+        self.total_ms += other.total_ms;
+    }
+}
+
+/// One key's aggregates: a few (hour, endpoint) slots and its last use.
+#[derive(Debug, Default)]
+struct KeyUsage {
+    last_used: i64,
+    slots: Vec<(i64, String, Counts)>,
+}
+
+impl KeyUsage {
+    fn add(&mut self, hour: i64, endpoint: &str, counts: Counts) {
+        // A key uses few routes in an hour: a short scan, no allocation once seen.
+        match self
+            .slots
+            .iter_mut()
+            .find(|(h, e, _)| *h == hour && e == endpoint)
+        {
+            Some((_, _, c)) => c.add(counts),
+            None => self.slots.push((hour, endpoint.to_string(), counts)),
+        }
+    }
+}
+
 /// Aggregates usage until flushed.
 #[derive(Default)]
 pub struct UsageRecorder {
-    counts: DashMap<(String, i64, String), Counts>,
-    last_used: DashMap<String, i64>,
+    keys: DashMap<String, KeyUsage>,
 }
 
 impl UsageRecorder {
@@ -29,7 +58,8 @@ impl UsageRecorder {
         Self::default()
     }
 
-    /// Counts one request of `key_id` on `endpoint` (a route name).
+    /// Counts one request of `key_id` on `endpoint` (a route name). After a key's first
+    /// request in an hour on a route, this allocates nothing.
     pub fn record(
         &self,
         key_id: &str,
@@ -40,64 +70,61 @@ impl UsageRecorder {
     ) {
         let ts = now.timestamp();
         let hour = ts - ts.rem_euclid(3600);
-        let mut entry = self
-            .counts
-            .entry((key_id.to_string(), hour, endpoint.to_string()))
-            .or_default();
-        entry.total += 1;
-        if (200..400).contains(&status) {
-            entry.successful += 1;
-        } else {
-            entry.failed += 1;
-        }
-        entry.total_ms += elapsed_ms;
-        drop(entry);
-        let mut last = self.last_used.entry(key_id.to_string()).or_insert(ts);
-        *last = (*last).max(ts);
+        let ok = (200..400).contains(&status);
+        let counts = Counts {
+            total: 1,
+            successful: ok as u64,
+            failed: !ok as u64,
+            total_ms: elapsed_ms,
+        };
+        let mut entry = match self.keys.get_mut(key_id) {
+            Some(e) => e,
+            None => self.keys.entry(key_id.to_string()).or_default(),
+        };
+        entry.add(hour, endpoint, counts);
+        entry.last_used = entry.last_used.max(ts);
     }
 
     /// Moves everything recorded so far into the store. On failure the batch is put
     /// back, so nothing is lost while the store is down.
     pub async fn flush(&self, store: &dyn KeyStore) {
-        let rows: Vec<UsageRow> = {
-            let keys: Vec<_> = self.counts.iter().map(|e| e.key().clone()).collect();
-            keys.into_iter()
-                .filter_map(|k| self.counts.remove(&k))
-                .map(|((key_id, hour, endpoint), c)| UsageRow {
-                    key_id,
+        let ids: Vec<String> = self.keys.iter().map(|e| e.key().clone()).collect();
+        let mut rows = Vec::new();
+        let mut last = Vec::new();
+        for (key_id, usage) in ids.into_iter().filter_map(|k| self.keys.remove(&k)) {
+            for (hour, endpoint, c) in usage.slots {
+                rows.push(UsageRow {
+                    key_id: key_id.clone(),
                     hour: Utc.timestamp_opt(hour, 0).single().unwrap_or_default(),
                     endpoint,
                     total: c.total,
                     successful: c.successful,
                     failed: c.failed,
                     total_ms: c.total_ms,
-                })
-                .collect()
-        };
-        let last: Vec<(String, i64)> = {
-            let keys: Vec<_> = self.last_used.iter().map(|e| e.key().clone()).collect();
-            keys.into_iter()
-                .filter_map(|k| self.last_used.remove(&k))
-                .collect()
-        };
+                });
+            }
+            last.push((key_id, usage.last_used));
+        }
         if rows.is_empty() && last.is_empty() {
             return;
         }
         if let Err(e) = store.record_usage(&rows, &last).await {
             tracing::warn!(error = %e, rows = rows.len(), "usage flush failed; keeping the batch for the next one");
             for r in rows {
-                let mut c = self
-                    .counts
-                    .entry((r.key_id, r.hour.timestamp(), r.endpoint))
-                    .or_default();
-                c.total += r.total;
-                c.successful += r.successful;
-                c.failed += r.failed;
-                c.total_ms += r.total_ms;
+                let counts = Counts {
+                    total: r.total,
+                    successful: r.successful,
+                    failed: r.failed,
+                    total_ms: r.total_ms,
+                };
+                self.keys
+                    .entry(r.key_id)
+                    .or_default()
+                    .add(r.hour.timestamp(), &r.endpoint, counts);
             }
             for (k, t) in last {
-                let mut v = self.last_used.entry(k).or_insert(t);
-                *v = (*v).max(t);
+                let mut v = self.keys.entry(k).or_default();
+                v.last_used = v.last_used.max(t);
             }
         }
     }

@@ -438,9 +438,12 @@ impl ProxyHttp for Gate {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
-        let route = match ctx.decision.management {
-            Some(_) => "management",
-            None => ctx.rt.routes.get(ctx.decision.route).name.as_str(),
+        let (route, route_metrics) = match ctx.decision.management {
+            Some(_) => ("management", &ctx.rt.management_metrics),
+            None => {
+                let r = ctx.rt.routes.get(ctx.decision.route);
+                (r.name.as_str(), &r.metrics)
+            }
         };
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let outcome = match &ctx.error {
@@ -448,11 +451,7 @@ impl ProxyHttp for Gate {
             None if status >= 500 || status == 0 => "upstream_error",
             None => "allowed",
         };
-        let code_buf = itoa_status(status);
-        let status_label = std::str::from_utf8(&code_buf[..]).unwrap_or("0");
-        metrics::REQUESTS
-            .with_label_values(&[route, outcome, status_label])
-            .inc();
+        route_metrics.count(outcome, status);
         let elapsed = ctx.start.elapsed();
         if let Some(key_id) = ctx
             .decision
@@ -467,13 +466,9 @@ impl ProxyHttp for Gate {
                     .record(key_id, route, status, ms, chrono::Utc::now());
             }
         }
-        metrics::REQUEST_DURATION
-            .with_label_values(&[route])
-            .observe(elapsed.as_secs_f64());
+        route_metrics.duration.observe(elapsed.as_secs_f64());
         if let Some(t) = ctx.upstream_time {
-            metrics::UPSTREAM_DURATION
-                .with_label_values(&[route])
-                .observe(t.as_secs_f64());
+            route_metrics.upstream.observe(t.as_secs_f64());
         }
         if tracing::enabled!(target: "keygate::access", tracing::Level::INFO) {
             let req = session.req_header();
@@ -491,13 +486,4 @@ impl ProxyHttp for Gate {
             );
         }
     }
-}
-
-fn itoa_status(status: u16) -> [u8; 3] {
-    let s = status.min(999);
-    [
-        b'0' + (s / 100) as u8,
-        b'0' + (s / 10 % 10) as u8,
-        b'0' + (s % 10) as u8,
-    ]
 }

@@ -49,12 +49,16 @@ pub struct Route {
     pub cost: u64,
     /// Key environments admitted.
     pub environment: RouteEnvironment,
+    /// This route's metric handles.
+    pub metrics: std::sync::Arc<crate::metrics::RouteMetrics>,
 }
 
 impl Route {
     fn from_config(c: &RouteConfig) -> Self {
+        let name = c.name.clone().unwrap_or_else(|| c.path.clone());
         Route {
-            name: c.name.clone().unwrap_or_else(|| c.path.clone()),
+            metrics: std::sync::Arc::new(crate::metrics::RouteMetrics::new(&name)),
+            name,
             matcher: PathMatch::compile(&c.path),
             methods: c
                 .methods
@@ -70,6 +74,7 @@ impl Route {
 
     fn default_route() -> Self {
         Route {
+            metrics: std::sync::Arc::new(crate::metrics::RouteMetrics::new("default")),
             name: "default".into(),
             matcher: PathMatch::All,
             methods: Vec::new(),

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Scale and memory: keygate with STORE_KEYS keys in its SQLite store, driven by wrk
+# rotating through TRAFFIC_KEYS distinct keys (a Lua script), against the one-key case
+# on the same process.
+#
+# Rounds:
+# - cold: the first pass over the distinct keys, every key a cache miss. Reports
+#   p50/p99 and req/s.
+# - warm: the distinct keys again, all cached, alternated with the one-key case.
+#   Reports the ratio warm/one-key (target: within 10%).
+# - soak: two minutes (SOAK seconds) at full load on the distinct keys, with RSS at
+#   idle, after warm-up, and at the start and end of the soak.
+#
+# Layout as in the other benches: keygate on core 1, wrk and the upstream on core 0.
+# Usage: STORE_KEYS=1000000 TRAFFIC_KEYS=100000 SOAK=120 bash benches/scale.sh [seconds] [rounds]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-10}; rounds=${2:-3}
+store_keys=${STORE_KEYS:-1000000}; traffic_keys=${TRAFFIC_KEYS:-100000}; soak=${SOAK:-120}
+KEYGATE_SETUP_PROMTOOL=0 KEYGATE_SETUP_WRK=1 bash scripts/setup.sh
+cargo build --release --quiet
+bin=$PWD/target/release/keygate
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+up=$(port); listen=$(port); admin=$(port)
+cat > "$work/k.yaml" <<YAML
+server: { listen: "127.0.0.1:$listen", admin_listen: "127.0.0.1:$admin", threads: 1 }
+upstream: { url: "http://127.0.0.1:$up" }
+store: { kind: sqlite, path: "$work/k.db" }
+cache: { capacity: 200000, ttl: 1h }
+tiers: { bench: { per_second: 100000000, per_minute: 1000000000, per_day: 100000000000 } }
+default_tier: bench
+rate_limit: { ip: { per_minute: 0, failed_auth_per_minute: 0 } }
+YAML
+one=$("$bin" keys create -c "$work/k.yaml" --name one --tier bench | sed -n 's/^key: //p')
+
+# Keys made the way keygate makes them (base62 body + CRC-32 checksum), inserted in
+# one transaction; the first TRAFFIC_KEYS of them are written out for wrk.
+python3 - "$work/k.db" "$work/keys.txt" "$store_keys" "$traffic_keys" <<'PY'
+import sys, sqlite3, hashlib, zlib, os, time
+db, out, n, t = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+def checksum(body):
+    v = zlib.crc32(body.encode()); s = ""
+    for _ in range(6):
+        s = B62[v % 62] + s; v //= 62
+    return s
+con = sqlite3.connect(db)
+now = int(time.time())
+with open(out, "w") as f:
+    rows = []
+    for i in range(n):
+        body = "kg_sk_live_" + "".join(B62[b % 62] for b in os.urandom(32))
+        key = body + checksum(body)
+        if i < t:
+            f.write(key + "\n")
+        rows.append((hashlib.sha256(key.encode()).digest(), f"key_s{i:08d}", "k", "kg_sk_live_", key[-4:],
+                     "bench", "[]", "live", "active", "[]", now))
+        if len(rows) == 50000:
+            con.executemany("INSERT INTO api_keys (key_hash, id, name, prefix, last4, tier, scopes, environment, status, allowed_ips, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+            rows = []
+    if rows:
+        con.executemany("INSERT INTO api_keys (key_hash, id, name, prefix, last4, tier, scopes, environment, status, allowed_ips, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+con.commit()
+print(f"store: {con.execute('select count(*) from api_keys').fetchone()[0]} keys", file=sys.stderr)
+PY
+echo "$one" > "$work/one.txt"
+# The one-key case goes through the same Lua script (a one-line key file), so wrk's
+# own cost of scripting requests is the same on both sides of the ratio.
+for f in rotate one; do
+  src=$work/keys.txt; [ "$f" = one ] && src=$work/one.txt
+  cat > "$work/$f.lua" <<EOF
+local keys = {}
+for line in io.lines("$src") do keys[#keys + 1] = line end
+local i = math.random(#keys)
+request = function()
+  i = i % #keys + 1
+  return wrk.format("GET", "/api/x", { ["X-API-Key"] = keys[i] })
+end
+EOF
+done
+
+taskset -c 0 "$bin" demo-upstream --listen "127.0.0.1:$up" 2>/dev/null &
+RUST_LOG=warn taskset -c 1 "$bin" serve -c "$work/k.yaml" 2>"$work/kg.log" &
+kg=$!
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$admin/health" >/dev/null && break; sleep 0.1; done
+rss() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$kg/status"; }
+hwm() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$kg/status"; }
+idle=$(rss)
+
+wrk_run() { # duration, then wrk args -> "rps p50 p99"
+  local d=$1; shift
+  local out
+  out=$(taskset -c 0 wrk -t1 -c32 -d"$d" --latency "$@")
+  grep -q "Non-2xx" <<<"$out" && { echo "non-2xx responses:"; echo "$out"; exit 1; }
+  echo "$(awk '/Requests\/sec/ {print $2}' <<<"$out") $(awk '$1=="50%" {print $2}' <<<"$out") $(awk '$1=="99%" {print $2}' <<<"$out")"
+}
+printf '%-30s %12s %10s %10s %10s\n' run req/s p50 p99 rss_MB
+# Cold: just long enough for one pass over the distinct keys at the start.
+cold=$(wrk_run "${secs}s" -s "$work/rotate.lua" "http://127.0.0.1:$listen")
+read -r rps p50 p99 <<<"$cold"
+printf '%-30s %12s %10s %10s %10s\n' "cold: $traffic_keys keys, misses" "$rps" "$p50" "$p99" "$(rss)"
+declare -a ratios
+for r in $(seq "$rounds"); do
+  read -r rk p50k p99k <<<"$(wrk_run "${secs}s" -s "$work/rotate.lua" "http://127.0.0.1:$listen")"
+  printf '%-30s %12s %10s %10s %10s\n' "$r warm: $traffic_keys keys" "$rk" "$p50k" "$p99k" "$(rss)"
+  read -r r1 p50o p99o <<<"$(wrk_run "${secs}s" -s "$work/one.lua" "http://127.0.0.1:$listen")"
+  printf '%-30s %12s %10s %10s %10s\n' "$r one key" "$r1" "$p50o" "$p99o" "$(rss)"
+  v=$(python3 -c "print(f'{$rk/$r1:.3f}')"); ratios+=("$v")
+  printf '%-30s %12s\n' "$r warm/one-key" "$v"
+done
+echo "median warm/one-key: $(python3 -c "import statistics,sys; print(statistics.median(map(float, sys.argv[1:])))" "${ratios[@]}")"
+start=$(rss)
+wrk_run "${soak}s" -s "$work/rotate.lua" "http://127.0.0.1:$listen" >/dev/null
+end=$(rss)
+echo "RSS MB: idle $idle, before soak $start, after ${soak}s at full load $end, peak $(hwm)"
+echo "keys in cache: $(curl -s "http://127.0.0.1:$admin/metrics" | awk '/^keygate_key_cache_size/ {print $2}')"
+if grep -v "failed to acquire reusable stream" "$work/kg.log" | grep -q "ERROR\|panicked"; then
+  echo "keygate logged errors:"; cat "$work/kg.log"; exit 1
+fi

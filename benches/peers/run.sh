@@ -18,6 +18,8 @@
 #   keygate   keygate's API-key route as the contract defines it: 7 identity headers,
 #             3 rate-limit headers, X-Request-Id, X-Forwarded-For
 #   keygate1  the same route forwarding one identity header, as the peers do
+#   JWT       RS256 through HAProxy's jwt_verify and through keygate, with one reused
+#             token and with TOKENS (default 20,000) distinct tokens rotated by wrk
 #
 # Per run it reports:
 # - req/s;
@@ -85,8 +87,41 @@ hash=$("$bin" keys hash "$key" | sed 's/^sha256://')
 key_id=$("$bin" keys list -c "$work/cli.yaml" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_keys"][0]["id"])')
 echo "$hash $key_id" > "$work/keys.map"
 
+# --- RS256 tokens minted by PyJWT: one to reuse, and TOKENS distinct ones to rotate
+py=$(bash scripts/test-python.sh)
+"$py" - "$work" "${TOKENS:-20000}" <<'PY'
+import sys, time, uuid, jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+d, n = sys.argv[1], int(sys.argv[2])
+key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+open(f"{d}/rs.pub.pem", "wb").write(key.public_key().public_bytes(
+    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+exp = int(time.time()) + 86400
+with open(f"{d}/tokens.txt", "w") as f:
+    for _ in range(n):
+        # The key object, not its PEM: parsing a PEM per token takes ~20 ms.
+        f.write(jwt.encode({"sub": "bench", "exp": exp, "jti": uuid.uuid4().hex}, key,
+                           algorithm="RS256", headers={"kid": "rs"}) + "\n")
+PY
+token=$(head -1 "$work/tokens.txt")
+for f in one many; do
+  src=$work/tokens.txt
+  [ "$f" = one ] && { head -1 "$work/tokens.txt" > "$work/token1.txt"; src=$work/token1.txt; }
+  cat > "$work/tokens-$f.lua" <<EOF
+local t = {}
+for line in io.lines("$src") do t[#t + 1] = line end
+local i = math.random(#t)
+request = function()
+  i = i % #t + 1
+  return wrk.format("GET", "/api/x", { ["Authorization"] = "Bearer " .. t[i] })
+end
+EOF
+done
+
 # --- HAProxy 2.6, one thread
 listen[haproxy]=$(port)
+listen_hjwt=$(port)
 cat > "$work/haproxy.cfg" <<EOF
 global
   nbthread 1
@@ -110,11 +145,27 @@ frontend fe
   http-response set-header X-RateLimit-Limit 1000000000
   http-response set-header X-RateLimit-Remaining %[sc_http_req_rate(0),neg,add(1000000000)]
   default_backend be
+frontend fe_jwt
+  bind 127.0.0.1:$listen_hjwt
+  http-request set-var(txn.bearer) http_auth_bearer
+  http-request set-var(txn.alg) var(txn.bearer),jwt_header_query('\$.alg')
+  http-request deny deny_status 401 unless { var(txn.alg) -m str RS256 }
+  http-request deny deny_status 401 unless { var(txn.bearer),jwt_verify(txn.alg,"$work/rs.pub.pem") -m int 1 }
+  http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('\$.exp','int')
+  http-request set-var(txn.now) date
+  http-request deny deny_status 401 if { var(txn.exp),sub(txn.now) -m int lt 0 }
+  http-request set-var(txn.sub) var(txn.bearer),jwt_payload_query('\$.sub')
+  http-request track-sc0 var(txn.sub) table per_key
+  http-request del-header authorization
+  http-request set-header X-Auth-Subject %[var(txn.sub)]
+  http-response set-header X-RateLimit-Limit 1000000000
+  default_backend be
 backend be
   server up 127.0.0.1:$up
 EOF
 taskset -c 1 haproxy -db -f "$work/haproxy.cfg" &
 pid[haproxy]=$!
+listen[hjwt]=$listen_hjwt; pid[hjwt]=${pid[haproxy]}
 
 # --- nginx 1.22 + njs, one worker
 listen[nginx]=$(port)
@@ -173,6 +224,7 @@ start_keygate() { # name extra-yaml
 }
 start_keygate keygate ""
 start_keygate keygate1 "forward: { headers: { subject: null, org: null, tier: null, scopes: null, environment: null, method: null } }"
+start_keygate kjwt "jwt: { enabled: true, algorithms: [RS256], keys: [ { kid: rs, alg: RS256, pem_file: \"$work/rs.pub.pem\" } ] }"
 listen[bare]=${listen[keygate]}; pid[bare]=${pid[keygate]}
 listen[direct]=$up
 for _ in $(seq 50); do curl -fs "http://127.0.0.1:$up/" >/dev/null && break; sleep 0.1; done
@@ -234,6 +286,45 @@ for name in keygate/haproxy keygate/nginx keygate/bare keygate1/haproxy keygate1
   printf '%-39s %12s   (rounds:%s)\n' "median $name" "$(python3 -c "import statistics,sys; print(f'{statistics.median([float(x) for x in sys.argv[1:]]):.3f}')" ${ratios[$name]})" "${ratios[$name]}"
 done
 
+# --- JWT: RS256, one reused token and distinct tokens rotated (HAProxy verifies every
+# request; keygate caches a verified token until it expires)
+jwt_run() { # name lua -> "rps cpu"
+  local n=$1 lua=$2 out t0 t1 reqs hz
+  hz=$(getconf CLK_TCK)
+  t0=$(cpu_ticks "${pid[$n]}")
+  out=$(taskset -c 0 wrk -t1 -c32 -d"${secs}s" -s "$lua" "http://127.0.0.1:${listen[$n]}")
+  t1=$(cpu_ticks "${pid[$n]}")
+  grep -q "Non-2xx" <<<"$out" && { echo "$n: non-2xx responses under load"; echo "$out"; exit 1; }
+  reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+  echo "$(awk '/Requests\/sec/ {print $2}' <<<"$out") $(python3 -c "print(f'{($t1-$t0)/$hz/$reqs*1e6:.1f}')")"
+}
+for n in hjwt kjwt; do
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${listen[$n]}/api/x")" = 401 ] || { echo "$n: no 401 without a token"; exit 1; }
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "http://127.0.0.1:${listen[$n]}/api/x")" = 200 ] || { echo "$n: no 200 with the token"; exit 1; }
+done
+echo
+echo "RS256 JWT: 1 token, or N = $(wc -l < "$work/tokens.txt") distinct tokens minted by PyJWT and rotated"
+echo "(HAProxy verifies every request; keygate verifies a token once and caches it until"
+echo " it expires, so N tokens cost N verifications per run, then cache hits)"
+printf '%-6s %-32s %12s %14s\n' round target req/s cpu_us/req
+for r in $(seq "$rounds"); do
+  declare -A jr
+  for case in "hjwt one" "kjwt one" "hjwt many" "kjwt many"; do
+    read -r n f <<<"$case"
+    jr["$n-$f"]=$(jwt_run "$n" "$work/tokens-$f.lua")
+  done
+  for case in hjwt-one kjwt-one hjwt-many kjwt-many; do
+    case $case in hjwt-one) l="HAProxy jwt_verify, 1 token";; kjwt-one) l="keygate RS256, 1 token";;
+      hjwt-many) l="HAProxy jwt_verify, N tokens";; kjwt-many) l="keygate RS256, N tokens";; esac
+    read -r rps cpu <<<"${jr[$case]}"
+    printf '%-6s %-32s %12s %14s\n' "$r" "$l" "$rps" "$cpu"
+  done
+  for f in one many; do
+    a=$(cut -d' ' -f1 <<<"${jr[kjwt-$f]}"); b=$(cut -d' ' -f1 <<<"${jr[hjwt-$f]}")
+    printf '%-6s %-32s %12s\n' "$r" "keygate/HAProxy JWT ($f)" "$(python3 -c "print(f'{$a/$b:.3f}')")"
+  done
+done
+
 # --- latency at a fixed rate: half the weakest peer's saturation
 weakest=$(for n in haproxy nginx keygate; do cut -d' ' -f1 <<<"${res[$n]}"; done | sort -g | head -1)
 rate=$(python3 -c "print(int($weakest / 2))")
@@ -254,7 +345,7 @@ for n in direct haproxy nginx bare keygate keygate1; do
   printf '%-32s %10s %10s %12s %12s\n' "$(label "$n")" "$p50" "$p99" \
     "$(python3 -c "print(f'{$p50-$d50:.3f}')")" "$(python3 -c "print(f'{$p99-$d99:.3f}')")"
 done
-for n in keygate keygate1; do
+for n in keygate keygate1 kjwt; do
   if grep -v "failed to acquire reusable stream" "$work/$n.log" | grep -q "ERROR\|panicked"; then
     echo "keygate ($n) logged errors:"; cat "$work/$n.log"; exit 1
   fi

@@ -5,11 +5,11 @@
 //! with every problem logged, and the old config keeps serving. Settings that need a
 //! restart are named in the log and keep their old values.
 
-use crate::auth::jwt::JwtVerifier;
 use crate::config::{self, Config};
 use crate::metrics;
 use crate::proxy::Shared;
 use crate::runtime::Runtime;
+use crate::server::build_jwt;
 use crate::tls::ReloadableCert;
 use parking_lot::Mutex;
 use std::path::PathBuf;
@@ -128,20 +128,10 @@ impl Reloader {
         }
         // Everything that can fail is built before anything is swapped.
         let runtime = Runtime::build(new.clone(), new.store.kind != config::StoreKind::File)?;
-        let jwt = match new.jwt.enabled || self.shared.issuer.is_some() {
-            true => {
-                let verifier = JwtVerifier::new(
-                    &new.jwt,
-                    new.cache.capacity,
-                    self.shared.issuer.as_ref().map(|i| i.verify_key()),
-                )?;
-                if let Some(remote) = verifier.remote() {
-                    remote.load_initial().await;
-                }
-                Some(Arc::new(verifier))
-            }
-            false => None,
-        };
+        let jwt = build_jwt(&new, self.shared.issuer.as_deref())?;
+        if let Some(remote) = jwt.as_ref().and_then(|j| j.remote()) {
+            remote.load_initial().await;
+        }
         if let (Some(cert), Some(tls)) = (&self.tls, &new.server.tls) {
             if !cert.reads(&tls.cert, &tls.key) {
                 tracing::warn!(
@@ -151,7 +141,7 @@ impl Reloader {
             cert.reload()?;
         }
         self.shared.runtime.store(Arc::new(runtime));
-        self.shared.jwt.store(jwt);
+        self.shared.jwt.store(jwt.map(Arc::new));
         if !ignored.is_empty() {
             tracing::warn!(
                 settings = ?ignored,

@@ -50,6 +50,21 @@ pub struct Shared {
     pub usage: Arc<UsageRecorder>,
 }
 
+impl Shared {
+    /// The decision chain over `rt` and this state, verifying JWTs with `jwt` (the
+    /// verifier current when the request started).
+    pub fn deciders<'a>(&'a self, rt: &'a Runtime, jwt: Option<&'a JwtVerifier>) -> Deciders<'a> {
+        Deciders {
+            rt,
+            verifier: &self.verifier,
+            store: &*self.store,
+            limiter: &*self.limiter,
+            clock: &*self.clock,
+            jwt,
+        }
+    }
+}
+
 /// The proxy.
 pub struct Gate {
     shared: Arc<Shared>,
@@ -196,16 +211,8 @@ impl Gate {
             Ok(b) => b,
             Err(e) => return self.refuse(session, ctx, e).await,
         };
-        let shared = &*self.shared;
-        let jwt = shared.jwt.load_full();
-        let deciders = Deciders {
-            rt: &ctx.rt,
-            verifier: &shared.verifier,
-            store: &*shared.store,
-            limiter: &*shared.limiter,
-            clock: &*shared.clock,
-            jwt: jwt.as_deref(),
-        };
+        let jwt = self.shared.jwt.load_full();
+        let deciders = self.shared.deciders(&ctx.rt, jwt.as_deref());
         let path = ctx.decision.management.clone().unwrap_or_default();
         let req = session.req_header();
         let api = ApiRequest {
@@ -216,7 +223,7 @@ impl Gate {
             body: &body,
             client_ip: ctx.client_ip,
         };
-        match shared.management.handle(&deciders, &api).await {
+        match self.shared.management.handle(&deciders, &api).await {
             Ok(resp) => {
                 let bytes = serde_json::to_vec(&resp.body).unwrap_or_default();
                 self.write_json(session, ctx, resp.status, bytes, Vec::new())
@@ -317,16 +324,8 @@ impl ProxyHttp for Gate {
                 .get("x-request-id")
                 .map(|v| v.as_bytes()),
         );
-        let shared = &*self.shared;
-        let jwt = shared.jwt.load_full();
-        let deciders = Deciders {
-            rt: &ctx.rt,
-            verifier: &shared.verifier,
-            store: &*shared.store,
-            limiter: &*shared.limiter,
-            clock: &*shared.clock,
-            jwt: jwt.as_deref(),
-        };
+        let jwt = self.shared.jwt.load_full();
+        let deciders = self.shared.deciders(&ctx.rt, jwt.as_deref());
         let req = session.req_header();
         let result = deciders
             .decide(

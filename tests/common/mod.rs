@@ -91,74 +91,42 @@ impl Keygate {
 
     /// Starts keygate in front of the upstream URL `url`.
     pub fn start_url(url: &str, policy: &str) -> Keygate {
-        let dir = tempfile::tempdir().unwrap();
-        let (listen, admin) = (free_port(), free_port());
-        let config = dir.path().join("keygate.yaml");
-        std::fs::write(
-            &config,
-            config_yaml(url, listen, admin, &dir.path().join("keys.db"), policy),
-        )
-        .unwrap();
-        let mut kg = Keygate {
-            config,
-            base: format!("http://127.0.0.1:{listen}"),
-            admin: format!("http://127.0.0.1:{admin}"),
-            log: dir.path().join("keygate.log"),
-            dir,
-            child: None,
-            http: client(),
-            args: Vec::new(),
-        };
-        kg.spawn();
-        kg
+        Self::launch(|listen, admin, dir| {
+            config_yaml(url, listen, admin, &dir.join("keys.db"), policy)
+        })
     }
 
     /// Starts keygate in front of `url` with its own `store:` section (e.g. PostgreSQL).
     pub fn start_with_store(url: &str, store: &str, policy: &str) -> Keygate {
-        let dir = tempfile::tempdir().unwrap();
-        let (listen, admin) = (free_port(), free_port());
-        let config = dir.path().join("keygate.yaml");
-        std::fs::write(
-            &config,
-            config_yaml_with_store(url, listen, admin, store, policy),
-        )
-        .unwrap();
-        let mut kg = Keygate {
-            config,
-            base: format!("http://127.0.0.1:{listen}"),
-            admin: format!("http://127.0.0.1:{admin}"),
-            log: dir.path().join("keygate.log"),
-            dir,
-            child: None,
-            http: client(),
-            args: Vec::new(),
-        };
-        kg.spawn();
-        kg
+        Self::launch(|listen, admin, _| config_yaml_with_store(url, listen, admin, store, policy))
     }
 
     /// Starts keygate terminating TLS on its listener with `cert` and `key` (PEM).
     pub fn start_tls(upstream: SocketAddr, policy: &str, cert: &Path, key: &Path) -> Keygate {
+        let tls = format!(
+            "grace_period: 1s\n  tls: {{ cert: \"{}\", key: \"{}\" }}\n",
+            cert.display(),
+            key.display()
+        );
+        Self::launch(|listen, admin, dir| {
+            config_yaml(
+                &format!("http://{upstream}"),
+                listen,
+                admin,
+                &dir.join("keys.db"),
+                policy,
+            )
+            .replacen("grace_period: 1s\n", &tls, 1)
+        })
+    }
+
+    /// Writes the config `yaml(listen, admin, dir)` on two free ports in a fresh
+    /// directory and starts keygate on it.
+    fn launch(yaml: impl FnOnce(u16, u16, &Path) -> String) -> Keygate {
         let dir = tempfile::tempdir().unwrap();
         let (listen, admin) = (free_port(), free_port());
         let config = dir.path().join("keygate.yaml");
-        let yaml = config_yaml(
-            &format!("http://{upstream}"),
-            listen,
-            admin,
-            &dir.path().join("keys.db"),
-            policy,
-        )
-        .replacen(
-            "grace_period: 1s\n",
-            &format!(
-                "grace_period: 1s\n  tls: {{ cert: \"{}\", key: \"{}\" }}\n",
-                cert.display(),
-                key.display()
-            ),
-            1,
-        );
-        std::fs::write(&config, yaml).unwrap();
+        std::fs::write(&config, yaml(listen, admin, dir.path())).unwrap();
         let mut kg = Keygate {
             config,
             base: format!("http://127.0.0.1:{listen}"),

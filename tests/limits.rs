@@ -67,6 +67,7 @@ async fn a_refusal_by_one_window_consumes_nothing_from_another() {
         "tiers: { free: { per_second: 3, per_day: 4 } }\nrate_limit: { headers: both }\n",
     );
     let (_, key) = kg.create_key(&[]);
+    start_of_next_second().await;
     let mut admitted = 0;
     for _ in 0..20 {
         let r = kg.get_key("/a", &key).await;
@@ -103,6 +104,7 @@ async fn block_keeps_the_key_out_after_exhaustion() {
     let up = start_upstream().await;
     let kg = Keygate::start(up, "tiers: { free: { per_second: 1, block: 3s } }\n");
     let (_, key) = kg.create_key(&[]);
+    start_of_next_second().await;
     assert_eq!(kg.get_key("/a", &key).await.status(), 200);
     let r = kg.get_key("/a", &key).await;
     assert_eq!(r.status(), 429);

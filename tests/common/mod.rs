@@ -345,6 +345,17 @@ impl Drop for Keygate {
     }
 }
 
+/// Sleeps until just after the next wall-clock second starts. Rate-limit windows
+/// are aligned to the epoch, so a test that needs two requests in one `per_second`
+/// window calls this first instead of racing the boundary.
+pub async fn start_of_next_second() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970");
+    let left = 1_000 - u64::from(now.subsec_millis());
+    tokio::time::sleep(std::time::Duration::from_millis(left + 20)).await;
+}
+
 /// A client that never pools across tests and never follows redirects.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()

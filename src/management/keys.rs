@@ -56,6 +56,105 @@ async fn check_quota(
     Ok(())
 }
 
+/// A validated `POST /keys` body.
+#[derive(Debug)]
+pub struct CreateBody {
+    /// Display name.
+    pub name: String,
+    /// One of the configured tiers.
+    pub tier: String,
+    /// Scopes granted.
+    pub scopes: Vec<String>,
+    /// `live` or `test`.
+    pub environment: Environment,
+    /// Expiry, if any (in the future).
+    pub expires_at: Option<chrono::DateTime<Utc>>,
+    /// Credits; `None` is unmetered.
+    pub credits: Option<i64>,
+    /// Networks the key may be used from (empty: any).
+    pub allowed_ips: Vec<ipnet::IpNet>,
+    /// Organisation.
+    pub org: Option<String>,
+    /// Owner: the caller, or whom an admin names.
+    pub owner: String,
+}
+
+impl CreateBody {
+    /// Validates `body` (JSON) for `caller`, listing every problem at once.
+    pub fn parse(body: &[u8], tiers: &[&str], caller: &Caller) -> Result<Self, GateError> {
+        let body = json_object(body)?;
+        let known = [
+            "name",
+            "tier",
+            "scopes",
+            "environment",
+            "expires_at",
+            "credits",
+            "allowed_ips",
+            "org",
+            "owner",
+        ];
+        let mut f = Fields::new(&body, &known);
+        let name = f.string("name", true, 200);
+        let tier = f.one_of("tier", true, tiers);
+        let scopes = f.scopes("scopes").unwrap_or_default();
+        let environment = f.environment("environment").unwrap_or(Environment::Live);
+        let expires_at = f.future_time("expires_at").flatten();
+        let credits = f.credits("credits").flatten();
+        let allowed_ips = f.allowed_ips("allowed_ips").unwrap_or_default();
+        let org = f.string("org", false, 200);
+        let owner = match f.string("owner", false, 200) {
+            Some(o) if !caller.admin && o != caller.subject => {
+                f.error("owner", "only admins may create keys for another owner");
+                None
+            }
+            Some(o) => Some(o),
+            None => Some(caller.subject.clone()),
+        };
+        f.finish()?;
+        let (Some(name), Some(tier), Some(owner)) = (name, tier, owner) else {
+            return Err(GateError::Internal);
+        };
+        Ok(CreateBody {
+            name,
+            tier,
+            scopes,
+            environment,
+            expires_at,
+            credits,
+            allowed_ips,
+            org,
+            owner,
+        })
+    }
+}
+
+/// Validates a `PUT /keys/{id}` body into a patch, listing every problem at once.
+pub fn parse_patch(body: &[u8], tiers: &[&str]) -> Result<KeyPatch, GateError> {
+    let body = json_object(body)?;
+    let mut f = Fields::new(
+        &body,
+        &[
+            "name",
+            "tier",
+            "scopes",
+            "credits",
+            "allowed_ips",
+            "expires_at",
+        ],
+    );
+    let patch = KeyPatch {
+        name: f.string("name", false, 200),
+        tier: f.one_of("tier", false, tiers),
+        scopes: f.scopes("scopes"),
+        credits: f.credits("credits"),
+        allowed_ips: f.allowed_ips("allowed_ips"),
+        expires_at: f.future_time("expires_at"),
+    };
+    f.finish()?;
+    Ok(patch)
+}
+
 /// `POST /keys`.
 pub async fn create(
     m: &Management,
@@ -63,40 +162,18 @@ pub async fn create(
     req: &ApiRequest<'_>,
 ) -> Result<ApiResponse, GateError> {
     let caller = m.caller(d, req, true).await?;
-    let body = json_object(req.body)?;
-    let known = [
-        "name",
-        "tier",
-        "scopes",
-        "environment",
-        "expires_at",
-        "credits",
-        "allowed_ips",
-        "org",
-        "owner",
-    ];
-    let mut f = Fields::new(&body, &known);
-    let name = f.string("name", true, 200);
     let tiers: Vec<&str> = d.rt.config.tiers.keys().map(String::as_str).collect();
-    let tier = f.one_of("tier", true, &tiers);
-    let scopes = f.scopes("scopes").unwrap_or_default();
-    let environment = f.environment("environment").unwrap_or(Environment::Live);
-    let expires_at = f.future_time("expires_at").flatten();
-    let credits = f.credits("credits").flatten();
-    let allowed_ips = f.allowed_ips("allowed_ips").unwrap_or_default();
-    let org = f.string("org", false, 200);
-    let owner = match f.string("owner", false, 200) {
-        Some(o) if !caller.admin && o != caller.subject => {
-            f.error("owner", "only admins may create keys for another owner");
-            None
-        }
-        Some(o) => Some(o),
-        None => Some(caller.subject.clone()),
-    };
-    f.finish()?;
-    let (Some(name), Some(tier), Some(owner)) = (name, tier, owner) else {
-        return Err(GateError::Internal);
-    };
+    let CreateBody {
+        name,
+        tier,
+        scopes,
+        environment,
+        expires_at,
+        credits,
+        allowed_ips,
+        org,
+        owner,
+    } = CreateBody::parse(req.body, &tiers, &caller)?;
     check_quota(m, d, &owner, &tier).await?;
     let key = generate(&d.rt.key_format.prefix, environment);
     let record = KeyRecord {
@@ -164,28 +241,8 @@ pub async fn update(
 ) -> Result<ApiResponse, GateError> {
     let caller = m.caller(d, req, true).await?;
     let current = owned(m, &caller, id).await?;
-    let body = json_object(req.body)?;
-    let mut f = Fields::new(
-        &body,
-        &[
-            "name",
-            "tier",
-            "scopes",
-            "credits",
-            "allowed_ips",
-            "expires_at",
-        ],
-    );
     let tiers: Vec<&str> = d.rt.config.tiers.keys().map(String::as_str).collect();
-    let patch = KeyPatch {
-        name: f.string("name", false, 200),
-        tier: f.one_of("tier", false, &tiers),
-        scopes: f.scopes("scopes"),
-        credits: f.credits("credits"),
-        allowed_ips: f.allowed_ips("allowed_ips"),
-        expires_at: f.future_time("expires_at"),
-    };
-    f.finish()?;
+    let patch = parse_patch(req.body, &tiers)?;
     if let (Some(tier), Some(owner)) = (&patch.tier, &current.owner) {
         if *tier != current.tier && current.status == KeyStatus::Active {
             check_quota(m, d, owner, tier).await?;

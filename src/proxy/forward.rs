@@ -91,7 +91,7 @@ impl ForwardPlan {
         req: &mut RequestHeader,
         principal: Option<&Principal>,
         client_ip: Option<IpAddr>,
-        request_id: &str,
+        request_id: &HeaderValue,
     ) -> pingora::Result<()> {
         for h in &self.identity {
             req.remove_header(&h.name);
@@ -124,11 +124,11 @@ impl ForwardPlan {
                 .and_then(|v| v.to_str().ok())
             {
                 Some(prev) if !prev.trim().is_empty() => format!("{prev}, {ip}"),
-                _ => ip.to_string(),
+                _ => ip_text(ip),
             };
             req.insert_header("x-forwarded-for", xff)?;
         }
-        req.insert_header("x-request-id", request_id)?;
+        req.insert_header("x-request-id", request_id.clone())?;
         Ok(())
     }
 
@@ -174,15 +174,42 @@ impl ForwardPlan {
 }
 
 /// A request id: the client's when it is short visible ASCII, else a fresh one.
-pub fn request_id(incoming: Option<&[u8]>) -> String {
-    match incoming {
-        Some(v) if !v.is_empty() && v.len() <= 128 && v.iter().all(|b| b.is_ascii_graphic()) => {
-            String::from_utf8_lossy(v).into_owned()
+pub fn request_id(incoming: Option<&[u8]>) -> HeaderValue {
+    if let Some(v) = incoming {
+        if !v.is_empty() && v.len() <= 128 && v.iter().all(|b| b.is_ascii_graphic()) {
+            if let Ok(v) = HeaderValue::from_bytes(v) {
+                return v;
+            }
         }
-        _ => {
-            let n: u128 = rand::random();
-            format!("{n:032x}")
+    }
+    let mut text = [0u8; 32];
+    hex::encode_to_slice(rand::random::<u128>().to_be_bytes(), &mut text)
+        .expect("32 hex digits for 16 bytes");
+    HeaderValue::from_bytes(&text).expect("hex digits are a valid header value")
+}
+
+/// `ip` as text. IPv4 (every client on a sidecar's loopback or pod network) is
+/// written by hand: `Display` goes through the formatter's padding machinery and
+/// cost ~1,300 instructions per request in the callgrind profile.
+pub fn ip_text(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut out = String::with_capacity(15);
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
+            out
         }
+        IpAddr::V6(_) => ip.to_string(),
     }
 }
 
@@ -234,7 +261,7 @@ mod tests {
                 &mut req,
                 Some(&principal()),
                 Some("10.0.0.1".parse().unwrap()),
-                "rid",
+                &HeaderValue::from_static("rid"),
             )
             .unwrap();
         assert!(req.headers.get("x-api-key").is_none());
@@ -266,10 +293,44 @@ mod tests {
         let mut req = RequestHeader::build("GET", b"/health?key=k", None).unwrap();
         req.insert_header("x-api-key", "k").unwrap();
         req.insert_header("x-auth-tier", "enterprise").unwrap();
-        plan().apply(&mut req, None, None, "rid").unwrap();
+        plan()
+            .apply(&mut req, None, None, &HeaderValue::from_static("rid"))
+            .unwrap();
         assert_eq!(req.headers["x-api-key"], "k");
         assert_eq!(req.uri.to_string(), "/health?key=k");
         assert!(req.headers.get("x-auth-tier").is_none());
+    }
+
+    #[test]
+    fn ip_text_matches_display() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.20.255.9",
+            "192.168.100.99",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::1",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
+        for n in [
+            0u32,
+            1,
+            9,
+            10,
+            99,
+            100,
+            199,
+            200,
+            255,
+            0x0a_64_0a_01,
+            u32::MAX,
+        ] {
+            let ip = IpAddr::V4(std::net::Ipv4Addr::from(n));
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
     }
 
     #[test]

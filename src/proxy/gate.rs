@@ -20,6 +20,7 @@ use crate::usage::UsageRecorder;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use async_trait::async_trait;
 use bytes::Bytes;
+use http::HeaderValue;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::HttpPeer;
 use pingora::{Error, ErrorSource, ErrorType};
@@ -83,7 +84,7 @@ pub struct RequestCtx {
     rt: Arc<Runtime>,
     decision: Decision,
     error: Option<GateError>,
-    request_id: String,
+    request_id: HeaderValue,
     client_ip: Option<IpAddr>,
     upstream_start: Option<Instant>,
     upstream_time: Option<Duration>,
@@ -248,7 +249,7 @@ impl Gate {
                 }
             }
         }
-        resp.insert_header("X-Request-Id", ctx.request_id.as_str())?;
+        resp.insert_header("X-Request-Id", ctx.request_id.clone())?;
         Ok(())
     }
 
@@ -302,7 +303,7 @@ impl ProxyHttp for Gate {
             rt: self.shared.runtime.load_full(),
             decision: Decision::default(),
             error: None,
-            request_id: String::new(),
+            request_id: HeaderValue::from_static(""),
             client_ip: None,
             upstream_start: None,
             upstream_time: None,
@@ -414,13 +415,13 @@ impl ProxyHttp for Gate {
         ctx: &mut Self::CTX,
     ) -> FailToProxy {
         let Some(err) = proxy_error(e) else {
-            tracing::debug!(request_id = %ctx.request_id, error = %e, "client went away");
+            tracing::debug!(request_id = ctx.request_id.to_str().unwrap_or("-"), error = %e, "client went away");
             return FailToProxy {
                 error_code: 0,
                 can_reuse_downstream: false,
             };
         };
-        tracing::warn!(request_id = %ctx.request_id, error = %e, "proxying failed");
+        tracing::warn!(request_id = ctx.request_id.to_str().unwrap_or("-"), error = %e, "proxying failed");
         let code = err.status().as_u16();
         if session.response_written().is_none() {
             // The connection is not reused after a proxy failure: say so.
@@ -473,7 +474,7 @@ impl ProxyHttp for Gate {
             let req = session.req_header();
             tracing::info!(
                 target: "keygate::access",
-                request_id = %ctx.request_id,
+                request_id = ctx.request_id.to_str().unwrap_or("-"),
                 method = %req.method,
                 route,
                 outcome,

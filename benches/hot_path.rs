@@ -171,7 +171,7 @@ fn key_config(
             std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/jwt-keys"))
                 .join(f)
         }),
-        secret,
+        secret: secret.map(keygate::config::Secret::new),
         jwk: None,
     }
 }

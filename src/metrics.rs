@@ -102,6 +102,16 @@ pub static STORE_QUERIES: Lazy<IntCounterVec> = Lazy::new(|| {
     .expect("metric keygate_store_queries_total registers once")
 });
 
+/// Connections closed for taking too long over a request head, or idling too long.
+pub static HEAD_TIMEOUTS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "keygate_connection_timeouts_total",
+        "Client connections closed by server.header_timeout (kind=header) or server.idle_timeout (kind=idle).",
+        &["kind"]
+    )
+    .expect("metric keygate_connection_timeouts_total registers once")
+});
+
 /// Rate-limit backend errors.
 pub static RATELIMIT_BACKEND_ERRORS: Lazy<IntCounter> = Lazy::new(|| {
     register_int_counter!(
@@ -285,6 +295,9 @@ pub fn init() {
         .with_label_values(&[env!("CARGO_PKG_VERSION")])
         .set(1);
     Lazy::force(&REQUESTS);
+    for kind in ["header", "idle"] {
+        HEAD_TIMEOUTS.with_label_values(&[kind]);
+    }
     Lazy::force(&DECISIONS);
     Lazy::force(&REQUEST_DURATION);
     Lazy::force(&UPSTREAM_DURATION);

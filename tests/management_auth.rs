@@ -4,8 +4,6 @@
 mod common;
 use common::*;
 use serde_json::{json, Value};
-use std::io::Write;
-use std::process::{Command, Stdio};
 
 const SECRET: &str = "an-issuing-secret-of-at-least-32-bytes!!";
 
@@ -15,40 +13,6 @@ fn policy(registration: &str) -> String {
 management: {{ registration: {registration} }}\ntiers: {{ free: {{ per_minute: 1000, max_keys: 5 }} }}\n\
 rate_limit: {{ ip: {{ failed_auth_per_minute: 100 }} }}\n"
     )
-}
-
-fn create_user(kg: &Keygate, email: &str, password: &str, admin: bool) -> String {
-    let mut args = vec!["users", "create", "--email", email];
-    if admin {
-        args.push("--admin");
-    }
-    let mut child = Command::new(BIN)
-        .args(&args)
-        .arg("-c")
-        .arg(&kg.config)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{password}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    text.lines()
-        .find_map(|l| l.strip_prefix("id:"))
-        .unwrap()
-        .trim()
-        .to_string()
 }
 
 async fn post(kg: &Keygate, path: &str, body: Value, bearer: Option<&str>) -> (u16, Value) {
@@ -75,8 +39,10 @@ async fn login(kg: &Keygate, email: &str, password: &str) -> (u16, Value) {
 async fn users_log_in_manage_their_keys_and_their_tokens_work_on_the_data_plane() {
     let up = start_upstream().await;
     let kg = Keygate::start(up, &policy("closed"));
-    let alice = create_user(&kg, "alice@example.com", "alice-password", false);
-    let bob = create_user(&kg, "bob@example.com", "bob-password-1", false);
+    let alice = kg
+        .create_user("alice@example.com", "alice-password", false)
+        .0;
+    let bob = kg.create_user("bob@example.com", "bob-password-1", false).0;
     let (status, tokens) = login(&kg, "Alice@Example.com", "alice-password").await;
     assert_eq!(status, 200, "{tokens}");
     assert_eq!(tokens["token_type"], "Bearer");
@@ -127,7 +93,7 @@ async fn users_log_in_manage_their_keys_and_their_tokens_work_on_the_data_plane(
 async fn refresh_tokens_rotate_and_a_reused_one_revokes_its_family() {
     let up = start_upstream().await;
     let kg = Keygate::start(up, &policy("closed"));
-    create_user(&kg, "carol@example.com", "carol-password", false);
+    kg.create_user("carol@example.com", "carol-password", false);
     let (_, first) = login(&kg, "carol@example.com", "carol-password").await;
     let r1 = first["refresh_token"].as_str().unwrap().to_string();
     let (status, second) = post(&kg, "/v1/auth/refresh", json!({"refresh_token": r1}), None).await;
@@ -169,7 +135,7 @@ async fn refresh_tokens_rotate_and_a_reused_one_revokes_its_family() {
 async fn login_failures_are_uniform_and_throttled() {
     let up = start_upstream().await;
     let kg = Keygate::start(up, &policy("closed"));
-    create_user(&kg, "dave@example.com", "dave-password", false);
+    kg.create_user("dave@example.com", "dave-password", false);
     // The throttle is a fixed one-minute window: run the failures inside one.
     let into_minute = chrono::Utc::now().timestamp() % 60;
     if into_minute > 40 {
@@ -252,7 +218,7 @@ async fn an_unused_refresh_token_expires_after_refresh_ttl() {
     let up = start_upstream().await;
     let policy = policy("closed").replace("refresh_ttl: 1d", "refresh_ttl: 1s");
     let kg = Keygate::start(up, &policy);
-    create_user(&kg, "erin@example.com", "erin-password", false);
+    kg.create_user("erin@example.com", "erin-password", false);
     let (_, pair) = login(&kg, "erin@example.com", "erin-password").await;
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     let (status, body) = post(

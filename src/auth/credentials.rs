@@ -133,12 +133,14 @@ pub fn bearer_token(value: &[u8]) -> Option<String> {
             .filter(|s| s.eq_ignore_ascii_case(b"bearer "))
             .map(|_| String::new());
     };
-    let text = text.trim_start();
-    if text.len() >= 6
-        && text[..6].eq_ignore_ascii_case("bearer")
-        && (text.len() == 6 || text.as_bytes()[6] == b' ')
+    // Compared as bytes: slicing the text at 6 panicked when a multi-byte
+    // character straddled it (found by fuzz/fuzz_targets/credentials.rs).
+    let bytes = text.trim_start().as_bytes();
+    if bytes.len() >= 6
+        && bytes[..6].eq_ignore_ascii_case(b"bearer")
+        && (bytes.len() == 6 || bytes[6] == b' ')
     {
-        Some(usable(&text.as_bytes()[6..]))
+        Some(usable(&bytes[6..]))
     } else {
         None
     }
@@ -148,6 +150,15 @@ pub fn bearer_token(value: &[u8]) -> Option<String> {
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    #[test]
+    fn multi_byte_characters_near_the_scheme_do_not_panic() {
+        // Regression: the fuzzer's crash input, a 2-byte character across byte 6.
+        assert_eq!(bearer_token("(a ,ݔeݔey: by: b".as_bytes()), None);
+        assert_eq!(bearer_token("bearerݔ".as_bytes()), None);
+        assert_eq!(bearer_token("ééé".as_bytes()), None);
+        assert_eq!(bearer_token("Bearer ééé".as_bytes()), Some("ééé".into()));
+    }
 
     fn sources() -> Vec<Source> {
         ["header:x-api-key", "bearer", "query:api_key"]

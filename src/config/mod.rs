@@ -6,10 +6,12 @@
 
 pub mod duration;
 pub mod env;
+pub mod secret;
 pub mod types;
 mod validate;
 
 pub use duration::Dur;
+pub use secret::Secret;
 pub use types::*;
 
 use serde::de::DeserializeOwned;

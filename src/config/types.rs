@@ -4,6 +4,7 @@
 //! never reads them directly but through the compiled [`crate::runtime::Runtime`].
 
 use super::duration::Dur;
+use super::secret::Secret;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -66,6 +67,11 @@ pub struct ServerConfig {
     pub grace_period: Dur,
     /// TLS termination on `listen`.
     pub tls: Option<TlsConfig>,
+    /// Extension: longest time from a request's first byte (a new connection's
+    /// start) to the end of its head; slower clients are disconnected.
+    pub header_timeout: Dur,
+    /// Extension: longest time a kept-alive connection may sit between requests.
+    pub idle_timeout: Dur,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +82,8 @@ impl Default for ServerConfig {
             threads: 2,
             grace_period: Dur::secs(10),
             tls: None,
+            header_timeout: Dur::secs(10),
+            idle_timeout: Dur::secs(60),
         }
     }
 }
@@ -135,8 +143,8 @@ pub struct StoreConfig {
     pub kind: StoreKind,
     /// SQLite database path.
     pub path: PathBuf,
-    /// PostgreSQL URL.
-    pub url: Option<String>,
+    /// PostgreSQL URL (may hold a password: never printed).
+    pub url: Option<Secret>,
     /// File store path.
     pub file: Option<PathBuf>,
     /// PostgreSQL connections held open (extension; each one pipelines queries).
@@ -273,7 +281,7 @@ pub struct JwtKeyConfig {
     pub pem_file: Option<PathBuf>,
     /// HMAC secret (use `${VAR}`).
     #[serde(default)]
-    pub secret: Option<String>,
+    pub secret: Option<Secret>,
     /// Inline JWK.
     #[serde(default)]
     pub jwk: Option<serde_json::Value>,
@@ -322,7 +330,7 @@ pub struct JwtIssueConfig {
     pub private_key_file: Option<PathBuf>,
     /// HMAC secret for HS* algorithms.
     #[serde(default)]
-    pub secret: Option<String>,
+    pub secret: Option<Secret>,
     /// Access-token lifetime.
     #[serde(default = "default_access_ttl")]
     pub access_ttl: Dur,
@@ -405,8 +413,8 @@ pub enum HeaderStyle {
 pub struct RateLimitConfig {
     /// Counter backend.
     pub backend: LimitBackend,
-    /// Redis URL for the redis backend.
-    pub redis_url: Option<String>,
+    /// Redis URL for the redis backend (may hold a password: never printed).
+    pub redis_url: Option<Secret>,
     /// Longest wait for Redis on a request before falling back (extension).
     pub redis_timeout: Dur,
     /// Behaviour when the backend fails.

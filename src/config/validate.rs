@@ -54,6 +54,14 @@ fn server(s: &ServerConfig, p: &mut Vec<Problem>) {
             ));
         }
     }
+    for (field, d) in [
+        ("server.header_timeout", s.header_timeout),
+        ("server.idle_timeout", s.idle_timeout),
+    ] {
+        if d.get().is_zero() || d.get() > std::time::Duration::from_secs(3600) {
+            p.push(Problem::new(field, "must be between 1ms and 1h"));
+        }
+    }
     if s.threads == 0 || s.threads > 256 {
         p.push(Problem::new("server.threads", "must be between 1 and 256"));
     }

@@ -4,6 +4,7 @@
 pub mod decide;
 pub mod forward;
 pub mod gate;
+pub mod head_deadline;
 pub mod limit_headers;
 pub mod path;
 pub mod routes;

@@ -41,6 +41,8 @@ pub struct Keygate {
     http: reqwest::Client,
     /// Extra arguments to `keygate serve`.
     args: Vec<String>,
+    /// `RUST_LOG` of the process.
+    log_filter: String,
 }
 
 /// The default tiers and routes used by most tests; `extra` is appended verbatim.
@@ -101,13 +103,10 @@ impl Keygate {
         Self::launch(|listen, admin, _| config_yaml_with_store(url, listen, admin, store, policy))
     }
 
-    /// Starts keygate terminating TLS on its listener with `cert` and `key` (PEM).
-    pub fn start_tls(upstream: SocketAddr, policy: &str, cert: &Path, key: &Path) -> Keygate {
-        let tls = format!(
-            "grace_period: 1s\n  tls: {{ cert: \"{}\", key: \"{}\" }}\n",
-            cert.display(),
-            key.display()
-        );
+    /// Starts keygate with `server_lines` (indented YAML, e.g. `"  threads: 1\n"`)
+    /// added to its `server:` section.
+    pub fn start_with_server(upstream: SocketAddr, server_lines: &str, policy: &str) -> Keygate {
+        let server = format!("grace_period: 1s\n{server_lines}");
         Self::launch(|listen, admin, dir| {
             config_yaml(
                 &format!("http://{upstream}"),
@@ -116,8 +115,18 @@ impl Keygate {
                 &dir.join("keys.db"),
                 policy,
             )
-            .replacen("grace_period: 1s\n", &tls, 1)
+            .replacen("grace_period: 1s\n", &server, 1)
         })
+    }
+
+    /// Starts keygate terminating TLS on its listener with `cert` and `key` (PEM).
+    pub fn start_tls(upstream: SocketAddr, policy: &str, cert: &Path, key: &Path) -> Keygate {
+        let tls = format!(
+            "  tls: {{ cert: \"{}\", key: \"{}\" }}\n",
+            cert.display(),
+            key.display()
+        );
+        Self::start_with_server(upstream, &tls, policy)
     }
 
     /// Writes the config `yaml(listen, admin, dir)` on two free ports in a fresh
@@ -136,9 +145,17 @@ impl Keygate {
             child: None,
             http: client(),
             args: Vec::new(),
+            log_filter: "info".into(),
         };
         kg.spawn();
         kg
+    }
+
+    /// Stops this process and starts a new one logging at `filter` (`RUST_LOG`).
+    pub fn restart_logging(mut self, filter: &str) -> Keygate {
+        self.terminate();
+        self.log_filter = filter.into();
+        self.restart()
     }
 
     /// Stops this process and starts a new one with `args` added to `keygate serve`.
@@ -161,7 +178,7 @@ impl Keygate {
             .args(["serve", "-c"])
             .arg(&self.config)
             .args(&self.args)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", &self.log_filter)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -286,6 +303,50 @@ impl Keygate {
             .text()
             .await
             .unwrap()
+    }
+
+    /// Creates a user with `keygate users create` (password on stdin, as an operator
+    /// would type it). Returns the new id and everything the command printed.
+    pub fn create_user(&self, email: &str, password: &str, admin: bool) -> (String, String) {
+        use std::io::Write;
+        let mut args = vec!["users", "create", "--email", email];
+        if admin {
+            args.push("--admin");
+        }
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .arg("-c")
+            .arg(&self.config)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{password}\n").as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{printed}");
+        let id = printed
+            .lines()
+            .find_map(|l| l.strip_prefix("id:"))
+            .unwrap()
+            .trim()
+            .to_string();
+        (id, printed)
+    }
+
+    /// The process id of the running keygate.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     /// Sends `signal` (e.g. `HUP`) to the process.

@@ -167,7 +167,7 @@ mod tests {
                 std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/benches/jwt-keys"))
                     .join(f)
             }),
-            secret: secret.map(str::to_owned),
+            secret: secret.map(crate::config::Secret::new),
             access_ttl: Dur::secs(60),
             refresh_ttl: Dur::secs(3600),
         }

@@ -1,0 +1,37 @@
+//! Config parsing: YAML, durations, `${VAR}` substitution and validation. Never a
+//! panic; a config that parses is valid (a second parse of the same text agrees).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fn lookup(name: &str) -> Option<String> {
+    match name {
+        "PORT" => Some("8080".into()),
+        "SECRET" => Some("s3cr3t-value".into()),
+        "EMPTY" => Some(String::new()),
+        "NESTED" => Some("${PORT}".into()),
+        _ => None,
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let first = keygate::config::parse_with_env(text, lookup);
+    let second = keygate::config::parse_with_env(text, lookup);
+    assert_eq!(first.is_ok(), second.is_ok(), "parsing is deterministic");
+    if let Err(e) = first {
+        let _ = e.to_string();
+    }
+    if let Some(rest) = text.strip_prefix("duration:") {
+        if let Ok(d) = keygate::config::duration::parse_duration(rest) {
+            let printed = keygate::config::Dur(d).to_string();
+            assert_eq!(
+                keygate::config::duration::parse_duration(&printed),
+                Ok(d),
+                "a duration prints back to itself"
+            );
+        }
+    }
+});

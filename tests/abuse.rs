@@ -1,0 +1,429 @@
+//! Hostile clients against the real binary: slow heads, idle connections, 10,000
+//! concurrent connections, floods of invented keys, request smuggling.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// An upstream that records the path of every request it parses.
+async fn recording_upstream() -> (SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let log = log.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let log = log.clone();
+                    async move {
+                        log.lock().unwrap().push(req.uri().path().to_string());
+                        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from("ok"))))
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+fn port_of(kg: &Keygate) -> u16 {
+    kg.base.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+/// Sends `raw` on a fresh connection and reads until the server closes it (or 3 s).
+async fn exchange(kg: &Keygate, raw: &[u8]) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port_of(kg)))
+        .await
+        .unwrap();
+    s.write_all(raw).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Waits until the server closes `s`; returns how long that took from `since`.
+async fn closed_after(s: &mut TcpStream, since: Instant, limit: Duration) -> Option<Duration> {
+    let mut buf = [0u8; 512];
+    let deadline = since + limit;
+    loop {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        match tokio::time::timeout(left, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(since.elapsed()),
+            Ok(Ok(_)) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+fn counter(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn rss_kb(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn slow_heads_are_cut_off_at_header_timeout_while_others_are_served() {
+    let up = start_upstream().await;
+    let kg = Keygate::start_with_server(
+        up,
+        "  header_timeout: 1s\n  idle_timeout: 2s\n",
+        DEFAULT_POLICY,
+    );
+    let (_, key) = kg.create_key(&[]);
+    let started = Instant::now();
+    let tricklers = (0..40).map(|i| {
+        let port = port_of(&kg);
+        async move {
+            let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+            let opened = Instant::now();
+            s.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n")
+                .await
+                .unwrap();
+            // One byte every 100 ms: each read is quick, the head never ends.
+            for b in b"X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                .iter()
+                .cycle()
+            {
+                if s.write_all(&[*b]).await.is_err() || opened.elapsed() > Duration::from_secs(6) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let closed = closed_after(&mut s, opened, Duration::from_secs(6)).await;
+            (i, closed)
+        }
+    });
+    let probe = async {
+        // Meanwhile a normal client is served promptly, again and again.
+        let mut worst = Duration::ZERO;
+        for _ in 0..10 {
+            let t = Instant::now();
+            assert_eq!(kg.get_key("/a", &key).await.status(), 200);
+            worst = worst.max(t.elapsed());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        worst
+    };
+    let (closed, worst) = tokio::join!(futures::future::join_all(tricklers), probe);
+    for (i, c) in closed {
+        let c = c.unwrap_or_else(|| panic!("trickler {i} was never disconnected"));
+        assert!(
+            c >= Duration::from_millis(900) && c < Duration::from_millis(2500),
+            "trickler {i} disconnected after {c:?} (header_timeout 1s)"
+        );
+    }
+    assert!(
+        worst < Duration::from_millis(500),
+        "a normal request took {worst:?}"
+    );
+    let m = kg.metrics().await;
+    assert!(
+        counter(&m, "keygate_connection_timeouts_total{kind=\"header\"}") >= 40.0,
+        "{m}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn silent_and_idle_connections_are_closed() {
+    let up = start_upstream().await;
+    let kg = Keygate::start_with_server(
+        up,
+        "  header_timeout: 1s\n  idle_timeout: 2s\n",
+        DEFAULT_POLICY,
+    );
+    // Connects and never sends a byte: closed at header_timeout.
+    let mut silent = TcpStream::connect(("127.0.0.1", port_of(&kg)))
+        .await
+        .unwrap();
+    let t = Instant::now();
+    let after = closed_after(&mut silent, t, Duration::from_secs(5)).await;
+    let after = after.expect("a silent connection stays open");
+    assert!(after < Duration::from_millis(2500), "{after:?}");
+
+    // One request, then idle on a kept-alive connection: closed at idle_timeout,
+    // not at header_timeout.
+    let mut s = TcpStream::connect(("127.0.0.1", port_of(&kg)))
+        .await
+        .unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let t = Instant::now();
+    let after = closed_after(&mut s, t, Duration::from_secs(6))
+        .await
+        .expect("an idle connection stays open");
+    assert!(
+        after >= Duration::from_millis(1800) && after < Duration::from_millis(3500),
+        "idle connection closed after {after:?} (idle_timeout 2s)"
+    );
+    let m = kg.metrics().await;
+    assert!(counter(&m, "keygate_connection_timeouts_total{kind=\"idle\"}") >= 1.0);
+}
+
+#[tokio::test]
+async fn ten_thousand_connections_are_served_or_refused_cleanly() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(
+        up,
+        "tiers: { free: { per_minute: 1000 } }\nrate_limit: { ip: { per_minute: 0, failed_auth_per_minute: 0 } }\n",
+    );
+    let pid = kg.pid();
+    let idle_rss = rss_kb(pid, "VmRSS:");
+    let port = port_of(&kg);
+    let n = 10_000;
+    let limit = std::process::Command::new("sh")
+        .args(["-c", "ulimit -n"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    assert!(
+        limit == "unlimited" || limit.parse::<usize>().unwrap_or(0) > n + 500,
+        "open-file limit {limit} is below {n} connections: run the tests with scripts/test.sh (it raises it)"
+    );
+    // Open them all (1,000 connects in flight at a time) and keep them open.
+    let mut conns = Vec::with_capacity(n);
+    let mut refused = 0;
+    let mut pending = Vec::new();
+    for _ in 0..n {
+        pending.push(tokio::spawn(async move {
+            tokio::time::timeout(
+                Duration::from_secs(10),
+                TcpStream::connect(("127.0.0.1", port)),
+            )
+            .await
+        }));
+        if pending.len() == 1000 {
+            for p in pending.drain(..) {
+                match p.await.unwrap() {
+                    Ok(Ok(s)) => conns.push(s),
+                    _ => refused += 1,
+                }
+            }
+        }
+    }
+    for p in pending.drain(..) {
+        match p.await.unwrap() {
+            Ok(Ok(s)) => conns.push(s),
+            _ => refused += 1,
+        }
+    }
+    // Every open connection now sends a request (no key: keygate answers itself).
+    let answers = conns.into_iter().map(|mut s| {
+        tokio::spawn(async move {
+            let sent = s
+                .write_all(b"GET /a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await;
+            if sent.is_err() {
+                return None;
+            }
+            let mut out = Vec::new();
+            match tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut out)).await {
+                Ok(_) => Some(String::from_utf8_lossy(&out).into_owned()),
+                Err(_) => Some("hung".to_string()),
+            }
+        })
+    });
+    let mut answered = 0;
+    let mut reset = 0;
+    for a in futures::future::join_all(answers).await {
+        match a.unwrap() {
+            Some(text) if text.starts_with("HTTP/1.1 401") => answered += 1,
+            Some(text) if text == "hung" => panic!("a connection hung for 30 s"),
+            Some(text) if text.is_empty() => reset += 1,
+            Some(text) => panic!("unexpected answer: {text}"),
+            None => reset += 1,
+        }
+    }
+    let peak = rss_kb(pid, "VmHWM:");
+    eprintln!(
+        "10k connections: answered {answered}, refused at connect {refused}, closed {reset}; \
+         keygate RSS idle {idle_rss} kB, peak {peak} kB"
+    );
+    assert_eq!(answered + refused + reset, n);
+    assert!(answered >= n * 9 / 10, "only {answered} of {n} answered");
+    assert!(peak < 512 * 1024, "peak RSS {peak} kB");
+    // And it still serves.
+    assert_eq!(kg.get_key("/a", "nope").await.status(), 401);
+    let (_, key) = kg.create_key(&[]);
+    assert_eq!(kg.get_key("/a", &key).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_flood_of_invented_keys_never_reaches_the_store() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(
+        up,
+        "tiers: { free: { per_minute: 100000 } }\nrate_limit: { ip: { per_minute: 0, failed_auth_per_minute: 0 } }\n",
+    );
+    let (_, real) = kg.create_key(&[]);
+    assert_eq!(kg.get_key("/a", &real).await.status(), 200);
+    let before = counter(&kg.metrics().await, "keygate_store_queries_total");
+    // Malformed or wrong-checksum keys: refused before any lookup.
+    let mut invented: Vec<String> = (0..1500)
+        .map(|i| {
+            let body = keygate::auth::api_key::random_base62(32);
+            match i % 3 {
+                0 => format!("kg_sk_live_{body}{}", &body[..6]),
+                1 => format!("kg_sk_test_{body}"),
+                _ => body,
+            }
+        })
+        .filter(|k| {
+            keygate::auth::api_key::classify(k, "kg", &[])
+                == keygate::auth::api_key::KeyShape::Malformed
+        })
+        .collect();
+    invented.push(real[..real.len() - 1].to_string() + "0");
+    invented.push(format!("{real}x"));
+    assert!(invented.len() > 1400);
+    let client = client();
+    for chunk in invented.chunks(100) {
+        let replies = chunk.iter().map(|k| {
+            client
+                .get(kg.url("/a"))
+                .header("x-api-key", k.as_str())
+                .send()
+        });
+        for r in futures::future::join_all(replies).await {
+            assert_eq!(r.unwrap().status(), 401);
+        }
+    }
+    let after_malformed = counter(&kg.metrics().await, "keygate_store_queries_total");
+    assert_eq!(after_malformed, before, "malformed keys reached the store");
+
+    // A well-formed key that does not exist: one lookup, then the negative cache.
+    let unknown =
+        keygate::auth::api_key::generate("kg", keygate::auth::api_key::Environment::Live).plaintext;
+    for _ in 0..300 {
+        assert_eq!(kg.get_key("/a", &unknown).await.status(), 401);
+    }
+    let after_unknown = counter(&kg.metrics().await, "keygate_store_queries_total");
+    assert_eq!(
+        after_unknown - after_malformed,
+        1.0,
+        "one lookup for 300 tries"
+    );
+}
+
+/// What a smuggling attempt got from keygate, and what reached the upstream.
+async fn smuggle(
+    kg: &Keygate,
+    seen: &Arc<Mutex<Vec<String>>>,
+    raw: String,
+) -> (String, Vec<String>) {
+    seen.lock().unwrap().clear();
+    let answer = exchange(kg, raw.as_bytes()).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let paths = seen.lock().unwrap().clone();
+    (answer, paths)
+}
+
+#[tokio::test]
+async fn request_smuggling_is_rejected_or_made_unambiguous() {
+    let (up, seen) = recording_upstream().await;
+    let kg = Keygate::start(up, "tiers: { free: { per_minute: 100000 } }\n");
+    let (_, key) = kg.create_key(&[]);
+    let head = |extra: &str| format!("POST /a HTTP/1.1\r\nHost: x\r\nX-API-Key: {key}\r\n{extra}");
+    let smuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+
+    // Refused outright with 400, nothing forwarded.
+    let refused = [
+        ("two different Content-Lengths", head(&format!("Content-Length: 4\r\nContent-Length: 40\r\n\r\nabcd{smuggled}"))),
+        ("Transfer-Encoding not ending in chunked", head(&format!("Transfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n{smuggled}"))),
+        ("Transfer-Encoding on HTTP/1.0", format!("POST /a HTTP/1.0\r\nHost: x\r\nX-API-Key: {key}\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}")),
+        ("obs-fold", head(&format!("X-Folded: a\r\n b\r\nContent-Length: 0\r\n\r\n{smuggled}"))),
+        ("duplicate Host", head(&format!("Host: y\r\nContent-Length: 0\r\n\r\n{smuggled}"))),
+        ("space before the colon", head(&format!("Transfer-Encoding : chunked\r\nContent-Length: 4\r\n\r\nabcd{smuggled}"))),
+        ("bare CR in a header", head(&format!("X-A: a\rb\r\nContent-Length: 0\r\n\r\n{smuggled}"))),
+    ];
+    for (what, raw) in refused {
+        let (answer, paths) = smuggle(&kg, &seen, raw).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{what}: {answer}");
+        assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{what}: {answer}");
+        assert!(paths.is_empty(), "{what}: forwarded {paths:?}");
+    }
+
+    // Content-Length with Transfer-Encoding: chunked wins (RFC 9112 6.3), the
+    // length is dropped, the connection is closed after the answer, and what
+    // follows the chunked body is never read as a request.
+    let ambiguous = [
+        (
+            "CL.TE",
+            head(&format!(
+                "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n{smuggled}"
+            )),
+        ),
+        (
+            "TE.CL",
+            head(&format!(
+                "Transfer-Encoding: chunked\r\nContent-Length: 60\r\n\r\n0\r\n\r\n{smuggled}"
+            )),
+        ),
+    ];
+    for (what, raw) in ambiguous {
+        let (answer, paths) = smuggle(&kg, &seen, raw).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{what}: {answer}");
+        assert_eq!(
+            answer.matches("HTTP/1.1 ").count(),
+            1,
+            "{what}: one answer: {answer}"
+        );
+        assert_eq!(paths, vec!["/a".to_string()], "{what}");
+    }
+    assert!(!kg.logs().contains("/smuggled"));
+}
+
+#[tokio::test]
+async fn a_multi_byte_authorization_header_is_a_clean_401() {
+    // Regression for a panic the credentials fuzz target found: a UTF-8 character
+    // straddling byte 6 of an Authorization value.
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, DEFAULT_POLICY);
+    for value in ["(a ,ݔeݔey: by: b", "bearerݔ", "Bearer ééé"] {
+        let r = client()
+            .get(kg.url("/a"))
+            .header(
+                "authorization",
+                reqwest::header::HeaderValue::from_bytes(value.as_bytes()).unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{value}");
+        assert!(json(r).await["error"].is_string());
+    }
+}

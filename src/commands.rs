@@ -199,7 +199,7 @@ pub fn keys_create(config: &Config, opts: &CreateKey) -> Result<(KeyRecord, Stri
         secret_valid_until: None,
     };
     runtime()?.block_on(store.insert(&record, &key.hash))?;
-    Ok((record, key.plaintext))
+    Ok((record, key.into_plaintext()))
 }
 
 /// `keygate keys list`.
@@ -241,7 +241,7 @@ pub fn keys_regenerate(config: &Config, id: &str) -> Result<(KeyRecord, String),
     let key = generate(&config.api_keys.prefix, record.environment);
     rt.block_on(store.replace_secret(id, &key.hash, &key.prefix, &key.last4, None))?;
     let record = rt.block_on(store.get(id))?.unwrap_or(record);
-    Ok((record, key.plaintext))
+    Ok((record, key.into_plaintext()))
 }
 
 /// `keygate keys hash KEY`: the `sha256:<hex>` line for the file store.

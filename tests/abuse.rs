@@ -326,8 +326,8 @@ async fn a_flood_of_invented_keys_never_reaches_the_store() {
     assert_eq!(after_malformed, before, "malformed keys reached the store");
 
     // A well-formed key that does not exist: one lookup, then the negative cache.
-    let unknown =
-        keygate::auth::api_key::generate("kg", keygate::auth::api_key::Environment::Live).plaintext;
+    let unknown = keygate::auth::api_key::generate("kg", keygate::auth::api_key::Environment::Live)
+        .into_plaintext();
     for _ in 0..300 {
         assert_eq!(kg.get_key("/a", &unknown).await.status(), 401);
     }
@@ -426,4 +426,67 @@ async fn a_multi_byte_authorization_header_is_a_clean_401() {
         assert_eq!(r.status(), 401, "{value}");
         assert!(json(r).await["error"].is_string());
     }
+}
+
+#[tokio::test]
+async fn a_sustained_flood_of_random_kids_fetches_the_jwks_once_per_min_refresh() {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    use common::jwt_support::{JwksServer, JwtKit};
+    let kit = JwtKit::new();
+    let jwks = std::fs::read_to_string(kit.path("jwks.json")).unwrap();
+    let server = JwksServer::start(jwks).await;
+    let up = start_upstream().await;
+    let kg = Keygate::start(
+        up,
+        &format!(
+            "jwt:\n  enabled: true\n  algorithms: [RS256]\n  jwks_url: \"{}\"\n  jwks_min_refresh: 1s\n  jwks_refresh: 1h\n\
+tiers: {{ free: {{ per_minute: 1000 }} }}\nrate_limit: {{ ip: {{ per_minute: 0, failed_auth_per_minute: 0 }} }}\n",
+            server.url
+        ),
+    );
+    let waited = Instant::now();
+    while server.hits() == 0 && waited.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(server.hits(), 1, "fetched once at start");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // 16 clients, each sending tokens with a kid never seen before, for 4 seconds.
+    let started = Instant::now();
+    let flood = (0..16).map(|client_no| {
+        let kg = &kg;
+        async move {
+            let c = client();
+            let mut sent = 0u32;
+            while started.elapsed() < Duration::from_secs(4) {
+                let header = URL_SAFE_NO_PAD.encode(format!(
+                    "{{\"alg\":\"RS256\",\"typ\":\"JWT\",\"kid\":\"flood-{client_no}-{sent}\"}}"
+                ));
+                let claims = URL_SAFE_NO_PAD.encode("{\"sub\":\"x\",\"exp\":4102444800}");
+                let token = format!("{header}.{claims}.c2lnbmF0dXJl");
+                let r = c
+                    .get(kg.url("/a"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 401);
+                sent += 1;
+            }
+            sent
+        }
+    });
+    let sent: u32 = futures::future::join_all(flood).await.into_iter().sum();
+    let elapsed = started.elapsed().as_secs_f64();
+    let allowed = 1 + elapsed.ceil() as usize + 1;
+    eprintln!(
+        "{sent} tokens with unknown kids in {elapsed:.1}s: {} JWKS fetches (allowed {allowed})",
+        server.hits()
+    );
+    assert!(sent > 200, "only {sent} requests made");
+    assert!(
+        server.hits() <= allowed,
+        "{} JWKS fetches for {sent} unknown kids over {elapsed:.1}s",
+        server.hits()
+    );
 }

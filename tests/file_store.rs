@@ -52,8 +52,8 @@ async fn keys_come_from_the_file_and_edits_apply_within_two_seconds() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("keys.yaml");
     let (a, b) = (
-        generate("kg", Environment::Live).plaintext,
-        generate("kg", Environment::Live).plaintext,
+        generate("kg", Environment::Live).into_plaintext(),
+        generate("kg", Environment::Live).into_plaintext(),
     );
     write(&file, &[entry("key_a", &a, "pro", "active")]);
     let kg = start(&file).await;

@@ -165,6 +165,20 @@ pub struct NewKey {
     pub prefix: String,
 }
 
+impl NewKey {
+    /// Hands the plaintext over (to be shown once); nothing is left to wipe here.
+    pub fn into_plaintext(mut self) -> String {
+        std::mem::take(&mut self.plaintext)
+    }
+}
+
+impl Drop for NewKey {
+    /// The plaintext is shown once; its memory is wiped when the key is dropped.
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.plaintext);
+    }
+}
+
 impl fmt::Debug for NewKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NewKey")
@@ -242,7 +256,7 @@ mod tests {
 
     #[test]
     fn a_single_changed_character_breaks_the_checksum() {
-        let k = generate("kg", Environment::Live).plaintext;
+        let k = generate("kg", Environment::Live).into_plaintext();
         let mut bytes = k.clone().into_bytes();
         let i = "kg_sk_live_".len() + 3;
         bytes[i] = if bytes[i] == b'a' { b'b' } else { b'a' };
@@ -292,7 +306,7 @@ mod tests {
 
     #[test]
     fn redaction_keeps_only_prefix_and_last_four() {
-        let k = generate("kg", Environment::Live).plaintext;
+        let k = generate("kg", Environment::Live).into_plaintext();
         let r = redact(&k);
         assert!(r.starts_with("kg_sk_live_…"));
         assert!(r.ends_with(&k[k.len() - 4..]));

@@ -40,6 +40,13 @@ pub struct Credential {
     pub value: String,
 }
 
+impl Drop for Credential {
+    /// The presented secret is wiped when the request is done with it.
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.value);
+    }
+}
+
 impl fmt::Debug for Credential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

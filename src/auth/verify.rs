@@ -273,7 +273,7 @@ mod tests {
             "key_1"
         );
         assert_eq!(v.cache().len(), 1);
-        let unknown = generate("kg", Environment::Live).plaintext;
+        let unknown = generate("kg", Environment::Live).into_plaintext();
         assert_eq!(v.lookup(&unknown, &f).await.err(), Some(KeyError::Invalid));
         assert!(matches!(
             v.cache().get(&KeyHash::of(&unknown)),

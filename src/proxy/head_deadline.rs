@@ -146,10 +146,9 @@ impl AsyncRead for DeadlineStream {
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
         match polled {
             Poll::Ready(Ok(())) => {
-                let filled = buf.filled().len();
-                if filled > before {
-                    let new = buf.filled()[before..filled].to_vec();
-                    this.saw(&new);
+                let filled = buf.filled();
+                if filled.len() > before {
+                    this.saw(&filled[before..]);
                 }
                 Poll::Ready(Ok(()))
             }

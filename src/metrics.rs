@@ -102,14 +102,13 @@ pub static STORE_QUERIES: Lazy<IntCounterVec> = Lazy::new(|| {
     .expect("metric keygate_store_queries_total registers once")
 });
 
-/// Connections closed for taking too long over a request head, or idling too long.
-pub static HEAD_TIMEOUTS: Lazy<IntCounterVec> = Lazy::new(|| {
-    register_int_counter_vec!(
-        "keygate_connection_timeouts_total",
-        "Client connections closed by server.header_timeout (kind=header) or server.idle_timeout (kind=idle).",
-        &["kind"]
+/// Connections closed for taking too long over a request head.
+pub static HEAD_TIMEOUTS: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "keygate_header_timeouts_total",
+        "Client connections closed because a request head took longer than server.header_timeout."
     )
-    .expect("metric keygate_connection_timeouts_total registers once")
+    .expect("metric keygate_header_timeouts_total registers once")
 });
 
 /// Rate-limit backend errors.
@@ -295,9 +294,7 @@ pub fn init() {
         .with_label_values(&[env!("CARGO_PKG_VERSION")])
         .set(1);
     Lazy::force(&REQUESTS);
-    for kind in ["header", "idle"] {
-        HEAD_TIMEOUTS.with_label_values(&[kind]);
-    }
+    Lazy::force(&HEAD_TIMEOUTS);
     Lazy::force(&DECISIONS);
     Lazy::force(&REQUEST_DURATION);
     Lazy::force(&UPSTREAM_DURATION);

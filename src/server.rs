@@ -13,7 +13,7 @@ use crate::limit::redis::{RedisLimiter, RedisTarget};
 use crate::limit::{FallbackLimiter, Limiter, LocalLimiter};
 use crate::management::Management;
 use crate::metrics;
-use crate::proxy::head_deadline::{HeadDeadlineApp, HeadLimits};
+use crate::proxy::head_deadline::HeadDeadlineApp;
 use crate::proxy::{Gate, Shared};
 use crate::reload::Reloader;
 use crate::runtime::{Runtime, RuntimeError};
@@ -283,10 +283,7 @@ pub fn serve(config: Config, path: &std::path::Path, upgrade: bool) -> Result<()
     let admin_listen = config.server.admin_listen.clone();
     let threads = config.server.threads;
     let grace = config.server.grace_period.get().as_secs();
-    let limits = HeadLimits {
-        header: config.server.header_timeout.get(),
-        idle: config.server.idle_timeout.get(),
-    };
+    let header_timeout = config.server.header_timeout.get();
     let jwks_refresh = config.jwt.jwks_refresh.get().max(Duration::from_secs(1));
     let tls = match &config.server.tls {
         Some(t) => Some(Arc::new(
@@ -331,7 +328,7 @@ pub fn serve(config: Config, path: &std::path::Path, upgrade: bool) -> Result<()
     let gate = pingora_proxy::http_proxy(&server.configuration, Gate::new(shared.clone()));
     let mut proxy = Service::new(
         "keygate proxy".to_string(),
-        HeadDeadlineApp::new(gate, limits),
+        HeadDeadlineApp::new(gate, header_timeout),
     );
     // Pingora's default 64 KiB read buffer per connection made 10,000 open
     // connections cost ~730 MB; heads are read into Pingora's own buffer anyway.

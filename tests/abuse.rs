@@ -190,6 +190,32 @@ async fn silent_and_idle_connections_are_closed() {
 }
 
 #[tokio::test]
+async fn a_slow_upstream_answer_outlasts_idle_and_header_timeouts() {
+    // The client waits longer than both timeouts for its answer: neither applies.
+    let up = start_upstream().await;
+    let kg = Keygate::start_with_server(
+        up,
+        "  header_timeout: 1s\n  idle_timeout: 1s\n",
+        DEFAULT_POLICY,
+    );
+    let (_, key) = kg.create_key(&[]);
+    let mut s = TcpStream::connect(("127.0.0.1", port_of(&kg)))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let req = format!("GET /delay/1600 HTTP/1.1\r\nHost: x\r\nX-API-Key: {key}\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; 8192];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("answered")
+            .unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    }
+}
+
+#[tokio::test]
 async fn ten_thousand_connections_are_served_or_refused_cleanly() {
     let up = start_upstream().await;
     let kg = Keygate::start(

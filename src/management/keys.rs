@@ -163,33 +163,23 @@ pub async fn create(
 ) -> Result<ApiResponse, GateError> {
     let caller = m.caller(d, req, true).await?;
     let tiers: Vec<&str> = d.rt.config.tiers.keys().map(String::as_str).collect();
-    let CreateBody {
-        name,
-        tier,
-        scopes,
-        environment,
-        expires_at,
-        credits,
-        allowed_ips,
-        org,
-        owner,
-    } = CreateBody::parse(req.body, &tiers, &caller)?;
-    check_quota(m, d, &owner, &tier).await?;
-    let key = generate(&d.rt.key_format.prefix, environment);
+    let body = CreateBody::parse(req.body, &tiers, &caller)?;
+    check_quota(m, d, &body.owner, &body.tier).await?;
+    let key = generate(&d.rt.key_format.prefix, body.environment);
     let record = KeyRecord {
         id: new_key_id(),
-        name,
+        name: body.name,
         prefix: key.prefix.clone(),
         last4: key.last4.clone(),
-        tier,
-        scopes,
-        environment,
-        org,
-        owner: Some(owner),
+        tier: body.tier,
+        scopes: body.scopes,
+        environment: body.environment,
+        org: body.org,
+        owner: Some(body.owner),
         status: KeyStatus::Active,
-        credits,
-        allowed_ips,
-        expires_at,
+        credits: body.credits,
+        allowed_ips: body.allowed_ips,
+        expires_at: body.expires_at,
         created_at: Utc::now(),
         last_used_at: None,
         secret_valid_until: None,

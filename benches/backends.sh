@@ -32,7 +32,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source benches/lib.sh
 up=$(port)
 taskset -c 0 "$bin" demo-upstream --listen "127.0.0.1:$up" 2>/dev/null &
 rport=$(port)
@@ -66,7 +66,6 @@ start p "{ kind: postgres, url: \"postgres://postgres@127.0.0.1:5432/$db\" }" "b
 ms() { # wrk latency -> milliseconds
   awk -v v="$1" 'BEGIN { n = v + 0; if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n += 0; else if (v ~ /s$/) n *= 1000; printf "%.3f", n }'
 }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 redis_cpu() { redis-cli -h 127.0.0.1 -p "$rport" info cpu | awk -F: '/^used_cpu_(sys|user):/ {s += $2} END {printf "%.6f", s}'; }
 run() { # name
   local out rps p50 p99 t0 t1 r0 r1 n hz

@@ -15,7 +15,7 @@ bin=$PWD/target/${KEYGATE_PROFILE:-release}/keygate
 work=$(mktemp -d)
 cleanup() { pkill -9 -f "callgrind-out-file=$work" 2>/dev/null || true; kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source benches/lib.sh
 up=$(port); listen=$(port); admin=$(port)
 cat > "$work/k.yaml" <<YAML
 server: { listen: "127.0.0.1:$listen", admin_listen: "127.0.0.1:$admin", threads: 1 }

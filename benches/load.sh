@@ -14,7 +14,7 @@ bin=$PWD/target/release/keygate
 py=$(bash scripts/test-python.sh)
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source benches/lib.sh
 up=$(port); listen=$(port); admin=$(port)
 cat > "$work/k.yaml" <<YAML
 server: { listen: "127.0.0.1:$listen", admin_listen: "127.0.0.1:$admin", threads: 2 }

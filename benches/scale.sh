@@ -22,7 +22,7 @@ cargo build --release --quiet
 bin=$PWD/target/release/keygate
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source benches/lib.sh
 up=$(port); listen=$(port); admin=$(port)
 cat > "$work/k.yaml" <<YAML
 server: { listen: "127.0.0.1:$listen", admin_listen: "127.0.0.1:$admin", threads: 1 }
@@ -68,25 +68,15 @@ PY
 echo "$one" > "$work/one.txt"
 # The one-key case goes through the same Lua script (a one-line key file), so wrk's
 # own cost of scripting requests is the same on both sides of the ratio.
-for f in rotate one; do
-  src=$work/keys.txt; [ "$f" = one ] && src=$work/one.txt
-  cat > "$work/$f.lua" <<EOF
-local keys = {}
-for line in io.lines("$src") do keys[#keys + 1] = line end
-local i = math.random(#keys)
-request = function()
-  i = i % #keys + 1
-  return wrk.format("GET", "/api/x", { ["X-API-Key"] = keys[i] })
-end
-EOF
-done
+rotating_lua "$work/rotate.lua" "$work/keys.txt" X-API-Key ""
+rotating_lua "$work/one.lua" "$work/one.txt" X-API-Key ""
 
 taskset -c 0 "$bin" demo-upstream --listen "127.0.0.1:$up" 2>/dev/null &
 RUST_LOG=warn taskset -c 1 "$bin" serve -c "$work/k.yaml" 2>"$work/kg.log" &
 kg=$!
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$admin/health" >/dev/null && break; sleep 0.1; done
-rss() { awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$kg/status"; }
-hwm() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$kg/status"; }
+rss() { mem_mb "$kg" VmRSS; }
+hwm() { mem_mb "$kg" VmHWM; }
 idle=$(rss)
 
 wrk_run() { # duration, then wrk args -> "rps p50 p99"

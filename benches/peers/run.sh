@@ -52,7 +52,7 @@ cargo build --release --quiet
 bin=$PWD/target/release/keygate
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source benches/lib.sh
 up=$(port)
 declare -A listen pid
 
@@ -105,19 +105,9 @@ with open(f"{d}/tokens.txt", "w") as f:
                            algorithm="RS256", headers={"kid": "rs"}) + "\n")
 PY
 token=$(head -1 "$work/tokens.txt")
-for f in one many; do
-  src=$work/tokens.txt
-  [ "$f" = one ] && { head -1 "$work/tokens.txt" > "$work/token1.txt"; src=$work/token1.txt; }
-  cat > "$work/tokens-$f.lua" <<EOF
-local t = {}
-for line in io.lines("$src") do t[#t + 1] = line end
-local i = math.random(#t)
-request = function()
-  i = i % #t + 1
-  return wrk.format("GET", "/api/x", { ["Authorization"] = "Bearer " .. t[i] })
-end
-EOF
-done
+head -1 "$work/tokens.txt" > "$work/token1.txt"
+rotating_lua "$work/tokens-one.lua" "$work/token1.txt" Authorization "Bearer "
+rotating_lua "$work/tokens-many.lua" "$work/tokens.txt" Authorization "Bearer "
 
 # --- HAProxy 2.6, one thread
 listen[haproxy]=$(port)
@@ -239,8 +229,6 @@ check() { # the job is really done: 200 with the key, 401 without
 }
 for n in direct haproxy nginx bare keygate keygate1; do check "$n"; done
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-hwm_mb() { awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
 run() { # name -> "rps cpu_us_per_request rss_mb"
   local n=$1 out t0 t1 reqs hz url
   hz=$(getconf CLK_TCK)
@@ -253,7 +241,7 @@ run() { # name -> "rps cpu_us_per_request rss_mb"
   local rps cpu rss
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   cpu=$(python3 -c "print(f'{($t1-$t0)/$hz/$reqs*1e6:.1f}')")
-  [ "$n" = direct ] && rss="-" || rss=$(hwm_mb "${pid[$n]}")
+  [ "$n" = direct ] && rss="-" || rss=$(mem_mb "${pid[$n]}" VmHWM)
   echo "$rps $cpu $rss"
 }
 label() {

@@ -1,0 +1,24 @@
+# Helpers shared by the bench scripts, which source this file from the repo root.
+
+# A free TCP port on 127.0.0.1.
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# utime+stime of process $1, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# Memory of process $1 in MB: field $2 of /proc/PID/status (VmRSS, VmHWM).
+mem_mb() { awk -v f="$2:" '$1 == f {printf "%.1f", $2 / 1024}' "/proc/$1/status"; }
+
+# Writes wrk Lua script $1 sending GET /api/x with header $3 set to $4 followed by
+# the lines of file $2 in turn (from a random start, so each wrk thread differs).
+rotating_lua() {
+  cat > "$1" <<LUA
+local t = {}
+for line in io.lines("$2") do t[#t + 1] = line end
+local i = math.random(#t)
+request = function()
+  i = i % #t + 1
+  return wrk.format("GET", "/api/x", { ["$3"] = "$4" .. t[i] })
+end
+LUA
+}

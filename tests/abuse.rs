@@ -74,14 +74,6 @@ async fn closed_after(s: &mut TcpStream, since: Instant, limit: Duration) -> Opt
     }
 }
 
-fn counter(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 fn rss_kb(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap()
@@ -147,7 +139,10 @@ async fn slow_heads_are_cut_off_at_header_timeout_while_others_are_served() {
         "a normal request took {worst:?}"
     );
     let m = kg.metrics().await;
-    assert!(counter(&m, "keygate_header_timeouts_total") >= 40.0, "{m}");
+    assert!(
+        metric_sum(&m, "keygate_header_timeouts_total") >= 40.0,
+        "{m}"
+    );
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
@@ -312,7 +307,7 @@ async fn a_flood_of_invented_keys_never_reaches_the_store() {
     );
     let (_, real) = kg.create_key(&[]);
     assert_eq!(kg.get_key("/a", &real).await.status(), 200);
-    let before = counter(&kg.metrics().await, "keygate_store_queries_total");
+    let before = metric_sum(&kg.metrics().await, "keygate_store_queries_total");
     // Malformed or wrong-checksum keys: refused before any lookup.
     let mut invented: Vec<String> = (0..1500)
         .map(|i| {
@@ -343,7 +338,7 @@ async fn a_flood_of_invented_keys_never_reaches_the_store() {
             assert_eq!(r.unwrap().status(), 401);
         }
     }
-    let after_malformed = counter(&kg.metrics().await, "keygate_store_queries_total");
+    let after_malformed = metric_sum(&kg.metrics().await, "keygate_store_queries_total");
     assert_eq!(after_malformed, before, "malformed keys reached the store");
 
     // A well-formed key that does not exist: one lookup, then the negative cache.
@@ -352,7 +347,7 @@ async fn a_flood_of_invented_keys_never_reaches_the_store() {
     for _ in 0..300 {
         assert_eq!(kg.get_key("/a", &unknown).await.status(), 401);
     }
-    let after_unknown = counter(&kg.metrics().await, "keygate_store_queries_total");
+    let after_unknown = metric_sum(&kg.metrics().await, "keygate_store_queries_total");
     assert_eq!(
         after_unknown - after_malformed,
         1.0,

@@ -417,6 +417,16 @@ pub async fn start_of_next_second() {
     tokio::time::sleep(std::time::Duration::from_millis(left + 20)).await;
 }
 
+/// The sum of the samples of every metric line in `metrics` (Prometheus text)
+/// starting with `name`, e.g. `keygate_store_queries_total` for all its labels.
+pub fn metric_sum(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// A client that never pools across tests and never follows redirects.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()

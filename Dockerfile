@@ -1,5 +1,10 @@
 # keygate: multi-stage build; the runtime image holds only the binary and CA roots.
-FROM rust:1.95-bookworm AS build
+# The base images can be swapped for mirrors (--build-arg BUILD_IMAGE=...);
+# scripts/docker-check.sh builds and runs this image the way deploy/kubernetes does.
+ARG BUILD_IMAGE=rust:1.95-bookworm
+ARG RUNTIME_IMAGE=debian:bookworm-slim
+
+FROM ${BUILD_IMAGE} AS build
 RUN apt-get update && apt-get install -y --no-install-recommends cmake && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Cached dependency layer: build against an empty crate first.
@@ -11,7 +16,7 @@ COPY src ./src
 COPY benches ./benches
 RUN touch src/main.rs src/lib.rs && cargo build --release --locked
 
-FROM debian:bookworm-slim
+FROM ${RUNTIME_IMAGE}
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home /var/lib/keygate --create-home keygate
 COPY --from=build /src/target/release/keygate /usr/local/bin/keygate

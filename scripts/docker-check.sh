@@ -80,10 +80,16 @@ if ! { docker image inspect "$runtime_image" >/dev/null 2>&1 || timeout 60 docke
     for proxy in cargo rustc rustdoc rustfmt cargo-fmt cargo-clippy clippy-driver; do
       ln -s rustup "$ctx/cargo/bin/$proxy"
     done
+    # This machine's own extra roots (an egress proxy's CA), so cargo inside the
+    # stand-in reaches crates.io the way it does here.
+    mkdir -p "$ctx/ca"
+    cp /usr/local/share/ca-certificates/*.crt "$ctx/ca/" 2>/dev/null || true
     cat >"$ctx/Dockerfile" <<EOF
 FROM $runtime_image
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates gcc g++ libc6-dev make git pkg-config && rm -rf /var/lib/apt/lists/*
 ENV RUSTUP_HOME=/usr/local/rustup CARGO_HOME=/usr/local/cargo PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+COPY ca/ /usr/local/share/ca-certificates/
+RUN update-ca-certificates
 COPY rustup /usr/local/rustup
 COPY cargo /usr/local/cargo
 EOF

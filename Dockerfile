@@ -14,6 +14,8 @@ RUN mkdir -p src benches && echo 'fn main() {}' > src/main.rs && echo '' > src/l
     && cargo build --release --locked && rm -rf src benches
 COPY src ./src
 COPY benches ./benches
+# Served at /v1/openapi.json: compiled into the binary.
+COPY openapi ./openapi
 RUN touch src/main.rs src/lib.rs && cargo build --release --locked
 
 FROM ${RUNTIME_IMAGE}

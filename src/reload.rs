@@ -58,6 +58,7 @@ fn fixed_settings(c: &Config) -> Vec<(&'static str, String)> {
         ("cache", yaml(&c.cache)),
         ("rate_limit.backend", yaml(&c.rate_limit.backend)),
         ("rate_limit.redis_url", yaml(&c.rate_limit.redis_url)),
+        ("rate_limit.redis_tls", yaml(&c.rate_limit.redis_tls)),
         (
             "rate_limit.redis_timeout",
             yaml(&c.rate_limit.redis_timeout),
@@ -171,6 +172,7 @@ fn restore(new: &mut Config, old: &Config, setting: &str) {
         "cache" => new.cache = old.cache.clone(),
         "rate_limit.backend" => new.rate_limit.backend = old.rate_limit.backend,
         "rate_limit.redis_url" => new.rate_limit.redis_url = old.rate_limit.redis_url.clone(),
+        "rate_limit.redis_tls" => new.rate_limit.redis_tls = old.rate_limit.redis_tls.clone(),
         "rate_limit.redis_timeout" => new.rate_limit.redis_timeout = old.rate_limit.redis_timeout,
         "rate_limit.on_backend_error" => {
             new.rate_limit.on_backend_error = old.rate_limit.on_backend_error

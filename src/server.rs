@@ -9,7 +9,7 @@ use crate::auth::verify::KeyVerifier;
 use crate::clock::{Clock, SystemClock};
 use crate::config::LimitBackend;
 use crate::config::{Config, StoreKind};
-use crate::limit::redis::{RedisLimiter, RedisTarget};
+use crate::limit::redis::{RedisCerts, RedisLimiter, RedisTarget};
 use crate::limit::{FallbackLimiter, Limiter, LocalLimiter};
 use crate::management::Management;
 use crate::metrics;
@@ -176,7 +176,11 @@ fn build_limiter(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<dyn Limit
         LimitBackend::Redis => {
             let url = rl.redis_url.as_deref().unwrap_or_default();
             let target = RedisTarget::parse(url).map_err(StartError::Unsupported)?;
-            let redis = RedisLimiter::connect(target, rl.redis_timeout.get(), clock.clone());
+            let certs = match &rl.redis_tls {
+                Some(tls) => RedisCerts::load(tls).map_err(StartError::Unsupported)?,
+                None => RedisCerts::default(),
+            };
+            let redis = RedisLimiter::connect(target, certs, rl.redis_timeout.get(), clock.clone());
             Ok(Arc::new(FallbackLimiter::new(
                 Arc::new(redis),
                 rl.on_backend_error,

@@ -562,3 +562,92 @@ tiers:
         "{metrics}"
     );
 }
+
+/// A CA and a certificate it signs for 127.0.0.1, written as `ca.pem`,
+/// `server.pem` and `server.key` in a new directory.
+fn test_pki() -> tempfile::TempDir {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.path().join("server.pem"), server.pem()).unwrap();
+    std::fs::write(dir.path().join("server.key"), key.serialize_pem()).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_reach_both_backends_over_verified_tls() {
+    let Some(db) = PgDatabase::create().await else {
+        return;
+    };
+    let pki = test_pki();
+    let Some(redis) = RedisServer::start_tls(pki.path()) else {
+        return;
+    };
+    // PostgreSQL's own certificate (Debian's snakeoil, for `localhost`) is the root.
+    let admin = db.connect().await;
+    let setting = |name: &'static str| {
+        let admin = &admin;
+        async move {
+            let row = admin.query_one(&format!("SHOW {name}"), &[]).await.unwrap();
+            row.get::<_, String>(0)
+        }
+    };
+    if setting("ssl").await != "on" {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "PostgreSQL has ssl=off; this test needs its TLS"
+        );
+        eprintln!("SKIPPED: PostgreSQL has ssl=off");
+        return;
+    }
+    let mut pg_cert = setting("ssl_cert_file").await;
+    if !pg_cert.starts_with('/') {
+        pg_cert = format!("{}/{pg_cert}", setting("data_directory").await);
+    }
+    let pg_url = format!(
+        "{}?sslmode=verify-full&sslrootcert={pg_cert}",
+        db.url.replacen("127.0.0.1", "localhost", 1)
+    );
+    let extra = format!(
+        "  redis_tls: {{ ca_file: {} }}\n",
+        pki.path().join("ca.pem").display()
+    );
+    let policy = policy(&redis.url(), "deny", "1s", "").replacen(
+        "  on_backend_error: deny\n",
+        &format!("  on_backend_error: deny\n{extra}"),
+        1,
+    );
+    let up = format!("http://{}", start_upstream().await);
+    let a = Keygate::start_with_store(&up, &store(&pg_url), &policy);
+    let b = Keygate::start_with_store(&up, &store(&pg_url), &policy);
+    let (_, key) = a.create_key(&["--tier", "free"]);
+    // Exact shared limits over TLS (with `deny`, a Redis that cannot be reached
+    // would answer 503, not 200/429).
+    let statuses = spread(&a, &b, 120, "/x", &key).await;
+    assert_eq!(count(&statuses, 200), 50, "{statuses:?}");
+    assert_eq!(count(&statuses, 429), 70, "{statuses:?}");
+    // Every connection of both replicas to the database is encrypted.
+    let rows = admin
+        .query(
+            "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+             WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    let ssl: Vec<bool> = rows.iter().map(|r| r.get(0)).collect();
+    assert!(
+        ssl.len() >= 4,
+        "pool and change feed of two replicas: {ssl:?}"
+    );
+    assert!(ssl.iter().all(|s| *s), "{ssl:?}");
+}

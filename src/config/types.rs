@@ -415,6 +415,8 @@ pub struct RateLimitConfig {
     pub backend: LimitBackend,
     /// Redis URL for the redis backend (may hold a password: never printed).
     pub redis_url: Option<Secret>,
+    /// Certificates for a `rediss://` URL (extension).
+    pub redis_tls: Option<RedisTlsConfig>,
     /// Longest wait for Redis on a request before falling back (extension).
     pub redis_timeout: Dur,
     /// Behaviour when the backend fails.
@@ -425,11 +427,24 @@ pub struct RateLimitConfig {
     pub ip: IpLimitConfig,
 }
 
+/// `rate_limit.redis_tls:` (extension): certificates for TLS to Redis.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RedisTlsConfig {
+    /// PEM roots the server's certificate must chain to (default: the system's).
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate, for servers that require one.
+    pub cert_file: Option<PathBuf>,
+    /// The client certificate's PEM private key.
+    pub key_file: Option<PathBuf>,
+}
+
 impl Default for RateLimitConfig {
     fn default() -> Self {
         RateLimitConfig {
             backend: LimitBackend::Memory,
             redis_url: None,
+            redis_tls: None,
             redis_timeout: Dur::millis(100),
             on_backend_error: OnBackendError::Local,
             headers: HeaderStyle::XRateLimit,

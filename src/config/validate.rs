@@ -139,8 +139,8 @@ fn store(s: &StoreConfig, p: &mut Vec<Problem>) {
                         "must start with postgres:// or postgresql://",
                     )),
                 Some(u) => {
-                    if let Err(e) = u.parse::<tokio_postgres::Config>() {
-                        p.push(Problem::new("store.url", format!("invalid URL: {e}")));
+                    if let Err(e) = crate::store::postgres::target::PgTarget::parse(u) {
+                        p.push(Problem::new("store.url", e));
                     }
                 }
             }
@@ -397,12 +397,20 @@ fn rate_limit(r: &RateLimitConfig, p: &mut Vec<Problem>) {
             "rate_limit.redis_url",
             "required for backend redis",
         )),
-        (_, Some(u)) => {
-            if let Err(e) = crate::limit::redis::RedisTarget::parse(u) {
-                p.push(Problem::new("rate_limit.redis_url", e));
-            }
-        }
+        (_, Some(u)) => match crate::limit::redis::RedisTarget::parse(u) {
+            Err(e) => p.push(Problem::new("rate_limit.redis_url", e)),
+            Ok(target) if !target.tls() && r.redis_tls.is_some() => p.push(Problem::new(
+                "rate_limit.redis_tls",
+                "set, but redis_url does not use TLS (rediss://, rediss+cluster://, rediss+sentinel://)",
+            )),
+            Ok(_) => {}
+        },
         _ => {}
+    }
+    if let Some(tls) = &r.redis_tls {
+        if let Err(e) = crate::limit::redis::RedisCerts::load(tls) {
+            p.push(Problem::new("rate_limit.redis_tls", e));
+        }
     }
     if r.redis_timeout.get().is_zero() {
         p.push(Problem::new(

@@ -46,24 +46,87 @@ pub enum RedisTarget {
         userinfo: Option<String>,
         /// Database number on the master.
         db: i64,
+        /// TLS to the sentinels and the master (`rediss+sentinel://`).
+        tls: bool,
     },
+}
+
+const SCHEMES: &str = "must start with redis://, rediss://, redis+cluster://, rediss+cluster://, redis+sentinel:// or rediss+sentinel://";
+
+impl RedisTarget {
+    /// True when the URL asks for TLS.
+    pub fn tls(&self) -> bool {
+        match self {
+            RedisTarget::Single(url) => url.starts_with("rediss://"),
+            RedisTarget::Cluster(nodes) => nodes.iter().any(|n| n.starts_with("rediss://")),
+            RedisTarget::Sentinel { tls, .. } => *tls,
+        }
+    }
+}
+
+/// Certificates for TLS to Redis (`rate_limit.redis_tls`), read at start.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RedisCerts {
+    /// PEM roots the server's certificate must chain to; the system's when `None`.
+    pub ca_pem: Option<Vec<u8>>,
+    /// PEM client certificate and key, for servers that require one.
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl RedisCerts {
+    /// Reads the files of `rate_limit.redis_tls`; an error names the file.
+    pub fn load(config: &crate::config::RedisTlsConfig) -> Result<Self, String> {
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+        };
+        let ca_pem = match &config.ca_file {
+            Some(path) => {
+                crate::backend_tls::read_certificates(path)?;
+                Some(read(path)?)
+            }
+            None => None,
+        };
+        let client = match (&config.cert_file, &config.key_file) {
+            (Some(cert), Some(key)) => {
+                crate::backend_tls::read_certificates(cert)?;
+                crate::backend_tls::read_private_key(key)?;
+                Some((read(cert)?, read(key)?))
+            }
+            (None, None) => None,
+            _ => return Err("cert_file and key_file go together".into()),
+        };
+        Ok(RedisCerts { ca_pem, client })
+    }
+
+    /// The Redis client's form; `None` when the defaults (system roots, no client
+    /// certificate) apply.
+    fn to_redis(&self) -> Option<redis::TlsCertificates> {
+        if self.ca_pem.is_none() && self.client.is_none() {
+            return None;
+        }
+        Some(redis::TlsCertificates {
+            client_tls: self.client.clone().map(|(client_cert, client_key)| {
+                redis::ClientTlsConfig {
+                    client_cert,
+                    client_key,
+                }
+            }),
+            root_cert: self.ca_pem.clone(),
+        })
+    }
 }
 
 impl RedisTarget {
     /// Parses and checks a URL; the error says what is wrong with it.
     pub fn parse(url: &str) -> Result<Self, String> {
-        if url.starts_with("rediss://") {
-            return Err(
-                "rediss:// (TLS) is not supported by this build; use redis:// on a trusted network or a TLS sidecar".into(),
-            );
-        }
-        if url.starts_with("redis://") {
+        if url.starts_with("redis://") || url.starts_with("rediss://") {
             redis::Client::open(url).map_err(|e| format!("invalid Redis URL: {e}"))?;
             return Ok(RedisTarget::Single(url.to_string()));
         }
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or("must start with redis://, redis+cluster:// or redis+sentinel://")?;
+        let (scheme, rest) = url.split_once("://").ok_or(SCHEMES)?;
+        let tls = scheme.starts_with("rediss+");
+        let node_scheme = if tls { "rediss" } else { "redis" };
+        let scheme = scheme.replacen("rediss+", "redis+", 1);
         let (userinfo, rest) = match rest.rsplit_once('@') {
             Some((u, r)) => (Some(u.to_string()), r),
             None => (None, rest),
@@ -73,8 +136,8 @@ impl RedisTarget {
             .split(',')
             .filter(|h| !h.trim().is_empty())
             .map(|h| match &userinfo {
-                Some(u) if scheme == "redis+cluster" => format!("redis://{u}@{}", h.trim()),
-                _ => format!("redis://{}", h.trim()),
+                Some(u) if scheme == "redis+cluster" => format!("{node_scheme}://{u}@{}", h.trim()),
+                _ => format!("{node_scheme}://{}", h.trim()),
             })
             .collect();
         if nodes.is_empty() {
@@ -83,7 +146,7 @@ impl RedisTarget {
         for n in &nodes {
             redis::Client::open(n.as_str()).map_err(|e| format!("invalid node `{n}`: {e}"))?;
         }
-        match scheme {
+        match scheme.as_str() {
             "redis+cluster" => {
                 if !path.is_empty() {
                     return Err("a cluster URL takes no database (clusters have only db 0)".into());
@@ -103,9 +166,10 @@ impl RedisTarget {
                     master: master.to_string(),
                     userinfo,
                     db,
+                    tls,
                 })
             }
-            _ => Err("must start with redis://, redis+cluster:// or redis+sentinel://".into()),
+            _ => Err(SCHEMES.into()),
         }
     }
 }
@@ -118,13 +182,20 @@ enum Conn {
 }
 
 /// Opens a connection to `target` (on the current runtime).
-async fn open(target: &RedisTarget, timeout: Duration) -> redis::RedisResult<Conn> {
+async fn open(
+    target: &RedisTarget,
+    certs: &RedisCerts,
+    timeout: Duration,
+) -> redis::RedisResult<Conn> {
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(timeout.max(Duration::from_millis(500))))
         .set_response_timeout(Some(timeout));
     match target {
         RedisTarget::Single(url) => {
-            let client = redis::Client::open(url.as_str())?;
+            let client = match certs.to_redis() {
+                Some(c) => redis::Client::build_with_tls(url.as_str(), c)?,
+                None => redis::Client::open(url.as_str())?,
+            };
             Ok(Conn::Single(
                 client
                     .get_multiplexed_async_connection_with_config(&config)
@@ -132,11 +203,14 @@ async fn open(target: &RedisTarget, timeout: Duration) -> redis::RedisResult<Con
             ))
         }
         RedisTarget::Cluster(nodes) => {
-            let client = redis::cluster::ClusterClientBuilder::new(nodes.clone())
+            let mut builder = redis::cluster::ClusterClientBuilder::new(nodes.clone())
                 .connection_timeout(timeout.max(Duration::from_millis(500)))
                 .response_timeout(timeout)
-                .retries(1)
-                .build()?;
+                .retries(1);
+            if let Some(c) = certs.to_redis() {
+                builder = builder.certs(c);
+            }
+            let client = builder.build()?;
             Ok(Conn::Cluster(client.get_async_connection().await?))
         }
         RedisTarget::Sentinel {
@@ -144,23 +218,37 @@ async fn open(target: &RedisTarget, timeout: Duration) -> redis::RedisResult<Con
             master,
             userinfo,
             db,
+            tls,
         } => {
-            let mut info = redis::RedisConnectionInfo::default().set_db(*db);
+            use redis::IntoConnectionInfo;
+            let addrs = sentinels
+                .iter()
+                .map(|s| s.as_str().into_connection_info().map(|i| i.addr().clone()))
+                .collect::<redis::RedisResult<Vec<_>>>()?;
+            let mut builder = redis::sentinel::SentinelClientBuilder::new(
+                addrs,
+                master,
+                redis::sentinel::SentinelServerType::Master,
+            )?
+            .set_client_to_redis_db(*db);
             if let Some(u) = userinfo {
                 let (user, pass) = u.split_once(':').unwrap_or(("", u.as_str()));
                 if !user.is_empty() {
-                    info = info.set_username(user);
+                    builder = builder.set_client_to_redis_username(user);
                 }
-                info = info.set_password(pass);
+                builder = builder.set_client_to_redis_password(pass);
             }
-            let node = redis::sentinel::SentinelNodeConnectionInfo::default()
-                .set_redis_connection_info(info);
-            let mut client = redis::sentinel::SentinelClient::build(
-                sentinels.clone(),
-                master.clone(),
-                Some(node),
-                redis::sentinel::SentinelServerType::Master,
-            )?;
+            if *tls {
+                builder = builder
+                    .set_client_to_redis_tls_mode(redis::TlsMode::Secure)
+                    .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure);
+                if let Some(c) = certs.to_redis() {
+                    builder = builder
+                        .set_client_to_redis_certificates(c.clone())
+                        .set_client_to_sentinel_certificates(c);
+                }
+            }
+            let mut client = builder.build()?;
             Ok(Conn::Single(
                 client.get_async_connection_with_config(&config).await?,
             ))
@@ -170,9 +258,14 @@ async fn open(target: &RedisTarget, timeout: Duration) -> redis::RedisResult<Con
 
 /// Opens a connection, checks it answers and loads the script (so the first request
 /// after a recovery does not pay for it).
-async fn probe(target: &RedisTarget, script: &Script, timeout: Duration) -> redis::RedisResult<()> {
+async fn probe(
+    target: &RedisTarget,
+    certs: &RedisCerts,
+    script: &Script,
+    timeout: Duration,
+) -> redis::RedisResult<()> {
     let run = async {
-        match open(target, timeout).await? {
+        match open(target, certs, timeout).await? {
             Conn::Single(mut c) => script.prepare_invoke().load_async(&mut c).await.map(drop),
             Conn::Cluster(mut c) => {
                 // Scripts load per node; EVALSHA falls back to EVAL where missing.
@@ -249,6 +342,7 @@ type PerThread = DashMap<ThreadId, Arc<OnceCell<Conn>>>;
 /// until it succeeds calls fail at once.
 pub struct RedisLimiter {
     target: RedisTarget,
+    certs: RedisCerts,
     conns: Arc<PerThread>,
     up: Arc<AtomicBool>,
     probing: Arc<AtomicBool>,
@@ -261,9 +355,16 @@ impl RedisLimiter {
     /// A limiter on `target`. Probes it once (waiting at most a couple of timeouts)
     /// to report its state; starts even when Redis is down: the probe keeps trying
     /// and calls fail fast meanwhile.
-    pub fn connect(target: RedisTarget, timeout: Duration, clock: Arc<dyn Clock>) -> Self {
+    pub fn connect(
+        target: RedisTarget,
+        certs: RedisCerts,
+        timeout: Duration,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        crate::backend_tls::install_default_provider();
         let limiter = RedisLimiter {
             target,
+            certs,
             conns: Arc::new(DashMap::new()),
             up: Arc::new(AtomicBool::new(false)),
             probing: Arc::new(AtomicBool::new(false)),
@@ -271,8 +372,14 @@ impl RedisLimiter {
             clock,
             script: Script::new(SCRIPT),
         };
-        let (target, script) = (limiter.target.clone(), limiter.script.clone());
-        match crate::io_runtime::block_on(async move { probe(&target, &script, timeout).await }) {
+        let (target, certs, script) = (
+            limiter.target.clone(),
+            limiter.certs.clone(),
+            limiter.script.clone(),
+        );
+        match crate::io_runtime::block_on(
+            async move { probe(&target, &certs, &script, timeout).await },
+        ) {
             Ok(Ok(())) => {
                 limiter.up.store(true, Ordering::Release);
                 metrics::RATELIMIT_DEGRADED.set(0);
@@ -306,7 +413,7 @@ impl RedisLimiter {
             .entry(std::thread::current().id())
             .or_default()
             .clone();
-        let open = cell.get_or_try_init(|| open(&self.target, self.timeout));
+        let open = cell.get_or_try_init(|| open(&self.target, &self.certs, self.timeout));
         match tokio::time::timeout(self.timeout.max(Duration::from_millis(500)), open).await {
             Ok(Ok(c)) => Ok(c.clone()),
             Ok(Err(e)) => {
@@ -329,13 +436,18 @@ impl RedisLimiter {
             return;
         }
         tracing::warn!("rate-limit backend (Redis) failing; reconnecting with backoff");
-        let (target, script, timeout) = (self.target.clone(), self.script.clone(), self.timeout);
+        let (target, certs, script, timeout) = (
+            self.target.clone(),
+            self.certs.clone(),
+            self.script.clone(),
+            self.timeout,
+        );
         let (up, probing, conns) = (self.up.clone(), self.probing.clone(), self.conns.clone());
         crate::io_runtime::handle().spawn(async move {
             let mut backoff = Duration::from_millis(100);
             loop {
                 tokio::time::sleep(backoff).await;
-                match probe(&target, &script, timeout).await {
+                match probe(&target, &certs, &script, timeout).await {
                     Ok(()) => {
                         // Connections opened while down may be broken: start afresh.
                         conns.clear();

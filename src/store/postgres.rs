@@ -10,6 +10,7 @@
 mod listen;
 mod migrate;
 mod pool;
+pub mod target;
 mod users;
 
 use super::{ChangeHandler, Debit, KeyPatch, KeyRecord, KeyStatus, KeyStore, StoreError, UsageRow};
@@ -33,12 +34,11 @@ impl PostgresStore {
     /// connections; every query waits at most `timeout`. Fails when the database
     /// cannot be reached, so a misconfigured replica never starts half-working.
     pub fn open(url: &str, pool_size: usize, timeout: Duration) -> Result<Self, StoreError> {
-        let config: tokio_postgres::Config = url
-            .parse()
+        let target = target::PgTarget::parse(url)
             .map_err(|e| StoreError::Unavailable(format!("invalid store.url: {e}")))?;
-        let migrate_config = config.clone();
+        let migrate_target = target.clone();
         crate::io_runtime::block_on(async move {
-            let mut client = pool::connect(&migrate_config, timeout).await?;
+            let mut client = pool::connect(&migrate_target, timeout).await?;
             migrate::migrate(&mut client).await
         })
         .map_err(|e| StoreError::Unavailable(e.to_string()))?
@@ -50,7 +50,7 @@ impl PostgresStore {
         })?;
         let (stop, _) = tokio::sync::watch::channel(());
         Ok(PostgresStore {
-            pool: PgPool::new(config, pool_size, timeout),
+            pool: PgPool::new(target, pool_size, timeout),
             stop,
         })
     }
@@ -399,7 +399,7 @@ impl KeyStore for PostgresStore {
 
     fn watch(&self, handler: ChangeHandler) {
         listen::spawn(
-            self.pool.config().clone(),
+            self.pool.target().clone(),
             self.pool.timeout(),
             handler,
             self.stop.subscribe(),

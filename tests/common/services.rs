@@ -123,14 +123,27 @@ pub struct RedisServer {
     /// Its port.
     pub port: u16,
     child: Option<Child>,
+    /// For a TLS-only server: a directory with `server.pem`, `server.key`, `ca.pem`.
+    tls: Option<std::path::PathBuf>,
 }
 
 impl RedisServer {
     /// Starts one; `None` when `redis-server` is not installed (outside CI).
     pub fn start() -> Option<RedisServer> {
+        Self::start_with(None)
+    }
+
+    /// Starts one serving TLS only, with the certificates in `dir` (`server.pem`,
+    /// `server.key`, `ca.pem`).
+    pub fn start_tls(dir: &std::path::Path) -> Option<RedisServer> {
+        Self::start_with(Some(dir.to_path_buf()))
+    }
+
+    fn start_with(tls: Option<std::path::PathBuf>) -> Option<RedisServer> {
         let mut s = RedisServer {
             port: super::free_port(),
             child: None,
+            tls,
         };
         if let Err(e) = s.spawn() {
             missing("redis-server", e)?;
@@ -138,14 +151,41 @@ impl RedisServer {
         Some(s)
     }
 
-    /// `redis://127.0.0.1:PORT`.
+    /// `redis://127.0.0.1:PORT`, or `rediss://` for a TLS server.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     fn spawn(&mut self) -> Result<(), String> {
+        let port = self.port.to_string();
+        let listen: Vec<String> = match &self.tls {
+            None => vec!["--port".into(), port],
+            Some(dir) => {
+                let file = |name: &str| dir.join(name).display().to_string();
+                vec![
+                    "--port".into(),
+                    "0".into(),
+                    "--tls-port".into(),
+                    port,
+                    "--tls-cert-file".into(),
+                    file("server.pem"),
+                    "--tls-key-file".into(),
+                    file("server.key"),
+                    "--tls-ca-cert-file".into(),
+                    file("ca.pem"),
+                    "--tls-auth-clients".into(),
+                    "no".into(),
+                ]
+            }
+        };
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(&listen)
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -30,6 +30,7 @@ fn unique(name: &str) -> String {
 fn limiter(url: &str, clock: &ManualClock) -> RedisLimiter {
     RedisLimiter::connect(
         RedisTarget::parse(url).unwrap(),
+        RedisCerts::default(),
         Duration::from_secs(2),
         Arc::new(clock.clone()),
     )
@@ -40,6 +41,21 @@ fn minute(limit: u64) -> Vec<WindowLimit> {
         window: Window::Minute,
         limit,
     }]
+}
+
+/// Runs `n` concurrent checks of `key`; returns how many were admitted.
+async fn admitted(l: &Arc<RedisLimiter>, key: &str, limits: &[WindowLimit], n: usize) -> u32 {
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let (l, key, limits) = (l.clone(), key.to_string(), limits.to_vec());
+            tokio::spawn(async move { l.check(&key, &limits, Duration::ZERO).await.unwrap() })
+        })
+        .collect();
+    let mut admitted = 0;
+    for t in tasks {
+        admitted += t.await.unwrap().allowed as u32;
+    }
+    admitted
 }
 
 #[test]
@@ -62,14 +78,37 @@ fn urls_of_every_deployment_shape_parse_and_bad_ones_say_why() {
             master: "mymaster".into(),
             userinfo: Some(":pw".into()),
             db: 3,
+            tls: false,
         })
     );
     assert!(RedisTarget::parse("redis+sentinel://s1:26379")
         .unwrap_err()
         .contains("master name"));
-    assert!(RedisTarget::parse("rediss://h:6380")
-        .unwrap_err()
-        .contains("TLS"));
+    // TLS: rediss:// and the rediss+ forms of the other shapes.
+    let single = RedisTarget::parse("rediss://h:6380").unwrap();
+    assert_eq!(single, RedisTarget::Single("rediss://h:6380".into()));
+    let cluster = RedisTarget::parse("rediss+cluster://u:pw@a:7000,b:7001").unwrap();
+    assert_eq!(
+        cluster,
+        RedisTarget::Cluster(vec![
+            "rediss://u:pw@a:7000".into(),
+            "rediss://u:pw@b:7001".into()
+        ])
+    );
+    let sentinel = RedisTarget::parse("rediss+sentinel://s1:26379/m").unwrap();
+    assert_eq!(
+        sentinel,
+        RedisTarget::Sentinel {
+            sentinels: vec!["rediss://s1:26379".into()],
+            master: "m".into(),
+            userinfo: None,
+            db: 0,
+            tls: true,
+        }
+    );
+    assert!([single, cluster, sentinel].iter().all(RedisTarget::tls));
+    assert!(!RedisTarget::parse("redis+cluster://a:7000").unwrap().tls());
+    assert!(RedisTarget::parse("rediss+nonsense://a:1").is_err());
     assert!(RedisTarget::parse("http://h").is_err());
     assert!(RedisTarget::parse("redis+cluster://").is_err());
 }
@@ -108,17 +147,7 @@ async fn concurrent_checks_admit_exactly_the_limit() {
     let clock = ManualClock::at(T0);
     let l = Arc::new(limiter(&url, &clock));
     let key = unique("exact");
-    let tasks: Vec<_> = (0..120)
-        .map(|_| {
-            let (l, key) = (l.clone(), key.clone());
-            tokio::spawn(async move { l.check(&key, &minute(50), Duration::ZERO).await.unwrap() })
-        })
-        .collect();
-    let mut admitted = 0;
-    for t in tasks {
-        admitted += t.await.unwrap().allowed as u32;
-    }
-    assert_eq!(admitted, 50);
+    assert_eq!(admitted(&l, &key, &minute(50), 120).await, 50);
     let d = l.peek(&key, &minute(50)).await.unwrap();
     assert!(!d.allowed);
     assert_eq!(d.windows[0].remaining, 0);
@@ -220,6 +249,7 @@ async fn an_unreachable_redis_fails_fast_and_the_fallback_decides_locally_or_den
     let started = std::time::Instant::now();
     let down = Arc::new(RedisLimiter::connect(
         RedisTarget::parse("redis://127.0.0.1:1").unwrap(),
+        RedisCerts::default(),
         Duration::from_millis(100),
         Arc::new(clock.clone()),
     ));
@@ -330,52 +360,237 @@ fn redis_cli(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Certificates made for one test: a CA, a server certificate it signs for
+/// 127.0.0.1 and localhost, a client certificate it signs, and an unrelated CA.
+struct TestPki {
+    dir: tempfile::TempDir,
+}
+
+impl TestPki {
+    fn new() -> TestPki {
+        use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: String| std::fs::write(dir.path().join(name), text).unwrap();
+        let ca = |name: &str| {
+            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, name);
+            let key = KeyPair::generate().unwrap();
+            let cert = params.self_signed(&key).unwrap();
+            (cert, key)
+        };
+        let (ca_cert, ca_key) = ca("keygate test CA");
+        write("ca.pem", ca_cert.pem());
+        write("other-ca.pem", ca("someone else's CA").0.pem());
+        let leaf = |names: Vec<String>, usage: Vec<ExtendedKeyUsagePurpose>, stem: &str| {
+            let mut params = CertificateParams::new(names).unwrap();
+            params.extended_key_usages = usage;
+            let key = KeyPair::generate().unwrap();
+            let cert = params.signed_by(&key, &ca_cert, &ca_key).unwrap();
+            write(&format!("{stem}.pem"), cert.pem());
+            write(&format!("{stem}.key"), key.serialize_pem());
+        };
+        leaf(
+            vec!["127.0.0.1".into(), "localhost".into()],
+            // Cluster nodes present it to each other as clients too.
+            vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+            "server",
+        );
+        leaf(
+            vec!["client".into()],
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
+            "client",
+        );
+        TestPki { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    /// redis-server arguments serving TLS on `port` (and nothing in plain text).
+    fn server_args(&self, port: u16, clients: &str) -> Vec<String> {
+        [
+            "--port",
+            "0",
+            "--tls-port",
+            &port.to_string(),
+            "--tls-cert-file",
+            &self.path("server.pem"),
+            "--tls-key-file",
+            &self.path("server.key"),
+            "--tls-ca-cert-file",
+            &self.path("ca.pem"),
+            "--tls-auth-clients",
+            clients,
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    /// redis-cli arguments to reach a TLS server.
+    fn cli_args(&self) -> Vec<String> {
+        ["--tls", "--cacert", &self.path("ca.pem")]
+            .map(String::from)
+            .to_vec()
+    }
+
+    fn certs(&self, ca: Option<&str>, client: bool) -> RedisCerts {
+        let read = |name: &str| std::fs::read(self.dir.path().join(name)).unwrap();
+        RedisCerts {
+            ca_pem: ca.map(read),
+            client: client.then(|| (read("client.pem"), read("client.key"))),
+        }
+    }
+}
+
+/// Whether a limiter on `url` with `certs` reaches Redis, and the limit it keeps.
+async fn admitted_of_50(url: &str, certs: RedisCerts) -> Option<u32> {
+    let l = Arc::new(RedisLimiter::connect(
+        RedisTarget::parse(url).unwrap(),
+        certs,
+        Duration::from_secs(2),
+        Arc::new(ManualClock::at(T0)),
+    ));
+    if !l.is_up() {
+        return None;
+    }
+    Some(admitted(&l, &unique("tls"), &minute(20), 50).await)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_three_node_cluster_keeps_limits_exact() {
+async fn rediss_verifies_the_server_and_presents_a_client_certificate_when_asked() {
     let Some(mut servers) = Servers::new() else {
         return;
     };
+    let pki = TestPki::new();
+    let (open, mutual) = (free_port_pair(), free_port_pair());
+    servers.start(&pki.server_args(open, "no"));
+    servers.start(&pki.server_args(mutual, "yes"));
+    for p in [open, mutual] {
+        let mut args = pki.cli_args();
+        if p == mutual {
+            args.extend(
+                [
+                    "--cert",
+                    &pki.path("client.pem"),
+                    "--key",
+                    &pki.path("client.key"),
+                ]
+                .map(String::from),
+            );
+        }
+        args.extend(["-p".into(), p.to_string(), "ping".into()]);
+        wait_for("TLS Redis up", || {
+            redis_cli(&args.iter().map(String::as_str).collect::<Vec<_>>()).contains("PONG")
+        });
+    }
+    let url = |p: u16, host: &str| format!("rediss://{host}:{p}");
+    // Trusted CA: exact limits over TLS, by IP address or by name.
+    assert_eq!(
+        admitted_of_50(&url(open, "127.0.0.1"), pki.certs(Some("ca.pem"), false)).await,
+        Some(20)
+    );
+    assert_eq!(
+        admitted_of_50(&url(open, "localhost"), pki.certs(Some("ca.pem"), false)).await,
+        Some(20)
+    );
+    // The system roots do not know the test CA, nor does another CA: no connection.
+    assert_eq!(
+        admitted_of_50(&url(open, "127.0.0.1"), RedisCerts::default()).await,
+        None
+    );
+    assert_eq!(
+        admitted_of_50(
+            &url(open, "127.0.0.1"),
+            pki.certs(Some("other-ca.pem"), false)
+        )
+        .await,
+        None
+    );
+    // Plain text to a TLS port fails too.
+    assert_eq!(
+        admitted_of_50(&format!("redis://127.0.0.1:{open}"), RedisCerts::default()).await,
+        None
+    );
+    // A server that requires client certificates.
+    assert_eq!(
+        admitted_of_50(&url(mutual, "127.0.0.1"), pki.certs(Some("ca.pem"), false)).await,
+        None
+    );
+    assert_eq!(
+        admitted_of_50(&url(mutual, "127.0.0.1"), pki.certs(Some("ca.pem"), true)).await,
+        Some(20)
+    );
+}
+
+/// Starts a three-node cluster (over TLS with `pki`); returns its nodes.
+fn start_cluster(servers: &mut Servers, pki: Option<&TestPki>) -> Vec<String> {
     let ports: Vec<u16> = (0..3).map(|_| free_port_pair()).collect();
+    let cli = |p: u16, rest: &[&str]| {
+        let mut args: Vec<String> = pki.map(TestPki::cli_args).unwrap_or_default();
+        args.extend(["-p".to_string(), p.to_string()]);
+        args.extend(rest.iter().map(|s| s.to_string()));
+        redis_cli(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
     for p in &ports {
-        servers.start(&[
-            "--port".into(),
-            p.to_string(),
-            "--bind".into(),
-            "127.0.0.1".into(),
-            "--cluster-enabled".into(),
-            "yes".into(),
-            "--cluster-config-file".into(),
-            format!("nodes-{p}.conf"),
-            "--save".into(),
-            "".into(),
-            "--appendonly".into(),
-            "no".into(),
-        ]);
+        let mut args: Vec<String> = match pki {
+            Some(pki) => {
+                let mut a = pki.server_args(*p, "no");
+                let bus = (p + 10_000).to_string();
+                a.extend(["--tls-cluster", "yes", "--cluster-port", &bus].map(String::from));
+                a
+            }
+            None => vec!["--port".into(), p.to_string()],
+        };
+        args.extend(
+            [
+                "--bind",
+                "127.0.0.1",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                &format!("nodes-{p}.conf"),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ]
+            .map(String::from),
+        );
+        servers.start(&args);
     }
     for p in &ports {
-        wait_for("cluster node up", || {
-            redis_cli(&["-p", &p.to_string(), "ping"]).contains("PONG")
-        });
+        wait_for("cluster node up", || cli(*p, &["ping"]).contains("PONG"));
     }
     let nodes: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-    let mut args = vec!["--cluster", "create"];
-    args.extend(nodes.iter().map(String::as_str));
-    args.extend(["--cluster-replicas", "0", "--cluster-yes"]);
-    redis_cli(&args);
+    let mut create = vec!["--cluster", "create"];
+    create.extend(nodes.iter().map(String::as_str));
+    create.extend(["--cluster-replicas", "0", "--cluster-yes"]);
+    cli(ports[0], &create);
     for p in &ports {
         wait_for("cluster state ok", || {
-            redis_cli(&["-p", &p.to_string(), "cluster", "info"]).contains("cluster_state:ok")
+            cli(*p, &["cluster", "info"]).contains("cluster_state:ok")
         });
     }
-    let url = format!("redis+cluster://{}", nodes.join(","));
+    nodes
+}
+
+/// Several keys, so that they land on different nodes; each stays exact.
+async fn cluster_limits_are_exact(url: &str, certs: RedisCerts) {
     let clock = ManualClock::at(T0);
     let l = Arc::new(RedisLimiter::connect(
-        RedisTarget::parse(&url).unwrap(),
+        RedisTarget::parse(url).unwrap(),
+        certs,
         Duration::from_secs(2),
         Arc::new(clock.clone()),
     ));
     assert!(l.is_up());
-    // Several keys, so that they land on different nodes; each stays exact.
     let limits = vec![
         WindowLimit {
             window: Window::Second,
@@ -387,58 +602,88 @@ async fn a_three_node_cluster_keeps_limits_exact() {
         },
     ];
     for name in ["a", "b", "c", "d"] {
-        let key = unique(name);
-        let tasks: Vec<_> = (0..50)
-            .map(|_| {
-                let (l, key, limits) = (l.clone(), key.clone(), limits.clone());
-                tokio::spawn(async move { l.check(&key, &limits, Duration::ZERO).await.unwrap() })
-            })
-            .collect();
-        let mut admitted = 0;
-        for t in tasks {
-            admitted += t.await.unwrap().allowed as u32;
-        }
-        assert_eq!(admitted, 20, "key {name}");
+        assert_eq!(
+            admitted(&l, &unique(name), &limits, 50).await,
+            20,
+            "key {name}"
+        );
     }
 }
 
-#[tokio::test]
-async fn a_sentinel_url_finds_the_master() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_three_node_cluster_keeps_limits_exact() {
     let Some(mut servers) = Servers::new() else {
         return;
     };
+    let nodes = start_cluster(&mut servers, None);
+    cluster_limits_are_exact(
+        &format!("redis+cluster://{}", nodes.join(",")),
+        RedisCerts::default(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tls_cluster_keeps_limits_exact() {
+    let Some(mut servers) = Servers::new() else {
+        return;
+    };
+    let pki = TestPki::new();
+    let nodes = start_cluster(&mut servers, Some(&pki));
+    let url = format!("rediss+cluster://{}", nodes.join(","));
+    cluster_limits_are_exact(&url, pki.certs(Some("ca.pem"), false)).await;
+}
+
+/// Starts a master and a sentinel watching it (both over TLS with `pki`); returns
+/// their ports.
+fn start_sentinel(servers: &mut Servers, pki: Option<&TestPki>) -> (u16, u16) {
     let (master, sentinel) = (free_port_pair(), free_port_pair());
-    servers.start(&[
-        "--port".into(),
-        master.to_string(),
-        "--bind".into(),
-        "127.0.0.1".into(),
-        "--save".into(),
-        "".into(),
-    ]);
-    let conf = servers.dir.path().join("sentinel.conf");
+    let mut args = match pki {
+        Some(pki) => pki.server_args(master, "no"),
+        None => vec!["--port".into(), master.to_string()],
+    };
+    args.extend(["--bind", "127.0.0.1", "--save", ""].map(String::from));
+    servers.start(&args);
+    let listen = match pki {
+        Some(pki) => format!(
+            "port 0\ntls-port {sentinel}\ntls-replication yes\ntls-auth-clients no\n\
+             tls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\n",
+            pki.path("server.pem"),
+            pki.path("server.key"),
+            pki.path("ca.pem")
+        ),
+        None => format!("port {sentinel}\n"),
+    };
+    let conf = servers.dir.path().join(format!("sentinel-{sentinel}.conf"));
     std::fs::write(
         &conf,
-        format!(
-            "port {sentinel}\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 {master} 1\n"
-        ),
+        format!("{listen}bind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 {master} 1\n"),
     )
     .unwrap();
     servers.start(&[conf.display().to_string(), "--sentinel".into()]);
-    wait_for("sentinel knows the master", || {
-        redis_cli(&[
+    let mut cli: Vec<String> = pki.map(TestPki::cli_args).unwrap_or_default();
+    cli.extend(
+        [
             "-p",
             &sentinel.to_string(),
             "sentinel",
             "get-master-addr-by-name",
             "mymaster",
-        ])
-        .contains(&master.to_string())
+        ]
+        .map(String::from),
+    );
+    wait_for("sentinel knows the master", || {
+        redis_cli(&cli.iter().map(String::as_str).collect::<Vec<_>>()).contains(&master.to_string())
     });
-    let url = format!("redis+sentinel://127.0.0.1:{sentinel}/mymaster");
+    (master, sentinel)
+}
+
+/// Counts through the sentinel's master; the counter is on that master.
+async fn sentinel_limits_hold(url: &str, certs: RedisCerts, master: u16, pki: Option<&TestPki>) {
     let clock = ManualClock::at(T0);
     let l = RedisLimiter::connect(
-        RedisTarget::parse(&url).unwrap(),
+        RedisTarget::parse(url).unwrap(),
+        certs,
         Duration::from_secs(2),
         Arc::new(clock),
     );
@@ -459,9 +704,32 @@ async fn a_sentinel_url_finds_the_master() {
             .allowed
     );
     let counter = format!("kg:{{{key}}}:minute:{}", Window::Minute.start(T0) / 1000);
+    let mut cli: Vec<String> = pki.map(TestPki::cli_args).unwrap_or_default();
+    cli.extend(["-p", &master.to_string(), "get", &counter].map(String::from));
     assert_eq!(
-        redis_cli(&["-p", &master.to_string(), "get", &counter]).trim(),
+        redis_cli(&cli.iter().map(String::as_str).collect::<Vec<_>>()).trim(),
         "3",
         "the counters live on the master"
     );
+}
+
+#[tokio::test]
+async fn a_sentinel_url_finds_the_master() {
+    let Some(mut servers) = Servers::new() else {
+        return;
+    };
+    let (master, sentinel) = start_sentinel(&mut servers, None);
+    let url = format!("redis+sentinel://127.0.0.1:{sentinel}/mymaster");
+    sentinel_limits_hold(&url, RedisCerts::default(), master, None).await;
+}
+
+#[tokio::test]
+async fn a_tls_sentinel_url_finds_the_master_over_tls() {
+    let Some(mut servers) = Servers::new() else {
+        return;
+    };
+    let pki = TestPki::new();
+    let (master, sentinel) = start_sentinel(&mut servers, Some(&pki));
+    let url = format!("rediss+sentinel://127.0.0.1:{sentinel}/mymaster");
+    sentinel_limits_hold(&url, pki.certs(Some("ca.pem"), false), master, Some(&pki)).await;
 }

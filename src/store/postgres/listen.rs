@@ -6,11 +6,12 @@
 //! backoff, and once listening again the handler gets [`StoreChange::All`]: changes
 //! made while the feed was down were missed, so every cached key must be re-read.
 
+use super::target::PgTarget;
 use crate::metrics;
 use crate::store::{ChangeHandler, StoreChange};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 /// The channel the trigger announces on.
 pub const CHANNEL: &str = "keygate_keys";
@@ -30,19 +31,19 @@ pub fn parse_payload(payload: &str) -> Option<StoreChange> {
 
 /// Runs the feed on the backend runtime until `stop` is dropped.
 pub fn spawn(
-    config: tokio_postgres::Config,
+    target: PgTarget,
     timeout: Duration,
     handler: ChangeHandler,
     stop: watch::Receiver<()>,
 ) {
-    let mut config = config;
+    let mut target = target;
     // Named, so operators can see (and tests can find) the feed in pg_stat_activity.
-    config.application_name("keygate-change-feed");
-    crate::io_runtime::handle().spawn(run(config, timeout, handler, stop));
+    target.config.application_name("keygate-change-feed");
+    crate::io_runtime::handle().spawn(run(target, timeout, handler, stop));
 }
 
 async fn run(
-    config: tokio_postgres::Config,
+    target: PgTarget,
     timeout: Duration,
     handler: ChangeHandler,
     mut stop: watch::Receiver<()>,
@@ -50,7 +51,7 @@ async fn run(
     let mut subscribed_before = false;
     let mut backoff = Duration::from_millis(100);
     loop {
-        let session = listen_once(&config, timeout, &handler, &mut subscribed_before);
+        let session = listen_once(&target, timeout, &handler, &mut subscribed_before);
         tokio::select! {
             _ = stop.changed() => break,
             ended = session => {
@@ -82,17 +83,17 @@ enum Ended {
 }
 
 async fn listen_once(
-    config: &tokio_postgres::Config,
+    target: &PgTarget,
     timeout: Duration,
     handler: &ChangeHandler,
     subscribed_before: &mut bool,
 ) -> Ended {
-    let (client, mut connection) = match tokio::time::timeout(timeout, config.connect(NoTls)).await
-    {
-        Ok(Ok(pair)) => pair,
-        Ok(Err(e)) => return Ended::CannotConnect(e.to_string()),
-        Err(_) => return Ended::CannotConnect(format!("no connection within {timeout:?}")),
-    };
+    let (client, mut connection) =
+        match tokio::time::timeout(timeout, target.config.connect(target.tls.clone())).await {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(e)) => return Ended::CannotConnect(e.to_string()),
+            Err(_) => return Ended::CannotConnect(format!("no connection within {timeout:?}")),
+        };
     let (tx, mut notifications) = mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
         while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {

@@ -8,6 +8,7 @@
 //! connect. Every query is bounded by the store timeout. Transactions use one separate
 //! connection behind a lock (they cannot share a pipelined connection).
 
+use super::target::PgTarget;
 use crate::store::StoreError;
 use arc_swap::ArcSwapOption;
 use parking_lot::Mutex;
@@ -17,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls, Row, Statement};
+use tokio_postgres::{Client, Row, Statement};
 
 /// One open connection and its prepared statements.
 pub struct Conn {
@@ -43,7 +44,7 @@ struct Slot {
 
 /// Shared connections to one database.
 pub struct PgPool {
-    config: tokio_postgres::Config,
+    target: PgTarget,
     slots: Arc<Vec<Slot>>,
     tx: tokio::sync::Mutex<Option<Client>>,
     next: AtomicUsize,
@@ -57,21 +58,27 @@ pub fn db_error(e: tokio_postgres::Error) -> StoreError {
             return StoreError::Conflict(e.to_string());
         }
     }
-    let detail = e
-        .as_db_error()
-        .map(|d| d.message().to_string())
-        .unwrap_or_else(|| e.to_string());
+    let detail = match e.as_db_error() {
+        Some(d) => d.message().to_string(),
+        // The cause too: "error performing TLS handshake: invalid peer certificate: ...".
+        None => {
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                text = format!("{text}: {c}");
+                cause = c.source();
+            }
+            text
+        }
+    };
     StoreError::Unavailable(format!("postgres: {detail}"))
 }
 
 /// Opens one connection on the backend runtime; its driver task lives there.
-pub async fn connect(
-    config: &tokio_postgres::Config,
-    timeout: Duration,
-) -> Result<Client, StoreError> {
-    let config = config.clone();
+pub async fn connect(target: &PgTarget, timeout: Duration) -> Result<Client, StoreError> {
+    let target = target.clone();
     let open = crate::io_runtime::run(async move {
-        let (client, connection) = config.connect(NoTls).await?;
+        let (client, connection) = target.config.connect(target.tls).await?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "postgres connection closed");
@@ -99,7 +106,7 @@ fn live(slot: &Slot) -> Option<Arc<Conn>> {
 /// puts it in backoff (then it fails at once: no request waits on a dead database).
 async fn reconnect(
     slot: &Slot,
-    config: &tokio_postgres::Config,
+    target: &PgTarget,
     timeout: Duration,
 ) -> Result<Arc<Conn>, StoreError> {
     let mut backoff = slot.connecting.lock().await;
@@ -111,7 +118,7 @@ async fn reconnect(
             "postgres unreachable (reconnecting)".into(),
         ));
     }
-    match connect(config, timeout).await {
+    match connect(target, timeout).await {
         Ok(client) => {
             *backoff = Backoff::default();
             let conn = Arc::new(Conn {
@@ -133,9 +140,9 @@ async fn reconnect(
 
 impl PgPool {
     /// A pool of `size` connections (opened lazily), each query bounded by `timeout`.
-    pub fn new(config: tokio_postgres::Config, size: usize, timeout: Duration) -> Self {
+    pub fn new(target: PgTarget, size: usize, timeout: Duration) -> Self {
         PgPool {
-            config,
+            target,
             slots: Arc::new(
                 (0..size.max(1))
                     .map(|_| Slot {
@@ -151,8 +158,8 @@ impl PgPool {
     }
 
     /// The connection settings.
-    pub fn config(&self) -> &tokio_postgres::Config {
-        &self.config
+    pub fn target(&self) -> &PgTarget {
+        &self.target
     }
 
     /// The per-query timeout.
@@ -170,13 +177,13 @@ impl PgPool {
             return Ok(c);
         }
         if let Some(c) = (1..n).find_map(|i| live(&self.slots[(start + i) % n])) {
-            let (slots, config, timeout) = (self.slots.clone(), self.config.clone(), self.timeout);
+            let (slots, target, timeout) = (self.slots.clone(), self.target.clone(), self.timeout);
             crate::io_runtime::handle().spawn(async move {
-                let _ = reconnect(&slots[start], &config, timeout).await;
+                let _ = reconnect(&slots[start], &target, timeout).await;
             });
             return Ok(c);
         }
-        reconnect(&self.slots[start], &self.config, self.timeout).await
+        reconnect(&self.slots[start], &self.target, self.timeout).await
     }
 
     /// Runs a query on `conn`, bounded by the store timeout; a timeout retires the
@@ -257,7 +264,7 @@ impl PgPool {
     ) -> Result<tokio::sync::MutexGuard<'_, Option<Client>>, StoreError> {
         let mut guard = self.tx.lock().await;
         if guard.as_ref().is_none_or(|c| c.is_closed()) {
-            *guard = Some(connect(&self.config, self.timeout).await?);
+            *guard = Some(connect(&self.target, self.timeout).await?);
         }
         Ok(guard)
     }

@@ -216,3 +216,110 @@ async fn users_and_refresh_rotation_work_like_sqlite() {
         "reuse revoked the whole family"
     );
 }
+
+/// Runs one query on the admin database and returns the first column of each row.
+fn admin_query(db: &TestDb, sql: &str, param: &str) -> Vec<String> {
+    let (a, sql, param) = (db.admin.clone(), sql.to_string(), param.to_string());
+    crate::io_runtime::block_on(async move {
+        let (client, conn) = tokio_postgres::connect(&a, NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let rows = if param.is_empty() {
+            client.query(sql.as_str(), &[]).await.unwrap()
+        } else {
+            client.query(sql.as_str(), &[&param]).await.unwrap()
+        };
+        rows.iter().map(|r| r.get::<_, String>(0)).collect()
+    })
+    .unwrap()
+}
+
+/// The server's own certificate file (it signs itself: Debian's snakeoil, for
+/// `localhost`), or `None` when the server has TLS off (a failure under CI).
+fn server_certificate(db: &TestDb) -> Option<String> {
+    if admin_query(db, "SHOW ssl", "") != ["on"] {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "PostgreSQL on 127.0.0.1:5432 has ssl=off; the TLS tests need it on"
+        );
+        eprintln!("SKIPPED: PostgreSQL has ssl=off");
+        return None;
+    }
+    let file = admin_query(db, "SHOW ssl_cert_file", "").remove(0);
+    if file.starts_with('/') {
+        return Some(file);
+    }
+    let dir = admin_query(db, "SHOW data_directory", "").remove(0);
+    Some(format!("{dir}/{file}"))
+}
+
+/// Opens the store on `db` with `params` added to its URL (and `host` in place of
+/// 127.0.0.1), runs a query and starts the change feed; returns whether each of its
+/// connections uses TLS, or the error that stopped it.
+fn connections_with(db: &TestDb, host: &str, params: &str) -> Result<Vec<bool>, String> {
+    let url = format!("{}?{params}", db.url.replacen("127.0.0.1", host, 1));
+    let store = PostgresStore::open(&url, 2, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    let store = Arc::new(store);
+    let s = store.clone();
+    crate::io_runtime::block_on(async move { s.ping().await.unwrap() }).unwrap();
+    store.watch(Arc::new(|_| {}));
+    let sql = "SELECT s.ssl::text FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+               WHERE a.datname = $1 ORDER BY a.application_name";
+    let name = db.url.rsplit('/').next().unwrap().to_string();
+    for _ in 0..100 {
+        // The pool's connection plus the change feed's.
+        let ssl = admin_query(db, sql, &name);
+        if ssl.len() >= 2 {
+            drop(store);
+            return Ok(ssl.iter().map(|s| s == "true").collect());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("the change feed never connected to {name}");
+}
+
+#[test]
+fn sslmode_follows_libpq_and_every_connection_uses_it() {
+    let Some(db) = TestDb::create() else { return };
+    let Some(server_cert) = server_certificate(&db) else {
+        return;
+    };
+    assert_eq!(
+        connections_with(&db, "127.0.0.1", "sslmode=disable"),
+        Ok(vec![false, false])
+    );
+    // The default is libpq's `prefer`: TLS when the server offers it.
+    assert_eq!(connections_with(&db, "127.0.0.1", ""), Ok(vec![true, true]));
+    assert_eq!(
+        connections_with(&db, "127.0.0.1", "sslmode=require"),
+        Ok(vec![true, true])
+    );
+    let root = format!("sslrootcert={server_cert}");
+    // The certificate names `localhost`: full verification passes there only.
+    assert_eq!(
+        connections_with(&db, "localhost", &format!("sslmode=verify-full&{root}")),
+        Ok(vec![true, true])
+    );
+    let wrong_name =
+        connections_with(&db, "127.0.0.1", &format!("sslmode=verify-full&{root}")).unwrap_err();
+    assert!(wrong_name.contains("not valid for name"), "{wrong_name}");
+    // verify-ca checks the chain only.
+    assert_eq!(
+        connections_with(&db, "127.0.0.1", &format!("sslmode=verify-ca&{root}")),
+        Ok(vec![true, true])
+    );
+    // A root that did not sign the server's certificate is refused in every checking mode.
+    let dir = tempfile::tempdir().unwrap();
+    let other = dir.path().join("other-ca.pem");
+    let ca = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(&other, ca.cert.pem()).unwrap();
+    for mode in ["verify-full", "verify-ca", "require"] {
+        let host = if mode == "verify-full" {
+            "localhost"
+        } else {
+            "127.0.0.1"
+        };
+        let params = format!("sslmode={mode}&sslrootcert={}", other.display());
+        let refused = connections_with(&db, host, &params).unwrap_err();
+        assert!(refused.contains("UnknownIssuer"), "{mode}: {refused}");
+    }
+}

@@ -200,10 +200,30 @@ fn check_listen(addr: &str) -> Result<(), StartError> {
 }
 
 /// Periodic work off the request path: forgetting idle counters, cache gauges,
-/// refreshing the remote JWKS.
+/// refreshing the remote JWKS; and the drain at shutdown.
 struct Housekeeping {
     shared: Arc<Shared>,
     jwks_refresh: Duration,
+    grace: Duration,
+}
+
+impl Housekeeping {
+    /// Waits for the requests in flight (at most the grace period), flushes the
+    /// usage they recorded, and exits 0: Pingora would sleep the whole period.
+    async fn drain_and_exit(&self) -> ! {
+        let started = std::time::Instant::now();
+        let in_flight = crate::drain::REQUESTS.count();
+        tracing::info!(in_flight, grace = ?self.grace, "draining requests in flight");
+        let idle = crate::drain::REQUESTS.wait_idle(self.grace).await;
+        self.shared.usage.flush(&*self.shared.store).await;
+        if idle {
+            tracing::info!(took = ?started.elapsed(), "drained; exiting");
+        } else {
+            let left = crate::drain::REQUESTS.count();
+            tracing::warn!(left, grace = ?self.grace, "grace period over with requests in flight; exiting");
+        }
+        std::process::exit(0)
+    }
 }
 
 #[async_trait]
@@ -222,11 +242,7 @@ impl BackgroundService for Housekeeping {
                 .as_ref()
                 .and_then(|j| j.remote().cloned());
             tokio::select! {
-                _ = shutdown.changed() => {
-                    // Final flush: usage recorded up to the drain is kept.
-                    self.shared.usage.flush(&*self.shared.store).await;
-                    break;
-                }
+                _ = shutdown.changed() => self.drain_and_exit().await,
                 _ = usage_tick.tick() => self.shared.usage.flush(&*self.shared.store).await,
                 _ = tick.tick() => {
                     self.shared.limiter.sweep();
@@ -286,7 +302,8 @@ pub fn serve(config: Config, path: &std::path::Path, upgrade: bool) -> Result<()
     let listen = config.server.listen.clone();
     let admin_listen = config.server.admin_listen.clone();
     let threads = config.server.threads;
-    let grace = config.server.grace_period.get().as_secs();
+    let grace_period = config.server.grace_period.get();
+    let grace = grace_period.as_secs();
     let header_timeout = config.server.header_timeout.get();
     let jwks_refresh = config.jwt.jwks_refresh.get().max(Duration::from_secs(1));
     let tls = match &config.server.tls {
@@ -361,6 +378,7 @@ pub fn serve(config: Config, path: &std::path::Path, upgrade: bool) -> Result<()
         Housekeeping {
             shared,
             jwks_refresh,
+            grace: grace_period,
         },
     ));
     server.add_service(background_service(

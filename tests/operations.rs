@@ -140,9 +140,9 @@ async fn a_broken_config_is_refused_on_reload_and_the_old_one_keeps_serving() {
 async fn drains_a_slow_request(signal: &str) {
     let up = start_upstream().await;
     let mut kg = Keygate::start(up, DEFAULT_POLICY);
-    let (_, key) = kg.create_key(&[]);
+    let (id, key) = kg.create_key(&[]);
     kg.terminate();
-    rewrite(&kg, "grace_period: 1s", "grace_period: 3s");
+    rewrite(&kg, "grace_period: 1s", "grace_period: 10s");
     let mut kg = kg.restart();
     let slow = {
         let (url, key) = (kg.url("/delay/1500"), key.clone());
@@ -158,17 +158,31 @@ async fn drains_a_slow_request(signal: &str) {
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let signalled = Instant::now();
     kg.signal(signal);
     let (status, took) = slow.await.unwrap();
     assert_eq!(status, 200, "the request in flight completed");
     assert!(took >= Duration::from_millis(1400), "{took:?}");
-    let (exit, logs) = tokio::task::spawn_blocking(move || {
+    let (exit, logs, kg) = tokio::task::spawn_blocking(move || {
         let s = kg.wait_exit();
-        (s, kg.logs())
+        (s, kg.logs(), kg)
     })
     .await
     .unwrap();
+    let drained = signalled.elapsed();
     assert!(exit.success(), "exit status {exit:?}: {logs}");
+    // It exits once the last request is done, not at the end of the 10 s grace period.
+    assert!(
+        drained < Duration::from_secs(5),
+        "exited {drained:?} after the signal"
+    );
+    // The request that finished during the drain is in the usage flushed at exit.
+    let shown = kg.cli(&["keys", "show", &id]);
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert!(
+        shown["last_used_at"].is_string(),
+        "usage of the drained request was lost: {shown}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

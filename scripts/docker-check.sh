@@ -21,8 +21,12 @@ root=$(pwd)
 source benches/lib.sh
 work=$(mktemp -d)
 containers=()
+image=""
 cleanup() {
   for c in "${containers[@]}"; do docker rm -f "$c" >/dev/null 2>&1 || true; done
+  # The checked image goes; the build stages stay as Docker's cache for the next
+  # run (docker image prune reclaims them).
+  [ -z "$image" ] || docker rmi -f "$image" "$image-rebuilt" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -118,7 +122,6 @@ compiled=$(grep -c '^ *Compiling ' "$work/build2.txt" || true)
 [ "$compiled" = 1 ] && grep -q 'Compiling keygate ' "$work/build2.txt" ||
   { grep 'Compiling ' "$work/build2.txt" | head; fail "a source change recompiles only keygate (compiled $compiled crates)"; }
 pass "a source change recompiles only keygate, dependencies come from the cached layer ($((t2 - t1)) s)"
-docker rmi -f "$image-rebuilt" >/dev/null
 
 user=$(docker image inspect -f '{{.Config.User}}' "$image")
 [ "$user" = "10001:10001" ] || fail "image user is 10001:10001 (got '$user')"

@@ -36,6 +36,9 @@ impl PostgresStore {
     pub fn open(url: &str, pool_size: usize, timeout: Duration) -> Result<Self, StoreError> {
         let target = target::PgTarget::parse(url)
             .map_err(|e| StoreError::Unavailable(format!("invalid store.url: {e}")))?;
+        if let Some(warning) = target.warning() {
+            tracing::warn!("{warning}");
+        }
         let migrate_target = target.clone();
         crate::io_runtime::block_on(async move {
             let mut client = pool::connect(&migrate_target, timeout).await?;

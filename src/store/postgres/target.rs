@@ -27,6 +27,8 @@ pub struct PgTarget {
     pub config: tokio_postgres::Config,
     /// The TLS connector (unused with `sslmode=disable`).
     pub tls: MakeRustlsConnect,
+    /// TLS may be used, but the server's certificate is not checked.
+    unchecked_tls: bool,
 }
 
 /// libpq's TLS parameters, taken out of a URL's query.
@@ -112,6 +114,7 @@ impl PgTarget {
             _ => return Err("sslcert and sslkey go together".into()),
         };
         config.ssl_mode(mode);
+        let unchecked_tls = mode != SslMode::Disable && verify == Verify::EncryptOnly;
         let tls = if mode == SslMode::Disable {
             backend_tls::client_config(&Verify::EncryptOnly, None)?
         } else {
@@ -120,6 +123,39 @@ impl PgTarget {
         Ok(PgTarget {
             config,
             tls: MakeRustlsConnect::new(tls),
+            unchecked_tls,
+        })
+    }
+
+    /// A warning for operators when the database is reached over the network with
+    /// TLS whose certificate is not checked (libpq's `prefer`/`require`): anyone on
+    /// the path could pose as the database. Loopback and Unix sockets are exempt.
+    pub fn warning(&self) -> Option<String> {
+        use tokio_postgres::config::Host;
+        if !self.unchecked_tls {
+            return None;
+        }
+        let remote: Vec<&str> = self
+            .config
+            .get_hosts()
+            .iter()
+            .filter_map(|h| match h {
+                Host::Tcp(name) => Some(name.as_str()),
+                Host::Unix(_) => None,
+            })
+            .filter(|name| {
+                let ip = name
+                    .trim_matches(|c| c == '[' || c == ']')
+                    .parse::<std::net::IpAddr>();
+                !(*name == "localhost" || ip.is_ok_and(|ip| ip.is_loopback()))
+            })
+            .collect();
+        (!remote.is_empty()).then(|| {
+            format!(
+                "store.url: the certificate of {} is not checked (sslmode prefer/require); \
+                 use sslmode=verify-full (with sslrootcert) so that nothing on the network can pose as the database",
+                remote.join(", ")
+            )
         })
     }
 }
@@ -149,6 +185,20 @@ mod tests {
             (rest.as_str(), p),
             ("postgres://db/keys", TlsParams::default())
         );
+    }
+
+    #[test]
+    fn unchecked_tls_to_a_remote_database_is_warned_about() {
+        let warning = |url: &str| PgTarget::parse(url).unwrap().warning();
+        assert!(warning("postgres://u@db.internal/k")
+            .unwrap()
+            .contains("db.internal"));
+        assert!(warning("postgres://u@10.0.0.5/k?sslmode=require").is_some());
+        assert!(warning("postgres://u@db.internal/k?sslmode=verify-full").is_none());
+        assert!(warning("postgres://u@db.internal/k?sslmode=disable").is_none());
+        assert!(warning("postgres://u@127.0.0.1/k").is_none());
+        assert!(warning("postgres://u@localhost/k?sslmode=require").is_none());
+        assert!(warning("postgres://u@[::1]/k").is_none());
     }
 
     #[test]

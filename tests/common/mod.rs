@@ -15,11 +15,24 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_keygate");
 
 /// A free loopback port (bound then released).
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    // Below the kernel's ephemeral range (32768-60999 here): a port handed out by
+    // bind(0) is free again once released, and a parallel test's bind(0) or outgoing
+    // connection could take it before keygate binds it. Ports below that range are
+    // only ever given out here, one process-wide sequence from a random start.
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        rand::random::<u32>() % 12_000,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    loop {
+        let port = 20_000 + (NEXT.fetch_add(1, Ordering::Relaxed) % 12_000) as u16;
+        if StdListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Starts the echo upstream on port 0 in the current runtime.

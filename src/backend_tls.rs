@@ -25,19 +25,15 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Makes [`provider`] the process default, for libraries that build their own
-/// `ClientConfig` (the Redis client). Idempotent.
-pub fn install_default_provider() {
-    if CryptoProvider::get_default().is_none() {
-        // A concurrent install of the same provider is the only way this fails.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
+/// Reads a file; the error names it.
+pub fn read_file(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
-/// Reads the certificates of a PEM file; an error names the file and what is wrong.
-pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
+/// The certificates in `pem`, read from `path`; an error names the file and what
+/// is wrong.
+pub fn certificates_in(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{}: not PEM certificates: {e}", path.display()))?;
     if certs.is_empty() {
@@ -46,10 +42,20 @@ pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, St
     Ok(certs)
 }
 
+/// The first private key in `pem`, read from `path`.
+pub fn private_key_in(pem: &[u8], path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_slice(pem)
+        .map_err(|e| format!("{}: no usable PEM private key: {e}", path.display()))
+}
+
+/// Reads the certificates of a PEM file; an error names the file and what is wrong.
+pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    certificates_in(&read_file(path)?, path)
+}
+
 /// Reads the first private key of a PEM file.
 pub fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    PrivateKeyDer::from_pem_file(path)
-        .map_err(|e| format!("{}: no usable PEM private key: {e}", path.display()))
+    private_key_in(&read_file(path)?, path)
 }
 
 /// Where trusted roots come from.

@@ -46,8 +46,6 @@ pub enum RedisTarget {
         userinfo: Option<String>,
         /// Database number on the master.
         db: i64,
-        /// TLS to the sentinels and the master (`rediss+sentinel://`).
-        tls: bool,
     },
 }
 
@@ -58,8 +56,11 @@ impl RedisTarget {
     pub fn tls(&self) -> bool {
         match self {
             RedisTarget::Single(url) => url.starts_with("rediss://"),
-            RedisTarget::Cluster(nodes) => nodes.iter().any(|n| n.starts_with("rediss://")),
-            RedisTarget::Sentinel { tls, .. } => *tls,
+            // `rediss+sentinel://` makes `rediss://` sentinels; the master follows them.
+            RedisTarget::Cluster(nodes)
+            | RedisTarget::Sentinel {
+                sentinels: nodes, ..
+            } => nodes.iter().any(|n| n.starts_with("rediss://")),
         }
     }
 }
@@ -75,22 +76,23 @@ pub struct RedisCerts {
 
 impl RedisCerts {
     /// Reads the files of `rate_limit.redis_tls`; an error names the file.
+    /// Each file is read once and checked before the Redis client sees it.
     pub fn load(config: &crate::config::RedisTlsConfig) -> Result<Self, String> {
-        let read = |path: &std::path::Path| {
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
-        };
+        use crate::backend_tls::{certificates_in, private_key_in, read_file};
         let ca_pem = match &config.ca_file {
             Some(path) => {
-                crate::backend_tls::read_certificates(path)?;
-                Some(read(path)?)
+                let pem = read_file(path)?;
+                certificates_in(&pem, path)?;
+                Some(pem)
             }
             None => None,
         };
         let client = match (&config.cert_file, &config.key_file) {
             (Some(cert), Some(key)) => {
-                crate::backend_tls::read_certificates(cert)?;
-                crate::backend_tls::read_private_key(key)?;
-                Some((read(cert)?, read(key)?))
+                let (cert_pem, key_pem) = (read_file(cert)?, read_file(key)?);
+                certificates_in(&cert_pem, cert)?;
+                private_key_in(&key_pem, key)?;
+                Some((cert_pem, key_pem))
             }
             (None, None) => None,
             _ => return Err("cert_file and key_file go together".into()),
@@ -124,8 +126,11 @@ impl RedisTarget {
             return Ok(RedisTarget::Single(url.to_string()));
         }
         let (scheme, rest) = url.split_once("://").ok_or(SCHEMES)?;
-        let tls = scheme.starts_with("rediss+");
-        let node_scheme = if tls { "rediss" } else { "redis" };
+        let node_scheme = if scheme.starts_with("rediss+") {
+            "rediss"
+        } else {
+            "redis"
+        };
         let scheme = scheme.replacen("rediss+", "redis+", 1);
         let (userinfo, rest) = match rest.rsplit_once('@') {
             Some((u, r)) => (Some(u.to_string()), r),
@@ -166,7 +171,6 @@ impl RedisTarget {
                     master: master.to_string(),
                     userinfo,
                     db,
-                    tls,
                 })
             }
             _ => Err(SCHEMES.into()),
@@ -218,7 +222,6 @@ async fn open(
             master,
             userinfo,
             db,
-            tls,
         } => {
             use redis::IntoConnectionInfo;
             let addrs = sentinels
@@ -238,7 +241,7 @@ async fn open(
                 }
                 builder = builder.set_client_to_redis_password(pass);
             }
-            if *tls {
+            if target.tls() {
                 builder = builder
                     .set_client_to_redis_tls_mode(redis::TlsMode::Secure)
                     .set_client_to_sentinel_tls_mode(redis::TlsMode::Secure);
@@ -361,7 +364,8 @@ impl RedisLimiter {
         timeout: Duration,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        crate::backend_tls::install_default_provider();
+        // The Redis client builds its rustls config on the process-wide provider.
+        pingora::tls::install_default_crypto_provider();
         let limiter = RedisLimiter {
             target,
             certs,

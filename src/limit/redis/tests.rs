@@ -78,7 +78,6 @@ fn urls_of_every_deployment_shape_parse_and_bad_ones_say_why() {
             master: "mymaster".into(),
             userinfo: Some(":pw".into()),
             db: 3,
-            tls: false,
         })
     );
     assert!(RedisTarget::parse("redis+sentinel://s1:26379")
@@ -103,7 +102,6 @@ fn urls_of_every_deployment_shape_parse_and_bad_ones_say_why() {
             master: "m".into(),
             userinfo: None,
             db: 0,
-            tls: true,
         }
     );
     assert!([single, cluster, sentinel].iter().all(RedisTarget::tls));

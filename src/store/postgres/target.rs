@@ -115,11 +115,9 @@ impl PgTarget {
         };
         config.ssl_mode(mode);
         let unchecked_tls = mode != SslMode::Disable && verify == Verify::EncryptOnly;
-        let tls = if mode == SslMode::Disable {
-            backend_tls::client_config(&Verify::EncryptOnly, None)?
-        } else {
-            backend_tls::client_config(&verify, client.as_ref())?
-        };
+        // With `disable` the connector is never used: no client certificate is read.
+        let client = client.filter(|_| mode != SslMode::Disable);
+        let tls = backend_tls::client_config(&verify, client.as_ref())?;
         Ok(PgTarget {
             config,
             tls: MakeRustlsConnect::new(tls),

@@ -1,6 +1,10 @@
-//! The shutdown drain: requests in flight are counted so that on SIGTERM, SIGINT
-//! or SIGQUIT keygate exits as soon as the last one has finished, after flushing
-//! the usage they recorded, instead of always sleeping the whole `grace_period`.
+//! The shutdown drain: the data plane's open connections are counted so that on
+//! SIGTERM, SIGINT or SIGQUIT keygate exits as soon as the last one has closed,
+//! after flushing the usage their requests recorded, instead of always sleeping the
+//! whole `grace_period`. Connections, not requests: one accepted just before the
+//! listeners closed, whose request is still being read, must be served too. At
+//! shutdown Pingora closes idle kept-alive connections at once and busy ones after
+//! their current response.
 //!
 //! Pingora on its own broadcasts the shutdown (listeners close, keep-alive stops),
 //! sleeps `grace_period`, then stops its runtimes. Its shutdown hooks run at the
@@ -9,16 +13,16 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// A count of requests in flight.
+/// A count of things in flight (connections being served).
 #[derive(Debug, Default)]
 pub struct InFlight {
     count: AtomicUsize,
 }
 
-/// The proxy's requests in flight.
-pub static REQUESTS: InFlight = InFlight::new();
+/// The data plane's open connections.
+pub static CONNECTIONS: InFlight = InFlight::new();
 
-/// One request in flight; dropping it ends the request.
+/// One thing in flight; dropping it ends it.
 #[derive(Debug)]
 pub struct InFlightGuard {
     of: &'static InFlight,
@@ -38,18 +42,18 @@ impl InFlight {
         }
     }
 
-    /// Counts a request until the guard is dropped.
+    /// Counts one until the guard is dropped.
     pub fn enter(&'static self) -> InFlightGuard {
         self.count.fetch_add(1, Ordering::Relaxed);
         InFlightGuard { of: self }
     }
 
-    /// Requests in flight now.
+    /// How many are in flight now.
     pub fn count(&self) -> usize {
         self.count.load(Ordering::Acquire)
     }
 
-    /// Waits until no request is in flight, at most `limit`; true if none is left.
+    /// Waits until none is in flight, at most `limit`; true if none is left.
     pub async fn wait_idle(&self, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
         loop {

@@ -208,19 +208,20 @@ struct Housekeeping {
 }
 
 impl Housekeeping {
-    /// Waits for the requests in flight (at most the grace period), flushes the
-    /// usage they recorded, and exits 0: Pingora would sleep the whole period.
+    /// Waits for the open connections to close (at most the grace period), flushes
+    /// the usage their requests recorded, and exits 0: Pingora would sleep the whole
+    /// period.
     async fn drain_and_exit(&self) -> ! {
         let started = std::time::Instant::now();
-        let in_flight = crate::drain::REQUESTS.count();
-        tracing::info!(in_flight, grace = ?self.grace, "draining requests in flight");
-        let idle = crate::drain::REQUESTS.wait_idle(self.grace).await;
+        let open = crate::drain::CONNECTIONS.count();
+        tracing::info!(open, grace = ?self.grace, "draining open connections");
+        let idle = crate::drain::CONNECTIONS.wait_idle(self.grace).await;
         self.shared.usage.flush(&*self.shared.store).await;
         if idle {
             tracing::info!(took = ?started.elapsed(), "drained; exiting");
         } else {
-            let left = crate::drain::REQUESTS.count();
-            tracing::warn!(left, grace = ?self.grace, "grace period over with requests in flight; exiting");
+            let left = crate::drain::CONNECTIONS.count();
+            tracing::warn!(left, grace = ?self.grace, "grace period over with connections open; exiting");
         }
         std::process::exit(0)
     }

@@ -89,8 +89,6 @@ pub struct RequestCtx {
     client_ip: Option<IpAddr>,
     upstream_start: Option<Instant>,
     upstream_time: Option<Duration>,
-    /// Counts this request in flight until the context is dropped (the drain).
-    _in_flight: crate::drain::InFlightGuard,
 }
 
 fn client_ip(session: &Session) -> Option<IpAddr> {
@@ -310,7 +308,6 @@ impl ProxyHttp for Gate {
             client_ip: None,
             upstream_start: None,
             upstream_time: None,
-            _in_flight: crate::drain::REQUESTS.enter(),
         }
     }
 

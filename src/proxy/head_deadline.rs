@@ -296,7 +296,10 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for HeadDeadlineApp<A> {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
-        // Pingora serves all of a kept-alive connection's requests in this one call.
+        // Pingora serves all of a kept-alive connection's requests in this one call,
+        // from the accept (before its first head is read) to the close. The drain
+        // counts it for as long (at shutdown Pingora closes idle ones at once).
+        let _open = crate::drain::CONNECTIONS.enter();
         let stream: Stream = Box::new(DeadlineStream::new(stream, self.limit));
         self.inner.process_new(stream, shutdown).await
     }

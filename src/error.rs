@@ -69,6 +69,18 @@ pub enum GateError {
     /// The key store (or another backend) could not answer.
     #[error("backend unavailable")]
     BackendUnavailable,
+    /// keygate is at capacity for this kind of work (password hashing); retry soon.
+    #[error("overloaded")]
+    Overloaded {
+        /// Seconds after which a retry is likely to succeed.
+        retry_after: u64,
+    },
+    /// The request head is larger than `server.max_header_bytes`.
+    #[error("request head too large")]
+    HeadersTooLarge,
+    /// The request body did not arrive within `server.body_timeout`.
+    #[error("request body timed out")]
+    BodyTimeout,
     /// The upstream refused or broke the connection.
     #[error("upstream unavailable")]
     BadGateway,
@@ -95,7 +107,10 @@ pub enum GateError {
     PayloadTooLarge,
     /// The path exists but not with this method.
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed {
+        /// The methods it does take (the `Allow` header).
+        allow: String,
+    },
     /// Wrong email or password (the same answer for both).
     #[error("invalid credentials")]
     InvalidCredentials,
@@ -105,6 +120,9 @@ pub enum GateError {
     /// Not allowed, for a reason other than scopes.
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// Fields of a management request the caller may not set, by field.
+    #[error("{0}")]
+    NotPermitted(#[from] crate::keys::policy::Denied),
     /// A bug or unexpected failure inside keygate.
     #[error("internal error")]
     Internal,
@@ -138,13 +156,15 @@ impl GateError {
         match self {
             MissingCredential | AmbiguousCredential | InvalidKey | ExpiredKey | RevokedKey
             | InvalidToken(_) | InvalidCredentials | InvalidRefresh(_) => StatusCode::UNAUTHORIZED,
-            Forbidden(_) => StatusCode::FORBIDDEN,
+            Forbidden(_) | NotPermitted(_) => StatusCode::FORBIDDEN,
             IpNotAllowed | MissingScope(_) | WrongEnvironment { .. } => StatusCode::FORBIDDEN,
             RateLimited { .. } | IpRateLimited { .. } | TooManyFailures { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
             InsufficientCredits { .. } => StatusCode::PAYMENT_REQUIRED,
-            BackendUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            BackendUnavailable | Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             BadGateway => StatusCode::BAD_GATEWAY,
             GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
             BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -153,7 +173,7 @@ impl GateError {
             Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Conflict(_) => StatusCode::CONFLICT,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -167,12 +187,18 @@ impl GateError {
             }
             InvalidToken(_) | InvalidRefresh(_) => "invalid_token",
             InvalidCredentials => "unauthorized",
-            IpNotAllowed | MissingScope(_) | WrongEnvironment { .. } | Forbidden(_) => "forbidden",
+            IpNotAllowed
+            | MissingScope(_)
+            | WrongEnvironment { .. }
+            | Forbidden(_)
+            | NotPermitted(_) => "forbidden",
             RateLimited { .. } | IpRateLimited { .. } | TooManyFailures { .. } => {
                 "rate_limit_exceeded"
             }
             InsufficientCredits { .. } => "insufficient_credits",
-            BackendUnavailable => "service_unavailable",
+            BackendUnavailable | Overloaded { .. } => "service_unavailable",
+            HeadersTooLarge => "request_header_fields_too_large",
+            BodyTimeout => "request_timeout",
             BadGateway => "bad_gateway",
             GatewayTimeout => "gateway_timeout",
             BadRequest(_) => "invalid_request",
@@ -181,7 +207,7 @@ impl GateError {
             Validation(_) => "validation_error",
             Conflict(_) => "conflict",
             PayloadTooLarge => "payload_too_large",
-            MethodNotAllowed => "method_not_allowed",
+            MethodNotAllowed { .. } => "method_not_allowed",
             Internal => "internal_error",
         }
     }
@@ -200,6 +226,10 @@ impl GateError {
             InvalidCredentials => "Invalid email or password".into(),
             InvalidRefresh(why) => (*why).into(),
             Forbidden(why) => why.clone(),
+            NotPermitted(denied) => format!(
+                "Not permitted to set: {}",
+                denied.0.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
             RevokedKey => "API key has been revoked".into(),
             IpNotAllowed => "IP address not allowed for this API key".into(),
             MissingScope(s) => format!("Missing scope: {s}"),
@@ -214,6 +244,11 @@ impl GateError {
                 format!("Insufficient credits: this request costs {cost}, {remaining} remaining")
             }
             BackendUnavailable => "Service temporarily unavailable".into(),
+            Overloaded { retry_after } => {
+                format!("Too many requests in progress. Try again in {retry_after} seconds.")
+            }
+            HeadersTooLarge => "Request headers too large".into(),
+            BodyTimeout => "The request body was not received in time".into(),
             BadGateway => "Upstream service unavailable".into(),
             GatewayTimeout => "Upstream service timed out".into(),
             BadRequest(why) => (*why).into(),
@@ -222,7 +257,7 @@ impl GateError {
             Validation(_) => "Request validation failed".into(),
             Conflict(why) => why.clone(),
             PayloadTooLarge => "Request body too large".into(),
-            MethodNotAllowed => "Method not allowed".into(),
+            MethodNotAllowed { .. } => "Method not allowed".into(),
             Internal => "Internal error".into(),
         }
     }
@@ -239,16 +274,18 @@ impl GateError {
             IpRateLimited { .. } => json!({ "limit": "ip" }),
             TooManyFailures { .. } => json!({ "limit": "failed_auth" }),
             Validation(fields) => Value::Object(fields.clone()),
+            NotPermitted(denied) => Value::Object(denied.0.clone()),
             _ => json!({}),
         }
     }
 
-    /// Seconds for `Retry-After` on a 429.
+    /// Seconds for `Retry-After` on a 429 (or a 503 for overload).
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             GateError::RateLimited { retry_after }
             | GateError::IpRateLimited { retry_after }
-            | GateError::TooManyFailures { retry_after } => Some(*retry_after),
+            | GateError::TooManyFailures { retry_after }
+            | GateError::Overloaded { retry_after } => Some(*retry_after),
             _ => None,
         }
     }
@@ -280,6 +317,9 @@ impl GateError {
         if let Some(r) = self.retry_after() {
             h.push(("Retry-After", r.to_string()));
         }
+        if let GateError::MethodNotAllowed { allow } = self {
+            h.push(("Allow", allow.clone()));
+        }
         h
     }
 
@@ -289,13 +329,24 @@ impl GateError {
         match self {
             MissingCredential | AmbiguousCredential | InvalidKey | ExpiredKey | RevokedKey
             | InvalidToken(_) | InvalidCredentials | InvalidRefresh(_) => "unauthorized",
-            IpNotAllowed | MissingScope(_) | WrongEnvironment { .. } | Forbidden(_) => "forbidden",
+            IpNotAllowed
+            | MissingScope(_)
+            | WrongEnvironment { .. }
+            | Forbidden(_)
+            | NotPermitted(_) => "forbidden",
             RateLimited { .. } | IpRateLimited { .. } | TooManyFailures { .. } => "rate_limited",
             InsufficientCredits { .. } => "no_credits",
             BadGateway | GatewayTimeout => "upstream_error",
-            BackendUnavailable | Internal => "unavailable",
-            BadRequest(_) | NotFound | InvalidBody(_) | Validation(_) | Conflict(_)
-            | PayloadTooLarge | MethodNotAllowed => "bad_request",
+            BackendUnavailable | Overloaded { .. } | Internal => "unavailable",
+            BadRequest(_)
+            | NotFound
+            | InvalidBody(_)
+            | Validation(_)
+            | Conflict(_)
+            | PayloadTooLarge
+            | MethodNotAllowed { .. }
+            | HeadersTooLarge
+            | BodyTimeout => "bad_request",
         }
     }
 
@@ -311,7 +362,7 @@ impl GateError {
             InvalidToken(_) => "invalid_token",
             InvalidCredentials => "invalid_login",
             InvalidRefresh(_) => "invalid_refresh",
-            Forbidden(_) => "forbidden",
+            Forbidden(_) | NotPermitted(_) => "forbidden",
             IpNotAllowed => "ip",
             MissingScope(_) => "scope",
             WrongEnvironment { .. } => "environment",
@@ -320,9 +371,17 @@ impl GateError {
             TooManyFailures { .. } => "failed_auth_limited",
             InsufficientCredits { .. } => "no_credits",
             BackendUnavailable => "store_error",
+            Overloaded { .. } => "overloaded",
             BadGateway | GatewayTimeout => "upstream_error",
-            BadRequest(_) | NotFound | InvalidBody(_) | Validation(_) | Conflict(_)
-            | PayloadTooLarge | MethodNotAllowed => "bad_request",
+            BadRequest(_)
+            | NotFound
+            | InvalidBody(_)
+            | Validation(_)
+            | Conflict(_)
+            | PayloadTooLarge
+            | MethodNotAllowed { .. }
+            | HeadersTooLarge
+            | BodyTimeout => "bad_request",
             Internal => "internal",
         }
     }

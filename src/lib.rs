@@ -14,7 +14,9 @@ pub mod demo; // the echo upstream for the quickstart and tests
 pub mod drain; // requests in flight: on shutdown, exit once the last one ends
 pub mod error; // contract errors -> status, JSON body, headers
 pub mod io_runtime; // the runtime that owns PostgreSQL and Redis connections
+pub mod keys; // the key rules every door applies: who may set what
 pub mod limit; // fixed windows, limiter backends, per-IP limits
+pub mod logging; // the log filter: RUST_LOG with Pingora capped at info
 pub mod management; // the /v1 management API answered by keygate itself
 pub mod metrics; // every Prometheus metric
 pub mod proxy; // the Pingora ProxyHttp implementation and its steps

@@ -111,6 +111,25 @@ pub static HEAD_TIMEOUTS: Lazy<IntCounter> = Lazy::new(|| {
     .expect("metric keygate_header_timeouts_total registers once")
 });
 
+/// Connections refused because a request head was larger than
+/// `server.max_header_bytes`.
+pub static HEADERS_TOO_LARGE: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "keygate_headers_too_large_total",
+        "Requests answered 431 because their head was larger than server.max_header_bytes."
+    )
+    .expect("metric keygate_headers_too_large_total registers once")
+});
+
+/// Password checks and hashes refused because the hashing pool's queue was full.
+pub static PASSWORD_POOL_REJECTED: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "keygate_password_pool_rejected_total",
+        "Logins and sign-ups answered 503 because every password-hashing worker was busy and the queue full."
+    )
+    .expect("metric keygate_password_pool_rejected_total registers once")
+});
+
 /// Rate-limit backend errors.
 pub static RATELIMIT_BACKEND_ERRORS: Lazy<IntCounter> = Lazy::new(|| {
     register_int_counter!(
@@ -295,6 +314,8 @@ pub fn init() {
         .set(1);
     Lazy::force(&REQUESTS);
     Lazy::force(&HEAD_TIMEOUTS);
+    Lazy::force(&HEADERS_TOO_LARGE);
+    Lazy::force(&PASSWORD_POOL_REJECTED);
     Lazy::force(&DECISIONS);
     Lazy::force(&REQUEST_DURATION);
     Lazy::force(&UPSTREAM_DURATION);

@@ -54,6 +54,10 @@ fn fixed_settings(c: &Config) -> Vec<(&'static str, String)> {
         ("server.tls (on/off)", c.server.tls.is_some().to_string()),
         ("server.header_timeout", yaml(&c.server.header_timeout)),
         ("server.idle_timeout", yaml(&c.server.idle_timeout)),
+        (
+            "server.max_header_bytes",
+            c.server.max_header_bytes.to_string(),
+        ),
         ("store", yaml(&c.store)),
         ("cache", yaml(&c.cache)),
         ("rate_limit.backend", yaml(&c.rate_limit.backend)),
@@ -168,6 +172,7 @@ fn restore(new: &mut Config, old: &Config, setting: &str) {
         "server.tls (on/off)" => new.server.tls = old.server.tls.clone(),
         "server.header_timeout" => new.server.header_timeout = old.server.header_timeout,
         "server.idle_timeout" => new.server.idle_timeout = old.server.idle_timeout,
+        "server.max_header_bytes" => new.server.max_header_bytes = old.server.max_header_bytes,
         "store" => new.store = old.store.clone(),
         "cache" => new.cache = old.cache.clone(),
         "rate_limit.backend" => new.rate_limit.backend = old.rate_limit.backend,

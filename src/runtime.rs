@@ -104,6 +104,8 @@ pub struct Runtime {
     pub header_style: HeaderStyle,
     /// Management API prefix, when enabled.
     pub management_prefix: Option<String>,
+    /// CORS, when `cors:` is set.
+    pub cors: Option<crate::proxy::cors::CorsPolicy>,
     /// The config this was built from.
     pub config: Arc<Config>,
 }
@@ -162,6 +164,10 @@ impl Runtime {
             header_style: config.rate_limit.headers,
             management_prefix: (config.management.enabled && management_available)
                 .then(|| config.management.prefix.clone()),
+            cors: config
+                .cors
+                .as_ref()
+                .map(crate::proxy::cors::CorsPolicy::new),
             config: Arc::new(config),
         })
     }

@@ -306,6 +306,7 @@ pub fn serve(config: Config, path: &std::path::Path, upgrade: bool) -> Result<()
     let grace_period = config.server.grace_period.get();
     let grace = grace_period.as_secs();
     let header_timeout = config.server.header_timeout.get();
+    let max_header_bytes = config.server.max_header_bytes;
     let jwks_refresh = config.jwt.jwks_refresh.get().max(Duration::from_secs(1));
     let tls = match &config.server.tls {
         Some(t) => Some(Arc::new(
@@ -350,7 +351,7 @@ pub fn serve(config: Config, path: &std::path::Path, upgrade: bool) -> Result<()
     let gate = pingora_proxy::http_proxy(&server.configuration, Gate::new(shared.clone()));
     let mut proxy = Service::new(
         "keygate proxy".to_string(),
-        HeadDeadlineApp::new(gate, header_timeout),
+        HeadDeadlineApp::new(gate, header_timeout, max_header_bytes),
     );
     // Pingora's default 64 KiB read buffer per connection made 10,000 open
     // connections cost ~730 MB; heads are read into Pingora's own buffer anyway.

@@ -21,15 +21,28 @@ fn check(yaml: &str) -> (i32, String) {
 
 #[test]
 fn every_shipped_config_is_valid() {
-    let mut files = vec![std::path::PathBuf::from("conf/keygate.yaml")];
+    let root = std::env::current_dir().unwrap();
+    let mut files = vec![root.join("conf/keygate.yaml")];
     for e in std::fs::read_dir("conf/examples").unwrap() {
-        files.push(e.unwrap().path());
+        files.push(root.join(e.unwrap().path()));
     }
+    // `check` reads the files a config names: the quickstart's signing key is made
+    // by scripts/quickstart.sh in data/, relative to where keygate runs.
+    let run_dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(run_dir.path().join("data")).unwrap();
+    std::os::unix::fs::symlink(root.join("conf"), run_dir.path().join("conf")).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    std::fs::write(
+        run_dir.path().join("data/issuer-es256.pem"),
+        key.serialize_pem(),
+    )
+    .unwrap();
     for f in files
         .iter()
         .filter(|f| f.extension().is_some_and(|e| e == "yaml"))
     {
         let out = Command::new(BIN)
+            .current_dir(run_dir.path())
             .args(["check", "-c"])
             .arg(f)
             .env("KEYGATE_DATABASE_URL", "postgres://x@localhost/test")

@@ -19,8 +19,11 @@ async fn a_missing_scope_is_403_and_names_the_scope() {
     assert_eq!(body["message"], "Missing scope: search");
     assert_eq!(kg.post_key("/api/search", &search).await.status(), 200);
     assert_eq!(kg.post_key("/api/search", &admin).await.status(), 200);
-    // The route only applies to POST: a GET falls through to the default route (no scopes).
-    assert_eq!(kg.get_key("/api/search", &plain).await.status(), 200);
+    // The route only takes POST: another method is 405, never the default route's
+    // (no scopes, no cost) rules.
+    let r = kg.get_key("/api/search", &plain).await;
+    assert_eq!(r.headers()["allow"], "POST");
+    expect_error(r, 405, "method_not_allowed").await;
     // Path tricks land on the scoped route, not around it.
     for sneaky in ["/api//search", "/api/search/", "/api/%73earch"] {
         let r = kg.post_key(sneaky, &plain).await;

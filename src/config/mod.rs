@@ -78,7 +78,9 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
     parse_with_env(text, |name| std::env::var(name).ok())
 }
 
-/// Parses and validates config text with a custom variable lookup.
+/// Parses and validates config text with a custom variable lookup. Every problem
+/// is reported at once: a section (or tier, or route) that does not decode is
+/// reported and stood in for, so the others are still validated.
 pub fn parse_with_env(
     text: &str,
     lookup: impl Fn(&str) -> Option<String>,
@@ -88,15 +90,24 @@ pub fn parse_with_env(
     })?;
     let doc: Value = serde_yaml::from_str(&text)
         .map_err(|e| ConfigError::Invalid(vec![Problem::new("", format!("invalid YAML: {e}"))]))?;
-    let mut problems = check_sections(&doc);
-    if !problems.is_empty() {
-        return Err(ConfigError::Invalid(problems));
-    }
+    let Checked {
+        mut problems,
+        broken,
+        doc,
+    } = check_sections(doc)?;
     let config: Config = match decode(&doc, "") {
         Ok(c) => c,
-        Err(p) => return Err(ConfigError::Invalid(vec![p])),
+        Err(p) => {
+            problems.push(p);
+            return Err(ConfigError::Invalid(problems));
+        }
     };
-    problems.extend(validate::validate(&config));
+    // A stand-in's own checks would only repeat (or invent) what is already said.
+    problems.extend(
+        validate::validate(&config)
+            .into_iter()
+            .filter(|p| !broken.iter().any(|b| within(&p.path, b))),
+    );
     if problems.is_empty() {
         Ok(config)
     } else {
@@ -104,79 +115,148 @@ pub fn parse_with_env(
     }
 }
 
-/// Deserialises each top-level section (and each tier and route) on its own so
-/// that every structural problem is reported, not just the first.
-fn check_sections(doc: &Value) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    let Value::Mapping(map) = doc else {
-        return vec![Problem::new("", "the config must be a YAML mapping")];
+/// True when `path` is `section` or lies inside it.
+fn within(path: &str, section: &str) -> bool {
+    path.strip_prefix(section)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.') || rest.starts_with('['))
+}
+
+/// The structural pass: problems found, the paths that were replaced by stand-ins,
+/// and the document with those stand-ins in place (so that it decodes).
+struct Checked {
+    problems: Vec<Problem>,
+    broken: Vec<String>,
+    doc: Value,
+}
+
+/// A value that decodes as a section, tier or route and passes validation, put in
+/// place of one that does not decode.
+fn stand_in(path: &str) -> Value {
+    let yaml = match path {
+        "upstream" => "{ url: \"http://127.0.0.1:1\" }",
+        "tiers" => "{ stand-in: { per_minute: 1 } }",
+        p if p.starts_with("tiers.") => "{ per_minute: 1 }",
+        p if p.starts_with("routes[") => "{ path: / }",
+        _ => "{}",
     };
+    serde_yaml::from_str(yaml).unwrap_or(Value::Null)
+}
+
+/// Deserialises each top-level section (and each tier and route) on its own so
+/// that every structural problem is reported, not just the first; each one that
+/// fails is replaced by a [`stand_in`] (or removed, so its defaults apply).
+fn check_sections(doc: Value) -> Result<Checked, ConfigError> {
+    let Value::Mapping(mut map) = doc else {
+        return Err(ConfigError::Invalid(vec![Problem::new(
+            "",
+            "the config must be a YAML mapping",
+        )]));
+    };
+    let mut problems = Vec::new();
+    let mut broken: Vec<String> = Vec::new();
     for required in ["upstream", "tiers"] {
         if !map.contains_key(required) {
             problems.push(Problem::new(required, "missing required section"));
+            broken.push(required.to_string());
+            map.insert(Value::from(required), stand_in(required));
         }
     }
-    for (key, value) in map {
-        let Some(name) = key.as_str() else {
+    let keys: Vec<Value> = map.keys().cloned().collect();
+    for key in keys {
+        let Some(name) = key.as_str().map(str::to_owned) else {
             problems.push(Problem::new("", format!("non-string key {key:?}")));
+            map.remove(&key);
             continue;
         };
-        let result = match name {
-            "server" => decode::<ServerConfig>(value, name).map(drop),
-            "upstream" => decode::<UpstreamConfig>(value, name).map(drop),
-            "store" => decode::<StoreConfig>(value, name).map(drop),
-            "cache" => decode::<CacheConfig>(value, name).map(drop),
-            "api_keys" => decode::<ApiKeysConfig>(value, name).map(drop),
-            "jwt" => decode::<JwtConfig>(value, name).map(drop),
-            "default_tier" => decode::<String>(value, name).map(drop),
-            "rate_limit" => decode::<RateLimitConfig>(value, name).map(drop),
-            "forward" => decode::<ForwardConfig>(value, name).map(drop),
-            "management" => decode::<ManagementConfig>(value, name).map(drop),
-            "tiers" => {
-                check_each_entry::<TierConfig>(value, name, &mut problems);
-                Ok(())
-            }
-            "routes" => {
-                check_each_item::<RouteConfig>(value, name, &mut problems);
-                Ok(())
-            }
-            _ => Err(Problem::new(name, "unknown field")),
+        let Some(value) = map.get_mut(&key) else {
+            continue;
+        };
+        let result = match name.as_str() {
+            "server" => decode::<ServerConfig>(value, &name).map(drop),
+            "upstream" => decode::<UpstreamConfig>(value, &name).map(drop),
+            "store" => decode::<StoreConfig>(value, &name).map(drop),
+            "cache" => decode::<CacheConfig>(value, &name).map(drop),
+            "api_keys" => decode::<ApiKeysConfig>(value, &name).map(drop),
+            "jwt" => decode::<JwtConfig>(value, &name).map(drop),
+            "default_tier" => decode::<String>(value, &name).map(drop),
+            "rate_limit" => decode::<RateLimitConfig>(value, &name).map(drop),
+            "forward" => decode::<ForwardConfig>(value, &name).map(drop),
+            "management" => decode::<ManagementConfig>(value, &name).map(drop),
+            "cors" => decode::<Option<CorsConfig>>(value, &name).map(drop),
+            "tiers" => check_each_entry::<TierConfig>(value, &name, &mut problems, &mut broken),
+            "routes" => check_each_item::<RouteConfig>(value, &name, &mut problems, &mut broken),
+            _ => Err(Problem::new(name.as_str(), "unknown field")),
         };
         if let Err(p) = result {
             problems.push(p);
-        }
-    }
-    problems
-}
-
-fn check_each_entry<T: DeserializeOwned>(value: &Value, path: &str, out: &mut Vec<Problem>) {
-    match value {
-        Value::Mapping(map) => {
-            for (k, v) in map {
-                let key = k
-                    .as_str()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| format!("{k:?}"));
-                if let Err(p) = decode::<T>(v, &format!("{path}.{key}")) {
-                    out.push(p);
+            broken.push(name.clone());
+            match name.as_str() {
+                "upstream" | "tiers" => *value = stand_in(&name),
+                _ => {
+                    map.remove(&key);
                 }
             }
         }
-        _ => out.push(Problem::new(path, "expected a mapping")),
     }
+    if broken.iter().any(|b| b == "tiers") {
+        // With no tiers to name, `default_tier` cannot be checked.
+        broken.push("default_tier".into());
+    }
+    Ok(Checked {
+        problems,
+        broken,
+        doc: Value::Mapping(map),
+    })
 }
 
-fn check_each_item<T: DeserializeOwned>(value: &Value, path: &str, out: &mut Vec<Problem>) {
+/// Decodes every entry of the mapping `value` as `T`; a bad entry is reported and
+/// replaced by a stand-in (its name still counts, e.g. for `default_tier`).
+fn check_each_entry<T: DeserializeOwned>(
+    value: &mut Value,
+    path: &str,
+    out: &mut Vec<Problem>,
+    broken: &mut Vec<String>,
+) -> Result<(), Problem> {
+    let Value::Mapping(map) = value else {
+        return Err(Problem::new(path, "expected a mapping"));
+    };
+    for (k, v) in map.iter_mut() {
+        let key = k
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("{k:?}"));
+        let at = format!("{path}.{key}");
+        if let Err(p) = decode::<T>(v, &at) {
+            out.push(p);
+            *v = stand_in(&at);
+            broken.push(at);
+        }
+    }
+    Ok(())
+}
+
+/// Decodes every item of the list `value` as `T`; a bad item is reported and
+/// replaced by a stand-in, so the others keep their indices.
+fn check_each_item<T: DeserializeOwned>(
+    value: &mut Value,
+    path: &str,
+    out: &mut Vec<Problem>,
+    broken: &mut Vec<String>,
+) -> Result<(), Problem> {
     match value {
         Value::Sequence(items) => {
-            for (i, v) in items.iter().enumerate() {
-                if let Err(p) = decode::<T>(v, &format!("{path}[{i}]")) {
+            for (i, v) in items.iter_mut().enumerate() {
+                let at = format!("{path}[{i}]");
+                if let Err(p) = decode::<T>(v, &at) {
                     out.push(p);
+                    *v = stand_in(&at);
+                    broken.push(at);
                 }
             }
+            Ok(())
         }
-        Value::Null => {}
-        _ => out.push(Problem::new(path, "expected a list")),
+        Value::Null => Ok(()),
+        _ => Err(Problem::new(path, "expected a list")),
     }
 }
 

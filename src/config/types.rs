@@ -47,6 +47,9 @@ pub struct Config {
     /// The management API served on the data plane.
     #[serde(default)]
     pub management: ManagementConfig,
+    /// Cross-origin requests from browsers; absent means no CORS handling.
+    #[serde(default)]
+    pub cors: Option<CorsConfig>,
 }
 
 fn default_tier() -> String {
@@ -72,6 +75,12 @@ pub struct ServerConfig {
     pub header_timeout: Dur,
     /// Extension: longest time a kept-alive connection may sit between requests.
     pub idle_timeout: Dur,
+    /// Extension: largest request head (request line and headers) in bytes; a
+    /// larger one is answered 431 and the connection closed.
+    pub max_header_bytes: usize,
+    /// Extension: longest time to receive a whole request body that keygate reads
+    /// itself (management API); a slower one is answered 408.
+    pub body_timeout: Dur,
 }
 
 impl Default for ServerConfig {
@@ -84,6 +93,8 @@ impl Default for ServerConfig {
             tls: None,
             header_timeout: Dur::secs(10),
             idle_timeout: Dur::secs(60),
+            max_header_bytes: 32 * 1024,
+            body_timeout: Dur::secs(10),
         }
     }
 }
@@ -520,6 +531,10 @@ pub struct RouteConfig {
     /// Key environments admitted.
     #[serde(default)]
     pub environment: RouteEnvironment,
+    /// Match `path` with ASCII case significant (default: case-insensitively, as
+    /// most upstream routers do).
+    #[serde(default)]
+    pub case_sensitive: bool,
 }
 
 /// `forward:`
@@ -596,6 +611,9 @@ pub struct ManagementConfig {
     pub prefix: String,
     /// Registration policy.
     pub registration: Registration,
+    /// Scopes a user (JWT, portal) or a `keys:manage` key may put on the keys it
+    /// manages (a key: only those it holds itself too). Default: none.
+    pub user_scopes: Vec<String>,
 }
 
 impl Default for ManagementConfig {
@@ -604,6 +622,46 @@ impl Default for ManagementConfig {
             enabled: true,
             prefix: "/v1".into(),
             registration: Registration::Closed,
+            user_scopes: Vec::new(),
+        }
+    }
+}
+
+/// `cors:` (contract section 2): answered by keygate, preflights before
+/// authentication.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    /// Exact origins (`https://app.example.com`), or `["*"]` for any.
+    pub allow_origins: Vec<String>,
+    /// Methods a preflight may ask for.
+    pub allow_methods: Vec<String>,
+    /// Request headers a preflight may ask for.
+    pub allow_headers: Vec<String>,
+    /// Response headers scripts may read.
+    pub expose_headers: Vec<String>,
+    /// How long a browser may cache a preflight answer.
+    pub max_age: Dur,
+    /// Allow cookies and HTTP authentication on cross-origin requests.
+    pub allow_credentials: bool,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        let list = |items: &[&str]| items.iter().map(|s| s.to_string()).collect();
+        CorsConfig {
+            allow_origins: Vec::new(),
+            allow_methods: list(&["GET", "POST", "PUT", "DELETE"]),
+            allow_headers: list(&["X-API-Key", "Authorization", "Content-Type"]),
+            expose_headers: list(&[
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+                "Retry-After",
+                "X-Request-Id",
+            ]),
+            max_age: Dur::secs(600),
+            allow_credentials: false,
         }
     }
 }

@@ -28,6 +28,9 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     routes(&c.routes, &mut p);
     forward(&c.forward, &mut p);
     management(&c.management, &mut p);
+    if let Some(cors) = &c.cors {
+        self::cors(cors, &mut p);
+    }
     p
 }
 
@@ -62,16 +65,37 @@ fn server(s: &ServerConfig, p: &mut Vec<Problem>) {
             p.push(Problem::new(field, "must be between 1ms and 1h"));
         }
     }
+    if s.body_timeout.get().is_zero() || s.body_timeout.get() > std::time::Duration::from_secs(3600)
+    {
+        p.push(Problem::new(
+            "server.body_timeout",
+            "must be between 1ms and 1h",
+        ));
+    }
+    // Pingora refuses heads over 1 MiB itself; below 1 KiB real clients fail.
+    if !(1024..=1_048_575).contains(&s.max_header_bytes) {
+        p.push(Problem::new(
+            "server.max_header_bytes",
+            "must be between 1024 and 1048575",
+        ));
+    }
     if s.threads == 0 || s.threads > 256 {
         p.push(Problem::new("server.threads", "must be between 1 and 256"));
     }
     if let Some(tls) = &s.tls {
+        let mut missing = false;
         for (name, path) in [("cert", &tls.cert), ("key", &tls.key)] {
             if !path.is_file() {
+                missing = true;
                 p.push(Problem::new(
                     format!("server.tls.{name}"),
                     format!("file {} does not exist", path.display()),
                 ));
+            }
+        }
+        if !missing {
+            if let Err(e) = crate::tls::ReloadableCert::load(&tls.cert, &tls.key) {
+                p.push(Problem::new("server.tls", e.to_string()));
             }
         }
     }
@@ -225,6 +249,39 @@ fn api_keys(a: &ApiKeysConfig, p: &mut Vec<Problem>) {
 }
 
 fn jwt(j: &JwtConfig, p: &mut Vec<Problem>) {
+    let before = p.len();
+    jwt_settings(j, p);
+    if p.len() > before {
+        return;
+    }
+    // The settings are coherent: the files they name must exist and parse.
+    if let Some(issue) = &j.issue {
+        if let Err(e) = crate::auth::jwt::issue::TokenIssuer::new(issue, None, None) {
+            p.push(jwt_setup_problem(&e.0));
+        }
+    }
+    if j.enabled {
+        if let Err(e) = crate::auth::jwt::JwtVerifier::new(j, 1, None) {
+            p.push(jwt_setup_problem(&e.0));
+        }
+    }
+}
+
+/// A JWT setup error (`keys[1]: …`, `issue: …`) located under `jwt`.
+fn jwt_setup_problem(message: &str) -> Problem {
+    match message.split_once(": ") {
+        Some((field, rest))
+            if field
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_[]".contains(&b)) =>
+        {
+            Problem::new(format!("jwt.{field}"), rest)
+        }
+        _ => Problem::new("jwt", message),
+    }
+}
+
+fn jwt_settings(j: &JwtConfig, p: &mut Vec<Problem>) {
     for (i, alg) in j.algorithms.iter().enumerate() {
         if alg.eq_ignore_ascii_case("none") {
             p.push(Problem::new(
@@ -495,7 +552,81 @@ fn forward(f: &ForwardConfig, p: &mut Vec<Problem>) {
     }
 }
 
+fn cors(c: &CorsConfig, p: &mut Vec<Problem>) {
+    if c.allow_origins.is_empty() {
+        p.push(Problem::new(
+            "cors.allow_origins",
+            "at least one origin (or \"*\") is required",
+        ));
+    }
+    let any = c.allow_origins.iter().any(|o| o == "*");
+    for (i, o) in c.allow_origins.iter().enumerate() {
+        if o == "*" {
+            if c.allow_origins.len() > 1 {
+                p.push(Problem::new(
+                    format!("cors.allow_origins[{i}]"),
+                    "\"*\" admits every origin: list it alone",
+                ));
+            }
+            continue;
+        }
+        let ok = o
+            .parse::<http::Uri>()
+            .ok()
+            .filter(|u| matches!(u.scheme_str(), Some("http" | "https")))
+            .filter(|u| u.host().is_some() && matches!(u.path(), "" | "/") && u.query().is_none())
+            .is_some()
+            && !o.ends_with('/');
+        if !ok {
+            p.push(Problem::new(
+                format!("cors.allow_origins[{i}]"),
+                format!("`{o}` is not an origin such as https://app.example.com"),
+            ));
+        }
+    }
+    if any && c.allow_credentials {
+        p.push(Problem::new(
+            "cors.allow_credentials",
+            "cannot be true with allow_origins: [\"*\"] (browsers refuse it; list the origins)",
+        ));
+    }
+    for (j, m) in c.allow_methods.iter().enumerate() {
+        if !is_header_name(m) {
+            p.push(Problem::new(
+                format!("cors.allow_methods[{j}]"),
+                format!("`{m}` is not a method"),
+            ));
+        }
+    }
+    for (field, list) in [
+        ("allow_headers", &c.allow_headers),
+        ("expose_headers", &c.expose_headers),
+    ] {
+        for (j, h) in list.iter().enumerate() {
+            if !is_header_name(h) {
+                p.push(Problem::new(
+                    format!("cors.{field}[{j}]"),
+                    format!("`{h}` is not a header name"),
+                ));
+            }
+        }
+    }
+}
+
 fn management(m: &ManagementConfig, p: &mut Vec<Problem>) {
+    for (i, s) in m.user_scopes.iter().enumerate() {
+        if s.is_empty() || s.len() > 100 || !s.bytes().all(|b| b.is_ascii_graphic()) {
+            p.push(Problem::new(
+                format!("management.user_scopes[{i}]"),
+                "scopes are 1-100 visible ASCII characters",
+            ));
+        } else if s == "admin" {
+            p.push(Problem::new(
+                format!("management.user_scopes[{i}]"),
+                "`admin` manages every key: only an operator may grant it",
+            ));
+        }
+    }
     let ok = m.prefix.starts_with('/')
         && m.prefix.len() > 1
         && !m.prefix.ends_with('/')

@@ -5,7 +5,7 @@
 //! a request refused by one window consumes nothing in the others, and a limit of N
 //! admits exactly N per window.
 
-use super::window::{secs_until, LimitDecision, TierLimits, Window, WindowLimit, WindowState};
+use super::window::{LimitDecision, TierLimits, Window, WindowLimit, WindowState};
 use dashmap::DashMap;
 use std::time::Duration;
 
@@ -99,48 +99,35 @@ impl MemoryLimiter {
         };
         let c = entry.value_mut();
         c.roll(now_ms);
+        // The latest reset among exhausted windows: nothing is admitted before it.
+        let exhausted_until = limits
+            .iter()
+            .filter(|l| c.slots[l.window as usize].count >= l.limit)
+            .map(|l| l.window.reset_at(now_ms))
+            .max();
         if c.blocked_until_ms > now_ms {
-            let retry = secs_until(now_ms, c.blocked_until_ms);
-            return LimitDecision {
-                allowed: false,
-                retry_after_secs: retry,
-                windows: c.states(limits, now_ms),
-                degraded: false,
-            };
+            // A retry must outlast both the block and every exhausted window.
+            let retry_at = c.blocked_until_ms.max(exhausted_until.unwrap_or(0));
+            return LimitDecision::refused(c.states(limits, now_ms), retry_at, now_ms);
         }
         let exhausted = limits
             .iter()
             .filter(|l| c.slots[l.window as usize].count >= l.limit)
             .max_by_key(|l| l.window);
         if let Some(l) = exhausted {
-            let mut retry_at = limits
-                .iter()
-                .filter(|l| c.slots[l.window as usize].count >= l.limit)
-                .map(|l| l.window.reset_at(now_ms))
-                .max()
-                .unwrap_or(now_ms);
+            let mut retry_at = exhausted_until.unwrap_or(now_ms);
             let origin = (l.window, l.window.start(now_ms));
             if !block.is_zero() && c.block_origin != Some(origin) {
                 c.blocked_until_ms = now_ms + block.as_millis() as u64;
                 c.block_origin = Some(origin);
                 retry_at = retry_at.max(c.blocked_until_ms);
             }
-            return LimitDecision {
-                allowed: false,
-                retry_after_secs: secs_until(now_ms, retry_at),
-                windows: c.states(limits, now_ms),
-                degraded: false,
-            };
+            return LimitDecision::refused(c.states(limits, now_ms), retry_at, now_ms);
         }
         for l in limits {
             c.slots[l.window as usize].count += 1;
         }
-        LimitDecision {
-            allowed: true,
-            retry_after_secs: 0,
-            windows: c.states(limits, now_ms),
-            degraded: false,
-        }
+        LimitDecision::admitted(c.states(limits, now_ms))
     }
 
     /// Where `key` stands, without counting anything.
@@ -156,20 +143,13 @@ impl MemoryLimiter {
             .map(|w| w.reset_at_ms)
             .max();
         let blocked = blocked_until > now_ms;
-        let allowed = !blocked && exhausted.is_none();
+        if !blocked && exhausted.is_none() {
+            return LimitDecision::admitted(windows);
+        }
         let retry_at = exhausted
             .unwrap_or(0)
             .max(if blocked { blocked_until } else { 0 });
-        LimitDecision {
-            allowed,
-            retry_after_secs: if allowed {
-                0
-            } else {
-                secs_until(now_ms, retry_at)
-            },
-            windows,
-            degraded: false,
-        }
+        LimitDecision::refused(windows, retry_at, now_ms)
     }
 
     /// Counts one event for `key` in `window` without any check (failed logins).
@@ -181,6 +161,16 @@ impl MemoryLimiter {
         let c = entry.value_mut();
         c.roll(now_ms);
         c.slots[window as usize].count += 1;
+    }
+
+    /// Takes back one event counted for `key` in the current instance of `window`.
+    pub fn release(&self, key: &str, window: Window, now_ms: u64) {
+        if let Some(mut entry) = self.counters.get_mut(key) {
+            let c = entry.value_mut();
+            c.roll(now_ms);
+            let slot = &mut c.slots[window as usize];
+            slot.count = slot.count.saturating_sub(1);
+        }
     }
 
     /// Drops identities with nothing counted in any current window and no block.

@@ -37,6 +37,10 @@ pub trait Limiter: Send + Sync {
     async fn peek(&self, key: &str, limits: &[WindowLimit]) -> Result<LimitDecision, LimitError>;
     /// Counts one event for `key` in `window` without checking.
     async fn record(&self, key: &str, window: Window) -> Result<(), LimitError>;
+    /// Gives back one event counted for `key` in the current instance of `window`
+    /// (a place reserved by [`Limiter::check`] that turned out not to count, such as
+    /// a login attempt that succeeded). Never goes below zero.
+    async fn release(&self, key: &str, window: Window) -> Result<(), LimitError>;
     /// Drops state that no current window needs (called periodically).
     fn sweep(&self) {}
     /// Checks the backend answers (for `/ready`).
@@ -111,6 +115,13 @@ impl Limiter for FallbackLimiter {
         }
     }
 
+    async fn release(&self, key: &str, window: Window) -> Result<(), LimitError> {
+        match self.shared.release(key, window).await {
+            Err(e) if self.fall_back(&e) => self.local.release(key, window).await,
+            other => other,
+        }
+    }
+
     fn sweep(&self) {
         self.local.sweep();
     }
@@ -159,6 +170,11 @@ impl Limiter for LocalLimiter {
 
     async fn record(&self, key: &str, window: Window) -> Result<(), LimitError> {
         self.inner.record(key, window, self.clock.now_ms());
+        Ok(())
+    }
+
+    async fn release(&self, key: &str, window: Window) -> Result<(), LimitError> {
+        self.inner.release(key, window, self.clock.now_ms());
         Ok(())
     }
 

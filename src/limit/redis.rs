@@ -289,7 +289,7 @@ async fn probe(
 }
 
 /// The script behind every call. KEYS[1] is the block hash, KEYS[2..] the window
-/// counters; ARGV is mode (`check`, `peek`, `record`), now (ms), block (ms), then a
+/// counters; ARGV is mode (`check`, `peek`, `record`, `release`), now (ms), block (ms), then a
 /// (limit, ttl ms) pair per window. Returns {admitted 0/1, blocked-until ms, counts...}.
 const SCRIPT: &str = r#"
 local mode = ARGV[1]
@@ -305,6 +305,14 @@ local function count_all()
 end
 if mode == 'record' then
   count_all()
+  return {1, 0, unpack(counts)}
+end
+if mode == 'release' then
+  for i = 1, n do
+    local c = tonumber(redis.call('GET', KEYS[i + 1]) or '0')
+    if c > 0 then c = redis.call('DECR', KEYS[i + 1]) end
+    counts[i] = c
+  end
   return {1, 0, unpack(counts)}
 end
 for i = 1, n do counts[i] = tonumber(redis.call('GET', KEYS[i + 1]) or '0') end
@@ -562,6 +570,13 @@ impl Limiter for RedisLimiter {
     async fn record(&self, key: &str, window: Window) -> Result<(), LimitError> {
         let limits = [WindowLimit { window, limit: 0 }];
         self.call("record", key, &limits, Duration::ZERO)
+            .await
+            .map(drop)
+    }
+
+    async fn release(&self, key: &str, window: Window) -> Result<(), LimitError> {
+        let limits = [WindowLimit { window, limit: 0 }];
+        self.call("release", key, &limits, Duration::ZERO)
             .await
             .map(drop)
     }

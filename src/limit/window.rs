@@ -115,6 +115,9 @@ pub struct LimitDecision {
     pub allowed: bool,
     /// When refused: whole seconds until a retry can succeed (at least 1).
     pub retry_after_secs: u64,
+    /// When refused: when a retry can succeed (Unix ms): the end of a block or of
+    /// the last exhausted window, whichever is later. 0 when admitted.
+    pub retry_at_ms: u64,
     /// State of every configured window.
     pub windows: Vec<WindowState>,
     /// Decided by this replica alone because the shared backend was failing
@@ -123,6 +126,28 @@ pub struct LimitDecision {
 }
 
 impl LimitDecision {
+    /// An admitted decision with these window states.
+    pub fn admitted(windows: Vec<WindowState>) -> Self {
+        LimitDecision {
+            allowed: true,
+            retry_after_secs: 0,
+            retry_at_ms: 0,
+            windows,
+            degraded: false,
+        }
+    }
+
+    /// A refusal at `now_ms` that lasts until `retry_at_ms`.
+    pub fn refused(windows: Vec<WindowState>, retry_at_ms: u64, now_ms: u64) -> Self {
+        LimitDecision {
+            allowed: false,
+            retry_after_secs: secs_until(now_ms, retry_at_ms),
+            retry_at_ms: retry_at_ms.max(now_ms),
+            windows,
+            degraded: false,
+        }
+    }
+
     /// The window closest to exhaustion: fewest remaining, then latest reset.
     pub fn tightest(&self) -> Option<&WindowState> {
         self.windows.iter().min_by(|a, b| {
@@ -153,28 +178,16 @@ pub fn decision_from_counts(
             reset_at_ms: l.window.reset_at(now_ms),
         })
         .collect();
-    let retry_after_secs = if allowed {
-        0
-    } else {
-        let exhausted = windows
-            .iter()
-            .filter(|w| w.remaining == 0)
-            .map(|w| w.reset_at_ms)
-            .max()
-            .unwrap_or(now_ms);
-        let blocked = if blocked_until_ms > now_ms {
-            blocked_until_ms
-        } else {
-            0
-        };
-        secs_until(now_ms, exhausted.max(blocked))
-    };
-    LimitDecision {
-        allowed,
-        retry_after_secs,
-        windows,
-        degraded: false,
+    if allowed {
+        return LimitDecision::admitted(windows);
     }
+    let exhausted = windows
+        .iter()
+        .filter(|w| w.remaining == 0)
+        .map(|w| w.reset_at_ms)
+        .max()
+        .unwrap_or(now_ms);
+    LimitDecision::refused(windows, exhausted.max(blocked_until_ms), now_ms)
 }
 
 /// Whole seconds from `now_ms` until `at_ms`, rounded up, at least 1.
@@ -231,6 +244,7 @@ mod tests {
         let d = LimitDecision {
             allowed: true,
             retry_after_secs: 0,
+            retry_at_ms: 0,
             windows: vec![
                 WindowState {
                     window: Window::Second,

@@ -13,6 +13,7 @@ use crate::proxy::decide::Deciders;
 use crate::store::users::{Rotation, UserRecord};
 use chrono::Utc;
 use serde_json::{json, Value};
+use std::time::Duration;
 
 /// Failed logins allowed per minute, per client IP and per email.
 const LOGIN_FAILURES_PER_MINUTE: u64 = 10;
@@ -63,9 +64,10 @@ pub async fn register(
     let (Some(email), Some(pass)) = (email, pass) else {
         return Err(GateError::Internal);
     };
-    let password_hash = password::hash_off_thread(pass)
-        .await
-        .map_err(|_| GateError::Internal)?;
+    let password_hash = m.passwords.hash(pass).await.map_err(busy)?.map_err(|e| {
+        tracing::error!(error = %e, "could not hash a password");
+        GateError::Internal
+    })?;
     let user = UserRecord {
         id: new_id("usr"),
         email,
@@ -83,20 +85,54 @@ pub fn user_object(u: &UserRecord) -> Value {
     json!({ "id": u.id, "email": u.email, "name": u.name, "is_admin": u.is_admin, "created_at": u.created_at })
 }
 
-/// Counts a failed login against the IP and the email; `Some(retry)` when over.
-async fn login_throttled(d: &Deciders<'_>, req: &ApiRequest<'_>, email: &str) -> Option<u64> {
+/// The 503 for a full password-hashing pool.
+fn busy(_: password::PoolBusy) -> GateError {
+    GateError::Overloaded { retry_after: 1 }
+}
+
+const LOGIN_WINDOW: Window = Window::Minute;
+
+/// Reserves one password check against the email and the client IP, atomically:
+/// at most [`LOGIN_FAILURES_PER_MINUTE`] checks are in flight or have failed per
+/// minute for each, however many arrive at once. Returns the reserved counters (a
+/// successful login gives them back), or the 429 when either is used up.
+async fn reserve_login(
+    d: &Deciders<'_>,
+    req: &ApiRequest<'_>,
+    email: &str,
+) -> Result<Vec<String>, GateError> {
     let limit = [WindowLimit {
-        window: Window::Minute,
+        window: LOGIN_WINDOW,
         limit: LOGIN_FAILURES_PER_MINUTE,
     }];
+    let mut reserved = Vec::new();
     for key in login_keys(req, email) {
-        if let Ok(decision) = d.limiter.peek(&key, &limit).await {
-            if !decision.allowed {
-                return Some(decision.retry_after_secs);
+        let refused = match d.limiter.check(&key, &limit, Duration::ZERO).await {
+            Ok(decision) if decision.allowed => {
+                reserved.push(key);
+                continue;
             }
+            Ok(decision) => GateError::TooManyFailures {
+                retry_after: decision.retry_after_secs,
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "login throttle unavailable");
+                GateError::BackendUnavailable
+            }
+        };
+        release_login(d, &reserved).await;
+        return Err(refused);
+    }
+    Ok(reserved)
+}
+
+/// Gives back reserved login checks (the login succeeded, or never ran).
+async fn release_login(d: &Deciders<'_>, reserved: &[String]) {
+    for key in reserved {
+        if let Err(e) = d.limiter.release(key, LOGIN_WINDOW).await {
+            tracing::debug!(error = %e, "could not release a login reservation");
         }
     }
-    None
 }
 
 fn login_keys(req: &ApiRequest<'_>, email: &str) -> Vec<String> {
@@ -125,17 +161,24 @@ pub async fn token(
     let (Some(email), Some(pass)) = (email, pass) else {
         return Err(GateError::Internal);
     };
-    if let Some(retry_after) = login_throttled(d, req, &email).await {
-        return Err(GateError::TooManyFailures { retry_after });
-    }
-    let user = users.user_by_email(&email).await.map_err(store_error)?;
-    let ok =
-        password::verify_off_thread(pass, user.as_ref().map(|u| u.password_hash.clone())).await;
-    let Some(user) = user.filter(|_| ok) else {
-        for key in login_keys(req, &email) {
-            let _ = d.limiter.record(&key, Window::Minute).await;
+    let reserved = reserve_login(d, req, &email).await?;
+    let checked = async {
+        let user = users.user_by_email(&email).await.map_err(store_error)?;
+        let phc = user.as_ref().map(|u| u.password_hash.clone());
+        let ok = m.passwords.verify(pass, phc).await.map_err(busy)?;
+        Ok::<_, GateError>(user.filter(|_| ok))
+    };
+    let user = match checked.await {
+        // A failed check keeps its reservation: it counts against the limit.
+        Ok(None) => return Err(GateError::InvalidCredentials),
+        Ok(Some(user)) => {
+            release_login(d, &reserved).await;
+            user
         }
-        return Err(GateError::InvalidCredentials);
+        Err(e) => {
+            release_login(d, &reserved).await;
+            return Err(e);
+        }
     };
     let refresh = new_refresh_token();
     let expires = Utc::now() + chrono::Duration::from_std(issuer.refresh_ttl()).unwrap_or_default();

@@ -6,8 +6,9 @@ use super::validate::Fields;
 use super::{json_object, store_error, ApiRequest, ApiResponse, Caller, Management};
 use crate::auth::api_key::{generate, new_key_id, Environment};
 use crate::error::GateError;
+use crate::keys::policy::{self, CreateRequest};
 use crate::proxy::decide::Deciders;
-use crate::store::{KeyPatch, KeyRecord, KeyStatus};
+use crate::store::{KeyPatch, KeyRecord, KeyStatus, StoreError};
 use chrono::Utc;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -23,6 +24,15 @@ fn with_secret(r: &KeyRecord, secret: &str) -> Value {
     let mut v = key_object(r);
     v["key"] = Value::String(secret.to_string());
     v
+}
+
+/// What non-admin callers may grant, from the running config.
+fn grants<'a>(d: &'a Deciders<'_>) -> policy::Grants<'a> {
+    let config = &d.rt.config;
+    policy::Grants {
+        user_scopes: &config.management.user_scopes,
+        user_tier: &config.default_tier,
+    }
 }
 
 /// The key `id` if the caller may manage it; 404 otherwise.
@@ -49,39 +59,35 @@ async fn check_quota(
         .await
         .map_err(store_error)?;
     if held >= max {
-        return Err(GateError::Conflict(format!(
-            "Key limit reached: tier {tier} allows {max} active keys per owner"
-        )));
+        return Err(quota_reached(tier, max));
     }
     Ok(())
 }
 
-/// A validated `POST /keys` body.
+/// The 409 for an owner at `tier`'s `max_keys`.
+fn quota_reached(tier: &str, max: u64) -> GateError {
+    GateError::Conflict(format!(
+        "Key limit reached: tier {tier} allows {max} active keys per owner"
+    ))
+}
+
+/// A validated `POST /keys` body: what it names, and what it asks for (which the
+/// key rules, [`crate::keys::policy`], admit or refuse).
 #[derive(Debug)]
 pub struct CreateBody {
     /// Display name.
     pub name: String,
-    /// One of the configured tiers.
-    pub tier: String,
-    /// Scopes granted.
-    pub scopes: Vec<String>,
     /// `live` or `test`.
     pub environment: Environment,
-    /// Expiry, if any (in the future).
-    pub expires_at: Option<chrono::DateTime<Utc>>,
-    /// Credits; `None` is unmetered.
-    pub credits: Option<i64>,
     /// Networks the key may be used from (empty: any).
     pub allowed_ips: Vec<ipnet::IpNet>,
-    /// Organisation.
-    pub org: Option<String>,
-    /// Owner: the caller, or whom an admin names.
-    pub owner: String,
+    /// Tier, scopes, credits, expiry, org and owner, as asked.
+    pub request: CreateRequest,
 }
 
 impl CreateBody {
-    /// Validates `body` (JSON) for `caller`, listing every problem at once.
-    pub fn parse(body: &[u8], tiers: &[&str], caller: &Caller) -> Result<Self, GateError> {
+    /// Validates `body` (JSON), listing every problem at once.
+    pub fn parse(body: &[u8], tiers: &[&str]) -> Result<Self, GateError> {
         let body = json_object(body)?;
         let known = [
             "name",
@@ -96,35 +102,25 @@ impl CreateBody {
         ];
         let mut f = Fields::new(&body, &known);
         let name = f.string("name", true, 200);
-        let tier = f.one_of("tier", true, tiers);
-        let scopes = f.scopes("scopes").unwrap_or_default();
-        let environment = f.environment("environment").unwrap_or(Environment::Live);
-        let expires_at = f.future_time("expires_at").flatten();
-        let credits = f.credits("credits").flatten();
-        let allowed_ips = f.allowed_ips("allowed_ips").unwrap_or_default();
-        let org = f.string("org", false, 200);
-        let owner = match f.string("owner", false, 200) {
-            Some(o) if !caller.admin && o != caller.subject => {
-                f.error("owner", "only admins may create keys for another owner");
-                None
-            }
-            Some(o) => Some(o),
-            None => Some(caller.subject.clone()),
+        let request = CreateRequest {
+            tier: f.one_of("tier", false, tiers),
+            scopes: f.scopes("scopes").unwrap_or_default(),
+            credits: f.credits("credits"),
+            expires_at: f.future_time("expires_at"),
+            org: f.string("org", false, 200),
+            owner: f.string("owner", false, 200),
         };
+        let environment = f.environment("environment").unwrap_or(Environment::Live);
+        let allowed_ips = f.allowed_ips("allowed_ips").unwrap_or_default();
         f.finish()?;
-        let (Some(name), Some(tier), Some(owner)) = (name, tier, owner) else {
+        let Some(name) = name else {
             return Err(GateError::Internal);
         };
         Ok(CreateBody {
             name,
-            tier,
-            scopes,
             environment,
-            expires_at,
-            credits,
             allowed_ips,
-            org,
-            owner,
+            request,
         })
     }
 }
@@ -163,31 +159,43 @@ pub async fn create(
 ) -> Result<ApiResponse, GateError> {
     let caller = m.caller(d, req, true).await?;
     let tiers: Vec<&str> = d.rt.config.tiers.keys().map(String::as_str).collect();
-    let body = CreateBody::parse(req.body, &tiers, &caller)?;
-    check_quota(m, d, &body.owner, &body.tier).await?;
+    let body = CreateBody::parse(req.body, &tiers)?;
+    let config = &d.rt.config;
+    let admitted = policy::admit_create(
+        caller.actor(),
+        &grants(d),
+        &caller.subject,
+        &config.default_tier,
+        body.request,
+    )?;
+    let max_keys = config.tiers.get(&admitted.tier).and_then(|t| t.max_keys);
     let key = generate(&d.rt.key_format.prefix, body.environment);
     let record = KeyRecord {
         id: new_key_id(),
         name: body.name,
         prefix: key.prefix.clone(),
         last4: key.last4.clone(),
-        tier: body.tier,
-        scopes: body.scopes,
+        tier: admitted.tier,
+        scopes: admitted.scopes,
         environment: body.environment,
-        org: body.org,
-        owner: Some(body.owner),
+        org: admitted.org,
+        owner: Some(admitted.owner),
         status: KeyStatus::Active,
-        credits: body.credits,
+        credits: admitted.credits,
         allowed_ips: body.allowed_ips,
-        expires_at: body.expires_at,
+        expires_at: admitted.expires_at,
         created_at: Utc::now(),
         last_used_at: None,
         secret_valid_until: None,
     };
-    m.store
-        .insert(&record, &key.hash)
-        .await
-        .map_err(store_error)?;
+    match max_keys {
+        Some(max) => m.store.insert_within_quota(&record, &key.hash, max).await,
+        None => m.store.insert(&record, &key.hash).await,
+    }
+    .map_err(|e| match e {
+        StoreError::QuotaExceeded { max } => quota_reached(&record.tier, max),
+        e => store_error(e),
+    })?;
     m.cache.invalidate(&key.hash);
     Ok(ApiResponse::created(with_secret(&record, &key.plaintext)))
 }
@@ -233,6 +241,22 @@ pub async fn update(
     let current = owned(m, &caller, id).await?;
     let tiers: Vec<&str> = d.rt.config.tiers.keys().map(String::as_str).collect();
     let patch = parse_patch(req.body, &tiers)?;
+    policy::admit_update(
+        caller.actor(),
+        &grants(d),
+        policy::Current {
+            tier: &current.tier,
+            scopes: &current.scopes,
+            credits: current.credits,
+            expires_at: current.expires_at,
+        },
+        &policy::UpdateRequest {
+            tier: patch.tier.as_deref(),
+            scopes: patch.scopes.as_deref(),
+            credits: patch.credits,
+            expires_at: patch.expires_at,
+        },
+    )?;
     if let (Some(tier), Some(owner)) = (&patch.tier, &current.owner) {
         if *tier != current.tier && current.status == KeyStatus::Active {
             check_quota(m, d, owner, tier).await?;

@@ -80,9 +80,28 @@ pub struct Caller {
     pub admin: bool,
     /// The API key used, when the caller used one.
     pub key_id: Option<String>,
+    /// The caller's organisation.
+    pub org: Option<String>,
+    /// The scopes the caller holds.
+    pub scopes: Vec<String>,
 }
 
 impl Caller {
+    /// The caller as the key rules see it: admin, a user (JWT), or a managing key.
+    pub fn actor(&self) -> crate::keys::policy::Actor<'_> {
+        use crate::keys::policy::Actor;
+        match (&self.key_id, self.admin) {
+            (_, true) => Actor::Admin,
+            (Some(_), false) => Actor::Key {
+                org: self.org.as_deref(),
+                scopes: &self.scopes,
+            },
+            (None, false) => Actor::User {
+                org: self.org.as_deref(),
+            },
+        }
+    }
+
     /// True when the caller may see and change a key owned by `owner`.
     pub fn may_manage(&self, owner: Option<&str>) -> bool {
         self.admin || owner == Some(self.subject.as_str())
@@ -96,7 +115,13 @@ pub struct Management {
     issuer: Option<Arc<TokenIssuer>>,
     cache: KeyCache,
     usage: Arc<UsageRecorder>,
+    passwords: password::PasswordPool,
 }
+
+/// Password-hashing threads (each holds 19 MiB while it works).
+const PASSWORD_WORKERS: usize = 2;
+/// Logins and sign-ups that may wait for a password-hashing thread; more get 503.
+const PASSWORD_QUEUE: usize = 32;
 
 impl Management {
     /// A service over `store` (and `users`, for accounts), invalidating `cache` when
@@ -114,6 +139,7 @@ impl Management {
             issuer,
             cache,
             usage,
+            passwords: password::PasswordPool::new(PASSWORD_WORKERS, PASSWORD_QUEUE),
         }
     }
 
@@ -136,6 +162,8 @@ impl Management {
             subject: id.subject.clone(),
             admin,
             key_id: id.key_id.clone(),
+            org: id.org.clone(),
+            scopes: id.scopes.clone(),
         })
     }
 
@@ -152,7 +180,7 @@ impl Management {
             ["auth", "token"] if m == Method::POST => auth::token(self, d, req).await,
             ["auth", "refresh"] if m == Method::POST => auth::refresh(self, d, req).await,
             ["auth", "register"] if m == Method::POST => auth::register(self, d, req).await,
-            ["auth", "token" | "refresh" | "register"] => Err(GateError::MethodNotAllowed),
+            ["auth", "token" | "refresh" | "register"] => Err(allow("POST")),
             ["keys"] if m == Method::POST => keys::create(self, d, req).await,
             ["keys"] if m == Method::GET => keys::list(self, d, req).await,
             ["keys", "verify"] if m == Method::POST => keys::verify(self, d, req).await,
@@ -166,11 +194,19 @@ impl Management {
             }
             ["keys", id, "usage"] if m == Method::GET => keys::usage(self, d, req, id).await,
             ["credits"] if m == Method::GET => keys::credits(self, d, req).await,
-            ["keys"] | ["keys", _] | ["keys", _, "regenerate" | "usage"] | ["credits"] => {
-                Err(GateError::MethodNotAllowed)
-            }
+            ["keys"] => Err(allow("GET, POST")),
+            ["keys", "verify"] | ["keys", _, "regenerate"] => Err(allow("POST")),
+            ["keys", _] => Err(allow("GET, PUT, PATCH, DELETE")),
+            ["keys", _, "usage"] | ["credits"] | ["openapi.json"] => Err(allow("GET")),
             _ => Err(GateError::NotFound),
         }
+    }
+}
+
+/// The 405 for a path that takes only `methods`.
+fn allow(methods: &str) -> GateError {
+    GateError::MethodNotAllowed {
+        allow: methods.to_string(),
     }
 }
 

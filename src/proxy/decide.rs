@@ -2,8 +2,8 @@
 //! route → client-IP limit → credential → verify → key status → environment →
 //! scopes → tier limits → credits (contract section 3).
 
-use super::path::normalize;
-use super::routes::Route;
+use super::path::canonicalize;
+use super::routes::{Found, Route};
 use crate::auth::credentials::extract;
 use crate::auth::jwt::{looks_like_jwt, JwtVerifier};
 use crate::auth::verify::{check_record, KeyVerifier};
@@ -32,6 +32,11 @@ pub struct Decision {
     pub limit: Option<LimitDecision>,
     /// For a management API call: the path below the prefix (e.g. `/keys`).
     pub management: Option<String>,
+    /// A CORS preflight, answered by keygate before authentication.
+    pub preflight: bool,
+    /// The path to forward instead of the request's own (its canonical form), when
+    /// the two differ: the upstream sees the path the decision used.
+    pub forward_path: Option<String>,
 }
 
 /// The services a decision consults.
@@ -62,7 +67,17 @@ impl Deciders<'_> {
         out: &mut Decision,
     ) -> Result<(), GateError> {
         let rt = self.rt;
-        let path = normalize(uri.path()).map_err(GateError::BadRequest)?;
+        // Until a route matches, the request counts under the default route.
+        out.route = rt.routes.default_route().0;
+        let canonical = canonicalize(uri.path()).map_err(GateError::BadRequest)?;
+        if canonical.forward != uri.path() || uri.authority().is_some() {
+            out.forward_path = Some(canonical.forward.clone().into_owned());
+        }
+        let path = canonical.decoded;
+        if rt.cors.is_some() && super::cors::is_preflight(method, headers) {
+            out.preflight = true;
+            return Ok(());
+        }
         if let Some(prefix) = &rt.management_prefix {
             if let Some(rest) = path.strip_prefix(prefix.as_str()) {
                 if rest.is_empty() || rest.starts_with('/') {
@@ -74,7 +89,24 @@ impl Deciders<'_> {
                 }
             }
         }
-        let (index, route) = rt.routes.find(method, &path);
+        let (index, route) = match &out.management {
+            // Answered by keygate: no route applies.
+            Some(_) => rt.routes.default_route(),
+            None => match rt.routes.find(method, &path) {
+                Found::Route(index, route) => (index, route),
+                Found::MethodNotAllowed(allow) => {
+                    return Err(GateError::MethodNotAllowed { allow })
+                }
+            },
+        };
+        if let (Some(bare), None) = (&canonical.without_params, &out.management) {
+            // Tomcat and Spring drop `;parameters`: the route must not depend on them.
+            if !matches!(rt.routes.find(method, bare), Found::Route(i, _) if i == index) {
+                return Err(GateError::BadRequest(
+                    "Path parameters (;) that change the route are not allowed",
+                ));
+            }
+        }
         out.route = index;
         out.public = route.auth == RouteAuth::None && out.management.is_none();
         if let Some(ip) = client_ip {

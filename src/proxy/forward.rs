@@ -96,8 +96,10 @@ impl ForwardPlan {
         for h in &self.identity {
             req.remove_header(&h.name);
         }
+        let strip = principal.is_some() && self.strip_credentials;
+        self.remove_underscore_spellings(req, strip);
         if let Some(p) = principal {
-            if self.strip_credentials {
+            if strip {
                 self.strip(req)?;
             }
             let id = &*p.identity;
@@ -130,6 +132,27 @@ impl ForwardPlan {
         }
         req.insert_header("x-request-id", request_id.clone())?;
         Ok(())
+    }
+
+    /// Removes headers that CGI/WSGI upstreams (and nginx with
+    /// `underscores_in_headers on`) read as an identity header, or as a stripped
+    /// credential header: `X_Auth_Org` becomes `HTTP_X_AUTH_ORG` there, just like
+    /// `X-Auth-Org`.
+    fn remove_underscore_spellings(&self, req: &mut RequestHeader, credentials: bool) {
+        let spoofed: Vec<HeaderName> = req
+            .headers
+            .keys()
+            .filter(|name| memchr::memchr(b'_', name.as_str().as_bytes()).is_some())
+            .filter(|name| {
+                let dashed = name.as_str().replace('_', "-");
+                self.identity.iter().any(|h| h.name.as_str() == dashed)
+                    || (credentials && self.credential_headers.iter().any(|h| h.as_str() == dashed))
+            })
+            .cloned()
+            .collect();
+        for name in spoofed {
+            req.remove_header(&name);
+        }
     }
 
     fn strip(&self, req: &mut RequestHeader) -> pingora::Result<()> {
@@ -286,6 +309,46 @@ mod tests {
         assert_eq!(req.headers["x-auth-method"], "api_key");
         assert_eq!(req.headers["x-forwarded-for"], "1.1.1.1, 10.0.0.1");
         assert_eq!(req.headers["x-request-id"], "rid");
+    }
+
+    #[test]
+    fn identity_spelled_with_underscores_never_reaches_the_upstream() {
+        let mut req = RequestHeader::build("GET", b"/x", None).unwrap();
+        req.insert_header("X_Auth_Org", "org_victim").unwrap();
+        req.insert_header("x_auth_subject", "bob").unwrap();
+        req.insert_header("X-Auth_Scopes", "admin").unwrap();
+        req.insert_header("X_API_Key", "other").unwrap();
+        req.insert_header("X_Custom", "kept").unwrap();
+        plan()
+            .apply(
+                &mut req,
+                Some(&principal()),
+                None,
+                &HeaderValue::from_static("rid"),
+            )
+            .unwrap();
+        let names: Vec<&str> = req.headers.keys().map(|k| k.as_str()).collect();
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.starts_with("x_auth") || *n == "x-auth_scopes"),
+            "{names:?}"
+        );
+        assert!(
+            !names.contains(&"x_api_key"),
+            "a stripped credential's spelling"
+        );
+        assert_eq!(req.headers["x_custom"], "kept");
+        assert_eq!(req.headers["x-auth-subject"], "user_1");
+        // On a public route only identity spellings go; credentials pass untouched.
+        let mut public = RequestHeader::build("GET", b"/health", None).unwrap();
+        public.insert_header("X_Auth_Tier", "enterprise").unwrap();
+        public.insert_header("X_API_Key", "k").unwrap();
+        plan()
+            .apply(&mut public, None, None, &HeaderValue::from_static("rid"))
+            .unwrap();
+        assert!(public.headers.get("x_auth_tier").is_none());
+        assert_eq!(public.headers["x_api_key"], "k");
     }
 
     #[test]

@@ -87,6 +87,8 @@ pub struct RequestCtx {
     error: Option<GateError>,
     request_id: HeaderValue,
     client_ip: Option<IpAddr>,
+    /// The request's `Origin`, kept only when `cors:` is set.
+    origin: Option<HeaderValue>,
     upstream_start: Option<Instant>,
     upstream_time: Option<Duration>,
 }
@@ -177,8 +179,22 @@ impl Gate {
         Ok(true)
     }
 
-    /// Reads the whole request body, refusing more than `limit` bytes.
-    async fn read_body(session: &mut Session, limit: usize) -> Result<Vec<u8>, GateError> {
+    /// Reads the whole request body within `deadline`, refusing more than `limit`
+    /// bytes. On failure the connection is not reused (the body is not drained).
+    async fn read_body(
+        session: &mut Session,
+        limit: usize,
+        deadline: Duration,
+    ) -> Result<Vec<u8>, GateError> {
+        let read = tokio::time::timeout(deadline, Self::read_body_within(session, limit)).await;
+        let result = read.unwrap_or(Err(GateError::BodyTimeout));
+        if result.is_err() {
+            session.set_keepalive(None);
+        }
+        result
+    }
+
+    async fn read_body_within(session: &mut Session, limit: usize) -> Result<Vec<u8>, GateError> {
         let declared = session
             .req_header()
             .headers
@@ -209,7 +225,8 @@ impl Gate {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
-        let body = match Self::read_body(session, MAX_BODY).await {
+        let deadline = ctx.rt.config.server.body_timeout.get();
+        let body = match Self::read_body(session, MAX_BODY, deadline).await {
             Ok(b) => b,
             Err(e) => return self.refuse(session, ctx, e).await,
         };
@@ -251,7 +268,32 @@ impl Gate {
             }
         }
         resp.insert_header("X-Request-Id", ctx.request_id.clone())?;
+        if let Some(cors) = &ctx.rt.cors {
+            for name in &super::cors::OWNED {
+                resp.remove_header(name);
+            }
+            for (name, value) in cors.response(ctx.origin.as_ref()) {
+                resp.append_header(name, value)?;
+            }
+        }
         Ok(())
+    }
+
+    /// Answers a CORS preflight: 204 with the `Access-Control-*` headers.
+    async fn answer_preflight(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+    ) -> pingora::Result<bool> {
+        let mut resp = ResponseHeader::build(http::StatusCode::NO_CONTENT, Some(8))?;
+        if let Some(cors) = &ctx.rt.cors {
+            for (name, value) in cors.preflight(ctx.origin.as_ref()) {
+                resp.append_header(name, value)?;
+            }
+        }
+        resp.insert_header("X-Request-Id", ctx.request_id.clone())?;
+        session.write_response_header(Box::new(resp), true).await?;
+        Ok(true)
     }
 
     fn upstream_for(&self, ctx: &RequestCtx) -> Upstream {
@@ -306,6 +348,7 @@ impl ProxyHttp for Gate {
             error: None,
             request_id: HeaderValue::from_static(""),
             client_ip: None,
+            origin: None,
             upstream_start: None,
             upstream_time: None,
         }
@@ -332,6 +375,13 @@ impl ProxyHttp for Gate {
                 .get("x-request-id")
                 .map(|v| v.as_bytes()),
         );
+        if ctx.rt.cors.is_some() {
+            ctx.origin = session
+                .req_header()
+                .headers
+                .get(http::header::ORIGIN)
+                .cloned();
+        }
         let jwt = self.shared.jwt.load_full();
         let deciders = self.shared.deciders(&ctx.rt, jwt.as_deref());
         let req = session.req_header();
@@ -345,10 +395,14 @@ impl ProxyHttp for Gate {
             )
             .await;
         match result {
+            Ok(()) if ctx.decision.preflight => self.answer_preflight(session, ctx).await,
             Ok(()) if ctx.decision.management.is_some() => {
                 self.serve_management(session, ctx).await
             }
             Ok(()) => {
+                // A proxied body is read as the upstream consumes it; a client
+                // trickling it is cut off like a silent upstream would be.
+                session.set_read_timeout(Some(ctx.rt.upstream.read_timeout));
                 if !ctx.decision.public {
                     let tier = ctx
                         .decision
@@ -385,6 +439,17 @@ impl ProxyHttp for Gate {
         upstream_request: &mut RequestHeader,
         ctx: &mut Self::CTX,
     ) -> pingora::Result<()> {
+        if let Some(path) = ctx.decision.forward_path.take() {
+            // The upstream gets the path the decision used, in origin form.
+            let target = match upstream_request.uri.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path,
+            };
+            let uri = target
+                .parse::<http::Uri>()
+                .map_err(|e| Error::because(ErrorType::InternalError, "canonical path", e))?;
+            upstream_request.set_uri(uri);
+        }
         let principal = if ctx.decision.public {
             None
         } else {

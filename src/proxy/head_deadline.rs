@@ -1,5 +1,10 @@
-//! A deadline Pingora does not have: the whole request head within
-//! `server.header_timeout`.
+//! Two limits Pingora does not have: the whole request head within
+//! `server.header_timeout`, and at most `server.max_header_bytes` of it.
+//!
+//! Pingora accepts heads up to 1 MiB: 300 sockets each sending an unfinished 1 MiB
+//! head held ~350 MB. [`DeadlineStream`] counts a head's bytes as they are read and,
+//! past the limit, answers 431 itself and closes the connection, so no more than
+//! the limit (and one read) is ever buffered for a head.
 //!
 //! Pingora 0.9 times each socket read (60 s) but not the head as a whole: a client
 //! trickling its headers a byte at a time (slowloris) holds a socket for as long as
@@ -43,47 +48,84 @@ enum Phase {
         since: Option<Instant>,
         newlines: u8,
         timer: Option<Pin<Box<Sleep>>>,
+        bytes: usize,
     },
     /// The head is complete: the body and the response are not timed here.
     /// `responded` once a final response has started.
     Body { responded: bool },
+    /// The head grew past the size limit: the 431 is being written (from `written`
+    /// on), then every read fails and the connection closes.
+    TooLarge { written: usize },
 }
 
-/// A connection whose request heads must arrive within `limit`.
+/// A connection whose request heads must arrive within `limit` and hold at most
+/// `max_head` bytes.
 #[derive(Debug)]
 pub struct DeadlineStream {
     inner: Stream,
     limit: Duration,
+    max_head: usize,
     phase: Phase,
 }
 
+/// The 431 written when a head is too large (the contract's JSON error).
+static TOO_LARGE: once_cell::sync::Lazy<Vec<u8>> = once_cell::sync::Lazy::new(|| {
+    let err = crate::error::GateError::HeadersTooLarge;
+    let body = err.body();
+    let mut out = format!(
+        "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    out
+});
+
 impl DeadlineStream {
     /// Wraps a new connection; its first head is timed from now.
-    pub fn new(inner: Stream, limit: Duration) -> Self {
+    pub fn new(inner: Stream, limit: Duration, max_head: usize) -> Self {
         DeadlineStream {
             inner,
             limit,
+            max_head,
             phase: Phase::Head {
                 since: Some(Instant::now()),
                 newlines: 0,
                 timer: None,
+                bytes: 0,
             },
         }
     }
 
     /// Follows the bytes just read through the head, ending it at a blank line
     /// (`\n\n` or `\n\r\n`, as the HTTP/1 parser accepts both). The first byte after
-    /// a response starts the next head.
-    fn saw(&mut self, bytes: &[u8]) {
+    /// a response starts the next head. Returns false when the head has grown past
+    /// `max_head` bytes.
+    fn saw(&mut self, bytes: &[u8]) -> bool {
+        let before = match self.phase {
+            Phase::Head { bytes, .. } => bytes,
+            _ => 0,
+        };
+        let total = before + self.head_bytes(bytes);
+        if let Phase::Head { bytes, .. } = &mut self.phase {
+            *bytes = total;
+        }
+        total <= self.max_head
+    }
+
+    /// Moves the phase through `bytes`; returns how many of them belong to a head.
+    fn head_bytes(&mut self, bytes: &[u8]) -> usize {
         if let Phase::Body { responded: true } = self.phase {
             self.phase = Phase::Head {
                 since: None,
                 newlines: 0,
                 timer: None,
+                bytes: 0,
             };
         }
         let Phase::Head { newlines, .. } = &mut self.phase else {
-            return;
+            return 0;
         };
         // Where the current line starts, if a line starts in this chunk; a blank
         // line is a `\n` right there or after a lone `\r`. Only newlines are
@@ -92,7 +134,7 @@ impl DeadlineStream {
             1 => Some(0),
             2 if bytes.first() == Some(&b'\n') => {
                 self.phase = Phase::Body { responded: false };
-                return;
+                return 1;
             }
             _ => None,
         };
@@ -100,7 +142,7 @@ impl DeadlineStream {
             if let Some(start) = line_start {
                 if at == start || (at == start + 1 && bytes[start] == b'\r') {
                     self.phase = Phase::Body { responded: false };
-                    return;
+                    return at + 1;
                 }
             }
             line_start = Some(at + 1);
@@ -111,6 +153,26 @@ impl DeadlineStream {
             _ if *newlines == 2 && bytes.is_empty() => 2,
             _ => 0,
         };
+        bytes.len()
+    }
+
+    /// Writes what is left of the 431; `Ready(())` once it is all out (or the
+    /// client is gone).
+    fn poll_refusal(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Phase::TooLarge { written } = &mut self.phase else {
+            return Poll::Ready(());
+        };
+        while *written < TOO_LARGE.len() {
+            match Pin::new(&mut self.inner).poll_write(cx, &TOO_LARGE[*written..]) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Ready(Ok(n)) => *written += n,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        match Pin::new(&mut self.inner).poll_flush(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(_) => Poll::Ready(()),
+        }
     }
 
     /// Notes a write: a final response has started unless it is a `1xx`.
@@ -141,6 +203,20 @@ impl DeadlineStream {
     }
 }
 
+impl DeadlineStream {
+    /// The read result while refusing a head: pending until the 431 is written,
+    /// then an error that makes Pingora close the connection.
+    fn refuse(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.poll_refusal(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "request head larger than server.max_header_bytes; answered 431",
+            ))),
+        }
+    }
+}
+
 impl AsyncRead for DeadlineStream {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -148,12 +224,19 @@ impl AsyncRead for DeadlineStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if let Phase::TooLarge { .. } = this.phase {
+            return this.refuse(cx);
+        }
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 let filled = buf.filled();
-                if filled.len() > before {
-                    this.saw(&filled[before..]);
+                if filled.len() > before && !this.saw(&filled[before..]) {
+                    // Pingora never sees this head: the 431 answers it.
+                    buf.set_filled(before);
+                    metrics::HEADERS_TOO_LARGE.inc();
+                    this.phase = Phase::TooLarge { written: 0 };
+                    return this.refuse(cx);
                 }
                 Poll::Ready(Ok(()))
             }
@@ -277,14 +360,17 @@ impl Peek for DeadlineStream {
 pub struct HeadDeadlineApp<A> {
     inner: Arc<A>,
     limit: Duration,
+    max_head: usize,
 }
 
 impl<A> HeadDeadlineApp<A> {
-    /// Wraps `inner` (the proxy): request heads must arrive within `limit`.
-    pub fn new(inner: A, limit: Duration) -> Self {
+    /// Wraps `inner` (the proxy): request heads must arrive within `limit` and hold
+    /// at most `max_head` bytes.
+    pub fn new(inner: A, limit: Duration, max_head: usize) -> Self {
         HeadDeadlineApp {
             inner: Arc::new(inner),
             limit,
+            max_head,
         }
     }
 }
@@ -300,7 +386,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for HeadDeadlineApp<A> {
         // from the accept (before its first head is read) to the close. The drain
         // counts it for as long (at shutdown Pingora closes idle ones at once).
         let _open = crate::drain::CONNECTIONS.enter();
-        let stream: Stream = Box::new(DeadlineStream::new(stream, self.limit));
+        let stream: Stream = Box::new(DeadlineStream::new(stream, self.limit, self.max_head));
         self.inner.process_new(stream, shutdown).await
     }
 
@@ -326,7 +412,7 @@ mod tests {
         let s = pingora::protocols::l4::stream::Stream::from(
             tokio::net::TcpStream::from_std(std_stream).unwrap(),
         );
-        DeadlineStream::new(Box::new(s), Duration::from_secs(10))
+        DeadlineStream::new(Box::new(s), Duration::from_secs(10), 64)
     }
 
     #[tokio::test]
@@ -365,7 +451,7 @@ mod tests {
     #[tokio::test]
     async fn the_next_head_starts_after_a_final_response() {
         let mut s = stream();
-        s.saw(b"POST / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n");
+        assert!(s.saw(b"POST / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n"));
         s.wrote(b"HTTP/1.1 100 Continue\r\n\r\n");
         s.saw(b"body bytes\r\n\r\n");
         assert!(
@@ -383,6 +469,29 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[tokio::test]
+    async fn a_head_is_measured_up_to_its_blank_line_and_refused_past_the_limit() {
+        let mut s = stream(); // at most 64 bytes of head
+        let head = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let mut chunk = head.to_vec();
+        chunk.extend_from_slice(&[b'x'; 200]); // a body: not counted
+        assert!(s.saw(&chunk));
+        assert!(matches!(s.phase, Phase::Body { .. }));
+        s.wrote(b"HTTP/1.1 200 OK\r\n");
+        assert!(s.saw(b"GET / HTTP/1.1\r\n"), "a new head starts from zero");
+        assert!(s.saw(&[b'a'; 40]), "56 bytes so far");
+        assert!(s.saw(&[b'a'; 8]), "64: the limit itself is allowed");
+        assert!(!s.saw(&[b'a'; 1]), "65 > 64");
+        let mut whole = stream();
+        let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        big.extend_from_slice(&[b'a'; 60]);
+        big.extend_from_slice(b"\r\n\r\n");
+        assert!(
+            !whole.saw(&big),
+            "a head over the limit that ends in the same read"
+        );
     }
 
     #[test]

@@ -16,12 +16,19 @@ pub fn rate_limit_headers(
     let Some(tight) = d.tightest() else {
         return Vec::new();
     };
+    // Refused (a window exhausted, or blocked): nothing remains until the retry
+    // time, which may be a block's end rather than a window's.
+    let (remaining, reset_at_ms) = if d.allowed {
+        (tight.remaining, tight.reset_at_ms)
+    } else {
+        (0, d.retry_at_ms)
+    };
     let mut out = Vec::with_capacity(5);
     out.push(("X-RateLimit-Limit", HeaderValue::from(tight.limit)));
-    out.push(("X-RateLimit-Remaining", HeaderValue::from(tight.remaining)));
+    out.push(("X-RateLimit-Remaining", HeaderValue::from(remaining)));
     out.push((
         "X-RateLimit-Reset",
-        HeaderValue::from(tight.reset_at_ms.div_ceil(1000)),
+        HeaderValue::from(reset_at_ms.div_ceil(1000)),
     ));
     if d.degraded {
         // The shared backend failed and this replica decided alone.
@@ -43,8 +50,8 @@ pub fn rate_limit_headers(
         let current = format!(
             "\"{}\";r={};t={}",
             tight.window.name(),
-            tight.remaining,
-            secs_until(now_ms, tight.reset_at_ms)
+            remaining,
+            secs_until(now_ms, reset_at_ms)
         );
         for (name, text) in [
             ("RateLimit-Policy", policy.join(", ")),
@@ -69,6 +76,7 @@ mod tests {
         let d = LimitDecision {
             allowed: true,
             retry_after_secs: 0,
+            retry_at_ms: 0,
             windows: vec![
                 WindowState {
                     window: Window::Minute,
@@ -99,5 +107,24 @@ mod tests {
             rate_limit_headers(&d, HeaderStyle::XRateLimit, now).len(),
             3
         );
+    }
+
+    #[test]
+    fn while_refused_nothing_remains_until_the_retry_time() {
+        let now = 1_700_000_018_000;
+        let windows = vec![WindowState {
+            window: Window::Second,
+            limit: 10,
+            remaining: 7,
+            reset_at_ms: 1_700_000_019_000,
+        }];
+        // Blocked until 40.5 s past the minute: the second window has room, but
+        // the block decides.
+        let d = LimitDecision::refused(windows, 1_700_000_040_500, now);
+        assert_eq!(d.retry_after_secs, 23);
+        let h = rate_limit_headers(&d, HeaderStyle::Both, now);
+        assert_eq!(h[1].1, "0");
+        assert_eq!(h[2].1, "1700000041");
+        assert_eq!(h[4].1, "\"second\";r=0;t=23");
     }
 }

@@ -1,6 +1,7 @@
 //! The data plane: [`gate::Gate`], Pingora's `ProxyHttp` implementation, and the
 //! pieces it calls in order (routes, path normalisation, forwarding, headers).
 
+pub mod cors;
 pub mod decide;
 pub mod forward;
 pub mod gate;

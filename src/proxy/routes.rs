@@ -1,5 +1,13 @@
-//! The compiled route table: first match wins; no match means authentication
-//! required, no scopes, cost 0.
+//! The compiled route table.
+//!
+//! - The first route whose path and methods both match wins.
+//! - A path that routes match only with other methods answers 405 with `Allow`
+//!   (secure by default: a method the route did not list never slips past its
+//!   scopes and cost to the default route). `HEAD` counts as `GET`, since upstreams
+//!   serve it with their `GET` handler.
+//! - Paths match ASCII case-insensitively (as Express and most routers do) unless
+//!   the route says `case_sensitive: true`.
+//! - No match: the default route — authentication required, no scopes, cost 0.
 
 use crate::config::{RouteAuth, RouteConfig, RouteEnvironment};
 use http::Method;
@@ -22,12 +30,22 @@ impl PathMatch {
         }
     }
 
-    fn matches(&self, path: &str) -> bool {
+    fn matches(&self, path: &str, case_sensitive: bool) -> bool {
+        let same = |a: &[u8], b: &[u8]| {
+            if case_sensitive {
+                a == b
+            } else {
+                a.eq_ignore_ascii_case(b)
+            }
+        };
+        let path = path.as_bytes();
         match self {
-            PathMatch::Exact(p) => p == path,
+            PathMatch::Exact(p) => same(p.as_bytes(), path),
             PathMatch::Prefix(base) => {
-                path.starts_with(base.as_str())
-                    && (path.len() == base.len() || path.as_bytes()[base.len()] == b'/')
+                let base = base.as_bytes();
+                path.len() >= base.len()
+                    && same(&path[..base.len()], base)
+                    && (path.len() == base.len() || path[base.len()] == b'/')
             }
             PathMatch::All => true,
         }
@@ -41,6 +59,7 @@ pub struct Route {
     pub name: String,
     matcher: PathMatch,
     methods: Vec<Method>,
+    case_sensitive: bool,
     /// Whether a credential is required.
     pub auth: RouteAuth,
     /// Scopes required (all of them).
@@ -60,6 +79,7 @@ impl Route {
             metrics: std::sync::Arc::new(crate::metrics::RouteMetrics::new(&name)),
             name,
             matcher: PathMatch::compile(&c.path),
+            case_sensitive: c.case_sensitive,
             methods: c
                 .methods
                 .iter()
@@ -77,6 +97,7 @@ impl Route {
             metrics: std::sync::Arc::new(crate::metrics::RouteMetrics::new("default")),
             name: "default".into(),
             matcher: PathMatch::All,
+            case_sensitive: false,
             methods: Vec::new(),
             auth: RouteAuth::Required,
             scopes: Vec::new(),
@@ -85,9 +106,25 @@ impl Route {
         }
     }
 
-    fn matches(&self, method: &Method, path: &str) -> bool {
-        (self.methods.is_empty() || self.methods.contains(method)) && self.matcher.matches(path)
+    fn matches_path(&self, path: &str) -> bool {
+        self.matcher.matches(path, self.case_sensitive)
     }
+
+    fn admits(&self, method: &Method) -> bool {
+        self.methods.is_empty()
+            || self.methods.contains(method)
+            || (method == Method::HEAD && self.methods.contains(&Method::GET))
+    }
+}
+
+/// What a request matched.
+#[derive(Debug)]
+pub enum Found<'a> {
+    /// A route (or the default route), with its index.
+    Route(usize, &'a Route),
+    /// Routes match the path, but none with this method: answer 405 with this
+    /// `Allow` value.
+    MethodNotAllowed(String),
 }
 
 /// Routes in configuration order, plus the default.
@@ -106,14 +143,44 @@ impl RouteTable {
         }
     }
 
-    /// The first route matching `method` and the normalised `path`, with its index
-    /// (the default route's index is the number of configured routes).
-    pub fn find(&self, method: &Method, path: &str) -> (usize, &Route) {
-        self.routes
-            .iter()
-            .enumerate()
-            .find(|(_, r)| r.matches(method, path))
-            .unwrap_or((self.routes.len(), &self.default))
+    /// The first route matching `method` and the decoded `path`, with its index
+    /// (the default route's index is the number of configured routes); or 405 when
+    /// routes match the path only with other methods.
+    pub fn find(&self, method: &Method, path: &str) -> Found<'_> {
+        let mut path_matched = false;
+        for (i, r) in self.routes.iter().enumerate() {
+            if r.matches_path(path) {
+                if r.admits(method) {
+                    return Found::Route(i, r);
+                }
+                path_matched = true;
+            }
+        }
+        if path_matched {
+            return Found::MethodNotAllowed(self.allow(path));
+        }
+        Found::Route(self.routes.len(), &self.default)
+    }
+
+    /// The `Allow` value for `path`: every method its routes admit, in order.
+    fn allow(&self, path: &str) -> String {
+        let mut allowed: Vec<&str> = Vec::new();
+        for r in self.routes.iter().filter(|r| r.matches_path(path)) {
+            for m in &r.methods {
+                let with_head = [m.as_str(), if *m == Method::GET { "HEAD" } else { "" }];
+                for name in with_head.into_iter().filter(|n| !n.is_empty()) {
+                    if !allowed.contains(&name) {
+                        allowed.push(name);
+                    }
+                }
+            }
+        }
+        allowed.join(", ")
+    }
+
+    /// The default route and its index.
+    pub fn default_route(&self) -> (usize, &Route) {
+        (self.routes.len(), &self.default)
     }
 
     /// The route at `index` (as returned by [`Self::find`]).
@@ -138,27 +205,35 @@ mod tests {
         RouteTable::new(&serde_yaml::from_str::<Vec<RouteConfig>>(yaml).unwrap())
     }
 
+    fn index(t: &RouteTable, method: Method, path: &str) -> Result<String, String> {
+        match t.find(&method, path) {
+            Found::Route(_, r) => Ok(r.name.clone()),
+            Found::MethodNotAllowed(allow) => Err(allow),
+        }
+    }
+
     #[test]
     fn first_match_wins_and_unmatched_requires_auth() {
         let t = table("[{path: /health, auth: none}, {path: /api/search, methods: [POST], scopes: [search], cost: 1}, {path: /api/*, scopes: [api]}]");
-        assert_eq!(t.find(&Method::GET, "/health").1.auth, RouteAuth::None);
+        let route = |m: Method, p: &str| match t.find(&m, p) {
+            Found::Route(_, r) => r.clone(),
+            Found::MethodNotAllowed(a) => panic!("405 {a}"),
+        };
+        assert_eq!(route(Method::GET, "/health").auth, RouteAuth::None);
+        assert_eq!(route(Method::POST, "/api/search").scopes, vec!["search"]);
         assert_eq!(
-            t.find(&Method::POST, "/api/search").1.scopes,
-            vec!["search"]
-        );
-        assert_eq!(
-            t.find(&Method::GET, "/api/search").1.scopes,
+            route(Method::GET, "/api/search").scopes,
             vec!["api"],
-            "method filter"
+            "a later route admitting the method"
         );
-        assert_eq!(t.find(&Method::GET, "/api").1.scopes, vec!["api"]);
-        assert_eq!(t.find(&Method::GET, "/apifoo").1.name, "default");
+        assert_eq!(route(Method::GET, "/api").scopes, vec!["api"]);
+        assert_eq!(route(Method::GET, "/apifoo").name, "default");
         assert_eq!(
-            t.find(&Method::GET, "/health/x").1.name,
+            route(Method::GET, "/health/x").name,
             "default",
             "exact paths are exact"
         );
-        let d = t.find(&Method::GET, "/other").1;
+        let d = route(Method::GET, "/other");
         assert_eq!(
             (d.auth, d.cost, d.scopes.len()),
             (RouteAuth::Required, 0, 0)
@@ -166,9 +241,39 @@ mod tests {
     }
 
     #[test]
+    fn a_method_no_route_lists_answers_405_instead_of_the_default_route() {
+        let t = table("[{path: /api/search, methods: [POST], scopes: [search], cost: 1}, {path: /api/read/*, methods: [GET, PUT]}]");
+        for m in [
+            Method::GET,
+            Method::PUT,
+            Method::from_bytes(b"post").unwrap(),
+        ] {
+            assert_eq!(index(&t, m, "/api/search"), Err("POST".into()));
+        }
+        assert_eq!(
+            index(&t, Method::HEAD, "/api/read/x"),
+            Ok("/api/read/*".into())
+        );
+        assert_eq!(
+            index(&t, Method::DELETE, "/api/read/x"),
+            Err("GET, HEAD, PUT".into())
+        );
+        assert_eq!(index(&t, Method::GET, "/elsewhere"), Ok("default".into()));
+    }
+
+    #[test]
+    fn paths_match_case_insensitively_unless_told_otherwise() {
+        let t = table("[{path: /api/admin/*, name: admin, scopes: [admin]}, {path: /Docs, name: docs, case_sensitive: true, auth: none}]");
+        assert_eq!(index(&t, Method::GET, "/API/Admin/x"), Ok("admin".into()));
+        assert_eq!(index(&t, Method::GET, "/api/ADMIN"), Ok("admin".into()));
+        assert_eq!(index(&t, Method::GET, "/Docs"), Ok("docs".into()));
+        assert_eq!(index(&t, Method::GET, "/docs"), Ok("default".into()));
+    }
+
+    #[test]
     fn a_catch_all_route_matches_everything() {
         let t = table("[{path: '/*', name: all, auth: none}]");
-        assert_eq!(t.find(&Method::DELETE, "/x/y").1.name, "all");
+        assert_eq!(index(&t, Method::DELETE, "/x/y"), Ok("all".into()));
         assert_eq!(t.names().collect::<Vec<_>>(), vec!["all", "default"]);
     }
 }

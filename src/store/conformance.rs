@@ -234,3 +234,47 @@ pub(crate) async fn usage_adds_up_and_last_used_only_moves_forward(store: Arc<dy
     let used = store.get("key_a").await.unwrap().unwrap().last_used_at;
     assert_eq!(used.map(|t| t.timestamp()), Some(1_700_000_100));
 }
+
+/// Concurrent creates through `stores` (one per replica, or the same one twice)
+/// never leave an owner above the quota, and a revoked key frees its place.
+pub(crate) async fn concurrent_creates_never_exceed_the_quota(stores: Vec<Arc<dyn KeyStore>>) {
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let store = stores[i % stores.len()].clone();
+            tokio::spawn(async move {
+                let mut r = record(&format!("key_q{i}"), None);
+                r.owner = Some("quota_owner".into());
+                store
+                    .insert_within_quota(&r, &KeyHash::of(&format!("q{i}")), 3)
+                    .await
+            })
+        })
+        .collect();
+    let (mut stored, mut refused) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => stored += 1,
+            Err(StoreError::QuotaExceeded { max: 3 }) => refused += 1,
+            Err(e) => panic!("unexpected: {e}"),
+        }
+    }
+    assert_eq!((stored, refused), (3, 37));
+    let store = &stores[0];
+    assert_eq!(store.count_active("quota_owner", "free").await.unwrap(), 3);
+    let mut other_tier = record("key_other_tier", None);
+    other_tier.owner = Some("quota_owner".into());
+    other_tier.tier = "pro".into();
+    store
+        .insert_within_quota(&other_tier, &KeyHash::of("pro"), 3)
+        .await
+        .unwrap();
+    let held = store.list_by_owner("quota_owner").await.unwrap();
+    let first_free = held.iter().find(|k| k.tier == "free").unwrap();
+    store.revoke(&first_free.id).await.unwrap();
+    let mut again = record("key_again", None);
+    again.owner = Some("quota_owner".into());
+    store
+        .insert_within_quota(&again, &KeyHash::of("again"), 3)
+        .await
+        .unwrap();
+}

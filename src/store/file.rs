@@ -334,6 +334,15 @@ impl KeyStore for FileStore {
         Err(self.read_only())
     }
 
+    async fn insert_within_quota(
+        &self,
+        _record: &KeyRecord,
+        _hash: &KeyHash,
+        _max_active: u64,
+    ) -> Result<(), StoreError> {
+        Err(self.read_only())
+    }
+
     async fn revoke(&self, _id: &str) -> Result<(), StoreError> {
         Err(self.read_only())
     }

@@ -152,6 +152,12 @@ pub enum StoreError {
     /// The change conflicts with stored data (e.g. a duplicate email).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The owner already holds the tier's `max_keys` active keys; nothing was stored.
+    #[error("key quota reached: {max} active keys")]
+    QuotaExceeded {
+        /// The quota.
+        max: u64,
+    },
     /// The store cannot be written (the file store).
     #[error("{0}")]
     ReadOnly(String),
@@ -199,6 +205,16 @@ pub trait KeyStore: Send + Sync {
     async fn update(&self, id: &str, patch: &KeyPatch) -> Result<KeyRecord, StoreError>;
     /// Stores a new key under `hash`.
     async fn insert(&self, record: &KeyRecord, hash: &KeyHash) -> Result<(), StoreError>;
+    /// Stores a new key under `hash` unless its owner already holds `max_active`
+    /// active keys in its tier ([`StoreError::QuotaExceeded`]). Counting and
+    /// inserting are one transaction, serialised per owner and tier, so concurrent
+    /// creates (on any replica) never exceed the quota.
+    async fn insert_within_quota(
+        &self,
+        record: &KeyRecord,
+        hash: &KeyHash,
+        max_active: u64,
+    ) -> Result<(), StoreError>;
     /// Marks a key revoked; `NotFound` if there is no such id.
     async fn revoke(&self, id: &str) -> Result<(), StoreError>;
     /// Replaces a key's secret (regenerate). The old hash stops matching at once, or

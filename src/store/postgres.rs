@@ -107,6 +107,39 @@ fn decode(row: &Row) -> Result<KeyRecord, StoreError> {
     })
 }
 
+const INSERT_KEY: &str = "INSERT INTO api_keys (key_hash, id, name, prefix, last4, tier, scopes, \
+     environment, org, owner, status, credits, allowed_ips, expires_at, created_at, \
+     last_used_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+
+/// The parameters of [`INSERT_KEY`] for `r`.
+fn insert_params<'a>(
+    r: &'a KeyRecord,
+    hash: &'a &[u8],
+    ips: &'a Vec<String>,
+    env: &'a &str,
+    status: &'a &str,
+) -> [&'a (dyn ToSql + Sync); 16] {
+    [
+        hash,
+        &r.id,
+        &r.name,
+        &r.prefix,
+        &r.last4,
+        &r.tier,
+        &r.scopes,
+        env,
+        &r.org,
+        &r.owner,
+        status,
+        &r.credits,
+        ips,
+        &r.expires_at,
+        &r.created_at,
+        &r.last_used_at,
+    ]
+}
+
 fn ips_text(ips: &[ipnet::IpNet]) -> Vec<String> {
     ips.iter().map(|n| n.to_string()).collect()
 }
@@ -220,36 +253,60 @@ impl KeyStore for PostgresStore {
     }
 
     async fn insert(&self, r: &KeyRecord, hash: &KeyHash) -> Result<(), StoreError> {
-        const SQL: &str = "INSERT INTO api_keys (key_hash, id, name, prefix, last4, tier, scopes, \
-             environment, org, owner, status, credits, allowed_ips, expires_at, created_at, \
-             last_used_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
         let hash = hash.0.as_slice();
         let ips = ips_text(&r.allowed_ips);
+        let env = r.environment.as_str();
+        let status = r.status.as_str();
         self.pool
-            .execute(
-                SQL,
-                &[
-                    &hash,
-                    &r.id,
-                    &r.name,
-                    &r.prefix,
-                    &r.last4,
-                    &r.tier,
-                    &r.scopes,
-                    &r.environment.as_str(),
-                    &r.org,
-                    &r.owner,
-                    &r.status.as_str(),
-                    &r.credits,
-                    &ips,
-                    &r.expires_at,
-                    &r.created_at,
-                    &r.last_used_at,
-                ],
-            )
+            .execute(INSERT_KEY, &insert_params(r, &hash, &ips, &env, &status))
             .await
             .map(drop)
+    }
+
+    async fn insert_within_quota(
+        &self,
+        r: &KeyRecord,
+        hash: &KeyHash,
+        max_active: u64,
+    ) -> Result<(), StoreError> {
+        // The advisory lock serialises creates for one owner and tier across every
+        // replica until the transaction ends; each statement then sees what the
+        // previous holder committed (read committed), so the count is exact.
+        const LOCK: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 7001))";
+        const COUNT: &str = "SELECT COUNT(*) FROM api_keys \
+             WHERE owner IS NOT DISTINCT FROM $1 AND tier = $2 AND status = 'active'";
+        let hash = hash.0.as_slice();
+        let ips = ips_text(&r.allowed_ips);
+        let env = r.environment.as_str();
+        let status = r.status.as_str();
+        let lock_key = format!("quota\n{}\n{}", r.owner.as_deref().unwrap_or(""), r.tier);
+        let mut guard = self.pool.tx_client().await?;
+        let Some(client) = guard.as_mut() else {
+            return Err(StoreError::Unavailable("postgres: no connection".into()));
+        };
+        let work = async {
+            let tx = client.transaction().await?;
+            tx.execute(LOCK, &[&lock_key]).await?;
+            let held: i64 = tx
+                .query_one(COUNT, &[&r.owner, &r.tier])
+                .await?
+                .try_get(0)?;
+            if held.max(0) as u64 >= max_active {
+                return Ok(false);
+            }
+            tx.execute(INSERT_KEY, &insert_params(r, &hash, &ips, &env, &status))
+                .await?;
+            tx.commit().await.map(|_| true)
+        };
+        match tokio::time::timeout(self.pool.timeout(), work).await {
+            Ok(Ok(true)) => Ok(()),
+            Ok(Ok(false)) => Err(StoreError::QuotaExceeded { max: max_active }),
+            Ok(Err(e)) => Err(pool::db_error(e)),
+            Err(_) => {
+                *guard = None;
+                Err(StoreError::Unavailable("postgres: insert timed out".into()))
+            }
+        }
     }
 
     async fn revoke(&self, id: &str) -> Result<(), StoreError> {

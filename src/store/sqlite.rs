@@ -20,6 +20,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0002_lifecycle.sql"),
     include_str!("migrations/sqlite/0003_users.sql"),
     include_str!("migrations/sqlite/0004_usage.sql"),
+    include_str!("migrations/sqlite/0005_changes.sql"),
 ];
 
 const COLUMNS: &str = "id, name, prefix, last4, tier, scopes, environment, org, owner, status, \
@@ -29,6 +30,9 @@ const COLUMNS: &str = "id, name, prefix, last4, tier, scopes, environment, org, 
 pub struct SqliteStore {
     conns: Arc<Vec<Mutex<Connection>>>,
     next: AtomicUsize,
+    path: std::path::PathBuf,
+    /// Dropped with the store: the change feed, if started, stops then.
+    alive: Arc<()>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -51,6 +55,8 @@ impl SqliteStore {
         Ok(SqliteStore {
             conns: Arc::new(conns),
             next: AtomicUsize::new(0),
+            path: path.to_path_buf(),
+            alive: Arc::new(()),
         })
     }
 
@@ -172,6 +178,38 @@ fn decode(row: &Row<'_>) -> rusqlite::Result<Result<KeyRecord, StoreError>> {
         })
     })();
     Ok(record)
+}
+
+/// Inserts one key row (the caller holds the writer).
+fn insert_row(c: &Connection, r: &KeyRecord, hash: &[u8; 32]) -> Result<(), StoreError> {
+    let scopes = serde_json::to_string(&r.scopes).unwrap_or_else(|_| "[]".into());
+    let ips = serde_json::to_string(&r.allowed_ips).unwrap_or_else(|_| "[]".into());
+    c.prepare_cached(&format!(
+        "INSERT INTO api_keys (key_hash, {COLUMNS}) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+    ))
+    .and_then(|mut s| {
+        s.execute(params![
+            hash.as_slice(),
+            r.id,
+            r.name,
+            r.prefix,
+            r.last4,
+            r.tier,
+            scopes,
+            r.environment.as_str(),
+            r.org,
+            r.owner,
+            r.status.as_str(),
+            r.credits,
+            ips,
+            r.expires_at.map(|t| t.timestamp()),
+            r.created_at.timestamp(),
+            r.last_used_at.map(|t| t.timestamp()),
+        ])
+    })
+    .map(drop)
+    .map_err(unavailable)
 }
 
 fn query_one(
@@ -309,37 +347,34 @@ impl KeyStore for SqliteStore {
     }
 
     async fn insert(&self, r: &KeyRecord, hash: &KeyHash) -> Result<(), StoreError> {
-        let r = r.clone();
-        let hash = hash.0;
+        let (r, hash) = (r.clone(), hash.0);
+        self.with_writer(move |c| insert_row(c, &r, &hash)).await
+    }
+
+    async fn insert_within_quota(
+        &self,
+        r: &KeyRecord,
+        hash: &KeyHash,
+        max_active: u64,
+    ) -> Result<(), StoreError> {
+        let (r, hash) = (r.clone(), hash.0);
         self.with_writer(move |c| {
-            let scopes = serde_json::to_string(&r.scopes).unwrap_or_else(|_| "[]".into());
-            let ips = serde_json::to_string(&r.allowed_ips).unwrap_or_else(|_| "[]".into());
-            c.prepare_cached(&format!(
-                "INSERT INTO api_keys (key_hash, {COLUMNS}) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
-            ))
-            .and_then(|mut s| {
-                s.execute(params![
-                    hash.as_slice(),
-                    r.id,
-                    r.name,
-                    r.prefix,
-                    r.last4,
-                    r.tier,
-                    scopes,
-                    r.environment.as_str(),
-                    r.org,
-                    r.owner,
-                    r.status.as_str(),
-                    r.credits,
-                    ips,
-                    r.expires_at.map(|t| t.timestamp()),
-                    r.created_at.timestamp(),
-                    r.last_used_at.map(|t| t.timestamp()),
-                ])
-            })
-            .map(drop)
-            .map_err(unavailable)
+            // IMMEDIATE takes the write lock first: no other process can insert
+            // between the count and the insert.
+            let tx = rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)
+                .map_err(unavailable)?;
+            let held: i64 = tx
+                .query_row(
+                    "SELECT COUNT(*) FROM api_keys WHERE owner IS ?1 AND tier = ?2 AND status = 'active'",
+                    params![r.owner, r.tier],
+                    |row| row.get(0),
+                )
+                .map_err(unavailable)?;
+            if held.max(0) as u64 >= max_active {
+                return Err(StoreError::QuotaExceeded { max: max_active });
+            }
+            insert_row(&tx, &r, &hash)?;
+            tx.commit().map_err(unavailable)
         })
         .await
     }
@@ -505,8 +540,15 @@ impl KeyStore for SqliteStore {
         self.with_conn(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(unavailable))
             .await
     }
+
+    /// Other processes write the same file (the CLI, another keygate): follow
+    /// their changes through the `key_changes` log.
+    fn watch(&self, handler: crate::store::ChangeHandler) {
+        feed::spawn(self.path.clone(), handler, Arc::downgrade(&self.alive));
+    }
 }
 
+mod feed;
 mod users;
 
 #[cfg(test)]

@@ -141,6 +141,10 @@ pub struct JwtVerifier {
     validations: HashMap<Algorithm, Validation>,
     leeway: u64,
     claims: ClaimsConfig,
+    /// `jwt.issuer`: when set, `iss` is required and must be this string.
+    issuer: Option<String>,
+    /// `jwt.audience`: when set, `aud` is required and must name one of these.
+    audience: Vec<String>,
     cache: Cache<KeyHash, Arc<VerifiedToken>>,
 }
 
@@ -226,6 +230,8 @@ impl JwtVerifier {
             validations,
             leeway,
             claims: c.claims.clone(),
+            issuer: c.issuer.clone(),
+            audience: c.audience.clone(),
             cache: Cache::builder()
                 .max_capacity(cache_capacity.max(1))
                 .time_to_live(Duration::from_secs(3600))
@@ -348,7 +354,33 @@ impl JwtVerifier {
         e
     }
 
+    /// `iss` and `aud`, when configured, are required and must be strings (an
+    /// array of strings for `aud`). jsonwebtoken checks them only when present and
+    /// well-typed, so a token without them, or with `"iss": 123`, would pass.
+    fn check_issuer_and_audience(&self, claims: &Map<String, Value>) -> Result<(), TokenError> {
+        if let Some(issuer) = &self.issuer {
+            match claims.get("iss") {
+                None | Some(Value::Null) => return Err(TokenError::MissingClaim("iss".into())),
+                Some(Value::String(iss)) if iss == issuer => {}
+                Some(_) => return Err(TokenError::Issuer),
+            }
+        }
+        if !self.audience.is_empty() {
+            let allowed = |a: &str| self.audience.iter().any(|x| x == a);
+            match claims.get("aud") {
+                None | Some(Value::Null) => return Err(TokenError::MissingClaim("aud".into())),
+                Some(Value::String(aud)) if allowed(aud) => {}
+                Some(Value::Array(items))
+                    if items.iter().all(Value::is_string)
+                        && items.iter().filter_map(Value::as_str).any(allowed) => {}
+                Some(_) => return Err(TokenError::Audience),
+            }
+        }
+        Ok(())
+    }
+
     fn identity_of(&self, claims: &Map<String, Value>) -> Result<VerifiedToken, TokenError> {
+        self.check_issuer_and_audience(claims)?;
         if let Some(iat) = claims.get("iat") {
             let iat = iat
                 .as_u64()

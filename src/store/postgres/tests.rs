@@ -70,6 +70,14 @@ macro_rules! conformance_tests {
     )*};
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_creates_never_exceed_the_quota() {
+    let Some(db) = TestDb::create() else { return };
+    // Two pools: two replicas creating for the same owner at once.
+    let (a, b): (Arc<dyn KeyStore>, Arc<dyn KeyStore>) = (db.open(), db.open());
+    conformance::concurrent_creates_never_exceed_the_quota(vec![a, b]).await;
+}
+
 conformance_tests!(
     keys_round_trip_by_hash_and_id,
     revoke_and_regenerate_change_what_the_hash_finds,

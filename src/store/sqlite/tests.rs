@@ -1,6 +1,7 @@
 use super::*;
 use crate::auth::api_key::generate;
 use crate::store::conformance::{self, record};
+use crate::store::StoreChange;
 
 fn open() -> (tempfile::TempDir, Arc<dyn KeyStore>) {
     let dir = tempfile::tempdir().unwrap();
@@ -24,6 +25,16 @@ async fn revoke_and_regenerate_change_what_the_hash_finds() {
 async fn concurrent_debits_never_overspend() {
     let (_dir, store) = open();
     conformance::concurrent_debits_never_overspend(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_creates_never_exceed_the_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("k.db");
+    // Two stores on one file: two keygate processes sharing it.
+    let a: Arc<dyn KeyStore> = Arc::new(SqliteStore::open(&path).unwrap());
+    let b: Arc<dyn KeyStore> = Arc::new(SqliteStore::open(&path).unwrap());
+    conformance::concurrent_creates_never_exceed_the_quota(vec![a, b]).await;
 }
 
 #[tokio::test]
@@ -56,4 +67,37 @@ async fn reopening_keeps_data_and_does_not_rerun_migrations() {
 async fn usage_adds_up_and_last_used_only_moves_forward() {
     let (_dir, store) = open();
     conformance::usage_adds_up_and_last_used_only_moves_forward(store).await;
+}
+
+#[test]
+fn changes_made_by_another_process_reach_the_watcher_within_a_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("k.db");
+    let serving = SqliteStore::open(&path).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    serving.watch(Arc::new(move |c| {
+        let _ = tx.lock().unwrap().send(c);
+    }));
+    // The feed first finds where the log ends.
+    std::thread::sleep(feed::POLL_EVERY * 2);
+    let cli = SqliteStore::open(&path).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(cli.insert(&record("key_a", Some(10)), &KeyHash::of("a")))
+        .unwrap();
+    rt.block_on(cli.debit_credits("key_a", 1)).unwrap();
+    let started = std::time::Instant::now();
+    rt.block_on(cli.revoke("key_a")).unwrap();
+    let change = rx.recv_timeout(std::time::Duration::from_secs(1)).unwrap();
+    assert!(
+        matches!(&change, StoreChange::Key { id, .. } if id == "key_a"),
+        "{change:?}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    assert!(
+        rx.recv_timeout(feed::POLL_EVERY * 3).is_err(),
+        "inserts and debits are not announced, the revoke once"
+    );
 }

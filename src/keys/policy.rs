@@ -1,0 +1,406 @@
+//! Who may set what on a key — decided here and nowhere else.
+//!
+//! An operator (the CLI) and an `admin` caller may set anything. Everyone else — a
+//! user signed in with a JWT (or the portal), or an API key holding `keys:manage` —
+//! manages only their own keys, and on them:
+//! - only scopes listed in `management.user_scopes` (a key: only those it also holds
+//!   itself), or scopes the key already has;
+//! - never a tier other than the users' tier (`default_tier`) or the key's current
+//!   one, never credits, expiry or an organisation of their choosing: new keys get
+//!   the users' tier, no credit limit of their own making, and the caller's own org.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+
+/// Who is asking, as the key rules see them.
+#[derive(Clone, Copy, Debug)]
+pub enum Actor<'a> {
+    /// The CLI, or a caller holding `admin`: anything goes.
+    Admin,
+    /// A user authenticated with a JWT (or a portal session).
+    User {
+        /// The user's organisation, given to the keys they create.
+        org: Option<&'a str>,
+    },
+    /// An API key holding `keys:manage`.
+    Key {
+        /// The key's organisation, given to the keys it creates.
+        org: Option<&'a str>,
+        /// The scopes the managing key holds.
+        scopes: &'a [String],
+    },
+}
+
+/// The configured limits on non-admin callers.
+#[derive(Clone, Copy, Debug)]
+pub struct Grants<'a> {
+    /// `management.user_scopes`.
+    pub user_scopes: &'a [String],
+    /// The tier non-admins' keys get.
+    pub user_tier: &'a str,
+}
+
+/// What a create asks for; `None` where the request did not say.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CreateRequest {
+    /// Tier asked for.
+    pub tier: Option<String>,
+    /// Scopes asked for.
+    pub scopes: Vec<String>,
+    /// Credits asked for (`Some(None)`: unmetered).
+    pub credits: Option<Option<i64>>,
+    /// Expiry asked for (`Some(None)`: never).
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+    /// Organisation asked for.
+    pub org: Option<String>,
+    /// Owner asked for.
+    pub owner: Option<String>,
+}
+
+/// A create, admitted: every field decided.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdmittedCreate {
+    /// Tier.
+    pub tier: String,
+    /// Scopes.
+    pub scopes: Vec<String>,
+    /// Credits (`None`: unmetered).
+    pub credits: Option<i64>,
+    /// Expiry.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Organisation.
+    pub org: Option<String>,
+    /// Owner.
+    pub owner: String,
+}
+
+/// What an update asks to change; `None` where it did not say.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct UpdateRequest<'a> {
+    /// New tier.
+    pub tier: Option<&'a str>,
+    /// New scopes.
+    pub scopes: Option<&'a [String]>,
+    /// New credits.
+    pub credits: Option<Option<i64>>,
+    /// New expiry.
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+}
+
+/// The key as it stands, for an update.
+#[derive(Clone, Copy, Debug)]
+pub struct Current<'a> {
+    /// Its tier.
+    pub tier: &'a str,
+    /// Its scopes.
+    pub scopes: &'a [String],
+    /// Its credits.
+    pub credits: Option<i64>,
+    /// Its expiry.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// The fields the caller may not set, each with the reason.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not permitted: {}", .0.keys().cloned().collect::<Vec<_>>().join(", "))]
+pub struct Denied(pub Map<String, Value>);
+
+struct Refusals(Map<String, Value>);
+
+impl Refusals {
+    fn new() -> Self {
+        Refusals(Map::new())
+    }
+
+    fn refuse(&mut self, field: &str, why: impl Into<String>) {
+        self.0.insert(field.to_string(), Value::String(why.into()));
+    }
+
+    fn finish(self) -> Result<(), Denied> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Denied(self.0))
+        }
+    }
+}
+
+const ADMIN_ONLY: &str = "only an admin may set this";
+
+impl Actor<'_> {
+    fn is_admin(&self) -> bool {
+        matches!(self, Actor::Admin)
+    }
+
+    fn org(&self) -> Option<&str> {
+        match self {
+            Actor::Admin => None,
+            Actor::User { org } | Actor::Key { org, .. } => *org,
+        }
+    }
+
+    /// Why `scope` may not be granted by this non-admin, if it may not.
+    fn scope_refusal(&self, grants: &Grants<'_>, scope: &str) -> Option<String> {
+        if !grants.user_scopes.iter().any(|s| s == scope) {
+            return Some(format!(
+                "`{scope}` is not in management.user_scopes: only an admin may grant it"
+            ));
+        }
+        match self {
+            Actor::Key { scopes, .. } if !scopes.iter().any(|s| s == scope) => Some(format!(
+                "`{scope}` is not held by the managing key: a key cannot grant more than it has"
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// Checks `req` for `actor` creating a key for `subject` (the caller's own
+/// identity) and fills in what it did not say. Every refused field is listed.
+pub fn admit_create(
+    actor: Actor<'_>,
+    grants: &Grants<'_>,
+    subject: &str,
+    default_tier: &str,
+    req: CreateRequest,
+) -> Result<AdmittedCreate, Denied> {
+    if actor.is_admin() {
+        return Ok(AdmittedCreate {
+            tier: req.tier.unwrap_or_else(|| default_tier.to_string()),
+            scopes: req.scopes,
+            credits: req.credits.flatten(),
+            expires_at: req.expires_at.flatten(),
+            org: req.org,
+            owner: req.owner.unwrap_or_else(|| subject.to_string()),
+        });
+    }
+    let mut r = Refusals::new();
+    if req.tier.as_deref().is_some_and(|t| t != grants.user_tier) {
+        r.refuse(
+            "tier",
+            format!(
+                "your keys get tier {}: only an admin may choose another",
+                grants.user_tier
+            ),
+        );
+    }
+    for scope in &req.scopes {
+        if let Some(why) = actor.scope_refusal(grants, scope) {
+            r.refuse("scopes", why);
+            break;
+        }
+    }
+    if req.credits.is_some() {
+        r.refuse("credits", ADMIN_ONLY);
+    }
+    if req.expires_at.is_some() {
+        r.refuse("expires_at", ADMIN_ONLY);
+    }
+    if req.org.as_deref().is_some_and(|o| Some(o) != actor.org()) {
+        r.refuse(
+            "org",
+            "your keys get your own organisation: only an admin may set another",
+        );
+    }
+    if req.owner.as_deref().is_some_and(|o| o != subject) {
+        r.refuse("owner", "only an admin may create keys for another owner");
+    }
+    r.finish()?;
+    Ok(AdmittedCreate {
+        tier: grants.user_tier.to_string(),
+        scopes: req.scopes,
+        credits: None,
+        expires_at: None,
+        org: actor.org().map(str::to_owned),
+        owner: subject.to_string(),
+    })
+}
+
+/// Checks an update of a key the caller may manage. A non-admin may rename it,
+/// change its allowed networks, and set scopes it may grant or the key already
+/// has; it may not raise anything an admin set.
+pub fn admit_update(
+    actor: Actor<'_>,
+    grants: &Grants<'_>,
+    current: Current<'_>,
+    req: &UpdateRequest<'_>,
+) -> Result<(), Denied> {
+    if actor.is_admin() {
+        return Ok(());
+    }
+    let mut r = Refusals::new();
+    if req
+        .tier
+        .is_some_and(|t| t != current.tier && t != grants.user_tier)
+    {
+        r.refuse("tier", ADMIN_ONLY);
+    }
+    if let Some(scopes) = req.scopes {
+        let added = scopes.iter().filter(|s| !current.scopes.contains(s));
+        for scope in added {
+            if let Some(why) = actor.scope_refusal(grants, scope) {
+                r.refuse("scopes", why);
+                break;
+            }
+        }
+    }
+    if req.credits.is_some_and(|c| c != current.credits) {
+        r.refuse("credits", ADMIN_ONLY);
+    }
+    if req.expires_at.is_some_and(|e| e != current.expires_at) {
+        r.refuse("expires_at", ADMIN_ONLY);
+    }
+    r.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grants<'a>(scopes: &'a [String]) -> Grants<'a> {
+        Grants {
+            user_scopes: scopes,
+            user_tier: "free",
+        }
+    }
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_user_cannot_make_itself_admin_or_unmetered() {
+        let allowed = strings(&["search"]);
+        let req = CreateRequest {
+            tier: Some("pro".into()),
+            scopes: strings(&["admin"]),
+            credits: Some(None),
+            expires_at: Some(None),
+            org: Some("org_victim".into()),
+            owner: Some("bob".into()),
+        };
+        let denied = admit_create(
+            Actor::User { org: None },
+            &grants(&allowed),
+            "alice",
+            "free",
+            req,
+        )
+        .unwrap_err();
+        let fields: Vec<&str> = denied.0.keys().map(String::as_str).collect();
+        assert_eq!(
+            fields,
+            ["credits", "expires_at", "org", "owner", "scopes", "tier"]
+        );
+    }
+
+    #[test]
+    fn a_user_gets_the_user_tier_and_its_own_org() {
+        let allowed = strings(&["search", "read"]);
+        let ok = admit_create(
+            Actor::User { org: Some("org_a") },
+            &grants(&allowed),
+            "alice",
+            "pro",
+            CreateRequest {
+                tier: Some("free".into()),
+                scopes: strings(&["search"]),
+                org: Some("org_a".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                ok.tier.as_str(),
+                ok.org.as_deref(),
+                ok.owner.as_str(),
+                ok.credits
+            ),
+            ("free", Some("org_a"), "alice", None)
+        );
+    }
+
+    #[test]
+    fn a_managing_key_grants_only_what_it_holds_and_users_may_grant() {
+        let allowed = strings(&["search", "read"]);
+        let held = strings(&["keys:manage", "search"]);
+        let key = Actor::Key {
+            org: None,
+            scopes: &held,
+        };
+        let with = |s: &[&str]| CreateRequest {
+            scopes: strings(s),
+            ..Default::default()
+        };
+        assert!(admit_create(key, &grants(&allowed), "a", "free", with(&["search"])).is_ok());
+        assert!(admit_create(key, &grants(&allowed), "a", "free", with(&["read"])).is_err());
+        assert!(
+            admit_create(key, &grants(&allowed), "a", "free", with(&["keys:manage"])).is_err(),
+            "held, but not in user_scopes"
+        );
+    }
+
+    #[test]
+    fn admins_may_set_anything_and_get_defaults() {
+        let ok = admit_create(
+            Actor::Admin,
+            &grants(&[]),
+            "ops",
+            "free",
+            CreateRequest {
+                scopes: strings(&["admin"]),
+                credits: Some(Some(5)),
+                owner: Some("bob".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            (ok.tier.as_str(), ok.credits, ok.owner.as_str()),
+            ("free", Some(5), "bob")
+        );
+    }
+
+    #[test]
+    fn updates_never_raise_what_an_admin_set() {
+        let allowed = strings(&["search"]);
+        let scopes = strings(&["premium"]);
+        let current = Current {
+            tier: "pro",
+            scopes: &scopes,
+            credits: Some(100),
+            expires_at: None,
+        };
+        let user = Actor::User { org: None };
+        let g = grants(&allowed);
+        let keep = strings(&["premium", "search"]);
+        let ok = UpdateRequest {
+            tier: Some("pro"),
+            scopes: Some(&keep),
+            credits: Some(Some(100)),
+            expires_at: Some(None),
+        };
+        assert!(
+            admit_update(user, &g, current, &ok).is_ok(),
+            "unchanged values"
+        );
+        let raise = strings(&["admin"]);
+        let bad = UpdateRequest {
+            tier: Some("enterprise"),
+            scopes: Some(&raise),
+            credits: Some(None),
+            expires_at: Some(Some(Utc::now())),
+        };
+        let denied = admit_update(user, &g, current, &bad).unwrap_err();
+        assert_eq!(denied.0.len(), 4);
+        let down = UpdateRequest {
+            tier: Some("free"),
+            ..Default::default()
+        };
+        assert!(
+            admit_update(user, &g, current, &down).is_ok(),
+            "the user tier"
+        );
+    }
+}

@@ -69,7 +69,7 @@ async fn create_list_show_revoke_and_hash() {
         serde_json::from_slice(&kg.cli(&["keys", "show", &id]).stdout).unwrap();
     assert_eq!(v["status"], "revoked");
 
-    let hash = std::process::Command::new(BIN)
+    let hash = std::process::Command::new(&*BIN)
         .args(["keys", "hash", "test"])
         .output()
         .unwrap();
@@ -107,11 +107,11 @@ async fn bad_arguments_exit_2_with_every_problem_and_unknown_ids_exit_1() {
         Some(1)
     );
     assert_eq!(kg.cli(&["keys", "show", "key_nope"]).status.code(), Some(1));
-    let help = std::process::Command::new(BIN)
+    let help = std::process::Command::new(&*BIN)
         .args(["keys", "create", "--help"])
         .output()
         .unwrap();
     assert!(help.status.success());
-    let no_args = std::process::Command::new(BIN).output().unwrap();
+    let no_args = std::process::Command::new(&*BIN).output().unwrap();
     assert_eq!(no_args.status.code(), Some(2));
 }

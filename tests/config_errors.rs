@@ -8,7 +8,7 @@ fn check(yaml: &str) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.yaml");
     std::fs::write(&path, yaml).unwrap();
-    let out = Command::new(BIN)
+    let out = Command::new(&*BIN)
         .args(["check", "-c"])
         .arg(&path)
         .output()
@@ -41,7 +41,7 @@ fn every_shipped_config_is_valid() {
         .iter()
         .filter(|f| f.extension().is_some_and(|e| e == "yaml"))
     {
-        let out = Command::new(BIN)
+        let out = Command::new(&*BIN)
             .current_dir(run_dir.path())
             .args(["check", "-c"])
             .arg(f)
@@ -103,7 +103,7 @@ fn structural_errors_in_several_sections_are_all_reported() {
 
 #[test]
 fn missing_files_variables_and_broken_yaml_are_clear_and_exit_2() {
-    let out = Command::new(BIN)
+    let out = Command::new(&*BIN)
         .args(["check", "-c", "/nonexistent/k.yaml"])
         .output()
         .unwrap();
@@ -123,11 +123,60 @@ fn serve_refuses_a_bad_config_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.yaml");
     std::fs::write(&path, "upstream: { url: 'http://x:1' }\n").unwrap();
-    let out = Command::new(BIN)
+    let out = Command::new(&*BIN)
         .args(["serve", "-c"])
         .arg(&path)
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("tiers: missing required section"));
+}
+
+/// Issue 13: with several mistakes, `check` listed the first few; the rest showed
+/// only once those were fixed.
+#[test]
+fn every_mistake_is_listed_in_one_run() {
+    let (code, err) = check(
+        "upstream: { url: 'htp://127.0.0.1:3000' }\n\
+tiers:\n  free: { per_minuet: 10 }\n  pro: { per_minute: 0 }\n\
+default_tier: hobbit\n\
+routes:\n  - { path: /x, scope: [a] }\n  - { path: y }\n\
+server: { colour: blue, threads: 0 }\n",
+    );
+    assert_eq!(code, 2, "{err}");
+    for problem in [
+        "tiers.free.per_minuet: unknown field",
+        "routes[0].scope: unknown field",
+        "upstream.url: `htp://127.0.0.1:3000` must start with http:// or https://",
+        "default_tier: `hobbit` is not a tier",
+        "tiers.pro.per_minute: must be at least 1",
+        "routes[1].path: must start with /",
+        "server.colour: unknown field",
+    ] {
+        assert!(err.contains(problem), "missing `{problem}` in:\n{err}");
+    }
+}
+
+/// Issue 13: `check` passed configs whose key and certificate files were missing
+/// or not keys at all; `serve` then failed at start.
+#[test]
+fn check_reads_the_files_a_config_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a key").unwrap();
+    let junk = junk.display();
+    let (code, err) = check(&format!(
+        "upstream: {{ url: 'http://127.0.0.1:1' }}\ntiers: {{ free: {{ per_minute: 1 }} }}\n\
+server: {{ tls: {{ cert: \"{junk}\", key: \"{junk}\" }} }}\n\
+jwt:\n  enabled: true\n  algorithms: [RS256]\n  keys: [{{ kid: a, alg: RS256, pem_file: \"{junk}\" }}]\n{}",
+        "  issue: { alg: ES256, private_key_file: /nonexistent/issuer.pem }\n"
+    ));
+    assert_eq!(code, 2, "{err}");
+    for problem in [
+        "server.tls:",
+        "jwt.keys[0]:",
+        "jwt.issue: /nonexistent/issuer.pem",
+    ] {
+        assert!(err.contains(problem), "missing `{problem}` in:\n{err}");
+    }
 }

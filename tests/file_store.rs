@@ -19,7 +19,7 @@ routes:
 
 /// `keygate keys hash KEY`, as an operator would paste it.
 fn hash_line(key: &str) -> String {
-    let out = std::process::Command::new(BIN)
+    let out = std::process::Command::new(&*BIN)
         .args(["keys", "hash", key])
         .output()
         .unwrap();
@@ -132,7 +132,7 @@ fn check_validates_the_key_file_like_the_config() {
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(BIN)
+    let out = std::process::Command::new(&*BIN)
         .args(["check", "-c"])
         .arg(&config)
         .output()

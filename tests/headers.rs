@@ -74,3 +74,89 @@ async fn ietf_headers_follow_the_draft() {
     assert!((1..=60).contains(&t));
     assert_eq!(r.headers()["x-ratelimit-remaining"], "119");
 }
+
+const CORS: &str = "tiers: { free: { per_minute: 1000 } }\n\
+cors: { allow_origins: [\"https://app.example.com\"], max_age: 5m }\n";
+
+/// Issue 13: a browser's preflight got 401, so an API used from web pages could
+/// not sit behind keygate. With `cors:`, keygate answers it before authentication
+/// and puts the CORS headers on every answer to an allowed origin.
+#[tokio::test]
+async fn browsers_get_preflights_answered_and_cors_headers_on_every_answer() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, CORS);
+    let (_, key) = kg.create_key(&[]);
+    let c = client();
+    let preflight = |origin: &str| {
+        c.request(reqwest::Method::OPTIONS, kg.url("/api/things"))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "PUT")
+            .header("Access-Control-Request-Headers", "x-api-key, content-type")
+            .send()
+    };
+    let r = preflight("https://app.example.com").await.unwrap();
+    assert_eq!(r.status(), 204);
+    let h = r.headers();
+    assert_eq!(h["access-control-allow-origin"], "https://app.example.com");
+    assert_eq!(h["access-control-allow-methods"], "GET, POST, PUT, DELETE");
+    assert_eq!(
+        h["access-control-allow-headers"],
+        "X-API-Key, Authorization, Content-Type"
+    );
+    assert_eq!(h["access-control-max-age"], "300");
+    assert_eq!(h["vary"], "origin");
+    let r = preflight("https://evil.example").await.unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+
+    // Actual requests: the upstream's answer and keygate's own refusals alike.
+    let r = c
+        .get(kg.url("/api/things"))
+        .header("Origin", "https://app.example.com")
+        .header("X-API-Key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert!(r.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .contains("X-RateLimit-Remaining"));
+    let r = c
+        .get(kg.url("/api/things"))
+        .header("Origin", "https://app.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "no key: still refused");
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let r = c
+        .get(kg.url("/api/things"))
+        .header("Origin", "https://evil.example")
+        .header("X-API-Key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "CORS is the browser's check, not an auth check"
+    );
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    // Without `cors:` a preflight is an unauthenticated request like any other.
+    let plain = Keygate::start(up, DEFAULT_POLICY);
+    let r = client()
+        .request(reqwest::Method::OPTIONS, plain.url("/api/things"))
+        .header("Origin", "https://app.example.com")
+        .header("Access-Control-Request-Method", "PUT")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}

@@ -96,6 +96,57 @@ async fn every_algorithm_is_accepted_when_listed() {
     }
 }
 
+/// Issue 13, finding 6: with `jwt.issuer` and `jwt.audience` set, a token without
+/// `iss`/`aud`, or with them of the wrong type, was accepted.
+#[tokio::test]
+async fn a_configured_issuer_and_audience_are_required_and_must_be_strings() {
+    let kit = JwtKit::new();
+    let up = start_upstream().await;
+    let config = format!(
+        concat!(
+            "jwt:\n  enabled: true\n  algorithms: [HS256]\n  issuer: https://idp.example\n",
+            "  audience: [keygate-api, other-api]\n  keys:\n",
+            "    - {{ kid: hs, alg: HS256, secret: \"{}\" }}\n",
+            "tiers: {{ free: {{ per_minute: 1000 }} }}\n",
+            "rate_limit: {{ ip: {{ failed_auth_per_minute: 0 }} }}\n"
+        ),
+        kit.secret()
+    );
+    let kg = Keygate::start(up, &config);
+    let hs = |name: &str, c: Value| json!({"name": name, "special": "hs_unchecked", "kid": "hs", "claims": claims(c)});
+    let tokens = kit.mint(json!([
+        hs("good", json!({})),
+        hs("aud_list", json!({"aud": ["x-api", "other-api"]})),
+        hs("no_iss", json!({"iss": null})),
+        hs("no_aud", json!({"aud": null})),
+        hs("iss_number", json!({"iss": 123})),
+        hs("iss_list", json!({"iss": ["https://idp.example"]})),
+        hs("aud_number", json!({"aud": 5})),
+        hs("aud_nested", json!({"aud": [["keygate-api"]]})),
+        hs("aud_mixed", json!({"aud": ["keygate-api", 5]})),
+        hs("aud_object", json!({"aud": {"keygate-api": true}})),
+    ]));
+    for name in ["good", "aud_list"] {
+        assert_eq!(
+            kg.get_bearer("/a", &tokens[name]).await.status(),
+            200,
+            "{name}"
+        );
+    }
+    for (name, message) in [
+        ("no_iss", "Missing required claim: iss"),
+        ("no_aud", "Missing required claim: aud"),
+        ("iss_number", "Invalid issuer"),
+        ("iss_list", "Invalid issuer"),
+        ("aud_number", "Invalid audience"),
+        ("aud_nested", "Invalid audience"),
+        ("aud_mixed", "Invalid audience"),
+        ("aud_object", "Invalid audience"),
+    ] {
+        expect_invalid_token(kg.get_bearer("/a", &tokens[name]).await, message).await;
+    }
+}
+
 #[tokio::test]
 async fn every_failed_check_is_401_invalid_token_naming_the_check() {
     let kit = JwtKit::new();

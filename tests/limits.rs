@@ -126,6 +126,45 @@ async fn block_keeps_the_key_out_after_exhaustion() {
     assert_eq!(kg.get_key("/a", &key).await.status(), 200);
 }
 
+/// Issue 13: during a block shorter than an exhausted window, `Retry-After` gave
+/// the block's end, and a client that waited that long was refused again.
+#[tokio::test]
+async fn while_blocked_every_hint_says_when_a_retry_succeeds() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, "tiers: { free: { per_minute: 2, block: 2s } }\n");
+    let (_, key) = kg.create_key(&[]);
+    // Far enough from the minute's end that the minute window outlasts the block.
+    let into_minute = |now: u64| now % 60;
+    while into_minute(now_unix()) > 40 {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    for _ in 0..2 {
+        assert_eq!(kg.get_key("/a", &key).await.status(), 200);
+    }
+    for _ in 0..2 {
+        let r = kg.get_key("/a", &key).await;
+        let now = now_unix();
+        let minute_end = now - now % 60 + 60;
+        let header = |name: &str| -> u64 { r.headers()[name].to_str().unwrap().parse().unwrap() };
+        let (retry, reset) = (header("retry-after"), header("x-ratelimit-reset"));
+        assert_eq!(header("x-ratelimit-remaining"), 0);
+        assert!(
+            now + retry >= minute_end && now + retry <= minute_end + 1,
+            "Retry-After {retry} at {now}: the minute ends at {minute_end}"
+        );
+        assert_eq!(reset, minute_end, "X-RateLimit-Reset");
+        let body = json(r).await;
+        assert_eq!(body["retry_after"], retry);
+    }
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
 #[tokio::test]
 async fn the_client_ip_limit_applies_before_and_regardless_of_auth() {
     let up = start_upstream().await;

@@ -296,7 +296,7 @@ async fn sigquit_hands_the_listeners_to_a_new_process_without_failing_a_request(
 
     // The new process waits for the sockets; SIGQUIT makes the old one send them.
     let new_log = old.dir.path().join("new.log");
-    let mut new = std::process::Command::new(common::BIN)
+    let mut new = std::process::Command::new(&*common::BIN)
         .args(["serve", "--upgrade", "-c"])
         .arg(&old.config)
         .env("RUST_LOG", "info")

@@ -408,7 +408,7 @@ async fn a_replica_that_cannot_reach_postgres_at_start_exits_with_the_reason() {
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(common::BIN)
+    let out = std::process::Command::new(&*common::BIN)
         .args(["serve", "-c"])
         .arg(&config)
         .output()

@@ -3,22 +3,25 @@
 //!
 //! Each argon2 hash works through 19 MiB. Run on demand for every login or sign-up,
 //! 200 concurrent requests took the process past 1 GB. The [`PasswordPool`] runs at
-//! most `workers` hashes at once, each worker reusing one working buffer for its whole
-//! life, so memory is `workers` × 19 MiB whatever the load; at most `queue` more wait,
-//! and beyond that a request is refused at once ([`PoolBusy`], a 503 with
-//! `Retry-After`) instead of piling up.
+//! most `workers` hashes at once, each worker reusing one working buffer while it is
+//! busy (and freeing it when idle), so memory is at most `workers` × 19 MiB whatever
+//! the load; at most `queue` more wait, and beyond that a request is refused at once
+//! ([`PoolBusy`], a 503 with `Retry-After`) instead of piling up.
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{Output, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, PasswordHasher, Version};
-use once_cell::sync::Lazy;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::oneshot;
 
-/// A hash that no password matches, verified for unknown emails so that a login
-/// for a missing user costs the same time as one with a wrong password.
-static DUMMY: Lazy<String> = Lazy::new(|| hash("keygate-timing-equaliser").unwrap_or_default());
+/// A hash verified for unknown emails, so that a login for a missing user costs the
+/// same time as one with a wrong password (the result is ignored: an unknown user
+/// never logs in). It has the parameters [`hash`] uses; fixed, so it costs nothing
+/// to make.
+const DUMMY: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$jVLcxK7cH8zOQqC8iNPh3g$c7FhUxO61QwT3sFc13d3bJbtoJzQI/Cwbwx7Jpo/bjQ";
 
 /// Largest argon2 memory cost (KiB) a stored hash may ask for; the defaults use 19 MiB.
 const MAX_M_COST: u32 = 64 * 1024;
@@ -97,7 +100,7 @@ impl PasswordPool {
     /// dummy so timing does not reveal whether the user exists; always false then.
     pub async fn verify(&self, password: String, phc: Option<String>) -> Result<bool, PoolBusy> {
         let known = phc.is_some();
-        let phc = phc.unwrap_or_else(|| DUMMY.clone());
+        let phc = phc.unwrap_or_else(|| DUMMY.to_string());
         let (reply, answer) = oneshot::channel();
         self.submit(Job::Verify {
             password,
@@ -108,15 +111,26 @@ impl PasswordPool {
     }
 }
 
-/// One worker: takes jobs until the pool is dropped, reusing one working buffer.
+/// How long an idle worker keeps its working buffer before giving it back.
+const KEEP_BUFFER: Duration = Duration::from_secs(1);
+
+/// One worker: takes jobs until the pool is dropped, reusing one working buffer
+/// while busy and freeing it once idle for [`KEEP_BUFFER`].
 fn work(rx: &Mutex<Receiver<Job>>) {
     let mut memory: Vec<Block> = Vec::new();
     loop {
         let job = match rx.lock() {
-            Ok(rx) => rx.recv(),
+            Ok(rx) => rx.recv_timeout(KEEP_BUFFER),
             Err(_) => return,
         };
-        let Ok(job) = job else { return };
+        let job = match job {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) => {
+                memory = Vec::new();
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
         match job {
             Job::Hash { password, reply } => {
                 let _ = reply.send(hash_with(&mut memory, &password));
@@ -248,6 +262,15 @@ mod tests {
         }));
     }
 
+    #[test]
+    fn the_dummy_hash_costs_what_a_real_one_does() {
+        let mut memory = Vec::new();
+        assert!(verify_with(&mut memory, "keygate-timing-equaliser", DUMMY));
+        let real = hash("x").unwrap();
+        let params = |phc: &str| phc.split('$').nth(3).map(str::to_owned);
+        assert_eq!(params(DUMMY), params(&real));
+    }
+
     #[tokio::test]
     async fn unknown_users_never_verify() {
         let pool = PasswordPool::new(1, 4);
@@ -261,7 +284,7 @@ mod tests {
     async fn a_full_queue_refuses_at_once() {
         let pool = PasswordPool::new(1, 1);
         let calls: Vec<_> = (0..6)
-            .map(|_| pool.verify("x".into(), Some(DUMMY.clone())))
+            .map(|_| pool.verify("x".into(), Some(DUMMY.to_string())))
             .collect();
         let results = futures::future::join_all(calls).await;
         let busy = results.iter().filter(|r| **r == Err(PoolBusy)).count();

@@ -321,6 +321,8 @@ fn proxy_error(e: &Error) -> Option<GateError> {
         }),
         ErrorSource::Downstream => match e.etype() {
             ReadError | WriteError | ConnectionClosed => None,
+            // A proxied body that stopped arriving (upstream.read_timeout per read).
+            ReadTimedout => Some(GateError::BodyTimeout),
             _ => Some(GateError::BadRequest("Malformed request")),
         },
         ErrorSource::Internal | ErrorSource::Unset => match e.etype() {

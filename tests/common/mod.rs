@@ -10,8 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// The keygate binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_keygate");
+/// The keygate binary under test: this build's, or `KEYGATE_TEST_BIN` (to run
+/// the suite against another build, e.g. to see a regression test fail on the
+/// commit before its fix).
+pub static BIN: once_cell::sync::Lazy<String> = once_cell::sync::Lazy::new(|| {
+    std::env::var("KEYGATE_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_keygate").into())
+});
 
 /// A free loopback port (bound then released).
 pub fn free_port() -> u16 {
@@ -187,7 +191,7 @@ impl Keygate {
 
     fn spawn(&mut self) {
         let log = std::fs::File::create(&self.log).unwrap();
-        let child = Command::new(BIN)
+        let child = Command::new(&*BIN)
             .args(["serve", "-c"])
             .arg(&self.config)
             .args(&self.args)
@@ -228,7 +232,7 @@ impl Keygate {
 
     /// Runs `keygate ARGS -c <this config>` and returns its output.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
+        Command::new(&*BIN)
             .args(args)
             .arg("-c")
             .arg(&self.config)
@@ -326,7 +330,7 @@ impl Keygate {
         if admin {
             args.push("--admin");
         }
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(&*BIN)
             .args(&args)
             .arg("-c")
             .arg(&self.config)
@@ -438,6 +442,85 @@ pub fn metric_sum(metrics: &str, name: &str) -> f64 {
         .filter(|l| l.starts_with(name))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// The credential of a management API call.
+#[derive(Clone, Copy, Debug)]
+pub enum Auth<'a> {
+    /// `X-API-Key`.
+    Key(&'a str),
+    /// `Authorization: Bearer`.
+    Bearer(&'a str),
+    /// None.
+    Anonymous,
+}
+
+impl Keygate {
+    /// `method path` on the management API (`/v1` + `path`) with `auth` and an
+    /// optional JSON body; returns the status and the JSON answer.
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        auth: Auth<'_>,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = self.http.request(method, self.url(&format!("/v1{path}")));
+        req = match auth {
+            Auth::Key(k) => req.header("X-API-Key", k),
+            Auth::Bearer(t) => req.bearer_auth(t),
+            Auth::Anonymous => req,
+        };
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        let value =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
+        (status, value)
+    }
+
+    /// Logs in with the token endpoint; returns the access token.
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let (status, body) = self
+            .api(
+                reqwest::Method::POST,
+                "/auth/token",
+                Auth::Anonymous,
+                Some(serde_json::json!({"email": email, "password": password})),
+            )
+            .await;
+        assert_eq!(status, 200, "login: {body}");
+        body["access_token"].as_str().unwrap().to_string()
+    }
+
+    /// Sends `raw` on a fresh connection and reads until the server closes it (or
+    /// 5 s pass); returns everything read.
+    pub async fn exchange(&self, raw: &[u8]) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(self.base.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        s.write_all(raw).await.unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// The resident and peak memory of the process, in MB (`VmRSS`, `VmHWM`).
+    pub fn memory_mb(&self) -> (f64, f64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let kb = |field: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        (kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0)
+    }
 }
 
 /// A client that never pools across tests and never follows redirects.

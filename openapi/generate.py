@@ -21,11 +21,14 @@ def body(schema):
 COMMON = {
     "400": err("Malformed JSON, a body that is not an object, or a malformed path"),
     "401": err("Missing, invalid, expired or revoked credential"),
-    "403": err("The credential lacks the scope this needs"),
+    "403": err("The credential lacks the scope this needs, or may not set a field it sent: "
+               "only an admin sets tier, credits, expiry, org, owner or scopes outside "
+               "management.user_scopes (`details` names each field)"),
+    "408": err("The request body did not arrive within server.body_timeout"),
     "413": err("Body larger than 64 KiB"),
     "422": err("Field errors; `details` names each field"),
     "429": err("Too many requests from this IP, or too many failed logins"),
-    "503": err("The store is unavailable"),
+    "503": err("The store is unavailable, or password hashing is at capacity (Retry-After)"),
 }
 
 def responses(success, *codes):
@@ -73,9 +76,9 @@ doc = {
                                              "previous_key_valid_until": nullable({"type": "string", "format": "date-time"})}},
             "KeyList": {"type": "object", "required": ["api_keys", "total"], "properties": {
                 "api_keys": {"type": "array", "items": ref("Key")}, "total": {"type": "integer", "minimum": 0}}},
-            "NewKey": {"type": "object", "required": ["name", "tier"], "additionalProperties": False, "properties": {
+            "NewKey": {"type": "object", "required": ["name"], "additionalProperties": False, "properties": {
                 "name": {"type": "string", "minLength": 1, "maxLength": 200},
-                "tier": {"type": "string"},
+                "tier": {"type": "string", "description": "Default: default_tier (the only tier a non-admin may name)"},
                 "scopes": {"type": "array", "items": {"type": "string"}},
                 "environment": {"type": "string", "enum": ["live", "test"]},
                 "expires_at": nullable({"type": "string", "format": "date-time"}),
@@ -126,15 +129,15 @@ doc = {
     },
     "paths": {
         "/auth/register": {"post": {"summary": "Register (registration: open)", "security": [], "requestBody": body(ref("Register")),
-            "responses": responses({"201": ok("The new user", ref("User"))}, "400", "403", "409", "413", "422", "429", "503")}},
+            "responses": responses({"201": ok("The new user", ref("User"))}, "400", "403", "409", "408", "413", "422", "429", "503")}},
         "/auth/token": {"post": {"summary": "Log in: an access JWT and a refresh token", "security": [], "requestBody": body(ref("Login")),
-            "responses": responses({"200": ok("A token pair", ref("TokenPair"))}, "400", "401", "404", "413", "422", "429", "503")}},
+            "responses": responses({"200": ok("A token pair", ref("TokenPair"))}, "400", "401", "404", "408", "413", "422", "429", "503")}},
         "/auth/refresh": {"post": {"summary": "Rotate a refresh token", "security": [], "requestBody": body(ref("Refresh")),
-            "responses": responses({"200": ok("A new token pair", ref("TokenPair"))}, "400", "401", "404", "413", "422", "429", "503")}},
+            "responses": responses({"200": ok("A new token pair", ref("TokenPair"))}, "400", "401", "404", "408", "413", "422", "429", "503")}},
         "/keys": {
             "post": {"summary": "Create a key (the secret is shown only here)", "security": SECURED, "requestBody": body(ref("NewKey")),
                      "responses": responses({"201": ok("The new key and its secret", ref("KeyWithSecret"))},
-                                            "400", "401", "403", "409", "413", "422", "429", "503")},
+                                            "400", "401", "403", "409", "408", "413", "422", "429", "503")},
             "get": {"summary": "List keys (never their secrets)", "security": SECURED,
                     "responses": responses({"200": ok("Keys", ref("KeyList"))}, "400", "401", "403", "429", "503")}},
         "/keys/verify": {"post": {"summary": "The caller's own key", "security": [{"apiKey": []}],
@@ -146,13 +149,13 @@ doc = {
             "put": {"summary": "Update name, tier, scopes, credits, allowed IPs, expiry", "security": SECURED,
                     "requestBody": body(ref("KeyUpdate")),
                     "responses": responses({"200": ok("The updated key", ref("Key"))},
-                                           "400", "401", "403", "404", "409", "413", "422", "429", "503")},
+                                           "400", "401", "403", "404", "409", "408", "413", "422", "429", "503")},
             "delete": {"summary": "Revoke (immediate)", "security": SECURED,
                        "responses": responses({"200": ok("The revoked key", ref("Key"))}, "400", "401", "403", "404", "429", "503")}},
         "/keys/{id}/regenerate": {"parameters": [KEY_ID], "post": {
             "summary": "New secret, same id and settings", "security": SECURED, "requestBody": body(ref("Regenerate")),
             "responses": responses({"200": ok("The key and its new secret", ref("KeyWithSecret"))},
-                                   "400", "401", "403", "404", "409", "413", "422", "429", "503")}},
+                                   "400", "401", "403", "404", "409", "408", "413", "422", "429", "503")}},
         "/keys/{id}/usage": {"parameters": [KEY_ID], "get": {
             "summary": "Usage statistics", "security": SECURED,
             "parameters": [{"name": "period", "in": "query", "required": False,

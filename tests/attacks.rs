@@ -367,6 +367,15 @@ async fn the_upstream_routes_the_path_the_decision_used() {
             );
         }
     }
+    // Escapes a second decoder (or a lenient one) reads as dots: refused.
+    for target in [
+        "/public/%252e%252e/api/admin/x",
+        "/public/%252E%252E%252Fapi/admin/x",
+        "/public/%c0%ae%c0%ae/api/admin/x",
+    ] {
+        let (status, _) = parse(&kg.exchange(get(target, None).as_bytes()).await);
+        assert_eq!(status, 400, "{target}");
+    }
     // With a key lacking `admin`: no spelling of the admin area passes.
     for target in [
         "/api/admin/x",
@@ -435,6 +444,32 @@ async fn methods_and_cases_a_route_does_not_list_never_skip_its_rules() {
         let r = kg.get_key(path, &plain).await;
         assert_eq!(r.status(), 403, "{path}");
     }
+    // A method override (Express's method-override, Symfony, ASP.NET) that would
+    // run another route's method upstream is refused; one that keeps the route is not.
+    for (header, value) in [
+        ("X-HTTP-Method-Override", "DELETE"),
+        ("X-HTTP-Method", "put"),
+        ("X-Method-Override", "DELETE"),
+    ] {
+        let r = client()
+            .get(kg.url("/api/read/x"))
+            .header("X-API-Key", &reader)
+            .header(header, value)
+            .send()
+            .await
+            .unwrap();
+        expect_error(r, 400, "invalid_request").await;
+    }
+    let r = kg.get_key("/api/read/x?_method=DELETE", &reader).await;
+    expect_error(r, 400, "invalid_request").await;
+    let r = client()
+        .get(kg.url("/api/read/x"))
+        .header("X-API-Key", &reader)
+        .header("X-HTTP-Method-Override", "HEAD")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "HEAD takes the same route");
 }
 
 /// Finding 5: `X_Auth_Org` reached the upstream, where CGI/WSGI reads it as
@@ -452,6 +487,8 @@ async fn identity_headers_spelled_with_underscores_never_reach_the_upstream() {
             .header("x_auth_subject", "bob")
             .header("X-Auth_Scopes", "admin")
             .header("X_Auth_Tier", "enterprise")
+            .header("X-Original-URL", "/api/admin/users")
+            .header("X-Rewrite-URL", "/api/admin/users")
             .send()
             .await
             .unwrap();

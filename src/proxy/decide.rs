@@ -99,6 +99,18 @@ impl Deciders<'_> {
                 }
             },
         };
+        if let (Some(other), None) = (method_override(headers, uri.query()), &out.management) {
+            // Frameworks that honour a method override run that method instead: the
+            // route must be the same for it, or the request is refused.
+            let same = Method::from_bytes(other.as_bytes()).is_ok_and(|m| {
+                m == method || matches!(rt.routes.find(&m, &path), Found::Route(i, _) if i == index)
+            });
+            if !same {
+                return Err(GateError::BadRequest(
+                    "A method override that changes the route is not allowed",
+                ));
+            }
+        }
         if let (Some(bare), None) = (&canonical.without_params, &out.management) {
             // Tomcat and Spring drop `;parameters`: the route must not depend on them.
             if !matches!(rt.routes.find(method, bare), Found::Route(i, _) if i == index) {
@@ -227,6 +239,39 @@ impl Deciders<'_> {
             tier: rt.tier(&known.record.tier).clone(),
         })
     }
+}
+
+/// Headers through which Express, Symfony, ASP.NET and others let a request name
+/// another method than its own.
+const METHOD_OVERRIDE_HEADERS: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// The method a request asks its upstream to run instead of its own, upper-cased:
+/// from a method-override header or a `_method` query parameter. (An override in a
+/// form body cannot be seen here; turn that off in the upstream framework.)
+fn method_override(headers: &HeaderMap, query: Option<&str>) -> Option<String> {
+    let from_header = METHOD_OVERRIDE_HEADERS
+        .iter()
+        .find_map(|h| headers.get(*h))
+        .map(|v| {
+            String::from_utf8_lossy(v.as_bytes())
+                .trim()
+                .to_ascii_uppercase()
+        });
+    from_header.or_else(|| {
+        query?
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("_method="))
+            .map(|m| {
+                percent_encoding::percent_decode_str(m)
+                    .decode_utf8_lossy()
+                    .trim()
+                    .to_ascii_uppercase()
+            })
+    })
 }
 
 /// Route-level authorization of a known caller: environment, then scopes.

@@ -10,6 +10,11 @@ use http::{HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use std::net::IpAddr;
 
+/// Headers through which some upstreams (Symfony's and IIS's URL rewriting) take
+/// the path from the client instead of the request line: the path the decision
+/// used would not be the one served. Never forwarded.
+const PATH_OVERRIDES: [&str; 2] = ["x-original-url", "x-rewrite-url"];
+
 /// Which principal field an identity header carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Field {
@@ -95,6 +100,9 @@ impl ForwardPlan {
     ) -> pingora::Result<()> {
         for h in &self.identity {
             req.remove_header(&h.name);
+        }
+        for name in PATH_OVERRIDES {
+            req.remove_header(name);
         }
         let strip = principal.is_some() && self.strip_credentials;
         self.remove_underscore_spellings(req, strip);
@@ -278,6 +286,8 @@ mod tests {
         req.append_header("authorization", "Basic dTpw").unwrap();
         req.insert_header("x-auth-subject", "spoofed").unwrap();
         req.insert_header("x-auth-org", "spoofed").unwrap();
+        req.insert_header("X-Original-URL", "/admin").unwrap();
+        req.insert_header("x-rewrite-url", "/admin").unwrap();
         req.insert_header("x-forwarded-for", "1.1.1.1").unwrap();
         plan()
             .apply(
@@ -288,6 +298,8 @@ mod tests {
             )
             .unwrap();
         assert!(req.headers.get("x-api-key").is_none());
+        assert!(req.headers.get("x-original-url").is_none());
+        assert!(req.headers.get("x-rewrite-url").is_none());
         let auth: Vec<_> = req.headers.get_all("authorization").iter().collect();
         assert_eq!(auth, vec!["Basic dTpw"]);
         assert_eq!(req.uri.to_string(), "/x?q=1");

@@ -15,7 +15,10 @@
 //!   ways, or the request is refused.
 //!
 //! Refused outright: dot segments (`.`, `..`, escaped or carrying `;` parameters),
-//! escaped `/` and `\`, backslashes, control characters, bad escapes.
+//! escaped `/` and `\`, backslashes, control characters, bad escapes, escapes that
+//! decode to invalid UTF-8 (`%c0%ae`, an overlong `.` to lenient decoders), and
+//! double-escaped dots and separators (`%252e`: `.` to an upstream that decodes
+//! twice).
 
 use std::borrow::Cow;
 
@@ -54,6 +57,17 @@ fn raw_ok(b: u8) -> bool {
 /// True for a byte no path may hold, escaped or not.
 fn forbidden(b: u8) -> bool {
     b == b'\\' || b < 0x20 || b == 0x7f
+}
+
+/// True when the escape at `bytes[i]` is `%25` followed by the escape of a dot, a
+/// slash or a backslash (`%252e`, `%252F`, `%255c`).
+fn double_escaped(bytes: &[u8], i: usize) -> bool {
+    bytes[i + 1] == b'2'
+        && bytes[i + 2] == b'5'
+        && bytes.get(i + 3..i + 5).is_some_and(|e| {
+            let e = e.to_ascii_lowercase();
+            matches!(&e[..], b"2e" | b"2f" | b"5c")
+        })
 }
 
 /// True when `raw` is already canonical and needs no work: visible ASCII only, no
@@ -113,7 +127,7 @@ pub fn canonicalize(raw: &str) -> Result<CanonicalPath<'_>, &'static str> {
                     (Some(h), Some(l)) => h << 4 | l,
                     _ => return Err(MALFORMED_PATH),
                 };
-                if c == b'/' || forbidden(c) {
+                if c == b'/' || forbidden(c) || double_escaped(bytes, i) {
                     return Err(MALFORMED_PATH);
                 }
                 if unreserved(c) {
@@ -136,13 +150,13 @@ pub fn canonicalize(raw: &str) -> Result<CanonicalPath<'_>, &'static str> {
                 i += 1;
             }
         }
-        let text = String::from_utf8_lossy(&segment_bytes);
+        let text = std::str::from_utf8(&segment_bytes).map_err(|_| MALFORMED_PATH)?;
         let name = text.split(';').next().unwrap_or_default();
-        if matches!(&*text, "." | "..") || matches!(name, "." | "..") {
+        if matches!(text, "." | "..") || matches!(name, "." | "..") {
             return Err(MALFORMED_PATH);
         }
         decoded.push('/');
-        decoded.push_str(&text);
+        decoded.push_str(text);
         if name.len() != text.len() {
             has_params = true;
         }
@@ -224,6 +238,8 @@ mod tests {
         );
         assert_eq!(forms("/caf\u{e9}").0, "/caf%C3%A9");
         assert_eq!(forms("/caf\u{e9}").1, "/caf\u{e9}");
+        assert_eq!(forms("/caf%c3%a9").0, "/caf%C3%A9");
+        assert_eq!(forms("/100%25").0, "/100%25", "a literal percent stays");
     }
 
     #[test]
@@ -250,6 +266,11 @@ mod tests {
             "/public/..;/api/admin/x",
             "/public/.;x/api",
             "/public/%2e%2e%3b/api",
+            "/public/%c0%ae%c0%ae/api",
+            "/public/%ff",
+            "/public/%252e%252e/api",
+            "/public/%252F",
+            "/a%255Cb",
             "/a%2fb",
             "/a%5cb",
             "/a\\b",

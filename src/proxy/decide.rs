@@ -2,7 +2,7 @@
 //! route → client-IP limit → credential → verify → key status → environment →
 //! scopes → tier limits → credits (contract section 3).
 
-use super::path::canonicalize;
+use super::path::{canonicalize, CanonicalPath};
 use super::routes::{Found, Route};
 use crate::auth::credentials::extract;
 use crate::auth::jwt::{looks_like_jwt, JwtVerifier};
@@ -73,7 +73,7 @@ impl Deciders<'_> {
         if canonical.forward != uri.path() || uri.authority().is_some() {
             out.forward_path = Some(canonical.forward.clone().into_owned());
         }
-        let path = canonical.decoded;
+        let path = &*canonical.decoded;
         if rt.cors.is_some() && super::cors::is_preflight(method, headers) {
             out.preflight = true;
             return Ok(());
@@ -92,33 +92,8 @@ impl Deciders<'_> {
         let (index, route) = match &out.management {
             // Answered by keygate: no route applies.
             Some(_) => rt.routes.default_route(),
-            None => match rt.routes.find(method, &path) {
-                Found::Route(index, route) => (index, route),
-                Found::MethodNotAllowed(allow) => {
-                    return Err(GateError::MethodNotAllowed { allow })
-                }
-            },
+            None => match_route(rt, method, headers, uri.query(), &canonical)?,
         };
-        if let (Some(other), None) = (method_override(headers, uri.query()), &out.management) {
-            // Frameworks that honour a method override run that method instead: the
-            // route must be the same for it, or the request is refused.
-            let same = Method::from_bytes(other.as_bytes()).is_ok_and(|m| {
-                m == method || matches!(rt.routes.find(&m, &path), Found::Route(i, _) if i == index)
-            });
-            if !same {
-                return Err(GateError::BadRequest(
-                    "A method override that changes the route is not allowed",
-                ));
-            }
-        }
-        if let (Some(bare), None) = (&canonical.without_params, &out.management) {
-            // Tomcat and Spring drop `;parameters`: the route must not depend on them.
-            if !matches!(rt.routes.find(method, bare), Found::Route(i, _) if i == index) {
-                return Err(GateError::BadRequest(
-                    "Path parameters (;) that change the route are not allowed",
-                ));
-            }
-        }
         out.route = index;
         out.public = route.auth == RouteAuth::None && out.management.is_none();
         if let Some(ip) = client_ip {
@@ -239,6 +214,43 @@ impl Deciders<'_> {
             tier: rt.tier(&known.record.tier).clone(),
         })
     }
+}
+
+/// The route of a request: the first that admits its method on its decoded path,
+/// or 405. It must also be the route its method override and its path without
+/// `;parameters` select, since upstreams that honour those serve them: else 400.
+fn match_route<'r>(
+    rt: &'r Runtime,
+    method: &Method,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    canonical: &CanonicalPath<'_>,
+) -> Result<(usize, &'r Route), GateError> {
+    let path = &*canonical.decoded;
+    let (index, route) = match rt.routes.find(method, path) {
+        Found::Route(index, route) => (index, route),
+        Found::MethodNotAllowed(allow) => return Err(GateError::MethodNotAllowed { allow }),
+    };
+    let routes_to = |m: &Method, p: &str| matches!(rt.routes.find(m, p), Found::Route(i, _) if i == index);
+    if rt.routes.restricts_methods() {
+        if let Some(other) = method_override(headers, query) {
+            let same = Method::from_bytes(other.as_bytes())
+                .is_ok_and(|m| m == method || routes_to(&m, path));
+            if !same {
+                return Err(GateError::BadRequest(
+                    "A method override that changes the route is not allowed",
+                ));
+            }
+        }
+    }
+    if let Some(bare) = &canonical.without_params {
+        if !routes_to(method, bare) {
+            return Err(GateError::BadRequest(
+                "Path parameters (;) that change the route are not allowed",
+            ));
+        }
+    }
+    Ok((index, route))
 }
 
 /// Headers through which Express, Symfony, ASP.NET and others let a request name

@@ -101,11 +101,8 @@ impl ForwardPlan {
         for h in &self.identity {
             req.remove_header(&h.name);
         }
-        for name in PATH_OVERRIDES {
-            req.remove_header(name);
-        }
         let strip = principal.is_some() && self.strip_credentials;
-        self.remove_underscore_spellings(req, strip);
+        self.remove_spoofable(req, strip);
         if let Some(p) = principal {
             if strip {
                 self.strip(req)?;
@@ -142,19 +139,23 @@ impl ForwardPlan {
         Ok(())
     }
 
-    /// Removes headers that CGI/WSGI upstreams (and nginx with
-    /// `underscores_in_headers on`) read as an identity header, or as a stripped
-    /// credential header: `X_Auth_Org` becomes `HTTP_X_AUTH_ORG` there, just like
-    /// `X-Auth-Org`.
-    fn remove_underscore_spellings(&self, req: &mut RequestHeader, credentials: bool) {
+    /// Removes, in one pass over the header names, the [`PATH_OVERRIDES`] and the
+    /// headers that CGI/WSGI upstreams (and nginx with `underscores_in_headers on`)
+    /// read as an identity header, or as a stripped credential header: `X_Auth_Org`
+    /// becomes `HTTP_X_AUTH_ORG` there, just like `X-Auth-Org`.
+    fn remove_spoofable(&self, req: &mut RequestHeader, credentials: bool) {
         let spoofed: Vec<HeaderName> = req
             .headers
             .keys()
-            .filter(|name| memchr::memchr(b'_', name.as_str().as_bytes()).is_some())
             .filter(|name| {
-                let dashed = name.as_str().replace('_', "-");
+                let name = name.as_str();
+                if memchr::memchr(b'_', name.as_bytes()).is_none() {
+                    return PATH_OVERRIDES.contains(&name);
+                }
+                let dashed = name.replace('_', "-");
                 self.identity.iter().any(|h| h.name.as_str() == dashed)
-                    || (credentials && self.credential_headers.iter().any(|h| h.as_str() == dashed))
+                    || (credentials
+                        && self.credential_headers.iter().any(|h| h.as_str() == dashed))
             })
             .cloned()
             .collect();

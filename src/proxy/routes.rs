@@ -178,6 +178,11 @@ impl RouteTable {
         allowed.join(", ")
     }
 
+    /// True when some route lists `methods` (so a method can change the route).
+    pub fn restricts_methods(&self) -> bool {
+        self.routes.iter().any(|r| !r.methods.is_empty())
+    }
+
     /// The default route and its index.
     pub fn default_route(&self) -> (usize, &Route) {
         (self.routes.len(), &self.default)

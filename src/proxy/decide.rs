@@ -231,7 +231,8 @@ fn match_route<'r>(
         Found::Route(index, route) => (index, route),
         Found::MethodNotAllowed(allow) => return Err(GateError::MethodNotAllowed { allow }),
     };
-    let routes_to = |m: &Method, p: &str| matches!(rt.routes.find(m, p), Found::Route(i, _) if i == index);
+    let routes_to =
+        |m: &Method, p: &str| matches!(rt.routes.find(m, p), Found::Route(i, _) if i == index);
     if rt.routes.restricts_methods() {
         if let Some(other) = method_override(headers, query) {
             let same = Method::from_bytes(other.as_bytes())

@@ -154,8 +154,7 @@ impl ForwardPlan {
                 }
                 let dashed = name.replace('_', "-");
                 self.identity.iter().any(|h| h.name.as_str() == dashed)
-                    || (credentials
-                        && self.credential_headers.iter().any(|h| h.as_str() == dashed))
+                    || (credentials && self.credential_headers.iter().any(|h| h.as_str() == dashed))
             })
             .cloned()
             .collect();

@@ -441,11 +441,12 @@ impl ProxyHttp for Gate {
         upstream_request: &mut RequestHeader,
         ctx: &mut Self::CTX,
     ) -> pingora::Result<()> {
-        if let Some(path) = ctx.decision.forward_path.take() {
-            // The upstream gets the path the decision used, in origin form.
+        if let Some(path) = &ctx.decision.forward_path {
+            // The upstream gets the path the decision used, in origin form. (Not
+            // taken: Pingora calls this again, on a fresh copy, when it retries.)
             let target = match upstream_request.uri.query() {
                 Some(q) => format!("{path}?{q}"),
-                None => path,
+                None => path.clone(),
             };
             let uri = target
                 .parse::<http::Uri>()

@@ -6,12 +6,13 @@ cd "$(dirname "$0")/.."
 KEYGATE_SETUP_PROMTOOL=0 bash scripts/setup.sh
 cargo build --release --quiet
 bin=target/release/keygate
+# The config names the token-signing key: make it before `check` reads it.
+mkdir -p data
+[ -s data/issuer-es256.pem ] || openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out data/issuer-es256.pem 2>/dev/null
 "$bin" check -c conf/keygate.yaml
 "$bin" demo-upstream --listen 127.0.0.1:3000 &
 upstream=$!
 trap 'kill $upstream 2>/dev/null || true' EXIT
-mkdir -p data
-[ -s data/issuer-es256.pem ] || openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out data/issuer-es256.pem 2>/dev/null
 if [ ! -s data/demo-key.txt ]; then
   mkdir -p data
   "$bin" keys create -c conf/keygate.yaml --name demo --tier free --scopes search | tee data/demo-key.txt

@@ -489,13 +489,18 @@ impl ProxyHttp for Gate {
         e: &Error,
         ctx: &mut Self::CTX,
     ) -> FailToProxy {
-        let Some(err) = proxy_error(e) else {
+        let Some(mut err) = proxy_error(e) else {
             tracing::debug!(request_id = ctx.request_id.to_str().unwrap_or("-"), error = %e, "client went away");
             return FailToProxy {
                 error_code: 0,
                 can_reuse_downstream: false,
             };
         };
+        if err == GateError::GatewayTimeout && !session.is_body_done() {
+            // The upstream was still waiting for the rest of the body: the client
+            // stalled, not the upstream.
+            err = GateError::BodyTimeout;
+        }
         tracing::warn!(request_id = ctx.request_id.to_str().unwrap_or("-"), error = %e, "proxying failed");
         let code = err.status().as_u16();
         if session.response_written().is_none() {

@@ -1,8 +1,7 @@
 //! Secrets hygiene: drive every error path with real keys, tokens, passwords and
 //! refresh tokens, logging at `debug`, then look for each secret in the logs, the
 //! metrics and every response body that is not the one meant to hand it out.
-mod common;
-use common::*;
+use crate::common::*;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 

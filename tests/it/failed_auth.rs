@@ -1,6 +1,5 @@
 //! Per-IP failed-authentication limit: key guessing from one address is cut off.
-mod common;
-use common::*;
+use crate::common::*;
 
 #[tokio::test]
 async fn an_ip_that_keeps_failing_gets_429_even_with_a_good_key() {

@@ -1,8 +1,7 @@
 //! The management API's key lifecycle over HTTP against the real binary and SQLite:
 //! create (secret once), list, get, update, revoke, regenerate (with grace), verify,
 //! credits; authorization boundaries; 409/422/400/413/404/405.
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const POLICY: &str = r#"

@@ -4,9 +4,8 @@
 //! revocations made outside the serving process, check-then-act races, keys in
 //! Pingora's debug lines, and bodies that never finish. Memory exhaustion is in
 //! `abuse.rs`, JWT claim types in `jwt_tokens.rs`.
-mod common;
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use http_body_util::Full;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;

@@ -1,7 +1,6 @@
 //! Credentials are found in `X-API-Key` (any case), `Authorization: Bearer` and a
 //! configured query parameter; two different credentials are refused, never guessed.
-mod common;
-use common::*;
+use crate::common::*;
 
 const POLICY: &str = r#"
 api_keys: { sources: ["header:x-api-key", "bearer", "query:api_key"] }

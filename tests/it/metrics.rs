@@ -1,7 +1,6 @@
 //! The admin listener: health, readiness, and a valid Prometheus exposition with
 //! bounded labels that never contain a key.
-mod common;
-use common::*;
+use crate::common::*;
 
 #[tokio::test]
 async fn admin_endpoints_answer_and_are_never_on_the_data_plane() {

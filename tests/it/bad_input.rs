@@ -1,6 +1,5 @@
 //! Hostile input never panics, never 500s, and never echoes a key back.
-mod common;
-use common::*;
+use crate::common::*;
 
 #[tokio::test]
 async fn odd_credentials_get_401_not_500() {

@@ -2,9 +2,7 @@
 //! seconds of an edit without a signal, a broken edit keeping the last good keys, and
 //! the file validated like the config.
 
-mod common;
-
-use common::{expect_error, start_upstream, Keygate, BIN};
+use crate::common::{expect_error, start_upstream, Keygate, BIN};
 use keygate::auth::api_key::{generate, Environment};
 use std::path::Path;
 use std::time::{Duration, Instant};

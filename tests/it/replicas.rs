@@ -3,10 +3,8 @@
 //! failure modes (Redis killed and restarted, PostgreSQL unreachable) end to end.
 //! Every test has its own database and its own `redis-server`.
 
-mod common;
-
-use common::services::{PgDatabase, RedisServer, Relay};
-use common::{expect_error, json, metric_sum, start_upstream, Keygate};
+use crate::common::services::{PgDatabase, RedisServer, Relay};
+use crate::common::{expect_error, json, metric_sum, start_upstream, Keygate};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -80,7 +78,7 @@ async fn send_json(
     key: &str,
     body: serde_json::Value,
 ) -> reqwest::Response {
-    common::client()
+    crate::common::client()
         .request(method, kg.url(path))
         .header("X-API-Key", key)
         .json(&body)
@@ -396,10 +394,10 @@ routes:
 async fn a_replica_that_cannot_reach_postgres_at_start_exits_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("keygate.yaml");
-    let (listen, admin) = (common::free_port(), common::free_port());
+    let (listen, admin) = (crate::common::free_port(), crate::common::free_port());
     std::fs::write(
         &config,
-        common::config_yaml_with_store(
+        crate::common::config_yaml_with_store(
             "http://127.0.0.1:9",
             listen,
             admin,
@@ -408,7 +406,7 @@ async fn a_replica_that_cannot_reach_postgres_at_start_exits_with_the_reason() {
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(&*common::BIN)
+    let out = std::process::Command::new(&*crate::common::BIN)
         .args(["serve", "-c"])
         .arg(&config)
         .output()

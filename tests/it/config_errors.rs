@@ -1,7 +1,6 @@
 //! `keygate check`: exit 0 for good configs (every file in conf/), exit 2 listing
 //! every problem with its YAML path.
-mod common;
-use common::BIN;
+use crate::common::BIN;
 use std::process::Command;
 
 fn check(yaml: &str) -> (i32, String) {

@@ -1,8 +1,7 @@
 //! Keys from JWKS: a file, and a URL that is fetched at start, refetched on unknown
 //! `kid`s at a bounded rate, rotated, kept on error, and kept on disk for restarts.
-mod common;
-use common::jwt_support::{now, JwksServer, JwtKit};
-use common::*;
+use crate::common::jwt_support::{now, JwksServer, JwtKit};
+use crate::common::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,6 @@
 //! Tier limits: exact under concurrency, all-or-nothing across windows, 429 with
 //! `retry_after` and `Retry-After`, block periods, per-IP limits.
-mod common;
-use common::*;
+use crate::common::*;
 use futures::future::join_all;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,8 +1,7 @@
 //! JWT authentication with tokens minted by PyJWT: every algorithm, every failure as
 //! 401 `invalid_token` naming the check, claims driving scopes, tiers and limits.
-mod common;
-use common::jwt_support::{now, JwtKit};
-use common::*;
+use crate::common::jwt_support::{now, JwtKit};
+use crate::common::*;
 use serde_json::{json, Value};
 
 const ALL: &[(&str, &str)] = &[

@@ -1,6 +1,5 @@
 //! `keygate keys ...` against the configured SQLite store.
-mod common;
-use common::*;
+use crate::common::*;
 
 #[tokio::test]
 async fn create_list_show_revoke_and_hash() {

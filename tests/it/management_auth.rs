@@ -1,8 +1,7 @@
 //! Accounts and tokens: users from the CLI (password on stdin) or open registration,
 //! the token endpoint, refresh rotation with reuse detection, uniform login failures
 //! with throttling, and issued tokens accepted by keygate's own verifier.
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const SECRET: &str = "an-issuing-secret-of-at-least-32-bytes!!";

@@ -1,6 +1,5 @@
 //! Every 401 of the contract, with its exact body and `WWW-Authenticate`.
-mod common;
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 async fn expect_401(resp: reqwest::Response, message: &str) {

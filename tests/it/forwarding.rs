@@ -1,7 +1,6 @@
 //! What reaches the upstream: identity added, credentials and spoofed identity
 //! removed, X-Forwarded-For and X-Request-Id set; sandbox routing; upstream failures.
-mod common;
-use common::*;
+use crate::common::*;
 
 #[tokio::test]
 async fn the_upstream_sees_identity_and_never_the_key() {

@@ -1,7 +1,6 @@
 //! Route scopes (with methods), environment restrictions and IP allow-lists: 403
 //! `forbidden`, still with the caller's rate-limit headers.
-mod common;
-use common::*;
+use crate::common::*;
 
 #[tokio::test]
 async fn a_missing_scope_is_403_and_names_the_scope() {

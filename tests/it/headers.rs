@@ -1,6 +1,5 @@
 //! `X-RateLimit-*` on every response to an authenticated caller; IETF headers on demand.
-mod common;
-use common::*;
+use crate::common::*;
 
 fn now_secs() -> u64 {
     std::time::SystemTime::now()

@@ -1,10 +1,8 @@
 //! Hostile clients against the real binary: slow heads, idle connections, 10,000
 //! concurrent connections, floods of invented keys, request smuggling.
 
-mod common;
-
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use http_body_util::Full;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -425,9 +423,9 @@ async fn a_multi_byte_authorization_header_is_a_clean_401() {
 
 #[tokio::test]
 async fn a_sustained_flood_of_random_kids_fetches_the_jwks_once_per_min_refresh() {
+    use crate::common::jwt_support::{JwksServer, JwtKit};
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
-    use common::jwt_support::{JwksServer, JwtKit};
     let kit = JwtKit::new();
     let jwks = std::fs::read_to_string(kit.path("jwks.json")).unwrap();
     let server = JwksServer::start(jwks).await;

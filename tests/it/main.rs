@@ -1,0 +1,28 @@
+//! keygate's black-box tests, one module per capability, in one test binary so
+//! that Pingora and the rest are linked once (21 binaries each linking it filled a
+//! CI disk). Each module starts the real `keygate` binary on free ports in front of
+//! real upstreams; `common` is the harness.
+
+mod common;
+
+mod abuse;
+mod attacks;
+mod bad_input;
+mod cli_keys;
+mod config_errors;
+mod credential_sources;
+mod failed_auth;
+mod file_store;
+mod forwarding;
+mod headers;
+mod jwks;
+mod jwt_tokens;
+mod limits;
+mod management_auth;
+mod management_keys;
+mod metrics;
+mod operations;
+mod replicas;
+mod scopes;
+mod secrets;
+mod unauthorized;

@@ -749,8 +749,5 @@ async fn bodies_that_never_finish_are_cut_off() {
         "a stalled proxied body held {took:?}"
     );
     let answer = String::from_utf8_lossy(&answer);
-    assert!(
-        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
-        "{answer}"
-    );
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
 }

@@ -5,14 +5,15 @@
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use keygate::auth::api_key::{generate, Environment, KeyFormat, KeyHash};
+use keygate::auth::api_key::{generate, KeyFormat};
 use keygate::auth::cache::KeyCache;
 use keygate::auth::verify::KeyVerifier;
 use keygate::config::{CacheConfig, Dur, TierConfig};
+use keygate::domain::{Environment, KeyHash, KeyRecord, KeyStatus};
 use keygate::limit::memory::MemoryLimiter;
 use keygate::limit::TierLimits;
 use keygate::store::sqlite::SqliteStore;
-use keygate::store::{KeyRecord, KeyStatus, KeyStore};
+use keygate::store::KeyStore;
 use std::sync::Arc;
 
 fn record(id: &str) -> KeyRecord {

@@ -1,11 +1,12 @@
 //! What the CLI's subcommands do, callable without a process (`main.rs` only parses
 //! arguments). Each returns the text to print or a [`CommandError`] with its exit code.
 
-use crate::auth::api_key::{generate, new_key_id, random_base62, Environment, KeyHash};
+use crate::auth::api_key::generate;
 use crate::config::{self, duration::parse_duration, Config, ConfigError};
+use crate::domain::id::{new_id, new_key_id};
+use crate::domain::{Environment, KeyHash, KeyRecord, KeyStatus, UserRecord};
 use crate::server::{self, StartError};
-use crate::store::users::UserRecord;
-use crate::store::{KeyRecord, KeyStatus, KeyStore, StoreError};
+use crate::store::{KeyStore, StoreError};
 use chrono::Utc;
 use ipnet::IpNet;
 use std::path::Path;
@@ -295,7 +296,7 @@ pub fn users_create(
     let password_hash =
         crate::management::password::hash(password).map_err(CommandError::Runtime)?;
     let user = UserRecord {
-        id: format!("usr_{}", random_base62(20)),
+        id: new_id("usr"),
         email: email.to_string(),
         name,
         password_hash,

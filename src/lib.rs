@@ -11,6 +11,7 @@ pub mod clock; // injected time
 pub mod commands; // what each CLI subcommand does
 pub mod config; // the YAML config: types, durations, ${VAR}, validation
 pub mod demo; // the echo upstream for the quickstart and tests
+pub mod domain; // plain types every layer shares: keys, hashes, ids, users, usage
 pub mod drain; // requests in flight: on shutdown, exit once the last one ends
 pub mod error; // contract errors -> status, JSON body, headers
 pub mod io_runtime; // the runtime that owns PostgreSQL and Redis connections

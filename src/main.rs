@@ -180,7 +180,7 @@ fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default()
 }
 
-fn with_key(record: &keygate::store::KeyRecord, key: &str) -> String {
+fn with_key(record: &keygate::domain::KeyRecord, key: &str) -> String {
     let mut v = serde_json::to_value(record).unwrap_or_default();
     v["key"] = serde_json::Value::String(key.to_string());
     to_json(&v)

@@ -3,7 +3,8 @@
 //! aggregates to the store in one batch (and at shutdown), together with each key's
 //! `last_used_at`.
 
-use crate::store::{KeyStore, UsageRow};
+use crate::domain::UsageRow;
+use crate::store::KeyStore;
 use chrono::{DateTime, TimeZone, Utc};
 use dashmap::DashMap;
 use std::sync::Arc;

@@ -2,7 +2,8 @@
 //! classified as issued has the issued shape; a parsed hash prints back the same.
 #![no_main]
 
-use keygate::auth::api_key::{classify, KeyHash, KeyShape};
+use keygate::auth::api_key::{classify, KeyShape};
+use keygate::domain::KeyHash;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

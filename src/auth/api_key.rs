@@ -4,88 +4,16 @@
 //! mistyped or invented key before any cache or store lookup. Keys are stored and
 //! looked up only as SHA-256 of the whole key string.
 
-use rand::Rng;
-use sha2::{Digest, Sha256};
+use crate::domain::id::{random_base62, BASE62};
+use crate::domain::{Environment, KeyHash};
 use std::fmt;
 
-const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 /// Length of the random part of an issued key.
 pub const SECRET_LEN: usize = 32;
 /// Length of the checksum suffix.
 pub const CHECKSUM_LEN: usize = 6;
 /// Longest credential keygate will even hash; anything longer is malformed.
 pub const MAX_KEY_LEN: usize = 256;
-
-/// Key environment: live traffic or the sandbox.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Environment {
-    /// Production keys.
-    Live,
-    /// Test keys; routed to `sandbox_url` when set.
-    Test,
-}
-
-impl Environment {
-    /// `live` or `test`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Environment::Live => "live",
-            Environment::Test => "test",
-        }
-    }
-
-    /// Parses `live` / `test`.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "live" => Some(Environment::Live),
-            "test" => Some(Environment::Test),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Environment {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// SHA-256 of a whole key string: the only form in which keys are stored.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct KeyHash(pub [u8; 32]);
-
-impl KeyHash {
-    /// Hashes a key.
-    pub fn of(key: &str) -> Self {
-        KeyHash(Sha256::digest(key.as_bytes()).into())
-    }
-
-    /// Lower-case hex of the digest.
-    pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
-    }
-
-    /// Parses `sha256:<64 hex>` (or bare hex).
-    pub fn parse(text: &str) -> Option<Self> {
-        let hex_part = text.strip_prefix("sha256:").unwrap_or(text);
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(hex_part, &mut out).ok()?;
-        Some(KeyHash(out))
-    }
-}
-
-impl fmt::Display for KeyHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}", self.to_hex())
-    }
-}
-
-impl fmt::Debug for KeyHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "KeyHash({}…)", &self.to_hex()[..12])
-    }
-}
 
 /// What a presented credential looks like, decided without any lookup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,14 +117,6 @@ impl fmt::Debug for NewKey {
     }
 }
 
-/// `n` characters of base62 from the OS random source.
-pub fn random_base62(n: usize) -> String {
-    let mut rng = rand::rngs::OsRng;
-    (0..n)
-        .map(|_| BASE62[rng.gen_range(0..62)] as char)
-        .collect()
-}
-
 /// Generates a new key with the OS random source.
 pub fn generate(prefix: &str, env: Environment) -> NewKey {
     let visible = format!("{prefix}_sk_{}_", env.as_str());
@@ -209,11 +129,6 @@ pub fn generate(prefix: &str, env: Environment) -> NewKey {
         prefix: visible,
         plaintext,
     }
-}
-
-/// A fresh key id: `key_` and 20 base62 characters.
-pub fn new_key_id() -> String {
-    format!("key_{}", random_base62(20))
 }
 
 /// A loggable form of a credential: `prefix…last4`, never enough to use it.

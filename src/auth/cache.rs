@@ -2,9 +2,9 @@
 //! unknown keys remembered for `negative_ttl` so a flood of invented keys never
 //! reaches the store.
 
-use super::api_key::KeyHash;
 use super::verify::KnownKey;
 use crate::config::CacheConfig;
+use crate::domain::KeyHash;
 use moka::sync::Cache;
 use std::sync::Arc;
 
@@ -113,8 +113,8 @@ impl KeyCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::api_key::Environment;
-    use crate::store::{KeyRecord, KeyStatus};
+    use crate::domain::Environment;
+    use crate::domain::{KeyRecord, KeyStatus};
 
     fn known(id: &str) -> Arc<KnownKey> {
         Arc::new(KnownKey::new(KeyRecord {

@@ -10,8 +10,8 @@ pub mod credentials;
 pub mod jwt;
 pub mod verify;
 
+use crate::domain::Environment;
 use crate::limit::TierLimits;
-use api_key::Environment;
 use http::HeaderValue;
 use std::fmt;
 use std::sync::Arc;

@@ -1,10 +1,11 @@
 //! API-key verification: format check, cache, store; then the key's own status checks.
 
-use super::api_key::{KeyFormat, KeyHash, KeyShape};
+use super::api_key::{KeyFormat, KeyShape};
 use super::cache::{Cached, KeyCache};
 use super::{AuthMethod, Identity};
+use crate::domain::{KeyHash, KeyRecord, KeyStatus};
 use crate::metrics;
-use crate::store::{KeyRecord, KeyStatus, KeyStore, StoreError};
+use crate::store::{KeyStore, StoreError};
 use chrono::{DateTime, Utc};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -177,7 +178,8 @@ pub fn check_record(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::api_key::{generate, Environment};
+    use crate::auth::api_key::generate;
+    use crate::domain::Environment;
     use crate::store::sqlite::SqliteStore;
     use chrono::TimeZone;
 

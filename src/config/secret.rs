@@ -51,7 +51,7 @@ impl<'de> Deserialize<'de> for Secret {
 
 impl Serialize for Secret {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let digest = crate::auth::api_key::KeyHash::of(&self.0).to_hex();
+        let digest = crate::domain::KeyHash::of(&self.0).to_hex();
         s.serialize_str(&format!("sha256:{digest}"))
     }
 }

@@ -5,12 +5,13 @@
 
 use super::validate::Fields;
 use super::{json_object, password, store_error, ApiRequest, ApiResponse, Management};
-use crate::auth::api_key::{random_base62, KeyHash};
 use crate::config::Registration;
+use crate::domain::id::{new_id, random_base62};
+use crate::domain::{KeyHash, UserRecord};
 use crate::error::GateError;
 use crate::limit::{Window, WindowLimit};
 use crate::proxy::decide::Deciders;
-use crate::store::users::{Rotation, UserRecord};
+use crate::store::users::Rotation;
 use chrono::Utc;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -21,10 +22,6 @@ const LOGIN_FAILURES_PER_MINUTE: u64 = 10;
 /// A fresh opaque refresh token: `kg_rt_` and 43 base62 characters (256 bits).
 fn new_refresh_token() -> String {
     format!("kg_rt_{}", random_base62(43))
-}
-
-fn new_id(prefix: &str) -> String {
-    format!("{prefix}_{}", random_base62(20))
 }
 
 fn valid_email(e: &str) -> bool {

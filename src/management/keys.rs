@@ -4,11 +4,13 @@
 
 use super::validate::Fields;
 use super::{json_object, store_error, ApiRequest, ApiResponse, Caller, Management};
-use crate::auth::api_key::{generate, new_key_id, Environment};
+use crate::auth::api_key::generate;
+use crate::domain::id::new_key_id;
+use crate::domain::{Environment, KeyPatch, KeyRecord, KeyStatus};
 use crate::error::GateError;
 use crate::keys::policy::{self, CreateRequest};
 use crate::proxy::decide::Deciders;
-use crate::store::{KeyPatch, KeyRecord, KeyStatus, StoreError};
+use crate::store::StoreError;
 use chrono::Utc;
 use serde_json::{json, Value};
 use std::time::Duration;

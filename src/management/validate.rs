@@ -1,8 +1,8 @@
 //! Field-by-field validation of management request bodies: every bad field is
 //! reported (422 `validation_error`, `details` by field), unknown fields included.
 
-use crate::auth::api_key::Environment;
 use crate::config::duration::parse_duration;
+use crate::domain::Environment;
 use crate::error::GateError;
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;

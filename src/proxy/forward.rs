@@ -247,8 +247,8 @@ pub fn ip_text(ip: IpAddr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::api_key::Environment;
     use crate::auth::{AuthMethod, Identity};
+    use crate::domain::Environment;
     use crate::limit::TierLimits;
     use std::sync::Arc;
 

@@ -2,7 +2,8 @@
 //! in `sqlite::tests`, PostgreSQL in `postgres::tests`).
 
 use super::*;
-use crate::auth::api_key::{generate, Environment, KeyHash};
+use crate::auth::api_key::generate;
+use crate::domain::{Environment, KeyHash, KeyRecord, KeyStatus, UsageRow};
 use chrono::{TimeZone, Utc};
 
 pub(crate) fn record(id: &str, credits: Option<i64>) -> KeyRecord {

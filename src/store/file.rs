@@ -8,12 +8,9 @@
 //! 200 ms. A broken file keeps the last good key set. Credits and usage need a
 //! writable store, so with this one they are off.
 
-use super::{
-    ChangeHandler, Debit, KeyPatch, KeyRecord, KeyStatus, KeyStore, StoreChange, StoreError,
-    UsageRow,
-};
-use crate::auth::api_key::{Environment, KeyHash};
+use super::{ChangeHandler, Debit, KeyStore, StoreChange, StoreError};
 use crate::config::Problem;
+use crate::domain::{Environment, KeyHash, KeyPatch, KeyRecord, KeyStatus, UsageRow};
 use crate::metrics;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;

@@ -13,8 +13,8 @@ mod pool;
 pub mod target;
 mod users;
 
-use super::{ChangeHandler, Debit, KeyPatch, KeyRecord, KeyStatus, KeyStore, StoreError, UsageRow};
-use crate::auth::api_key::{Environment, KeyHash};
+use super::{ChangeHandler, Debit, KeyStore, StoreError};
+use crate::domain::{Environment, KeyHash, KeyPatch, KeyRecord, KeyStatus, UsageRow};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pool::{db_error, PgPool};

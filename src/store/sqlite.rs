@@ -4,8 +4,8 @@
 //! a runtime) over a small pool of connections, so the proxy's event loop never waits
 //! on disk.
 
-use super::{Debit, KeyPatch, KeyRecord, KeyStatus, KeyStore, StoreError, UsageRow};
-use crate::auth::api_key::{Environment, KeyHash};
+use super::{Debit, KeyStore, StoreError};
+use crate::domain::{Environment, KeyHash, KeyPatch, KeyRecord, KeyStatus, UsageRow};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use parking_lot::Mutex;

@@ -288,7 +288,7 @@ async fn a_flood_of_invented_keys_never_reaches_the_store() {
     // Malformed or wrong-checksum keys: refused before any lookup.
     let mut invented: Vec<String> = (0..1500)
         .map(|i| {
-            let body = keygate::auth::api_key::random_base62(32);
+            let body = keygate::domain::id::random_base62(32);
             match i % 3 {
                 0 => format!("kg_sk_live_{body}{}", &body[..6]),
                 1 => format!("kg_sk_test_{body}"),
@@ -319,8 +319,8 @@ async fn a_flood_of_invented_keys_never_reaches_the_store() {
     assert_eq!(after_malformed, before, "malformed keys reached the store");
 
     // A well-formed key that does not exist: one lookup, then the negative cache.
-    let unknown = keygate::auth::api_key::generate("kg", keygate::auth::api_key::Environment::Live)
-        .into_plaintext();
+    let unknown =
+        keygate::auth::api_key::generate("kg", keygate::domain::Environment::Live).into_plaintext();
     for _ in 0..300 {
         assert_eq!(kg.get_key("/a", &unknown).await.status(), 401);
     }

@@ -3,7 +3,8 @@
 //! the file validated like the config.
 
 use crate::common::{expect_error, start_upstream, Keygate, BIN};
-use keygate::auth::api_key::{generate, Environment};
+use keygate::auth::api_key::generate;
+use keygate::domain::Environment;
 use std::path::Path;
 use std::time::{Duration, Instant};
 

@@ -6,9 +6,9 @@ pub mod issue;
 pub mod jwks;
 pub mod keys;
 
-use super::api_key::{Environment, KeyHash};
 use super::{AuthMethod, Identity};
 use crate::config::{ClaimsConfig, JwtConfig};
+use crate::domain::{Environment, KeyHash};
 use crate::metrics;
 use base64::Engine;
 use jsonwebtoken::errors::ErrorKind;

@@ -178,7 +178,7 @@ async fn changes_made_by_one_replica_are_announced_to_the_others() {
 async fn users_and_refresh_rotation_work_like_sqlite() {
     let Some(db) = TestDb::create() else { return };
     let store = db.open();
-    let user = crate::store::users::UserRecord {
+    let user = crate::domain::UserRecord {
         id: "usr_1".into(),
         email: "Ann@Example.com".into(),
         name: Some("Ann".into()),

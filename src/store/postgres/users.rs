@@ -2,8 +2,8 @@
 
 use super::pool::db_error;
 use super::PostgresStore;
-use crate::auth::api_key::KeyHash;
-use crate::store::users::{Rotation, UserRecord, UserStore};
+use crate::domain::{KeyHash, UserRecord};
+use crate::store::users::{Rotation, UserStore};
 use crate::store::StoreError;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

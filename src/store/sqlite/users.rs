@@ -1,8 +1,8 @@
 //! [`UserStore`] for SQLite.
 
 use super::{unavailable, SqliteStore};
-use crate::auth::api_key::KeyHash;
-use crate::store::users::{Rotation, UserRecord, UserStore};
+use crate::domain::{KeyHash, UserRecord};
+use crate::store::users::{Rotation, UserStore};
 use crate::store::StoreError;
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};

@@ -1,0 +1,13 @@
+//! Plain domain types every layer shares: the store, authentication, limits, the
+//! management API and the CLI. This module imports nothing of theirs.
+
+pub mod hash;
+pub mod id;
+pub mod key;
+pub mod usage;
+pub mod user;
+
+pub use hash::KeyHash;
+pub use key::{Environment, KeyPatch, KeyRecord, KeyStatus};
+pub use usage::UsageRow;
+pub use user::UserRecord;

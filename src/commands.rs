@@ -2,6 +2,7 @@
 //! arguments). Each returns the text to print or a [`CommandError`] with its exit code.
 
 use crate::auth::api_key::generate;
+use crate::checks;
 use crate::config::{self, duration::parse_duration, Config, ConfigError};
 use crate::domain::id::{new_id, new_key_id};
 use crate::domain::{Environment, KeyHash, KeyRecord, KeyStatus, UserRecord};
@@ -63,7 +64,7 @@ impl From<StartError> for CommandError {
 
 /// `keygate check -c FILE`.
 pub fn check(path: &Path) -> Result<String, CommandError> {
-    let c = config::load(path)?;
+    let c = checks::load(path)?;
     if c.store.kind == config::StoreKind::File {
         // The key file is validated like the config.
         let file = c.store.file.clone().unwrap_or_default();

@@ -7,6 +7,7 @@
 pub mod admin; // /health, /ready, /metrics on the admin listener
 pub mod auth; // credentials, API-key format, key cache, verification, Principal
 pub mod backend_tls; // TLS to PostgreSQL and Redis: roots, libpq's sslmode checks
+pub mod checks; // every check of a config: its own, then the backends' and files'
 pub mod clock; // injected time
 pub mod commands; // what each CLI subcommand does
 pub mod config; // the YAML config: types, durations, ${VAR}, validation

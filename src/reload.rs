@@ -9,8 +9,8 @@ use crate::auth::jwt::JwtVerifier;
 use crate::checks;
 use crate::config::{self, Config};
 use crate::metrics;
+use crate::proxy::runtime::Runtime;
 use crate::proxy::Shared;
-use crate::runtime::Runtime;
 use crate::tls::ReloadableCert;
 use parking_lot::Mutex;
 use std::path::PathBuf;
@@ -24,7 +24,7 @@ pub enum ReloadError {
     Config(#[from] config::ConfigError),
     /// The new config could not be compiled.
     #[error("{0}")]
-    Runtime(#[from] crate::runtime::RuntimeError),
+    Runtime(#[from] crate::proxy::runtime::RuntimeError),
     /// The new JWT settings could not be loaded.
     #[error("{0}")]
     Jwt(#[from] crate::auth::jwt::JwtSetupError),
@@ -149,7 +149,7 @@ impl Reloader {
             cert.reload()?;
         }
         self.shared.runtime.store(Arc::new(runtime));
-        self.shared.jwt.store(jwt.map(Arc::new));
+        self.shared.auth.jwt().store(jwt.map(Arc::new));
         if !ignored.is_empty() {
             tracing::warn!(
                 settings = ?ignored,

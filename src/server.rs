@@ -2,6 +2,7 @@
 //! service and housekeeping, under one Pingora server.
 
 use crate::admin::AdminApp;
+use crate::auth::authenticator::Authenticator;
 use crate::auth::cache::KeyCache;
 use crate::auth::jwt::issue::TokenIssuer;
 use crate::auth::jwt::{JwtSetupError, JwtVerifier};
@@ -14,9 +15,9 @@ use crate::limit::{FallbackLimiter, Limiter, LocalLimiter};
 use crate::management::Management;
 use crate::metrics;
 use crate::proxy::head_deadline::HeadDeadlineApp;
+use crate::proxy::runtime::{Runtime, RuntimeError};
 use crate::proxy::{Gate, Shared};
 use crate::reload::Reloader;
-use crate::runtime::{Runtime, RuntimeError};
 use crate::signals::{ReloadOnHangup, ShutdownSignals};
 use crate::store::file::FileStore;
 use crate::store::postgres::PostgresStore;
@@ -25,7 +26,7 @@ use crate::store::users::UserStore;
 use crate::store::{KeyStore, StoreChange, StoreError};
 use crate::tls::ReloadableCert;
 use crate::usage::UsageRecorder;
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
@@ -124,15 +125,26 @@ pub fn build_shared(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Shared>
     let jwt = JwtVerifier::for_config(&config, issuer.as_deref())?.map(Arc::new);
     let runtime = Runtime::build(config, writable)?;
     let usage = Arc::new(UsageRecorder::new());
+    let auth = Arc::new(Authenticator::new(
+        KeyVerifier::new(store.clone(), cache),
+        jwt,
+        clock.clone(),
+    ));
     Ok(Arc::new(Shared {
         runtime: ArcSwap::from_pointee(runtime),
-        verifier: KeyVerifier::new(store.clone(), cache.clone()),
-        management: Management::new(store.clone(), users, issuer.clone(), cache, usage.clone()),
+        management: Management::new(
+            store.clone(),
+            users,
+            issuer.clone(),
+            auth.clone(),
+            limiter.clone(),
+            usage.clone(),
+        ),
+        auth,
         usage,
         store,
         limiter,
         clock,
-        jwt: ArcSwapOption::new(jwt),
         issuer,
     }))
 }
@@ -221,7 +233,8 @@ impl BackgroundService for Housekeeping {
             // The verifier (and its remote JWKS) may be replaced by a reload.
             let remote = self
                 .shared
-                .jwt
+                .auth
+                .jwt()
                 .load()
                 .as_ref()
                 .and_then(|j| j.remote().cloned());
@@ -230,7 +243,7 @@ impl BackgroundService for Housekeeping {
                 _ = usage_tick.tick() => self.shared.usage.flush(&*self.shared.store).await,
                 _ = tick.tick() => {
                     self.shared.limiter.sweep();
-                    metrics::KEY_CACHE_SIZE.set(self.shared.verifier.cache().len() as i64);
+                    metrics::KEY_CACHE_SIZE.set(self.shared.auth.keys().cache().len() as i64);
                 }
                 _ = jwks_tick.tick(), if remote.is_some() => {
                     if let Some(r) = &remote {
@@ -244,7 +257,13 @@ impl BackgroundService for Housekeeping {
 
 /// Fetches the remote JWKS once before serving (falling back to its disk copy).
 fn load_remote_jwks(shared: &Shared) -> Result<(), StartError> {
-    let Some(remote) = shared.jwt.load().as_ref().and_then(|j| j.remote().cloned()) else {
+    let Some(remote) = shared
+        .auth
+        .jwt()
+        .load()
+        .as_ref()
+        .and_then(|j| j.remote().cloned())
+    else {
         return Ok(());
     };
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -350,7 +369,7 @@ pub fn serve(config: Config, path: &std::path::Path, upgrade: bool) -> Result<()
 
     let admin_app = AdminApp::new(
         shared.store.clone(),
-        shared.verifier.cache().clone(),
+        shared.auth.keys().cache().clone(),
         shared.limiter.clone(),
     );
     let mut admin = Service::new("keygate admin".to_string(), HttpServer::new_app(admin_app));

@@ -5,6 +5,7 @@
 //! cache and the store.
 
 pub mod api_key;
+pub mod authenticator;
 pub mod cache;
 pub mod credentials;
 pub mod jwt;

@@ -1,7 +1,7 @@
 //! Serde mirror of `keygate.yaml` (contract section 2). Unknown keys are errors.
 //!
 //! These structs hold what the user wrote, with defaults filled in; the request path
-//! never reads them directly but through the compiled [`crate::runtime::Runtime`].
+//! never reads them directly but through the compiled [`crate::proxy::runtime::Runtime`].
 
 use super::duration::Dur;
 use super::secret::Secret;

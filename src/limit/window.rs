@@ -95,6 +95,49 @@ impl TierLimits {
     }
 }
 
+/// The configured tiers by name, and the one callers of an unknown tier get.
+#[derive(Clone, Debug)]
+pub struct Tiers {
+    by_name: std::collections::HashMap<String, std::sync::Arc<TierLimits>>,
+    default: std::sync::Arc<TierLimits>,
+}
+
+impl Tiers {
+    /// Compiles `tiers:`; `default` names the fallback (`default_tier`).
+    pub fn from_config(
+        tiers: &std::collections::BTreeMap<String, TierConfig>,
+        default: &str,
+    ) -> Self {
+        let by_name: std::collections::HashMap<_, _> = tiers
+            .iter()
+            .map(|(name, t)| {
+                (
+                    name.clone(),
+                    std::sync::Arc::new(TierLimits::from_config(name, t)),
+                )
+            })
+            .collect();
+        let default = by_name
+            .get(default)
+            .or_else(|| by_name.values().next())
+            .cloned()
+            .unwrap_or_else(|| {
+                std::sync::Arc::new(TierLimits::from_config("default", &TierConfig::default()))
+            });
+        Tiers { by_name, default }
+    }
+
+    /// The limits of tier `name`, or the default tier's when it is not configured.
+    pub fn get(&self, name: &str) -> &std::sync::Arc<TierLimits> {
+        self.by_name.get(name).unwrap_or(&self.default)
+    }
+
+    /// The default tier's limits.
+    pub fn default_tier(&self) -> &std::sync::Arc<TierLimits> {
+        &self.default
+    }
+}
+
 /// Where a caller stands in one window after a decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WindowState {

@@ -4,13 +4,12 @@
 //! revokes its whole family).
 
 use super::validate::Fields;
-use super::{json_object, password, store_error, ApiRequest, ApiResponse, Management};
+use super::{json_object, password, store_error, ApiContext, ApiRequest, ApiResponse, Management};
 use crate::config::Registration;
 use crate::domain::id::{new_id, random_base62};
 use crate::domain::{KeyHash, UserRecord};
 use crate::error::GateError;
 use crate::limit::{Window, WindowLimit};
-use crate::proxy::decide::Deciders;
 use crate::store::users::Rotation;
 use chrono::Utc;
 use serde_json::{json, Value};
@@ -39,11 +38,11 @@ fn valid_email(e: &str) -> bool {
 /// `POST /auth/register`.
 pub async fn register(
     m: &Management,
-    d: &Deciders<'_>,
+    cx: &ApiContext<'_>,
     req: &ApiRequest<'_>,
 ) -> Result<ApiResponse, GateError> {
     let users = m.users.as_ref().ok_or(GateError::NotFound)?;
-    if d.rt.config.management.registration != Registration::Open {
+    if cx.config.management.registration != Registration::Open {
         return Err(GateError::Forbidden("Registration is closed".into()));
     }
     let body = json_object(req.body)?;
@@ -94,7 +93,7 @@ const LOGIN_WINDOW: Window = Window::Minute;
 /// minute for each, however many arrive at once. Returns the reserved counters (a
 /// successful login gives them back), or the 429 when either is used up.
 async fn reserve_login(
-    d: &Deciders<'_>,
+    m: &Management,
     req: &ApiRequest<'_>,
     email: &str,
 ) -> Result<Vec<String>, GateError> {
@@ -104,7 +103,7 @@ async fn reserve_login(
     }];
     let mut reserved = Vec::new();
     for key in login_keys(req, email) {
-        let refused = match d.limiter.check(&key, &limit, Duration::ZERO).await {
+        let refused = match m.limiter.check(&key, &limit, Duration::ZERO).await {
             Ok(decision) if decision.allowed => {
                 reserved.push(key);
                 continue;
@@ -117,16 +116,16 @@ async fn reserve_login(
                 GateError::BackendUnavailable
             }
         };
-        release_login(d, &reserved).await;
+        release_login(m, &reserved).await;
         return Err(refused);
     }
     Ok(reserved)
 }
 
 /// Gives back reserved login checks (the login succeeded, or never ran).
-async fn release_login(d: &Deciders<'_>, reserved: &[String]) {
+async fn release_login(m: &Management, reserved: &[String]) {
     for key in reserved {
-        if let Err(e) = d.limiter.release(key, LOGIN_WINDOW).await {
+        if let Err(e) = m.limiter.release(key, LOGIN_WINDOW).await {
             tracing::debug!(error = %e, "could not release a login reservation");
         }
     }
@@ -143,7 +142,7 @@ fn login_keys(req: &ApiRequest<'_>, email: &str) -> Vec<String> {
 /// `POST /auth/token`.
 pub async fn token(
     m: &Management,
-    d: &Deciders<'_>,
+    _cx: &ApiContext<'_>,
     req: &ApiRequest<'_>,
 ) -> Result<ApiResponse, GateError> {
     let (users, issuer) = (
@@ -158,7 +157,7 @@ pub async fn token(
     let (Some(email), Some(pass)) = (email, pass) else {
         return Err(GateError::Internal);
     };
-    let reserved = reserve_login(d, req, &email).await?;
+    let reserved = reserve_login(m, req, &email).await?;
     let checked = async {
         let user = users.user_by_email(&email).await.map_err(store_error)?;
         let phc = user.as_ref().map(|u| u.password_hash.clone());
@@ -169,11 +168,11 @@ pub async fn token(
         // A failed check keeps its reservation: it counts against the limit.
         Ok(None) => return Err(GateError::InvalidCredentials),
         Ok(Some(user)) => {
-            release_login(d, &reserved).await;
+            release_login(m, &reserved).await;
             user
         }
         Err(e) => {
-            release_login(d, &reserved).await;
+            release_login(m, &reserved).await;
             return Err(e);
         }
     };
@@ -209,7 +208,7 @@ fn token_pair(
 /// `POST /auth/refresh`.
 pub async fn refresh(
     m: &Management,
-    _d: &Deciders<'_>,
+    _cx: &ApiContext<'_>,
     req: &ApiRequest<'_>,
 ) -> Result<ApiResponse, GateError> {
     let (users, issuer) = (

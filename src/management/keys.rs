@@ -3,13 +3,12 @@
 //! owner answer 404, never 403, so their existence does not leak.
 
 use super::validate::Fields;
-use super::{json_object, store_error, ApiRequest, ApiResponse, Caller, Management};
+use super::{json_object, store_error, ApiContext, ApiRequest, ApiResponse, Caller, Management};
 use crate::auth::api_key::generate;
 use crate::domain::id::new_key_id;
 use crate::domain::{Environment, KeyPatch, KeyRecord, KeyStatus};
 use crate::error::GateError;
 use crate::keys::policy::{self, CreateRequest};
-use crate::proxy::decide::Deciders;
 use crate::store::StoreError;
 use chrono::Utc;
 use serde_json::{json, Value};
@@ -29,8 +28,8 @@ fn with_secret(r: &KeyRecord, secret: &str) -> Value {
 }
 
 /// What non-admin callers may grant, from the running config.
-fn grants<'a>(d: &'a Deciders<'_>) -> policy::Grants<'a> {
-    let config = &d.rt.config;
+fn grants<'a>(cx: &ApiContext<'a>) -> policy::Grants<'a> {
+    let config = &cx.config;
     policy::Grants {
         user_scopes: &config.management.user_scopes,
         user_tier: &config.default_tier,
@@ -48,11 +47,11 @@ async fn owned(m: &Management, caller: &Caller, id: &str) -> Result<KeyRecord, G
 /// Refuses when `owner` already holds `max_keys` active keys in `tier`.
 async fn check_quota(
     m: &Management,
-    d: &Deciders<'_>,
+    cx: &ApiContext<'_>,
     owner: &str,
     tier: &str,
 ) -> Result<(), GateError> {
-    let Some(max) = d.rt.config.tiers.get(tier).and_then(|t| t.max_keys) else {
+    let Some(max) = cx.config.tiers.get(tier).and_then(|t| t.max_keys) else {
         return Ok(());
     };
     let held = m
@@ -156,22 +155,22 @@ pub fn parse_patch(body: &[u8], tiers: &[&str]) -> Result<KeyPatch, GateError> {
 /// `POST /keys`.
 pub async fn create(
     m: &Management,
-    d: &Deciders<'_>,
+    cx: &ApiContext<'_>,
     req: &ApiRequest<'_>,
 ) -> Result<ApiResponse, GateError> {
-    let caller = m.caller(d, req, true).await?;
-    let tiers: Vec<&str> = d.rt.config.tiers.keys().map(String::as_str).collect();
+    let caller = m.caller(cx, req, true).await?;
+    let tiers: Vec<&str> = cx.config.tiers.keys().map(String::as_str).collect();
     let body = CreateBody::parse(req.body, &tiers)?;
-    let config = &d.rt.config;
+    let config = &cx.config;
     let admitted = policy::admit_create(
         caller.actor(),
-        &grants(d),
+        &grants(cx),
         &caller.subject,
         &config.default_tier,
         body.request,
     )?;
     let max_keys = config.tiers.get(&admitted.tier).and_then(|t| t.max_keys);
-    let key = generate(&d.rt.key_format.prefix, body.environment);
+    let key = generate(&cx.auth.key_format.prefix, body.environment);
     let record = KeyRecord {
         id: new_key_id(),
         name: body.name,
@@ -198,17 +197,17 @@ pub async fn create(
         StoreError::QuotaExceeded { max } => quota_reached(&record.tier, max),
         e => store_error(e),
     })?;
-    m.cache.invalidate(&key.hash);
+    m.cache().invalidate(&key.hash);
     Ok(ApiResponse::created(with_secret(&record, &key.plaintext)))
 }
 
 /// `GET /keys`.
 pub async fn list(
     m: &Management,
-    d: &Deciders<'_>,
+    cx: &ApiContext<'_>,
     req: &ApiRequest<'_>,
 ) -> Result<ApiResponse, GateError> {
-    let caller = m.caller(d, req, true).await?;
+    let caller = m.caller(cx, req, true).await?;
     let keys = if caller.admin {
         m.store.list().await
     } else {
@@ -224,28 +223,28 @@ pub async fn list(
 /// `GET /keys/{id}`.
 pub async fn get(
     m: &Management,
-    d: &Deciders<'_>,
+    cx: &ApiContext<'_>,
     req: &ApiRequest<'_>,
     id: &str,
 ) -> Result<ApiResponse, GateError> {
-    let caller = m.caller(d, req, true).await?;
+    let caller = m.caller(cx, req, true).await?;
     Ok(ApiResponse::ok(key_object(&owned(m, &caller, id).await?)))
 }
 
 /// `PUT /keys/{id}`: name, tier, scopes, credits, allowed_ips, expires_at.
 pub async fn update(
     m: &Management,
-    d: &Deciders<'_>,
+    cx: &ApiContext<'_>,
     req: &ApiRequest<'_>,
     id: &str,
 ) -> Result<ApiResponse, GateError> {
-    let caller = m.caller(d, req, true).await?;
+    let caller = m.caller(cx, req, true).await?;
     let current = owned(m, &caller, id).await?;
-    let tiers: Vec<&str> = d.rt.config.tiers.keys().map(String::as_str).collect();
+    let tiers: Vec<&str> = cx.config.tiers.keys().map(String::as_str).collect();
     let patch = parse_patch(req.body, &tiers)?;
     policy::admit_update(
         caller.actor(),
-        &grants(d),
+        &grants(cx),
         policy::Current {
             tier: &current.tier,
             scopes: &current.scopes,
@@ -261,25 +260,25 @@ pub async fn update(
     )?;
     if let (Some(tier), Some(owner)) = (&patch.tier, &current.owner) {
         if *tier != current.tier && current.status == KeyStatus::Active {
-            check_quota(m, d, owner, tier).await?;
+            check_quota(m, cx, owner, tier).await?;
         }
     }
     let updated = m.store.update(id, &patch).await.map_err(store_error)?;
-    m.cache.invalidate_key_id(id);
+    m.cache().invalidate_key_id(id);
     Ok(ApiResponse::ok(key_object(&updated)))
 }
 
 /// `DELETE /keys/{id}`: revokes; effective at once on this process.
 pub async fn revoke(
     m: &Management,
-    d: &Deciders<'_>,
+    cx: &ApiContext<'_>,
     req: &ApiRequest<'_>,
     id: &str,
 ) -> Result<ApiResponse, GateError> {
-    let caller = m.caller(d, req, true).await?;
+    let caller = m.caller(cx, req, true).await?;
     owned(m, &caller, id).await?;
     m.store.revoke(id).await.map_err(store_error)?;
-    m.cache.invalidate_key_id(id);
+    m.cache().invalidate_key_id(id);
     let record = m
         .store
         .get(id)
@@ -292,11 +291,11 @@ pub async fn revoke(
 /// `POST /keys/{id}/regenerate` with an optional `grace_period`.
 pub async fn regenerate(
     m: &Management,
-    d: &Deciders<'_>,
+    cx: &ApiContext<'_>,
     req: &ApiRequest<'_>,
     id: &str,
 ) -> Result<ApiResponse, GateError> {
-    let caller = m.caller(d, req, true).await?;
+    let caller = m.caller(cx, req, true).await?;
     let current = owned(m, &caller, id).await?;
     if current.status == KeyStatus::Revoked {
         return Err(GateError::Conflict(
@@ -309,7 +308,7 @@ pub async fn regenerate(
         .duration("grace_period", MAX_GRACE)
         .filter(|d| !d.is_zero());
     f.finish()?;
-    let key = generate(&d.rt.key_format.prefix, current.environment);
+    let key = generate(&cx.auth.key_format.prefix, current.environment);
     let old_valid_until = grace
         .and_then(|g| chrono::Duration::from_std(g).ok())
         .map(|g| Utc::now() + g);
@@ -317,7 +316,7 @@ pub async fn regenerate(
         .replace_secret(id, &key.hash, &key.prefix, &key.last4, old_valid_until)
         .await
         .map_err(store_error)?;
-    m.cache.invalidate_key_id(id);
+    m.cache().invalidate_key_id(id);
     let record = m
         .store
         .get(id)
@@ -332,10 +331,10 @@ pub async fn regenerate(
 /// The caller's own API key record (fresh from the store), for verify and credits.
 async fn own_key(
     m: &Management,
-    d: &Deciders<'_>,
+    cx: &ApiContext<'_>,
     req: &ApiRequest<'_>,
 ) -> Result<KeyRecord, GateError> {
-    let caller = m.caller(d, req, false).await?;
+    let caller = m.caller(cx, req, false).await?;
     let Some(key_id) = caller.key_id else {
         return Err(GateError::InvalidBody(
             "This endpoint needs an API key as the credential".into(),
@@ -351,10 +350,10 @@ async fn own_key(
 /// `POST /keys/verify`: the caller's own key.
 pub async fn verify(
     m: &Management,
-    d: &Deciders<'_>,
+    cx: &ApiContext<'_>,
     req: &ApiRequest<'_>,
 ) -> Result<ApiResponse, GateError> {
-    let r = own_key(m, d, req).await?;
+    let r = own_key(m, cx, req).await?;
     Ok(ApiResponse::ok(json!({
         "valid": true,
         "key_id": r.id,
@@ -368,10 +367,10 @@ pub async fn verify(
 /// `GET /credits`: the caller's key's credits (`null`: unmetered).
 pub async fn credits(
     m: &Management,
-    d: &Deciders<'_>,
+    cx: &ApiContext<'_>,
     req: &ApiRequest<'_>,
 ) -> Result<ApiResponse, GateError> {
-    let r = own_key(m, d, req).await?;
+    let r = own_key(m, cx, req).await?;
     Ok(ApiResponse::ok(
         json!({ "credits": r.credits, "key_id": r.id }),
     ))
@@ -380,11 +379,11 @@ pub async fn credits(
 /// `GET /keys/{id}/usage?period=hour|day|week|month` (default `day`).
 pub async fn usage(
     m: &Management,
-    d: &Deciders<'_>,
+    cx: &ApiContext<'_>,
     req: &ApiRequest<'_>,
     id: &str,
 ) -> Result<ApiResponse, GateError> {
-    let caller = m.caller(d, req, true).await?;
+    let caller = m.caller(cx, req, true).await?;
     owned(m, &caller, id).await?;
     let period = req
         .query

@@ -13,12 +13,13 @@ pub mod keys;
 pub mod password;
 mod validate;
 
+use crate::auth::authenticator::{AuthSettings, Authenticator};
 use crate::auth::cache::KeyCache;
-use crate::auth::credentials::extract;
 use crate::auth::jwt::issue::TokenIssuer;
 use crate::auth::AuthMethod;
+use crate::config::Config;
 use crate::error::GateError;
-use crate::proxy::decide::Deciders;
+use crate::limit::Limiter;
 use crate::store::users::UserStore;
 use crate::store::{KeyStore, StoreError};
 use crate::usage::UsageRecorder;
@@ -108,12 +109,24 @@ impl Caller {
     }
 }
 
+/// What a management call reads of the running config (swapped on reload).
+#[derive(Clone, Copy)]
+pub struct ApiContext<'a> {
+    /// The config in force.
+    pub config: &'a Config,
+    /// What authentication reads of it.
+    pub auth: AuthSettings<'a>,
+    /// `management.prefix`, where the API is served.
+    pub prefix: &'a str,
+}
+
 /// The management service.
 pub struct Management {
     store: Arc<dyn KeyStore>,
     users: Option<Arc<dyn UserStore>>,
     issuer: Option<Arc<TokenIssuer>>,
-    cache: KeyCache,
+    auth: Arc<Authenticator>,
+    limiter: Arc<dyn Limiter>,
     usage: Arc<UsageRecorder>,
     passwords: password::PasswordPool,
 }
@@ -124,35 +137,45 @@ const PASSWORD_WORKERS: usize = 2;
 const PASSWORD_QUEUE: usize = 32;
 
 impl Management {
-    /// A service over `store` (and `users`, for accounts), invalidating `cache` when
-    /// keys change, issuing tokens with `issuer` (`jwt.issue`).
+    /// A service over `store` (and `users`, for accounts), authenticating callers
+    /// with `auth` (whose key cache it invalidates when keys change), throttling
+    /// logins with `limiter`, issuing tokens with `issuer` (`jwt.issue`).
     pub fn new(
         store: Arc<dyn KeyStore>,
         users: Option<Arc<dyn UserStore>>,
         issuer: Option<Arc<TokenIssuer>>,
-        cache: KeyCache,
+        auth: Arc<Authenticator>,
+        limiter: Arc<dyn Limiter>,
         usage: Arc<UsageRecorder>,
     ) -> Self {
         Management {
             store,
             users,
             issuer,
-            cache,
+            auth,
+            limiter,
             usage,
             passwords: password::PasswordPool::new(PASSWORD_WORKERS, PASSWORD_QUEUE),
         }
     }
 
-    /// Authenticates the caller with the data plane's own verification.
+    /// The key cache, invalidated when a key changes.
+    fn cache(&self) -> &KeyCache {
+        self.auth.keys().cache()
+    }
+
+    /// Authenticates the caller with the data plane's own authenticator.
     /// `manage`: the call changes or lists keys, so an API key needs `keys:manage`.
     async fn caller(
         &self,
-        d: &Deciders<'_>,
+        cx: &ApiContext<'_>,
         req: &ApiRequest<'_>,
         manage: bool,
     ) -> Result<Caller, GateError> {
-        let credential = extract(&d.rt.sources, req.headers, req.query)?;
-        let p = d.authenticate(&credential.value, req.client_ip).await?;
+        let p = self
+            .auth
+            .authenticate_request(&cx.auth, req.headers, req.query, req.client_ip)
+            .await?;
         let id = &p.identity;
         let admin = id.scopes.iter().any(|s| s == "admin");
         if manage && id.method == AuthMethod::ApiKey && !p.has_scope("keys:manage") {
@@ -170,30 +193,30 @@ impl Management {
     /// Answers one request.
     pub async fn handle(
         &self,
-        d: &Deciders<'_>,
+        cx: &ApiContext<'_>,
         req: &ApiRequest<'_>,
     ) -> Result<ApiResponse, GateError> {
         let segments: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
         let m = req.method;
         match segments.as_slice() {
-            ["openapi.json"] if m == Method::GET => Ok(ApiResponse::ok(openapi(d))),
-            ["auth", "token"] if m == Method::POST => auth::token(self, d, req).await,
-            ["auth", "refresh"] if m == Method::POST => auth::refresh(self, d, req).await,
-            ["auth", "register"] if m == Method::POST => auth::register(self, d, req).await,
+            ["openapi.json"] if m == Method::GET => Ok(ApiResponse::ok(openapi(cx))),
+            ["auth", "token"] if m == Method::POST => auth::token(self, cx, req).await,
+            ["auth", "refresh"] if m == Method::POST => auth::refresh(self, cx, req).await,
+            ["auth", "register"] if m == Method::POST => auth::register(self, cx, req).await,
             ["auth", "token" | "refresh" | "register"] => Err(allow("POST")),
-            ["keys"] if m == Method::POST => keys::create(self, d, req).await,
-            ["keys"] if m == Method::GET => keys::list(self, d, req).await,
-            ["keys", "verify"] if m == Method::POST => keys::verify(self, d, req).await,
-            ["keys", id] if m == Method::GET => keys::get(self, d, req, id).await,
+            ["keys"] if m == Method::POST => keys::create(self, cx, req).await,
+            ["keys"] if m == Method::GET => keys::list(self, cx, req).await,
+            ["keys", "verify"] if m == Method::POST => keys::verify(self, cx, req).await,
+            ["keys", id] if m == Method::GET => keys::get(self, cx, req, id).await,
             ["keys", id] if m == Method::PUT || m == Method::PATCH => {
-                keys::update(self, d, req, id).await
+                keys::update(self, cx, req, id).await
             }
-            ["keys", id] if m == Method::DELETE => keys::revoke(self, d, req, id).await,
+            ["keys", id] if m == Method::DELETE => keys::revoke(self, cx, req, id).await,
             ["keys", id, "regenerate"] if m == Method::POST => {
-                keys::regenerate(self, d, req, id).await
+                keys::regenerate(self, cx, req, id).await
             }
-            ["keys", id, "usage"] if m == Method::GET => keys::usage(self, d, req, id).await,
-            ["credits"] if m == Method::GET => keys::credits(self, d, req).await,
+            ["keys", id, "usage"] if m == Method::GET => keys::usage(self, cx, req, id).await,
+            ["credits"] if m == Method::GET => keys::credits(self, cx, req).await,
             ["keys"] => Err(allow("GET, POST")),
             ["keys", "verify"] | ["keys", _, "regenerate"] => Err(allow("POST")),
             ["keys", _] => Err(allow("GET, PUT, PATCH, DELETE")),
@@ -213,16 +236,14 @@ fn allow(methods: &str) -> GateError {
 /// The OpenAPI 3 document of this API (`openapi/keygate.json`, generated by
 /// `openapi/generate.py`), with its server URL set to the configured prefix and
 /// the configured tiers as the values of `tier`.
-fn openapi(d: &Deciders<'_>) -> Value {
+fn openapi(cx: &ApiContext<'_>) -> Value {
     static DOC: once_cell::sync::Lazy<Value> = once_cell::sync::Lazy::new(|| {
         serde_json::from_str(include_str!("../../openapi/keygate.json")).unwrap_or(Value::Null)
     });
     let mut doc = DOC.clone();
-    if let Some(prefix) = &d.rt.management_prefix {
-        doc["servers"] = serde_json::json!([{ "url": prefix }]);
-    }
+    doc["servers"] = serde_json::json!([{ "url": cx.prefix }]);
     // The configured tiers are the only valid `tier` values.
-    let tiers: Vec<&str> = d.rt.config.tiers.keys().map(String::as_str).collect();
+    let tiers: Vec<&str> = cx.config.tiers.keys().map(String::as_str).collect();
     for schema in ["NewKey", "KeyUpdate"] {
         doc["components"]["schemas"][schema]["properties"]["tier"]["enum"] =
             serde_json::json!(tiers);

@@ -2,20 +2,17 @@
 //! route → client-IP limit → credential → verify → key status → environment →
 //! scopes → tier limits → credits (contract section 3).
 
+use super::gate::Shared;
 use super::path::{canonicalize, CanonicalPath};
 use super::routes::{Found, Route};
 use crate::auth::credentials::extract;
-use crate::auth::jwt::{looks_like_jwt, JwtVerifier};
-use crate::auth::verify::{check_record, KeyVerifier};
 use crate::auth::Principal;
-use crate::clock::Clock;
 use crate::config::{RouteAuth, RouteEnvironment};
 use crate::error::GateError;
-use crate::limit::{LimitDecision, Limiter};
+use crate::limit::LimitDecision;
 use crate::metrics;
-use crate::runtime::Runtime;
-use crate::store::{Debit, KeyStore, StoreError};
-use chrono::{TimeZone, Utc};
+use crate::proxy::runtime::Runtime;
+use crate::store::{Debit, StoreError};
 use http::{HeaderMap, Method, Uri};
 use std::net::IpAddr;
 
@@ -39,34 +36,19 @@ pub struct Decision {
     pub forward_path: Option<String>,
 }
 
-/// The services a decision consults.
-pub struct Deciders<'a> {
-    /// Compiled config.
-    pub rt: &'a Runtime,
-    /// Key lookups.
-    pub verifier: &'a KeyVerifier,
-    /// Credit debits.
-    pub store: &'a dyn KeyStore,
-    /// Counters.
-    pub limiter: &'a dyn Limiter,
-    /// Time.
-    pub clock: &'a dyn Clock,
-    /// JWT verification, when `jwt.enabled`.
-    pub jwt: Option<&'a JwtVerifier>,
-}
-
-impl Deciders<'_> {
-    /// Runs the chain for one request. On refusal `out` still holds what was learned
-    /// (the principal and limit state, for `X-RateLimit-*` on the error response).
-    pub async fn decide(
-        &self,
-        method: &Method,
-        uri: &Uri,
-        headers: &HeaderMap,
-        client_ip: Option<IpAddr>,
-        out: &mut Decision,
-    ) -> Result<(), GateError> {
-        let rt = self.rt;
+/// Runs the chain for one request over `rt` (the config it started with) and the
+/// long-lived services in `shared`. On refusal `out` still holds what was learned
+/// (the principal and limit state, for `X-RateLimit-*` on the error response).
+pub async fn decide(
+    shared: &Shared,
+    rt: &Runtime,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    client_ip: Option<IpAddr>,
+    out: &mut Decision,
+) -> Result<(), GateError> {
+    {
         // Until a route matches, the request counts under the default route.
         out.route = rt.routes.default_route().0;
         let canonical = canonicalize(uri.path()).map_err(GateError::BadRequest)?;
@@ -97,7 +79,7 @@ impl Deciders<'_> {
         out.route = index;
         out.public = route.auth == RouteAuth::None && out.management.is_none();
         if let Some(ip) = client_ip {
-            match rt.ip_limits.admit(self.limiter, ip).await {
+            match rt.ip_limits.admit(&*shared.limiter, ip).await {
                 Ok(Some(retry_after)) => return Err(GateError::IpRateLimited { retry_after }),
                 Ok(None) => {}
                 Err(e) => {
@@ -113,7 +95,7 @@ impl Deciders<'_> {
         // Management calls authenticate inside the management API, after these
         // per-IP checks; they never reach the route's scopes, limits or credits.
         if let Some(ip) = client_ip {
-            match rt.ip_limits.failures_exceeded(self.limiter, ip).await {
+            match rt.ip_limits.failures_exceeded(&*shared.limiter, ip).await {
                 Ok(Some(retry_after)) => return Err(GateError::TooManyFailures { retry_after }),
                 Ok(None) => {}
                 Err(e) => {
@@ -126,19 +108,22 @@ impl Deciders<'_> {
             return Ok(());
         }
         let credential = extract(&rt.sources, headers, uri.query())?;
-        let principal = out
-            .principal
-            .insert(self.authenticate(&credential.value, client_ip).await?);
+        let principal = out.principal.insert(
+            shared
+                .auth
+                .authenticate(&rt.auth_settings(), &credential.value, client_ip)
+                .await?,
+        );
         let (identity, tier) = (&*principal.identity, &*principal.tier);
         if let Err(e) = authorize(route, principal) {
-            out.limit = self
+            out.limit = shared
                 .limiter
                 .peek(&identity.limit_key, &tier.windows)
                 .await
                 .ok();
             return Err(e);
         }
-        let decision = match self
+        let decision = match shared
             .limiter
             .check(&identity.limit_key, &tier.windows, tier.block)
             .await
@@ -157,7 +142,7 @@ impl Deciders<'_> {
         }
         if route.cost > 0 && identity.credits.is_some() {
             let key_id = identity.key_id.as_deref().unwrap_or_default();
-            let debit = self.store.debit_credits(key_id, route.cost).await;
+            let debit = shared.store.debit_credits(key_id, route.cost).await;
             metrics::STORE_QUERIES
                 .with_label_values(&["debit_credits", if debit.is_ok() { "ok" } else { "error" }])
                 .inc();
@@ -177,42 +162,6 @@ impl Deciders<'_> {
             }
         }
         Ok(())
-    }
-}
-
-impl Deciders<'_> {
-    /// Verifies a credential: a JWT when JWTs are enabled and it has a token's shape,
-    /// else an API key (then its status, expiry and IP allow-list).
-    pub async fn authenticate(
-        &self,
-        credential: &str,
-        client_ip: Option<IpAddr>,
-    ) -> Result<Principal, GateError> {
-        let rt = self.rt;
-        if let Some(jwt) = self.jwt.filter(|_| looks_like_jwt(credential)) {
-            let token = jwt
-                .verify(credential)
-                .await
-                .map_err(GateError::InvalidToken)?;
-            let tier = match &token.tier {
-                Some(name) => rt.tier(name),
-                None => &rt.default_tier,
-            };
-            return Ok(Principal {
-                identity: token.identity.clone(),
-                tier: tier.clone(),
-            });
-        }
-        let known = self.verifier.lookup(credential, &rt.key_format).await?;
-        let now = Utc
-            .timestamp_millis_opt(self.clock.now_ms() as i64)
-            .single()
-            .unwrap_or_else(Utc::now);
-        check_record(&known.record, now, client_ip)?;
-        Ok(Principal {
-            identity: known.identity.clone(),
-            tier: rt.tier(&known.record.tier).clone(),
-        })
     }
 }
 

@@ -3,22 +3,21 @@
 //! applies [`super::forward`], `response_filter` adds rate-limit headers, `logging`
 //! records metrics and the access line.
 
-use super::decide::{Deciders, Decision};
+use super::decide::{decide, Decision};
 use super::forward::request_id;
 use super::head_deadline::keepalive_secs;
 use super::limit_headers::rate_limit_headers;
-use crate::auth::jwt::JwtVerifier;
-use crate::auth::verify::KeyVerifier;
+use crate::auth::authenticator::Authenticator;
 use crate::clock::Clock;
 use crate::domain::Environment;
 use crate::error::GateError;
 use crate::limit::Limiter;
 use crate::management::{ApiRequest, Management, MAX_BODY};
 use crate::metrics;
-use crate::runtime::{Runtime, Upstream};
+use crate::proxy::runtime::{Runtime, Upstream};
 use crate::store::KeyStore;
 use crate::usage::UsageRecorder;
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::HeaderValue;
@@ -34,37 +33,20 @@ use std::time::{Duration, Instant};
 pub struct Shared {
     /// Compiled config; replaced whole on reload.
     pub runtime: ArcSwap<Runtime>,
-    /// API-key verification (with its cache).
-    pub verifier: KeyVerifier,
+    /// Credentials to principals: API keys (with their cache) and JWTs.
+    pub auth: Arc<Authenticator>,
     /// The key store.
     pub store: Arc<dyn KeyStore>,
     /// Rate-limit counters.
     pub limiter: Arc<dyn Limiter>,
     /// Time source.
     pub clock: Arc<dyn Clock>,
-    /// JWT verification, when `jwt.enabled`; replaced on reload.
-    pub jwt: ArcSwapOption<JwtVerifier>,
     /// Signs management tokens (`jwt.issue`; fixed for the process's life).
     pub issuer: Option<Arc<crate::auth::jwt::issue::TokenIssuer>>,
     /// The management API.
     pub management: Management,
     /// Per-key usage, flushed in the background.
     pub usage: Arc<UsageRecorder>,
-}
-
-impl Shared {
-    /// The decision chain over `rt` and this state, verifying JWTs with `jwt` (the
-    /// verifier current when the request started).
-    pub fn deciders<'a>(&'a self, rt: &'a Runtime, jwt: Option<&'a JwtVerifier>) -> Deciders<'a> {
-        Deciders {
-            rt,
-            verifier: &self.verifier,
-            store: &*self.store,
-            limiter: &*self.limiter,
-            clock: &*self.clock,
-            jwt,
-        }
-    }
 }
 
 /// The proxy.
@@ -230,8 +212,6 @@ impl Gate {
             Ok(b) => b,
             Err(e) => return self.refuse(session, ctx, e).await,
         };
-        let jwt = self.shared.jwt.load_full();
-        let deciders = self.shared.deciders(&ctx.rt, jwt.as_deref());
         let path = ctx.decision.management.clone().unwrap_or_default();
         let req = session.req_header();
         let api = ApiRequest {
@@ -242,7 +222,12 @@ impl Gate {
             body: &body,
             client_ip: ctx.client_ip,
         };
-        match self.shared.management.handle(&deciders, &api).await {
+        match self
+            .shared
+            .management
+            .handle(&ctx.rt.api_context(), &api)
+            .await
+        {
             Ok(resp) => {
                 let bytes = serde_json::to_vec(&resp.body).unwrap_or_default();
                 self.write_json(session, ctx, resp.status, bytes, Vec::new())
@@ -384,18 +369,17 @@ impl ProxyHttp for Gate {
                 .get(http::header::ORIGIN)
                 .cloned();
         }
-        let jwt = self.shared.jwt.load_full();
-        let deciders = self.shared.deciders(&ctx.rt, jwt.as_deref());
         let req = session.req_header();
-        let result = deciders
-            .decide(
-                &req.method,
-                &req.uri,
-                &req.headers,
-                ctx.client_ip,
-                &mut ctx.decision,
-            )
-            .await;
+        let result = decide(
+            &self.shared,
+            &ctx.rt,
+            &req.method,
+            &req.uri,
+            &req.headers,
+            ctx.client_ip,
+            &mut ctx.decision,
+        )
+        .await;
         match result {
             Ok(()) if ctx.decision.preflight => self.answer_preflight(session, ctx).await,
             Ok(()) if ctx.decision.management.is_some() => {

@@ -1,5 +1,6 @@
-//! The data plane: [`gate::Gate`], Pingora's `ProxyHttp` implementation, and the
-//! pieces it calls in order (routes, path normalisation, forwarding, headers).
+//! The data plane: [`gate::Gate`], Pingora's `ProxyHttp` implementation, the
+//! compiled config it reads ([`runtime::Runtime`]), and the pieces it calls in
+//! order (routes, canonical paths, CORS, forwarding, headers).
 
 pub mod cors;
 pub mod decide;
@@ -9,5 +10,6 @@ pub mod head_deadline;
 pub mod limit_headers;
 pub mod path;
 pub mod routes;
+pub mod runtime;
 
 pub use gate::{Gate, Shared};

@@ -1,14 +1,16 @@
 //! The compiled configuration the request path reads: built once from a validated
 //! [`Config`], swapped whole on reload, never locked.
 
+use super::cors::CorsPolicy;
+use super::forward::ForwardPlan;
+use super::routes::RouteTable;
 use crate::auth::api_key::KeyFormat;
+use crate::auth::authenticator::AuthSettings;
 use crate::auth::credentials::Source;
 use crate::config::{Config, HeaderStyle};
 use crate::limit::ip::IpLimits;
-use crate::limit::TierLimits;
-use crate::proxy::forward::ForwardPlan;
-use crate::proxy::routes::RouteTable;
-use std::collections::HashMap;
+use crate::limit::Tiers;
+use crate::management::ApiContext;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,10 +86,8 @@ pub struct Runtime {
     pub routes: RouteTable,
     /// Metric handles of management API requests (route label `management`).
     pub management_metrics: std::sync::Arc<crate::metrics::RouteMetrics>,
-    /// Tiers by name.
-    pub tiers: HashMap<String, Arc<TierLimits>>,
-    /// Tier for callers whose tier is unknown.
-    pub default_tier: Arc<TierLimits>,
+    /// Tiers by name, and the default.
+    pub tiers: Tiers,
     /// Credential sources in order.
     pub sources: Vec<Source>,
     /// API-key format.
@@ -105,12 +105,30 @@ pub struct Runtime {
     /// Management API prefix, when enabled.
     pub management_prefix: Option<String>,
     /// CORS, when `cors:` is set.
-    pub cors: Option<crate::proxy::cors::CorsPolicy>,
+    pub cors: Option<CorsPolicy>,
     /// The config this was built from.
     pub config: Arc<Config>,
 }
 
 impl Runtime {
+    /// What authentication reads of this config.
+    pub fn auth_settings(&self) -> AuthSettings<'_> {
+        AuthSettings {
+            sources: &self.sources,
+            key_format: &self.key_format,
+            tiers: &self.tiers,
+        }
+    }
+
+    /// What the management API reads of this config.
+    pub fn api_context(&self) -> ApiContext<'_> {
+        ApiContext {
+            config: &self.config,
+            auth: self.auth_settings(),
+            prefix: self.management_prefix.as_deref().unwrap_or("/v1"),
+        }
+    }
+
     /// Compiles a validated config. Resolves upstream hosts (blocking).
     pub fn build(config: Config, management_available: bool) -> Result<Self, RuntimeError> {
         let sources: Vec<Source> = config
@@ -119,16 +137,7 @@ impl Runtime {
             .iter()
             .filter_map(|s| Source::parse(s))
             .collect();
-        let tiers: HashMap<String, Arc<TierLimits>> = config
-            .tiers
-            .iter()
-            .map(|(name, t)| (name.clone(), Arc::new(TierLimits::from_config(name, t))))
-            .collect();
-        let default_tier = tiers
-            .get(&config.default_tier)
-            .or_else(|| tiers.values().next())
-            .cloned()
-            .unwrap_or_else(|| Arc::new(TierLimits::from_config("default", &Default::default())));
+        let tiers = Tiers::from_config(&config.tiers, &config.default_tier);
         let u = &config.upstream;
         let upstream = Upstream::resolve(
             "upstream.url",
@@ -157,23 +166,14 @@ impl Runtime {
             },
             sources,
             tiers,
-            default_tier,
             upstream,
             sandbox,
             ip_limits: IpLimits::from_config(&config.rate_limit.ip),
             header_style: config.rate_limit.headers,
             management_prefix: (config.management.enabled && management_available)
                 .then(|| config.management.prefix.clone()),
-            cors: config
-                .cors
-                .as_ref()
-                .map(crate::proxy::cors::CorsPolicy::new),
+            cors: config.cors.as_ref().map(CorsPolicy::new),
             config: Arc::new(config),
         })
-    }
-
-    /// The limits of tier `name`, or the default tier's when it is not configured.
-    pub fn tier(&self, name: &str) -> &Arc<TierLimits> {
-        self.tiers.get(name).unwrap_or(&self.default_tier)
     }
 }

@@ -1,0 +1,120 @@
+//! The authenticator: a presented credential → who is calling and their tier.
+//!
+//! One for the whole process, used by the data plane and the management API alike.
+//! A credential shaped like a JWT is verified as a token when JWTs are on (or
+//! keygate issues its own); anything else is an API key, looked up through the
+//! cache and the store, then checked for its status, expiry and IP allow-list on
+//! the injected clock.
+
+use super::api_key::KeyFormat;
+use super::credentials::{extract, CredentialError, Source};
+use super::jwt::{looks_like_jwt, JwtVerifier, TokenError};
+use super::verify::{check_record, KeyError, KeyVerifier};
+use super::Principal;
+use crate::clock::Clock;
+use crate::limit::Tiers;
+use arc_swap::ArcSwapOption;
+use chrono::{TimeZone, Utc};
+use http::HeaderMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// Why a caller could not be authenticated.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No credential, or two different ones.
+    #[error(transparent)]
+    Credential(#[from] CredentialError),
+    /// An API key that is unknown, revoked, expired or used from the wrong network
+    /// (or the store could not say).
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// A JWT that failed a check.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+}
+
+/// What authentication reads from the running config (swapped on reload).
+#[derive(Clone, Copy, Debug)]
+pub struct AuthSettings<'a> {
+    /// Where credentials are looked for, in order.
+    pub sources: &'a [Source],
+    /// The API-key format.
+    pub key_format: &'a KeyFormat,
+    /// The tiers callers are limited by.
+    pub tiers: &'a Tiers,
+}
+
+/// Turns credentials into principals.
+pub struct Authenticator {
+    keys: KeyVerifier,
+    jwt: ArcSwapOption<JwtVerifier>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Authenticator {
+    /// API keys through `keys`, tokens through `jwt` (replaceable on reload), key
+    /// expiry judged on `clock`.
+    pub fn new(keys: KeyVerifier, jwt: Option<Arc<JwtVerifier>>, clock: Arc<dyn Clock>) -> Self {
+        Authenticator {
+            keys,
+            jwt: ArcSwapOption::new(jwt),
+            clock,
+        }
+    }
+
+    /// The API-key verifier (its cache, for invalidation and metrics).
+    pub fn keys(&self) -> &KeyVerifier {
+        &self.keys
+    }
+
+    /// The JWT verifier in force, swapped whole by a reload.
+    pub fn jwt(&self) -> &ArcSwapOption<JwtVerifier> {
+        &self.jwt
+    }
+
+    /// Finds the credential in a request (`settings.sources`) and authenticates it.
+    pub async fn authenticate_request(
+        &self,
+        settings: &AuthSettings<'_>,
+        headers: &HeaderMap,
+        query: Option<&str>,
+        client_ip: Option<IpAddr>,
+    ) -> Result<Principal, AuthError> {
+        let credential = extract(settings.sources, headers, query)?;
+        self.authenticate(settings, &credential.value, client_ip)
+            .await
+    }
+
+    /// Verifies `credential`: a JWT when JWTs are on and it has a token's shape,
+    /// else an API key (then its status, expiry and IP allow-list).
+    pub async fn authenticate(
+        &self,
+        settings: &AuthSettings<'_>,
+        credential: &str,
+        client_ip: Option<IpAddr>,
+    ) -> Result<Principal, AuthError> {
+        let jwt = self.jwt.load();
+        if let Some(jwt) = jwt.as_deref().filter(|_| looks_like_jwt(credential)) {
+            let token = jwt.verify(credential).await?;
+            let tier = match &token.tier {
+                Some(name) => settings.tiers.get(name),
+                None => settings.tiers.default_tier(),
+            };
+            return Ok(Principal {
+                identity: token.identity.clone(),
+                tier: tier.clone(),
+            });
+        }
+        let known = self.keys.lookup(credential, settings.key_format).await?;
+        let now = Utc
+            .timestamp_millis_opt(self.clock.now_ms() as i64)
+            .single()
+            .unwrap_or_default();
+        check_record(&known.record, now, client_ip)?;
+        Ok(Principal {
+            identity: known.identity.clone(),
+            tier: settings.tiers.get(&known.record.tier).clone(),
+        })
+    }
+}

@@ -1,15 +1,17 @@
 //! What the CLI's subcommands do, callable without a process (`main.rs` only parses
 //! arguments). Each returns the text to print or a [`CommandError`] with its exit code.
 
-use crate::auth::api_key::generate;
 use crate::checks;
+use crate::clock::SystemClock;
 use crate::config::{self, duration::parse_duration, Config, ConfigError};
-use crate::domain::id::{new_id, new_key_id};
-use crate::domain::{Environment, KeyHash, KeyRecord, KeyStatus, UserRecord};
+use crate::domain::id::new_id;
+use crate::domain::{KeyHash, KeyRecord, UserRecord};
+use crate::keys::input::{validate_new, FieldErrors, KeyInput};
+use crate::keys::policy::Actor;
+use crate::keys::service::{KeyRules, KeyService, KeyServiceError};
 use crate::server::{self, StartError};
 use crate::store::{KeyStore, StoreError};
 use chrono::Utc;
-use ipnet::IpNet;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -114,136 +116,126 @@ fn open(config: &Config) -> Result<Arc<dyn KeyStore>, CommandError> {
     Ok(server::open_store(config)?.keys)
 }
 
-fn parse_ip(text: &str) -> Result<IpNet, String> {
-    text.parse::<IpNet>()
-        .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
-        .map_err(|_| format!("--allow-ip: `{text}` is not an IP address or CIDR"))
+/// The key service over the configured store, for the operator at the CLI. (The
+/// serving processes learn of its changes through the store's change feed.)
+fn key_service(config: &Config) -> Result<KeyService, CommandError> {
+    Ok(KeyService::new(open(config)?, None, Arc::new(SystemClock)))
 }
 
-/// A validated `keys create` request: environment, expiry, allowed networks.
-type ValidCreate = (Environment, Option<chrono::DateTime<Utc>>, Vec<IpNet>);
+/// The CLI's spelling of each field the key rules name.
+fn flag(field: &str) -> String {
+    match field {
+        "environment" => "--env".into(),
+        "expires_at" => "--expires-in".into(),
+        "allowed_ips" => "--allow-ip".into(),
+        other => format!("--{}", other.replace('_', "-")),
+    }
+}
 
-/// Validates `opts` against `config`, returning every problem.
-fn validate_create(config: &Config, opts: &CreateKey) -> Result<ValidCreate, CommandError> {
-    let mut problems = Vec::new();
-    if opts.name.trim().is_empty() || opts.name.len() > 200 {
-        problems.push("--name: must be 1-200 characters".to_string());
+/// Every problem, one line each, in the CLI's spelling: exit 2.
+fn usage_error(problems: FieldErrors) -> CommandError {
+    CommandError::Usage(
+        problems
+            .iter()
+            .map(|(field, why)| format!("{}: {why}", flag(field)))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+}
+
+/// A refusal of the key service, as the CLI reports it.
+fn key_error(e: KeyServiceError, id: &str) -> CommandError {
+    match e {
+        KeyServiceError::Invalid(problems) => usage_error(problems),
+        KeyServiceError::NotFound => CommandError::Runtime(format!("no key with id {id}")),
+        KeyServiceError::Store(e) => e.into(),
+        other => CommandError::Runtime(other.to_string()),
     }
-    if !config.tiers.contains_key(&opts.tier) {
-        let known: Vec<&str> = config.tiers.keys().map(String::as_str).collect();
-        problems.push(format!(
-            "--tier: `{}` is not a configured tier ({})",
-            opts.tier,
-            known.join(", ")
-        ));
-    }
-    let env = Environment::parse(&opts.env);
-    if env.is_none() {
-        problems.push(format!("--env: `{}` must be live or test", opts.env));
-    }
-    for s in &opts.scopes {
-        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_graphic()) || s.contains(',') {
-            problems.push(format!("--scopes: `{s}` is not a valid scope"));
-        }
-    }
-    if opts.credits.is_some_and(|c| c < 0) {
-        problems.push("--credits: must not be negative".into());
-    }
-    let expires = match opts.expires_in.as_deref().map(parse_duration) {
-        None => None,
-        Some(Ok(d)) if !d.is_zero() => chrono::Duration::from_std(d)
-            .ok()
-            .and_then(|d| Utc::now().checked_add_signed(d)),
-        Some(Ok(_)) => {
-            problems.push("--expires-in: must be greater than 0".into());
-            None
-        }
-        Some(Err(e)) => {
-            problems.push(format!("--expires-in: {e}"));
-            None
-        }
-    };
-    let mut ips = Vec::new();
-    for text in &opts.allow_ips {
-        match parse_ip(text) {
-            Ok(net) => ips.push(net),
-            Err(e) => problems.push(e),
-        }
-    }
-    if problems.is_empty() {
-        Ok((env.unwrap_or(Environment::Live), expires, ips))
-    } else {
-        Err(CommandError::Usage(problems.join("\n")))
+}
+
+impl CreateKey {
+    /// What the flags ask for (`--expires-in` becomes a time from `now`), and the
+    /// flags that do not parse.
+    fn input(&self, now: chrono::DateTime<Utc>) -> (KeyInput, FieldErrors) {
+        let mut problems = FieldErrors::new();
+        let expires_at = match self.expires_in.as_deref().map(parse_duration) {
+            None => None,
+            Some(Ok(d)) => Some(
+                chrono::Duration::from_std(d)
+                    .ok()
+                    .and_then(|d| now.checked_add_signed(d)),
+            ),
+            Some(Err(e)) => {
+                problems.insert("expires_at".into(), e.to_string());
+                None
+            }
+        };
+        let input = KeyInput {
+            name: Some(self.name.clone()),
+            tier: Some(self.tier.clone()),
+            scopes: Some(self.scopes.clone()),
+            environment: Some(self.env.clone()),
+            credits: self.credits.map(Some),
+            expires_at,
+            allowed_ips: Some(self.allow_ips.clone()),
+            org: self.org.clone(),
+            owner: self.owner.clone(),
+        };
+        (input, problems)
     }
 }
 
 /// `keygate keys create`: stores a new key and returns `(record, plaintext)`.
 pub fn keys_create(config: &Config, opts: &CreateKey) -> Result<(KeyRecord, String), CommandError> {
-    let (env, expires_at, allowed_ips) = validate_create(config, opts)?;
-    let store = open(config)?;
-    let key = generate(&config.api_keys.prefix, env);
-    let record = KeyRecord {
-        id: new_key_id(),
-        name: opts.name.trim().to_string(),
-        prefix: key.prefix.clone(),
-        last4: key.last4.clone(),
-        tier: opts.tier.clone(),
-        scopes: opts.scopes.clone(),
-        environment: env,
-        org: opts.org.clone(),
-        owner: opts.owner.clone(),
-        status: KeyStatus::Active,
-        credits: opts.credits,
-        allowed_ips,
-        expires_at,
-        created_at: Utc::now(),
-        last_used_at: None,
-        secret_valid_until: None,
-    };
-    runtime()?.block_on(store.insert(&record, &key.hash))?;
-    Ok((record, key.into_plaintext()))
+    let now = Utc::now();
+    let (input, mut problems) = opts.input(now);
+    if !problems.is_empty() {
+        // The flags that do not parse, with what the key rules say of the others.
+        let tiers: Vec<&str> = config.tiers.keys().map(String::as_str).collect();
+        for (field, why) in validate_new(&input, &tiers, now).err().unwrap_or_default() {
+            problems.entry(field).or_insert(why);
+        }
+        return Err(usage_error(problems));
+    }
+    let keys = key_service(config)?;
+    let issued = runtime()?
+        .block_on(keys.create(&KeyRules::of(config), &Actor::operator(), input))
+        .map_err(|e| key_error(e, ""))?;
+    Ok((issued.record, issued.secret.into_plaintext()))
 }
 
 /// `keygate keys list`.
 pub fn keys_list(config: &Config) -> Result<Vec<KeyRecord>, CommandError> {
-    let store = open(config)?;
-    Ok(runtime()?.block_on(store.list())?)
+    let keys = key_service(config)?;
+    runtime()?
+        .block_on(keys.list(&Actor::operator()))
+        .map_err(|e| key_error(e, ""))
 }
 
 /// `keygate keys show ID`.
 pub fn keys_show(config: &Config, id: &str) -> Result<KeyRecord, CommandError> {
-    let store = open(config)?;
+    let keys = key_service(config)?;
     runtime()?
-        .block_on(store.get(id))?
-        .ok_or_else(|| CommandError::Runtime(format!("no key with id {id}")))
+        .block_on(keys.get(&Actor::operator(), id))
+        .map_err(|e| key_error(e, id))
 }
 
 /// `keygate keys revoke ID`.
 pub fn keys_revoke(config: &Config, id: &str) -> Result<KeyRecord, CommandError> {
-    let store = open(config)?;
-    let rt = runtime()?;
-    match rt.block_on(store.revoke(id)) {
-        Err(StoreError::NotFound(_)) => {
-            return Err(CommandError::Runtime(format!("no key with id {id}")))
-        }
-        other => other?,
-    }
-    rt.block_on(store.get(id))?
-        .ok_or_else(|| CommandError::Runtime(format!("no key with id {id}")))
+    let keys = key_service(config)?;
+    runtime()?
+        .block_on(keys.revoke(&Actor::operator(), id))
+        .map_err(|e| key_error(e, id))
 }
 
 /// `keygate keys regenerate ID`: a new secret for the same key; the old one stops
-/// working at once. Returns `(record, plaintext)`.
+/// working at once. A revoked key is refused. Returns `(record, plaintext)`.
 pub fn keys_regenerate(config: &Config, id: &str) -> Result<(KeyRecord, String), CommandError> {
-    let store = open(config)?;
-    let rt = runtime()?;
-    let record = rt
-        .block_on(store.get(id))?
-        .ok_or_else(|| CommandError::Runtime(format!("no key with id {id}")))?;
-    let key = generate(&config.api_keys.prefix, record.environment);
-    rt.block_on(store.replace_secret(id, &key.hash, &key.prefix, &key.last4, None))?;
-    let record = rt.block_on(store.get(id))?.unwrap_or(record);
-    Ok((record, key.into_plaintext()))
+    let keys = key_service(config)?;
+    let issued = runtime()?
+        .block_on(keys.regenerate(&KeyRules::of(config), &Actor::operator(), id, None))
+        .map_err(|e| key_error(e, id))?;
+    Ok((issued.record, issued.secret.into_plaintext()))
 }
 
 /// `keygate keys hash KEY`: the `sha256:<hex>` line for the file store.

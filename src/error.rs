@@ -148,6 +148,40 @@ impl From<crate::auth::authenticator::AuthError> for GateError {
     }
 }
 
+impl From<crate::store::StoreError> for GateError {
+    fn from(e: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
+        match e {
+            StoreError::Conflict(why) => GateError::Conflict(why),
+            StoreError::NotFound(_) => GateError::NotFound,
+            other => {
+                tracing::warn!(error = %other, "store failed");
+                GateError::BackendUnavailable
+            }
+        }
+    }
+}
+
+impl From<crate::keys::service::KeyServiceError> for GateError {
+    fn from(e: crate::keys::service::KeyServiceError) -> Self {
+        use crate::keys::service::KeyServiceError;
+        match e {
+            KeyServiceError::Invalid(fields) => GateError::Validation(
+                fields
+                    .into_iter()
+                    .map(|(k, v)| (k, Value::String(v)))
+                    .collect(),
+            ),
+            KeyServiceError::Denied(d) => GateError::NotPermitted(d),
+            KeyServiceError::NotFound => GateError::NotFound,
+            e @ (KeyServiceError::QuotaReached { .. } | KeyServiceError::Revoked) => {
+                GateError::Conflict(e.to_string())
+            }
+            KeyServiceError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<KeyError> for GateError {
     fn from(e: KeyError) -> Self {
         match e {

@@ -112,7 +112,7 @@ enum KeysCommand {
         #[arg(long)]
         owner: Option<String>,
         /// Credits; the key is unmetered without this.
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         credits: Option<i64>,
         /// Lifetime, e.g. 30d.
         #[arg(long)]

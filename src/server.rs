@@ -139,6 +139,7 @@ pub fn build_shared(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Shared>
             auth.clone(),
             limiter.clone(),
             usage.clone(),
+            clock.clone(),
         ),
         auth,
         usage,

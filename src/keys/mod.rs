@@ -1,5 +1,7 @@
-//! The key rules every door (CLI, management API, portal) applies: who may put what
-//! on a key. The lifecycle itself still lives with each door (issue 14 moves it
-//! here as one `KeyService`).
+//! Keys as a domain: the lifecycle ([`service::KeyService`]), the one validation of
+//! what a door asks ([`input`]), and who may set what ([`policy`]). The CLI, the
+//! management API and the portal are three doors onto it: they parse, call, render.
 
+pub mod input;
 pub mod policy;
+pub mod service;

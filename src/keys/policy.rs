@@ -14,21 +14,65 @@ use serde_json::{Map, Value};
 
 /// Who is asking, as the key rules see them.
 #[derive(Clone, Copy, Debug)]
-pub enum Actor<'a> {
-    /// The CLI, or a caller holding `admin`: anything goes.
+pub struct Actor<'a> {
+    /// What they may do.
+    pub role: Role<'a>,
+    /// Who they are: the owner their keys get (none for the CLI).
+    pub subject: Option<&'a str>,
+    /// Their organisation, given to the keys they create.
+    pub org: Option<&'a str>,
+}
+
+/// What an [`Actor`] may do.
+#[derive(Clone, Copy, Debug)]
+pub enum Role<'a> {
+    /// The CLI: an operator, anything goes; keys have no owner unless named.
+    Operator,
+    /// A caller holding `admin`: anything goes, on every owner's keys.
     Admin,
     /// A user authenticated with a JWT (or a portal session).
-    User {
-        /// The user's organisation, given to the keys they create.
-        org: Option<&'a str>,
-    },
+    User,
     /// An API key holding `keys:manage`.
     Key {
-        /// The key's organisation, given to the keys it creates.
-        org: Option<&'a str>,
         /// The scopes the managing key holds.
         scopes: &'a [String],
     },
+}
+
+impl<'a> Actor<'a> {
+    /// The CLI.
+    pub fn operator() -> Self {
+        Actor {
+            role: Role::Operator,
+            subject: None,
+            org: None,
+        }
+    }
+
+    /// A user (JWT, portal) with this subject and organisation.
+    pub fn user(subject: &'a str, org: Option<&'a str>) -> Self {
+        Actor {
+            role: Role::User,
+            subject: Some(subject),
+            org,
+        }
+    }
+
+    /// True when the actor may see and change a key owned by `owner`.
+    pub fn may_manage(&self, owner: Option<&str>) -> bool {
+        match self.role {
+            Role::Operator | Role::Admin => true,
+            Role::User | Role::Key { .. } => self.subject.is_some() && owner == self.subject,
+        }
+    }
+
+    /// The owner whose keys a listing is limited to (`None`: every key).
+    pub fn owner_filter(&self) -> Option<&'a str> {
+        match self.role {
+            Role::Operator | Role::Admin => None,
+            Role::User | Role::Key { .. } => Some(self.subject.unwrap_or("")),
+        }
+    }
 }
 
 /// The configured limits on non-admin callers.
@@ -70,8 +114,8 @@ pub struct AdmittedCreate {
     pub expires_at: Option<DateTime<Utc>>,
     /// Organisation.
     pub org: Option<String>,
-    /// Owner.
-    pub owner: String,
+    /// Owner (`None` only for the CLI, when it names none).
+    pub owner: Option<String>,
 }
 
 /// What an update asks to change; `None` where it did not say.
@@ -129,14 +173,7 @@ const ADMIN_ONLY: &str = "only an admin may set this";
 
 impl Actor<'_> {
     fn is_admin(&self) -> bool {
-        matches!(self, Actor::Admin)
-    }
-
-    fn org(&self) -> Option<&str> {
-        match self {
-            Actor::Admin => None,
-            Actor::User { org } | Actor::Key { org, .. } => *org,
-        }
+        matches!(self.role, Role::Operator | Role::Admin)
     }
 
     /// Why `scope` may not be granted by this non-admin, if it may not.
@@ -146,8 +183,8 @@ impl Actor<'_> {
                 "`{scope}` is not in management.user_scopes: only an admin may grant it"
             ));
         }
-        match self {
-            Actor::Key { scopes, .. } if !scopes.iter().any(|s| s == scope) => Some(format!(
+        match self.role {
+            Role::Key { scopes } if !scopes.iter().any(|s| s == scope) => Some(format!(
                 "`{scope}` is not held by the managing key: a key cannot grant more than it has"
             )),
             _ => None,
@@ -155,15 +192,15 @@ impl Actor<'_> {
     }
 }
 
-/// Checks `req` for `actor` creating a key for `subject` (the caller's own
-/// identity) and fills in what it did not say. Every refused field is listed.
+/// Checks `req` for `actor` creating a key and fills in what it did not say (the
+/// owner defaults to the actor). Every refused field is listed.
 pub fn admit_create(
-    actor: Actor<'_>,
+    actor: &Actor<'_>,
     grants: &Grants<'_>,
-    subject: &str,
     default_tier: &str,
     req: CreateRequest,
 ) -> Result<AdmittedCreate, Denied> {
+    let subject = actor.subject;
     if actor.is_admin() {
         return Ok(AdmittedCreate {
             tier: req.tier.unwrap_or_else(|| default_tier.to_string()),
@@ -171,7 +208,7 @@ pub fn admit_create(
             credits: req.credits.flatten(),
             expires_at: req.expires_at.flatten(),
             org: req.org,
-            owner: req.owner.unwrap_or_else(|| subject.to_string()),
+            owner: req.owner.or_else(|| subject.map(str::to_owned)),
         });
     }
     let mut r = Refusals::new();
@@ -196,13 +233,13 @@ pub fn admit_create(
     if req.expires_at.is_some() {
         r.refuse("expires_at", ADMIN_ONLY);
     }
-    if req.org.as_deref().is_some_and(|o| Some(o) != actor.org()) {
+    if req.org.is_some() && req.org.as_deref() != actor.org {
         r.refuse(
             "org",
             "your keys get your own organisation: only an admin may set another",
         );
     }
-    if req.owner.as_deref().is_some_and(|o| o != subject) {
+    if req.owner.is_some() && req.owner.as_deref() != subject {
         r.refuse("owner", "only an admin may create keys for another owner");
     }
     r.finish()?;
@@ -211,8 +248,8 @@ pub fn admit_create(
         scopes: req.scopes,
         credits: None,
         expires_at: None,
-        org: actor.org().map(str::to_owned),
-        owner: subject.to_string(),
+        org: actor.org.map(str::to_owned),
+        owner: subject.map(str::to_owned),
     })
 }
 
@@ -220,7 +257,7 @@ pub fn admit_create(
 /// change its allowed networks, and set scopes it may grant or the key already
 /// has; it may not raise anything an admin set.
 pub fn admit_update(
-    actor: Actor<'_>,
+    actor: &Actor<'_>,
     grants: &Grants<'_>,
     current: Current<'_>,
     req: &UpdateRequest<'_>,
@@ -279,14 +316,8 @@ mod tests {
             org: Some("org_victim".into()),
             owner: Some("bob".into()),
         };
-        let denied = admit_create(
-            Actor::User { org: None },
-            &grants(&allowed),
-            "alice",
-            "free",
-            req,
-        )
-        .unwrap_err();
+        let denied =
+            admit_create(&Actor::user("alice", None), &grants(&allowed), "free", req).unwrap_err();
         let fields: Vec<&str> = denied.0.keys().map(String::as_str).collect();
         assert_eq!(
             fields,
@@ -298,9 +329,8 @@ mod tests {
     fn a_user_gets_the_user_tier_and_its_own_org() {
         let allowed = strings(&["search", "read"]);
         let ok = admit_create(
-            Actor::User { org: Some("org_a") },
+            &Actor::user("alice", Some("org_a")),
             &grants(&allowed),
-            "alice",
             "pro",
             CreateRequest {
                 tier: Some("free".into()),
@@ -314,10 +344,10 @@ mod tests {
             (
                 ok.tier.as_str(),
                 ok.org.as_deref(),
-                ok.owner.as_str(),
+                ok.owner.as_deref(),
                 ok.credits
             ),
-            ("free", Some("org_a"), "alice", None)
+            ("free", Some("org_a"), Some("alice"), None)
         );
     }
 
@@ -325,28 +355,33 @@ mod tests {
     fn a_managing_key_grants_only_what_it_holds_and_users_may_grant() {
         let allowed = strings(&["search", "read"]);
         let held = strings(&["keys:manage", "search"]);
-        let key = Actor::Key {
+        let key = Actor {
+            role: Role::Key { scopes: &held },
+            subject: Some("a"),
             org: None,
-            scopes: &held,
         };
         let with = |s: &[&str]| CreateRequest {
             scopes: strings(s),
             ..Default::default()
         };
-        assert!(admit_create(key, &grants(&allowed), "a", "free", with(&["search"])).is_ok());
-        assert!(admit_create(key, &grants(&allowed), "a", "free", with(&["read"])).is_err());
+        assert!(admit_create(&key, &grants(&allowed), "free", with(&["search"])).is_ok());
+        assert!(admit_create(&key, &grants(&allowed), "free", with(&["read"])).is_err());
         assert!(
-            admit_create(key, &grants(&allowed), "a", "free", with(&["keys:manage"])).is_err(),
+            admit_create(&key, &grants(&allowed), "free", with(&["keys:manage"])).is_err(),
             "held, but not in user_scopes"
         );
     }
 
     #[test]
     fn admins_may_set_anything_and_get_defaults() {
+        let admin = Actor {
+            role: Role::Admin,
+            subject: Some("ops"),
+            org: None,
+        };
         let ok = admit_create(
-            Actor::Admin,
+            &admin,
             &grants(&[]),
-            "ops",
             "free",
             CreateRequest {
                 scopes: strings(&["admin"]),
@@ -357,9 +392,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            (ok.tier.as_str(), ok.credits, ok.owner.as_str()),
-            ("free", Some(5), "bob")
+            (ok.tier.as_str(), ok.credits, ok.owner.as_deref()),
+            ("free", Some(5), Some("bob"))
         );
+        let cli = admit_create(
+            &Actor::operator(),
+            &grants(&[]),
+            "free",
+            CreateRequest::default(),
+        )
+        .unwrap();
+        assert_eq!(cli.owner, None, "the CLI names an owner or none");
     }
 
     #[test]
@@ -372,7 +415,7 @@ mod tests {
             credits: Some(100),
             expires_at: None,
         };
-        let user = Actor::User { org: None };
+        let user = &Actor::user("alice", None);
         let g = grants(&allowed);
         let keep = strings(&["premium", "search"]);
         let ok = UpdateRequest {

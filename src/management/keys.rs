@@ -1,133 +1,94 @@
 //! Key lifecycle endpoints: create (secret shown once), list, get, update, revoke,
-//! regenerate (optionally with a grace period), verify, credits. Keys of another
-//! owner answer 404, never 403, so their existence does not leak.
+//! regenerate (optionally with a grace period), verify, credits. A door onto
+//! [`crate::keys::service::KeyService`]: these handlers read the JSON, call the
+//! service as the caller, and write its answer. Keys of another owner answer 404,
+//! never 403, so their existence does not leak.
 
 use super::validate::Fields;
-use super::{json_object, store_error, ApiContext, ApiRequest, ApiResponse, Caller, Management};
-use crate::auth::api_key::generate;
-use crate::domain::id::new_key_id;
-use crate::domain::{Environment, KeyPatch, KeyRecord, KeyStatus};
+use super::{json_object, store_error, ApiContext, ApiRequest, ApiResponse, Management};
+use crate::domain::KeyRecord;
 use crate::error::GateError;
-use crate::keys::policy::{self, CreateRequest};
-use crate::store::StoreError;
-use chrono::Utc;
-use serde_json::{json, Value};
-use std::time::Duration;
-
-/// Longest regenerate grace period.
-const MAX_GRACE: Duration = Duration::from_secs(30 * 86_400);
+use crate::keys::input::{validate_change, validate_new, KeyChange, KeyInput};
+use crate::keys::service::{Issued, KeyRules, MAX_GRACE};
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
 
 fn key_object(r: &KeyRecord) -> Value {
     serde_json::to_value(r).unwrap_or(Value::Null)
 }
 
-fn with_secret(r: &KeyRecord, secret: &str) -> Value {
-    let mut v = key_object(r);
-    v["key"] = Value::String(secret.to_string());
+/// The key object with its secret and, after a regenerate with a grace period,
+/// when the previous secret stops working.
+fn issued_object(issued: &Issued) -> Value {
+    let mut v = key_object(&issued.record);
+    v["key"] = Value::String(issued.secret.plaintext.clone());
+    if issued.previous_valid_until.is_some() {
+        v["previous_key_valid_until"] = json!(issued.previous_valid_until);
+    }
     v
 }
 
-/// What non-admin callers may grant, from the running config.
-fn grants<'a>(cx: &ApiContext<'a>) -> policy::Grants<'a> {
-    let config = &cx.config;
-    policy::Grants {
-        user_scopes: &config.management.user_scopes,
-        user_tier: &config.default_tier,
-    }
+/// The configured tier names.
+fn tier_names<'a>(cx: &ApiContext<'a>) -> Vec<&'a str> {
+    cx.config.tiers.keys().map(String::as_str).collect()
 }
 
-/// The key `id` if the caller may manage it; 404 otherwise.
-async fn owned(m: &Management, caller: &Caller, id: &str) -> Result<KeyRecord, GateError> {
-    match m.store.get(id).await.map_err(store_error)? {
-        Some(r) if caller.may_manage(r.owner.as_deref()) => Ok(r),
-        _ => Err(GateError::NotFound),
+/// A 422 naming the JSON type errors and what the key rules say of the rest.
+fn invalid(
+    mut errors: Map<String, Value>,
+    rules: Option<crate::keys::input::FieldErrors>,
+) -> GateError {
+    for (field, why) in rules.unwrap_or_default() {
+        errors.entry(field).or_insert(Value::String(why));
     }
+    GateError::Validation(errors)
 }
 
-/// Refuses when `owner` already holds `max_keys` active keys in `tier`.
-async fn check_quota(
-    m: &Management,
-    cx: &ApiContext<'_>,
-    owner: &str,
-    tier: &str,
-) -> Result<(), GateError> {
-    let Some(max) = cx.config.tiers.get(tier).and_then(|t| t.max_keys) else {
-        return Ok(());
+/// Reads a `POST /keys` body into what it asks for; JSON type errors are merged
+/// with what the key rules find in the other fields.
+pub fn parse_create(
+    body: &[u8],
+    tiers: &[&str],
+    now: DateTime<Utc>,
+) -> Result<KeyInput, GateError> {
+    let body = json_object(body)?;
+    let known = [
+        "name",
+        "tier",
+        "scopes",
+        "environment",
+        "expires_at",
+        "credits",
+        "allowed_ips",
+        "org",
+        "owner",
+    ];
+    let mut f = Fields::new(&body, &known);
+    let input = KeyInput {
+        name: f.text("name"),
+        tier: f.text("tier"),
+        scopes: f.text_list("scopes", false),
+        environment: f.text("environment"),
+        credits: f.int_or_null("credits"),
+        expires_at: f.time_or_null("expires_at"),
+        allowed_ips: f.text_list("allowed_ips", true),
+        org: f.text("org"),
+        owner: f.text("owner"),
     };
-    let held = m
-        .store
-        .count_active(owner, tier)
-        .await
-        .map_err(store_error)?;
-    if held >= max {
-        return Err(quota_reached(tier, max));
+    let errors = f.into_errors();
+    if errors.is_empty() {
+        return Ok(input);
     }
-    Ok(())
+    let rules = validate_new(&input, tiers, now).err();
+    Err(invalid(errors, rules))
 }
 
-/// The 409 for an owner at `tier`'s `max_keys`.
-fn quota_reached(tier: &str, max: u64) -> GateError {
-    GateError::Conflict(format!(
-        "Key limit reached: tier {tier} allows {max} active keys per owner"
-    ))
-}
-
-/// A validated `POST /keys` body: what it names, and what it asks for (which the
-/// key rules, [`crate::keys::policy`], admit or refuse).
-#[derive(Debug)]
-pub struct CreateBody {
-    /// Display name.
-    pub name: String,
-    /// `live` or `test`.
-    pub environment: Environment,
-    /// Networks the key may be used from (empty: any).
-    pub allowed_ips: Vec<ipnet::IpNet>,
-    /// Tier, scopes, credits, expiry, org and owner, as asked.
-    pub request: CreateRequest,
-}
-
-impl CreateBody {
-    /// Validates `body` (JSON), listing every problem at once.
-    pub fn parse(body: &[u8], tiers: &[&str]) -> Result<Self, GateError> {
-        let body = json_object(body)?;
-        let known = [
-            "name",
-            "tier",
-            "scopes",
-            "environment",
-            "expires_at",
-            "credits",
-            "allowed_ips",
-            "org",
-            "owner",
-        ];
-        let mut f = Fields::new(&body, &known);
-        let name = f.string("name", true, 200);
-        let request = CreateRequest {
-            tier: f.one_of("tier", false, tiers),
-            scopes: f.scopes("scopes").unwrap_or_default(),
-            credits: f.credits("credits"),
-            expires_at: f.future_time("expires_at"),
-            org: f.string("org", false, 200),
-            owner: f.string("owner", false, 200),
-        };
-        let environment = f.environment("environment").unwrap_or(Environment::Live);
-        let allowed_ips = f.allowed_ips("allowed_ips").unwrap_or_default();
-        f.finish()?;
-        let Some(name) = name else {
-            return Err(GateError::Internal);
-        };
-        Ok(CreateBody {
-            name,
-            environment,
-            allowed_ips,
-            request,
-        })
-    }
-}
-
-/// Validates a `PUT /keys/{id}` body into a patch, listing every problem at once.
-pub fn parse_patch(body: &[u8], tiers: &[&str]) -> Result<KeyPatch, GateError> {
+/// Reads a `PUT /keys/{id}` body into the change it asks for.
+pub fn parse_change(
+    body: &[u8],
+    tiers: &[&str],
+    now: DateTime<Utc>,
+) -> Result<KeyChange, GateError> {
     let body = json_object(body)?;
     let mut f = Fields::new(
         &body,
@@ -140,16 +101,20 @@ pub fn parse_patch(body: &[u8], tiers: &[&str]) -> Result<KeyPatch, GateError> {
             "expires_at",
         ],
     );
-    let patch = KeyPatch {
-        name: f.string("name", false, 200),
-        tier: f.one_of("tier", false, tiers),
-        scopes: f.scopes("scopes"),
-        credits: f.credits("credits"),
-        allowed_ips: f.allowed_ips("allowed_ips"),
-        expires_at: f.future_time("expires_at"),
+    let change = KeyChange {
+        name: f.text("name"),
+        tier: f.text("tier"),
+        scopes: f.text_list("scopes", false),
+        credits: f.int_or_null("credits"),
+        allowed_ips: f.text_list("allowed_ips", true),
+        expires_at: f.time_or_null("expires_at"),
     };
-    f.finish()?;
-    Ok(patch)
+    let errors = f.into_errors();
+    if errors.is_empty() {
+        return Ok(change);
+    }
+    let rules = validate_change(&change, tiers, now).err();
+    Err(invalid(errors, rules))
 }
 
 /// `POST /keys`.
@@ -159,46 +124,12 @@ pub async fn create(
     req: &ApiRequest<'_>,
 ) -> Result<ApiResponse, GateError> {
     let caller = m.caller(cx, req, true).await?;
-    let tiers: Vec<&str> = cx.config.tiers.keys().map(String::as_str).collect();
-    let body = CreateBody::parse(req.body, &tiers)?;
-    let config = &cx.config;
-    let admitted = policy::admit_create(
-        caller.actor(),
-        &grants(cx),
-        &caller.subject,
-        &config.default_tier,
-        body.request,
-    )?;
-    let max_keys = config.tiers.get(&admitted.tier).and_then(|t| t.max_keys);
-    let key = generate(&cx.auth.key_format.prefix, body.environment);
-    let record = KeyRecord {
-        id: new_key_id(),
-        name: body.name,
-        prefix: key.prefix.clone(),
-        last4: key.last4.clone(),
-        tier: admitted.tier,
-        scopes: admitted.scopes,
-        environment: body.environment,
-        org: admitted.org,
-        owner: Some(admitted.owner),
-        status: KeyStatus::Active,
-        credits: admitted.credits,
-        allowed_ips: body.allowed_ips,
-        expires_at: admitted.expires_at,
-        created_at: Utc::now(),
-        last_used_at: None,
-        secret_valid_until: None,
-    };
-    match max_keys {
-        Some(max) => m.store.insert_within_quota(&record, &key.hash, max).await,
-        None => m.store.insert(&record, &key.hash).await,
-    }
-    .map_err(|e| match e {
-        StoreError::QuotaExceeded { max } => quota_reached(&record.tier, max),
-        e => store_error(e),
-    })?;
-    m.cache().invalidate(&key.hash);
-    Ok(ApiResponse::created(with_secret(&record, &key.plaintext)))
+    let input = parse_create(req.body, &tier_names(cx), m.now())?;
+    let issued = m
+        .keys
+        .create(&KeyRules::of(cx.config), &caller.actor(), input)
+        .await?;
+    Ok(ApiResponse::created(issued_object(&issued)))
 }
 
 /// `GET /keys`.
@@ -208,12 +139,7 @@ pub async fn list(
     req: &ApiRequest<'_>,
 ) -> Result<ApiResponse, GateError> {
     let caller = m.caller(cx, req, true).await?;
-    let keys = if caller.admin {
-        m.store.list().await
-    } else {
-        m.store.list_by_owner(&caller.subject).await
-    }
-    .map_err(store_error)?;
+    let keys = m.keys.list(&caller.actor()).await?;
     let items: Vec<Value> = keys.iter().map(key_object).collect();
     Ok(ApiResponse::ok(
         json!({ "api_keys": items, "total": keys.len() }),
@@ -228,7 +154,9 @@ pub async fn get(
     id: &str,
 ) -> Result<ApiResponse, GateError> {
     let caller = m.caller(cx, req, true).await?;
-    Ok(ApiResponse::ok(key_object(&owned(m, &caller, id).await?)))
+    Ok(ApiResponse::ok(key_object(
+        &m.keys.get(&caller.actor(), id).await?,
+    )))
 }
 
 /// `PUT /keys/{id}`: name, tier, scopes, credits, allowed_ips, expires_at.
@@ -239,32 +167,14 @@ pub async fn update(
     id: &str,
 ) -> Result<ApiResponse, GateError> {
     let caller = m.caller(cx, req, true).await?;
-    let current = owned(m, &caller, id).await?;
-    let tiers: Vec<&str> = cx.config.tiers.keys().map(String::as_str).collect();
-    let patch = parse_patch(req.body, &tiers)?;
-    policy::admit_update(
-        caller.actor(),
-        &grants(cx),
-        policy::Current {
-            tier: &current.tier,
-            scopes: &current.scopes,
-            credits: current.credits,
-            expires_at: current.expires_at,
-        },
-        &policy::UpdateRequest {
-            tier: patch.tier.as_deref(),
-            scopes: patch.scopes.as_deref(),
-            credits: patch.credits,
-            expires_at: patch.expires_at,
-        },
-    )?;
-    if let (Some(tier), Some(owner)) = (&patch.tier, &current.owner) {
-        if *tier != current.tier && current.status == KeyStatus::Active {
-            check_quota(m, cx, owner, tier).await?;
-        }
-    }
-    let updated = m.store.update(id, &patch).await.map_err(store_error)?;
-    m.cache().invalidate_key_id(id);
+    let actor = caller.actor();
+    // Another owner's key is 404 before its body is looked at.
+    m.keys.get(&actor, id).await?;
+    let change = parse_change(req.body, &tier_names(cx), m.now())?;
+    let updated = m
+        .keys
+        .update(&KeyRules::of(cx.config), &actor, id, change)
+        .await?;
     Ok(ApiResponse::ok(key_object(&updated)))
 }
 
@@ -276,15 +186,7 @@ pub async fn revoke(
     id: &str,
 ) -> Result<ApiResponse, GateError> {
     let caller = m.caller(cx, req, true).await?;
-    owned(m, &caller, id).await?;
-    m.store.revoke(id).await.map_err(store_error)?;
-    m.cache().invalidate_key_id(id);
-    let record = m
-        .store
-        .get(id)
-        .await
-        .map_err(store_error)?
-        .ok_or(GateError::NotFound)?;
+    let record = m.keys.revoke(&caller.actor(), id).await?;
     Ok(ApiResponse::ok(key_object(&record)))
 }
 
@@ -296,36 +198,17 @@ pub async fn regenerate(
     id: &str,
 ) -> Result<ApiResponse, GateError> {
     let caller = m.caller(cx, req, true).await?;
-    let current = owned(m, &caller, id).await?;
-    if current.status == KeyStatus::Revoked {
-        return Err(GateError::Conflict(
-            "A revoked key cannot be regenerated".into(),
-        ));
-    }
+    let actor = caller.actor();
+    m.keys.get(&actor, id).await?;
     let body = json_object(req.body)?;
     let mut f = Fields::new(&body, &["grace_period"]);
-    let grace = f
-        .duration("grace_period", MAX_GRACE)
-        .filter(|d| !d.is_zero());
+    let grace = f.duration("grace_period", MAX_GRACE);
     f.finish()?;
-    let key = generate(&cx.auth.key_format.prefix, current.environment);
-    let old_valid_until = grace
-        .and_then(|g| chrono::Duration::from_std(g).ok())
-        .map(|g| Utc::now() + g);
-    m.store
-        .replace_secret(id, &key.hash, &key.prefix, &key.last4, old_valid_until)
-        .await
-        .map_err(store_error)?;
-    m.cache().invalidate_key_id(id);
-    let record = m
-        .store
-        .get(id)
-        .await
-        .map_err(store_error)?
-        .ok_or(GateError::NotFound)?;
-    let mut body = with_secret(&record, &key.plaintext);
-    body["previous_key_valid_until"] = json!(old_valid_until);
-    Ok(ApiResponse::ok(body))
+    let issued = m
+        .keys
+        .regenerate(&KeyRules::of(cx.config), &actor, id, grace)
+        .await?;
+    Ok(ApiResponse::ok(issued_object(&issued)))
 }
 
 /// The caller's own API key record (fresh from the store), for verify and credits.
@@ -384,7 +267,7 @@ pub async fn usage(
     id: &str,
 ) -> Result<ApiResponse, GateError> {
     let caller = m.caller(cx, req, true).await?;
-    owned(m, &caller, id).await?;
+    m.keys.get(&caller.actor(), id).await?;
     let period = req
         .query
         .unwrap_or("")
@@ -407,7 +290,7 @@ pub async fn usage(
     };
     // What this process counted but has not flushed yet is included.
     m.usage.flush(&*m.store).await;
-    let now = Utc::now();
+    let now = m.now();
     let current_hour = now.timestamp() - now.timestamp().rem_euclid(3600);
     let since =
         chrono::DateTime::from_timestamp(current_hour - (span_hours - 1) * 3600, 0).unwrap_or(now);

@@ -14,11 +14,12 @@ pub mod password;
 mod validate;
 
 use crate::auth::authenticator::{AuthSettings, Authenticator};
-use crate::auth::cache::KeyCache;
 use crate::auth::jwt::issue::TokenIssuer;
 use crate::auth::AuthMethod;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::GateError;
+use crate::keys::service::KeyService;
 use crate::limit::Limiter;
 use crate::store::users::UserStore;
 use crate::store::{KeyStore, StoreError};
@@ -90,22 +91,19 @@ pub struct Caller {
 impl Caller {
     /// The caller as the key rules see it: admin, a user (JWT), or a managing key.
     pub fn actor(&self) -> crate::keys::policy::Actor<'_> {
-        use crate::keys::policy::Actor;
-        match (&self.key_id, self.admin) {
-            (_, true) => Actor::Admin,
-            (Some(_), false) => Actor::Key {
-                org: self.org.as_deref(),
+        use crate::keys::policy::{Actor, Role};
+        let role = match (&self.key_id, self.admin) {
+            (_, true) => Role::Admin,
+            (Some(_), false) => Role::Key {
                 scopes: &self.scopes,
             },
-            (None, false) => Actor::User {
-                org: self.org.as_deref(),
-            },
+            (None, false) => Role::User,
+        };
+        Actor {
+            role,
+            subject: Some(&self.subject),
+            org: self.org.as_deref(),
         }
-    }
-
-    /// True when the caller may see and change a key owned by `owner`.
-    pub fn may_manage(&self, owner: Option<&str>) -> bool {
-        self.admin || owner == Some(self.subject.as_str())
     }
 }
 
@@ -129,6 +127,8 @@ pub struct Management {
     limiter: Arc<dyn Limiter>,
     usage: Arc<UsageRecorder>,
     passwords: password::PasswordPool,
+    keys: KeyService,
+    clock: Arc<dyn Clock>,
 }
 
 /// Password-hashing threads (each holds 19 MiB while it works).
@@ -147,7 +147,13 @@ impl Management {
         auth: Arc<Authenticator>,
         limiter: Arc<dyn Limiter>,
         usage: Arc<UsageRecorder>,
+        clock: Arc<dyn Clock>,
     ) -> Self {
+        let keys = KeyService::new(
+            store.clone(),
+            Some(auth.keys().cache().clone()),
+            clock.clone(),
+        );
         Management {
             store,
             users,
@@ -156,12 +162,16 @@ impl Management {
             limiter,
             usage,
             passwords: password::PasswordPool::new(PASSWORD_WORKERS, PASSWORD_QUEUE),
+            keys,
+            clock,
         }
     }
 
-    /// The key cache, invalidated when a key changes.
-    fn cache(&self) -> &KeyCache {
-        self.auth.keys().cache()
+    /// Now, on the injected clock.
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::TimeZone::timestamp_millis_opt(&chrono::Utc, self.clock.now_ms() as i64)
+            .single()
+            .unwrap_or_default()
     }
 
     /// Authenticates the caller with the data plane's own authenticator.
@@ -253,14 +263,7 @@ fn openapi(cx: &ApiContext<'_>) -> Value {
 
 /// A store failure as the client sees it (details are logged, not sent).
 fn store_error(e: StoreError) -> GateError {
-    match e {
-        StoreError::Conflict(why) => GateError::Conflict(why),
-        StoreError::NotFound(_) => GateError::NotFound,
-        other => {
-            tracing::warn!(error = %other, "management: store failed");
-            GateError::BackendUnavailable
-        }
-    }
+    GateError::from(e)
 }
 
 /// Parses a JSON object body (an empty body is `{}`).

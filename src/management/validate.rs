@@ -2,10 +2,8 @@
 //! reported (422 `validation_error`, `details` by field), unknown fields included.
 
 use crate::config::duration::parse_duration;
-use crate::domain::Environment;
 use crate::error::GateError;
 use chrono::{DateTime, Utc};
-use ipnet::IpNet;
 use serde_json::{Map, Value};
 use std::time::Duration;
 
@@ -58,58 +56,42 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// One of `choices`.
-    pub fn one_of(&mut self, field: &str, required: bool, choices: &[&str]) -> Option<String> {
-        let value = self.string(field, required, 100)?;
-        if choices.contains(&value.as_str()) {
-            Some(value)
-        } else {
-            self.error(field, format!("must be one of: {}", choices.join(", ")));
-            None
-        }
-    }
-
-    /// `live` or `test`.
-    pub fn environment(&mut self, field: &str) -> Option<Environment> {
-        self.one_of(field, false, &["live", "test"])
-            .and_then(|e| Environment::parse(&e))
-    }
-
-    /// A list of scopes: visible ASCII, at most 100 of at most 100 characters.
-    pub fn scopes(&mut self, field: &str) -> Option<Vec<String>> {
-        let items = match self.raw(field)? {
-            Value::Array(items) => items,
+    /// A string of any length (the key rules judge it); `None` when absent.
+    pub fn text(&mut self, field: &str) -> Option<String> {
+        match self.raw(field)? {
+            Value::String(s) => Some(s.clone()),
             _ => {
-                self.error(field, "must be an array of strings");
-                return None;
-            }
-        };
-        let scopes: Option<Vec<String>> = items
-            .iter()
-            .map(|v| {
-                v.as_str().filter(|s| {
-                    !s.is_empty() && s.len() <= 100 && s.bytes().all(|b| b.is_ascii_graphic())
-                })
-            })
-            .map(|s| s.map(str::to_owned))
-            .collect();
-        match scopes {
-            Some(s) if s.len() <= 100 => Some(s),
-            _ => {
-                self.error(
-                    field,
-                    "must be at most 100 scopes of 1-100 visible ASCII characters",
-                );
+                self.error(field, "must be a string");
                 None
             }
         }
     }
 
-    /// A non-negative integer or null: `Some(None)` for null (unmetered).
-    pub fn credits(&mut self, field: &str) -> Option<Option<i64>> {
+    /// An array of strings; `null` as an empty array when `null_is_empty`.
+    pub fn text_list(&mut self, field: &str, null_is_empty: bool) -> Option<Vec<String>> {
+        let items = match self.raw(field)? {
+            Value::Array(items) => items,
+            Value::Null if null_is_empty => return Some(Vec::new()),
+            _ => {
+                self.error(field, "must be an array of strings");
+                return None;
+            }
+        };
+        let strings: Option<Vec<String>> = items
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned))
+            .collect();
+        if strings.is_none() {
+            self.error(field, "must be an array of strings");
+        }
+        strings
+    }
+
+    /// An integer or null: `Some(None)` for null.
+    pub fn int_or_null(&mut self, field: &str) -> Option<Option<i64>> {
         match self.raw(field)? {
             Value::Null => Some(None),
-            Value::Number(n) if n.as_i64().is_some_and(|c| c >= 0) => Some(n.as_i64()),
+            Value::Number(n) if n.as_i64().is_some() => Some(n.as_i64()),
             _ => {
                 self.error(field, "must be a non-negative integer or null");
                 None
@@ -117,50 +99,12 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// A list of IP networks (`10.0.0.0/8`) or addresses.
-    pub fn allowed_ips(&mut self, field: &str) -> Option<Vec<IpNet>> {
-        let items = match self.raw(field)? {
-            Value::Array(items) => items,
-            Value::Null => return Some(Vec::new()),
-            _ => {
-                self.error(field, "must be an array of IP networks");
-                return None;
-            }
-        };
-        let mut nets = Vec::new();
-        for item in items {
-            let net = item.as_str().and_then(|s| {
-                s.parse::<IpNet>()
-                    .ok()
-                    .or_else(|| s.parse::<std::net::IpAddr>().ok().map(IpNet::from))
-            });
-            match net {
-                Some(n) => nets.push(n),
-                None => {
-                    self.error(
-                        field,
-                        format!("{item} is not an IP address or CIDR network"),
-                    );
-                    return None;
-                }
-            }
-        }
-        (nets.len() <= 100).then_some(nets).or_else(|| {
-            self.error(field, "at most 100 networks");
-            None
-        })
-    }
-
-    /// An RFC 3339 time in the future, or null: `Some(None)` for null (no expiry).
-    pub fn future_time(&mut self, field: &str) -> Option<Option<DateTime<Utc>>> {
+    /// An RFC 3339 time or null: `Some(None)` for null.
+    pub fn time_or_null(&mut self, field: &str) -> Option<Option<DateTime<Utc>>> {
         match self.raw(field)? {
             Value::Null => Some(None),
             Value::String(s) => match DateTime::parse_from_rfc3339(s) {
-                Ok(t) if t.with_timezone(&Utc) > Utc::now() => Some(Some(t.with_timezone(&Utc))),
-                Ok(_) => {
-                    self.error(field, "must be in the future");
-                    None
-                }
+                Ok(t) => Some(Some(t.with_timezone(&Utc))),
                 Err(_) => {
                     self.error(
                         field,
@@ -207,5 +151,10 @@ impl<'a> Fields<'a> {
         } else {
             Err(GateError::Validation(self.errors))
         }
+    }
+
+    /// The problems found so far, by field (to merge with the key rules' own).
+    pub fn into_errors(self) -> Map<String, Value> {
+        self.errors
     }
 }

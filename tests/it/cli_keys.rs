@@ -114,3 +114,80 @@ async fn bad_arguments_exit_2_with_every_problem_and_unknown_ids_exit_1() {
     let no_args = std::process::Command::new(&*BIN).output().unwrap();
     assert_eq!(no_args.status.code(), Some(2));
 }
+
+/// Issue 14: the CLI and the management API are two doors onto one key service.
+/// The same bad request gets the same refusals, field by field, from both.
+#[tokio::test]
+async fn the_cli_and_the_api_refuse_the_same_bad_input_the_same_way() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, DEFAULT_POLICY);
+    let (_, admin) = kg.create_key(&["--scopes", "admin", "--owner", "ops"]);
+    let cli = kg.cli(&[
+        "keys",
+        "create",
+        "--name",
+        " ",
+        "--tier",
+        "gold",
+        "--env",
+        "prod",
+        "--scopes",
+        "ok,has space",
+        "--credits",
+        "-1",
+        "--allow-ip",
+        "nope",
+        "--expires-in",
+        "0s",
+    ]);
+    assert_eq!(cli.status.code(), Some(2));
+    let cli_err = String::from_utf8_lossy(&cli.stderr).to_string();
+    let (status, api) = kg
+        .api(
+            reqwest::Method::POST,
+            "/keys",
+            Auth::Key(&admin),
+            Some(serde_json::json!({
+                "name": " ", "tier": "gold", "environment": "prod",
+                "scopes": ["ok", "has space"], "credits": -1, "allowed_ips": ["nope"],
+                "expires_at": "2001-01-01T00:00:00Z",
+            })),
+        )
+        .await;
+    assert_eq!(status, 422, "{api}");
+    let details = api["details"].as_object().unwrap();
+    for (field, flag) in [
+        ("name", "--name"),
+        ("tier", "--tier"),
+        ("environment", "--env"),
+        ("scopes", "--scopes"),
+        ("credits", "--credits"),
+        ("allowed_ips", "--allow-ip"),
+        ("expires_at", "--expires-in"),
+    ] {
+        let message = details[field]
+            .as_str()
+            .unwrap_or_else(|| panic!("{field}: {api}"));
+        assert!(
+            cli_err.contains(&format!("{flag}: {message}")),
+            "the CLI says of {flag} what the API says of {field} ({message}):\n{cli_err}"
+        );
+    }
+    // A revoked key gets no new secret, whichever door asks.
+    let (id, _) = kg.create_key(&[]);
+    assert!(kg.cli(&["keys", "revoke", &id]).status.success());
+    let cli = kg.cli(&["keys", "regenerate", &id]);
+    assert_eq!(cli.status.code(), Some(1));
+    let (status, api) = kg
+        .api(
+            reqwest::Method::POST,
+            &format!("/keys/{id}/regenerate"),
+            Auth::Key(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 409);
+    let message = api["message"].as_str().unwrap();
+    assert_eq!(message, "A revoked key cannot be regenerated");
+    assert!(String::from_utf8_lossy(&cli.stderr).contains(message));
+}

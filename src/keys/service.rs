@@ -1,0 +1,408 @@
+//! [`KeyService`]: the key lifecycle — create, read, list, update, revoke,
+//! regenerate — with every rule applied once, for every door. The CLI, the
+//! management API and the portal parse their own syntax into a [`KeyInput`] or a
+//! [`KeyChange`], call the service as an [`Actor`], and render what it returns;
+//! the same request gets the same answer and the same error from each.
+
+use super::input::{validate_change, validate_new, FieldErrors, KeyChange, KeyInput};
+use super::policy::{self, Actor, Current, Denied, Grants, UpdateRequest};
+use crate::auth::api_key::{generate, NewKey};
+use crate::auth::cache::KeyCache;
+use crate::clock::Clock;
+use crate::config::{Config, TierConfig};
+use crate::domain::id::new_key_id;
+use crate::domain::{KeyRecord, KeyStatus};
+use crate::store::{KeyStore, StoreError};
+use chrono::{DateTime, TimeZone, Utc};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Longest regenerate grace period.
+pub const MAX_GRACE: Duration = Duration::from_secs(30 * 86_400);
+
+/// Why a key operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyServiceError {
+    /// Field values that break a rule, by field (422).
+    #[error("invalid fields: {}", .0.keys().cloned().collect::<Vec<_>>().join(", "))]
+    Invalid(FieldErrors),
+    /// Fields the actor may not set (403).
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    /// No such key, or one the actor may not see (404).
+    #[error("no such key")]
+    NotFound,
+    /// The owner holds the tier's `max_keys` active keys (409).
+    #[error("Key limit reached: tier {tier} allows {max} active keys per owner")]
+    QuotaReached {
+        /// The tier.
+        tier: String,
+        /// Its `max_keys`.
+        max: u64,
+    },
+    /// A revoked key cannot get a new secret (409).
+    #[error("A revoked key cannot be regenerated")]
+    Revoked,
+    /// The store failed.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for KeyServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(_) => KeyServiceError::NotFound,
+            e => KeyServiceError::Store(e),
+        }
+    }
+}
+
+/// What the key rules read of the running config.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyRules<'a> {
+    /// Configured tiers.
+    pub tiers: &'a BTreeMap<String, TierConfig>,
+    /// The tier of keys that name none, and the only one non-admins get.
+    pub default_tier: &'a str,
+    /// `management.user_scopes`.
+    pub user_scopes: &'a [String],
+    /// Prefix of issued keys.
+    pub key_prefix: &'a str,
+}
+
+impl<'a> KeyRules<'a> {
+    /// The rules of `config`.
+    pub fn of(config: &'a Config) -> Self {
+        KeyRules {
+            tiers: &config.tiers,
+            default_tier: &config.default_tier,
+            user_scopes: &config.management.user_scopes,
+            key_prefix: &config.api_keys.prefix,
+        }
+    }
+
+    fn tier_names(&self) -> Vec<&str> {
+        self.tiers.keys().map(String::as_str).collect()
+    }
+
+    fn grants(&self) -> Grants<'a> {
+        Grants {
+            user_scopes: self.user_scopes,
+            user_tier: self.default_tier,
+        }
+    }
+
+    fn max_keys(&self, tier: &str) -> Option<u64> {
+        self.tiers.get(tier).and_then(|t| t.max_keys)
+    }
+}
+
+/// A key just created or given a new secret: its record, and the secret, which
+/// is shown this once.
+pub struct Issued {
+    /// The stored key.
+    pub record: KeyRecord,
+    /// The plaintext secret (zeroized when dropped).
+    pub secret: NewKey,
+    /// With a grace period: when the previous secret stops working.
+    pub previous_valid_until: Option<DateTime<Utc>>,
+}
+
+/// The key lifecycle over a store.
+pub struct KeyService {
+    store: Arc<dyn KeyStore>,
+    cache: Option<KeyCache>,
+    clock: Arc<dyn Clock>,
+}
+
+impl KeyService {
+    /// A service over `store`; `cache` (this process's key cache, if it serves
+    /// requests) is invalidated at once when a key changes; time from `clock`.
+    pub fn new(store: Arc<dyn KeyStore>, cache: Option<KeyCache>, clock: Arc<dyn Clock>) -> Self {
+        KeyService {
+            store,
+            cache,
+            clock,
+        }
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        Utc.timestamp_millis_opt(self.clock.now_ms() as i64)
+            .single()
+            .unwrap_or_default()
+    }
+
+    fn forget(&self, id: &str) {
+        if let Some(cache) = &self.cache {
+            cache.invalidate_key_id(id);
+        }
+    }
+
+    /// Creates a key for `actor`: validates `input`, applies the key rules, and
+    /// stores it within its tier's `max_keys`.
+    pub async fn create(
+        &self,
+        rules: &KeyRules<'_>,
+        actor: &Actor<'_>,
+        input: KeyInput,
+    ) -> Result<Issued, KeyServiceError> {
+        let valid = validate_new(&input, &rules.tier_names(), self.now())
+            .map_err(KeyServiceError::Invalid)?;
+        let admitted = policy::admit_create(
+            actor,
+            &rules.grants(),
+            rules.default_tier,
+            policy::CreateRequest {
+                tier: valid.tier,
+                scopes: valid.scopes,
+                credits: valid.credits,
+                expires_at: valid.expires_at,
+                org: valid.org,
+                owner: valid.owner,
+            },
+        )?;
+        let secret = generate(rules.key_prefix, valid.environment);
+        let record = KeyRecord {
+            id: new_key_id(),
+            name: valid.name,
+            prefix: secret.prefix.clone(),
+            last4: secret.last4.clone(),
+            tier: admitted.tier,
+            scopes: admitted.scopes,
+            environment: valid.environment,
+            org: admitted.org,
+            owner: admitted.owner,
+            status: KeyStatus::Active,
+            credits: admitted.credits,
+            allowed_ips: valid.allowed_ips,
+            expires_at: admitted.expires_at,
+            created_at: self.now(),
+            last_used_at: None,
+            secret_valid_until: None,
+        };
+        let stored = match rules.max_keys(&record.tier) {
+            Some(max) => {
+                self.store
+                    .insert_within_quota(&record, &secret.hash, max)
+                    .await
+            }
+            None => self.store.insert(&record, &secret.hash).await,
+        };
+        stored.map_err(|e| match e {
+            StoreError::QuotaExceeded { max } => KeyServiceError::QuotaReached {
+                tier: record.tier.clone(),
+                max,
+            },
+            e => e.into(),
+        })?;
+        if let Some(cache) = &self.cache {
+            cache.invalidate(&secret.hash);
+        }
+        Ok(Issued {
+            record,
+            secret,
+            previous_valid_until: None,
+        })
+    }
+
+    /// The key `id`, if `actor` may see it (another owner's key is "not found").
+    pub async fn get(&self, actor: &Actor<'_>, id: &str) -> Result<KeyRecord, KeyServiceError> {
+        match self.store.get(id).await? {
+            Some(r) if actor.may_manage(r.owner.as_deref()) => Ok(r),
+            _ => Err(KeyServiceError::NotFound),
+        }
+    }
+
+    /// The keys `actor` may see, newest first.
+    pub async fn list(&self, actor: &Actor<'_>) -> Result<Vec<KeyRecord>, KeyServiceError> {
+        Ok(match actor.owner_filter() {
+            None => self.store.list().await?,
+            Some(owner) => self.store.list_by_owner(owner).await?,
+        })
+    }
+
+    /// Changes the key `id`: validates `change`, applies the key rules, and keeps a
+    /// re-tiered active key within its new tier's `max_keys`.
+    pub async fn update(
+        &self,
+        rules: &KeyRules<'_>,
+        actor: &Actor<'_>,
+        id: &str,
+        change: KeyChange,
+    ) -> Result<KeyRecord, KeyServiceError> {
+        let current = self.get(actor, id).await?;
+        let patch = validate_change(&change, &rules.tier_names(), self.now())
+            .map_err(KeyServiceError::Invalid)?;
+        policy::admit_update(
+            actor,
+            &rules.grants(),
+            Current {
+                tier: &current.tier,
+                scopes: &current.scopes,
+                credits: current.credits,
+                expires_at: current.expires_at,
+            },
+            &UpdateRequest {
+                tier: patch.tier.as_deref(),
+                scopes: patch.scopes.as_deref(),
+                credits: patch.credits,
+                expires_at: patch.expires_at,
+            },
+        )?;
+        if let (Some(tier), Some(owner)) = (&patch.tier, &current.owner) {
+            if *tier != current.tier && current.status == KeyStatus::Active {
+                if let Some(max) = rules.max_keys(tier) {
+                    if self.store.count_active(owner, tier).await? >= max {
+                        return Err(KeyServiceError::QuotaReached {
+                            tier: tier.clone(),
+                            max,
+                        });
+                    }
+                }
+            }
+        }
+        let updated = self.store.update(id, &patch).await?;
+        self.forget(id);
+        Ok(updated)
+    }
+
+    /// Revokes the key `id`; refused by every replica from then on.
+    pub async fn revoke(&self, actor: &Actor<'_>, id: &str) -> Result<KeyRecord, KeyServiceError> {
+        self.get(actor, id).await?;
+        self.store.revoke(id).await?;
+        self.forget(id);
+        self.store.get(id).await?.ok_or(KeyServiceError::NotFound)
+    }
+
+    /// Gives the key `id` a new secret, same id and settings. The old secret stops
+    /// at once, or after `grace` (at most [`MAX_GRACE`]). A revoked key is refused.
+    pub async fn regenerate(
+        &self,
+        rules: &KeyRules<'_>,
+        actor: &Actor<'_>,
+        id: &str,
+        grace: Option<Duration>,
+    ) -> Result<Issued, KeyServiceError> {
+        let current = self.get(actor, id).await?;
+        if current.status == KeyStatus::Revoked {
+            return Err(KeyServiceError::Revoked);
+        }
+        if grace.is_some_and(|g| g > MAX_GRACE) {
+            let mut errors = FieldErrors::new();
+            errors.insert(
+                "grace_period".into(),
+                format!("must be at most {}s", MAX_GRACE.as_secs()),
+            );
+            return Err(KeyServiceError::Invalid(errors));
+        }
+        let secret = generate(rules.key_prefix, current.environment);
+        let previous_valid_until = grace
+            .filter(|g| !g.is_zero())
+            .and_then(|g| chrono::Duration::from_std(g).ok())
+            .map(|g| self.now() + g);
+        self.store
+            .replace_secret(
+                id,
+                &secret.hash,
+                &secret.prefix,
+                &secret.last4,
+                previous_valid_until,
+            )
+            .await?;
+        self.forget(id);
+        let record = self.store.get(id).await?.ok_or(KeyServiceError::NotFound)?;
+        Ok(Issued {
+            record,
+            secret,
+            previous_valid_until,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::store::sqlite::SqliteStore;
+
+    fn config() -> Config {
+        crate::config::parse(
+            "upstream: { url: 'http://127.0.0.1:1' }\ntiers:\n  free: { per_minute: 1, max_keys: 2 }\n  pro: { per_minute: 1 }\n",
+        )
+        .unwrap()
+    }
+
+    fn service(dir: &tempfile::TempDir, clock: Arc<ManualClock>) -> KeyService {
+        let store = Arc::new(SqliteStore::open(&dir.path().join("k.db")).unwrap());
+        KeyService::new(store, None, clock)
+    }
+
+    #[tokio::test]
+    async fn the_lifecycle_follows_one_set_of_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::at(1_800_000_000_000));
+        let keys = service(&dir, clock.clone());
+        let config = config();
+        let rules = KeyRules::of(&config);
+        let op = Actor::operator();
+        let input = KeyInput {
+            name: Some("ci".into()),
+            owner: Some("alice".into()),
+            ..Default::default()
+        };
+        let made = keys.create(&rules, &op, input.clone()).await.unwrap();
+        assert_eq!(made.record.tier, "free");
+        assert_eq!(
+            made.record.created_at.timestamp_millis(),
+            1_800_000_000_000,
+            "the clock's time"
+        );
+        keys.create(&rules, &op, input.clone()).await.unwrap();
+        assert!(matches!(
+            keys.create(&rules, &op, input).await,
+            Err(KeyServiceError::QuotaReached { max: 2, .. })
+        ));
+        let alice = Actor::user("alice", None);
+        let bob = Actor::user("bob", None);
+        assert_eq!(keys.list(&alice).await.unwrap().len(), 2);
+        assert!(keys.list(&bob).await.unwrap().is_empty());
+        assert!(matches!(
+            keys.get(&bob, &made.record.id).await,
+            Err(KeyServiceError::NotFound)
+        ));
+        let revoked = keys.revoke(&alice, &made.record.id).await.unwrap();
+        assert_eq!(revoked.status, KeyStatus::Revoked);
+        assert!(
+            matches!(
+                keys.regenerate(&rules, &op, &made.record.id, None).await,
+                Err(KeyServiceError::Revoked)
+            ),
+            "for the operator too"
+        );
+        let past = KeyChange {
+            expires_at: Some(Some(Utc.timestamp_opt(1_700_000_000, 0).unwrap())),
+            ..Default::default()
+        };
+        let other = keys
+            .list(&alice)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|k| k.status == KeyStatus::Active)
+            .unwrap()
+            .id;
+        assert!(matches!(
+            keys.update(&rules, &op, &other, past).await,
+            Err(KeyServiceError::Invalid(e)) if e.contains_key("expires_at")
+        ));
+        let issued = keys
+            .regenerate(&rules, &alice, &other, Some(Duration::from_secs(60)))
+            .await
+            .unwrap();
+        assert_eq!(
+            issued.previous_valid_until.unwrap().timestamp_millis(),
+            1_800_000_060_000
+        );
+    }
+}

@@ -4,62 +4,66 @@
 use crate::auth::credentials::CredentialError;
 use crate::auth::jwt::TokenError;
 use crate::auth::verify::KeyError;
+use crate::metrics::{outcome, reason};
 use http::StatusCode;
 use serde_json::{json, Value};
 
-/// A refusal, as the client will see it.
+/// A refusal, as the client will see it. Its `Display` (the `#[error]` text) is
+/// the wire's `message`, which never contains a credential; everything else about
+/// it — status, `error` code, outcome and reason labels — is its row of
+/// [`GateError::rejection`]'s table.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum GateError {
     /// No credential.
     #[error("API key is required")]
     MissingCredential,
     /// More than one different credential.
-    #[error("ambiguous credentials")]
+    #[error("Ambiguous credentials: the request carries more than one different API key")]
     AmbiguousCredential,
     /// Unknown or malformed key.
-    #[error("invalid API key")]
+    #[error("Invalid API key")]
     InvalidKey,
     /// Expired key.
-    #[error("expired API key")]
+    #[error("API key has expired")]
     ExpiredKey,
     /// A JWT failed a check.
-    #[error("invalid token: {0}")]
+    #[error("{0}")]
     InvalidToken(TokenError),
     /// Revoked key.
-    #[error("revoked API key")]
+    #[error("API key has been revoked")]
     RevokedKey,
     /// Client IP outside the key's allow-list.
-    #[error("IP not allowed")]
+    #[error("IP address not allowed for this API key")]
     IpNotAllowed,
     /// Route needs a scope the caller lacks.
-    #[error("missing scope {0}")]
+    #[error("Missing scope: {0}")]
     MissingScope(String),
     /// Route does not admit this key environment.
-    #[error("wrong key environment")]
+    #[error("This route only accepts {required} keys")]
     WrongEnvironment {
         /// Environment the route requires.
         required: &'static str,
     },
     /// A tier window is exhausted, or the key is blocked.
-    #[error("rate limited")]
+    #[error("Rate limit exceeded. Try again in {retry_after} seconds.")]
     RateLimited {
         /// Seconds until a retry can succeed.
         retry_after: u64,
     },
     /// The client IP is over its request rate.
-    #[error("IP rate limited")]
+    #[error("Rate limit exceeded. Try again in {retry_after} seconds.")]
     IpRateLimited {
         /// Seconds until a retry can succeed.
         retry_after: u64,
     },
     /// The client IP failed authentication too often.
-    #[error("too many failed authentications")]
+    #[error("Rate limit exceeded. Try again in {retry_after} seconds.")]
     TooManyFailures {
         /// Seconds until a retry can succeed.
         retry_after: u64,
     },
     /// Not enough credits for the route's cost.
-    #[error("insufficient credits")]
+    #[error("{}", insufficient_credits(*.remaining, *.cost))]
     InsufficientCredits {
         /// Credits left.
         remaining: i64,
@@ -67,65 +71,147 @@ pub enum GateError {
         cost: u64,
     },
     /// The key store (or another backend) could not answer.
-    #[error("backend unavailable")]
+    #[error("Service temporarily unavailable")]
     BackendUnavailable,
     /// keygate is at capacity for this kind of work (password hashing); retry soon.
-    #[error("overloaded")]
+    #[error("Too many requests in progress. Try again in {retry_after} seconds.")]
     Overloaded {
         /// Seconds after which a retry is likely to succeed.
         retry_after: u64,
     },
     /// The request head is larger than `server.max_header_bytes`.
-    #[error("request head too large")]
+    #[error("Request headers too large")]
     HeadersTooLarge,
     /// The request body did not arrive within `server.body_timeout`.
-    #[error("request body timed out")]
+    #[error("The request body was not received in time")]
     BodyTimeout,
     /// The upstream refused or broke the connection.
-    #[error("upstream unavailable")]
+    #[error("Upstream service unavailable")]
     BadGateway,
     /// The upstream did not answer in time.
-    #[error("upstream timed out")]
+    #[error("Upstream service timed out")]
     GatewayTimeout,
     /// The request could not be understood.
-    #[error("bad request: {0}")]
+    #[error("{0}")]
     BadRequest(&'static str),
     /// Nothing here.
-    #[error("not found")]
+    #[error("Not found")]
     NotFound,
     /// A request body that is not the JSON expected (management API).
-    #[error("invalid body: {0}")]
+    #[error("{0}")]
     InvalidBody(String),
     /// Field errors, by field name (management API).
-    #[error("validation failed")]
+    #[error("Request validation failed")]
     Validation(serde_json::Map<String, Value>),
     /// The request conflicts with the current state (e.g. `max_keys`).
-    #[error("conflict: {0}")]
+    #[error("{0}")]
     Conflict(String),
     /// The body is larger than allowed.
-    #[error("payload too large")]
+    #[error("Request body too large")]
     PayloadTooLarge,
     /// The path exists but not with this method.
-    #[error("method not allowed")]
+    #[error("Method not allowed")]
     MethodNotAllowed {
         /// The methods it does take (the `Allow` header).
         allow: String,
     },
     /// Wrong email or password (the same answer for both).
-    #[error("invalid credentials")]
+    #[error("Invalid email or password")]
     InvalidCredentials,
     /// A refresh token that is unknown, spent, revoked or expired.
-    #[error("invalid refresh token: {0}")]
+    #[error("{0}")]
     InvalidRefresh(&'static str),
     /// Not allowed, for a reason other than scopes.
-    #[error("forbidden: {0}")]
+    #[error("{0}")]
     Forbidden(String),
     /// Fields of a management request the caller may not set, by field.
-    #[error("{0}")]
+    #[error("Not permitted to set: {}", .0.0.keys().cloned().collect::<Vec<_>>().join(", "))]
     NotPermitted(#[from] crate::keys::policy::Denied),
     /// A bug or unexpected failure inside keygate.
-    #[error("internal error")]
+    #[error("Internal error")]
     Internal,
+}
+
+fn insufficient_credits(remaining: i64, cost: u64) -> String {
+    if remaining == 0 {
+        "No credits remaining".into()
+    } else {
+        format!("Insufficient credits: this request costs {cost}, {remaining} remaining")
+    }
+}
+
+/// How one kind of refusal is answered and counted: its row of the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// The contract's `error` code; clients branch on this.
+    pub code: &'static str,
+    /// `outcome` label of `keygate_requests_total`.
+    pub outcome: &'static str,
+    /// `reason` label of `keygate_decisions_total`.
+    pub reason: &'static str,
+}
+
+/// The table: one row per refusal — status, `error` code, and its labels, which
+/// can only be the ones `crate::metrics` declares (and lists in its help text).
+macro_rules! rejections {
+    ($($variant:ident => $status:ident, $code:literal, $outcome:expr, $reason:expr;)*) => {
+        impl GateError {
+            /// This refusal's row of the table.
+            pub fn rejection(&self) -> Rejection {
+                match self {
+                    $(GateError::$variant { .. } => Rejection {
+                        status: StatusCode::$status,
+                        code: $code,
+                        outcome: $outcome,
+                        reason: $reason,
+                    },)*
+                }
+            }
+        }
+
+        /// The `reason` label of every row, in table order (for the tests).
+        #[cfg(test)]
+        const ROW_REASONS: &[&str] = &[$($reason),*];
+        /// The `outcome` label of every row, in table order (for the tests).
+        #[cfg(test)]
+        const ROW_OUTCOMES: &[&str] = &[$($outcome),*];
+    };
+}
+
+rejections! {
+    MissingCredential   => UNAUTHORIZED,          "unauthorized",         outcome::UNAUTHORIZED,   reason::MISSING;
+    AmbiguousCredential => UNAUTHORIZED,          "unauthorized",         outcome::UNAUTHORIZED,   reason::AMBIGUOUS;
+    InvalidKey          => UNAUTHORIZED,          "unauthorized",         outcome::UNAUTHORIZED,   reason::INVALID;
+    ExpiredKey          => UNAUTHORIZED,          "unauthorized",         outcome::UNAUTHORIZED,   reason::EXPIRED;
+    RevokedKey          => UNAUTHORIZED,          "unauthorized",         outcome::UNAUTHORIZED,   reason::REVOKED;
+    InvalidToken        => UNAUTHORIZED,          "invalid_token",        outcome::UNAUTHORIZED,   reason::INVALID_TOKEN;
+    InvalidCredentials  => UNAUTHORIZED,          "unauthorized",         outcome::UNAUTHORIZED,   reason::INVALID_LOGIN;
+    InvalidRefresh      => UNAUTHORIZED,          "invalid_token",        outcome::UNAUTHORIZED,   reason::INVALID_REFRESH;
+    IpNotAllowed        => FORBIDDEN,             "forbidden",            outcome::FORBIDDEN,      reason::IP;
+    MissingScope        => FORBIDDEN,             "forbidden",            outcome::FORBIDDEN,      reason::SCOPE;
+    WrongEnvironment    => FORBIDDEN,             "forbidden",            outcome::FORBIDDEN,      reason::ENVIRONMENT;
+    Forbidden           => FORBIDDEN,             "forbidden",            outcome::FORBIDDEN,      reason::FORBIDDEN;
+    NotPermitted        => FORBIDDEN,             "forbidden",            outcome::FORBIDDEN,      reason::FORBIDDEN;
+    RateLimited         => TOO_MANY_REQUESTS,     "rate_limit_exceeded",  outcome::RATE_LIMITED,   reason::RATE_LIMITED;
+    IpRateLimited       => TOO_MANY_REQUESTS,     "rate_limit_exceeded",  outcome::RATE_LIMITED,   reason::IP_RATE_LIMITED;
+    TooManyFailures     => TOO_MANY_REQUESTS,     "rate_limit_exceeded",  outcome::RATE_LIMITED,   reason::FAILED_AUTH_LIMITED;
+    InsufficientCredits => PAYMENT_REQUIRED,      "insufficient_credits", outcome::NO_CREDITS,     reason::NO_CREDITS;
+    BackendUnavailable  => SERVICE_UNAVAILABLE,   "service_unavailable",  outcome::UNAVAILABLE,    reason::STORE_ERROR;
+    Overloaded          => SERVICE_UNAVAILABLE,   "service_unavailable",  outcome::UNAVAILABLE,    reason::OVERLOADED;
+    BadGateway          => BAD_GATEWAY,           "bad_gateway",          outcome::UPSTREAM_ERROR, reason::UPSTREAM_ERROR;
+    GatewayTimeout      => GATEWAY_TIMEOUT,       "gateway_timeout",      outcome::UPSTREAM_ERROR, reason::UPSTREAM_ERROR;
+    BadRequest          => BAD_REQUEST,           "invalid_request",      outcome::BAD_REQUEST,    reason::BAD_REQUEST;
+    InvalidBody         => BAD_REQUEST,           "invalid_request",      outcome::BAD_REQUEST,    reason::BAD_REQUEST;
+    NotFound            => NOT_FOUND,             "not_found",            outcome::BAD_REQUEST,    reason::BAD_REQUEST;
+    MethodNotAllowed    => METHOD_NOT_ALLOWED,    "method_not_allowed",   outcome::BAD_REQUEST,    reason::BAD_REQUEST;
+    BodyTimeout         => REQUEST_TIMEOUT,       "request_timeout",      outcome::BAD_REQUEST,    reason::BAD_REQUEST;
+    Conflict            => CONFLICT,              "conflict",             outcome::BAD_REQUEST,    reason::BAD_REQUEST;
+    PayloadTooLarge     => PAYLOAD_TOO_LARGE,     "payload_too_large",    outcome::BAD_REQUEST,    reason::BAD_REQUEST;
+    Validation          => UNPROCESSABLE_ENTITY,  "validation_error",     outcome::BAD_REQUEST,    reason::BAD_REQUEST;
+    HeadersTooLarge     => REQUEST_HEADER_FIELDS_TOO_LARGE, "request_header_fields_too_large", outcome::BAD_REQUEST, reason::BAD_REQUEST;
+    Internal            => INTERNAL_SERVER_ERROR, "internal_error",       outcome::UNAVAILABLE,    reason::INTERNAL;
 }
 
 impl From<CredentialError> for GateError {
@@ -197,114 +283,27 @@ impl From<KeyError> for GateError {
 impl GateError {
     /// HTTP status.
     pub fn status(&self) -> StatusCode {
-        use GateError::*;
-        match self {
-            MissingCredential | AmbiguousCredential | InvalidKey | ExpiredKey | RevokedKey
-            | InvalidToken(_) | InvalidCredentials | InvalidRefresh(_) => StatusCode::UNAUTHORIZED,
-            Forbidden(_) | NotPermitted(_) => StatusCode::FORBIDDEN,
-            IpNotAllowed | MissingScope(_) | WrongEnvironment { .. } => StatusCode::FORBIDDEN,
-            RateLimited { .. } | IpRateLimited { .. } | TooManyFailures { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
-            InsufficientCredits { .. } => StatusCode::PAYMENT_REQUIRED,
-            BackendUnavailable | Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            BadGateway => StatusCode::BAD_GATEWAY,
-            GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
-            BadRequest(_) => StatusCode::BAD_REQUEST,
-            NotFound => StatusCode::NOT_FOUND,
-            InvalidBody(_) => StatusCode::BAD_REQUEST,
-            Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Conflict(_) => StatusCode::CONFLICT,
-            PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.rejection().status
     }
 
     /// The contract's `error` code; clients branch on this.
     pub fn code(&self) -> &'static str {
-        use GateError::*;
-        match self {
-            MissingCredential | AmbiguousCredential | InvalidKey | ExpiredKey | RevokedKey => {
-                "unauthorized"
-            }
-            InvalidToken(_) | InvalidRefresh(_) => "invalid_token",
-            InvalidCredentials => "unauthorized",
-            IpNotAllowed
-            | MissingScope(_)
-            | WrongEnvironment { .. }
-            | Forbidden(_)
-            | NotPermitted(_) => "forbidden",
-            RateLimited { .. } | IpRateLimited { .. } | TooManyFailures { .. } => {
-                "rate_limit_exceeded"
-            }
-            InsufficientCredits { .. } => "insufficient_credits",
-            BackendUnavailable | Overloaded { .. } => "service_unavailable",
-            HeadersTooLarge => "request_header_fields_too_large",
-            BodyTimeout => "request_timeout",
-            BadGateway => "bad_gateway",
-            GatewayTimeout => "gateway_timeout",
-            BadRequest(_) => "invalid_request",
-            NotFound => "not_found",
-            InvalidBody(_) => "invalid_request",
-            Validation(_) => "validation_error",
-            Conflict(_) => "conflict",
-            PayloadTooLarge => "payload_too_large",
-            MethodNotAllowed { .. } => "method_not_allowed",
-            Internal => "internal_error",
-        }
+        self.rejection().code
     }
 
-    /// Human message (never contains a credential).
+    /// The wire's `message` (never contains a credential).
     pub fn message(&self) -> String {
-        use GateError::*;
-        match self {
-            MissingCredential => "API key is required".into(),
-            AmbiguousCredential => {
-                "Ambiguous credentials: the request carries more than one different API key".into()
-            }
-            InvalidKey => "Invalid API key".into(),
-            ExpiredKey => "API key has expired".into(),
-            InvalidToken(e) => e.to_string(),
-            InvalidCredentials => "Invalid email or password".into(),
-            InvalidRefresh(why) => (*why).into(),
-            Forbidden(why) => why.clone(),
-            NotPermitted(denied) => format!(
-                "Not permitted to set: {}",
-                denied.0.keys().cloned().collect::<Vec<_>>().join(", ")
-            ),
-            RevokedKey => "API key has been revoked".into(),
-            IpNotAllowed => "IP address not allowed for this API key".into(),
-            MissingScope(s) => format!("Missing scope: {s}"),
-            WrongEnvironment { required } => format!("This route only accepts {required} keys"),
-            RateLimited { retry_after }
-            | IpRateLimited { retry_after }
-            | TooManyFailures { retry_after } => {
-                format!("Rate limit exceeded. Try again in {retry_after} seconds.")
-            }
-            InsufficientCredits { remaining: 0, .. } => "No credits remaining".into(),
-            InsufficientCredits { remaining, cost } => {
-                format!("Insufficient credits: this request costs {cost}, {remaining} remaining")
-            }
-            BackendUnavailable => "Service temporarily unavailable".into(),
-            Overloaded { retry_after } => {
-                format!("Too many requests in progress. Try again in {retry_after} seconds.")
-            }
-            HeadersTooLarge => "Request headers too large".into(),
-            BodyTimeout => "The request body was not received in time".into(),
-            BadGateway => "Upstream service unavailable".into(),
-            GatewayTimeout => "Upstream service timed out".into(),
-            BadRequest(why) => (*why).into(),
-            NotFound => "Not found".into(),
-            InvalidBody(why) => why.clone(),
-            Validation(_) => "Request validation failed".into(),
-            Conflict(why) => why.clone(),
-            PayloadTooLarge => "Request body too large".into(),
-            MethodNotAllowed { .. } => "Method not allowed".into(),
-            Internal => "Internal error".into(),
-        }
+        self.to_string()
+    }
+
+    /// `outcome` label of `keygate_requests_total`.
+    pub fn outcome(&self) -> &'static str {
+        self.rejection().outcome
+    }
+
+    /// `reason` label of `keygate_decisions_total`.
+    pub fn reason(&self) -> &'static str {
+        self.rejection().reason
     }
 
     /// `details` of the body.
@@ -345,7 +344,8 @@ impl GateError {
         serde_json::to_vec(&body).unwrap_or_default()
     }
 
-    /// Extra headers: `WWW-Authenticate` on 401, `Retry-After` on 429.
+    /// Extra headers: `WWW-Authenticate` on 401, `Retry-After` when there is a
+    /// time to retry at, `Allow` on 405.
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         let mut h = Vec::new();
         if self.status() == StatusCode::UNAUTHORIZED {
@@ -366,69 +366,6 @@ impl GateError {
             h.push(("Allow", allow.clone()));
         }
         h
-    }
-
-    /// `outcome` label of `keygate_requests_total`.
-    pub fn outcome(&self) -> &'static str {
-        use GateError::*;
-        match self {
-            MissingCredential | AmbiguousCredential | InvalidKey | ExpiredKey | RevokedKey
-            | InvalidToken(_) | InvalidCredentials | InvalidRefresh(_) => "unauthorized",
-            IpNotAllowed
-            | MissingScope(_)
-            | WrongEnvironment { .. }
-            | Forbidden(_)
-            | NotPermitted(_) => "forbidden",
-            RateLimited { .. } | IpRateLimited { .. } | TooManyFailures { .. } => "rate_limited",
-            InsufficientCredits { .. } => "no_credits",
-            BadGateway | GatewayTimeout => "upstream_error",
-            BackendUnavailable | Overloaded { .. } | Internal => "unavailable",
-            BadRequest(_)
-            | NotFound
-            | InvalidBody(_)
-            | Validation(_)
-            | Conflict(_)
-            | PayloadTooLarge
-            | MethodNotAllowed { .. }
-            | HeadersTooLarge
-            | BodyTimeout => "bad_request",
-        }
-    }
-
-    /// `reason` label of `keygate_decisions_total`.
-    pub fn reason(&self) -> &'static str {
-        use GateError::*;
-        match self {
-            MissingCredential => "missing",
-            AmbiguousCredential => "ambiguous",
-            InvalidKey => "invalid",
-            ExpiredKey => "expired",
-            RevokedKey => "revoked",
-            InvalidToken(_) => "invalid_token",
-            InvalidCredentials => "invalid_login",
-            InvalidRefresh(_) => "invalid_refresh",
-            Forbidden(_) | NotPermitted(_) => "forbidden",
-            IpNotAllowed => "ip",
-            MissingScope(_) => "scope",
-            WrongEnvironment { .. } => "environment",
-            RateLimited { .. } => "rate_limited",
-            IpRateLimited { .. } => "ip_rate_limited",
-            TooManyFailures { .. } => "failed_auth_limited",
-            InsufficientCredits { .. } => "no_credits",
-            BackendUnavailable => "store_error",
-            Overloaded { .. } => "overloaded",
-            BadGateway | GatewayTimeout => "upstream_error",
-            BadRequest(_)
-            | NotFound
-            | InvalidBody(_)
-            | Validation(_)
-            | Conflict(_)
-            | PayloadTooLarge
-            | MethodNotAllowed { .. }
-            | HeadersTooLarge
-            | BodyTimeout => "bad_request",
-            Internal => "internal",
-        }
     }
 
     /// True for failures that count toward the IP's failed-authentication limit.
@@ -483,5 +420,39 @@ mod tests {
             .status(),
             402
         );
+        assert_eq!(
+            GateError::InsufficientCredits {
+                remaining: 0,
+                cost: 1
+            }
+            .to_string(),
+            "No credits remaining",
+            "Display is the wire message"
+        );
+    }
+
+    #[test]
+    fn every_declared_label_is_some_row_and_no_row_uses_another() {
+        for r in ROW_REASONS {
+            assert!(
+                reason::ALL.contains(r),
+                "{r} is not declared in metrics::reason"
+            );
+        }
+        for o in ROW_OUTCOMES {
+            assert!(
+                outcome::ALL.contains(o),
+                "{o} is not declared in metrics::outcome"
+            );
+        }
+        for r in reason::ALL.iter().filter(|r| **r != reason::ALLOWED) {
+            assert!(ROW_REASONS.contains(r), "no refusal has reason {r}");
+        }
+        for o in outcome::ALL
+            .iter()
+            .filter(|o| ![outcome::ALLOWED, outcome::UPSTREAM_ERROR].contains(*o))
+        {
+            assert!(ROW_OUTCOMES.contains(o), "no refusal has outcome {o}");
+        }
     }
 }

@@ -14,11 +14,121 @@ const LATENCY_BUCKETS: &[f64] = &[
     5.0, 10.0, 30.0,
 ];
 
+/// The `outcome` labels of `keygate_requests_total`: the only values it takes
+/// (each refusal's is its row of `crate::error`'s table).
+pub mod outcome {
+    /// Passed (or answered by keygate itself without a refusal).
+    pub const ALLOWED: &str = "allowed";
+    /// 401.
+    pub const UNAUTHORIZED: &str = "unauthorized";
+    /// 403.
+    pub const FORBIDDEN: &str = "forbidden";
+    /// 429.
+    pub const RATE_LIMITED: &str = "rate_limited";
+    /// 402.
+    pub const NO_CREDITS: &str = "no_credits";
+    /// The upstream failed or answered 5xx.
+    pub const UPSTREAM_ERROR: &str = "upstream_error";
+    /// A malformed or refused request (4xx other than the above).
+    pub const BAD_REQUEST: &str = "bad_request";
+    /// keygate could not decide (a backend down, overload, a bug).
+    pub const UNAVAILABLE: &str = "unavailable";
+    /// Every outcome, in the help text's order.
+    pub const ALL: &[&str] = &[
+        ALLOWED,
+        UNAUTHORIZED,
+        FORBIDDEN,
+        RATE_LIMITED,
+        NO_CREDITS,
+        UPSTREAM_ERROR,
+        BAD_REQUEST,
+        UNAVAILABLE,
+    ];
+}
+
+/// The `reason` labels of `keygate_decisions_total`: the only values it takes
+/// (each refusal's is its row of `crate::error`'s table).
+pub mod reason {
+    /// Admitted.
+    pub const ALLOWED: &str = "allowed";
+    /// No credential.
+    pub const MISSING: &str = "missing";
+    /// Two different credentials.
+    pub const AMBIGUOUS: &str = "ambiguous";
+    /// Unknown or malformed key.
+    pub const INVALID: &str = "invalid";
+    /// Expired key.
+    pub const EXPIRED: &str = "expired";
+    /// Revoked key.
+    pub const REVOKED: &str = "revoked";
+    /// A JWT that failed a check.
+    pub const INVALID_TOKEN: &str = "invalid_token";
+    /// A wrong email or password.
+    pub const INVALID_LOGIN: &str = "invalid_login";
+    /// A refresh token refused.
+    pub const INVALID_REFRESH: &str = "invalid_refresh";
+    /// Client IP outside the key's allow-list.
+    pub const IP: &str = "ip";
+    /// A missing scope.
+    pub const SCOPE: &str = "scope";
+    /// A key environment the route does not admit.
+    pub const ENVIRONMENT: &str = "environment";
+    /// Refused for another reason (a field the caller may not set, closed sign-up).
+    pub const FORBIDDEN: &str = "forbidden";
+    /// A tier window exhausted, or blocked.
+    pub const RATE_LIMITED: &str = "rate_limited";
+    /// The client IP over its rate.
+    pub const IP_RATE_LIMITED: &str = "ip_rate_limited";
+    /// The client IP failed authentication too often.
+    pub const FAILED_AUTH_LIMITED: &str = "failed_auth_limited";
+    /// Credits below the route's cost.
+    pub const NO_CREDITS: &str = "no_credits";
+    /// The store (or another backend) could not answer.
+    pub const STORE_ERROR: &str = "store_error";
+    /// At capacity (password hashing).
+    pub const OVERLOADED: &str = "overloaded";
+    /// The upstream failed.
+    pub const UPSTREAM_ERROR: &str = "upstream_error";
+    /// A malformed or refused request.
+    pub const BAD_REQUEST: &str = "bad_request";
+    /// A bug.
+    pub const INTERNAL: &str = "internal";
+    /// Every reason, in the help text's order.
+    pub const ALL: &[&str] = &[
+        ALLOWED,
+        MISSING,
+        AMBIGUOUS,
+        INVALID,
+        EXPIRED,
+        REVOKED,
+        INVALID_TOKEN,
+        INVALID_LOGIN,
+        INVALID_REFRESH,
+        IP,
+        SCOPE,
+        ENVIRONMENT,
+        FORBIDDEN,
+        RATE_LIMITED,
+        IP_RATE_LIMITED,
+        FAILED_AUTH_LIMITED,
+        NO_CREDITS,
+        STORE_ERROR,
+        OVERLOADED,
+        UPSTREAM_ERROR,
+        BAD_REQUEST,
+        INTERNAL,
+    ];
+}
+
 /// Requests by route, outcome and status.
 pub static REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
+    let help = format!(
+        "Requests handled, by route, outcome ({}) and status.",
+        outcome::ALL.join(", ")
+    );
     register_int_counter_vec!(
         "keygate_requests_total",
-        "Requests handled, by route, outcome (allowed, unauthorized, forbidden, rate_limited, no_credits, upstream_error, bad_request, unavailable) and status.",
+        help,
         &["route", "outcome", "status"]
     )
     .expect("metric keygate_requests_total registers once")
@@ -26,12 +136,12 @@ pub static REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
 
 /// Authentication and authorization decisions by reason and tier.
 pub static DECISIONS: Lazy<IntCounterVec> = Lazy::new(|| {
-    register_int_counter_vec!(
-        "keygate_decisions_total",
-        "Access decisions by reason (allowed, missing, invalid, ambiguous, expired, revoked, ip, scope, environment, ip_rate_limited, failed_auth_limited, rate_limited, no_credits, store_error) and tier.",
-        &["reason", "tier"]
-    )
-    .expect("metric keygate_decisions_total registers once")
+    let help = format!(
+        "Access decisions by reason ({}) and tier.",
+        reason::ALL.join(", ")
+    );
+    register_int_counter_vec!("keygate_decisions_total", help, &["reason", "tier"])
+        .expect("metric keygate_decisions_total registers once")
 });
 
 /// Whole-request latency.

@@ -396,7 +396,7 @@ impl ProxyHttp for Gate {
                         .as_ref()
                         .map_or("none", |p| p.tier_name());
                     metrics::DECISIONS
-                        .with_label_values(&["allowed", tier])
+                        .with_label_values(&[metrics::reason::ALLOWED, tier])
                         .inc();
                 }
                 Ok(false)
@@ -512,8 +512,8 @@ impl ProxyHttp for Gate {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let outcome = match &ctx.error {
             Some(e) => e.outcome(),
-            None if status >= 500 || status == 0 => "upstream_error",
-            None => "allowed",
+            None if status >= 500 || status == 0 => metrics::outcome::UPSTREAM_ERROR,
+            None => metrics::outcome::ALLOWED,
         };
         route_metrics.count(outcome, status);
         let elapsed = ctx.start.elapsed();

@@ -2,7 +2,10 @@
 //! API-key verification on a cache hit and on a miss (SQLite), JWT verification per
 //! algorithm uncached and cached, and a limiter decision.
 //! Run: `cargo bench --bench hot_path`.
-#![allow(missing_docs)] // criterion_group! generates undocumented items
+#![allow(missing_docs)]
+// criterion_group! generates undocumented items
+// A benchmark reads the real time and unwraps its set-up.
+#![allow(clippy::disallowed_methods, clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use keygate::auth::api_key::{generate, KeyFormat};
@@ -53,7 +56,13 @@ fn benches(c: &mut Criterion) {
         accept_prefixes: vec![],
     };
 
-    let cached = KeyVerifier::new(store.clone(), KeyCache::new(&CacheConfig::default()));
+    let cached = KeyVerifier::new(
+        store.clone(),
+        KeyCache::new(
+            &CacheConfig::default(),
+            std::sync::Arc::new(keygate::clock::SystemClock),
+        ),
+    );
     rt.block_on(cached.lookup(&key.plaintext, &format)).unwrap();
     c.bench_function("verify_key_cache_hit", |b| {
         b.to_async(&rt)
@@ -66,7 +75,10 @@ fn benches(c: &mut Criterion) {
         negative_ttl: Dur::secs(0),
         stale_if_error: Dur::secs(0),
     };
-    let uncached = KeyVerifier::new(store.clone(), KeyCache::new(&tiny_ttl));
+    let uncached = KeyVerifier::new(
+        store.clone(),
+        KeyCache::new(&tiny_ttl, std::sync::Arc::new(keygate::clock::SystemClock)),
+    );
     c.bench_function("verify_key_cache_miss_sqlite", |b| {
         b.to_async(&rt).iter(|| async {
             uncached.cache().invalidate(&KeyHash::of(&key.plaintext));
@@ -141,7 +153,13 @@ fn jwt_benches(c: &mut Criterion) {
             keys: vec![key],
             ..Default::default()
         };
-        let verifier = JwtVerifier::new(&config, 1000, None).unwrap();
+        let verifier = JwtVerifier::new(
+            &config,
+            1000,
+            None,
+            std::sync::Arc::new(keygate::clock::SystemClock),
+        )
+        .unwrap();
         let mut header = Header::new(alg);
         header.kid = Some(name.into());
         let claims =

@@ -5,6 +5,7 @@
 
 use crate::config::{self, Config, ConfigError, Problem};
 use std::path::Path;
+use std::sync::Arc;
 
 /// Reads and checks the config at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -64,7 +65,9 @@ fn jwt(c: &Config, p: &mut Vec<Problem>) {
         }
     }
     if j.enabled {
-        if let Err(e) = crate::auth::jwt::JwtVerifier::new(j, 1, None) {
+        if let Err(e) =
+            crate::auth::jwt::JwtVerifier::new(j, 1, None, Arc::new(crate::clock::SystemClock))
+        {
             p.push(jwt_setup_problem(&e.0));
         }
     }

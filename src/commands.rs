@@ -2,7 +2,7 @@
 //! arguments). Each returns the text to print or a [`CommandError`] with its exit code.
 
 use crate::checks;
-use crate::clock::SystemClock;
+use crate::clock::{Clock, SystemClock};
 use crate::config::{self, duration::parse_duration, Config, ConfigError};
 use crate::domain::id::new_id;
 use crate::domain::{KeyHash, KeyRecord, UserRecord};
@@ -113,7 +113,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, CommandError> {
 }
 
 fn open(config: &Config) -> Result<Arc<dyn KeyStore>, CommandError> {
-    Ok(server::open_store(config)?.keys)
+    Ok(server::open_store(config, Arc::new(SystemClock))?.keys)
 }
 
 /// The key service over the configured store, for the operator at the CLI. (The
@@ -187,7 +187,7 @@ impl CreateKey {
 
 /// `keygate keys create`: stores a new key and returns `(record, plaintext)`.
 pub fn keys_create(config: &Config, opts: &CreateKey) -> Result<(KeyRecord, String), CommandError> {
-    let now = Utc::now();
+    let now = SystemClock.now_utc();
     let (input, mut problems) = opts.input(now);
     if !problems.is_empty() {
         // The flags that do not parse, with what the key rules say of the others.
@@ -283,9 +283,11 @@ pub fn users_create(
     if !problems.is_empty() {
         return Err(CommandError::Usage(problems.join("\n")));
     }
-    let users = server::open_store(config)?.users.ok_or_else(|| {
-        CommandError::Usage("users need a writable store (sqlite or postgres)".into())
-    })?;
+    let users = server::open_store(config, Arc::new(SystemClock))?
+        .users
+        .ok_or_else(|| {
+            CommandError::Usage("users need a writable store (sqlite or postgres)".into())
+        })?;
     let password_hash =
         crate::management::password::hash(password).map_err(CommandError::Runtime)?;
     let user = UserRecord {
@@ -294,7 +296,7 @@ pub fn users_create(
         name,
         password_hash,
         is_admin: admin,
-        created_at: Utc::now(),
+        created_at: SystemClock.now_utc(),
     };
     match runtime()?.block_on(users.create_user(&user)) {
         Err(StoreError::Conflict(why)) => Err(CommandError::Runtime(why)),

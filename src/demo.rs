@@ -87,6 +87,7 @@ pub async fn serve_echo(listener: TcpListener) {
 }
 
 /// Binds `addr` and serves the echo forever (for `keygate demo-upstream`).
+#[allow(clippy::print_stderr)] // `keygate demo-upstream` tells where it listens
 pub fn run_echo(addr: &str) -> std::io::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

@@ -14,6 +14,8 @@ use once_cell::sync::Lazy;
 use std::future::Future;
 use tokio::runtime::{Builder, Handle, Runtime};
 
+// Without threads for it, keygate cannot run at all: the first use, at start, fails.
+#[allow(clippy::expect_used)]
 static IO: Lazy<Runtime> = Lazy::new(|| {
     Builder::new_multi_thread()
         .worker_threads(1)

@@ -1,5 +1,9 @@
 //! Every metric keygate exports, in one place. Labels are bounded: routes are the
 //! configured route names, never raw paths; keys and tokens never appear.
+//!
+//! Registering a metric fails only for a programming error (two metrics with one
+//! name), the first time it is used, at start: hence the `expect`s.
+#![allow(clippy::expect_used)]
 
 use once_cell::sync::Lazy;
 use prometheus::{

@@ -136,7 +136,11 @@ impl Reloader {
         }
         // Everything that can fail is built before anything is swapped.
         let runtime = Runtime::build(new.clone(), new.store.kind != config::StoreKind::File)?;
-        let jwt = JwtVerifier::for_config(&new, self.shared.issuer.as_deref())?;
+        let jwt = JwtVerifier::for_config(
+            &new,
+            self.shared.issuer.as_deref(),
+            self.shared.clock.clone(),
+        )?;
         if let Some(remote) = jwt.as_ref().and_then(|j| j.remote()) {
             remote.load_initial().await;
         }

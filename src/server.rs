@@ -73,11 +73,11 @@ pub struct Stores {
     pub users: Option<Arc<dyn UserStore>>,
 }
 
-/// Opens the configured store.
-pub fn open_store(config: &Config) -> Result<Stores, StartError> {
+/// Opens the configured store, judging time on `clock`.
+pub fn open_store(config: &Config, clock: Arc<dyn Clock>) -> Result<Stores, StartError> {
     match config.store.kind {
         StoreKind::Sqlite => {
-            let store = Arc::new(SqliteStore::open(&config.store.path)?);
+            let store = Arc::new(SqliteStore::open(&config.store.path)?.with_clock(clock));
             Ok(Stores {
                 keys: store.clone(),
                 users: Some(store),
@@ -85,11 +85,10 @@ pub fn open_store(config: &Config) -> Result<Stores, StartError> {
         }
         StoreKind::Postgres => {
             let url = config.store.url.as_deref().unwrap_or_default();
-            let store = Arc::new(PostgresStore::open(
-                url,
-                config.store.pool_size,
-                config.store.timeout.get(),
-            )?);
+            let store = Arc::new(
+                PostgresStore::open(url, config.store.pool_size, config.store.timeout.get())?
+                    .with_clock(clock),
+            );
             Ok(Stores {
                 keys: store.clone(),
                 users: Some(store),
@@ -109,9 +108,9 @@ pub fn open_store(config: &Config) -> Result<Stores, StartError> {
 
 /// Builds the shared request-path state from a validated config.
 pub fn build_shared(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Shared>, StartError> {
-    let Stores { keys: store, users } = open_store(&config)?;
+    let Stores { keys: store, users } = open_store(&config, clock.clone())?;
     let writable = config.store.kind != StoreKind::File;
-    let cache = KeyCache::new(&config.cache);
+    let cache = KeyCache::new(&config.cache, clock.clone());
     store.watch(forget_changed_keys(cache.clone()));
     let limiter = build_limiter(&config, clock.clone())?;
     let issuer = match &config.jwt.issue {
@@ -122,7 +121,7 @@ pub fn build_shared(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Shared>
         )?)),
         None => None,
     };
-    let jwt = JwtVerifier::for_config(&config, issuer.as_deref())?.map(Arc::new);
+    let jwt = JwtVerifier::for_config(&config, issuer.as_deref(), clock.clone())?.map(Arc::new);
     let runtime = Runtime::build(config, writable)?;
     let usage = Arc::new(UsageRecorder::new());
     let auth = Arc::new(Authenticator::new(

@@ -23,7 +23,7 @@ fn verifier() -> &'static (tokio::runtime::Runtime, JwtVerifier) {
              tiers: {{ free: {{ per_minute: 60 }} }}\ndefault_tier: free\n"
         );
         let config = keygate::config::parse(&yaml).expect("fuzz config is valid");
-        let verifier = JwtVerifier::new(&config.jwt, 1024, None).expect("verifier builds");
+        let verifier = JwtVerifier::new(&config.jwt, 1024, None, std::sync::Arc::new(keygate::clock::SystemClock)).expect("verifier builds");
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -118,3 +118,133 @@ impl Authenticator {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::api_key::generate;
+    use crate::auth::cache::KeyCache;
+    use crate::clock::ManualClock;
+    use crate::config::CacheConfig;
+    use crate::domain::{Environment, KeyRecord, KeyStatus};
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::KeyStore;
+
+    const START: u64 = 1_800_000_000_000;
+
+    fn record(id: &str, expires_at_ms: Option<u64>) -> KeyRecord {
+        KeyRecord {
+            id: id.into(),
+            name: "n".into(),
+            prefix: "kg_sk_live_".into(),
+            last4: "abcd".into(),
+            tier: "free".into(),
+            scopes: vec![],
+            environment: Environment::Live,
+            org: None,
+            owner: None,
+            status: KeyStatus::Active,
+            credits: None,
+            allowed_ips: vec![],
+            expires_at: expires_at_ms.and_then(|ms| Utc.timestamp_millis_opt(ms as i64).single()),
+            created_at: Utc.timestamp_millis_opt(START as i64).unwrap(),
+            last_used_at: None,
+            secret_valid_until: None,
+        }
+    }
+
+    /// An authenticator over a fresh SQLite store, on a manual clock.
+    fn setup() -> (
+        tempfile::TempDir,
+        ManualClock,
+        Arc<SqliteStore>,
+        Authenticator,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::at(START);
+        let store = Arc::new(SqliteStore::open(&dir.path().join("k.db")).unwrap());
+        let cache = KeyCache::new(&CacheConfig::default(), Arc::new(clock.clone()));
+        let auth = Authenticator::new(
+            KeyVerifier::new(store.clone(), cache),
+            None,
+            Arc::new(clock.clone()),
+        );
+        (dir, clock, store, auth)
+    }
+
+    fn tiers() -> Tiers {
+        let tiers = serde_yaml::from_str("{ free: { per_minute: 1 } }").unwrap();
+        Tiers::from_config(&tiers, "free")
+    }
+
+    #[tokio::test]
+    async fn a_key_is_refused_as_expired_once_the_clock_passes_its_expiry() {
+        let (_dir, clock, store, auth) = setup();
+        let key = generate("kg", Environment::Live);
+        store
+            .insert(&record("key_a", Some(START + 1_000)), &key.hash)
+            .await
+            .unwrap();
+        let format = KeyFormat {
+            prefix: "kg".into(),
+            accept_prefixes: vec![],
+        };
+        let tiers = tiers();
+        let settings = AuthSettings {
+            sources: &[],
+            key_format: &format,
+            tiers: &tiers,
+        };
+        assert!(auth
+            .authenticate(&settings, &key.plaintext, None)
+            .await
+            .is_ok());
+        clock.advance_ms(1_000);
+        let refused = auth.authenticate(&settings, &key.plaintext, None).await;
+        assert_eq!(refused.err(), Some(AuthError::Key(KeyError::Expired)));
+        assert_eq!(
+            crate::error::GateError::from(AuthError::Key(KeyError::Expired)).message(),
+            "API key has expired"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_change_nobody_announced_is_read_from_the_store_after_cache_ttl() {
+        let (_dir, clock, store, auth) = setup();
+        let key = generate("kg", Environment::Live);
+        store
+            .insert(&record("key_b", None), &key.hash)
+            .await
+            .unwrap();
+        let format = KeyFormat {
+            prefix: "kg".into(),
+            accept_prefixes: vec![],
+        };
+        let tiers = tiers();
+        let settings = AuthSettings {
+            sources: &[],
+            key_format: &format,
+            tiers: &tiers,
+        };
+        assert!(auth
+            .authenticate(&settings, &key.plaintext, None)
+            .await
+            .is_ok());
+        // Revoked behind the cache's back (no change feed here).
+        store.revoke("key_b").await.unwrap();
+        clock.advance_ms(29_000);
+        assert!(
+            auth.authenticate(&settings, &key.plaintext, None)
+                .await
+                .is_ok(),
+            "still the cached copy within cache.ttl (30 s)"
+        );
+        clock.advance_ms(1_000);
+        assert_eq!(
+            auth.authenticate(&settings, &key.plaintext, None)
+                .await
+                .err(),
+            Some(AuthError::Key(KeyError::Revoked))
+        );
+    }
+}

@@ -3,6 +3,7 @@
 //! reaches the store.
 
 use super::verify::KnownKey;
+use crate::clock::Clock;
 use crate::config::CacheConfig;
 use crate::domain::KeyHash;
 use moka::sync::Cache;
@@ -25,14 +26,18 @@ pub struct KeyCache {
     known: Cache<KeyHash, Arc<KnownKey>>,
     unknown: Cache<KeyHash, ()>,
     ttl: std::time::Duration,
+    /// Decides when a known key is due to be re-read (moka's own expiry, which
+    /// only bounds memory, runs on its own clock).
+    clock: Arc<dyn Clock>,
 }
 
 impl KeyCache {
-    /// Builds the caches from `cache:` settings.
-    pub fn new(c: &CacheConfig) -> Self {
+    /// Builds the caches from `cache:` settings; freshness judged on `clock`.
+    pub fn new(c: &CacheConfig, clock: Arc<dyn Clock>) -> Self {
         let negative_cap = c.capacity.clamp(1, 1_000_000);
         KeyCache {
             ttl: c.ttl.get(),
+            clock,
             known: Cache::builder()
                 .max_capacity(c.capacity)
                 // Entries live past `ttl` only to serve while the store is failing.
@@ -54,13 +59,19 @@ impl KeyCache {
     /// Looks a hash up; `None` means the store must be asked.
     pub fn get(&self, hash: &KeyHash) -> Option<Cached> {
         if let Some(r) = self.known.get(hash) {
-            return Some(if r.fetched_at.elapsed() < self.ttl {
+            let age_ms = self.clock.now_ms().saturating_sub(r.fetched_at_ms);
+            return Some(if u128::from(age_ms) < self.ttl.as_millis() {
                 Cached::Known(r)
             } else {
                 Cached::Stale(r)
             });
         }
         self.unknown.get(hash).map(|_| Cached::Unknown)
+    }
+
+    /// Now, on this cache's clock (when a record is read from the store).
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
     }
 
     /// Remembers a stored key.
@@ -113,36 +124,39 @@ impl KeyCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::Environment;
-    use crate::domain::{KeyRecord, KeyStatus};
+    use crate::clock::ManualClock;
+    use crate::domain::{Environment, KeyRecord, KeyStatus};
 
-    fn known(id: &str) -> Arc<KnownKey> {
-        Arc::new(KnownKey::new(KeyRecord {
-            id: id.into(),
-            name: "n".into(),
-            prefix: "kg_sk_live_".into(),
-            last4: "abcd".into(),
-            tier: "free".into(),
-            scopes: vec![],
-            environment: Environment::Live,
-            org: None,
-            owner: None,
-            status: KeyStatus::Active,
-            credits: None,
-            allowed_ips: vec![],
-            expires_at: None,
-            created_at: chrono::Utc::now(),
-            last_used_at: None,
-            secret_valid_until: None,
-        }))
+    fn known(id: &str, fetched_at_ms: u64) -> Arc<KnownKey> {
+        Arc::new(KnownKey::new(
+            KeyRecord {
+                id: id.into(),
+                name: "n".into(),
+                prefix: "kg_sk_live_".into(),
+                last4: "abcd".into(),
+                tier: "free".into(),
+                scopes: vec![],
+                environment: Environment::Live,
+                org: None,
+                owner: None,
+                status: KeyStatus::Active,
+                credits: None,
+                allowed_ips: vec![],
+                expires_at: None,
+                created_at: chrono::DateTime::default(),
+                last_used_at: None,
+                secret_valid_until: None,
+            },
+            fetched_at_ms,
+        ))
     }
 
     #[test]
     fn invalidating_a_key_id_forgets_every_secret_of_that_key_at_once() {
-        let cache = KeyCache::new(&CacheConfig::default());
-        cache.insert_known(KeyHash::of("old"), known("key_a"));
-        cache.insert_known(KeyHash::of("new"), known("key_a"));
-        cache.insert_known(KeyHash::of("other"), known("key_b"));
+        let cache = KeyCache::new(&CacheConfig::default(), Arc::new(ManualClock::at(0)));
+        cache.insert_known(KeyHash::of("old"), known("key_a", 0));
+        cache.insert_known(KeyHash::of("new"), known("key_a", 0));
+        cache.insert_known(KeyHash::of("other"), known("key_b", 0));
         cache.invalidate_key_id("key_a");
         assert!(cache.get(&KeyHash::of("old")).is_none());
         assert!(cache.get(&KeyHash::of("new")).is_none());
@@ -150,5 +164,26 @@ mod tests {
             cache.get(&KeyHash::of("other")),
             Some(Cached::Known(_))
         ));
+    }
+
+    #[test]
+    fn a_known_key_turns_stale_after_ttl_on_the_clock() {
+        let clock = ManualClock::at(1_000_000);
+        let cache = KeyCache::new(&CacheConfig::default(), Arc::new(clock.clone()));
+        cache.insert_known(KeyHash::of("k"), known("key_a", cache.now_ms()));
+        assert!(matches!(
+            cache.get(&KeyHash::of("k")),
+            Some(Cached::Known(_))
+        ));
+        clock.advance_ms(29_999);
+        assert!(matches!(
+            cache.get(&KeyHash::of("k")),
+            Some(Cached::Known(_))
+        ));
+        clock.advance_ms(1);
+        assert!(
+            matches!(cache.get(&KeyHash::of("k")), Some(Cached::Stale(_))),
+            "re-read after cache.ttl (30s), kept while the store fails"
+        );
     }
 }

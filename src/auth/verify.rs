@@ -37,13 +37,14 @@ pub struct KnownKey {
     pub record: KeyRecord,
     /// Its identity, shared by every request presenting the key.
     pub identity: Arc<Identity>,
-    /// When the record was read from the store (the cache re-reads it after `ttl`).
-    pub fetched_at: std::time::Instant,
+    /// When the record was read from the store, in Unix ms on the cache's clock
+    /// (the cache re-reads it after `ttl`).
+    pub fetched_at_ms: u64,
 }
 
 impl KnownKey {
-    /// Builds the identity of `record`.
-    pub fn new(record: KeyRecord) -> Self {
+    /// Builds the identity of `record`, read from the store at `fetched_at_ms`.
+    pub fn new(record: KeyRecord, fetched_at_ms: u64) -> Self {
         let identity = Identity::new(
             AuthMethod::ApiKey,
             Some(record.id.clone()),
@@ -57,7 +58,7 @@ impl KnownKey {
         KnownKey {
             record,
             identity: Arc::new(identity),
-            fetched_at: std::time::Instant::now(),
+            fetched_at_ms,
         }
     }
 }
@@ -110,7 +111,7 @@ impl KeyVerifier {
             .inc();
         match found {
             Ok(Some(record)) => {
-                let known = Arc::new(KnownKey::new(record));
+                let known = Arc::new(KnownKey::new(record, self.cache.now_ms()));
                 self.cache.insert_known(hash, known.clone());
                 Ok(known)
             }
@@ -259,7 +260,7 @@ mod tests {
     async fn unknown_keys_are_remembered_and_malformed_keys_never_looked_up() {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(SqliteStore::open(&dir.path().join("k.db")).unwrap());
-        let cache = KeyCache::new(&Default::default());
+        let cache = KeyCache::new(&Default::default(), Arc::new(crate::clock::SystemClock));
         let v = KeyVerifier::new(store.clone(), cache);
         let f = KeyFormat {
             prefix: "kg".into(),

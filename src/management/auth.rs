@@ -11,7 +11,6 @@ use crate::domain::{KeyHash, UserRecord};
 use crate::error::GateError;
 use crate::limit::{Window, WindowLimit};
 use crate::store::users::Rotation;
-use chrono::Utc;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -70,7 +69,7 @@ pub async fn register(
         name,
         password_hash,
         is_admin: false,
-        created_at: Utc::now(),
+        created_at: m.now(),
     };
     users.create_user(&user).await.map_err(store_error)?;
     Ok(ApiResponse::created(user_object(&user)))
@@ -177,7 +176,7 @@ pub async fn token(
         }
     };
     let refresh = new_refresh_token();
-    let expires = Utc::now() + chrono::Duration::from_std(issuer.refresh_ttl()).unwrap_or_default();
+    let expires = m.now() + chrono::Duration::from_std(issuer.refresh_ttl()).unwrap_or_default();
     users
         .insert_refresh(&KeyHash::of(&refresh), &new_id("fam"), &user.id, expires)
         .await
@@ -192,7 +191,7 @@ fn token_pair(
 ) -> Result<ApiResponse, GateError> {
     let issuer = m.issuer.as_ref().ok_or(GateError::NotFound)?;
     let (access, expires_in) = issuer
-        .access_token(&user.id, &user.email, user.is_admin)
+        .access_token(&user.id, &user.email, user.is_admin, m.clock.now_secs())
         .map_err(|e| {
             tracing::error!(error = %e, "could not sign an access token");
             GateError::Internal
@@ -223,7 +222,7 @@ pub async fn refresh(
         return Err(GateError::Internal);
     };
     let next = new_refresh_token();
-    let expires = Utc::now() + chrono::Duration::from_std(issuer.refresh_ttl()).unwrap_or_default();
+    let expires = m.now() + chrono::Duration::from_std(issuer.refresh_ttl()).unwrap_or_default();
     let outcome = users
         .rotate_refresh(&KeyHash::of(&presented), &KeyHash::of(&next), expires)
         .await

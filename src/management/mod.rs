@@ -169,9 +169,7 @@ impl Management {
 
     /// Now, on the injected clock.
     fn now(&self) -> chrono::DateTime<chrono::Utc> {
-        chrono::TimeZone::timestamp_millis_opt(&chrono::Utc, self.clock.now_ms() as i64)
-            .single()
-            .unwrap_or_default()
+        self.clock.now_utc()
     }
 
     /// Authenticates the caller with the data plane's own authenticator.
@@ -279,3 +277,6 @@ fn json_object(body: &[u8]) -> Result<serde_json::Map<String, Value>, GateError>
         Err(e) => Err(GateError::InvalidBody(format!("Malformed JSON body: {e}"))),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -214,9 +214,12 @@ pub fn request_id(incoming: Option<&[u8]>) -> HeaderValue {
         }
     }
     let mut text = [0u8; 32];
-    hex::encode_to_slice(rand::random::<u128>().to_be_bytes(), &mut text)
-        .expect("32 hex digits for 16 bytes");
-    HeaderValue::from_bytes(&text).expect("hex digits are a valid header value")
+    let written = hex::encode_to_slice(rand::random::<u128>().to_be_bytes(), &mut text);
+    match written.map(|()| HeaderValue::from_bytes(&text)) {
+        Ok(Ok(id)) => id,
+        // 16 bytes always make 32 hex digits, a valid header value.
+        _ => HeaderValue::from_static("0"),
+    }
 }
 
 /// `ip` as text. IPv4 (every client on a sidecar's loopback or pod network) is

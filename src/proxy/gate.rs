@@ -527,7 +527,7 @@ impl ProxyHttp for Gate {
                 let ms = elapsed.as_millis().min(u64::MAX as u128) as u64;
                 self.shared
                     .usage
-                    .record(key_id, route, status, ms, chrono::Utc::now());
+                    .record(key_id, route, status, ms, self.shared.clock.now_utc());
             }
         }
         route_metrics.duration.observe(elapsed.as_secs_f64());

@@ -9,6 +9,7 @@
 //! writable store, so with this one they are off.
 
 use super::{ChangeHandler, Debit, KeyStore, StoreChange, StoreError};
+use crate::clock::{Clock, SystemClock};
 use crate::config::Problem;
 use crate::domain::{Environment, KeyHash, KeyPatch, KeyRecord, KeyStatus, UsageRow};
 use crate::metrics;
@@ -212,7 +213,7 @@ impl FileStore {
         };
         let text = std::fs::read_to_string(path)
             .map_err(|e| fail(vec![Problem::new("", format!("cannot read it: {e}"))]))?;
-        let set = parse(&text, &tiers, Utc::now()).map_err(fail)?;
+        let set = parse(&text, &tiers, SystemClock.now_utc()).map_err(fail)?;
         metrics::FILE_STORE_KEYS.set(set.records.len() as i64);
         let (stop, _) = tokio::sync::watch::channel(());
         Ok(FileStore {
@@ -252,7 +253,7 @@ fn refresh(
     if *current.lock() == text {
         return false;
     }
-    match parse(&text, tiers, Utc::now()) {
+    match parse(&text, tiers, SystemClock.now_utc()) {
         Ok(set) => {
             let n = set.records.len();
             keys.store(Arc::new(set));

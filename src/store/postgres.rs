@@ -14,10 +14,12 @@ pub mod target;
 mod users;
 
 use super::{ChangeHandler, Debit, KeyStore, StoreError};
+use crate::clock::{Clock, SystemClock};
 use crate::domain::{Environment, KeyHash, KeyPatch, KeyRecord, KeyStatus, UsageRow};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pool::{db_error, PgPool};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
@@ -27,6 +29,8 @@ pub struct PostgresStore {
     pool: PgPool,
     /// Dropped with the store: stops the change feed.
     stop: tokio::sync::watch::Sender<()>,
+    /// Judges regenerate grace periods and refresh-token expiry.
+    clock: Arc<dyn Clock>,
 }
 
 impl PostgresStore {
@@ -55,7 +59,14 @@ impl PostgresStore {
         Ok(PostgresStore {
             pool: PgPool::new(target, pool_size, timeout),
             stop,
+            clock: Arc::new(SystemClock),
         })
+    }
+
+    /// The same store, judging time on `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 }
 
@@ -153,7 +164,7 @@ impl KeyStore for PostgresStore {
              FROM api_keys WHERE key_hash = $1 \
              OR (prev_key_hash = $1 AND prev_hash_expires_at > $2)";
         let hash = hash.0.as_slice();
-        let now = Utc::now();
+        let now = self.clock.now_utc();
         self.pool
             .query_opt(SQL, &[&hash, &now])
             .await?

@@ -5,6 +5,7 @@
 //! on disk.
 
 use super::{Debit, KeyStore, StoreError};
+use crate::clock::{Clock, SystemClock};
 use crate::domain::{Environment, KeyHash, KeyPatch, KeyRecord, KeyStatus, UsageRow};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
@@ -33,6 +34,8 @@ pub struct SqliteStore {
     path: std::path::PathBuf,
     /// Dropped with the store: the change feed, if started, stops then.
     alive: Arc<()>,
+    /// Judges regenerate grace periods and refresh-token expiry.
+    clock: Arc<dyn Clock>,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -57,7 +60,14 @@ impl SqliteStore {
             next: AtomicUsize::new(0),
             path: path.to_path_buf(),
             alive: Arc::new(()),
+            clock: Arc::new(SystemClock),
         })
+    }
+
+    /// The same store, judging time on `clock`.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     fn connect(path: &Path) -> Result<Connection, StoreError> {
@@ -228,7 +238,7 @@ fn query_one(
 impl KeyStore for SqliteStore {
     async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
         let hash = hash.0;
-        let now = Utc::now().timestamp();
+        let now = self.clock.now_secs() as i64;
         self.with_conn(move |c| {
             let sql = format!(
                 "SELECT {COLUMNS}, CASE WHEN key_hash = ?1 THEN NULL ELSE prev_hash_expires_at END \

@@ -290,13 +290,15 @@ async fn claims_drive_scopes_tiers_and_limits_shared_by_subject() {
     assert_eq!(r.status(), 429, "the subject's 4th request in the minute");
 }
 
+/// A token is verified once and then served from the cache; that the cached entry
+/// dies with the token's `exp` is timed on a manual clock in `auth::jwt`.
 #[tokio::test]
-async fn a_repeated_token_is_verified_once_and_an_expired_cached_token_is_refused() {
+async fn a_repeated_token_is_verified_once() {
     let kit = JwtKit::new();
     let up = start_upstream().await;
     let kg = Keygate::start(up, &all_algorithms_config(&kit));
     let tokens = kit.mint(json!([
-        {"name": "t", "alg": "RS256", "key": "rsa", "kid": "RS256", "claims": claims(json!({"exp": now() + 2}))},
+        {"name": "t", "alg": "RS256", "key": "rsa", "kid": "RS256", "claims": claims(json!({}))},
     ]));
     for _ in 0..5 {
         assert_eq!(kg.get_bearer("/a", &tokens["t"]).await.status(), 200);
@@ -310,9 +312,6 @@ async fn a_repeated_token_is_verified_once_and_an_expired_cached_token_is_refuse
         m.contains("keygate_jwt_verifications_total{alg=\"cached\",result=\"ok\"} 4"),
         "{m}"
     );
-    // exp + leeway (5 s) passes: the cached entry must not keep it alive.
-    tokio::time::sleep(std::time::Duration::from_secs(8)).await;
-    expect_invalid_token(kg.get_bearer("/a", &tokens["t"]).await, "Token has expired").await;
 }
 
 #[tokio::test]

@@ -3,6 +3,15 @@
 //! CI disk). Each module starts the real `keygate` binary on free ports in front of
 //! real upstreams; `common` is the harness.
 
+// Tests read the real time, print what they measured, and unwrap.
+#![allow(
+    clippy::disallowed_methods,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
+
 mod common;
 
 mod abuse;

@@ -130,16 +130,14 @@ async fn refresh_tokens_rotate_and_a_reused_one_revokes_its_family() {
     assert_eq!(status, 200);
 }
 
+/// Login failures look alike whoever is asked about. Their throttling (10 a
+/// minute per email and per IP) is timed on a manual clock in
+/// `management::tests`, and raced over HTTP in `attacks.rs`.
 #[tokio::test]
-async fn login_failures_are_uniform_and_throttled() {
+async fn login_failures_are_uniform() {
     let up = start_upstream().await;
     let kg = Keygate::start(up, &policy("closed"));
     kg.create_user("dave@example.com", "dave-password", false);
-    // The throttle is a fixed one-minute window: run the failures inside one.
-    let into_minute = chrono::Utc::now().timestamp() % 60;
-    if into_minute > 40 {
-        tokio::time::sleep(std::time::Duration::from_secs(61 - into_minute as u64)).await;
-    }
     let (s1, wrong_password) = login(&kg, "dave@example.com", "not-his-password").await;
     let (s2, unknown_user) = login(&kg, "nobody@example.com", "whatever-password").await;
     assert_eq!((s1, s2), (401, 401));
@@ -154,15 +152,8 @@ async fn login_failures_are_uniform_and_throttled() {
     .await;
     assert_eq!(status, 422);
     assert!(body["details"]["password"].is_string());
-    for _ in 0..9 {
-        login(&kg, "dave@example.com", "guess").await;
-    }
-    let (status, body) = login(&kg, "dave@example.com", "dave-password").await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (429, Some("rate_limit_exceeded")),
-        "10 failures per email per minute"
-    );
+    let (status, _) = login(&kg, "dave@example.com", "dave-password").await;
+    assert_eq!(status, 200);
     assert!(
         !kg.logs().contains("dave-password"),
         "passwords never logged"
@@ -210,26 +201,4 @@ async fn registration_only_when_open() {
     assert!(body["details"]["email"].is_string() && body["details"]["password"].is_string());
     let (status, _) = login(&open, "e@example.com", "long-enough").await;
     assert_eq!(status, 200);
-}
-
-#[tokio::test]
-async fn an_unused_refresh_token_expires_after_refresh_ttl() {
-    let up = start_upstream().await;
-    let policy = policy("closed").replace("refresh_ttl: 1d", "refresh_ttl: 1s");
-    let kg = Keygate::start(up, &policy);
-    kg.create_user("erin@example.com", "erin-password", false);
-    let (_, pair) = login(&kg, "erin@example.com", "erin-password").await;
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    let (status, body) = post(
-        &kg,
-        "/v1/auth/refresh",
-        json!({"refresh_token": pair["refresh_token"]}),
-        None,
-    )
-    .await;
-    assert_eq!(
-        (status, body["message"].as_str()),
-        (401, Some("Refresh token has expired")),
-        "{body}"
-    );
 }

@@ -126,14 +126,15 @@ impl TokenIssuer {
         self.refresh_ttl
     }
 
-    /// A signed access token for `subject` and its lifetime in seconds.
+    /// A signed access token for `subject`, issued at `now` (Unix seconds), and its
+    /// lifetime in seconds.
     pub fn access_token(
         &self,
         subject: &str,
         email: &str,
         admin: bool,
+        now: u64,
     ) -> Result<(String, u64), String> {
-        let now = jsonwebtoken::get_current_timestamp();
         let ttl = self.access_ttl.as_secs().max(1);
         let mut claims = json!({
             "sub": subject,
@@ -157,6 +158,7 @@ impl TokenIssuer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::Clock;
     use crate::config::Dur;
 
     fn config(alg: &str, file: Option<&str>, secret: Option<&str>) -> JwtIssueConfig {
@@ -185,7 +187,12 @@ mod tests {
         ] {
             let issuer = TokenIssuer::new(&config(alg, file, secret), None, None).unwrap();
             let (token, ttl) = issuer
-                .access_token("usr_1", "a@example.com", false)
+                .access_token(
+                    "usr_1",
+                    "a@example.com",
+                    false,
+                    crate::clock::SystemClock.now_secs(),
+                )
                 .unwrap();
             assert_eq!(ttl, 60);
             let a = parse_algorithm(alg).unwrap();

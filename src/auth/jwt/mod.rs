@@ -7,6 +7,7 @@ pub mod jwks;
 pub mod keys;
 
 use super::{AuthMethod, Identity};
+use crate::clock::Clock;
 use crate::config::{ClaimsConfig, JwtConfig};
 use crate::domain::{Environment, KeyHash};
 use crate::metrics;
@@ -129,10 +130,6 @@ fn header_names_unknown_alg(token: &str) -> bool {
         .is_some_and(|alg| keys::parse_algorithm(&alg).is_none())
 }
 
-fn now_secs() -> u64 {
-    jsonwebtoken::get_current_timestamp()
-}
-
 /// The JWT verifier of one config.
 pub struct JwtVerifier {
     allowed: Vec<Algorithm>,
@@ -146,6 +143,8 @@ pub struct JwtVerifier {
     /// `jwt.audience`: when set, `aud` is required and must name one of these.
     audience: Vec<String>,
     cache: Cache<KeyHash, Arc<VerifiedToken>>,
+    /// Judges `exp`, `nbf` and `iat` (jsonwebtoken's own time checks are off).
+    clock: Arc<dyn Clock>,
 }
 
 /// Why the JWT configuration could not be loaded.
@@ -162,6 +161,7 @@ impl JwtVerifier {
         c: &JwtConfig,
         cache_capacity: u64,
         issued: Option<VerifyKey>,
+        clock: Arc<dyn Clock>,
     ) -> Result<Self, JwtSetupError> {
         let mut allowed: Vec<Algorithm> = match c.enabled {
             true => c
@@ -209,8 +209,9 @@ impl JwtVerifier {
             .map(|alg| {
                 let mut v = Validation::new(*alg);
                 v.leeway = leeway;
-                v.validate_exp = true;
-                v.validate_nbf = true;
+                // Time is judged on the injected clock, in `check_times`.
+                v.validate_exp = false;
+                v.validate_nbf = false;
                 v.set_required_spec_claims(&["exp"]);
                 if c.audience.is_empty() {
                     v.validate_aud = false;
@@ -232,6 +233,7 @@ impl JwtVerifier {
             claims: c.claims.clone(),
             issuer: c.issuer.clone(),
             audience: c.audience.clone(),
+            clock,
             cache: Cache::builder()
                 .max_capacity(cache_capacity.max(1))
                 .time_to_live(Duration::from_secs(3600))
@@ -245,6 +247,7 @@ impl JwtVerifier {
     pub fn for_config(
         config: &crate::config::Config,
         issuer: Option<&issue::TokenIssuer>,
+        clock: Arc<dyn Clock>,
     ) -> Result<Option<Self>, JwtSetupError> {
         if !config.jwt.enabled && issuer.is_none() {
             return Ok(None);
@@ -253,6 +256,7 @@ impl JwtVerifier {
             &config.jwt,
             config.cache.capacity,
             issuer.map(|i| i.verify_key()),
+            clock,
         )
         .map(Some)
     }
@@ -294,7 +298,7 @@ impl JwtVerifier {
         let hash = KeyHash::of(token);
         if let Some(v) = self.cache.get(&hash) {
             // Same rule as jsonwebtoken's exp check: valid while now <= exp + leeway.
-            if now_secs() <= v.exp.saturating_add(self.leeway) {
+            if self.clock.now_secs() <= v.exp.saturating_add(self.leeway) {
                 metrics::JWT_VERIFICATIONS
                     .with_label_values(&["cached", "ok"])
                     .inc();
@@ -397,20 +401,36 @@ impl JwtVerifier {
         Ok(())
     }
 
+    /// `exp`, `nbf` and `iat` against the clock, with `leeway`: expired once
+    /// `exp < now - leeway`, not yet valid while `nbf > now + leeway`, refused when
+    /// issued after `now + leeway`. Returns `exp`.
+    fn check_times(&self, claims: &Map<String, Value>) -> Result<u64, TokenError> {
+        let now = self.clock.now_secs();
+        let number = |name: &str| -> Result<Option<u64>, TokenError> {
+            match claims.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => v
+                    .as_u64()
+                    .map(Some)
+                    .ok_or_else(|| TokenError::InvalidClaim(name.into())),
+            }
+        };
+        let exp = number("exp")?.ok_or_else(|| TokenError::MissingClaim("exp".into()))?;
+        if exp < now.saturating_sub(self.leeway) {
+            return Err(TokenError::Expired);
+        }
+        if number("nbf")?.is_some_and(|nbf| nbf > now.saturating_add(self.leeway)) {
+            return Err(TokenError::NotYetValid);
+        }
+        if number("iat")?.is_some_and(|iat| iat > now.saturating_add(self.leeway)) {
+            return Err(TokenError::IssuedInFuture);
+        }
+        Ok(exp)
+    }
+
     fn identity_of(&self, claims: &Map<String, Value>) -> Result<VerifiedToken, TokenError> {
         self.check_issuer_and_audience(claims)?;
-        if let Some(iat) = claims.get("iat") {
-            let iat = iat
-                .as_u64()
-                .ok_or_else(|| TokenError::InvalidClaim("iat".into()))?;
-            if iat > now_secs().saturating_add(self.leeway) {
-                return Err(TokenError::IssuedInFuture);
-            }
-        }
-        let exp = claims
-            .get("exp")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| TokenError::InvalidClaim("exp".into()))?;
+        let exp = self.check_times(claims)?;
         let c = &self.claims;
         let subject = claim_string(claims, &c.subject)?
             .ok_or_else(|| TokenError::MissingClaim(c.subject.clone()))?;
@@ -504,6 +524,52 @@ mod tests {
         assert!(!well_formed("eyJ..b"));
         assert!(well_formed("eyJ.a."));
         assert!(!well_formed("eyJ.a+b.c"));
+    }
+
+    #[tokio::test]
+    async fn exp_nbf_and_iat_are_judged_on_the_clock_even_for_cached_tokens() {
+        use crate::clock::ManualClock;
+        let secret = "a-verifying-secret-of-32-bytes-or-more";
+        let config: JwtConfig = serde_yaml::from_str(&format!(
+            "{{ enabled: true, algorithms: [HS256], leeway: 5s, keys: [{{ alg: HS256, secret: \"{secret}\" }}] }}"
+        ))
+        .unwrap();
+        let clock = ManualClock::at(1_800_000_000_000);
+        let verifier = JwtVerifier::new(&config, 10, None, Arc::new(clock.clone())).unwrap();
+        let now = 1_800_000_000u64;
+        let sign = |claims: serde_json::Value| {
+            jsonwebtoken::encode(
+                &jsonwebtoken::Header::new(Algorithm::HS256),
+                &claims,
+                &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+            )
+            .unwrap()
+        };
+        let token = sign(serde_json::json!({"sub": "u", "exp": now + 60}));
+        assert!(verifier.verify(&token).await.is_ok());
+        assert!(verifier.verify(&token).await.is_ok(), "from the cache");
+        clock.advance_ms(65_000);
+        assert!(verifier.verify(&token).await.is_ok(), "within the leeway");
+        clock.advance_ms(1_000);
+        assert_eq!(
+            verifier.verify(&token).await.err(),
+            Some(TokenError::Expired)
+        );
+        let later = sign(serde_json::json!({"sub": "u", "exp": now + 600, "nbf": now + 200}));
+        assert_eq!(
+            verifier.verify(&later).await.err(),
+            Some(TokenError::NotYetValid)
+        );
+        clock.set_ms((now + 196) * 1000);
+        assert!(
+            verifier.verify(&later).await.is_ok(),
+            "nbf within the leeway"
+        );
+        let future = sign(serde_json::json!({"sub": "u", "exp": now + 900, "iat": now + 800}));
+        assert_eq!(
+            verifier.verify(&future).await.err(),
+            Some(TokenError::IssuedInFuture)
+        );
     }
 
     #[test]

@@ -87,6 +87,7 @@ impl UserStore for PostgresStore {
         new_expires_at: DateTime<Utc>,
     ) -> Result<Rotation, StoreError> {
         let (old, new) = (old.0.as_slice(), new.0.as_slice());
+        let now = self.clock.now_utc();
         let mut guard = self.pool.tx_client().await?;
         let Some(client) = guard.as_mut() else {
             return Err(StoreError::Unavailable("postgres: no connection".into()));
@@ -114,7 +115,7 @@ impl UserStore for PostgresStore {
                     .await?;
                     Rotation::Reused
                 }
-                Some(r) if r.get::<_, DateTime<Utc>>(2) <= Utc::now() => Rotation::Expired,
+                Some(r) if r.get::<_, DateTime<Utc>>(2) <= now => Rotation::Expired,
                 Some(r) => {
                     let (family, user_id): (String, String) = (r.get(0), r.get(1));
                     tx.execute(

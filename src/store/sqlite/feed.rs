@@ -8,6 +8,7 @@
 //! rows it never saw pruned (it was stopped longer than that), or that lost its
 //! connection, hands over [`StoreChange::All`].
 
+use crate::clock::Clock;
 use crate::metrics;
 use crate::store::{ChangeHandler, StoreChange};
 use rusqlite::{params, Connection};
@@ -34,10 +35,7 @@ pub fn spawn(path: PathBuf, handler: ChangeHandler, alive: Weak<()>) {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    crate::clock::SystemClock.now_ms() as i64
 }
 
 fn open(path: &PathBuf) -> rusqlite::Result<Connection> {

@@ -91,11 +91,12 @@ impl UserStore for SqliteStore {
         expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let (hash, family, user_id) = (hash.0, family.to_string(), user_id.to_string());
+        let now = self.clock.now_secs() as i64;
         self.with_writer(move |c| {
             c.execute(
                 "INSERT INTO refresh_tokens (token_hash, family_id, user_id, created_at, expires_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![hash.as_slice(), family, user_id, Utc::now().timestamp(), expires_at.timestamp()],
+                params![hash.as_slice(), family, user_id, now, expires_at.timestamp()],
             )
             .map(drop)
             .map_err(unavailable)
@@ -110,8 +111,8 @@ impl UserStore for SqliteStore {
         new_expires_at: DateTime<Utc>,
     ) -> Result<Rotation, StoreError> {
         let (old, new) = (old.0, new.0);
+        let now = self.clock.now_secs() as i64;
         self.with_writer(move |c| {
-            let now = Utc::now().timestamp();
             // IMMEDIATE: the read and the spend happen under one write lock, so a
             // token can be spent once even by concurrent callers.
             let tx = rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)

@@ -1,0 +1,181 @@
+//! The management API in-process, on a manual clock: the rules that depend on time
+//! (login throttling windows, refresh-token expiry, access-token lifetimes) are
+//! checked by moving the clock, not by waiting for it.
+
+use super::*;
+use crate::auth::cache::KeyCache;
+use crate::auth::jwt::JwtVerifier;
+use crate::auth::verify::KeyVerifier;
+use crate::clock::ManualClock;
+use crate::domain::UserRecord;
+use crate::limit::LocalLimiter;
+use crate::proxy::runtime::Runtime;
+use crate::store::sqlite::SqliteStore;
+
+const CONFIG: &str = "\
+upstream: { url: 'http://127.0.0.1:1' }
+tiers: { free: { per_minute: 100, max_keys: 5 } }
+jwt:
+  issue: { alg: HS256, secret: 'an-issuing-secret-of-at-least-32-bytes!!', access_ttl: 10m, refresh_ttl: 1h }
+";
+
+/// One management service over a fresh SQLite store, everything on `clock`.
+struct Harness {
+    _dir: tempfile::TempDir,
+    clock: ManualClock,
+    rt: Runtime,
+    management: Management,
+    users: Arc<SqliteStore>,
+}
+
+impl Harness {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::at(1_800_000_000_000);
+        let shared_clock: Arc<dyn Clock> = Arc::new(clock.clone());
+        let config = crate::config::parse(CONFIG).unwrap();
+        let store = Arc::new(
+            SqliteStore::open(&dir.path().join("k.db"))
+                .unwrap()
+                .with_clock(shared_clock.clone()),
+        );
+        let issuer =
+            Arc::new(TokenIssuer::new(config.jwt.issue.as_ref().unwrap(), None, None).unwrap());
+        let jwt = JwtVerifier::for_config(&config, Some(&issuer), shared_clock.clone()).unwrap();
+        let cache = KeyCache::new(&config.cache, shared_clock.clone());
+        let auth = Arc::new(Authenticator::new(
+            KeyVerifier::new(store.clone(), cache),
+            jwt.map(Arc::new),
+            shared_clock.clone(),
+        ));
+        let management = Management::new(
+            store.clone(),
+            Some(store.clone()),
+            Some(issuer),
+            auth,
+            Arc::new(LocalLimiter::new(shared_clock.clone())),
+            Arc::new(UsageRecorder::new()),
+            shared_clock,
+        );
+        Harness {
+            _dir: dir,
+            clock,
+            rt: Runtime::build(config, true).unwrap(),
+            management,
+            users: store,
+        }
+    }
+
+    async fn add_user(&self, email: &str, password: &str) {
+        let user = UserRecord {
+            id: format!("usr_{email}"),
+            email: email.into(),
+            name: None,
+            password_hash: password::hash(password).unwrap(),
+            is_admin: false,
+            created_at: self.clock.now_utc(),
+        };
+        self.users.create_user(&user).await.unwrap();
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Value,
+        bearer: Option<&str>,
+    ) -> (u16, Value) {
+        let mut headers = HeaderMap::new();
+        if let Some(token) = bearer {
+            headers.insert(
+                http::header::AUTHORIZATION,
+                format!("Bearer {token}").parse().unwrap(),
+            );
+        }
+        let body = serde_json::to_vec(&body).unwrap();
+        let req = ApiRequest {
+            method: &method,
+            path,
+            query: None,
+            headers: &headers,
+            body: &body,
+            client_ip: Some("10.0.0.1".parse().unwrap()),
+        };
+        match self.management.handle(&self.rt.api_context(), &req).await {
+            Ok(r) => (r.status.as_u16(), r.body),
+            Err(e) => (
+                e.status().as_u16(),
+                serde_json::from_slice(&e.body()).unwrap(),
+            ),
+        }
+    }
+
+    async fn login(&self, email: &str, password: &str) -> (u16, Value) {
+        self.call(
+            Method::POST,
+            "/auth/token",
+            serde_json::json!({"email": email, "password": password}),
+            None,
+        )
+        .await
+    }
+}
+
+#[tokio::test]
+async fn ten_wrong_passwords_a_minute_then_429_until_the_window_turns() {
+    let h = Harness::new();
+    h.add_user("dave@example.com", "dave-password").await;
+    // Start of a minute on the clock: the window holds all of them.
+    for _ in 0..10 {
+        assert_eq!(h.login("dave@example.com", "wrong").await.0, 401);
+    }
+    let (status, body) = h.login("dave@example.com", "dave-password").await;
+    assert_eq!(
+        status, 429,
+        "even the right password, until the window turns: {body}"
+    );
+    assert_eq!(body["error"], "rate_limit_exceeded");
+    h.clock.advance_ms(59_999);
+    assert_eq!(h.login("dave@example.com", "dave-password").await.0, 429);
+    h.clock.advance_ms(1);
+    assert_eq!(h.login("dave@example.com", "dave-password").await.0, 200);
+    // A successful login gives its place back: it never counts.
+    for _ in 0..15 {
+        assert_eq!(h.login("dave@example.com", "dave-password").await.0, 200);
+    }
+}
+
+#[tokio::test]
+async fn tokens_and_refresh_tokens_expire_on_the_clock() {
+    let h = Harness::new();
+    h.add_user("erin@example.com", "erin-password").await;
+    let (_, pair) = h.login("erin@example.com", "erin-password").await;
+    let access = pair["access_token"].as_str().unwrap().to_string();
+    let (status, _) = h
+        .call(Method::GET, "/keys", Value::Null, Some(&access))
+        .await;
+    assert_eq!(status, 200);
+    // The access token lives 10 minutes (plus 30 s of leeway).
+    h.clock.advance_ms(10 * 60_000 + 31_000);
+    let (status, body) = h
+        .call(Method::GET, "/keys", Value::Null, Some(&access))
+        .await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (401, Some("Token has expired"))
+    );
+    // The refresh token, unused, an hour.
+    h.clock.advance_ms(50 * 60_000);
+    let (status, body) = h
+        .call(
+            Method::POST,
+            "/auth/refresh",
+            serde_json::json!({"refresh_token": pair["refresh_token"]}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (401, Some("Refresh token has expired"))
+    );
+}

@@ -42,16 +42,8 @@ for _ in $(seq 50); do redis-cli -p "$rport" ping 2>/dev/null | grep -q PONG && 
 declare -A listen key pid
 start() { # name store-yaml limiter-yaml
   local l a; l=$(port); a=$(port)
-  cat > "$work/$1.yaml" <<YAML
-server: { listen: "127.0.0.1:$l", admin_listen: "127.0.0.1:$a", threads: 2 }
-upstream: { url: "http://127.0.0.1:$up" }
-store: $2
-tiers: { bench: { per_second: 100000000, per_minute: 1000000000, per_day: 100000000000 } }
-default_tier: bench
-rate_limit: { ip: { per_minute: 0, failed_auth_per_minute: 0 }, $3 }
-routes:
-  - { path: /static/api, scopes: [bench] }
-YAML
+  bench_config "$work/$1.yaml" "$l" "$a" 2 "$up" "$2" "$3" "routes:
+  - { path: /static/api, scopes: [bench] }"
   key[$1]=$("$bin" keys create -c "$work/$1.yaml" --name bench --tier bench --scopes bench | sed -n 's/^key: //p')
   RUST_LOG=warn taskset -c 1 "$bin" serve -c "$work/$1.yaml" 2>"$work/$1.log" &
   pid[$1]=$!

@@ -17,17 +17,9 @@ cleanup() { pkill -9 -f "callgrind-out-file=$work" 2>/dev/null || true; kill $(j
 trap cleanup EXIT
 source benches/lib.sh
 up=$(port); listen=$(port); admin=$(port)
-cat > "$work/k.yaml" <<YAML
-server: { listen: "127.0.0.1:$listen", admin_listen: "127.0.0.1:$admin", threads: 1 }
-upstream: { url: "http://127.0.0.1:$up" }
-store: { kind: sqlite, path: "$work/k.db" }
-tiers: { bench: { per_second: 100000000, per_minute: 1000000000, per_day: 100000000000 } }
-default_tier: bench
-rate_limit: { ip: { per_minute: 0, failed_auth_per_minute: 0 } }
-routes:
+bench_config "$work/k.yaml" "$listen" "$admin" 1 "$up" "{ kind: sqlite, path: \"$work/k.db\" }" "" "routes:
   - { path: /static/open, auth: none }
-  - { path: /static/api, scopes: [bench] }
-YAML
+  - { path: /static/api, scopes: [bench] }"
 cat > "$work/client.py" <<'PY'
 import http.client, sys
 port, path, n, key = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]

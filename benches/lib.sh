@@ -22,3 +22,19 @@ request = function()
 end
 LUA
 }
+
+# Writes the config of a benchmark's keygate to $1: the data plane on 127.0.0.1:$2,
+# the admin listener on 127.0.0.1:$3, $4 threads, the upstream on 127.0.0.1:$5, the
+# store $6 (a YAML mapping), a tier whose limits never bind and no IP limits ($7:
+# more rate_limit settings, if any), then the YAML in $8 (routes, jwt, cache, ...).
+bench_config() {
+  cat > "$1" <<YAML
+server: { listen: "127.0.0.1:$2", admin_listen: "127.0.0.1:$3", threads: $4 }
+upstream: { url: "http://127.0.0.1:$5" }
+store: $6
+tiers: { bench: { per_second: 100000000, per_minute: 1000000000, per_day: 100000000000 } }
+default_tier: bench
+rate_limit: { ip: { per_minute: 0, failed_auth_per_minute: 0 }${7:+, $7} }
+${8:-}
+YAML
+}

@@ -16,22 +16,14 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 source benches/lib.sh
 up=$(port); listen=$(port); admin=$(port)
-cat > "$work/k.yaml" <<YAML
-server: { listen: "127.0.0.1:$listen", admin_listen: "127.0.0.1:$admin", threads: 2 }
-upstream: { url: "http://127.0.0.1:$up" }
-store: { kind: sqlite, path: "$work/k.db" }
-tiers: { bench: { per_second: 100000000, per_minute: 1000000000, per_day: 100000000000 } }
-default_tier: bench
-rate_limit: { ip: { per_minute: 0, failed_auth_per_minute: 0 } }
-jwt:
+bench_config "$work/k.yaml" "$listen" "$admin" 2 "$up" "{ kind: sqlite, path: \"$work/k.db\" }" "" "jwt:
   enabled: true
   algorithms: [RS256]
-  keys: [ { kid: rs, alg: RS256, pem_file: "$work/jk/rsa.pub.pem" } ]
+  keys: [ { kid: rs, alg: RS256, pem_file: \"$work/jk/rsa.pub.pem\" } ]
 routes:
   - { path: /static/open, auth: none }
   - { path: /static/api, scopes: [bench] }
-  - { path: /static/paid, scopes: [bench], cost: 1 }
-YAML
+  - { path: /static/paid, scopes: [bench], cost: 1 }"
 "$py" tests/jwt/mint.py keys "$work/jk"
 token=$(echo '[{"name":"t","alg":"RS256","key":"rsa","kid":"rs","claims":{"sub":"bench","scope":"bench","exp":4102444800}}]' \
   | "$py" tests/jwt/mint.py mint "$work/jk" | python3 -c 'import json,sys; print(json.load(sys.stdin)["t"])')

@@ -24,15 +24,7 @@ work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 source benches/lib.sh
 up=$(port); listen=$(port); admin=$(port)
-cat > "$work/k.yaml" <<YAML
-server: { listen: "127.0.0.1:$listen", admin_listen: "127.0.0.1:$admin", threads: 1 }
-upstream: { url: "http://127.0.0.1:$up" }
-store: { kind: sqlite, path: "$work/k.db" }
-cache: { capacity: 200000, ttl: 1h }
-tiers: { bench: { per_second: 100000000, per_minute: 1000000000, per_day: 100000000000 } }
-default_tier: bench
-rate_limit: { ip: { per_minute: 0, failed_auth_per_minute: 0 } }
-YAML
+bench_config "$work/k.yaml" "$listen" "$admin" 1 "$up" "{ kind: sqlite, path: \"$work/k.db\" }" "" "cache: { capacity: 200000, ttl: 1h }"
 one=$("$bin" keys create -c "$work/k.yaml" --name one --tier bench | sed -n 's/^key: //p')
 
 # Keys made the way keygate makes them (base62 body + CRC-32 checksum), inserted in

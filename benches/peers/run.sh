@@ -71,16 +71,8 @@ EOF
 taskset -c 0 nginx -p "$work" -c "$work/upstream.conf" &
 
 # --- one key, as keygate issues them; the peers get its SHA-256 in their maps
-cat > "$work/kg.yaml" <<YAML
-server: { listen: "127.0.0.1:PORT", admin_listen: "127.0.0.1:ADMIN", threads: 1 }
-upstream: { url: "http://127.0.0.1:$up" }
-store: { kind: sqlite, path: "$work/k.db" }
-tiers: { bench: { per_second: 100000000, per_minute: 1000000000, per_day: 100000000000 } }
-default_tier: bench
-rate_limit: { ip: { per_minute: 0, failed_auth_per_minute: 0 } }
-routes:
-  - { path: /open/*, auth: none }
-YAML
+bench_config "$work/kg.yaml" PORT ADMIN 1 "$up" "{ kind: sqlite, path: \"$work/k.db\" }" "" "routes:
+  - { path: /open/*, auth: none }"
 sed -e "s/PORT/1/" -e "s/ADMIN/2/" "$work/kg.yaml" > "$work/cli.yaml"   # for the CLI only
 key=$("$bin" keys create -c "$work/cli.yaml" --name bench --tier bench | sed -n 's/^key: //p')
 hash=$("$bin" keys hash "$key" | sed 's/^sha256://')

@@ -2,12 +2,46 @@
 //! unknown keys remembered for `negative_ttl` so a flood of invented keys never
 //! reaches the store.
 
-use super::verify::KnownKey;
+use super::{AuthMethod, Identity};
 use crate::clock::Clock;
 use crate::config::CacheConfig;
 use crate::domain::KeyHash;
+use crate::domain::KeyRecord;
 use moka::sync::Cache;
 use std::sync::Arc;
+
+/// A stored key as the cache holds it: the record and the identity built from it.
+#[derive(Debug)]
+pub struct KnownKey {
+    /// The stored record.
+    pub record: KeyRecord,
+    /// Its identity, shared by every request presenting the key.
+    pub identity: Arc<Identity>,
+    /// When the record was read from the store, in Unix ms on the cache's clock
+    /// (the cache re-reads it after `ttl`).
+    pub fetched_at_ms: u64,
+}
+
+impl KnownKey {
+    /// Builds the identity of `record`, read from the store at `fetched_at_ms`.
+    pub fn new(record: KeyRecord, fetched_at_ms: u64) -> Self {
+        let identity = Identity::new(
+            AuthMethod::ApiKey,
+            Some(record.id.clone()),
+            record.owner.clone().unwrap_or_else(|| record.id.clone()),
+            record.org.clone(),
+            record.scopes.clone(),
+            record.environment,
+            record.credits,
+            format!("key:{}", record.id),
+        );
+        KnownKey {
+            record,
+            identity: Arc::new(identity),
+            fetched_at_ms,
+        }
+    }
+}
 
 /// What the cache knows about a key hash.
 #[derive(Clone, Debug)]

@@ -1,8 +1,7 @@
 //! API-key verification: format check, cache, store; then the key's own status checks.
 
 use super::api_key::{KeyFormat, KeyShape};
-use super::cache::{Cached, KeyCache};
-use super::{AuthMethod, Identity};
+use super::cache::{Cached, KeyCache, KnownKey};
 use crate::domain::{KeyHash, KeyRecord, KeyStatus};
 use crate::metrics;
 use crate::store::{KeyStore, StoreError};
@@ -28,39 +27,6 @@ pub enum KeyError {
     /// The store could not answer (and the key was not cached).
     #[error("key store unavailable")]
     StoreUnavailable,
-}
-
-/// A stored key as the cache holds it: the record and the identity built from it.
-#[derive(Debug)]
-pub struct KnownKey {
-    /// The stored record.
-    pub record: KeyRecord,
-    /// Its identity, shared by every request presenting the key.
-    pub identity: Arc<Identity>,
-    /// When the record was read from the store, in Unix ms on the cache's clock
-    /// (the cache re-reads it after `ttl`).
-    pub fetched_at_ms: u64,
-}
-
-impl KnownKey {
-    /// Builds the identity of `record`, read from the store at `fetched_at_ms`.
-    pub fn new(record: KeyRecord, fetched_at_ms: u64) -> Self {
-        let identity = Identity::new(
-            AuthMethod::ApiKey,
-            Some(record.id.clone()),
-            record.owner.clone().unwrap_or_else(|| record.id.clone()),
-            record.org.clone(),
-            record.scopes.clone(),
-            record.environment,
-            record.credits,
-            format!("key:{}", record.id),
-        );
-        KnownKey {
-            record,
-            identity: Arc::new(identity),
-            fetched_at_ms,
-        }
-    }
 }
 
 /// Turns API keys into stored records, through the cache.

@@ -2,9 +2,9 @@
 //! route → client-IP limit → credential → verify → key status → environment →
 //! scopes → tier limits → credits (contract section 3).
 
-use super::gate::Shared;
 use super::path::{canonicalize, CanonicalPath};
 use super::routes::{Found, Route};
+use super::shared::Shared;
 use crate::auth::credentials::extract;
 use crate::auth::Principal;
 use crate::config::{RouteAuth, RouteEnvironment};

@@ -7,17 +7,12 @@ use super::decide::{decide, Decision};
 use super::forward::request_id;
 use super::head_deadline::keepalive_secs;
 use super::limit_headers::rate_limit_headers;
-use crate::auth::authenticator::Authenticator;
-use crate::clock::Clock;
+use super::shared::Shared;
 use crate::domain::Environment;
 use crate::error::GateError;
-use crate::limit::Limiter;
-use crate::management::{ApiRequest, Management, MAX_BODY};
+use crate::management::{ApiRequest, MAX_BODY};
 use crate::metrics;
 use crate::proxy::runtime::{Runtime, Upstream};
-use crate::store::KeyStore;
-use crate::usage::UsageRecorder;
-use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::HeaderValue;
@@ -28,26 +23,6 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// State shared by every request: the swappable runtime and the long-lived services.
-pub struct Shared {
-    /// Compiled config; replaced whole on reload.
-    pub runtime: ArcSwap<Runtime>,
-    /// Credentials to principals: API keys (with their cache) and JWTs.
-    pub auth: Arc<Authenticator>,
-    /// The key store.
-    pub store: Arc<dyn KeyStore>,
-    /// Rate-limit counters.
-    pub limiter: Arc<dyn Limiter>,
-    /// Time source.
-    pub clock: Arc<dyn Clock>,
-    /// Signs management tokens (`jwt.issue`; fixed for the process's life).
-    pub issuer: Option<Arc<crate::auth::jwt::issue::TokenIssuer>>,
-    /// The management API.
-    pub management: Management,
-    /// Per-key usage, flushed in the background.
-    pub usage: Arc<UsageRecorder>,
-}
 
 /// The proxy.
 pub struct Gate {

@@ -11,5 +11,7 @@ pub mod limit_headers;
 pub mod path;
 pub mod routes;
 pub mod runtime;
+pub mod shared;
 
-pub use gate::{Gate, Shared};
+pub use gate::Gate;
+pub use shared::Shared;

@@ -1,0 +1,32 @@
+//! [`Shared`]: what every request of the data plane reads — the swappable compiled
+//! config and the long-lived services.
+
+use super::runtime::Runtime;
+use crate::auth::authenticator::Authenticator;
+use crate::clock::Clock;
+use crate::limit::Limiter;
+use crate::management::Management;
+use crate::store::KeyStore;
+use crate::usage::UsageRecorder;
+use arc_swap::ArcSwap;
+use std::sync::Arc;
+
+/// State shared by every request: the swappable runtime and the long-lived services.
+pub struct Shared {
+    /// Compiled config; replaced whole on reload.
+    pub runtime: ArcSwap<Runtime>,
+    /// Credentials to principals: API keys (with their cache) and JWTs.
+    pub auth: Arc<Authenticator>,
+    /// The key store.
+    pub store: Arc<dyn KeyStore>,
+    /// Rate-limit counters.
+    pub limiter: Arc<dyn Limiter>,
+    /// Time source.
+    pub clock: Arc<dyn Clock>,
+    /// Signs management tokens (`jwt.issue`; fixed for the process's life).
+    pub issuer: Option<Arc<crate::auth::jwt::issue::TokenIssuer>>,
+    /// The management API.
+    pub management: Management,
+    /// Per-key usage, flushed in the background.
+    pub usage: Arc<UsageRecorder>,
+}

@@ -18,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}; rounds=${2:-3}; rate=${3:-5000}
-KEYGATE_SETUP_PROMTOOL=0 KEYGATE_SETUP_WRK=1 bash scripts/setup.sh
+KEYGATE_SETUP_PROMTOOL=0 KEYGATE_SETUP_BROWSER=0 KEYGATE_SETUP_WRK=1 bash scripts/setup.sh
 command -v oha >/dev/null || cargo install oha --locked --quiet
 bash scripts/services.sh
 cargo build --release --quiet

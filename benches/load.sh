@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}; rounds=${2:-3}
-KEYGATE_SETUP_PROMTOOL=0 KEYGATE_SETUP_WRK=1 bash scripts/setup.sh
+KEYGATE_SETUP_PROMTOOL=0 KEYGATE_SETUP_BROWSER=0 KEYGATE_SETUP_WRK=1 bash scripts/setup.sh
 cargo build --release --quiet
 bin=$PWD/target/release/keygate
 py=$(bash scripts/test-python.sh)

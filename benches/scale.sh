@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}; rounds=${2:-3}
 store_keys=${STORE_KEYS:-1000000}; traffic_keys=${TRAFFIC_KEYS:-100000}; soak=${SOAK:-120}
-KEYGATE_SETUP_PROMTOOL=0 KEYGATE_SETUP_WRK=1 bash scripts/setup.sh
+KEYGATE_SETUP_PROMTOOL=0 KEYGATE_SETUP_BROWSER=0 KEYGATE_SETUP_WRK=1 bash scripts/setup.sh
 cargo build --release --quiet
 bin=$PWD/target/release/keygate
 work=$(mktemp -d)

@@ -3,7 +3,7 @@
 # creates a demo key on first run, and serves until Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-KEYGATE_SETUP_PROMTOOL=0 bash scripts/setup.sh
+KEYGATE_SETUP_PROMTOOL=0 KEYGATE_SETUP_BROWSER=0 bash scripts/setup.sh
 cargo build --release --quiet
 bin=target/release/keygate
 # The config names the token-signing key: make it before `check` reads it.
@@ -21,6 +21,7 @@ key=$(sed -n 's/^key: //p' data/demo-key.txt)
 cat <<MSG
 
 keygate: http://127.0.0.1:8080 (admin http://127.0.0.1:9090/metrics)
+portal:  http://127.0.0.1:8080/portal   # sign up, create a key, watch its usage
 try:   curl -i -H "X-API-Key: $key" http://127.0.0.1:8080/hello
        curl -i http://127.0.0.1:8080/hello          # 401
 MSG

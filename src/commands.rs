@@ -288,8 +288,7 @@ pub fn users_create(
         .ok_or_else(|| {
             CommandError::Usage("users need a writable store (sqlite or postgres)".into())
         })?;
-    let password_hash =
-        crate::management::password::hash(password).map_err(CommandError::Runtime)?;
+    let password_hash = crate::accounts::password::hash(password).map_err(CommandError::Runtime)?;
     let user = UserRecord {
         id: new_id("usr"),
         email: email.to_string(),

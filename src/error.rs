@@ -127,6 +127,9 @@ pub enum GateError {
     /// Fields of a management request the caller may not set, by field.
     #[error("Not permitted to set: {}", .0.0.keys().cloned().collect::<Vec<_>>().join(", "))]
     NotPermitted(#[from] crate::keys::policy::Denied),
+    /// A portal form posted without the session's form token (CSRF).
+    #[error("This form has expired or did not come from this site; reload the page and try again")]
+    CsrfRejected,
     /// A bug or unexpected failure inside keygate.
     #[error("Internal error")]
     Internal,
@@ -194,6 +197,7 @@ rejections! {
     WrongEnvironment    => FORBIDDEN,             "forbidden",            outcome::FORBIDDEN,      reason::ENVIRONMENT;
     Forbidden           => FORBIDDEN,             "forbidden",            outcome::FORBIDDEN,      reason::FORBIDDEN;
     NotPermitted        => FORBIDDEN,             "forbidden",            outcome::FORBIDDEN,      reason::FORBIDDEN;
+    CsrfRejected        => FORBIDDEN,             "forbidden",            outcome::FORBIDDEN,      reason::CSRF;
     RateLimited         => TOO_MANY_REQUESTS,     "rate_limit_exceeded",  outcome::RATE_LIMITED,   reason::RATE_LIMITED;
     IpRateLimited       => TOO_MANY_REQUESTS,     "rate_limit_exceeded",  outcome::RATE_LIMITED,   reason::IP_RATE_LIMITED;
     TooManyFailures     => TOO_MANY_REQUESTS,     "rate_limit_exceeded",  outcome::RATE_LIMITED,   reason::FAILED_AUTH_LIMITED;

@@ -6,6 +6,7 @@
 // Unit tests may read the real time and unwrap (clippy.toml allows the latter).
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
+pub mod accounts; // users: sign-up and throttled sign-in, shared by the API and the portal
 pub mod admin; // /health, /ready, /metrics on the admin listener
 pub mod auth; // credentials, API-key format, key cache, verification, Principal
 pub mod backend_tls; // TLS to PostgreSQL and Redis: roots, libpq's sslmode checks
@@ -23,10 +24,13 @@ pub mod limit; // fixed windows, limiter backends, per-IP limits
 pub mod logging; // the log filter: RUST_LOG with Pingora capped at info
 pub mod management; // the /v1 management API answered by keygate itself
 pub mod metrics; // every Prometheus metric
+pub mod portal; // the HTML dashboard where users get and watch their keys
 pub mod proxy; // the Pingora ProxyHttp implementation and its steps
 pub mod reload; // SIGHUP: re-read, validate and swap the config
 pub mod server; // assembles and runs the Pingora server
 pub mod signals; // which signal stops, drains, upgrades or reloads
 pub mod store; // KeyStore trait and backends
+#[cfg(test)]
+mod testkit;
 pub mod tls; // TLS termination with a certificate swapped on reload
-pub mod usage; // per-key usage, aggregated in memory and flushed in batches
+pub mod usage; // per-key usage, aggregated in memory and flushed in batches // every service over one store and one manual clock, for in-process tests

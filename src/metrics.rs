@@ -79,6 +79,8 @@ pub mod reason {
     pub const ENVIRONMENT: &str = "environment";
     /// Refused for another reason (a field the caller may not set, closed sign-up).
     pub const FORBIDDEN: &str = "forbidden";
+    /// A portal form posted without its form token.
+    pub const CSRF: &str = "csrf";
     /// A tier window exhausted, or blocked.
     pub const RATE_LIMITED: &str = "rate_limited";
     /// The client IP over its rate.
@@ -112,6 +114,7 @@ pub mod reason {
         SCOPE,
         ENVIRONMENT,
         FORBIDDEN,
+        CSRF,
         RATE_LIMITED,
         IP_RATE_LIMITED,
         FAILED_AUTH_LIMITED,

@@ -1,6 +1,7 @@
 //! Assembles and runs keygate: store, runtime, the proxy service, the admin
 //! service and housekeeping, under one Pingora server.
 
+use crate::accounts::Accounts;
 use crate::admin::AdminApp;
 use crate::auth::authenticator::Authenticator;
 use crate::auth::cache::KeyCache;
@@ -10,10 +11,12 @@ use crate::auth::verify::KeyVerifier;
 use crate::clock::{Clock, SystemClock};
 use crate::config::LimitBackend;
 use crate::config::{Config, StoreKind};
+use crate::keys::service::KeyService;
 use crate::limit::redis::{RedisCerts, RedisLimiter, RedisTarget};
 use crate::limit::{FallbackLimiter, Limiter, LocalLimiter};
 use crate::management::Management;
 use crate::metrics;
+use crate::portal::Portal;
 use crate::proxy::head_deadline::HeadDeadlineApp;
 use crate::proxy::runtime::{Runtime, RuntimeError};
 use crate::proxy::{Gate, Shared};
@@ -129,13 +132,27 @@ pub fn build_shared(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Shared>
         jwt,
         clock.clone(),
     ));
+    let keys = Arc::new(KeyService::new(
+        store.clone(),
+        Some(auth.keys().cache().clone()),
+        clock.clone(),
+    ));
+    let accounts = users.map(|u| Arc::new(Accounts::new(u, limiter.clone(), clock.clone())));
     Ok(Arc::new(Shared {
         runtime: ArcSwap::from_pointee(runtime),
         management: Management::new(
             store.clone(),
-            users,
+            keys.clone(),
+            accounts.clone(),
             issuer.clone(),
             auth.clone(),
+            usage.clone(),
+            clock.clone(),
+        ),
+        portal: Portal::new(
+            store.clone(),
+            keys,
+            accounts,
             limiter.clone(),
             usage.clone(),
             clock.clone(),

@@ -46,7 +46,7 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-KEYGATE_SETUP_PROMTOOL=0 bash scripts/setup.sh
+KEYGATE_SETUP_PROMTOOL=0 KEYGATE_SETUP_BROWSER=0 bash scripts/setup.sh
 command -v oha >/dev/null || cargo install oha --locked --quiet
 cargo build --release --quiet
 bin=$PWD/target/release/keygate

@@ -10,6 +10,12 @@ use crate::domain::KeyRecord;
 use moka::sync::Cache;
 use std::sync::Arc;
 
+/// The name of an API key's rate-limit counters (`key:<id>`): what its requests
+/// count against, and what the portal peeks at.
+pub fn limit_key_of_key(id: &str) -> String {
+    format!("key:{id}")
+}
+
 /// A stored key as the cache holds it: the record and the identity built from it.
 #[derive(Debug)]
 pub struct KnownKey {
@@ -33,7 +39,7 @@ impl KnownKey {
             record.scopes.clone(),
             record.environment,
             record.credits,
-            format!("key:{}", record.id),
+            limit_key_of_key(&record.id),
         );
         KnownKey {
             record,

@@ -142,3 +142,35 @@ fn non_mapping_and_broken_yaml_are_clear_errors() {
     assert!(problems("- a\n- b\n")[0].contains("mapping"));
     assert!(problems("a: [\n")[0].contains("invalid YAML"));
 }
+
+#[test]
+fn the_portal_is_off_by_default_and_checked_when_on() {
+    let c = parse(MINIMAL).unwrap();
+    assert!(!c.portal.enabled);
+    assert_eq!(c.portal.prefix, "/portal");
+    assert_eq!(c.portal.title, "keygate");
+    assert_eq!(c.portal.session_ttl, Dur::secs(12 * 3600));
+    assert_eq!(c.portal.tier, None);
+    let p = problems(&format!(
+        "{MINIMAL}store: {{ kind: file, file: keys.yaml }}\n\
+         portal: {{ enabled: true, prefix: /v1/portal, tier: gold, session_ttl: 10s, title: \"\" }}\n"
+    ));
+    for expected in [
+        "portal.enabled: the portal needs a writable store",
+        "portal.prefix: `/v1/portal` overlaps management.prefix `/v1`",
+        "portal.tier: `gold` is not a configured tier",
+        "portal.session_ttl: must be between 1m and 90d",
+        "portal.title: must be 1-100 characters",
+    ] {
+        assert!(
+            p.iter().any(|p| p.starts_with(expected)),
+            "{expected}: {p:?}"
+        );
+    }
+    assert!(
+        problems(&format!("{MINIMAL}portal: {{ prefix: portal/ }}\n"))
+            .iter()
+            .any(|p| p.starts_with("portal.prefix: must look like /portal"))
+    );
+    assert!(problems(&format!("{MINIMAL}portal: {{ enabled: true }}\n")).is_empty());
+}

@@ -50,6 +50,9 @@ pub struct Config {
     /// Cross-origin requests from browsers; absent means no CORS handling.
     #[serde(default)]
     pub cors: Option<CorsConfig>,
+    /// The portal: where the API's users get and watch their keys.
+    #[serde(default)]
+    pub portal: PortalConfig,
 }
 
 fn default_tier() -> String {
@@ -623,6 +626,35 @@ impl Default for ManagementConfig {
             prefix: "/v1".into(),
             registration: Registration::Closed,
             user_scopes: Vec::new(),
+        }
+    }
+}
+
+/// `portal:` (contract section 8): HTML pages served by keygate on the data plane
+/// under `prefix`, never proxied; needs a writable store.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PortalConfig {
+    /// Serve the portal.
+    pub enabled: bool,
+    /// Path prefix on the data plane.
+    pub prefix: String,
+    /// Product name shown on every page.
+    pub title: String,
+    /// How long a sign-in lasts.
+    pub session_ttl: Dur,
+    /// Tier of the keys users create (`None`: `default_tier`).
+    pub tier: Option<String>,
+}
+
+impl Default for PortalConfig {
+    fn default() -> Self {
+        PortalConfig {
+            enabled: false,
+            prefix: "/portal".into(),
+            title: "keygate".into(),
+            session_ttl: Dur::secs(12 * 3600),
+            tier: None,
         }
     }
 }

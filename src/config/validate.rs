@@ -30,6 +30,7 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     routes(&c.routes, &mut p);
     forward(&c.forward, &mut p);
     management(&c.management, &mut p);
+    portal(c, &mut p);
     if let Some(cors) = &c.cors {
         self::cors(cors, &mut p);
     }
@@ -561,6 +562,69 @@ fn cors(c: &CorsConfig, p: &mut Vec<Problem>) {
     }
 }
 
+/// A data-plane prefix keygate answers itself: `/v1`, `/portal`.
+fn valid_prefix(prefix: &str) -> bool {
+    prefix.starts_with('/')
+        && prefix.len() > 1
+        && !prefix.ends_with('/')
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b))
+}
+
+/// True when one prefix is the other or lies under it (`/v1` and `/v1/portal`).
+fn prefixes_overlap(a: &str, b: &str) -> bool {
+    let under = |x: &str, y: &str| x == y || x.strip_prefix(y).is_some_and(|r| r.starts_with('/'));
+    under(a, b) || under(b, a)
+}
+
+fn portal(c: &Config, p: &mut Vec<Problem>) {
+    let portal = &c.portal;
+    if !valid_prefix(&portal.prefix) {
+        p.push(Problem::new(
+            "portal.prefix",
+            "must look like /portal (leading /, no trailing /)",
+        ));
+    }
+    if !portal.enabled {
+        return;
+    }
+    if c.store.kind == StoreKind::File {
+        p.push(Problem::new(
+            "portal.enabled",
+            "the portal needs a writable store (sqlite or postgres); the file store is read-only",
+        ));
+    }
+    if c.management.enabled && prefixes_overlap(&portal.prefix, &c.management.prefix) {
+        p.push(Problem::new(
+            "portal.prefix",
+            format!(
+                "`{}` overlaps management.prefix `{}`",
+                portal.prefix, c.management.prefix
+            ),
+        ));
+    }
+    if let Some(tier) = &portal.tier {
+        if !c.tiers.contains_key(tier) {
+            p.push(Problem::new(
+                "portal.tier",
+                format!("`{tier}` is not a configured tier"),
+            ));
+        }
+    }
+    if portal.title.trim().is_empty() || portal.title.chars().count() > 100 {
+        p.push(Problem::new("portal.title", "must be 1-100 characters"));
+    }
+    if portal.session_ttl.get() < std::time::Duration::from_secs(60)
+        || portal.session_ttl.get() > std::time::Duration::from_secs(90 * 86_400)
+    {
+        p.push(Problem::new(
+            "portal.session_ttl",
+            "must be between 1m and 90d",
+        ));
+    }
+}
+
 fn management(m: &ManagementConfig, p: &mut Vec<Problem>) {
     for (i, s) in m.user_scopes.iter().enumerate() {
         if s.is_empty() || s.len() > 100 || !s.bytes().all(|b| b.is_ascii_graphic()) {
@@ -575,13 +639,7 @@ fn management(m: &ManagementConfig, p: &mut Vec<Problem>) {
             ));
         }
     }
-    let ok = m.prefix.starts_with('/')
-        && m.prefix.len() > 1
-        && !m.prefix.ends_with('/')
-        && m.prefix
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b));
-    if !ok {
+    if !valid_prefix(&m.prefix) {
         p.push(Problem::new(
             "management.prefix",
             "must look like /v1 (leading /, no trailing /)",

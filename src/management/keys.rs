@@ -294,7 +294,7 @@ pub async fn usage(
     let current_hour = now.timestamp() - now.timestamp().rem_euclid(3600);
     let since =
         chrono::DateTime::from_timestamp(current_hour - (span_hours - 1) * 3600, 0).unwrap_or(now);
-    let rows = m.store.usage(id, since).await.map_err(store_error)?;
+    let rows = m.store.usage(Some(id), since).await.map_err(store_error)?;
     let (mut total, mut successful, mut failed, mut total_ms) = (0u64, 0u64, 0u64, 0u64);
     let mut endpoints: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
     let mut hourly: std::collections::BTreeMap<i64, (u64, u64, u64)> =

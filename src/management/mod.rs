@@ -10,9 +10,9 @@
 
 pub mod auth;
 pub mod keys;
-pub mod password;
 mod validate;
 
+use crate::accounts::Accounts;
 use crate::auth::authenticator::{AuthSettings, Authenticator};
 use crate::auth::jwt::issue::TokenIssuer;
 use crate::auth::AuthMethod;
@@ -20,8 +20,6 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::GateError;
 use crate::keys::service::KeyService;
-use crate::limit::Limiter;
-use crate::store::users::UserStore;
 use crate::store::{KeyStore, StoreError};
 use crate::usage::UsageRecorder;
 use http::{HeaderMap, Method, StatusCode};
@@ -121,47 +119,33 @@ pub struct ApiContext<'a> {
 /// The management service.
 pub struct Management {
     store: Arc<dyn KeyStore>,
-    users: Option<Arc<dyn UserStore>>,
+    accounts: Option<Arc<Accounts>>,
     issuer: Option<Arc<TokenIssuer>>,
     auth: Arc<Authenticator>,
-    limiter: Arc<dyn Limiter>,
     usage: Arc<UsageRecorder>,
-    passwords: password::PasswordPool,
-    keys: KeyService,
+    keys: Arc<KeyService>,
     clock: Arc<dyn Clock>,
 }
 
-/// Password-hashing threads (each holds 19 MiB while it works).
-const PASSWORD_WORKERS: usize = 2;
-/// Logins and sign-ups that may wait for a password-hashing thread; more get 503.
-const PASSWORD_QUEUE: usize = 32;
-
 impl Management {
-    /// A service over `store` (and `users`, for accounts), authenticating callers
-    /// with `auth` (whose key cache it invalidates when keys change), throttling
-    /// logins with `limiter`, issuing tokens with `issuer` (`jwt.issue`).
+    /// A service over `store` and `keys` (the key lifecycle) and, when the store
+    /// holds users, `accounts`; authenticating callers with `auth`, issuing tokens
+    /// with `issuer` (`jwt.issue`).
     pub fn new(
         store: Arc<dyn KeyStore>,
-        users: Option<Arc<dyn UserStore>>,
+        keys: Arc<KeyService>,
+        accounts: Option<Arc<Accounts>>,
         issuer: Option<Arc<TokenIssuer>>,
         auth: Arc<Authenticator>,
-        limiter: Arc<dyn Limiter>,
         usage: Arc<UsageRecorder>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let keys = KeyService::new(
-            store.clone(),
-            Some(auth.keys().cache().clone()),
-            clock.clone(),
-        );
         Management {
             store,
-            users,
+            accounts,
             issuer,
             auth,
-            limiter,
             usage,
-            passwords: password::PasswordPool::new(PASSWORD_WORKERS, PASSWORD_QUEUE),
             keys,
             clock,
         }

@@ -3,79 +3,22 @@
 //! checked by moving the clock, not by waiting for it.
 
 use super::*;
-use crate::auth::cache::KeyCache;
-use crate::auth::jwt::JwtVerifier;
-use crate::auth::verify::KeyVerifier;
-use crate::clock::ManualClock;
-use crate::domain::UserRecord;
-use crate::limit::LocalLimiter;
-use crate::proxy::runtime::Runtime;
-use crate::store::sqlite::SqliteStore;
+use crate::testkit::Services;
+use std::ops::Deref;
 
-const CONFIG: &str = "\
-upstream: { url: 'http://127.0.0.1:1' }
-tiers: { free: { per_minute: 100, max_keys: 5 } }
-jwt:
-  issue: { alg: HS256, secret: 'an-issuing-secret-of-at-least-32-bytes!!', access_ttl: 10m, refresh_ttl: 1h }
-";
+/// The services, and calls to the management API.
+struct Harness(Services);
 
-/// One management service over a fresh SQLite store, everything on `clock`.
-struct Harness {
-    _dir: tempfile::TempDir,
-    clock: ManualClock,
-    rt: Runtime,
-    management: Management,
-    users: Arc<SqliteStore>,
+impl Deref for Harness {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.0
+    }
 }
 
 impl Harness {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let clock = ManualClock::at(1_800_000_000_000);
-        let shared_clock: Arc<dyn Clock> = Arc::new(clock.clone());
-        let config = crate::config::parse(CONFIG).unwrap();
-        let store = Arc::new(
-            SqliteStore::open(&dir.path().join("k.db"))
-                .unwrap()
-                .with_clock(shared_clock.clone()),
-        );
-        let issuer =
-            Arc::new(TokenIssuer::new(config.jwt.issue.as_ref().unwrap(), None, None).unwrap());
-        let jwt = JwtVerifier::for_config(&config, Some(&issuer), shared_clock.clone()).unwrap();
-        let cache = KeyCache::new(&config.cache, shared_clock.clone());
-        let auth = Arc::new(Authenticator::new(
-            KeyVerifier::new(store.clone(), cache),
-            jwt.map(Arc::new),
-            shared_clock.clone(),
-        ));
-        let management = Management::new(
-            store.clone(),
-            Some(store.clone()),
-            Some(issuer),
-            auth,
-            Arc::new(LocalLimiter::new(shared_clock.clone())),
-            Arc::new(UsageRecorder::new()),
-            shared_clock,
-        );
-        Harness {
-            _dir: dir,
-            clock,
-            rt: Runtime::build(config, true).unwrap(),
-            management,
-            users: store,
-        }
-    }
-
-    async fn add_user(&self, email: &str, password: &str) {
-        let user = UserRecord {
-            id: format!("usr_{email}"),
-            email: email.into(),
-            name: None,
-            password_hash: password::hash(password).unwrap(),
-            is_admin: false,
-            created_at: self.clock.now_utc(),
-        };
-        self.users.create_user(&user).await.unwrap();
+        Harness(Services::new())
     }
 
     async fn call(

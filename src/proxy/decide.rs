@@ -29,6 +29,8 @@ pub struct Decision {
     pub limit: Option<LimitDecision>,
     /// For a management API call: the path below the prefix (e.g. `/keys`).
     pub management: Option<String>,
+    /// For a portal page: the path below `portal.prefix` (e.g. `/login`).
+    pub portal: Option<String>,
     /// A CORS preflight, answered by keygate before authentication.
     pub preflight: bool,
     /// The path to forward instead of the request's own (its canonical form), when
@@ -60,24 +62,19 @@ pub async fn decide(
             out.preflight = true;
             return Ok(());
         }
-        if let Some(prefix) = &rt.management_prefix {
-            if let Some(rest) = path.strip_prefix(prefix.as_str()) {
-                if rest.is_empty() || rest.starts_with('/') {
-                    out.management = Some(if rest.is_empty() {
-                        "/".into()
-                    } else {
-                        rest.to_string()
-                    });
-                }
-            }
+        out.management = rt.management_prefix.as_deref().and_then(|p| below(path, p));
+        if out.management.is_none() {
+            out.portal = rt.portal_prefix.as_deref().and_then(|p| below(path, p));
         }
-        let (index, route) = match &out.management {
+        let answered_here = out.management.is_some() || out.portal.is_some();
+        let (index, route) = if answered_here {
             // Answered by keygate: no route applies.
-            Some(_) => rt.routes.default_route(),
-            None => match_route(rt, method, headers, uri.query(), &canonical)?,
+            rt.routes.default_route()
+        } else {
+            match_route(rt, method, headers, uri.query(), &canonical)?
         };
         out.route = index;
-        out.public = route.auth == RouteAuth::None && out.management.is_none();
+        out.public = route.auth == RouteAuth::None && !answered_here;
         if let Some(ip) = client_ip {
             match rt.ip_limits.admit(&*shared.limiter, ip).await {
                 Ok(Some(retry_after)) => return Err(GateError::IpRateLimited { retry_after }),
@@ -92,7 +89,7 @@ pub async fn decide(
         if out.public {
             return Ok(());
         }
-        // Management calls authenticate inside the management API, after these
+        // Management calls and portal pages authenticate inside keygate, after these
         // per-IP checks; they never reach the route's scopes, limits or credits.
         if let Some(ip) = client_ip {
             match rt.ip_limits.failures_exceeded(&*shared.limiter, ip).await {
@@ -104,7 +101,7 @@ pub async fn decide(
                 }
             }
         }
-        if out.management.is_some() {
+        if answered_here {
             return Ok(());
         }
         let credential = extract(&rt.sources, headers, uri.query())?;
@@ -257,4 +254,15 @@ pub fn authorize(route: &Route, p: &Principal) -> Result<(), GateError> {
 fn limiter_failed(e: &crate::limit::LimitError) {
     // Counted by the limiter; logged once per outage by the backend.
     tracing::debug!(error = %e, "rate-limit backend error; answering 503 (on_backend_error: deny)");
+}
+
+/// The path below `prefix` (`/keys` of `/v1/keys`; `/` of `/v1`), if `path` is
+/// under it.
+fn below(path: &str, prefix: &str) -> Option<String> {
+    let rest = path.strip_prefix(prefix)?;
+    match rest {
+        "" => Some("/".into()),
+        r if r.starts_with('/') => Some(r.to_string()),
+        _ => None,
+    }
 }

@@ -120,20 +120,100 @@ impl Gate {
             .with_label_values(&[err.reason(), tier])
             .inc();
         if err.is_failed_authentication() {
-            if let Some(ip) = ctx.client_ip {
-                if let Err(e) = ctx
-                    .rt
-                    .ip_limits
-                    .record_failure(&*self.shared.limiter, ip)
-                    .await
-                {
-                    tracing::debug!(error = %e, "could not record failed authentication");
-                }
-            }
+            self.record_failed_authentication(ctx).await;
         }
-        self.respond(session, ctx, &err).await?;
+        if ctx.decision.portal.is_some() {
+            // The portal answers in HTML, even a refusal made before it was reached.
+            let page = self
+                .shared
+                .portal
+                .error_page(&ctx.rt.portal_context(), &err);
+            self.write_portal(session, ctx, page).await?;
+        } else {
+            self.respond(session, ctx, &err).await?;
+        }
         ctx.error = Some(err);
         Ok(true)
+    }
+
+    /// Counts a failed authentication against the client IP (its
+    /// `failed_auth_per_minute`).
+    async fn record_failed_authentication(&self, ctx: &RequestCtx) {
+        if let Some(ip) = ctx.client_ip {
+            if let Err(e) = ctx
+                .rt
+                .ip_limits
+                .record_failure(&*self.shared.limiter, ip)
+                .await
+            {
+                tracing::debug!(error = %e, "could not record failed authentication");
+            }
+        }
+    }
+
+    /// Answers a portal request (never proxied): reads the form body, lets the
+    /// portal render, writes the page.
+    async fn serve_portal(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<bool> {
+        let deadline = ctx.rt.config.server.body_timeout.get();
+        let body = match Self::read_body(session, crate::portal::MAX_BODY, deadline).await {
+            Ok(b) => b,
+            Err(e) => return self.refuse(session, ctx, e).await,
+        };
+        let path = ctx.decision.portal.clone().unwrap_or_default();
+        let req = session.req_header();
+        let request = crate::portal::PortalRequest {
+            method: &req.method,
+            path: &path,
+            query: req.uri.query(),
+            headers: &req.headers,
+            body: &body,
+            client_ip: ctx.client_ip,
+        };
+        let page = self
+            .shared
+            .portal
+            .handle(&ctx.rt.portal_context(), &request)
+            .await;
+        if page.failed_authentication {
+            metrics::DECISIONS
+                .with_label_values(&[metrics::reason::INVALID_LOGIN, "none"])
+                .inc();
+            self.record_failed_authentication(ctx).await;
+        }
+        self.write_portal(session, ctx, page).await?;
+        Ok(true)
+    }
+
+    /// Writes a portal response with the portal's security headers.
+    async fn write_portal(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+        page: crate::portal::PortalResponse,
+    ) -> pingora::Result<()> {
+        let mut resp = ResponseHeader::build(page.status, Some(12))?;
+        for (name, value) in crate::portal::SECURITY_HEADERS {
+            resp.insert_header(name, value)?;
+        }
+        for (name, value) in page.headers {
+            resp.append_header(name, value)?;
+        }
+        resp.insert_header("Content-Length", page.body.len().to_string())?;
+        resp.insert_header("X-Request-Id", ctx.request_id.clone())?;
+        let head_only = session.req_header().method == http::Method::HEAD;
+        session
+            .write_response_header(Box::new(resp), head_only)
+            .await?;
+        if !head_only {
+            session
+                .write_response_body(Some(Bytes::from(page.body)), true)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Reads the whole request body within `deadline`, refusing more than `limit`
@@ -360,6 +440,7 @@ impl ProxyHttp for Gate {
             Ok(()) if ctx.decision.management.is_some() => {
                 self.serve_management(session, ctx).await
             }
+            Ok(()) if ctx.decision.portal.is_some() => self.serve_portal(session, ctx).await,
             Ok(()) => {
                 // A proxied body is read as the upstream consumes it; a client
                 // trickling it is cut off like a silent upstream would be.
@@ -477,9 +558,10 @@ impl ProxyHttp for Gate {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
-        let (route, route_metrics) = match ctx.decision.management {
-            Some(_) => ("management", &ctx.rt.management_metrics),
-            None => {
+        let (route, route_metrics) = match (&ctx.decision.management, &ctx.decision.portal) {
+            (Some(_), _) => ("management", &ctx.rt.management_metrics),
+            (None, Some(_)) => ("portal", &ctx.rt.portal_metrics),
+            (None, None) => {
                 let r = ctx.rt.routes.get(ctx.decision.route);
                 (r.name.as_str(), &r.metrics)
             }

@@ -104,6 +104,10 @@ pub struct Runtime {
     pub header_style: HeaderStyle,
     /// Management API prefix, when enabled.
     pub management_prefix: Option<String>,
+    /// Portal prefix, when enabled (and the store can hold users).
+    pub portal_prefix: Option<String>,
+    /// Metric handles of portal requests (route label `portal`).
+    pub portal_metrics: std::sync::Arc<crate::metrics::RouteMetrics>,
     /// CORS, when `cors:` is set.
     pub cors: Option<CorsPolicy>,
     /// The config this was built from.
@@ -126,6 +130,14 @@ impl Runtime {
             config: &self.config,
             auth: self.auth_settings(),
             prefix: self.management_prefix.as_deref().unwrap_or("/v1"),
+        }
+    }
+
+    /// What the portal reads of this config.
+    pub fn portal_context(&self) -> crate::portal::PortalContext<'_> {
+        crate::portal::PortalContext {
+            config: &self.config,
+            tiers: &self.tiers,
         }
     }
 
@@ -172,6 +184,9 @@ impl Runtime {
             header_style: config.rate_limit.headers,
             management_prefix: (config.management.enabled && management_available)
                 .then(|| config.management.prefix.clone()),
+            portal_prefix: (config.portal.enabled && management_available)
+                .then(|| config.portal.prefix.clone()),
+            portal_metrics: std::sync::Arc::new(crate::metrics::RouteMetrics::new("portal")),
             cors: config.cors.as_ref().map(CorsPolicy::new),
             config: Arc::new(config),
         })

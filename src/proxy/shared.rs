@@ -27,6 +27,8 @@ pub struct Shared {
     pub issuer: Option<Arc<crate::auth::jwt::issue::TokenIssuer>>,
     /// The management API.
     pub management: Management,
+    /// The portal's pages.
+    pub portal: crate::portal::Portal,
     /// Per-key usage, flushed in the background.
     pub usage: Arc<UsageRecorder>,
 }

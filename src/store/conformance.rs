@@ -221,7 +221,7 @@ pub(crate) async fn usage_adds_up_and_last_used_only_moves_forward(store: Arc<dy
         )
         .await
         .unwrap();
-    let rows = store.usage("key_a", hour).await.unwrap();
+    let rows = store.usage(Some("key_a"), hour).await.unwrap();
     assert_eq!(
         rows,
         vec![UsageRow {
@@ -234,6 +234,25 @@ pub(crate) async fn usage_adds_up_and_last_used_only_moves_forward(store: Arc<dy
     );
     let used = store.get("key_a").await.unwrap().unwrap().last_used_at;
     assert_eq!(used.map(|t| t.timestamp()), Some(1_700_000_100));
+    // Every key's usage, for the portal's overview.
+    store
+        .insert(&record("key_b", None), &KeyHash::of("b"))
+        .await
+        .unwrap();
+    let other = UsageRow {
+        key_id: "key_b".into(),
+        hour,
+        endpoint: "search".into(),
+        total: 1,
+        successful: 1,
+        failed: 0,
+        total_ms: 5,
+    };
+    store.record_usage(&[other], &[]).await.unwrap();
+    let all = store.usage(None, hour).await.unwrap();
+    let keys: Vec<&str> = all.iter().map(|r| r.key_id.as_str()).collect();
+    assert_eq!(keys, ["key_a", "key_b"]);
+    assert_eq!(store.usage(Some("key_b"), hour).await.unwrap().len(), 1);
 }
 
 /// Concurrent creates through `stores` (one per replica, or the same one twice)
@@ -278,4 +297,48 @@ pub(crate) async fn concurrent_creates_never_exceed_the_quota(stores: Vec<Arc<dy
         .insert_within_quota(&again, &KeyHash::of("again"), 3)
         .await
         .unwrap();
+}
+
+/// A user for the session tests.
+pub(crate) fn user(id: &str) -> crate::domain::UserRecord {
+    crate::domain::UserRecord {
+        id: id.into(),
+        email: format!("{id}@example.com"),
+        name: Some("Ann".into()),
+        password_hash: "$argon2id$x".into(),
+        is_admin: false,
+        created_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
+    }
+}
+
+/// Portal sessions: found by their hash until they expire on the store's clock
+/// (`clock`) or are ended; one user's sessions are independent of each other.
+pub(crate) async fn sessions_last_until_expiry_or_sign_out(
+    store: Arc<dyn super::users::UserStore>,
+    clock: crate::clock::ManualClock,
+) {
+    use crate::clock::Clock;
+    store.create_user(&user("usr_s")).await.unwrap();
+    let now = clock.now_utc();
+    let (a, b) = (KeyHash::of("session-a"), KeyHash::of("session-b"));
+    store
+        .create_session(&a, "usr_s", now + chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    store
+        .create_session(&b, "usr_s", now + chrono::Duration::hours(3))
+        .await
+        .unwrap();
+    let found = store.session_user(&a).await.unwrap().map(|u| u.id);
+    assert_eq!(found.as_deref(), Some("usr_s"));
+    assert_eq!(
+        store.session_user(&KeyHash::of("other")).await.unwrap(),
+        None
+    );
+    clock.advance_ms(2 * 3_600_000);
+    assert_eq!(store.session_user(&a).await.unwrap(), None, "expired");
+    assert!(store.session_user(&b).await.unwrap().is_some());
+    store.end_session(&b).await.unwrap();
+    assert_eq!(store.session_user(&b).await.unwrap(), None, "signed out");
+    store.end_session(&b).await.unwrap();
 }

@@ -370,7 +370,7 @@ impl KeyStore for FileStore {
 
     async fn usage(
         &self,
-        _key_id: &str,
+        _key_id: Option<&str>,
         _since: DateTime<Utc>,
     ) -> Result<Vec<UsageRow>, StoreError> {
         Ok(Vec::new())

@@ -130,8 +130,12 @@ pub trait KeyStore: Send + Sync {
         rows: &[UsageRow],
         last_used: &[(String, i64)],
     ) -> Result<(), StoreError>;
-    /// Usage rows of `key_id` from `since` on, oldest first.
-    async fn usage(&self, key_id: &str, since: DateTime<Utc>) -> Result<Vec<UsageRow>, StoreError>;
+    /// Usage rows from `since` on, oldest first: of one key, or (`None`) of every key.
+    async fn usage(
+        &self,
+        key_id: Option<&str>,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<UsageRow>, StoreError>;
     /// Checks the backend is reachable (for `/ready`).
     async fn ping(&self) -> Result<(), StoreError>;
     /// Starts delivering changes made by other processes to `handler`. Stores that

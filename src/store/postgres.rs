@@ -443,9 +443,13 @@ impl KeyStore for PostgresStore {
         }
     }
 
-    async fn usage(&self, key_id: &str, since: DateTime<Utc>) -> Result<Vec<UsageRow>, StoreError> {
+    async fn usage(
+        &self,
+        key_id: Option<&str>,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<UsageRow>, StoreError> {
         const SQL: &str = "SELECT key_id, hour, endpoint, total, successful, failed, total_ms \
-             FROM usage WHERE key_id = $1 AND hour >= $2 ORDER BY hour, endpoint";
+             FROM usage WHERE ($1::text IS NULL OR key_id = $1) AND hour >= $2 ORDER BY hour, endpoint, key_id";
         let rows = self.pool.query(SQL, &[&key_id, &since]).await?;
         rows.iter()
             .map(|r| {

@@ -22,6 +22,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0003_users.sql"),
     include_str!("migrations/sqlite/0004_usage.sql"),
     include_str!("migrations/sqlite/0005_changes.sql"),
+    include_str!("migrations/sqlite/0006_sessions.sql"),
 ];
 
 const COLUMNS: &str = "id, name, prefix, last4, tier, scopes, environment, org, owner, status, \
@@ -518,14 +519,18 @@ impl KeyStore for SqliteStore {
         .await
     }
 
-    async fn usage(&self, key_id: &str, since: DateTime<Utc>) -> Result<Vec<UsageRow>, StoreError> {
-        let key_id = key_id.to_string();
+    async fn usage(
+        &self,
+        key_id: Option<&str>,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<UsageRow>, StoreError> {
+        let key_id = key_id.map(str::to_string);
         let since = since.timestamp();
         self.with_conn(move |c| {
             let mut stmt = c
                 .prepare_cached(
                     "SELECT key_id, hour, endpoint, total, successful, failed, total_ms FROM usage \
-                     WHERE key_id = ?1 AND hour >= ?2 ORDER BY hour, endpoint",
+                     WHERE (?1 IS NULL OR key_id = ?1) AND hour >= ?2 ORDER BY hour, endpoint, key_id",
                 )
                 .map_err(unavailable)?;
             let rows = stmt

@@ -47,4 +47,16 @@ pub trait UserStore: Send + Sync {
         new: &KeyHash,
         new_expires_at: DateTime<Utc>,
     ) -> Result<Rotation, StoreError>;
+    /// Stores a new sign-in session for `user_id` (its token hashed), valid until
+    /// `expires_at`; sessions of the user that have expired are deleted.
+    async fn create_session(
+        &self,
+        hash: &KeyHash,
+        user_id: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// The user of a session that exists and has not expired (on the store's clock).
+    async fn session_user(&self, hash: &KeyHash) -> Result<Option<UserRecord>, StoreError>;
+    /// Ends a session (signing out); ending an unknown one is not an error.
+    async fn end_session(&self, hash: &KeyHash) -> Result<(), StoreError>;
 }

@@ -31,6 +31,7 @@ mod management_auth;
 mod management_keys;
 mod metrics;
 mod operations;
+mod portal;
 mod replicas;
 mod scopes;
 mod secrets;

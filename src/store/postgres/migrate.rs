@@ -10,6 +10,7 @@ use tokio_postgres::Client;
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_schema.sql"),
     include_str!("../migrations/postgres/0002_notify.sql"),
+    include_str!("../migrations/postgres/0003_sessions.sql"),
 ];
 
 /// Any constant shared by every keygate: the advisory lock's key.

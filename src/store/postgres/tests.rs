@@ -331,3 +331,13 @@ fn sslmode_follows_libpq_and_every_connection_uses_it() {
         assert!(refused.contains("UnknownIssuer"), "{mode}: {refused}");
     }
 }
+
+#[tokio::test]
+async fn sessions_last_until_expiry_or_sign_out() {
+    let Some(db) = TestDb::create() else { return };
+    let clock = crate::clock::ManualClock::at(1_800_000_000_000);
+    let store = PostgresStore::open(&db.url, 4, Duration::from_secs(5))
+        .unwrap()
+        .with_clock(Arc::new(clock.clone()));
+    crate::store::conformance::sessions_last_until_expiry_or_sign_out(Arc::new(store), clock).await;
+}

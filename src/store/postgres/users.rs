@@ -146,4 +146,53 @@ impl UserStore for PostgresStore {
             }
         }
     }
+
+    async fn create_session(
+        &self,
+        hash: &KeyHash,
+        user_id: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let hash = hash.0.as_slice();
+        let now = self.clock.now_utc();
+        self.pool
+            .execute(
+                "DELETE FROM portal_sessions WHERE user_id = $1 AND expires_at <= $2",
+                &[&user_id, &now],
+            )
+            .await?;
+        self.pool
+            .execute(
+                "INSERT INTO portal_sessions (token_hash, user_id, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4)",
+                &[&hash, &user_id, &now, &expires_at],
+            )
+            .await
+            .map(drop)
+    }
+
+    async fn session_user(&self, hash: &KeyHash) -> Result<Option<UserRecord>, StoreError> {
+        const SQL: &str =
+            "SELECT u.id, u.email, u.name, u.password_hash, u.is_admin, u.created_at \
+             FROM portal_sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.token_hash = $1 AND s.expires_at > $2";
+        let hash = hash.0.as_slice();
+        let now = self.clock.now_utc();
+        self.pool
+            .query_opt(SQL, &[&hash, &now])
+            .await?
+            .map(|r| decode_user(&r))
+            .transpose()
+    }
+
+    async fn end_session(&self, hash: &KeyHash) -> Result<(), StoreError> {
+        let hash = hash.0.as_slice();
+        self.pool
+            .execute(
+                "DELETE FROM portal_sessions WHERE token_hash = $1",
+                &[&hash],
+            )
+            .await
+            .map(drop)
+    }
 }

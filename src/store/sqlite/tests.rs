@@ -101,3 +101,13 @@ fn changes_made_by_another_process_reach_the_watcher_within_a_poll() {
         "inserts and debits are not announced, the revoke once"
     );
 }
+
+#[tokio::test]
+async fn sessions_last_until_expiry_or_sign_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = crate::clock::ManualClock::at(1_800_000_000_000);
+    let store = SqliteStore::open(&dir.path().join("k.db"))
+        .unwrap()
+        .with_clock(Arc::new(clock.clone()));
+    conformance::sessions_last_until_expiry_or_sign_out(Arc::new(store), clock).await;
+}

@@ -151,4 +151,59 @@ impl UserStore for SqliteStore {
         })
         .await
     }
+
+    async fn create_session(
+        &self,
+        hash: &KeyHash,
+        user_id: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (hash, user_id) = (hash.0, user_id.to_string());
+        let now = self.clock.now_secs() as i64;
+        self.with_writer(move |c| {
+            c.execute(
+                "DELETE FROM portal_sessions WHERE user_id = ?1 AND expires_at <= ?2",
+                params![user_id, now],
+            )
+            .map_err(unavailable)?;
+            c.execute(
+                "INSERT INTO portal_sessions (token_hash, user_id, created_at, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![hash.as_slice(), user_id, now, expires_at.timestamp()],
+            )
+            .map(drop)
+            .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn session_user(&self, hash: &KeyHash) -> Result<Option<UserRecord>, StoreError> {
+        let hash = hash.0;
+        let now = self.clock.now_secs() as i64;
+        self.with_conn(move |c| {
+            c.query_row(
+                "SELECT u.id, u.email, u.name, u.password_hash, u.is_admin, u.created_at \
+                 FROM portal_sessions s JOIN users u ON u.id = s.user_id \
+                 WHERE s.token_hash = ?1 AND s.expires_at > ?2",
+                params![hash.as_slice(), now],
+                decode_user,
+            )
+            .optional()
+            .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn end_session(&self, hash: &KeyHash) -> Result<(), StoreError> {
+        let hash = hash.0;
+        self.with_writer(move |c| {
+            c.execute(
+                "DELETE FROM portal_sessions WHERE token_hash = ?1",
+                [hash.as_slice()],
+            )
+            .map(drop)
+            .map_err(unavailable)
+        })
+        .await
+    }
 }

@@ -1,0 +1,842 @@
+//! The portal (contract section 8): server-rendered pages, under `portal.prefix` on
+//! the data plane, where the API's users sign up, sign in, create, copy, revoke and
+//! regenerate their keys and watch their usage. Never proxied.
+//!
+//! A door like the CLI and the management API: keys go through the one
+//! [`KeyService`], people through [`Accounts`], usage through the store the
+//! management API reads. [`Portal::handle`] answers every request with a complete
+//! response — a page, a redirect, an asset, or an HTML error page — and the gate
+//! only writes it. Every response carries the portal's security headers; every
+//! POST must carry the form token of the browser's cookie ([`session`]).
+
+pub mod chart;
+mod form;
+pub mod pages;
+pub mod session;
+mod usage_view;
+
+use crate::accounts::{sign_up_problems, Accounts};
+use crate::auth::cache::limit_key_of_key;
+use crate::clock::Clock;
+use crate::config::{Config, Registration};
+use crate::domain::{KeyHash, KeyRecord, UserRecord};
+use crate::error::GateError;
+use crate::keys::input::KeyInput;
+use crate::keys::policy::{Actor, Role};
+use crate::keys::service::{KeyRules, KeyService, KeyServiceError, MAX_GRACE};
+use crate::limit::{Limiter, Tiers};
+use crate::store::KeyStore;
+use crate::usage::UsageRecorder;
+use form::Form;
+use http::{HeaderMap, Method, StatusCode};
+use maud::Markup;
+use pages::Frame;
+use session::{CookiePolicy, PRE_COOKIE, SESSION_COOKIE};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// Largest form body accepted.
+pub const MAX_BODY: usize = 16 * 1024;
+
+/// Headers on every portal response: no framing, no sniffing, no referrer, no
+/// script or style but the portal's own files, nothing cached.
+pub const SECURITY_HEADERS: [(&str, &str); 5] = [
+    (
+        "Content-Security-Policy",
+        "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    ),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Frame-Options", "DENY"),
+    ("Cache-Control", "no-store"),
+];
+
+const STYLESHEET: &str = include_str!("assets/portal.css");
+const SCRIPT: &str = include_str!("assets/portal.js");
+
+/// A portal request, already read.
+pub struct PortalRequest<'a> {
+    /// Method.
+    pub method: &'a Method,
+    /// Path below the prefix (`/keys/key_x`), canonical.
+    pub path: &'a str,
+    /// Query string.
+    pub query: Option<&'a str>,
+    /// Headers (cookies).
+    pub headers: &'a HeaderMap,
+    /// Body bytes (a form, at most [`MAX_BODY`]).
+    pub body: &'a [u8],
+    /// Client address (sign-in throttling).
+    pub client_ip: Option<IpAddr>,
+}
+
+/// A complete response.
+#[derive(Debug)]
+pub struct PortalResponse {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers besides [`SECURITY_HEADERS`] (`Content-Type`, `Location`,
+    /// `Set-Cookie`, `Retry-After`, `Allow`).
+    pub headers: Vec<(&'static str, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+    /// A failed sign-in: counted against the client IP like a bad credential.
+    pub failed_authentication: bool,
+}
+
+/// What the portal reads of the running config (swapped on reload).
+#[derive(Clone, Copy)]
+pub struct PortalContext<'a> {
+    /// The config in force.
+    pub config: &'a Config,
+    /// Compiled tiers (the limits shown on a key's page).
+    pub tiers: &'a Tiers,
+}
+
+impl PortalContext<'_> {
+    fn prefix(&self) -> &str {
+        &self.config.portal.prefix
+    }
+
+    fn cookies(&self) -> CookiePolicy<'_> {
+        CookiePolicy {
+            path: self.prefix(),
+            secure: self.config.server.tls.is_some(),
+        }
+    }
+
+    fn signup_open(&self) -> bool {
+        self.config.management.registration == Registration::Open
+    }
+
+    /// The key rules, with the portal's tier as the one users get.
+    fn rules(&self) -> KeyRules<'_> {
+        let mut rules = KeyRules::of(self.config);
+        if let Some(tier) = &self.config.portal.tier {
+            rules.default_tier = tier;
+        }
+        rules
+    }
+}
+
+/// The browser's state, as its cookies say.
+struct Visit {
+    /// The signed-in user and their session token.
+    signed_in: Option<(UserRecord, String)>,
+    /// The `kg_pre` value in force (existing, or new and set by this response).
+    pre: Option<String>,
+    /// `Set-Cookie` headers to send.
+    set_cookies: Vec<String>,
+    /// A wrong email or password was tried.
+    failed_sign_in: bool,
+}
+
+impl Visit {
+    fn user(&self) -> Option<&UserRecord> {
+        self.signed_in.as_ref().map(|(u, _)| u)
+    }
+
+    /// The cookie value forms are bound to: the session's, else `kg_pre`.
+    fn form_cookie(&self) -> Option<&str> {
+        match &self.signed_in {
+            Some((_, token)) => Some(token),
+            None => self.pre.as_deref(),
+        }
+    }
+
+    fn csrf(&self) -> String {
+        self.form_cookie()
+            .map(session::form_token)
+            .unwrap_or_default()
+    }
+
+    /// The signed-in user as the key rules see them.
+    fn actor(&self) -> Option<Actor<'_>> {
+        let user = self.user()?;
+        Some(Actor {
+            role: if user.is_admin {
+                Role::Admin
+            } else {
+                Role::User
+            },
+            subject: Some(&user.id),
+            org: None,
+        })
+    }
+}
+
+/// What a handler answers.
+enum Reply {
+    /// A page.
+    Page(StatusCode, Markup),
+    /// `303 See Other` to a path below the prefix.
+    Redirect(String),
+    /// A static file.
+    Asset(&'static str, &'static str),
+}
+
+/// The portal service.
+pub struct Portal {
+    store: Arc<dyn KeyStore>,
+    keys: Arc<KeyService>,
+    accounts: Option<Arc<Accounts>>,
+    limiter: Arc<dyn Limiter>,
+    usage: Arc<UsageRecorder>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Portal {
+    /// The portal over the key lifecycle `keys`, the users in `accounts` (none: the
+    /// store cannot hold users, and every page is 404), usage in `store` (with what
+    /// `usage` has not flushed yet) and the limiter's counters.
+    pub fn new(
+        store: Arc<dyn KeyStore>,
+        keys: Arc<KeyService>,
+        accounts: Option<Arc<Accounts>>,
+        limiter: Arc<dyn Limiter>,
+        usage: Arc<UsageRecorder>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Portal {
+            store,
+            keys,
+            accounts,
+            limiter,
+            usage,
+            clock,
+        }
+    }
+
+    /// True when the store holds users, so the portal can serve.
+    pub fn available(&self) -> bool {
+        self.accounts.is_some()
+    }
+
+    /// Answers one request; never fails (a refusal is an HTML error page).
+    pub async fn handle(&self, cx: &PortalContext<'_>, req: &PortalRequest<'_>) -> PortalResponse {
+        let Some(accounts) = &self.accounts else {
+            return self.error_response(cx, None, &GateError::NotFound);
+        };
+        let mut visit = match self.visit(accounts, req).await {
+            Ok(v) => v,
+            Err(e) => return self.error_response(cx, None, &e),
+        };
+        let result = self.route(cx, accounts, req, &mut visit).await;
+        let mut response = match result {
+            Ok(reply) => self.render(cx, reply),
+            Err(e) => self.error_response(cx, Some(&visit), &e),
+        };
+        response.failed_authentication = visit.failed_sign_in;
+        for cookie in visit.set_cookies {
+            response.headers.push(("Set-Cookie", cookie));
+        }
+        response
+    }
+
+    /// Reads the browser's cookies: the signed-in user, if the session is alive.
+    async fn visit(
+        &self,
+        accounts: &Accounts,
+        req: &PortalRequest<'_>,
+    ) -> Result<Visit, GateError> {
+        let mut signed_in = None;
+        if let Some(token) = session::cookie(req.headers, SESSION_COOKIE) {
+            if let Some(user) = accounts.users().session_user(&KeyHash::of(token)).await? {
+                signed_in = Some((user, token.to_string()));
+            }
+        }
+        Ok(Visit {
+            signed_in,
+            pre: session::cookie(req.headers, PRE_COOKIE).map(str::to_string),
+            set_cookies: Vec::new(),
+            failed_sign_in: false,
+        })
+    }
+
+    /// Gives a browser that has not signed in a `kg_pre` to bind forms to.
+    fn ensure_pre(&self, cx: &PortalContext<'_>, visit: &mut Visit) {
+        if visit.signed_in.is_none() && visit.pre.is_none() {
+            let value = session::new_pre_token();
+            visit.set_cookies.push(cx.cookies().pre(&value));
+            visit.pre = Some(value);
+        }
+    }
+
+    async fn route(
+        &self,
+        cx: &PortalContext<'_>,
+        accounts: &Accounts,
+        req: &PortalRequest<'_>,
+        visit: &mut Visit,
+    ) -> Result<Reply, GateError> {
+        let segments: Vec<&str> = req
+            .path
+            .trim_start_matches('/')
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .collect();
+        let (get, post) = (
+            req.method == Method::GET || req.method == Method::HEAD,
+            req.method == Method::POST,
+        );
+        let form = if post {
+            let form = Form::parse(req.body)?;
+            check_form_token(visit, &form)?;
+            Some(form)
+        } else {
+            None
+        };
+        match (segments.as_slice(), form) {
+            (["static", "portal.css"], _) if get => {
+                Ok(Reply::Asset("text/css; charset=utf-8", STYLESHEET))
+            }
+            (["static", "portal.js"], _) if get => {
+                Ok(Reply::Asset("text/javascript; charset=utf-8", SCRIPT))
+            }
+            ([], _) if get => Ok(Reply::Redirect(
+                if visit.signed_in.is_some() {
+                    "/keys"
+                } else {
+                    "/login"
+                }
+                .into(),
+            )),
+            (["login"], _) if get => {
+                if visit.signed_in.is_some() {
+                    return Ok(Reply::Redirect("/keys".into()));
+                }
+                self.ensure_pre(cx, visit);
+                let f = frame(cx, visit);
+                Ok(page(pages::login(&f, "", None, cx.signup_open())))
+            }
+            (["login"], Some(form)) => self.sign_in(cx, accounts, req, visit, form).await,
+            (["signup"], _) if !cx.signup_open() => Err(GateError::NotFound),
+            (["signup"], _) if get => {
+                if visit.signed_in.is_some() {
+                    return Ok(Reply::Redirect("/keys".into()));
+                }
+                self.ensure_pre(cx, visit);
+                let f = frame(cx, visit);
+                Ok(page(pages::signup(&f, "", "", &[])))
+            }
+            (["signup"], Some(form)) => self.sign_up(cx, accounts, req, visit, form).await,
+            (["logout"], Some(_)) => {
+                if let Some((_, token)) = visit.signed_in.take() {
+                    accounts.users().end_session(&KeyHash::of(&token)).await?;
+                }
+                visit.set_cookies.push(cx.cookies().clear(SESSION_COOKIE));
+                Ok(Reply::Redirect("/login".into()))
+            }
+            _ if visit.signed_in.is_none() && (get || post) && known_signed_in_path(&segments) => {
+                Ok(Reply::Redirect("/login".into()))
+            }
+            (["keys"], _) if get => {
+                let filter = query_param(req.query, "owner").unwrap_or_default();
+                self.keys_page(cx, visit, StatusCode::OK, &filter, &[], "")
+                    .await
+            }
+            (["keys"], Some(form)) => self.create_key(cx, visit, form).await,
+            (["keys", id], _) if get => self.key_page(cx, visit, id).await,
+            (["keys", id, "revoke"], _) if get => {
+                let k = self.own_key(visit, id).await?;
+                Ok(page(pages::confirm_revoke(&frame(cx, visit), &k)))
+            }
+            (["keys", id, "revoke"], Some(_)) => {
+                let actor = visit.actor().ok_or(GateError::NotFound)?;
+                self.keys.revoke(&actor, id).await?;
+                Ok(Reply::Redirect("/keys".into()))
+            }
+            (["keys", id, "regenerate"], _) if get => {
+                let k = self.own_key(visit, id).await?;
+                Ok(page(pages::confirm_regenerate(&frame(cx, visit), &k)))
+            }
+            (["keys", id, "regenerate"], Some(form)) => self.regenerate(cx, visit, id, form).await,
+            (["overview"], _) if get && visit.user().is_some_and(|u| u.is_admin) => {
+                self.overview(cx, visit).await
+            }
+            (["login" | "logout" | "signup" | "keys"], _)
+            | (["keys", _, "revoke" | "regenerate"], _) => Err(GateError::MethodNotAllowed {
+                allow: if segments == ["logout"] {
+                    "POST"
+                } else {
+                    "GET, POST"
+                }
+                .into(),
+            }),
+            (["keys", _] | ["overview"] | ["static", _], _) if !get && !post => {
+                Err(GateError::MethodNotAllowed {
+                    allow: "GET".into(),
+                })
+            }
+            _ => Err(GateError::NotFound),
+        }
+    }
+
+    async fn sign_in(
+        &self,
+        cx: &PortalContext<'_>,
+        accounts: &Accounts,
+        req: &PortalRequest<'_>,
+        visit: &mut Visit,
+        form: Form,
+    ) -> Result<Reply, GateError> {
+        let email = form.text("email");
+        let password = form.text("password");
+        if email.is_empty() || password.is_empty() {
+            let f = frame(cx, visit);
+            return Ok(Reply::Page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                pages::login(
+                    &f,
+                    &email,
+                    Some("Enter your email and password."),
+                    cx.signup_open(),
+                ),
+            ));
+        }
+        match accounts.sign_in(&email, password, req.client_ip).await {
+            Ok(user) => self.start_session(cx, accounts, visit, user).await,
+            Err(GateError::InvalidCredentials) => {
+                // The form again, and the failure counted against the client IP.
+                visit.failed_sign_in = true;
+                self.ensure_pre(cx, visit);
+                let f = frame(cx, visit);
+                let message = GateError::InvalidCredentials.message();
+                Ok(Reply::Page(
+                    StatusCode::UNAUTHORIZED,
+                    pages::login(&f, &email, Some(&message), cx.signup_open()),
+                ))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn sign_up(
+        &self,
+        cx: &PortalContext<'_>,
+        accounts: &Accounts,
+        _req: &PortalRequest<'_>,
+        visit: &mut Visit,
+        form: Form,
+    ) -> Result<Reply, GateError> {
+        let email = form.text("email").trim().to_string();
+        let name = form.text("name").trim().to_string();
+        let password = form.text("password");
+        let mut errors: Vec<(String, String)> = sign_up_problems(&email, &password)
+            .into_iter()
+            .map(|(f, why)| (f.to_string(), why))
+            .collect();
+        if password.chars().count() > 200 {
+            errors.push(("password".into(), "must be at most 200 characters".into()));
+        }
+        if name.chars().count() > 200 {
+            errors.push(("name".into(), "must be at most 200 characters".into()));
+        }
+        if !errors.is_empty() {
+            let f = frame(cx, visit);
+            return Ok(Reply::Page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                pages::signup(&f, &email, &name, &errors),
+            ));
+        }
+        let name = (!name.is_empty()).then_some(name.clone());
+        match accounts
+            .register(email.clone(), password, name.clone())
+            .await
+        {
+            Ok(user) => self.start_session(cx, accounts, visit, user).await,
+            Err(GateError::Conflict(_)) => {
+                let f = frame(cx, visit);
+                let errors = [(
+                    "email".to_string(),
+                    "is already registered; sign in instead".to_string(),
+                )];
+                Ok(Reply::Page(
+                    StatusCode::CONFLICT,
+                    pages::signup(&f, &email, name.as_deref().unwrap_or(""), &errors),
+                ))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Signs `user` in: a new session (a new token at every sign-in), its cookie,
+    /// and the pre-sign-in cookie gone.
+    async fn start_session(
+        &self,
+        cx: &PortalContext<'_>,
+        accounts: &Accounts,
+        visit: &mut Visit,
+        user: UserRecord,
+    ) -> Result<Reply, GateError> {
+        let ttl = cx.config.portal.session_ttl.get();
+        let token = session::new_session_token();
+        let expires = self.clock.now_utc() + chrono::Duration::from_std(ttl).unwrap_or_default();
+        accounts
+            .users()
+            .create_session(&KeyHash::of(&token), &user.id, expires)
+            .await?;
+        // A session the browser held before (another user's, say) ends here.
+        if let Some((_, old)) = visit.signed_in.take() {
+            accounts.users().end_session(&KeyHash::of(&old)).await?;
+        }
+        visit.set_cookies.push(cx.cookies().session(&token, ttl));
+        if visit.pre.take().is_some() {
+            visit.set_cookies.push(cx.cookies().clear(PRE_COOKIE));
+        }
+        tracing::info!(user = %user.id, "portal sign-in");
+        Ok(Reply::Redirect("/keys".into()))
+    }
+
+    /// The keys page, with `errors` from a refused create form.
+    async fn keys_page(
+        &self,
+        cx: &PortalContext<'_>,
+        visit: &Visit,
+        status: StatusCode,
+        filter: &str,
+        errors: &[(String, String)],
+        name: &str,
+    ) -> Result<Reply, GateError> {
+        let actor = visit.actor().ok_or(GateError::NotFound)?;
+        let admin = matches!(actor.role, Role::Admin);
+        let mut keys = self.keys.list(&actor).await?;
+        let owners = if admin {
+            self.owner_emails(&keys).await?
+        } else {
+            BTreeMap::new()
+        };
+        let filter = filter.trim();
+        if admin && !filter.is_empty() {
+            let needle = filter.to_lowercase();
+            keys.retain(|k| {
+                k.owner.as_ref().is_some_and(|o| {
+                    o.to_lowercase().contains(&needle)
+                        || owners
+                            .get(o)
+                            .is_some_and(|e| e.to_lowercase().contains(&needle))
+                })
+            });
+        }
+        let view = pages::KeysView {
+            keys: &keys,
+            owners: &owners,
+            admin,
+            filter,
+            scopes: &cx.config.management.user_scopes,
+            errors,
+            name,
+        };
+        Ok(Reply::Page(
+            status,
+            pages::keys(&frame(cx, visit), &view, self.clock.now_utc()),
+        ))
+    }
+
+    /// Emails of the owners of `keys` (admins see who owns what).
+    async fn owner_emails(
+        &self,
+        keys: &[KeyRecord],
+    ) -> Result<BTreeMap<String, String>, GateError> {
+        let mut owners = BTreeMap::new();
+        let Some(accounts) = &self.accounts else {
+            return Ok(owners);
+        };
+        for owner in keys.iter().filter_map(|k| k.owner.as_ref()) {
+            if owners.contains_key(owner) || owners.len() >= 500 {
+                continue;
+            }
+            if let Some(u) = accounts.users().user_by_id(owner).await? {
+                owners.insert(owner.clone(), u.email);
+            }
+        }
+        Ok(owners)
+    }
+
+    async fn create_key(
+        &self,
+        cx: &PortalContext<'_>,
+        visit: &Visit,
+        form: Form,
+    ) -> Result<Reply, GateError> {
+        let actor = visit.actor().ok_or(GateError::NotFound)?;
+        let name = form.text("name");
+        let input = KeyInput {
+            name: Some(name.clone()),
+            environment: Some(form.text("environment")).filter(|e| !e.is_empty()),
+            scopes: Some(form.all("scopes")),
+            ..KeyInput::default()
+        };
+        match self.keys.create(&cx.rules(), &actor, input).await {
+            Ok(issued) => Ok(page(pages::new_key(
+                &frame(cx, visit),
+                &issued.record,
+                &issued.secret.plaintext,
+                None,
+            ))),
+            Err(e) => {
+                let (status, errors) = form_errors(e)?;
+                self.keys_page(cx, visit, status, "", &errors, &name).await
+            }
+        }
+    }
+
+    async fn regenerate(
+        &self,
+        cx: &PortalContext<'_>,
+        visit: &Visit,
+        id: &str,
+        form: Form,
+    ) -> Result<Reply, GateError> {
+        let actor = visit.actor().ok_or(GateError::NotFound)?;
+        self.keys.get(&actor, id).await?;
+        let grace = match form.text("grace_period").trim() {
+            "" | "0" | "0s" => None,
+            text => match crate::config::duration::parse_duration(text) {
+                Ok(d) if d <= MAX_GRACE => Some(d).filter(|d| !d.is_zero()),
+                _ => {
+                    let mut details = serde_json::Map::new();
+                    details.insert(
+                        "grace_period".into(),
+                        "must be a duration of at most 30d".into(),
+                    );
+                    return Err(GateError::Validation(details));
+                }
+            },
+        };
+        let issued = self.keys.regenerate(&cx.rules(), &actor, id, grace).await?;
+        Ok(page(pages::new_key(
+            &frame(cx, visit),
+            &issued.record,
+            &issued.secret.plaintext,
+            issued.previous_valid_until,
+        )))
+    }
+
+    /// The signed-in user's key `id` (an admin: anyone's); another's is 404.
+    async fn own_key(&self, visit: &Visit, id: &str) -> Result<KeyRecord, GateError> {
+        let actor = visit.actor().ok_or(GateError::NotFound)?;
+        Ok(self.keys.get(&actor, id).await?)
+    }
+
+    async fn key_page(
+        &self,
+        cx: &PortalContext<'_>,
+        visit: &Visit,
+        id: &str,
+    ) -> Result<Reply, GateError> {
+        self.own_key(visit, id).await?;
+        // What this process counted but has not flushed yet is included (and the
+        // key's `last_used_at` with it), so the key is read after the flush.
+        self.usage.flush(&*self.store).await;
+        let key = self.own_key(visit, id).await?;
+        let now = self.clock.now_utc();
+        let rows = self
+            .store
+            .usage(Some(id), usage_view::month_start(now))
+            .await?;
+        let usage = usage_view::key_usage(&rows, now);
+        let tier = cx.tiers.get(&key.tier);
+        let state = self
+            .limiter
+            .peek(&limit_key_of_key(&key.id), &tier.windows)
+            .await
+            .ok();
+        let now_ms = self.clock.now_ms();
+        let windows: Vec<pages::WindowNow> = tier
+            .windows
+            .iter()
+            .map(|w| {
+                let s = state
+                    .as_ref()
+                    .and_then(|d| d.windows.iter().find(|s| s.window == w.window));
+                pages::WindowNow {
+                    window: w.window.name(),
+                    limit: w.limit,
+                    remaining: s.map(|s| s.remaining),
+                    resets_in: s.map(|s| s.reset_at_ms.saturating_sub(now_ms).div_ceil(1000)),
+                }
+            })
+            .collect();
+        let owner = match (visit.user().is_some_and(|u| u.is_admin), &key.owner) {
+            (true, Some(o)) => Some(
+                self.owner_emails(std::slice::from_ref(&key))
+                    .await?
+                    .remove(o)
+                    .unwrap_or_else(|| o.clone()),
+            ),
+            _ => None,
+        };
+        Ok(page(pages::key_detail(
+            &frame(cx, visit),
+            &key,
+            owner.as_deref(),
+            &windows,
+            &usage,
+            now,
+        )))
+    }
+
+    async fn overview(&self, cx: &PortalContext<'_>, visit: &Visit) -> Result<Reply, GateError> {
+        let actor = visit.actor().ok_or(GateError::NotFound)?;
+        let now = self.clock.now_utc();
+        self.usage.flush(&*self.store).await;
+        let rows = self.store.usage(None, usage_view::day_start(now)).await?;
+        let all = usage_view::key_usage(&rows, now);
+        let keys = self.keys.list(&actor).await?;
+        let busiest: Vec<(Option<KeyRecord>, String, u64, u64)> = usage_view::busiest(&rows, 10)
+            .into_iter()
+            .map(|(id, n, failed)| {
+                let k = keys.iter().find(|k| k.id == id).cloned();
+                (k, id, n, failed)
+            })
+            .collect();
+        let listed: Vec<KeyRecord> = busiest.iter().filter_map(|b| b.0.clone()).collect();
+        let owners = self.owner_emails(&listed).await?;
+        let (outcomes, reasons) = usage_view::process_counts();
+        let view = pages::OverviewView {
+            hourly: &all.hourly,
+            day: &all.day,
+            busiest: &busiest,
+            owners: &owners,
+            outcomes: &outcomes,
+            reasons: &reasons,
+        };
+        Ok(page(pages::overview(&frame(cx, visit), &view)))
+    }
+
+    fn render(&self, cx: &PortalContext<'_>, reply: Reply) -> PortalResponse {
+        let (status, headers, body) = match reply {
+            Reply::Page(status, markup) => (
+                status,
+                vec![("Content-Type", "text/html; charset=utf-8".to_string())],
+                markup.into_string().into_bytes(),
+            ),
+            Reply::Redirect(to) => (
+                StatusCode::SEE_OTHER,
+                vec![
+                    ("Location", format!("{}{to}", cx.prefix())),
+                    ("Content-Type", "text/plain; charset=utf-8".to_string()),
+                ],
+                Vec::new(),
+            ),
+            Reply::Asset(content_type, text) => (
+                StatusCode::OK,
+                vec![("Content-Type", content_type.to_string())],
+                text.as_bytes().to_vec(),
+            ),
+        };
+        PortalResponse {
+            status,
+            headers,
+            body,
+            failed_authentication: false,
+        }
+    }
+
+    /// A refusal made before the portal was reached (the client IP's limits, a
+    /// body too large) as the portal's HTML error page.
+    pub fn error_page(&self, cx: &PortalContext<'_>, err: &GateError) -> PortalResponse {
+        self.error_response(cx, None, err)
+    }
+
+    /// A refusal as an HTML page with its status (and `Retry-After`, `Allow`).
+    fn error_response(
+        &self,
+        cx: &PortalContext<'_>,
+        visit: Option<&Visit>,
+        err: &GateError,
+    ) -> PortalResponse {
+        let f = Frame {
+            title: &cx.config.portal.title,
+            prefix: cx.prefix(),
+            user: visit.and_then(Visit::user),
+            csrf: visit.map(Visit::csrf).unwrap_or_default(),
+        };
+        let message = match err {
+            GateError::Validation(details) => details
+                .iter()
+                .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or("invalid")))
+                .collect::<Vec<_>>()
+                .join("; "),
+            GateError::NotFound => "There is nothing here.".to_string(),
+            e => e.message(),
+        };
+        let mut headers = vec![("Content-Type", "text/html; charset=utf-8".to_string())];
+        headers.extend(
+            err.headers()
+                .into_iter()
+                .filter(|(name, _)| *name != "WWW-Authenticate"),
+        );
+        PortalResponse {
+            status: err.status(),
+            headers,
+            body: pages::error(&f, err.status(), &message)
+                .into_string()
+                .into_bytes(),
+            failed_authentication: false,
+        }
+    }
+}
+
+/// A POST must carry the form token of the cookie in force; anything else is 403
+/// and changes nothing.
+fn check_form_token(visit: &Visit, form: &Form) -> Result<(), GateError> {
+    let presented = form.text("csrf");
+    match visit.form_cookie() {
+        Some(cookie) if session::form_token_matches(cookie, &presented) => Ok(()),
+        _ => Err(GateError::CsrfRejected),
+    }
+}
+
+/// Paths that exist only for a signed-in user (a signed-out visit is sent to sign in).
+fn known_signed_in_path(segments: &[&str]) -> bool {
+    matches!(
+        segments,
+        ["keys"] | ["keys", _] | ["keys", _, "revoke" | "regenerate"] | ["overview"]
+    )
+}
+
+fn frame<'a>(cx: &'a PortalContext<'a>, visit: &'a Visit) -> Frame<'a> {
+    Frame {
+        title: &cx.config.portal.title,
+        prefix: cx.prefix(),
+        user: visit.user(),
+        csrf: visit.csrf(),
+    }
+}
+
+fn page(markup: Markup) -> Reply {
+    Reply::Page(StatusCode::OK, markup)
+}
+
+/// A create refused for its fields: the status and the problems, for the form.
+fn form_errors(e: KeyServiceError) -> Result<(StatusCode, Vec<(String, String)>), GateError> {
+    match e {
+        KeyServiceError::Invalid(fields) => Ok((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            fields.into_iter().collect(),
+        )),
+        KeyServiceError::Denied(d) => Ok((
+            StatusCode::FORBIDDEN,
+            d.0.into_iter()
+                .map(|(k, v)| (k, v.as_str().unwrap_or("not permitted").to_string()))
+                .collect(),
+        )),
+        e @ KeyServiceError::QuotaReached { .. } => {
+            Ok((StatusCode::CONFLICT, vec![("name".into(), e.to_string())]))
+        }
+        e => Err(e.into()),
+    }
+}
+
+/// The first value of `name` in a query string.
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,570 @@
+//! The portal's pages, rendered with maud: every value is HTML-escaped by the
+//! template engine, no page has inline script or style (the CSP forbids both),
+//! and every form works without JavaScript. The names black-box tests rely on
+//! (contract section 8) are here: inputs `email`, `name`, `password`, `scopes`,
+//! select `environment`, buttons `Sign in`, `Create account`, `Create key`,
+//! `Revoke`, `Regenerate`, `Sign out`.
+
+use super::chart::{bars, Bucket};
+use crate::domain::{KeyRecord, KeyStatus, UserRecord};
+use chrono::{DateTime, Utc};
+use maud::{html, Markup, DOCTYPE};
+use std::collections::BTreeMap;
+
+/// What every page's frame shows: the product, where the portal lives, who is
+/// signed in, and the form token of the cookie in force.
+pub struct Frame<'a> {
+    /// `portal.title`.
+    pub title: &'a str,
+    /// `portal.prefix`.
+    pub prefix: &'a str,
+    /// The signed-in user, if any.
+    pub user: Option<&'a UserRecord>,
+    /// The form token every form carries.
+    pub csrf: String,
+}
+
+impl Frame<'_> {
+    fn href(&self, path: &str) -> String {
+        format!("{}{}", self.prefix, path)
+    }
+
+    fn csrf_input(&self) -> Markup {
+        html! { input type="hidden" name="csrf" value=(&self.csrf); }
+    }
+
+    /// The whole page around `body`.
+    pub fn page(&self, heading: &str, body: Markup) -> Markup {
+        html! {
+            (DOCTYPE)
+            html lang="en" {
+                head {
+                    meta charset="utf-8";
+                    meta name="viewport" content="width=device-width, initial-scale=1";
+                    meta name="referrer" content="no-referrer";
+                    title { (heading) " · " (self.title) }
+                    link rel="stylesheet" href=(self.href("/static/portal.css"));
+                    script src=(self.href("/static/portal.js")) defer {}
+                }
+                body {
+                    header class="top" {
+                        a class="brand" href=(self.href(if self.user.is_some() { "/keys" } else { "/login" })) { (self.title) }
+                        @if let Some(user) = self.user {
+                            nav {
+                                a href=(self.href("/keys")) { "API keys" }
+                                @if user.is_admin { a href=(self.href("/overview")) { "Overview" } }
+                            }
+                            span class="who" { (user.email) }
+                            form method="post" action=(self.href("/logout")) class="inline" {
+                                (self.csrf_input())
+                                button type="submit" class="link" { "Sign out" }
+                            }
+                        }
+                    }
+                    main { h1 { (heading) } (body) }
+                }
+            }
+        }
+    }
+}
+
+/// Renders a time as `2026-12-01 17:30 UTC`.
+pub fn when(t: &DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// A span of seconds as a person reads it: `45 s`, `3 min 5 s`, `6 h 23 min`, `2 d 4 h`.
+pub fn span_of(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s} s"),
+        (0, 0, _) => format!("{m} min {s} s"),
+        (0, _, _) => format!("{h} h {m} min"),
+        _ => format!("{d} d {h} h"),
+    }
+}
+
+fn when_opt(t: &Option<DateTime<Utc>>, none: &str) -> String {
+    t.as_ref().map_or_else(|| none.to_string(), when)
+}
+
+/// `prefix…last4`: how a key is shown once its secret is gone.
+pub fn masked(k: &KeyRecord) -> String {
+    format!("{}…{}", k.prefix, k.last4)
+}
+
+fn errors_list(errors: &[(String, String)]) -> Markup {
+    html! {
+        @if !errors.is_empty() {
+            div class="error" role="alert" {
+                ul { @for (field, why) in errors { li { strong { (field) } ": " (why) } } }
+            }
+        }
+    }
+}
+
+/// The sign-in page.
+pub fn login(f: &Frame<'_>, email: &str, error: Option<&str>, signup_open: bool) -> Markup {
+    f.page(
+        "Sign in",
+        html! {
+            @if let Some(e) = error { div class="error" role="alert" { (e) } }
+            form method="post" action=(f.href("/login")) class="card narrow" {
+                (f.csrf_input())
+                label { "Email" input type="email" name="email" value=(email) required autocomplete="username"; }
+                label { "Password" input type="password" name="password" required autocomplete="current-password"; }
+                button type="submit" { "Sign in" }
+            }
+            @if signup_open {
+                p { "No account yet? " a href=(f.href("/signup")) { "Create one" } }
+            }
+        },
+    )
+}
+
+/// The sign-up page.
+pub fn signup(f: &Frame<'_>, email: &str, name: &str, errors: &[(String, String)]) -> Markup {
+    f.page(
+        "Create account",
+        html! {
+            (errors_list(errors))
+            form method="post" action=(f.href("/signup")) class="card narrow" {
+                (f.csrf_input())
+                label { "Email" input type="email" name="email" value=(email) required autocomplete="username"; }
+                label { "Name" input type="text" name="name" value=(name) autocomplete="name"; }
+                label { "Password (at least 8 characters)" input type="password" name="password" required minlength="8" autocomplete="new-password"; }
+                button type="submit" { "Create account" }
+            }
+            p { "Already have an account? " a href=(f.href("/login")) { "Sign in" } }
+        },
+    )
+}
+
+/// What the keys page lists and offers.
+pub struct KeysView<'a> {
+    /// The keys shown.
+    pub keys: &'a [KeyRecord],
+    /// Owner ids to emails (admins see owners).
+    pub owners: &'a BTreeMap<String, String>,
+    /// Show the owner column and filter (admin).
+    pub admin: bool,
+    /// The admin's owner filter.
+    pub filter: &'a str,
+    /// Scopes the create form offers (`management.user_scopes`).
+    pub scopes: &'a [String],
+    /// What the create form was refused for.
+    pub errors: &'a [(String, String)],
+    /// The name typed into the refused form.
+    pub name: &'a str,
+}
+
+fn status_badge(k: &KeyRecord, now: DateTime<Utc>) -> Markup {
+    let expired = k.expires_at.is_some_and(|e| e <= now);
+    html! {
+        @match (k.status, expired) {
+            (KeyStatus::Revoked, _) => span class="badge revoked" { "revoked" },
+            (_, true) => span class="badge revoked" { "expired" },
+            _ => span class="badge active" { "active" },
+        }
+    }
+}
+
+fn owner_label<'a>(owners: &'a BTreeMap<String, String>, k: &'a KeyRecord) -> &'a str {
+    match &k.owner {
+        Some(o) => owners.get(o).map_or(o.as_str(), String::as_str),
+        None => "—",
+    }
+}
+
+/// The keys page: the list and the create form.
+pub fn keys(f: &Frame<'_>, v: &KeysView<'_>, now: DateTime<Utc>) -> Markup {
+    f.page(
+        "API keys",
+        html! {
+            section class="card" {
+                h2 { "Create a key" }
+                (errors_list(v.errors))
+                form method="post" action=(f.href("/keys")) class="create" {
+                    (f.csrf_input())
+                    label { "Name" input type="text" name="name" value=(v.name) required maxlength="200" placeholder="e.g. Production server"; }
+                    label { "Environment"
+                        select name="environment" {
+                            option value="live" selected { "live" }
+                            option value="test" { "test" }
+                        }
+                    }
+                    @if !v.scopes.is_empty() {
+                        fieldset {
+                            legend { "Scopes" }
+                            @for s in v.scopes {
+                                label class="check" { input type="checkbox" name="scopes" value=(s); (s) }
+                            }
+                        }
+                    }
+                    button type="submit" { "Create key" }
+                }
+            }
+            @if v.admin {
+                form method="get" action=(f.href("/keys")) class="filter" {
+                    label { "Filter by owner" input type="search" name="owner" value=(v.filter) placeholder="email or user id"; }
+                    button type="submit" class="secondary" { "Filter" }
+                }
+            }
+            @if v.keys.is_empty() {
+                p class="empty" { "No keys yet. Create one above; you will see it once, then only its last four characters." }
+            } @else {
+                table class="keys" {
+                    thead { tr {
+                        th { "Name" } th { "Key" }
+                        @if v.admin { th { "Owner" } }
+                        th { "Environment" } th { "Tier" } th { "Scopes" } th { "Status" }
+                        th { "Created" } th { "Last used" } th { "" }
+                    } }
+                    tbody {
+                        @for k in v.keys {
+                            tr {
+                                td { a href=(f.href(&format!("/keys/{}", k.id))) { (k.name) } }
+                                td { code { (masked(k)) } }
+                                @if v.admin { td { (owner_label(v.owners, k)) } }
+                                td { (k.environment.as_str()) }
+                                td { (k.tier) }
+                                td { @if k.scopes.is_empty() { "—" } @else { (k.scopes.join(", ")) } }
+                                td { (status_badge(k, now)) }
+                                td { (when(&k.created_at)) }
+                                td { (when_opt(&k.last_used_at, "never")) }
+                                td class="actions" {
+                                    @if k.status == KeyStatus::Active {
+                                        form method="get" action=(f.href(&format!("/keys/{}/regenerate", k.id))) class="inline" {
+                                            button type="submit" class="secondary" { "Regenerate" }
+                                        }
+                                        form method="get" action=(f.href(&format!("/keys/{}/revoke", k.id))) class="inline" {
+                                            button type="submit" class="danger" { "Revoke" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// The one page that shows a whole key: after create or regenerate.
+pub fn new_key(
+    f: &Frame<'_>,
+    k: &KeyRecord,
+    secret: &str,
+    previous_valid_until: Option<DateTime<Utc>>,
+) -> Markup {
+    f.page(
+        "Your new API key",
+        html! {
+            div class="card secret" {
+                p { "Copy your key now. It " strong { "will not be shown again" } ": keygate keeps only its hash." }
+                div class="copy-row" {
+                    input type="text" readonly id="new-key" class="key" value=(secret) aria-label="Your new API key";
+                    button type="button" class="copy" data-copy="new-key" { "Copy" }
+                }
+                p class="hint" { "Send it in the " code { "X-API-Key" } " header, or as " code { "Authorization: Bearer …" } "." }
+                @if let Some(until) = previous_valid_until {
+                    p { "The previous key keeps working until " (when(&until)) "." }
+                }
+                dl {
+                    dt { "Name" } dd { (k.name) }
+                    dt { "Environment" } dd { (k.environment.as_str()) }
+                    dt { "Tier" } dd { (k.tier) }
+                    dt { "Scopes" } dd { @if k.scopes.is_empty() { "—" } @else { (k.scopes.join(", ")) } }
+                }
+                p { a href=(f.href(&format!("/keys/{}", k.id))) { "Go to this key's usage" } " · " a href=(f.href("/keys")) { "Back to your keys" } }
+            }
+        },
+    )
+}
+
+/// The revoke confirmation step.
+pub fn confirm_revoke(f: &Frame<'_>, k: &KeyRecord) -> Markup {
+    f.page(
+        "Revoke key",
+        html! {
+            div class="card narrow" {
+                p { "Revoke " strong { (k.name) } " (" code { (masked(k)) } ")? Requests with it are refused at once, on every replica. This cannot be undone." }
+                form method="post" action=(f.href(&format!("/keys/{}/revoke", k.id))) {
+                    (f.csrf_input())
+                    button type="submit" class="danger" { "Revoke key" }
+                    " "
+                    a href=(f.href("/keys")) { "Cancel" }
+                }
+            }
+        },
+    )
+}
+
+/// The regenerate step, with its grace period.
+pub fn confirm_regenerate(f: &Frame<'_>, k: &KeyRecord) -> Markup {
+    f.page(
+        "Regenerate key",
+        html! {
+            div class="card narrow" {
+                p { "Give " strong { (k.name) } " (" code { (masked(k)) } ") a new secret. Its id, scopes, tier and usage stay." }
+                form method="post" action=(f.href(&format!("/keys/{}/regenerate", k.id))) {
+                    (f.csrf_input())
+                    label { "The current key stops working"
+                        select name="grace_period" {
+                            option value="0s" selected { "at once" }
+                            option value="1h" { "in 1 hour" }
+                            option value="24h" { "in 24 hours" }
+                            option value="7d" { "in 7 days" }
+                        }
+                    }
+                    button type="submit" { "Regenerate key" }
+                    " "
+                    a href=(f.href("/keys")) { "Cancel" }
+                }
+            }
+        },
+    )
+}
+
+/// Totals over a span.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Totals {
+    /// Requests.
+    pub total: u64,
+    /// 2xx/3xx.
+    pub successful: u64,
+    /// 4xx/5xx.
+    pub failed: u64,
+    /// Average response time, ms.
+    pub average_ms: f64,
+}
+
+/// A key's usage as the detail page shows it.
+#[derive(Clone, Debug, Default)]
+pub struct KeyUsage {
+    /// The last 24 hours, oldest first.
+    pub hourly: Vec<Bucket>,
+    /// The last 30 days, oldest first.
+    pub daily: Vec<Bucket>,
+    /// Totals over 24 hours.
+    pub day: Totals,
+    /// Totals over 30 days.
+    pub month: Totals,
+    /// Busiest endpoints over 30 days.
+    pub top: Vec<(String, u64)>,
+}
+
+/// One window of the key's tier, now.
+pub struct WindowNow {
+    /// `second`, `minute`, …
+    pub window: &'static str,
+    /// Its limit.
+    pub limit: u64,
+    /// What remains of it now.
+    pub remaining: Option<u64>,
+    /// Seconds until it resets.
+    pub resets_in: Option<u64>,
+}
+
+fn totals_row(label: &str, t: &Totals) -> Markup {
+    html! {
+        tr {
+            th { (label) }
+            td { (t.total) }
+            td class="ok-text" { (t.successful) }
+            td class="fail-text" { (t.failed) }
+            td { (format!("{:.1} ms", t.average_ms)) }
+        }
+    }
+}
+
+/// The key detail page: the key, its limits now, its usage.
+pub fn key_detail(
+    f: &Frame<'_>,
+    k: &KeyRecord,
+    owner: Option<&str>,
+    windows: &[WindowNow],
+    usage: &KeyUsage,
+    now: DateTime<Utc>,
+) -> Markup {
+    f.page(
+        &k.name,
+        html! {
+            div class="card" {
+                dl class="facts" {
+                    dt { "Key" } dd { code { (masked(k)) } }
+                    dt { "Status" } dd { (status_badge(k, now)) }
+                    @if let Some(o) = owner { dt { "Owner" } dd { (o) } }
+                    dt { "Environment" } dd { (k.environment.as_str()) }
+                    dt { "Tier" } dd { (k.tier) }
+                    dt { "Scopes" } dd { @if k.scopes.is_empty() { "—" } @else { (k.scopes.join(", ")) } }
+                    dt { "Credits remaining" } dd class="credits" { @match k.credits { Some(c) => (c), None => "unmetered" } }
+                    dt { "Created" } dd { (when(&k.created_at)) }
+                    dt { "Last used" } dd { (when_opt(&k.last_used_at, "never")) }
+                    dt { "Expires" } dd { (when_opt(&k.expires_at, "never")) }
+                }
+                @if k.status == KeyStatus::Active {
+                    div class="actions" {
+                        form method="get" action=(f.href(&format!("/keys/{}/regenerate", k.id))) class="inline" {
+                            button type="submit" class="secondary" { "Regenerate" }
+                        }
+                        form method="get" action=(f.href(&format!("/keys/{}/revoke", k.id))) class="inline" {
+                            button type="submit" class="danger" { "Revoke" }
+                        }
+                    }
+                }
+            }
+            section class="card" {
+                h2 { "Rate limits now" }
+                @if windows.is_empty() {
+                    p { "This tier has no rate limits." }
+                } @else {
+                    table class="limits" {
+                        thead { tr { th { "Window" } th { "Limit" } th { "Remaining" } th { "Resets in" } } }
+                        tbody {
+                            @for w in windows {
+                                tr {
+                                    td { (w.window) }
+                                    td { (w.limit) }
+                                    td class="remaining" { @match w.remaining { Some(r) => (r), None => "unknown" } }
+                                    td { @match w.resets_in { Some(s) => (span_of(s)), None => "—" } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            section class="card usage" {
+                h2 { "Usage" }
+                table class="totals" {
+                    thead { tr { th { "" } th { "Requests" } th { "Successful" } th { "Failed" } th { "Average latency" } } }
+                    tbody {
+                        (totals_row("Last 24 hours", &usage.day))
+                        (totals_row("Last 30 days", &usage.month))
+                    }
+                }
+                p class="legend" { span class="swatch ok" {} " successful " span class="swatch fail" {} " failed" }
+                h3 { "Requests per hour, last 24 hours" }
+                (bars("Requests per hour over the last 24 hours", &usage.hourly, 3))
+                h3 { "Requests per day, last 30 days" }
+                (bars("Requests per day over the last 30 days", &usage.daily, 5))
+                h3 { "Top endpoints, last 30 days" }
+                @if usage.top.is_empty() {
+                    p class="empty" { "No requests yet." }
+                } @else {
+                    table class="endpoints" {
+                        thead { tr { th { "Endpoint" } th { "Requests" } } }
+                        tbody { @for (e, n) in &usage.top { tr { td { code { (e) } } td { (n) } } } }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// What the admin overview shows.
+pub struct OverviewView<'a> {
+    /// Every key's requests per hour over 24 hours.
+    pub hourly: &'a [Bucket],
+    /// Totals over 24 hours.
+    pub day: &'a Totals,
+    /// Busiest keys over 24 hours: the key (if it still exists), its id, requests, failed.
+    pub busiest: &'a [(Option<KeyRecord>, String, u64, u64)],
+    /// Owner ids to emails.
+    pub owners: &'a BTreeMap<String, String>,
+    /// Requests by outcome, since this replica started.
+    pub outcomes: &'a [(String, u64)],
+    /// Refusals by reason, since this replica started.
+    pub reasons: &'a [(String, u64)],
+}
+
+/// The admin overview.
+pub fn overview(f: &Frame<'_>, v: &OverviewView<'_>) -> Markup {
+    f.page(
+        "Overview",
+        html! {
+            section class="card" {
+                h2 { "Requests, last 24 hours (every key)" }
+                table class="totals" {
+                    thead { tr { th { "" } th { "Requests" } th { "Successful" } th { "Failed" } th { "Average latency" } } }
+                    tbody { (totals_row("Last 24 hours", v.day)) }
+                }
+                (bars("Requests per hour over the last 24 hours, every key", v.hourly, 3))
+            }
+            section class="card" {
+                h2 { "Busiest keys, last 24 hours" }
+                @if v.busiest.is_empty() {
+                    p class="empty" { "No requests yet." }
+                } @else {
+                    table {
+                        thead { tr { th { "Key" } th { "Owner" } th { "Requests" } th { "Failed" } } }
+                        tbody {
+                            @for (k, id, n, failed) in v.busiest {
+                                tr {
+                                    td { @match k {
+                                        Some(k) => a href=(f.href(&format!("/keys/{}", k.id))) { (k.name) " " code { (masked(k)) } },
+                                        None => code { (id) },
+                                    } }
+                                    td { @match k { Some(k) => (owner_label(v.owners, k)), None => "—" } }
+                                    td { (n) }
+                                    td { (failed) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            div class="columns" {
+                section class="card" {
+                    h2 { "Requests by outcome" }
+                    p class="hint" { "Since this replica started." }
+                    (count_table("Outcome", v.outcomes))
+                }
+                section class="card" {
+                    h2 { "Refusals by reason" }
+                    p class="hint" { "Since this replica started." }
+                    (count_table("Reason", v.reasons))
+                }
+            }
+        },
+    )
+}
+
+fn count_table(label: &str, rows: &[(String, u64)]) -> Markup {
+    html! {
+        @if rows.is_empty() {
+            p class="empty" { "None yet." }
+        } @else {
+            table { thead { tr { th { (label) } th { "Requests" } } }
+                tbody { @for (k, n) in rows { tr { td { (k) } td { (n) } } } } }
+        }
+    }
+}
+
+/// An error page: the status and the refusal's message.
+pub fn error(f: &Frame<'_>, status: http::StatusCode, message: &str) -> Markup {
+    let heading = status.canonical_reason().unwrap_or("Error");
+    f.page(
+        heading,
+        html! {
+            div class="card narrow" {
+                p class="error" { (message) }
+                p { a href=(f.href(if f.user.is_some() { "/keys" } else { "/login" })) { "Back to the portal" } }
+            }
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::span_of;
+
+    #[test]
+    fn spans_read_like_a_person_would_say_them() {
+        assert_eq!(span_of(5), "5 s");
+        assert_eq!(span_of(65), "1 min 5 s");
+        assert_eq!(span_of(22_985), "6 h 23 min");
+        assert_eq!(span_of(2 * 86_400 + 4 * 3600), "2 d 4 h");
+    }
+}

@@ -1,0 +1,95 @@
+//! The portal in-process, on the manual clock: a session ends at `session_ttl`.
+
+use super::*;
+use crate::testkit::Services;
+
+async fn visit(
+    s: &Services,
+    method: Method,
+    path: &str,
+    cookie: &str,
+    body: &str,
+) -> PortalResponse {
+    let mut headers = HeaderMap::new();
+    if !cookie.is_empty() {
+        headers.insert(http::header::COOKIE, cookie.parse().unwrap());
+    }
+    let req = PortalRequest {
+        method: &method,
+        path,
+        query: None,
+        headers: &headers,
+        body: body.as_bytes(),
+        client_ip: Some("10.0.0.9".parse().unwrap()),
+    };
+    s.portal.handle(&s.rt.portal_context(), &req).await
+}
+
+fn set_cookie(r: &PortalResponse, name: &str) -> Option<String> {
+    r.headers
+        .iter()
+        .filter(|(h, _)| *h == "Set-Cookie")
+        .find_map(|(_, v)| v.strip_prefix(&format!("{name}=")))
+        .map(|v| v.split(';').next().unwrap_or_default().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+fn location(r: &PortalResponse) -> &str {
+    r.headers
+        .iter()
+        .find(|(h, _)| *h == "Location")
+        .map_or("", |(_, v)| v.as_str())
+}
+
+#[tokio::test]
+async fn a_session_ends_at_session_ttl_on_the_clock() {
+    let s = Services::new();
+    s.add_user("fay@example.com", "fay-password").await;
+    let login = visit(&s, Method::GET, "/login", "", "").await;
+    let pre = set_cookie(&login, PRE_COOKIE).unwrap();
+    let token = session::form_token(&pre);
+    let body = format!("email=fay%40example.com&password=fay-password&csrf={token}");
+    let signed_in = visit(&s, Method::POST, "/login", &format!("kg_pre={pre}"), &body).await;
+    assert_eq!(signed_in.status, StatusCode::SEE_OTHER);
+    let session = set_cookie(&signed_in, SESSION_COOKIE).unwrap();
+    let cookie = format!("kg_session={session}");
+    assert_eq!(
+        visit(&s, Method::GET, "/keys", &cookie, "").await.status,
+        200
+    );
+    // portal.session_ttl is 1h in the test config.
+    s.clock.advance_ms(3_600_000 - 1);
+    assert_eq!(
+        visit(&s, Method::GET, "/keys", &cookie, "").await.status,
+        200
+    );
+    s.clock.advance_ms(1);
+    let expired = visit(&s, Method::GET, "/keys", &cookie, "").await;
+    assert_eq!(expired.status, StatusCode::SEE_OTHER);
+    assert_eq!(location(&expired), "/portal/login");
+}
+
+#[tokio::test]
+async fn sign_in_failures_turn_to_429_until_the_minute_turns() {
+    let s = Services::new();
+    s.add_user("gil@example.com", "gil-password").await;
+    let login = visit(&s, Method::GET, "/login", "", "").await;
+    let pre = set_cookie(&login, PRE_COOKIE).unwrap();
+    let cookie = format!("kg_pre={pre}");
+    let form = |password: &str| {
+        format!(
+            "email=gil%40example.com&password={password}&csrf={}",
+            session::form_token(&pre)
+        )
+    };
+    for _ in 0..10 {
+        let r = visit(&s, Method::POST, "/login", &cookie, &form("wrong")).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert!(r.failed_authentication);
+    }
+    let r = visit(&s, Method::POST, "/login", &cookie, &form("gil-password")).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    s.clock.advance_ms(60_000);
+    let r = visit(&s, Method::POST, "/login", &cookie, &form("gil-password")).await;
+    assert_eq!(r.status, StatusCode::SEE_OTHER);
+}

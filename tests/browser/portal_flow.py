@@ -1,0 +1,241 @@
+"""The portal in a real browser: Debian's headless Chromium, driven by selenium
+through the system's chromedriver (nothing is downloaded).
+
+Walks what a new user does, asserting each step:
+sign up, sign out, sign in, create a key (read from the page, shown once, the
+copy button works under the CSP), use it on the data plane (200, and a refused
+403), see the requests in the key's usage (counts and the SVG charts), regenerate
+(the old key 401, the new one 200), revoke (then 401), sign out (the old session
+cookie no longer works). Screenshots of the keys page and the key detail page go
+to SCREENSHOT_DIR.
+
+usage: portal_flow.py BASE_URL SCREENSHOT_DIR
+"""
+
+import json
+import os
+import re
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+BASE, SHOTS = sys.argv[1].rstrip("/"), sys.argv[2]
+PORTAL = BASE + "/portal"
+EMAIL, PASSWORD = "ada@example.com", "correct horse battery"
+
+
+def step(name):
+    print(f"step: {name}", flush=True)
+
+
+def http(path, key=None, method="GET", cookie=None):
+    """Status of a request made outside the browser."""
+    req = urllib.request.Request(BASE + path, method=method)
+    if key:
+        req.add_header("X-API-Key", key)
+    if cookie:
+        req.add_header("Cookie", cookie)
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        with opener.open(req, timeout=10) as resp:
+            return resp.status, dict(resp.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers)
+
+
+def browser():
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = os.environ.get("KEYGATE_TEST_CHROMIUM", "/usr/bin/chromium")
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                "--window-size=1280,1000", "--disable-gpu", "--no-first-run"):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    service = Service(executable_path=os.environ.get("KEYGATE_TEST_CHROMEDRIVER", "/usr/bin/chromedriver"))
+    return webdriver.Chrome(service=service, options=opts)
+
+
+def button(d, label):
+    for b in d.find_elements(By.TAG_NAME, "button"):
+        if b.text.strip() == label:
+            return b
+    raise AssertionError(f"no button {label!r} on {d.current_url}")
+
+
+def submit(d, label):
+    """Clicks the button labelled `label` and waits for the next page to load."""
+    old = d.find_element(By.TAG_NAME, "html")
+    button(d, label).click()
+    WebDriverWait(d, 10).until(EC.staleness_of(old))
+
+
+def text_of(d):
+    return d.find_element(By.TAG_NAME, "body").text
+
+
+def fill(d, name, value):
+    el = d.find_element(By.NAME, name)
+    el.clear()
+    el.send_keys(value)
+
+
+def wait_url(d, suffix):
+    WebDriverWait(d, 10).until(lambda d: d.current_url.split("?")[0].endswith(suffix))
+
+
+def new_key_from_page(d):
+    assert "will not be shown again" in text_of(d), text_of(d)
+    key = d.find_element(By.ID, "new-key").get_attribute("value")
+    assert re.fullmatch(r"kg_sk_(live|test)_[0-9A-Za-z]{38}", key), key
+    return key
+
+
+def full_page_screenshot(d, name):
+    """A screenshot of the whole page: the window is made as tall as the page."""
+    height = d.execute_script("return document.documentElement.scrollHeight")
+    d.set_window_size(1280, max(800, height + 20))
+    d.save_screenshot(os.path.join(SHOTS, name))
+    d.set_window_size(1280, 1000)
+
+
+def csp_violations(d):
+    return [e["message"] for e in d.get_log("browser")
+            if "Content Security Policy" in e["message"] or "Refused to" in e["message"]]
+
+
+def main():
+    os.makedirs(SHOTS, exist_ok=True)
+    d = browser()
+    try:
+        step("sign up")
+        d.get(PORTAL + "/signup")
+        fill(d, "email", EMAIL)
+        fill(d, "name", "Ada")
+        fill(d, "password", PASSWORD)
+        submit(d, "Create account")
+        wait_url(d, "/portal/keys")
+        assert EMAIL in text_of(d)
+
+        step("sign out, then sign in")
+        submit(d, "Sign out")
+        wait_url(d, "/portal/login")
+        fill(d, "email", EMAIL)
+        fill(d, "password", "wrong password!")
+        submit(d, "Sign in")
+        assert "Invalid email or password" in text_of(d)
+        fill(d, "email", EMAIL)
+        fill(d, "password", PASSWORD)
+        submit(d, "Sign in")
+        wait_url(d, "/portal/keys")
+
+        step("create a key")
+        fill(d, "name", "Production server")
+        Select(d.find_element(By.NAME, "environment")).select_by_value("live")
+        d.find_element(By.CSS_SELECTOR, 'input[name="scopes"][value="search"]').click()
+        submit(d, "Create key")
+        key = new_key_from_page(d)
+        button(d, "Copy").click()
+        WebDriverWait(d, 5).until(lambda d: button_text(d, "Copied"))
+        assert not csp_violations(d), csp_violations(d)
+
+        step("the key works on the data plane")
+        for _ in range(3):
+            status, headers = http("/hello", key)
+            assert status == 200, status
+        status, _ = http("/api/search", key, method="POST")
+        assert status == 200, status
+        # A route needing a scope the key lacks: refused, and counted as failed.
+        status, _ = http("/api/admin", key)
+        assert status == 403, status
+
+        step("the requests appear in the key's usage")
+        d.get(PORTAL + "/keys")
+        assert key not in d.page_source, "the whole key is shown only once"
+        old = d.find_element(By.TAG_NAME, "html")
+        d.find_element(By.LINK_TEXT, "Production server").click()
+        WebDriverWait(d, 10).until(EC.staleness_of(old))
+        page = text_of(d)
+        row = d.find_element(By.XPATH, "//table[@class='totals']//tr[th='Last 24 hours']")
+        counts = [c.get_attribute("textContent") for c in row.find_elements(By.TAG_NAME, "td")][:3]
+        assert counts == ["5", "4", "1"], counts
+        charts = d.find_elements(By.CSS_SELECTOR, "svg.chart")
+        assert len(charts) == 2, len(charts)
+        bars = charts[0].find_elements(By.CSS_SELECTOR, "g.bar")
+        assert len(bars) == 24 and len(charts[1].find_elements(By.CSS_SELECTOR, "g.bar")) == 30
+        titles = [t.get_attribute("textContent") for t in charts[0].find_elements(By.CSS_SELECTOR, "g.bar > title")]
+        assert any("4 successful, 1 failed" in t for t in titles), titles
+        endpoints = d.find_elements(By.CSS_SELECTOR, "table.endpoints tbody tr")
+        assert endpoints, "top endpoints are listed"
+        day = d.find_element(By.XPATH, "//table[@class='limits']//tr[td='day']")
+        limit, remaining = (int(c.text) for c in day.find_elements(By.TAG_NAME, "td")[1:3])
+        assert limit == 1000 and remaining < limit, (limit, remaining)
+        assert "Credits remaining" in page
+        assert key not in d.page_source
+        full_page_screenshot(d, "portal-key-detail.png")
+
+        step("regenerate")
+        submit(d, "Regenerate")
+        wait_url(d, "/regenerate")
+        submit(d, "Regenerate key")
+        new = new_key_from_page(d)
+        assert new != key
+        assert http("/hello", key)[0] == 401, "the old secret stopped at once"
+        assert http("/hello", new)[0] == 200
+
+        step("keys page screenshot")
+        d.get(PORTAL + "/keys")
+        fill(d, "name", "CI pipeline")
+        Select(d.find_element(By.NAME, "environment")).select_by_value("test")
+        submit(d, "Create key")
+        new_key_from_page(d)
+        d.get(PORTAL + "/keys")
+        full_page_screenshot(d, "portal-keys.png")
+
+        step("revoke")
+        row = d.find_element(By.XPATH, "//tr[td/a='Production server']")
+        old = d.find_element(By.TAG_NAME, "html")
+        next(b for b in row.find_elements(By.TAG_NAME, "button") if b.text == "Revoke").click()
+        WebDriverWait(d, 10).until(EC.staleness_of(old))
+        wait_url(d, "/revoke")
+        submit(d, "Revoke key")
+        wait_url(d, "/portal/keys")
+        row = d.find_element(By.XPATH, "//tr[td/a='Production server']")
+        assert "revoked" in row.text, row.text
+        assert http("/hello", new)[0] == 401, "a revoked key is refused"
+
+        step("sign out ends the session")
+        cookie = d.get_cookie("kg_session")
+        assert cookie and cookie["httpOnly"] and cookie.get("sameSite") == "Strict", cookie
+        session = f"kg_session={cookie['value']}"
+        assert http("/portal/keys", cookie=session)[0] == 200
+        submit(d, "Sign out")
+        wait_url(d, "/portal/login")
+        status, headers = http("/portal/keys", cookie=session)
+        assert status == 303 and headers.get("Location", "").endswith("/portal/login"), (status, headers)
+        assert not csp_violations(d), csp_violations(d)
+        print(json.dumps({"ok": True, "screenshots": sorted(os.listdir(SHOTS))}))
+    except Exception:
+        d.save_screenshot(os.path.join(SHOTS, "portal-failure.png"))
+        print("page at failure:", d.current_url, "\n", text_of(d)[:2000], file=sys.stderr)
+        raise
+    finally:
+        d.quit()
+
+
+def button_text(d, label):
+    return any(b.text.strip() == label for b in d.find_elements(By.TAG_NAME, "button"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,620 @@
+//! The portal (contract section 8), black-box: pages, sessions, form tokens,
+//! escaping, other users' keys, throttled sign-in, secrets in exactly one response
+//! and in no log — over HTTP with a hand-kept cookie jar — and the whole journey of
+//! a new user in a real browser (`tests/browser/portal_flow.py`, Debian's
+//! Chromium through selenium).
+
+use crate::common::{client, start_upstream, Keygate};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// Tiers, routes and the portal, with sign-up open.
+const POLICY: &str = r#"
+tiers:
+  free: { per_minute: 100, per_day: 1000, max_keys: 5 }
+default_tier: free
+routes:
+  - { path: /health, auth: none }
+  - { path: /api/search, methods: [POST], scopes: [search], cost: 1 }
+  - { path: /api/admin, scopes: [admin_area] }
+management: { registration: open, user_scopes: [search, analytics] }
+portal: { enabled: true, title: "Acme API" }
+"#;
+
+/// A browser without a browser: a cookie jar and the form token of the last page.
+struct Visitor {
+    base: String,
+    http: reqwest::Client,
+    cookies: BTreeMap<String, String>,
+    csrf: String,
+}
+
+/// A response as a visitor sees it.
+struct Page {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn header(&self, name: &str) -> String {
+        self.headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Visitor {
+    fn new(kg: &Keygate) -> Self {
+        Visitor {
+            base: kg.base.clone(),
+            http: client(),
+            cookies: BTreeMap::new(),
+            csrf: String::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn finish(&mut self, resp: reqwest::Response) -> Page {
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        for c in headers.get_all("set-cookie") {
+            let c = c.to_str().unwrap();
+            let (pair, _) = c.split_once(';').unwrap_or((c, ""));
+            let (k, v) = pair.split_once('=').unwrap();
+            if v.is_empty() || c.contains("Max-Age=0") {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.into(), v.into());
+            }
+        }
+        let body = resp.text().await.unwrap();
+        if let Some(i) = body.find("name=\"csrf\" value=\"") {
+            let rest = &body[i + 19..];
+            self.csrf = rest[..rest.find('"').unwrap()].to_string();
+        }
+        Page {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let resp = self
+            .http
+            .get(format!("{}/portal{path}", self.base))
+            .header("Cookie", self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        self.finish(resp).await
+    }
+
+    /// Posts `fields` with the form token of the last page.
+    async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let mut form: Vec<(&str, &str)> = fields.to_vec();
+        let csrf = self.csrf.clone();
+        form.push(("csrf", &csrf));
+        self.post_raw(path, &form).await
+    }
+
+    /// Posts exactly `fields` (no form token added).
+    async fn post_raw(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let resp = self
+            .http
+            .post(format!("{}/portal{path}", self.base))
+            .header("Cookie", self.cookie_header())
+            .form(fields)
+            .send()
+            .await
+            .unwrap();
+        self.finish(resp).await
+    }
+
+    async fn sign_up(&mut self, email: &str) {
+        self.get("/signup").await;
+        let p = self
+            .post(
+                "/signup",
+                &[
+                    ("email", email),
+                    ("name", "Test"),
+                    ("password", "long enough pw"),
+                ],
+            )
+            .await;
+        assert_eq!(p.status, 303, "{}", p.body);
+        assert_eq!(p.header("location"), "/portal/keys");
+        self.get("/keys").await;
+    }
+
+    /// Creates a key on the keys page; returns its id and the secret shown.
+    async fn create_key(&mut self, name: &str) -> (String, String) {
+        self.get("/keys").await;
+        let p = self
+            .post(
+                "/keys",
+                &[
+                    ("name", name),
+                    ("environment", "live"),
+                    ("scopes", "search"),
+                ],
+            )
+            .await;
+        assert_eq!(p.status, 200, "{}", p.body);
+        assert!(p.body.contains("will not be shown again"));
+        let secret = between(&p.body, "id=\"new-key\" class=\"key\" value=\"", "\"");
+        let id = between(&p.body, "href=\"/portal/keys/", "\"");
+        (id, secret)
+    }
+}
+
+fn between(text: &str, start: &str, end: &str) -> String {
+    let i = text
+        .find(start)
+        .unwrap_or_else(|| panic!("{start} not in {text}"))
+        + start.len();
+    text[i..i + text[i..].find(end).unwrap()].to_string()
+}
+
+#[tokio::test]
+async fn pages_carry_the_security_headers_and_the_names_the_contract_promises() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, POLICY);
+    let mut v = Visitor::new(&kg);
+    let login = v.get("/login").await;
+    assert_eq!(login.status, 200);
+    assert_eq!(
+        login.header("content-security-policy"),
+        "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    );
+    assert_eq!(login.header("x-content-type-options"), "nosniff");
+    assert_eq!(login.header("referrer-policy"), "no-referrer");
+    assert!(login.header("content-type").starts_with("text/html"));
+    for needle in [
+        "name=\"email\"",
+        "name=\"password\"",
+        ">Sign in</button>",
+        "Acme API",
+    ] {
+        assert!(login.body.contains(needle), "{needle}: {}", login.body);
+    }
+    // No inline script or style anywhere: the CSP would block it.
+    assert!(!login.body.contains("style=") && !login.body.contains("<script>"));
+    let pre = login.header("set-cookie");
+    assert!(pre.contains("kg_pre=") && pre.contains("HttpOnly") && pre.contains("SameSite=Strict"));
+    assert!(
+        pre.contains("Path=/portal") && !pre.contains("Secure"),
+        "{pre}"
+    );
+    let signup = v.get("/signup").await;
+    for needle in [
+        "name=\"email\"",
+        "name=\"name\"",
+        "name=\"password\"",
+        ">Create account</button>",
+    ] {
+        assert!(signup.body.contains(needle), "{needle}");
+    }
+    // Signed out, a signed-in page sends the browser to sign in.
+    let keys = Visitor::new(&kg).get("/keys").await;
+    assert_eq!(
+        (keys.status, keys.header("location").as_str()),
+        (303, "/portal/login")
+    );
+
+    v.sign_up("ann@example.com").await;
+    let set = v.get("/keys").await;
+    for needle in [
+        "name=\"name\"",
+        "<select name=\"environment\"",
+        "type=\"checkbox\" name=\"scopes\" value=\"search\"",
+        "type=\"checkbox\" name=\"scopes\" value=\"analytics\"",
+        ">Create key</button>",
+        ">Sign out</button>",
+    ] {
+        assert!(set.body.contains(needle), "{needle}: {}", set.body);
+    }
+    v.create_key("first").await;
+    let listed = v.get("/keys").await;
+    assert!(
+        listed.body.contains(">Revoke</button>") && listed.body.contains(">Regenerate</button>")
+    );
+    // The portal's own files, under the same CSP.
+    let css = v.get("/static/portal.css").await;
+    assert!(css.status == 200 && css.header("content-type").starts_with("text/css"));
+    let js = v.get("/static/portal.js").await;
+    assert!(js.header("content-type").starts_with("text/javascript"));
+    // Unknown pages are the portal's own 404, never the upstream's.
+    let missing = v.get("/nope").await;
+    assert_eq!(missing.status, 404);
+    assert!(missing.header("content-type").starts_with("text/html"));
+}
+
+#[tokio::test]
+async fn a_post_without_its_form_token_is_403_and_changes_nothing() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, POLICY);
+    let mut v = Visitor::new(&kg);
+    // Sign-in and sign-up forms need theirs too.
+    v.get("/signup").await;
+    let no_token = v
+        .post_raw(
+            "/signup",
+            &[("email", "eve@example.com"), ("password", "long enough pw")],
+        )
+        .await;
+    assert_eq!(no_token.status, 403);
+    assert!(no_token.header("content-type").starts_with("text/html"));
+    let p = v.get("/login").await;
+    assert_eq!(p.status, 200);
+    let login = v
+        .post_raw("/login", &[("email", "eve@example.com"), ("password", "x")])
+        .await;
+    assert_eq!(login.status, 403);
+
+    v.sign_up("ann@example.com").await;
+    let (id, _) = v.create_key("kept").await;
+    for form in [
+        vec![("name", "forged")],
+        vec![("name", "forged"), ("csrf", "")],
+        vec![
+            ("name", "forged"),
+            ("csrf", "00000000000000000000000000000000"),
+        ],
+    ] {
+        let p = v.post_raw("/keys", &form).await;
+        assert_eq!(p.status, 403, "{form:?}");
+    }
+    // A token of another cookie (another visitor's) is refused too.
+    let mut other = Visitor::new(&kg);
+    other.get("/login").await;
+    let foreign = other.csrf.clone();
+    let p = v
+        .post_raw(&format!("/keys/{id}/revoke"), &[("csrf", &foreign)])
+        .await;
+    assert_eq!(p.status, 403);
+    let p = v.post_raw("/logout", &[]).await;
+    assert_eq!(p.status, 403, "a forged sign-out is refused");
+    let keys = v.get("/keys").await;
+    assert_eq!(keys.status, 200, "still signed in");
+    assert!(!keys.body.contains("forged"));
+    assert_eq!(keys.body.matches("badge active").count(), 1, "still active");
+    // And the same forms with their token work.
+    let p = v.post(&format!("/keys/{id}/revoke"), &[]).await;
+    assert_eq!(p.status, 303);
+    assert!(v.get("/keys").await.body.contains("badge revoked"));
+}
+
+#[tokio::test]
+async fn every_value_is_escaped_and_the_key_appears_in_exactly_one_response() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, POLICY);
+    let mut v = Visitor::new(&kg);
+    let password = "long enough pw";
+    v.sign_up("ann@example.com").await;
+    let (id, secret) = v.create_key("<script>alert(1)</script>").await;
+    let keys = v.get("/keys").await;
+    assert!(keys.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(!keys.body.contains("<script>alert"));
+    // Use the key, then look at every page it shows on.
+    let used = client()
+        .get(kg.url("/hello"))
+        .header("X-API-Key", &secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(used.status(), 200);
+    let detail = v.get(&format!("/keys/{id}")).await;
+    assert_eq!(detail.status, 200);
+    assert!(detail.body.contains("&lt;script&gt;"));
+    assert!(!detail.body.contains("<script>alert"));
+    for page in [&keys, &detail, &v.get("/keys").await] {
+        assert!(
+            !page.body.contains(&secret),
+            "the secret is shown only once"
+        );
+        assert!(
+            page.body.contains(&secret[secret.len() - 4..]),
+            "but its last four are"
+        );
+    }
+    let session = v.cookies["kg_session"].clone();
+    let logs = kg.logs();
+    for secret_thing in [secret.as_str(), password, session.as_str()] {
+        assert!(!logs.contains(secret_thing), "{secret_thing} in the logs");
+    }
+}
+
+#[tokio::test]
+async fn another_users_key_is_404_and_stays_untouched() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, POLICY);
+    let mut ann = Visitor::new(&kg);
+    ann.sign_up("ann@example.com").await;
+    let (id, secret) = ann.create_key("ann's").await;
+    let mut bob = Visitor::new(&kg);
+    bob.sign_up("bob@example.com").await;
+    assert!(!bob.get("/keys").await.body.contains("ann&#39;s"));
+    for path in [
+        format!("/keys/{id}"),
+        format!("/keys/{id}/revoke"),
+        format!("/keys/{id}/regenerate"),
+    ] {
+        assert_eq!(bob.get(&path).await.status, 404, "{path}");
+    }
+    bob.get("/keys").await;
+    assert_eq!(
+        bob.post(&format!("/keys/{id}/revoke"), &[]).await.status,
+        404
+    );
+    assert_eq!(
+        bob.post(&format!("/keys/{id}/regenerate"), &[])
+            .await
+            .status,
+        404
+    );
+    assert_eq!(bob.get("/overview").await.status, 404, "admins only");
+    let still = client()
+        .get(kg.url("/hello"))
+        .header("X-API-Key", &secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(still.status(), 200, "ann's key still works");
+}
+
+#[tokio::test]
+async fn an_admin_sees_every_key_with_its_owner_and_the_overview() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, POLICY);
+    let mut ann = Visitor::new(&kg);
+    ann.sign_up("ann@example.com").await;
+    let (_, secret) = ann.create_key("ann's search").await;
+    for _ in 0..3 {
+        client()
+            .get(kg.url("/hello"))
+            .header("X-API-Key", &secret)
+            .send()
+            .await
+            .unwrap();
+    }
+    kg.create_user("root@example.com", "admin password", true);
+    let mut admin = Visitor::new(&kg);
+    admin.get("/login").await;
+    let p = admin
+        .post(
+            "/login",
+            &[
+                ("email", "root@example.com"),
+                ("password", "admin password"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 303);
+    let keys = admin.get("/keys").await;
+    assert!(keys.body.contains("ann&#39;s search") || keys.body.contains("ann's search"));
+    assert!(keys.body.contains("ann@example.com"), "owners are shown");
+    let filtered = admin.get("/keys?owner=nobody").await;
+    assert!(!filtered.body.contains("ann@example.com"));
+    let overview = admin.get("/overview").await;
+    assert_eq!(overview.status, 200);
+    assert!(overview.body.contains("Busiest keys"));
+    assert!(overview.body.contains("ann&#39;s search") || overview.body.contains("ann's search"));
+    assert!(overview.body.contains("Refusals by reason"));
+}
+
+#[tokio::test]
+async fn sign_in_failures_are_throttled_like_the_token_endpoint() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, POLICY);
+    let mut v = Visitor::new(&kg);
+    v.sign_up("ann@example.com").await;
+    let mut eve = Visitor::new(&kg);
+    eve.get("/login").await;
+    let mut statuses = Vec::new();
+    for _ in 0..11 {
+        let p = eve
+            .post(
+                "/login",
+                &[("email", "ann@example.com"), ("password", "guess guess")],
+            )
+            .await;
+        statuses.push(p.status);
+        if p.status == 429 {
+            assert!(p.header("retry-after").parse::<u64>().unwrap() >= 1);
+            assert!(p.header("content-type").starts_with("text/html"));
+        } else {
+            assert!(p.body.contains("Invalid email or password"));
+        }
+    }
+    assert_eq!(&statuses[..10], &[401; 10]);
+    assert_eq!(statuses[10], 429);
+    // The right password is refused too while the email is throttled.
+    let p = eve
+        .post(
+            "/login",
+            &[("email", "ann@example.com"), ("password", "long enough pw")],
+        )
+        .await;
+    assert_eq!(p.status, 429);
+}
+
+#[tokio::test]
+async fn a_sign_out_ends_the_session_on_every_replica_and_sign_in_rotates_it() {
+    let up = start_upstream().await;
+    let a = Keygate::start(up, POLICY);
+    // A second replica on the same store file.
+    let db = a.dir.path().join("keys.db");
+    let b = Keygate::start_with_store(
+        &format!("http://{up}"),
+        &format!("store:\n  kind: sqlite\n  path: \"{}\"\n", db.display()),
+        POLICY,
+    );
+    let mut v = Visitor::new(&a);
+    v.sign_up("ann@example.com").await;
+    let first = v.cookies["kg_session"].clone();
+    // Signing in again gives a new session token.
+    v.get("/login").await; // signed in: redirected, no form
+    let mut again = Visitor::new(&a);
+    again.get("/login").await;
+    let p = again
+        .post(
+            "/login",
+            &[("email", "ann@example.com"), ("password", "long enough pw")],
+        )
+        .await;
+    assert_eq!(p.status, 303);
+    let second = again.cookies["kg_session"].clone();
+    assert_ne!(first, second);
+    let set = p.header("set-cookie");
+    assert!(
+        set.contains("HttpOnly") && set.contains("SameSite=Strict") && set.contains("Path=/portal")
+    );
+    assert!(set.contains("Max-Age=43200"), "session_ttl 12h: {set}");
+
+    let mut on_b = Visitor::new(&b);
+    on_b.cookies = v.cookies.clone();
+    assert_eq!(
+        on_b.get("/keys").await.status,
+        200,
+        "replica b knows the session"
+    );
+    assert_eq!(on_b.post("/logout", &[]).await.status, 303);
+    let after = v.get("/keys").await;
+    assert_eq!(after.status, 303, "ended on replica a too");
+    // The other sign-in is a different session, still alive.
+    assert_eq!(again.get("/keys").await.status, 200);
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_secure_under_tls() {
+    let up = start_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (crt, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    std::fs::write(&crt, cert.cert.pem()).unwrap();
+    std::fs::write(&key, cert.key_pair.serialize_pem()).unwrap();
+    let kg = Keygate::start_tls(up, POLICY, &crt, &key);
+    let https = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = https
+        .get(format!(
+            "{}/portal/login",
+            kg.base.replace("http://", "https://")
+        ))
+        .send()
+        .await
+        .unwrap();
+    let cookie = resp.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(cookie.contains("; Secure"), "{cookie}");
+}
+
+#[tokio::test]
+async fn closed_registration_offers_no_sign_up() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(
+        up,
+        &POLICY.replace("registration: open", "registration: closed"),
+    );
+    let mut v = Visitor::new(&kg);
+    let login = v.get("/login").await;
+    assert!(!login.body.contains("/portal/signup"));
+    assert_eq!(v.get("/signup").await.status, 404);
+    assert_eq!(v.post("/signup", &[("email", "a@b.co")]).await.status, 404);
+}
+
+/// The browser test's Python, Chromium and chromedriver; `None` (skipped, loudly)
+/// when one is missing, except under `CI=true`, where that is a failure.
+fn browser_kit() -> Option<(PathBuf, PathBuf, PathBuf)> {
+    let python = crate::common::jwt_support::python();
+    let chromium = std::env::var_os("KEYGATE_TEST_CHROMIUM")
+        .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
+    let driver = std::env::var_os("KEYGATE_TEST_CHROMEDRIVER")
+        .map_or_else(|| PathBuf::from("/usr/bin/chromedriver"), PathBuf::from);
+    let selenium = std::process::Command::new(&python)
+        .args(["-c", "import selenium"])
+        .status()
+        .is_ok_and(|s| s.success());
+    let missing: Vec<String> = [
+        (!chromium.exists()).then(|| format!("{} (apt-get install chromium)", chromium.display())),
+        (!driver.exists())
+            .then(|| format!("{} (apt-get install chromium-driver)", driver.display())),
+        (!selenium).then(|| "selenium (bash scripts/test-python.sh)".to_string()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if missing.is_empty() {
+        return Some((python, chromium, driver));
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "the browser test is required in CI; missing: {}",
+        missing.join(", ")
+    );
+    eprintln!(
+        "SKIPPED: the portal browser test needs {}",
+        missing.join(", ")
+    );
+    None
+}
+
+#[tokio::test]
+async fn a_new_user_signs_up_gets_a_key_uses_it_and_watches_it_in_a_real_browser() {
+    let Some((python, chromium, driver)) = browser_kit() else {
+        return;
+    };
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, POLICY);
+    // Screenshots go to target/ (kept out of git) for a person to look at.
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("portal-screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser/portal_flow.py");
+    let (base, dir) = (kg.base.clone(), shots.clone());
+    // The upstream runs on this runtime: the browser's wait must not block it.
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(script)
+            .arg(base)
+            .arg(dir)
+            .env("KEYGATE_TEST_CHROMIUM", chromium)
+            .env("KEYGATE_TEST_CHROMEDRIVER", driver)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{printed}");
+    assert!(
+        out.status.success(),
+        "browser test failed:\n{printed}\nkeygate:\n{}",
+        kg.logs()
+    );
+    for shot in ["portal-keys.png", "portal-key-detail.png"] {
+        let len = std::fs::metadata(shots.join(shot))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert!(len > 10_000, "{shot}: {len} bytes");
+    }
+    println!("screenshots: {}", shots.display());
+}

@@ -17,6 +17,29 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
     config::parse_with_env(text, |name| std::env::var(name).ok(), &problems)
 }
 
+/// What a valid config turns off without being wrong: said by `keygate check` and
+/// logged as a warning by `serve`.
+pub fn notes(c: &Config) -> Vec<String> {
+    let mut notes = Vec::new();
+    if c.store.kind == config::StoreKind::File {
+        if c.portal.enabled {
+            notes.push(
+                "portal.enabled: the portal is off: it needs a writable store (sqlite or postgres), \
+                 and the file store is read-only"
+                    .to_string(),
+            );
+        }
+        if c.management.enabled {
+            notes.push(
+                "management.enabled: the management API is off: it needs a writable store \
+                 (sqlite or postgres), and the file store is read-only"
+                    .to_string(),
+            );
+        }
+    }
+    notes
+}
+
 /// What the modules behind `c`'s settings find wrong with them.
 pub fn problems(c: &Config) -> Vec<Problem> {
     let mut p = Vec::new();

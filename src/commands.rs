@@ -73,13 +73,18 @@ pub fn check(path: &Path) -> Result<String, CommandError> {
         crate::store::file::FileStore::open(&file, c.tiers.keys().cloned().collect())
             .map_err(|e| CommandError::Usage(e.to_string()))?;
     }
-    Ok(format!(
+    let mut out = format!(
         "{}: ok ({} tier(s), {} route(s), store {:?})",
         path.display(),
         c.tiers.len(),
         c.routes.len(),
         c.store.kind
-    ))
+    );
+    for note in checks::notes(&c) {
+        out.push_str("\nnote: ");
+        out.push_str(&note);
+    }
+    Ok(out)
 }
 
 /// Options of `keygate keys create`.

@@ -319,6 +319,9 @@ pub fn serve(config: Config, path: &std::path::Path, upgrade: bool) -> Result<()
         check_listen(&config.server.admin_listen)?;
     }
     metrics::init();
+    for note in crate::checks::notes(&config) {
+        tracing::warn!("{note}");
+    }
     let listen = config.server.listen.clone();
     let admin_listen = config.server.admin_listen.clone();
     let threads = config.server.threads;

@@ -153,13 +153,12 @@ fn the_portal_is_off_by_default_and_checked_when_on() {
     assert_eq!(c.portal.tier, None);
     let p = problems(&format!(
         "{MINIMAL}store: {{ kind: file, file: keys.yaml }}\n\
-         portal: {{ enabled: true, prefix: /v1/portal, tier: gold, session_ttl: 10s, title: \"\" }}\n"
+         portal: {{ enabled: true, prefix: /v1/portal, tier: gold, session_ttl: 500ms, title: \"\" }}\n"
     ));
     for expected in [
-        "portal.enabled: the portal needs a writable store",
         "portal.prefix: `/v1/portal` overlaps management.prefix `/v1`",
         "portal.tier: `gold` is not a configured tier",
-        "portal.session_ttl: must be between 1m and 90d",
+        "portal.session_ttl: must be between 1s and 90d",
         "portal.title: must be 1-100 characters",
     ] {
         assert!(

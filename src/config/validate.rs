@@ -589,12 +589,6 @@ fn portal(c: &Config, p: &mut Vec<Problem>) {
     if !portal.enabled {
         return;
     }
-    if c.store.kind == StoreKind::File {
-        p.push(Problem::new(
-            "portal.enabled",
-            "the portal needs a writable store (sqlite or postgres); the file store is read-only",
-        ));
-    }
     if c.management.enabled && prefixes_overlap(&portal.prefix, &c.management.prefix) {
         p.push(Problem::new(
             "portal.prefix",
@@ -615,12 +609,12 @@ fn portal(c: &Config, p: &mut Vec<Problem>) {
     if portal.title.trim().is_empty() || portal.title.chars().count() > 100 {
         p.push(Problem::new("portal.title", "must be 1-100 characters"));
     }
-    if portal.session_ttl.get() < std::time::Duration::from_secs(60)
+    if portal.session_ttl.get() < std::time::Duration::from_secs(1)
         || portal.session_ttl.get() > std::time::Duration::from_secs(90 * 86_400)
     {
         p.push(Problem::new(
             "portal.session_ttl",
-            "must be between 1m and 90d",
+            "must be between 1s and 90d",
         ));
     }
 }

@@ -44,7 +44,7 @@ pub const MAX_BODY: usize = 16 * 1024;
 pub const SECURITY_HEADERS: [(&str, &str); 5] = [
     (
         "Content-Security-Policy",
-        "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+        "default-src 'self'; frame-ancestors 'none'",
     ),
     ("X-Content-Type-Options", "nosniff"),
     ("Referrer-Policy", "no-referrer"),
@@ -218,7 +218,7 @@ impl Portal {
         let Some(accounts) = &self.accounts else {
             return self.error_response(cx, None, &GateError::NotFound);
         };
-        let mut visit = match self.visit(accounts, req).await {
+        let mut visit = match self.visit(cx, accounts, req).await {
             Ok(v) => v,
             Err(e) => return self.error_response(cx, None, &e),
         };
@@ -237,21 +237,29 @@ impl Portal {
     /// Reads the browser's cookies: the signed-in user, if the session is alive.
     async fn visit(
         &self,
+        cx: &PortalContext<'_>,
         accounts: &Accounts,
         req: &PortalRequest<'_>,
     ) -> Result<Visit, GateError> {
         let mut signed_in = None;
+        let mut stale = false;
         if let Some(token) = session::cookie(req.headers, SESSION_COOKIE) {
-            if let Some(user) = accounts.users().session_user(&KeyHash::of(token)).await? {
-                signed_in = Some((user, token.to_string()));
+            match accounts.users().session_user(&KeyHash::of(token)).await? {
+                Some(user) => signed_in = Some((user, token.to_string())),
+                None => stale = true,
             }
         }
-        Ok(Visit {
+        let mut visit = Visit {
             signed_in,
             pre: session::cookie(req.headers, PRE_COOKIE).map(str::to_string),
             set_cookies: Vec::new(),
             failed_sign_in: false,
-        })
+        };
+        if stale {
+            // Expired or signed out elsewhere: the browser forgets it too.
+            visit.set_cookies.push(cx.cookies().clear(SESSION_COOKIE));
+        }
+        Ok(visit)
     }
 
     /// Gives a browser that has not signed in a `kg_pre` to bind forms to.

@@ -91,6 +91,15 @@ impl Gate {
             resp.insert_header(name, value)?;
         }
         self.add_common_headers(&mut resp, ctx)?;
+        Self::write_complete(session, resp, body).await
+    }
+
+    /// Writes a whole response keygate made itself (no body for `HEAD`).
+    async fn write_complete(
+        session: &mut Session,
+        resp: ResponseHeader,
+        body: Vec<u8>,
+    ) -> pingora::Result<()> {
         let head_only = session.req_header().method == http::Method::HEAD;
         session
             .write_response_header(Box::new(resp), head_only)
@@ -204,16 +213,7 @@ impl Gate {
         }
         resp.insert_header("Content-Length", page.body.len().to_string())?;
         resp.insert_header("X-Request-Id", ctx.request_id.clone())?;
-        let head_only = session.req_header().method == http::Method::HEAD;
-        session
-            .write_response_header(Box::new(resp), head_only)
-            .await?;
-        if !head_only {
-            session
-                .write_response_body(Some(Bytes::from(page.body)), true)
-                .await?;
-        }
-        Ok(())
+        Self::write_complete(session, resp, page.body).await
     }
 
     /// Reads the whole request body within `deadline`, refusing more than `limit`

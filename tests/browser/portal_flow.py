@@ -21,9 +21,9 @@ import urllib.error
 import urllib.request
 
 from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 BASE, SHOTS = sys.argv[1].rstrip("/"), sys.argv[2]
@@ -73,11 +73,23 @@ def button(d, label):
     raise AssertionError(f"no button {label!r} on {d.current_url}")
 
 
+def gone(old):
+    """True once `old` belongs to a page that is no longer shown. Chromium reports
+    that as a stale element or, mid-navigation, as an inspector error."""
+    def check(_):
+        try:
+            old.is_enabled()
+            return False
+        except WebDriverException:
+            return True
+    return check
+
+
 def submit(d, label):
     """Clicks the button labelled `label` and waits for the next page to load."""
     old = d.find_element(By.TAG_NAME, "html")
     button(d, label).click()
-    WebDriverWait(d, 10).until(EC.staleness_of(old))
+    WebDriverWait(d, 10).until(gone(old))
 
 
 def text_of(d):
@@ -164,7 +176,7 @@ def main():
         assert key not in d.page_source, "the whole key is shown only once"
         old = d.find_element(By.TAG_NAME, "html")
         d.find_element(By.LINK_TEXT, "Production server").click()
-        WebDriverWait(d, 10).until(EC.staleness_of(old))
+        WebDriverWait(d, 10).until(gone(old))
         page = text_of(d)
         row = d.find_element(By.XPATH, "//table[@class='totals']//tr[th='Last 24 hours']")
         counts = [c.get_attribute("textContent") for c in row.find_elements(By.TAG_NAME, "td")][:3]
@@ -206,7 +218,7 @@ def main():
         row = d.find_element(By.XPATH, "//tr[td/a='Production server']")
         old = d.find_element(By.TAG_NAME, "html")
         next(b for b in row.find_elements(By.TAG_NAME, "button") if b.text == "Revoke").click()
-        WebDriverWait(d, 10).until(EC.staleness_of(old))
+        WebDriverWait(d, 10).until(gone(old))
         wait_url(d, "/revoke")
         submit(d, "Revoke key")
         wait_url(d, "/portal/keys")

@@ -142,3 +142,33 @@ fn check_validates_the_key_file_like_the_config() {
         assert!(stderr.contains(expected), "{expected} in {stderr}");
     }
 }
+
+#[tokio::test]
+async fn the_portal_is_off_with_the_file_store_and_check_says_so() {
+    let up = start_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("keys.yaml");
+    write(&file, &[]);
+    let store = format!("store:\n  kind: file\n  file: \"{}\"\n", file.display());
+    let policy = format!("{POLICY}portal: {{ enabled: true }}\n");
+    let kg = Keygate::start_with_store(&format!("http://{up}"), &store, &policy);
+    let out = std::process::Command::new(&*BIN)
+        .args(["check", "-c"])
+        .arg(&kg.config)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains("note: portal.enabled: the portal is off"),
+        "{said}"
+    );
+    assert!(kg.logs().contains("the portal is off"), "{}", kg.logs());
+    // Not served: the path is an ordinary route (authentication required).
+    let resp = crate::common::client()
+        .get(kg.url("/portal/login"))
+        .send()
+        .await
+        .unwrap();
+    expect_error(resp, 401, "unauthorized").await;
+}

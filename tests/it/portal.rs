@@ -177,7 +177,7 @@ async fn pages_carry_the_security_headers_and_the_names_the_contract_promises() 
     assert_eq!(login.status, 200);
     assert_eq!(
         login.header("content-security-policy"),
-        "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+        "default-src 'self'; frame-ancestors 'none'"
     );
     assert_eq!(login.header("x-content-type-options"), "nosniff");
     assert_eq!(login.header("referrer-policy"), "no-referrer");
@@ -423,24 +423,28 @@ async fn sign_in_failures_are_throttled_like_the_token_endpoint() {
     v.sign_up("ann@example.com").await;
     let mut eve = Visitor::new(&kg);
     eve.get("/login").await;
-    let mut statuses = Vec::new();
-    for _ in 0..11 {
+    // Ten failures a minute per email, then 429. The minute is the clock's, so a
+    // run that straddles its end gets ten more (the exact count is tested on the
+    // manual clock in src/portal/tests.rs): a 429 comes after 10 to 20 failures.
+    let mut failures = 0;
+    loop {
         let p = eve
             .post(
                 "/login",
                 &[("email", "ann@example.com"), ("password", "guess guess")],
             )
             .await;
-        statuses.push(p.status);
         if p.status == 429 {
             assert!(p.header("retry-after").parse::<u64>().unwrap() >= 1);
             assert!(p.header("content-type").starts_with("text/html"));
-        } else {
-            assert!(p.body.contains("Invalid email or password"));
+            break;
         }
+        assert_eq!(p.status, 401, "{}", p.body);
+        assert!(p.body.contains("Invalid email or password"));
+        failures += 1;
+        assert!(failures <= 20, "no 429 after {failures} failures");
     }
-    assert_eq!(&statuses[..10], &[401; 10]);
-    assert_eq!(statuses[10], 429);
+    assert!(failures >= 10, "429 after only {failures} failures");
     // The right password is refused too while the email is throttled.
     let p = eve
         .post(
@@ -617,4 +621,33 @@ async fn a_new_user_signs_up_gets_a_key_uses_it_and_watches_it_in_a_real_browser
         assert!(len > 10_000, "{shot}: {len} bytes");
     }
     println!("screenshots: {}", shots.display());
+}
+
+#[tokio::test]
+async fn on_postgresql_replicas_share_users_keys_and_sessions() {
+    let Some(db) = crate::common::services::PgDatabase::create().await else {
+        return;
+    };
+    let up = start_upstream().await;
+    let store = format!("store:\n  kind: postgres\n  url: \"{}\"\n", db.url);
+    let upstream = format!("http://{up}");
+    let a = Keygate::start_with_store(&upstream, &store, POLICY);
+    let b = Keygate::start_with_store(&upstream, &store, POLICY);
+    let mut v = Visitor::new(&a);
+    v.sign_up("pat@example.com").await;
+    let (id, secret) = v.create_key("on postgres").await;
+    let used = client()
+        .get(b.url("/hello"))
+        .header("X-API-Key", &secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(used.status(), 200, "replica b knows the key");
+    let mut on_b = Visitor::new(&b);
+    on_b.cookies = v.cookies.clone();
+    let detail = on_b.get(&format!("/keys/{id}")).await;
+    assert_eq!(detail.status, 200, "replica b knows the session");
+    assert!(detail.body.contains("on postgres"));
+    assert_eq!(on_b.post("/logout", &[]).await.status, 303);
+    assert_eq!(v.get("/keys").await.status, 303, "signed out on a too");
 }

@@ -90,6 +90,9 @@ impl ServeHttp for AdminApp {
             }
             "/metrics" => {
                 metrics::KEY_CACHE_SIZE.set(self.cache.len() as i64);
+                let dropped = crate::log_writer::dropped_lines();
+                let counted = metrics::LOG_LINES_DROPPED.get();
+                metrics::LOG_LINES_DROPPED.inc_by(dropped.saturating_sub(counted));
                 pingora_prometheus::PrometheusHttpApp
                     .response(session)
                     .await

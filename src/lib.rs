@@ -21,6 +21,7 @@ pub mod error; // contract errors -> status, JSON body, headers
 pub mod io_runtime; // the runtime that owns PostgreSQL and Redis connections
 pub mod keys; // the key rules every door applies: who may set what
 pub mod limit; // fixed windows, limiter backends, per-IP limits
+pub mod log_writer; // log lines written by a thread of their own, dropped (counted) if stderr stalls
 pub mod logging; // the log filter: RUST_LOG with Pingora capped at info
 pub mod management; // the /v1 management API answered by keygate itself
 pub mod metrics; // every Prometheus metric

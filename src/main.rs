@@ -170,7 +170,7 @@ fn init_logging(format: LogFormat) {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(keygate::log_writer::stderr())
         .with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
@@ -304,7 +304,10 @@ fn keys(command: KeysCommand) -> Result<String, CommandError> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli) {
+    let result = run(cli);
+    // Whatever was logged is written before the process says anything else.
+    keygate::log_writer::finish();
+    match result {
         Ok(out) => {
             if !out.is_empty() {
                 println!("{out}");

@@ -423,6 +423,15 @@ impl RouteMetrics {
     }
 }
 
+/// Log lines dropped because stderr could not keep up (`crate::log_writer`).
+pub static LOG_LINES_DROPPED: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "keygate_log_lines_dropped_total",
+        "Log lines dropped, never waited for, because stderr could not keep up."
+    )
+    .expect("metric keygate_log_lines_dropped_total registers once")
+});
+
 /// Registers every metric so that `/metrics` lists them (with zero values) from
 /// the first scrape.
 pub fn init() {
@@ -430,6 +439,7 @@ pub fn init() {
         .with_label_values(&[env!("CARGO_PKG_VERSION")])
         .set(1);
     Lazy::force(&REQUESTS);
+    Lazy::force(&LOG_LINES_DROPPED);
     Lazy::force(&HEAD_TIMEOUTS);
     Lazy::force(&HEADERS_TOO_LARGE);
     Lazy::force(&PASSWORD_POOL_REJECTED);

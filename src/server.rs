@@ -235,6 +235,7 @@ impl Housekeeping {
             let left = crate::drain::CONNECTIONS.count();
             tracing::warn!(left, grace = ?self.grace, "grace period over with connections open; exiting");
         }
+        crate::log_writer::finish();
         std::process::exit(0)
     }
 }
@@ -414,5 +415,6 @@ pub fn serve(config: Config, path: &std::path::Path, upgrade: bool) -> Result<()
         shutdown_signal: Box::new(ShutdownSignals),
     });
     tracing::info!("keygate stopped");
+    crate::log_writer::finish();
     std::process::exit(0)
 }

@@ -15,6 +15,7 @@
 mod common;
 
 mod abuse;
+mod access_log;
 mod attacks;
 mod bad_input;
 mod cli_keys;

@@ -25,6 +25,16 @@ pub trait Clock: Send + Sync + 'static {
     }
 }
 
+/// Microseconds since the Unix epoch on the system clock: the timestamp of log
+/// lines, which say when they were written, not what a rule decided.
+#[allow(clippy::disallowed_methods)] // log timestamps are the system's time
+pub fn log_timestamp_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
 /// The system clock.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;

@@ -6,6 +6,7 @@
 // Unit tests may read the real time and unwrap (clippy.toml allows the latter).
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
+pub mod access_log; // the access line, formatted by hand, text or JSON
 pub mod accounts; // users: sign-up and throttled sign-in, shared by the API and the portal
 pub mod admin; // /health, /ready, /metrics on the admin listener
 pub mod auth; // credentials, API-key format, key cache, verification, Principal
@@ -21,7 +22,7 @@ pub mod error; // contract errors -> status, JSON body, headers
 pub mod io_runtime; // the runtime that owns PostgreSQL and Redis connections
 pub mod keys; // the key rules every door applies: who may set what
 pub mod limit; // fixed windows, limiter backends, per-IP limits
-pub mod log_writer; // log lines written by a thread of their own, dropped (counted) if stderr stalls
+pub mod log_writer; // per-thread log buffers written by a thread of their own; dropped (counted) if stderr stalls
 pub mod logging; // the log filter: RUST_LOG with Pingora capped at info
 pub mod management; // the /v1 management API answered by keygate itself
 pub mod metrics; // every Prometheus metric

@@ -166,11 +166,13 @@ enum KeysCommand {
 }
 
 fn init_logging(format: LogFormat) {
+    keygate::log_writer::start();
+    keygate::access_log::set_json(matches!(format, LogFormat::Json));
     let filter = keygate::logging::filter(std::env::var("RUST_LOG").ok().as_deref());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(keygate::log_writer::stderr())
+        .with_writer(keygate::log_writer::LogSink)
         .with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),

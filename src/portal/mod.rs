@@ -372,7 +372,7 @@ impl Portal {
                 }
                 .into(),
             }),
-            (["keys", _] | ["overview"] | ["static", _], _) if !get && !post => {
+            (["keys", _] | ["overview"] | ["static", _], _) if !get => {
                 Err(GateError::MethodNotAllowed {
                     allow: "GET".into(),
                 })

@@ -591,20 +591,24 @@ impl ProxyHttp for Gate {
         if let Some(t) = ctx.upstream_time {
             route_metrics.upstream.observe(t.as_secs_f64());
         }
-        if tracing::enabled!(target: "keygate::access", tracing::Level::INFO) {
-            let req = session.req_header();
-            tracing::info!(
-                target: "keygate::access",
-                request_id = ctx.request_id.to_str().unwrap_or("-"),
-                method = %req.method,
+        if crate::access_log::enabled() {
+            let line = crate::access_log::AccessLine {
+                request_id: ctx.request_id.to_str().unwrap_or("-"),
+                method: session.req_header().method.as_str(),
                 route,
                 outcome,
-                reason = ctx.error.as_ref().map_or("-", |e| e.reason()),
+                reason: ctx.error.as_ref().map_or("-", |e| e.reason()),
                 status,
-                key_id = ctx.decision.principal.as_ref().and_then(|p| p.identity.key_id.as_deref()).unwrap_or("-"),
-                client = %ctx.client_ip.map(|i| i.to_string()).unwrap_or_default(),
-                latency_ms = elapsed.as_secs_f64() * 1000.0,
-            );
+                key_id: ctx
+                    .decision
+                    .principal
+                    .as_ref()
+                    .and_then(|p| p.identity.key_id.as_deref())
+                    .unwrap_or("-"),
+                client: ctx.client_ip,
+                latency_ms: elapsed.as_secs_f64() * 1000.0,
+            };
+            crate::access_log::write(&line, crate::clock::log_timestamp_us());
         }
     }
 }

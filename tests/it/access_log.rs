@@ -86,8 +86,10 @@ async fn a_stalled_stderr_drops_counted_lines_and_never_holds_a_request() {
         assert!(Instant::now() < deadline, "keygate did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Far more lines than the pipe and the writer's queue hold together.
-    let n = keygate::log_writer::QUEUE_LINES + 4_000;
+    // Far more lines than the pipe (64 KiB) and the two worker threads' buffers
+    // (MAX_PER_THREAD each, about 5,000 access lines) hold together.
+    let per_thread = keygate::log_writer::MAX_PER_THREAD / 200;
+    let n = 2 * per_thread + 10_000;
     let started = Instant::now();
     let ok = tokio::time::timeout(
         Duration::from_secs(120),

@@ -226,8 +226,11 @@ async fn pages_carry_the_security_headers_and_the_names_the_contract_promises() 
     ] {
         assert!(set.body.contains(needle), "{needle}: {}", set.body);
     }
-    v.create_key("first").await;
+    let (id, _) = v.create_key("first").await;
     let listed = v.get("/keys").await;
+    let wrong_method = v.post(&format!("/keys/{id}"), &[]).await;
+    assert_eq!(wrong_method.status, 405);
+    assert_eq!(wrong_method.header("allow"), "GET");
     assert!(
         listed.body.contains(">Revoke</button>") && listed.body.contains(">Regenerate</button>")
     );

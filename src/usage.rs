@@ -9,6 +9,52 @@ use chrono::{DateTime, TimeZone, Utc};
 use dashmap::DashMap;
 use std::sync::Arc;
 
+/// Requests over some usage rows: what the management API's usage answer and the
+/// portal's pages both report.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Totals {
+    /// Requests.
+    pub total: u64,
+    /// Answered 2xx/3xx.
+    pub successful: u64,
+    /// Answered 4xx/5xx.
+    pub failed: u64,
+    /// Average response time, ms (0 with no requests).
+    pub average_ms: f64,
+}
+
+impl Totals {
+    /// The totals of `rows`.
+    pub fn of<'a>(rows: impl IntoIterator<Item = &'a UsageRow>) -> Self {
+        let (mut t, mut ms) = (Totals::default(), 0u64);
+        for r in rows {
+            t.total += r.total;
+            t.successful += r.successful;
+            t.failed += r.failed;
+            ms += r.total_ms;
+        }
+        if t.total > 0 {
+            t.average_ms = ms as f64 / t.total as f64;
+        }
+        t
+    }
+}
+
+/// The `n` endpoints of `rows` with the most requests, busiest first (ties by name).
+pub fn top_endpoints(rows: &[UsageRow], n: usize) -> Vec<(String, u64)> {
+    let mut endpoints: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    for r in rows {
+        *endpoints.entry(r.endpoint.as_str()).or_default() += r.total;
+    }
+    let mut top: Vec<(String, u64)> = endpoints
+        .into_iter()
+        .map(|(e, n)| (e.to_string(), n))
+        .collect();
+    top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    top.truncate(n);
+    top
+}
+
 #[derive(Clone, Copy, Debug, Default)]
 struct Counts {
     total: u64,

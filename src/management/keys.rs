@@ -10,6 +10,7 @@ use crate::domain::KeyRecord;
 use crate::error::GateError;
 use crate::keys::input::{validate_change, validate_new, KeyChange, KeyInput};
 use crate::keys::service::{Issued, KeyRules, MAX_GRACE};
+use crate::usage::{top_endpoints, Totals};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
@@ -295,37 +296,24 @@ pub async fn usage(
     let since =
         chrono::DateTime::from_timestamp(current_hour - (span_hours - 1) * 3600, 0).unwrap_or(now);
     let rows = m.store.usage(Some(id), since).await.map_err(store_error)?;
-    let (mut total, mut successful, mut failed, mut total_ms) = (0u64, 0u64, 0u64, 0u64);
-    let mut endpoints: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    let totals = Totals::of(&rows);
+    let top = top_endpoints(&rows, 10);
     let mut hourly: std::collections::BTreeMap<i64, (u64, u64, u64)> =
         std::collections::BTreeMap::new();
     for r in &rows {
-        total += r.total;
-        successful += r.successful;
-        failed += r.failed;
-        total_ms += r.total_ms;
-        *endpoints.entry(r.endpoint.as_str()).or_default() += r.total;
         let h = hourly.entry(r.hour.timestamp()).or_default();
         h.0 += r.total;
         h.1 += r.successful;
         h.2 += r.failed;
     }
-    let mut top: Vec<(&str, u64)> = endpoints.into_iter().collect();
-    top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    top.truncate(10);
-    let average = if total == 0 {
-        0.0
-    } else {
-        total_ms as f64 / total as f64
-    };
     Ok(ApiResponse::ok(json!({
         "key_id": id,
         "period": period,
         "since": since,
-        "total_requests": total,
-        "successful_requests": successful,
-        "failed_requests": failed,
-        "average_response_ms": (average * 100.0).round() / 100.0,
+        "total_requests": totals.total,
+        "successful_requests": totals.successful,
+        "failed_requests": totals.failed,
+        "average_response_ms": (totals.average_ms * 100.0).round() / 100.0,
         "top_endpoints": top.iter().map(|(e, n)| json!({"endpoint": e, "requests": n})).collect::<Vec<_>>(),
         "hourly": hourly.iter().map(|(h, (t, s, f))| json!({
             "hour": chrono::DateTime::from_timestamp(*h, 0),

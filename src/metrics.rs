@@ -219,6 +219,39 @@ pub static STORE_QUERIES: Lazy<IntCounterVec> = Lazy::new(|| {
     .expect("metric keygate_store_queries_total registers once")
 });
 
+/// A key-store query made on the request path.
+#[derive(Clone, Copy)]
+pub enum StoreOp {
+    /// A key looked up by its hash (a cache miss).
+    FindByHash = 0,
+    /// A credit debit on a metered route.
+    DebitCredits = 1,
+}
+
+/// `STORE_QUERIES`' counters, resolved once instead of by label on every request.
+static STORE_QUERY_COUNTERS: Lazy<[[IntCounter; 2]; 2]> = Lazy::new(|| {
+    let c = |op, result| STORE_QUERIES.with_label_values(&[op, result]);
+    [
+        [c("find_by_hash", "ok"), c("find_by_hash", "error")],
+        [c("debit_credits", "ok"), c("debit_credits", "error")],
+    ]
+});
+
+/// Counts one request-path store query and whether it succeeded.
+pub fn count_store_query(op: StoreOp, ok: bool) {
+    STORE_QUERY_COUNTERS[op as usize][usize::from(!ok)].inc();
+}
+
+/// Credit debits committed per store transaction by the group committer.
+pub static CREDIT_DEBITS_PER_COMMIT: Lazy<Histogram> = Lazy::new(|| {
+    register_histogram!(
+        "keygate_credit_debits_per_commit",
+        "Credit debits committed per key-store transaction (group commit).",
+        vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0]
+    )
+    .expect("metric keygate_credit_debits_per_commit registers once")
+});
+
 /// Connections closed for taking too long over a request head.
 pub static HEAD_TIMEOUTS: Lazy<IntCounter> = Lazy::new(|| {
     register_int_counter!(
@@ -451,6 +484,7 @@ pub fn init() {
     Lazy::force(&KEY_CACHE_MISSES);
     Lazy::force(&KEY_CACHE_SIZE);
     Lazy::force(&STORE_QUERIES);
+    Lazy::force(&CREDIT_DEBITS_PER_COMMIT);
     Lazy::force(&RATELIMIT_BACKEND_ERRORS);
     Lazy::force(&JWT_VERIFICATIONS);
     for result in ["ok", "error", "rate_limited"] {

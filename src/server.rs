@@ -159,6 +159,7 @@ pub fn build_shared(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Shared>
         ),
         auth,
         usage,
+        credits: crate::credits::CreditLedger::new(store.clone()),
         store,
         limiter,
         clock,

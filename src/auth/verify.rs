@@ -72,9 +72,7 @@ impl KeyVerifier {
             }
         };
         let found = self.store.find_by_hash(&hash).await;
-        metrics::STORE_QUERIES
-            .with_label_values(&["find_by_hash", if found.is_ok() { "ok" } else { "error" }])
-            .inc();
+        metrics::count_store_query(metrics::StoreOp::FindByHash, found.is_ok());
         match found {
             Ok(Some(record)) => {
                 let known = Arc::new(KnownKey::new(record, self.cache.now_ms()));

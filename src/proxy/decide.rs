@@ -139,10 +139,8 @@ pub async fn decide(
         }
         if route.cost > 0 && identity.credits.is_some() {
             let key_id = identity.key_id.as_deref().unwrap_or_default();
-            let debit = shared.store.debit_credits(key_id, route.cost).await;
-            metrics::STORE_QUERIES
-                .with_label_values(&["debit_credits", if debit.is_ok() { "ok" } else { "error" }])
-                .inc();
+            let debit = shared.credits.debit(key_id, route.cost).await;
+            metrics::count_store_query(metrics::StoreOp::DebitCredits, debit.is_ok());
             match debit {
                 Ok(Debit::Done { .. }) | Ok(Debit::Unmetered) => {}
                 Ok(Debit::Insufficient { remaining }) => {

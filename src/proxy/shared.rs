@@ -19,6 +19,8 @@ pub struct Shared {
     pub auth: Arc<Authenticator>,
     /// The key store.
     pub store: Arc<dyn KeyStore>,
+    /// Spends credits on metered routes (group commit to the store).
+    pub credits: crate::credits::CreditLedger,
     /// Rate-limit counters.
     pub limiter: Arc<dyn Limiter>,
     /// Time source.

@@ -105,6 +105,101 @@ pub(crate) async fn concurrent_debits_never_overspend(store: Arc<dyn KeyStore>) 
     ));
 }
 
+/// Many requests debiting through ledgers (one per replica, each group-committing)
+/// spend exactly the credits there are, never more, and share transactions.
+pub(crate) async fn ledgers_spend_exactly_the_credits_there_are(stores: Vec<Arc<dyn KeyStore>>) {
+    stores[0]
+        .insert(&record("key_a", Some(300)), &KeyHash::of("a"))
+        .await
+        .unwrap();
+    let ledgers: Vec<_> = stores
+        .iter()
+        .map(|s| crate::credits::CreditLedger::new(s.clone()))
+        .collect();
+    let tasks: Vec<_> = (0..500)
+        .map(|i| {
+            let ledger = ledgers[i % ledgers.len()].clone();
+            tokio::spawn(async move { ledger.debit("key_a", 1).await.unwrap() })
+        })
+        .collect();
+    let mut done = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Debit::Done { .. } => done += 1,
+            Debit::Insufficient { remaining } => assert_eq!(remaining, 0),
+            Debit::Unmetered => panic!("key_a is metered"),
+        }
+    }
+    assert_eq!(done, 300);
+    assert_eq!(
+        stores[0].get("key_a").await.unwrap().unwrap().credits,
+        Some(0)
+    );
+    let commits: u64 = ledgers.iter().map(|l| l.commits()).sum();
+    assert!(
+        commits < 500,
+        "{commits} transactions for 500 debits: nothing was grouped"
+    );
+}
+
+/// A batch decides its debits in order, as if one after another, and commits the
+/// ones that fit; unknown and unmetered keys change nothing.
+pub(crate) async fn a_debit_batch_decides_in_order_and_commits_together(store: Arc<dyn KeyStore>) {
+    store
+        .insert(&record("key_a", Some(5)), &KeyHash::of("a"))
+        .await
+        .unwrap();
+    store
+        .insert(&record("key_b", None), &KeyHash::of("b"))
+        .await
+        .unwrap();
+    store
+        .insert(&record("key_c", Some(1)), &KeyHash::of("c"))
+        .await
+        .unwrap();
+    let batch: Vec<(String, u64)> = [
+        ("key_a", 2),
+        ("key_x", 1),
+        ("key_a", 4),
+        ("key_b", 9),
+        ("key_a", 3),
+        ("key_c", 2),
+        ("key_a", 1),
+    ]
+    .iter()
+    .map(|(id, cost)| (id.to_string(), *cost))
+    .collect();
+    let answers = store.debit_batch(&batch).await.unwrap();
+    let shown: Vec<String> = answers
+        .iter()
+        .map(|a| match a {
+            Ok(d) => format!("{d:?}"),
+            Err(StoreError::NotFound(id)) => format!("NotFound({id})"),
+            Err(e) => format!("error {e}"),
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "Done { remaining: 3 }",
+            "NotFound(key_x)",
+            "Insufficient { remaining: 3 }",
+            "Unmetered",
+            "Done { remaining: 0 }",
+            "Insufficient { remaining: 1 }",
+            "Insufficient { remaining: 0 }",
+        ]
+    );
+    let credits = |id: &'static str| {
+        let store = store.clone();
+        async move { store.get(id).await.unwrap().unwrap().credits }
+    };
+    assert_eq!(credits("key_a").await, Some(0));
+    assert_eq!(credits("key_b").await, None);
+    assert_eq!(credits("key_c").await, Some(1));
+    assert!(store.debit_batch(&[]).await.unwrap().is_empty());
+}
+
 pub(crate) async fn a_regenerate_grace_period_keeps_the_old_secret_until_it_ends(
     store: Arc<dyn KeyStore>,
 ) {

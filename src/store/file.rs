@@ -8,7 +8,7 @@
 //! 200 ms. A broken file keeps the last good key set. Credits and usage need a
 //! writable store, so with this one they are off.
 
-use super::{ChangeHandler, Debit, KeyStore, StoreChange, StoreError};
+use super::{ChangeHandler, Debit, DebitResult, KeyStore, StoreChange, StoreError};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Problem;
 use crate::domain::{Environment, KeyHash, KeyPatch, KeyRecord, KeyStatus, UsageRow};
@@ -356,8 +356,8 @@ impl KeyStore for FileStore {
         Err(self.read_only())
     }
 
-    async fn debit_credits(&self, _id: &str, _cost: u64) -> Result<Debit, StoreError> {
-        Ok(Debit::Unmetered)
+    async fn debit_batch(&self, debits: &[(String, u64)]) -> Result<Vec<DebitResult>, StoreError> {
+        Ok(debits.iter().map(|_| Ok(Debit::Unmetered)).collect())
     }
 
     async fn record_usage(

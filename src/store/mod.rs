@@ -2,7 +2,7 @@
 //!
 //! Keys are only ever stored as SHA-256 hashes. Every backend gives the same
 //! behaviour; the request path only calls [`KeyStore::find_by_hash`] (on a cache miss)
-//! and [`KeyStore::debit_credits`] (on metered routes).
+//! and [`KeyStore::debit_batch`] (on metered routes, through `credits::CreditLedger`).
 
 pub mod file;
 pub mod postgres;
@@ -32,6 +32,54 @@ pub enum Debit {
     },
     /// The key has no credit limit.
     Unmetered,
+}
+
+/// One debit's answer within a batch.
+pub type DebitResult = Result<Debit, StoreError>;
+
+/// A batch of debits decided by [`decide_debits`], ready to be written.
+pub struct DecidedDebits {
+    /// Each debit's answer, in the batch's order.
+    pub answers: Vec<DebitResult>,
+    /// The new balance of every key that was debited.
+    pub balances: Vec<(String, i64)>,
+}
+
+/// Decides a run of debits against balances read once per key, in order: the
+/// arithmetic every store's [`KeyStore::debit_batch`] shares. `balance(id)` reads a
+/// key's credits (`None`: no such key; `Some(None)`: unmetered).
+pub fn decide_debits<E>(
+    debits: &[(String, u64)],
+    mut balance: impl FnMut(&str) -> Result<Option<Option<i64>>, E>,
+) -> Result<DecidedDebits, E> {
+    let mut balances: std::collections::HashMap<&str, (Option<Option<i64>>, bool)> =
+        std::collections::HashMap::new();
+    let mut answers = Vec::with_capacity(debits.len());
+    for (id, cost) in debits {
+        let entry = match balances.entry(id.as_str()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert((balance(id)?, false)),
+        };
+        let cost = i64::try_from(*cost).unwrap_or(i64::MAX);
+        answers.push(match &mut entry.0 {
+            None => Err(StoreError::NotFound(id.clone())),
+            Some(None) => Ok(Debit::Unmetered),
+            Some(Some(left)) if *left >= cost => {
+                *left -= cost;
+                entry.1 = true;
+                Ok(Debit::Done { remaining: *left })
+            }
+            Some(Some(left)) => Ok(Debit::Insufficient { remaining: *left }),
+        });
+    }
+    let balances = balances
+        .into_iter()
+        .filter_map(|(id, (b, debited))| match b {
+            Some(Some(left)) if debited => Some((id.to_string(), left)),
+            _ => None,
+        })
+        .collect();
+    Ok(DecidedDebits { answers, balances })
 }
 
 /// Why a store operation failed.
@@ -121,8 +169,18 @@ pub trait KeyStore: Send + Sync {
         last4: &str,
         old_valid_until: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError>;
-    /// Debits `cost` credits in one atomic conditional update.
-    async fn debit_credits(&self, id: &str, cost: u64) -> Result<Debit, StoreError>;
+    /// Debits each `(id, cost)` in turn, all in one transaction (group commit): each
+    /// entry gets what it would have got had the debits run one after another, and
+    /// either all of them are durable (`Ok`) or none is (`Err`). An entry whose key
+    /// does not exist gets `Err(NotFound)` and changes nothing.
+    async fn debit_batch(&self, debits: &[(String, u64)]) -> Result<Vec<DebitResult>, StoreError>;
+    /// Debits `cost` credits from one key: a batch of one.
+    async fn debit_credits(&self, id: &str, cost: u64) -> Result<Debit, StoreError> {
+        let mut answers = self.debit_batch(&[(id.to_string(), cost)]).await?;
+        answers
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Unavailable("the store gave no answer".into())))
+    }
     /// Adds usage rows (summing into existing ones) and moves `last_used_at` forward,
     /// in one transaction.
     async fn record_usage(

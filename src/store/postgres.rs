@@ -13,7 +13,7 @@ mod pool;
 pub mod target;
 mod users;
 
-use super::{ChangeHandler, Debit, KeyStore, StoreError};
+use super::{decide_debits, ChangeHandler, DebitResult, DecidedDebits, KeyStore, StoreError};
 use crate::clock::{Clock, SystemClock};
 use crate::domain::{Environment, KeyHash, KeyPatch, KeyRecord, KeyStatus, UsageRow};
 use async_trait::async_trait;
@@ -353,21 +353,52 @@ impl KeyStore for PostgresStore {
         }
     }
 
-    async fn debit_credits(&self, id: &str, cost: u64) -> Result<Debit, StoreError> {
-        const DEBIT: &str = "UPDATE api_keys SET credits = credits - $2 \
-             WHERE id = $1 AND credits IS NOT NULL AND credits >= $2 RETURNING credits";
-        const CURRENT: &str = "SELECT credits FROM api_keys WHERE id = $1";
-        let cost = i64::try_from(cost).unwrap_or(i64::MAX);
-        if let Some(row) = self.pool.query_opt(DEBIT, &[&id, &cost]).await? {
-            let remaining: i64 = row.try_get(0).map_err(db_error)?;
-            return Ok(Debit::Done { remaining });
-        }
-        match self.pool.query_opt(CURRENT, &[&id]).await? {
-            None => Err(StoreError::NotFound(id.to_string())),
-            Some(row) => match row.try_get::<_, Option<i64>>(0).map_err(db_error)? {
-                None => Ok(Debit::Unmetered),
-                Some(remaining) => Ok(Debit::Insufficient { remaining }),
-            },
+    async fn debit_batch(&self, debits: &[(String, u64)]) -> Result<Vec<DebitResult>, StoreError> {
+        // The rows are locked in id order, so replicas committing batches at once
+        // never deadlock, and each batch decides against balances no one else can
+        // change until it commits: a credit is never spent twice across replicas.
+        const LOCK: &str =
+            "SELECT id, credits FROM api_keys WHERE id = ANY($1) ORDER BY id FOR UPDATE";
+        const WRITE: &str = "UPDATE api_keys k SET credits = t.credits \
+             FROM unnest($1::text[], $2::bigint[]) AS t(id, credits) WHERE k.id = t.id";
+        let mut ids: Vec<&str> = debits.iter().map(|(id, _)| id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut guard = self.pool.tx_client().await?;
+        let Some(client) = guard.as_mut() else {
+            return Err(StoreError::Unavailable("postgres: no connection".into()));
+        };
+        let work = async {
+            let tx = client.transaction().await?;
+            let mut balances = std::collections::HashMap::with_capacity(ids.len());
+            for row in tx.query(LOCK, &[&ids]).await? {
+                balances.insert(
+                    row.try_get::<_, String>(0)?,
+                    row.try_get::<_, Option<i64>>(1)?,
+                );
+            }
+            let DecidedDebits {
+                answers,
+                balances: changed,
+            } = decide_debits(debits, |id| {
+                Ok::<_, tokio_postgres::Error>(balances.get(id).copied())
+            })?;
+            if !changed.is_empty() {
+                let (ids, left): (Vec<&str>, Vec<i64>) =
+                    changed.iter().map(|(id, l)| (id.as_str(), *l)).unzip();
+                tx.execute(WRITE, &[&ids, &left]).await?;
+                tx.commit().await?;
+            }
+            Ok(answers)
+        };
+        match tokio::time::timeout(self.pool.timeout(), work).await {
+            Ok(r) => r.map_err(pool::db_error),
+            Err(_) => {
+                *guard = None;
+                Err(StoreError::Unavailable(
+                    "postgres: credit debit timed out".into(),
+                ))
+            }
         }
     }
 

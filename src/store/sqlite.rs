@@ -4,7 +4,7 @@
 //! a runtime) over a small pool of connections, so the proxy's event loop never waits
 //! on disk.
 
-use super::{Debit, KeyStore, StoreError};
+use super::{decide_debits, DebitResult, DecidedDebits, KeyStore, StoreError};
 use crate::clock::{Clock, SystemClock};
 use crate::domain::{Environment, KeyHash, KeyPatch, KeyRecord, KeyStatus, UsageRow};
 use async_trait::async_trait;
@@ -445,31 +445,36 @@ impl KeyStore for SqliteStore {
         .await
     }
 
-    async fn debit_credits(&self, id: &str, cost: u64) -> Result<Debit, StoreError> {
-        let id = id.to_string();
-        let cost = i64::try_from(cost).unwrap_or(i64::MAX);
+    async fn debit_batch(&self, debits: &[(String, u64)]) -> Result<Vec<DebitResult>, StoreError> {
+        let debits = debits.to_vec();
         self.with_writer(move |c| {
-            let debited: Option<i64> = c
-                .prepare_cached(
-                    "UPDATE api_keys SET credits = credits - ?2 \
-                     WHERE id = ?1 AND credits IS NOT NULL AND credits >= ?2 RETURNING credits",
-                )
-                .and_then(|mut s| s.query_row(params![id, cost], |r| r.get(0)).optional())
-                .map_err(unavailable)?;
-            if let Some(remaining) = debited {
-                return Ok(Debit::Done { remaining });
+            let tx =
+                rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)
+                    .map_err(unavailable)?;
+            let DecidedDebits {
+                answers,
+                balances: changed,
+            } = {
+                let mut read = tx
+                    .prepare_cached("SELECT credits FROM api_keys WHERE id = ?1")
+                    .map_err(unavailable)?;
+                decide_debits(&debits, |id| {
+                    read.query_row([id], |r| r.get::<_, Option<i64>>(0))
+                        .optional()
+                        .map_err(unavailable)
+                })?
+            };
+            if !changed.is_empty() {
+                let mut write = tx
+                    .prepare_cached("UPDATE api_keys SET credits = ?2 WHERE id = ?1")
+                    .map_err(unavailable)?;
+                for (id, left) in &changed {
+                    write.execute(params![id, left]).map_err(unavailable)?;
+                }
+                drop(write);
+                tx.commit().map_err(unavailable)?;
             }
-            let current: Option<Option<i64>> = c
-                .query_row("SELECT credits FROM api_keys WHERE id = ?1", [&id], |r| {
-                    r.get(0)
-                })
-                .optional()
-                .map_err(unavailable)?;
-            match current {
-                None => Err(StoreError::NotFound(id)),
-                Some(None) => Ok(Debit::Unmetered),
-                Some(Some(remaining)) => Ok(Debit::Insufficient { remaining }),
-            }
+            Ok(answers)
         })
         .await
     }

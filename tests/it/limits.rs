@@ -207,3 +207,85 @@ async fn metered_routes_debit_credits_and_refuse_with_402_when_spent() {
         assert_eq!(kg.post_key("/api/search", &unmetered).await.status(), 200);
     }
 }
+
+/// The policy of the SIGKILL tests: one route costing a credit, limits that never bind.
+pub(crate) const METERED_POLICY: &str = "tiers: { free: { per_second: 1000000 } }\n\
+     rate_limit: { ip: { per_minute: 0 } }\n\
+     routes:\n  - { path: /paid, cost: 1 }\n";
+
+/// SIGKILL in the middle of metered traffic, then a restart: every request answered
+/// 200 was paid for, and nothing more was spent than the requests that never got an
+/// answer (at most one in flight per client) could account for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sigkill_under_metered_load_spends_no_credit_twice_and_loses_none_answered() {
+    let up = start_upstream().await;
+    sigkill_under_metered_load(Keygate::start(up, METERED_POLICY)).await;
+}
+
+/// Runs 16 clients against `kg`'s `/paid` (see [`METERED_POLICY`]), SIGKILLs it
+/// after 2,000 paid answers, restarts it and checks the credits spent.
+pub(crate) async fn sigkill_under_metered_load(mut kg: Keygate) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    const CREDITS: u64 = 1_000_000;
+    const CLIENTS: usize = 16;
+    let (id, key) = kg.create_key(&["--credits", &CREDITS.to_string()]);
+    let (paid, other, unanswered) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (url, key) = (kg.url("/paid"), key.clone());
+            let (paid, other, unanswered) = (paid.clone(), other.clone(), unanswered.clone());
+            tokio::spawn(async move {
+                let c = client();
+                loop {
+                    match c.get(&url).header("X-API-Key", &key).send().await {
+                        Ok(r) if r.status() == 200 => paid.fetch_add(1, Ordering::SeqCst),
+                        Ok(_) => other.fetch_add(1, Ordering::SeqCst),
+                        Err(_) => {
+                            unanswered.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
+                    };
+                }
+            })
+        })
+        .collect();
+    while paid.load(Ordering::SeqCst) < 2_000 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    kg.signal("KILL");
+    kg.wait_exit();
+    for c in clients {
+        c.await.unwrap();
+    }
+    let (paid, other, unanswered) = (
+        paid.load(Ordering::SeqCst),
+        other.load(Ordering::SeqCst),
+        unanswered.load(Ordering::SeqCst),
+    );
+    assert_eq!(
+        other, 0,
+        "every request before the kill was paid and forwarded"
+    );
+    let kg = kg.restart();
+    let shown: serde_json::Value =
+        serde_json::from_slice(&kg.cli(&["keys", "show", &id]).stdout).unwrap();
+    let spent = CREDITS - shown["credits"].as_u64().unwrap();
+    assert!(
+        spent >= paid,
+        "{paid} requests were answered 200 but only {spent} credits were spent"
+    );
+    assert!(
+        spent <= paid + unanswered,
+        "{spent} credits spent for {paid} answered requests and {unanswered} unanswered"
+    );
+    let r = kg.get_key("/paid", &key).await;
+    assert_eq!(r.status(), 200, "the restarted keygate goes on debiting");
+    let shown: serde_json::Value =
+        serde_json::from_slice(&kg.cli(&["keys", "show", &id]).stdout).unwrap();
+    assert_eq!(CREDITS - shown["credits"].as_u64().unwrap(), spent + 1);
+}

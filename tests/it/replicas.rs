@@ -147,6 +147,20 @@ async fn credits_are_spent_exactly_once_across_replicas() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sigkill_under_metered_load_on_postgres_spends_no_credit_twice() {
+    let Some(db) = PgDatabase::create().await else {
+        return;
+    };
+    let up = start_upstream().await;
+    let kg = Keygate::start_with_store(
+        &format!("http://{up}"),
+        &store(&db.url),
+        crate::limits::METERED_POLICY,
+    );
+    crate::limits::sigkill_under_metered_load(kg).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn revoke_regenerate_and_retier_reach_the_other_replica_within_a_second() {
     let Some(db) = PgDatabase::create().await else {
         return;

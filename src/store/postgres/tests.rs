@@ -71,6 +71,14 @@ macro_rules! conformance_tests {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ledgers_spend_exactly_the_credits_there_are() {
+    let Some(db) = TestDb::create() else { return };
+    // Three pools: three replicas, each with its own group committer.
+    let stores: Vec<Arc<dyn KeyStore>> = vec![db.open(), db.open(), db.open()];
+    conformance::ledgers_spend_exactly_the_credits_there_are(stores).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_creates_never_exceed_the_quota() {
     let Some(db) = TestDb::create() else { return };
     // Two pools: two replicas creating for the same owner at once.
@@ -82,6 +90,7 @@ conformance_tests!(
     keys_round_trip_by_hash_and_id,
     revoke_and_regenerate_change_what_the_hash_finds,
     concurrent_debits_never_overspend,
+    a_debit_batch_decides_in_order_and_commits_together,
     a_regenerate_grace_period_keeps_the_old_secret_until_it_ends,
     updates_owner_listing_and_counting,
     usage_adds_up_and_last_used_only_moves_forward,

@@ -22,6 +22,21 @@ async fn revoke_and_regenerate_change_what_the_hash_finds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_debit_batch_decides_in_order_and_commits_together() {
+    let (_dir, store) = open();
+    conformance::a_debit_batch_decides_in_order_and_commits_together(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ledgers_spend_exactly_the_credits_there_are() {
+    let (dir, store) = open();
+    // A second process's store on the same file (the CLI beside `serve`).
+    let other: Arc<dyn KeyStore> =
+        Arc::new(SqliteStore::open(&dir.path().join("sub/k.db")).unwrap());
+    conformance::ledgers_spend_exactly_the_credits_there_are(vec![store, other]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_debits_never_overspend() {
     let (_dir, store) = open();
     conformance::concurrent_debits_never_overspend(store).await;
@@ -106,7 +121,7 @@ fn changes_made_by_another_process_reach_the_watcher_within_a_poll() {
 async fn sessions_last_until_expiry_or_sign_out() {
     let dir = tempfile::tempdir().unwrap();
     let clock = crate::clock::ManualClock::at(1_800_000_000_000);
-    let store = SqliteStore::open(&dir.path().join("k.db"))
+    let store = SqliteStore::open(&dir.path().join("sub/k.db"))
         .unwrap()
         .with_clock(Arc::new(clock.clone()));
     conformance::sessions_last_until_expiry_or_sign_out(Arc::new(store), clock).await;

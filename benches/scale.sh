@@ -12,6 +12,8 @@
 #   idle, after warm-up, and at the start and end of the soak.
 #
 # Layout as in the other benches: keygate on core 1, wrk and the upstream on core 0.
+# keygate runs with the default logging (an access line per request, stderr to a
+# file) unless KEYGATE_LOG says otherwise; KEYGATE_BIN runs another build.
 # Usage: STORE_KEYS=1000000 TRAFFIC_KEYS=100000 SOAK=120 bash benches/scale.sh [seconds] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +21,8 @@ secs=${1:-10}; rounds=${2:-3}
 store_keys=${STORE_KEYS:-1000000}; traffic_keys=${TRAFFIC_KEYS:-100000}; soak=${SOAK:-120}
 KEYGATE_SETUP_PROMTOOL=0 KEYGATE_SETUP_BROWSER=0 KEYGATE_SETUP_WRK=1 bash scripts/setup.sh
 cargo build --release --quiet
-bin=$PWD/target/release/keygate
+bin=${KEYGATE_BIN:-$PWD/target/release/keygate}
+log=${KEYGATE_LOG:-warn,keygate=info}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 source benches/lib.sh
@@ -64,7 +67,7 @@ rotating_lua "$work/rotate.lua" "$work/keys.txt" X-API-Key ""
 rotating_lua "$work/one.lua" "$work/one.txt" X-API-Key ""
 
 taskset -c 0 "$bin" demo-upstream --listen "127.0.0.1:$up" 2>/dev/null &
-RUST_LOG=warn taskset -c 1 "$bin" serve -c "$work/k.yaml" 2>"$work/kg.log" &
+RUST_LOG=$log taskset -c 1 "$bin" serve -c "$work/k.yaml" 2>"$work/kg.log" &
 kg=$!
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$admin/health" >/dev/null && break; sleep 0.1; done
 rss() { mem_mb "$kg" VmRSS; }
@@ -78,6 +81,7 @@ wrk_run() { # duration, then wrk args -> "rps p50 p99"
   grep -q "Non-2xx" <<<"$out" && { echo "non-2xx responses:"; echo "$out"; exit 1; }
   echo "$(awk '/Requests\/sec/ {print $2}' <<<"$out") $(awk '$1=="50%" {print $2}' <<<"$out") $(awk '$1=="99%" {print $2}' <<<"$out")"
 }
+echo "keygate: $bin, RUST_LOG=$log"
 printf '%-30s %12s %10s %10s %10s\n' run req/s p50 p99 rss_MB
 # Cold: just long enough for one pass over the distinct keys at the start.
 cold=$(wrk_run "${secs}s" -s "$work/rotate.lua" "http://127.0.0.1:$listen")
@@ -92,12 +96,12 @@ for r in $(seq "$rounds"); do
   v=$(python3 -c "print(f'{$rk/$r1:.3f}')"); ratios+=("$v")
   printf '%-30s %12s\n' "$r warm/one-key" "$v"
 done
-echo "median warm/one-key: $(python3 -c "import statistics,sys; print(statistics.median(map(float, sys.argv[1:])))" "${ratios[@]}")"
+echo "median warm/one-key: $(python3 -c "import statistics,sys; print(f'{statistics.median(map(float, sys.argv[1:])):.3f}')" "${ratios[@]}")"
 start=$(rss)
 wrk_run "${soak}s" -s "$work/rotate.lua" "http://127.0.0.1:$listen" >/dev/null
 end=$(rss)
 echo "RSS MB: idle $idle, before soak $start, after ${soak}s at full load $end, peak $(hwm)"
 echo "keys in cache: $(curl -s "http://127.0.0.1:$admin/metrics" | awk '/^keygate_key_cache_size/ {print $2}')"
-if grep -v "failed to acquire reusable stream" "$work/kg.log" | grep -q "ERROR\|panicked"; then
+if grep -v "failed to acquire reusable stream\|keygate::access" "$work/kg.log" | grep -q "ERROR\|panicked"; then
   echo "keygate logged errors:"; cat "$work/kg.log"; exit 1
 fi

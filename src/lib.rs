@@ -20,6 +20,7 @@ pub mod demo; // the echo upstream for the quickstart and tests
 pub mod domain; // plain types every layer shares: keys, hashes, ids, users, usage
 pub mod drain; // requests in flight: on shutdown, exit once the last one ends
 pub mod error; // contract errors -> status, JSON body, headers
+pub mod intern; // one shared copy of each tier and route name held per key
 pub mod io_runtime; // the runtime that owns PostgreSQL and Redis connections
 pub mod keys; // the key rules every door applies: who may set what
 pub mod limit; // fixed windows, limiter backends, per-IP limits

@@ -229,7 +229,10 @@ impl Housekeeping {
         let open = crate::drain::CONNECTIONS.count();
         tracing::info!(open, grace = ?self.grace, "draining open connections");
         let idle = crate::drain::CONNECTIONS.wait_idle(self.grace).await;
-        self.shared.usage.flush(&*self.shared.store).await;
+        self.shared
+            .usage
+            .flush(&*self.shared.store, crate::usage::Flush::Exact)
+            .await;
         if idle {
             tracing::info!(took = ?started.elapsed(), "drained; exiting");
         } else {
@@ -259,7 +262,7 @@ impl BackgroundService for Housekeeping {
                 .and_then(|j| j.remote().cloned());
             tokio::select! {
                 _ = shutdown.changed() => self.drain_and_exit().await,
-                _ = usage_tick.tick() => self.shared.usage.flush(&*self.shared.store).await,
+                _ = usage_tick.tick() => self.shared.usage.flush(&*self.shared.store, crate::usage::Flush::Routine).await,
                 _ = tick.tick() => {
                     self.shared.limiter.sweep();
                     metrics::KEY_CACHE_SIZE.set(self.shared.auth.keys().cache().len() as i64);

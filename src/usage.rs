@@ -1,6 +1,6 @@
 //! Usage counting off the request path: every request of an API key is added to an
 //! in-memory aggregate (per key, hour and route); a background task flushes the
-//! aggregates to the store in one batch (and at shutdown), together with each key's
+//! aggregates to the store in batches (and at shutdown), together with each key's
 //! `last_used_at`.
 
 use crate::domain::UsageRow;
@@ -72,11 +72,16 @@ impl Counts {
     }
 }
 
-/// One key's aggregates: a few (hour, endpoint) slots and its last use.
+/// One key's aggregates: a few (hour, endpoint) slots and its last use. Most keys
+/// use one route in an hour, so one slot is held inline (no allocation), and the
+/// endpoint is the route's shared name.
 #[derive(Debug, Default)]
 struct KeyUsage {
+    /// The key's latest request (Unix s).
     last_used: i64,
-    slots: Vec<(i64, String, Counts)>,
+    /// The `last_used` the store was last given (0: none yet).
+    last_used_stored: i64,
+    slots: smallvec::SmallVec<[(i64, Arc<str>, Counts); 1]>,
 }
 
 impl KeyUsage {
@@ -85,18 +90,38 @@ impl KeyUsage {
         match self
             .slots
             .iter_mut()
-            .find(|(h, e, _)| *h == hour && e == endpoint)
+            .find(|(h, e, _)| *h == hour && &**e == endpoint)
         {
             Some((_, _, c)) => c.add(counts),
-            None => self.slots.push((hour, endpoint.to_string(), counts)),
+            None => self
+                .slots
+                .push((hour, crate::intern::name(endpoint), counts)),
         }
     }
+}
+
+/// Keys flushed per store transaction: bounds the memory a flush of many keys
+/// borrows (rows and their copies), instead of one batch of every key used.
+const FLUSH_CHUNK: usize = 2_000;
+
+/// A routine flush moves a key's `last_used_at` only once it is this many seconds
+/// behind: with 100k keys in use, rewriting every key's row at every flush cost a
+/// third of the core. Flushes before a usage query and at shutdown are exact.
+pub const LAST_USED_STEP_SECS: i64 = 60;
+
+/// How exact a flush is about `last_used_at`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flush {
+    /// The periodic flush: `last_used_at` to within [`LAST_USED_STEP_SECS`].
+    Routine,
+    /// Before answering a usage query, and at shutdown: every latest use.
+    Exact,
 }
 
 /// Aggregates usage until flushed.
 #[derive(Default)]
 pub struct UsageRecorder {
-    keys: DashMap<String, KeyUsage>,
+    keys: DashMap<Box<str>, KeyUsage>,
 }
 
 impl UsageRecorder {
@@ -126,34 +151,68 @@ impl UsageRecorder {
         };
         let mut entry = match self.keys.get_mut(key_id) {
             Some(e) => e,
-            None => self.keys.entry(key_id.to_string()).or_default(),
+            None => self.keys.entry(Box::from(key_id)).or_default(),
         };
         entry.add(hour, endpoint, counts);
         entry.last_used = entry.last_used.max(ts);
     }
 
-    /// Moves everything recorded so far into the store. On failure the batch is put
-    /// back, so nothing is lost while the store is down.
-    pub async fn flush(&self, store: &dyn KeyStore) {
-        let ids: Vec<String> = self.keys.iter().map(|e| e.key().clone()).collect();
+    /// Moves everything recorded so far into the store, [`FLUSH_CHUNK`] keys per
+    /// transaction. A chunk that fails is put back whole (each chunk is one
+    /// transaction, so nothing is counted twice) and the rest waits for the next
+    /// flush, so nothing is lost while the store is down. A key with nothing new
+    /// since the previous flush is forgotten.
+    pub async fn flush(&self, store: &dyn KeyStore, how: Flush) {
+        // Keys recorded while this runs wait for the next flush.
+        let ids: Vec<Box<str>> = self.keys.iter().map(|e| e.key().clone()).collect();
+        for chunk in ids.chunks(FLUSH_CHUNK) {
+            if !self.flush_keys(store, chunk, how).await {
+                return;
+            }
+        }
+    }
+
+    /// Flushes what `ids` hold in one transaction; false (with the rows put back)
+    /// when the store failed.
+    async fn flush_keys(&self, store: &dyn KeyStore, ids: &[Box<str>], how: Flush) -> bool {
         let mut rows = Vec::new();
         let mut last = Vec::new();
-        for (key_id, usage) in ids.into_iter().filter_map(|k| self.keys.remove(&k)) {
-            for (hour, endpoint, c) in usage.slots {
+        for id in ids {
+            let Some(mut usage) = self.keys.get_mut(id) else {
+                continue;
+            };
+            let step = match how {
+                Flush::Routine => LAST_USED_STEP_SECS,
+                Flush::Exact => 1,
+            };
+            let touch = usage.last_used >= usage.last_used_stored + step;
+            if usage.slots.is_empty() && !touch {
+                if usage.last_used <= usage.last_used_stored {
+                    drop(usage);
+                    // Idle since the previous flush (unless it was used just now).
+                    self.keys.remove_if(id, |_, u| {
+                        u.slots.is_empty() && u.last_used <= u.last_used_stored
+                    });
+                }
+                continue;
+            }
+            for (hour, endpoint, c) in usage.slots.drain(..) {
                 rows.push(UsageRow {
-                    key_id: key_id.clone(),
+                    key_id: id.to_string(),
                     hour: Utc.timestamp_opt(hour, 0).single().unwrap_or_default(),
-                    endpoint,
+                    endpoint: endpoint.to_string(),
                     total: c.total,
                     successful: c.successful,
                     failed: c.failed,
                     total_ms: c.total_ms,
                 });
             }
-            last.push((key_id, usage.last_used));
+            if touch {
+                last.push((id.to_string(), usage.last_used));
+            }
         }
         if rows.is_empty() && last.is_empty() {
-            return;
+            return true;
         }
         if let Err(e) = store.record_usage(&rows, &last).await {
             tracing::warn!(error = %e, rows = rows.len(), "usage flush failed; keeping the batch for the next one");
@@ -164,18 +223,91 @@ impl UsageRecorder {
                     failed: r.failed,
                     total_ms: r.total_ms,
                 };
-                self.keys
-                    .entry(r.key_id)
-                    .or_default()
-                    .add(r.hour.timestamp(), &r.endpoint, counts);
+                self.keys.entry(r.key_id.into_boxed_str()).or_default().add(
+                    r.hour.timestamp(),
+                    &r.endpoint,
+                    counts,
+                );
             }
-            for (k, t) in last {
-                let mut v = self.keys.entry(k).or_default();
-                v.last_used = v.last_used.max(t);
+            return false;
+        }
+        for (id, t) in last {
+            if let Some(mut u) = self.keys.get_mut(id.as_str()) {
+                u.last_used_stored = u.last_used_stored.max(t);
             }
         }
+        true
     }
 }
 
 /// A shared recorder.
 pub type SharedUsage = Arc<UsageRecorder>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::KeyHash;
+    use crate::store::conformance::record;
+    use crate::store::sqlite::SqliteStore;
+
+    async fn last_used(store: &SqliteStore) -> Option<i64> {
+        store
+            .get("key_a")
+            .await
+            .unwrap()
+            .unwrap()
+            .last_used_at
+            .map(|t| t.timestamp())
+    }
+
+    #[tokio::test]
+    async fn routine_flushes_move_last_used_a_minute_at_a_time_and_exact_ones_to_the_second() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("k.db")).unwrap();
+        store
+            .insert(&record("key_a", None), &KeyHash::of("a"))
+            .await
+            .unwrap();
+        let usage = UsageRecorder::new();
+        let at = |s: i64| Utc.timestamp_opt(1_700_000_000 + s, 0).unwrap();
+        usage.record("key_a", "search", 200, 3, at(0));
+        usage.flush(&store, Flush::Routine).await;
+        assert_eq!(
+            last_used(&store).await,
+            Some(at(0).timestamp()),
+            "the first use is written"
+        );
+        usage.record("key_a", "search", 500, 5, at(30));
+        usage.flush(&store, Flush::Routine).await;
+        assert_eq!(
+            last_used(&store).await,
+            Some(at(0).timestamp()),
+            "30 s later: not yet"
+        );
+        usage.record("key_a", "search", 200, 1, at(61));
+        usage.flush(&store, Flush::Routine).await;
+        assert_eq!(last_used(&store).await, Some(at(61).timestamp()));
+        usage.record("key_a", "search", 200, 1, at(62));
+        usage.flush(&store, Flush::Exact).await;
+        assert_eq!(last_used(&store).await, Some(at(62).timestamp()));
+        let rows = store.usage(Some("key_a"), at(-3600)).await.unwrap();
+        assert_eq!(
+            Totals::of(&rows),
+            Totals {
+                total: 4,
+                successful: 3,
+                failed: 1,
+                average_ms: 2.5
+            },
+            "every request counted once"
+        );
+        // Nothing new: the key is forgotten; used again, it is counted again.
+        usage.flush(&store, Flush::Routine).await;
+        assert!(usage.keys.is_empty());
+        usage.record("key_a", "search", 200, 1, at(63));
+        usage.flush(&store, Flush::Exact).await;
+        let rows = store.usage(Some("key_a"), at(-3600)).await.unwrap();
+        assert_eq!(Totals::of(&rows).total, 5);
+        assert_eq!(last_used(&store).await, Some(at(63).timestamp()));
+    }
+}

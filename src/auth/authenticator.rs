@@ -9,12 +9,11 @@
 use super::api_key::KeyFormat;
 use super::credentials::{extract, CredentialError, Source};
 use super::jwt::{looks_like_jwt, JwtVerifier, TokenError};
-use super::verify::{check_record, KeyError, KeyVerifier};
+use super::verify::{check_key, KeyError, KeyVerifier};
 use super::Principal;
 use crate::clock::Clock;
 use crate::limit::Tiers;
 use arc_swap::ArcSwapOption;
-use chrono::{TimeZone, Utc};
 use http::HeaderMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -107,14 +106,11 @@ impl Authenticator {
             });
         }
         let known = self.keys.lookup(credential, settings.key_format).await?;
-        let now = Utc
-            .timestamp_millis_opt(self.clock.now_ms() as i64)
-            .single()
-            .unwrap_or_default();
-        check_record(&known.record, now, client_ip)?;
+        let now_ms = i64::try_from(self.clock.now_ms()).unwrap_or(i64::MAX);
+        check_key(&known.checks, now_ms, client_ip)?;
         Ok(Principal {
             identity: known.identity.clone(),
-            tier: settings.tiers.get(&known.record.tier).clone(),
+            tier: settings.tiers.get(&known.checks.tier).clone(),
         })
     }
 }
@@ -129,6 +125,7 @@ mod tests {
     use crate::domain::{Environment, KeyRecord, KeyStatus};
     use crate::store::sqlite::SqliteStore;
     use crate::store::KeyStore;
+    use chrono::{TimeZone, Utc};
 
     const START: u64 = 1_800_000_000_000;
 

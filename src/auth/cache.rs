@@ -6,7 +6,7 @@ use super::{AuthMethod, Identity};
 use crate::clock::Clock;
 use crate::config::CacheConfig;
 use crate::domain::KeyHash;
-use crate::domain::KeyRecord;
+use crate::domain::{KeyRecord, KeyStatus};
 use moka::sync::Cache;
 use std::sync::Arc;
 
@@ -16,11 +16,44 @@ pub fn limit_key_of_key(id: &str) -> String {
     format!("key:{id}")
 }
 
-/// A stored key as the cache holds it: the record and the identity built from it.
+/// What the request path checks of a stored key, in as few bytes as it can: no
+/// name, prefix, owner or dates it does not need (100k cached keys must fit a
+/// sidecar's memory).
+#[derive(Debug)]
+pub struct KeyChecks {
+    /// The key was revoked.
+    pub revoked: bool,
+    /// When the key expires, in Unix ms (`i64::MAX`: never).
+    pub expires_at_ms: i64,
+    /// When this (previous) secret stops working, in Unix ms (`i64::MAX`: never).
+    pub secret_valid_until_ms: i64,
+    /// The IP allow-list (empty: any address).
+    pub allowed_ips: Box<[ipnet::IpNet]>,
+    /// The key's tier name, shared by every key of the tier.
+    pub tier: Arc<str>,
+}
+
+impl KeyChecks {
+    /// The checks of `record`.
+    pub fn of(record: &KeyRecord) -> Self {
+        let ms =
+            |t: Option<chrono::DateTime<chrono::Utc>>| t.map_or(i64::MAX, |t| t.timestamp_millis());
+        KeyChecks {
+            revoked: record.status == KeyStatus::Revoked,
+            expires_at_ms: ms(record.expires_at),
+            secret_valid_until_ms: ms(record.secret_valid_until),
+            allowed_ips: record.allowed_ips.clone().into_boxed_slice(),
+            tier: crate::intern::name(&record.tier),
+        }
+    }
+}
+
+/// A stored key as the cache holds it: what its requests are checked against and
+/// the identity built from it.
 #[derive(Debug)]
 pub struct KnownKey {
-    /// The stored record.
-    pub record: KeyRecord,
+    /// What each request is checked against.
+    pub checks: KeyChecks,
     /// Its identity, shared by every request presenting the key.
     pub identity: Arc<Identity>,
     /// When the record was read from the store, in Unix ms on the cache's clock
@@ -29,23 +62,32 @@ pub struct KnownKey {
 }
 
 impl KnownKey {
-    /// Builds the identity of `record`, read from the store at `fetched_at_ms`.
+    /// Builds the checks and identity of `record`, read from the store at
+    /// `fetched_at_ms`.
     pub fn new(record: KeyRecord, fetched_at_ms: u64) -> Self {
+        let checks = KeyChecks::of(&record);
+        let limit_key = limit_key_of_key(&record.id);
+        let subject = record.owner.unwrap_or_else(|| record.id.clone());
         let identity = Identity::new(
             AuthMethod::ApiKey,
-            Some(record.id.clone()),
-            record.owner.clone().unwrap_or_else(|| record.id.clone()),
-            record.org.clone(),
-            record.scopes.clone(),
+            Some(record.id),
+            subject,
+            record.org,
+            record.scopes,
             record.environment,
             record.credits,
-            limit_key_of_key(&record.id),
+            limit_key,
         );
         KnownKey {
-            record,
+            checks,
             identity: Arc::new(identity),
             fetched_at_ms,
         }
+    }
+
+    /// The key's id.
+    pub fn id(&self) -> &str {
+        self.identity.key_id().unwrap_or_default()
     }
 }
 
@@ -134,10 +176,7 @@ impl KeyCache {
     /// Forgets every entry belonging to key `id`. Takes effect for lookups at once.
     pub fn invalidate_key_id(&self, id: &str) {
         let id = id.to_string();
-        if let Err(e) = self
-            .known
-            .invalidate_entries_if(move |_, k| k.record.id == id)
-        {
+        if let Err(e) = self.known.invalidate_entries_if(move |_, k| k.id() == id) {
             tracing::error!(error = %e, "key cache invalidation failed; changes show after cache.ttl");
         }
     }
@@ -165,7 +204,7 @@ impl KeyCache {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use crate::domain::{Environment, KeyRecord, KeyStatus};
+    use crate::domain::Environment;
 
     fn known(id: &str, fetched_at_ms: u64) -> Arc<KnownKey> {
         Arc::new(KnownKey::new(

@@ -13,6 +13,7 @@ pub mod verify;
 
 use crate::domain::Environment;
 use crate::limit::TierLimits;
+use bytes::Bytes;
 use http::HeaderValue;
 use std::fmt;
 use std::sync::Arc;
@@ -38,39 +39,47 @@ impl AuthMethod {
 
 /// Who a verified credential belongs to. Built once per cached key (or token) and
 /// shared by every request that presents it, so the request path copies no strings.
+///
+/// Its strings (key id, subject, org, scopes as forwarded, limit key) live end to
+/// end in one buffer: a cached key's identity is two small allocations, not ten
+/// (100k cached keys must fit a sidecar's memory). The forwarded header values are
+/// slices of that buffer, so forwarding one copies nothing either.
 pub struct Identity {
     /// How they authenticated.
     pub method: AuthMethod,
-    /// Key id (API keys only).
-    pub key_id: Option<String>,
-    /// Subject: the key's owner (or id when it has none), or the JWT subject.
-    pub subject: String,
-    /// Organisation.
-    pub org: Option<String>,
-    /// Granted scopes.
-    pub scopes: Vec<String>,
     /// Live or test.
     pub environment: Environment,
     /// Credits when the key was read (`None`: unmetered); the store holds the truth.
     pub credits: Option<i64>,
-    /// Identity whose counters the rate limiter uses.
-    pub limit_key: String,
-    /// The fields above, encoded once as header values for forwarding.
-    pub header_values: IdentityHeaderValues,
+    /// Granted scopes.
+    scopes: Box<[String]>,
+    /// The strings, end to end.
+    text: Bytes,
+    /// Where each [`Part`] lies in `text`; `None` when absent.
+    parts: [Option<(u32, u32)>; 5],
 }
 
-/// Identity fields pre-encoded as header values (`None` when absent or not
-/// representable in a header).
-#[derive(Clone, Debug, Default)]
-pub struct IdentityHeaderValues {
-    /// Subject.
-    pub subject: Option<HeaderValue>,
-    /// Key id.
-    pub key_id: Option<HeaderValue>,
-    /// Organisation.
-    pub org: Option<HeaderValue>,
-    /// Space-separated scopes.
-    pub scopes: Option<HeaderValue>,
+/// The strings of an [`Identity`], in `text` order.
+#[derive(Clone, Copy)]
+enum Part {
+    KeyId = 0,
+    Subject = 1,
+    Org = 2,
+    Scopes = 3,
+    LimitKey = 4,
+}
+
+/// An identity field forwarded upstream as a header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdentityField {
+    /// The subject.
+    Subject,
+    /// The key id.
+    KeyId,
+    /// The organisation.
+    Org,
+    /// The scopes, space-separated.
+    Scopes,
 }
 
 impl Identity {
@@ -86,24 +95,86 @@ impl Identity {
         credits: Option<i64>,
         limit_key: String,
     ) -> Self {
-        let value = |s: &str| HeaderValue::from_str(s).ok();
-        let header_values = IdentityHeaderValues {
-            subject: value(&subject),
-            key_id: key_id.as_deref().and_then(value),
-            org: org.as_deref().and_then(value),
-            scopes: value(&scopes.join(" ")),
+        let joined = scopes.join(" ");
+        let mut text = String::with_capacity(
+            key_id.as_ref().map_or(0, String::len)
+                + subject.len()
+                + org.as_ref().map_or(0, String::len)
+                + joined.len()
+                + limit_key.len(),
+        );
+        let mut put = |s: &str| {
+            let start = text.len();
+            text.push_str(s);
+            Some((start as u32, text.len() as u32))
         };
+        let key_range = key_id.as_deref().and_then(&mut put);
+        // A key without an owner is its own subject: one copy serves both.
+        let subject_range = match key_range {
+            Some(r) if key_id.as_deref() == Some(subject.as_str()) => Some(r),
+            _ => put(&subject),
+        };
+        let org_range = org.as_deref().and_then(&mut put);
+        let scopes_range = put(&joined);
+        let limit_range = put(&limit_key);
         Identity {
             method,
-            key_id,
-            subject,
-            org,
-            scopes,
             environment,
             credits,
-            limit_key,
-            header_values,
+            scopes: scopes.into_boxed_slice(),
+            text: Bytes::from(text),
+            parts: [
+                key_range,
+                subject_range,
+                org_range,
+                scopes_range,
+                limit_range,
+            ],
         }
+    }
+
+    fn part(&self, part: Part) -> Option<&str> {
+        let (start, end) = self.parts[part as usize]?;
+        // Built from `String`s at char boundaries: always UTF-8.
+        std::str::from_utf8(&self.text[start as usize..end as usize]).ok()
+    }
+
+    /// Key id (API keys only).
+    pub fn key_id(&self) -> Option<&str> {
+        self.part(Part::KeyId)
+    }
+
+    /// Subject: the key's owner (or id when it has none), or the JWT subject.
+    pub fn subject(&self) -> &str {
+        self.part(Part::Subject).unwrap_or_default()
+    }
+
+    /// Organisation.
+    pub fn org(&self) -> Option<&str> {
+        self.part(Part::Org)
+    }
+
+    /// Granted scopes.
+    pub fn scopes(&self) -> &[String] {
+        &self.scopes
+    }
+
+    /// Identity whose counters the rate limiter uses.
+    pub fn limit_key(&self) -> &str {
+        self.part(Part::LimitKey).unwrap_or_default()
+    }
+
+    /// `field` as a header value (`None` when absent or not representable in a
+    /// header): a slice of this identity's buffer, no copy.
+    pub fn header_value(&self, field: IdentityField) -> Option<HeaderValue> {
+        let part = match field {
+            IdentityField::Subject => Part::Subject,
+            IdentityField::KeyId => Part::KeyId,
+            IdentityField::Org => Part::Org,
+            IdentityField::Scopes => Part::Scopes,
+        };
+        let (start, end) = self.parts[part as usize]?;
+        HeaderValue::from_maybe_shared(self.text.slice(start as usize..end as usize)).ok()
     }
 }
 
@@ -111,8 +182,8 @@ impl fmt::Debug for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Identity")
             .field("method", &self.method)
-            .field("key_id", &self.key_id)
-            .field("subject", &self.subject)
+            .field("key_id", &self.key_id())
+            .field("subject", &self.subject())
             .field("environment", &self.environment)
             .finish_non_exhaustive()
     }
@@ -132,7 +203,7 @@ impl Principal {
     /// True when the caller holds `scope` (or the `admin` scope).
     pub fn has_scope(&self, scope: &str) -> bool {
         self.identity
-            .scopes
+            .scopes()
             .iter()
             .any(|s| s == scope || s == "admin")
     }

@@ -1,11 +1,10 @@
 //! API-key verification: format check, cache, store; then the key's own status checks.
 
 use super::api_key::{KeyFormat, KeyShape};
-use super::cache::{Cached, KeyCache, KnownKey};
-use crate::domain::{KeyHash, KeyRecord, KeyStatus};
+use super::cache::{Cached, KeyCache, KeyChecks, KnownKey};
+use crate::domain::KeyHash;
 use crate::metrics;
 use crate::store::{KeyStore, StoreError};
-use chrono::{DateTime, Utc};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -106,23 +105,20 @@ fn log_store_error(e: &StoreError) {
     tracing::warn!(error = %e, "key lookup failed");
 }
 
-/// The key's own checks, in contract order: revoked, expired, IP allow-list.
-pub fn check_record(
-    record: &KeyRecord,
-    now: DateTime<Utc>,
-    client_ip: Option<IpAddr>,
-) -> Result<(), KeyError> {
-    if record.status == KeyStatus::Revoked {
+/// The key's own checks, in contract order: revoked, expired, IP allow-list, with
+/// `now_ms` in Unix milliseconds.
+pub fn check_key(key: &KeyChecks, now_ms: i64, client_ip: Option<IpAddr>) -> Result<(), KeyError> {
+    if key.revoked {
         return Err(KeyError::Revoked);
     }
-    if record.secret_valid_until.is_some_and(|t| t <= now) {
+    if key.secret_valid_until_ms <= now_ms {
         // A previous secret whose regenerate grace period ended (while cached).
         return Err(KeyError::Invalid);
     }
-    if record.expires_at.is_some_and(|t| t <= now) {
+    if key.expires_at_ms <= now_ms {
         return Err(KeyError::Expired);
     }
-    if !record.allowed_ips.is_empty() {
+    if !key.allowed_ips.is_empty() {
         let allowed = client_ip.is_some_and(|ip| {
             let ip = match ip {
                 IpAddr::V6(v6) => v6
@@ -131,7 +127,7 @@ pub fn check_record(
                     .unwrap_or(IpAddr::V6(v6)),
                 v4 => v4,
             };
-            record.allowed_ips.iter().any(|net| net.contains(&ip))
+            key.allowed_ips.iter().any(|net| net.contains(&ip))
         });
         if !allowed {
             return Err(KeyError::IpNotAllowed);
@@ -144,9 +140,17 @@ pub fn check_record(
 mod tests {
     use super::*;
     use crate::auth::api_key::generate;
-    use crate::domain::Environment;
+    use crate::domain::{Environment, KeyRecord, KeyStatus};
     use crate::store::sqlite::SqliteStore;
-    use chrono::TimeZone;
+    use chrono::{DateTime, TimeZone, Utc};
+
+    fn check_record(
+        record: &KeyRecord,
+        now: DateTime<Utc>,
+        ip: Option<IpAddr>,
+    ) -> Result<(), KeyError> {
+        check_key(&KeyChecks::of(record), now.timestamp_millis(), ip)
+    }
 
     fn record(status: KeyStatus, expires: Option<i64>, ips: &[&str]) -> KeyRecord {
         KeyRecord {
@@ -235,10 +239,7 @@ mod tests {
             .insert(&record(KeyStatus::Active, None, &[]), &real.hash)
             .await
             .unwrap();
-        assert_eq!(
-            v.lookup(&real.plaintext, &f).await.unwrap().record.id,
-            "key_1"
-        );
+        assert_eq!(v.lookup(&real.plaintext, &f).await.unwrap().id(), "key_1");
         assert_eq!(v.cache().len(), 1);
         let unknown = generate("kg", Environment::Live).into_plaintext();
         assert_eq!(v.lookup(&unknown, &f).await.err(), Some(KeyError::Invalid));

@@ -6,6 +6,7 @@
 
 pub mod duration;
 pub mod env;
+pub mod memory;
 pub mod secret;
 pub mod types;
 mod validate;

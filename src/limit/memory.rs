@@ -9,32 +9,44 @@ use super::window::{LimitDecision, TierLimits, Window, WindowLimit, WindowState}
 use dashmap::DashMap;
 use std::time::Duration;
 
-#[derive(Clone, Copy, Debug, Default)]
-struct Slot {
-    start_ms: u64,
-    count: u64,
+/// The instance of `w` containing `now_ms`, numbered from the epoch. Kept in 32 bits
+/// (per-key state is held for every key in use): seconds wrap after 136 years, and
+/// only equality between a stored and the current instance is ever asked.
+fn instance(w: Window, now_ms: u64) -> u32 {
+    (now_ms / w.len_ms()) as u32
 }
 
+/// One identity's counts: 64 bytes for the four windows and the block.
 #[derive(Debug, Default)]
 struct Counter {
-    slots: [Slot; 4],
+    /// Requests counted in each window's current instance (by `Window as usize`).
+    counts: [u64; 4],
+    /// Which instance each count belongs to.
+    instances: [u32; 4],
     blocked_until_ms: u64,
     /// The window instance whose exhaustion started the current block, so that
     /// refusals inside that same instance never restart the lockout.
-    block_origin: Option<(Window, u64)>,
+    block_origin: Option<(Window, u32)>,
 }
 
 impl Counter {
     fn roll(&mut self, now_ms: u64) {
         for w in Window::ALL {
-            let start = w.start(now_ms);
-            let slot = &mut self.slots[w as usize];
-            if slot.start_ms != start {
-                *slot = Slot {
-                    start_ms: start,
-                    count: 0,
-                };
+            let current = instance(w, now_ms);
+            let i = w as usize;
+            if self.instances[i] != current {
+                self.instances[i] = current;
+                self.counts[i] = 0;
             }
+        }
+    }
+
+    /// The count of `w` now (0 once its instance has passed).
+    fn count(&self, w: Window, now_ms: u64) -> u64 {
+        if self.instances[w as usize] == instance(w, now_ms) {
+            self.counts[w as usize]
+        } else {
+            0
         }
     }
 
@@ -42,12 +54,7 @@ impl Counter {
         limits
             .iter()
             .map(|l| {
-                let slot = self.slots[l.window as usize];
-                let count = if slot.start_ms == l.window.start(now_ms) {
-                    slot.count
-                } else {
-                    0
-                };
+                let count = self.count(l.window, now_ms);
                 WindowState {
                     window: l.window,
                     limit: l.limit,
@@ -59,18 +66,14 @@ impl Counter {
     }
 
     fn is_stale(&self, now_ms: u64) -> bool {
-        self.blocked_until_ms <= now_ms
-            && Window::ALL.iter().all(|w| {
-                self.slots[*w as usize].start_ms != w.start(now_ms)
-                    || self.slots[*w as usize].count == 0
-            })
+        self.blocked_until_ms <= now_ms && Window::ALL.iter().all(|w| self.count(*w, now_ms) == 0)
     }
 }
 
 /// In-memory counters for every limited identity.
 #[derive(Debug, Default)]
 pub struct MemoryLimiter {
-    counters: DashMap<String, Counter>,
+    counters: DashMap<Box<str>, Counter>,
 }
 
 impl MemoryLimiter {
@@ -95,14 +98,14 @@ impl MemoryLimiter {
     ) -> LimitDecision {
         let mut entry = match self.counters.get_mut(key) {
             Some(e) => e,
-            None => self.counters.entry(key.to_string()).or_default(),
+            None => self.counters.entry(Box::from(key)).or_default(),
         };
         let c = entry.value_mut();
         c.roll(now_ms);
         // The latest reset among exhausted windows: nothing is admitted before it.
         let exhausted_until = limits
             .iter()
-            .filter(|l| c.slots[l.window as usize].count >= l.limit)
+            .filter(|l| c.counts[l.window as usize] >= l.limit)
             .map(|l| l.window.reset_at(now_ms))
             .max();
         if c.blocked_until_ms > now_ms {
@@ -112,11 +115,11 @@ impl MemoryLimiter {
         }
         let exhausted = limits
             .iter()
-            .filter(|l| c.slots[l.window as usize].count >= l.limit)
+            .filter(|l| c.counts[l.window as usize] >= l.limit)
             .max_by_key(|l| l.window);
         if let Some(l) = exhausted {
             let mut retry_at = exhausted_until.unwrap_or(now_ms);
-            let origin = (l.window, l.window.start(now_ms));
+            let origin = (l.window, instance(l.window, now_ms));
             if !block.is_zero() && c.block_origin != Some(origin) {
                 c.blocked_until_ms = now_ms + block.as_millis() as u64;
                 c.block_origin = Some(origin);
@@ -125,7 +128,7 @@ impl MemoryLimiter {
             return LimitDecision::refused(c.states(limits, now_ms), retry_at, now_ms);
         }
         for l in limits {
-            c.slots[l.window as usize].count += 1;
+            c.counts[l.window as usize] += 1;
         }
         LimitDecision::admitted(c.states(limits, now_ms))
     }
@@ -156,11 +159,11 @@ impl MemoryLimiter {
     pub fn record(&self, key: &str, window: Window, now_ms: u64) {
         let mut entry = match self.counters.get_mut(key) {
             Some(e) => e,
-            None => self.counters.entry(key.to_string()).or_default(),
+            None => self.counters.entry(Box::from(key)).or_default(),
         };
         let c = entry.value_mut();
         c.roll(now_ms);
-        c.slots[window as usize].count += 1;
+        c.counts[window as usize] += 1;
     }
 
     /// Takes back one event counted for `key` in the current instance of `window`.
@@ -168,8 +171,8 @@ impl MemoryLimiter {
         if let Some(mut entry) = self.counters.get_mut(key) {
             let c = entry.value_mut();
             c.roll(now_ms);
-            let slot = &mut c.slots[window as usize];
-            slot.count = slot.count.saturating_sub(1);
+            let count = &mut c.counts[window as usize];
+            *count = count.saturating_sub(1);
         }
     }
 

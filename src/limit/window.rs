@@ -71,7 +71,23 @@ pub struct TierLimits {
     pub block: Duration,
     /// `name` as a header value (forwarded as the caller's tier).
     pub name_value: http::HeaderValue,
+    /// `keygate_decisions_total{reason="allowed", tier=name}`, resolved once
+    /// instead of by label on every admitted request.
+    pub allowed: AllowedCounter,
 }
+
+/// A tier's counter of admitted requests. Any two compare equal: it is a handle,
+/// not part of what a tier is.
+#[derive(Clone, Debug)]
+pub struct AllowedCounter(pub prometheus::IntCounter);
+
+impl PartialEq for AllowedCounter {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for AllowedCounter {}
 
 impl TierLimits {
     /// Compiles a tier from its config.
@@ -91,6 +107,9 @@ impl TierLimits {
             block: t.block.get(),
             name_value: http::HeaderValue::from_str(name)
                 .unwrap_or_else(|_| http::HeaderValue::from_static("invalid")),
+            allowed: AllowedCounter(
+                crate::metrics::DECISIONS.with_label_values(&[crate::metrics::reason::ALLOWED, name]),
+            ),
         }
     }
 }

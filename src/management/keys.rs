@@ -290,7 +290,7 @@ pub async fn usage(
         }
     };
     // What this process counted but has not flushed yet is included.
-    m.usage.flush(&*m.store).await;
+    m.usage.flush(&*m.store, crate::usage::Flush::Exact).await;
     let now = m.now();
     let current_hour = now.timestamp() - now.timestamp().rem_euclid(3600);
     let since =

@@ -169,16 +169,16 @@ impl Management {
             .authenticate_request(&cx.auth, req.headers, req.query, req.client_ip)
             .await?;
         let id = &p.identity;
-        let admin = id.scopes.iter().any(|s| s == "admin");
+        let admin = id.scopes().iter().any(|s| s == "admin");
         if manage && id.method == AuthMethod::ApiKey && !p.has_scope("keys:manage") {
             return Err(GateError::MissingScope("keys:manage".into()));
         }
         Ok(Caller {
-            subject: id.subject.clone(),
+            subject: id.subject().to_string(),
             admin,
-            key_id: id.key_id.clone(),
-            org: id.org.clone(),
-            scopes: id.scopes.clone(),
+            key_id: id.key_id().map(str::to_string),
+            org: id.org().map(str::to_string),
+            scopes: id.scopes().to_vec(),
         })
     }
 

@@ -631,7 +631,9 @@ impl Portal {
     ) -> Result<Reply, GateError> {
         // What this process counted but has not flushed yet is included (and the
         // key's `last_used_at` with it), so the key is read after the flush.
-        self.usage.flush(&*self.store).await;
+        self.usage
+            .flush(&*self.store, crate::usage::Flush::Exact)
+            .await;
         let key = self.own_key(visit, id).await?;
         let now = self.clock.now_utc();
         let rows = self
@@ -683,7 +685,9 @@ impl Portal {
     async fn overview(&self, cx: &PortalContext<'_>, visit: &Visit) -> Result<Reply, GateError> {
         let actor = visit.actor().ok_or(GateError::NotFound)?;
         let now = self.clock.now_utc();
-        self.usage.flush(&*self.store).await;
+        self.usage
+            .flush(&*self.store, crate::usage::Flush::Exact)
+            .await;
         let rows = self.store.usage(None, usage_view::day_start(now)).await?;
         let all = usage_view::key_usage(&rows, now);
         // Only the busiest keys are read, not every key in the store.

@@ -115,14 +115,14 @@ pub async fn decide(
         if let Err(e) = authorize(route, principal) {
             out.limit = shared
                 .limiter
-                .peek(&identity.limit_key, &tier.windows)
+                .peek(identity.limit_key(), &tier.windows)
                 .await
                 .ok();
             return Err(e);
         }
         let decision = match shared
             .limiter
-            .check(&identity.limit_key, &tier.windows, tier.block)
+            .check(identity.limit_key(), &tier.windows, tier.block)
             .await
         {
             Ok(d) => d,
@@ -138,7 +138,7 @@ pub async fn decide(
             return Err(GateError::RateLimited { retry_after });
         }
         if route.cost > 0 && identity.credits.is_some() {
-            let key_id = identity.key_id.as_deref().unwrap_or_default();
+            let key_id = identity.key_id().unwrap_or_default();
             let debit = shared.credits.debit(key_id, route.cost).await;
             metrics::count_store_query(metrics::StoreOp::DebitCredits, debit.is_ok());
             match debit {

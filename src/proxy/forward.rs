@@ -2,6 +2,7 @@
 //! caller's identity added, `X-Forwarded-For` and `X-Request-Id` set.
 
 use crate::auth::credentials::{bearer_token, Source};
+use crate::auth::IdentityField;
 use crate::auth::Principal;
 use crate::config::ForwardConfig;
 use bytes::Bytes;
@@ -108,14 +109,13 @@ impl ForwardPlan {
                 self.strip(req)?;
             }
             let id = &*p.identity;
-            let values = &id.header_values;
             for h in &self.identity {
                 let value = match h.field {
-                    Field::Subject => values.subject.clone(),
-                    Field::KeyId => values.key_id.clone(),
-                    Field::Org => values.org.clone(),
+                    Field::Subject => id.header_value(IdentityField::Subject),
+                    Field::KeyId => id.header_value(IdentityField::KeyId),
+                    Field::Org => id.header_value(IdentityField::Org),
                     Field::Tier => Some(p.tier.name_value.clone()),
-                    Field::Scopes => values.scopes.clone(),
+                    Field::Scopes => id.header_value(IdentityField::Scopes),
                     Field::Environment => Some(HeaderValue::from_static(id.environment.as_str())),
                     Field::Method => Some(HeaderValue::from_static(id.method.as_str())),
                 };

@@ -446,14 +446,12 @@ impl ProxyHttp for Gate {
                 // trickling it is cut off like a silent upstream would be.
                 session.set_read_timeout(Some(ctx.rt.upstream.read_timeout));
                 if !ctx.decision.public {
-                    let tier = ctx
-                        .decision
-                        .principal
-                        .as_ref()
-                        .map_or("none", |p| p.tier_name());
-                    metrics::DECISIONS
-                        .with_label_values(&[metrics::reason::ALLOWED, tier])
-                        .inc();
+                    match &ctx.decision.principal {
+                        Some(p) => p.tier.allowed.0.inc(),
+                        None => metrics::DECISIONS
+                            .with_label_values(&[metrics::reason::ALLOWED, "none"])
+                            .inc(),
+                    }
                 }
                 Ok(false)
             }
@@ -578,7 +576,7 @@ impl ProxyHttp for Gate {
             .decision
             .principal
             .as_ref()
-            .and_then(|p| p.identity.key_id.as_deref())
+            .and_then(|p| p.identity.key_id())
         {
             if ctx.decision.management.is_none() {
                 let ms = elapsed.as_millis().min(u64::MAX as u128) as u64;
@@ -603,7 +601,7 @@ impl ProxyHttp for Gate {
                     .decision
                     .principal
                     .as_ref()
-                    .and_then(|p| p.identity.key_id.as_deref())
+                    .and_then(|p| p.identity.key_id())
                     .unwrap_or("-"),
                 client: ctx.client_ip,
                 latency_ms: elapsed.as_secs_f64() * 1000.0,

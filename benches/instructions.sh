@@ -6,12 +6,15 @@
 # the ratio (b)/(c) — the throughput the authenticated path keeps on a CPU-bound proxy.
 # Usage: bash benches/instructions.sh [requests]   (needs valgrind; installs it if missing)
 # KEEP_PROFILES=DIR keeps the callgrind files for `callgrind_annotate --inclusive=yes`.
+# keygate logs with the default filter (an access line per request, stderr to a
+# file) unless KEYGATE_LOG says otherwise; KEYGATE_BIN measures another build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-3000}
 command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
 cargo build --profile "${KEYGATE_PROFILE:-release}" --quiet
-bin=$PWD/target/${KEYGATE_PROFILE:-release}/keygate
+bin=${KEYGATE_BIN:-$PWD/target/${KEYGATE_PROFILE:-release}/keygate}
+log=${KEYGATE_LOG:-warn,keygate=info}
 work=$(mktemp -d)
 cleanup() { pkill -9 -f "callgrind-out-file=$work" 2>/dev/null || true; kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
@@ -34,7 +37,7 @@ key=$("$bin" keys create -c "$work/k.yaml" --name bench --tier bench --scopes be
 "$bin" demo-upstream --listen "127.0.0.1:$up" 2>/dev/null &
 measure() { # name path key -> instructions per request
   local out="$work/$1.cg"
-  RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" serve -c "$work/k.yaml" >"$work/$1.log" 2>&1 &
+  RUST_LOG=$log valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" serve -c "$work/k.yaml" >"$work/$1.log" 2>&1 &
   local vg=$!
   for _ in $(seq 200); do curl -fs "http://127.0.0.1:$admin/health" >/dev/null && break; sleep 0.2; done
   python3 "$work/client.py" "$listen" "$2" 200 "$3"
@@ -50,6 +53,7 @@ measure() { # name path key -> instructions per request
 b=$(measure open /static/open -)
 c=$(measure apikey /static/api "$key")
 if [ -n "${KEEP_PROFILES:-}" ]; then mkdir -p "$KEEP_PROFILES" && cp "$work"/*.cg.* "$KEEP_PROFILES"/; fi
+echo "keygate: $bin, RUST_LOG=$log"
 printf '%-26s %14s\n' route "instr/request"
 printf '%-26s %14s\n' "(b) keygate auth:none" "$b" "(c) keygate API key" "$c"
 printf '%-26s %14s\n' "(b)/(c)" "$(python3 -c "print(f'{$b/$c:.3f}')")"

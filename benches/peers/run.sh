@@ -32,6 +32,12 @@
 # Then latency at a fixed rate (oha, latency-corrected) at half the weakest peer's
 # saturation, as p50/p99 added over going direct.
 #
+# Logging: every proxy runs twice, side by side in one run. "log on" is what users
+# run: keygate's default filter (an access line per request), HAProxy's `option
+# httplog` to stdout, nginx's `access_log ... buffer=64k flush=1s`, each to a file.
+# "log off" turns all three off (keygate `RUST_LOG=warn`). LOGS=on or LOGS=off
+# runs one mode only.
+#
 # Usage: bash benches/peers/run.sh [seconds-per-run] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -55,6 +61,8 @@ trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$wo
 source benches/lib.sh
 up=$(port)
 declare -A listen pid
+modes=(on off)
+[ -n "${LOGS:-}" ] && modes=("$LOGS")
 
 # --- the upstream: one nginx worker, core 0
 cat > "$work/upstream.conf" <<EOF
@@ -101,15 +109,24 @@ head -1 "$work/tokens.txt" > "$work/token1.txt"
 rotating_lua "$work/tokens-one.lua" "$work/token1.txt" Authorization "Bearer "
 rotating_lua "$work/tokens-many.lua" "$work/tokens.txt" Authorization "Bearer "
 
-# --- HAProxy 2.6, one thread
-listen[haproxy]=$(port)
-listen_hjwt=$(port)
-cat > "$work/haproxy.cfg" <<EOF
+# --- HAProxy 2.6, one thread (start_haproxy MODE: on logs every request to stdout)
+start_haproxy() {
+  local m=$1 log_global="" log_defaults=""
+  if [ "$m" = on ]; then
+    log_global="  log stdout format raw local0 info"
+    log_defaults="  log global
+  option httplog"
+  fi
+  listen[haproxy-$m]=$(port)
+  local listen_hjwt; listen_hjwt=$(port)
+  cat > "$work/haproxy-$m.cfg" <<EOF
 global
   nbthread 1
   maxconn 8000
+$log_global
 defaults
   mode http
+$log_defaults
   timeout connect 2s
   timeout client 30s
   timeout server 30s
@@ -117,7 +134,7 @@ defaults
 backend per_key
   stick-table type string len 32 size 1m expire 60s store http_req_rate(60s)
 frontend fe
-  bind 127.0.0.1:${listen[haproxy]}
+  bind 127.0.0.1:${listen[haproxy-$m]}
   http-request set-var(txn.kid) req.hdr(x-api-key),digest(sha256),hex,lower,map($work/keys.map)
   http-request deny deny_status 401 unless { var(txn.kid) -m found }
   http-request track-sc0 var(txn.kid) table per_key
@@ -145,12 +162,13 @@ frontend fe_jwt
 backend be
   server up 127.0.0.1:$up
 EOF
-taskset -c 1 haproxy -db -f "$work/haproxy.cfg" &
-pid[haproxy]=$!
-listen[hjwt]=$listen_hjwt; pid[hjwt]=${pid[haproxy]}
+  taskset -c 1 haproxy -db -f "$work/haproxy-$m.cfg" >"$work/haproxy-$m.log" 2>&1 &
+  pid[haproxy-$m]=$!
+  listen[hjwt-$m]=$listen_hjwt; pid[hjwt-$m]=${pid[haproxy-$m]}
+}
+for m in "${modes[@]}"; do start_haproxy "$m"; done
 
-# --- nginx 1.22 + njs, one worker
-listen[nginx]=$(port)
+# --- nginx 1.22 + njs, one worker (start_nginx MODE: on buffers an access log)
 cat > "$work/auth.js" <<'EOF'
 import crypto from 'crypto';
 function hash(r) {
@@ -159,27 +177,31 @@ function hash(r) {
 }
 export default { hash };
 EOF
-cat > "$work/nginx.conf" <<EOF
+start_nginx() {
+  local m=$1 access="access_log off;"
+  [ "$m" = on ] && access="access_log $work/nginx-access.log combined buffer=64k flush=1s;"
+  listen[nginx-$m]=$(port)
+  cat > "$work/nginx-$m.conf" <<EOF
 load_module /usr/lib/nginx/modules/ngx_http_js_module.so;
 daemon off; master_process off; worker_processes 1;
-pid $work/nginx.pid; error_log $work/nginx-error.log;
+pid $work/nginx-$m.pid; error_log $work/nginx-error-$m.log;
 events { worker_connections 4096; }
 http {
-  access_log off;
+  $access
   client_body_temp_path $work/nb; proxy_temp_path $work/np; fastcgi_temp_path $work/nf;
   uwsgi_temp_path $work/nu; scgi_temp_path $work/ns;
   js_import auth from $work/auth.js;
   js_set \$key_hash auth.hash;
   map_hash_bucket_size 128;
   map \$key_hash \$key_id { default ""; $hash $key_id; }
-  limit_req_zone \$key_id zone=per_key:10m rate=100000000r/s;
+  limit_req_zone \$key_id zone=per_key_$m:10m rate=100000000r/s;
   upstream up { server 127.0.0.1:$up; keepalive 64; }
   server {
-    listen 127.0.0.1:${listen[nginx]};
+    listen 127.0.0.1:${listen[nginx-$m]};
     keepalive_requests 1000000;
     location / {
       if (\$key_id = "") { return 401; }
-      limit_req zone=per_key burst=1000000 nodelay;
+      limit_req zone=per_key_$m burst=1000000 nodelay;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_set_header X-API-Key "";
@@ -190,36 +212,47 @@ http {
   }
 }
 EOF
-taskset -c 1 nginx -p "$work" -c "$work/nginx.conf" &
-pid[nginx]=$!
+  taskset -c 1 nginx -p "$work" -c "$work/nginx-$m.conf" &
+  pid[nginx-$m]=$!
+}
+for m in "${modes[@]}"; do start_nginx "$m"; done
 
 # --- keygate: bare (auth: none), the contract's API-key route, and one identity header
-start_keygate() { # name extra-yaml
-  local l a
+start_keygate() { # name extra-yaml mode
+  local l a filter=warn
+  [ "$3" = on ] && filter=warn,keygate=info
   l=$(port); a=$(port)
   sed -e "s/PORT/$l/" -e "s/ADMIN/$a/" "$work/kg.yaml" > "$work/$1.yaml"
   printf '%s\n' "$2" >> "$work/$1.yaml"
-  RUST_LOG=warn taskset -c 1 "$bin" serve -c "$work/$1.yaml" 2>"$work/$1.log" &
+  RUST_LOG=$filter taskset -c 1 "$bin" serve -c "$work/$1.yaml" 2>"$work/$1.log" &
   pid[$1]=$!
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$a/health" >/dev/null && break; sleep 0.1; done
   listen[$1]=$l
 }
-start_keygate keygate ""
-start_keygate keygate1 "forward: { headers: { subject: null, org: null, tier: null, scopes: null, environment: null, method: null } }"
-start_keygate kjwt "jwt: { enabled: true, algorithms: [RS256], keys: [ { kid: rs, alg: RS256, pem_file: \"$work/rs.pub.pem\" } ] }"
-listen[bare]=${listen[keygate]}; pid[bare]=${pid[keygate]}
+for m in "${modes[@]}"; do
+  start_keygate "keygate-$m" "" "$m"
+  start_keygate "keygate1-$m" "forward: { headers: { subject: null, org: null, tier: null, scopes: null, environment: null, method: null } }" "$m"
+  start_keygate "kjwt-$m" "jwt: { enabled: true, algorithms: [RS256], keys: [ { kid: rs, alg: RS256, pem_file: \"$work/rs.pub.pem\" } ] }" "$m"
+  listen[bare-$m]=${listen[keygate-$m]}; pid[bare-$m]=${pid[keygate-$m]}
+done
 listen[direct]=$up
 for _ in $(seq 50); do curl -fs "http://127.0.0.1:$up/" >/dev/null && break; sleep 0.1; done
 
-path_of() { case $1 in bare) echo /open/x;; *) echo /api/x;; esac; }
+path_of() { case $1 in bare*) echo /open/x;; *) echo /api/x;; esac; }
+# Targets: the upstream, then each peer in each logging mode.
+targets=(direct)
+for m in "${modes[@]}"; do targets+=("haproxy-$m" "nginx-$m" "bare-$m" "keygate-$m" "keygate1-$m"); done
 check() { # the job is really done: 200 with the key, 401 without
   local n=$1 url="http://127.0.0.1:${listen[$1]}$(path_of "$1")"
-  [ "$n" = direct ] || [ "$n" = bare ] || {
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "$url")" = 401 ] || { echo "$n: no 401 without a key"; exit 1; }
-  }
+  case $n in direct|bare*) ;; *)
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "$url")" = 401 ] || { echo "$n: no 401 without a key"; exit 1; } ;;
+  esac
   [ "$(curl -s -o /dev/null -w '%{http_code}' -H "X-API-Key: $key" "$url")" = 200 ] || { echo "$n: no 200 with the key"; exit 1; }
 }
-for n in direct haproxy nginx bare keygate keygate1; do check "$n"; done
+for n in "${targets[@]}"; do check "$n"; done
+for m in "${modes[@]}"; do
+  [ "$m" = off ] || [ -s "$work/haproxy-on.log" ] || { echo "HAProxy wrote no access log"; exit 1; }
+done
 
 run() { # name -> "rps cpu_us_per_request rss_mb"
   local n=$1 out t0 t1 reqs hz url
@@ -237,37 +270,46 @@ run() { # name -> "rps cpu_us_per_request rss_mb"
   echo "$rps $cpu $rss"
 }
 label() {
+  local m=${1##*-} what
   case $1 in
-    direct) echo "upstream direct";; haproxy) echo "HAProxy 2.6 (1 thread)";;
-    nginx) echo "nginx 1.22 + njs (1 worker)";; bare) echo "keygate auth:none (bare)";;
-    keygate) echo "keygate API key (contract)";; keygate1) echo "keygate API key, 1 id header";;
+    direct) echo "upstream direct"; return;;
+    haproxy-*) what="HAProxy 2.6 (1 thread)";;
+    nginx-*) what="nginx 1.22 + njs (1 worker)";; bare-*) what="keygate auth:none (bare)";;
+    keygate-*) what="keygate API key (contract)";; keygate1-*) what="keygate API key, 1 id header";;
   esac
+  echo "$what, log $m"
 }
 declare -A ratios
-printf '%-6s %-32s %12s %14s %10s\n' round target req/s cpu_us/req rss_MB
+printf '%-6s %-42s %12s %14s %10s\n' round target req/s cpu_us/req rss_MB
 for r in $(seq "$rounds"); do
   declare -A res
-  for n in direct haproxy nginx bare keygate keygate1; do res[$n]=$(run "$n"); done
-  for n in direct haproxy nginx bare keygate keygate1; do
+  for n in "${targets[@]}"; do res[$n]=$(run "$n"); done
+  for n in "${targets[@]}"; do
     read -r rps cpu rss <<<"${res[$n]}"
-    printf '%-6s %-32s %12s %14s %10s\n' "$r" "$(label "$n")" "$rps" "$cpu" "$rss"
+    printf '%-6s %-42s %12s %14s %10s\n' "$r" "$(label "$n")" "$rps" "$cpu" "$rss"
   done
-  rk=$(cut -d' ' -f1 <<<"${res[keygate]}"); rk1=$(cut -d' ' -f1 <<<"${res[keygate1]}")
-  rh=$(cut -d' ' -f1 <<<"${res[haproxy]}"); rn=$(cut -d' ' -f1 <<<"${res[nginx]}"); rb=$(cut -d' ' -f1 <<<"${res[bare]}")
-  for pair in "keygate/haproxy:$rk:$rh" "keygate/nginx:$rk:$rn" "keygate/bare:$rk:$rb" "keygate1/haproxy:$rk1:$rh" "keygate1/nginx:$rk1:$rn"; do
-    IFS=: read -r name a b <<<"$pair"
-    v=$(python3 -c "print(f'{$a/$b:.3f}')")
-    ratios[$name]="${ratios[$name]:-} $v"
-    printf '%-6s %-32s %12s\n' "$r" "$name req/s" "$v"
+  for m in "${modes[@]}"; do
+    rk=$(cut -d' ' -f1 <<<"${res[keygate-$m]}"); rk1=$(cut -d' ' -f1 <<<"${res[keygate1-$m]}")
+    rh=$(cut -d' ' -f1 <<<"${res[haproxy-$m]}"); rn=$(cut -d' ' -f1 <<<"${res[nginx-$m]}"); rb=$(cut -d' ' -f1 <<<"${res[bare-$m]}")
+    for pair in "keygate/haproxy:$rk:$rh" "keygate/nginx:$rk:$rn" "keygate/bare:$rk:$rb" "keygate1/haproxy:$rk1:$rh" "keygate1/nginx:$rk1:$rn"; do
+      IFS=: read -r name a b <<<"$pair"
+      v=$(python3 -c "print(f'{$a/$b:.3f}')")
+      ratios[$name, log $m]="${ratios[$name, log $m]:-} $v"
+      printf '%-6s %-42s %12s\n' "$r" "$name req/s, log $m" "$v"
+    done
   done
 done
 echo
-for name in keygate/haproxy keygate/nginx keygate/bare keygate1/haproxy keygate1/nginx; do
-  printf '%-39s %12s   (rounds:%s)\n' "median $name" "$(python3 -c "import statistics,sys; print(f'{statistics.median([float(x) for x in sys.argv[1:]]):.3f}')" ${ratios[$name]})" "${ratios[$name]}"
+for m in "${modes[@]}"; do
+  for name in keygate/haproxy keygate/nginx keygate/bare keygate1/haproxy keygate1/nginx; do
+    k="$name, log $m"
+    printf '%-49s %12s   (rounds:%s)\n' "median $k" "$(python3 -c "import statistics,sys; print(f'{statistics.median([float(x) for x in sys.argv[1:]]):.3f}')" ${ratios[$k]})" "${ratios[$k]}"
+  done
 done
 
 # --- JWT: RS256, one reused token and distinct tokens rotated (HAProxy verifies every
-# request; keygate caches a verified token until it expires)
+# request; keygate caches a verified token until it expires). Logging as the first mode.
+jm=${modes[0]}
 jwt_run() { # name lua -> "rps cpu"
   local n=$1 lua=$2 out t0 t1 reqs hz
   hz=$(getconf CLK_TCK)
@@ -278,12 +320,12 @@ jwt_run() { # name lua -> "rps cpu"
   reqs=$(awk '/requests in/ {print $1}' <<<"$out")
   echo "$(awk '/Requests\/sec/ {print $2}' <<<"$out") $(python3 -c "print(f'{($t1-$t0)/$hz/$reqs*1e6:.1f}')")"
 }
-for n in hjwt kjwt; do
+for n in "hjwt-$jm" "kjwt-$jm"; do
   [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${listen[$n]}/api/x")" = 401 ] || { echo "$n: no 401 without a token"; exit 1; }
   [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "http://127.0.0.1:${listen[$n]}/api/x")" = 200 ] || { echo "$n: no 200 with the token"; exit 1; }
 done
 echo
-echo "RS256 JWT: 1 token, or N = $(wc -l < "$work/tokens.txt") distinct tokens minted by PyJWT and rotated"
+echo "RS256 JWT, log $jm: 1 token, or N = $(wc -l < "$work/tokens.txt") distinct tokens minted by PyJWT and rotated"
 echo "(HAProxy verifies every request; keygate verifies a token once and caches it until"
 echo " it expires, so N tokens cost N verifications per run, then cache hits)"
 printf '%-6s %-32s %12s %14s\n' round target req/s cpu_us/req
@@ -291,7 +333,7 @@ for r in $(seq "$rounds"); do
   declare -A jr
   for case in "hjwt one" "kjwt one" "hjwt many" "kjwt many"; do
     read -r n f <<<"$case"
-    jr["$n-$f"]=$(jwt_run "$n" "$work/tokens-$f.lua")
+    jr["$n-$f"]=$(jwt_run "$n-$jm" "$work/tokens-$f.lua")
   done
   for case in hjwt-one kjwt-one hjwt-many kjwt-many; do
     case $case in hjwt-one) l="HAProxy jwt_verify, 1 token";; kjwt-one) l="keygate RS256, 1 token";;
@@ -305,14 +347,15 @@ for r in $(seq "$rounds"); do
   done
 done
 
-# --- latency at a fixed rate: half the weakest peer's saturation
-weakest=$(for n in haproxy nginx keygate; do cut -d' ' -f1 <<<"${res[$n]}"; done | sort -g | head -1)
+# --- latency at a fixed rate: half the weakest peer's saturation (first mode)
+weakest=$(for n in "haproxy-$jm" "nginx-$jm" "keygate-$jm"; do cut -d' ' -f1 <<<"${res[$n]}"; done | sort -g | head -1)
 rate=$(python3 -c "print(int($weakest / 2))")
 echo
 echo "fixed rate: $rate req/s (half the weakest peer's saturation) for ${secs}s each; oha, latency-corrected"
-printf '%-32s %10s %10s %12s %12s\n' target p50_ms p99_ms p50_added p99_added
+printf '%-42s %10s %10s %12s %12s\n' target p50_ms p99_ms p50_added p99_added
 declare -A lat
-for n in direct haproxy nginx bare keygate keygate1; do
+lat_targets=(direct "haproxy-$jm" "nginx-$jm" "bare-$jm" "keygate-$jm" "keygate1-$jm")
+for n in "${lat_targets[@]}"; do
   lat[$n]=$(taskset -c 0 oha -z "${secs}s" -q "$rate" -c 32 --latency-correction --no-tui --output-format json \
       -H "X-API-Key: $key" "http://127.0.0.1:${listen[$n]}$(path_of "$n")" \
     | python3 -c 'import json,sys; d=json.load(sys.stdin); p=d["latencyPercentiles"]; c=d["statusCodeDistribution"]
@@ -320,13 +363,15 @@ assert set(c) == {"200"}, c
 print("%.3f %.3f" % (p["p50"] * 1000, p["p99"] * 1000))')
 done
 read -r d50 d99 <<<"${lat[direct]}"
-for n in direct haproxy nginx bare keygate keygate1; do
+for n in "${lat_targets[@]}"; do
   read -r p50 p99 <<<"${lat[$n]}"
-  printf '%-32s %10s %10s %12s %12s\n' "$(label "$n")" "$p50" "$p99" \
+  printf '%-42s %10s %10s %12s %12s\n' "$(label "$n")" "$p50" "$p99" \
     "$(python3 -c "print(f'{$p50-$d50:.3f}')")" "$(python3 -c "print(f'{$p99-$d99:.3f}')")"
 done
-for n in keygate keygate1 kjwt; do
-  if grep -v "failed to acquire reusable stream" "$work/$n.log" | grep -q "ERROR\|panicked"; then
-    echo "keygate ($n) logged errors:"; cat "$work/$n.log"; exit 1
-  fi
+for m in "${modes[@]}"; do
+  for n in "keygate-$m" "keygate1-$m" "kjwt-$m"; do
+    if grep -v "failed to acquire reusable stream\|keygate::access" "$work/$n.log" | grep -q "ERROR\|panicked"; then
+      echo "keygate ($n) logged errors:"; cat "$work/$n.log"; exit 1
+    fi
+  done
 done

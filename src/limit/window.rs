@@ -108,7 +108,8 @@ impl TierLimits {
             name_value: http::HeaderValue::from_str(name)
                 .unwrap_or_else(|_| http::HeaderValue::from_static("invalid")),
             allowed: AllowedCounter(
-                crate::metrics::DECISIONS.with_label_values(&[crate::metrics::reason::ALLOWED, name]),
+                crate::metrics::DECISIONS
+                    .with_label_values(&[crate::metrics::reason::ALLOWED, name]),
             ),
         }
     }

@@ -14,13 +14,16 @@
 # Layout as in the other benches: keygate on core 1, wrk and the upstream on core 0.
 # keygate runs with the default logging (an access line per request, stderr to a
 # file) unless KEYGATE_LOG says otherwise; KEYGATE_BIN runs another build.
+# PERF=1 also samples keygate with `perf record` (cpu-clock) during one more warm
+# round and one more one-key round and prints the top symbols of each side by side:
+# what grows from one key to many is where the per-key cost lives.
 # Usage: STORE_KEYS=1000000 TRAFFIC_KEYS=100000 SOAK=120 bash benches/scale.sh [seconds] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}; rounds=${2:-3}
 store_keys=${STORE_KEYS:-1000000}; traffic_keys=${TRAFFIC_KEYS:-100000}; soak=${SOAK:-120}
 KEYGATE_SETUP_PROMTOOL=0 KEYGATE_SETUP_BROWSER=0 KEYGATE_SETUP_WRK=1 bash scripts/setup.sh
-cargo build --release --quiet
+[ -n "${KEYGATE_BIN:-}" ] || cargo build --release --quiet
 bin=${KEYGATE_BIN:-$PWD/target/release/keygate}
 log=${KEYGATE_LOG:-warn,keygate=info}
 work=$(mktemp -d)
@@ -97,6 +100,25 @@ for r in $(seq "$rounds"); do
   printf '%-30s %12s\n' "$r warm/one-key" "$v"
 done
 echo "median warm/one-key: $(python3 -c "import statistics,sys; print(f'{statistics.median(map(float, sys.argv[1:])):.3f}')" "${ratios[@]}")"
+if [ "${PERF:-0}" = 1 ]; then
+  for side in rotate one; do
+    perf record -q -F 1999 -e cpu-clock -p "$kg" -o "$work/$side.perf" -- sleep "$secs" 2>/dev/null &
+    rec=$!
+    wrk_run "${secs}s" -s "$work/$side.lua" "http://127.0.0.1:$listen" >/dev/null
+    wait "$rec" || true
+    perf report -q -i "$work/$side.perf" --no-children --sort symbol 2>/dev/null \
+      | sed 's/^ *//; s/ *$//' | grep '%' > "$work/$side.all" || true
+    awk '$1+0 >= 0.7' "$work/$side.all" | head -30 > "$work/$side.top"
+  done
+  echo "perf top symbols, % of keygate's samples: $traffic_keys keys warm | one key"
+  paste -d'|' "$work/rotate.top" "$work/one.top" | awk -F'|' '{printf "%-60.60s | %.60s\n", $1, $2}'
+  # The shares of the parts that can grow with the number of keys.
+  for part in sqlite3 moka dashmap authenticate mi_ memcmp; do
+    printf '%-14s %6.2f%% | %6.2f%%\n' "$part" \
+      "$(grep -F "$part" "$work/rotate.all" | awk '{s += $1} END {print s + 0}')" \
+      "$(grep -F "$part" "$work/one.all" | awk '{s += $1} END {print s + 0}')"
+  done
+fi
 start=$(rss)
 wrk_run "${soak}s" -s "$work/rotate.lua" "http://127.0.0.1:$listen" >/dev/null
 end=$(rss)

@@ -25,6 +25,9 @@ COPY --from=build /src/target/release/keygate /usr/local/bin/keygate
 COPY conf /etc/keygate
 USER 10001:10001
 WORKDIR /var/lib/keygate
+# The SQLite store of the default config lives here.
+VOLUME /var/lib/keygate
 EXPOSE 8080 9090
 ENTRYPOINT ["/usr/local/bin/keygate"]
-CMD ["serve", "-c", "/etc/keygate/keygate.yaml"]
+# The image's own config: listens on 0.0.0.0, the upstream from KEYGATE_UPSTREAM_URL.
+CMD ["serve", "-c", "/etc/keygate/docker.yaml"]

@@ -51,10 +51,7 @@ fn benches(c: &mut Criterion) {
     let key = generate("kg", Environment::Live);
     rt.block_on(store.insert(&record("key_bench"), &key.hash))
         .unwrap();
-    let format = KeyFormat {
-        prefix: "kg".into(),
-        accept_prefixes: vec![],
-    };
+    let format = KeyFormat::default();
 
     let cached = KeyVerifier::new(
         store.clone(),

@@ -205,5 +205,40 @@ pass "docker stop: drained and exited 0 in $stop_ms ms (grace_period 10s)"
 docker logs "$gate" 2>&1 | grep -q '"target":"keygate::access"' || fail "JSON access log lines"
 pass "JSON access log lines on stderr"
 
+# --- as the README runs it: the image's own config, nothing mounted ---------------
+# The demo API on the host, reached from the container as host.docker.internal.
+docker rm -f "$upstream" >/dev/null
+docker run -d --name "$upstream" --network host --read-only --cap-drop ALL "$image" \
+  demo-upstream --listen "0.0.0.0:$api" >/dev/null
+published=$(port)
+volume="keygate-check-data-$$"
+plain=keygate-check-plain-$$
+containers+=("$plain")
+run_plain() {
+  docker run -d --name "$plain" -p "127.0.0.1:$published:8080" -v "$volume:/var/lib/keygate" \
+    -e "KEYGATE_UPSTREAM_URL=http://host.docker.internal:$api" \
+    --add-host host.docker.internal:host-gateway "$image" >/dev/null
+  for _ in $(seq 100); do
+    curl -fsS -o /dev/null "http://127.0.0.1:$published/health" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  docker logs "$plain" 2>&1 | tail -20
+  fail "docker run -p $published:8080 -e KEYGATE_UPSTREAM_URL=... (the README's command) serves"
+}
+run_plain
+key=$(docker exec "$plain" keygate keys create -c /etc/keygate/docker.yaml --name me --tier free --json |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "X-API-Key: $key" "http://127.0.0.1:$published/hello")
+[ "$code" = 200 ] || fail "the README's docker run: a key made with docker exec passes (got $code)"
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$published/portal/")
+[ "$code" = 303 ] || fail "the README's docker run: the portal answers (got $code)"
+docker rm -f "$plain" >/dev/null
+run_plain
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "X-API-Key: $key" "http://127.0.0.1:$published/hello")
+[ "$code" = 200 ] || fail "the key survives a new container on the same volume (got $code)"
+docker rm -f "$plain" >/dev/null
+docker volume rm "$volume" >/dev/null
+pass "the README's docker run -p 8080:8080 -e KEYGATE_UPSTREAM_URL=...: reachable, key from docker exec passes, portal up, store kept on the volume"
+
 echo
 printf '%s\n' "${results[@]}"

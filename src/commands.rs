@@ -243,6 +243,43 @@ pub fn keys_regenerate(config: &Config, id: &str) -> Result<(KeyRecord, String),
     Ok((issued.record, issued.secret.into_plaintext()))
 }
 
+/// `keygate keys import FILE` (`-`: standard input): every line checked, then all
+/// of them written in one transaction, or none. Returns how many were written.
+pub fn keys_import(config: &Config, file: &str) -> Result<u64, CommandError> {
+    use std::io::BufRead;
+    let reader: Box<dyn BufRead + Send> = if file == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        let f =
+            std::fs::File::open(file).map_err(|e| CommandError::Usage(format!("{file}: {e}")))?;
+        Box::new(std::io::BufReader::with_capacity(1 << 16, f))
+    };
+    let keys = key_service(config)?;
+    runtime()?
+        .block_on(keys.import(&KeyRules::of(config), &Actor::operator(), reader.lines()))
+        .map_err(|e| match e {
+            KeyServiceError::ImportInvalid {
+                problems,
+                bad_lines,
+            } => {
+                let mut out: Vec<String> = problems.iter().map(ToString::to_string).collect();
+                let listed = problems
+                    .iter()
+                    .map(|p| p.line)
+                    .collect::<std::collections::BTreeSet<_>>();
+                if bad_lines > listed.len() as u64 {
+                    out.push(format!(
+                        "… and {} more bad lines",
+                        bad_lines - listed.len() as u64
+                    ));
+                }
+                out.push(format!("{bad_lines} bad line(s): nothing was imported"));
+                CommandError::Usage(out.join("\n"))
+            }
+            e => key_error(e, ""),
+        })
+}
+
 /// `keygate keys hash KEY`: the `sha256:<hex>` line for the file store.
 pub fn keys_hash(key: &str) -> String {
     KeyHash::of(key).to_string()

@@ -267,6 +267,19 @@ impl From<crate::keys::service::KeyServiceError> for GateError {
             e @ (KeyServiceError::QuotaReached { .. } | KeyServiceError::Revoked) => {
                 GateError::Conflict(e.to_string())
             }
+            KeyServiceError::ImportInvalid {
+                problems,
+                bad_lines,
+            } => {
+                let mut details = serde_json::Map::new();
+                details.insert("bad_lines".into(), Value::from(bad_lines));
+                details.insert(
+                    "lines".into(),
+                    serde_json::to_value(problems).unwrap_or_default(),
+                );
+                GateError::Validation(details)
+            }
+            KeyServiceError::ImportRead(_) => GateError::BadRequest("The import could not be read"),
             KeyServiceError::Store(e) => e.into(),
         }
     }

@@ -158,6 +158,14 @@ enum KeysCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Import existing keys from JSON Lines (one object per line with `key` or
+    /// `hash`, see the README): all or nothing, in one transaction.
+    Import {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The file, or - for standard input.
+        file: String,
+    },
     /// Print the `sha256:<hex>` line used by the file store.
     Hash {
         /// The key.
@@ -299,6 +307,10 @@ fn keys(command: KeysCommand) -> Result<String, CommandError> {
                     record.id
                 )
             })
+        }
+        KeysCommand::Import { config, file } => {
+            let n = commands::keys_import(&checks::load(&config.config)?, &file)?;
+            Ok(format!("imported {n} keys"))
         }
         KeysCommand::Hash { key } => Ok(commands::keys_hash(&key)),
     }

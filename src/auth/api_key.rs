@@ -1,24 +1,26 @@
-//! API-key format: `{prefix}_sk_{live|test}_{32 base62}{6-char checksum}`.
+//! API keys: their shape, the checksum, the secret handed out once, redaction.
+//! The format itself is [`KeyFormat`] (`api_keys.format`); keygate's own is
+//! `{prefix}_sk_{live|test}_{32 base62}{6-char checksum}`.
 //!
 //! The checksum (CRC-32 of everything before it, in base62) lets keygate refuse a
 //! mistyped or invented key before any cache or store lookup. Keys are stored and
 //! looked up only as SHA-256 of the whole key string.
 
-use crate::domain::id::{random_base62, BASE62};
+use crate::domain::id::BASE62;
 use crate::domain::{Environment, KeyHash};
 use std::fmt;
 
-/// Length of the random part of an issued key.
-pub const SECRET_LEN: usize = 32;
 /// Length of the checksum suffix.
 pub const CHECKSUM_LEN: usize = 6;
 /// Longest credential keygate will even hash; anything longer is malformed.
 pub const MAX_KEY_LEN: usize = 256;
 
+pub use super::key_format::KeyFormat;
+
 /// What a presented credential looks like, decided without any lookup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyShape {
-    /// A well-formed key in keygate's own format with a correct checksum.
+    /// A key in the configured format with a correct checksum.
     Issued(Environment),
     /// A key starting with one of `accept_prefixes`: looked up by hash.
     Imported,
@@ -26,24 +28,8 @@ pub enum KeyShape {
     Malformed,
 }
 
-/// The key format in force: the issuing prefix and the accepted import prefixes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KeyFormat {
-    /// Prefix of issued keys (`kg`).
-    pub prefix: String,
-    /// Prefixes of imported keys admitted by hash.
-    pub accept_prefixes: Vec<String>,
-}
-
-impl KeyFormat {
-    /// [`classify`] under this format.
-    pub fn classify(&self, key: &str) -> KeyShape {
-        classify(key, &self.prefix, &self.accept_prefixes)
-    }
-}
-
 /// Base62 of the CRC-32 of `body`, fixed at [`CHECKSUM_LEN`] characters.
-fn checksum(body: &str) -> [u8; CHECKSUM_LEN] {
+pub(crate) fn checksum(body: &str) -> [u8; CHECKSUM_LEN] {
     let mut n = crc32fast::hash(body.as_bytes()) as u64;
     let mut out = [b'0'; CHECKSUM_LEN];
     for slot in out.iter_mut().rev() {
@@ -51,34 +37,6 @@ fn checksum(body: &str) -> [u8; CHECKSUM_LEN] {
         n /= 62;
     }
     out
-}
-
-/// Classifies `key` against the configured issuing prefix and accepted prefixes.
-pub fn classify(key: &str, prefix: &str, accept_prefixes: &[String]) -> KeyShape {
-    if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return KeyShape::Malformed;
-    }
-    if let Some(env) = parse_issued(key, prefix) {
-        return KeyShape::Issued(env);
-    }
-    if accept_prefixes
-        .iter()
-        .any(|p| key.starts_with(p.as_str()) && key.len() > p.len())
-    {
-        return KeyShape::Imported;
-    }
-    KeyShape::Malformed
-}
-
-fn parse_issued(key: &str, prefix: &str) -> Option<Environment> {
-    let rest = key.strip_prefix(prefix)?.strip_prefix("_sk_")?;
-    let (env, tail) = rest.split_once('_')?;
-    let env = Environment::parse(env)?;
-    if tail.len() != SECRET_LEN + CHECKSUM_LEN || !tail.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return None;
-    }
-    let (body, sum) = key.split_at(key.len() - CHECKSUM_LEN);
-    (checksum(body) == sum.as_bytes()).then_some(env)
 }
 
 /// A freshly generated key: the plaintext (shown once) and what is stored.
@@ -94,6 +52,16 @@ pub struct NewKey {
 }
 
 impl NewKey {
+    /// The key `plaintext`, with `prefix` its visible start (shown with the last 4).
+    pub fn new(plaintext: String, prefix: String) -> Self {
+        NewKey {
+            hash: KeyHash::of(&plaintext),
+            last4: plaintext[plaintext.len().saturating_sub(4)..].to_string(),
+            prefix,
+            plaintext,
+        }
+    }
+
     /// Hands the plaintext over (to be shown once); nothing is left to wipe here.
     pub fn into_plaintext(mut self) -> String {
         std::mem::take(&mut self.plaintext)
@@ -117,18 +85,12 @@ impl fmt::Debug for NewKey {
     }
 }
 
-/// Generates a new key with the OS random source.
+/// A new key in keygate's default format (`{prefix}_sk_{env}_…`), for tests and
+/// tools; the services issue through the configured [`KeyFormat`].
 pub fn generate(prefix: &str, env: Environment) -> NewKey {
-    let visible = format!("{prefix}_sk_{}_", env.as_str());
-    let body = format!("{visible}{}", random_base62(SECRET_LEN));
-    let sum = checksum(&body);
-    let plaintext = format!("{body}{}", std::str::from_utf8(&sum).unwrap_or("000000"));
-    NewKey {
-        hash: KeyHash::of(&plaintext),
-        last4: plaintext[plaintext.len() - 4..].to_string(),
-        prefix: visible,
-        plaintext,
-    }
+    KeyFormat::parse(super::key_format::DEFAULT_FORMAT, prefix, &[])
+        .unwrap_or_default()
+        .generate(env)
 }
 
 /// A loggable form of a credential: `prefix…last4`, never enough to use it.
@@ -148,14 +110,17 @@ pub fn redact(key: &str) -> String {
 mod tests {
     use super::*;
 
+    fn classify(key: &str, prefix: &str, accept: &[String]) -> KeyShape {
+        KeyFormat::parse(super::super::key_format::DEFAULT_FORMAT, prefix, accept)
+            .unwrap()
+            .classify(key)
+    }
+
     #[test]
     fn generated_keys_have_the_documented_shape_and_verify() {
         let k = generate("kg", Environment::Live);
         assert!(k.plaintext.starts_with("kg_sk_live_"));
-        assert_eq!(
-            k.plaintext.len(),
-            "kg_sk_live_".len() + SECRET_LEN + CHECKSUM_LEN
-        );
+        assert_eq!(k.plaintext.len(), "kg_sk_live_".len() + 32 + CHECKSUM_LEN);
         assert_eq!(
             classify(&k.plaintext, "kg", &[]),
             KeyShape::Issued(Environment::Live)

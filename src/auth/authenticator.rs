@@ -182,10 +182,7 @@ mod tests {
             .insert(&record("key_a", Some(START + 1_000)), &key.hash)
             .await
             .unwrap();
-        let format = KeyFormat {
-            prefix: "kg".into(),
-            accept_prefixes: vec![],
-        };
+        let format = KeyFormat::default();
         let tiers = tiers();
         let settings = AuthSettings {
             sources: &[],
@@ -213,10 +210,7 @@ mod tests {
             .insert(&record("key_b", None), &key.hash)
             .await
             .unwrap();
-        let format = KeyFormat {
-            prefix: "kg".into(),
-            accept_prefixes: vec![],
-        };
+        let format = KeyFormat::default();
         let tiers = tiers();
         let settings = AuthSettings {
             sources: &[],

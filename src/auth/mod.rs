@@ -9,6 +9,7 @@ pub mod authenticator;
 pub mod cache;
 pub mod credentials;
 pub mod jwt;
+pub mod key_format;
 pub mod verify;
 
 use crate::domain::Environment;

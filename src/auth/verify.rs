@@ -230,10 +230,7 @@ mod tests {
         let store = Arc::new(SqliteStore::open(&dir.path().join("k.db")).unwrap());
         let cache = KeyCache::new(&Default::default(), Arc::new(crate::clock::SystemClock));
         let v = KeyVerifier::new(store.clone(), cache);
-        let f = KeyFormat {
-            prefix: "kg".into(),
-            accept_prefixes: vec![],
-        };
+        let f = KeyFormat::default();
         let real = generate("kg", Environment::Live);
         store
             .insert(&record(KeyStatus::Active, None, &[]), &real.hash)

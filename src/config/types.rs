@@ -212,10 +212,31 @@ impl Default for CacheConfig {
 pub struct ApiKeysConfig {
     /// Credential sources in order: `header:NAME`, `bearer`, `query:NAME`.
     pub sources: Vec<String>,
-    /// Prefix of issued keys.
+    /// Prefix of issued keys: what `{prefix}` stands for in `format`.
     pub prefix: String,
+    /// Template of issued keys (CONTRACT §9); `None` is
+    /// [`DEFAULT_FORMAT`](crate::auth::key_format::DEFAULT_FORMAT).
+    pub format: Option<String>,
     /// Extra prefixes admitted for imported keys (looked up by hash).
     pub accept_prefixes: Vec<String>,
+}
+
+impl ApiKeysConfig {
+    /// The template in force, as written (`format`, or the default).
+    pub fn format_template(&self) -> &str {
+        self.format
+            .as_deref()
+            .unwrap_or(crate::auth::key_format::DEFAULT_FORMAT)
+    }
+
+    /// The parsed key format. A config that passed validation always parses; one
+    /// that did not falls back to the default format with this prefix.
+    pub fn key_format(&self) -> crate::auth::key_format::KeyFormat {
+        use crate::auth::key_format::{KeyFormat, DEFAULT_FORMAT};
+        KeyFormat::parse(self.format_template(), &self.prefix, &self.accept_prefixes)
+            .or_else(|_| KeyFormat::parse(DEFAULT_FORMAT, &self.prefix, &self.accept_prefixes))
+            .unwrap_or_default()
+    }
 }
 
 impl Default for ApiKeysConfig {
@@ -223,6 +244,7 @@ impl Default for ApiKeysConfig {
         ApiKeysConfig {
             sources: vec!["header:x-api-key".into(), "bearer".into()],
             prefix: "kg".into(),
+            format: None,
             accept_prefixes: Vec::new(),
         }
     }

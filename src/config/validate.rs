@@ -230,6 +230,15 @@ fn api_keys(a: &ApiKeysConfig, p: &mut Vec<Problem>) {
             "must be 1-16 lowercase letters or digits",
         ));
     }
+    if let Err(problems) = crate::auth::key_format::KeyFormat::parse(
+        a.format_template(),
+        &a.prefix,
+        &a.accept_prefixes,
+    ) {
+        for problem in problems {
+            p.push(Problem::new("api_keys.format", problem.0));
+        }
+    }
     for (i, s) in a.accept_prefixes.iter().enumerate() {
         if s.len() < 2 || !s.bytes().all(|b| b.is_ascii_graphic()) {
             p.push(Problem::new(

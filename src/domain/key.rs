@@ -125,3 +125,18 @@ pub struct KeyPatch {
     /// New expiry (`Some(None)`: never).
     pub expires_at: Option<Option<DateTime<Utc>>>,
 }
+
+/// A key brought in by an import (CONTRACT §9), checked and ready to store.
+#[derive(Clone, Debug)]
+pub struct ImportedKey {
+    /// Its line in the import, for errors the store finds (a hash held by another id).
+    pub line: u64,
+    /// The record; `id` is the given one, or a fresh one when `id_given` is false.
+    pub record: KeyRecord,
+    /// Whether the line named the id: a re-import of that id replaces its record.
+    /// Without one, a re-import of the same secret replaces the record stored under
+    /// its hash (keeping that record's id).
+    pub id_given: bool,
+    /// The hash the key is stored under.
+    pub hash: super::KeyHash,
+}

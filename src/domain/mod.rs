@@ -8,6 +8,6 @@ pub mod usage;
 pub mod user;
 
 pub use hash::KeyHash;
-pub use key::{Environment, KeyPatch, KeyRecord, KeyStatus};
+pub use key::{Environment, ImportedKey, KeyPatch, KeyRecord, KeyStatus};
 pub use usage::UsageRow;
 pub use user::UserRecord;

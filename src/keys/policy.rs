@@ -192,6 +192,17 @@ impl Actor<'_> {
     }
 }
 
+/// Only an operator (the CLI) or an admin may import keys: an import sets every
+/// field, for every owner.
+pub fn admit_import(actor: &Actor<'_>) -> Result<(), Denied> {
+    if actor.is_admin() {
+        return Ok(());
+    }
+    let mut r = Refusals::new();
+    r.refuse("import", ADMIN_ONLY);
+    r.finish()
+}
+
 /// Checks `req` for `actor` creating a key and fills in what it did not say (the
 /// owner defaults to the actor). Every refused field is listed.
 pub fn admit_create(

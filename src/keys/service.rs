@@ -4,15 +4,16 @@
 //! [`KeyChange`], call the service as an [`Actor`], and render what it returns;
 //! the same request gets the same answer and the same error from each.
 
+use super::import::{parse_line, LineProblem, BATCH, MAX_LINE, MAX_LISTED_PROBLEMS};
 use super::input::{validate_change, validate_new, FieldErrors, KeyChange, KeyInput};
 use super::policy::{self, Actor, Current, Denied, Grants, UpdateRequest};
-use crate::auth::api_key::{generate, NewKey};
+use crate::auth::api_key::{KeyFormat, NewKey};
 use crate::auth::cache::KeyCache;
 use crate::clock::Clock;
 use crate::config::{Config, TierConfig};
 use crate::domain::id::new_key_id;
 use crate::domain::{KeyRecord, KeyStatus};
-use crate::store::{KeyStore, StoreError};
+use crate::store::{ImportMsg, KeyStore, StoreError};
 use chrono::{DateTime, TimeZone, Utc};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -44,6 +45,17 @@ pub enum KeyServiceError {
     /// A revoked key cannot get a new secret (409).
     #[error("A revoked key cannot be regenerated")]
     Revoked,
+    /// Lines of an import that break a rule; nothing was imported (422, exit 2).
+    #[error("{} bad line(s); nothing was imported", .bad_lines)]
+    ImportInvalid {
+        /// The problems, in line order (at most [`MAX_LISTED_PROBLEMS`]).
+        problems: Vec<LineProblem>,
+        /// How many lines were bad in all.
+        bad_lines: u64,
+    },
+    /// An import could not be read to its end; nothing was imported.
+    #[error("could not read the import: {0}")]
+    ImportRead(String),
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
@@ -53,13 +65,28 @@ impl From<StoreError> for KeyServiceError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(_) => KeyServiceError::NotFound,
+            StoreError::ImportConflict { line, message } => {
+                let (field, message) = message
+                    .split_once(": ")
+                    .map_or(("line".to_string(), message.clone()), |(f, m)| {
+                        (f.to_string(), m.to_string())
+                    });
+                KeyServiceError::ImportInvalid {
+                    problems: vec![LineProblem {
+                        line,
+                        field,
+                        message,
+                    }],
+                    bad_lines: 1,
+                }
+            }
             e => KeyServiceError::Store(e),
         }
     }
 }
 
 /// What the key rules read of the running config.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct KeyRules<'a> {
     /// Configured tiers.
     pub tiers: &'a BTreeMap<String, TierConfig>,
@@ -67,8 +94,8 @@ pub struct KeyRules<'a> {
     pub default_tier: &'a str,
     /// `management.user_scopes`.
     pub user_scopes: &'a [String],
-    /// Prefix of issued keys.
-    pub key_prefix: &'a str,
+    /// The format of issued keys (`api_keys.format`).
+    pub key_format: KeyFormat,
 }
 
 impl<'a> KeyRules<'a> {
@@ -78,7 +105,7 @@ impl<'a> KeyRules<'a> {
             tiers: &config.tiers,
             default_tier: &config.default_tier,
             user_scopes: &config.management.user_scopes,
-            key_prefix: &config.api_keys.prefix,
+            key_format: config.api_keys.key_format(),
         }
     }
 
@@ -162,7 +189,7 @@ impl KeyService {
                 owner: valid.owner,
             },
         )?;
-        let secret = generate(rules.key_prefix, valid.environment);
+        let secret = rules.key_format.generate(valid.environment);
         let record = KeyRecord {
             id: new_key_id(),
             name: valid.name,
@@ -275,6 +302,99 @@ impl KeyService {
         self.store.get(id).await?.ok_or(KeyServiceError::NotFound)
     }
 
+    /// Imports keys from JSON Lines (CONTRACT §9), all or nothing: every line is
+    /// checked, and only if none is bad does the one store transaction commit. Blank
+    /// lines are skipped. Lines are read as they come (nothing but the current batch
+    /// is held); a read error abandons the import. Returns how many keys were
+    /// written. Only an operator or an admin may import.
+    pub async fn import<I>(
+        &self,
+        rules: &KeyRules<'_>,
+        actor: &Actor<'_>,
+        lines: I,
+    ) -> Result<u64, KeyServiceError>
+    where
+        I: Iterator<Item = std::io::Result<String>> + Send,
+    {
+        policy::admit_import(actor)?;
+        let (feed, receiver) = tokio::sync::mpsc::channel(2);
+        let store = self.store.clone();
+        let writer = tokio::spawn(async move { store.import(receiver).await });
+        let now = self.now();
+        let mut problems: Vec<LineProblem> = Vec::new();
+        let mut bad_lines = 0u64;
+        let mut batch = Vec::with_capacity(BATCH);
+        // Only a serving process has a cache to tell.
+        let mut touched = Vec::new();
+        let mut writer_gone = false;
+        for (i, line) in lines.enumerate() {
+            let n = i as u64 + 1;
+            let text = match line {
+                Ok(t) => t,
+                Err(e) => {
+                    drop(feed);
+                    let _ = writer.await;
+                    return Err(KeyServiceError::ImportRead(format!("line {n}: {e}")));
+                }
+            };
+            if text.trim().is_empty() {
+                continue;
+            }
+            let parsed = if text.len() > MAX_LINE {
+                Err(vec![LineProblem {
+                    line: n,
+                    field: "line".into(),
+                    message: format!("longer than {MAX_LINE} bytes"),
+                }])
+            } else {
+                parse_line(n, &text, rules, now)
+            };
+            match parsed {
+                Ok(key) if bad_lines == 0 && !writer_gone => {
+                    if self.cache.is_some() {
+                        touched.push((key.record.id.clone(), key.hash));
+                    }
+                    batch.push(key);
+                    if batch.len() == BATCH {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                        writer_gone = feed.send(ImportMsg::Keys(full)).await.is_err();
+                    }
+                }
+                Ok(_) => {}
+                Err(found) => {
+                    bad_lines += 1;
+                    let room = MAX_LISTED_PROBLEMS.saturating_sub(problems.len());
+                    problems.extend(found.into_iter().take(room));
+                }
+            }
+        }
+        if bad_lines > 0 {
+            drop(feed);
+            let _ = writer.await;
+            return Err(KeyServiceError::ImportInvalid {
+                problems,
+                bad_lines,
+            });
+        }
+        if !writer_gone {
+            if !batch.is_empty() {
+                let _ = feed.send(ImportMsg::Keys(batch)).await;
+            }
+            let _ = feed.send(ImportMsg::Commit).await;
+        }
+        drop(feed);
+        let written = writer
+            .await
+            .map_err(|e| KeyServiceError::Store(StoreError::Unavailable(e.to_string())))??;
+        if let Some(cache) = &self.cache {
+            for (id, hash) in &touched {
+                cache.invalidate_key_id(id);
+                cache.invalidate(hash);
+            }
+        }
+        Ok(written)
+    }
+
     /// Gives the key `id` a new secret, same id and settings. The old secret stops
     /// at once, or after `grace` (at most [`MAX_GRACE`]). A revoked key is refused.
     pub async fn regenerate(
@@ -296,7 +416,7 @@ impl KeyService {
             );
             return Err(KeyServiceError::Invalid(errors));
         }
-        let secret = generate(rules.key_prefix, current.environment);
+        let secret = rules.key_format.generate(current.environment);
         let previous_valid_until = grace
             .filter(|g| !g.is_zero())
             .and_then(|g| chrono::Duration::from_std(g).ok())

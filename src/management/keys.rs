@@ -212,6 +212,26 @@ pub async fn regenerate(
     Ok(ApiResponse::ok(issued_object(&issued)))
 }
 
+/// `POST /keys/import`: JSON Lines of existing keys (CONTRACT §9), admins only; all
+/// or nothing (422 listing the bad lines).
+pub async fn import(
+    m: &Management,
+    cx: &ApiContext<'_>,
+    req: &ApiRequest<'_>,
+) -> Result<ApiResponse, GateError> {
+    let caller = m.caller(cx, req, true).await?;
+    let lines = req.body.split(|b| *b == b'\n').map(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        String::from_utf8(line.to_vec())
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"))
+    });
+    let imported = m
+        .keys
+        .import(&KeyRules::of(cx.config), &caller.actor(), lines)
+        .await?;
+    Ok(ApiResponse::ok(serde_json::json!({ "imported": imported })))
+}
+
 /// The caller's own API key record (fresh from the store), for verify and credits.
 async fn own_key(
     m: &Management,

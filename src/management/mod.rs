@@ -30,6 +30,13 @@ use std::sync::Arc;
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
 
+/// Largest body of `POST {prefix}/keys/import` (about 150,000 keys of JSON Lines);
+/// bigger imports go through `keygate keys import`, or several calls.
+pub const MAX_IMPORT_BODY: usize = 32 * 1024 * 1024;
+
+/// The path (below the prefix) of the import endpoint.
+pub const IMPORT_PATH: &str = "/keys/import";
+
 /// A management request, already read.
 pub struct ApiRequest<'a> {
     /// Method.
@@ -182,6 +189,19 @@ impl Management {
         })
     }
 
+    /// For the import endpoint, before its (large) body is read: refuses a caller
+    /// who may not import (401/403), so nobody unauthenticated can make keygate buffer
+    /// [`MAX_IMPORT_BODY`] bytes.
+    pub async fn admit_import(
+        &self,
+        cx: &ApiContext<'_>,
+        req: &ApiRequest<'_>,
+    ) -> Result<(), GateError> {
+        let caller = self.caller(cx, req, true).await?;
+        crate::keys::policy::admit_import(&caller.actor())?;
+        Ok(())
+    }
+
     /// Answers one request.
     pub async fn handle(
         &self,
@@ -199,6 +219,7 @@ impl Management {
             ["keys"] if m == Method::POST => keys::create(self, cx, req).await,
             ["keys"] if m == Method::GET => keys::list(self, cx, req).await,
             ["keys", "verify"] if m == Method::POST => keys::verify(self, cx, req).await,
+            ["keys", "import"] if m == Method::POST => keys::import(self, cx, req).await,
             ["keys", id] if m == Method::GET => keys::get(self, cx, req, id).await,
             ["keys", id] if m == Method::PUT || m == Method::PATCH => {
                 keys::update(self, cx, req, id).await
@@ -210,7 +231,7 @@ impl Management {
             ["keys", id, "usage"] if m == Method::GET => keys::usage(self, cx, req, id).await,
             ["credits"] if m == Method::GET => keys::credits(self, cx, req).await,
             ["keys"] => Err(allow("GET, POST")),
-            ["keys", "verify"] | ["keys", _, "regenerate"] => Err(allow("POST")),
+            ["keys", "verify" | "import"] | ["keys", _, "regenerate"] => Err(allow("POST")),
             ["keys", _] => Err(allow("GET, PUT, PATCH, DELETE")),
             ["keys", _, "usage"] | ["credits"] | ["openapi.json"] => Err(allow("GET")),
             _ => Err(GateError::NotFound),

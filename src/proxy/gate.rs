@@ -10,7 +10,7 @@ use super::limit_headers::rate_limit_headers;
 use super::shared::Shared;
 use crate::domain::Environment;
 use crate::error::GateError;
-use crate::management::{ApiRequest, MAX_BODY};
+use crate::management::{ApiRequest, IMPORT_PATH, MAX_BODY, MAX_IMPORT_BODY};
 use crate::metrics;
 use crate::proxy::runtime::{Runtime, Upstream};
 use async_trait::async_trait;
@@ -263,11 +263,34 @@ impl Gate {
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
         let deadline = ctx.rt.config.server.body_timeout.get();
-        let body = match Self::read_body(session, MAX_BODY, deadline).await {
+        let path = ctx.decision.management.clone().unwrap_or_default();
+        let mut limit = MAX_BODY;
+        if path == IMPORT_PATH && session.req_header().method == http::Method::POST {
+            // Only a caller who may import gets the large body limit.
+            let req = session.req_header();
+            let head = ApiRequest {
+                method: &req.method,
+                path: &path,
+                query: req.uri.query(),
+                headers: &req.headers,
+                body: &[],
+                client_ip: ctx.client_ip,
+            };
+            let admitted = self
+                .shared
+                .management
+                .admit_import(&ctx.rt.api_context(), &head)
+                .await;
+            if let Err(e) = admitted {
+                session.set_keepalive(None);
+                return self.refuse(session, ctx, e).await;
+            }
+            limit = MAX_IMPORT_BODY;
+        }
+        let body = match Self::read_body(session, limit, deadline).await {
             Ok(b) => b,
             Err(e) => return self.refuse(session, ctx, e).await,
         };
-        let path = ctx.decision.management.clone().unwrap_or_default();
         let req = session.req_header();
         let api = ApiRequest {
             method: &req.method,

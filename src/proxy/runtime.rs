@@ -172,10 +172,7 @@ impl Runtime {
                 "management",
             )),
             forward: ForwardPlan::new(&config.forward, &sources),
-            key_format: KeyFormat {
-                prefix: config.api_keys.prefix.clone(),
-                accept_prefixes: config.api_keys.accept_prefixes.clone(),
-            },
+            key_format: config.api_keys.key_format(),
             sources,
             tiers,
             upstream,

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::auth::api_key::generate;
-use crate::domain::{Environment, KeyHash, KeyRecord, KeyStatus, UsageRow};
+use crate::domain::{Environment, ImportedKey, KeyHash, KeyRecord, KeyStatus, UsageRow};
 use chrono::{TimeZone, Utc};
 
 pub(crate) fn record(id: &str, credits: Option<i64>) -> KeyRecord {
@@ -436,4 +436,118 @@ pub(crate) async fn sessions_last_until_expiry_or_sign_out(
     store.end_session(&b).await.unwrap();
     assert_eq!(store.session_user(&b).await.unwrap(), None, "signed out");
     store.end_session(&b).await.unwrap();
+}
+
+fn imported(line: u64, id: &str, secret: &str, id_given: bool) -> ImportedKey {
+    ImportedKey {
+        line,
+        record: record(id, Some(5)),
+        id_given,
+        hash: KeyHash::of(secret),
+    }
+}
+
+async fn feed(store: &Arc<dyn KeyStore>, msgs: Vec<ImportMsg>) -> Result<u64, StoreError> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move { store.import(rx).await })
+    };
+    for m in msgs {
+        if tx.send(m).await.is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    writer.await.unwrap()
+}
+
+pub(crate) async fn an_import_is_all_or_nothing_and_replaces_by_id_or_hash(
+    store: Arc<dyn KeyStore>,
+) {
+    // Abandoned before Commit: nothing written.
+    let abandoned = feed(
+        &store,
+        vec![ImportMsg::Keys(vec![imported(1, "cust_1", "s1", true)])],
+    )
+    .await;
+    assert!(abandoned.is_err());
+    assert!(
+        store.list().await.unwrap().is_empty(),
+        "nothing of it stays"
+    );
+
+    // Two batches, one commit.
+    let n = feed(
+        &store,
+        vec![
+            ImportMsg::Keys(vec![imported(1, "cust_1", "s1", true)]),
+            ImportMsg::Keys(vec![imported(2, "key_x", "s2", false)]),
+            ImportMsg::Commit,
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(
+        store
+            .find_by_hash(&KeyHash::of("s1"))
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        "cust_1"
+    );
+    assert_eq!(store.list().await.unwrap().len(), 2);
+
+    // Again: by id the record (and its secret) is replaced; by hash, the record
+    // stored under the hash keeps its id.
+    let mut again = imported(1, "cust_1", "s1-new", true);
+    again.record.tier = "pro".into();
+    let mut by_hash = imported(2, "key_other", "s2", false);
+    by_hash.record.name = "renamed".into();
+    feed(
+        &store,
+        vec![ImportMsg::Keys(vec![again, by_hash]), ImportMsg::Commit],
+    )
+    .await
+    .unwrap();
+    assert_eq!(store.list().await.unwrap().len(), 2, "updated, not added");
+    assert_eq!(store.find_by_hash(&KeyHash::of("s1")).await.unwrap(), None);
+    let c = store
+        .find_by_hash(&KeyHash::of("s1-new"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((c.id.as_str(), c.tier.as_str()), ("cust_1", "pro"));
+    let x = store
+        .find_by_hash(&KeyHash::of("s2"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((x.id.as_str(), x.name.as_str()), ("key_x", "renamed"));
+
+    // A secret already held by another id fails the whole import, at its line.
+    let err = feed(
+        &store,
+        vec![
+            ImportMsg::Keys(vec![
+                imported(1, "cust_9", "s9", true),
+                imported(2, "cust_10", "s2", true),
+            ]),
+            ImportMsg::Commit,
+        ],
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, StoreError::ImportConflict { line: 2, .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        store.get("cust_9").await.unwrap(),
+        None,
+        "line 1 was rolled back"
+    );
+    assert_eq!(store.list().await.unwrap().len(), 2);
 }

@@ -12,7 +12,7 @@ pub mod users;
 #[cfg(test)]
 pub(crate) mod conformance;
 
-use crate::domain::{KeyHash, KeyPatch, KeyRecord, UsageRow};
+use crate::domain::{ImportedKey, KeyHash, KeyPatch, KeyRecord, UsageRow};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -100,6 +100,15 @@ pub enum StoreError {
         /// The quota.
         max: u64,
     },
+    /// A line of an import conflicts with what is stored (its hash belongs to another
+    /// id); nothing of the import was written.
+    #[error("line {line}: {message}")]
+    ImportConflict {
+        /// The import line.
+        line: u64,
+        /// What conflicts.
+        message: String,
+    },
     /// The store cannot be written (the file store).
     #[error("{0}")]
     ReadOnly(String),
@@ -126,6 +135,26 @@ pub enum StoreChange {
     /// Changes may have been missed (the feed reconnected): forget everything.
     All,
 }
+
+/// One message of an import feed ([`KeyStore::import`]).
+#[derive(Debug)]
+pub enum ImportMsg {
+    /// Keys to write, in order.
+    Keys(Vec<ImportedKey>),
+    /// Every key has been sent: commit.
+    Commit,
+}
+
+/// The receiving end of an import: batches of keys, then [`ImportMsg::Commit`].
+pub type ImportFeed = tokio::sync::mpsc::Receiver<ImportMsg>;
+
+/// The columns an import replaces when a key is stored again (its usage, credits
+/// history and last use stay). The same text serves SQLite and PostgreSQL.
+pub const IMPORT_REPLACES: &str = "name = excluded.name, prefix = excluded.prefix, \
+    last4 = excluded.last4, tier = excluded.tier, scopes = excluded.scopes, \
+    environment = excluded.environment, org = excluded.org, owner = excluded.owner, \
+    status = excluded.status, credits = excluded.credits, allowed_ips = excluded.allowed_ips, \
+    expires_at = excluded.expires_at, created_at = excluded.created_at";
 
 /// Receives [`StoreChange`]s.
 pub type ChangeHandler = Arc<dyn Fn(StoreChange) + Send + Sync>;
@@ -169,6 +198,18 @@ pub trait KeyStore: Send + Sync {
         last4: &str,
         old_valid_until: Option<DateTime<Utc>>,
     ) -> Result<(), StoreError>;
+    /// Writes every key `feed` sends in one transaction, committed when
+    /// [`ImportMsg::Commit`] arrives; if the feed closes first, nothing is written.
+    /// A key whose id is given replaces that id's record (secret included, any
+    /// regenerate grace ended); one without replaces the record stored under its hash,
+    /// or is inserted. A hash held by another id fails the whole import with
+    /// [`StoreError::ImportConflict`]. Returns how many keys were written.
+    async fn import(&self, feed: ImportFeed) -> Result<u64, StoreError> {
+        drop(feed);
+        Err(StoreError::ReadOnly(
+            "this store cannot import keys: use store.kind sqlite or postgres".into(),
+        ))
+    }
     /// Debits each `(id, cost)` in turn, all in one transaction (group commit): each
     /// entry gets what it would have got had the debits run one after another, and
     /// either all of them are durable (`Ok`) or none is (`Err`). An entry whose key

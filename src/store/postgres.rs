@@ -13,7 +13,10 @@ mod pool;
 pub mod target;
 mod users;
 
-use super::{decide_debits, ChangeHandler, DebitResult, DecidedDebits, KeyStore, StoreError};
+use super::{
+    decide_debits, ChangeHandler, DebitResult, DecidedDebits, ImportFeed, ImportMsg, KeyStore,
+    StoreError, IMPORT_REPLACES,
+};
 use crate::clock::{Clock, SystemClock};
 use crate::domain::{Environment, KeyHash, KeyPatch, KeyRecord, KeyStatus, UsageRow};
 use async_trait::async_trait;
@@ -318,6 +321,72 @@ impl KeyStore for PostgresStore {
                 Err(StoreError::Unavailable("postgres: insert timed out".into()))
             }
         }
+    }
+
+    async fn import(&self, mut feed: ImportFeed) -> Result<u64, StoreError> {
+        let by_id = format!(
+            "{INSERT_KEY} ON CONFLICT (id) DO UPDATE SET key_hash = excluded.key_hash, \
+             {IMPORT_REPLACES}, prev_key_hash = NULL, prev_hash_expires_at = NULL"
+        );
+        let by_hash =
+            format!("{INSERT_KEY} ON CONFLICT (key_hash) DO UPDATE SET {IMPORT_REPLACES}");
+        // A connection of its own: a long import holds no pooled connection, so the
+        // request path (debits, lookups) goes on meanwhile.
+        let mut client = self.pool.dedicated().await?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        let by_id = tx.prepare(&by_id).await.map_err(db_error)?;
+        let by_hash = tx.prepare(&by_hash).await.map_err(db_error)?;
+        let mut written = 0;
+        while let Some(msg) = feed.recv().await {
+            let keys = match msg {
+                ImportMsg::Keys(keys) => keys,
+                ImportMsg::Commit => {
+                    tx.commit().await.map_err(db_error)?;
+                    return Ok(written);
+                }
+            };
+            // Each batch is pipelined: every statement is sent before the first
+            // answer is awaited. The first failure, in line order, aborts the import.
+            let columns: Vec<_> = keys
+                .iter()
+                .map(|k| {
+                    (
+                        k.hash.0.as_slice(),
+                        ips_text(&k.record.allowed_ips),
+                        k.record.environment.as_str(),
+                        k.record.status.as_str(),
+                    )
+                })
+                .collect();
+            let writes = keys
+                .iter()
+                .zip(&columns)
+                .map(|(k, (hash, ips, env, status))| {
+                    let statement = if k.id_given { &by_id } else { &by_hash };
+                    let params = insert_params(&k.record, hash, ips, env, status);
+                    let tx = &tx;
+                    async move {
+                        tx.execute(statement, &params).await.map_err(|e| {
+                            if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+                            {
+                                StoreError::ImportConflict {
+                                    line: k.line,
+                                    message:
+                                        "hash: this secret is already stored under another key id"
+                                            .into(),
+                                }
+                            } else {
+                                db_error(e)
+                            }
+                        })
+                    }
+                });
+            futures_util::future::try_join_all(writes).await?;
+            written += keys.len() as u64;
+        }
+        Err(StoreError::Unavailable(
+            "the import was abandoned; nothing was written".into(),
+        ))
     }
 
     async fn revoke(&self, id: &str) -> Result<(), StoreError> {

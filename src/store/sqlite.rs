@@ -4,7 +4,10 @@
 //! a runtime) over a small pool of connections, so the proxy's event loop never waits
 //! on disk.
 
-use super::{decide_debits, DebitResult, DecidedDebits, KeyStore, StoreError};
+use super::{
+    decide_debits, DebitResult, DecidedDebits, ImportFeed, ImportMsg, KeyStore, StoreError,
+    IMPORT_REPLACES,
+};
 use crate::clock::{Clock, SystemClock};
 use crate::domain::{Environment, KeyHash, KeyPatch, KeyRecord, KeyStatus, UsageRow};
 use async_trait::async_trait;
@@ -193,11 +196,45 @@ fn decode(row: &Row<'_>) -> rusqlite::Result<Result<KeyRecord, StoreError>> {
 
 /// Inserts one key row (the caller holds the writer).
 fn insert_row(c: &Connection, r: &KeyRecord, hash: &[u8; 32]) -> Result<(), StoreError> {
+    write_row(c, r, hash, "").map_err(unavailable)
+}
+
+/// Writes one imported key (the caller holds the writer, in a transaction): by id or
+/// by hash, replacing what is stored there.
+fn import_row(c: &Connection, k: &crate::domain::ImportedKey) -> Result<(), StoreError> {
+    let upsert = if k.id_given {
+        format!(
+            " ON CONFLICT(id) DO UPDATE SET key_hash = excluded.key_hash, {IMPORT_REPLACES}, \
+              prev_key_hash = NULL, prev_hash_expires_at = NULL"
+        )
+    } else {
+        format!(" ON CONFLICT(key_hash) DO UPDATE SET {IMPORT_REPLACES}")
+    };
+    write_row(c, &k.record, &k.hash.0, &upsert).map_err(|e| match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::ImportConflict {
+                line: k.line,
+                message: "hash: this secret is already stored under another key id".into(),
+            }
+        }
+        e => unavailable(e),
+    })
+}
+
+/// `INSERT` of one key row, followed by `on_conflict` (empty: fail on a conflict).
+fn write_row(
+    c: &Connection,
+    r: &KeyRecord,
+    hash: &[u8; 32],
+    on_conflict: &str,
+) -> rusqlite::Result<()> {
     let scopes = serde_json::to_string(&r.scopes).unwrap_or_else(|_| "[]".into());
     let ips = serde_json::to_string(&r.allowed_ips).unwrap_or_else(|_| "[]".into());
     c.prepare_cached(&format!(
         "INSERT INTO api_keys (key_hash, {COLUMNS}) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16){on_conflict}"
     ))
     .and_then(|mut s| {
         s.execute(params![
@@ -220,7 +257,6 @@ fn insert_row(c: &Connection, r: &KeyRecord, hash: &[u8; 32]) -> Result<(), Stor
         ])
     })
     .map(drop)
-    .map_err(unavailable)
 }
 
 fn query_one(
@@ -386,6 +422,35 @@ impl KeyStore for SqliteStore {
             }
             insert_row(&tx, &r, &hash)?;
             tx.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn import(&self, mut feed: ImportFeed) -> Result<u64, StoreError> {
+        self.with_writer(move |c| {
+            // One IMMEDIATE transaction: all of it or nothing, and no other writer in
+            // between. Dropped without commit, it rolls back.
+            let tx =
+                rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)
+                    .map_err(unavailable)?;
+            let mut written = 0;
+            while let Some(msg) = feed.blocking_recv() {
+                match msg {
+                    ImportMsg::Keys(keys) => {
+                        for k in &keys {
+                            import_row(&tx, k)?;
+                        }
+                        written += keys.len() as u64;
+                    }
+                    ImportMsg::Commit => {
+                        tx.commit().map_err(unavailable)?;
+                        return Ok(written);
+                    }
+                }
+            }
+            Err(StoreError::Unavailable(
+                "the import was abandoned; nothing was written".into(),
+            ))
         })
         .await
     }

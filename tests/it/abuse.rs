@@ -296,7 +296,7 @@ async fn a_flood_of_invented_keys_never_reaches_the_store() {
             }
         })
         .filter(|k| {
-            keygate::auth::api_key::classify(k, "kg", &[])
+            keygate::auth::api_key::KeyFormat::default().classify(k)
                 == keygate::auth::api_key::KeyShape::Malformed
         })
         .collect();

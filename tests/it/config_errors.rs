@@ -21,7 +21,10 @@ fn check(yaml: &str) -> (i32, String) {
 #[test]
 fn every_shipped_config_is_valid() {
     let root = std::env::current_dir().unwrap();
-    let mut files = vec![root.join("conf/keygate.yaml")];
+    let mut files = vec![
+        root.join("conf/keygate.yaml"),
+        root.join("conf/docker.yaml"),
+    ];
     for e in std::fs::read_dir("conf/examples").unwrap() {
         files.push(root.join(e.unwrap().path()));
     }
@@ -47,6 +50,7 @@ fn every_shipped_config_is_valid() {
             .env("KEYGATE_DATABASE_URL", "postgres://x@localhost/test")
             .env("KEYGATE_REDIS_URL", "redis://127.0.0.1:6379")
             .env("KEYGATE_JWT_SECRET", "example-secret")
+            .env("KEYGATE_UPSTREAM_URL", "http://127.0.0.1:3000")
             .output()
             .unwrap();
         assert!(

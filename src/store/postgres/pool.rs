@@ -163,6 +163,13 @@ impl PgPool {
     }
 
     /// The per-query timeout.
+    /// A connection of its own, outside the pool, for long work (an import) that
+    /// must not hold a pooled or transaction connection.
+    pub async fn dedicated(&self) -> Result<Client, StoreError> {
+        connect(&self.target, self.timeout).await
+    }
+
+    /// The configured statement timeout.
     pub fn timeout(&self) -> Duration {
         self.timeout
     }

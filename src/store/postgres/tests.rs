@@ -94,6 +94,7 @@ conformance_tests!(
     a_regenerate_grace_period_keeps_the_old_secret_until_it_ends,
     updates_owner_listing_and_counting,
     usage_adds_up_and_last_used_only_moves_forward,
+    an_import_is_all_or_nothing_and_replaces_by_id_or_hash,
 );
 
 #[tokio::test]

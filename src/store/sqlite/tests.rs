@@ -126,3 +126,9 @@ async fn sessions_last_until_expiry_or_sign_out() {
         .with_clock(Arc::new(clock.clone()));
     conformance::sessions_last_until_expiry_or_sign_out(Arc::new(store), clock).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_is_all_or_nothing_and_replaces_by_id_or_hash() {
+    let (_dir, store) = open();
+    conformance::an_import_is_all_or_nothing_and_replaces_by_id_or_hash(store).await;
+}

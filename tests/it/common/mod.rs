@@ -182,9 +182,21 @@ impl Keygate {
         self.restart()
     }
 
+    /// Stops this process, rewrites its config with `edit`, and starts a new one.
+    pub fn restart_with_config(mut self, edit: impl FnOnce(&str) -> String) -> Keygate {
+        self.terminate();
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let edited = edit(&text);
+        assert_ne!(text, edited, "the edit changed nothing");
+        std::fs::write(&self.config, edited).unwrap();
+        self.restart()
+    }
+
     /// Starts a new process on the config, store and ports of this stopped one.
     pub fn restart(mut self) -> Keygate {
         self.child = None;
+        // Connections kept alive to the old process are gone with it.
+        self.http = client();
         self.spawn();
         self
     }
@@ -322,16 +334,11 @@ impl Keygate {
             .unwrap()
     }
 
-    /// Creates a user with `keygate users create` (password on stdin, as an operator
-    /// would type it). Returns the new id and everything the command printed.
-    pub fn create_user(&self, email: &str, password: &str, admin: bool) -> (String, String) {
+    /// Runs `keygate ARGS -c <this config>` with `input` on its standard input.
+    pub fn cli_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
         use std::io::Write;
-        let mut args = vec!["users", "create", "--email", email];
-        if admin {
-            args.push("--admin");
-        }
         let mut child = Command::new(&*BIN)
-            .args(&args)
+            .args(args)
             .arg("-c")
             .arg(&self.config)
             .stdin(Stdio::piped())
@@ -339,13 +346,18 @@ impl Keygate {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{password}\n").as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    /// Creates a user with `keygate users create` (password on stdin, as an operator
+    /// would type it). Returns the new id and everything the command printed.
+    pub fn create_user(&self, email: &str, password: &str, admin: bool) -> (String, String) {
+        let mut args = vec!["users", "create", "--email", email];
+        if admin {
+            args.push("--admin");
+        }
+        let out = self.cli_with_stdin(&args, format!("{password}\n").as_bytes());
         let printed = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),

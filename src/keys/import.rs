@@ -1,0 +1,375 @@
+//! Import of existing customers' keys (CONTRACT §9): one JSON object per line, each
+//! turned into a key record and the hash it is stored under. The rules on every
+//! field are the key rules of [`super::input`]; this module adds what only an import
+//! has: the secret given as plaintext or as a hash, a given id, status and creation
+//! time, and the line number each problem is reported at.
+
+use super::input::{validate_new, KeyInput};
+use super::service::KeyRules;
+use crate::auth::api_key::{KeyShape, MAX_KEY_LEN};
+use crate::domain::{ImportedKey, KeyHash, KeyRecord, KeyStatus};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use std::fmt;
+
+/// Most problems one import lists; past that it says how many more lines were bad.
+pub const MAX_LISTED_PROBLEMS: usize = 1_000;
+
+/// Longest line of an import file.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// Keys handed to the store at a time (an import is still one transaction).
+pub const BATCH: usize = 2_000;
+
+/// What is wrong with one field of one line.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct LineProblem {
+    /// 1-based line number.
+    pub line: u64,
+    /// The field (`hash`, `tier`, …), or `line` for the line as a whole.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for LineProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}: {}", self.line, self.field, self.message)
+    }
+}
+
+/// One line of an import file, as written. Unknown fields are errors.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line {
+    key: Option<String>,
+    hash: Option<String>,
+    id: Option<String>,
+    name: Option<String>,
+    tier: Option<String>,
+    scopes: Option<Vec<String>>,
+    environment: Option<String>,
+    org: Option<String>,
+    owner: Option<String>,
+    credits: Option<i64>,
+    expires_at: Option<DateTime<Utc>>,
+    allowed_ips: Option<Vec<String>>,
+    status: Option<String>,
+    created_at: Option<DateTime<Utc>>,
+    prefix: Option<String>,
+    last4: Option<String>,
+}
+
+fn valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The start of `key` shown with its last 4: the accepted prefix it starts with, or
+/// the text up to its last `_` among the first 16 characters.
+fn visible_prefix<'k>(key: &'k str, accept_prefixes: &[Box<str>]) -> &'k str {
+    if let Some(p) = accept_prefixes
+        .iter()
+        .filter(|p| key.starts_with(&***p))
+        .max_by_key(|p| p.len())
+    {
+        return &key[..p.len()];
+    }
+    let head = &key[..key.len().saturating_sub(8).min(16)];
+    head.rfind('_').map_or("", |i| &key[..=i])
+}
+
+/// Parses and checks line `line` (1-based) of an import. `now` stands in for a
+/// missing `created_at`; a fresh id is drawn for a line without one.
+pub fn parse_line(
+    line: u64,
+    text: &str,
+    rules: &KeyRules<'_>,
+    now: DateTime<Utc>,
+) -> Result<ImportedKey, Vec<LineProblem>> {
+    let problem = |field: &str, message: String| LineProblem {
+        line,
+        field: field.to_string(),
+        message,
+    };
+    let mut de = serde_json::Deserializer::from_str(text);
+    let parsed: Line = match serde_path_to_error::deserialize(&mut de) {
+        Ok(l) => l,
+        Err(e) => {
+            let path = e.path().to_string();
+            let field = match path.as_str() {
+                "." | "" => "line".to_string(),
+                p => p.split(['.', '[']).next().unwrap_or(p).to_string(),
+            };
+            // serde_json says where in the line; the line number is ours.
+            let message = e.into_inner().to_string();
+            let message = message
+                .rfind(" at line ")
+                .map_or(message.as_str(), |i| &message[..i]);
+            return Err(vec![problem(&field, message.to_string())]);
+        }
+    };
+    if de.end().is_err() {
+        return Err(vec![problem(
+            "line",
+            "holds more than one JSON object".into(),
+        )]);
+    }
+    let mut problems = Vec::new();
+    let (hash, shown_prefix, shown_last4) = match (&parsed.key, &parsed.hash) {
+        (Some(key), None) => {
+            let shape = if key.is_empty()
+                || key.len() > MAX_KEY_LEN
+                || !key.bytes().all(|b| b.is_ascii_graphic())
+            {
+                problems.push(problem(
+                    "key",
+                    format!("must be 1 to {MAX_KEY_LEN} visible ASCII characters"),
+                ));
+                None
+            } else {
+                Some(rules.key_format.classify(key))
+            };
+            if shape == Some(KeyShape::Malformed) {
+                problems.push(problem(
+                    "key",
+                    "fits neither api_keys.format nor a prefix in api_keys.accept_prefixes: \
+                     keygate would refuse it before any lookup"
+                        .to_string(),
+                ));
+            }
+            let last4 = key[key.len().saturating_sub(4)..].to_string();
+            (
+                Some(KeyHash::of(key)),
+                visible_prefix(key, rules.key_format.accept_prefixes()).to_string(),
+                last4,
+            )
+        }
+        (None, Some(h)) => {
+            let hash = KeyHash::parse(h);
+            if hash.is_none() {
+                problems.push(problem(
+                    "hash",
+                    "must be sha256: and 64 hexadecimal digits".to_string(),
+                ));
+            }
+            (hash, String::new(), String::new())
+        }
+        (Some(_), Some(_)) => {
+            problems.push(problem(
+                "key",
+                "give either key or hash, not both".to_string(),
+            ));
+            (None, String::new(), String::new())
+        }
+        (None, None) => {
+            problems.push(problem(
+                "key",
+                "each line needs key (the plaintext) or hash (sha256:<hex>)".to_string(),
+            ));
+            (None, String::new(), String::new())
+        }
+    };
+    let prefix = match parsed.prefix {
+        Some(p) if p.len() > 32 || !p.bytes().all(|b| b.is_ascii_graphic()) => {
+            problems.push(problem(
+                "prefix",
+                "must be at most 32 visible ASCII characters".to_string(),
+            ));
+            String::new()
+        }
+        Some(p) => p,
+        None => shown_prefix,
+    };
+    let last4 = match parsed.last4 {
+        Some(l) if l.len() > 4 || !l.bytes().all(|b| b.is_ascii_graphic()) => {
+            problems.push(problem(
+                "last4",
+                "must be at most 4 visible ASCII characters".to_string(),
+            ));
+            String::new()
+        }
+        Some(l) => l,
+        None => shown_last4,
+    };
+    if let Some(id) = &parsed.id {
+        if !valid_id(id) {
+            problems.push(problem(
+                "id",
+                "must be 1-64 letters, digits, `_` or `-`".to_string(),
+            ));
+        }
+    }
+    let status = match parsed.status.as_deref() {
+        None | Some("active") => KeyStatus::Active,
+        Some("revoked") => KeyStatus::Revoked,
+        Some(_) => {
+            problems.push(problem(
+                "status",
+                "must be one of: active, revoked".to_string(),
+            ));
+            KeyStatus::Active
+        }
+    };
+    // The key rules, as for a key made through any door. An import may carry an
+    // expiry in the past (an expired key stays expired), so expiry is not theirs.
+    let tiers: Vec<&str> = rules.tiers.keys().map(String::as_str).collect();
+    let input = KeyInput {
+        name: Some(parsed.name.unwrap_or_else(|| "imported".to_string())),
+        tier: parsed.tier,
+        scopes: parsed.scopes,
+        environment: parsed.environment,
+        credits: Some(parsed.credits),
+        expires_at: None,
+        allowed_ips: parsed.allowed_ips,
+        org: parsed.org,
+        owner: parsed.owner,
+    };
+    let valid = match validate_new(&input, &tiers, now) {
+        Ok(v) => Some(v),
+        Err(fields) => {
+            problems.extend(fields.into_iter().map(|(f, m)| problem(&f, m)));
+            None
+        }
+    };
+    let (Some(valid), Some(hash), true) = (valid, hash, problems.is_empty()) else {
+        return Err(problems);
+    };
+    let id_given = parsed.id.is_some();
+    Ok(ImportedKey {
+        line,
+        record: KeyRecord {
+            id: parsed.id.unwrap_or_else(crate::domain::id::new_key_id),
+            name: valid.name,
+            prefix,
+            last4,
+            tier: valid.tier.unwrap_or_else(|| rules.default_tier.to_string()),
+            scopes: valid.scopes,
+            environment: valid.environment,
+            org: valid.org,
+            owner: valid.owner,
+            status,
+            credits: valid.credits.flatten(),
+            allowed_ips: valid.allowed_ips,
+            expires_at: parsed.expires_at,
+            created_at: parsed.created_at.unwrap_or(now),
+            last_used_at: None,
+            secret_valid_until: None,
+        },
+        id_given,
+        hash,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::domain::Environment;
+
+    fn config() -> Config {
+        crate::config::parse(
+            "upstream: { url: 'http://127.0.0.1:1' }\n\
+             api_keys: { format: 'ak_{env}_{random:26}{checksum}', accept_prefixes: [ak_live_] }\n\
+             tiers: { free: { per_minute: 1 }, pro: { per_minute: 1 } }\n",
+        )
+        .unwrap()
+    }
+
+    fn parse(text: &str) -> Result<ImportedKey, Vec<LineProblem>> {
+        let c = config();
+        let rules = KeyRules::of(&c);
+        parse_line(7, text, &rules, Utc::now())
+    }
+
+    fn fields(text: &str) -> Vec<String> {
+        parse(text)
+            .unwrap_err()
+            .into_iter()
+            .inspect(|p| assert_eq!(p.line, 7))
+            .map(|p| p.field)
+            .collect()
+    }
+
+    #[test]
+    fn a_plaintext_key_is_stored_by_hash_with_every_field() {
+        let key = format!("ak_live_{}", "x".repeat(32));
+        let k = parse(&format!(
+            r#"{{"key":"{key}","id":"cust_42","name":"Acme","tier":"pro","scopes":["search"],
+               "org":"org_a","owner":"alice","credits":500,"expires_at":"2020-01-01T00:00:00Z",
+               "allowed_ips":["10.0.0.0/8"],"status":"revoked","created_at":"2019-05-01T00:00:00Z"}}"#
+        ))
+        .unwrap();
+        assert_eq!(k.hash, KeyHash::of(&key));
+        assert!(k.id_given);
+        let r = &k.record;
+        assert_eq!(
+            (r.id.as_str(), r.name.as_str(), r.tier.as_str()),
+            ("cust_42", "Acme", "pro")
+        );
+        assert_eq!((r.prefix.as_str(), r.last4.as_str()), ("ak_live_", "xxxx"));
+        assert_eq!(r.scopes, ["search"]);
+        assert_eq!(
+            (r.org.as_deref(), r.owner.as_deref()),
+            (Some("org_a"), Some("alice"))
+        );
+        assert_eq!((r.credits, r.status), (Some(500), KeyStatus::Revoked));
+        assert_eq!(
+            r.expires_at.unwrap().timestamp(),
+            1_577_836_800,
+            "a past expiry is kept"
+        );
+        assert_eq!(r.created_at.timestamp(), 1_556_668_800);
+        assert_eq!(r.allowed_ips.len(), 1);
+    }
+
+    #[test]
+    fn a_hash_line_takes_the_defaults() {
+        let hash = KeyHash::of("anything").to_string();
+        let k = parse(&format!(r#"{{"hash":"{hash}"}}"#)).unwrap();
+        assert!(!k.id_given && k.record.id.starts_with("key_"));
+        assert_eq!(k.record.tier, "free", "default_tier");
+        assert_eq!(k.record.environment, Environment::Live);
+        assert_eq!(
+            (k.record.status, k.record.credits),
+            (KeyStatus::Active, None)
+        );
+        assert_eq!(k.record.name, "imported");
+    }
+
+    #[test]
+    fn every_bad_field_of_a_line_is_named() {
+        assert_eq!(fields("{}"), ["key"]);
+        assert_eq!(fields("not json"), ["line"]);
+        assert_eq!(fields(r#"{"hash":"sha256:00"}"#), ["hash"]);
+        assert_eq!(fields(r#"{"hash":"sha256:00","color":"red"}"#), ["color"]);
+        assert_eq!(
+            fields(r#"{"key":"ak_live_abc","hash":"sha256:00"}"#),
+            ["key"]
+        );
+        assert_eq!(
+            fields(r#"{"key":"zz_nothing_like_it"}"#),
+            ["key"],
+            "never usable"
+        );
+        assert_eq!(
+            fields(r#"{"key":"ak_live_abc","credits":"5"}"#),
+            ["credits"]
+        );
+        let many = fields(
+            r#"{"key":"ak_live_abc","id":"a b","tier":"gold","environment":"prod","status":"gone","credits":-1,"allowed_ips":["nope"]}"#,
+        );
+        for f in [
+            "id",
+            "tier",
+            "environment",
+            "status",
+            "credits",
+            "allowed_ips",
+        ] {
+            assert!(many.contains(&f.to_string()), "{f} in {many:?}");
+        }
+    }
+}

@@ -31,6 +31,10 @@ const MIGRATIONS: &[&str] = &[
 const COLUMNS: &str = "id, name, prefix, last4, tier, scopes, environment, org, owner, status, \
                        credits, allowed_ips, expires_at, created_at, last_used_at";
 
+/// Page cache of each reader connection, in KiB (as `PRAGMA cache_size`, negative);
+/// the writer keeps SQLite's default (2 MiB).
+const READER_CACHE_KIB: i64 = -256;
+
 /// A SQLite-backed [`KeyStore`]: one writer connection and three readers.
 pub struct SqliteStore {
     conns: Arc<Vec<Mutex<Connection>>>,
@@ -57,7 +61,14 @@ impl SqliteStore {
         migrate(&first)?;
         let mut conns = vec![Mutex::new(first)];
         for _ in 1..4 {
-            conns.push(Mutex::new(Self::connect(path)?));
+            let reader = Self::connect(path)?;
+            // Readers look keys up by hash: a few index pages each, cached by the OS
+            // anyway. A small page cache each keeps them from holding 2 MiB apiece
+            // of a large store in the sidecar's memory.
+            reader
+                .pragma_update(None, "cache_size", READER_CACHE_KIB)
+                .map_err(unavailable)?;
+            conns.push(Mutex::new(reader));
         }
         Ok(SqliteStore {
             conns: Arc::new(conns),

@@ -85,6 +85,24 @@ fn benches(c: &mut Criterion) {
 
     c.bench_function("sha256_of_key", |b| b.iter(|| KeyHash::of(&key.plaintext)));
 
+    // The format check every presented key goes through before any lookup: the
+    // default format, a seed's own format, and a key with a wrong checksum.
+    c.bench_function("key_format_check_default", |b| {
+        b.iter(|| format.classify(std::hint::black_box(&key.plaintext)))
+    });
+    let seed = KeyFormat::parse("ak_{env}_{random:26}{checksum}", "kg", &[]).unwrap();
+    let seed_key = seed.generate(Environment::Live).into_plaintext();
+    c.bench_function("key_format_check_seed", |b| {
+        b.iter(|| seed.classify(std::hint::black_box(&seed_key)))
+    });
+    let mut wrong = key.plaintext.clone().into_bytes();
+    let last = wrong.len() - 1;
+    wrong[last] = if wrong[last] == b'0' { b'1' } else { b'0' };
+    let wrong = String::from_utf8(wrong).unwrap();
+    c.bench_function("key_format_check_wrong_checksum", |b| {
+        b.iter(|| format.classify(std::hint::black_box(&wrong)))
+    });
+
     let limiter = MemoryLimiter::new();
     let tier = TierLimits::from_config(
         "free",

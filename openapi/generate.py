@@ -140,6 +140,12 @@ doc = {
                                             "400", "401", "403", "409", "408", "413", "422", "429", "503")},
             "get": {"summary": "List keys (never their secrets)", "security": SECURED,
                     "responses": responses({"200": ok("Keys", ref("KeyList"))}, "400", "401", "403", "429", "503")}},
+        "/keys/import": {"post": {"summary": "Import existing keys (admins): JSON Lines, all or nothing", "security": SECURED,
+            "requestBody": {"required": True, "content": {"text/plain": {"schema": {"type": "string"},
+                "example": '{"key": "ak_live_...", "id": "cust_42", "tier": "pro"}\n{"hash": "sha256:9f86d0..."}\n'}}},
+            "responses": responses({"200": ok("How many keys were imported", {"type": "object", "required": ["imported"],
+                                                                            "properties": {"imported": {"type": "integer"}}})},
+                                   "400", "401", "403", "408", "413", "422", "429", "503")}},
         "/keys/verify": {"post": {"summary": "The caller's own key", "security": [{"apiKey": []}],
             "responses": responses({"200": ok("The key", ref("Verify"))}, "400", "401", "413", "429", "503")}},
         "/keys/{id}": {

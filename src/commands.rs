@@ -254,9 +254,16 @@ pub fn keys_import(config: &Config, file: &str) -> Result<u64, CommandError> {
             std::fs::File::open(file).map_err(|e| CommandError::Usage(format!("{file}: {e}")))?;
         Box::new(std::io::BufReader::with_capacity(1 << 16, f))
     };
-    let keys = key_service(config)?;
+    let stores = server::open_store(config, Arc::new(SystemClock))?;
+    let keys = KeyService::new(stores.keys, None, Arc::new(SystemClock));
+    let users = stores.users.as_deref();
     runtime()?
-        .block_on(keys.import(&KeyRules::of(config), &Actor::operator(), reader.lines()))
+        .block_on(keys.import(
+            &KeyRules::of(config),
+            &Actor::operator(),
+            users,
+            reader.lines(),
+        ))
         .map_err(|e| match e {
             KeyServiceError::ImportInvalid {
                 problems,

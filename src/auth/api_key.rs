@@ -30,7 +30,12 @@ pub enum KeyShape {
 
 /// Base62 of the CRC-32 of `body`, fixed at [`CHECKSUM_LEN`] characters.
 pub(crate) fn checksum(body: &str) -> [u8; CHECKSUM_LEN] {
-    let mut n = crc32fast::hash(body.as_bytes()) as u64;
+    checksum_of(body.as_bytes())
+}
+
+/// [`checksum`] of raw bytes (a presented key, already known to be ASCII).
+pub(crate) fn checksum_of(body: &[u8]) -> [u8; CHECKSUM_LEN] {
+    let mut n = crc32fast::hash(body) as u64;
     let mut out = [b'0'; CHECKSUM_LEN];
     for slot in out.iter_mut().rev() {
         *slot = BASE62[(n % 62) as usize];

@@ -8,7 +8,7 @@
 //! wrong checksum is refused before any lookup — unless it starts with one of
 //! `accept_prefixes`, which always means a lookup by hash.
 
-use super::api_key::{checksum, KeyShape, NewKey, CHECKSUM_LEN, MAX_KEY_LEN};
+use super::api_key::{checksum, checksum_of, KeyShape, NewKey, CHECKSUM_LEN, MAX_KEY_LEN};
 use crate::domain::id::random_base62;
 use crate::domain::Environment;
 #[cfg(test)]
@@ -192,8 +192,7 @@ impl KeyFormat {
     /// accepted prefix is [`KeyShape::Imported`] even when it also fits the template.
     pub fn classify(&self, key: &str) -> KeyShape {
         let bytes = key.as_bytes();
-        if bytes.is_empty() || bytes.len() > MAX_KEY_LEN || !bytes.iter().all(u8::is_ascii_graphic)
-        {
+        if bytes.is_empty() || bytes.len() > MAX_KEY_LEN {
             return KeyShape::Malformed;
         }
         if self
@@ -201,8 +200,13 @@ impl KeyFormat {
             .iter()
             .any(|p| bytes.len() > p.len() && bytes.starts_with(p.as_bytes()))
         {
-            return KeyShape::Imported;
+            return if bytes.iter().all(u8::is_ascii_graphic) {
+                KeyShape::Imported
+            } else {
+                KeyShape::Malformed
+            };
         }
+        // The template checks every byte itself (literal text, `live`/`test`, base62).
         match self.matches(bytes) {
             Some(env) => KeyShape::Issued(env),
             None => KeyShape::Malformed,
@@ -240,8 +244,7 @@ impl KeyFormat {
                     at += n;
                 }
                 Part::Checksum => {
-                    let body = std::str::from_utf8(&key[..at]).ok()?;
-                    if rest != checksum(body) {
+                    if rest != checksum_of(&key[..at]) {
                         return None;
                     }
                     at += CHECKSUM_LEN;

@@ -13,6 +13,7 @@ use crate::clock::Clock;
 use crate::config::{Config, TierConfig};
 use crate::domain::id::new_key_id;
 use crate::domain::{KeyRecord, KeyStatus};
+use crate::store::users::UserStore;
 use crate::store::{ImportMsg, KeyStore, StoreError};
 use chrono::{DateTime, TimeZone, Utc};
 use std::collections::BTreeMap;
@@ -134,6 +135,34 @@ pub struct Issued {
     pub secret: NewKey,
     /// With a grace period: when the previous secret stops working.
     pub previous_valid_until: Option<DateTime<Utc>>,
+}
+
+/// User ids by email, looked up once each during an import (at most
+/// [`OwnerIds::MAX`] remembered).
+#[derive(Default)]
+struct OwnerIds(std::collections::HashMap<String, Option<String>>);
+
+impl OwnerIds {
+    const MAX: usize = 100_000;
+
+    /// The id of the user whose email `owner` is, if it is one.
+    async fn resolve(
+        &mut self,
+        users: &dyn UserStore,
+        owner: &str,
+    ) -> Result<Option<String>, StoreError> {
+        if !owner.contains('@') {
+            return Ok(None);
+        }
+        if let Some(known) = self.0.get(owner) {
+            return Ok(known.clone());
+        }
+        let id = users.user_by_email(owner).await?.map(|u| u.id);
+        if self.0.len() < Self::MAX {
+            self.0.insert(owner.to_string(), id.clone());
+        }
+        Ok(id)
+    }
 }
 
 /// The key lifecycle over a store.
@@ -307,10 +336,14 @@ impl KeyService {
     /// lines are skipped. Lines are read as they come (nothing but the current batch
     /// is held); a read error abandons the import. Returns how many keys were
     /// written. Only an operator or an admin may import.
+    ///
+    /// An `owner` that is the email of one of `users` becomes that user's id, so the
+    /// key shows on the user's portal pages; any other owner is kept as written.
     pub async fn import<I>(
         &self,
         rules: &KeyRules<'_>,
         actor: &Actor<'_>,
+        users: Option<&dyn UserStore>,
         lines: I,
     ) -> Result<u64, KeyServiceError>
     where
@@ -327,6 +360,7 @@ impl KeyService {
         // Only a serving process has a cache to tell.
         let mut touched = Vec::new();
         let mut writer_gone = false;
+        let mut owners = OwnerIds::default();
         for (i, line) in lines.enumerate() {
             let n = i as u64 + 1;
             let text = match line {
@@ -350,7 +384,12 @@ impl KeyService {
                 parse_line(n, &text, rules, now)
             };
             match parsed {
-                Ok(key) if bad_lines == 0 && !writer_gone => {
+                Ok(mut key) if bad_lines == 0 && !writer_gone => {
+                    if let (Some(users), Some(owner)) = (users, &key.record.owner) {
+                        if let Some(id) = owners.resolve(users, owner).await? {
+                            key.record.owner = Some(id);
+                        }
+                    }
                     if self.cache.is_some() {
                         touched.push((key.record.id.clone(), key.hash));
                     }

@@ -227,7 +227,12 @@ pub async fn import(
     });
     let imported = m
         .keys
-        .import(&KeyRules::of(cx.config), &caller.actor(), lines)
+        .import(
+            &KeyRules::of(cx.config),
+            &caller.actor(),
+            m.accounts.as_ref().map(|a| &**a.users()),
+            lines,
+        )
         .await?;
     Ok(ApiResponse::ok(serde_json::json!({ "imported": imported })))
 }

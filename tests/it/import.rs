@@ -180,7 +180,7 @@ fn customers(old: &str, hashed_secret: &str) -> Vec<Value> {
     let hash = String::from_utf8_lossy(&hash.stdout).trim().to_string();
     vec![
         json!({"key": old, "id": "cust_acme", "name": "Acme", "tier": "pro",
-               "scopes": ["search"], "org": "org_acme", "owner": "alice",
+               "scopes": ["search"], "org": "org_acme", "owner": "alice@acme.test",
                "credits": 2, "created_at": "2024-03-01T00:00:00Z"}),
         json!({"hash": hash, "id": "cust_hashed", "prefix": "ak_live_", "last4": "h4sh"}),
         json!({"key": format!("{}revoked0000000000000000000000", "ak_live_"), "status": "revoked"}),
@@ -194,10 +194,15 @@ fn customers(old: &str, hashed_secret: &str) -> Vec<Value> {
 #[tokio::test]
 async fn imported_keys_work_at_once_by_hash_with_every_setting() {
     let up = start_upstream().await;
-    let kg = Keygate::start(up, &policy("ak_{env}_{random:26}{checksum}", &["ak_live_"]));
+    // Accounts sign in with tokens: the issuing key.
+    let p = policy("ak_{env}_{random:26}{checksum}", &["ak_live_"])
+        + "jwt:\n  issue: { alg: HS256, secret: \"an-issuing-secret-of-at-least-32-bytes!!\" }\n";
+    let kg = Keygate::start(up, &p);
     // AlfaOne's old keys: `ak_live_` + 32 characters, no checksum.
     let old = format!("ak_live_{}", "0123456789abcdefghijABCDEFGHIJxy");
     let hashed = format!("ak_live_{}", "hashedhashedhashedhashedhashed12");
+    // Alice has an account: her key, imported with her email as owner, is hers.
+    let (alice, _) = kg.create_user("alice@acme.test", "correct horse battery", false);
     let (code, out, err) = import(&kg, &customers(&old, &hashed), false);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.trim(), "imported 5 keys");
@@ -261,9 +266,16 @@ async fn imported_keys_work_at_once_by_hash_with_every_setting() {
     );
     assert_eq!(
         (k["owner"].as_str(), k["credits"].as_i64()),
-        (Some("alice"), Some(0))
+        (Some(alice.as_str()), Some(0))
     );
     assert_eq!(k["created_at"], "2024-03-01T00:00:00Z");
+    // Alice signs in and finds it among her keys (what her portal pages list).
+    let token = kg.login("alice@acme.test", "correct horse battery").await;
+    let (status, mine) = kg
+        .api(reqwest::Method::GET, "/keys", Auth::Bearer(&token), None)
+        .await;
+    assert_eq!((status, mine["total"].as_u64()), (200, Some(1)), "{mine}");
+    assert_eq!(mine["api_keys"][0]["id"], "cust_acme");
     let (_, h) = kg
         .api(
             reqwest::Method::GET,

@@ -4,7 +4,8 @@
 # no privilege escalation, the ConfigMap's config with PostgreSQL and Redis, the
 # API beside it on localhost. Checks requests, the README's in-place reload
 # command, a graceful stop (exit 0) and that a source change rebuilds without
-# recompiling the dependencies. Prints a table; exits 1 on the first failed check.
+# recompiling the dependencies. Then runs the image as the README does, with its
+# own config and nothing mounted (docker run -p ... -e KEYGATE_UPSTREAM_URL=...). Prints a table; exits 1 on the first failed check.
 #
 #   bash scripts/docker-check.sh
 #
@@ -40,7 +41,8 @@ fail() {
 }
 
 # --- Docker itself -----------------------------------------------------------
-if ! command -v docker >/dev/null; then
+# Some machines carry the docker client without the engine: install both then.
+if ! command -v docker >/dev/null || ! command -v dockerd >/dev/null; then
   echo "docker-check: installing docker.io" >&2
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io >/dev/null

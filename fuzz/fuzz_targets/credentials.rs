@@ -3,7 +3,7 @@
 #![no_main]
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use keygate::auth::api_key::classify;
+use keygate::auth::api_key::KeyFormat;
 use keygate::auth::credentials::{bearer_token, extract, Source};
 use keygate::auth::jwt::looks_like_jwt;
 use libfuzzer_sys::fuzz_target;
@@ -35,7 +35,12 @@ fuzz_target!(|data: &[u8]| {
         let v = c.value.as_bytes();
         let carried = data.windows(v.len().max(1)).any(|w| w == v) || v.is_empty();
         assert!(carried, "a credential the request did not carry");
-        let _ = classify(&c.value, "kg", &["sk_".to_string()]);
+        let format = KeyFormat::parse(
+            keygate::auth::key_format::DEFAULT_FORMAT,
+            "kg",
+            &["sk_".to_string()],
+        );
+        let _ = format.map(|f| f.classify(&c.value));
         let _ = looks_like_jwt(&c.value);
     }
 });

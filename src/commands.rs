@@ -204,7 +204,11 @@ pub fn keys_create(config: &Config, opts: &CreateKey) -> Result<(KeyRecord, Stri
     }
     let keys = key_service(config)?;
     let issued = runtime()?
-        .block_on(keys.create(&KeyRules::of(config), &Actor::operator(), input))
+        .block_on(keys.create(
+            &KeyRules::new(config, &config.api_keys.key_format()),
+            &Actor::operator(),
+            input,
+        ))
         .map_err(|e| key_error(e, ""))?;
     Ok((issued.record, issued.secret.into_plaintext()))
 }
@@ -238,7 +242,12 @@ pub fn keys_revoke(config: &Config, id: &str) -> Result<KeyRecord, CommandError>
 pub fn keys_regenerate(config: &Config, id: &str) -> Result<(KeyRecord, String), CommandError> {
     let keys = key_service(config)?;
     let issued = runtime()?
-        .block_on(keys.regenerate(&KeyRules::of(config), &Actor::operator(), id, None))
+        .block_on(keys.regenerate(
+            &KeyRules::new(config, &config.api_keys.key_format()),
+            &Actor::operator(),
+            id,
+            None,
+        ))
         .map_err(|e| key_error(e, id))?;
     Ok((issued.record, issued.secret.into_plaintext()))
 }
@@ -259,7 +268,7 @@ pub fn keys_import(config: &Config, file: &str) -> Result<u64, CommandError> {
     let users = stores.users.as_deref();
     runtime()?
         .block_on(keys.import(
-            &KeyRules::of(config),
+            &KeyRules::new(config, &config.api_keys.key_format()),
             &Actor::operator(),
             users,
             reader.lines(),

@@ -29,12 +29,7 @@ pub enum KeyShape {
 }
 
 /// Base62 of the CRC-32 of `body`, fixed at [`CHECKSUM_LEN`] characters.
-pub(crate) fn checksum(body: &str) -> [u8; CHECKSUM_LEN] {
-    checksum_of(body.as_bytes())
-}
-
-/// [`checksum`] of raw bytes (a presented key, already known to be ASCII).
-pub(crate) fn checksum_of(body: &[u8]) -> [u8; CHECKSUM_LEN] {
+pub(crate) fn checksum(body: &[u8]) -> [u8; CHECKSUM_LEN] {
     let mut n = crc32fast::hash(body) as u64;
     let mut out = [b'0'; CHECKSUM_LEN];
     for slot in out.iter_mut().rev() {

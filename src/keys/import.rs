@@ -81,12 +81,14 @@ fn visible_prefix<'k>(key: &'k str, accept_prefixes: &[Box<str>]) -> &'k str {
     head.rfind('_').map_or("", |i| &key[..=i])
 }
 
-/// Parses and checks line `line` (1-based) of an import. `now` stands in for a
+/// Parses and checks line `line` (1-based) of an import against `rules`, whose
+/// [`KeyRules::tier_names`] the caller computes once as `tiers`. `now` stands in for a
 /// missing `created_at`; a fresh id is drawn for a line without one.
 pub fn parse_line(
     line: u64,
     text: &str,
     rules: &KeyRules<'_>,
+    tiers: &[&str],
     now: DateTime<Utc>,
 ) -> Result<ImportedKey, Vec<LineProblem>> {
     let problem = |field: &str, message: String| LineProblem {
@@ -215,7 +217,6 @@ pub fn parse_line(
     };
     // The key rules, as for a key made through any door. An import may carry an
     // expiry in the past (an expired key stays expired), so expiry is not theirs.
-    let tiers: Vec<&str> = rules.tiers.keys().map(String::as_str).collect();
     let input = KeyInput {
         name: Some(parsed.name.unwrap_or_else(|| "imported".to_string())),
         tier: parsed.tier,
@@ -227,7 +228,7 @@ pub fn parse_line(
         org: parsed.org,
         owner: parsed.owner,
     };
-    let valid = match validate_new(&input, &tiers, now) {
+    let valid = match validate_new(&input, tiers, now) {
         Ok(v) => Some(v),
         Err(fields) => {
             problems.extend(fields.into_iter().map(|(f, m)| problem(&f, m)));
@@ -280,8 +281,9 @@ mod tests {
 
     fn parse(text: &str) -> Result<ImportedKey, Vec<LineProblem>> {
         let c = config();
-        let rules = KeyRules::of(&c);
-        parse_line(7, text, &rules, Utc::now())
+        let format = c.api_keys.key_format();
+        let rules = KeyRules::new(&c, &format);
+        parse_line(7, text, &rules, &rules.tier_names(), Utc::now())
     }
 
     fn fields(text: &str) -> Vec<String> {

@@ -14,7 +14,7 @@ use crate::config::{Config, TierConfig};
 use crate::domain::id::new_key_id;
 use crate::domain::{KeyRecord, KeyStatus};
 use crate::store::users::UserStore;
-use crate::store::{ImportMsg, KeyStore, StoreError};
+use crate::store::{ImportMsg, KeyStore, StoreError, IMPORT_CONFLICT};
 use chrono::{DateTime, TimeZone, Utc};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -66,28 +66,21 @@ impl From<StoreError> for KeyServiceError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound(_) => KeyServiceError::NotFound,
-            StoreError::ImportConflict { line, message } => {
-                let (field, message) = message
-                    .split_once(": ")
-                    .map_or(("line".to_string(), message.clone()), |(f, m)| {
-                        (f.to_string(), m.to_string())
-                    });
-                KeyServiceError::ImportInvalid {
-                    problems: vec![LineProblem {
-                        line,
-                        field,
-                        message,
-                    }],
-                    bad_lines: 1,
-                }
-            }
+            StoreError::ImportConflict { line } => KeyServiceError::ImportInvalid {
+                problems: vec![LineProblem {
+                    line,
+                    field: "hash".into(),
+                    message: IMPORT_CONFLICT.into(),
+                }],
+                bad_lines: 1,
+            },
             e => KeyServiceError::Store(e),
         }
     }
 }
 
 /// What the key rules read of the running config.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct KeyRules<'a> {
     /// Configured tiers.
     pub tiers: &'a BTreeMap<String, TierConfig>,
@@ -95,22 +88,24 @@ pub struct KeyRules<'a> {
     pub default_tier: &'a str,
     /// `management.user_scopes`.
     pub user_scopes: &'a [String],
-    /// The format of issued keys (`api_keys.format`).
-    pub key_format: KeyFormat,
+    /// The format of issued keys (`api_keys.format`), parsed once by the caller.
+    pub key_format: &'a KeyFormat,
 }
 
 impl<'a> KeyRules<'a> {
-    /// The rules of `config`.
-    pub fn of(config: &'a Config) -> Self {
+    /// The rules of `config`, issuing keys in `key_format` (that config's
+    /// `api_keys.key_format()`, which a serving process compiles once).
+    pub fn new(config: &'a Config, key_format: &'a KeyFormat) -> Self {
         KeyRules {
             tiers: &config.tiers,
             default_tier: &config.default_tier,
             user_scopes: &config.management.user_scopes,
-            key_format: config.api_keys.key_format(),
+            key_format,
         }
     }
 
-    fn tier_names(&self) -> Vec<&str> {
+    /// The configured tiers' names.
+    pub fn tier_names(&self) -> Vec<&'a str> {
         self.tiers.keys().map(String::as_str).collect()
     }
 
@@ -354,6 +349,7 @@ impl KeyService {
         let store = self.store.clone();
         let writer = tokio::spawn(async move { store.import(receiver).await });
         let now = self.now();
+        let tiers = rules.tier_names();
         let mut problems: Vec<LineProblem> = Vec::new();
         let mut bad_lines = 0u64;
         let mut batch = Vec::with_capacity(BATCH);
@@ -381,7 +377,7 @@ impl KeyService {
                     message: format!("longer than {MAX_LINE} bytes"),
                 }])
             } else {
-                parse_line(n, &text, rules, now)
+                parse_line(n, &text, rules, &tiers, now)
             };
             match parsed {
                 Ok(mut key) if bad_lines == 0 && !writer_gone => {
@@ -503,7 +499,8 @@ mod tests {
         let clock = Arc::new(ManualClock::at(1_800_000_000_000));
         let keys = service(&dir, clock.clone());
         let config = config();
-        let rules = KeyRules::of(&config);
+        let format = config.api_keys.key_format();
+        let rules = KeyRules::new(&config, &format);
         let op = Actor::operator();
         let input = KeyInput {
             name: Some("ci".into()),

@@ -9,7 +9,7 @@ use super::{json_object, store_error, ApiContext, ApiRequest, ApiResponse, Manag
 use crate::domain::KeyRecord;
 use crate::error::GateError;
 use crate::keys::input::{validate_change, validate_new, KeyChange, KeyInput};
-use crate::keys::service::{Issued, KeyRules, MAX_GRACE};
+use crate::keys::service::{Issued, MAX_GRACE};
 use crate::usage::{top_endpoints, Totals};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
@@ -128,7 +128,7 @@ pub async fn create(
     let input = parse_create(req.body, &tier_names(cx), m.now())?;
     let issued = m
         .keys
-        .create(&KeyRules::of(cx.config), &caller.actor(), input)
+        .create(&cx.key_rules(), &caller.actor(), input)
         .await?;
     Ok(ApiResponse::created(issued_object(&issued)))
 }
@@ -172,10 +172,7 @@ pub async fn update(
     // Another owner's key is 404 before its body is looked at.
     m.keys.get(&actor, id).await?;
     let change = parse_change(req.body, &tier_names(cx), m.now())?;
-    let updated = m
-        .keys
-        .update(&KeyRules::of(cx.config), &actor, id, change)
-        .await?;
+    let updated = m.keys.update(&cx.key_rules(), &actor, id, change).await?;
     Ok(ApiResponse::ok(key_object(&updated)))
 }
 
@@ -207,7 +204,7 @@ pub async fn regenerate(
     f.finish()?;
     let issued = m
         .keys
-        .regenerate(&KeyRules::of(cx.config), &actor, id, grace)
+        .regenerate(&cx.key_rules(), &actor, id, grace)
         .await?;
     Ok(ApiResponse::ok(issued_object(&issued)))
 }
@@ -228,7 +225,7 @@ pub async fn import(
     let imported = m
         .keys
         .import(
-            &KeyRules::of(cx.config),
+            &cx.key_rules(),
             &caller.actor(),
             m.accounts.as_ref().map(|a| &**a.users()),
             lines,

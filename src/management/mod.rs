@@ -19,7 +19,7 @@ use crate::auth::AuthMethod;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::error::GateError;
-use crate::keys::service::KeyService;
+use crate::keys::service::{KeyRules, KeyService};
 use crate::store::{KeyStore, StoreError};
 use crate::usage::UsageRecorder;
 use http::{HeaderMap, Method, StatusCode};
@@ -121,6 +121,13 @@ pub struct ApiContext<'a> {
     pub auth: AuthSettings<'a>,
     /// `management.prefix`, where the API is served.
     pub prefix: &'a str,
+}
+
+impl<'a> ApiContext<'a> {
+    /// The key rules of the config in force, with its compiled key format.
+    pub fn key_rules(&self) -> KeyRules<'a> {
+        KeyRules::new(self.config, self.auth.key_format)
+    }
 }
 
 /// The management service.

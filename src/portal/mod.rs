@@ -17,6 +17,7 @@ mod usage_view;
 
 use crate::accounts::{sign_up_problems, Accounts};
 use crate::auth::cache::limit_key_of_key;
+use crate::auth::key_format::KeyFormat;
 use crate::clock::Clock;
 use crate::config::{Config, Registration};
 use crate::domain::{KeyHash, KeyRecord, UserRecord};
@@ -92,6 +93,8 @@ pub struct PortalContext<'a> {
     pub config: &'a Config,
     /// Compiled tiers (the limits shown on a key's page).
     pub tiers: &'a Tiers,
+    /// The compiled key format (the keys users create).
+    pub key_format: &'a KeyFormat,
 }
 
 impl PortalContext<'_> {
@@ -112,7 +115,7 @@ impl PortalContext<'_> {
 
     /// The key rules, with the portal's tier as the one users get.
     fn rules(&self) -> KeyRules<'_> {
-        let mut rules = KeyRules::of(self.config);
+        let mut rules = KeyRules::new(self.config, self.key_format);
         if let Some(tier) = &self.config.portal.tier {
             rules.default_tier = tier;
         }

@@ -256,6 +256,23 @@ impl Gate {
         }
     }
 
+    /// The management API's view of the request `req` to `path` with `body`.
+    fn api_request<'a>(
+        req: &'a pingora::http::RequestHeader,
+        path: &'a str,
+        body: &'a [u8],
+        ctx: &RequestCtx,
+    ) -> ApiRequest<'a> {
+        ApiRequest {
+            method: &req.method,
+            path,
+            query: req.uri.query(),
+            headers: &req.headers,
+            body,
+            client_ip: ctx.client_ip,
+        }
+    }
+
     /// Answers a management API call (never proxied).
     async fn serve_management(
         &self,
@@ -267,15 +284,7 @@ impl Gate {
         let mut limit = MAX_BODY;
         if path == IMPORT_PATH && session.req_header().method == http::Method::POST {
             // Only a caller who may import gets the large body limit.
-            let req = session.req_header();
-            let head = ApiRequest {
-                method: &req.method,
-                path: &path,
-                query: req.uri.query(),
-                headers: &req.headers,
-                body: &[],
-                client_ip: ctx.client_ip,
-            };
+            let head = Self::api_request(session.req_header(), &path, &[], ctx);
             let admitted = self
                 .shared
                 .management
@@ -291,15 +300,7 @@ impl Gate {
             Ok(b) => b,
             Err(e) => return self.refuse(session, ctx, e).await,
         };
-        let req = session.req_header();
-        let api = ApiRequest {
-            method: &req.method,
-            path: &path,
-            query: req.uri.query(),
-            headers: &req.headers,
-            body: &body,
-            client_ip: ctx.client_ip,
-        };
+        let api = Self::api_request(session.req_header(), &path, &body, ctx);
         match self
             .shared
             .management

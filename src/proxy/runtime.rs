@@ -138,6 +138,7 @@ impl Runtime {
         crate::portal::PortalContext {
             config: &self.config,
             tiers: &self.tiers,
+            key_format: &self.key_format,
         }
     }
 

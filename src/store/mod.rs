@@ -100,14 +100,12 @@ pub enum StoreError {
         /// The quota.
         max: u64,
     },
-    /// A line of an import conflicts with what is stored (its hash belongs to another
-    /// id); nothing of the import was written.
-    #[error("line {line}: {message}")]
+    /// The secret on this line of an import is already stored under another key id;
+    /// nothing of the import was written.
+    #[error("line {line}: hash: {IMPORT_CONFLICT}")]
     ImportConflict {
         /// The import line.
         line: u64,
-        /// What conflicts.
-        message: String,
     },
     /// The store cannot be written (the file store).
     #[error("{0}")]
@@ -136,6 +134,9 @@ pub enum StoreChange {
     All,
 }
 
+/// What [`StoreError::ImportConflict`] says of the line's `hash`.
+pub const IMPORT_CONFLICT: &str = "this secret is already stored under another key id";
+
 /// One message of an import feed ([`KeyStore::import`]).
 #[derive(Debug)]
 pub enum ImportMsg {
@@ -148,13 +149,25 @@ pub enum ImportMsg {
 /// The receiving end of an import: batches of keys, then [`ImportMsg::Commit`].
 pub type ImportFeed = tokio::sync::mpsc::Receiver<ImportMsg>;
 
-/// The columns an import replaces when a key is stored again (its usage, credits
-/// history and last use stay). The same text serves SQLite and PostgreSQL.
-pub const IMPORT_REPLACES: &str = "name = excluded.name, prefix = excluded.prefix, \
-    last4 = excluded.last4, tier = excluded.tier, scopes = excluded.scopes, \
-    environment = excluded.environment, org = excluded.org, owner = excluded.owner, \
-    status = excluded.status, credits = excluded.credits, allowed_ips = excluded.allowed_ips, \
-    expires_at = excluded.expires_at, created_at = excluded.created_at";
+/// The clause an import appends to a key's `INSERT`, the same text for SQLite and
+/// PostgreSQL: by id (`by_id`) the stored record is replaced, secret included and any
+/// regenerate grace ended; by hash, the record stored under the same secret keeps
+/// its id. Usage, credits history and `last_used_at` stay either way.
+pub fn import_upsert(by_id: bool) -> String {
+    const REPLACES: &str = "name = excluded.name, prefix = excluded.prefix, \
+        last4 = excluded.last4, tier = excluded.tier, scopes = excluded.scopes, \
+        environment = excluded.environment, org = excluded.org, owner = excluded.owner, \
+        status = excluded.status, credits = excluded.credits, allowed_ips = excluded.allowed_ips, \
+        expires_at = excluded.expires_at, created_at = excluded.created_at";
+    if by_id {
+        format!(
+            " ON CONFLICT (id) DO UPDATE SET key_hash = excluded.key_hash, {REPLACES}, \
+             prev_key_hash = NULL, prev_hash_expires_at = NULL"
+        )
+    } else {
+        format!(" ON CONFLICT (key_hash) DO UPDATE SET {REPLACES}")
+    }
+}
 
 /// Receives [`StoreChange`]s.
 pub type ChangeHandler = Arc<dyn Fn(StoreChange) + Send + Sync>;

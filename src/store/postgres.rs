@@ -14,8 +14,8 @@ pub mod target;
 mod users;
 
 use super::{
-    decide_debits, ChangeHandler, DebitResult, DecidedDebits, ImportFeed, ImportMsg, KeyStore,
-    StoreError, IMPORT_REPLACES,
+    decide_debits, import_upsert, ChangeHandler, DebitResult, DecidedDebits, ImportFeed, ImportMsg,
+    KeyStore, StoreError,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::domain::{Environment, KeyHash, KeyPatch, KeyRecord, KeyStatus, UsageRow};
@@ -324,12 +324,8 @@ impl KeyStore for PostgresStore {
     }
 
     async fn import(&self, mut feed: ImportFeed) -> Result<u64, StoreError> {
-        let by_id = format!(
-            "{INSERT_KEY} ON CONFLICT (id) DO UPDATE SET key_hash = excluded.key_hash, \
-             {IMPORT_REPLACES}, prev_key_hash = NULL, prev_hash_expires_at = NULL"
-        );
-        let by_hash =
-            format!("{INSERT_KEY} ON CONFLICT (key_hash) DO UPDATE SET {IMPORT_REPLACES}");
+        let by_id = format!("{INSERT_KEY}{}", import_upsert(true));
+        let by_hash = format!("{INSERT_KEY}{}", import_upsert(false));
         // A connection of its own: a long import holds no pooled connection, so the
         // request path (debits, lookups) goes on meanwhile.
         let mut client = self.pool.dedicated().await?;
@@ -369,12 +365,7 @@ impl KeyStore for PostgresStore {
                         tx.execute(statement, &params).await.map_err(|e| {
                             if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
                             {
-                                StoreError::ImportConflict {
-                                    line: k.line,
-                                    message:
-                                        "hash: this secret is already stored under another key id"
-                                            .into(),
-                                }
+                                StoreError::ImportConflict { line: k.line }
                             } else {
                                 db_error(e)
                             }

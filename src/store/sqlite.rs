@@ -5,8 +5,8 @@
 //! on disk.
 
 use super::{
-    decide_debits, DebitResult, DecidedDebits, ImportFeed, ImportMsg, KeyStore, StoreError,
-    IMPORT_REPLACES,
+    decide_debits, import_upsert, DebitResult, DecidedDebits, ImportFeed, ImportMsg, KeyStore,
+    StoreError,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::domain::{Environment, KeyHash, KeyPatch, KeyRecord, KeyStatus, UsageRow};
@@ -207,67 +207,43 @@ fn decode(row: &Row<'_>) -> rusqlite::Result<Result<KeyRecord, StoreError>> {
 
 /// Inserts one key row (the caller holds the writer).
 fn insert_row(c: &Connection, r: &KeyRecord, hash: &[u8; 32]) -> Result<(), StoreError> {
-    write_row(c, r, hash, "").map_err(unavailable)
+    write_row(c, &insert_sql(""), r, hash).map_err(unavailable)
 }
 
-/// Writes one imported key (the caller holds the writer, in a transaction): by id or
-/// by hash, replacing what is stored there.
-fn import_row(c: &Connection, k: &crate::domain::ImportedKey) -> Result<(), StoreError> {
-    let upsert = if k.id_given {
-        format!(
-            " ON CONFLICT(id) DO UPDATE SET key_hash = excluded.key_hash, {IMPORT_REPLACES}, \
-              prev_key_hash = NULL, prev_hash_expires_at = NULL"
-        )
-    } else {
-        format!(" ON CONFLICT(key_hash) DO UPDATE SET {IMPORT_REPLACES}")
-    };
-    write_row(c, &k.record, &k.hash.0, &upsert).map_err(|e| match e {
-        rusqlite::Error::SqliteFailure(f, _)
-            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-        {
-            StoreError::ImportConflict {
-                line: k.line,
-                message: "hash: this secret is already stored under another key id".into(),
-            }
-        }
-        e => unavailable(e),
-    })
-}
-
-/// `INSERT` of one key row, followed by `on_conflict` (empty: fail on a conflict).
-fn write_row(
-    c: &Connection,
-    r: &KeyRecord,
-    hash: &[u8; 32],
-    on_conflict: &str,
-) -> rusqlite::Result<()> {
-    let scopes = serde_json::to_string(&r.scopes).unwrap_or_else(|_| "[]".into());
-    let ips = serde_json::to_string(&r.allowed_ips).unwrap_or_else(|_| "[]".into());
-    c.prepare_cached(&format!(
+/// The `INSERT` of one key row, followed by `on_conflict` (empty: fail on a conflict).
+fn insert_sql(on_conflict: &str) -> String {
+    format!(
         "INSERT INTO api_keys (key_hash, {COLUMNS}) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16){on_conflict}"
-    ))
-    .and_then(|mut s| {
-        s.execute(params![
-            hash.as_slice(),
-            r.id,
-            r.name,
-            r.prefix,
-            r.last4,
-            r.tier,
-            scopes,
-            r.environment.as_str(),
-            r.org,
-            r.owner,
-            r.status.as_str(),
-            r.credits,
-            ips,
-            r.expires_at.map(|t| t.timestamp()),
-            r.created_at.timestamp(),
-            r.last_used_at.map(|t| t.timestamp()),
-        ])
-    })
-    .map(drop)
+    )
+}
+
+/// Runs `sql`, an [`insert_sql`], for one key row.
+fn write_row(c: &Connection, sql: &str, r: &KeyRecord, hash: &[u8; 32]) -> rusqlite::Result<()> {
+    let scopes = serde_json::to_string(&r.scopes).unwrap_or_else(|_| "[]".into());
+    let ips = serde_json::to_string(&r.allowed_ips).unwrap_or_else(|_| "[]".into());
+    c.prepare_cached(sql)
+        .and_then(|mut s| {
+            s.execute(params![
+                hash.as_slice(),
+                r.id,
+                r.name,
+                r.prefix,
+                r.last4,
+                r.tier,
+                scopes,
+                r.environment.as_str(),
+                r.org,
+                r.owner,
+                r.status.as_str(),
+                r.credits,
+                ips,
+                r.expires_at.map(|t| t.timestamp()),
+                r.created_at.timestamp(),
+                r.last_used_at.map(|t| t.timestamp()),
+            ])
+        })
+        .map(drop)
 }
 
 fn query_one(
@@ -444,12 +420,24 @@ impl KeyStore for SqliteStore {
             let tx =
                 rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)
                     .map_err(unavailable)?;
+            let (by_id, by_hash) = (
+                insert_sql(&import_upsert(true)),
+                insert_sql(&import_upsert(false)),
+            );
             let mut written = 0;
             while let Some(msg) = feed.blocking_recv() {
                 match msg {
                     ImportMsg::Keys(keys) => {
                         for k in &keys {
-                            import_row(&tx, k)?;
+                            let sql = if k.id_given { &by_id } else { &by_hash };
+                            write_row(&tx, sql, &k.record, &k.hash.0).map_err(|e| match e {
+                                rusqlite::Error::SqliteFailure(f, _)
+                                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                                {
+                                    StoreError::ImportConflict { line: k.line }
+                                }
+                                e => unavailable(e),
+                            })?;
                         }
                         written += keys.len() as u64;
                     }

@@ -155,10 +155,10 @@ impl Accounts {
         email: &str,
         client_ip: Option<IpAddr>,
     ) -> Result<Vec<String>, GateError> {
-        let limit = [WindowLimit {
-            window: SIGN_IN_WINDOW,
-            limit: SIGN_IN_FAILURES_PER_MINUTE,
-        }];
+        let limit = [WindowLimit::fixed(
+            SIGN_IN_WINDOW,
+            SIGN_IN_FAILURES_PER_MINUTE,
+        )];
         let mut keys = vec![format!("login:email:{}", email.to_lowercase())];
         if let Some(ip) = client_ip {
             keys.push(format!("login:ip:{ip}"));

@@ -382,7 +382,7 @@ fn default_refresh_ttl() -> Dur {
     Dur::secs(30 * 86400)
 }
 
-/// One tier: fixed windows, block period, key quota.
+/// One tier: its windows and how they count, block period, key quota.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct TierConfig {
@@ -398,6 +398,12 @@ pub struct TierConfig {
     /// Requests per day.
     #[serde(default)]
     pub per_day: Option<u64>,
+    /// Requests per month (calendar month in UTC when fixed, 30 days when sliding).
+    #[serde(default)]
+    pub per_month: Option<u64>,
+    /// How every window of the tier counts: `fixed` (default) or `sliding`.
+    #[serde(default)]
+    pub algorithm: crate::limit::window::Algorithm,
     /// After any window is exhausted, stay at 429 this long.
     #[serde(default)]
     pub block: Dur,

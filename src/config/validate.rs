@@ -399,16 +399,25 @@ fn tiers(c: &Config, p: &mut Vec<Problem>) {
             ("per_minute", t.per_minute),
             ("per_hour", t.per_hour),
             ("per_day", t.per_day),
+            ("per_month", t.per_month),
         ];
         if windows.iter().all(|(_, v)| v.is_none()) {
             p.push(Problem::new(
                 path.clone(),
-                "needs at least one of per_second, per_minute, per_hour, per_day",
+                "needs at least one of per_second, per_minute, per_hour, per_day, per_month",
             ));
         }
         for (w, v) in windows {
             if v == Some(0) {
                 p.push(Problem::new(format!("{path}.{w}"), "must be at least 1"));
+            }
+            if t.algorithm == crate::limit::window::Algorithm::Sliding
+                && v.is_some_and(|v| v > u64::from(u32::MAX))
+            {
+                p.push(Problem::new(
+                    format!("{path}.{w}"),
+                    format!("a sliding window counts at most {} requests", u32::MAX),
+                ));
             }
         }
     }

@@ -24,10 +24,7 @@ fn failure_key(ip: IpAddr) -> String {
 }
 
 fn minute(limit: u64) -> Option<[WindowLimit; 1]> {
-    (limit > 0).then_some([WindowLimit {
-        window: Window::Minute,
-        limit,
-    }])
+    (limit > 0).then_some([WindowLimit::fixed(Window::Minute, limit)])
 }
 
 impl IpLimits {

@@ -1,47 +1,63 @@
-//! Per-process fixed-window counters, exact under any concurrency.
+//! Per-process window counters (fixed and sliding), exact under any concurrency.
 //!
 //! Each limited identity (key id, client IP) has one small state guarded by its map
 //! shard's lock; a decision reads and updates all of its windows under that lock, so
 //! a request refused by one window consumes nothing in the others, and a limit of N
-//! admits exactly N per window.
+//! admits exactly N per fixed window instance, and at most N in any interval of a
+//! sliding window's length ([`super::sliding`]).
 
-use super::window::{LimitDecision, TierLimits, Window, WindowLimit, WindowState};
+use super::sliding::Ring;
+use super::window::{Algorithm, LimitDecision, TierLimits, Window, WindowLimit, WindowState};
 use dashmap::DashMap;
 use std::time::Duration;
 
-/// The instance of `w` containing `now_ms`, numbered from the epoch. Kept in 32 bits
-/// (per-key state is held for every key in use): seconds wrap after 136 years, and
-/// only equality between a stored and the current instance is ever asked.
+/// The fixed instance of `w` containing `now_ms`. Kept in 32 bits (per-key state is
+/// held for every key in use): seconds wrap after 136 years, and only equality
+/// between a stored and the current instance is ever asked.
 fn instance(w: Window, now_ms: u64) -> u32 {
-    (now_ms / w.len_ms()) as u32
+    w.instance(now_ms) as u32
 }
 
-/// One identity's counts: 64 bytes for the four windows and the block.
+/// One identity's counts: the fixed windows' counts, a ring per sliding window in
+/// use, and the block.
 #[derive(Debug, Default)]
 struct Counter {
-    /// Requests counted in each window's current instance (by `Window as usize`).
-    counts: [u64; 4],
+    /// Requests counted in each fixed window's current instance (by `Window as usize`).
+    counts: [u64; 5],
     /// Which instance each count belongs to.
-    instances: [u32; 4],
+    instances: [u32; 5],
+    /// One ring per sliding window this identity was checked against (none for
+    /// fixed-only tiers: no allocation).
+    rings: Vec<Ring>,
     blocked_until_ms: u64,
-    /// The window instance whose exhaustion started the current block, so that
-    /// refusals inside that same instance never restart the lockout.
-    block_origin: Option<(Window, u32)>,
+    /// What started the current block (the window, and its fixed instance or its
+    /// sliding retry bucket), so that refusals for that same exhaustion never
+    /// restart the lockout.
+    block_origin: Option<(Window, u64)>,
+}
+
+/// Where one window stands for a decision.
+#[derive(Default)]
+struct Standing {
+    count: u64,
+    /// Fixed: the instance's end. Sliding: when room appears (refused) or the count
+    /// next goes down (admitted).
+    reset_at_ms: u64,
+    /// Identifies this exhaustion for `block` (see [`Counter::block_origin`]).
+    origin: u64,
 }
 
 impl Counter {
-    fn roll(&mut self, now_ms: u64) {
-        for w in Window::ALL {
-            let current = instance(w, now_ms);
-            let i = w as usize;
-            if self.instances[i] != current {
-                self.instances[i] = current;
-                self.counts[i] = 0;
-            }
+    fn roll(&mut self, w: Window, now_ms: u64) {
+        let current = instance(w, now_ms);
+        let i = w as usize;
+        if self.instances[i] != current {
+            self.instances[i] = current;
+            self.counts[i] = 0;
         }
     }
 
-    /// The count of `w` now (0 once its instance has passed).
+    /// The count of fixed window `w` now (0 once its instance has passed).
     fn count(&self, w: Window, now_ms: u64) -> u64 {
         if self.instances[w as usize] == instance(w, now_ms) {
             self.counts[w as usize]
@@ -50,23 +66,100 @@ impl Counter {
         }
     }
 
+    /// The ring of sliding window `w`, created empty on first use.
+    fn ring_mut(&mut self, w: Window) -> &mut Ring {
+        let at = match self.rings.iter().position(|r| r.window == w) {
+            Some(at) => at,
+            None => {
+                self.rings.push(Ring::new(w));
+                self.rings.len() - 1
+            }
+        };
+        &mut self.rings[at]
+    }
+
+    fn ring(&self, w: Window) -> Option<&Ring> {
+        self.rings.iter().find(|r| r.window == w)
+    }
+
+    /// Brings `l`'s window to `now_ms` and says where it stands.
+    fn stand(&mut self, l: &WindowLimit, now_ms: u64) -> Standing {
+        match l.algorithm {
+            Algorithm::Fixed => {
+                self.roll(l.window, now_ms);
+                Standing {
+                    count: self.counts[l.window as usize],
+                    reset_at_ms: l.window.reset_at(now_ms),
+                    origin: l.window.instance(now_ms),
+                }
+            }
+            Algorithm::Sliding => {
+                let ring = self.ring_mut(l.window);
+                ring.advance(now_ms);
+                Standing {
+                    count: ring.sum(),
+                    reset_at_ms: ring.free_at_ms(l.limit),
+                    origin: ring.free_bucket(l.limit),
+                }
+            }
+        }
+    }
+
+    /// Where `l`'s window stands at `now_ms`, changing nothing.
+    fn standing(&self, l: &WindowLimit, now_ms: u64) -> Standing {
+        match l.algorithm {
+            Algorithm::Fixed => Standing {
+                count: self.count(l.window, now_ms),
+                reset_at_ms: l.window.reset_at(now_ms),
+                origin: 0,
+            },
+            Algorithm::Sliding => {
+                let mut ring = self
+                    .ring(l.window)
+                    .cloned()
+                    .unwrap_or_else(|| Ring::new(l.window));
+                ring.advance(now_ms);
+                Standing {
+                    count: ring.sum(),
+                    reset_at_ms: ring.free_at_ms(l.limit),
+                    origin: 0,
+                }
+            }
+        }
+    }
+
+    fn add(&mut self, l: &WindowLimit) {
+        match l.algorithm {
+            Algorithm::Fixed => self.counts[l.window as usize] += 1,
+            Algorithm::Sliding => self.ring_mut(l.window).add(),
+        }
+    }
+
     fn states(&self, limits: &[WindowLimit], now_ms: u64) -> Vec<WindowState> {
         limits
             .iter()
-            .map(|l| {
-                let count = self.count(l.window, now_ms);
-                WindowState {
-                    window: l.window,
-                    limit: l.limit,
-                    remaining: l.limit.saturating_sub(count),
-                    reset_at_ms: l.window.reset_at(now_ms),
-                }
-            })
+            .map(|l| state(l, &self.standing(l, now_ms)))
             .collect()
     }
 
     fn is_stale(&self, now_ms: u64) -> bool {
-        self.blocked_until_ms <= now_ms && Window::ALL.iter().all(|w| self.count(*w, now_ms) == 0)
+        self.blocked_until_ms <= now_ms
+            && Window::ALL.iter().all(|w| self.count(*w, now_ms) == 0)
+            && self.rings.iter().all(|r| {
+                let mut r = r.clone();
+                r.advance(now_ms);
+                r.is_empty()
+            })
+    }
+}
+
+fn state(l: &WindowLimit, s: &Standing) -> WindowState {
+    WindowState {
+        window: l.window,
+        limit: l.limit,
+        remaining: l.limit.saturating_sub(s.count),
+        reset_at_ms: s.reset_at_ms,
+        algorithm: l.algorithm,
     }
 }
 
@@ -101,34 +194,49 @@ impl MemoryLimiter {
             None => self.counters.entry(Box::from(key)).or_default(),
         };
         let c = entry.value_mut();
-        c.roll(now_ms);
-        // The latest reset among exhausted windows: nothing is admitted before it.
+        // A tier has at most one limit per window.
+        let limits = &limits[..limits.len().min(Window::ALL.len())];
+        let mut standings: [Standing; 5] = Default::default();
+        for (s, l) in standings.iter_mut().zip(limits) {
+            *s = c.stand(l, now_ms);
+        }
+        let stood = |i: usize| &standings[i];
+        let states = || -> Vec<WindowState> {
+            limits
+                .iter()
+                .enumerate()
+                .map(|(i, l)| state(l, stood(i)))
+                .collect()
+        };
+        // The latest time among exhausted windows: nothing is admitted before it.
         let exhausted_until = limits
             .iter()
-            .filter(|l| c.counts[l.window as usize] >= l.limit)
-            .map(|l| l.window.reset_at(now_ms))
+            .enumerate()
+            .filter(|(i, l)| stood(*i).count >= l.limit)
+            .map(|(i, _)| stood(i).reset_at_ms)
             .max();
         if c.blocked_until_ms > now_ms {
             // A retry must outlast both the block and every exhausted window.
             let retry_at = c.blocked_until_ms.max(exhausted_until.unwrap_or(0));
-            return LimitDecision::refused(c.states(limits, now_ms), retry_at, now_ms);
+            return LimitDecision::refused(states(), retry_at, now_ms);
         }
         let exhausted = limits
             .iter()
-            .filter(|l| c.counts[l.window as usize] >= l.limit)
-            .max_by_key(|l| l.window);
-        if let Some(l) = exhausted {
+            .enumerate()
+            .filter(|(i, l)| stood(*i).count >= l.limit)
+            .max_by_key(|(_, l)| l.window);
+        if let Some((i, l)) = exhausted {
             let mut retry_at = exhausted_until.unwrap_or(now_ms);
-            let origin = (l.window, instance(l.window, now_ms));
+            let origin = (l.window, stood(i).origin);
             if !block.is_zero() && c.block_origin != Some(origin) {
                 c.blocked_until_ms = now_ms + block.as_millis() as u64;
                 c.block_origin = Some(origin);
                 retry_at = retry_at.max(c.blocked_until_ms);
             }
-            return LimitDecision::refused(c.states(limits, now_ms), retry_at, now_ms);
+            return LimitDecision::refused(states(), retry_at, now_ms);
         }
         for l in limits {
-            c.counts[l.window as usize] += 1;
+            c.add(l);
         }
         LimitDecision::admitted(c.states(limits, now_ms))
     }
@@ -162,7 +270,7 @@ impl MemoryLimiter {
             None => self.counters.entry(Box::from(key)).or_default(),
         };
         let c = entry.value_mut();
-        c.roll(now_ms);
+        c.roll(window, now_ms);
         c.counts[window as usize] += 1;
     }
 
@@ -170,7 +278,7 @@ impl MemoryLimiter {
     pub fn release(&self, key: &str, window: Window, now_ms: u64) {
         if let Some(mut entry) = self.counters.get_mut(key) {
             let c = entry.value_mut();
-            c.roll(now_ms);
+            c.roll(window, now_ms);
             let count = &mut c.counts[window as usize];
             *count = count.saturating_sub(1);
         }

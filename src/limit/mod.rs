@@ -1,9 +1,10 @@
-//! Rate limiting: fixed-window math, the [`Limiter`] trait and its backends, and the
+//! Rate limiting: fixed and sliding window math, the [`Limiter`] trait and its backends, and the
 //! per-client-IP limits that run before authentication.
 
 pub mod ip;
 pub mod memory;
 pub mod redis;
+pub mod sliding;
 pub mod window;
 
 use crate::clock::Clock;
@@ -12,7 +13,7 @@ use crate::metrics;
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
-pub use window::{LimitDecision, TierLimits, Tiers, Window, WindowLimit, WindowState};
+pub use window::{Algorithm, LimitDecision, TierLimits, Tiers, Window, WindowLimit, WindowState};
 
 /// Why a limiter could not decide (shared backends only).
 #[derive(Debug, thiserror::Error)]

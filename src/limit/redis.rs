@@ -1,10 +1,12 @@
-//! Fixed windows in Redis, shared by every replica.
+//! Fixed and sliding windows in Redis, shared by every replica.
 //!
 //! One Lua script reads and updates all of a key's windows and its `block` lockout in
 //! one round trip, atomically, so a limit of N admits exactly N across replicas. Each
-//! window instance is its own counter (`kg:{KEY}:m:<window start>`) that expires with
-//! its window (plus a second of slack for clock skew between replicas); nothing grows
-//! without bound. The `{KEY}` hash tag puts all of one key's counters in one Redis
+//! fixed window instance is its own counter (`kg:{KEY}:minute:<window start>`) that
+//! expires with its window (plus a second of slack for clock skew between replicas);
+//! a sliding window is one hash of 22 small fields (`kg:{KEY}:s:minute`, the ring of
+//! [`super::sliding`]) that expires a window and a bucket after its last count;
+//! nothing grows without bound. The `{KEY}` hash tag puts all of one key's counters in one Redis
 //! Cluster slot, so the multi-key script stays atomic on a cluster.
 //!
 //! Connections are multiplexed (one connection pipelines every request of a thread),
@@ -13,7 +15,8 @@
 //! fail at once (no request waits on a dead Redis) and [`super::FallbackLimiter`]
 //! decides.
 
-use super::window::{decision_from_counts, LimitDecision, Window, WindowLimit};
+use super::sliding;
+use super::window::{decision_from_counts, Algorithm, LimitDecision, Window, WindowLimit};
 use super::{LimitError, Limiter};
 use crate::clock::Clock;
 use crate::metrics;
@@ -288,24 +291,84 @@ async fn probe(
     }
 }
 
-/// The script behind every call. KEYS[1] is the block hash, KEYS[2..] the window
-/// counters; ARGV is mode (`check`, `peek`, `record`, `release`), now (ms), block (ms), then a
-/// (limit, ttl ms) pair per window. Returns {admitted 0/1, blocked-until ms, counts...}.
+/// The script behind every call. KEYS[1] is the block hash, KEYS[2..] the windows
+/// (a fixed window's counter for its current instance, a sliding window's ring
+/// hash); ARGV is mode (`check`, `peek`, `record`, `release`), now (ms), block (ms),
+/// buckets per sliding window, then per window: limit, ttl ms, kind (0 fixed, 1
+/// sliding), and the caller's current bucket (sliding). Returns {admitted 0/1,
+/// blocked-until ms, then per window: count, free bucket (sliding; 0 when fixed)}.
+///
+/// A ring hash holds field `n` (its newest bucket) and one count per slot
+/// (`bucket % (buckets + 1)`), as [`super::sliding::Ring`] does in memory; a ring
+/// whose newest bucket is ahead of the caller's is read at that bucket (a replica
+/// whose clock is ahead is never out-counted). `record` and `release` take fixed
+/// windows only.
 const SCRIPT: &str = r#"
 local mode = ARGV[1]
 local now = tonumber(ARGV[2])
 local block = tonumber(ARGV[3])
+local B = tonumber(ARGV[4])
+local S = B + 1
 local n = #KEYS - 1
-local counts = {}
+local function arg(i, j) return tonumber(ARGV[4 + 4 * (i - 1) + j]) end
+local fields = {'n'}
+for s = 0, B do fields[s + 2] = tostring(s) end
+local counts, rings = {}, {}
+local function read_ring(i)
+  local v = redis.call('HMGET', KEYS[i + 1], unpack(fields))
+  local newest = tonumber(v[1] or '-1')
+  local k = math.max(arg(i, 4), newest)
+  local r = {k = k, newest = newest, c = {}, sum = 0}
+  for b = k - B, k do
+    local c = 0
+    if newest >= 0 and b <= newest and newest - b <= B then c = tonumber(v[2 + (b % S)] or '0') end
+    r.c[b] = c
+    r.sum = r.sum + c
+  end
+  return r
+end
+local function free_bucket(r, limit)
+  local need = math.max(1, r.sum + 1 - limit)
+  local running = 0
+  for b = r.k - B, r.k do
+    running = running + r.c[b]
+    if running >= need then return b end
+  end
+  return r.k
+end
+local function count_ring(i, r)
+  local from = r.k
+  if r.newest < r.k then from = math.max(r.newest + 1, r.k - B) end
+  r.c[r.k] = r.c[r.k] + 1
+  r.sum = r.sum + 1
+  local args = {'n', r.k}
+  for b = from, r.k do
+    args[#args + 1] = tostring(b % S)
+    args[#args + 1] = r.c[b]
+  end
+  redis.call('HSET', KEYS[i + 1], unpack(args))
+  redis.call('PEXPIRE', KEYS[i + 1], arg(i, 2))
+  counts[i] = r.sum
+end
+local function reply(admitted, blocked_until)
+  local out = {admitted, blocked_until}
+  for i = 1, n do
+    out[#out + 1] = counts[i]
+    if rings[i] then out[#out + 1] = free_bucket(rings[i], arg(i, 1)) else out[#out + 1] = 0 end
+  end
+  return out
+end
 local function count_all()
   for i = 1, n do
-    counts[i] = redis.call('INCR', KEYS[i + 1])
-    if counts[i] == 1 then redis.call('PEXPIRE', KEYS[i + 1], ARGV[3 + 2 * i]) end
+    if rings[i] then count_ring(i, rings[i]) else
+      counts[i] = redis.call('INCR', KEYS[i + 1])
+      if counts[i] == 1 then redis.call('PEXPIRE', KEYS[i + 1], arg(i, 2)) end
+    end
   end
 end
 if mode == 'record' then
   count_all()
-  return {1, 0, unpack(counts)}
+  return reply(1, 0)
 end
 if mode == 'release' then
   for i = 1, n do
@@ -313,31 +376,39 @@ if mode == 'release' then
     if c > 0 then c = redis.call('DECR', KEYS[i + 1]) end
     counts[i] = c
   end
-  return {1, 0, unpack(counts)}
+  return reply(1, 0)
 end
-for i = 1, n do counts[i] = tonumber(redis.call('GET', KEYS[i + 1]) or '0') end
+for i = 1, n do
+  if arg(i, 3) == 1 then
+    rings[i] = read_ring(i)
+    counts[i] = rings[i].sum
+  else
+    counts[i] = tonumber(redis.call('GET', KEYS[i + 1]) or '0')
+  end
+end
 local b = redis.call('HMGET', KEYS[1], 'until', 'origin')
 local blocked_until = tonumber(b[1] or '0')
-if blocked_until > now then return {0, blocked_until, unpack(counts)} end
+if blocked_until > now then return reply(0, blocked_until) end
 local exhausted = 0
 for i = 1, n do
-  if counts[i] >= tonumber(ARGV[2 + 2 * i]) then exhausted = i end
+  if counts[i] >= arg(i, 1) then exhausted = i end
 end
 if mode == 'peek' then
-  if exhausted > 0 then return {0, blocked_until, unpack(counts)} end
-  return {1, blocked_until, unpack(counts)}
+  if exhausted > 0 then return reply(0, blocked_until) end
+  return reply(1, blocked_until)
 end
 if exhausted > 0 then
   local origin = KEYS[exhausted + 1]
+  if rings[exhausted] then origin = origin .. ':' .. free_bucket(rings[exhausted], arg(exhausted, 1)) end
   if block > 0 and b[2] ~= origin then
     blocked_until = now + block
     redis.call('HSET', KEYS[1], 'until', blocked_until, 'origin', origin)
-    redis.call('PEXPIRE', KEYS[1], math.max(block, tonumber(ARGV[3 + 2 * exhausted])))
+    redis.call('PEXPIRE', KEYS[1], math.max(block, arg(exhausted, 2)))
   end
-  return {0, blocked_until, unpack(counts)}
+  return reply(0, blocked_until)
 end
 count_all()
-return {1, 0, unpack(counts)}
+return reply(1, 0)
 "#;
 
 /// Connections by the thread that opened them (see [`RedisLimiter`]).
@@ -482,11 +553,14 @@ impl RedisLimiter {
         let mut keys = Vec::with_capacity(limits.len() + 1);
         keys.push(format!("kg:{{{key}}}:b"));
         for l in limits {
-            keys.push(format!(
-                "kg:{{{key}}}:{}:{}",
-                l.window.name(),
-                l.window.start(now_ms) / 1000
-            ));
+            keys.push(match l.algorithm {
+                Algorithm::Fixed => format!(
+                    "kg:{{{key}}}:{}:{}",
+                    l.window.name(),
+                    l.window.start(now_ms) / 1000
+                ),
+                Algorithm::Sliding => format!("kg:{{{key}}}:s:{}", l.window.name()),
+            });
         }
         keys
     }
@@ -504,11 +578,25 @@ impl RedisLimiter {
         for k in Self::keys(key, limits, now) {
             inv.key(k);
         }
-        inv.arg(mode).arg(now).arg(block.as_millis() as u64);
+        inv.arg(mode)
+            .arg(now)
+            .arg(block.as_millis() as u64)
+            .arg(sliding::BUCKETS);
         for l in limits {
             // Counters outlive their window by a second: replicas' clocks differ a little.
-            let ttl = l.window.reset_at(now) - now + 1000;
-            inv.arg(l.limit).arg(ttl);
+            match l.algorithm {
+                Algorithm::Fixed => {
+                    let ttl = l.window.reset_at(now) - now + 1000;
+                    inv.arg(l.limit).arg(ttl).arg(0).arg(0);
+                }
+                Algorithm::Sliding => {
+                    let ttl = l.window.len_ms() + sliding::bucket_ms(l.window) + 1000;
+                    inv.arg(l.limit)
+                        .arg(ttl)
+                        .arg(1)
+                        .arg(sliding::bucket(l.window, now));
+                }
+            }
         }
         let run = async {
             match &mut conn {
@@ -536,15 +624,28 @@ impl RedisLimiter {
                 )));
             }
         };
-        if reply.len() != limits.len() + 2 {
+        if reply.len() != 2 * limits.len() + 2 {
             return Err(LimitError::Backend(format!(
                 "unexpected reply from the rate-limit script: {reply:?}"
             )));
         }
-        let counts: Vec<u64> = reply[2..].iter().map(|c| (*c).max(0) as u64).collect();
+        let standing: Vec<(u64, u64)> = limits
+            .iter()
+            .zip(reply[2..].chunks_exact(2))
+            .map(|(l, pair)| {
+                let count = pair[0].max(0) as u64;
+                match l.algorithm {
+                    Algorithm::Fixed => (count, 0),
+                    Algorithm::Sliding => (
+                        count,
+                        sliding::leaves_at_ms(l.window, pair[1].max(0) as u64),
+                    ),
+                }
+            })
+            .collect();
         Ok(decision_from_counts(
             limits,
-            &counts,
+            &standing,
             reply[0] == 1,
             reply[1].max(0) as u64,
             now,
@@ -568,14 +669,14 @@ impl Limiter for RedisLimiter {
     }
 
     async fn record(&self, key: &str, window: Window) -> Result<(), LimitError> {
-        let limits = [WindowLimit { window, limit: 0 }];
+        let limits = [WindowLimit::fixed(window, 0)];
         self.call("record", key, &limits, Duration::ZERO)
             .await
             .map(drop)
     }
 
     async fn release(&self, key: &str, window: Window) -> Result<(), LimitError> {
-        let limits = [WindowLimit { window, limit: 0 }];
+        let limits = [WindowLimit::fixed(window, 0)];
         self.call("release", key, &limits, Duration::ZERO)
             .await
             .map(drop)

@@ -1,9 +1,10 @@
-//! Fixed windows aligned to the Unix epoch, and the limits a tier puts on them.
+//! The windows a tier limits (second to calendar month), the algorithm that counts
+//! them, and the limits a tier puts on them.
 
 use crate::config::TierConfig;
 use std::time::Duration;
 
-/// One of the four window sizes.
+/// One of the five window sizes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Window {
     /// 1 second.
@@ -14,40 +15,130 @@ pub enum Window {
     Hour = 2,
     /// 86400 seconds.
     Day = 3,
+    /// A calendar month in UTC (fixed); 30 days (sliding).
+    Month = 4,
 }
+
+/// Milliseconds in a day.
+const DAY_MS: u64 = 86_400_000;
 
 impl Window {
     /// Every window, shortest first.
-    pub const ALL: [Window; 4] = [Window::Second, Window::Minute, Window::Hour, Window::Day];
+    pub const ALL: [Window; 5] = [
+        Window::Second,
+        Window::Minute,
+        Window::Hour,
+        Window::Day,
+        Window::Month,
+    ];
 
-    /// Length in milliseconds.
+    /// Length in milliseconds: a sliding window's span. A month counts as 30 days
+    /// here; a fixed month is the calendar month ([`Window::start`], [`Window::reset_at`]).
     pub const fn len_ms(self) -> u64 {
         match self {
             Window::Second => 1_000,
             Window::Minute => 60_000,
             Window::Hour => 3_600_000,
-            Window::Day => 86_400_000,
+            Window::Day => DAY_MS,
+            Window::Month => 30 * DAY_MS,
         }
     }
 
-    /// Name used in headers and metrics: `second`, `minute`, `hour`, `day`.
+    /// Name used in headers and metrics: `second`, `minute`, `hour`, `day`, `month`.
     pub const fn name(self) -> &'static str {
         match self {
             Window::Second => "second",
             Window::Minute => "minute",
             Window::Hour => "hour",
             Window::Day => "day",
+            Window::Month => "month",
         }
     }
 
-    /// Start (ms) of the window instance containing `now_ms`.
-    pub const fn start(self, now_ms: u64) -> u64 {
-        now_ms - now_ms % self.len_ms()
+    /// The fixed instance containing `now_ms`, numbered from the epoch (months since
+    /// January 1970 for [`Window::Month`]).
+    pub fn instance(self, now_ms: u64) -> u64 {
+        match self {
+            Window::Month => {
+                let (y, m) = year_month(now_ms / DAY_MS);
+                (y - 1970) as u64 * 12 + (m - 1) as u64
+            }
+            w => now_ms / w.len_ms(),
+        }
     }
 
-    /// End (ms, exclusive) of the window instance containing `now_ms`.
-    pub const fn reset_at(self, now_ms: u64) -> u64 {
-        self.start(now_ms) + self.len_ms()
+    /// Start (ms) of the fixed instance containing `now_ms`: epoch-aligned, and the
+    /// first of the month at 00:00 UTC for [`Window::Month`].
+    pub fn start(self, now_ms: u64) -> u64 {
+        match self {
+            Window::Month => {
+                let (y, m) = year_month(now_ms / DAY_MS);
+                days_from_civil(y, m) * DAY_MS
+            }
+            w => now_ms - now_ms % w.len_ms(),
+        }
+    }
+
+    /// End (ms, exclusive) of the fixed instance containing `now_ms`.
+    pub fn reset_at(self, now_ms: u64) -> u64 {
+        match self {
+            Window::Month => {
+                let (y, m) = year_month(now_ms / DAY_MS);
+                let (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+                days_from_civil(y, m) * DAY_MS
+            }
+            w => self.start(now_ms) + w.len_ms(),
+        }
+    }
+}
+
+/// The (year, month 1..=12) of a day counted from 1970-01-01 (H. Hinnant's
+/// `civil_from_days`, for days on or after the epoch).
+fn year_month(days: u64) -> (i64, u32) {
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m)
+}
+
+/// Days from 1970-01-01 to the first of month `m` of year `y` (`days_from_civil`).
+fn days_from_civil(y: i64, m: u32) -> u64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    (era * 146_097 + doe - 719_468).max(0) as u64
+}
+
+/// How a window counts (`tiers.<name>.algorithm`).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Algorithm {
+    /// Epoch-aligned instances (calendar months): exact per instance, up to 2N
+    /// across a boundary.
+    #[default]
+    Fixed,
+    /// No interval of the window's length admits more than the limit
+    /// ([`super::sliding`]).
+    Sliding,
+}
+
+impl Algorithm {
+    /// `fixed` or `sliding`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Algorithm::Fixed => "fixed",
+            Algorithm::Sliding => "sliding",
+        }
     }
 }
 
@@ -56,8 +147,22 @@ impl Window {
 pub struct WindowLimit {
     /// The window.
     pub window: Window,
-    /// Requests admitted per window instance.
+    /// Requests admitted per window instance (fixed) or per any interval of the
+    /// window's length (sliding).
     pub limit: u64,
+    /// How the window counts.
+    pub algorithm: Algorithm,
+}
+
+impl WindowLimit {
+    /// A fixed window of `limit` per `window`.
+    pub const fn fixed(window: Window, limit: u64) -> Self {
+        WindowLimit {
+            window,
+            limit,
+            algorithm: Algorithm::Fixed,
+        }
+    }
 }
 
 /// A tier's compiled limits.
@@ -97,9 +202,16 @@ impl TierLimits {
             (Window::Minute, t.per_minute),
             (Window::Hour, t.per_hour),
             (Window::Day, t.per_day),
+            (Window::Month, t.per_month),
         ]
         .into_iter()
-        .filter_map(|(window, limit)| limit.map(|limit| WindowLimit { window, limit }))
+        .filter_map(|(window, limit)| {
+            limit.map(|limit| WindowLimit {
+                window,
+                limit,
+                algorithm: t.algorithm,
+            })
+        })
         .collect();
         TierLimits {
             name: name.to_string(),
@@ -167,8 +279,24 @@ pub struct WindowState {
     pub limit: u64,
     /// Requests left in the current instance.
     pub remaining: u64,
-    /// When the current instance ends (Unix ms).
+    /// When the current instance ends (Unix ms); for a sliding window, when the
+    /// count next goes down (admitted) or room appears (exhausted).
     pub reset_at_ms: u64,
+    /// How the window counts.
+    pub algorithm: Algorithm,
+}
+
+impl WindowState {
+    /// The window's length as `RateLimit-Policy` states it (`w=`, seconds): a fixed
+    /// month is the current calendar month's.
+    pub fn policy_secs(&self, now_ms: u64) -> u64 {
+        match (self.algorithm, self.window) {
+            (Algorithm::Fixed, Window::Month) => {
+                (Window::Month.reset_at(now_ms) - Window::Month.start(now_ms)) / 1000
+            }
+            (_, w) => w.len_ms() / 1000,
+        }
+    }
 }
 
 /// The outcome of a limit check.
@@ -221,24 +349,31 @@ impl LimitDecision {
     }
 }
 
-/// Builds a decision from a backend's counts: `counts[i]` is what window `limits[i]`
-/// holds after the decision (after counting, when admitted). `blocked_until_ms` is
-/// the end of a `block` lockout, if the backend has one (past values mean none).
+/// Builds a decision from a backend's counts: `standing[i]` is what window
+/// `limits[i]` holds after the decision (after counting, when admitted) and when it
+/// resets (a fixed instance's end; for a sliding window, see
+/// [`super::sliding::Ring::free_at_ms`]). `blocked_until_ms` is the end of a `block`
+/// lockout, if the backend has one (past values mean none).
 pub fn decision_from_counts(
     limits: &[WindowLimit],
-    counts: &[u64],
+    standing: &[(u64, u64)],
     allowed: bool,
     blocked_until_ms: u64,
     now_ms: u64,
 ) -> LimitDecision {
     let windows: Vec<WindowState> = limits
         .iter()
-        .zip(counts.iter().chain(std::iter::repeat(&0)))
-        .map(|(l, &count)| WindowState {
+        .zip(standing.iter().chain(std::iter::repeat(&(0, 0))))
+        .map(|(l, &(count, reset_at_ms))| WindowState {
             window: l.window,
             limit: l.limit,
             remaining: l.limit.saturating_sub(count),
-            reset_at_ms: l.window.reset_at(now_ms),
+            reset_at_ms: if reset_at_ms == 0 {
+                l.window.reset_at(now_ms)
+            } else {
+                reset_at_ms
+            },
+            algorithm: l.algorithm,
         })
         .collect();
     if allowed {
@@ -275,6 +410,35 @@ mod tests {
     }
 
     #[test]
+    fn months_are_calendar_months_in_utc() {
+        let day = 86_400_000;
+        // 2024-02-29 (a leap day) 12:00Z: February 2024 runs 1st to 29th.
+        let leap = 19_782 * day + day / 2;
+        assert_eq!(Window::Month.start(leap), 19_754 * day);
+        assert_eq!(Window::Month.reset_at(leap), 19_783 * day);
+        // 2026-12-31T23:59:59.999Z ends with the year; 2027-01-01 starts the next.
+        let year_end = 20_819 * day - 1;
+        assert_eq!(Window::Month.reset_at(year_end), 20_819 * day);
+        assert_eq!(Window::Month.start(20_819 * day), 20_819 * day);
+        assert_eq!(
+            Window::Month.instance(20_819 * day),
+            Window::Month.instance(year_end) + 1
+        );
+        assert_eq!(Window::Month.instance(0), 0);
+        assert_eq!(Window::Month.reset_at(0), 31 * day);
+        // Every month boundary from 1970 to 2100 is the first of a month.
+        let mut at = 0;
+        for _ in 0..(131 * 12) {
+            let next = Window::Month.reset_at(at);
+            let len_days = (next - at) / day;
+            assert!((28..=31).contains(&len_days), "{len_days}");
+            assert_eq!(Window::Month.start(next), next);
+            assert_eq!(Window::Month.start(next - 1), at);
+            at = next;
+        }
+    }
+
+    #[test]
     fn seconds_until_round_up_and_never_say_zero() {
         assert_eq!(secs_until(1000, 1000), 1);
         assert_eq!(secs_until(1000, 1001), 1);
@@ -293,13 +457,7 @@ mod tests {
         let l = TierLimits::from_config("free", &t);
         assert_eq!(l.windows.len(), 2);
         assert_eq!(l.windows[0].window, Window::Second);
-        assert_eq!(
-            l.windows[1],
-            WindowLimit {
-                window: Window::Day,
-                limit: 1000
-            }
-        );
+        assert_eq!(l.windows[1], WindowLimit::fixed(Window::Day, 1000));
     }
 
     #[test]
@@ -314,18 +472,21 @@ mod tests {
                     limit: 10,
                     remaining: 9,
                     reset_at_ms: 1,
+                    algorithm: Algorithm::Fixed,
                 },
                 WindowState {
                     window: Window::Minute,
                     limit: 30,
                     remaining: 3,
                     reset_at_ms: 60,
+                    algorithm: Algorithm::Fixed,
                 },
                 WindowState {
                     window: Window::Day,
                     limit: 100,
                     remaining: 3,
                     reset_at_ms: 86400,
+                    algorithm: Algorithm::Fixed,
                 },
             ],
             degraded: false,

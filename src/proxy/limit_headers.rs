@@ -43,7 +43,7 @@ pub fn rate_limit_headers(
                     "\"{}\";q={};w={}",
                     w.window.name(),
                     w.limit,
-                    w.window.len_ms() / 1000
+                    w.policy_secs(now_ms)
                 )
             })
             .collect();
@@ -68,7 +68,7 @@ pub fn rate_limit_headers(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limit::{Window, WindowState};
+    use crate::limit::{Algorithm, Window, WindowState};
 
     #[test]
     fn headers_describe_the_window_closest_to_exhaustion() {
@@ -83,12 +83,14 @@ mod tests {
                     limit: 120,
                     remaining: 17,
                     reset_at_ms: 1_700_000_060_000,
+                    algorithm: Algorithm::Fixed,
                 },
                 WindowState {
                     window: Window::Day,
                     limit: 10000,
                     remaining: 9000,
                     reset_at_ms: 1_700_006_400_000,
+                    algorithm: Algorithm::Fixed,
                 },
             ],
             degraded: false,
@@ -117,6 +119,7 @@ mod tests {
             limit: 10,
             remaining: 7,
             reset_at_ms: 1_700_000_019_000,
+            algorithm: Algorithm::Fixed,
         }];
         // Blocked until 40.5 s past the minute: the second window has room, but
         // the block decides.

@@ -29,6 +29,7 @@ mod import;
 mod jwks;
 mod jwt_tokens;
 mod limits;
+mod limits_v2;
 mod management_auth;
 mod management_keys;
 mod metrics;

@@ -37,10 +37,7 @@ fn limiter(url: &str, clock: &ManualClock) -> RedisLimiter {
 }
 
 fn minute(limit: u64) -> Vec<WindowLimit> {
-    vec![WindowLimit {
-        window: Window::Minute,
-        limit,
-    }]
+    vec![WindowLimit::fixed(Window::Minute, limit)]
 }
 
 /// Runs `n` concurrent checks of `key`; returns how many were admitted.
@@ -116,14 +113,8 @@ fn one_keys_counters_share_a_cluster_hash_slot() {
     let keys = RedisLimiter::keys(
         "key:key_abc",
         &[
-            WindowLimit {
-                window: Window::Second,
-                limit: 1,
-            },
-            WindowLimit {
-                window: Window::Day,
-                limit: 1,
-            },
+            WindowLimit::fixed(Window::Second, 1),
+            WindowLimit::fixed(Window::Day, 1),
         ],
         T0,
     );
@@ -167,14 +158,8 @@ async fn a_refusal_counts_nothing_and_block_locks_out_once_per_window() {
     let l = limiter(&url, &clock);
     let key = unique("block");
     let limits = vec![
-        WindowLimit {
-            window: Window::Second,
-            limit: 2,
-        },
-        WindowLimit {
-            window: Window::Minute,
-            limit: 3,
-        },
+        WindowLimit::fixed(Window::Second, 2),
+        WindowLimit::fixed(Window::Minute, 3),
     ];
     let block = Duration::from_secs(5);
     assert!(l.check(&key, &limits, block).await.unwrap().allowed);
@@ -590,14 +575,8 @@ async fn cluster_limits_are_exact(url: &str, certs: RedisCerts) {
     ));
     assert!(l.is_up());
     let limits = vec![
-        WindowLimit {
-            window: Window::Second,
-            limit: 1_000,
-        },
-        WindowLimit {
-            window: Window::Minute,
-            limit: 20,
-        },
+        WindowLimit::fixed(Window::Second, 1_000),
+        WindowLimit::fixed(Window::Minute, 20),
     ];
     for name in ["a", "b", "c", "d"] {
         assert_eq!(
@@ -730,4 +709,171 @@ async fn a_tls_sentinel_url_finds_the_master_over_tls() {
     let (master, sentinel) = start_sentinel(&mut servers, Some(&pki));
     let url = format!("rediss+sentinel://127.0.0.1:{sentinel}/mymaster");
     sentinel_limits_hold(&url, pki.certs(Some("ca.pem"), false), master, Some(&pki)).await;
+}
+
+fn sliding_limits(second: u64, minute: u64) -> Vec<WindowLimit> {
+    [(Window::Second, second), (Window::Minute, minute)]
+        .into_iter()
+        .map(|(window, limit)| WindowLimit {
+            window,
+            limit,
+            algorithm: Algorithm::Sliding,
+        })
+        .collect()
+}
+
+/// A small deterministic generator (the arrivals are random but repeatable).
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// Two replicas on one Redis, random bursts of concurrent requests over two and a
+/// half minutes: by brute force over every interval, no second admits more than the
+/// per-second limit and no minute more than the per-minute limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sliding_windows_never_over_admit_across_replicas_under_concurrency() {
+    use crate::limit::sliding::most_in_any_interval;
+    let Some(url) = redis_url() else { return };
+    for seed in [1u64, 2, 3] {
+        let clock = ManualClock::at(T0);
+        let replicas = [
+            Arc::new(limiter(&url, &clock)),
+            Arc::new(limiter(&url, &clock)),
+        ];
+        let key = unique("sliding");
+        let limits = sliding_limits(6, 40);
+        let mut rng = Lcg(seed);
+        let mut admitted_at = Vec::new();
+        while clock.now_ms() < T0 + 150_000 {
+            clock.advance_ms(rng.below(900));
+            let n = 1 + rng.below(9) as usize;
+            let tasks: Vec<_> = (0..n)
+                .map(|i| {
+                    let (l, key, limits) = (replicas[i % 2].clone(), key.clone(), limits.clone());
+                    tokio::spawn(async move { l.check(&key, &limits, Duration::ZERO).await })
+                })
+                .collect();
+            for t in tasks {
+                if t.await.unwrap().unwrap().allowed {
+                    admitted_at.push(clock.now_ms());
+                }
+            }
+        }
+        assert!(
+            admitted_at.len() > 100,
+            "the test admits enough to mean something"
+        );
+        assert!(most_in_any_interval(&admitted_at, 1_000) <= 6);
+        assert!(most_in_any_interval(&admitted_at, 60_000) <= 40);
+    }
+}
+
+#[tokio::test]
+async fn sliding_windows_refuse_n_more_after_a_boundary_and_a_replica_ahead_is_never_out_counted() {
+    let Some(url) = redis_url() else { return };
+    let boundary = T0 + 20_000; // a minute boundary
+    let clock = ManualClock::at(boundary - 300);
+    let l = limiter(&url, &clock);
+    let key = unique("boundary");
+    let limits = vec![WindowLimit {
+        window: Window::Minute,
+        limit: 5,
+        algorithm: Algorithm::Sliding,
+    }];
+    for _ in 0..5 {
+        assert!(
+            l.check(&key, &limits, Duration::ZERO)
+                .await
+                .unwrap()
+                .allowed
+        );
+    }
+    clock.set_ms(boundary + 300);
+    let d = l.check(&key, &limits, Duration::ZERO).await.unwrap();
+    assert!(!d.allowed, "a fixed window would admit here");
+    assert!(d.retry_at_ms >= boundary - 300 + 60_000);
+    assert!(d.retry_at_ms <= boundary - 300 + 63_000);
+    clock.set_ms(d.retry_at_ms - 1);
+    assert!(
+        !l.check(&key, &limits, Duration::ZERO)
+            .await
+            .unwrap()
+            .allowed
+    );
+    clock.set_ms(d.retry_at_ms);
+    assert!(
+        l.check(&key, &limits, Duration::ZERO)
+            .await
+            .unwrap()
+            .allowed
+    );
+
+    // A replica 10 s ahead fills the window; one on time still sees it full.
+    let ahead = ManualClock::at(T0 + 10_000);
+    let on_time = ManualClock::at(T0);
+    let (a, b) = (limiter(&url, &ahead), limiter(&url, &on_time));
+    let key = unique("skew");
+    for _ in 0..5 {
+        assert!(
+            a.check(&key, &limits, Duration::ZERO)
+                .await
+                .unwrap()
+                .allowed
+        );
+    }
+    assert!(
+        !b.check(&key, &limits, Duration::ZERO)
+            .await
+            .unwrap()
+            .allowed
+    );
+    let ttl: i64 = {
+        let mut c = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        redis::cmd("PTTL")
+            .arg(format!("kg:{{{key}}}:s:minute"))
+            .query_async(&mut c)
+            .await
+            .unwrap()
+    };
+    assert!(
+        (60_000..=64_000).contains(&ttl),
+        "ttl {ttl}: a window, a bucket and a second of slack"
+    );
+}
+
+#[tokio::test]
+async fn a_sliding_block_locks_out_once_per_exhaustion() {
+    let Some(url) = redis_url() else { return };
+    let clock = ManualClock::at(T0);
+    let l = limiter(&url, &clock);
+    let key = unique("sblock");
+    let limits = vec![WindowLimit {
+        window: Window::Minute,
+        limit: 2,
+        algorithm: Algorithm::Sliding,
+    }];
+    let block = Duration::from_secs(5);
+    assert!(l.check(&key, &limits, block).await.unwrap().allowed);
+    assert!(l.check(&key, &limits, block).await.unwrap().allowed);
+    let d = l.check(&key, &limits, block).await.unwrap();
+    assert!(!d.allowed);
+    let free_at = d.retry_at_ms;
+    assert!(free_at > T0 + 60_000, "the window outlasts the block");
+    clock.advance_ms(6_000);
+    let d = l.check(&key, &limits, block).await.unwrap();
+    assert_eq!(d.retry_at_ms, free_at, "the same exhaustion: no new block");
+    clock.set_ms(free_at);
+    assert!(l.check(&key, &limits, block).await.unwrap().allowed);
 }

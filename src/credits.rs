@@ -90,6 +90,21 @@ impl CreditLedger {
     }
 }
 
+impl CreditLedger {
+    /// Gives back what was debited for a request the upstream never answered
+    /// (keygate's own 502/504), counted in `keygate_credit_refunds_total`. The caller
+    /// holds the debit and hands it over once, so a refund happens at most once.
+    pub async fn refund(&self, id: &str, cost: u64) {
+        let result = self.inner.store.refund_credits(id, cost).await;
+        if let Err(e) = &result {
+            tracing::warn!(key_id = id, cost, error = %e, "credit refund failed");
+        }
+        crate::metrics::CREDIT_REFUNDS
+            .with_label_values(&[if result.is_ok() { "ok" } else { "error" }])
+            .inc();
+    }
+}
+
 impl Inner {
     /// Commits what is queued, batch after batch, until the queue is empty.
     async fn commit_while_queued(self: Arc<Self>) {

@@ -242,6 +242,17 @@ pub fn count_store_query(op: StoreOp, ok: bool) {
     STORE_QUERY_COUNTERS[op as usize][usize::from(!ok)].inc();
 }
 
+/// Credits given back for requests the upstream never answered (keygate's own
+/// 502/504), by result: `ok`, or `error` when the store could not take the refund.
+pub static CREDIT_REFUNDS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "keygate_credit_refunds_total",
+        "Credit refunds of requests the upstream never answered (keygate's own 502/504), by result.",
+        &["result"]
+    )
+    .expect("metric keygate_credit_refunds_total registers once")
+});
+
 /// Credit debits committed per store transaction by the group committer.
 pub static CREDIT_DEBITS_PER_COMMIT: Lazy<Histogram> = Lazy::new(|| {
     register_histogram!(
@@ -485,6 +496,9 @@ pub fn init() {
     Lazy::force(&KEY_CACHE_SIZE);
     Lazy::force(&STORE_QUERIES);
     Lazy::force(&CREDIT_DEBITS_PER_COMMIT);
+    for result in ["ok", "error"] {
+        CREDIT_REFUNDS.with_label_values(&[result]);
+    }
     Lazy::force(&RATELIMIT_BACKEND_ERRORS);
     Lazy::force(&JWT_VERIFICATIONS);
     for result in ["ok", "error", "rate_limited"] {

@@ -204,6 +204,7 @@ fn check_sections(doc: Value) -> Result<Checked, ConfigError> {
             "management" => decode::<ManagementConfig>(value, &name).map(drop),
             "cors" => decode::<Option<CorsConfig>>(value, &name).map(drop),
             "portal" => decode::<PortalConfig>(value, &name).map(drop),
+            "credits" => decode::<CreditsConfig>(value, &name).map(drop),
             "tiers" => check_each_entry::<TierConfig>(value, &name, &mut problems, &mut broken),
             "routes" => check_each_item::<RouteConfig>(value, &name, &mut problems, &mut broken),
             _ => Err(Problem::new(name.as_str(), "unknown field")),

@@ -53,6 +53,9 @@ pub struct Config {
     /// The portal: where the API's users get and watch their keys.
     #[serde(default)]
     pub portal: PortalConfig,
+    /// Credit policy shared by every tier (CONTRACT §10).
+    #[serde(default)]
+    pub credits: CreditsConfig,
 }
 
 fn default_tier() -> String {
@@ -380,6 +383,23 @@ fn default_access_ttl() -> Dur {
 }
 fn default_refresh_ttl() -> Dur {
     Dur::secs(30 * 86400)
+}
+
+/// `credits:`: what happens to credits beyond debits.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CreditsConfig {
+    /// Give back, exactly once, the credits of a debited request that keygate itself
+    /// answered 502/504 because the upstream never answered.
+    pub refund_on_upstream_error: bool,
+}
+
+impl Default for CreditsConfig {
+    fn default() -> Self {
+        CreditsConfig {
+            refund_on_upstream_error: true,
+        }
+    }
 }
 
 /// One tier: its windows and how they count, block period, key quota.

@@ -36,6 +36,8 @@ pub struct Decision {
     /// The path to forward instead of the request's own (its canonical form), when
     /// the two differ: the upstream sees the path the decision used.
     pub forward_path: Option<String>,
+    /// Credits debited for this request (taken, once, by a refund).
+    pub debited: Option<u64>,
 }
 
 /// Runs the chain for one request over `rt` (the config it started with) and the
@@ -142,7 +144,8 @@ pub async fn decide(
             let debit = shared.credits.debit(key_id, route.cost).await;
             metrics::count_store_query(metrics::StoreOp::DebitCredits, debit.is_ok());
             match debit {
-                Ok(Debit::Done { .. }) | Ok(Debit::Unmetered) => {}
+                Ok(Debit::Done { .. }) => out.debited = Some(route.cost),
+                Ok(Debit::Unmetered) => {}
                 Ok(Debit::Insufficient { remaining }) => {
                     return Err(GateError::InsufficientCredits {
                         remaining,

@@ -360,6 +360,28 @@ impl Gate {
         Ok(true)
     }
 
+    /// Gives back the credits of a debited request that keygate answers 502/503/504
+    /// itself because no upstream answer came (`credits.refund_on_upstream_error`).
+    /// The debit is taken from `ctx`, so a request is refunded at most once.
+    async fn refund_unanswered(&self, ctx: &mut RequestCtx, err: &GateError) {
+        if !matches!(err.status().as_u16(), 502..=504)
+            || !ctx.rt.config.credits.refund_on_upstream_error
+        {
+            return;
+        }
+        let Some(cost) = ctx.decision.debited.take() else {
+            return;
+        };
+        if let Some(key_id) = ctx
+            .decision
+            .principal
+            .as_ref()
+            .and_then(|p| p.identity.key_id())
+        {
+            self.shared.credits.refund(key_id, cost).await;
+        }
+    }
+
     fn upstream_for(&self, ctx: &RequestCtx) -> Upstream {
         let test_key = ctx
             .decision
@@ -566,6 +588,7 @@ impl ProxyHttp for Gate {
         tracing::warn!(request_id = ctx.request_id.to_str().unwrap_or("-"), error = %e, "proxying failed");
         let code = err.status().as_u16();
         if session.response_written().is_none() {
+            self.refund_unanswered(ctx, &err).await;
             // The connection is not reused after a proxy failure: say so.
             session.set_keepalive(None);
             if let Err(write_err) = self.respond(session, ctx, &err).await {

@@ -360,6 +360,10 @@ impl KeyStore for FileStore {
         Ok(debits.iter().map(|_| Ok(Debit::Unmetered)).collect())
     }
 
+    async fn refund_credits(&self, _id: &str, _cost: u64) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     async fn record_usage(
         &self,
         _rows: &[UsageRow],

@@ -228,6 +228,9 @@ pub trait KeyStore: Send + Sync {
     /// either all of them are durable (`Ok`) or none is (`Err`). An entry whose key
     /// does not exist gets `Err(NotFound)` and changes nothing.
     async fn debit_batch(&self, debits: &[(String, u64)]) -> Result<Vec<DebitResult>, StoreError>;
+    /// Gives `cost` credits back to key `id` (a debited request the upstream never
+    /// answered). A key that is unmetered or gone changes nothing.
+    async fn refund_credits(&self, id: &str, cost: u64) -> Result<(), StoreError>;
     /// Debits `cost` credits from one key: a batch of one.
     async fn debit_credits(&self, id: &str, cost: u64) -> Result<Debit, StoreError> {
         let mut answers = self.debit_batch(&[(id.to_string(), cost)]).await?;

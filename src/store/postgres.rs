@@ -462,6 +462,13 @@ impl KeyStore for PostgresStore {
         }
     }
 
+    async fn refund_credits(&self, id: &str, cost: u64) -> Result<(), StoreError> {
+        const REFUND: &str =
+            "UPDATE api_keys SET credits = credits + $2 WHERE id = $1 AND credits IS NOT NULL";
+        let cost = i64::try_from(cost).unwrap_or(i64::MAX);
+        self.pool.execute(REFUND, &[&id, &cost]).await.map(drop)
+    }
+
     async fn record_usage(
         &self,
         rows: &[UsageRow],

@@ -543,6 +543,19 @@ impl KeyStore for SqliteStore {
         .await
     }
 
+    async fn refund_credits(&self, id: &str, cost: u64) -> Result<(), StoreError> {
+        let (id, cost) = (id.to_string(), i64::try_from(cost).unwrap_or(i64::MAX));
+        self.with_writer(move |c| {
+            c.prepare_cached(
+                "UPDATE api_keys SET credits = credits + ?2 WHERE id = ?1 AND credits IS NOT NULL",
+            )
+            .and_then(|mut s| s.execute(params![id, cost]))
+            .map(drop)
+            .map_err(unavailable)
+        })
+        .await
+    }
+
     async fn record_usage(
         &self,
         rows: &[UsageRow],

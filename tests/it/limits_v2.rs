@@ -162,3 +162,92 @@ async fn a_monthly_quota_is_named_in_the_policy_and_resets_on_the_first() {
         "the quota comes back on the first of next month, 00:00 UTC"
     );
 }
+
+const METERED: &str = "tiers: { free: { per_second: 1000 } }\n\
+     rate_limit: { ip: { per_minute: 0 } }\n\
+     routes:\n  - { path: /paid, cost: 1 }\n  - { path: /status/*, cost: 1 }\n";
+
+fn credits_of(kg: &Keygate, id: &str) -> u64 {
+    let shown: serde_json::Value =
+        serde_json::from_slice(&kg.cli(&["keys", "show", id]).stdout).unwrap();
+    shown["credits"].as_u64().unwrap()
+}
+
+/// A TCP server that accepts connections and never answers.
+async fn silent_upstream() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            held.push(conn);
+        }
+    });
+    (addr, task)
+}
+
+/// Debited requests whose upstream refuses the connection (502) or never answers
+/// (504) get their credit back, once each, counted in the metric; a 502 that the
+/// upstream itself sent is an answer and stays paid.
+async fn failed_upstreams_refund(kg: Keygate, upstream: std::net::SocketAddr) {
+    let (id, key) = kg.create_key(&["--credits", "10"]);
+    assert_eq!(kg.get_key("/paid", &key).await.status(), 200);
+    assert_eq!(credits_of(&kg, &id), 9);
+    assert_eq!(kg.get_key("/status/502", &key).await.status(), 502);
+    assert_eq!(credits_of(&kg, &id), 8, "the upstream answered: paid");
+
+    // An upstream that refuses connections.
+    let refused = format!("127.0.0.1:{}", free_port());
+    let kg = kg.restart_with_config(|c| c.replace(&upstream.to_string(), &refused));
+    let statuses = join_all((0..6).map(|_| kg.get_key("/paid", &key))).await;
+    for r in statuses {
+        expect_error(r, 502, "bad_gateway").await;
+    }
+    assert_eq!(credits_of(&kg, &id), 8, "every refused request refunded");
+    assert_eq!(
+        metric_sum(
+            &kg.metrics().await,
+            "keygate_credit_refunds_total{result=\"ok\"}"
+        ),
+        6.0
+    );
+
+    // An upstream that accepts and never answers (read_timeout 2 s).
+    let (silent, _task) = silent_upstream().await;
+    let kg = kg.restart_with_config(|c| c.replace(&refused, &silent.to_string()));
+    let statuses = join_all((0..3).map(|_| kg.get_key("/paid", &key))).await;
+    for r in statuses {
+        expect_error(r, 504, "gateway_timeout").await;
+    }
+    assert_eq!(credits_of(&kg, &id), 8, "every timed-out request refunded");
+    assert_eq!(
+        metric_sum(
+            &kg.metrics().await,
+            "keygate_credit_refunds_total{result=\"ok\"}"
+        ),
+        3.0
+    );
+
+    // With refunds off, the failure is paid for.
+    let kg =
+        kg.restart_with_config(|c| format!("{c}credits: {{ refund_on_upstream_error: false }}\n"));
+    expect_error(kg.get_key("/paid", &key).await, 504, "gateway_timeout").await;
+    assert_eq!(credits_of(&kg, &id), 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn credits_of_requests_the_upstream_never_answered_are_refunded_on_sqlite() {
+    let up = start_upstream().await;
+    failed_upstreams_refund(Keygate::start(up, METERED), up).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn credits_of_requests_the_upstream_never_answered_are_refunded_on_postgres() {
+    let Some(db) = PgDatabase::create().await else {
+        return;
+    };
+    let up = start_upstream().await;
+    let store = format!("store: {{ kind: postgres, url: \"{}\" }}\n", db.url);
+    let kg = Keygate::start_with_store(&format!("http://{up}"), &store, METERED);
+    failed_upstreams_refund(kg, up).await;
+}

@@ -32,6 +32,8 @@ fn record(id: &str) -> KeyRecord {
         owner: None,
         status: KeyStatus::Active,
         credits: None,
+        refill: None,
+        refilled_at: None,
         allowed_ips: vec![],
         expires_at: None,
         created_at: chrono::Utc::now(),

@@ -41,6 +41,8 @@ fn record(i: usize) -> KeyRecord {
         owner: None,
         status: KeyStatus::Active,
         credits: None,
+        refill: None,
+        refilled_at: None,
         allowed_ips: vec![],
         expires_at: None,
         created_at: chrono::Utc::now(),

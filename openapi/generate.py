@@ -53,8 +53,17 @@ key_props = {
     "expires_at": nullable({"type": "string", "format": "date-time"}),
     "created_at": {"type": "string", "format": "date-time"},
     "last_used_at": nullable({"type": "string", "format": "date-time"}),
+    "refill": {"allOf": [ref("Refill")], "nullable": True,
+               "description": "The credit refill in force: the key's own, else its tier's"},
+    "refilled_at": nullable({"type": "string", "format": "date-time",
+                             "description": "Start of the period the credits were last refilled in"}),
+    "limits": {"allOf": [ref("Limits")], "nullable": True,
+               "description": "The limits the key is held to (null: its tier is no longer configured)"},
 }
 key_required = list(key_props)
+
+REFILL_IN = {"allOf": [ref("Refill")], "nullable": True,
+             "description": "The key's own credit refill, overriding its tier's (null: the tier's). Admin only."}
 
 doc = {
     "openapi": "3.0.3",
@@ -70,6 +79,17 @@ doc = {
             "Error": {"type": "object", "required": ["error", "message", "details"], "properties": {
                 "error": {"type": "string"}, "message": {"type": "string"},
                 "details": {"type": "object"}, "retry_after": {"type": "integer"}}},
+            "Refill": {"type": "object", "required": ["amount", "every"], "additionalProperties": False,
+                       "description": "Credits reset to `amount` once per period: `day` (00:00 UTC), `month` "
+                                      "(the first, 00:00 UTC) or a duration such as `7d` (multiples since the epoch)",
+                       "properties": {"amount": {"type": "integer", "minimum": 0},
+                                      "every": {"type": "string", "example": "month"}}},
+            "Limits": {"type": "object", "required": ["algorithm", "block_seconds", "refill"], "additionalProperties": False,
+                       "properties": {"algorithm": {"type": "string", "enum": ["fixed", "sliding"]},
+                                      **{w: {"type": "integer", "minimum": 1} for w in
+                                         ["per_second", "per_minute", "per_hour", "per_day", "per_month"]},
+                                      "block_seconds": {"type": "integer", "minimum": 0},
+                                      "refill": {"allOf": [ref("Refill")], "nullable": True}}},
             "Key": {"type": "object", "required": key_required, "properties": key_props, "additionalProperties": False},
             "KeyWithSecret": {"type": "object", "required": key_required + ["key"], "additionalProperties": False,
                               "properties": {**key_props, "key": {"type": "string"},
@@ -83,6 +103,7 @@ doc = {
                 "environment": {"type": "string", "enum": ["live", "test"]},
                 "expires_at": nullable({"type": "string", "format": "date-time"}),
                 "credits": nullable({"type": "integer", "minimum": 0}),
+                "refill": REFILL_IN,
                 "allowed_ips": {"type": "array", "items": {"type": "string"}},
                 "org": {"type": "string"}, "owner": {"type": "string"}}},
             "KeyUpdate": {"type": "object", "additionalProperties": False, "properties": {
@@ -90,6 +111,7 @@ doc = {
                 "tier": {"type": "string"},
                 "scopes": {"type": "array", "items": {"type": "string"}},
                 "credits": nullable({"type": "integer", "minimum": 0}),
+                "refill": REFILL_IN,
                 "allowed_ips": {"type": "array", "items": {"type": "string"}},
                 "expires_at": nullable({"type": "string", "format": "date-time"})}},
             "Regenerate": {"type": "object", "additionalProperties": False, "properties": {
@@ -110,7 +132,9 @@ doc = {
                        "properties": {"valid": {"type": "boolean"}, "key_id": {"type": "string"}, "tier": {"type": "string"},
                                       "scopes": {"type": "array", "items": {"type": "string"}},
                                       "environment": {"type": "string", "enum": ["live", "test"]},
-                                      "credits_remaining": nullable({"type": "integer"})}},
+                                      "credits_remaining": nullable({"type": "integer"}),
+                                      "refilled_at": nullable({"type": "string", "format": "date-time"}),
+                                      "limits": {"allOf": [ref("Limits")], "nullable": True}}},
             "Credits": {"type": "object", "required": ["credits", "key_id"], "properties": {
                 "credits": nullable({"type": "integer"}), "key_id": {"type": "string"}}},
             "Login": {"type": "object", "required": ["email", "password"], "additionalProperties": False, "properties": {

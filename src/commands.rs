@@ -6,7 +6,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{self, duration::parse_duration, Config, ConfigError};
 use crate::domain::id::new_id;
 use crate::domain::{KeyHash, KeyRecord, UserRecord};
-use crate::keys::input::{validate_new, FieldErrors, KeyInput};
+use crate::keys::input::{validate_new, FieldErrors, KeyInput, RefillInput};
 use crate::keys::policy::Actor;
 use crate::keys::service::{KeyRules, KeyService, KeyServiceError};
 use crate::server::{self, StartError};
@@ -102,8 +102,10 @@ pub struct CreateKey {
     pub org: Option<String>,
     /// Owner.
     pub owner: Option<String>,
-    /// Credits (unmetered when absent).
+    /// Credits (unmetered when absent, unless a refill applies).
     pub credits: Option<i64>,
+    /// The key's own refill, `AMOUNT/EVERY` (e.g. `1000/month`).
+    pub refill: Option<String>,
     /// Lifetime, e.g. `30d`.
     pub expires_in: Option<String>,
     /// Allowed client networks (CIDR or bare IP).
@@ -175,12 +177,33 @@ impl CreateKey {
                 None
             }
         };
+        let refill = match self.refill.as_deref().map(|r| r.split_once('/')) {
+            None => None,
+            Some(Some((amount, every))) => Some(Some(RefillInput {
+                amount: amount.trim().parse().ok().or_else(|| {
+                    problems.insert(
+                        "refill".into(),
+                        format!("`{amount}` is not a whole number of credits"),
+                    );
+                    None
+                }),
+                every: Some(every.to_string()),
+            })),
+            Some(None) => {
+                problems.insert(
+                    "refill".into(),
+                    "expected AMOUNT/EVERY, e.g. 1000/month or 50/7d".into(),
+                );
+                None
+            }
+        };
         let input = KeyInput {
             name: Some(self.name.clone()),
             tier: Some(self.tier.clone()),
             scopes: Some(self.scopes.clone()),
             environment: Some(self.env.clone()),
             credits: self.credits.map(Some),
+            refill,
             expires_at,
             allowed_ips: Some(self.allow_ips.clone()),
             org: self.org.clone(),
@@ -217,7 +240,10 @@ pub fn keys_create(config: &Config, opts: &CreateKey) -> Result<(KeyRecord, Stri
 pub fn keys_list(config: &Config) -> Result<Vec<KeyRecord>, CommandError> {
     let keys = key_service(config)?;
     runtime()?
-        .block_on(keys.list(&Actor::operator()))
+        .block_on(keys.list(
+            &KeyRules::new(config, &config.api_keys.key_format()),
+            &Actor::operator(),
+        ))
         .map_err(|e| key_error(e, ""))
 }
 
@@ -225,7 +251,11 @@ pub fn keys_list(config: &Config) -> Result<Vec<KeyRecord>, CommandError> {
 pub fn keys_show(config: &Config, id: &str) -> Result<KeyRecord, CommandError> {
     let keys = key_service(config)?;
     runtime()?
-        .block_on(keys.get(&Actor::operator(), id))
+        .block_on(keys.get(
+            &KeyRules::new(config, &config.api_keys.key_format()),
+            &Actor::operator(),
+            id,
+        ))
         .map_err(|e| key_error(e, id))
 }
 
@@ -233,7 +263,11 @@ pub fn keys_show(config: &Config, id: &str) -> Result<KeyRecord, CommandError> {
 pub fn keys_revoke(config: &Config, id: &str) -> Result<KeyRecord, CommandError> {
     let keys = key_service(config)?;
     runtime()?
-        .block_on(keys.revoke(&Actor::operator(), id))
+        .block_on(keys.revoke(
+            &KeyRules::new(config, &config.api_keys.key_format()),
+            &Actor::operator(),
+            id,
+        ))
         .map_err(|e| key_error(e, id))
 }
 

@@ -12,8 +12,9 @@
 //! debits instead of one each; at low load a lone debit commits at once, never
 //! waiting for a timer.
 
+use crate::domain::RefillDue;
 use crate::metrics::CREDIT_DEBITS_PER_COMMIT;
-use crate::store::{DebitResult, KeyStore, StoreError};
+use crate::store::{DebitRequest, DebitResult, KeyStore, StoreError};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,8 +24,7 @@ use tokio::sync::oneshot;
 const MAX_BATCH: usize = 1024;
 
 struct Pending {
-    id: String,
-    cost: u64,
+    request: DebitRequest,
     answer: oneshot::Sender<DebitResult>,
 }
 
@@ -64,14 +64,17 @@ impl CreditLedger {
         self.inner.commits.load(Ordering::Relaxed)
     }
 
-    /// Debits `cost` credits from key `id`: answered once the debit is durable
-    /// (`Done`), or refused with nothing spent (`Insufficient`, `Unmetered`, an
-    /// error). Must be called inside a Tokio runtime.
-    pub async fn debit(&self, id: &str, cost: u64) -> DebitResult {
+    /// Debits `cost` credits from key `id`, after applying `refill` if it is due:
+    /// answered once the debit is durable (`Done`), or refused with nothing spent
+    /// (`Insufficient`, `Unmetered`, an error). Must be called inside a Tokio runtime.
+    pub async fn debit(&self, id: &str, cost: u64, refill: Option<RefillDue>) -> DebitResult {
         let (answer, answered) = oneshot::channel();
         let pending = Pending {
-            id: id.to_string(),
-            cost,
+            request: DebitRequest {
+                id: id.to_string(),
+                cost,
+                refill,
+            },
             answer,
         };
         let lead = {
@@ -112,7 +115,7 @@ impl Inner {
             inner: &self,
             finished: false,
         };
-        let mut debits: Vec<(String, u64)> = Vec::new();
+        let mut debits: Vec<DebitRequest> = Vec::new();
         loop {
             // Requests already runnable on this thread queue their debits first.
             tokio::task::yield_now().await;
@@ -133,7 +136,7 @@ impl Inner {
             debits.extend(
                 batch
                     .iter_mut()
-                    .map(|p| (std::mem::take(&mut p.id), p.cost)),
+                    .map(|p| std::mem::replace(&mut p.request, DebitRequest::new("", 0))),
             );
             let answers = self.store.debit_batch(&debits).await;
             self.commits.fetch_add(1, Ordering::Relaxed);

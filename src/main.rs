@@ -89,6 +89,8 @@ enum UsersCommand {
     },
 }
 
+// Parsed once per run: the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum KeysCommand {
     /// Create a key; prints it once, with its id.
@@ -113,9 +115,14 @@ enum KeysCommand {
         /// Owning user.
         #[arg(long)]
         owner: Option<String>,
-        /// Credits; the key is unmetered without this.
+        /// Credits; the key is unmetered without this (or its tier's refill amount
+        /// when its tier refills).
         #[arg(long, allow_negative_numbers = true)]
         credits: Option<i64>,
+        /// The key's own credit refill, overriding its tier's: AMOUNT/EVERY, EVERY
+        /// being day, month or a duration (e.g. 1000/month, 50/7d).
+        #[arg(long)]
+        refill: Option<String>,
         /// Lifetime, e.g. 30d.
         #[arg(long)]
         expires_in: Option<String>,
@@ -249,6 +256,7 @@ fn keys(command: KeysCommand) -> Result<String, CommandError> {
             org,
             owner,
             credits,
+            refill,
             expires_in,
             allow_ip,
             json,
@@ -262,6 +270,7 @@ fn keys(command: KeysCommand) -> Result<String, CommandError> {
                 org,
                 owner,
                 credits,
+                refill,
                 expires_in,
                 allow_ips: allow_ip,
             };

@@ -35,6 +35,7 @@ fuzz_target!(|data: &[u8]| {
             tier: valid.tier,
             scopes: valid.scopes,
             credits: valid.credits,
+            refill: valid.refill,
             expires_at: valid.expires_at,
             org: valid.org,
             owner: valid.owner,

@@ -142,6 +142,8 @@ mod tests {
             owner: None,
             status: KeyStatus::Active,
             credits: None,
+            refill: None,
+            refilled_at: None,
             allowed_ips: vec![],
             expires_at: expires_at_ms.and_then(|ms| Utc.timestamp_millis_opt(ms as i64).single()),
             created_at: Utc.timestamp_millis_opt(START as i64).unwrap(),

@@ -68,7 +68,8 @@ impl KnownKey {
         let checks = KeyChecks::of(&record);
         let limit_key = limit_key_of_key(&record.id);
         let subject = record.owner.unwrap_or_else(|| record.id.clone());
-        let identity = Identity::new(
+        let refill = record.refill.map(Box::new);
+        let mut identity = Identity::new(
             AuthMethod::ApiKey,
             Some(record.id),
             subject,
@@ -78,6 +79,7 @@ impl KnownKey {
             record.credits,
             limit_key,
         );
+        identity.refill = refill;
         KnownKey {
             checks,
             identity: Arc::new(identity),
@@ -220,6 +222,8 @@ mod tests {
                 owner: None,
                 status: KeyStatus::Active,
                 credits: None,
+                refill: None,
+                refilled_at: None,
                 allowed_ips: vec![],
                 expires_at: None,
                 created_at: chrono::DateTime::default(),

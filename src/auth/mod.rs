@@ -52,6 +52,9 @@ pub struct Identity {
     pub environment: Environment,
     /// Credits when the key was read (`None`: unmetered); the store holds the truth.
     pub credits: Option<i64>,
+    /// The key's own credit refill, overriding its tier's (boxed: most keys have
+    /// none, and every cached key holds this field).
+    pub refill: Option<Box<crate::domain::Refill>>,
     /// Granted scopes.
     scopes: Box<[String]>,
     /// The strings, end to end.
@@ -122,6 +125,7 @@ impl Identity {
             method,
             environment,
             credits,
+            refill: None,
             scopes: scopes.into_boxed_slice(),
             text: Bytes::from(text),
             parts: [

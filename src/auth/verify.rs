@@ -165,6 +165,8 @@ mod tests {
             owner: None,
             status,
             credits: None,
+            refill: None,
+            refilled_at: None,
             allowed_ips: ips.iter().map(|s| s.parse().unwrap()).collect(),
             expires_at: expires.map(|s| Utc.timestamp_opt(s, 0).unwrap()),
             created_at: Utc.timestamp_opt(0, 0).unwrap(),

@@ -402,6 +402,27 @@ impl Default for CreditsConfig {
     }
 }
 
+/// `tiers.<name>.credits`: the tier's keys get their credits reset to `refill`
+/// every `every`.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TierCredits {
+    /// The balance each period starts with.
+    pub refill: u64,
+    /// `day`, `month`, or a duration such as `7d`.
+    pub every: crate::domain::RefillEvery,
+}
+
+impl TierCredits {
+    /// The refill it describes.
+    pub fn refill(&self) -> crate::domain::Refill {
+        crate::domain::Refill {
+            amount: self.refill,
+            every: self.every,
+        }
+    }
+}
+
 /// One tier: its windows and how they count, block period, key quota.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -424,6 +445,9 @@ pub struct TierConfig {
     /// How every window of the tier counts: `fixed` (default) or `sliding`.
     #[serde(default)]
     pub algorithm: crate::limit::window::Algorithm,
+    /// Credits of the tier's keys: `{ refill: N, every: day | month | <duration> }`.
+    #[serde(default)]
+    pub credits: Option<TierCredits>,
     /// After any window is exhausted, stay at 429 this long.
     #[serde(default)]
     pub block: Dur,

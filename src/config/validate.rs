@@ -421,6 +421,14 @@ fn tiers(c: &Config, p: &mut Vec<Problem>) {
             }
         }
     }
+    for (name, t) in &c.tiers {
+        if t.credits.is_some_and(|cr| cr.refill == 0) {
+            p.push(Problem::new(
+                format!("tiers.{name}.credits.refill"),
+                "must be at least 1 (credits each period starts with)",
+            ));
+        }
+    }
     if !c.tiers.contains_key(&c.default_tier) {
         p.push(Problem::new(
             "default_tier",

@@ -95,6 +95,11 @@ pub struct KeyRecord {
     pub status: KeyStatus,
     /// Remaining credits; `None` means unmetered.
     pub credits: Option<i64>,
+    /// The key's own credit refill, overriding its tier's (`None`: the tier's, if
+    /// any). Records a service presents carry the refill in force.
+    pub refill: Option<crate::domain::Refill>,
+    /// Start of the period the credits were last refilled in.
+    pub refilled_at: Option<DateTime<Utc>>,
     /// Client networks allowed to use the key (empty: any).
     pub allowed_ips: Vec<IpNet>,
     /// Expiry, if any.
@@ -120,6 +125,8 @@ pub struct KeyPatch {
     pub scopes: Option<Vec<String>>,
     /// New credits (`Some(None)`: unmetered).
     pub credits: Option<Option<i64>>,
+    /// New refill of the key's own (`Some(None)`: its tier's again).
+    pub refill: Option<Option<crate::domain::Refill>>,
     /// New allowed networks.
     pub allowed_ips: Option<Vec<IpNet>>,
     /// New expiry (`Some(None)`: never).

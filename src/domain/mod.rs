@@ -4,10 +4,12 @@
 pub mod hash;
 pub mod id;
 pub mod key;
+pub mod refill;
 pub mod usage;
 pub mod user;
 
 pub use hash::KeyHash;
 pub use key::{Environment, ImportedKey, KeyPatch, KeyRecord, KeyStatus};
+pub use refill::{Refill, RefillDue, RefillEvery};
 pub use usage::UsageRow;
 pub use user::UserRecord;

@@ -8,7 +8,7 @@
 //! each refusal is keyed by the canonical field name (`expires_at`), which a door may
 //! show as its own spelling (`--expires-in`).
 
-use crate::domain::{Environment, KeyPatch};
+use crate::domain::{Environment, KeyPatch, Refill, RefillEvery};
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use std::collections::BTreeMap;
@@ -25,6 +25,15 @@ pub const MAX_NETWORKS: usize = 100;
 /// Problems with a request, by canonical field name, in field order.
 pub type FieldErrors = BTreeMap<String, String>;
 
+/// A refill, as asked: an amount and a period (`day`, `month`, or a duration).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RefillInput {
+    /// Credits each period starts with.
+    pub amount: Option<i64>,
+    /// `day`, `month`, or a duration such as `7d`.
+    pub every: Option<String>,
+}
+
 /// A new key, as asked; `None` where the request did not say.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct KeyInput {
@@ -36,8 +45,11 @@ pub struct KeyInput {
     pub scopes: Option<Vec<String>>,
     /// `live` (default) or `test`.
     pub environment: Option<String>,
-    /// Credits (`Some(None)`: unmetered, the default).
+    /// Credits (`Some(None)`: unmetered; the default is the refill amount when a
+    /// refill applies, else unmetered).
     pub credits: Option<Option<i64>>,
+    /// A refill of the key's own (`Some(None)`: the tier's, the default).
+    pub refill: Option<Option<RefillInput>>,
     /// Expiry (`Some(None)`: never, the default).
     pub expires_at: Option<Option<DateTime<Utc>>>,
     /// Client networks (`10.0.0.0/8`) or addresses allowed to use the key.
@@ -59,6 +71,8 @@ pub struct KeyChange {
     pub scopes: Option<Vec<String>>,
     /// New credits (`Some(None)`: unmetered).
     pub credits: Option<Option<i64>>,
+    /// New refill of the key's own (`Some(None)`: the tier's again).
+    pub refill: Option<Option<RefillInput>>,
     /// New networks (empty: any).
     pub allowed_ips: Option<Vec<String>>,
     /// New expiry (`Some(None)`: never).
@@ -78,6 +92,8 @@ pub struct ValidKey {
     pub environment: Environment,
     /// Credits, if set (`Some(None)`: unmetered).
     pub credits: Option<Option<i64>>,
+    /// The key's own refill, if set (`Some(None)`: the tier's).
+    pub refill: Option<Option<Refill>>,
     /// Expiry, if set (`Some(None)`: never).
     pub expires_at: Option<Option<DateTime<Utc>>>,
     /// Allowed networks.
@@ -154,6 +170,34 @@ impl Check<'_> {
         }
     }
 
+    fn refill(&mut self, value: Option<&Option<RefillInput>>) -> Option<Option<Refill>> {
+        let Some(input) = value? else {
+            return Some(None);
+        };
+        let amount = match input.amount {
+            Some(a) if a >= 0 => Some(a as u64),
+            _ => {
+                self.refuse("refill", "amount must be a non-negative integer");
+                None
+            }
+        };
+        let every = match input.every.as_deref().map(RefillEvery::parse) {
+            Some(Ok(every)) => Some(every),
+            Some(Err(why)) => {
+                self.refuse("refill", format!("every: {why}"));
+                None
+            }
+            None => {
+                self.refuse("refill", "every is required: day, month, or a duration");
+                None
+            }
+        };
+        Some(Some(Refill {
+            amount: amount?,
+            every: every?,
+        }))
+    }
+
     fn expiry(&mut self, value: Option<Option<DateTime<Utc>>>) -> Option<Option<DateTime<Utc>>> {
         match value? {
             Some(t) if t <= self.now => {
@@ -225,6 +269,7 @@ pub fn validate_new(
         }),
     };
     let credits = c.credits(input.credits);
+    let refill = c.refill(input.refill.as_ref());
     let expires_at = c.expiry(input.expires_at);
     let allowed_ips = c.networks(input.allowed_ips.as_ref()).unwrap_or_default();
     let org = c.text("org", input.org.as_ref());
@@ -238,6 +283,7 @@ pub fn validate_new(
         scopes,
         environment,
         credits,
+        refill,
         expires_at,
         allowed_ips,
         org,
@@ -261,6 +307,7 @@ pub fn validate_change(
         tier: c.tier(change.tier.as_ref()),
         scopes: c.scopes(change.scopes.as_ref()),
         credits: c.credits(change.credits),
+        refill: c.refill(change.refill.as_ref()),
         allowed_ips: c.networks(change.allowed_ips.as_ref()),
         expires_at: c.expiry(change.expires_at),
     };
@@ -286,6 +333,10 @@ mod tests {
             scopes: Some(strings(&["ok", "has space"])),
             environment: Some("prod".into()),
             credits: Some(Some(-1)),
+            refill: Some(Some(RefillInput {
+                amount: Some(10),
+                every: Some("week".into()),
+            })),
             expires_at: Some(Some(now - chrono::Duration::seconds(1))),
             allowed_ips: Some(strings(&["10.0.0.0/8", "nope"])),
             org: Some("x".repeat(201)),
@@ -302,11 +353,17 @@ mod tests {
                 "expires_at",
                 "name",
                 "org",
+                "refill",
                 "scopes",
                 "tier"
             ]
         );
         assert_eq!(errors["tier"], "must be one of: free, pro");
+        assert!(
+            errors["refill"].contains("or `day` or `month`"),
+            "{}",
+            errors["refill"]
+        );
         assert_eq!(
             errors["allowed_ips"],
             "`nope` is not an IP address or CIDR network"

@@ -4,5 +4,6 @@
 
 pub mod import;
 pub mod input;
+pub mod limits_view;
 pub mod policy;
 pub mod service;

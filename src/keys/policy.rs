@@ -9,6 +9,7 @@
 //!   one, never credits, expiry or an organisation of their choosing: new keys get
 //!   the users' tier, no credit limit of their own making, and the caller's own org.
 
+use crate::domain::Refill;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
@@ -93,6 +94,8 @@ pub struct CreateRequest {
     pub scopes: Vec<String>,
     /// Credits asked for (`Some(None)`: unmetered).
     pub credits: Option<Option<i64>>,
+    /// A refill of the key's own asked for (`Some(None)`: the tier's).
+    pub refill: Option<Option<Refill>>,
     /// Expiry asked for (`Some(None)`: never).
     pub expires_at: Option<Option<DateTime<Utc>>>,
     /// Organisation asked for.
@@ -110,6 +113,8 @@ pub struct AdmittedCreate {
     pub scopes: Vec<String>,
     /// Credits (`None`: unmetered).
     pub credits: Option<i64>,
+    /// The key's own refill (`None`: its tier's).
+    pub refill: Option<Refill>,
     /// Expiry.
     pub expires_at: Option<DateTime<Utc>>,
     /// Organisation.
@@ -127,6 +132,8 @@ pub struct UpdateRequest<'a> {
     pub scopes: Option<&'a [String]>,
     /// New credits.
     pub credits: Option<Option<i64>>,
+    /// New refill of the key's own.
+    pub refill: Option<Option<Refill>>,
     /// New expiry.
     pub expires_at: Option<Option<DateTime<Utc>>>,
 }
@@ -140,6 +147,8 @@ pub struct Current<'a> {
     pub scopes: &'a [String],
     /// Its credits.
     pub credits: Option<i64>,
+    /// Its own refill.
+    pub refill: Option<Refill>,
     /// Its expiry.
     pub expires_at: Option<DateTime<Utc>>,
 }
@@ -217,6 +226,7 @@ pub fn admit_create(
             tier: req.tier.unwrap_or_else(|| default_tier.to_string()),
             scopes: req.scopes,
             credits: req.credits.flatten(),
+            refill: req.refill.flatten(),
             expires_at: req.expires_at.flatten(),
             org: req.org,
             owner: req.owner.or_else(|| subject.map(str::to_owned)),
@@ -241,6 +251,9 @@ pub fn admit_create(
     if req.credits.is_some() {
         r.refuse("credits", ADMIN_ONLY);
     }
+    if req.refill.is_some() {
+        r.refuse("refill", ADMIN_ONLY);
+    }
     if req.expires_at.is_some() {
         r.refuse("expires_at", ADMIN_ONLY);
     }
@@ -258,6 +271,7 @@ pub fn admit_create(
         tier: grants.user_tier.to_string(),
         scopes: req.scopes,
         credits: None,
+        refill: None,
         expires_at: None,
         org: actor.org.map(str::to_owned),
         owner: subject.map(str::to_owned),
@@ -295,6 +309,9 @@ pub fn admit_update(
     if req.credits.is_some_and(|c| c != current.credits) {
         r.refuse("credits", ADMIN_ONLY);
     }
+    if req.refill.is_some_and(|f| f != current.refill) {
+        r.refuse("refill", ADMIN_ONLY);
+    }
     if req.expires_at.is_some_and(|e| e != current.expires_at) {
         r.refuse("expires_at", ADMIN_ONLY);
     }
@@ -323,6 +340,7 @@ mod tests {
             tier: Some("pro".into()),
             scopes: strings(&["admin"]),
             credits: Some(None),
+            refill: None,
             expires_at: Some(None),
             org: Some("org_victim".into()),
             owner: Some("bob".into()),
@@ -397,6 +415,7 @@ mod tests {
             CreateRequest {
                 scopes: strings(&["admin"]),
                 credits: Some(Some(5)),
+                refill: None,
                 owner: Some("bob".into()),
                 ..Default::default()
             },
@@ -424,6 +443,7 @@ mod tests {
             tier: "pro",
             scopes: &scopes,
             credits: Some(100),
+            refill: None,
             expires_at: None,
         };
         let user = &Actor::user("alice", None);
@@ -433,6 +453,7 @@ mod tests {
             tier: Some("pro"),
             scopes: Some(&keep),
             credits: Some(Some(100)),
+            refill: None,
             expires_at: Some(None),
         };
         assert!(
@@ -444,6 +465,7 @@ mod tests {
             tier: Some("enterprise"),
             scopes: Some(&raise),
             credits: Some(None),
+            refill: None,
             expires_at: Some(Some(Utc::now())),
         };
         let denied = admit_update(user, &g, current, &bad).unwrap_err();

@@ -6,13 +6,14 @@
 
 use super::import::{parse_line, LineProblem, BATCH, MAX_LINE, MAX_LISTED_PROBLEMS};
 use super::input::{validate_change, validate_new, FieldErrors, KeyChange, KeyInput};
+use super::limits_view::LimitsView;
 use super::policy::{self, Actor, Current, Denied, Grants, UpdateRequest};
 use crate::auth::api_key::{KeyFormat, NewKey};
 use crate::auth::cache::KeyCache;
 use crate::clock::Clock;
 use crate::config::{Config, TierConfig};
 use crate::domain::id::new_key_id;
-use crate::domain::{KeyRecord, KeyStatus};
+use crate::domain::{KeyRecord, KeyStatus, Refill};
 use crate::store::users::UserStore;
 use crate::store::{ImportMsg, KeyStore, StoreError, IMPORT_CONFLICT};
 use chrono::{DateTime, TimeZone, Utc};
@@ -119,6 +120,24 @@ impl<'a> KeyRules<'a> {
     fn max_keys(&self, tier: &str) -> Option<u64> {
         self.tiers.get(tier).and_then(|t| t.max_keys)
     }
+
+    /// The limits shown for `record` (a presented one: its refill is the one in
+    /// force); `None` when its tier is no longer configured.
+    pub fn limits(&self, record: &KeyRecord) -> Option<LimitsView> {
+        self.tiers
+            .get(&record.tier)
+            .map(|t| LimitsView::of(t, record.refill))
+    }
+
+    /// The refill in force for a key of `tier` whose own is `own`.
+    pub fn refill_of(&self, tier: &str, own: Option<Refill>) -> Option<Refill> {
+        own.or_else(|| {
+            self.tiers
+                .get(tier)
+                .and_then(|t| t.credits.as_ref())
+                .map(|c| c.refill())
+        })
+    }
 }
 
 /// A key just created or given a new secret: its record, and the secret, which
@@ -208,11 +227,21 @@ impl KeyService {
                 tier: valid.tier,
                 scopes: valid.scopes,
                 credits: valid.credits,
+                refill: valid.refill,
                 expires_at: valid.expires_at,
                 org: valid.org,
                 owner: valid.owner,
             },
         )?;
+        // A key under a refill starts with the refill's amount (unless told
+        // otherwise), as this period's refill.
+        let refill = rules.refill_of(&admitted.tier, admitted.refill);
+        let credits = match (valid.credits, refill) {
+            (None, Some(r)) => Some(i64::try_from(r.amount).unwrap_or(i64::MAX)),
+            _ => admitted.credits,
+        };
+        let refilled_at = refill
+            .and_then(|r| DateTime::from_timestamp(r.every.period_start(self.clock.now_ms()), 0));
         let secret = rules.key_format.generate(valid.environment);
         let record = KeyRecord {
             id: new_key_id(),
@@ -225,7 +254,9 @@ impl KeyService {
             org: admitted.org,
             owner: admitted.owner,
             status: KeyStatus::Active,
-            credits: admitted.credits,
+            credits,
+            refill: admitted.refill,
+            refilled_at,
             allowed_ips: valid.allowed_ips,
             expires_at: admitted.expires_at,
             created_at: self.now(),
@@ -251,26 +282,63 @@ impl KeyService {
             cache.invalidate(&secret.hash);
         }
         Ok(Issued {
-            record,
+            record: self.present(rules, record),
             secret,
             previous_valid_until: None,
         })
     }
 
-    /// The key `id`, if `actor` may see it (another owner's key is "not found").
-    pub async fn get(&self, actor: &Actor<'_>, id: &str) -> Result<KeyRecord, KeyServiceError> {
+    /// A stored record as every door shows it: with the refill in force (its own
+    /// or its tier's) and, when a refill is due, the balance and `refilled_at` the
+    /// key's next use will find (the store applies it then, once).
+    fn present(&self, rules: &KeyRules<'_>, mut r: KeyRecord) -> KeyRecord {
+        r.refill = rules.refill_of(&r.tier, r.refill);
+        if let Some(refill) = r.refill {
+            let due = refill.due_at(self.clock.now_ms());
+            let (credits, at) = due.apply(r.credits, r.refilled_at.map(|t| t.timestamp()));
+            r.credits = credits;
+            r.refilled_at = at.and_then(|t| DateTime::from_timestamp(t, 0));
+        }
+        r
+    }
+
+    /// The stored key `id`, if `actor` may see it (another owner's key is "not
+    /// found").
+    async fn find(&self, actor: &Actor<'_>, id: &str) -> Result<KeyRecord, KeyServiceError> {
         match self.store.get(id).await? {
             Some(r) if actor.may_manage(r.owner.as_deref()) => Ok(r),
             _ => Err(KeyServiceError::NotFound),
         }
     }
 
+    /// The key `id`, if `actor` may see it (another owner's key is "not found").
+    pub async fn get(
+        &self,
+        rules: &KeyRules<'_>,
+        actor: &Actor<'_>,
+        id: &str,
+    ) -> Result<KeyRecord, KeyServiceError> {
+        Ok(self.present(rules, self.find(actor, id).await?))
+    }
+
+    /// The key `id` as its holder sees it: the caller authenticated with that very
+    /// key (`verify`, `credits`), so no owner check applies.
+    pub async fn held(&self, rules: &KeyRules<'_>, id: &str) -> Result<KeyRecord, KeyServiceError> {
+        let record = self.store.get(id).await?.ok_or(KeyServiceError::NotFound)?;
+        Ok(self.present(rules, record))
+    }
+
     /// The keys `actor` may see, newest first.
-    pub async fn list(&self, actor: &Actor<'_>) -> Result<Vec<KeyRecord>, KeyServiceError> {
-        Ok(match actor.owner_filter() {
+    pub async fn list(
+        &self,
+        rules: &KeyRules<'_>,
+        actor: &Actor<'_>,
+    ) -> Result<Vec<KeyRecord>, KeyServiceError> {
+        let stored = match actor.owner_filter() {
             None => self.store.list().await?,
             Some(owner) => self.store.list_by_owner(owner).await?,
-        })
+        };
+        Ok(stored.into_iter().map(|r| self.present(rules, r)).collect())
     }
 
     /// Changes the key `id`: validates `change`, applies the key rules, and keeps a
@@ -282,7 +350,7 @@ impl KeyService {
         id: &str,
         change: KeyChange,
     ) -> Result<KeyRecord, KeyServiceError> {
-        let current = self.get(actor, id).await?;
+        let current = self.find(actor, id).await?;
         let patch = validate_change(&change, &rules.tier_names(), self.now())
             .map_err(KeyServiceError::Invalid)?;
         policy::admit_update(
@@ -292,12 +360,14 @@ impl KeyService {
                 tier: &current.tier,
                 scopes: &current.scopes,
                 credits: current.credits,
+                refill: current.refill,
                 expires_at: current.expires_at,
             },
             &UpdateRequest {
                 tier: patch.tier.as_deref(),
                 scopes: patch.scopes.as_deref(),
                 credits: patch.credits,
+                refill: patch.refill,
                 expires_at: patch.expires_at,
             },
         )?;
@@ -315,15 +385,21 @@ impl KeyService {
         }
         let updated = self.store.update(id, &patch).await?;
         self.forget(id);
-        Ok(updated)
+        Ok(self.present(rules, updated))
     }
 
     /// Revokes the key `id`; refused by every replica from then on.
-    pub async fn revoke(&self, actor: &Actor<'_>, id: &str) -> Result<KeyRecord, KeyServiceError> {
-        self.get(actor, id).await?;
+    pub async fn revoke(
+        &self,
+        rules: &KeyRules<'_>,
+        actor: &Actor<'_>,
+        id: &str,
+    ) -> Result<KeyRecord, KeyServiceError> {
+        self.find(actor, id).await?;
         self.store.revoke(id).await?;
         self.forget(id);
-        self.store.get(id).await?.ok_or(KeyServiceError::NotFound)
+        let record = self.store.get(id).await?.ok_or(KeyServiceError::NotFound)?;
+        Ok(self.present(rules, record))
     }
 
     /// Imports keys from JSON Lines (CONTRACT §9), all or nothing: every line is
@@ -439,7 +515,7 @@ impl KeyService {
         id: &str,
         grace: Option<Duration>,
     ) -> Result<Issued, KeyServiceError> {
-        let current = self.get(actor, id).await?;
+        let current = self.find(actor, id).await?;
         if current.status == KeyStatus::Revoked {
             return Err(KeyServiceError::Revoked);
         }
@@ -468,7 +544,7 @@ impl KeyService {
         self.forget(id);
         let record = self.store.get(id).await?.ok_or(KeyServiceError::NotFound)?;
         Ok(Issued {
-            record,
+            record: self.present(rules, record),
             secret,
             previous_valid_until,
         })
@@ -521,13 +597,13 @@ mod tests {
         ));
         let alice = Actor::user("alice", None);
         let bob = Actor::user("bob", None);
-        assert_eq!(keys.list(&alice).await.unwrap().len(), 2);
-        assert!(keys.list(&bob).await.unwrap().is_empty());
+        assert_eq!(keys.list(&rules, &alice).await.unwrap().len(), 2);
+        assert!(keys.list(&rules, &bob).await.unwrap().is_empty());
         assert!(matches!(
-            keys.get(&bob, &made.record.id).await,
+            keys.get(&rules, &bob, &made.record.id).await,
             Err(KeyServiceError::NotFound)
         ));
-        let revoked = keys.revoke(&alice, &made.record.id).await.unwrap();
+        let revoked = keys.revoke(&rules, &alice, &made.record.id).await.unwrap();
         assert_eq!(revoked.status, KeyStatus::Revoked);
         assert!(
             matches!(
@@ -541,7 +617,7 @@ mod tests {
             ..Default::default()
         };
         let other = keys
-            .list(&alice)
+            .list(&rules, &alice)
             .await
             .unwrap()
             .into_iter()

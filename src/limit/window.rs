@@ -174,6 +174,8 @@ pub struct TierLimits {
     pub windows: Vec<WindowLimit>,
     /// Lockout after a window is exhausted.
     pub block: Duration,
+    /// How the tier's keys' credits refill (`tiers.<name>.credits`).
+    pub refill: Option<crate::domain::Refill>,
     /// `name` as a header value (forwarded as the caller's tier).
     pub name_value: http::HeaderValue,
     /// `keygate_decisions_total{reason="allowed", tier=name}`, resolved once
@@ -217,6 +219,7 @@ impl TierLimits {
             name: name.to_string(),
             windows,
             block: t.block.get(),
+            refill: t.credits.map(|c| c.refill()),
             name_value: http::HeaderValue::from_str(name)
                 .unwrap_or_else(|_| http::HeaderValue::from_static("invalid")),
             allowed: AllowedCounter(

@@ -9,19 +9,21 @@ use super::{json_object, store_error, ApiContext, ApiRequest, ApiResponse, Manag
 use crate::domain::KeyRecord;
 use crate::error::GateError;
 use crate::keys::input::{validate_change, validate_new, KeyChange, KeyInput};
-use crate::keys::service::{Issued, MAX_GRACE};
+use crate::keys::service::{Issued, KeyRules, KeyServiceError, MAX_GRACE};
 use crate::usage::{top_endpoints, Totals};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
-fn key_object(r: &KeyRecord) -> Value {
-    serde_json::to_value(r).unwrap_or(Value::Null)
+fn key_object(rules: &KeyRules<'_>, r: &KeyRecord) -> Value {
+    let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+    v["limits"] = json!(rules.limits(r));
+    v
 }
 
 /// The key object with its secret and, after a regenerate with a grace period,
 /// when the previous secret stops working.
-fn issued_object(issued: &Issued) -> Value {
-    let mut v = key_object(&issued.record);
+fn issued_object(rules: &KeyRules<'_>, issued: &Issued) -> Value {
+    let mut v = key_object(rules, &issued.record);
     v["key"] = Value::String(issued.secret.plaintext.clone());
     if issued.previous_valid_until.is_some() {
         v["previous_key_valid_until"] = json!(issued.previous_valid_until);
@@ -60,6 +62,7 @@ pub fn parse_create(
         "environment",
         "expires_at",
         "credits",
+        "refill",
         "allowed_ips",
         "org",
         "owner",
@@ -71,6 +74,7 @@ pub fn parse_create(
         scopes: f.text_list("scopes", false),
         environment: f.text("environment"),
         credits: f.int_or_null("credits"),
+        refill: f.refill_or_null("refill"),
         expires_at: f.time_or_null("expires_at"),
         allowed_ips: f.text_list("allowed_ips", true),
         org: f.text("org"),
@@ -98,6 +102,7 @@ pub fn parse_change(
             "tier",
             "scopes",
             "credits",
+            "refill",
             "allowed_ips",
             "expires_at",
         ],
@@ -107,6 +112,7 @@ pub fn parse_change(
         tier: f.text("tier"),
         scopes: f.text_list("scopes", false),
         credits: f.int_or_null("credits"),
+        refill: f.refill_or_null("refill"),
         allowed_ips: f.text_list("allowed_ips", true),
         expires_at: f.time_or_null("expires_at"),
     };
@@ -130,7 +136,10 @@ pub async fn create(
         .keys
         .create(&cx.key_rules(), &caller.actor(), input)
         .await?;
-    Ok(ApiResponse::created(issued_object(&issued)))
+    Ok(ApiResponse::created(issued_object(
+        &cx.key_rules(),
+        &issued,
+    )))
 }
 
 /// `GET /keys`.
@@ -140,8 +149,9 @@ pub async fn list(
     req: &ApiRequest<'_>,
 ) -> Result<ApiResponse, GateError> {
     let caller = m.caller(cx, req, true).await?;
-    let keys = m.keys.list(&caller.actor()).await?;
-    let items: Vec<Value> = keys.iter().map(key_object).collect();
+    let rules = cx.key_rules();
+    let keys = m.keys.list(&rules, &caller.actor()).await?;
+    let items: Vec<Value> = keys.iter().map(|k| key_object(&rules, k)).collect();
     Ok(ApiResponse::ok(
         json!({ "api_keys": items, "total": keys.len() }),
     ))
@@ -156,7 +166,8 @@ pub async fn get(
 ) -> Result<ApiResponse, GateError> {
     let caller = m.caller(cx, req, true).await?;
     Ok(ApiResponse::ok(key_object(
-        &m.keys.get(&caller.actor(), id).await?,
+        &cx.key_rules(),
+        &m.keys.get(&cx.key_rules(), &caller.actor(), id).await?,
     )))
 }
 
@@ -170,10 +181,10 @@ pub async fn update(
     let caller = m.caller(cx, req, true).await?;
     let actor = caller.actor();
     // Another owner's key is 404 before its body is looked at.
-    m.keys.get(&actor, id).await?;
+    m.keys.get(&cx.key_rules(), &actor, id).await?;
     let change = parse_change(req.body, &tier_names(cx), m.now())?;
     let updated = m.keys.update(&cx.key_rules(), &actor, id, change).await?;
-    Ok(ApiResponse::ok(key_object(&updated)))
+    Ok(ApiResponse::ok(key_object(&cx.key_rules(), &updated)))
 }
 
 /// `DELETE /keys/{id}`: revokes; effective at once on this process.
@@ -184,8 +195,8 @@ pub async fn revoke(
     id: &str,
 ) -> Result<ApiResponse, GateError> {
     let caller = m.caller(cx, req, true).await?;
-    let record = m.keys.revoke(&caller.actor(), id).await?;
-    Ok(ApiResponse::ok(key_object(&record)))
+    let record = m.keys.revoke(&cx.key_rules(), &caller.actor(), id).await?;
+    Ok(ApiResponse::ok(key_object(&cx.key_rules(), &record)))
 }
 
 /// `POST /keys/{id}/regenerate` with an optional `grace_period`.
@@ -197,7 +208,7 @@ pub async fn regenerate(
 ) -> Result<ApiResponse, GateError> {
     let caller = m.caller(cx, req, true).await?;
     let actor = caller.actor();
-    m.keys.get(&actor, id).await?;
+    m.keys.get(&cx.key_rules(), &actor, id).await?;
     let body = json_object(req.body)?;
     let mut f = Fields::new(&body, &["grace_period"]);
     let grace = f.duration("grace_period", MAX_GRACE);
@@ -206,7 +217,7 @@ pub async fn regenerate(
         .keys
         .regenerate(&cx.key_rules(), &actor, id, grace)
         .await?;
-    Ok(ApiResponse::ok(issued_object(&issued)))
+    Ok(ApiResponse::ok(issued_object(&cx.key_rules(), &issued)))
 }
 
 /// `POST /keys/import`: JSON Lines of existing keys (CONTRACT §9), admins only; all
@@ -246,11 +257,13 @@ async fn own_key(
             "This endpoint needs an API key as the credential".into(),
         ));
     };
-    m.store
-        .get(&key_id)
+    m.keys
+        .held(&cx.key_rules(), &key_id)
         .await
-        .map_err(store_error)?
-        .ok_or(GateError::InvalidKey)
+        .map_err(|e| match e {
+            KeyServiceError::NotFound => GateError::InvalidKey,
+            e => e.into(),
+        })
 }
 
 /// `POST /keys/verify`: the caller's own key.
@@ -267,6 +280,8 @@ pub async fn verify(
         "scopes": r.scopes,
         "environment": r.environment,
         "credits_remaining": r.credits,
+        "refilled_at": r.refilled_at,
+        "limits": cx.key_rules().limits(&r),
     })))
 }
 
@@ -290,7 +305,7 @@ pub async fn usage(
     id: &str,
 ) -> Result<ApiResponse, GateError> {
     let caller = m.caller(cx, req, true).await?;
-    m.keys.get(&caller.actor(), id).await?;
+    m.keys.get(&cx.key_rules(), &caller.actor(), id).await?;
     let period = req
         .query
         .unwrap_or("")

@@ -99,6 +99,40 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A refill object `{amount, every}` or null (`Some(None)`): the JSON types only;
+    /// the values are the key rules' to judge.
+    pub fn refill_or_null(
+        &mut self,
+        field: &str,
+    ) -> Option<Option<crate::keys::input::RefillInput>> {
+        const SHAPE: &str =
+            "must be {\"amount\": <credits>, \"every\": \"day\" | \"month\" | \"<duration>\"} or null";
+        match self.raw(field)? {
+            Value::Null => Some(None),
+            Value::Object(o) if o.keys().all(|k| k == "amount" || k == "every") => {
+                let amount = match o.get("amount") {
+                    Some(Value::Number(n)) if n.as_i64().is_some() => n.as_i64(),
+                    _ => {
+                        self.error(field, SHAPE);
+                        return None;
+                    }
+                };
+                let every = match o.get("every") {
+                    Some(Value::String(s)) => Some(s.clone()),
+                    _ => {
+                        self.error(field, SHAPE);
+                        return None;
+                    }
+                };
+                Some(Some(crate::keys::input::RefillInput { amount, every }))
+            }
+            _ => {
+                self.error(field, SHAPE);
+                None
+            }
+        }
+    }
+
     /// An RFC 3339 time or null: `Some(None)` for null.
     pub fn time_or_null(&mut self, field: &str) -> Option<Option<DateTime<Utc>>> {
         match self.raw(field)? {

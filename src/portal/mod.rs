@@ -345,16 +345,16 @@ impl Portal {
             (["keys"], Some(form)) => self.create_key(cx, visit, form).await,
             (["keys", id], _) if get => self.key_page(cx, visit, id).await,
             (["keys", id, "revoke"], _) if get => {
-                let k = self.own_key(visit, id).await?;
+                let k = self.own_key(cx, visit, id).await?;
                 Ok(page(pages::confirm_revoke(&frame(cx, visit), &k)))
             }
             (["keys", id, "revoke"], Some(_)) => {
                 let actor = visit.actor().ok_or(GateError::NotFound)?;
-                self.keys.revoke(&actor, id).await?;
+                self.keys.revoke(&cx.rules(), &actor, id).await?;
                 Ok(Reply::Redirect("/keys".into()))
             }
             (["keys", id, "regenerate"], _) if get => {
-                let k = self.own_key(visit, id).await?;
+                let k = self.own_key(cx, visit, id).await?;
                 Ok(page(pages::confirm_regenerate(&frame(cx, visit), &k)))
             }
             (["keys", id, "regenerate"], Some(form)) => self.regenerate(cx, visit, id, form).await,
@@ -507,7 +507,7 @@ impl Portal {
     ) -> Result<Reply, GateError> {
         let actor = visit.actor().ok_or(GateError::NotFound)?;
         let admin = matches!(actor.role, Role::Admin);
-        let mut keys = self.keys.list(&actor).await?;
+        let mut keys = self.keys.list(&cx.rules(), &actor).await?;
         let owners = if admin {
             self.owner_emails(&keys).await?
         } else {
@@ -596,7 +596,7 @@ impl Portal {
         form: Form,
     ) -> Result<Reply, GateError> {
         let actor = visit.actor().ok_or(GateError::NotFound)?;
-        self.keys.get(&actor, id).await?;
+        self.keys.get(&cx.rules(), &actor, id).await?;
         let grace = match form.text("grace_period").trim() {
             "" | "0" | "0s" => None,
             text => match crate::config::duration::parse_duration(text) {
@@ -621,9 +621,14 @@ impl Portal {
     }
 
     /// The signed-in user's key `id` (an admin: anyone's); another's is 404.
-    async fn own_key(&self, visit: &Visit, id: &str) -> Result<KeyRecord, GateError> {
+    async fn own_key(
+        &self,
+        cx: &PortalContext<'_>,
+        visit: &Visit,
+        id: &str,
+    ) -> Result<KeyRecord, GateError> {
         let actor = visit.actor().ok_or(GateError::NotFound)?;
-        Ok(self.keys.get(&actor, id).await?)
+        Ok(self.keys.get(&cx.rules(), &actor, id).await?)
     }
 
     async fn key_page(
@@ -637,7 +642,7 @@ impl Portal {
         self.usage
             .flush(&*self.store, crate::usage::Flush::Exact)
             .await;
-        let key = self.own_key(visit, id).await?;
+        let key = self.own_key(cx, visit, id).await?;
         let now = self.clock.now_utc();
         let rows = self
             .store
@@ -675,11 +680,13 @@ impl Portal {
             ),
             _ => None,
         };
+        let limits = cx.rules().limits(&key);
         Ok(page(pages::key_detail(
             &frame(cx, visit),
             &key,
             owner.as_deref(),
             &windows,
+            limits.as_ref(),
             &usage,
             now,
         )))
@@ -696,7 +703,7 @@ impl Portal {
         // Only the busiest keys are read, not every key in the store.
         let mut busiest: Vec<(Option<KeyRecord>, String, u64, u64)> = Vec::new();
         for (id, n, failed) in usage_view::busiest(&rows, 10) {
-            let key = match self.keys.get(&actor, &id).await {
+            let key = match self.keys.get(&cx.rules(), &actor, &id).await {
                 Ok(k) => Some(k),
                 Err(KeyServiceError::NotFound) => None,
                 Err(e) => return Err(e.into()),

@@ -7,6 +7,8 @@
 
 use super::chart::{bars, Bucket};
 use crate::domain::{KeyRecord, KeyStatus, UserRecord};
+use crate::keys::limits_view::LimitsView;
+use crate::limit::Algorithm;
 use crate::usage::Totals;
 use chrono::{DateTime, Utc};
 use maud::{html, Markup, DOCTYPE};
@@ -373,9 +375,12 @@ pub fn key_detail(
     k: &KeyRecord,
     owner: Option<&str>,
     windows: &[WindowNow],
+    limits: Option<&LimitsView>,
     usage: &KeyUsage,
     now: DateTime<Utc>,
 ) -> Markup {
+    let refill = limits.and_then(|l| l.refill);
+    let sliding = limits.is_some_and(|l| l.algorithm == Algorithm::Sliding);
     f.page(
         &k.name,
         html! {
@@ -388,6 +393,13 @@ pub fn key_detail(
                     dt { "Tier" } dd { (k.tier) }
                     dt { "Scopes" } dd { @if k.scopes.is_empty() { "—" } @else { (k.scopes.join(", ")) } }
                     dt { "Credits remaining" } dd class="credits" { @match k.credits { Some(c) => (c), None => "unmetered" } }
+                    @if let Some(r) = refill {
+                        dt { "Credit refill" }
+                        dd class="refill" {
+                            (format!("back to {} every {}", r.amount, r.every))
+                            @if let Some(at) = &k.refilled_at { " (last " (when(at)) ")" }
+                        }
+                    }
                     dt { "Created" } dd { (when(&k.created_at)) }
                     dt { "Last used" } dd { (when_opt(&k.last_used_at, "never")) }
                     dt { "Expires" } dd { (when_opt(&k.expires_at, "never")) }
@@ -405,6 +417,9 @@ pub fn key_detail(
             }
             section class="card" {
                 h2 { "Rate limits now" }
+                @if sliding {
+                    p class="algorithm" { "Sliding windows: a request counts against a window for that window's length after it is made, so no stretch of that length ever holds more than the limit." }
+                }
                 @if windows.is_empty() {
                     p { "This tier has no rate limits." }
                 } @else {

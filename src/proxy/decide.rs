@@ -141,7 +141,12 @@ pub async fn decide(
         }
         if route.cost > 0 && identity.credits.is_some() {
             let key_id = identity.key_id().unwrap_or_default();
-            let debit = shared.credits.debit(key_id, route.cost).await;
+            let refill = identity
+                .refill
+                .as_deref()
+                .or(tier.refill.as_ref())
+                .map(|r| r.due_at(shared.clock.now_ms()));
+            let debit = shared.credits.debit(key_id, route.cost, refill).await;
             metrics::count_store_query(metrics::StoreOp::DebitCredits, debit.is_ok());
             match debit {
                 Ok(Debit::Done { .. }) => out.debited = Some(route.cost),

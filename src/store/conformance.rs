@@ -19,6 +19,8 @@ pub(crate) fn record(id: &str, credits: Option<i64>) -> KeyRecord {
         owner: Some("user_1".into()),
         status: KeyStatus::Active,
         credits,
+        refill: None,
+        refilled_at: None,
         allowed_ips: vec!["10.0.0.0/8".parse().unwrap()],
         expires_at: Some(Utc.timestamp_opt(4_000_000_000, 0).unwrap()),
         created_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
@@ -119,7 +121,7 @@ pub(crate) async fn ledgers_spend_exactly_the_credits_there_are(stores: Vec<Arc<
     let tasks: Vec<_> = (0..500)
         .map(|i| {
             let ledger = ledgers[i % ledgers.len()].clone();
-            tokio::spawn(async move { ledger.debit("key_a", 1).await.unwrap() })
+            tokio::spawn(async move { ledger.debit("key_a", 1, None).await.unwrap() })
         })
         .collect();
     let mut done = 0;
@@ -157,7 +159,7 @@ pub(crate) async fn a_debit_batch_decides_in_order_and_commits_together(store: A
         .insert(&record("key_c", Some(1)), &KeyHash::of("c"))
         .await
         .unwrap();
-    let batch: Vec<(String, u64)> = [
+    let batch: Vec<DebitRequest> = [
         ("key_a", 2),
         ("key_x", 1),
         ("key_a", 4),
@@ -167,7 +169,7 @@ pub(crate) async fn a_debit_batch_decides_in_order_and_commits_together(store: A
         ("key_a", 1),
     ]
     .iter()
-    .map(|(id, cost)| (id.to_string(), *cost))
+    .map(|(id, cost)| DebitRequest::new(*id, *cost))
     .collect();
     let answers = store.debit_batch(&batch).await.unwrap();
     let shown: Vec<String> = answers
@@ -264,6 +266,7 @@ pub(crate) async fn updates_owner_listing_and_counting(store: Arc<dyn KeyStore>)
         tier: Some("pro".into()),
         scopes: Some(vec!["x".into()]),
         credits: Some(Some(5)),
+        refill: None,
         allowed_ips: Some(vec![]),
         expires_at: Some(None),
     };
@@ -550,4 +553,105 @@ pub(crate) async fn an_import_is_all_or_nothing_and_replaces_by_id_or_hash(
         "line 1 was rolled back"
     );
     assert_eq!(store.list().await.unwrap().len(), 2);
+}
+
+/// A key's own refill and `refilled_at` round trip; a due refill is applied once per
+/// period however many debits race for it, then debited; an unmetered key is never
+/// refilled; a patch sets and clears the key's own refill.
+pub(crate) async fn a_refill_applies_once_per_period(store: Arc<dyn KeyStore>) {
+    use crate::domain::{Refill, RefillDue, RefillEvery};
+    let day = 86_400;
+    let mut r = record("key_r", Some(2));
+    r.refill = Some(Refill {
+        amount: 5,
+        every: RefillEvery::Day,
+    });
+    r.refilled_at = Some(Utc.timestamp_opt(10 * day, 0).unwrap());
+    store.insert(&r, &KeyHash::of("r")).await.unwrap();
+    let got = store.get("key_r").await.unwrap().unwrap();
+    assert_eq!((got.refill, got.refilled_at), (r.refill, r.refilled_at));
+
+    let due = RefillDue {
+        amount: 5,
+        period: 11 * day,
+    };
+    let racers: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .debit_batch(&[DebitRequest {
+                        id: "key_r".into(),
+                        cost: 1,
+                        refill: Some(due),
+                    }])
+                    .await
+                    .unwrap()
+                    .pop()
+                    .unwrap()
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut done = 0;
+    for t in racers {
+        if matches!(t.await.unwrap(), Debit::Done { .. }) {
+            done += 1;
+        }
+    }
+    assert_eq!(done, 5, "one refill of 5 for the period, not one per debit");
+    let got = store.get("key_r").await.unwrap().unwrap();
+    assert_eq!(got.credits, Some(0));
+    assert_eq!(got.refilled_at.map(|t| t.timestamp()), Some(11 * day));
+    let again = store
+        .debit_batch(&[DebitRequest {
+            id: "key_r".into(),
+            cost: 1,
+            refill: Some(due),
+        }])
+        .await
+        .unwrap();
+    assert!(matches!(again[0], Ok(Debit::Insufficient { remaining: 0 })));
+
+    store
+        .insert(&record("key_u", None), &KeyHash::of("u"))
+        .await
+        .unwrap();
+    let unmetered = store
+        .debit_batch(&[DebitRequest {
+            id: "key_u".into(),
+            cost: 1,
+            refill: Some(due),
+        }])
+        .await
+        .unwrap();
+    assert!(matches!(unmetered[0], Ok(Debit::Unmetered)));
+    assert_eq!(store.get("key_u").await.unwrap().unwrap().credits, None);
+
+    let cleared = store
+        .update(
+            "key_r",
+            &KeyPatch {
+                refill: Some(None),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(cleared.refill, None);
+    let monthly = Some(Refill {
+        amount: 9,
+        every: RefillEvery::parse("7d").unwrap(),
+    });
+    let set = store
+        .update(
+            "key_r",
+            &KeyPatch {
+                refill: Some(monthly),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(set.refill, monthly);
 }

@@ -8,7 +8,7 @@
 //! 200 ms. A broken file keeps the last good key set. Credits and usage need a
 //! writable store, so with this one they are off.
 
-use super::{ChangeHandler, Debit, DebitResult, KeyStore, StoreChange, StoreError};
+use super::{ChangeHandler, Debit, DebitRequest, DebitResult, KeyStore, StoreChange, StoreError};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Problem;
 use crate::domain::{Environment, KeyHash, KeyPatch, KeyRecord, KeyStatus, UsageRow};
@@ -161,6 +161,8 @@ fn parse(
             owner: key.owner,
             status: key.status,
             credits: None,
+            refill: None,
+            refilled_at: None,
             allowed_ips,
             expires_at: key.expires_at,
             created_at: loaded_at,
@@ -356,7 +358,7 @@ impl KeyStore for FileStore {
         Err(self.read_only())
     }
 
-    async fn debit_batch(&self, debits: &[(String, u64)]) -> Result<Vec<DebitResult>, StoreError> {
+    async fn debit_batch(&self, debits: &[DebitRequest]) -> Result<Vec<DebitResult>, StoreError> {
         Ok(debits.iter().map(|_| Ok(Debit::Unmetered)).collect())
     }
 

@@ -12,7 +12,7 @@ pub mod users;
 #[cfg(test)]
 pub(crate) mod conformance;
 
-use crate::domain::{ImportedKey, KeyHash, KeyPatch, KeyRecord, UsageRow};
+use crate::domain::{ImportedKey, KeyHash, KeyPatch, KeyRecord, RefillDue, UsageRow};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -37,45 +37,101 @@ pub enum Debit {
 /// One debit's answer within a batch.
 pub type DebitResult = Result<Debit, StoreError>;
 
+/// One debit of a batch: `cost` credits from key `id`, after the key's refill if
+/// one is due ([`crate::domain::refill`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DebitRequest {
+    /// The key.
+    pub id: String,
+    /// Credits to spend.
+    pub cost: u64,
+    /// The refill in force for the key now, if any.
+    pub refill: Option<RefillDue>,
+}
+
+impl DebitRequest {
+    /// A debit with no refill.
+    pub fn new(id: impl Into<String>, cost: u64) -> Self {
+        DebitRequest {
+            id: id.into(),
+            cost,
+            refill: None,
+        }
+    }
+}
+
+/// A key's balance as a batch changed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewBalance {
+    /// The key.
+    pub id: String,
+    /// Its credits now.
+    pub credits: i64,
+    /// The start (Unix seconds) of the period it was last refilled in.
+    pub refilled_at: Option<i64>,
+}
+
 /// A batch of debits decided by [`decide_debits`], ready to be written.
 pub struct DecidedDebits {
     /// Each debit's answer, in the batch's order.
     pub answers: Vec<DebitResult>,
-    /// The new balance of every key that was debited.
-    pub balances: Vec<(String, i64)>,
+    /// Every key that was debited or refilled, with its new balance.
+    pub balances: Vec<NewBalance>,
 }
+
+/// A key's stored credits and `refilled_at` (Unix seconds), as a batch reads them.
+pub type StoredBalance = (Option<i64>, Option<i64>);
 
 /// Decides a run of debits against balances read once per key, in order: the
 /// arithmetic every store's [`KeyStore::debit_batch`] shares. `balance(id)` reads a
-/// key's credits (`None`: no such key; `Some(None)`: unmetered).
+/// key's credits and `refilled_at` (`None`: no such key; credits `None`:
+/// unmetered). A due refill is applied before the debit that carries it, once per
+/// period (a later debit in the batch finds it done).
 pub fn decide_debits<E>(
-    debits: &[(String, u64)],
-    mut balance: impl FnMut(&str) -> Result<Option<Option<i64>>, E>,
+    debits: &[DebitRequest],
+    mut balance: impl FnMut(&str) -> Result<Option<StoredBalance>, E>,
 ) -> Result<DecidedDebits, E> {
-    let mut balances: std::collections::HashMap<&str, (Option<Option<i64>>, bool)> =
-        std::collections::HashMap::new();
+    struct Entry {
+        stored: Option<StoredBalance>,
+        changed: bool,
+    }
+    let mut entries: std::collections::HashMap<&str, Entry> = std::collections::HashMap::new();
     let mut answers = Vec::with_capacity(debits.len());
-    for (id, cost) in debits {
-        let entry = match balances.entry(id.as_str()) {
+    for d in debits {
+        let entry = match entries.entry(d.id.as_str()) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => e.insert((balance(id)?, false)),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(Entry {
+                stored: balance(&d.id)?,
+                changed: false,
+            }),
         };
-        let cost = i64::try_from(*cost).unwrap_or(i64::MAX);
-        answers.push(match &mut entry.0 {
-            None => Err(StoreError::NotFound(id.clone())),
-            Some(None) => Ok(Debit::Unmetered),
-            Some(Some(left)) if *left >= cost => {
+        if let (Some(due), Some(stored)) = (d.refill, entry.stored.as_mut()) {
+            let refilled = due.apply(stored.0, stored.1);
+            if refilled != *stored {
+                *stored = refilled;
+                entry.changed = true;
+            }
+        }
+        let cost = i64::try_from(d.cost).unwrap_or(i64::MAX);
+        answers.push(match &mut entry.stored {
+            None => Err(StoreError::NotFound(d.id.clone())),
+            Some((None, _)) => Ok(Debit::Unmetered),
+            Some((Some(left), _)) if *left >= cost => {
                 *left -= cost;
-                entry.1 = true;
+                entry.changed = true;
                 Ok(Debit::Done { remaining: *left })
             }
-            Some(Some(left)) => Ok(Debit::Insufficient { remaining: *left }),
+            Some((Some(left), _)) => Ok(Debit::Insufficient { remaining: *left }),
         });
     }
-    let balances = balances
+    let balances = entries
         .into_iter()
-        .filter_map(|(id, (b, debited))| match b {
-            Some(Some(left)) if debited => Some((id.to_string(), left)),
+        .filter_map(|(id, e)| match e.stored {
+            Some((Some(credits), refilled_at)) if e.changed => Some(NewBalance {
+                id: id.to_string(),
+                credits,
+                refilled_at,
+            }),
             _ => None,
         })
         .collect();
@@ -169,6 +225,21 @@ pub fn import_upsert(by_id: bool) -> String {
     }
 }
 
+/// A key's own refill from its two columns (both or neither); an error says what
+/// is wrong with a stored period.
+pub fn refill_of(
+    amount: Option<i64>,
+    every: Option<String>,
+) -> Result<Option<crate::domain::Refill>, String> {
+    match (amount, every) {
+        (Some(amount), Some(every)) => Ok(Some(crate::domain::Refill {
+            amount: u64::try_from(amount).map_err(|_| format!("amount {amount}"))?,
+            every: crate::domain::RefillEvery::parse(&every)?,
+        })),
+        _ => Ok(None),
+    }
+}
+
 /// Receives [`StoreChange`]s.
 pub type ChangeHandler = Arc<dyn Fn(StoreChange) + Send + Sync>;
 
@@ -223,17 +294,18 @@ pub trait KeyStore: Send + Sync {
             "this store cannot import keys: use store.kind sqlite or postgres".into(),
         ))
     }
-    /// Debits each `(id, cost)` in turn, all in one transaction (group commit): each
-    /// entry gets what it would have got had the debits run one after another, and
-    /// either all of them are durable (`Ok`) or none is (`Err`). An entry whose key
-    /// does not exist gets `Err(NotFound)` and changes nothing.
-    async fn debit_batch(&self, debits: &[(String, u64)]) -> Result<Vec<DebitResult>, StoreError>;
+    /// Debits each request in turn, all in one transaction (group commit), under
+    /// the keys' row locks: each entry gets what it would have got had the debits
+    /// run one after another (a due refill applied first), and either all of them
+    /// are durable (`Ok`) or none is (`Err`). An entry whose key does not exist gets
+    /// `Err(NotFound)` and changes nothing.
+    async fn debit_batch(&self, debits: &[DebitRequest]) -> Result<Vec<DebitResult>, StoreError>;
     /// Gives `cost` credits back to key `id` (a debited request the upstream never
     /// answered). A key that is unmetered or gone changes nothing.
     async fn refund_credits(&self, id: &str, cost: u64) -> Result<(), StoreError>;
     /// Debits `cost` credits from one key: a batch of one.
     async fn debit_credits(&self, id: &str, cost: u64) -> Result<Debit, StoreError> {
-        let mut answers = self.debit_batch(&[(id.to_string(), cost)]).await?;
+        let mut answers = self.debit_batch(&[DebitRequest::new(id, cost)]).await?;
         answers
             .pop()
             .unwrap_or_else(|| Err(StoreError::Unavailable("the store gave no answer".into())))

@@ -14,8 +14,8 @@ pub mod target;
 mod users;
 
 use super::{
-    decide_debits, import_upsert, ChangeHandler, DebitResult, DecidedDebits, ImportFeed, ImportMsg,
-    KeyStore, StoreError,
+    decide_debits, import_upsert, ChangeHandler, DebitRequest, DebitResult, DecidedDebits,
+    ImportFeed, ImportMsg, KeyStore, StoreError,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::domain::{Environment, KeyHash, KeyPatch, KeyRecord, KeyStatus, UsageRow};
@@ -112,8 +112,11 @@ fn decode(row: &Row) -> Result<KeyRecord, StoreError> {
         expires_at: row.try_get(12).map_err(get)?,
         created_at: row.try_get(13).map_err(get)?,
         last_used_at: row.try_get(14).map_err(get)?,
-        secret_valid_until: if row.len() > 15 {
-            row.try_get(15).map_err(get)?
+        refill: super::refill_of(row.try_get(15).map_err(get)?, row.try_get(16).map_err(get)?)
+            .map_err(|e| corrupt(&id, format!("refill: {e}")))?,
+        refilled_at: row.try_get(17).map_err(get)?,
+        secret_valid_until: if row.len() > 18 {
+            row.try_get(18).map_err(get)?
         } else {
             None
         },
@@ -123,17 +126,27 @@ fn decode(row: &Row) -> Result<KeyRecord, StoreError> {
 
 const INSERT_KEY: &str = "INSERT INTO api_keys (key_hash, id, name, prefix, last4, tier, scopes, \
      environment, org, owner, status, credits, allowed_ips, expires_at, created_at, \
-     last_used_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+     last_used_at, refill_amount, refill_every, refilled_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
 
-/// The parameters of [`INSERT_KEY`] for `r`.
+/// A key's own refill as its two columns.
+pub(crate) fn refill_columns(r: &KeyRecord) -> (Option<i64>, Option<String>) {
+    (
+        r.refill
+            .map(|f| i64::try_from(f.amount).unwrap_or(i64::MAX)),
+        r.refill.map(|f| f.every.to_string()),
+    )
+}
+
+/// The parameters of [`INSERT_KEY`] for `r` (`refill` from [`refill_columns`]).
 fn insert_params<'a>(
     r: &'a KeyRecord,
     hash: &'a &[u8],
     ips: &'a Vec<String>,
     env: &'a &str,
     status: &'a &str,
-) -> [&'a (dyn ToSql + Sync); 16] {
+    refill: &'a (Option<i64>, Option<String>),
+) -> [&'a (dyn ToSql + Sync); 19] {
     [
         hash,
         &r.id,
@@ -151,6 +164,9 @@ fn insert_params<'a>(
         &r.expires_at,
         &r.created_at,
         &r.last_used_at,
+        &refill.0,
+        &refill.1,
+        &r.refilled_at,
     ]
 }
 
@@ -163,6 +179,7 @@ impl KeyStore for PostgresStore {
     async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
         const SQL: &str = "SELECT id, name, prefix, last4, tier, scopes, environment, org, owner, \
              status, credits, allowed_ips, expires_at, created_at, last_used_at, \
+             refill_amount, refill_every, refilled_at, \
              CASE WHEN key_hash = $1 THEN NULL ELSE prev_hash_expires_at END \
              FROM api_keys WHERE key_hash = $1 \
              OR (prev_key_hash = $1 AND prev_hash_expires_at > $2)";
@@ -177,7 +194,8 @@ impl KeyStore for PostgresStore {
 
     async fn get(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
         const SQL: &str = "SELECT id, name, prefix, last4, tier, scopes, environment, org, owner, \
-             status, credits, allowed_ips, expires_at, created_at, last_used_at \
+             status, credits, allowed_ips, expires_at, created_at, last_used_at, \
+             refill_amount, refill_every, refilled_at \
              FROM api_keys WHERE id = $1";
         self.pool
             .query_opt(SQL, &[&id])
@@ -188,7 +206,8 @@ impl KeyStore for PostgresStore {
 
     async fn list(&self) -> Result<Vec<KeyRecord>, StoreError> {
         const SQL: &str = "SELECT id, name, prefix, last4, tier, scopes, environment, org, owner, \
-             status, credits, allowed_ips, expires_at, created_at, last_used_at \
+             status, credits, allowed_ips, expires_at, created_at, last_used_at, \
+             refill_amount, refill_every, refilled_at \
              FROM api_keys ORDER BY created_at DESC, id";
         self.pool
             .query(SQL, &[])
@@ -200,7 +219,8 @@ impl KeyStore for PostgresStore {
 
     async fn list_by_owner(&self, owner: &str) -> Result<Vec<KeyRecord>, StoreError> {
         const SQL: &str = "SELECT id, name, prefix, last4, tier, scopes, environment, org, owner, \
-             status, credits, allowed_ips, expires_at, created_at, last_used_at \
+             status, credits, allowed_ips, expires_at, created_at, last_used_at, \
+             refill_amount, refill_every, refilled_at \
              FROM api_keys WHERE owner = $1 ORDER BY created_at DESC, id";
         self.pool
             .query(SQL, &[&owner])
@@ -242,6 +262,13 @@ impl KeyStore for PostgresStore {
         if let Some(v) = patch.credits {
             set("credits", Box::new(v));
         }
+        if let Some(v) = patch.refill {
+            set(
+                "refill_amount",
+                Box::new(v.map(|f| i64::try_from(f.amount).unwrap_or(i64::MAX))),
+            );
+            set("refill_every", Box::new(v.map(|f| f.every.to_string())));
+        }
         if let Some(v) = &patch.allowed_ips {
             set("allowed_ips", Box::new(ips_text(v)));
         }
@@ -271,8 +298,12 @@ impl KeyStore for PostgresStore {
         let ips = ips_text(&r.allowed_ips);
         let env = r.environment.as_str();
         let status = r.status.as_str();
+        let refill = refill_columns(r);
         self.pool
-            .execute(INSERT_KEY, &insert_params(r, &hash, &ips, &env, &status))
+            .execute(
+                INSERT_KEY,
+                &insert_params(r, &hash, &ips, &env, &status, &refill),
+            )
             .await
             .map(drop)
     }
@@ -308,8 +339,12 @@ impl KeyStore for PostgresStore {
             if held.max(0) as u64 >= max_active {
                 return Ok(false);
             }
-            tx.execute(INSERT_KEY, &insert_params(r, &hash, &ips, &env, &status))
-                .await?;
+            let refill = refill_columns(r);
+            tx.execute(
+                INSERT_KEY,
+                &insert_params(r, &hash, &ips, &env, &status, &refill),
+            )
+            .await?;
             tx.commit().await.map(|_| true)
         };
         match tokio::time::timeout(self.pool.timeout(), work).await {
@@ -351,15 +386,16 @@ impl KeyStore for PostgresStore {
                         ips_text(&k.record.allowed_ips),
                         k.record.environment.as_str(),
                         k.record.status.as_str(),
+                        refill_columns(&k.record),
                     )
                 })
                 .collect();
             let writes = keys
                 .iter()
                 .zip(&columns)
-                .map(|(k, (hash, ips, env, status))| {
+                .map(|(k, (hash, ips, env, status, refill))| {
                     let statement = if k.id_given { &by_id } else { &by_hash };
-                    let params = insert_params(&k.record, hash, ips, env, status);
+                    let params = insert_params(&k.record, hash, ips, env, status, refill);
                     let tx = &tx;
                     async move {
                         tx.execute(statement, &params).await.map_err(|e| {
@@ -413,15 +449,18 @@ impl KeyStore for PostgresStore {
         }
     }
 
-    async fn debit_batch(&self, debits: &[(String, u64)]) -> Result<Vec<DebitResult>, StoreError> {
+    async fn debit_batch(&self, debits: &[DebitRequest]) -> Result<Vec<DebitResult>, StoreError> {
         // The rows are locked in id order, so replicas committing batches at once
         // never deadlock, and each batch decides against balances no one else can
-        // change until it commits: a credit is never spent twice across replicas.
-        const LOCK: &str =
-            "SELECT id, credits FROM api_keys WHERE id = ANY($1) ORDER BY id FOR UPDATE";
-        const WRITE: &str = "UPDATE api_keys k SET credits = t.credits \
-             FROM unnest($1::text[], $2::bigint[]) AS t(id, credits) WHERE k.id = t.id";
-        let mut ids: Vec<&str> = debits.iter().map(|(id, _)| id.as_str()).collect();
+        // change until it commits: a credit is never spent twice, nor a refill
+        // applied twice, across replicas.
+        const LOCK: &str = "SELECT id, credits, EXTRACT(EPOCH FROM refilled_at)::bigint \
+             FROM api_keys WHERE id = ANY($1) ORDER BY id FOR UPDATE";
+        const WRITE: &str = "UPDATE api_keys k SET credits = t.credits, \
+             refilled_at = to_timestamp(t.refilled_at) \
+             FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS t(id, credits, refilled_at) \
+             WHERE k.id = t.id";
+        let mut ids: Vec<&str> = debits.iter().map(|d| d.id.as_str()).collect();
         ids.sort_unstable();
         ids.dedup();
         let mut guard = self.pool.tx_client().await?;
@@ -434,7 +473,10 @@ impl KeyStore for PostgresStore {
             for row in tx.query(LOCK, &[&ids]).await? {
                 balances.insert(
                     row.try_get::<_, String>(0)?,
-                    row.try_get::<_, Option<i64>>(1)?,
+                    (
+                        row.try_get::<_, Option<i64>>(1)?,
+                        row.try_get::<_, Option<i64>>(2)?,
+                    ),
                 );
             }
             let DecidedDebits {
@@ -444,9 +486,10 @@ impl KeyStore for PostgresStore {
                 Ok::<_, tokio_postgres::Error>(balances.get(id).copied())
             })?;
             if !changed.is_empty() {
-                let (ids, left): (Vec<&str>, Vec<i64>) =
-                    changed.iter().map(|(id, l)| (id.as_str(), *l)).unzip();
-                tx.execute(WRITE, &[&ids, &left]).await?;
+                let ids: Vec<&str> = changed.iter().map(|b| b.id.as_str()).collect();
+                let left: Vec<i64> = changed.iter().map(|b| b.credits).collect();
+                let at: Vec<Option<i64>> = changed.iter().map(|b| b.refilled_at).collect();
+                tx.execute(WRITE, &[&ids, &left, &at]).await?;
                 tx.commit().await?;
             }
             Ok(answers)

@@ -5,8 +5,8 @@
 //! on disk.
 
 use super::{
-    decide_debits, import_upsert, DebitResult, DecidedDebits, ImportFeed, ImportMsg, KeyStore,
-    StoreError,
+    decide_debits, import_upsert, refill_of, DebitRequest, DebitResult, DecidedDebits, ImportFeed,
+    ImportMsg, KeyStore, StoreError,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::domain::{Environment, KeyHash, KeyPatch, KeyRecord, KeyStatus, UsageRow};
@@ -26,10 +26,12 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0004_usage.sql"),
     include_str!("migrations/sqlite/0005_changes.sql"),
     include_str!("migrations/sqlite/0006_sessions.sql"),
+    include_str!("migrations/sqlite/0007_refill.sql"),
 ];
 
 const COLUMNS: &str = "id, name, prefix, last4, tier, scopes, environment, org, owner, status, \
-                       credits, allowed_ips, expires_at, created_at, last_used_at";
+                       credits, allowed_ips, expires_at, created_at, last_used_at, \
+                       refill_amount, refill_every, refilled_at";
 
 /// Page cache of each reader connection, in KiB (as `PRAGMA cache_size`, negative);
 /// the writer keeps SQLite's default (2 MiB).
@@ -193,13 +195,19 @@ fn decode(row: &Row<'_>) -> rusqlite::Result<Result<KeyRecord, StoreError>> {
             status: KeyStatus::parse(&status)
                 .ok_or_else(|| corrupt(format!("status `{status}`")))?,
             credits: row.get(10).map_err(|e| corrupt(e.to_string()))?,
+            refill: refill_of(
+                row.get(15).map_err(|e| corrupt(e.to_string()))?,
+                row.get(16).map_err(|e| corrupt(e.to_string()))?,
+            )
+            .map_err(|e| corrupt(format!("refill: {e}")))?,
+            refilled_at: ts(row.get(17).map_err(|e| corrupt(e.to_string()))?),
             allowed_ips: serde_json::from_str(&ips)
                 .map_err(|e| corrupt(format!("allowed_ips: {e}")))?,
             expires_at: ts(row.get(12).map_err(|e| corrupt(e.to_string()))?),
             created_at: ts(Some(created)).unwrap_or_default(),
             last_used_at: ts(row.get(14).map_err(|e| corrupt(e.to_string()))?),
-            // Only find_by_hash selects this 16th column.
-            secret_valid_until: ts(row.get::<_, Option<i64>>(15).unwrap_or(None)),
+            // Only find_by_hash selects this 19th column.
+            secret_valid_until: ts(row.get::<_, Option<i64>>(18).unwrap_or(None)),
         })
     })();
     Ok(record)
@@ -214,7 +222,8 @@ fn insert_row(c: &Connection, r: &KeyRecord, hash: &[u8; 32]) -> Result<(), Stor
 fn insert_sql(on_conflict: &str) -> String {
     format!(
         "INSERT INTO api_keys (key_hash, {COLUMNS}) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16){on_conflict}"
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
+         ?17, ?18, ?19){on_conflict}"
     )
 }
 
@@ -241,6 +250,10 @@ fn write_row(c: &Connection, sql: &str, r: &KeyRecord, hash: &[u8; 32]) -> rusql
                 r.expires_at.map(|t| t.timestamp()),
                 r.created_at.timestamp(),
                 r.last_used_at.map(|t| t.timestamp()),
+                r.refill
+                    .map(|f| i64::try_from(f.amount).unwrap_or(i64::MAX)),
+                r.refill.map(|f| f.every.to_string()),
+                r.refilled_at.map(|t| t.timestamp()),
             ])
         })
         .map(drop)
@@ -353,6 +366,14 @@ impl KeyStore for SqliteStore {
             if let Some(v) = patch.credits {
                 sets.push("credits = ?");
                 values.push(Box::new(v));
+            }
+            if let Some(v) = patch.refill {
+                sets.push("refill_amount = ?");
+                values.push(Box::new(
+                    v.map(|f| i64::try_from(f.amount).unwrap_or(i64::MAX)),
+                ));
+                sets.push("refill_every = ?");
+                values.push(Box::new(v.map(|f| f.every.to_string())));
             }
             if let Some(v) = patch.allowed_ips {
                 sets.push("allowed_ips = ?");
@@ -509,7 +530,7 @@ impl KeyStore for SqliteStore {
         .await
     }
 
-    async fn debit_batch(&self, debits: &[(String, u64)]) -> Result<Vec<DebitResult>, StoreError> {
+    async fn debit_batch(&self, debits: &[DebitRequest]) -> Result<Vec<DebitResult>, StoreError> {
         let debits = debits.to_vec();
         self.with_writer(move |c| {
             let tx =
@@ -520,20 +541,26 @@ impl KeyStore for SqliteStore {
                 balances: changed,
             } = {
                 let mut read = tx
-                    .prepare_cached("SELECT credits FROM api_keys WHERE id = ?1")
+                    .prepare_cached("SELECT credits, refilled_at FROM api_keys WHERE id = ?1")
                     .map_err(unavailable)?;
                 decide_debits(&debits, |id| {
-                    read.query_row([id], |r| r.get::<_, Option<i64>>(0))
-                        .optional()
-                        .map_err(unavailable)
+                    read.query_row([id], |r| {
+                        Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?))
+                    })
+                    .optional()
+                    .map_err(unavailable)
                 })?
             };
             if !changed.is_empty() {
                 let mut write = tx
-                    .prepare_cached("UPDATE api_keys SET credits = ?2 WHERE id = ?1")
+                    .prepare_cached(
+                        "UPDATE api_keys SET credits = ?2, refilled_at = ?3 WHERE id = ?1",
+                    )
                     .map_err(unavailable)?;
-                for (id, left) in &changed {
-                    write.execute(params![id, left]).map_err(unavailable)?;
+                for b in &changed {
+                    write
+                        .execute(params![b.id, b.credits, b.refilled_at])
+                        .map_err(unavailable)?;
                 }
                 drop(write);
                 tx.commit().map_err(unavailable)?;

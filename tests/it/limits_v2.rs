@@ -251,3 +251,150 @@ async fn credits_of_requests_the_upstream_never_answered_are_refunded_on_postgre
     let kg = Keygate::start_with_store(&format!("http://{up}"), &store, METERED);
     failed_upstreams_refund(kg, up).await;
 }
+
+/// The tiers of the refill tests: `refilled` gives 3 credits every 2 seconds.
+const REFILL_POLICY: &str = "tiers:\n  refilled: { per_second: 1000, credits: { refill: 3, every: 2s } }\n  plain: { per_second: 1000 }\ndefault_tier: refilled\nrate_limit: { ip: { per_minute: 0 } }\nroutes:\n  - { path: /paid, cost: 1 }\n";
+
+/// Sleeps until just after the next even second (a 2 s refill period starts).
+async fn next_even_second() {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let into = (now.as_millis() % 2_000) as u64;
+    tokio::time::sleep(Duration::from_millis(2_000 - into + 50)).await;
+}
+
+async fn paid(replicas: &[&Keygate], key: &str, n: usize) -> Vec<u16> {
+    join_all((0..n).map(|i| {
+        let kg = replicas[i % replicas.len()];
+        async move { kg.get_key("/paid", key).await.status().as_u16() }
+    }))
+    .await
+}
+
+/// Two replicas on PostgreSQL: a key of a refilling tier starts with the refill,
+/// gets exactly one refill per period however many requests race across the
+/// replicas, and its key object shows the refill, `refilled_at` and its limits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tier_refill_happens_once_per_period_across_two_replicas() {
+    let Some(db) = PgDatabase::create().await else {
+        return;
+    };
+    let up = format!("http://{}", start_upstream().await);
+    let store = format!("store: {{ kind: postgres, url: \"{}\" }}\n", db.url);
+    let a = Keygate::start_with_store(&up, &store, REFILL_POLICY);
+    let b = Keygate::start_with_store(&up, &store, REFILL_POLICY);
+    let (_, admin) = a.create_key(&["--scopes", "admin", "--tier", "plain"]);
+    next_even_second().await;
+    let (id, key) = a.create_key(&["--tier", "refilled"]);
+    for period in 0..3 {
+        let statuses = paid(&[&a, &b], &key, 12).await;
+        assert_eq!(count(&statuses, 200), 3, "period {period}: {statuses:?}");
+        assert_eq!(count(&statuses, 402), 9, "period {period}: {statuses:?}");
+        let (status, shown) = b
+            .api(
+                reqwest::Method::GET,
+                &format!("/keys/{id}"),
+                Auth::Key(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(shown["credits"], 0);
+        assert_eq!(
+            shown["refill"],
+            serde_json::json!({"amount": 3, "every": "2s"})
+        );
+        assert_eq!(shown["limits"]["refill"]["amount"], 3);
+        assert_eq!(shown["limits"]["algorithm"], "fixed");
+        let at = chrono::DateTime::parse_from_rfc3339(shown["refilled_at"].as_str().unwrap())
+            .unwrap()
+            .timestamp();
+        assert_eq!(at % 2, 0, "refilled_at is the period's start");
+        next_even_second().await;
+    }
+    // Read lazily: a new period shows the refilled balance before any use.
+    let (_, shown) = a
+        .api(
+            reqwest::Method::GET,
+            &format!("/keys/{id}"),
+            Auth::Key(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(shown["credits"], 3, "{shown}");
+    let (_, verified) = a
+        .api(reqwest::Method::POST, "/keys/verify", Auth::Key(&key), None)
+        .await;
+    assert_eq!(verified["credits_remaining"], 3, "{verified}");
+    assert_eq!(verified["limits"]["refill"]["every"], "2s");
+}
+
+/// A key's own refill, through the API and the CLI, overrides its tier's; bad
+/// refills are refused with every problem named.
+#[tokio::test]
+async fn a_key_refill_overrides_the_tier_through_the_api_and_the_cli() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, REFILL_POLICY);
+    let (_, admin) = kg.create_key(&["--scopes", "admin", "--tier", "plain"]);
+    let (status, made) = kg
+        .api(
+            reqwest::Method::POST,
+            "/keys",
+            Auth::Key(&admin),
+            Some(serde_json::json!({"name": "monthly", "tier": "plain", "refill": {"amount": 50, "every": "month"}})),
+        )
+        .await;
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(made["credits"], 50, "a key under a refill starts with it");
+    assert_eq!(
+        made["refill"],
+        serde_json::json!({"amount": 50, "every": "month"})
+    );
+    let id = made["id"].as_str().unwrap();
+    let (status, changed) = kg
+        .api(
+            reqwest::Method::PUT,
+            &format!("/keys/{id}"),
+            Auth::Key(&admin),
+            Some(serde_json::json!({"refill": {"amount": 7, "every": "7d"}})),
+        )
+        .await;
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(changed["refill"]["every"], "7d");
+    for bad in [
+        serde_json::json!({"name": "x", "refill": {"amount": 5, "every": "fortnight"}}),
+        serde_json::json!({"name": "x", "refill": {"amount": -5, "every": "day"}}),
+        serde_json::json!({"name": "x", "refill": 5}),
+        serde_json::json!({"name": "x", "refill": {"amount": 5}}),
+    ] {
+        let (status, body) = kg
+            .api(
+                reqwest::Method::POST,
+                "/keys",
+                Auth::Key(&admin),
+                Some(bad.clone()),
+            )
+            .await;
+        assert_eq!(status, 422, "{bad} → {body}");
+        assert!(body["details"]["refill"].is_string(), "{body}");
+    }
+
+    let out = kg.cli(&[
+        "keys", "create", "--name", "cli", "--tier", "plain", "--refill", "20/day", "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let made: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(made["credits"], 20);
+    assert_eq!(
+        made["refill"],
+        serde_json::json!({"amount": 20, "every": "day"})
+    );
+    let out = kg.cli(&[
+        "keys", "create", "--name", "cli", "--tier", "plain", "--refill", "20-day",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AMOUNT/EVERY"));
+}

@@ -11,6 +11,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_schema.sql"),
     include_str!("../migrations/postgres/0002_notify.sql"),
     include_str!("../migrations/postgres/0003_sessions.sql"),
+    include_str!("../migrations/postgres/0004_refill.sql"),
 ];
 
 /// Any constant shared by every keygate: the advisory lock's key.

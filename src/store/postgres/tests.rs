@@ -95,6 +95,7 @@ conformance_tests!(
     updates_owner_listing_and_counting,
     usage_adds_up_and_last_used_only_moves_forward,
     an_import_is_all_or_nothing_and_replaces_by_id_or_hash,
+    a_refill_applies_once_per_period,
 );
 
 #[tokio::test]

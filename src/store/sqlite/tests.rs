@@ -28,6 +28,12 @@ async fn a_debit_batch_decides_in_order_and_commits_together() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refill_applies_once_per_period() {
+    let (_dir, store) = open();
+    conformance::a_refill_applies_once_per_period(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ledgers_spend_exactly_the_credits_there_are() {
     let (dir, store) = open();
     // A second process's store on the same file (the CLI beside `serve`).

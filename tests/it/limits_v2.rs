@@ -398,3 +398,128 @@ async fn a_key_refill_overrides_the_tier_through_the_api_and_the_cli() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("AMOUNT/EVERY"));
 }
+
+/// The policy sections (tiers, routes, credits, rate_limit) of a shipped example,
+/// to start keygate with exactly the example's plans (the harness brings its own
+/// server, upstream and store; client-IP limits are lifted for the test's bursts).
+fn example_policy(file: &str) -> String {
+    let text = std::fs::read_to_string(format!("conf/examples/{file}")).unwrap();
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let map = doc.as_mapping_mut().unwrap();
+    let mut policy = serde_yaml::Mapping::new();
+    for section in [
+        "tiers",
+        "default_tier",
+        "routes",
+        "credits",
+        "rate_limit",
+        "management",
+    ] {
+        if let Some(v) = map.remove(section) {
+            policy.insert(section.into(), v);
+        }
+    }
+    let rate_limit = policy
+        .entry("rate_limit".into())
+        .or_insert_with(|| serde_yaml::Value::Mapping(Default::default()));
+    rate_limit.as_mapping_mut().unwrap().insert(
+        "ip".into(),
+        serde_yaml::from_str("{ per_minute: 0 }").unwrap(),
+    );
+    serde_yaml::to_string(&policy).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_altrixy_example_caps_bursts_per_second_in_sliding_windows() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, &example_policy("limits-altrixy.yaml"));
+    let (_, key) = kg.create_key(&["--tier", "free"]);
+    until_millis_into_second(100).await;
+    let statuses = burst(&[&kg], &key, 8).await;
+    assert_eq!(count(&statuses, 200), 5, "{statuses:?}");
+    assert_eq!(count(&statuses, 429), 3, "{statuses:?}");
+    let r = kg.get_key("/a", &key).await;
+    let policy = r.headers()["ratelimit-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    for part in [
+        "\"second\";q=5;w=1",
+        "\"minute\";q=60;w=60",
+        "\"day\";q=1000;w=86400",
+    ] {
+        assert!(policy.contains(part), "{policy}");
+    }
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let statuses = burst(&[&kg], &key, 5).await;
+    assert_eq!(count(&statuses, 200), 5, "a second later: {statuses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_altus4_example_locks_a_key_out_for_an_hour_after_its_hourly_limit() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, &example_policy("limits-altus4.yaml"));
+    let (_, key) = kg.create_key(&["--tier", "free"]);
+    let mut admitted = 0;
+    for _ in 0..5 {
+        admitted += count(&burst(&[&kg], &key, 20).await, 200);
+    }
+    assert_eq!(admitted, 100);
+    let r = kg.get_key("/a", &key).await;
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (3_590..=3_600).contains(&retry),
+        "blocked for the hour: {retry}"
+    );
+}
+
+#[tokio::test]
+async fn the_alttextai_example_charges_per_image_from_monthly_credits() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, &example_policy("limits-alttextai.yaml"));
+    let (_, admin) = kg.create_key(&["--tier", "business", "--scopes", "admin"]);
+    let (id, key) = kg.create_key(&["--tier", "free"]);
+    assert_eq!(
+        credits_of(&kg, &id),
+        50,
+        "a free key starts with the month's 50"
+    );
+    assert_eq!(kg.post_key("/v1/describe", &key).await.status(), 200);
+    assert_eq!(kg.post_key("/v1/describe/batch", &key).await.status(), 200);
+    assert_eq!(credits_of(&kg, &id), 39);
+    let shown = json(
+        client()
+            .get(kg.url(&format!("/keygate/v1/keys/{id}")))
+            .header("X-API-Key", &admin)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        shown["limits"]["refill"],
+        serde_json::json!({"amount": 50, "every": "month"}),
+        "{shown}"
+    );
+    let now = chrono::Utc::now();
+    let first = chrono::NaiveDate::from_ymd_opt(now.year(), now.month(), 1)
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc();
+    let at = chrono::DateTime::parse_from_rfc3339(shown["refilled_at"].as_str().unwrap()).unwrap();
+    assert_eq!(at, first, "this month's refill");
+    // 39 credits: three more batches, then not enough (two a second at most).
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(550)).await;
+        assert_eq!(kg.post_key("/v1/describe/batch", &key).await.status(), 200);
+    }
+    tokio::time::sleep(Duration::from_millis(550)).await;
+    let r = kg.post_key("/v1/describe/batch", &key).await;
+    expect_error(r, 402, "insufficient_credits").await;
+}

@@ -122,6 +122,26 @@ fn benches(c: &mut Criterion) {
             limiter.check("key:key_bench", &tier, now)
         })
     });
+    // The same three windows counted sliding (a 21-bucket ring each); the clock
+    // moves 1 ms a decision, so rings advance a bucket every 50 decisions.
+    let sliding = MemoryLimiter::new();
+    let sliding_tier = TierLimits::from_config(
+        "free",
+        &TierConfig {
+            per_second: Some(u32::MAX.into()),
+            per_minute: Some(u32::MAX.into()),
+            per_day: Some(u32::MAX.into()),
+            algorithm: keygate::limit::Algorithm::Sliding,
+            ..Default::default()
+        },
+    );
+    let mut now = 1_700_000_000_000u64;
+    c.bench_function("limiter_decision_3_windows_sliding", |b| {
+        b.iter(|| {
+            now += 1;
+            sliding.check("key:key_bench", &sliding_tier, now)
+        })
+    });
 }
 
 /// JWT verification, uncached and cached, for RS256, ES256, EdDSA and HS256, with

@@ -6,7 +6,7 @@
 //! admits exactly N per fixed window instance, and at most N in any interval of a
 //! sliding window's length ([`super::sliding`]).
 
-use super::sliding::Ring;
+use super::sliding::{self, Ring};
 use super::window::{Algorithm, LimitDecision, TierLimits, Window, WindowLimit, WindowState};
 use dashmap::DashMap;
 use std::time::Duration;
@@ -71,6 +71,8 @@ impl Counter {
         let at = match self.rings.iter().position(|r| r.window == w) {
             Some(at) => at,
             None => {
+                // Exactly one more: a key holds a ring per window, and no spare.
+                self.rings.reserve_exact(1);
                 self.rings.push(Ring::new(w));
                 self.rings.len() - 1
             }
@@ -96,13 +98,46 @@ impl Counter {
             Algorithm::Sliding => {
                 let ring = self.ring_mut(l.window);
                 ring.advance(now_ms);
+                let count = ring.sum();
+                // When room appears matters only to an exhausted window here; the
+                // states a decision reports are computed apart.
+                let free = if count >= l.limit {
+                    ring.free_bucket(l.limit)
+                } else {
+                    0
+                };
                 Standing {
-                    count: ring.sum(),
-                    reset_at_ms: ring.free_at_ms(l.limit),
-                    origin: ring.free_bucket(l.limit),
+                    count,
+                    reset_at_ms: sliding::leaves_at_ms(l.window, free),
+                    origin: free,
                 }
             }
         }
+    }
+
+    /// The states after counting an admitted request (every window brought to now
+    /// by [`Counter::stand`]); no ring is copied.
+    fn admitted_states(&mut self, limits: &[WindowLimit], now_ms: u64) -> Vec<WindowState> {
+        limits
+            .iter()
+            .map(|l| {
+                let (count, reset_at_ms) = match l.algorithm {
+                    Algorithm::Fixed => (self.counts[l.window as usize], l.window.reset_at(now_ms)),
+                    Algorithm::Sliding => {
+                        let ring = self.ring_mut(l.window);
+                        (ring.sum(), ring.free_at_ms(l.limit))
+                    }
+                };
+                state(
+                    l,
+                    &Standing {
+                        count,
+                        reset_at_ms,
+                        origin: 0,
+                    },
+                )
+            })
+            .collect()
     }
 
     /// Where `l`'s window stands at `now_ms`, changing nothing.
@@ -201,13 +236,6 @@ impl MemoryLimiter {
             *s = c.stand(l, now_ms);
         }
         let stood = |i: usize| &standings[i];
-        let states = || -> Vec<WindowState> {
-            limits
-                .iter()
-                .enumerate()
-                .map(|(i, l)| state(l, stood(i)))
-                .collect()
-        };
         // The latest time among exhausted windows: nothing is admitted before it.
         let exhausted_until = limits
             .iter()
@@ -218,7 +246,7 @@ impl MemoryLimiter {
         if c.blocked_until_ms > now_ms {
             // A retry must outlast both the block and every exhausted window.
             let retry_at = c.blocked_until_ms.max(exhausted_until.unwrap_or(0));
-            return LimitDecision::refused(states(), retry_at, now_ms);
+            return LimitDecision::refused(c.states(limits, now_ms), retry_at, now_ms);
         }
         let exhausted = limits
             .iter()
@@ -233,12 +261,12 @@ impl MemoryLimiter {
                 c.block_origin = Some(origin);
                 retry_at = retry_at.max(c.blocked_until_ms);
             }
-            return LimitDecision::refused(states(), retry_at, now_ms);
+            return LimitDecision::refused(c.states(limits, now_ms), retry_at, now_ms);
         }
         for l in limits {
             c.add(l);
         }
-        LimitDecision::admitted(c.states(limits, now_ms))
+        LimitDecision::admitted(c.admitted_states(limits, now_ms))
     }
 
     /// Where `key` stands, without counting anything.

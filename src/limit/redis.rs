@@ -4,7 +4,7 @@
 //! one round trip, atomically, so a limit of N admits exactly N across replicas. Each
 //! fixed window instance is its own counter (`kg:{KEY}:minute:<window start>`) that
 //! expires with its window (plus a second of slack for clock skew between replicas);
-//! a sliding window is one hash of 22 small fields (`kg:{KEY}:s:minute`, the ring of
+//! a sliding window is one hash of 23 small fields (`kg:{KEY}:s:minute`, the ring of
 //! [`super::sliding`]) that expires a window and a bucket after its last count;
 //! nothing grows without bound. The `{KEY}` hash tag puts all of one key's counters in one Redis
 //! Cluster slot, so the multi-key script stays atomic on a cluster.
@@ -298,8 +298,10 @@ async fn probe(
 /// sliding), and the caller's current bucket (sliding). Returns {admitted 0/1,
 /// blocked-until ms, then per window: count, free bucket (sliding; 0 when fixed)}.
 ///
-/// A ring hash holds field `n` (its newest bucket) and one count per slot
-/// (`bucket % (buckets + 1)`), as [`super::sliding::Ring`] does in memory; a ring
+/// A ring hash holds field `n` (its newest bucket), `t` (the sum of its counts) and
+/// one count per slot (`bucket % (buckets + 1)`), as [`super::sliding::Ring`] does
+/// in memory, so a decision in the current bucket reads the total without summing
+/// the buckets, and writes two fields; a ring
 /// whose newest bucket is ahead of the caller's is read at that bucket (a replica
 /// whose clock is ahead is never out-counted). `record` and `release` take fixed
 /// windows only.
@@ -311,43 +313,81 @@ local B = tonumber(ARGV[4])
 local S = B + 1
 local n = #KEYS - 1
 local function arg(i, j) return tonumber(ARGV[4 + 4 * (i - 1) + j]) end
-local fields = {'n'}
-for s = 0, B do fields[s + 2] = tostring(s) end
 local counts, rings = {}, {}
-local function read_ring(i)
-  local v = redis.call('HMGET', KEYS[i + 1], unpack(fields))
-  local newest = tonumber(v[1] or '-1')
-  local k = math.max(arg(i, 4), newest)
-  local r = {k = k, newest = newest, c = {}, sum = 0}
-  for b = k - B, k do
-    local c = 0
-    if newest >= 0 and b <= newest and newest - b <= B then c = tonumber(v[2 + (b % S)] or '0') end
-    r.c[b] = c
-    r.sum = r.sum + c
+-- A slot's stored count (all slots fetched on the first one not yet read).
+local function slot(r, s)
+  local got = r.slots[s]
+  if got == nil then
+    local fields = {}
+    for x = 0, B do fields[x + 1] = tostring(x) end
+    local all = redis.call('HMGET', r.key, unpack(fields))
+    for x = 0, B do r.slots[x] = all[x + 1] or false end
+    got = r.slots[s]
   end
+  return tonumber(got or '0')
+end
+-- A ring as stored, read at bucket k (the later of the caller's and its newest);
+-- sum: the window's count over k-B..k. Only n, t and the slots a decision touches
+-- are read (in the current bucket: its own slot and the oldest); the rest on first
+-- need, in one more HMGET. Buckets after the stored newest start over at zero:
+-- their slots' old counts leave the running total t.
+local function read_ring(i)
+  local key = KEYS[i + 1]
+  local caller = arg(i, 4)
+  local v = redis.call('HMGET', key, 'n', 't', tostring(caller % S), tostring((caller - B) % S))
+  local newest = tonumber(v[1] or '-1')
+  local k = math.max(caller, newest)
+  local r = {key = key, k = k, newest = newest, added = 0, sum = 0, slots = {}}
+  r.slots[caller % S] = v[3]
+  r.slots[(caller - B) % S] = v[4]
+  if newest < 0 or k - newest > B then
+    r.newest = -1
+    return r
+  end
+  local sum = tonumber(v[2] or '0')
+  for b = newest + 1, k do sum = sum - slot(r, b % S) end
+  r.sum = sum
   return r
 end
+-- The count of bucket b (k-B <= b <= k) as the ring stands now.
+local function bucket_count(r, b)
+  local c = 0
+  if b == r.k then c = r.added end
+  if r.newest >= 0 and b <= r.newest then c = c + slot(r, b % S) end
+  return c
+end
+-- Full: the bucket whose leaving makes room under limit; with room: the newest
+-- bucket holding a request (sliding.rs, Ring::free_bucket).
 local function free_bucket(r, limit)
-  local need = math.max(1, r.sum + 1 - limit)
+  if r.sum < limit then
+    for b = r.k, r.k - B, -1 do
+      if bucket_count(r, b) > 0 then return b end
+    end
+    return r.k
+  end
+  local need = r.sum + 1 - limit
   local running = 0
   for b = r.k - B, r.k do
-    running = running + r.c[b]
+    running = running + bucket_count(r, b)
     if running >= need then return b end
   end
   return r.k
 end
 local function count_ring(i, r)
-  local from = r.k
-  if r.newest < r.k then from = math.max(r.newest + 1, r.k - B) end
-  r.c[r.k] = r.c[r.k] + 1
-  r.sum = r.sum + 1
-  local args = {'n', r.k}
-  for b = from, r.k do
-    args[#args + 1] = tostring(b % S)
-    args[#args + 1] = r.c[b]
+  local args = {'n', r.k, 't', r.sum + 1, tostring(r.k % S), bucket_count(r, r.k) + 1}
+  if r.newest < r.k then
+    for b = math.max(r.newest + 1, r.k - B), r.k - 1 do
+      args[#args + 1] = tostring(b % S)
+      args[#args + 1] = 0
+    end
   end
   redis.call('HSET', KEYS[i + 1], unpack(args))
-  redis.call('PEXPIRE', KEYS[i + 1], arg(i, 2))
+  -- The first count in a bucket sets the expiry: the ring's newest request leaves
+  -- within a window and a bucket of its bucket's start, so later counts in the same
+  -- bucket need not push it out.
+  if r.newest < r.k then redis.call('PEXPIRE', KEYS[i + 1], arg(i, 2)) end
+  r.added = 1
+  r.sum = r.sum + 1
   counts[i] = r.sum
 end
 local function reply(admitted, blocked_until)

@@ -36,6 +36,9 @@
 //! bucket at which the running sum from the oldest reaches `S - N + 1`
 //! ([`Ring::free_bucket`], [`leaves_at_ms`]). While refusals count nothing, that time
 //! does not move, which also makes it the identity of a `block` lockout's cause.
+//! A window with room reports when it will be empty again (its newest request
+//! leaves), as a fixed window reports its instance's end: one bucket to look at, so
+//! the Redis script reads two fields of the ring per admitted request, not 21.
 
 use super::window::Window;
 
@@ -70,6 +73,8 @@ pub struct Ring {
     newest: u64,
     /// Count of bucket `b` at `b % SLOTS`, for `newest - BUCKETS ..= newest`.
     counts: [u32; SLOTS],
+    /// The sum of `counts`, kept as they change.
+    total: u64,
 }
 
 impl Ring {
@@ -79,6 +84,7 @@ impl Ring {
             window,
             newest: 0,
             counts: [0; SLOTS],
+            total: 0,
         }
     }
 
@@ -91,9 +97,12 @@ impl Ring {
         }
         if k - self.newest >= SLOTS as u64 {
             self.counts = [0; SLOTS];
+            self.total = 0;
         } else {
             for b in self.newest + 1..=k {
-                self.counts[(b % SLOTS as u64) as usize] = 0;
+                let slot = &mut self.counts[(b % SLOTS as u64) as usize];
+                self.total -= u64::from(*slot);
+                *slot = 0;
             }
         }
         self.newest = k;
@@ -101,13 +110,16 @@ impl Ring {
 
     /// Requests counted in the window (after [`Ring::advance`]).
     pub fn sum(&self) -> u64 {
-        self.counts.iter().map(|&c| u64::from(c)).sum()
+        self.total
     }
 
     /// Counts one request in the newest bucket.
     pub fn add(&mut self) {
         let slot = &mut self.counts[(self.newest % SLOTS as u64) as usize];
-        *slot = slot.saturating_add(1);
+        if *slot < u32::MAX {
+            *slot += 1;
+            self.total += 1;
+        }
     }
 
     /// Takes back one request, from the newest bucket that holds one.
@@ -119,21 +131,29 @@ impl Ring {
             let slot = &mut self.counts[(b % SLOTS as u64) as usize];
             if *slot > 0 {
                 *slot -= 1;
+                self.total -= 1;
                 return;
             }
         }
     }
 
-    /// The bucket whose leaving makes room under `limit`: the first bucket, oldest
-    /// first, at which the running count reaches `max(1, sum - limit + 1)`. With
-    /// room already, that is the oldest bucket holding a request (when the count next
-    /// goes down); with nothing counted, the newest bucket.
+    /// With the window full (`sum >= limit`): the bucket whose leaving makes room,
+    /// the first, oldest first, at which the running count reaches
+    /// `sum - limit + 1`. With room: the newest bucket holding a request, whose
+    /// leaving empties the window (the newest bucket when nothing is counted).
     pub fn free_bucket(&self, limit: u64) -> u64 {
-        let need = (self.sum() + 1).saturating_sub(limit).max(1);
-        let mut running = 0u64;
         let oldest = self.newest.saturating_sub(BUCKETS);
+        let at = |b: u64| u64::from(self.counts[(b % SLOTS as u64) as usize]);
+        if self.total < limit {
+            return (oldest..=self.newest)
+                .rev()
+                .find(|&b| at(b) > 0)
+                .unwrap_or(self.newest);
+        }
+        let need = self.total + 1 - limit;
+        let mut running = 0u64;
         for b in oldest..=self.newest {
-            running += u64::from(self.counts[(b % SLOTS as u64) as usize]);
+            running += at(b);
             if running >= need {
                 return b;
             }
@@ -141,15 +161,15 @@ impl Ring {
         self.newest
     }
 
-    /// When the window next has room under `limit` (refused), or when its count
-    /// next goes down (admitted): see [`Ring::free_bucket`].
+    /// When the window next has room under `limit` (full), or when it is empty
+    /// again (with room): see [`Ring::free_bucket`].
     pub fn free_at_ms(&self, limit: u64) -> u64 {
         leaves_at_ms(self.window, self.free_bucket(limit))
     }
 
     /// True when nothing is counted.
     pub fn is_empty(&self) -> bool {
-        self.counts.iter().all(|&c| c == 0)
+        self.total == 0
     }
 
     /// The newest bucket held.
@@ -186,6 +206,11 @@ mod tests {
         let mut out = Vec::new();
         for &t in arrivals {
             ring.advance(t);
+            assert_eq!(
+                ring.sum(),
+                ring.counts.iter().map(|&c| u64::from(c)).sum::<u64>(),
+                "the running total is the sum of the buckets"
+            );
             if ring.sum() < limit {
                 ring.add();
                 out.push(t);

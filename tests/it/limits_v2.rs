@@ -39,45 +39,54 @@ fn count(statuses: &[u16], status: u16) -> usize {
 const EDGE_TIERS: &str = "tiers:\n  fixed: { per_second: 5 }\n  sliding: { per_second: 5, algorithm: sliding }\ndefault_tier: fixed\n";
 
 /// N just before a second's boundary, N just after: the fixed tier admits both
-/// batches (2N within half a second), the sliding tier refuses the second.
+/// batches (2N within half a second), the sliding tier refuses the second. The
+/// timing is measured: an attempt whose first batch did not finish before the
+/// boundary (a stalled machine) proves nothing and is run again, at most three times.
 async fn n_before_and_after_a_boundary(replicas: &[&Keygate]) {
-    let (_, fixed) = replicas[0].create_key(&["--tier", "fixed"]);
-    let (_, sliding) = replicas[0].create_key(&["--tier", "sliding"]);
-    // Warm the key cache so both batches cost the same.
+    // Warm the key cache path so both batches cost the same.
     for kg in replicas {
         kg.get_key("/warm", "kg_sk_live_nope").await;
     }
-    until_millis_into_second(750).await;
-    let started = std::time::Instant::now();
-    let (a, b) = tokio::join!(burst(replicas, &fixed, 5), burst(replicas, &sliding, 5));
-    assert_eq!(count(&a, 200), 5, "{a:?}");
-    assert_eq!(count(&b, 200), 5, "{b:?}");
-    until_millis_into_second(150).await;
-    let (a, b) = tokio::join!(burst(replicas, &fixed, 5), burst(replicas, &sliding, 5));
-    let took = started.elapsed();
-    assert!(
-        took < Duration::from_millis(1_000),
-        "the batches were {took:?} apart"
-    );
-    assert_eq!(
-        count(&a, 200),
-        5,
-        "a fixed window resets at the boundary: {a:?}"
-    );
-    assert_eq!(count(&b, 429), 5, "the sliding window still holds 5: {b:?}");
-    let r = replicas[0].get_key("/a", &sliding).await;
-    assert_eq!(r.status(), 429);
-    assert_eq!(r.headers()["x-ratelimit-remaining"], "0");
-    let reset: u64 = r.headers()["x-ratelimit-reset"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    assert!((now..=now + 2).contains(&reset), "reset {reset}, now {now}");
+    for attempt in 0..3 {
+        let (_, fixed) = replicas[0].create_key(&["--tier", "fixed"]);
+        let (_, sliding) = replicas[0].create_key(&["--tier", "sliding"]);
+        until_millis_into_second(750).await;
+        let started = std::time::Instant::now();
+        let (a, b) = tokio::join!(burst(replicas, &fixed, 5), burst(replicas, &sliding, 5));
+        if started.elapsed() >= Duration::from_millis(240) {
+            eprintln!("attempt {attempt}: the first batch crossed the boundary; again");
+            continue;
+        }
+        assert_eq!(count(&a, 200), 5, "{a:?}");
+        assert_eq!(count(&b, 200), 5, "{b:?}");
+        until_millis_into_second(150).await;
+        let (a, b) = tokio::join!(burst(replicas, &fixed, 5), burst(replicas, &sliding, 5));
+        if started.elapsed() >= Duration::from_millis(1_000) {
+            eprintln!("attempt {attempt}: the batches were a second apart; again");
+            continue;
+        }
+        assert_eq!(
+            count(&a, 200),
+            5,
+            "a fixed window resets at the boundary: {a:?}"
+        );
+        assert_eq!(count(&b, 429), 5, "the sliding window still holds 5: {b:?}");
+        let r = replicas[0].get_key("/a", &sliding).await;
+        assert_eq!(r.status(), 429);
+        assert_eq!(r.headers()["x-ratelimit-remaining"], "0");
+        let reset: u64 = r.headers()["x-ratelimit-reset"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!((now..=now + 2).contains(&reset), "reset {reset}, now {now}");
+        return;
+    }
+    panic!("three attempts, none with both batches inside their half-seconds");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -514,12 +523,80 @@ async fn the_alttextai_example_charges_per_image_from_monthly_credits() {
         .and_utc();
     let at = chrono::DateTime::parse_from_rfc3339(shown["refilled_at"].as_str().unwrap()).unwrap();
     assert_eq!(at, first, "this month's refill");
-    // 39 credits: three more batches, then not enough (two a second at most).
+    // 39 credits: three more batches, then not enough (one a second: the free
+    // tier admits two a second).
     for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(550)).await;
+        tokio::time::sleep(Duration::from_millis(1_010)).await;
         assert_eq!(kg.post_key("/v1/describe/batch", &key).await.status(), 200);
     }
-    tokio::time::sleep(Duration::from_millis(550)).await;
+    tokio::time::sleep(Duration::from_millis(1_010)).await;
     let r = kg.post_key("/v1/describe/batch", &key).await;
     expect_error(r, 402, "insufficient_credits").await;
+}
+
+/// An upstream that answers 200 on two connections in three and closes the third
+/// without a word (every connection serves one request).
+async fn flaky_upstream() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut n = 0u64;
+        while let Ok((mut conn, _)) = listener.accept().await {
+            n += 1;
+            let fails = n % 3 == 0;
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => head.extend_from_slice(&buf[..k]),
+                    }
+                }
+                if fails {
+                    return; // dropped: closed with no answer
+                }
+                let _ = conn
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                    )
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// The measurement, as a test: two replicas on PostgreSQL, 80 concurrent
+/// requests on a `cost: 1` route against 25 credits, an upstream that drops some
+/// connections. Every credit spent paid for a 200; no 502 cost anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn across_two_replicas_no_credit_pays_for_an_unanswered_request() {
+    let Some(db) = PgDatabase::create().await else {
+        return;
+    };
+    let up = format!("http://{}", flaky_upstream().await);
+    let store = format!("store: {{ kind: postgres, url: \"{}\" }}\n", db.url);
+    let a = Keygate::start_with_store(&up, &store, METERED);
+    let b = Keygate::start_with_store(&up, &store, METERED);
+    let (id, key) = a.create_key(&["--credits", "25"]);
+    let statuses = paid(&[&a, &b], &key, 80).await;
+    let ok = count(&statuses, 200);
+    let failed = count(&statuses, 502);
+    assert_eq!(ok + failed + count(&statuses, 402), 80, "{statuses:?}");
+    assert!(failed > 0, "the upstream dropped some: {statuses:?}");
+    let spent = 25 - credits_of(&a, &id);
+    assert_eq!(
+        spent as usize, ok,
+        "credits spent = answers received: {statuses:?}"
+    );
+    let refunds = metric_sum(
+        &a.metrics().await,
+        "keygate_credit_refunds_total{result=\"ok\"}",
+    ) + metric_sum(
+        &b.metrics().await,
+        "keygate_credit_refunds_total{result=\"ok\"}",
+    );
+    assert!(refunds >= 1.0, "{refunds}");
 }

@@ -877,3 +877,33 @@ async fn a_sliding_block_locks_out_once_per_exhaustion() {
     clock.set_ms(free_at);
     assert!(l.check(&key, &limits, block).await.unwrap().allowed);
 }
+
+/// The script's ring and the memory limiter's are one algorithm: over random
+/// arrivals (bursts, gaps that skip buckets, gaps that empty the window), every
+/// decision, count and reset time agrees.
+#[tokio::test]
+async fn the_scripts_sliding_ring_decides_exactly_as_the_memory_ring() {
+    let Some(url) = redis_url() else { return };
+    let clock = ManualClock::at(T0);
+    let redis = limiter(&url, &clock);
+    let memory = crate::limit::memory::MemoryLimiter::new();
+    let key = unique("same");
+    let limits = sliding_limits(4, 25);
+    let mut rng = Lcg(7);
+    for step in 0..1_500 {
+        let gap = match rng.below(10) {
+            0 => 5_000 + rng.below(70_000),
+            1..=3 => rng.below(400),
+            _ => rng.below(40),
+        };
+        clock.advance_ms(gap);
+        let now = clock.now_ms();
+        let r = redis.check(&key, &limits, Duration::ZERO).await.unwrap();
+        let m = memory.check_windows(&key, &limits, Duration::ZERO, now);
+        assert_eq!(
+            (r.allowed, &r.windows, r.retry_at_ms),
+            (m.allowed, &m.windows, m.retry_at_ms),
+            "step {step} at {now}"
+        );
+    }
+}

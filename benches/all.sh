@@ -22,6 +22,7 @@ bench instructions bash benches/instructions.sh 3000
 bench access_log bash benches/access_log.sh "$secs" "$((rounds * 2))"
 bench load bash benches/load.sh "$secs" "$rounds"
 bench backends bash benches/backends.sh "$secs" "$rounds"
+bench sliding bash benches/sliding.sh "$secs" "$rounds"
 bench peers bash benches/peers/run.sh "$secs" "$rounds"
 bench syscalls bash benches/syscalls.sh 3
 bench scale env STORE_KEYS=1000000 TRAFFIC_KEYS=100000 SOAK=60 bash benches/scale.sh "$secs" "$rounds"

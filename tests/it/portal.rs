@@ -654,3 +654,33 @@ async fn on_postgresql_replicas_share_users_keys_and_sessions() {
     assert_eq!(on_b.post("/logout", &[]).await.status, 303);
     assert_eq!(v.get("/keys").await.status, 303, "signed out on a too");
 }
+
+/// The key page states the limits the key is held to: the monthly quota among the
+/// windows, that they slide, and the credit refill (CONTRACT §10).
+#[tokio::test]
+async fn the_key_page_shows_sliding_windows_the_monthly_quota_and_the_refill() {
+    let up = start_upstream().await;
+    let policy = POLICY.replace(
+        "free: { per_minute: 100, per_day: 1000, max_keys: 5 }",
+        "free: { per_minute: 100, per_month: 20000, max_keys: 5, algorithm: sliding, credits: { refill: 300, every: month } }",
+    );
+    let kg = Keygate::start(up, &policy);
+    let mut v = Visitor::new(&kg);
+    v.sign_up("ann@example.com").await;
+    let (id, _) = v.create_key("monthly").await;
+    let page = v.get(&format!("/keys/{id}")).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Sliding windows"), "{}", page.body);
+    assert!(
+        page.body.contains("<td>month</td><td>20000</td>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("back to 300 every month"),
+        "{}",
+        page.body
+    );
+    let credits = between(&page.body, "<dd class=\"credits\">", "</dd>");
+    assert_eq!(credits, "300", "a key under a refill starts with it");
+}

@@ -94,11 +94,12 @@ impl CreditLedger {
 }
 
 impl CreditLedger {
-    /// Gives back what was debited for a request the upstream never answered
-    /// (keygate's own 502/504), counted in `keygate_credit_refunds_total`. The caller
-    /// holds the debit and hands it over once, so a refund happens at most once.
-    pub async fn refund(&self, id: &str, cost: u64) {
-        let result = self.inner.store.refund_credits(id, cost).await;
+    /// Gives back what was debited at `debited_at` (Unix seconds) for a request the
+    /// upstream never answered (keygate's own 502/504), counted in
+    /// `keygate_credit_refunds_total`. The caller holds the debit and hands it over
+    /// once, so a refund happens at most once.
+    pub async fn refund(&self, id: &str, cost: u64, debited_at: i64) {
+        let result = self.inner.store.refund_credits(id, cost, debited_at).await;
         if let Err(e) = &result {
             tracing::warn!(key_id = id, cost, error = %e, "credit refund failed");
         }

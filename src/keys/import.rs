@@ -240,6 +240,12 @@ pub fn parse_line(
         return Err(problems);
     };
     let id_given = parsed.id.is_some();
+    let tier = valid.tier.unwrap_or_else(|| rules.default_tier.to_string());
+    // An imported balance is the customer's balance for this period: a tier's
+    // refill starts from the next one, not at the key's first use.
+    let refilled_at = rules.refill_of(&tier, None).and_then(|r| {
+        DateTime::from_timestamp(r.every.period_start(now.timestamp_millis() as u64), 0)
+    });
     Ok(ImportedKey {
         line,
         record: KeyRecord {
@@ -247,7 +253,7 @@ pub fn parse_line(
             name: valid.name,
             prefix,
             last4,
-            tier: valid.tier.unwrap_or_else(|| rules.default_tier.to_string()),
+            tier,
             scopes: valid.scopes,
             environment: valid.environment,
             org: valid.org,
@@ -255,7 +261,7 @@ pub fn parse_line(
             status,
             credits: valid.credits.flatten(),
             refill: None,
-            refilled_at: None,
+            refilled_at,
             allowed_ips: valid.allowed_ips,
             expires_at: parsed.expires_at,
             created_at: parsed.created_at.unwrap_or(now),
@@ -277,9 +283,20 @@ mod tests {
         crate::config::parse(
             "upstream: { url: 'http://127.0.0.1:1' }\n\
              api_keys: { format: 'ak_{env}_{random:26}{checksum}', accept_prefixes: [ak_live_] }\n\
-             tiers: { free: { per_minute: 1 }, pro: { per_minute: 1 } }\n",
+             tiers: { free: { per_minute: 1 }, pro: { per_minute: 1, credits: { refill: 1000, every: day } } }\n",
         )
         .unwrap()
+    }
+
+    #[test]
+    fn an_imported_balance_counts_as_this_periods_refill() {
+        let key = format!("ak_live_{}", "y".repeat(32));
+        let line = |tier: &str| format!(r#"{{"key":"{key}","tier":"{tier}","credits":500}}"#);
+        let pro = parse(&line("pro")).unwrap().record;
+        let today = Utc::now().timestamp() / 86_400 * 86_400;
+        assert_eq!(pro.credits, Some(500), "the balance is kept");
+        assert_eq!(pro.refilled_at.map(|t| t.timestamp()), Some(today));
+        assert_eq!(parse(&line("free")).unwrap().record.refilled_at, None);
     }
 
     fn parse(text: &str) -> Result<ImportedKey, Vec<LineProblem>> {

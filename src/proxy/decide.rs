@@ -36,8 +36,9 @@ pub struct Decision {
     /// The path to forward instead of the request's own (its canonical form), when
     /// the two differ: the upstream sees the path the decision used.
     pub forward_path: Option<String>,
-    /// Credits debited for this request (taken, once, by a refund).
-    pub debited: Option<u64>,
+    /// Credits debited for this request, and when (Unix seconds); taken, once, by a
+    /// refund.
+    pub debited: Option<(u64, i64)>,
 }
 
 /// Runs the chain for one request over `rt` (the config it started with) and the
@@ -149,7 +150,9 @@ pub async fn decide(
             let debit = shared.credits.debit(key_id, route.cost, refill).await;
             metrics::count_store_query(metrics::StoreOp::DebitCredits, debit.is_ok());
             match debit {
-                Ok(Debit::Done { .. }) => out.debited = Some(route.cost),
+                Ok(Debit::Done { .. }) => {
+                    out.debited = Some((route.cost, (shared.clock.now_ms() / 1000) as i64))
+                }
                 Ok(Debit::Unmetered) => {}
                 Ok(Debit::Insufficient { remaining }) => {
                     return Err(GateError::InsufficientCredits {

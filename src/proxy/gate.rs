@@ -369,7 +369,7 @@ impl Gate {
         {
             return;
         }
-        let Some(cost) = ctx.decision.debited.take() else {
+        let Some((cost, debited_at)) = ctx.decision.debited.take() else {
             return;
         };
         if let Some(key_id) = ctx
@@ -378,7 +378,7 @@ impl Gate {
             .as_ref()
             .and_then(|p| p.identity.key_id())
         {
-            self.shared.credits.refund(key_id, cost).await;
+            self.shared.credits.refund(key_id, cost, debited_at).await;
         }
     }
 

@@ -612,6 +612,22 @@ pub(crate) async fn a_refill_applies_once_per_period(store: Arc<dyn KeyStore>) {
         .await
         .unwrap();
     assert!(matches!(again[0], Ok(Debit::Insufficient { remaining: 0 })));
+    // A refund of a debit made before the refill gives nothing back (the refill
+    // already reset that balance); one made in this period does.
+    store
+        .refund_credits("key_r", 1, 10 * day + 5)
+        .await
+        .unwrap();
+    assert_eq!(store.get("key_r").await.unwrap().unwrap().credits, Some(0));
+    store
+        .refund_credits("key_r", 1, 11 * day + 5)
+        .await
+        .unwrap();
+    assert_eq!(store.get("key_r").await.unwrap().unwrap().credits, Some(1));
+    store
+        .debit_batch(&[DebitRequest::new("key_r", 1)])
+        .await
+        .unwrap();
 
     store
         .insert(&record("key_u", None), &KeyHash::of("u"))

@@ -362,7 +362,12 @@ impl KeyStore for FileStore {
         Ok(debits.iter().map(|_| Ok(Debit::Unmetered)).collect())
     }
 
-    async fn refund_credits(&self, _id: &str, _cost: u64) -> Result<(), StoreError> {
+    async fn refund_credits(
+        &self,
+        _id: &str,
+        _cost: u64,
+        _debited_at: i64,
+    ) -> Result<(), StoreError> {
         Ok(())
     }
 

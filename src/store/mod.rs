@@ -301,8 +301,10 @@ pub trait KeyStore: Send + Sync {
     /// `Err(NotFound)` and changes nothing.
     async fn debit_batch(&self, debits: &[DebitRequest]) -> Result<Vec<DebitResult>, StoreError>;
     /// Gives `cost` credits back to key `id` (a debited request the upstream never
-    /// answered). A key that is unmetered or gone changes nothing.
-    async fn refund_credits(&self, id: &str, cost: u64) -> Result<(), StoreError>;
+    /// answered), debited at `debited_at` (Unix seconds). A key that is unmetered or
+    /// gone changes nothing, nor one refilled since the debit (the refill already
+    /// reset the balance the debit came out of).
+    async fn refund_credits(&self, id: &str, cost: u64, debited_at: i64) -> Result<(), StoreError>;
     /// Debits `cost` credits from one key: a batch of one.
     async fn debit_credits(&self, id: &str, cost: u64) -> Result<Debit, StoreError> {
         let mut answers = self.debit_batch(&[DebitRequest::new(id, cost)]).await?;

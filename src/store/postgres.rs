@@ -505,11 +505,16 @@ impl KeyStore for PostgresStore {
         }
     }
 
-    async fn refund_credits(&self, id: &str, cost: u64) -> Result<(), StoreError> {
-        const REFUND: &str =
-            "UPDATE api_keys SET credits = credits + $2 WHERE id = $1 AND credits IS NOT NULL";
+    async fn refund_credits(&self, id: &str, cost: u64, debited_at: i64) -> Result<(), StoreError> {
+        const REFUND: &str = "UPDATE api_keys SET credits = credits + $2 \
+             WHERE id = $1 AND credits IS NOT NULL \
+             AND (refilled_at IS NULL OR refilled_at <= to_timestamp($3))";
         let cost = i64::try_from(cost).unwrap_or(i64::MAX);
-        self.pool.execute(REFUND, &[&id, &cost]).await.map(drop)
+        let at = debited_at as f64;
+        self.pool
+            .execute(REFUND, &[&id, &cost, &at])
+            .await
+            .map(drop)
     }
 
     async fn record_usage(

@@ -570,13 +570,14 @@ impl KeyStore for SqliteStore {
         .await
     }
 
-    async fn refund_credits(&self, id: &str, cost: u64) -> Result<(), StoreError> {
+    async fn refund_credits(&self, id: &str, cost: u64, debited_at: i64) -> Result<(), StoreError> {
         let (id, cost) = (id.to_string(), i64::try_from(cost).unwrap_or(i64::MAX));
         self.with_writer(move |c| {
             c.prepare_cached(
-                "UPDATE api_keys SET credits = credits + ?2 WHERE id = ?1 AND credits IS NOT NULL",
+                "UPDATE api_keys SET credits = credits + ?2 WHERE id = ?1 AND credits IS NOT NULL \
+                 AND (refilled_at IS NULL OR refilled_at <= ?3)",
             )
-            .and_then(|mut s| s.execute(params![id, cost]))
+            .and_then(|mut s| s.execute(params![id, cost, debited_at]))
             .map(drop)
             .map_err(unavailable)
         })

@@ -240,6 +240,19 @@ pub fn refill_of(
     }
 }
 
+/// A key's own refill as its two columns `(refill_amount, refill_every)`, both or
+/// neither; the inverse of [`refill_of`]. An amount beyond `i64` is stored as
+/// `i64::MAX` (validation keeps real amounts far below).
+pub fn refill_columns(refill: Option<crate::domain::Refill>) -> (Option<i64>, Option<String>) {
+    match refill {
+        Some(f) => (
+            Some(i64::try_from(f.amount).unwrap_or(i64::MAX)),
+            Some(f.every.to_string()),
+        ),
+        None => (None, None),
+    }
+}
+
 /// Receives [`StoreChange`]s.
 pub type ChangeHandler = Arc<dyn Fn(StoreChange) + Send + Sync>;
 

@@ -14,8 +14,8 @@ pub mod target;
 mod users;
 
 use super::{
-    decide_debits, import_upsert, ChangeHandler, DebitRequest, DebitResult, DecidedDebits,
-    ImportFeed, ImportMsg, KeyStore, StoreError,
+    decide_debits, import_upsert, refill_columns, ChangeHandler, DebitRequest, DebitResult,
+    DecidedDebits, ImportFeed, ImportMsg, KeyStore, StoreError,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::domain::{Environment, KeyHash, KeyPatch, KeyRecord, KeyStatus, UsageRow};
@@ -128,15 +128,6 @@ const INSERT_KEY: &str = "INSERT INTO api_keys (key_hash, id, name, prefix, last
      environment, org, owner, status, credits, allowed_ips, expires_at, created_at, \
      last_used_at, refill_amount, refill_every, refilled_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
-
-/// A key's own refill as its two columns.
-pub(crate) fn refill_columns(r: &KeyRecord) -> (Option<i64>, Option<String>) {
-    (
-        r.refill
-            .map(|f| i64::try_from(f.amount).unwrap_or(i64::MAX)),
-        r.refill.map(|f| f.every.to_string()),
-    )
-}
 
 /// The parameters of [`INSERT_KEY`] for `r` (`refill` from [`refill_columns`]).
 fn insert_params<'a>(
@@ -263,11 +254,9 @@ impl KeyStore for PostgresStore {
             set("credits", Box::new(v));
         }
         if let Some(v) = patch.refill {
-            set(
-                "refill_amount",
-                Box::new(v.map(|f| i64::try_from(f.amount).unwrap_or(i64::MAX))),
-            );
-            set("refill_every", Box::new(v.map(|f| f.every.to_string())));
+            let (amount, every) = refill_columns(v);
+            set("refill_amount", Box::new(amount));
+            set("refill_every", Box::new(every));
         }
         if let Some(v) = &patch.allowed_ips {
             set("allowed_ips", Box::new(ips_text(v)));
@@ -298,7 +287,7 @@ impl KeyStore for PostgresStore {
         let ips = ips_text(&r.allowed_ips);
         let env = r.environment.as_str();
         let status = r.status.as_str();
-        let refill = refill_columns(r);
+        let refill = refill_columns(r.refill);
         self.pool
             .execute(
                 INSERT_KEY,
@@ -339,7 +328,7 @@ impl KeyStore for PostgresStore {
             if held.max(0) as u64 >= max_active {
                 return Ok(false);
             }
-            let refill = refill_columns(r);
+            let refill = refill_columns(r.refill);
             tx.execute(
                 INSERT_KEY,
                 &insert_params(r, &hash, &ips, &env, &status, &refill),
@@ -386,7 +375,7 @@ impl KeyStore for PostgresStore {
                         ips_text(&k.record.allowed_ips),
                         k.record.environment.as_str(),
                         k.record.status.as_str(),
-                        refill_columns(&k.record),
+                        refill_columns(k.record.refill),
                     )
                 })
                 .collect();

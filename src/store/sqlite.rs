@@ -5,8 +5,8 @@
 //! on disk.
 
 use super::{
-    decide_debits, import_upsert, refill_of, DebitRequest, DebitResult, DecidedDebits, ImportFeed,
-    ImportMsg, KeyStore, StoreError,
+    decide_debits, import_upsert, refill_columns, refill_of, DebitRequest, DebitResult,
+    DecidedDebits, ImportFeed, ImportMsg, KeyStore, StoreError,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::domain::{Environment, KeyHash, KeyPatch, KeyRecord, KeyStatus, UsageRow};
@@ -231,6 +231,7 @@ fn insert_sql(on_conflict: &str) -> String {
 fn write_row(c: &Connection, sql: &str, r: &KeyRecord, hash: &[u8; 32]) -> rusqlite::Result<()> {
     let scopes = serde_json::to_string(&r.scopes).unwrap_or_else(|_| "[]".into());
     let ips = serde_json::to_string(&r.allowed_ips).unwrap_or_else(|_| "[]".into());
+    let refill = refill_columns(r.refill);
     c.prepare_cached(sql)
         .and_then(|mut s| {
             s.execute(params![
@@ -250,9 +251,8 @@ fn write_row(c: &Connection, sql: &str, r: &KeyRecord, hash: &[u8; 32]) -> rusql
                 r.expires_at.map(|t| t.timestamp()),
                 r.created_at.timestamp(),
                 r.last_used_at.map(|t| t.timestamp()),
-                r.refill
-                    .map(|f| i64::try_from(f.amount).unwrap_or(i64::MAX)),
-                r.refill.map(|f| f.every.to_string()),
+                refill.0,
+                refill.1,
                 r.refilled_at.map(|t| t.timestamp()),
             ])
         })
@@ -368,12 +368,11 @@ impl KeyStore for SqliteStore {
                 values.push(Box::new(v));
             }
             if let Some(v) = patch.refill {
+                let (amount, every) = refill_columns(v);
                 sets.push("refill_amount = ?");
-                values.push(Box::new(
-                    v.map(|f| i64::try_from(f.amount).unwrap_or(i64::MAX)),
-                ));
+                values.push(Box::new(amount));
                 sets.push("refill_every = ?");
-                values.push(Box::new(v.map(|f| f.every.to_string())));
+                values.push(Box::new(every));
             }
             if let Some(v) = patch.allowed_ips {
                 sets.push("allowed_ips = ?");

@@ -38,3 +38,20 @@ rate_limit: { ip: { per_minute: 0, failed_auth_per_minute: 0 }${7:+, $7} }
 ${8:-}
 YAML
 }
+
+# Starts the benchmarks' upstream on core 0: one nginx worker answering `return 200`
+# on 127.0.0.1:$2, its files in directory $1. Runs in the background.
+start_nginx_upstream() {
+  cat > "$1/upstream.conf" <<EOF
+daemon off; master_process off; worker_processes 1;
+pid $1/upstream.pid; error_log $1/upstream-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $1/ub; proxy_temp_path $1/up; fastcgi_temp_path $1/uf;
+  uwsgi_temp_path $1/uu; scgi_temp_path $1/us;
+  server { listen 127.0.0.1:$2; keepalive_requests 1000000; location / { return 200 "ok"; } }
+}
+EOF
+  taskset -c 0 nginx -p "$1" -c "$1/upstream.conf" &
+}

@@ -2,12 +2,13 @@
 # Makes .venv-test, a Python with PyJWT and cryptography (the independent JWT
 # implementation the tests and benchmarks mint tokens with) and selenium (which
 # drives Debian's Chromium in the portal's browser test, through the system's
-# chromedriver: nothing is downloaded at run time). Prints its python path.
+# chromedriver: nothing is downloaded at run time) and grpcio (a real gRPC service
+# and client for the HTTP/2 and gRPC tests). Prints its python path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=$PWD/.venv-test/bin/python
-if ! "$py" -c "import jwt, cryptography, selenium" 2>/dev/null; then
+if ! "$py" -c "import jwt, cryptography, selenium, grpc" 2>/dev/null; then
   [ -x "$py" ] || python3 -m venv .venv-test >&2
-  "$py" -m pip install -q pyjwt cryptography 'selenium>=4.20' >&2
+  "$py" -m pip install -q pyjwt cryptography 'selenium>=4.20' grpcio >&2
 fi
 echo "$py"

@@ -18,6 +18,8 @@ pub struct AccessLine<'a> {
     pub request_id: &'a str,
     /// Request method.
     pub method: &'a str,
+    /// `h1` or `h2`.
+    pub protocol: &'a str,
     /// The route's configured name (or `management`, `portal`).
     pub route: &'a str,
     /// `outcome` label.
@@ -122,6 +124,8 @@ pub fn format(
         quoted(buf, line.request_id);
         buf.extend_from_slice(b",\"method\":");
         quoted(buf, line.method);
+        buf.extend_from_slice(b",\"protocol\":");
+        quoted(buf, line.protocol);
         buf.extend_from_slice(b",\"route\":");
         quoted(buf, line.route);
         buf.extend_from_slice(b",\"outcome\":");
@@ -145,6 +149,8 @@ pub fn format(
         quoted(buf, line.request_id);
         buf.extend_from_slice(b" method=");
         buf.extend_from_slice(line.method.as_bytes());
+        buf.extend_from_slice(b" protocol=");
+        buf.extend_from_slice(line.protocol.as_bytes());
         buf.extend_from_slice(b" route=");
         quoted(buf, line.route);
         buf.extend_from_slice(b" outcome=");
@@ -188,6 +194,7 @@ mod tests {
         AccessLine {
             request_id: "abc\"def",
             method: "GET",
+            protocol: "h2",
             route: "/api/search",
             outcome: "allowed",
             reason: "-",
@@ -206,7 +213,7 @@ mod tests {
         assert_eq!(
             String::from_utf8(buf).unwrap(),
             "2025-12-01T17:35:48.000042Z  INFO keygate::access: request_id=\"abc\\\"def\" method=GET \
-             route=\"/api/search\" outcome=\"allowed\" reason=\"-\" status=200 key_id=\"key_1\" \
+             protocol=h2 route=\"/api/search\" outcome=\"allowed\" reason=\"-\" status=200 key_id=\"key_1\" \
              client=10.1.2.3 latency_ms=1.235\n"
         );
     }
@@ -224,6 +231,7 @@ mod tests {
         assert_eq!(v["timestamp"], "2025-12-01T17:35:48.123456Z");
         assert_eq!(v["fields"]["request_id"], "abc\"def");
         assert_eq!(v["fields"]["status"], 200);
+        assert_eq!(v["fields"]["protocol"], "h2");
         assert_eq!(v["fields"]["client"], "::1");
         assert_eq!(v["fields"]["latency_ms"], 1.235);
     }

@@ -3,15 +3,16 @@
 //! what it received (method, path, query, headers, body size) and its own address;
 //! `/status/{code}` answers with that status, `/delay/{ms}` waits first, and
 //! `/static/...` answers a fixed two-byte body (for load benchmarks, so every caller
-//! gets the same response).
+//! gets the same response). It speaks HTTP/1.1 and cleartext HTTP/2 (prior
+//! knowledge) on the same port, so it can stand behind `upstream.protocol: h2c`.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::time::Duration;
@@ -54,6 +55,7 @@ async fn echo(req: Request<Incoming>, me: String) -> Result<Response<Full<Bytes>
         "query": parts.uri.query(),
         "headers": headers,
         "body_bytes": body_len,
+        "version": format!("{:?}", parts.version),
         "upstream": me,
     });
     let bytes = serde_json::to_vec(&body).unwrap_or_default();
@@ -78,7 +80,8 @@ pub async fn serve_echo(listener: TcpListener) {
         let me = me.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| echo(req, me.clone()));
-            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "echo connection ended");
             }

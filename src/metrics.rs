@@ -127,16 +127,24 @@ pub mod reason {
     ];
 }
 
-/// Requests by route, outcome and status.
+/// The `protocol` labels of `keygate_requests_total`: the client's HTTP version.
+pub mod protocol {
+    /// HTTP/1.x.
+    pub const H1: &str = "h1";
+    /// HTTP/2 (over TLS by ALPN, or cleartext with `server.h2c`).
+    pub const H2: &str = "h2";
+}
+
+/// Requests by route, outcome, status and protocol.
 pub static REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
     let help = format!(
-        "Requests handled, by route, outcome ({}) and status.",
+        "Requests handled, by route, outcome ({}), status and protocol (h1, h2).",
         outcome::ALL.join(", ")
     );
     register_int_counter_vec!(
         "keygate_requests_total",
         help,
-        &["route", "outcome", "status"]
+        &["route", "outcome", "status", "protocol"]
     )
     .expect("metric keygate_requests_total registers once")
 });
@@ -280,6 +288,17 @@ pub static HEADERS_TOO_LARGE: Lazy<IntCounter> = Lazy::new(|| {
         "Requests answered 431 because their head was larger than server.max_header_bytes."
     )
     .expect("metric keygate_headers_too_large_total registers once")
+});
+
+/// HTTP/2 requests refused because their connection already had its cap in
+/// flight (streams reset by the client while keygate still worked on them).
+pub static H2_STREAMS_REFUSED: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "keygate_h2_streams_refused_total",
+        "HTTP/2 requests answered 503 because their connection had twice \
+         server.h2_max_concurrent_streams requests in flight (streams reset early)."
+    )
+    .expect("metric keygate_h2_streams_refused_total registers once")
 });
 
 /// Password checks and hashes refused because the hashing pool's queue was full.
@@ -433,7 +452,7 @@ pub struct RouteMetrics {
     pub duration: Histogram,
     /// `keygate_upstream_duration_seconds{route}`.
     pub upstream: Histogram,
-    requests: parking_lot::RwLock<Vec<(&'static str, u16, IntCounter)>>,
+    requests: parking_lot::RwLock<Vec<(&'static str, u16, &'static str, IntCounter)>>,
 }
 
 impl RouteMetrics {
@@ -447,19 +466,26 @@ impl RouteMetrics {
         }
     }
 
-    /// Counts one request with `outcome` and `status` on this route.
-    pub fn count(&self, outcome: &'static str, status: u16) {
+    /// Counts one request with `outcome`, `status` and `protocol` on this route.
+    pub fn count(&self, outcome: &'static str, status: u16, protocol: &'static str) {
         let found = self
             .requests
             .read()
             .iter()
-            .find(|(o, s, _)| *s == status && *o == outcome)
-            .map(|(_, _, c)| c.clone());
+            .find(|(o, s, p, _)| *s == status && *o == outcome && *p == protocol)
+            .map(|(_, _, _, c)| c.clone());
         let counter = match found {
             Some(c) => c,
             None => {
-                let c = REQUESTS.with_label_values(&[&self.name, outcome, &status.to_string()]);
-                self.requests.write().push((outcome, status, c.clone()));
+                let c = REQUESTS.with_label_values(&[
+                    &self.name,
+                    outcome,
+                    &status.to_string(),
+                    protocol,
+                ]);
+                self.requests
+                    .write()
+                    .push((outcome, status, protocol, c.clone()));
                 c
             }
         };
@@ -486,6 +512,7 @@ pub fn init() {
     Lazy::force(&LOG_LINES_DROPPED);
     Lazy::force(&HEAD_TIMEOUTS);
     Lazy::force(&HEADERS_TOO_LARGE);
+    Lazy::force(&H2_STREAMS_REFUSED);
     Lazy::force(&PASSWORD_POOL_REJECTED);
     Lazy::force(&DECISIONS);
     Lazy::force(&REQUEST_DURATION);

@@ -59,6 +59,11 @@ fn fixed_settings(c: &Config) -> Vec<(&'static str, String)> {
             "server.max_header_bytes",
             c.server.max_header_bytes.to_string(),
         ),
+        ("server.h2c", c.server.h2c.to_string()),
+        (
+            "server.h2_max_concurrent_streams",
+            c.server.h2_max_concurrent_streams.to_string(),
+        ),
         ("store", yaml(&c.store)),
         ("cache", yaml(&c.cache)),
         ("rate_limit.backend", yaml(&c.rate_limit.backend)),
@@ -178,6 +183,10 @@ fn restore(new: &mut Config, old: &Config, setting: &str) {
         "server.header_timeout" => new.server.header_timeout = old.server.header_timeout,
         "server.idle_timeout" => new.server.idle_timeout = old.server.idle_timeout,
         "server.max_header_bytes" => new.server.max_header_bytes = old.server.max_header_bytes,
+        "server.h2c" => new.server.h2c = old.server.h2c,
+        "server.h2_max_concurrent_streams" => {
+            new.server.h2_max_concurrent_streams = old.server.h2_max_concurrent_streams
+        }
         "store" => new.store = old.store.clone(),
         "cache" => new.cache = old.cache.clone(),
         "rate_limit.backend" => new.rate_limit.backend = old.rate_limit.backend,

@@ -313,6 +313,28 @@ pub fn upgrade_socket(config_path: &std::path::Path) -> std::path::PathBuf {
 /// Read buffer of each client connection, below Pingora's own header buffer.
 const CONNECTION_READ_BUFFER: usize = 4096;
 
+/// How the proxy listener takes HTTP/2 connections: cleartext HTTP/2 when
+/// `server.h2c`, idle HTTP/2 connections closed after `server.idle_timeout`
+/// (HTTP/1.1's keep-alive timeout is set per request by the gate).
+fn http2_server_options(s: &crate::config::ServerConfig) -> pingora::apps::HttpServerOptions {
+    let mut o = pingora::apps::HttpServerOptions::default();
+    o.h2c = s.h2c;
+    o.h2_idle_timeout = Some(s.idle_timeout.get());
+    o
+}
+
+/// The HTTP/2 settings keygate advertises: the bounds set for HTTP/1.1 hold for
+/// HTTP/2 too (a header list no larger than `server.max_header_bytes`) and a
+/// connection has at most `server.h2_max_concurrent_streams` streams open.
+fn http2_options(
+    s: &crate::config::ServerConfig,
+) -> pingora::protocols::http::v2::server::H2Options {
+    let mut o = pingora::protocols::http::v2::server::default_h2_options();
+    o.max_header_list_size(u32::try_from(s.max_header_bytes).unwrap_or(u32::MAX));
+    o.max_concurrent_streams(s.h2_max_concurrent_streams);
+    o
+}
+
 /// Starts keygate with `config` (read from `path`, which SIGHUP re-reads) and serves
 /// until SIGTERM/SIGINT. With `upgrade`, takes over the listening sockets of the
 /// keygate serving the same config file when it gets SIGQUIT (zero-downtime upgrade).
@@ -343,6 +365,7 @@ pub fn serve(config: Config, path: &std::path::Path, upgrade: bool) -> Result<()
         None => None,
     };
     let running = config.clone();
+    let running_server = config.server.clone();
     let shared = build_shared(config, Arc::new(SystemClock))?;
     load_remote_jwks(&shared)?;
     let reloader = Arc::new(Reloader::new(
@@ -375,7 +398,9 @@ pub fn serve(config: Config, path: &std::path::Path, upgrade: bool) -> Result<()
     let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
 
-    let gate = pingora_proxy::http_proxy(&server.configuration, Gate::new(shared.clone()));
+    let mut gate = pingora_proxy::http_proxy(&server.configuration, Gate::new(shared.clone()));
+    gate.server_options = Some(http2_server_options(&running_server));
+    gate.h2_options = Some(http2_options(&running_server));
     let mut proxy = Service::new(
         "keygate proxy".to_string(),
         HeadDeadlineApp::new(gate, header_timeout, max_header_bytes),

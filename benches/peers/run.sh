@@ -20,6 +20,8 @@
 #   keygate1  the same route forwarding one identity header, as the peers do
 #   JWT       RS256 through HAProxy's jwt_verify and through keygate, with one reused
 #             token and with TOKENS (default 20,000) distinct tokens rotated by wrk
+#   HTTP/2    keygate against nginx over h2 (TLS) and h2c, beside HTTP/1.1: see
+#             benches/peers/http2.sh, run at the end (H2=0 skips it)
 #
 # Per run it reports:
 # - req/s;
@@ -65,18 +67,7 @@ modes=(on off)
 [ -n "${LOGS:-}" ] && modes=("$LOGS")
 
 # --- the upstream: one nginx worker, core 0
-cat > "$work/upstream.conf" <<EOF
-daemon off; master_process off; worker_processes 1;
-pid $work/upstream.pid; error_log $work/upstream-error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/ub; proxy_temp_path $work/up; fastcgi_temp_path $work/uf;
-  uwsgi_temp_path $work/uu; scgi_temp_path $work/us;
-  server { listen 127.0.0.1:$up; keepalive_requests 1000000; location / { return 200 "ok"; } }
-}
-EOF
-taskset -c 0 nginx -p "$work" -c "$work/upstream.conf" &
+start_nginx_upstream "$work" "$up"
 
 # --- one key, as keygate issues them; the peers get its SHA-256 in their maps
 bench_config "$work/kg.yaml" PORT ADMIN 1 "$up" "{ kind: sqlite, path: \"$work/k.db\" }" "" "routes:
@@ -375,3 +366,11 @@ for m in "${modes[@]}"; do
     fi
   done
 done
+
+# --- HTTP/2 rows (benches/peers/http2.sh; H2=0 skips them), once everything above
+# has stopped, so that nothing else runs on the proxies' core.
+if [ "${H2:-1}" = 1 ]; then
+  kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true
+  echo
+  KEYGATE_BIN=$bin bash benches/peers/http2.sh "$secs" "$rounds"
+fi

@@ -87,6 +87,13 @@ pub struct ServerConfig {
     /// Extension: longest time to receive a whole request body that keygate reads
     /// itself (management API); a slower one is answered 408.
     pub body_timeout: Dur,
+    /// Accept HTTP/2 without TLS (prior knowledge) beside HTTP/1.1 on `listen`
+    /// (CONTRACT §12). With `tls`, HTTP/2 is offered by ALPN whatever this says.
+    pub h2c: bool,
+    /// Extension: most HTTP/2 streams one connection may have open, and most
+    /// requests of one HTTP/2 connection keygate works on at once (a client that
+    /// resets its streams does not get more).
+    pub h2_max_concurrent_streams: u32,
 }
 
 impl Default for ServerConfig {
@@ -101,6 +108,8 @@ impl Default for ServerConfig {
             idle_timeout: Dur::secs(60),
             max_header_bytes: 32 * 1024,
             body_timeout: Dur::secs(10),
+            h2c: false,
+            h2_max_concurrent_streams: 100,
         }
     }
 }
@@ -130,6 +139,36 @@ pub struct UpstreamConfig {
     /// Time allowed between reads from the upstream.
     #[serde(default = "default_read_timeout")]
     pub read_timeout: Dur,
+    /// The HTTP version spoken to `url` (CONTRACT §12).
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
+    /// Extension: the HTTP version spoken to `sandbox_url`; `protocol` when unset.
+    #[serde(default)]
+    pub sandbox_protocol: Option<UpstreamProtocol>,
+}
+
+/// `upstream.protocol`: how keygate talks to an upstream.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 (`http://` or `https://`).
+    #[default]
+    H1,
+    /// HTTP/2 over TLS, chosen by ALPN (`https://` only).
+    H2,
+    /// Cleartext HTTP/2 with prior knowledge, e.g. a gRPC service (`http://` only).
+    H2c,
+}
+
+impl UpstreamProtocol {
+    /// Its name in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamProtocol::H1 => "h1",
+            UpstreamProtocol::H2 => "h2",
+            UpstreamProtocol::H2c => "h2c",
+        }
+    }
 }
 
 fn default_connect_timeout() -> Dur {

@@ -82,6 +82,12 @@ fn server(s: &ServerConfig, p: &mut Vec<Problem>) {
             "must be between 1024 and 1048575",
         ));
     }
+    if !(1..=10_000).contains(&s.h2_max_concurrent_streams) {
+        p.push(Problem::new(
+            "server.h2_max_concurrent_streams",
+            "must be between 1 and 10000",
+        ));
+    }
     if s.threads == 0 || s.threads > 256 {
         p.push(Problem::new("server.threads", "must be between 1 and 256"));
     }
@@ -117,13 +123,45 @@ pub fn check_upstream_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks that `protocol` can be spoken to `url` (`h2` needs TLS, `h2c` needs
+/// cleartext); a URL that is wrong in itself is reported by [`check_upstream_url`].
+pub fn check_upstream_protocol(url: &str, protocol: UpstreamProtocol) -> Result<(), String> {
+    let tls = match url.parse::<http::Uri>() {
+        Ok(uri) => uri.scheme_str() == Some("https"),
+        Err(_) => return Ok(()),
+    };
+    match (protocol, tls) {
+        (UpstreamProtocol::H2, false) => Err(format!(
+            "`h2` is HTTP/2 over TLS and `{url}` is cleartext: use an https:// URL, or `h2c` \
+             for cleartext HTTP/2"
+        )),
+        (UpstreamProtocol::H2c, true) => Err(format!(
+            "`h2c` is cleartext HTTP/2 and `{url}` is TLS: use `h2` for HTTP/2 over TLS"
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn upstream(u: &UpstreamConfig, p: &mut Vec<Problem>) {
     if let Err(e) = check_upstream_url(&u.url) {
         p.push(Problem::new("upstream.url", e));
+    } else if let Err(e) = check_upstream_protocol(&u.url, u.protocol) {
+        p.push(Problem::new("upstream.protocol", e));
     }
     if let Some(s) = &u.sandbox_url {
         if let Err(e) = check_upstream_url(s) {
             p.push(Problem::new("upstream.sandbox_url", e));
+        } else if let Err(e) = check_upstream_protocol(s, u.sandbox_protocol.unwrap_or(u.protocol))
+        {
+            let field = if u.sandbox_protocol.is_some() {
+                "upstream.sandbox_protocol"
+            } else {
+                "upstream.protocol"
+            };
+            p.push(Problem::new(
+                field,
+                format!("for upstream.sandbox_url: {e}"),
+            ));
         }
     }
     if u.connect_timeout.get().is_zero() {

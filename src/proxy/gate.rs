@@ -5,9 +5,12 @@
 
 use super::decide::{decide, Decision};
 use super::forward::request_id;
+use super::grpc;
+use super::h2_streams::{self, StreamBudget, StreamTicket};
 use super::head_deadline::keepalive_secs;
 use super::limit_headers::rate_limit_headers;
 use super::shared::Shared;
+use crate::config::UpstreamProtocol;
 use crate::domain::Environment;
 use crate::error::GateError;
 use crate::management::{ApiRequest, IMPORT_PATH, MAX_BODY, MAX_IMPORT_BODY};
@@ -24,15 +27,24 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// Most requests at once on one pooled HTTP/2 upstream connection before
+/// another is opened.
+const UPSTREAM_H2_STREAMS: usize = 100;
+
 /// The proxy.
 pub struct Gate {
     shared: Arc<Shared>,
+    /// In-flight requests of each HTTP/2 connection.
+    streams: Arc<StreamBudget>,
 }
 
 impl Gate {
     /// A gate over `shared`.
     pub fn new(shared: Arc<Shared>) -> Self {
-        Gate { shared }
+        Gate {
+            shared,
+            streams: Arc::default(),
+        }
     }
 }
 
@@ -48,6 +60,12 @@ pub struct RequestCtx {
     origin: Option<HeaderValue>,
     upstream_start: Option<Instant>,
     upstream_time: Option<Duration>,
+    /// `h1` or `h2`: the `protocol` label and access-log field.
+    protocol: &'static str,
+    /// A gRPC call: keygate's own answers are gRPC statuses.
+    grpc: bool,
+    /// This request's place in its HTTP/2 connection's budget.
+    stream: Option<StreamTicket>,
 }
 
 fn client_ip(session: &Session) -> Option<IpAddr> {
@@ -63,13 +81,29 @@ fn client_ip(session: &Session) -> Option<IpAddr> {
 
 impl Gate {
     /// Writes `err` as the contract's JSON error, with rate-limit headers when the
-    /// caller is known.
+    /// caller is known; to a gRPC call, as its gRPC status (trailers-only).
     async fn respond(
         &self,
         session: &mut Session,
         ctx: &RequestCtx,
         err: &GateError,
     ) -> pingora::Result<()> {
+        if ctx.grpc {
+            let mut resp = ResponseHeader::build(http::StatusCode::OK, Some(10))?;
+            for (name, value) in grpc::refusal_headers(err) {
+                resp.insert_header(name, value)?;
+            }
+            self.add_common_headers(&mut resp, ctx)?;
+            // Pingora's proxy session never ends an HTTP/2 stream with its header
+            // block (it sends an empty DATA frame after it, which gRPC clients
+            // reject as a malformed trailers-only response): end it on the
+            // HTTP/2 session itself.
+            if let pingora::protocols::http::ServerSession::H2(h2) = session.as_downstream_mut() {
+                return h2.write_response_header(Box::new(resp), true);
+            }
+            resp.insert_header("Content-Length", "0")?;
+            return session.write_response_header(Box::new(resp), true).await;
+        }
         self.write_json(session, ctx, err.status(), err.body(), err.headers())
             .await
     }
@@ -439,6 +473,9 @@ impl ProxyHttp for Gate {
             origin: None,
             upstream_start: None,
             upstream_time: None,
+            protocol: metrics::protocol::H1,
+            grpc: false,
+            stream: None,
         }
     }
 
@@ -449,6 +486,25 @@ impl ProxyHttp for Gate {
         session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> pingora::Result<bool> {
+        ctx.grpc = grpc::is_grpc(&session.req_header().headers);
+        let downstream = session.as_downstream();
+        if downstream.is_http2() {
+            ctx.protocol = metrics::protocol::H2;
+            // The connection's digest is shared by its streams: its address names
+            // the connection for as long as any of them is in flight.
+            let connection = downstream
+                .digest()
+                .map_or(0, |d| std::ptr::from_ref(d) as usize);
+            let cap = h2_streams::cap(ctx.rt.config.server.h2_max_concurrent_streams);
+            match self.streams.enter(connection, cap) {
+                Some(ticket) => ctx.stream = Some(ticket),
+                None => {
+                    metrics::H2_STREAMS_REFUSED.inc();
+                    let err = GateError::Overloaded { retry_after: 1 };
+                    return self.refuse(session, ctx, err).await;
+                }
+            }
+        }
         // Pingora keeps an idle HTTP/1.1 connection forever unless told otherwise;
         // the timeout set here applies while waiting for the next request.
         let idle = keepalive_secs(ctx.rt.config.server.idle_timeout.get());
@@ -515,6 +571,12 @@ impl ProxyHttp for Gate {
         peer.options.connection_timeout = Some(up.connect_timeout);
         peer.options.total_connection_timeout = Some(up.connect_timeout);
         peer.options.read_timeout = Some(up.read_timeout);
+        if up.protocol != UpstreamProtocol::H1 {
+            // HTTP/2 only (h2 by ALPN, h2c by prior knowledge), many requests at
+            // once on each pooled connection.
+            peer.options.set_http_version(2, 2);
+            peer.options.max_h2_streams = UPSTREAM_H2_STREAMS;
+        }
         ctx.upstream_start = Some(Instant::now());
         Ok(Box::new(peer))
     }
@@ -525,6 +587,15 @@ impl ProxyHttp for Gate {
         upstream_request: &mut RequestHeader,
         ctx: &mut Self::CTX,
     ) -> pingora::Result<()> {
+        // An HTTP/2 request names its host in `:authority`, which the origin-form
+        // path below would drop: the upstream gets it as `Host` (RFC 9113 §8.3.1),
+        // from which Pingora builds an HTTP/2 upstream's `:authority`.
+        if !upstream_request.headers.contains_key(http::header::HOST) {
+            if let Some(authority) = upstream_request.uri.authority() {
+                let host = authority.as_str().to_owned();
+                upstream_request.insert_header(http::header::HOST, host)?;
+            }
+        }
         if let Some(path) = &ctx.decision.forward_path {
             // The upstream gets the path the decision used, in origin form. (Not
             // taken: Pingora calls this again, on a fresh copy, when it retries.)
@@ -611,13 +682,17 @@ impl ProxyHttp for Gate {
                 (r.name.as_str(), &r.metrics)
             }
         };
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let status = match (&ctx.error, ctx.grpc) {
+            // A gRPC refusal is written as HTTP 200: count the status it stands for.
+            (Some(e), true) => e.status().as_u16(),
+            _ => session.response_written().map_or(0, |r| r.status.as_u16()),
+        };
         let outcome = match &ctx.error {
             Some(e) => e.outcome(),
             None if status >= 500 || status == 0 => metrics::outcome::UPSTREAM_ERROR,
             None => metrics::outcome::ALLOWED,
         };
-        route_metrics.count(outcome, status);
+        route_metrics.count(outcome, status, ctx.protocol);
         let elapsed = ctx.start.elapsed();
         if let Some(key_id) = ctx
             .decision
@@ -640,6 +715,7 @@ impl ProxyHttp for Gate {
             let line = crate::access_log::AccessLine {
                 request_id: ctx.request_id.to_str().unwrap_or("-"),
                 method: session.req_header().method.as_str(),
+                protocol: ctx.protocol,
                 route,
                 outcome,
                 reason: ctx.error.as_ref().map_or("-", |e| e.reason()),

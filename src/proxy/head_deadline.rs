@@ -15,8 +15,9 @@
 //! its first byte (later ones on a kept-alive connection). The timer is only armed
 //! when a read inside a head has to wait, so a head that arrives whole costs no
 //! timer. When the deadline passes the read fails with `TimedOut` and Pingora
-//! closes the connection. Bodies, responses and HTTP/2 frames after the preface are
-//! not timed here. Idle kept-alive connections are closed by Pingora's own
+//! closes the connection. An HTTP/2 connection (by ALPN, or by its preface with
+//! `server.h2c`) must send its preface within the same deadline; its frames after
+//! that, bodies and responses are not timed or counted here. Idle kept-alive connections are closed by Pingora's own
 //! keep-alive timeout, which the gate sets to `server.idle_timeout` on every
 //! request (Pingora's default for HTTP/1.1 is to wait forever).
 
@@ -56,7 +57,20 @@ enum Phase {
     /// The head grew past the size limit: the 431 is being written (from `written`
     /// on), then every read fails and the connection closes.
     TooLarge { written: usize },
+    /// An HTTP/2 connection whose client preface has `left` bytes to come, due
+    /// `limit` after the connection's start (`since`), as a first head is.
+    Preface {
+        left: usize,
+        since: Option<Instant>,
+        timer: Option<Pin<Box<Sleep>>>,
+    },
+    /// An HTTP/2 connection past its preface: frames are neither timed nor counted
+    /// here (Pingora's HTTP/2 idle timeout and the advertised settings bound it).
+    Http2,
 }
+
+/// The HTTP/2 client connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// A connection whose request heads must arrive within `limit` and hold at most
 /// `max_head` bytes.
@@ -84,17 +98,47 @@ static TOO_LARGE: once_cell::sync::Lazy<Vec<u8>> = once_cell::sync::Lazy::new(||
 
 impl DeadlineStream {
     /// Wraps a new connection; its first head is timed from now.
+    /// A connection that chose HTTP/2 by ALPN starts at its preface.
     pub fn new(inner: Stream, limit: Duration, max_head: usize) -> Self {
+        let since = Some(Instant::now());
+        let phase = if inner.selected_alpn_proto() == Some(pingora::protocols::ALPN::H2) {
+            Phase::Preface {
+                left: H2_PREFACE.len(),
+                since,
+                timer: None,
+            }
+        } else {
+            Phase::Head {
+                since,
+                newlines: 0,
+                timer: None,
+                bytes: 0,
+            }
+        };
         DeadlineStream {
             inner,
             limit,
             max_head,
-            phase: Phase::Head {
-                since: Some(Instant::now()),
-                newlines: 0,
-                timer: None,
-                bytes: 0,
-            },
+            phase,
+        }
+    }
+
+    /// Takes the connection as HTTP/2 with prior knowledge when `peeked` (what
+    /// Pingora peeked before its first read, with `server.h2c`) is the preface.
+    fn peeked(&mut self, peeked: &[u8]) {
+        if let Phase::Head {
+            since: Some(since),
+            bytes: 0,
+            ..
+        } = self.phase
+        {
+            if peeked == H2_PREFACE {
+                self.phase = Phase::Preface {
+                    left: H2_PREFACE.len(),
+                    since: Some(since),
+                    timer: None,
+                };
+            }
         }
     }
 
@@ -116,6 +160,17 @@ impl DeadlineStream {
 
     /// Moves the phase through `bytes`; returns how many of them belong to a head.
     fn head_bytes(&mut self, bytes: &[u8]) -> usize {
+        match &mut self.phase {
+            Phase::Http2 => return 0,
+            Phase::Preface { left, .. } => {
+                *left = left.saturating_sub(bytes.len());
+                if *left == 0 {
+                    self.phase = Phase::Http2;
+                }
+                return 0;
+            }
+            _ => {}
+        }
         if let Phase::Body { responded: true } = self.phase {
             self.phase = Phase::Head {
                 since: None,
@@ -192,8 +247,11 @@ impl DeadlineStream {
     /// (arming the timer, which wakes the reader then, on the first wait).
     fn head_expired(&mut self, cx: &mut Context<'_>) -> bool {
         let limit = self.limit;
-        let Phase::Head { since, timer, .. } = &mut self.phase else {
-            return false;
+        let (since, timer) = match &mut self.phase {
+            Phase::Head { since, timer, .. } | Phase::Preface { since, timer, .. } => {
+                (since, timer)
+            }
+            _ => return false,
         };
         let timer = timer.get_or_insert_with(|| {
             let start = *since.get_or_insert_with(Instant::now);
@@ -352,7 +410,11 @@ impl GetSocketDigest for DeadlineStream {
 #[async_trait]
 impl Peek for DeadlineStream {
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
-        self.inner.try_peek(buf).await
+        let peeked = self.inner.try_peek(buf).await?;
+        if peeked {
+            self.peeked(buf);
+        }
+        Ok(peeked)
     }
 }
 
@@ -492,6 +554,53 @@ mod tests {
             !whole.saw(&big),
             "a head over the limit that ends in the same read"
         );
+    }
+
+    #[tokio::test]
+    async fn an_h2c_connection_is_past_head_tracking_once_its_preface_is_read() {
+        let mut s = stream(); // at most 64 bytes of head
+        s.peeked(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r");
+        assert!(matches!(s.phase, Phase::Head { .. }), "not the preface");
+        s.peeked(H2_PREFACE);
+        assert!(matches!(s.phase, Phase::Preface { left: 24, .. }));
+        assert!(s.saw(&H2_PREFACE[..10]));
+        assert!(matches!(s.phase, Phase::Preface { left: 14, .. }));
+        // The rest of the preface and frames: never a head, never too large,
+        // and a response (a SETTINGS frame) does not start one.
+        let mut frames = H2_PREFACE[10..].to_vec();
+        frames.extend_from_slice(&[0u8; 100_000]);
+        assert!(s.saw(&frames));
+        assert!(matches!(s.phase, Phase::Http2));
+        s.wrote(b"\0\0\0\x04\0\0\0\0\0");
+        assert!(s.saw(&[b'\n'; 1000]));
+        assert!(matches!(s.phase, Phase::Http2));
+    }
+
+    #[tokio::test]
+    async fn a_preface_peeked_after_a_first_head_changes_nothing() {
+        let mut s = stream();
+        s.saw(b"GET / HTTP/1.1\r\n\r\n");
+        s.wrote(b"HTTP/1.1 200 OK\r\n");
+        s.saw(b"G");
+        s.peeked(H2_PREFACE);
+        assert!(matches!(s.phase, Phase::Head { .. }));
+    }
+
+    #[tokio::test]
+    async fn a_preface_that_never_comes_times_out_like_a_head() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (_silent_peer, _) = listener.accept().await.unwrap();
+        let inner = pingora::protocols::l4::stream::Stream::from(client);
+        let mut s = DeadlineStream::new(Box::new(inner), Duration::from_millis(50), 64);
+        s.peeked(H2_PREFACE);
+        let mut buf = [0u8; 16];
+        let err = tokio::io::AsyncReadExt::read(&mut s, &mut buf)
+            .await
+            .expect_err("nothing was sent");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::routes::RouteTable;
 use crate::auth::api_key::KeyFormat;
 use crate::auth::authenticator::AuthSettings;
 use crate::auth::credentials::Source;
-use crate::config::{Config, HeaderStyle};
+use crate::config::{Config, HeaderStyle, UpstreamProtocol};
 use crate::limit::ip::IpLimits;
 use crate::limit::Tiers;
 use crate::management::ApiContext;
@@ -43,12 +43,15 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     /// Read timeout.
     pub read_timeout: Duration,
+    /// The HTTP version spoken to it.
+    pub protocol: UpstreamProtocol,
 }
 
 impl Upstream {
     fn resolve(
         field: &'static str,
         url: &str,
+        protocol: UpstreamProtocol,
         connect: Duration,
         read: Duration,
     ) -> Result<Self, RuntimeError> {
@@ -75,6 +78,7 @@ impl Upstream {
             sni: host.to_string(),
             connect_timeout: connect,
             read_timeout: read,
+            protocol,
         })
     }
 }
@@ -155,6 +159,7 @@ impl Runtime {
         let upstream = Upstream::resolve(
             "upstream.url",
             &u.url,
+            u.protocol,
             u.connect_timeout.get(),
             u.read_timeout.get(),
         )?;
@@ -162,6 +167,7 @@ impl Runtime {
             Some(url) => Some(Upstream::resolve(
                 "upstream.sandbox_url",
                 url,
+                u.sandbox_protocol.unwrap_or(u.protocol),
                 u.connect_timeout.get(),
                 u.read_timeout.get(),
             )?),

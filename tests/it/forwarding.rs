@@ -106,7 +106,7 @@ async fn upstream_failures_become_contract_errors() {
     let m = dead.metrics().await;
     assert!(
         m.contains(
-            "keygate_requests_total{outcome=\"upstream_error\",route=\"default\",status=\"502\"} 1"
+            "keygate_requests_total{outcome=\"upstream_error\",protocol=\"h1\",route=\"default\",status=\"502\"} 1"
         ),
         "{m}"
     );

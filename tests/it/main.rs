@@ -25,6 +25,7 @@ mod failed_auth;
 mod file_store;
 mod forwarding;
 mod headers;
+mod http2;
 mod import;
 mod jwks;
 mod jwt_tokens;

@@ -34,10 +34,10 @@ async fn metrics_count_every_decision_with_bounded_labels() {
     c.get(kg.url("/health")).send().await.unwrap();
     let m = kg.metrics().await;
     for line in [
-        "keygate_requests_total{outcome=\"allowed\",route=\"default\",status=\"200\"} 2",
-        "keygate_requests_total{outcome=\"forbidden\",route=\"/api/search\",status=\"403\"} 1",
-        "keygate_requests_total{outcome=\"unauthorized\",route=\"default\",status=\"401\"} 1",
-        "keygate_requests_total{outcome=\"allowed\",route=\"/health\",status=\"200\"} 1",
+        "keygate_requests_total{outcome=\"allowed\",protocol=\"h1\",route=\"default\",status=\"200\"} 2",
+        "keygate_requests_total{outcome=\"forbidden\",protocol=\"h1\",route=\"/api/search\",status=\"403\"} 1",
+        "keygate_requests_total{outcome=\"unauthorized\",protocol=\"h1\",route=\"default\",status=\"401\"} 1",
+        "keygate_requests_total{outcome=\"allowed\",protocol=\"h1\",route=\"/health\",status=\"200\"} 1",
         "keygate_decisions_total{reason=\"allowed\",tier=\"free\"} 2",
         "keygate_decisions_total{reason=\"scope\",tier=\"free\"} 1",
         "keygate_decisions_total{reason=\"missing\",tier=\"none\"} 1",

@@ -4,7 +4,7 @@
 //! Every test has its own database and its own `redis-server`.
 
 use crate::common::services::{PgDatabase, RedisServer, Relay};
-use crate::common::{expect_error, json, metric_sum, start_upstream, Keygate};
+use crate::common::{expect_error, json, metric_sum, start_upstream, test_pki, Keygate};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -573,26 +573,6 @@ tiers:
         metrics.contains("keygate_key_change_feed_connects_total{result=\"ok\"} 2"),
         "{metrics}"
     );
-}
-
-/// A CA and a certificate it signs for 127.0.0.1, written as `ca.pem`,
-/// `server.pem` and `server.key` in a new directory.
-fn test_pki() -> tempfile::TempDir {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-    let dir = tempfile::tempdir().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = ca.self_signed(&ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .unwrap()
-        .signed_by(&key, &ca, &ca_key)
-        .unwrap();
-    std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
-    std::fs::write(dir.path().join("server.pem"), server.pem()).unwrap();
-    std::fs::write(dir.path().join("server.key"), key.serialize_pem()).unwrap();
-    dir
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

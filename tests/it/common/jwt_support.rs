@@ -10,7 +10,7 @@ use hyper::Response;
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -66,25 +66,10 @@ impl JwtKit {
 
     /// Mints tokens for `specs` (see mint.py) and returns them by name.
     pub fn mint(&self, specs: serde_json::Value) -> HashMap<String, String> {
-        use std::io::Write;
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/jwt/mint.py");
-        let mut child = Command::new(&self.python)
-            .arg(script)
-            .arg("mint")
-            .arg(self.dir.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(specs.to_string().as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "mint.py mint failed");
-        serde_json::from_slice(&out.stdout).unwrap()
+        let mut cmd = Command::new(&self.python);
+        cmd.arg(script).arg("mint").arg(self.dir.path());
+        serde_json::from_value(super::json_through(&mut cmd, &specs)).unwrap()
     }
 }
 

@@ -60,6 +60,8 @@ pub struct Keygate {
     args: Vec<String>,
     /// `RUST_LOG` of the process.
     log_filter: String,
+    /// Extra environment of the process.
+    env: Vec<(String, String)>,
 }
 
 /// The default tiers and routes used by most tests; `extra` is appended verbatim.
@@ -149,6 +151,15 @@ impl Keygate {
     /// Writes the config `yaml(listen, admin, dir)` on two free ports in a fresh
     /// directory and starts keygate on it.
     fn launch(yaml: impl FnOnce(u16, u16, &Path) -> String) -> Keygate {
+        Self::launch_with_env(yaml, &[])
+    }
+
+    /// [`Self::launch`] with extra environment variables (e.g. `SSL_CERT_FILE`,
+    /// the roots keygate trusts for a TLS upstream), for a test's own config.
+    pub fn launch_with_env(
+        yaml: impl FnOnce(u16, u16, &Path) -> String,
+        env: &[(&str, &str)],
+    ) -> Keygate {
         let dir = tempfile::tempdir().unwrap();
         let (listen, admin) = (free_port(), free_port());
         let config = dir.path().join("keygate.yaml");
@@ -163,6 +174,10 @@ impl Keygate {
             http: client(),
             args: Vec::new(),
             log_filter: "info".into(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         kg.spawn();
         kg
@@ -208,6 +223,7 @@ impl Keygate {
             .arg(&self.config)
             .args(&self.args)
             .env("RUST_LOG", &self.log_filter)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -533,6 +549,56 @@ impl Keygate {
         };
         (kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0)
     }
+}
+
+/// A CA and a certificate it signs for 127.0.0.1 and localhost, written as
+/// `ca.pem`, `server.pem` and `server.key` in a new directory.
+pub fn test_pki() -> tempfile::TempDir {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let dir = tempfile::tempdir().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    // Not rcgen's default name, which the server certificate also has: OpenSSL
+    // would take a certificate whose issuer is its own subject for self-signed.
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "keygate test CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let names = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+    let server = CertificateParams::new(names)
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.path().join("server.pem"), server.pem()).unwrap();
+    std::fs::write(dir.path().join("server.key"), key.serialize_pem()).unwrap();
+    dir
+}
+
+/// Runs `cmd` with `input` as JSON on its stdin and returns the JSON it prints;
+/// panics with its stderr if it fails.
+pub fn json_through(cmd: &mut Command, input: &serde_json::Value) -> serde_json::Value {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// A client that never pools across tests and never follows redirects.

@@ -1,0 +1,129 @@
+//! gRPC-shaped refusals (CONTRACT §12). A gRPC client reads a call's outcome from
+//! `grpc-status` and `grpc-message`, never from an HTTP status or a JSON body, so
+//! a request with `content-type: application/grpc*` that keygate answers itself
+//! gets HTTP 200 with the status in a trailers-only response: one header block,
+//! ending the stream, holding the status and the call's metadata (the
+//! `X-RateLimit-*` values, `Retry-After`, `WWW-Authenticate`).
+
+use crate::error::GateError;
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, StatusCode};
+
+/// True when `headers` say the request is a gRPC call (`application/grpc`,
+/// `application/grpc+proto`, `application/grpc-web`, ...).
+pub fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// A gRPC status code (the numbers of `grpc/status.h`) with its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GrpcStatus(pub u8, pub &'static str);
+
+/// The gRPC status a refusal with HTTP status `status` becomes: the contract's
+/// table (401 → 16, 403 → 7, 429 and 402 → 8, 502 and 503 → 14, 504 → 4), then
+/// the nearest status for keygate's other refusals.
+pub fn status_for(status: StatusCode) -> GrpcStatus {
+    match status.as_u16() {
+        401 => GrpcStatus(16, "UNAUTHENTICATED"),
+        403 => GrpcStatus(7, "PERMISSION_DENIED"),
+        402 | 429 | 413 | 431 => GrpcStatus(8, "RESOURCE_EXHAUSTED"),
+        502 | 503 => GrpcStatus(14, "UNAVAILABLE"),
+        504 | 408 => GrpcStatus(4, "DEADLINE_EXCEEDED"),
+        404 | 405 => GrpcStatus(12, "UNIMPLEMENTED"),
+        400 | 422 => GrpcStatus(3, "INVALID_ARGUMENT"),
+        409 => GrpcStatus(9, "FAILED_PRECONDITION"),
+        _ => GrpcStatus(13, "INTERNAL"),
+    }
+}
+
+/// `message` as a `grpc-message` value: percent-encoded outside printable ASCII
+/// and for `%` itself (the gRPC HTTP/2 protocol's rule).
+pub fn encode_message(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for b in message.bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The headers of the trailers-only response refusing a gRPC call with `err`
+/// (the HTTP status is always 200): `content-type`, `grpc-status`, `grpc-message`
+/// and `err`'s own headers as metadata, lowercase.
+pub fn refusal_headers(err: &GateError) -> Vec<(String, String)> {
+    let GrpcStatus(code, _) = status_for(err.status());
+    let mut h = vec![
+        ("content-type".to_string(), "application/grpc".to_string()),
+        ("grpc-status".to_string(), code.to_string()),
+        ("grpc-message".to_string(), encode_message(&err.message())),
+    ];
+    for (name, value) in err.headers() {
+        h.push((name.to_ascii_lowercase(), value));
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_contract_table_holds() {
+        for (http, grpc) in [
+            (401, 16),
+            (403, 7),
+            (429, 8),
+            (402, 8),
+            (502, 14),
+            (503, 14),
+            (504, 4),
+        ] {
+            let s = StatusCode::from_u16(http).unwrap();
+            assert_eq!(status_for(s).0, grpc, "HTTP {http}");
+        }
+    }
+
+    #[test]
+    fn every_refusal_keygate_makes_has_a_status_that_is_not_ok() {
+        for code in 400..600u16 {
+            let s = StatusCode::from_u16(code).unwrap();
+            assert_ne!(status_for(s).0, 0, "HTTP {code}");
+            assert!(status_for(s).0 <= 16, "HTTP {code}");
+        }
+    }
+
+    #[test]
+    fn messages_are_percent_encoded_outside_printable_ascii() {
+        assert_eq!(encode_message("API key is required"), "API key is required");
+        assert_eq!(encode_message("100% über"), "100%25 %C3%BCber");
+        assert_eq!(encode_message("a\nb"), "a%0Ab");
+    }
+
+    #[test]
+    fn a_refusal_carries_its_status_message_and_metadata() {
+        let h = refusal_headers(&GateError::RateLimited { retry_after: 7 });
+        let get = |n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+        assert_eq!(get("grpc-status"), Some("8"));
+        assert_eq!(
+            get("grpc-message"),
+            Some("Rate limit exceeded. Try again in 7 seconds.")
+        );
+        assert_eq!(get("retry-after"), Some("7"));
+        assert_eq!(get("content-type"), Some("application/grpc"));
+    }
+
+    #[test]
+    fn grpc_calls_are_told_by_their_content_type() {
+        let mut h = HeaderMap::new();
+        assert!(!is_grpc(&h));
+        h.insert(CONTENT_TYPE, "application/grpc+proto".parse().unwrap());
+        assert!(is_grpc(&h));
+        h.insert(CONTENT_TYPE, "application/json".parse().unwrap());
+        assert!(!is_grpc(&h));
+    }
+}

@@ -173,3 +173,41 @@ fn the_portal_is_off_by_default_and_checked_when_on() {
     );
     assert!(problems(&format!("{MINIMAL}portal: {{ enabled: true }}\n")).is_empty());
 }
+
+#[test]
+fn http2_settings_default_off_and_protocols_must_fit_their_urls() {
+    let c = parse(MINIMAL).unwrap();
+    assert!(!c.server.h2c);
+    assert_eq!(c.server.h2_max_concurrent_streams, 100);
+    assert_eq!(c.upstream.protocol, UpstreamProtocol::H1);
+    assert_eq!(c.upstream.sandbox_protocol, None);
+    let ok = "server: { h2c: true }\nupstream: { url: 'https://api.internal', protocol: h2, \
+              sandbox_url: 'http://sandbox:50051', sandbox_protocol: h2c }\n\
+              tiers: { free: { per_minute: 30 } }\n";
+    assert_eq!(problems(ok), Vec::<String>::new());
+    let bad = "upstream: { url: 'http://api', protocol: h2, sandbox_url: 'http://sb' }\n\
+               server: { h2_max_concurrent_streams: 0 }\ntiers: { free: { per_minute: 30 } }\n";
+    let p = problems(bad);
+    assert_eq!(p.len(), 3, "{p:?}");
+    assert!(p[0].contains("server.h2_max_concurrent_streams"), "{p:?}");
+    assert!(
+        p.iter()
+            .any(|l| l.starts_with("upstream.protocol:")
+                && l.contains("use an https:// URL, or `h2c`")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.starts_with("upstream.protocol:") && l.contains("for upstream.sandbox_url")),
+        "{p:?}"
+    );
+    let p = problems(
+        "upstream: { url: 'https://api', protocol: h2c }\ntiers: { free: { per_minute: 30 } }\n",
+    );
+    assert!(p[0].contains("`h2c` is cleartext HTTP/2"), "{p:?}");
+    let p = problems(
+        "upstream: { url: 'http://api', protocol: http3 }\ntiers: { free: { per_minute: 30 } }\n",
+    );
+    assert!(p[0].starts_with("upstream.protocol"), "{p:?}");
+    assert!(p[0].contains("h2c"), "the choices are named: {p:?}");
+}

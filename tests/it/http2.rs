@@ -16,7 +16,7 @@ use std::time::Duration;
 
 const POLICY: &str = r#"
 tiers:
-  free: { per_minute: 5 }
+  free: { per_hour: 5 }
 default_tier: free
 routes:
   - { path: /health, auth: none }
@@ -47,6 +47,21 @@ fn h2c_client() -> reqwest::Client {
 /// Starts keygate with `server_lines` in its `server:` section in front of `url`
 /// (with `upstream_lines` in `upstream:`, replacing the harness's timeouts they
 /// set), and `env`.
+/// Waits out the last 30 s of an hour, so the tests that count down the
+/// hourly limit of [`POLICY`] never see its window roll over mid-test.
+fn clear_of_the_hour_end() {
+    let into_hour = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            % 3600
+    };
+    while into_hour() > 3570 {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
 fn start(
     url: &str,
     server_lines: &str,
@@ -54,6 +69,7 @@ fn start(
     policy: &str,
     env: &[(&str, &str)],
 ) -> Keygate {
+    clear_of_the_hour_end();
     Keygate::launch_with_env(
         |listen, admin, dir| {
             let mut yaml = config_yaml(url, listen, admin, &dir.join("keys.db"), policy);
@@ -482,6 +498,46 @@ async fn grpc_calls_pass_through_and_refusals_are_grpc_statuses() {
     assert!(m.contains(
         "keygate_requests_total{outcome=\"rate_limited\",protocol=\"h2\",route=\"default\",status=\"429\"} 1"
     ), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grpc_sidecar_example_fronts_a_grpc_service() {
+    let text = std::fs::read_to_string("conf/examples/grpc-sidecar.yaml").unwrap();
+    let example: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    assert_eq!(example["server"]["h2c"], serde_yaml::Value::Bool(true));
+    assert_eq!(example["upstream"]["protocol"], "h2c");
+    let svc = GrpcService::start(None);
+    let kg = start(
+        &format!("http://127.0.0.1:{}", svc.port),
+        "  h2c: true\n",
+        "  protocol: h2c\n  read_timeout: 5m\n",
+        &crate::limits_v2::example_policy("grpc-sidecar.yaml"),
+        &[],
+    );
+    let (_, key) = kg.create_key(&[]);
+    let target = kg.base.trim_start_matches("http://").to_string();
+    let results = grpc_calls(
+        &target,
+        None,
+        json!([
+            // The health service is open: the service itself answers (it has none).
+            {"method": "Unary", "path": "/grpc.health.v1.Health/Check"},
+            unary(None),
+            {"method": "Unary", "path": "/demo.Admin/Reset", "metadata": [["x-api-key", key]]},
+            {"method": "Stream", "body": "10", "metadata": [["x-api-key", key]]},
+            unary(Some(&key)),
+        ]),
+    );
+    assert_eq!(results[0]["code"], "UNIMPLEMENTED", "{}", results[0]);
+    assert!(metadata(&results[0], "x-ratelimit-limit").is_none());
+    assert_eq!(results[1]["code"], "UNAUTHENTICATED", "{}", results[1]);
+    assert_eq!(results[2]["code"], "PERMISSION_DENIED", "{}", results[2]);
+    assert_eq!(results[3]["code"], "OK", "{}", results[3]);
+    assert_eq!(results[3]["response"].as_array().unwrap().len(), 10);
+    assert_eq!(results[4]["code"], "OK", "{}", results[4]);
+    assert_eq!(metadata(&results[4], "x-ratelimit-limit"), Some("60"));
+    let m = kg.metrics().await;
+    assert!(m.contains("route=\"streams\""), "{m}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

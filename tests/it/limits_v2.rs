@@ -411,7 +411,7 @@ async fn a_key_refill_overrides_the_tier_through_the_api_and_the_cli() {
 /// The policy sections (tiers, routes, credits, rate_limit) of a shipped example,
 /// to start keygate with exactly the example's plans (the harness brings its own
 /// server, upstream and store; client-IP limits are lifted for the test's bursts).
-fn example_policy(file: &str) -> String {
+pub(crate) fn example_policy(file: &str) -> String {
     let text = std::fs::read_to_string(format!("conf/examples/{file}")).unwrap();
     let mut doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
     let map = doc.as_mapping_mut().unwrap();

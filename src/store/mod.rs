@@ -186,7 +186,8 @@ pub enum StoreChange {
         /// When the change happened (Unix ms, the store host's clock), if known.
         changed_at_ms: Option<u64>,
     },
-    /// Changes may have been missed (the feed reconnected): forget everything.
+    /// Changes may have been missed (the feed started listening, or listened again):
+    /// forget everything.
     All,
 }
 

@@ -540,6 +540,10 @@ tiers:
         "50"
     );
     let sql = db.connect().await;
+    within(Duration::from_secs(10), "the feed listening", || async {
+        kg.metrics().await.contains("keygate_key_change_feed_up 1")
+    })
+    .await;
 
     // Cut the feed and keep it from coming back, then change the key: the
     // notification goes to nobody.

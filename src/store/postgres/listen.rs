@@ -3,8 +3,10 @@
 //! (migration 0002), so it is sent when the change commits, whoever made it.
 //!
 //! The connection is pinged every few seconds; when it is lost, it is reopened with a
-//! backoff, and once listening again the handler gets [`StoreChange::All`]: changes
-//! made while the feed was down were missed, so every cached key must be re-read.
+//! backoff. Each time it starts listening, the first time included, the handler gets
+//! [`StoreChange::All`]: changes made while the feed was down (or before it first
+//! came up, while keygate was already serving) were missed, so every key cached
+//! meanwhile must be re-read.
 
 use super::target::PgTarget;
 use crate::metrics;
@@ -48,10 +50,9 @@ async fn run(
     handler: ChangeHandler,
     mut stop: watch::Receiver<()>,
 ) {
-    let mut subscribed_before = false;
     let mut backoff = Duration::from_millis(100);
     loop {
-        let session = listen_once(&target, timeout, &handler, &mut subscribed_before);
+        let session = listen_once(&target, timeout, &handler);
         tokio::select! {
             _ = stop.changed() => break,
             ended = session => {
@@ -82,12 +83,7 @@ enum Ended {
     Lost(String),
 }
 
-async fn listen_once(
-    target: &PgTarget,
-    timeout: Duration,
-    handler: &ChangeHandler,
-    subscribed_before: &mut bool,
-) -> Ended {
+async fn listen_once(target: &PgTarget, timeout: Duration, handler: &ChangeHandler) -> Ended {
     let (client, mut connection) =
         match tokio::time::timeout(timeout, target.config.connect(target.tls.clone())).await {
             Ok(Ok(pair)) => pair,
@@ -124,11 +120,9 @@ async fn listen_once(
         .with_label_values(&["ok"])
         .inc();
     metrics::KEY_CHANGE_FEED_UP.set(1);
-    if *subscribed_before {
-        tracing::info!("key change feed reconnected; dropping every cached key");
-        handler(StoreChange::All);
-    }
-    *subscribed_before = true;
+    // Keys cached before this point were read without the feed watching them.
+    tracing::info!("key change feed listening; dropping every cached key");
+    handler(StoreChange::All);
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
     let reason = loop {

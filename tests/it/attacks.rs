@@ -575,18 +575,6 @@ async fn until_refused(kg: &Keygate, key: &str, limit: Duration) -> Option<Durat
     None
 }
 
-/// Sleeps into a fresh minute when the current one ends within `margin`, so a
-/// burst counted against a per-minute limit falls in one window.
-async fn within_one_minute(margin: Duration) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    let left = Duration::from_secs(60) - Duration::from_millis((now.as_millis() % 60_000) as u64);
-    if left < margin {
-        tokio::time::sleep(left + Duration::from_millis(50)).await;
-    }
-}
-
 /// Finding 8: concurrent logins each peeked at the failure count before any was
 /// recorded (40 password checks against a limit of 10), and concurrent creates
 /// each counted before any inserted (4 keys against `max_keys: 3`).
@@ -595,7 +583,12 @@ async fn concurrent_logins_and_creates_never_pass_their_limits() {
     let up = start_upstream().await;
     let kg = Keygate::start(up, &accounts("").replace("max_keys: 5", "max_keys: 3"));
     kg.create_user("victim@example.com", "the-right-password", false);
-    within_one_minute(Duration::from_secs(15)).await;
+    // A burst counted against a per-minute limit falls in one window.
+    tokio::time::sleep(wait_for_window_room(
+        Duration::from_secs(60),
+        Duration::from_secs(15),
+    ))
+    .await;
     let attempts: Vec<_> = (0..100)
         .map(|i| {
             let url = kg.url("/v1/auth/token");

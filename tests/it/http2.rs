@@ -46,22 +46,8 @@ fn h2c_client() -> reqwest::Client {
 
 /// Starts keygate with `server_lines` in its `server:` section in front of `url`
 /// (with `upstream_lines` in `upstream:`, replacing the harness's timeouts they
-/// set), and `env`.
-/// Waits out the last 30 s of an hour, so the tests that count down the
-/// hourly limit of [`POLICY`] never see its window roll over mid-test.
-fn clear_of_the_hour_end() {
-    let into_hour = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            % 3600
-    };
-    while into_hour() > 3570 {
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
+/// set), and `env`. Starts with 30 s or more left of the hour, so the tests that
+/// count down the hourly limit of [`POLICY`] never see its window roll over.
 fn start(
     url: &str,
     server_lines: &str,
@@ -69,7 +55,10 @@ fn start(
     policy: &str,
     env: &[(&str, &str)],
 ) -> Keygate {
-    clear_of_the_hour_end();
+    std::thread::sleep(wait_for_window_room(
+        Duration::from_secs(3600),
+        Duration::from_secs(30),
+    ));
     Keygate::launch_with_env(
         |listen, admin, dir| {
             let mut yaml = config_yaml(url, listen, admin, &dir.join("keys.db"), policy);
@@ -506,11 +495,22 @@ async fn the_grpc_sidecar_example_fronts_a_grpc_service() {
     let example: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
     assert_eq!(example["server"]["h2c"], serde_yaml::Value::Bool(true));
     assert_eq!(example["upstream"]["protocol"], "h2c");
+    let (server, upstream) = (&example["server"], &example["upstream"]);
+    let server_lines = format!(
+        "  h2c: {}\n  h2_max_concurrent_streams: {}\n",
+        server["h2c"].as_bool().unwrap(),
+        server["h2_max_concurrent_streams"].as_u64().unwrap()
+    );
+    let upstream_lines = format!(
+        "  protocol: {}\n  read_timeout: {}\n",
+        upstream["protocol"].as_str().unwrap(),
+        upstream["read_timeout"].as_str().unwrap()
+    );
     let svc = GrpcService::start(None);
     let kg = start(
         &format!("http://127.0.0.1:{}", svc.port),
-        "  h2c: true\n",
-        "  protocol: h2c\n  read_timeout: 5m\n",
+        &server_lines,
+        &upstream_lines,
         &crate::limits_v2::example_policy("grpc-sidecar.yaml"),
         &[],
     );

@@ -133,10 +133,12 @@ async fn while_blocked_every_hint_says_when_a_retry_succeeds() {
     let kg = Keygate::start(up, "tiers: { free: { per_minute: 2, block: 2s } }\n");
     let (_, key) = kg.create_key(&[]);
     // Far enough from the minute's end that the minute window outlasts the block.
-    let into_minute = |now: u64| now % 60;
-    while into_minute(now_unix()) > 40 {
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
+    let minute = std::time::Duration::from_secs(60);
+    tokio::time::sleep(wait_for_window_room(
+        minute,
+        std::time::Duration::from_secs(20),
+    ))
+    .await;
     for _ in 0..2 {
         assert_eq!(kg.get_key("/a", &key).await.status(), 200);
     }

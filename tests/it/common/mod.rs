@@ -462,6 +462,23 @@ pub async fn start_of_next_second() {
     tokio::time::sleep(std::time::Duration::from_millis(left + 20)).await;
 }
 
+/// How long a test must wait so that at least `margin` is left of the current
+/// `window` (rate-limit windows are aligned to the epoch): zero when that much is
+/// left already, else until just after the next window starts. A test counting a
+/// limit down sleeps this first, so the window cannot roll over mid-count.
+pub fn wait_for_window_room(window: Duration, margin: Duration) -> Duration {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970");
+    let left = window.as_millis() - now.as_millis() % window.as_millis();
+    let left = Duration::from_millis(left as u64);
+    if left < margin {
+        left + Duration::from_millis(50)
+    } else {
+        Duration::ZERO
+    }
+}
+
 /// The sum of the samples of every metric line in `metrics` (Prometheus text)
 /// starting with `name`, e.g. `keygate_store_queries_total` for all its labels.
 pub fn metric_sum(metrics: &str, name: &str) -> f64 {

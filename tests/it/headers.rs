@@ -1,13 +1,6 @@
 //! `X-RateLimit-*` on every response to an authenticated caller; IETF headers on demand.
 use crate::common::*;
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 #[tokio::test]
 async fn passed_and_rejected_authenticated_responses_carry_rate_limit_headers() {
     let up = start_upstream().await;
@@ -24,7 +17,7 @@ async fn passed_and_rejected_authenticated_responses_carry_rate_limit_headers() 
         .parse()
         .unwrap();
     assert!(
-        reset > now_secs() - 1 && reset <= now_secs() + 61 && reset % 60 == 0,
+        reset > unix_secs() - 1 && reset <= unix_secs() + 61 && reset % 60 == 0,
         "{reset}"
     );
     assert!(

@@ -281,14 +281,26 @@ async fn an_h2c_upstream_is_spoken_to_in_http2_over_reused_connections() {
             assert_eq!(seen["headers"]["x-auth-key-id"], json!([id]));
         }
     }
-    // 20 requests at once share pooled connections.
+    let sequential = connections.load(Ordering::SeqCst);
+    assert_eq!(
+        sequential, 1,
+        "{sequential} upstream connections for 20 requests in turn"
+    );
+    // 20 requests held at the upstream at once share pooled connections: over
+    // HTTP/1.1 each would need its own. Pingora's pool may open a few more than
+    // one (a caller arriving while another opens a stream on the pooled
+    // connection does not see it), so the bound is half: at most 10 new
+    // connections for 20 requests in flight means streams were multiplexed.
     let c = h2c_client();
     let batch = (0..20).map(|_| c.get(kg.url("/delay/100")).header("x-api-key", &key).send());
     for resp in futures::future::join_all(batch).await {
         assert_eq!(resp.unwrap().status(), 200);
     }
-    let made = connections.load(Ordering::SeqCst);
-    assert!(made <= 3, "{made} upstream connections for 40 requests");
+    let concurrent = connections.load(Ordering::SeqCst) - sequential;
+    assert!(
+        concurrent <= 10,
+        "{concurrent} new upstream connections for 20 requests at once"
+    );
 }
 
 #[test]

@@ -1,12 +1,12 @@
 //! Keys from JWKS: a file, and a URL that is fetched at start, refetched on unknown
 //! `kid`s at a bounded rate, rotated, kept on error, and kept on disk for restarts.
-use crate::common::jwt_support::{now, JwksServer, JwtKit};
+use crate::common::jwt_support::{JwksServer, JwtKit};
 use crate::common::*;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 fn claims(jti: &str) -> Value {
-    json!({"sub": "user_1", "exp": now() + 600, "jti": jti})
+    json!({"sub": "user_1", "exp": unix_secs() + 600, "jti": jti})
 }
 
 /// The kit's JWKS restricted to the given kids.

@@ -1,6 +1,6 @@
 //! JWT authentication with tokens minted by PyJWT: every algorithm, every failure as
 //! 401 `invalid_token` naming the check, claims driving scopes, tiers and limits.
-use crate::common::jwt_support::{now, JwtKit};
+use crate::common::jwt_support::JwtKit;
 use crate::common::*;
 use serde_json::{json, Value};
 
@@ -40,7 +40,7 @@ routes:\n  - {{ path: /api/search, methods: [POST], scopes: [search] }}\n",
 }
 
 fn claims(extra: Value) -> Value {
-    let mut c = json!({"sub": "user_42", "iss": "https://idp.example", "aud": "keygate-api", "exp": now() + 600, "iat": now()});
+    let mut c = json!({"sub": "user_42", "iss": "https://idp.example", "aud": "keygate-api", "exp": unix_secs() + 600, "iat": unix_secs()});
     for (k, v) in extra.as_object().unwrap() {
         if v.is_null() {
             c.as_object_mut().unwrap().remove(k);
@@ -166,9 +166,9 @@ async fn every_failed_check_is_401_invalid_token_naming_the_check() {
     let rs = |name: &str, c: Value| json!({"name": name, "alg": "RS256", "key": "rsa", "kid": "rs", "claims": c});
     let tokens = kit.mint(json!([
         rs("good", claims(json!({}))),
-        rs("expired", claims(json!({"exp": now() - 60}))),
-        rs("not_yet", claims(json!({"nbf": now() + 600}))),
-        rs("future_iat", claims(json!({"iat": now() + 600}))),
+        rs("expired", claims(json!({"exp": unix_secs() - 60}))),
+        rs("not_yet", claims(json!({"nbf": unix_secs() + 600}))),
+        rs("future_iat", claims(json!({"iat": unix_secs() + 600}))),
         rs("wrong_iss", claims(json!({"iss": "https://evil.example"}))),
         rs("wrong_aud", claims(json!({"aud": "other-api"}))),
         rs("no_exp", claims(json!({"exp": null}))),
@@ -341,12 +341,13 @@ async fn inline_jwks_tokens_without_kid_and_limit_by_another_claim() {
         kit.path("rsa.pub.pem")
     );
     let kg = Keygate::start(up, &config);
-    let c = |sub: &str, tenant: &str| json!({"sub": sub, "tenant": tenant, "exp": now() + 600});
+    let c =
+        |sub: &str, tenant: &str| json!({"sub": sub, "tenant": tenant, "exp": unix_secs() + 600});
     let tokens = kit.mint(json!([
         {"name": "inline", "alg": "ES256", "key": "ec256", "kid": "inline-ec", "claims": c("a", "t1")},
         {"name": "no_kid", "alg": "RS256", "key": "rsa", "claims": c("b", "t1")},
         {"name": "other_tenant", "alg": "RS256", "key": "rsa", "claims": c("c", "t2")},
-        {"name": "no_tenant", "alg": "RS256", "key": "rsa", "claims": {"sub": "d", "exp": now() + 600}},
+        {"name": "no_tenant", "alg": "RS256", "key": "rsa", "claims": {"sub": "d", "exp": unix_secs() + 600}},
     ]));
     // The inline JWK verifies; a token without kid is tried against every RS256 key.
     assert_eq!(kg.get_bearer("/a", &tokens["inline"]).await.status(), 200);

@@ -144,7 +144,7 @@ async fn while_blocked_every_hint_says_when_a_retry_succeeds() {
     }
     for _ in 0..2 {
         let r = kg.get_key("/a", &key).await;
-        let now = now_unix();
+        let now = unix_secs();
         let minute_end = now - now % 60 + 60;
         let header = |name: &str| -> u64 { r.headers()[name].to_str().unwrap().parse().unwrap() };
         let (retry, reset) = (header("retry-after"), header("x-ratelimit-reset"));
@@ -157,13 +157,6 @@ async fn while_blocked_every_hint_says_when_a_retry_succeeds() {
         let body = json(r).await;
         assert_eq!(body["retry_after"], retry);
     }
-}
-
-fn now_unix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }
 
 #[tokio::test]

@@ -5,15 +5,10 @@ use crate::common::services::{PgDatabase, RedisServer};
 use crate::common::*;
 use chrono::Datelike;
 use futures::future::join_all;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 fn millis_into_second() -> u64 {
-    u64::from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .subsec_millis(),
-    )
+    u64::from(since_epoch().subsec_millis())
 }
 
 /// Sleeps until `ms` milliseconds into a wall-clock second.
@@ -79,10 +74,7 @@ async fn n_before_and_after_a_boundary(replicas: &[&Keygate]) {
             .unwrap()
             .parse()
             .unwrap();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
+        let now = unix_secs();
         assert!((now..=now + 2).contains(&reset), "reset {reset}, now {now}");
         return;
     }
@@ -266,7 +258,7 @@ const REFILL_POLICY: &str = "tiers:\n  refilled: { per_second: 1000, credits: { 
 
 /// Sleeps until just after the next even second (a 2 s refill period starts).
 async fn next_even_second() {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let now = since_epoch();
     let into = (now.as_millis() % 2_000) as u64;
     tokio::time::sleep(Duration::from_millis(2_000 - into + 50)).await;
 }

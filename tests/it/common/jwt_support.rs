@@ -73,14 +73,6 @@ impl JwtKit {
     }
 }
 
-/// Unix seconds now.
-pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
 /// An HTTP server answering every request with the current status and body.
 pub struct JwksServer {
     pub url: String,

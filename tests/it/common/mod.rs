@@ -451,14 +451,24 @@ impl Drop for Keygate {
     }
 }
 
+/// Wall-clock time since the Unix epoch: the clock that rate-limit windows,
+/// `X-RateLimit-Reset` and JWT claims are measured on.
+pub fn since_epoch() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+}
+
+/// Unix seconds now.
+pub fn unix_secs() -> u64 {
+    since_epoch().as_secs()
+}
+
 /// Sleeps until just after the next wall-clock second starts. Rate-limit windows
 /// are aligned to the epoch, so a test that needs two requests in one `per_second`
 /// window calls this first instead of racing the boundary.
 pub async fn start_of_next_second() {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970");
-    let left = 1_000 - u64::from(now.subsec_millis());
+    let left = 1_000 - u64::from(since_epoch().subsec_millis());
     tokio::time::sleep(std::time::Duration::from_millis(left + 20)).await;
 }
 
@@ -467,10 +477,7 @@ pub async fn start_of_next_second() {
 /// left already, else until just after the next window starts. A test counting a
 /// limit down sleeps this first, so the window cannot roll over mid-count.
 pub fn wait_for_window_room(window: Duration, margin: Duration) -> Duration {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970");
-    let left = window.as_millis() - now.as_millis() % window.as_millis();
+    let left = window.as_millis() - since_epoch().as_millis() % window.as_millis();
     let left = Duration::from_millis(left as u64);
     if left < margin {
         left + Duration::from_millis(50)

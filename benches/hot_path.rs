@@ -12,7 +12,7 @@ use keygate::auth::api_key::{generate, KeyFormat};
 use keygate::auth::cache::KeyCache;
 use keygate::auth::verify::KeyVerifier;
 use keygate::config::{CacheConfig, Dur, TierConfig};
-use keygate::domain::{Environment, KeyHash, KeyRecord, KeyStatus};
+use keygate::domain::{Environment, KeyHash, KeyRecord};
 use keygate::limit::memory::MemoryLimiter;
 use keygate::limit::TierLimits;
 use keygate::store::sqlite::SqliteStore;
@@ -21,24 +21,8 @@ use std::sync::Arc;
 
 fn record(id: &str) -> KeyRecord {
     KeyRecord {
-        id: id.into(),
-        name: "bench".into(),
-        prefix: "kg_sk_live_".into(),
-        last4: "abcd".into(),
-        tier: "free".into(),
         scopes: vec!["search".into()],
-        environment: Environment::Live,
-        org: None,
-        owner: None,
-        status: KeyStatus::Active,
-        credits: None,
-        refill: None,
-        refilled_at: None,
-        allowed_ips: vec![],
-        expires_at: None,
-        created_at: chrono::Utc::now(),
-        last_used_at: None,
-        secret_valid_until: None,
+        ..KeyRecord::active(id, "free", chrono::Utc::now())
     }
 }
 

@@ -12,7 +12,7 @@
 
 use keygate::auth::cache::{KeyCache, KnownKey};
 use keygate::config::{CacheConfig, TierConfig};
-use keygate::domain::{Environment, KeyHash, KeyRecord, KeyStatus};
+use keygate::domain::{KeyHash, KeyRecord};
 use keygate::limit::memory::MemoryLimiter;
 use keygate::limit::TierLimits;
 use keygate::usage::UsageRecorder;
@@ -30,24 +30,10 @@ fn live() -> isize {
 /// no scopes, no IP list.
 fn record(i: usize) -> KeyRecord {
     KeyRecord {
-        id: format!("key_s{i:08}"),
         name: "k".into(),
         prefix: "kg_sk_live_".into(),
         last4: "abcd".into(),
-        tier: "bench".into(),
-        scopes: vec![],
-        environment: Environment::Live,
-        org: None,
-        owner: None,
-        status: KeyStatus::Active,
-        credits: None,
-        refill: None,
-        refilled_at: None,
-        allowed_ips: vec![],
-        expires_at: None,
-        created_at: chrono::Utc::now(),
-        last_used_at: None,
-        secret_valid_until: None,
+        ..KeyRecord::active(&format!("key_s{i:08}"), "bench", chrono::Utc::now())
     }
 }
 

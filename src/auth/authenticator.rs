@@ -122,7 +122,7 @@ mod tests {
     use crate::auth::cache::KeyCache;
     use crate::clock::ManualClock;
     use crate::config::CacheConfig;
-    use crate::domain::{Environment, KeyRecord, KeyStatus};
+    use crate::domain::{Environment, KeyRecord};
     use crate::store::sqlite::SqliteStore;
     use crate::store::KeyStore;
     use chrono::{TimeZone, Utc};
@@ -131,24 +131,8 @@ mod tests {
 
     fn record(id: &str, expires_at_ms: Option<u64>) -> KeyRecord {
         KeyRecord {
-            id: id.into(),
-            name: "n".into(),
-            prefix: "kg_sk_live_".into(),
-            last4: "abcd".into(),
-            tier: "free".into(),
-            scopes: vec![],
-            environment: Environment::Live,
-            org: None,
-            owner: None,
-            status: KeyStatus::Active,
-            credits: None,
-            refill: None,
-            refilled_at: None,
-            allowed_ips: vec![],
             expires_at: expires_at_ms.and_then(|ms| Utc.timestamp_millis_opt(ms as i64).single()),
-            created_at: Utc.timestamp_millis_opt(START as i64).unwrap(),
-            last_used_at: None,
-            secret_valid_until: None,
+            ..KeyRecord::active(id, "free", Utc.timestamp_millis_opt(START as i64).unwrap())
         }
     }
 

@@ -206,30 +206,10 @@ impl KeyCache {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use crate::domain::Environment;
 
     fn known(id: &str, fetched_at_ms: u64) -> Arc<KnownKey> {
         Arc::new(KnownKey::new(
-            KeyRecord {
-                id: id.into(),
-                name: "n".into(),
-                prefix: "kg_sk_live_".into(),
-                last4: "abcd".into(),
-                tier: "free".into(),
-                scopes: vec![],
-                environment: Environment::Live,
-                org: None,
-                owner: None,
-                status: KeyStatus::Active,
-                credits: None,
-                refill: None,
-                refilled_at: None,
-                allowed_ips: vec![],
-                expires_at: None,
-                created_at: chrono::DateTime::default(),
-                last_used_at: None,
-                secret_valid_until: None,
-            },
+            KeyRecord::active(id, "free", chrono::DateTime::default()),
             fetched_at_ms,
         ))
     }

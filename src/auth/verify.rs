@@ -154,24 +154,10 @@ mod tests {
 
     fn record(status: KeyStatus, expires: Option<i64>, ips: &[&str]) -> KeyRecord {
         KeyRecord {
-            id: "key_1".into(),
-            name: "n".into(),
-            prefix: "kg_sk_live_".into(),
-            last4: "abcd".into(),
-            tier: "free".into(),
-            scopes: vec![],
-            environment: Environment::Live,
-            org: None,
-            owner: None,
             status,
-            credits: None,
-            refill: None,
-            refilled_at: None,
             allowed_ips: ips.iter().map(|s| s.parse().unwrap()).collect(),
             expires_at: expires.map(|s| Utc.timestamp_opt(s, 0).unwrap()),
-            created_at: Utc.timestamp_opt(0, 0).unwrap(),
-            last_used_at: None,
-            secret_valid_until: None,
+            ..KeyRecord::active("key_1", "free", Utc.timestamp_opt(0, 0).unwrap())
         }
     }
 

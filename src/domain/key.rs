@@ -114,6 +114,36 @@ pub struct KeyRecord {
     pub secret_valid_until: Option<DateTime<Utc>>,
 }
 
+impl KeyRecord {
+    /// A live, active key `id` on `tier`, created at `created_at`, named after its
+    /// id, with nothing else set: no prefix or last four (no secret was made), no
+    /// scopes, org, owner, credits, refill, IP list or expiry, never used. For
+    /// tests and benchmarks, which set what they need with struct update syntax;
+    /// the services that make keys set every field themselves.
+    pub fn active(id: &str, tier: &str, created_at: DateTime<Utc>) -> Self {
+        KeyRecord {
+            id: id.to_owned(),
+            name: id.to_owned(),
+            prefix: String::new(),
+            last4: String::new(),
+            tier: tier.to_owned(),
+            scopes: Vec::new(),
+            environment: Environment::Live,
+            org: None,
+            owner: None,
+            status: KeyStatus::Active,
+            credits: None,
+            refill: None,
+            refilled_at: None,
+            allowed_ips: Vec::new(),
+            expires_at: None,
+            created_at,
+            last_used_at: None,
+            secret_valid_until: None,
+        }
+    }
+}
+
 /// Changes to a key (`None`: unchanged). `expires_at: Some(None)` removes the expiry.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct KeyPatch {

@@ -8,24 +8,16 @@ use chrono::{TimeZone, Utc};
 
 pub(crate) fn record(id: &str, credits: Option<i64>) -> KeyRecord {
     KeyRecord {
-        id: id.into(),
         name: "test".into(),
         prefix: "kg_sk_live_".into(),
         last4: "abcd".into(),
-        tier: "free".into(),
         scopes: vec!["search".into()],
-        environment: Environment::Live,
         org: Some("org_1".into()),
         owner: Some("user_1".into()),
-        status: KeyStatus::Active,
         credits,
-        refill: None,
-        refilled_at: None,
         allowed_ips: vec!["10.0.0.0/8".parse().unwrap()],
         expires_at: Some(Utc.timestamp_opt(4_000_000_000, 0).unwrap()),
-        created_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
-        last_used_at: None,
-        secret_valid_until: None,
+        ..KeyRecord::active(id, "free", Utc.timestamp_opt(1_700_000_000, 0).unwrap())
     }
 }
 

@@ -258,9 +258,8 @@ const REFILL_POLICY: &str = "tiers:\n  refilled: { per_second: 1000, credits: { 
 
 /// Sleeps until just after the next even second (a 2 s refill period starts).
 async fn next_even_second() {
-    let now = since_epoch();
-    let into = (now.as_millis() % 2_000) as u64;
-    tokio::time::sleep(Duration::from_millis(2_000 - into + 50)).await;
+    let left = left_of_window(Duration::from_secs(2));
+    tokio::time::sleep(left + Duration::from_millis(50)).await;
 }
 
 async fn paid(replicas: &[&Keygate], key: &str, n: usize) -> Vec<u16> {

@@ -4,7 +4,9 @@
 //! Every test has its own database and its own `redis-server`.
 
 use crate::common::services::{PgDatabase, RedisServer, Relay};
-use crate::common::{expect_error, json, metric_sum, start_upstream, test_pki, Keygate};
+use crate::common::{
+    expect_error, json, metric_sum, start_upstream, test_pki, wait_for_window_room, Keygate,
+};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -119,10 +121,11 @@ async fn per_ip_limits_are_shared_by_the_replicas_too() {
         .replace("ip: { per_minute: 0,", "ip: { per_minute: 30,");
     let (a, b) = pair(up, &db, &p);
     // A minute window: start well inside one.
-    let into_minute = chrono::Utc::now().timestamp() % 60;
-    if into_minute > 55 {
-        tokio::time::sleep(Duration::from_secs(61 - into_minute as u64)).await;
-    }
+    tokio::time::sleep(wait_for_window_room(
+        Duration::from_secs(60),
+        Duration::from_secs(5),
+    ))
+    .await;
     let statuses = spread(&a, &b, 60, "/health", "").await;
     assert_eq!(count(&statuses, 200), 30, "{statuses:?}");
     assert_eq!(count(&statuses, 429), 30, "{statuses:?}");

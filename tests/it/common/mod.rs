@@ -464,12 +464,19 @@ pub fn unix_secs() -> u64 {
     since_epoch().as_secs()
 }
 
+/// What is left of the current `window` (rate-limit windows, and refill periods,
+/// are aligned to the epoch): more than zero, at most `window`.
+pub fn left_of_window(window: Duration) -> Duration {
+    let left = window.as_millis() - since_epoch().as_millis() % window.as_millis();
+    Duration::from_millis(left as u64)
+}
+
 /// Sleeps until just after the next wall-clock second starts. Rate-limit windows
 /// are aligned to the epoch, so a test that needs two requests in one `per_second`
 /// window calls this first instead of racing the boundary.
 pub async fn start_of_next_second() {
-    let left = 1_000 - u64::from(since_epoch().subsec_millis());
-    tokio::time::sleep(std::time::Duration::from_millis(left + 20)).await;
+    let left = left_of_window(Duration::from_secs(1));
+    tokio::time::sleep(left + Duration::from_millis(20)).await;
 }
 
 /// How long a test must wait so that at least `margin` is left of the current
@@ -477,8 +484,7 @@ pub async fn start_of_next_second() {
 /// left already, else until just after the next window starts. A test counting a
 /// limit down sleeps this first, so the window cannot roll over mid-count.
 pub fn wait_for_window_room(window: Duration, margin: Duration) -> Duration {
-    let left = window.as_millis() - since_epoch().as_millis() % window.as_millis();
-    let left = Duration::from_millis(left as u64);
+    let left = left_of_window(window);
     if left < margin {
         left + Duration::from_millis(50)
     } else {

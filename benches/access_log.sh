@@ -72,4 +72,4 @@ echo "median on / off: $(median "${ratios[@]}") (rounds: ${ratios[*]})"
 [ ${#base_ratios[@]} -eq 0 ] || echo "median on / BASELINE: $(median "${base_ratios[@]}") (rounds: ${base_ratios[*]})"
 lines=$(grep -c 'keygate::access' "$work/on.log" || true)
 echo "access lines written by the default-logging keygate: $lines"
-grep -q "ERROR\|panicked" "$work"/*.log && { echo "keygate logged errors:"; cat "$work"/*.log | grep -v access | tail; exit 1; } || true
+grep -q "ERROR\|panicked" "$work"/*.log && fail "keygate logged errors:" "$(cat "$work"/*.log | grep -v access | tail)" || true

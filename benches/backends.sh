@@ -52,7 +52,7 @@ start() { # name store-yaml limiter-yaml
   RUST_LOG=$log taskset -c 1 "$bin" serve -c "$work/$1.yaml" 2>"$work/$1.log" &
   pid[$1]=$!
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$a/ready" >/dev/null && break; sleep 0.1; done
-  curl -fs "http://127.0.0.1:$a/ready" >/dev/null || { echo "$1 not ready"; cat "$work/$1.log"; exit 1; }
+  curl -fs "http://127.0.0.1:$a/ready" >/dev/null || fail "$1 not ready" "$(cat "$work/$1.log")"
   listen[$1]=$l
 }
 start m "{ kind: sqlite, path: \"$work/m.db\" }" "backend: memory"
@@ -74,7 +74,7 @@ run() { # name
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
   non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
-  [ -z "$non2xx" ] || { echo "$1: $non2xx non-2xx responses"; exit 1; }
+  [ -z "$non2xx" ] || fail "$1: $non2xx non-2xx responses"
   echo "$rps $(ms "$p50") $(ms "$p99") $(python3 -c "print(f'{($t1-$t0)/$hz/$n*1e6:.1f}')") $(python3 -c "print(f'{($r1-$r0)/$n*1e6:.1f}')")"
 }
 printf '%-6s %-34s %12s %10s %10s %12s %12s\n' round target req/s p50_ms p99_ms kg_cpu_us/req redis_us/req
@@ -119,5 +119,5 @@ printf '%-34s %10s\n' "p99 added by Redis (p)-(m), ms" "$(python3 -c "print(f'{$
 # keep-alive pool loses a race with its own idle watcher; it then opens a new
 # connection and the request succeeds (wrk counted no non-2xx). Anything else fails.
 for n in m r p; do
-  if grep -v "failed to acquire reusable stream\|keygate::access" "$work/$n.log" | grep -q "ERROR\|panicked"; then echo "keygate ($n) logged errors:"; cat "$work/$n.log"; exit 1; fi
+  if grep -v "failed to acquire reusable stream\|keygate::access" "$work/$n.log" | grep -q "ERROR\|panicked"; then fail "keygate ($n) logged errors:" "$(cat "$work/$n.log")"; fi
 done

@@ -9,6 +9,7 @@
 # Usage: bash benches/import.sh [keys]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source benches/lib.sh
 n=${1:-1000000}
 command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time >/dev/null; }
 bash scripts/services.sh
@@ -49,13 +50,13 @@ default_tier: free
 YAML
   for run in first again; do
     /usr/bin/time -f '%e %M' -o "$work/time" "$bin" keys import -c "$work/$kind.yaml" "$work/keys.jsonl" > "$work/out"
-    grep -q "^imported $n keys$" "$work/out" || { cat "$work/out"; exit 1; }
+    grep -q "^imported $n keys$" "$work/out" || fail "$(cat "$work/out")"
     read -r secs kb < "$work/time"
     printf '%-12s %-8s %10s %12.0f %14.1f\n' "$kind" "$run" "$secs" "$(python3 -c "print($n / max($secs, 0.001))")" "$(python3 -c "print($kb / 1024)")"
   done
 done
 total=$("$bin" keys list -c "$work/sqlite.yaml" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
-[ "$total" = "$n" ] || { echo "sqlite holds $total keys, not $n"; exit 1; }
+[ "$total" = "$n" ] || fail "sqlite holds $total keys, not $n"
 total=$(psql -tA -h 127.0.0.1 -U postgres -d "$db" -c "SELECT count(*) FROM api_keys")
-[ "$total" = "$n" ] || { echo "postgres holds $total keys, not $n"; exit 1; }
+[ "$total" = "$n" ] || fail "postgres holds $total keys, not $n"
 echo "both stores hold $n keys after the second import"

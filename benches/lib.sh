@@ -1,5 +1,9 @@
 # Helpers shared by the bench scripts, which source this file from the repo root.
 
+# Reports a failed check on stderr, one line per argument, and exits 1. Stderr,
+# because the check often runs in a function whose stdout `$(...)` captures.
+fail() { printf '%s\n' "$@" >&2; exit 1; }
+
 # A free TCP port on 127.0.0.1.
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

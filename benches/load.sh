@@ -73,4 +73,4 @@ for r in $(seq "$rounds"); do
   printf '%-6s %-22s %12s\n' "$r" "(e)/(c)" "$(python3 -c "print(f'{$re/$rc:.3f}')")"
   printf '%-6s %-22s %12s\n' "$r" "(f)/(c)" "$(python3 -c "print(f'{$rf/$rc:.3f}')")"
 done
-grep -v 'keygate::access' "$work/kg.log" | grep -q "ERROR\|panicked" && { echo "keygate logged errors:"; cat "$work/kg.log"; exit 1; } || true
+grep -v 'keygate::access' "$work/kg.log" | grep -q "ERROR\|panicked" && fail "keygate logged errors:" "$(cat "$work/kg.log")" || true

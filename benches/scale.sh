@@ -81,7 +81,7 @@ wrk_run() { # duration, then wrk args -> "rps p50 p99"
   local d=$1; shift
   local out
   out=$(taskset -c 0 wrk -t1 -c32 -d"$d" --latency "$@")
-  grep -q "Non-2xx" <<<"$out" && { echo "non-2xx responses:"; echo "$out"; exit 1; }
+  grep -q "Non-2xx" <<<"$out" && fail "non-2xx responses:" "$out"
   echo "$(awk '/Requests\/sec/ {print $2}' <<<"$out") $(awk '$1=="50%" {print $2}' <<<"$out") $(awk '$1=="99%" {print $2}' <<<"$out")"
 }
 echo "keygate: $bin, RUST_LOG=$log"
@@ -125,5 +125,5 @@ end=$(rss)
 echo "RSS MB: idle $idle, before soak $start, after ${soak}s at full load $end, peak $(hwm)"
 echo "keys in cache: $(curl -s "http://127.0.0.1:$admin/metrics" | awk '/^keygate_key_cache_size/ {print $2}')"
 if grep -v "failed to acquire reusable stream\|keygate::access" "$work/kg.log" | grep -q "ERROR\|panicked"; then
-  echo "keygate logged errors:"; cat "$work/kg.log"; exit 1
+  fail "keygate logged errors:" "$(cat "$work/kg.log")"
 fi

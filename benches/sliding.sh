@@ -44,7 +44,7 @@ start() { # backend limiter-yaml
   RUST_LOG=$log taskset -c 1 "$bin" serve -c "$work/$1.yaml" 2>"$work/$1.log" &
   pid[$1]=$!
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$a/ready" >/dev/null && break; sleep 0.1; done
-  curl -fs "http://127.0.0.1:$a/ready" >/dev/null || { echo "$1 not ready"; cat "$work/$1.log"; exit 1; }
+  curl -fs "http://127.0.0.1:$a/ready" >/dev/null || fail "$1 not ready" "$(cat "$work/$1.log")"
   listen[$1]=$l
 }
 start memory "backend: memory"
@@ -65,7 +65,7 @@ run() { # backend algorithm -> "req/s p99 kg_us redis_us trips inner"
   t1=$(cpu_ticks "$p"); r1=$(redis_cpu); a1=$(redis_calls "$trips"); i1=$(redis_calls "$inner")
   n=$(awk '/requests in/ {print $1}' <<<"$out")
   non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
-  [ -z "$non2xx" ] || { echo "$1 $2: $non2xx non-2xx responses"; exit 1; }
+  [ -z "$non2xx" ] || fail "$1 $2: $non2xx non-2xx responses"
   echo "$(awk '/Requests\/sec/ {print $2}' <<<"$out") $(ms "$(awk '$1=="99%" {print $2}' <<<"$out")") \
 $(python3 -c "print(f'{($t1-$t0)/$hz/$n*1e6:.1f} {($r1-$r0)/$n*1e6:.1f} {($a1-$a0)/$n:.3f} {($i1-$i0)/$n:.2f}')")"
 }
@@ -101,5 +101,5 @@ done
 # connection (pingora-core connectors/mod.rs). It is not keygate's error.
 for backend in memory redis; do
   errors=$(grep -v 'keygate::access' "$work/$backend.log" | grep "ERROR\|panicked" | grep -v "failed to acquire reusable stream" || true)
-  [ -z "$errors" ] || { echo "$backend keygate logged errors:"; tail -20 <<<"$errors"; exit 1; }
+  [ -z "$errors" ] || fail "$backend keygate logged errors:" "$(tail -20 <<<"$errors")"
 done

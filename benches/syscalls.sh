@@ -59,7 +59,7 @@ taskset -c 1 haproxy -db -f "$work/haproxy.cfg" >"$work/haproxy.log" 2>&1 &
 hp_pid=$!
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$admin/health" >/dev/null && break; sleep 0.1; done
 for p in "$kg" "$hp"; do
-  [ "$(curl -s -o /dev/null -w '%{http_code}' -H "X-API-Key: $key" "http://127.0.0.1:$p/x")" = 200 ] || { echo "no 200 on port $p"; exit 1; }
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -H "X-API-Key: $key" "http://127.0.0.1:$p/x")" = 200 ] || fail "no 200 on port $p"
 done
 measure() { # name pid port -> table rows
   local name=$1 pid=$2 p=$3 out n

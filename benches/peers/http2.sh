@@ -147,11 +147,11 @@ check() { # the job is really done, in the row's protocol: 401 without the key, 
   local n=$1 flag=--http1.1 code version
   case ${kind[$n]} in h2) flag=--http2;; h2c) flag=--http2-prior-knowledge;; esac
   code=$(curl -sk $flag -o /dev/null -w '%{http_code}' "${url[$n]}")
-  [ "$code" = 401 ] || { echo "$n: $code without a key, not 401"; exit 1; }
+  [ "$code" = 401 ] || fail "$n: $code without a key, not 401"
   read -r code version < <(curl -sk $flag -o /dev/null -w '%{http_code} %{http_version}\n' -H "X-API-Key: $key" "${url[$n]}")
-  [ "$code" = 200 ] || { echo "$n: $code with the key, not 200"; exit 1; }
+  [ "$code" = 200 ] || fail "$n: $code with the key, not 200"
   case ${kind[$n]} in h1) want=1.1;; *) want=2;; esac
-  [ "$version" = "$want" ] || { echo "$n: answered over HTTP/$version, not HTTP/$want"; exit 1; }
+  [ "$version" = "$want" ] || fail "$n: answered over HTTP/$version, not HTTP/$want"
 }
 for n in "${targets[@]}"; do check "$n"; done
 
@@ -162,7 +162,7 @@ run() { # name -> "rps cpu_us_per_request rss_mb"
   if [ "${kind[$n]}" = h1 ]; then
     out=$(taskset -c 0 wrk -t1 -c32 -d"${secs}s" -H "X-API-Key: $key" "${url[$n]}")
     t1=$(cpu_ticks "${pid[$n]}")
-    grep -q "Non-2xx" <<<"$out" && { { echo "$n: non-2xx responses under load"; echo "$out"; } >&2; exit 1; }
+    grep -q "Non-2xx" <<<"$out" && fail "$n: non-2xx responses under load" "$out"
     reqs=$(awk '/requests in/ {print $1}' <<<"$out")
     rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   else
@@ -173,8 +173,8 @@ run() { # name -> "rps cpu_us_per_request rss_mb"
     # status (in timing mode h2load counts a response in flight at the end in
     # the status codes but not as done, so 2xx can exceed `succeeded` by one)
     local bad; bad=$(awk '/^requests:/ {f=$10+$12+$14} /^status codes:/ {s=$5+$7+$9} END {print f+s}' <<<"$out")
-    [ "$reqs" -gt 0 ] && [ "$bad" = 0 ] || { { echo "$n: not every request answered 2xx"; echo "$out"; } >&2; exit 1; }
-    grep -q "h2" <<<"$(grep -i 'application protocol' <<<"$out")" || { { echo "$n: h2load did not speak h2"; echo "$out"; } >&2; exit 1; }
+    [ "$reqs" -gt 0 ] && [ "$bad" = 0 ] || fail "$n: not every request answered 2xx" "$out"
+    grep -q "h2" <<<"$(grep -i 'application protocol' <<<"$out")" || fail "$n: h2load did not speak h2" "$out"
     rps=$(awk '/^finished in/ {print $4}' <<<"$out")
   fi
   echo "$rps $(python3 -c "print(f'{($t1-$t0)/$hz/$reqs*1e6:.1f}')") $(mem_mb "${pid[$n]}" VmHWM)"
@@ -221,7 +221,7 @@ for name in "keygate/nginx req/s, h1" "keygate/nginx req/s, h2 TLS" "keygate/ngi
 done
 for l in kg kg-tls; do
   if grep -v "failed to acquire reusable stream\|keygate::access" "$work/$l.log" | grep -q "ERROR\|panicked"; then
-    echo "keygate ($l) logged errors:"; cat "$work/$l.log"; exit 1
+    fail "keygate ($l) logged errors:" "$(cat "$work/$l.log")"
   fi
 done
-grep -q "protocol=h2" "$work/kg.log" || { echo "keygate logged no HTTP/2 request"; exit 1; }
+grep -q "protocol=h2" "$work/kg.log" || fail "keygate logged no HTTP/2 request"

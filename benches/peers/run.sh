@@ -236,13 +236,13 @@ for m in "${modes[@]}"; do targets+=("haproxy-$m" "nginx-$m" "bare-$m" "keygate-
 check() { # the job is really done: 200 with the key, 401 without
   local n=$1 url="http://127.0.0.1:${listen[$1]}$(path_of "$1")"
   case $n in direct|bare*) ;; *)
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "$url")" = 401 ] || { echo "$n: no 401 without a key"; exit 1; } ;;
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "$url")" = 401 ] || fail "$n: no 401 without a key" ;;
   esac
-  [ "$(curl -s -o /dev/null -w '%{http_code}' -H "X-API-Key: $key" "$url")" = 200 ] || { echo "$n: no 200 with the key"; exit 1; }
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -H "X-API-Key: $key" "$url")" = 200 ] || fail "$n: no 200 with the key"
 }
 for n in "${targets[@]}"; do check "$n"; done
 for m in "${modes[@]}"; do
-  [ "$m" = off ] || [ -s "$work/haproxy-on.log" ] || { echo "HAProxy wrote no access log"; exit 1; }
+  [ "$m" = off ] || [ -s "$work/haproxy-on.log" ] || fail "HAProxy wrote no access log"
 done
 
 run() { # name -> "rps cpu_us_per_request rss_mb"
@@ -252,7 +252,7 @@ run() { # name -> "rps cpu_us_per_request rss_mb"
   [ "$n" = direct ] && t0=0 || t0=$(cpu_ticks "${pid[$n]}")
   out=$(taskset -c 0 wrk -t1 -c32 -d"${secs}s" -H "X-API-Key: $key" "$url")
   [ "$n" = direct ] && t1=0 || t1=$(cpu_ticks "${pid[$n]}")
-  grep -q "Non-2xx" <<<"$out" && { echo "$n: non-2xx responses under load"; echo "$out"; exit 1; }
+  grep -q "Non-2xx" <<<"$out" && fail "$n: non-2xx responses under load" "$out"
   reqs=$(awk '/requests in/ {print $1}' <<<"$out")
   local rps cpu rss
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
@@ -307,13 +307,13 @@ jwt_run() { # name lua -> "rps cpu"
   t0=$(cpu_ticks "${pid[$n]}")
   out=$(taskset -c 0 wrk -t1 -c32 -d"${secs}s" -s "$lua" "http://127.0.0.1:${listen[$n]}")
   t1=$(cpu_ticks "${pid[$n]}")
-  grep -q "Non-2xx" <<<"$out" && { echo "$n: non-2xx responses under load"; echo "$out"; exit 1; }
+  grep -q "Non-2xx" <<<"$out" && fail "$n: non-2xx responses under load" "$out"
   reqs=$(awk '/requests in/ {print $1}' <<<"$out")
   echo "$(awk '/Requests\/sec/ {print $2}' <<<"$out") $(python3 -c "print(f'{($t1-$t0)/$hz/$reqs*1e6:.1f}')")"
 }
 for n in "hjwt-$jm" "kjwt-$jm"; do
-  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${listen[$n]}/api/x")" = 401 ] || { echo "$n: no 401 without a token"; exit 1; }
-  [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "http://127.0.0.1:${listen[$n]}/api/x")" = 200 ] || { echo "$n: no 200 with the token"; exit 1; }
+  [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${listen[$n]}/api/x")" = 401 ] || fail "$n: no 401 without a token"
+  [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "http://127.0.0.1:${listen[$n]}/api/x")" = 200 ] || fail "$n: no 200 with the token"
 done
 echo
 echo "RS256 JWT, log $jm: 1 token, or N = $(wc -l < "$work/tokens.txt") distinct tokens minted by PyJWT and rotated"
@@ -362,7 +362,7 @@ done
 for m in "${modes[@]}"; do
   for n in "keygate-$m" "keygate1-$m" "kjwt-$m"; do
     if grep -v "failed to acquire reusable stream\|keygate::access" "$work/$n.log" | grep -q "ERROR\|panicked"; then
-      echo "keygate ($n) logged errors:"; cat "$work/$n.log"; exit 1
+      fail "keygate ($n) logged errors:" "$(cat "$work/$n.log")"
     fi
   done
 done

@@ -72,7 +72,7 @@ fn main() {
     let before = live();
     for (i, hash) in hashes.iter().enumerate() {
         let known = Arc::new(KnownKey::new(record(i), now_ms));
-        cache.insert_known(*hash, known.clone());
+        cache.insert_known(*hash, known.clone(), cache.changes_seen());
         keys.push(known);
     }
     let _ = cache.len(); // moka's pending work done

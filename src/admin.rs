@@ -4,6 +4,7 @@
 use crate::auth::cache::KeyCache;
 use crate::limit::Limiter;
 use crate::metrics;
+use crate::store::write_health::WriteStatus;
 use crate::store::KeyStore;
 use async_trait::async_trait;
 use http::Response;
@@ -30,7 +31,8 @@ impl AdminApp {
     }
 
     /// `/ready`: 200 when the store and the rate-limit backend both answer, else 503
-    /// naming which one does not. `?require=store` leaves the rate-limit backend out
+    /// naming which one does not; `store_writes` says whether the store's last write
+    /// went through (`ok`, `failing` with `store_write_error`, or `unknown`). `?require=store` leaves the rate-limit backend out
     /// (for operators who keep replicas in service on `on_backend_error: local`
     /// during a Redis outage).
     async fn ready(&self, store_only: bool) -> Response<Vec<u8>> {
@@ -56,14 +58,21 @@ impl AdminApp {
             Err(_) => "timeout",
         };
         let ready = store == "ok" && (rate_limit == "ok" || store_only);
-        json(
-            if ready { 200 } else { 503 },
-            serde_json::json!({
-                "status": if ready { "ready" } else { "not_ready" },
-                "store": store,
-                "rate_limit": rate_limit,
-            }),
-        )
+        let mut body = serde_json::json!({
+            "status": if ready { "ready" } else { "not_ready" },
+            "store": store,
+            "rate_limit": rate_limit,
+        });
+        // Failing writes do not take the replica out of rotation: requests that
+        // write nothing are still served. They are said here, and in the metrics.
+        if let Some(writes) = self.store.write_health() {
+            let status = writes.status();
+            body["store_writes"] = status.as_str().into();
+            if let WriteStatus::Failing { error } = status {
+                body["store_write_error"] = error.into();
+            }
+        }
+        json(if ready { 200 } else { 503 }, body)
     }
 }
 

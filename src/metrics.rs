@@ -415,6 +415,33 @@ pub static KEY_CACHE_STALE_SERVED: Lazy<IntCounter> = Lazy::new(|| {
     .expect("metric keygate_key_cache_stale_served_total registers once")
 });
 
+/// Cached keys read again because the change feed was not listening.
+pub static KEY_CACHE_UNWATCHED_READS: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "keygate_key_cache_unwatched_reads_total",
+        "API-key lookups of a cached key that went to the store because the change feed was not listening (a change made elsewhere would have gone unseen)."
+    )
+    .expect("metric keygate_key_cache_unwatched_reads_total registers once")
+});
+
+/// 1 while the store's last write failed.
+pub static STORE_WRITES_FAILING: Lazy<IntGauge> = Lazy::new(|| {
+    register_int_gauge!(
+        "keygate_store_writes_failing",
+        "1 while the store's last write failed because it could not take it (a full disk, a read-only database); lookups may still work."
+    )
+    .expect("metric keygate_store_writes_failing registers once")
+});
+
+/// Store writes that failed because the store could not take them.
+pub static STORE_WRITE_ERRORS: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "keygate_store_write_errors_total",
+        "Store writes (credit debits, usage, sessions, key changes) that failed because the store could not take them."
+    )
+    .expect("metric keygate_store_write_errors_total registers once")
+});
+
 /// 1 while the shared rate-limit backend is failing.
 pub static RATELIMIT_DEGRADED: Lazy<IntGauge> = Lazy::new(|| {
     register_int_gauge!(
@@ -539,6 +566,9 @@ pub fn init() {
     }
     Lazy::force(&KEY_CHANGE_FEED_UP);
     Lazy::force(&KEY_CACHE_STALE_SERVED);
+    Lazy::force(&KEY_CACHE_UNWATCHED_READS);
+    Lazy::force(&STORE_WRITES_FAILING);
+    Lazy::force(&STORE_WRITE_ERRORS);
     Lazy::force(&RATELIMIT_DEGRADED);
     for result in ["ok", "error"] {
         FILE_STORE_RELOADS.with_label_values(&[result]);

@@ -177,7 +177,8 @@ fn forget_changed_keys(cache: KeyCache) -> crate::store::ChangeHandler {
                 metrics::KEY_CHANGE_LAG.observe(now.saturating_sub(at) as f64 / 1000.0);
             }
         }
-        StoreChange::All => cache.invalidate_all(),
+        StoreChange::All => cache.feed_listening(),
+        StoreChange::Unwatched => cache.feed_lost(),
     })
 }
 

@@ -1,6 +1,14 @@
 //! The key cache: moka in front of the store, with known keys kept for `ttl` and
 //! unknown keys remembered for `negative_ttl` so a flood of invented keys never
 //! reaches the store.
+//!
+//! A cached key is trusted only while the store's change feed is listening: a
+//! revocation made on another replica reaches this one through the feed, so while
+//! the feed is down (a database restart, a lost connection, before it first comes
+//! up) every cached key is read again from the store on each use, and served from the
+//! cache alone only when the store cannot answer (`cache.stale_if_error`, the
+//! documented availability trade-off). A read that a change overtook (the change was
+//! announced while the read was in flight) is not trusted either.
 
 use super::{AuthMethod, Identity};
 use crate::clock::Clock;
@@ -8,6 +16,7 @@ use crate::config::CacheConfig;
 use crate::domain::KeyHash;
 use crate::domain::{KeyRecord, KeyStatus};
 use moka::sync::Cache;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// The name of an API key's rate-limit counters (`key:<id>`): what its requests
@@ -96,13 +105,32 @@ impl KnownKey {
 /// What the cache knows about a key hash.
 #[derive(Clone, Debug)]
 pub enum Cached {
-    /// A stored key, read from the store less than `ttl` ago.
+    /// A stored key, read from the store less than `ttl` ago while the change feed
+    /// listened.
     Known(Arc<KnownKey>),
     /// A stored key past `ttl`: re-read it, but use it if the store is failing.
     Stale(Arc<KnownKey>),
+    /// A stored key within `ttl`, but the change feed is not listening, so a change
+    /// made elsewhere would go unseen: re-read it, but use it if the store is failing.
+    Unwatched(Arc<KnownKey>),
     /// Recently looked up and not found.
     Unknown,
 }
+
+/// Whether cached keys can be trusted: shared by every clone of a [`KeyCache`].
+#[derive(Debug)]
+struct Trust {
+    /// The change feed is listening.
+    watched: AtomicBool,
+    /// Counts the changes announced (and the feed's ups and downs): a read during
+    /// which it moved may hold what the change replaced.
+    changes: AtomicU64,
+}
+
+/// The number of changes announced so far, taken before a store read
+/// ([`KeyCache::changes_seen`]) and handed back with its result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChangeMark(u64);
 
 /// Positive and negative key caches.
 #[derive(Clone)]
@@ -113,6 +141,7 @@ pub struct KeyCache {
     /// Decides when a known key is due to be re-read (moka's own expiry, which
     /// only bounds memory, runs on its own clock).
     clock: Arc<dyn Clock>,
+    trust: Arc<Trust>,
 }
 
 impl KeyCache {
@@ -137,6 +166,12 @@ impl KeyCache {
                         .max(std::time::Duration::from_millis(1)),
                 )
                 .build(),
+            // Stores without a change feed never say otherwise; a feed says
+            // `Unwatched` before it first listens.
+            trust: Arc::new(Trust {
+                watched: AtomicBool::new(true),
+                changes: AtomicU64::new(0),
+            }),
         }
     }
 
@@ -144,10 +179,12 @@ impl KeyCache {
     pub fn get(&self, hash: &KeyHash) -> Option<Cached> {
         if let Some(r) = self.known.get(hash) {
             let age_ms = self.clock.now_ms().saturating_sub(r.fetched_at_ms);
-            return Some(if u128::from(age_ms) < self.ttl.as_millis() {
-                Cached::Known(r)
-            } else {
+            return Some(if u128::from(age_ms) >= self.ttl.as_millis() {
                 Cached::Stale(r)
+            } else if !self.trust.watched.load(Ordering::SeqCst) {
+                Cached::Unwatched(r)
+            } else {
+                Cached::Known(r)
             });
         }
         self.unknown.get(hash).map(|_| Cached::Unknown)
@@ -158,25 +195,69 @@ impl KeyCache {
         self.clock.now_ms()
     }
 
-    /// Remembers a stored key.
-    pub fn insert_known(&self, hash: KeyHash, key: Arc<KnownKey>) {
-        self.unknown.invalidate(&hash);
-        self.known.insert(hash, key);
+    /// Marks the start of a store read whose result will be cached.
+    pub fn changes_seen(&self) -> ChangeMark {
+        ChangeMark(self.trust.changes.load(Ordering::SeqCst))
     }
 
-    /// Remembers that a hash is not in the store.
-    pub fn insert_unknown(&self, hash: KeyHash) {
+    /// True when no change was announced since `mark`.
+    fn unchanged_since(&self, mark: ChangeMark) -> bool {
+        self.trust.changes.load(Ordering::SeqCst) == mark.0
+    }
+
+    /// Remembers a stored key read from the store after `mark`. If a change was
+    /// announced meanwhile, the read may predate it: it is not kept.
+    pub fn insert_known(&self, hash: KeyHash, key: Arc<KnownKey>, mark: ChangeMark) {
+        self.unknown.invalidate(&hash);
+        self.known.insert(hash, key);
+        // Inserted first, checked after: a change announced after this check
+        // invalidates the entry just inserted (moka applies an invalidation to every
+        // entry written before it).
+        if !self.unchanged_since(mark) {
+            self.known.invalidate(&hash);
+        }
+    }
+
+    /// Remembers that a hash was not in the store when read after `mark`.
+    pub fn insert_unknown(&self, hash: KeyHash, mark: ChangeMark) {
+        self.known.invalidate(&hash);
         self.unknown.insert(hash, ());
+        if !self.unchanged_since(mark) {
+            self.unknown.invalidate(&hash);
+        }
+    }
+
+    /// The store's change feed stopped listening: no cached key is trusted without
+    /// reading it again until [`Self::feed_listening`].
+    pub fn feed_lost(&self) {
+        self.trust.watched.store(false, Ordering::SeqCst);
+        self.trust.changes.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The store's change feed is listening (again): whatever was cached before may
+    /// have missed a change, so everything is forgotten, and cached keys are trusted
+    /// again from now on.
+    pub fn feed_listening(&self) {
+        self.invalidate_all();
+        self.trust.watched.store(true, Ordering::SeqCst);
+    }
+
+    /// True while the store's change feed is listening (or the store has none).
+    pub fn watched(&self) -> bool {
+        self.trust.watched.load(Ordering::SeqCst)
     }
 
     /// Forgets one hash (after revoke or regenerate in this process).
     pub fn invalidate(&self, hash: &KeyHash) {
+        self.trust.changes.fetch_add(1, Ordering::SeqCst);
         self.known.invalidate(hash);
         self.unknown.invalidate(hash);
     }
 
-    /// Forgets every entry belonging to key `id`. Takes effect for lookups at once.
+    /// Forgets every entry belonging to key `id`. Takes effect for lookups at once,
+    /// and for reads of the store still in flight (see [`Self::insert_known`]).
     pub fn invalidate_key_id(&self, id: &str) {
+        self.trust.changes.fetch_add(1, Ordering::SeqCst);
         let id = id.to_string();
         if let Err(e) = self.known.invalidate_entries_if(move |_, k| k.id() == id) {
             tracing::error!(error = %e, "key cache invalidation failed; changes show after cache.ttl");
@@ -186,6 +267,7 @@ impl KeyCache {
     /// Forgets everything (the store's change feed reconnected: changes may have been
     /// missed).
     pub fn invalidate_all(&self) {
+        self.trust.changes.fetch_add(1, Ordering::SeqCst);
         self.known.invalidate_all();
         self.unknown.invalidate_all();
     }
@@ -217,9 +299,9 @@ mod tests {
     #[test]
     fn invalidating_a_key_id_forgets_every_secret_of_that_key_at_once() {
         let cache = KeyCache::new(&CacheConfig::default(), Arc::new(ManualClock::at(0)));
-        cache.insert_known(KeyHash::of("old"), known("key_a", 0));
-        cache.insert_known(KeyHash::of("new"), known("key_a", 0));
-        cache.insert_known(KeyHash::of("other"), known("key_b", 0));
+        for (secret, id) in [("old", "key_a"), ("new", "key_a"), ("other", "key_b")] {
+            cache.insert_known(KeyHash::of(secret), known(id, 0), cache.changes_seen());
+        }
         cache.invalidate_key_id("key_a");
         assert!(cache.get(&KeyHash::of("old")).is_none());
         assert!(cache.get(&KeyHash::of("new")).is_none());
@@ -233,7 +315,11 @@ mod tests {
     fn a_known_key_turns_stale_after_ttl_on_the_clock() {
         let clock = ManualClock::at(1_000_000);
         let cache = KeyCache::new(&CacheConfig::default(), Arc::new(clock.clone()));
-        cache.insert_known(KeyHash::of("k"), known("key_a", cache.now_ms()));
+        cache.insert_known(
+            KeyHash::of("k"),
+            known("key_a", cache.now_ms()),
+            cache.changes_seen(),
+        );
         assert!(matches!(
             cache.get(&KeyHash::of("k")),
             Some(Cached::Known(_))
@@ -248,5 +334,57 @@ mod tests {
             matches!(cache.get(&KeyHash::of("k")), Some(Cached::Stale(_))),
             "re-read after cache.ttl (30s), kept while the store fails"
         );
+    }
+
+    #[test]
+    fn while_the_feed_is_down_no_cached_key_is_trusted() {
+        let cache = KeyCache::new(&CacheConfig::default(), Arc::new(ManualClock::at(0)));
+        cache.insert_known(KeyHash::of("k"), known("key_a", 0), cache.changes_seen());
+        cache.feed_lost();
+        assert!(
+            matches!(cache.get(&KeyHash::of("k")), Some(Cached::Unwatched(_))),
+            "re-read, served alone only if the store fails"
+        );
+        let read_while_down = cache.changes_seen();
+        cache.insert_known(KeyHash::of("k"), known("key_a", 0), read_while_down);
+        assert!(matches!(
+            cache.get(&KeyHash::of("k")),
+            Some(Cached::Unwatched(_))
+        ));
+        cache.feed_listening();
+        assert!(
+            cache.get(&KeyHash::of("k")).is_none(),
+            "everything read before the feed listened is forgotten"
+        );
+        cache.insert_known(KeyHash::of("k"), known("key_a", 0), read_while_down);
+        assert!(
+            cache.get(&KeyHash::of("k")).is_none(),
+            "a read that started before the feed listened is not kept"
+        );
+        cache.insert_known(KeyHash::of("k"), known("key_a", 0), cache.changes_seen());
+        assert!(matches!(
+            cache.get(&KeyHash::of("k")),
+            Some(Cached::Known(_))
+        ));
+    }
+
+    #[test]
+    fn a_read_overtaken_by_a_change_is_not_kept() {
+        let cache = KeyCache::new(&CacheConfig::default(), Arc::new(ManualClock::at(0)));
+        let mark = cache.changes_seen();
+        // The key is revoked elsewhere while this replica's read is in flight.
+        cache.invalidate_key_id("key_a");
+        cache.insert_known(KeyHash::of("k"), known("key_a", 0), mark);
+        assert!(cache.get(&KeyHash::of("k")).is_none());
+        let mark = cache.changes_seen();
+        cache.insert_unknown(KeyHash::of("new"), mark);
+        assert!(matches!(
+            cache.get(&KeyHash::of("new")),
+            Some(Cached::Unknown)
+        ));
+        let mark = cache.changes_seen();
+        cache.invalidate_all();
+        cache.insert_unknown(KeyHash::of("other"), mark);
+        assert!(cache.get(&KeyHash::of("other")).is_none());
     }
 }

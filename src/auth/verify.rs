@@ -65,29 +65,36 @@ impl KeyVerifier {
                 metrics::KEY_CACHE_MISSES.inc();
                 Some(r)
             }
+            Some(Cached::Unwatched(r)) => {
+                // A revocation made elsewhere would not be announced: ask the store.
+                metrics::KEY_CACHE_UNWATCHED_READS.inc();
+                Some(r)
+            }
             None => {
                 metrics::KEY_CACHE_MISSES.inc();
                 None
             }
         };
+        let mark = self.cache.changes_seen();
         let found = self.store.find_by_hash(&hash).await;
         metrics::count_store_query(metrics::StoreOp::FindByHash, found.is_ok());
         match found {
             Ok(Some(record)) => {
                 let known = Arc::new(KnownKey::new(record, self.cache.now_ms()));
-                self.cache.insert_known(hash, known.clone());
+                self.cache.insert_known(hash, known.clone(), mark);
                 Ok(known)
             }
             Ok(None) => {
-                self.cache.invalidate(&hash);
-                self.cache.insert_unknown(hash);
+                self.cache.insert_unknown(hash, mark);
                 Err(KeyError::Invalid)
             }
             Err(e) => {
                 log_store_error(&e);
                 match stale {
                     // Stale-while-error: a key this replica knew keeps working while
-                    // the store is failing, for at most `cache.stale_if_error`.
+                    // the store cannot answer, for at most `cache.stale_if_error` (the
+                    // documented availability trade-off; while the store answers, its
+                    // answer is what counts).
                     Some(r) => {
                         metrics::KEY_CACHE_STALE_SERVED.inc();
                         Ok(r)

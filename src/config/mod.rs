@@ -7,11 +7,13 @@
 pub mod duration;
 pub mod env;
 pub mod memory;
+pub mod origin;
 pub mod secret;
 pub mod types;
 mod validate;
 
 pub use duration::Dur;
+pub use origin::OriginPattern;
 pub use secret::Secret;
 pub use types::*;
 

@@ -583,18 +583,8 @@ fn cors(c: &CorsConfig, p: &mut Vec<Problem>) {
             }
             continue;
         }
-        let ok = o
-            .parse::<http::Uri>()
-            .ok()
-            .filter(|u| matches!(u.scheme_str(), Some("http" | "https")))
-            .filter(|u| u.host().is_some() && matches!(u.path(), "" | "/") && u.query().is_none())
-            .is_some()
-            && !o.ends_with('/');
-        if !ok {
-            p.push(Problem::new(
-                format!("cors.allow_origins[{i}]"),
-                format!("`{o}` is not an origin such as https://app.example.com"),
-            ));
+        if let Err(why) = super::origin::OriginPattern::parse(o) {
+            p.push(Problem::new(format!("cors.allow_origins[{i}]"), why));
         }
     }
     if any && c.allow_credentials {

@@ -163,6 +163,79 @@ pub struct KeyPatch {
     pub expires_at: Option<Option<DateTime<Utc>>>,
 }
 
+/// The fields an import line carried. A line that matches a stored key (by id, or
+/// by its secret) changes only these; what the line does not say keeps its value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ImportFields(u16);
+
+impl ImportFields {
+    /// `name`.
+    pub const NAME: ImportFields = ImportFields(1);
+    /// `prefix` (given, or shown from a plaintext `key`).
+    pub const PREFIX: ImportFields = ImportFields(1 << 1);
+    /// `last4` (given, or shown from a plaintext `key`).
+    pub const LAST4: ImportFields = ImportFields(1 << 2);
+    /// `tier`.
+    pub const TIER: ImportFields = ImportFields(1 << 3);
+    /// `scopes`.
+    pub const SCOPES: ImportFields = ImportFields(1 << 4);
+    /// `environment`.
+    pub const ENVIRONMENT: ImportFields = ImportFields(1 << 5);
+    /// `org`.
+    pub const ORG: ImportFields = ImportFields(1 << 6);
+    /// `owner`.
+    pub const OWNER: ImportFields = ImportFields(1 << 7);
+    /// `status`.
+    pub const STATUS: ImportFields = ImportFields(1 << 8);
+    /// `credits` (a number, or `null` for unmetered), with when they were set.
+    pub const CREDITS: ImportFields = ImportFields(1 << 9);
+    /// `allowed_ips`.
+    pub const ALLOWED_IPS: ImportFields = ImportFields(1 << 10);
+    /// `expires_at`.
+    pub const EXPIRES_AT: ImportFields = ImportFields(1 << 11);
+    /// `created_at`.
+    pub const CREATED_AT: ImportFields = ImportFields(1 << 12);
+    /// Every field.
+    pub const ALL: ImportFields = ImportFields((1 << 13) - 1);
+
+    /// The stored columns of each field.
+    pub const COLUMNS: [(ImportFields, &'static [&'static str]); 13] = [
+        (Self::NAME, &["name"]),
+        (Self::PREFIX, &["prefix"]),
+        (Self::LAST4, &["last4"]),
+        (Self::TIER, &["tier"]),
+        (Self::SCOPES, &["scopes"]),
+        (Self::ENVIRONMENT, &["environment"]),
+        (Self::ORG, &["org"]),
+        (Self::OWNER, &["owner"]),
+        (Self::STATUS, &["status"]),
+        (Self::CREDITS, &["credits", "refilled_at"]),
+        (Self::ALLOWED_IPS, &["allowed_ips"]),
+        (Self::EXPIRES_AT, &["expires_at"]),
+        (Self::CREATED_AT, &["created_at"]),
+    ];
+
+    /// True when every field of `other` is among these.
+    pub fn contains(self, other: ImportFields) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// Adds `other`'s fields when `given`.
+    pub fn set(&mut self, other: ImportFields, given: bool) {
+        if given {
+            self.0 |= other.0;
+        }
+    }
+
+    /// The stored columns of these fields, in a fixed order.
+    pub fn columns(self) -> impl Iterator<Item = &'static str> {
+        Self::COLUMNS
+            .into_iter()
+            .filter(move |(f, _)| self.contains(*f))
+            .flat_map(|(_, columns)| columns.iter().copied())
+    }
+}
+
 /// A key brought in by an import (CONTRACT §9), checked and ready to store.
 #[derive(Clone, Debug)]
 pub struct ImportedKey {
@@ -176,4 +249,7 @@ pub struct ImportedKey {
     pub id_given: bool,
     /// The hash the key is stored under.
     pub hash: super::KeyHash,
+    /// The fields the line carried: an update of a stored key changes only these
+    /// (a new key takes the defaults for the others).
+    pub given: ImportFields,
 }

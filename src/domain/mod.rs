@@ -9,7 +9,7 @@ pub mod usage;
 pub mod user;
 
 pub use hash::KeyHash;
-pub use key::{Environment, ImportedKey, KeyPatch, KeyRecord, KeyStatus};
+pub use key::{Environment, ImportFields, ImportedKey, KeyPatch, KeyRecord, KeyStatus};
 pub use refill::{Refill, RefillDue, RefillEvery};
 pub use usage::UsageRow;
 pub use user::UserRecord;

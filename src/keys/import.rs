@@ -7,7 +7,7 @@
 use super::input::{validate_new, KeyInput};
 use super::service::KeyRules;
 use crate::auth::api_key::{KeyShape, MAX_KEY_LEN};
-use crate::domain::{ImportedKey, KeyHash, KeyRecord, KeyStatus};
+use crate::domain::{ImportFields, ImportedKey, KeyHash, KeyRecord, KeyStatus};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use std::fmt;
@@ -51,13 +51,24 @@ struct Line {
     environment: Option<String>,
     org: Option<String>,
     owner: Option<String>,
-    credits: Option<i64>,
+    /// Absent (`None`), `null` (`Some(None)`: unmetered) or a number.
+    #[serde(default, deserialize_with = "present")]
+    credits: Option<Option<i64>>,
     expires_at: Option<DateTime<Utc>>,
     allowed_ips: Option<Vec<String>>,
     status: Option<String>,
     created_at: Option<DateTime<Utc>>,
     prefix: Option<String>,
     last4: Option<String>,
+}
+
+/// A field that is present, `null` included: absent stays `None` (by `default`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 fn valid_id(id: &str) -> bool {
@@ -119,6 +130,27 @@ pub fn parse_line(
             "holds more than one JSON object".into(),
         )]);
     }
+    // What the line carried: a line matching a stored key changes only that.
+    let mut given = ImportFields::default();
+    given.set(ImportFields::NAME, parsed.name.is_some());
+    given.set(
+        ImportFields::PREFIX,
+        parsed.key.is_some() || parsed.prefix.is_some(),
+    );
+    given.set(
+        ImportFields::LAST4,
+        parsed.key.is_some() || parsed.last4.is_some(),
+    );
+    given.set(ImportFields::TIER, parsed.tier.is_some());
+    given.set(ImportFields::SCOPES, parsed.scopes.is_some());
+    given.set(ImportFields::ENVIRONMENT, parsed.environment.is_some());
+    given.set(ImportFields::ORG, parsed.org.is_some());
+    given.set(ImportFields::OWNER, parsed.owner.is_some());
+    given.set(ImportFields::STATUS, parsed.status.is_some());
+    given.set(ImportFields::CREDITS, parsed.credits.is_some());
+    given.set(ImportFields::ALLOWED_IPS, parsed.allowed_ips.is_some());
+    given.set(ImportFields::EXPIRES_AT, parsed.expires_at.is_some());
+    given.set(ImportFields::CREATED_AT, parsed.created_at.is_some());
     let mut problems = Vec::new();
     let (hash, shown_prefix, shown_last4) = match (&parsed.key, &parsed.hash) {
         (Some(key), None) => {
@@ -215,6 +247,7 @@ pub fn parse_line(
             KeyStatus::Active
         }
     };
+    let tier_given = parsed.tier.is_some();
     // The key rules, as for a key made through any door. An import may carry an
     // expiry in the past (an expired key stays expired), so expiry is not theirs.
     let input = KeyInput {
@@ -222,7 +255,7 @@ pub fn parse_line(
         tier: parsed.tier,
         scopes: parsed.scopes,
         environment: parsed.environment,
-        credits: Some(parsed.credits),
+        credits: Some(parsed.credits.flatten()),
         refill: None,
         expires_at: None,
         allowed_ips: parsed.allowed_ips,
@@ -242,10 +275,19 @@ pub fn parse_line(
     let id_given = parsed.id.is_some();
     let tier = valid.tier.unwrap_or_else(|| rules.default_tier.to_string());
     // An imported balance is the customer's balance for this period: a tier's
-    // refill starts from the next one, not at the key's first use.
-    let refilled_at = rules.refill_of(&tier, None).and_then(|r| {
-        DateTime::from_timestamp(r.every.period_start(now.timestamp_millis() as u64), 0)
-    });
+    // refill starts from the next one, not at the key's first use. A line that sets
+    // a balance without naming the tier may be updating a stored key of any tier:
+    // the time of the import lies within the current period, whichever it is.
+    let tier_period = || {
+        rules.refill_of(&tier, None).and_then(|r| {
+            DateTime::from_timestamp(r.every.period_start(now.timestamp_millis() as u64), 0)
+        })
+    };
+    let refilled_at = if tier_given || !given.contains(ImportFields::CREDITS) {
+        tier_period()
+    } else {
+        Some(now)
+    };
     Ok(ImportedKey {
         line,
         record: KeyRecord {
@@ -270,6 +312,7 @@ pub fn parse_line(
         },
         id_given,
         hash,
+        given,
     })
 }
 
@@ -359,6 +402,36 @@ mod tests {
             (KeyStatus::Active, None)
         );
         assert_eq!(k.record.name, "imported");
+    }
+
+    #[test]
+    fn a_line_says_which_fields_it_carries_and_null_credits_is_one() {
+        let hash = KeyHash::of("anything").to_string();
+        let bare = parse(&format!(r#"{{"hash":"{hash}"}}"#)).unwrap();
+        assert_eq!(bare.given, ImportFields::default());
+        let unmetered = parse(&format!(r#"{{"hash":"{hash}","credits":null}}"#)).unwrap();
+        assert_eq!(unmetered.given, ImportFields::CREDITS);
+        assert_eq!(unmetered.record.credits, None);
+        let key = format!("ak_live_{}", "z".repeat(32));
+        let named = parse(&format!(r#"{{"key":"{key}","name":"n","credits":3}}"#)).unwrap();
+        for f in [
+            ImportFields::NAME,
+            ImportFields::PREFIX,
+            ImportFields::LAST4,
+            ImportFields::CREDITS,
+        ] {
+            assert!(named.given.contains(f), "{f:?}");
+        }
+        assert!(!named.given.contains(ImportFields::TIER));
+        assert!(
+            named.record.refilled_at.is_some(),
+            "a balance set without its tier counts from now"
+        );
+        let columns: Vec<_> = named.given.columns().collect();
+        assert_eq!(
+            columns,
+            ["name", "prefix", "last4", "credits", "refilled_at"]
+        );
     }
 
     #[test]

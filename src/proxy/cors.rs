@@ -4,7 +4,7 @@
 //! 429). With `cors:` set keygate owns CORS: the upstream's own `Access-Control-*`
 //! response headers are replaced. The anchors are Kong's and APISIX's CORS plugins.
 
-use crate::config::CorsConfig;
+use crate::config::{CorsConfig, OriginPattern};
 use http::header::{
     ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
     ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE,
@@ -16,7 +16,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 #[derive(Clone, Debug)]
 pub struct CorsPolicy {
     any_origin: bool,
-    origins: Vec<String>,
+    origins: Vec<OriginPattern>,
     credentials: bool,
     allow_methods: Option<HeaderValue>,
     allow_headers: Option<HeaderValue>,
@@ -54,7 +54,12 @@ impl CorsPolicy {
     pub fn new(c: &CorsConfig) -> Self {
         CorsPolicy {
             any_origin: c.allow_origins.iter().any(|o| o == "*"),
-            origins: c.allow_origins.clone(),
+            // `check` refused any entry that does not parse.
+            origins: c
+                .allow_origins
+                .iter()
+                .filter_map(|o| OriginPattern::parse(o).ok())
+                .collect(),
             credentials: c.allow_credentials,
             allow_methods: joined(&c.allow_methods),
             allow_headers: joined(&c.allow_headers),
@@ -72,7 +77,7 @@ impl CorsPolicy {
         let text = origin.to_str().ok()?;
         self.origins
             .iter()
-            .any(|o| o.eq_ignore_ascii_case(text))
+            .any(|o| o.matches(text))
             .then(|| origin.clone())
     }
 
@@ -173,6 +178,22 @@ mod tests {
         let r = p.response(Some(&app));
         assert_eq!(r[0].1, app);
         assert!(r[1].1.to_str().unwrap().contains("X-RateLimit-Remaining"));
+    }
+
+    #[test]
+    fn subdomain_wildcards_echo_the_subdomain_and_refuse_lookalikes() {
+        let p = policy("{allow_origins: [\"https://*.example.com\"]}");
+        let sub = HeaderValue::from_static("https://app.example.com");
+        assert_eq!(p.response(Some(&sub))[0].1, sub);
+        for evil in [
+            "https://evil-example.com",
+            "https://example.com.evil.com",
+            "http://app.example.com",
+            "https://app.example.com:8443",
+        ] {
+            let evil = HeaderValue::from_static(evil);
+            assert_eq!(names(&p.preflight(Some(&evil))), ["vary"], "{evil:?}");
+        }
     }
 
     #[test]

@@ -16,6 +16,25 @@ use std::net::IpAddr;
 /// used would not be the one served. Never forwarded.
 const PATH_OVERRIDES: [&str; 2] = ["x-original-url", "x-rewrite-url"];
 
+/// Prefixes under which a bridge in front of a service turns a request header into
+/// one of the service's own: grpc-gateway (the usual REST-to-gRPC bridge) passes
+/// `Grpc-Metadata-X-Auth-Org` on as gRPC metadata `x-auth-org`. A header that names an
+/// identity (or stripped credential) header once such a prefix is removed is a
+/// spoofing attempt, like the `_` spellings.
+const BRIDGE_PREFIXES: [&str; 1] = ["grpc-metadata-"];
+
+/// `name` (lowercase, `_` already read as `-`) without every bridge prefix it starts
+/// with.
+fn unbridged(mut name: &str) -> &str {
+    while let Some(rest) = BRIDGE_PREFIXES
+        .iter()
+        .find_map(|p| name.strip_prefix(p).filter(|r| !r.is_empty()))
+    {
+        name = rest;
+    }
+    name
+}
+
 /// Which principal field an identity header carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Field {
@@ -139,22 +158,28 @@ impl ForwardPlan {
         Ok(())
     }
 
-    /// Removes, in one pass over the header names, the [`PATH_OVERRIDES`] and the
-    /// headers that CGI/WSGI upstreams (and nginx with `underscores_in_headers on`)
-    /// read as an identity header, or as a stripped credential header: `X_Auth_Org`
-    /// becomes `HTTP_X_AUTH_ORG` there, just like `X-Auth-Org`.
+    /// Removes, in one pass over the header names, the [`PATH_OVERRIDES`] and every
+    /// other spelling of an identity header, or of a stripped credential header, that
+    /// something behind keygate reads as the real one: with `_` for `-` (CGI/WSGI
+    /// upstreams and nginx with `underscores_in_headers on` read `X_Auth_Org` as
+    /// `HTTP_X_AUTH_ORG`, just like `X-Auth-Org`), and under a bridge's prefix
+    /// ([`BRIDGE_PREFIXES`]: `Grpc-Metadata-X-Auth-Org` becomes gRPC metadata
+    /// `x-auth-org`), or both.
     fn remove_spoofable(&self, req: &mut RequestHeader, credentials: bool) {
         let spoofed: Vec<HeaderName> = req
             .headers
             .keys()
             .filter(|name| {
                 let name = name.as_str();
-                if memchr::memchr(b'_', name.as_bytes()).is_none() {
+                let bridged = BRIDGE_PREFIXES.iter().any(|p| name.starts_with(p));
+                if memchr::memchr(b'_', name.as_bytes()).is_none() && !bridged {
                     return PATH_OVERRIDES.contains(&name);
                 }
                 let dashed = name.replace('_', "-");
-                self.identity.iter().any(|h| h.name.as_str() == dashed)
-                    || (credentials && self.credential_headers.iter().any(|h| h.as_str() == dashed))
+                let plain = unbridged(&dashed);
+                PATH_OVERRIDES.contains(&plain)
+                    || self.identity.iter().any(|h| h.name.as_str() == plain)
+                    || (credentials && self.credential_headers.iter().any(|h| h.as_str() == plain))
             })
             .cloned()
             .collect();
@@ -364,6 +389,42 @@ mod tests {
             .unwrap();
         assert!(public.headers.get("x_auth_tier").is_none());
         assert_eq!(public.headers["x_api_key"], "k");
+    }
+
+    #[test]
+    fn identity_under_a_bridge_prefix_never_reaches_the_upstream() {
+        let mut req = RequestHeader::build("GET", b"/x", None).unwrap();
+        req.insert_header("Grpc-Metadata-X-Auth-Scopes", "admin")
+            .unwrap();
+        req.insert_header("grpc-metadata-x-auth-subject", "root")
+            .unwrap();
+        req.insert_header("Grpc_Metadata_X_Auth_Org", "org_victim")
+            .unwrap();
+        req.insert_header("Grpc-Metadata-Grpc-Metadata-X-Auth-Tier", "enterprise")
+            .unwrap();
+        req.insert_header("Grpc-Metadata-X-Api-Key", "other")
+            .unwrap();
+        req.insert_header("Grpc-Metadata-X-Original-Url", "/admin")
+            .unwrap();
+        req.insert_header("Grpc-Metadata-Trace", "kept").unwrap();
+        req.insert_header("Grpc-Metadata-", "kept").unwrap();
+        plan()
+            .apply(
+                &mut req,
+                Some(&principal()),
+                None,
+                &HeaderValue::from_static("rid"),
+            )
+            .unwrap();
+        let mut names: Vec<&str> = req
+            .headers
+            .keys()
+            .map(|k| k.as_str())
+            .filter(|n| n.starts_with("grpc"))
+            .collect();
+        names.sort_unstable();
+        assert_eq!(names, ["grpc-metadata-", "grpc-metadata-trace"]);
+        assert_eq!(req.headers["x-auth-subject"], "user_1");
     }
 
     #[test]

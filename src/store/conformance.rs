@@ -439,6 +439,7 @@ fn imported(line: u64, id: &str, secret: &str, id_given: bool) -> ImportedKey {
         record: record(id, Some(5)),
         id_given,
         hash: KeyHash::of(secret),
+        given: crate::domain::ImportFields::ALL,
     }
 }
 
@@ -545,6 +546,45 @@ pub(crate) async fn an_import_is_all_or_nothing_and_replaces_by_id_or_hash(
         "line 1 was rolled back"
     );
     assert_eq!(store.list().await.unwrap().len(), 2);
+
+    // A line that matches a stored key changes only the fields it carried.
+    let mut partial = imported(1, "key_fresh", "s2", false);
+    partial.record.name = "named again".into();
+    partial.record.credits = None;
+    partial.record.tier = "default".into();
+    partial.given = crate::domain::ImportFields::NAME;
+    let n = feed(
+        &store,
+        vec![ImportMsg::Keys(vec![partial]), ImportMsg::Commit],
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 1);
+    let x = store.get("key_x").await.unwrap().unwrap();
+    assert_eq!(x.name, "named again");
+    assert_eq!(
+        (x.credits, x.tier.as_str()),
+        (Some(5), "free"),
+        "what the line did not say keeps its value"
+    );
+
+    // The same key on two lines (by hash, and by id then by hash) is one key.
+    let n = feed(
+        &store,
+        vec![
+            ImportMsg::Keys(vec![
+                imported(1, "key_a1", "s3", false),
+                imported(2, "key_a2", "s3", false),
+                imported(3, "cust_1", "s1-new", true),
+                imported(4, "key_b", "s1-new", false),
+            ]),
+            ImportMsg::Commit,
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(n, 2, "two keys, four lines");
+    assert_eq!(store.list().await.unwrap().len(), 3);
 }
 
 /// A key's own refill and `refilled_at` round trip; a due refill is applied once per

@@ -8,6 +8,7 @@ pub mod file;
 pub mod postgres;
 pub mod sqlite;
 pub mod users;
+pub mod write_health;
 
 #[cfg(test)]
 pub(crate) mod conformance;
@@ -186,9 +187,14 @@ pub enum StoreChange {
         /// When the change happened (Unix ms, the store host's clock), if known.
         changed_at_ms: Option<u64>,
     },
-    /// Changes may have been missed (the feed started listening, or listened again):
-    /// forget everything.
+    /// The feed is listening (for the first time, or again): changes made before
+    /// may have been missed, so forget everything; from now on every change is
+    /// announced.
     All,
+    /// The feed stopped listening (its connection was lost, or it has not started
+    /// yet): changes made from now on may go unannounced, so no cached key may be
+    /// trusted without reading it again, until [`StoreChange::All`].
+    Unwatched,
 }
 
 /// What [`StoreError::ImportConflict`] says of the line's `hash`.
@@ -207,23 +213,22 @@ pub enum ImportMsg {
 pub type ImportFeed = tokio::sync::mpsc::Receiver<ImportMsg>;
 
 /// The clause an import appends to a key's `INSERT`, the same text for SQLite and
-/// PostgreSQL: by id (`by_id`) the stored record is replaced, secret included and any
-/// regenerate grace ended; by hash, the record stored under the same secret keeps
-/// its id. Usage, credits history and `last_used_at` stay either way.
-pub fn import_upsert(by_id: bool) -> String {
-    const REPLACES: &str = "name = excluded.name, prefix = excluded.prefix, \
-        last4 = excluded.last4, tier = excluded.tier, scopes = excluded.scopes, \
-        environment = excluded.environment, org = excluded.org, owner = excluded.owner, \
-        status = excluded.status, credits = excluded.credits, allowed_ips = excluded.allowed_ips, \
-        expires_at = excluded.expires_at, created_at = excluded.created_at";
+/// PostgreSQL. A line matching a stored key updates only the fields it carried
+/// (`given`): by id (`by_id`) the secret is replaced too and any regenerate grace
+/// ended; by hash, the record stored under the same secret keeps its id. Usage,
+/// credits history and `last_used_at` stay either way. The statement answers the
+/// id of the key it wrote, so an import counts keys, not lines.
+pub fn import_upsert(by_id: bool, given: crate::domain::ImportFields) -> String {
+    let mut sets = vec!["key_hash = excluded.key_hash".to_string()];
+    sets.extend(given.columns().map(|c| format!("{c} = excluded.{c}")));
     if by_id {
-        format!(
-            " ON CONFLICT (id) DO UPDATE SET key_hash = excluded.key_hash, {REPLACES}, \
-             prev_key_hash = NULL, prev_hash_expires_at = NULL"
-        )
-    } else {
-        format!(" ON CONFLICT (key_hash) DO UPDATE SET {REPLACES}")
+        sets.push("prev_key_hash = NULL, prev_hash_expires_at = NULL".into());
     }
+    let target = if by_id { "id" } else { "key_hash" };
+    format!(
+        " ON CONFLICT ({target}) DO UPDATE SET {} RETURNING id",
+        sets.join(", ")
+    )
 }
 
 /// A key's own refill from its two columns (both or neither); an error says what
@@ -345,5 +350,9 @@ pub trait KeyStore: Send + Sync {
     /// only this process writes have none to announce.
     fn watch(&self, handler: ChangeHandler) {
         let _ = handler;
+    }
+    /// How the store's writes are going (`None`: a read-only store).
+    fn write_health(&self) -> Option<&write_health::WriteHealth> {
+        None
     }
 }

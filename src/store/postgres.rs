@@ -336,7 +336,7 @@ impl KeyStore for PostgresStore {
             .await?;
             tx.commit().await.map(|_| true)
         };
-        match tokio::time::timeout(self.pool.timeout(), work).await {
+        let outcome = match tokio::time::timeout(self.pool.timeout(), work).await {
             Ok(Ok(true)) => Ok(()),
             Ok(Ok(false)) => Err(StoreError::QuotaExceeded { max: max_active }),
             Ok(Err(e)) => Err(pool::db_error(e)),
@@ -344,27 +344,46 @@ impl KeyStore for PostgresStore {
                 *guard = None;
                 Err(StoreError::Unavailable("postgres: insert timed out".into()))
             }
-        }
+        };
+        self.pool.wrote(outcome)
     }
 
     async fn import(&self, mut feed: ImportFeed) -> Result<u64, StoreError> {
-        let by_id = format!("{INSERT_KEY}{}", import_upsert(true));
-        let by_hash = format!("{INSERT_KEY}{}", import_upsert(false));
         // A connection of its own: a long import holds no pooled connection, so the
         // request path (debits, lookups) goes on meanwhile.
         let mut client = self.pool.dedicated().await?;
         let tx = client.transaction().await.map_err(db_error)?;
-        let by_id = tx.prepare(&by_id).await.map_err(db_error)?;
-        let by_hash = tx.prepare(&by_hash).await.map_err(db_error)?;
-        let mut written = 0;
+        // The ids written, once each: the same key on two lines is one key.
+        tx.batch_execute("CREATE TEMP TABLE import_written (id text PRIMARY KEY) ON COMMIT DROP")
+            .await
+            .map_err(db_error)?;
+        // One statement per combination of fields the lines carry (in practice a
+        // file has one or two).
+        let mut statements = std::collections::HashMap::new();
         while let Some(msg) = feed.recv().await {
             let keys = match msg {
                 ImportMsg::Keys(keys) => keys,
                 ImportMsg::Commit => {
+                    let written: i64 = tx
+                        .query_one("SELECT COUNT(*) FROM import_written", &[])
+                        .await
+                        .and_then(|r| r.try_get(0))
+                        .map_err(db_error)?;
                     tx.commit().await.map_err(db_error)?;
-                    return Ok(written);
+                    return Ok(written.max(0) as u64);
                 }
             };
+            for k in &keys {
+                let shape = (k.id_given, k.given);
+                if let std::collections::hash_map::Entry::Vacant(slot) = statements.entry(shape) {
+                    let sql = format!(
+                        "WITH up AS ({INSERT_KEY}{}) \
+                         INSERT INTO import_written SELECT id FROM up ON CONFLICT DO NOTHING",
+                        import_upsert(k.id_given, k.given)
+                    );
+                    slot.insert(tx.prepare(&sql).await.map_err(db_error)?);
+                }
+            }
             // Each batch is pipelined: every statement is sent before the first
             // answer is awaited. The first failure, in line order, aborts the import.
             let columns: Vec<_> = keys
@@ -383,7 +402,7 @@ impl KeyStore for PostgresStore {
                 .iter()
                 .zip(&columns)
                 .map(|(k, (hash, ips, env, status, refill))| {
-                    let statement = if k.id_given { &by_id } else { &by_hash };
+                    let statement = &statements[&(k.id_given, k.given)];
                     let params = insert_params(&k.record, hash, ips, env, status, refill);
                     let tx = &tx;
                     async move {
@@ -398,7 +417,6 @@ impl KeyStore for PostgresStore {
                     }
                 });
             futures_util::future::try_join_all(writes).await?;
-            written += keys.len() as u64;
         }
         Err(StoreError::Unavailable(
             "the import was abandoned; nothing was written".into(),
@@ -483,7 +501,7 @@ impl KeyStore for PostgresStore {
             }
             Ok(answers)
         };
-        match tokio::time::timeout(self.pool.timeout(), work).await {
+        let outcome = match tokio::time::timeout(self.pool.timeout(), work).await {
             Ok(r) => r.map_err(pool::db_error),
             Err(_) => {
                 *guard = None;
@@ -491,7 +509,8 @@ impl KeyStore for PostgresStore {
                     "postgres: credit debit timed out".into(),
                 ))
             }
-        }
+        };
+        self.pool.wrote(outcome)
     }
 
     async fn refund_credits(&self, id: &str, cost: u64, debited_at: i64) -> Result<(), StoreError> {
@@ -567,7 +586,7 @@ impl KeyStore for PostgresStore {
             }
             tx.commit().await
         };
-        match tokio::time::timeout(self.pool.timeout(), work).await {
+        let outcome = match tokio::time::timeout(self.pool.timeout(), work).await {
             Ok(r) => r.map_err(pool::db_error),
             Err(_) => {
                 *guard = None;
@@ -575,7 +594,8 @@ impl KeyStore for PostgresStore {
                     "postgres: usage flush timed out".into(),
                 ))
             }
-        }
+        };
+        self.pool.wrote(outcome)
     }
 
     async fn usage(
@@ -607,12 +627,17 @@ impl KeyStore for PostgresStore {
         self.pool.query("SELECT 1", &[]).await.map(drop)
     }
 
+    fn write_health(&self) -> Option<&super::write_health::WriteHealth> {
+        Some(self.pool.write_health())
+    }
+
     fn watch(&self, handler: ChangeHandler) {
         listen::spawn(
             self.pool.target().clone(),
             self.pool.timeout(),
             handler,
             self.stop.subscribe(),
+            self.pool.reachable(),
         );
     }
 }

@@ -46,6 +46,8 @@ pub struct SqliteStore {
     alive: Arc<()>,
     /// Judges regenerate grace periods and refresh-token expiry.
     clock: Arc<dyn Clock>,
+    /// How the writes are going.
+    writes: super::write_health::WriteHealth,
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -78,6 +80,7 @@ impl SqliteStore {
             path: path.to_path_buf(),
             alive: Arc::new(()),
             clock: Arc::new(SystemClock),
+            writes: Default::default(),
         })
     }
 
@@ -120,7 +123,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        self.run(true, f).await
+        self.writes.record(self.run(true, f).await)
     }
 
     async fn run<T, F>(&self, write: bool, f: F) -> Result<T, StoreError>
@@ -215,7 +218,9 @@ fn decode(row: &Row<'_>) -> rusqlite::Result<Result<KeyRecord, StoreError>> {
 
 /// Inserts one key row (the caller holds the writer).
 fn insert_row(c: &Connection, r: &KeyRecord, hash: &[u8; 32]) -> Result<(), StoreError> {
-    write_row(c, &insert_sql(""), r, hash).map_err(unavailable)
+    write_row(c, &insert_sql(""), r, hash)
+        .map(drop)
+        .map_err(unavailable)
 }
 
 /// The `INSERT` of one key row, followed by `on_conflict` (empty: fail on a conflict).
@@ -227,36 +232,44 @@ fn insert_sql(on_conflict: &str) -> String {
     )
 }
 
-/// Runs `sql`, an [`insert_sql`], for one key row.
-fn write_row(c: &Connection, sql: &str, r: &KeyRecord, hash: &[u8; 32]) -> rusqlite::Result<()> {
+/// Runs `sql`, an [`insert_sql`], for one key row; returns the first column of the
+/// row it answers, if it has a `RETURNING` clause.
+fn write_row(
+    c: &Connection,
+    sql: &str,
+    r: &KeyRecord,
+    hash: &[u8; 32],
+) -> rusqlite::Result<Option<String>> {
     let scopes = serde_json::to_string(&r.scopes).unwrap_or_else(|_| "[]".into());
     let ips = serde_json::to_string(&r.allowed_ips).unwrap_or_else(|_| "[]".into());
     let refill = refill_columns(r.refill);
-    c.prepare_cached(sql)
-        .and_then(|mut s| {
-            s.execute(params![
-                hash.as_slice(),
-                r.id,
-                r.name,
-                r.prefix,
-                r.last4,
-                r.tier,
-                scopes,
-                r.environment.as_str(),
-                r.org,
-                r.owner,
-                r.status.as_str(),
-                r.credits,
-                ips,
-                r.expires_at.map(|t| t.timestamp()),
-                r.created_at.timestamp(),
-                r.last_used_at.map(|t| t.timestamp()),
-                refill.0,
-                refill.1,
-                r.refilled_at.map(|t| t.timestamp()),
-            ])
-        })
-        .map(drop)
+    c.prepare_cached(sql).and_then(|mut s| {
+        let mut rows = s.query(params![
+            hash.as_slice(),
+            r.id,
+            r.name,
+            r.prefix,
+            r.last4,
+            r.tier,
+            scopes,
+            r.environment.as_str(),
+            r.org,
+            r.owner,
+            r.status.as_str(),
+            r.credits,
+            ips,
+            r.expires_at.map(|t| t.timestamp()),
+            r.created_at.timestamp(),
+            r.last_used_at.map(|t| t.timestamp()),
+            refill.0,
+            refill.1,
+            r.refilled_at.map(|t| t.timestamp()),
+        ])?;
+        match rows.next()? {
+            Some(row) => row.get(0).map(Some),
+            None => Ok(None),
+        }
+    })
 }
 
 fn query_one(
@@ -440,30 +453,45 @@ impl KeyStore for SqliteStore {
             let tx =
                 rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)
                     .map_err(unavailable)?;
-            let (by_id, by_hash) = (
-                insert_sql(&import_upsert(true)),
-                insert_sql(&import_upsert(false)),
-            );
-            let mut written = 0;
+            // The ids written, once each: the same key on two lines is one key.
+            tx.execute_batch(
+                "CREATE TEMP TABLE IF NOT EXISTS import_written (id TEXT PRIMARY KEY);
+                 DELETE FROM temp.import_written;",
+            )
+            .map_err(unavailable)?;
+            let mut statements = std::collections::HashMap::new();
             while let Some(msg) = feed.blocking_recv() {
                 match msg {
                     ImportMsg::Keys(keys) => {
                         for k in &keys {
-                            let sql = if k.id_given { &by_id } else { &by_hash };
-                            write_row(&tx, sql, &k.record, &k.hash.0).map_err(|e| match e {
-                                rusqlite::Error::SqliteFailure(f, _)
-                                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-                                {
-                                    StoreError::ImportConflict { line: k.line }
-                                }
-                                e => unavailable(e),
-                            })?;
+                            let sql = statements
+                                .entry((k.id_given, k.given))
+                                .or_insert_with(|| insert_sql(&import_upsert(k.id_given, k.given)));
+                            let id = write_row(&tx, sql, &k.record, &k.hash.0)
+                                .map_err(|e| match e {
+                                    rusqlite::Error::SqliteFailure(f, _)
+                                        if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                                    {
+                                        StoreError::ImportConflict { line: k.line }
+                                    }
+                                    e => unavailable(e),
+                                })?
+                                .ok_or_else(|| unavailable("the import wrote no row"))?;
+                            tx.prepare_cached(
+                                "INSERT OR IGNORE INTO temp.import_written (id) VALUES (?1)",
+                            )
+                            .and_then(|mut s| s.execute([id]))
+                            .map_err(unavailable)?;
                         }
-                        written += keys.len() as u64;
                     }
                     ImportMsg::Commit => {
+                        let written: i64 = tx
+                            .query_row("SELECT COUNT(*) FROM temp.import_written", [], |r| r.get(0))
+                            .map_err(unavailable)?;
+                        tx.execute_batch("DELETE FROM temp.import_written;")
+                            .map_err(unavailable)?;
                         tx.commit().map_err(unavailable)?;
-                        return Ok(written);
+                        return Ok(written.max(0) as u64);
                     }
                 }
             }
@@ -669,6 +697,10 @@ impl KeyStore for SqliteStore {
     /// their changes through the `key_changes` log.
     fn watch(&self, handler: crate::store::ChangeHandler) {
         feed::spawn(self.path.clone(), handler, Arc::downgrade(&self.alive));
+    }
+
+    fn write_health(&self) -> Option<&super::write_health::WriteHealth> {
+        Some(&self.writes)
     }
 }
 

@@ -121,3 +121,35 @@ async fn upstream_failures_become_contract_errors() {
         "no second line from Pingora: {logs}"
     );
 }
+
+/// Attacked (third round): `Grpc-Metadata-X-Auth-Scopes: admin` reached the
+/// upstream, and grpc-gateway, the usual REST-to-gRPC bridge, hands a service
+/// behind it gRPC metadata `x-auth-scopes: admin`.
+#[tokio::test]
+async fn identity_headers_under_a_bridge_prefix_never_reach_the_upstream() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, DEFAULT_POLICY);
+    let (_, key) = kg.create_key(&["--scopes", "read", "--owner", "alice"]);
+    let r = client()
+        .get(kg.url("/items"))
+        .header("X-API-Key", &key)
+        .header("Grpc-Metadata-X-Auth-Scopes", "admin")
+        .header("Grpc-Metadata-X-Auth-Subject", "root")
+        .header("grpc_metadata_x_auth_org", "org_victim")
+        .header("Grpc-Metadata-Grpc-Metadata-X-Auth-Tier", "enterprise")
+        .header("Grpc-Metadata-X-Api-Key", "someone-elses")
+        .header("Grpc-Metadata-X-Request-Trace", "kept")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = json(r).await;
+    let headers = body["headers"].as_object().unwrap();
+    let bridged: Vec<&String> = headers
+        .keys()
+        .filter(|k| k.replace('_', "-").starts_with("grpc-metadata-"))
+        .collect();
+    assert_eq!(bridged, ["grpc-metadata-x-request-trace"], "{headers:?}");
+    assert_eq!(body["headers"]["x-auth-scopes"][0], "read");
+    assert_eq!(body["headers"]["x-auth-subject"][0], "alice");
+}

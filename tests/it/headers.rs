@@ -152,3 +152,67 @@ async fn browsers_get_preflights_answered_and_cors_headers_on_every_answer() {
         .unwrap();
     assert_eq!(r.status(), 401);
 }
+
+/// Attacked (third round): `cors.allow_origins: ["https://*.example.com"]` passed
+/// `keygate check` and then matched only that literal text. A subdomain wildcard
+/// now allows subdomains, and nothing that merely looks like one; a wildcard
+/// anywhere else is refused by `check` with its path.
+#[tokio::test]
+async fn a_subdomain_wildcard_allows_subdomains_and_no_lookalike() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(
+        up,
+        "tiers: { free: { per_minute: 1000 } }\n\
+         cors: { allow_origins: [\"https://*.example.com\"], allow_credentials: true }\n",
+    );
+    let c = client();
+    let preflight = |origin: &'static str| {
+        c.request(reqwest::Method::OPTIONS, kg.url("/api/things"))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "PUT")
+            .send()
+    };
+    for allowed in ["https://app.example.com", "https://eu.app.example.com"] {
+        let r = preflight(allowed).await.unwrap();
+        assert_eq!(r.headers()["access-control-allow-origin"], allowed);
+        assert_eq!(r.headers()["access-control-allow-credentials"], "true");
+    }
+    for lookalike in [
+        "https://example.com",
+        "https://evil-example.com",
+        "https://example.com.evil.com",
+        "https://app.example.com.evil.com",
+        "http://app.example.com",
+        "https://app.example.com:8443",
+        "https://*.example.com",
+        "null",
+    ] {
+        let r = preflight(lookalike).await.unwrap();
+        assert!(
+            r.headers().get("access-control-allow-origin").is_none(),
+            "{lookalike} was allowed"
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.yaml");
+    std::fs::write(
+        &config,
+        "upstream: { url: \"http://127.0.0.1:3000\" }\ntiers: { free: { per_minute: 1 } }\n\
+         cors: { allow_origins: [\"https://a*.example.com\", \"https://*.com\", \"*.example.com\"] }\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(&*BIN)
+        .args(["check", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for i in 0..3 {
+        assert!(
+            stderr.contains(&format!("cors.allow_origins[{i}]")),
+            "{stderr}"
+        );
+    }
+}

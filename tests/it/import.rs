@@ -501,3 +501,84 @@ async fn imports_into_postgres_are_all_or_nothing_and_serve_every_replica() {
     );
     assert_eq!(b.get_key("/api/x", &issued).await.status(), 200);
 }
+
+/// Attacked (third round): a line whose secret was already stored, with no `id` and
+/// no `credits`, answered `imported: 1` and erased what it did not say (credits
+/// became null, so a key at 402 answered 200; owner and scopes were lost), and the
+/// same key twice in one file counted twice. An update changes only the fields a
+/// line carries; unmetered needs an explicit `"credits": null`; the answer counts
+/// keys. On SQLite and on PostgreSQL, by the CLI and by the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_import_line_for_a_stored_key_changes_only_what_it_says() {
+    let up = start_upstream().await;
+    let Some(db) = PgDatabase::create().await else {
+        return;
+    };
+    let format = "ak_{env}_{random:26}{checksum}";
+    let sqlite = Keygate::start(up, &policy(format, &["ak_live_"]));
+    let postgres = Keygate::start_with_store(
+        &format!("http://{up}"),
+        &format!("store: {{ kind: postgres, url: \"{}\" }}\n", db.url),
+        &policy(format, &["ak_live_"]),
+    );
+    for kg in [&sqlite, &postgres] {
+        let (_, admin) = kg.create_key(&["--scopes", "admin"]);
+        let key = format!("ak_live_{}", "q".repeat(32));
+        let first = json!({"key": key, "name": "Acme", "owner": "alice", "scopes": ["search"],
+                           "org": "org_acme", "credits": 2, "tier": "pro"});
+        let (code, out, err) = import(kg, &[first], false);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("imported 1 key"), "{out}");
+        assert_eq!(kg.get_key("/metered", &key).await.status(), 200);
+        assert_eq!(kg.get_key("/metered", &key).await.status(), 200);
+        assert_eq!(kg.get_key("/metered", &key).await.status(), 402);
+
+        // The same secret again, saying only its name, twice in one file.
+        let rename = json!({"key": key, "name": "Acme Inc"});
+        let (code, out, err) = import(kg, &[rename.clone(), rename], false);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("imported 1 key"), "one key, two lines: {out}");
+        refused_or(kg, &key, 402).await;
+        let listed = json(kg.get_key("/v1/keys", &admin).await).await;
+        let stored = listed["api_keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["name"] == "Acme Inc")
+            .unwrap_or_else(|| panic!("renamed: {listed}"))
+            .clone();
+        assert_eq!(stored["credits"], 0, "{stored}");
+        assert_eq!(stored["owner"], "alice");
+        assert_eq!(stored["scopes"], json!(["search"]));
+        assert_eq!(stored["org"], "org_acme");
+        assert_eq!(stored["tier"], "pro");
+        assert_eq!(
+            kg.get_key("/api/search", &key).await.status(),
+            200,
+            "its scope kept"
+        );
+
+        // Through the API, the same rules; an explicit null makes it unmetered.
+        let (status, body) = import_api(kg, &admin, &[json!({"key": key, "credits": null})]).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["imported"], 1, "{body}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        while kg.get_key("/metered", &key).await.status() != 200 {
+            assert!(std::time::Instant::now() < deadline, "still metered");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Waits (at most 3 s) until `key` answers `status` on `/metered`.
+async fn refused_or(kg: &Keygate, key: &str, status: u16) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let got = kg.get_key("/metered", key).await.status();
+        if got == status {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{got}, not {status}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

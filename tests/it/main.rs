@@ -39,4 +39,6 @@ mod portal;
 mod replicas;
 mod scopes;
 mod secrets;
+mod store_restarts;
+mod store_writes;
 mod unauthorized;

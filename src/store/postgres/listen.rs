@@ -3,16 +3,19 @@
 //! (migration 0002), so it is sent when the change commits, whoever made it.
 //!
 //! The connection is pinged every few seconds; when it is lost, it is reopened with a
-//! backoff. Each time it starts listening, the first time included, the handler gets
-//! [`StoreChange::All`]: changes made while the feed was down (or before it first
-//! came up, while keygate was already serving) were missed, so every key cached
-//! meanwhile must be re-read.
+//! backoff, cut short as soon as the request path's pool reaches the database again
+//! (`reachable`): the feed listens again the moment the store answers. The handler
+//! gets [`StoreChange::Unwatched`] before the feed first listens and whenever it
+//! stops (a change made meanwhile goes unannounced, so no cached key may be trusted
+//! without reading it again), and [`StoreChange::All`] each time it starts listening,
+//! the first time included: every key cached before must be re-read.
 
 use super::target::PgTarget;
 use crate::metrics;
 use crate::store::{ChangeHandler, StoreChange};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
 use tokio_postgres::AsyncMessage;
 
 /// The channel the trigger announces on.
@@ -31,17 +34,21 @@ pub fn parse_payload(payload: &str) -> Option<StoreChange> {
     })
 }
 
-/// Runs the feed on the backend runtime until `stop` is dropped.
+/// Runs the feed on the backend runtime until `stop` is dropped. `reachable` is
+/// notified when the pool reconnects after a failure: a reconnect waiting out its
+/// backoff goes at once.
 pub fn spawn(
     target: PgTarget,
     timeout: Duration,
     handler: ChangeHandler,
     stop: watch::Receiver<()>,
+    reachable: Arc<Notify>,
 ) {
     let mut target = target;
     // Named, so operators can see (and tests can find) the feed in pg_stat_activity.
     target.config.application_name("keygate-change-feed");
-    crate::io_runtime::handle().spawn(run(target, timeout, handler, stop));
+    handler(StoreChange::Unwatched);
+    crate::io_runtime::handle().spawn(run(target, timeout, handler, stop, reachable));
 }
 
 async fn run(
@@ -49,6 +56,7 @@ async fn run(
     timeout: Duration,
     handler: ChangeHandler,
     mut stop: watch::Receiver<()>,
+    reachable: Arc<Notify>,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -56,6 +64,9 @@ async fn run(
         tokio::select! {
             _ = stop.changed() => break,
             ended = session => {
+                if matches!(ended, Ended::Lost(_)) {
+                    handler(StoreChange::Unwatched);
+                }
                 metrics::KEY_CHANGE_FEED_UP.set(0);
                 match ended {
                     Ended::Lost(reason) => {
@@ -73,6 +84,7 @@ async fn run(
         tokio::select! {
             _ = stop.changed() => break,
             _ = tokio::time::sleep(backoff) => {}
+            _ = reachable.notified() => {}
         }
     }
     metrics::KEY_CHANGE_FEED_UP.set(0);

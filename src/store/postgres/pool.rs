@@ -3,10 +3,19 @@
 //! tokio-postgres pipelines concurrent queries on one connection, so a handful of
 //! connections, shared rather than checked out, serve any number of requests. Each
 //! connection caches its prepared statements. Connections are opened on the backend
-//! runtime ([`crate::io_runtime`]); a dead one is replaced on next use, with a backoff
-//! so that while PostgreSQL is down requests fail at once instead of each waiting on a
-//! connect. Every query is bounded by the store timeout. Transactions use one separate
-//! connection behind a lock (they cannot share a pipelined connection).
+//! runtime ([`crate::io_runtime`]); a dead one is replaced on next use. Every query is
+//! bounded by the store timeout. Transactions use one separate connection behind a
+//! lock (they cannot share a pipelined connection).
+//!
+//! While no connection is live, one connect is attempted at a time, and each call is
+//! answered by an attempt that started after it arrived: a database that is back is
+//! seen by the next request, never after a backoff (a replica must not serve cached
+//! keys from memory once the store answers again). Attempts that fail fast (refused,
+//! closed, "starting up") are at least [`FAST_RETRY`] apart, so a call waits at most
+//! that long for the next one; attempts that time out (packets vanish) back off
+//! exponentially up to 5 s, and calls meanwhile fail at once rather than each waiting
+//! on a connect. When a connect succeeds after failures, `reachable` is notified (the
+//! change feed listens again at once).
 
 use super::target::PgTarget;
 use crate::store::StoreError;
@@ -30,11 +39,32 @@ pub struct Conn {
     stuck: std::sync::atomic::AtomicBool,
 }
 
-/// Backoff state of a slot whose connect failed.
+/// Least time between two connect attempts that failed fast.
+pub const FAST_RETRY: Duration = Duration::from_millis(10);
+
+/// Connect attempts of a slot.
 #[derive(Default)]
 struct Backoff {
+    /// No new attempt before this.
     until: Option<Instant>,
     delay: Duration,
+    /// The last attempt failed fast: a call waits for the next one rather than
+    /// failing at once.
+    fast: bool,
+    /// When the last attempt started: its outcome answers every call that arrived
+    /// before.
+    last_attempt: Option<Instant>,
+    /// The last attempt failed.
+    failing: bool,
+}
+
+/// A connect failing within this time failed fast (the database answered).
+fn fast_failure(timeout: Duration) -> Duration {
+    (timeout / 2).min(Duration::from_millis(250))
+}
+
+fn unreachable() -> StoreError {
+    StoreError::Unavailable("postgres unreachable (reconnecting)".into())
 }
 
 struct Slot {
@@ -49,6 +79,10 @@ pub struct PgPool {
     tx: tokio::sync::Mutex<Option<Client>>,
     next: AtomicUsize,
     timeout: Duration,
+    /// Notified when a connect succeeds after failures.
+    reachable: Arc<tokio::sync::Notify>,
+    /// How the writes are going.
+    writes: crate::store::write_health::WriteHealth,
 }
 
 /// Maps a driver error to the store's error (a unique violation is a conflict).
@@ -102,25 +136,42 @@ fn live(slot: &Slot) -> Option<Arc<Conn>> {
         .filter(|c| !c.client.is_closed() && !c.stuck.load(Ordering::Relaxed))
 }
 
-/// Reopens `slot`'s connection unless another task just did, or a recent failure
-/// puts it in backoff (then it fails at once: no request waits on a dead database).
+/// Reopens `slot`'s connection for a call that `arrived` then, unless another task
+/// just did. An attempt that started after the call arrived and failed answers it;
+/// otherwise the call makes the next attempt itself, after waiting out a fast
+/// failure's [`FAST_RETRY`]. During a slow failure's backoff it fails at once: no
+/// request waits on a database whose packets vanish.
 async fn reconnect(
     slot: &Slot,
     target: &PgTarget,
     timeout: Duration,
+    reachable: &tokio::sync::Notify,
+    arrived: Instant,
 ) -> Result<Arc<Conn>, StoreError> {
     let mut backoff = slot.connecting.lock().await;
     if let Some(c) = live(slot) {
         return Ok(c);
     }
-    if backoff.until.is_some_and(|t| Instant::now() < t) {
-        return Err(StoreError::Unavailable(
-            "postgres unreachable (reconnecting)".into(),
-        ));
+    if backoff.last_attempt.is_some_and(|t| t >= arrived) {
+        return Err(unreachable());
     }
+    if let Some(until) = backoff.until.filter(|t| Instant::now() < *t) {
+        if !backoff.fast {
+            return Err(unreachable());
+        }
+        tokio::time::sleep_until(until.into()).await;
+    }
+    let started = Instant::now();
+    backoff.last_attempt = Some(started);
     match connect(target, timeout).await {
         Ok(client) => {
-            *backoff = Backoff::default();
+            if backoff.failing {
+                reachable.notify_one();
+            }
+            *backoff = Backoff {
+                last_attempt: Some(started),
+                ..Backoff::default()
+            };
             let conn = Arc::new(Conn {
                 client,
                 statements: Mutex::new(HashMap::new()),
@@ -130,8 +181,13 @@ async fn reconnect(
             Ok(conn)
         }
         Err(e) => {
-            backoff.delay =
-                (backoff.delay * 2).clamp(Duration::from_millis(100), Duration::from_secs(5));
+            backoff.failing = true;
+            backoff.fast = started.elapsed() < fast_failure(timeout);
+            backoff.delay = if backoff.fast {
+                FAST_RETRY
+            } else {
+                (backoff.delay * 2).clamp(Duration::from_millis(100), Duration::from_secs(5))
+            };
             backoff.until = Some(Instant::now() + backoff.delay);
             Err(e)
         }
@@ -154,7 +210,25 @@ impl PgPool {
             tx: tokio::sync::Mutex::new(None),
             next: AtomicUsize::new(0),
             timeout,
+            reachable: Arc::new(tokio::sync::Notify::new()),
+            writes: Default::default(),
         }
+    }
+
+    /// How the writes are going.
+    pub fn write_health(&self) -> &crate::store::write_health::WriteHealth {
+        &self.writes
+    }
+
+    /// Records the outcome of a write made in a transaction, and hands it back
+    /// ([`Self::execute`] records its own).
+    pub fn wrote<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        self.writes.record(result)
+    }
+
+    /// Notified when a connect succeeds after failures (the database answers again).
+    pub fn reachable(&self) -> Arc<tokio::sync::Notify> {
+        self.reachable.clone()
     }
 
     /// The connection settings.
@@ -183,14 +257,25 @@ impl PgPool {
         if let Some(c) = live(&self.slots[start]) {
             return Ok(c);
         }
+        let arrived = Instant::now();
         if let Some(c) = (1..n).find_map(|i| live(&self.slots[(start + i) % n])) {
             let (slots, target, timeout) = (self.slots.clone(), self.target.clone(), self.timeout);
+            let reachable = self.reachable.clone();
             crate::io_runtime::handle().spawn(async move {
-                let _ = reconnect(&slots[start], &target, timeout).await;
+                let _ = reconnect(&slots[start], &target, timeout, &reachable, arrived).await;
             });
             return Ok(c);
         }
-        reconnect(&self.slots[start], &self.target, self.timeout).await
+        // No connection is live: every call goes through one slot, so one attempt
+        // at a time is made, however many calls are waiting.
+        reconnect(
+            &self.slots[0],
+            &self.target,
+            self.timeout,
+            &self.reachable,
+            arrived,
+        )
+        .await
     }
 
     /// Runs a query on `conn`, bounded by the store timeout; a timeout retires the
@@ -249,9 +334,12 @@ impl PgPool {
         sql: &'static str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, StoreError> {
-        let conn = self.conn().await?;
-        let stmt = self.prepared(&conn, sql).await?;
-        self.on(&conn, conn.client.execute(&stmt, params)).await
+        let written = async {
+            let conn = self.conn().await?;
+            let stmt = self.prepared(&conn, sql).await?;
+            self.on(&conn, conn.client.execute(&stmt, params)).await
+        };
+        self.writes.record(written.await)
     }
 
     /// Runs a one-off statement built at run time (not cached).
@@ -260,8 +348,11 @@ impl PgPool {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, StoreError> {
-        let conn = self.conn().await?;
-        self.on(&conn, conn.client.execute(sql, params)).await
+        let written = async {
+            let conn = self.conn().await?;
+            self.on(&conn, conn.client.execute(sql, params)).await
+        };
+        self.writes.record(written.await)
     }
 
     /// The transaction connection, reconnected if it died. Hold the guard for the

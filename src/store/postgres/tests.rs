@@ -145,13 +145,15 @@ async fn changes_made_by_one_replica_are_announced_to_the_others() {
     let mut metered = record("key_a", Some(10));
     metered.id = "key_a".into();
     writer.insert(&metered, &KeyHash::of("a")).await.unwrap();
-    // The feed subscribes in the background; once listening, it first drops
-    // everything (keys may have been cached before it watched them).
-    let first = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+    // The feed says it is not watching until it listens; once listening, it first
+    // drops everything (keys may have been cached before it watched them).
+    let first = rx.recv().await.unwrap();
+    assert_eq!(first, StoreChange::Unwatched);
+    let listening = tokio::time::timeout(Duration::from_secs(10), rx.recv())
         .await
         .expect("the feed listens within 10 s")
         .unwrap();
-    assert!(matches!(first, StoreChange::All), "{first:?}");
+    assert!(matches!(listening, StoreChange::All), "{listening:?}");
     let rename = KeyPatch {
         name: Some("renamed".into()),
         ..Default::default()

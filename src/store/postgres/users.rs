@@ -135,7 +135,7 @@ impl UserStore for PostgresStore {
             tx.commit().await?;
             Ok(outcome)
         };
-        match tokio::time::timeout(self.pool.timeout(), work).await {
+        let outcome = match tokio::time::timeout(self.pool.timeout(), work).await {
             Ok(r) => r.map_err(db_error),
             Err(_) => {
                 // The transaction may still hold locks: drop its connection.
@@ -144,7 +144,8 @@ impl UserStore for PostgresStore {
                     "postgres: refresh rotation timed out".into(),
                 ))
             }
-        }
+        };
+        self.pool.wrote(outcome)
     }
 
     async fn create_session(

@@ -5,8 +5,10 @@
 //!
 //! The log is appended by triggers in the change's own transaction, so nothing
 //! committed is missed. Rows older than [`KEEP`] are pruned; a follower that finds
-//! rows it never saw pruned (it was stopped longer than that), or that lost its
-//! connection, hands over [`StoreChange::All`].
+//! rows it never saw pruned (it was stopped longer than that) hands over
+//! [`StoreChange::All`]. Until it has first found where the log ends, and from a
+//! failed read until a read succeeds again, it says [`StoreChange::Unwatched`]; the
+//! read that finds the log again hands over [`StoreChange::All`].
 
 use crate::clock::Clock;
 use crate::metrics;
@@ -46,6 +48,7 @@ fn open(path: &PathBuf) -> rusqlite::Result<Connection> {
 
 /// The reading loop; reconnects (and hands over `All`) after a failure.
 fn follow(path: &PathBuf, handler: &ChangeHandler, alive: &Weak<()>) {
+    handler(StoreChange::Unwatched);
     let mut last: Option<i64> = None;
     let mut conn: Option<Connection> = None;
     let mut pruned_at = Instant::now();
@@ -63,9 +66,9 @@ fn follow(path: &PathBuf, handler: &ChangeHandler, alive: &Weak<()>) {
                     tracing::warn!(error = %e, "SQLite change feed failed; reopening");
                     metrics::KEY_CHANGE_FEED_UP.set(0);
                     conn = None;
-                    // Whatever happened meanwhile is unknown.
+                    // Whatever happens until the log is read again is unknown.
                     last = None;
-                    handler(StoreChange::All);
+                    handler(StoreChange::Unwatched);
                 }
             }
             if pruned_at.elapsed() >= PRUNE_EVERY {
@@ -97,6 +100,8 @@ fn read(
                 r.get(0)
             })?;
         *last = Some(end);
+        // Followed from here on; whatever was cached before may have missed a change.
+        handler(StoreChange::All);
         return Ok(());
     };
     let oldest: Option<i64> =

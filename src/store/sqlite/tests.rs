@@ -100,8 +100,10 @@ fn changes_made_by_another_process_reach_the_watcher_within_a_poll() {
     serving.watch(Arc::new(move |c| {
         let _ = tx.lock().unwrap().send(c);
     }));
-    // The feed first finds where the log ends.
-    std::thread::sleep(feed::POLL_EVERY * 2);
+    // The feed first finds where the log ends: it says it is not watching until then.
+    let wait = std::time::Duration::from_secs(1);
+    assert_eq!(rx.recv_timeout(wait).unwrap(), StoreChange::Unwatched);
+    assert_eq!(rx.recv_timeout(wait).unwrap(), StoreChange::All);
     let cli = SqliteStore::open(&path).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()

@@ -306,3 +306,204 @@ impl Relay {
         self.generation.send_modify(|g| *g += 1);
     }
 }
+
+/// A PostgreSQL server of this test's own (`initdb` in a temporary directory, on a
+/// free port), so a test can stop and restart a real database without touching the
+/// machine's. As root, the server runs as the `postgres` user.
+pub struct PgCluster {
+    dir: tempfile::TempDir,
+    bin: std::path::PathBuf,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl PgCluster {
+    /// Creates and starts one; `None` when PostgreSQL's server binaries are not
+    /// installed (outside CI).
+    pub fn start() -> Option<PgCluster> {
+        let bin = match Self::bindir() {
+            Ok(b) => b,
+            Err(e) => match missing("PostgreSQL server binaries", e)? {},
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let cluster = PgCluster {
+            dir,
+            bin,
+            port: super::free_port(),
+        };
+        if let Some(uid) = Self::postgres_uid() {
+            std::os::unix::fs::chown(cluster.dir.path(), Some(uid), None).unwrap();
+        }
+        let data = cluster.data();
+        let out = cluster
+            .run("initdb")
+            .args(["-D", &data, "-U", "postgres", "--auth=trust", "--no-sync"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cluster.start_again();
+        Some(cluster)
+    }
+
+    fn bindir() -> Result<std::path::PathBuf, String> {
+        let out = Command::new("pg_config")
+            .arg("--bindir")
+            .output()
+            .map_err(|e| format!("pg_config: {e}"))?;
+        let mut dir = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if !dir.join("initdb").exists() {
+            // Debian's pg_config (libpq-dev) names the client's directory.
+            let versions = std::fs::read_dir("/usr/lib/postgresql").map_err(|e| e.to_string())?;
+            dir = versions
+                .filter_map(Result::ok)
+                .map(|v| v.path().join("bin"))
+                .find(|b| b.join("initdb").exists())
+                .ok_or("no initdb under /usr/lib/postgresql")?;
+        }
+        Ok(dir)
+    }
+
+    /// The `postgres` user's uid when this test runs as root (initdb refuses root).
+    fn postgres_uid() -> Option<u32> {
+        let me = Command::new("id").arg("-u").output().ok()?;
+        if String::from_utf8_lossy(&me.stdout).trim() != "0" {
+            return None;
+        }
+        let out = Command::new("id").args(["-u", "postgres"]).output().ok()?;
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    fn run(&self, tool: &str) -> Command {
+        let tool = self.bin.join(tool);
+        match Self::postgres_uid() {
+            Some(_) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", "postgres", "--"]).arg(tool);
+                c
+            }
+            None => Command::new(tool),
+        }
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/postgres`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Starts the server and waits until it accepts connections.
+    pub fn start_again(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("server.log").display().to_string();
+        let out = self
+            .run("pg_ctl")
+            .args([
+                "-D",
+                &self.data(),
+                "-o",
+                &options,
+                "-l",
+                &log,
+                "-w",
+                "start",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+
+    /// Stops the server the way a restart does (`-m fast`: every session is ended).
+    pub fn stop(&self) {
+        let out = self
+            .run("pg_ctl")
+            .args(["-D", &self.data(), "-m", "fast", "-w", "stop"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl stop: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let _ = self
+            .run("pg_ctl")
+            .args(["-D", &self.data(), "-m", "immediate", "-w", "stop"])
+            .output();
+    }
+}
+
+/// A real, small filesystem of this test's own (a tmpfs mounted on a temporary
+/// directory), to fill up the way a full disk fills up. Mounting needs root: outside
+/// CI a test without it is skipped loudly.
+pub struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `size` (`4m`).
+    pub fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(SmallDisk { dir }),
+            Ok(o) => match missing("a tmpfs mount (root)", String::from_utf8_lossy(&o.stderr))? {},
+            Err(e) => match missing("mount", e)? {},
+        }
+    }
+
+    /// The mounted directory.
+    pub fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Writes a filler file until the disk is full.
+    pub fn fill(&self) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.filler()).unwrap();
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+    }
+
+    /// Removes the filler file.
+    pub fn free(&self) {
+        std::fs::remove_file(self.filler()).unwrap();
+    }
+
+    fn filler(&self) -> std::path::PathBuf {
+        self.dir.path().join("filler")
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        // Lazily: a process that still holds a file open must not keep it mounted.
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .output();
+    }
+}

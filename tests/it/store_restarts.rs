@@ -1,0 +1,216 @@
+//! A revoked key is never accepted once its revocation has returned, on any replica,
+//! through the store's own failures: a replica that cannot reach PostgreSQL serves
+//! the keys it has cached (the documented availability trade-off), and the moment
+//! the store answers again it trusts none of them without reading it (its change
+//! feed may have missed the revocation). Measured with a TCP relay that cuts and
+//! restores the database in front of one replica, and with a real PostgreSQL
+//! restart under traffic.
+
+use crate::common::services::{PgCluster, PgDatabase, Relay};
+use crate::common::{metric_sum, start_upstream, Keygate};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn store(url: &str) -> String {
+    format!("store:\n  kind: postgres\n  url: \"{url}\"\n  timeout: 2s\n")
+}
+
+/// A long cache (a revocation can only arrive through the feed or a store read)
+/// and no per-IP limits (the load below is one client).
+const POLICY: &str = r#"cache: { ttl: 5m, stale_if_error: 5m }
+rate_limit:
+  ip: { per_minute: 0, failed_auth_per_minute: 0 }
+tiers:
+  free: { per_day: 1000000 }
+"#;
+
+/// What one request of the load saw: when it was sent, and its status.
+type Sent = (Instant, u16);
+
+/// Sends `GET url` with `key` from `clients` loops until `stop`, recording each
+/// request's start and status (0: no answer).
+fn load(
+    url: String,
+    key: String,
+    clients: usize,
+    stop: Arc<AtomicBool>,
+) -> (Arc<Mutex<Vec<Sent>>>, Vec<tokio::task::JoinHandle<()>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let tasks = (0..clients)
+        .map(|_| {
+            let (url, key, stop, seen) = (url.clone(), key.clone(), stop.clone(), seen.clone());
+            tokio::spawn(async move {
+                let http = crate::common::client();
+                while !stop.load(Ordering::SeqCst) {
+                    let sent = Instant::now();
+                    let status = match http
+                        .get(&url)
+                        .header("X-API-Key", &key)
+                        .timeout(Duration::from_secs(5))
+                        .send()
+                        .await
+                    {
+                        Ok(r) => r.status().as_u16(),
+                        Err(_) => 0,
+                    };
+                    seen.lock().unwrap().push((sent, status));
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            })
+        })
+        .collect();
+    (seen, tasks)
+}
+
+/// Revokes `id` through `kg` with the admin key, retrying while the store cannot
+/// write; returns when the revocation returned 200.
+async fn revoke_as_soon_as_it_can(kg: &Keygate, admin: &str, id: &str) -> Instant {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let resp = kg
+            .send_key(reqwest::Method::DELETE, &format!("/v1/keys/{id}"), admin)
+            .await;
+        if resp.status() == 200 {
+            return Instant::now();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the revocation never went through: {}",
+            resp.status()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Admissions among the requests sent after `revoked`, and how many were sent;
+/// prints how long after the revocation the last admission was sent.
+fn after(seen: &[Sent], revoked: Instant) -> (usize, usize) {
+    let later: Vec<_> = seen.iter().filter(|(t, _)| *t >= revoked).collect();
+    let admitted: Vec<_> = later.iter().filter(|(_, s)| *s == 200).collect();
+    if let Some(last) = admitted.iter().map(|(t, _)| *t - revoked).max() {
+        eprintln!("the last admission was sent {last:?} after the revocation returned");
+    }
+    (admitted.len(), later.len())
+}
+
+async fn feed_listening(kg: &Keygate) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !kg.metrics().await.contains("keygate_key_change_feed_up 1") {
+        assert!(Instant::now() < deadline, "the change feed never listened");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_cut_off_from_postgres_refuses_a_key_revoked_meanwhile_once_it_reconnects() {
+    let Some(db) = PgDatabase::create().await else {
+        return;
+    };
+    let relay = Relay::start(db.addr()).await;
+    let up = start_upstream().await;
+    let a = Keygate::start_with_store(&format!("http://{up}"), &store(&db.url), POLICY);
+    let b = Keygate::start_with_store(
+        &format!("http://{up}"),
+        &store(&db.url_via(relay.addr)),
+        POLICY,
+    );
+    let (_, admin) = a.create_key(&["--scopes", "admin"]);
+    let (id, key) = a.create_key(&[]);
+    feed_listening(&b).await;
+    assert_eq!(b.get_key("/x", &key).await.status(), 200, "cached on B");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (seen, tasks) = load(b.url("/x"), key.clone(), 4, stop.clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    relay.cut();
+    let cut = Instant::now();
+    // Long enough for a reconnect backoff to have grown.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let served_while_cut = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(t, s)| *t > cut + Duration::from_millis(100) && *s == 200)
+        .count();
+    relay.restore();
+    let revoked = revoke_as_soon_as_it_can(&a, &admin, &id).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    stop.store(true, Ordering::SeqCst);
+    for t in tasks {
+        t.await.unwrap();
+    }
+
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    let (admitted, sent) = after(&seen, revoked);
+    eprintln!(
+        "while cut off: {served_while_cut} served from the cache; after the revocation \
+         returned: {admitted} of {sent} admitted"
+    );
+    assert!(
+        served_while_cut > 0,
+        "while the store is unreachable, cached keys are served"
+    );
+    assert!(sent > 50, "only {sent} requests after the revocation");
+    assert_eq!(
+        admitted, 0,
+        "B admitted the revoked key {admitted} times after its revocation returned"
+    );
+    let metrics = b.metrics().await;
+    assert!(
+        metric_sum(&metrics, "keygate_key_cache_unwatched_reads_total") > 0.0,
+        "{metrics}"
+    );
+    feed_listening(&b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_revoked_right_after_a_real_postgres_restart_is_refused_by_every_replica() {
+    let Some(cluster) = PgCluster::start() else {
+        return;
+    };
+    let cluster = Arc::new(cluster);
+    let up = start_upstream().await;
+    let url = cluster.url();
+    let a = Keygate::start_with_store(&format!("http://{up}"), &store(&url), POLICY);
+    let b = Keygate::start_with_store(&format!("http://{up}"), &store(&url), POLICY);
+    let (_, admin) = a.create_key(&["--scopes", "admin"]);
+    let (id, key) = a.create_key(&[]);
+    feed_listening(&b).await;
+    assert_eq!(b.get_key("/x", &key).await.status(), 200, "cached on B");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (seen, tasks) = load(b.url("/x"), key.clone(), 4, stop.clone());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let restarting = cluster.clone();
+    tokio::task::spawn_blocking(move || {
+        restarting.stop();
+        std::thread::sleep(Duration::from_secs(4));
+        restarting.start_again();
+    });
+    // As soon as the database takes connections again, an admin revokes the key
+    // through A (which had nothing to do meanwhile, so nothing to back off from).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    while tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .is_err()
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let revoked = revoke_as_soon_as_it_can(&a, &admin, &id).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    stop.store(true, Ordering::SeqCst);
+    for t in tasks {
+        t.await.unwrap();
+    }
+
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    let (admitted, sent) = after(&seen, revoked);
+    eprintln!("after the revocation returned: {admitted} of {sent} admitted by B");
+    assert!(sent > 50, "only {sent} requests after the revocation");
+    assert_eq!(
+        admitted, 0,
+        "B admitted the revoked key {admitted} times after its revocation returned"
+    );
+    feed_listening(&b).await;
+    assert_eq!(b.get_key("/x", &key).await.status(), 401);
+}

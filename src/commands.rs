@@ -364,7 +364,7 @@ pub fn users_create(
     password: &str,
 ) -> Result<UserRecord, CommandError> {
     let mut problems = Vec::new();
-    let email = email.trim();
+    let email = crate::domain::canonical_email(email.trim());
     if !(email.contains('@') && email.len() <= 254 && !email.contains(char::is_whitespace)) {
         problems.push(format!("--email: `{email}` is not an email address"));
     }
@@ -383,7 +383,7 @@ pub fn users_create(
     let password_hash = crate::accounts::password::hash(password).map_err(CommandError::Runtime)?;
     let user = UserRecord {
         id: new_id("usr"),
-        email: email.to_string(),
+        email,
         name,
         password_hash,
         is_admin: admin,

@@ -7,7 +7,7 @@ pub mod password;
 
 use crate::clock::Clock;
 use crate::domain::id::new_id;
-use crate::domain::UserRecord;
+use crate::domain::{canonical_email, UserRecord};
 use crate::error::GateError;
 use crate::limit::{Limiter, Window, WindowLimit};
 use crate::store::users::UserStore;
@@ -42,10 +42,11 @@ pub fn valid_email(e: &str) -> bool {
         && !e.chars().any(char::is_whitespace)
 }
 
-/// What is wrong with a sign-up's email and password, by field.
+/// What is wrong with a sign-up's email (in its canonical form) and password, by
+/// field.
 pub fn sign_up_problems(email: &str, password: &str) -> Vec<(&'static str, String)> {
     let mut p = Vec::new();
-    if !valid_email(email) {
+    if !valid_email(&canonical_email(email)) {
         p.push(("email", "must be an email address".to_string()));
     }
     if password.chars().count() < MIN_PASSWORD_CHARS {
@@ -85,8 +86,9 @@ impl Accounts {
         &self.users
     }
 
-    /// Creates a user. The door has checked [`sign_up_problems`]; a taken email is
-    /// 409 `conflict`.
+    /// Creates a user under the [`canonical_email`] form of `email`. The door has
+    /// checked [`sign_up_problems`]; a taken email (in any spelling of it) is 409
+    /// `conflict`.
     pub async fn register(
         &self,
         email: String,
@@ -104,7 +106,7 @@ impl Accounts {
             })?;
         let user = UserRecord {
             id: new_id("usr"),
-            email,
+            email: canonical_email(&email),
             name,
             password_hash,
             is_admin: false,
@@ -117,16 +119,18 @@ impl Accounts {
     /// The user with this email and password. A wrong one (or an unknown email,
     /// which costs the same time) is 401 `invalid_credentials`; past
     /// [`SIGN_IN_FAILURES_PER_MINUTE`] failures for the email or the client IP,
-    /// 429 until the minute turns.
+    /// 429 until the minute turns. The email is throttled and looked up in one
+    /// form, its [`canonical_email`]: no spelling of it gets guesses of its own.
     pub async fn sign_in(
         &self,
         email: &str,
         password: String,
         client_ip: Option<IpAddr>,
     ) -> Result<UserRecord, GateError> {
-        let reserved = self.reserve(email, client_ip).await?;
+        let email = canonical_email(email);
+        let reserved = self.reserve(&email, client_ip).await?;
         let checked = async {
-            let user = self.users.user_by_email(email).await?;
+            let user = self.users.user_by_email(&email).await?;
             let phc = user.as_ref().map(|u| u.password_hash.clone());
             let ok = self.passwords.verify(password, phc).await.map_err(busy)?;
             Ok::<_, GateError>(user.filter(|_| ok))
@@ -159,7 +163,7 @@ impl Accounts {
             SIGN_IN_WINDOW,
             SIGN_IN_FAILURES_PER_MINUTE,
         )];
-        let mut keys = vec![format!("login:email:{}", email.to_lowercase())];
+        let mut keys = vec![format!("login:email:{email}")];
         if let Some(ip) = client_ip {
             keys.push(format!("login:ip:{ip}"));
         }

@@ -12,4 +12,4 @@ pub use hash::KeyHash;
 pub use key::{Environment, ImportFields, ImportedKey, KeyPatch, KeyRecord, KeyStatus};
 pub use refill::{Refill, RefillDue, RefillEvery};
 pub use usage::UsageRow;
-pub use user::UserRecord;
+pub use user::{canonical_email, UserRecord};

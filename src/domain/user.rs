@@ -3,12 +3,29 @@
 use chrono::{DateTime, Utc};
 use std::fmt;
 
+/// The one form of an email keygate stores, looks up and throttles on, whatever the
+/// store: Unicode's compatibility caseless form (NFKC after full case folding,
+/// UAX #44 / D146), computed here and never by a database's own `lower()` or
+/// collation. `Alice@Example.com`, `ａlice@example.com` (fullwidth) and `alice@example.com`
+/// are one address; `Straße@x` and `strasse@x` are one; `alİce@x` (U+0130) is not
+/// `alice@x`, in the throttle as in the lookup.
+pub fn canonical_email(raw: &str) -> String {
+    use caseless::Caseless;
+    use unicode_normalization::UnicodeNormalization;
+    raw.nfd()
+        .default_case_fold()
+        .nfkd()
+        .default_case_fold()
+        .nfkc()
+        .collect()
+}
+
 /// A login. The password is only ever held as an argon2id PHC string.
 #[derive(Clone, PartialEq, Eq)]
 pub struct UserRecord {
     /// Stable id (`usr_…`), the subject of issued tokens.
     pub id: String,
-    /// Email, unique (case-insensitive).
+    /// Email, in its [`canonical_email`] form; unique.
     pub email: String,
     /// Display name.
     pub name: Option<String>,
@@ -27,5 +44,44 @@ impl fmt::Debug for UserRecord {
             .field("email", &self.email)
             .field("is_admin", &self.is_admin)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical_email;
+
+    #[test]
+    fn spellings_of_one_address_have_one_canonical_form() {
+        let alice = "alice@example.com";
+        for same in [
+            "Alice@Example.COM",
+            "\u{ff41}lice@example.com",
+            "ALICE@EXAMPLE.COM",
+        ] {
+            assert_eq!(canonical_email(same), alice, "{same}");
+        }
+        assert_eq!(
+            canonical_email("Straße@x.de"),
+            canonical_email("STRASSE@x.de")
+        );
+        assert_eq!(canonical_email("Straße@x.de"), "strasse@x.de");
+        // é precomposed and e with a combining acute are one letter.
+        assert_eq!(
+            canonical_email("Jos\u{e9}@x.es"),
+            canonical_email("JOSE\u{301}@x.es")
+        );
+        // Dotted capital I folds to i with a combining dot: another address.
+        assert_ne!(canonical_email("al\u{130}ce@example.com"), alice);
+        assert_ne!(canonical_email("al\u{131}ce@example.com"), alice);
+        // Already canonical: unchanged (the form is stable).
+        for s in [
+            "alice@example.com",
+            "strasse@x.de",
+            "al\u{130}ce@example.com",
+        ] {
+            let once = canonical_email(s);
+            assert_eq!(canonical_email(&once), once);
+        }
     }
 }

@@ -19,15 +19,41 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Migrations in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[
-    include_str!("migrations/sqlite/0001_keys.sql"),
-    include_str!("migrations/sqlite/0002_lifecycle.sql"),
-    include_str!("migrations/sqlite/0003_users.sql"),
-    include_str!("migrations/sqlite/0004_usage.sql"),
-    include_str!("migrations/sqlite/0005_changes.sql"),
-    include_str!("migrations/sqlite/0006_sessions.sql"),
-    include_str!("migrations/sqlite/0007_refill.sql"),
+const MIGRATIONS: &[Migration] = &[
+    Migration::Sql(include_str!("migrations/sqlite/0001_keys.sql")),
+    Migration::Sql(include_str!("migrations/sqlite/0002_lifecycle.sql")),
+    Migration::Sql(include_str!("migrations/sqlite/0003_users.sql")),
+    Migration::Sql(include_str!("migrations/sqlite/0004_usage.sql")),
+    Migration::Sql(include_str!("migrations/sqlite/0005_changes.sql")),
+    Migration::Sql(include_str!("migrations/sqlite/0006_sessions.sql")),
+    Migration::Sql(include_str!("migrations/sqlite/0007_refill.sql")),
+    Migration::CanonicalEmails,
 ];
+
+/// One schema migration, applied once in its own transaction.
+enum Migration {
+    /// A SQL script.
+    Sql(&'static str),
+    /// Every stored email in its canonical form ([`canonical_emails`]).
+    CanonicalEmails,
+}
+
+/// Migration 8: stored emails move to their canonical form, or the migration fails
+/// naming the accounts it would have to merge ([`super::users::canonical_email_updates`]).
+fn canonical_emails(conn: &Connection) -> Result<(), String> {
+    let users = conn
+        .prepare("SELECT id, email FROM users")
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<(String, String)>>>()
+        })
+        .map_err(|e| e.to_string())?;
+    for (id, email) in super::users::canonical_email_updates(users)? {
+        conn.execute("UPDATE users SET email = ?1 WHERE id = ?2", [&email, &id])
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
 
 const COLUMNS: &str = "id, name, prefix, last4, tier, scopes, environment, org, owner, status, \
                        credits, allowed_ips, expires_at, created_at, last_used_at, \
@@ -160,10 +186,28 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
     let done: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(unavailable)?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done.max(0) as usize) {
-        let batch = format!("BEGIN;\n{sql}\nPRAGMA user_version = {};\nCOMMIT;", i + 1);
-        conn.execute_batch(&batch)
-            .map_err(|e| unavailable(format!("migration {} failed: {e}", i + 1)))?;
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(done.max(0) as usize) {
+        let version = i + 1;
+        let failed = |e: String| unavailable(format!("migration {version} failed: {e}"));
+        match step {
+            Migration::Sql(sql) => {
+                let batch = format!("BEGIN;\n{sql}\nPRAGMA user_version = {version};\nCOMMIT;");
+                conn.execute_batch(&batch)
+                    .map_err(|e| failed(e.to_string()))?;
+            }
+            Migration::CanonicalEmails => {
+                conn.execute_batch("BEGIN IMMEDIATE;")
+                    .map_err(|e| failed(e.to_string()))?;
+                let done = canonical_emails(conn).and_then(|()| {
+                    conn.execute_batch(&format!("PRAGMA user_version = {version};\nCOMMIT;"))
+                        .map_err(|e| e.to_string())
+                });
+                if let Err(e) = done {
+                    let _ = conn.execute_batch("ROLLBACK;");
+                    return Err(failed(e));
+                }
+            }
+        }
     }
     Ok(())
 }

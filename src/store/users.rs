@@ -1,6 +1,6 @@
 //! Users and refresh tokens: the [`UserStore`] trait.
 
-use crate::domain::{KeyHash, UserRecord};
+use crate::domain::{canonical_email, KeyHash, UserRecord};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -25,9 +25,11 @@ pub enum Rotation {
 /// User and refresh-token storage.
 #[async_trait]
 pub trait UserStore: Send + Sync {
-    /// Stores a new user; `Conflict` when the email is taken.
+    /// Stores a new user under the canonical form of its email; `Conflict` when
+    /// that is taken.
     async fn create_user(&self, user: &UserRecord) -> Result<(), StoreError>;
-    /// The user with this email (case-insensitive).
+    /// The user with this email: its [`canonical_email`] form, compared exactly
+    /// (never by the database's own case rules).
     async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError>;
     /// The user with this id.
     async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError>;
@@ -59,4 +61,89 @@ pub trait UserStore: Send + Sync {
     async fn session_user(&self, hash: &KeyHash) -> Result<Option<UserRecord>, StoreError>;
     /// Ends a session (signing out); ending an unknown one is not an error.
     async fn end_session(&self, hash: &KeyHash) -> Result<(), StoreError>;
+}
+
+/// The migration of stored emails to their [`canonical_email`] form: given every
+/// user's `(id, email)`, the `(id, canonical)` updates to make. Two accounts whose
+/// emails have one canonical form are never merged, nor one of them renamed: the
+/// migration fails, naming every such pair, until an operator gives one of them
+/// another address.
+pub fn canonical_email_updates(
+    users: Vec<(String, String)>,
+) -> Result<Vec<(String, String)>, String> {
+    let mut by_form: std::collections::BTreeMap<String, Vec<(String, String)>> =
+        std::collections::BTreeMap::new();
+    for (id, email) in users {
+        by_form
+            .entry(canonical_email(&email))
+            .or_default()
+            .push((id, email));
+    }
+    let mut collisions = Vec::new();
+    let mut updates = Vec::new();
+    for (form, holders) in by_form {
+        match holders.as_slice() {
+            [(id, email)] => {
+                if *email != form {
+                    updates.push((id.clone(), form));
+                }
+            }
+            many => collisions.push(format!(
+                "{} are one address ({form})",
+                many.iter()
+                    .map(|(id, email)| format!("{id} <{email}>"))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            )),
+        }
+    }
+    if collisions.is_empty() {
+        Ok(updates)
+    } else {
+        Err(format!(
+            "users whose emails differ only in case or Unicode spelling cannot be told \
+             apart at sign-in, and keygate never merges accounts: {}. Give all but one \
+             of each another email (UPDATE users SET email = '...' WHERE id = '...') and \
+             start again",
+            collisions.join("; ")
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical_email_updates;
+
+    fn users(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(i, e)| (i.to_string(), e.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn emails_move_to_their_canonical_form_and_collisions_are_named() {
+        let updates = canonical_email_updates(users(&[
+            ("usr_a", "Alice@Example.com"),
+            ("usr_b", "bob@example.com"),
+            ("usr_c", "Stra\u{df}e@x.de"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            updates,
+            users(&[("usr_a", "alice@example.com"), ("usr_c", "strasse@x.de")])
+        );
+        let err = canonical_email_updates(users(&[
+            ("usr_a", "Stra\u{df}e@x.de"),
+            ("usr_b", "STRASSE@x.de"),
+            ("usr_c", "\u{ff41}lice@example.com"),
+            ("usr_d", "alice@example.com"),
+        ]))
+        .unwrap_err();
+        assert!(
+            err.contains("usr_a <Stra\u{df}e@x.de> and usr_b <STRASSE@x.de>"),
+            "{err}"
+        );
+        assert!(err.contains("usr_c"), "{err}");
+        assert!(err.contains("usr_d"), "{err}");
+    }
 }

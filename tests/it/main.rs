@@ -21,6 +21,7 @@ mod bad_input;
 mod cli_keys;
 mod config_errors;
 mod credential_sources;
+mod emails;
 mod failed_auth;
 mod file_store;
 mod forwarding;

@@ -2,7 +2,7 @@
 
 use super::pool::db_error;
 use super::PostgresStore;
-use crate::domain::{KeyHash, UserRecord};
+use crate::domain::{canonical_email, KeyHash, UserRecord};
 use crate::store::users::{Rotation, UserStore};
 use crate::store::StoreError;
 use async_trait::async_trait;
@@ -26,9 +26,10 @@ impl UserStore for PostgresStore {
         const SQL: &str =
             "INSERT INTO users (id, email, name, password_hash, is_admin, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)";
+        let email = canonical_email(&u.email);
         let params: [&(dyn tokio_postgres::types::ToSql + Sync); 6] = [
             &u.id,
-            &u.email,
+            &email,
             &u.name,
             &u.password_hash,
             &u.is_admin,
@@ -45,7 +46,8 @@ impl UserStore for PostgresStore {
 
     async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
         const SQL: &str = "SELECT id, email, name, password_hash, is_admin, created_at \
-             FROM users WHERE lower(email) = lower($1)";
+             FROM users WHERE email = $1";
+        let email = canonical_email(email);
         self.pool
             .query_opt(SQL, &[&email])
             .await?

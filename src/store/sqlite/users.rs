@@ -1,6 +1,7 @@
 //! [`UserStore`] for SQLite.
 
 use super::{unavailable, SqliteStore};
+use crate::domain::canonical_email;
 use crate::domain::{KeyHash, UserRecord};
 use crate::store::users::{Rotation, UserStore};
 use crate::store::StoreError;
@@ -33,7 +34,7 @@ impl UserStore for SqliteStore {
                 &format!("INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
                 params![
                     u.id,
-                    u.email,
+                    canonical_email(&u.email),
                     u.name,
                     u.password_hash,
                     u.is_admin as i64,
@@ -56,7 +57,7 @@ impl UserStore for SqliteStore {
     }
 
     async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
-        let email = email.to_string();
+        let email = canonical_email(email);
         self.with_conn(move |c| {
             c.query_row(
                 &format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?1"),

@@ -32,7 +32,7 @@ use form::Form;
 use http::{HeaderMap, Method, StatusCode};
 use maud::Markup;
 use pages::Frame;
-use session::{CookiePolicy, PRE_COOKIE, SESSION_COOKIE};
+use session::{CookiePolicy, FormKey};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -133,6 +133,8 @@ struct Visit {
     set_cookies: Vec<String>,
     /// A wrong email or password was tried.
     failed_sign_in: bool,
+    /// The key form tokens are made with.
+    form_key: FormKey,
 }
 
 impl Visit {
@@ -150,7 +152,7 @@ impl Visit {
 
     fn csrf(&self) -> String {
         self.form_cookie()
-            .map(session::form_token)
+            .map(|c| self.form_key.token(c))
             .unwrap_or_default()
     }
 
@@ -187,6 +189,8 @@ pub struct Portal {
     limiter: Arc<dyn Limiter>,
     usage: Arc<UsageRecorder>,
     clock: Arc<dyn Clock>,
+    /// The form-token key, read from the store (or made there) on first use.
+    form_key: tokio::sync::OnceCell<FormKey>,
 }
 
 impl Portal {
@@ -208,7 +212,23 @@ impl Portal {
             limiter,
             usage,
             clock,
+            form_key: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// The form-token key every replica on the store shares.
+    async fn form_key(&self, accounts: &Accounts) -> Result<FormKey, GateError> {
+        self.form_key
+            .get_or_try_init(|| async {
+                let candidate = FormKey::new_secret();
+                let secret = accounts
+                    .users()
+                    .shared_secret(session::FORM_KEY_NAME, &candidate)
+                    .await?;
+                Ok::<_, GateError>(FormKey::new(&secret))
+            })
+            .await
+            .cloned()
     }
 
     /// Answers one request; never fails (a refusal is an HTML error page).
@@ -241,7 +261,8 @@ impl Portal {
     ) -> Result<Visit, GateError> {
         let mut signed_in = None;
         let mut stale = false;
-        if let Some(token) = session::cookie(req.headers, SESSION_COOKIE) {
+        let names = cx.cookies();
+        if let Some(token) = session::cookie(req.headers, names.session_name()) {
             match accounts.users().session_user(&KeyHash::of(token)).await? {
                 Some(user) => signed_in = Some((user, token.to_string())),
                 None => stale = true,
@@ -249,13 +270,14 @@ impl Portal {
         }
         let mut visit = Visit {
             signed_in,
-            pre: session::cookie(req.headers, PRE_COOKIE).map(str::to_string),
+            pre: session::cookie(req.headers, names.pre_name()).map(str::to_string),
             set_cookies: Vec::new(),
             failed_sign_in: false,
+            form_key: self.form_key(accounts).await?,
         };
         if stale {
             // Expired or signed out elsewhere: the browser forgets it too.
-            visit.set_cookies.push(cx.cookies().clear(SESSION_COOKIE));
+            visit.set_cookies.push(cx.cookies().clear_session());
         }
         Ok(visit)
     }
@@ -287,6 +309,11 @@ impl Portal {
             req.method == Method::POST,
         );
         let form = if post {
+            // A form a browser posts from another site (a planted cookie and a
+            // forged sign-in form, say) is refused before anything is read.
+            if !session::same_origin(req.headers) {
+                return Err(GateError::CsrfRejected);
+            }
             let form = Form::parse(req.body)?;
             check_form_token(visit, &form)?;
             Some(form)
@@ -331,7 +358,7 @@ impl Portal {
                 if let Some((_, token)) = visit.signed_in.take() {
                     accounts.users().end_session(&KeyHash::of(&token)).await?;
                 }
-                visit.set_cookies.push(cx.cookies().clear(SESSION_COOKIE));
+                visit.set_cookies.push(cx.cookies().clear_session());
                 Ok(Reply::Redirect("/login".into()))
             }
             _ if visit.signed_in.is_none() && (get || post) && known_signed_in_path(&segments) => {
@@ -489,7 +516,7 @@ impl Portal {
         }
         visit.set_cookies.push(cx.cookies().session(&token, ttl));
         if visit.pre.take().is_some() {
-            visit.set_cookies.push(cx.cookies().clear(PRE_COOKIE));
+            visit.set_cookies.push(cx.cookies().clear_pre());
         }
         tracing::info!(user = %user.id, "portal sign-in");
         Ok(Reply::Redirect("/keys".into()))
@@ -803,7 +830,7 @@ impl Portal {
 fn check_form_token(visit: &Visit, form: &Form) -> Result<(), GateError> {
     let presented = form.text("csrf");
     match visit.form_cookie() {
-        Some(cookie) if session::form_token_matches(cookie, &presented) => Ok(()),
+        Some(cookie) if visit.form_key.matches(cookie, &presented) => Ok(()),
         _ => Err(GateError::CsrfRejected),
     }
 }

@@ -34,6 +34,13 @@ fn set_cookie(r: &PortalResponse, name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
+/// The form token a page carries (its hidden `csrf` input).
+fn csrf_of(r: &PortalResponse) -> String {
+    let html = String::from_utf8_lossy(&r.body);
+    let at = html.find("name=\"csrf\" value=\"").expect("a form") + 19;
+    html[at..].split('"').next().unwrap().to_string()
+}
+
 fn location(r: &PortalResponse) -> &str {
     r.headers
         .iter()
@@ -46,12 +53,12 @@ async fn a_session_ends_at_session_ttl_on_the_clock() {
     let s = Services::new();
     s.add_user("fay@example.com", "fay-password").await;
     let login = visit(&s, Method::GET, "/login", "", "").await;
-    let pre = set_cookie(&login, PRE_COOKIE).unwrap();
-    let token = session::form_token(&pre);
+    let pre = set_cookie(&login, session::PRE_COOKIE).unwrap();
+    let token = csrf_of(&login);
     let body = format!("email=fay%40example.com&password=fay-password&csrf={token}");
     let signed_in = visit(&s, Method::POST, "/login", &format!("kg_pre={pre}"), &body).await;
     assert_eq!(signed_in.status, StatusCode::SEE_OTHER);
-    let session = set_cookie(&signed_in, SESSION_COOKIE).unwrap();
+    let session = set_cookie(&signed_in, session::SESSION_COOKIE).unwrap();
     let cookie = format!("kg_session={session}");
     assert_eq!(
         visit(&s, Method::GET, "/keys", &cookie, "").await.status,
@@ -74,14 +81,10 @@ async fn sign_in_failures_turn_to_429_until_the_minute_turns() {
     let s = Services::new();
     s.add_user("gil@example.com", "gil-password").await;
     let login = visit(&s, Method::GET, "/login", "", "").await;
-    let pre = set_cookie(&login, PRE_COOKIE).unwrap();
+    let pre = set_cookie(&login, session::PRE_COOKIE).unwrap();
     let cookie = format!("kg_pre={pre}");
-    let form = |password: &str| {
-        format!(
-            "email=gil%40example.com&password={password}&csrf={}",
-            session::form_token(&pre)
-        )
-    };
+    let token = csrf_of(&login);
+    let form = |password: &str| format!("email=gil%40example.com&password={password}&csrf={token}");
     for _ in 0..10 {
         let r = visit(&s, Method::POST, "/login", &cookie, &form("wrong")).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);

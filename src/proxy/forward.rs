@@ -64,7 +64,19 @@ pub struct ForwardPlan {
     credential_headers: Vec<HeaderName>,
     strip_bearer: bool,
     credential_params: Vec<String>,
+    /// Remove the portal's cookies from forwarded requests.
+    strip_portal_cookies: bool,
 }
+
+/// The portal's cookies: a session is a credential of keygate's own, never the
+/// upstream's. Under TLS they are `__Host-` cookies with `Path=/`, which browsers
+/// send with every request to the host, the API's included.
+const PORTAL_COOKIES: [&str; 4] = [
+    crate::portal::session::SESSION_COOKIE,
+    crate::portal::session::PRE_COOKIE,
+    crate::portal::session::SECURE_SESSION_COOKIE,
+    crate::portal::session::SECURE_PRE_COOKIE,
+];
 
 impl ForwardPlan {
     /// Compiles `forward:` for the given credential sources.
@@ -105,7 +117,15 @@ impl ForwardPlan {
                     _ => None,
                 })
                 .collect(),
+            strip_portal_cookies: false,
         }
+    }
+
+    /// The same plan, removing the portal's cookies from what it forwards when
+    /// `portal` is on.
+    pub fn without_portal_cookies(mut self, portal: bool) -> Self {
+        self.strip_portal_cookies = portal;
+        self
     }
 
     /// Rewrites `req` for the upstream. `principal` is `None` on `auth: none` routes,
@@ -123,6 +143,9 @@ impl ForwardPlan {
         }
         let strip = principal.is_some() && self.strip_credentials;
         self.remove_spoofable(req, strip);
+        if self.strip_portal_cookies {
+            remove_portal_cookies(req)?;
+        }
         if let Some(p) = principal {
             if strip {
                 self.strip(req)?;
@@ -227,6 +250,39 @@ impl ForwardPlan {
         }
         Ok(())
     }
+}
+
+/// Removes the [`PORTAL_COOKIES`] from the request's `Cookie` headers (a header
+/// left empty goes); other cookies pass as they came.
+fn remove_portal_cookies(req: &mut RequestHeader) -> pingora::Result<()> {
+    let ours = |pair: &str| {
+        let name = pair.split_once('=').map_or(pair, |(n, _)| n).trim();
+        PORTAL_COOKIES.contains(&name)
+    };
+    let cookies = req.headers.get_all(http::header::COOKIE);
+    if !cookies
+        .iter()
+        .any(|v| memchr::memmem::find(v.as_bytes(), b"kg_").is_some())
+    {
+        return Ok(());
+    }
+    let kept: Vec<String> = cookies
+        .iter()
+        .filter_map(|v| {
+            let text = String::from_utf8_lossy(v.as_bytes());
+            let rest: Vec<&str> = text
+                .split(';')
+                .filter(|p| !ours(p))
+                .map(str::trim)
+                .collect();
+            (!rest.is_empty()).then(|| rest.join("; "))
+        })
+        .collect();
+    req.remove_header(&http::header::COOKIE);
+    for v in kept {
+        req.append_header(http::header::COOKIE, v)?;
+    }
+    Ok(())
 }
 
 /// A request id: the client's when it is short visible ASCII, else a fresh one.
@@ -425,6 +481,24 @@ mod tests {
         names.sort_unstable();
         assert_eq!(names, ["grpc-metadata-", "grpc-metadata-trace"]);
         assert_eq!(req.headers["x-auth-subject"], "user_1");
+    }
+
+    #[test]
+    fn the_portals_cookies_never_reach_the_upstream() {
+        let mut req = RequestHeader::build("GET", b"/x", None).unwrap();
+        req.append_header(
+            "cookie",
+            "theme=dark; __Host-kg_session=kg_ps_abc; kg_pre=x",
+        )
+        .unwrap();
+        req.append_header("cookie", "kg_session=kg_ps_def").unwrap();
+        req.append_header("cookie", "cart=1").unwrap();
+        plan()
+            .without_portal_cookies(true)
+            .apply(&mut req, None, None, &HeaderValue::from_static("rid"))
+            .unwrap();
+        let cookies: Vec<_> = req.headers.get_all("cookie").iter().collect();
+        assert_eq!(cookies, ["theme=dark", "cart=1"]);
     }
 
     #[test]

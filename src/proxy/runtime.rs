@@ -178,7 +178,8 @@ impl Runtime {
             management_metrics: std::sync::Arc::new(crate::metrics::RouteMetrics::new(
                 "management",
             )),
-            forward: ForwardPlan::new(&config.forward, &sources),
+            forward: ForwardPlan::new(&config.forward, &sources)
+                .without_portal_cookies(config.portal.enabled),
             key_format: config.api_keys.key_format(),
             sources,
             tiers,

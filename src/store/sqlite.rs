@@ -28,6 +28,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration::Sql(include_str!("migrations/sqlite/0006_sessions.sql")),
     Migration::Sql(include_str!("migrations/sqlite/0007_refill.sql")),
     Migration::CanonicalEmails,
+    Migration::Sql(include_str!("migrations/sqlite/0009_secrets.sql")),
 ];
 
 /// One schema migration, applied once in its own transaction.

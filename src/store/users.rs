@@ -61,6 +61,9 @@ pub trait UserStore: Send + Sync {
     async fn session_user(&self, hash: &KeyHash) -> Result<Option<UserRecord>, StoreError>;
     /// Ends a session (signing out); ending an unknown one is not an error.
     async fn end_session(&self, hash: &KeyHash) -> Result<(), StoreError>;
+    /// The secret named `name`, shared by every process on this store: the value
+    /// stored, or `candidate`, stored now if no process stored one before.
+    async fn shared_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, StoreError>;
 }
 
 /// The migration of stored emails to their [`canonical_email`] form: given every

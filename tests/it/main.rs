@@ -37,6 +37,7 @@ mod management_keys;
 mod metrics;
 mod operations;
 mod portal;
+mod portal_forgery;
 mod replicas;
 mod scopes;
 mod secrets;

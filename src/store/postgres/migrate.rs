@@ -14,6 +14,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration::Sql(include_str!("../migrations/postgres/0003_sessions.sql")),
     Migration::Sql(include_str!("../migrations/postgres/0004_refill.sql")),
     Migration::CanonicalEmails,
+    Migration::Sql(include_str!("../migrations/postgres/0006_secrets.sql")),
 ];
 
 /// One schema migration, applied once in its own transaction.

@@ -198,4 +198,19 @@ impl UserStore for PostgresStore {
             .await
             .map(drop)
     }
+
+    async fn shared_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, StoreError> {
+        self.pool
+            .execute(
+                "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                &[&name, &candidate],
+            )
+            .await?;
+        let row = self
+            .pool
+            .query_opt("SELECT value FROM secrets WHERE name = $1", &[&name])
+            .await?;
+        row.map(|r| r.get::<_, Vec<u8>>(0))
+            .ok_or_else(|| StoreError::Unavailable(format!("secret {name} was not stored")))
+    }
 }

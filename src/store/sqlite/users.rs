@@ -207,4 +207,22 @@ impl UserStore for SqliteStore {
         })
         .await
     }
+
+    async fn shared_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let (name, candidate) = (name.to_string(), candidate.to_vec());
+        let now = self.clock.now_utc().timestamp();
+        self.with_writer(move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO secrets (name, value, created_at) VALUES (?1, ?2, ?3)",
+                params![name, candidate, now],
+            )
+            .and_then(|_| {
+                c.query_row("SELECT value FROM secrets WHERE name = ?1", [&name], |r| {
+                    r.get(0)
+                })
+            })
+            .map_err(unavailable)
+        })
+        .await
+    }
 }

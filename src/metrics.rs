@@ -442,6 +442,17 @@ pub static STORE_WRITE_ERRORS: Lazy<IntCounter> = Lazy::new(|| {
     .expect("metric keygate_store_write_errors_total registers once")
 });
 
+/// Live requests (WebSockets, gRPC calls, event streams) ended because their
+/// credential stopped being good, by reason.
+pub static STREAMS_CUT: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "keygate_streams_cut_total",
+        "Live requests (upgraded connections, gRPC calls, event streams) ended because their credential stopped being good, by reason (revoked, expired, invalid, ip).",
+        &["reason"]
+    )
+    .expect("metric keygate_streams_cut_total registers once")
+});
+
 /// 1 while the shared rate-limit backend is failing.
 pub static RATELIMIT_DEGRADED: Lazy<IntGauge> = Lazy::new(|| {
     register_int_gauge!(
@@ -569,6 +580,9 @@ pub fn init() {
     Lazy::force(&KEY_CACHE_UNWATCHED_READS);
     Lazy::force(&STORE_WRITES_FAILING);
     Lazy::force(&STORE_WRITE_ERRORS);
+    for reason in ["revoked", "expired", "invalid", "ip"] {
+        STREAMS_CUT.with_label_values(&[reason]);
+    }
     Lazy::force(&RATELIMIT_DEGRADED);
     for result in ["ok", "error"] {
         FILE_STORE_RELOADS.with_label_values(&[result]);

@@ -18,6 +18,7 @@ use crate::management::Management;
 use crate::metrics;
 use crate::portal::Portal;
 use crate::proxy::head_deadline::HeadDeadlineApp;
+use crate::proxy::live_streams::LiveStreams;
 use crate::proxy::runtime::{Runtime, RuntimeError};
 use crate::proxy::{Gate, Shared};
 use crate::reload::Reloader;
@@ -114,7 +115,12 @@ pub fn build_shared(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Shared>
     let Stores { keys: store, users } = open_store(&config, clock.clone())?;
     let writable = config.store.kind != StoreKind::File;
     let cache = KeyCache::new(&config.cache, clock.clone());
-    store.watch(forget_changed_keys(cache.clone()));
+    let live = Arc::new(LiveStreams::new(
+        store.clone(),
+        clock.clone(),
+        Arc::default(),
+    ));
+    store.watch(forget_changed_keys(cache.clone(), live.clone()));
     let limiter = build_limiter(&config, clock.clone())?;
     let issuer = match &config.jwt.issue {
         Some(issue) => Some(Arc::new(TokenIssuer::new(
@@ -164,20 +170,26 @@ pub fn build_shared(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Shared>
         limiter,
         clock,
         issuer,
+        live,
     }))
 }
 
-/// The change-feed handler: drops what another replica changed from this one's cache.
-fn forget_changed_keys(cache: KeyCache) -> crate::store::ChangeHandler {
+/// The change-feed handler: drops what another replica changed from this one's
+/// cache, and checks the live requests of a changed key again.
+fn forget_changed_keys(cache: KeyCache, live: Arc<LiveStreams>) -> crate::store::ChangeHandler {
     Arc::new(move |change| match change {
         StoreChange::Key { id, changed_at_ms } => {
             cache.invalidate_key_id(&id);
+            live.key_changed(&id);
             if let Some(at) = changed_at_ms {
                 let now = SystemClock.now_ms();
                 metrics::KEY_CHANGE_LAG.observe(now.saturating_sub(at) as f64 / 1000.0);
             }
         }
-        StoreChange::All => cache.feed_listening(),
+        StoreChange::All => {
+            cache.feed_listening();
+            live.recheck_all();
+        }
         StoreChange::Unwatched => cache.feed_lost(),
     })
 }
@@ -251,6 +263,7 @@ impl BackgroundService for Housekeeping {
         let mut tick = tokio::time::interval(Duration::from_secs(10));
         let mut usage_tick = tokio::time::interval(Duration::from_secs(5));
         let mut jwks_tick = tokio::time::interval(self.jwks_refresh);
+        let mut live_tick = tokio::time::interval(crate::proxy::live_streams::SWEEP_EVERY);
         jwks_tick.tick().await; // the first fetch happened at start-up
         loop {
             // The verifier (and its remote JWKS) may be replaced by a reload.
@@ -264,6 +277,7 @@ impl BackgroundService for Housekeeping {
             tokio::select! {
                 _ = shutdown.changed() => self.drain_and_exit().await,
                 _ = usage_tick.tick() => self.shared.usage.flush(&*self.shared.store, crate::usage::Flush::Routine).await,
+                _ = live_tick.tick() => self.shared.live.sweep().await,
                 _ = tick.tick() => {
                     self.shared.limiter.sweep();
                     metrics::KEY_CACHE_SIZE.set(self.shared.auth.keys().cache().len() as i64);

@@ -103,6 +103,7 @@ impl Authenticator {
             return Ok(Principal {
                 identity: token.identity.clone(),
                 tier: tier.clone(),
+                valid_until_ms: i64::try_from(token.exp.saturating_mul(1000)).unwrap_or(i64::MAX),
             });
         }
         let known = self.keys.lookup(credential, settings.key_format).await?;
@@ -111,6 +112,10 @@ impl Authenticator {
         Ok(Principal {
             identity: known.identity.clone(),
             tier: settings.tiers.get(&known.checks.tier).clone(),
+            valid_until_ms: known
+                .checks
+                .expires_at_ms
+                .min(known.checks.secret_valid_until_ms),
         })
     }
 }

@@ -202,6 +202,10 @@ pub struct Principal {
     pub identity: Arc<Identity>,
     /// Their tier's limits (always a configured tier).
     pub tier: Arc<TierLimits>,
+    /// Until when the credential stays good, in Unix ms (`i64::MAX`: no end known
+    /// now): a key's expiry or the end of a regenerated secret's grace, a token's
+    /// `exp`. A request that outlives its decision ends then.
+    pub valid_until_ms: i64,
 }
 
 impl Principal {

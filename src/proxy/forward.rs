@@ -359,6 +359,7 @@ mod tests {
         Principal {
             identity: Arc::new(identity),
             tier: Arc::new(tier),
+            valid_until_ms: i64::MAX,
         }
     }
 

@@ -9,6 +9,7 @@ use super::grpc;
 use super::h2_streams::{self, StreamBudget, StreamTicket};
 use super::head_deadline::keepalive_secs;
 use super::limit_headers::rate_limit_headers;
+use super::live_streams::{CutReason, LiveTicket, Watch};
 use super::shared::Shared;
 use crate::config::UpstreamProtocol;
 use crate::domain::Environment;
@@ -42,8 +43,8 @@ impl Gate {
     /// A gate over `shared`.
     pub fn new(shared: Arc<Shared>) -> Self {
         Gate {
+            streams: shared.live.budget().clone(),
             shared,
-            streams: Arc::default(),
         }
     }
 }
@@ -66,6 +67,9 @@ pub struct RequestCtx {
     grpc: bool,
     /// This request's place in its HTTP/2 connection's budget.
     stream: Option<StreamTicket>,
+    /// A request that outlives its decision (an upgrade, a gRPC call, an event
+    /// stream), watched until it ends.
+    live: Option<LiveTicket>,
 }
 
 fn client_ip(session: &Session) -> Option<IpAddr> {
@@ -429,6 +433,49 @@ impl Gate {
     }
 }
 
+/// The error that ends a live request cut for `why`.
+fn cut_error(why: CutReason) -> Box<Error> {
+    Error::explain(ErrorType::Custom("credential no longer good"), why.label())
+}
+
+impl Gate {
+    /// Watches a request that outlives its decision, if a key or token let it in.
+    fn watch_live(
+        &self,
+        session: &Session,
+        ctx: &RequestCtx,
+        websocket: bool,
+    ) -> Option<LiveTicket> {
+        let principal = ctx
+            .decision
+            .principal
+            .as_ref()
+            .filter(|_| !ctx.decision.public)?;
+        let req = session.req_header();
+        let key = principal.identity.key_id().and_then(|id| {
+            crate::auth::credentials::extract(&ctx.rt.sources, &req.headers, req.uri.query())
+                .ok()
+                .map(|c| (id, crate::domain::KeyHash::of(&c.value)))
+        });
+        let digest = session.as_downstream().digest();
+        let switch = digest
+            .and_then(|d| d.socket_digest.as_ref())
+            .and_then(super::cut::of_connection);
+        let h2_connection = session
+            .as_downstream()
+            .is_http2()
+            .then(|| digest.map_or(0, |d| std::ptr::from_ref(d) as usize));
+        Some(self.shared.live.watch(Watch {
+            key,
+            valid_until_ms: principal.valid_until_ms,
+            client_ip: ctx.client_ip,
+            switch,
+            h2_connection,
+            websocket,
+        }))
+    }
+}
+
 /// Maps a proxying failure to the contract error the client receives.
 fn proxy_error(e: &Error) -> Option<GateError> {
     use ErrorType::*;
@@ -476,6 +523,7 @@ impl ProxyHttp for Gate {
             protocol: metrics::protocol::H1,
             grpc: false,
             stream: None,
+            live: None,
         }
     }
 
@@ -620,14 +668,57 @@ impl ProxyHttp for Gate {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> pingora::Result<()> {
         if let Some(start) = ctx.upstream_start {
             ctx.upstream_time.get_or_insert_with(|| start.elapsed());
         }
+        if ctx.live.is_none()
+            && super::live_streams::outlives_its_decision(upstream_response, ctx.grpc)
+        {
+            ctx.live = self.watch_live(session, ctx, upstream_response.status.as_u16() == 101);
+        }
         self.add_common_headers(upstream_response, ctx)
+    }
+
+    /// A message from the client of a live request whose credential is no longer
+    /// good is not forwarded: the request ends.
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> pingora::Result<()> {
+        if let Some(why) = ctx.live.as_ref().and_then(LiveTicket::cut) {
+            *body = None;
+            return Err(cut_error(why));
+        }
+        Ok(())
+    }
+
+    /// A message to the client of a live request whose credential is no longer
+    /// good is not forwarded: the request ends, a gRPC call with the refusal's
+    /// status in its trailers.
+    fn response_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> pingora::Result<Option<Duration>> {
+        if let Some(why) = ctx.live.as_ref().and_then(LiveTicket::cut) {
+            *body = None;
+            if let (true, pingora::protocols::http::ServerSession::H2(h2)) =
+                (ctx.grpc, session.as_downstream_mut())
+            {
+                let _ = h2.write_trailers(grpc::refusal_trailers(&why.error()));
+            }
+            return Err(cut_error(why));
+        }
+        Ok(None)
     }
 
     /// Pingora's own error line is replaced by the one [`Self::fail_to_proxy`] writes
@@ -644,6 +735,13 @@ impl ProxyHttp for Gate {
         e: &Error,
         ctx: &mut Self::CTX,
     ) -> FailToProxy {
+        if let Some(why) = ctx.live.as_ref().and_then(LiveTicket::cut) {
+            // Ended by keygate: its credential is no longer good.
+            return FailToProxy {
+                error_code: why.error().status().as_u16(),
+                can_reuse_downstream: false,
+            };
+        }
         let Some(mut err) = proxy_error(e) else {
             tracing::debug!(request_id = ctx.request_id.to_str().unwrap_or("-"), error = %e, "client went away");
             return FailToProxy {
@@ -718,7 +816,11 @@ impl ProxyHttp for Gate {
                 protocol: ctx.protocol,
                 route,
                 outcome,
-                reason: ctx.error.as_ref().map_or("-", |e| e.reason()),
+                reason: match (&ctx.error, ctx.live.as_ref().and_then(LiveTicket::cut)) {
+                    (Some(e), _) => e.reason(),
+                    (None, Some(why)) => why.access_reason(),
+                    (None, None) => "-",
+                },
                 status,
                 key_id: ctx
                     .decision

@@ -68,6 +68,18 @@ pub fn refusal_headers(err: &GateError) -> Vec<(String, String)> {
     h
 }
 
+/// The trailers that end a call already answered, for `err`: `grpc-status` and
+/// `grpc-message` (a live call whose credential stopped being good).
+pub fn refusal_trailers(err: &GateError) -> http::HeaderMap {
+    let GrpcStatus(code, _) = status_for(err.status());
+    let mut t = http::HeaderMap::new();
+    t.insert("grpc-status", http::HeaderValue::from(u16::from(code)));
+    if let Ok(m) = http::HeaderValue::from_str(&encode_message(&err.message())) {
+        t.insert("grpc-message", m);
+    }
+    t
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

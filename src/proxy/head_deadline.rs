@@ -20,7 +20,12 @@
 //! that, bodies and responses are not timed or counted here. Idle kept-alive connections are closed by Pingora's own
 //! keep-alive timeout, which the gate sets to `server.idle_timeout` on every
 //! request (Pingora's default for HTTP/1.1 is to wait forever).
+//!
+//! The same wrapper holds the connection's [`CutSwitch`]: once a request arms it,
+//! a cut (its key revoked) fails the next read, after a WebSocket close frame when
+//! the connection was upgraded to one.
 
+use super::cut::{self, Armed, CutSwitch, FrameTracker};
 use crate::metrics;
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
@@ -80,6 +85,12 @@ pub struct DeadlineStream {
     limit: Duration,
     max_head: usize,
     phase: Phase,
+    /// The connection's off switch, and the digest it is registered under.
+    cut: Option<(Arc<CutSwitch>, Arc<SocketDigest>)>,
+    /// An armed WebSocket's frames, as written.
+    frames: Option<FrameTracker>,
+    /// The close frame being written after a cut, and how much of it is out.
+    goodbye: Option<(Vec<u8>, usize)>,
 }
 
 /// The 431 written when a head is too large (the contract's JSON error).
@@ -115,12 +126,68 @@ impl DeadlineStream {
                 bytes: 0,
             }
         };
+        let cut = inner
+            .get_socket_digest()
+            .map(|digest| (cut::register(&digest), digest));
         DeadlineStream {
             inner,
             limit,
             max_head,
             phase,
+            cut,
+            frames: None,
+            goodbye: None,
         }
+    }
+
+    /// The reason, once the connection's switch was cut.
+    fn cut_reason(&self) -> Option<&'static str> {
+        self.cut.as_ref().and_then(|(s, _)| s.is_cut())
+    }
+
+    /// Notes `n` bytes written from `bufs`: an armed WebSocket follows its frames.
+    fn wrote_out<'b>(&mut self, bufs: impl Iterator<Item = &'b [u8]>, mut n: usize) {
+        let Some((switch, _)) = &self.cut else { return };
+        if switch.armed() != Some(Armed::WebSocket) {
+            return;
+        }
+        let frames = self.frames.get_or_insert_with(FrameTracker::default);
+        for b in bufs {
+            if n == 0 {
+                break;
+            }
+            let take = n.min(b.len());
+            frames.wrote(&b[..take]);
+            n -= take;
+        }
+    }
+
+    /// The read result of a cut connection: a WebSocket between two frames gets a
+    /// close frame first (pending until it is out); then an error that makes
+    /// Pingora end the request and close the socket.
+    fn end_cut(&mut self, cx: &mut Context<'_>, why: &'static str) -> Poll<io::Result<()>> {
+        let can_say_goodbye = self
+            .frames
+            .as_ref()
+            .is_some_and(FrameTracker::between_frames);
+        if can_say_goodbye && self.goodbye.is_none() {
+            self.goodbye = Some((cut::close_frame(cut::POLICY_VIOLATION, why), 0));
+        }
+        if let Some((frame, written)) = &mut self.goodbye {
+            while *written < frame.len() {
+                match Pin::new(&mut self.inner).poll_write(cx, &frame[*written..]) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => break,
+                    Poll::Ready(Ok(n)) => *written += n,
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            if Pin::new(&mut self.inner).poll_flush(cx).is_pending() {
+                return Poll::Pending;
+            }
+            // Said once: the frame tracker no longer matters.
+            self.frames = None;
+        }
+        Poll::Ready(Err(cut_error(why)))
     }
 
     /// Takes the connection as HTTP/2 with prior knowledge when `peeked` (what
@@ -285,6 +352,9 @@ impl AsyncRead for DeadlineStream {
         if let Phase::TooLarge { .. } = this.phase {
             return this.refuse(cx);
         }
+        if let Some(why) = this.cut_reason() {
+            return this.end_cut(cx, why);
+        }
         let before = buf.filled().len();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
@@ -305,9 +375,37 @@ impl AsyncRead for DeadlineStream {
                     "request head not complete within server.header_timeout",
                 )))
             }
+            Poll::Pending => {
+                // An armed connection waits for its data or its cut, whichever
+                // comes first.
+                if let Some((switch, _)) = &this.cut {
+                    if switch.armed().is_some() {
+                        switch.park(cx.waker());
+                        if let Some(why) = switch.is_cut() {
+                            return this.end_cut(cx, why);
+                        }
+                    }
+                }
+                Poll::Pending
+            }
             other => other,
         }
     }
+}
+
+impl Drop for DeadlineStream {
+    fn drop(&mut self) {
+        if let Some((switch, digest)) = &self.cut {
+            cut::unregister(digest, switch);
+        }
+    }
+}
+
+fn cut_error(why: &'static str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        format!("connection closed by keygate: {why}"),
+    )
 }
 
 impl AsyncWrite for DeadlineStream {
@@ -317,8 +415,15 @@ impl AsyncWrite for DeadlineStream {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if let Some(why) = this.cut_reason() {
+            return Poll::Ready(Err(cut_error(why)));
+        }
         this.wrote(buf);
-        Pin::new(&mut this.inner).poll_write(cx, buf)
+        let written = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = written {
+            this.wrote_out(std::iter::once(buf), n);
+        }
+        written
     }
 
     fn poll_write_vectored(
@@ -327,10 +432,17 @@ impl AsyncWrite for DeadlineStream {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if let Some(why) = this.cut_reason() {
+            return Poll::Ready(Err(cut_error(why)));
+        }
         if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
             this.wrote(first);
         }
-        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = written {
+            this.wrote_out(bufs.iter().map(|b| &**b), n);
+        }
+        written
     }
 
     fn is_write_vectored(&self) -> bool {

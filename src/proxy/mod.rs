@@ -4,6 +4,7 @@
 //! HTTP/2 stream budget).
 
 pub mod cors;
+pub mod cut;
 pub mod decide;
 pub mod forward;
 pub mod gate;
@@ -11,6 +12,7 @@ pub mod grpc;
 pub mod h2_streams;
 pub mod head_deadline;
 pub mod limit_headers;
+pub mod live_streams;
 pub mod path;
 pub mod routes;
 pub mod runtime;

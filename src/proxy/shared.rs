@@ -33,4 +33,7 @@ pub struct Shared {
     pub portal: crate::portal::Portal,
     /// Per-key usage, flushed in the background.
     pub usage: Arc<UsageRecorder>,
+    /// Requests that outlive their decision, ended when their credential is not
+    /// good any more.
+    pub live: Arc<super::live_streams::LiveStreams>,
 }

@@ -2,14 +2,17 @@
 as JSON on stdin against a target and prints one JSON result per call.
 
 Usage: client.py TARGET [--tls CA_PEM]
-stdin: [{"method": "Unary" | "Stream" | "Collect" | "Slow", "body": "...",
+stdin: [{"method": "Unary" | "Stream" | "Ticks" | "Collect" | "Slow", "body": "...",
          "messages": [...], "metadata": [["x-api-key", "..."], ...],
          "path": "/other.Service/Method" (a unary call to another path)}, ...]
 stdout: [{"code": "OK", "code_value": 0, "details": ..., "initial": {...},
           "trailing": {...}, "response": "..." | [...]}, ...]
+A "Ticks" call also gives "times" (Unix seconds each message arrived) and
+"ended" (when the call ended).
 """
 import json
 import sys
+import time
 
 import grpc
 
@@ -31,6 +34,13 @@ def run(channel, call):
             responses = channel.unary_stream("/demo.Echo/Stream")(body, metadata=md, timeout=30)
             result["response"] = [m.decode() for m in responses]
             state = responses
+        elif method == "Ticks":
+            responses = channel.unary_stream("/demo.Echo/Ticks")(body, metadata=md, timeout=60)
+            state = responses
+            result["response"], result["times"] = [], []
+            for m in responses:
+                result["response"].append(m.decode())
+                result["times"].append(time.time())
         elif method == "Collect":
             messages = iter([m.encode() for m in call.get("messages", [])])
             response, state = channel.stream_unary("/demo.Echo/Collect").with_call(
@@ -45,6 +55,7 @@ def run(channel, call):
             result["response"] = response.decode()
     except grpc.RpcError as e:
         state = e
+    result["ended"] = time.time()
     result["code"] = state.code().name
     result["code_value"] = state.code().value[0]
     result["details"] = state.details()

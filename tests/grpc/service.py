@@ -8,6 +8,8 @@ schema is needed for a pass-through test):
                       "message 0" .. "message N-1".
   /demo.Echo/Collect  client streaming: returns the messages received, joined.
   /demo.Echo/Slow     waits the body's milliseconds, then answers "late".
+  /demo.Echo/Ticks    server streaming: the body is "INTERVAL_MS,COUNT"; streams
+                      "tick 0" .. "tick COUNT-1", one every INTERVAL_MS.
 
 Usage: service.py [--tls CERT KEY]. Prints the port it listens on, then serves.
 """
@@ -40,12 +42,22 @@ def slow(request, context):
     return b"late"
 
 
+def ticks(request, context):
+    interval, count = (int(x) for x in request.decode().split(","))
+    for i in range(count):
+        if not context.is_active():
+            return
+        yield f"tick {i}".encode()
+        time.sleep(interval / 1000)
+
+
 def main():
     handlers = {
         "Unary": grpc.unary_unary_rpc_method_handler(unary),
         "Stream": grpc.unary_stream_rpc_method_handler(stream),
         "Collect": grpc.stream_unary_rpc_method_handler(collect),
         "Slow": grpc.unary_unary_rpc_method_handler(slow),
+        "Ticks": grpc.unary_stream_rpc_method_handler(ticks),
     }
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("demo.Echo", handlers),))

@@ -137,9 +137,10 @@ async fn stored_emails_migrate_and_collisions_are_named_never_merged() {
         let c = rusqlite::Connection::open(&db_file).unwrap();
         c.execute_batch(sql).unwrap();
     };
+    // Migrations 8 (canonical emails) and 9 (secrets) not yet run.
     old(&format!(
         "UPDATE users SET email = 'ＡLICE@Example.COM' WHERE id = '{alice}';\
-         PRAGMA user_version = 7;"
+         DROP TABLE secrets; PRAGMA user_version = 7;"
     ));
     let kg = kg.restart();
     assert_eq!(
@@ -152,7 +153,7 @@ async fn stored_emails_migrate_and_collisions_are_named_never_merged() {
     old(
         "INSERT INTO users (id, email, password_hash, is_admin, created_at) \
          VALUES ('usr_upper', 'STRASSE@x.de', 'x', 0, 0), ('usr_eszett', 'Straße@x.de', 'x', 0, 0);\
-         PRAGMA user_version = 7;",
+         DROP TABLE secrets; PRAGMA user_version = 7;",
     );
     let out = kg.cli(&["keys", "list"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -169,9 +170,10 @@ async fn stored_emails_migrate_and_collisions_are_named_never_merged() {
     let (alice, _) = kg.create_user("alice@example.com", "alice-password", false);
     let mut kg = kg;
     assert!(kg.terminate().success());
+    // Migrations 5 (canonical emails) and 6 (secrets) not yet run.
     db.execute(&format!(
         "UPDATE users SET email = 'ＡLICE@Example.COM' WHERE id = '{alice}';\
-         DELETE FROM keygate_migrations WHERE version = 5;"
+         DROP TABLE secrets; DELETE FROM keygate_migrations WHERE version >= 5;"
     ))
     .await;
     let kg = kg.restart();
@@ -197,7 +199,7 @@ async fn stored_emails_migrate_and_collisions_are_named_never_merged() {
     db.execute(
         "INSERT INTO users (id, email, password_hash, is_admin, created_at) \
          VALUES ('usr_upper', 'STRASSE@x.de', 'x', false, now()), ('usr_eszett', 'Straße@x.de', 'x', false, now());\
-         DELETE FROM keygate_migrations WHERE version = 5;",
+         DROP TABLE secrets; DELETE FROM keygate_migrations WHERE version >= 5;",
     )
     .await;
     let out = kg.cli(&["keys", "list"]);

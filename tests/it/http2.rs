@@ -48,6 +48,11 @@ fn h2c_client() -> reqwest::Client {
 /// (with `upstream_lines` in `upstream:`, replacing the harness's timeouts they
 /// set), and `env`. Starts with 30 s or more left of the hour, so the tests that
 /// count down the hourly limit of [`POLICY`] never see its window roll over.
+/// keygate with `server.h2c` in front of an h2c upstream at `url`.
+pub(crate) fn start_h2c(url: &str, policy: &str) -> Keygate {
+    start(url, "  h2c: true\n", "  protocol: h2c\n", policy, &[])
+}
+
 fn start(
     url: &str,
     server_lines: &str,
@@ -287,10 +292,11 @@ async fn an_h2c_upstream_is_spoken_to_in_http2_over_reused_connections() {
         "{sequential} upstream connections for 20 requests in turn"
     );
     // 20 requests held at the upstream at once share pooled connections: over
-    // HTTP/1.1 each would need its own. Pingora's pool may open a few more than
-    // one (a caller arriving while another opens a stream on the pooled
-    // connection does not see it), so the bound is half: at most 10 new
-    // connections for 20 requests in flight means streams were multiplexed.
+    // HTTP/1.1 each would need its own (19 new, the pooled one reused; measured
+    // with max_h2_streams 1). Pingora's pool may open more than one (a caller
+    // arriving while another opens a stream on the pooled connection does not see
+    // it): 14 new were seen once with the whole suite loading both cores. Any
+    // count under 19 proves streams were multiplexed; the bound keeps a margin.
     let c = h2c_client();
     let batch = (0..20).map(|_| c.get(kg.url("/delay/100")).header("x-api-key", &key).send());
     for resp in futures::future::join_all(batch).await {
@@ -298,7 +304,7 @@ async fn an_h2c_upstream_is_spoken_to_in_http2_over_reused_connections() {
     }
     let concurrent = connections.load(Ordering::SeqCst) - sequential;
     assert!(
-        concurrent <= 10,
+        concurrent <= 15,
         "{concurrent} new upstream connections for 20 requests at once"
     );
 }
@@ -345,13 +351,13 @@ fn check_refuses_a_protocol_the_upstream_url_cannot_carry() {
 }
 
 /// The test gRPC service (`tests/grpc/service.py`), killed when dropped.
-struct GrpcService {
+pub(crate) struct GrpcService {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl GrpcService {
-    fn start(tls: Option<&Path>) -> GrpcService {
+    pub(crate) fn start(tls: Option<&Path>) -> GrpcService {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grpc/service.py");
         let mut cmd = Command::new(python());
         cmd.arg(script);
@@ -382,7 +388,7 @@ impl Drop for GrpcService {
 
 /// Runs `calls` with the test gRPC client (`tests/grpc/client.py`) against
 /// `target`, trusting `ca` for TLS when given.
-fn grpc_calls(target: &str, ca: Option<&Path>, calls: Value) -> Vec<Value> {
+pub(crate) fn grpc_calls(target: &str, ca: Option<&Path>, calls: Value) -> Vec<Value> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grpc/client.py");
     let mut cmd = Command::new(python());
     cmd.arg(script).arg(target);

@@ -32,6 +32,7 @@ mod jwks;
 mod jwt_tokens;
 mod limits;
 mod limits_v2;
+mod live_streams;
 mod management_auth;
 mod management_keys;
 mod metrics;

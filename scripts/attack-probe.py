@@ -45,7 +45,10 @@ def free_port():
 
 
 def wsgi_app(environ, start):
-    seen = {k: v for k, v in environ.items() if k.startswith("HTTP_X_AUTH")}
+    # Identity as the app reads it; Grpc-Metadata-X-Auth-* too, which grpc-gateway,
+    # in front of a gRPC service, turns into that service's x-auth-* metadata.
+    seen = {k: v for k, v in environ.items()
+            if k.startswith("HTTP_X_AUTH") or k.startswith("HTTP_GRPC_METADATA_")}
     start("200 OK", [("Content-Type", "application/json")])
     return [json.dumps(seen).encode()]
 
@@ -207,7 +210,10 @@ def main():
                 record("methods (override)", extra.strip(), f"{status} ran DELETE upstream")
         spoofs = ["X_Auth_Org: victim", "x_auth_org: victim", "X-Auth_Org: victim", "X_AUTH_ORG: victim",
                   "X-Auth-Org: victim", "x-auth-org: victim", "X_Auth_Subject: bob", "X_Auth_Scopes: admin",
-                  "X_Auth_Tier: enterprise", "X-Auth-Key-Id: key_x", "X_Auth_Method: jwt", "X_Auth_Environment: test"]
+                  "X_Auth_Tier: enterprise", "X-Auth-Key-Id: key_x", "X_Auth_Method: jwt", "X_Auth_Environment: test",
+                  # grpc-gateway hands Grpc-Metadata-<name> to a gRPC service as metadata <name>.
+                  "Grpc-Metadata-X-Auth-Org: victim", "grpc-metadata-x-auth-scopes: admin",
+                  "Grpc_Metadata_X_Auth_Subject: bob", "Grpc-Metadata-Grpc-Metadata-X-Auth-Tier: enterprise"]
         wkey = cli_key(conf, "--org", "mine", "--owner", "me")
         for spoof in spoofs:
             for key, target in [(wkey, "/x"), (None, "/public/x")]:

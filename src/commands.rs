@@ -365,7 +365,10 @@ pub fn users_create(
 ) -> Result<UserRecord, CommandError> {
     let mut problems = Vec::new();
     let email = crate::domain::canonical_email(email.trim());
-    if !(email.contains('@') && email.len() <= 254 && !email.contains(char::is_whitespace)) {
+    if !(email.contains('@')
+        && email.len() <= 254
+        && !email.contains(|c: char| c.is_whitespace() || c.is_control()))
+    {
         problems.push(format!("--email: `{email}` is not an email address"));
     }
     let password = password.trim_end_matches(['\r', '\n']);

@@ -39,7 +39,7 @@ pub fn valid_email(e: &str) -> bool {
         && !domain.starts_with('.')
         && !domain.ends_with('.')
         && e.len() <= MAX_FIELD
-        && !e.chars().any(char::is_whitespace)
+        && !e.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// What is wrong with a sign-up's email (in its canonical form) and password, by

@@ -756,6 +756,10 @@ pub struct PortalConfig {
     pub session_ttl: Dur,
     /// Tier of the keys users create (`None`: `default_tier`).
     pub tier: Option<String>,
+    /// Browsers reach the portal over HTTPS even though keygate does not terminate
+    /// TLS (an ingress or load balancer does): cookies are `__Host-`, `Secure`, as
+    /// with `server.tls` (an extension).
+    pub secure_cookies: bool,
 }
 
 impl Default for PortalConfig {
@@ -766,6 +770,7 @@ impl Default for PortalConfig {
             title: "keygate".into(),
             session_ttl: Dur::secs(12 * 3600),
             tier: None,
+            secure_cookies: false,
         }
     }
 }

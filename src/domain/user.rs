@@ -5,19 +5,49 @@ use std::fmt;
 
 /// The one form of an email keygate stores, looks up and throttles on, whatever the
 /// store: Unicode's compatibility caseless form (NFKC after full case folding,
-/// UAX #44 / D146), computed here and never by a database's own `lower()` or
-/// collation. `Alice@Example.com`, `ａlice@example.com` (fullwidth) and `alice@example.com`
-/// are one address; `Straße@x` and `strasse@x` are one; `alİce@x` (U+0130) is not
-/// `alice@x`, in the throttle as in the lookup.
+/// Unicode §3.13 D146), without default-ignorable code points (zero-width spaces
+/// and joiners, soft hyphens, variation selectors, bidi controls: invisible, so
+/// never what tells two addresses apart), computed here and never by a database's
+/// own `lower()` or collation. `Alice@Example.com`, `ａlice@example.com` (fullwidth),
+/// `ali\u{200B}ce@example.com` and `alice@example.com` are one address;
+/// `Straße@x` and `strasse@x` are one; `alİce@x` (U+0130) is not `alice@x`, in the
+/// throttle as in the lookup.
 pub fn canonical_email(raw: &str) -> String {
     use caseless::Caseless;
     use unicode_normalization::UnicodeNormalization;
-    raw.nfd()
+    raw.chars()
+        .filter(|c| !default_ignorable(*c))
+        .nfd()
         .default_case_fold()
         .nfkd()
         .default_case_fold()
         .nfkc()
+        .filter(|c| !default_ignorable(*c))
         .collect()
+}
+
+/// Unicode's `Default_Ignorable_Code_Point` (DerivedCoreProperties.txt).
+fn default_ignorable(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x00AD
+            | 0x034F
+            | 0x061C
+            | 0x115F..=0x1160
+            | 0x17B4..=0x17B5
+            | 0x180B..=0x180F
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x206F
+            | 0x3164
+            | 0xFE00..=0xFE0F
+            | 0xFEFF
+            | 0xFFA0
+            | 0xFFF0..=0xFFF8
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0000..=0xE0FFF
+    )
 }
 
 /// A login. The password is only ever held as an argon2id PHC string.
@@ -71,6 +101,16 @@ mod tests {
             canonical_email("Jos\u{e9}@x.es"),
             canonical_email("JOSE\u{301}@x.es")
         );
+        // Invisible code points tell nothing apart.
+        for invisible in [
+            "ali\u{200b}ce@example.com",
+            "al\u{ad}ice@example.com",
+            "\u{feff}alice@example.com",
+            "alice\u{200d}@example.com",
+            "alic\u{fe0f}e@example.com",
+        ] {
+            assert_eq!(canonical_email(invisible), alice, "{invisible:?}");
+        }
         // Dotted capital I folds to i with a combining dot: another address.
         assert_ne!(canonical_email("al\u{130}ce@example.com"), alice);
         assert_ne!(canonical_email("al\u{131}ce@example.com"), alice);

@@ -105,7 +105,7 @@ impl PortalContext<'_> {
     fn cookies(&self) -> CookiePolicy<'_> {
         CookiePolicy {
             path: self.prefix(),
-            secure: self.config.server.tls.is_some(),
+            secure: self.config.server.tls.is_some() || self.config.portal.secure_cookies,
         }
     }
 

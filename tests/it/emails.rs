@@ -92,6 +92,8 @@ async fn every_spelling_of_an_email_is_one_account_with_one_throttle() {
             "STRASSE@EXAMPLE.DE",
             "\u{ff53}trasse@example.de",
             "Alice@example.com",
+            "ali\u{200b}ce@example.com",
+            "\u{feff}alice@example.com",
         ] {
             let resp = client()
                 .post(kg.url("/v1/auth/register"))

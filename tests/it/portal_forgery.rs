@@ -228,3 +228,27 @@ async fn replicas_share_the_form_token_key_through_the_store() {
     let (status, cookies) = post_sign_in(&http, &b.base, &pre, &token, &[]).await;
     assert_eq!(status, 303, "a form from A posted to B: {cookies}");
 }
+
+/// Behind an ingress that terminates TLS, keygate sees plain HTTP:
+/// `portal.secure_cookies` gives the browser the same `__Host-` cookies.
+#[tokio::test]
+async fn secure_cookies_can_be_asked_for_when_tls_ends_in_front_of_keygate() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(
+        up,
+        &format!("{POLICY}").replace(
+            "portal: { enabled: true }",
+            "portal: { enabled: true, secure_cookies: true }",
+        ),
+    );
+    let login = client()
+        .get(format!("{}/portal/login", kg.base))
+        .send()
+        .await
+        .unwrap();
+    let set = login.headers()["set-cookie"].to_str().unwrap();
+    assert!(
+        set.starts_with("__Host-kg_pre=") && set.contains("; Path=/;") && set.contains("; Secure"),
+        "{set}"
+    );
+}

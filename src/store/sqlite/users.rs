@@ -60,7 +60,7 @@ impl UserStore for SqliteStore {
         let email = canonical_email(email);
         self.with_conn(move |c| {
             c.query_row(
-                &format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?1"),
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE email = ?1 COLLATE BINARY"),
                 [&email],
                 decode_user,
             )

@@ -236,7 +236,7 @@ async fn secure_cookies_can_be_asked_for_when_tls_ends_in_front_of_keygate() {
     let up = start_upstream().await;
     let kg = Keygate::start(
         up,
-        &format!("{POLICY}").replace(
+        &POLICY.replace(
             "portal: { enabled: true }",
             "portal: { enabled: true, secure_cookies: true }",
         ),

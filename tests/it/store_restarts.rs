@@ -28,39 +28,62 @@ tiers:
 /// What one request of the load saw: when it was sent, and its status.
 type Sent = (Instant, u16);
 
-/// Sends `GET url` with `key` from `clients` loops until `stop`, recording each
-/// request's start and status (0: no answer).
-fn load(
-    url: String,
-    key: String,
-    clients: usize,
+/// `GET url` with `key` sent from several loops, each request's start and status
+/// recorded (0: no answer).
+struct Load {
+    seen: Arc<Mutex<Vec<Sent>>>,
     stop: Arc<AtomicBool>,
-) -> (Arc<Mutex<Vec<Sent>>>, Vec<tokio::task::JoinHandle<()>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let tasks = (0..clients)
-        .map(|_| {
-            let (url, key, stop, seen) = (url.clone(), key.clone(), stop.clone(), seen.clone());
-            tokio::spawn(async move {
-                let http = crate::common::client();
-                while !stop.load(Ordering::SeqCst) {
-                    let sent = Instant::now();
-                    let status = match http
-                        .get(&url)
-                        .header("X-API-Key", &key)
-                        .timeout(Duration::from_secs(5))
-                        .send()
-                        .await
-                    {
-                        Ok(r) => r.status().as_u16(),
-                        Err(_) => 0,
-                    };
-                    seen.lock().unwrap().push((sent, status));
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    /// Starts `clients` loops.
+    fn start(url: String, key: String, clients: usize) -> Load {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = (0..clients)
+            .map(|_| {
+                let (url, key, stop, seen) = (url.clone(), key.clone(), stop.clone(), seen.clone());
+                tokio::spawn(async move {
+                    let http = crate::common::client();
+                    while !stop.load(Ordering::SeqCst) {
+                        let sent = Instant::now();
+                        let status = match http
+                            .get(&url)
+                            .header("X-API-Key", &key)
+                            .timeout(Duration::from_secs(5))
+                            .send()
+                            .await
+                        {
+                            Ok(r) => r.status().as_u16(),
+                            Err(_) => 0,
+                        };
+                        seen.lock().unwrap().push((sent, status));
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                })
             })
-        })
-        .collect();
-    (seen, tasks)
+            .collect();
+        Load { seen, stop, tasks }
+    }
+
+    /// Admissions so far among the requests sent after `since`.
+    fn admitted_since(&self, since: Instant) -> usize {
+        let seen = self.seen.lock().unwrap();
+        seen.iter().filter(|(t, s)| *t > since && *s == 200).count()
+    }
+
+    /// Goes on 2.5 s more, stops, and returns the admissions among the requests sent
+    /// after `revoked` and how many were sent.
+    async fn admitted_after(self, revoked: Instant) -> (usize, usize) {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        let seen = std::mem::take(&mut *self.seen.lock().unwrap());
+        after(&seen, revoked)
+    }
 }
 
 /// Revokes `id` through `kg` with the admin key, retrying while the store cannot
@@ -119,29 +142,16 @@ async fn a_replica_cut_off_from_postgres_refuses_a_key_revoked_meanwhile_once_it
     feed_listening(&b).await;
     assert_eq!(b.get_key("/x", &key).await.status(), 200, "cached on B");
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let (seen, tasks) = load(b.url("/x"), key.clone(), 4, stop.clone());
+    let load = Load::start(b.url("/x"), key.clone(), 4);
     tokio::time::sleep(Duration::from_millis(300)).await;
     relay.cut();
     let cut = Instant::now();
     // Long enough for a reconnect backoff to have grown.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let served_while_cut = seen
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(t, s)| *t > cut + Duration::from_millis(100) && *s == 200)
-        .count();
+    let served_while_cut = load.admitted_since(cut + Duration::from_millis(100));
     relay.restore();
     let revoked = revoke_as_soon_as_it_can(&a, &admin, &id).await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    stop.store(true, Ordering::SeqCst);
-    for t in tasks {
-        t.await.unwrap();
-    }
-
-    let seen = std::mem::take(&mut *seen.lock().unwrap());
-    let (admitted, sent) = after(&seen, revoked);
+    let (admitted, sent) = load.admitted_after(revoked).await;
     eprintln!(
         "while cut off: {served_while_cut} served from the cache; after the revocation \
          returned: {admitted} of {sent} admitted"
@@ -178,8 +188,7 @@ async fn a_key_revoked_right_after_a_real_postgres_restart_is_refused_by_every_r
     feed_listening(&b).await;
     assert_eq!(b.get_key("/x", &key).await.status(), 200, "cached on B");
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let (seen, tasks) = load(b.url("/x"), key.clone(), 4, stop.clone());
+    let load = Load::start(b.url("/x"), key.clone(), 4);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let restarting = cluster.clone();
     tokio::task::spawn_blocking(move || {
@@ -197,14 +206,7 @@ async fn a_key_revoked_right_after_a_real_postgres_restart_is_refused_by_every_r
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let revoked = revoke_as_soon_as_it_can(&a, &admin, &id).await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    stop.store(true, Ordering::SeqCst);
-    for t in tasks {
-        t.await.unwrap();
-    }
-
-    let seen = std::mem::take(&mut *seen.lock().unwrap());
-    let (admitted, sent) = after(&seen, revoked);
+    let (admitted, sent) = load.admitted_after(revoked).await;
     eprintln!("after the revocation returned: {admitted} of {sent} admitted by B");
     assert!(sent > 50, "only {sent} requests after the revocation");
     assert_eq!(

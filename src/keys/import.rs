@@ -49,12 +49,17 @@ struct Line {
     tier: Option<String>,
     scopes: Option<Vec<String>>,
     environment: Option<String>,
-    org: Option<String>,
-    owner: Option<String>,
-    /// Absent (`None`), `null` (`Some(None)`: unmetered) or a number.
+    /// Absent (`None`: kept by an update), `null` (`Some(None)`: none) or a value;
+    /// likewise `owner`, `credits` (`null`: unmetered) and `expires_at` (`null`:
+    /// never).
+    #[serde(default, deserialize_with = "present")]
+    org: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    owner: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
     credits: Option<Option<i64>>,
-    expires_at: Option<DateTime<Utc>>,
+    #[serde(default, deserialize_with = "present")]
+    expires_at: Option<Option<DateTime<Utc>>>,
     allowed_ips: Option<Vec<String>>,
     status: Option<String>,
     created_at: Option<DateTime<Utc>>,
@@ -259,8 +264,8 @@ pub fn parse_line(
         refill: None,
         expires_at: None,
         allowed_ips: parsed.allowed_ips,
-        org: parsed.org,
-        owner: parsed.owner,
+        org: parsed.org.flatten(),
+        owner: parsed.owner.flatten(),
     };
     let valid = match validate_new(&input, tiers, now) {
         Ok(v) => Some(v),
@@ -305,7 +310,7 @@ pub fn parse_line(
             refill: None,
             refilled_at,
             allowed_ips: valid.allowed_ips,
-            expires_at: parsed.expires_at,
+            expires_at: parsed.expires_at.flatten(),
             created_at: parsed.created_at.unwrap_or(now),
             last_used_at: None,
             secret_valid_until: None,
@@ -412,6 +417,18 @@ mod tests {
         let unmetered = parse(&format!(r#"{{"hash":"{hash}","credits":null}}"#)).unwrap();
         assert_eq!(unmetered.given, ImportFields::CREDITS);
         assert_eq!(unmetered.record.credits, None);
+        let cleared = parse(&format!(
+            r#"{{"hash":"{hash}","owner":null,"org":null,"expires_at":null}}"#
+        ))
+        .unwrap();
+        for f in [
+            ImportFields::OWNER,
+            ImportFields::ORG,
+            ImportFields::EXPIRES_AT,
+        ] {
+            assert!(cleared.given.contains(f), "{f:?}: null is said");
+        }
+        assert_eq!((cleared.record.owner, cleared.record.org), (None, None));
         let key = format!("ak_live_{}", "z".repeat(32));
         let named = parse(&format!(r#"{{"key":"{key}","name":"n","credits":3}}"#)).unwrap();
         for f in [

@@ -296,8 +296,14 @@ impl LiveStreams {
         }
         let this = self.clone();
         crate::io_runtime::handle().spawn(async move {
+            // Many streams may share a secret: the store is asked once for each.
+            let mut read = std::collections::HashMap::new();
             for (id, s) in streams {
-                this.check(id, &s).await;
+                let Some((_, hash)) = &s.key else { continue };
+                if !read.contains_key(hash) {
+                    read.insert(*hash, this.store.find_by_hash(hash).await);
+                }
+                this.judge(id, &s, &read[hash]);
             }
         });
     }
@@ -306,13 +312,28 @@ impl LiveStreams {
     /// would be; cuts it if that request would be refused. False when the store
     /// could not answer.
     async fn check(self: &Arc<Self>, id: u64, s: &Arc<LiveStream>) -> bool {
-        let Some((key_id, hash)) = &s.key else {
+        let Some((_, hash)) = &s.key else {
             return true;
         };
         let found = self.store.find_by_hash(hash).await;
+        self.judge(id, s, &found)
+    }
+
+    /// Judges a key's stream by what the store `found` under its secret; cuts it if
+    /// a new request with that secret would be refused. False when the store could
+    /// not answer.
+    fn judge(
+        self: &Arc<Self>,
+        id: u64,
+        s: &Arc<LiveStream>,
+        found: &Result<Option<crate::domain::KeyRecord>, crate::store::StoreError>,
+    ) -> bool {
+        let Some((key_id, _)) = &s.key else {
+            return true;
+        };
         let verdict = match found {
             Ok(Some(record)) if record.id == *key_id => {
-                let checks = KeyChecks::of(&record);
+                let checks = KeyChecks::of(record);
                 s.valid_until_ms.store(
                     checks.expires_at_ms.min(checks.secret_valid_until_ms),
                     Ordering::Relaxed,

@@ -1,4 +1,4 @@
-//! The contract's errors (section 3): every refusal keygate makes is one
+//! keygate's refusals (docs/configuration.md, On the wire): every refusal keygate makes is one
 //! [`GateError`], turned into a status, JSON body and headers here and nowhere else.
 
 use crate::auth::credentials::CredentialError;

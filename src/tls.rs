@@ -85,7 +85,7 @@ pub fn settings(cert: Arc<ReloadableCert>) -> pingora::listeners::tls::TlsSettin
     let mut s = pingora::listeners::tls::TlsSettings::intermediate("", "")
         .expect("building empty TLS settings cannot fail");
     s.set_cert_resolver(cert);
-    // HTTP/2 and HTTP/1.1 by ALPN (CONTRACT §12), h2 preferred.
+    // HTTP/2 and HTTP/1.1 by ALPN (docs/configuration.md, HTTP/2 and gRPC), h2 preferred.
     s.enable_h2();
     s
 }

@@ -1,5 +1,6 @@
-//! The format of issued keys (`api_keys.format`, CONTRACT §9): a template of literal
-//! text and the placeholders `{prefix}`, `{env}`, `{random:N}` and `{checksum}`.
+//! The format of issued keys (`api_keys.format`, docs/configuration.md, API keys): a
+//! template of literal text and the placeholders `{prefix}`, `{env}`, `{random:N}` and
+//! `{checksum}`.
 //!
 //! The default, `{prefix}_sk_{env}_{random:32}{checksum}`, is keygate's own format
 //! (`kg_sk_live_…`). A presented key is matched against the template without any
@@ -275,7 +276,8 @@ impl KeyFormat {
 mod tests {
     use super::*;
 
-    /// Every seed's documented format (CONTRACT §9), with what its keys look like.
+    /// Every seed's documented format (docs/configuration.md, API keys), with what its
+    /// keys look like.
     const SEEDS: [(&str, &str, usize); 4] = [
         (DEFAULT_FORMAT, "kg_sk_live_", 11 + 32 + 6),
         ("altx_sk_{random:32}{checksum}", "altx_sk_", 8 + 32 + 6),

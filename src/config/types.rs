@@ -1,4 +1,4 @@
-//! Serde mirror of `keygate.yaml` (contract section 2). Unknown keys are errors.
+//! Serde mirror of `keygate.yaml` (docs/configuration.md). Unknown keys are errors.
 //!
 //! These structs hold what the user wrote, with defaults filled in; the request path
 //! never reads them directly but through the compiled [`crate::proxy::runtime::Runtime`].
@@ -53,7 +53,7 @@ pub struct Config {
     /// The portal: where the API's users get and watch their keys.
     #[serde(default)]
     pub portal: PortalConfig,
-    /// Credit policy shared by every tier (CONTRACT §10).
+    /// Credit policy shared by every tier (docs/configuration.md, Limits and credits).
     #[serde(default)]
     pub credits: CreditsConfig,
 }
@@ -88,7 +88,8 @@ pub struct ServerConfig {
     /// itself (management API); a slower one is answered 408.
     pub body_timeout: Dur,
     /// Accept HTTP/2 without TLS (prior knowledge) beside HTTP/1.1 on `listen`
-    /// (CONTRACT §12). With `tls`, HTTP/2 is offered by ALPN whatever this says.
+    /// (docs/configuration.md, HTTP/2 and gRPC). With `tls`, HTTP/2 is offered by ALPN
+    /// whatever this says.
     pub h2c: bool,
     /// Extension: most HTTP/2 streams one connection may have open, and most
     /// requests of one HTTP/2 connection keygate works on at once (a client that
@@ -139,7 +140,7 @@ pub struct UpstreamConfig {
     /// Time allowed between reads from the upstream.
     #[serde(default = "default_read_timeout")]
     pub read_timeout: Dur,
-    /// The HTTP version spoken to `url` (CONTRACT §12).
+    /// The HTTP version spoken to `url` (docs/configuration.md, HTTP/2 and gRPC).
     #[serde(default)]
     pub protocol: UpstreamProtocol,
     /// Extension: the HTTP version spoken to `sandbox_url`; `protocol` when unset.
@@ -256,7 +257,7 @@ pub struct ApiKeysConfig {
     pub sources: Vec<String>,
     /// Prefix of issued keys: what `{prefix}` stands for in `format`.
     pub prefix: String,
-    /// Template of issued keys (CONTRACT §9); `None` is
+    /// Template of issued keys (docs/configuration.md, API keys); `None` is
     /// [`DEFAULT_FORMAT`](crate::auth::key_format::DEFAULT_FORMAT).
     pub format: Option<String>,
     /// Extra prefixes admitted for imported keys (looked up by hash).
@@ -741,7 +742,7 @@ impl Default for ManagementConfig {
     }
 }
 
-/// `portal:` (contract section 8): HTML pages served by keygate on the data plane
+/// `portal:` (docs/portal.md): HTML pages served by keygate on the data plane
 /// under `prefix`, never proxied; needs a writable store.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
@@ -775,7 +776,7 @@ impl Default for PortalConfig {
     }
 }
 
-/// `cors:` (contract section 2): answered by keygate, preflights before
+/// `cors:` (docs/configuration.md): answered by keygate, preflights before
 /// authentication.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]

@@ -70,7 +70,8 @@ impl KeyStatus {
     }
 }
 
-/// Everything known about a key except its secret (contract section 4's key object).
+/// Everything known about a key except its secret (the key object of
+/// docs/configuration.md, Management API).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct KeyRecord {
     /// Stable id (`key_…`).
@@ -236,7 +237,8 @@ impl ImportFields {
     }
 }
 
-/// A key brought in by an import (CONTRACT §9), checked and ready to store.
+/// A key brought in by an import (docs/configuration.md, Importing keys), checked and
+/// ready to store.
 #[derive(Clone, Debug)]
 pub struct ImportedKey {
     /// Its line in the import, for errors the store finds (a hash held by another id).

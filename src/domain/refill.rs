@@ -1,5 +1,5 @@
-//! Credit refills (CONTRACT §10): a key's credits are reset to `amount` once per
-//! period, lazily, on the key's next use or read.
+//! Credit refills (docs/configuration.md, Limits and credits): a key's credits are
+//! reset to `amount` once per period, lazily, on the key's next use or read.
 //!
 //! Periods are cut from the Unix epoch in UTC: `day` starts at 00:00, `month` on the
 //! first at 00:00, a duration at each multiple of it since the epoch. A key records

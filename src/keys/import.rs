@@ -1,8 +1,8 @@
-//! Import of existing customers' keys (CONTRACT §9): one JSON object per line, each
-//! turned into a key record and the hash it is stored under. The rules on every
-//! field are the key rules of [`super::input`]; this module adds what only an import
-//! has: the secret given as plaintext or as a hash, a given id, status and creation
-//! time, and the line number each problem is reported at.
+//! Import of existing customers' keys (docs/configuration.md, Importing keys): one JSON
+//! object per line, each turned into a key record and the hash it is stored under. The
+//! rules on every field are the key rules of [`super::input`]; this module adds what
+//! only an import has: the secret given as plaintext or as a hash, a given id, status
+//! and creation time, and the line number each problem is reported at.
 
 use super::input::{validate_new, KeyInput};
 use super::service::KeyRules;

@@ -402,11 +402,11 @@ impl KeyService {
         Ok(self.present(rules, record))
     }
 
-    /// Imports keys from JSON Lines (CONTRACT §9), all or nothing: every line is
-    /// checked, and only if none is bad does the one store transaction commit. Blank
-    /// lines are skipped. Lines are read as they come (nothing but the current batch
-    /// is held); a read error abandons the import. Returns how many keys were
-    /// written. Only an operator or an admin may import.
+    /// Imports keys from JSON Lines (docs/configuration.md, Importing keys), all or
+    /// nothing: every line is checked, and only if none is bad does the one store
+    /// transaction commit. Blank lines are skipped. Lines are read as they come
+    /// (nothing but the current batch is held); a read error abandons the import.
+    /// Returns how many keys were written. Only an operator or an admin may import.
     ///
     /// An `owner` that is the email of one of `users` becomes that user's id, so the
     /// key shows on the user's portal pages; any other owner is kept as written.

@@ -220,8 +220,8 @@ pub async fn regenerate(
     Ok(ApiResponse::ok(issued_object(&cx.key_rules(), &issued)))
 }
 
-/// `POST /keys/import`: JSON Lines of existing keys (CONTRACT §9), admins only; all
-/// or nothing (422 listing the bad lines).
+/// `POST /keys/import`: JSON Lines of existing keys (docs/configuration.md, Importing
+/// keys), admins only; all or nothing (422 listing the bad lines).
 pub async fn import(
     m: &Management,
     cx: &ApiContext<'_>,

@@ -1,5 +1,6 @@
-//! The management API (contract section 4), answered by keygate itself on the data
-//! plane under `management.prefix`; these requests never reach the upstream.
+//! The management API (docs/configuration.md, Management API), answered by keygate
+//! itself on the data plane under `management.prefix`; these requests never reach the
+//! upstream.
 //!
 //! [`Management::handle`] takes a parsed request and returns a JSON answer or a
 //! [`GateError`]; the gate reads the body and writes the response. This version

@@ -1,4 +1,4 @@
-//! The portal (contract section 8): server-rendered pages, under `portal.prefix` on
+//! The portal (docs/portal.md): server-rendered pages, under `portal.prefix` on
 //! the data plane, where the API's users sign up, sign in, create, copy, revoke and
 //! regenerate their keys and watch their usage. Never proxied.
 //!

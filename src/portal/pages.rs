@@ -1,7 +1,7 @@
 //! The portal's pages, rendered with maud: every value is HTML-escaped by the
 //! template engine, no page has inline script or style (the CSP forbids both),
 //! and every form works without JavaScript. The names black-box tests rely on
-//! (contract section 8) are here: inputs `email`, `name`, `password`, `scopes`,
+//! (docs/portal.md) are here: inputs `email`, `name`, `password`, `scopes`,
 //! select `environment`, buttons `Sign in`, `Create account`, `Create key`,
 //! `Revoke`, `Regenerate`, `Sign out`.
 

@@ -1,6 +1,6 @@
 //! The access decision, as one straight chain that stops at the first refusal:
 //! route → client-IP limit → credential → verify → key status → environment →
-//! scopes → tier limits → credits (contract section 3).
+//! scopes → tier limits → credits (docs/configuration.md, On the wire).
 
 use super::path::{canonicalize, CanonicalPath};
 use super::routes::{Found, Route};

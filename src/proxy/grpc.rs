@@ -1,4 +1,5 @@
-//! gRPC-shaped refusals (CONTRACT §12). A gRPC client reads a call's outcome from
+//! gRPC-shaped refusals (docs/configuration.md, HTTP/2 and gRPC). A gRPC client reads a
+//! call's outcome from
 //! `grpc-status` and `grpc-message`, never from an HTTP status or a JSON body, so
 //! a request with `content-type: application/grpc*` that keygate answers itself
 //! gets HTTP 200 with the status in a trailers-only response: one header block,

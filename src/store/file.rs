@@ -1,5 +1,5 @@
-//! The read-only file store (contract section 6): a YAML list of hashed keys, kept in
-//! memory and re-read when the file changes.
+//! The read-only file store (docs/operations.md, The file store): a YAML list of hashed
+//! keys, kept in memory and re-read when the file changes.
 //!
 //! The file is validated like the config: every problem is reported with its path
 //! (`keys[2].hash: ...`). It is polled every 500 ms (size, modification time, inode,

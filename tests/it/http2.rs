@@ -1,7 +1,8 @@
-//! HTTP/2 and gRPC (CONTRACT §12): HTTP/2 by ALPN under `server.tls` and by prior
-//! knowledge with `server.h2c`, HTTP/2 upstreams (`upstream.protocol: h2 | h2c`),
-//! gRPC calls through keygate to a real gRPC service (grpcio, `tests/grpc/`) with
-//! refusals as gRPC statuses, and the bounds HTTP/2 must not get around.
+//! HTTP/2 and gRPC (docs/configuration.md, HTTP/2 and gRPC): HTTP/2 by ALPN under
+//! `server.tls` and by prior knowledge with `server.h2c`, HTTP/2 upstreams
+//! (`upstream.protocol: h2 | h2c`), gRPC calls through keygate to a real gRPC service
+//! (grpcio, `tests/grpc/`) with refusals as gRPC statuses, and the bounds HTTP/2 must
+//! not get around.
 
 use crate::common::jwt_support::python;
 use crate::common::*;

@@ -1,6 +1,7 @@
-//! Adopting keygate in front of an API that already has customers (CONTRACT §9):
-//! its own key format issued and checked, existing keys imported by plaintext or
-//! hash (CLI and API, SQLite and PostgreSQL), all or nothing.
+//! Adopting keygate in front of an API that already has customers
+//! (docs/configuration.md, Importing keys): its own key format issued and checked,
+//! existing keys imported by plaintext or hash (CLI and API, SQLite and PostgreSQL),
+//! all or nothing.
 
 use crate::common::services::PgDatabase;
 use crate::common::*;

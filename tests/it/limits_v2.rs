@@ -1,5 +1,6 @@
-//! Limits and credits, second edition (CONTRACT §10): sliding windows, monthly
-//! quotas, credit refills and refunds, end to end on the real binary.
+//! Limits and credits, second edition (docs/configuration.md, Limits and credits):
+//! sliding windows, monthly quotas, credit refills and refunds, end to end on the real
+//! binary.
 
 use crate::common::services::{PgDatabase, RedisServer};
 use crate::common::*;

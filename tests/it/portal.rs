@@ -1,4 +1,4 @@
-//! The portal (contract section 8), black-box: pages, sessions, form tokens,
+//! The portal (docs/portal.md), black-box: pages, sessions, form tokens,
 //! escaping, other users' keys, throttled sign-in, secrets in exactly one response
 //! and in no log — over HTTP with a hand-kept cookie jar — and the whole journey of
 //! a new user in a real browser (`tests/browser/portal_flow.py`, Debian's
@@ -656,7 +656,7 @@ async fn on_postgresql_replicas_share_users_keys_and_sessions() {
 }
 
 /// The key page states the limits the key is held to: the monthly quota among the
-/// windows, that they slide, and the credit refill (CONTRACT §10).
+/// windows, that they slide, and the credit refill (docs/configuration.md, Limits and credits).
 #[tokio::test]
 async fn the_key_page_shows_sliding_windows_the_monthly_quota_and_the_refill() {
     let up = start_upstream().await;

@@ -70,7 +70,8 @@ pub fn check(path: &Path) -> Result<String, CommandError> {
     if c.store.kind == config::StoreKind::File {
         // The key file is validated like the config.
         let file = c.store.file.clone().unwrap_or_default();
-        crate::store::file::FileStore::open(&file, c.tiers.keys().cloned().collect())
+        let tiers = c.tier_names().into_iter().map(String::from).collect();
+        crate::store::file::FileStore::open(&file, tiers)
             .map_err(|e| CommandError::Usage(e.to_string()))?;
     }
     let mut out = format!(
@@ -219,8 +220,10 @@ pub fn keys_create(config: &Config, opts: &CreateKey) -> Result<(KeyRecord, Stri
     let (input, mut problems) = opts.input(now);
     if !problems.is_empty() {
         // The flags that do not parse, with what the key rules say of the others.
-        let tiers: Vec<&str> = config.tiers.keys().map(String::as_str).collect();
-        for (field, why) in validate_new(&input, &tiers, now).err().unwrap_or_default() {
+        for (field, why) in validate_new(&input, &config.tier_names(), now)
+            .err()
+            .unwrap_or_default()
+        {
             problems.entry(field).or_insert(why);
         }
         return Err(usage_error(problems));

@@ -100,7 +100,7 @@ pub fn open_store(config: &Config, clock: Arc<dyn Clock>) -> Result<Stores, Star
         }
         StoreKind::File => {
             let path = config.store.file.clone().unwrap_or_default();
-            let tiers = config.tiers.keys().cloned().collect();
+            let tiers = config.tier_names().into_iter().map(String::from).collect();
             let store = FileStore::open(&path, tiers)?;
             Ok(Stores {
                 keys: Arc::new(store),

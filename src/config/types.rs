@@ -62,6 +62,18 @@ fn default_tier() -> String {
     "free".into()
 }
 
+impl Config {
+    /// The configured tiers' names, in order: the only values a key's `tier` may take.
+    pub fn tier_names(&self) -> Vec<&str> {
+        tier_names(&self.tiers)
+    }
+}
+
+/// The names of `tiers`, in order.
+pub fn tier_names(tiers: &BTreeMap<String, TierConfig>) -> Vec<&str> {
+    tiers.keys().map(String::as_str).collect()
+}
+
 /// `server:`
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]

@@ -107,7 +107,7 @@ impl<'a> KeyRules<'a> {
 
     /// The configured tiers' names.
     pub fn tier_names(&self) -> Vec<&'a str> {
-        self.tiers.keys().map(String::as_str).collect()
+        crate::config::tier_names(self.tiers)
     }
 
     fn grants(&self) -> Grants<'a> {
@@ -523,7 +523,7 @@ impl KeyService {
             let mut errors = FieldErrors::new();
             errors.insert(
                 "grace_period".into(),
-                format!("must be at most {}s", MAX_GRACE.as_secs()),
+                format!("must be at most {}", crate::config::Dur(MAX_GRACE)),
             );
             return Err(KeyServiceError::Invalid(errors));
         }

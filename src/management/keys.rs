@@ -9,7 +9,7 @@ use super::{json_object, store_error, ApiContext, ApiRequest, ApiResponse, Manag
 use crate::domain::KeyRecord;
 use crate::error::GateError;
 use crate::keys::input::{validate_change, validate_new, KeyChange, KeyInput};
-use crate::keys::service::{Issued, KeyRules, KeyServiceError, MAX_GRACE};
+use crate::keys::service::{Issued, KeyRules, KeyServiceError};
 use crate::usage::{top_endpoints, Totals};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
@@ -29,11 +29,6 @@ fn issued_object(rules: &KeyRules<'_>, issued: &Issued) -> Value {
         v["previous_key_valid_until"] = json!(issued.previous_valid_until);
     }
     v
-}
-
-/// The configured tier names.
-fn tier_names<'a>(cx: &ApiContext<'a>) -> Vec<&'a str> {
-    cx.config.tiers.keys().map(String::as_str).collect()
 }
 
 /// A 422 naming the JSON type errors and what the key rules say of the rest.
@@ -131,7 +126,7 @@ pub async fn create(
     req: &ApiRequest<'_>,
 ) -> Result<ApiResponse, GateError> {
     let caller = m.caller(cx, req, true).await?;
-    let input = parse_create(req.body, &tier_names(cx), m.now())?;
+    let input = parse_create(req.body, &cx.config.tier_names(), m.now())?;
     let issued = m
         .keys
         .create(&cx.key_rules(), &caller.actor(), input)
@@ -182,7 +177,7 @@ pub async fn update(
     let actor = caller.actor();
     // Another owner's key is 404 before its body is looked at.
     m.keys.get(&cx.key_rules(), &actor, id).await?;
-    let change = parse_change(req.body, &tier_names(cx), m.now())?;
+    let change = parse_change(req.body, &cx.config.tier_names(), m.now())?;
     let updated = m.keys.update(&cx.key_rules(), &actor, id, change).await?;
     Ok(ApiResponse::ok(key_object(&cx.key_rules(), &updated)))
 }
@@ -211,7 +206,8 @@ pub async fn regenerate(
     m.keys.get(&cx.key_rules(), &actor, id).await?;
     let body = json_object(req.body)?;
     let mut f = Fields::new(&body, &["grace_period"]);
-    let grace = f.duration("grace_period", MAX_GRACE);
+    // The maximum is the key service's rule, said there.
+    let grace = f.duration("grace_period");
     f.finish()?;
     let issued = m
         .keys

@@ -264,10 +264,9 @@ fn openapi(cx: &ApiContext<'_>) -> Value {
     let mut doc = DOC.clone();
     doc["servers"] = serde_json::json!([{ "url": cx.prefix }]);
     // The configured tiers are the only valid `tier` values.
-    let tiers: Vec<&str> = cx.config.tiers.keys().map(String::as_str).collect();
     for schema in ["NewKey", "KeyUpdate"] {
         doc["components"]["schemas"][schema]["properties"]["tier"]["enum"] =
-            serde_json::json!(tiers);
+            serde_json::json!(cx.config.tier_names());
     }
     doc
 }

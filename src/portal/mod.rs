@@ -24,7 +24,7 @@ use crate::domain::{KeyHash, KeyRecord, UserRecord};
 use crate::error::GateError;
 use crate::keys::input::KeyInput;
 use crate::keys::policy::{Actor, Role};
-use crate::keys::service::{KeyRules, KeyService, KeyServiceError, MAX_GRACE};
+use crate::keys::service::{KeyRules, KeyService, KeyServiceError};
 use crate::limit::{Limiter, Tiers};
 use crate::store::KeyStore;
 use crate::usage::UsageRecorder;
@@ -624,16 +624,14 @@ impl Portal {
     ) -> Result<Reply, GateError> {
         let actor = visit.actor().ok_or(GateError::NotFound)?;
         self.keys.get(&cx.rules(), &actor, id).await?;
+        // How long a grace may be is the key service's rule, said there.
         let grace = match form.text("grace_period").trim() {
             "" | "0" | "0s" => None,
             text => match crate::config::duration::parse_duration(text) {
-                Ok(d) if d <= MAX_GRACE => Some(d).filter(|d| !d.is_zero()),
-                _ => {
+                Ok(d) => Some(d).filter(|d| !d.is_zero()),
+                Err(e) => {
                     let mut details = serde_json::Map::new();
-                    details.insert(
-                        "grace_period".into(),
-                        "must be a duration of at most 30d".into(),
-                    );
+                    details.insert("grace_period".into(), e.to_string().into());
                     return Err(GateError::Validation(details));
                 }
             },

@@ -127,6 +127,19 @@ async fn the_full_key_lifecycle() {
     assert_eq!(kg.get_key("/a", &secret).await.status(), 401);
     assert_eq!(kg.get_key("/a", &new_secret).await.status(), 200);
 
+    // A grace period is at most 30 days, however it is written; nothing changes.
+    for too_long in [json!("31d"), json!(2_592_001)] {
+        let (status, body) = api
+            .post(
+                &format!("/keys/{id}/regenerate"),
+                json!({ "grace_period": too_long }),
+            )
+            .await;
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(body["details"]["grace_period"], "must be at most 30d");
+    }
+    assert_eq!(kg.get_key("/a", &new_secret).await.status(), 200);
+
     // Regenerate with a grace period: both work until it ends.
     let (status, regen) = api
         .post(

@@ -13,9 +13,9 @@
 use keygate::auth::cache::{KeyCache, KnownKey};
 use keygate::config::{CacheConfig, TierConfig};
 use keygate::domain::{KeyHash, KeyRecord};
+use keygate::ledger::usage::UsageRecorder;
 use keygate::limit::memory::MemoryLimiter;
 use keygate::limit::TierLimits;
-use keygate::usage::UsageRecorder;
 use std::sync::Arc;
 
 #[global_allocator]

@@ -4,7 +4,7 @@
 use crate::auth::credentials::CredentialError;
 use crate::auth::jwt::TokenError;
 use crate::auth::verify::KeyError;
-use crate::metrics::{outcome, reason};
+use crate::obs::metrics::{outcome, reason};
 use http::StatusCode;
 use serde_json::{json, Value};
 
@@ -157,7 +157,7 @@ pub struct Rejection {
 }
 
 /// The table: one row per refusal — status, `error` code, and its labels, which
-/// can only be the ones `crate::metrics` declares (and lists in its help text).
+/// can only be the ones `crate::obs::metrics` declares (and lists in its help text).
 macro_rules! rejections {
     ($($variant:ident => $status:ident, $code:literal, $outcome:expr, $reason:expr;)*) => {
         impl GateError {

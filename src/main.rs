@@ -3,8 +3,8 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use keygate::checks;
-use keygate::commands::{self, CommandError, CreateKey};
+use keygate::app::checks;
+use keygate::app::commands::{self, CommandError, CreateKey};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -181,13 +181,13 @@ enum KeysCommand {
 }
 
 fn init_logging(format: LogFormat) {
-    keygate::log_writer::start();
-    keygate::access_log::set_json(matches!(format, LogFormat::Json));
-    let filter = keygate::logging::filter(std::env::var("RUST_LOG").ok().as_deref());
+    keygate::obs::log_writer::start();
+    keygate::obs::access_log::set_json(matches!(format, LogFormat::Json));
+    let filter = keygate::obs::logging::filter(std::env::var("RUST_LOG").ok().as_deref());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(keygate::log_writer::LogSink)
+        .with_writer(keygate::obs::log_writer::LogSink)
         .with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
@@ -214,11 +214,11 @@ fn run(cli: Cli) -> Result<String, CommandError> {
         } => {
             init_logging(log_format);
             let c = checks::load(&config.config)?;
-            keygate::server::serve(c, &config.config, upgrade)?;
+            keygate::app::server::serve(c, &config.config, upgrade)?;
             Ok(String::new())
         }
         Command::Check { config } => commands::check(&config.config),
-        Command::DemoUpstream { listen } => keygate::demo::run_echo(&listen)
+        Command::DemoUpstream { listen } => keygate::app::demo::run_echo(&listen)
             .map(|_| String::new())
             .map_err(|e| CommandError::Runtime(format!("demo upstream on {listen}: {e}"))),
         Command::Keys { command } => keys(*command),
@@ -329,7 +329,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = run(cli);
     // Whatever was logged is written before the process says anything else.
-    keygate::log_writer::finish();
+    keygate::obs::log_writer::finish();
     match result {
         Ok(out) => {
             if !out.is_empty() {

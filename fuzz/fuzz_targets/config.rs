@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let checks = &keygate::checks::problems;
+    let checks = &keygate::app::checks::problems;
     let first = keygate::config::parse_with_env(text, lookup, checks);
     let second = keygate::config::parse_with_env(text, lookup, checks);
     assert_eq!(first.is_ok(), second.is_ok(), "parsing is deterministic");

@@ -80,7 +80,7 @@ impl PasswordPool {
         match self.jobs.try_send(job) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => {
-                crate::metrics::PASSWORD_POOL_REJECTED.inc();
+                crate::obs::metrics::PASSWORD_POOL_REJECTED.inc();
                 Err(PoolBusy)
             }
             Err(TrySendError::Disconnected(_)) => Err(PoolBusy),

@@ -3,7 +3,7 @@
 use super::api_key::{KeyFormat, KeyShape};
 use super::cache::{Cached, KeyCache, KeyChecks, KnownKey};
 use crate::domain::KeyHash;
-use crate::metrics;
+use crate::obs::metrics;
 use crate::store::{KeyStore, StoreError};
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -69,11 +69,11 @@ pub enum ConfigError {
 
 /// A check of a whole config run after the config's own: what only the modules
 /// using a setting can tell (backend URL syntax, certificates, key files). See
-/// `crate::checks`.
+/// `crate::app::checks`.
 pub type ExtraChecks<'a> = &'a dyn Fn(&Config) -> Vec<Problem>;
 
 /// Reads, substitutes, parses and validates the config at `path` with the config's
-/// own checks only; `crate::checks::load` adds the rest.
+/// own checks only; `crate::app::checks::load` adds the rest.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     load_with(path, &|_| Vec::new())
 }

@@ -16,7 +16,7 @@ const METHODS: &[&str] = &[
 
 /// Returns every semantic problem of a structurally valid config that the config
 /// itself can tell. What only the modules using a setting know (URL syntax of the
-/// backends, certificates, key files) is checked by `crate::checks`.
+/// backends, certificates, key files) is checked by `crate::app::checks`.
 pub fn validate(c: &Config) -> Vec<Problem> {
     let mut p = Vec::new();
     server(&c.server, &mut p);

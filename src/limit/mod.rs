@@ -9,7 +9,7 @@ pub mod window;
 
 use crate::clock::Clock;
 use crate::config::OnBackendError;
-use crate::metrics;
+use crate::obs::metrics;
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;

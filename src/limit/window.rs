@@ -223,8 +223,8 @@ impl TierLimits {
             name_value: http::HeaderValue::from_str(name)
                 .unwrap_or_else(|_| http::HeaderValue::from_static("invalid")),
             allowed: AllowedCounter(
-                crate::metrics::DECISIONS
-                    .with_label_values(&[crate::metrics::reason::ALLOWED, name]),
+                crate::obs::metrics::DECISIONS
+                    .with_label_values(&[crate::obs::metrics::reason::ALLOWED, name]),
             ),
         }
     }

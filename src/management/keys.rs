@@ -10,7 +10,7 @@ use crate::domain::KeyRecord;
 use crate::error::GateError;
 use crate::keys::input::{validate_change, validate_new, KeyChange, KeyInput};
 use crate::keys::service::{Issued, KeyRules, KeyServiceError};
-use crate::usage::{top_endpoints, Totals};
+use crate::ledger::usage::{top_endpoints, Totals};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
@@ -323,7 +323,9 @@ pub async fn usage(
         }
     };
     // What this process counted but has not flushed yet is included.
-    m.usage.flush(&*m.store, crate::usage::Flush::Exact).await;
+    m.usage
+        .flush(&*m.store, crate::ledger::usage::Flush::Exact)
+        .await;
     let now = m.now();
     let current_hour = now.timestamp() - now.timestamp().rem_euclid(3600);
     let since =

@@ -3,7 +3,7 @@
 //! checked by moving the clock, not by waiting for it.
 
 use super::*;
-use crate::testkit::Services;
+use crate::app::testkit::Services;
 use std::ops::Deref;
 
 /// The services, and calls to the management API.

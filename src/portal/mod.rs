@@ -25,9 +25,9 @@ use crate::error::GateError;
 use crate::keys::input::KeyInput;
 use crate::keys::policy::{Actor, Role};
 use crate::keys::service::{KeyRules, KeyService, KeyServiceError};
+use crate::ledger::usage::UsageRecorder;
 use crate::limit::{Limiter, Tiers};
 use crate::store::KeyStore;
-use crate::usage::UsageRecorder;
 use form::Form;
 use http::{HeaderMap, Method, StatusCode};
 use maud::Markup;
@@ -665,7 +665,7 @@ impl Portal {
         // What this process counted but has not flushed yet is included (and the
         // key's `last_used_at` with it), so the key is read after the flush.
         self.usage
-            .flush(&*self.store, crate::usage::Flush::Exact)
+            .flush(&*self.store, crate::ledger::usage::Flush::Exact)
             .await;
         let key = self.own_key(cx, visit, id).await?;
         let now = self.clock.now_utc();
@@ -721,7 +721,7 @@ impl Portal {
         let actor = visit.actor().ok_or(GateError::NotFound)?;
         let now = self.clock.now_utc();
         self.usage
-            .flush(&*self.store, crate::usage::Flush::Exact)
+            .flush(&*self.store, crate::ledger::usage::Flush::Exact)
             .await;
         let rows = self.store.usage(None, usage_view::day_start(now)).await?;
         let all = usage_view::key_usage(&rows, now);

@@ -8,8 +8,8 @@
 use super::chart::{bars, Bucket};
 use crate::domain::{KeyRecord, KeyStatus, UserRecord};
 use crate::keys::limits_view::LimitsView;
+use crate::ledger::usage::Totals;
 use crate::limit::Algorithm;
-use crate::usage::Totals;
 use chrono::{DateTime, Utc};
 use maud::{html, Markup, DOCTYPE};
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 //! The portal in-process, on the manual clock: a session ends at `session_ttl`.
 
 use super::*;
-use crate::testkit::Services;
+use crate::app::testkit::Services;
 
 async fn visit(
     s: &Services,

@@ -4,7 +4,7 @@
 use super::chart::Bucket;
 use super::pages::KeyUsage;
 use crate::domain::UsageRow;
-use crate::usage::{top_endpoints, Totals};
+use crate::ledger::usage::{top_endpoints, Totals};
 use chrono::{DateTime, Duration, Timelike, Utc};
 use std::collections::BTreeMap;
 
@@ -114,7 +114,7 @@ pub type Counts = Vec<(String, u64)>;
 
 /// This process's requests by outcome, and its refusals by reason.
 pub fn process_counts() -> (Counts, Counts) {
-    use crate::metrics::{reason, DECISIONS, REQUESTS};
+    use crate::obs::metrics::{reason, DECISIONS, REQUESTS};
     (
         sum_by_label(&*REQUESTS, "outcome", ""),
         sum_by_label(&*DECISIONS, "reason", reason::ALLOWED),

@@ -10,7 +10,7 @@ use crate::auth::Principal;
 use crate::config::{RouteAuth, RouteEnvironment};
 use crate::error::GateError;
 use crate::limit::LimitDecision;
-use crate::metrics;
+use crate::obs::metrics;
 use crate::proxy::runtime::Runtime;
 use crate::store::{Debit, StoreError};
 use http::{HeaderMap, Method, Uri};

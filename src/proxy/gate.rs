@@ -6,8 +6,6 @@
 use super::decide::{decide, Decision};
 use super::forward::request_id;
 use super::grpc;
-use super::h2_streams::{self, StreamBudget, StreamTicket};
-use super::head_deadline::keepalive_secs;
 use super::limit_headers::rate_limit_headers;
 use super::live_streams::{CutReason, LiveTicket, Watch};
 use super::shared::Shared;
@@ -15,7 +13,9 @@ use crate::config::UpstreamProtocol;
 use crate::domain::Environment;
 use crate::error::GateError;
 use crate::management::{ApiRequest, IMPORT_PATH, MAX_BODY, MAX_IMPORT_BODY};
-use crate::metrics;
+use crate::net::h2_streams::{self, StreamBudget, StreamTicket};
+use crate::net::head_deadline::keepalive_secs;
+use crate::obs::metrics;
 use crate::proxy::runtime::{Runtime, Upstream};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -460,7 +460,7 @@ impl Gate {
         let digest = session.as_downstream().digest();
         let switch = digest
             .and_then(|d| d.socket_digest.as_ref())
-            .and_then(super::cut::of_connection);
+            .and_then(crate::net::cut::of_connection);
         let h2_connection = session
             .as_downstream()
             .is_http2()
@@ -809,8 +809,8 @@ impl ProxyHttp for Gate {
         if let Some(t) = ctx.upstream_time {
             route_metrics.upstream.observe(t.as_secs_f64());
         }
-        if crate::access_log::enabled() {
-            let line = crate::access_log::AccessLine {
+        if crate::obs::access_log::enabled() {
+            let line = crate::obs::access_log::AccessLine {
                 request_id: ctx.request_id.to_str().unwrap_or("-"),
                 method: session.req_header().method.as_str(),
                 protocol: ctx.protocol,
@@ -831,7 +831,7 @@ impl ProxyHttp for Gate {
                 client: ctx.client_ip,
                 latency_ms: elapsed.as_secs_f64() * 1000.0,
             };
-            crate::access_log::write(&line, crate::clock::log_timestamp_us());
+            crate::obs::access_log::write(&line, crate::clock::log_timestamp_us());
         }
     }
 }

@@ -18,14 +18,14 @@
 //! streams on a shared connection go on. Each cut counts in
 //! `keygate_streams_cut_total{reason}`.
 
-use super::cut::{Armed, CutSwitch};
-use super::h2_streams::StreamBudget;
 use crate::auth::cache::KeyChecks;
 use crate::auth::verify::{check_key, KeyError};
 use crate::clock::Clock;
 use crate::domain::KeyHash;
 use crate::error::GateError;
-use crate::metrics;
+use crate::net::cut::{Armed, CutSwitch};
+use crate::net::h2_streams::StreamBudget;
+use crate::obs::metrics;
 use crate::store::KeyStore;
 use dashmap::DashMap;
 use std::net::IpAddr;
@@ -295,7 +295,7 @@ impl LiveStreams {
             return;
         }
         let this = self.clone();
-        crate::io_runtime::handle().spawn(async move {
+        crate::net::io_runtime::handle().spawn(async move {
             // Many streams may share a secret: the store is asked once for each.
             let mut read = std::collections::HashMap::new();
             for (id, s) in streams {
@@ -372,7 +372,7 @@ impl LiveStreams {
                 // Other requests may share the connection: close it only if none
                 // of them is still good, once this one had time to end cleanly.
                 let (this, switch) = (self.clone(), switch.clone());
-                crate::io_runtime::handle().spawn(async move {
+                crate::net::io_runtime::handle().spawn(async move {
                     tokio::time::sleep(H2_IDLE_GRACE).await;
                     if this.streams.contains_key(&id) && this.only_cut_on(connection) {
                         switch.cut(why.close_text());

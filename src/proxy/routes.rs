@@ -69,14 +69,14 @@ pub struct Route {
     /// Key environments admitted.
     pub environment: RouteEnvironment,
     /// This route's metric handles.
-    pub metrics: std::sync::Arc<crate::metrics::RouteMetrics>,
+    pub metrics: std::sync::Arc<crate::obs::metrics::RouteMetrics>,
 }
 
 impl Route {
     fn from_config(c: &RouteConfig) -> Self {
         let name = c.name.clone().unwrap_or_else(|| c.path.clone());
         Route {
-            metrics: std::sync::Arc::new(crate::metrics::RouteMetrics::new(&name)),
+            metrics: std::sync::Arc::new(crate::obs::metrics::RouteMetrics::new(&name)),
             name,
             matcher: PathMatch::compile(&c.path),
             case_sensitive: c.case_sensitive,
@@ -94,7 +94,7 @@ impl Route {
 
     fn default_route() -> Self {
         Route {
-            metrics: std::sync::Arc::new(crate::metrics::RouteMetrics::new("default")),
+            metrics: std::sync::Arc::new(crate::obs::metrics::RouteMetrics::new("default")),
             name: "default".into(),
             matcher: PathMatch::All,
             case_sensitive: false,

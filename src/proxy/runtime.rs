@@ -89,7 +89,7 @@ pub struct Runtime {
     /// Routes.
     pub routes: RouteTable,
     /// Metric handles of management API requests (route label `management`).
-    pub management_metrics: std::sync::Arc<crate::metrics::RouteMetrics>,
+    pub management_metrics: std::sync::Arc<crate::obs::metrics::RouteMetrics>,
     /// Tiers by name, and the default.
     pub tiers: Tiers,
     /// Credential sources in order.
@@ -111,7 +111,7 @@ pub struct Runtime {
     /// Portal prefix, when enabled (and the store can hold users).
     pub portal_prefix: Option<String>,
     /// Metric handles of portal requests (route label `portal`).
-    pub portal_metrics: std::sync::Arc<crate::metrics::RouteMetrics>,
+    pub portal_metrics: std::sync::Arc<crate::obs::metrics::RouteMetrics>,
     /// CORS, when `cors:` is set.
     pub cors: Option<CorsPolicy>,
     /// The config this was built from.
@@ -175,7 +175,7 @@ impl Runtime {
         };
         Ok(Runtime {
             routes: RouteTable::new(&config.routes),
-            management_metrics: std::sync::Arc::new(crate::metrics::RouteMetrics::new(
+            management_metrics: std::sync::Arc::new(crate::obs::metrics::RouteMetrics::new(
                 "management",
             )),
             forward: ForwardPlan::new(&config.forward, &sources)
@@ -191,7 +191,7 @@ impl Runtime {
                 .then(|| config.management.prefix.clone()),
             portal_prefix: (config.portal.enabled && management_available)
                 .then(|| config.portal.prefix.clone()),
-            portal_metrics: std::sync::Arc::new(crate::metrics::RouteMetrics::new("portal")),
+            portal_metrics: std::sync::Arc::new(crate::obs::metrics::RouteMetrics::new("portal")),
             cors: config.cors.as_ref().map(CorsPolicy::new),
             config: Arc::new(config),
         })

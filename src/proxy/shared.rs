@@ -4,10 +4,10 @@
 use super::runtime::Runtime;
 use crate::auth::authenticator::Authenticator;
 use crate::clock::Clock;
+use crate::ledger::usage::UsageRecorder;
 use crate::limit::Limiter;
 use crate::management::Management;
 use crate::store::KeyStore;
-use crate::usage::UsageRecorder;
 use arc_swap::ArcSwap;
 use std::sync::Arc;
 
@@ -20,7 +20,7 @@ pub struct Shared {
     /// The key store.
     pub store: Arc<dyn KeyStore>,
     /// Spends credits on metered routes (group commit to the store).
-    pub credits: crate::credits::CreditLedger,
+    pub credits: crate::ledger::credits::CreditLedger,
     /// Rate-limit counters.
     pub limiter: Arc<dyn Limiter>,
     /// Time source.

@@ -108,7 +108,7 @@ pub(crate) async fn ledgers_spend_exactly_the_credits_there_are(stores: Vec<Arc<
         .unwrap();
     let ledgers: Vec<_> = stores
         .iter()
-        .map(|s| crate::credits::CreditLedger::new(s.clone()))
+        .map(|s| crate::ledger::credits::CreditLedger::new(s.clone()))
         .collect();
     let tasks: Vec<_> = (0..500)
         .map(|i| {

@@ -12,7 +12,7 @@ use super::{ChangeHandler, Debit, DebitRequest, DebitResult, KeyStore, StoreChan
 use crate::clock::{Clock, SystemClock};
 use crate::config::Problem;
 use crate::domain::{Environment, KeyHash, KeyPatch, KeyRecord, KeyStatus, UsageRow};
-use crate::metrics;
+use crate::obs::metrics;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -399,7 +399,7 @@ impl KeyStore for FileStore {
             self.text.clone(),
         );
         let mut stop = self.stop.subscribe();
-        crate::io_runtime::handle().spawn(async move {
+        crate::net::io_runtime::handle().spawn(async move {
             let mut last = stamp(&path);
             let mut tick = tokio::time::interval(Duration::from_millis(500));
             loop {

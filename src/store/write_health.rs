@@ -9,7 +9,7 @@
 //! (a conflict, a quota, a missing key) is the store working.
 
 use super::StoreError;
-use crate::metrics;
+use crate::obs::metrics;
 use parking_lot::Mutex;
 
 /// How the last write went.

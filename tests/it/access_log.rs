@@ -88,7 +88,7 @@ async fn a_stalled_stderr_drops_counted_lines_and_never_holds_a_request() {
     }
     // Far more lines than the pipe (64 KiB) and the two worker threads' buffers
     // (MAX_PER_THREAD each, about 5,000 access lines) hold together.
-    let per_thread = keygate::log_writer::MAX_PER_THREAD / 200;
+    let per_thread = keygate::obs::log_writer::MAX_PER_THREAD / 200;
     let n = 2 * per_thread + 10_000;
     let started = Instant::now();
     let ok = tokio::time::timeout(

@@ -122,7 +122,7 @@ async fn the_grafana_dashboard_uses_only_metrics_keygate_exports() {
     let exported = kg.metrics().await;
     // Labelled families appear once they have a sample; those the traffic above does
     // not reach (JWT, say) must at least be registered under that exact name.
-    let registered = std::fs::read_to_string("src/metrics.rs").unwrap();
+    let registered = std::fs::read_to_string("src/obs/metrics.rs").unwrap();
     let dashboard = std::fs::read_to_string("deploy/grafana/keygate.json").unwrap();
     let parsed: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
     assert!(parsed["panels"].as_array().is_some_and(|p| p.len() > 10));

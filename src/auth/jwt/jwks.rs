@@ -4,7 +4,7 @@
 //! is kept on disk so a restart during an identity-provider outage still works.
 
 use super::keys::{parse_jwks, VerifyKey};
-use crate::metrics;
+use crate::obs::metrics;
 use arc_swap::ArcSwap;
 use jsonwebtoken::Algorithm;
 use std::path::PathBuf;

@@ -10,7 +10,7 @@ use super::{AuthMethod, Identity};
 use crate::clock::Clock;
 use crate::config::{ClaimsConfig, JwtConfig};
 use crate::domain::{Environment, KeyHash};
-use crate::metrics;
+use crate::obs::metrics;
 use base64::Engine;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};

@@ -11,7 +11,7 @@
 //! the first time included: every key cached before must be re-read.
 
 use super::target::PgTarget;
-use crate::metrics;
+use crate::obs::metrics;
 use crate::store::{ChangeHandler, StoreChange};
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,7 +48,7 @@ pub fn spawn(
     // Named, so operators can see (and tests can find) the feed in pg_stat_activity.
     target.config.application_name("keygate-change-feed");
     handler(StoreChange::Unwatched);
-    crate::io_runtime::handle().spawn(run(target, timeout, handler, stop, reachable));
+    crate::net::io_runtime::handle().spawn(run(target, timeout, handler, stop, reachable));
 }
 
 async fn run(

@@ -3,7 +3,7 @@
 //! tokio-postgres pipelines concurrent queries on one connection, so a handful of
 //! connections, shared rather than checked out, serve any number of requests. Each
 //! connection caches its prepared statements. Connections are opened on the backend
-//! runtime ([`crate::io_runtime`]); a dead one is replaced on next use. Every query is
+//! runtime ([`crate::net::io_runtime`]); a dead one is replaced on next use. Every query is
 //! bounded by the store timeout. Transactions use one separate connection behind a
 //! lock (they cannot share a pipelined connection).
 //!
@@ -111,7 +111,7 @@ pub fn db_error(e: tokio_postgres::Error) -> StoreError {
 /// Opens one connection on the backend runtime; its driver task lives there.
 pub async fn connect(target: &PgTarget, timeout: Duration) -> Result<Client, StoreError> {
     let target = target.clone();
-    let open = crate::io_runtime::run(async move {
+    let open = crate::net::io_runtime::run(async move {
         let (client, connection) = target.config.connect(target.tls).await?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -261,7 +261,7 @@ impl PgPool {
         if let Some(c) = (1..n).find_map(|i| live(&self.slots[(start + i) % n])) {
             let (slots, target, timeout) = (self.slots.clone(), self.target.clone(), self.timeout);
             let reachable = self.reachable.clone();
-            crate::io_runtime::handle().spawn(async move {
+            crate::net::io_runtime::handle().spawn(async move {
                 let _ = reconnect(&slots[start], &target, timeout, &reachable, arrived).await;
             });
             return Ok(c);

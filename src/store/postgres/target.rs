@@ -15,7 +15,7 @@
 //! `sslcert` and `sslkey` give a client certificate. (`allow` tries TLS first, where
 //! libpq tries plain TCP first.)
 
-use crate::backend_tls::{self, ClientCert, Roots, Verify};
+use crate::net::backend_tls::{self, ClientCert, Roots, Verify};
 use std::path::PathBuf;
 use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;

@@ -20,7 +20,7 @@ impl TestDb {
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
         let name = format!("kg_unit_{:016x}", rand::random::<u64>());
         let (a, n) = (admin.clone(), name.clone());
-        let made = crate::io_runtime::block_on(async move {
+        let made = crate::net::io_runtime::block_on(async move {
             let (client, conn) = tokio_postgres::connect(&a, NoTls).await?;
             tokio::spawn(conn);
             client.batch_execute(&format!("CREATE DATABASE {n}")).await
@@ -49,7 +49,7 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         let (a, n) = (self.admin.clone(), self.name.clone());
-        let _ = crate::io_runtime::block_on(async move {
+        let _ = crate::net::io_runtime::block_on(async move {
             if let Ok((client, conn)) = tokio_postgres::connect(&a, NoTls).await {
                 tokio::spawn(conn);
                 let _ = client
@@ -245,7 +245,7 @@ async fn users_and_refresh_rotation_work_like_sqlite() {
 /// Runs one query on the admin database and returns the first column of each row.
 fn admin_query(db: &TestDb, sql: &str, param: &str) -> Vec<String> {
     let (a, sql, param) = (db.admin.clone(), sql.to_string(), param.to_string());
-    crate::io_runtime::block_on(async move {
+    crate::net::io_runtime::block_on(async move {
         let (client, conn) = tokio_postgres::connect(&a, NoTls).await.unwrap();
         tokio::spawn(conn);
         let rows = if param.is_empty() {
@@ -285,7 +285,7 @@ fn connections_with(db: &TestDb, host: &str, params: &str) -> Result<Vec<bool>, 
     let store = PostgresStore::open(&url, 2, Duration::from_secs(5)).map_err(|e| e.to_string())?;
     let store = Arc::new(store);
     let s = store.clone();
-    crate::io_runtime::block_on(async move { s.ping().await.unwrap() }).unwrap();
+    crate::net::io_runtime::block_on(async move { s.ping().await.unwrap() }).unwrap();
     store.watch(Arc::new(|_| {}));
     let sql = "SELECT s.ssl::text FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
                WHERE a.datname = $1 ORDER BY a.application_name";

@@ -11,7 +11,7 @@
 //! read that finds the log again hands over [`StoreChange::All`].
 
 use crate::clock::Clock;
-use crate::metrics;
+use crate::obs::metrics;
 use crate::store::{ChangeHandler, StoreChange};
 use rusqlite::{params, Connection};
 use std::path::PathBuf;

@@ -43,7 +43,7 @@ pub fn free_port() -> u16 {
 pub async fn start_upstream() -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(keygate::demo::serve_echo(listener));
+    tokio::spawn(keygate::app::demo::serve_echo(listener));
     addr
 }
 

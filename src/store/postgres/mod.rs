@@ -47,7 +47,7 @@ impl PostgresStore {
             tracing::warn!("{warning}");
         }
         let migrate_target = target.clone();
-        crate::io_runtime::block_on(async move {
+        crate::net::io_runtime::block_on(async move {
             let mut client = pool::connect(&migrate_target, timeout).await?;
             migrate::migrate(&mut client).await
         })

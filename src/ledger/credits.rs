@@ -13,7 +13,7 @@
 //! waiting for a timer.
 
 use crate::domain::RefillDue;
-use crate::metrics::CREDIT_DEBITS_PER_COMMIT;
+use crate::obs::metrics::CREDIT_DEBITS_PER_COMMIT;
 use crate::store::{DebitRequest, DebitResult, KeyStore, StoreError};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -103,7 +103,7 @@ impl CreditLedger {
         if let Err(e) = &result {
             tracing::warn!(key_id = id, cost, error = %e, "credit refund failed");
         }
-        crate::metrics::CREDIT_REFUNDS
+        crate::obs::metrics::CREDIT_REFUNDS
             .with_label_values(&[if result.is_ok() { "ok" } else { "error" }])
             .inc();
     }

@@ -11,13 +11,13 @@ use crate::auth::verify::KeyVerifier;
 use crate::clock::{Clock, ManualClock};
 use crate::domain::UserRecord;
 use crate::keys::service::KeyService;
+use crate::ledger::usage::UsageRecorder;
 use crate::limit::LocalLimiter;
 use crate::management::Management;
 use crate::portal::Portal;
 use crate::proxy::runtime::Runtime;
 use crate::store::sqlite::SqliteStore;
 use crate::store::users::UserStore;
-use crate::usage::UsageRecorder;
 use std::sync::Arc;
 
 /// A config with token issuing and the portal on.

@@ -5,13 +5,13 @@
 //! with every problem logged, and the old config keeps serving. Settings that need a
 //! restart are named in the log and keep their old values.
 
+use crate::app::checks;
 use crate::auth::jwt::JwtVerifier;
-use crate::checks;
 use crate::config::{self, Config};
-use crate::metrics;
+use crate::net::tls::ReloadableCert;
+use crate::obs::metrics;
 use crate::proxy::runtime::Runtime;
 use crate::proxy::Shared;
-use crate::tls::ReloadableCert;
 use parking_lot::Mutex;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,7 +30,7 @@ pub enum ReloadError {
     Jwt(#[from] crate::auth::jwt::JwtSetupError),
     /// The TLS certificate could not be loaded.
     #[error("{0}")]
-    Tls(#[from] crate::tls::TlsError),
+    Tls(#[from] crate::net::tls::TlsError),
 }
 
 /// Re-reads the config file into the running server.

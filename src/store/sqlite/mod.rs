@@ -20,15 +20,15 @@ use std::sync::Arc;
 
 /// Migrations in order; `PRAGMA user_version` records how many have run.
 const MIGRATIONS: &[Migration] = &[
-    Migration::Sql(include_str!("migrations/sqlite/0001_keys.sql")),
-    Migration::Sql(include_str!("migrations/sqlite/0002_lifecycle.sql")),
-    Migration::Sql(include_str!("migrations/sqlite/0003_users.sql")),
-    Migration::Sql(include_str!("migrations/sqlite/0004_usage.sql")),
-    Migration::Sql(include_str!("migrations/sqlite/0005_changes.sql")),
-    Migration::Sql(include_str!("migrations/sqlite/0006_sessions.sql")),
-    Migration::Sql(include_str!("migrations/sqlite/0007_refill.sql")),
+    Migration::Sql(include_str!("../migrations/sqlite/0001_keys.sql")),
+    Migration::Sql(include_str!("../migrations/sqlite/0002_lifecycle.sql")),
+    Migration::Sql(include_str!("../migrations/sqlite/0003_users.sql")),
+    Migration::Sql(include_str!("../migrations/sqlite/0004_usage.sql")),
+    Migration::Sql(include_str!("../migrations/sqlite/0005_changes.sql")),
+    Migration::Sql(include_str!("../migrations/sqlite/0006_sessions.sql")),
+    Migration::Sql(include_str!("../migrations/sqlite/0007_refill.sql")),
     Migration::CanonicalEmails,
-    Migration::Sql(include_str!("migrations/sqlite/0009_secrets.sql")),
+    Migration::Sql(include_str!("../migrations/sqlite/0009_secrets.sql")),
 ];
 
 /// One schema migration, applied once in its own transaction.

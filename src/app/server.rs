@@ -2,7 +2,9 @@
 //! service and housekeeping, under one Pingora server.
 
 use crate::accounts::Accounts;
-use crate::admin::AdminApp;
+use crate::app::admin::AdminApp;
+use crate::app::reload::Reloader;
+use crate::app::signals::{ReloadOnHangup, ShutdownSignals};
 use crate::auth::authenticator::Authenticator;
 use crate::auth::cache::KeyCache;
 use crate::auth::jwt::issue::TokenIssuer;
@@ -12,24 +14,22 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::LimitBackend;
 use crate::config::{Config, StoreKind};
 use crate::keys::service::KeyService;
+use crate::ledger::usage::UsageRecorder;
 use crate::limit::redis::{RedisCerts, RedisLimiter, RedisTarget};
 use crate::limit::{FallbackLimiter, Limiter, LocalLimiter};
 use crate::management::Management;
-use crate::metrics;
+use crate::net::head_deadline::HeadDeadlineApp;
+use crate::net::tls::ReloadableCert;
+use crate::obs::metrics;
 use crate::portal::Portal;
-use crate::proxy::head_deadline::HeadDeadlineApp;
 use crate::proxy::live_streams::LiveStreams;
 use crate::proxy::runtime::{Runtime, RuntimeError};
 use crate::proxy::{Gate, Shared};
-use crate::reload::Reloader;
-use crate::signals::{ReloadOnHangup, ShutdownSignals};
 use crate::store::file::FileStore;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::users::UserStore;
 use crate::store::{KeyStore, StoreChange, StoreError};
-use crate::tls::ReloadableCert;
-use crate::usage::UsageRecorder;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
@@ -165,7 +165,7 @@ pub fn build_shared(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Shared>
         ),
         auth,
         usage,
-        credits: crate::credits::CreditLedger::new(store.clone()),
+        credits: crate::ledger::credits::CreditLedger::new(store.clone()),
         store,
         limiter,
         clock,
@@ -239,20 +239,20 @@ impl Housekeeping {
     /// period.
     async fn drain_and_exit(&self) -> ! {
         let started = std::time::Instant::now();
-        let open = crate::drain::CONNECTIONS.count();
+        let open = crate::app::drain::CONNECTIONS.count();
         tracing::info!(open, grace = ?self.grace, "draining open connections");
-        let idle = crate::drain::CONNECTIONS.wait_idle(self.grace).await;
+        let idle = crate::app::drain::CONNECTIONS.wait_idle(self.grace).await;
         self.shared
             .usage
-            .flush(&*self.shared.store, crate::usage::Flush::Exact)
+            .flush(&*self.shared.store, crate::ledger::usage::Flush::Exact)
             .await;
         if idle {
             tracing::info!(took = ?started.elapsed(), "drained; exiting");
         } else {
-            let left = crate::drain::CONNECTIONS.count();
+            let left = crate::app::drain::CONNECTIONS.count();
             tracing::warn!(left, grace = ?self.grace, "grace period over with connections open; exiting");
         }
-        crate::log_writer::finish();
+        crate::obs::log_writer::finish();
         std::process::exit(0)
     }
 }
@@ -276,7 +276,7 @@ impl BackgroundService for Housekeeping {
                 .and_then(|j| j.remote().cloned());
             tokio::select! {
                 _ = shutdown.changed() => self.drain_and_exit().await,
-                _ = usage_tick.tick() => self.shared.usage.flush(&*self.shared.store, crate::usage::Flush::Routine).await,
+                _ = usage_tick.tick() => self.shared.usage.flush(&*self.shared.store, crate::ledger::usage::Flush::Routine).await,
                 _ = live_tick.tick() => self.shared.live.sweep().await,
                 _ = tick.tick() => {
                     self.shared.limiter.sweep();
@@ -361,7 +361,7 @@ pub fn serve(config: Config, path: &std::path::Path, upgrade: bool) -> Result<()
         check_listen(&config.server.admin_listen)?;
     }
     metrics::init();
-    for note in crate::checks::notes(&config) {
+    for note in crate::app::checks::notes(&config) {
         tracing::warn!("{note}");
     }
     let listen = config.server.listen.clone();
@@ -427,7 +427,7 @@ pub fn serve(config: Config, path: &std::path::Path, upgrade: bool) -> Result<()
         pingora::listeners::DEFAULT_L4_WRITE_BUFFER_SIZE,
     ));
     proxy.add_listener(match &tls {
-        Some(cert) => listener.tls(crate::tls::settings(cert.clone())),
+        Some(cert) => listener.tls(crate::net::tls::settings(cert.clone())),
         None => listener,
     });
     server.add_service(proxy);
@@ -459,6 +459,6 @@ pub fn serve(config: Config, path: &std::path::Path, upgrade: bool) -> Result<()
         shutdown_signal: Box::new(ShutdownSignals),
     });
     tracing::info!("keygate stopped");
-    crate::log_writer::finish();
+    crate::obs::log_writer::finish();
     std::process::exit(0)
 }

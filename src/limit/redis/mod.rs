@@ -19,7 +19,7 @@ use super::sliding;
 use super::window::{decision_from_counts, Algorithm, LimitDecision, Window, WindowLimit};
 use super::{LimitError, Limiter};
 use crate::clock::Clock;
-use crate::metrics;
+use crate::obs::metrics;
 use async_trait::async_trait;
 use dashmap::DashMap;
 use redis::aio::MultiplexedConnection;
@@ -81,7 +81,7 @@ impl RedisCerts {
     /// Reads the files of `rate_limit.redis_tls`; an error names the file.
     /// Each file is read once and checked before the Redis client sees it.
     pub fn load(config: &crate::config::RedisTlsConfig) -> Result<Self, String> {
-        use crate::backend_tls::{certificates_in, private_key_in, read_file};
+        use crate::net::backend_tls::{certificates_in, private_key_in, read_file};
         let ca_pem = match &config.ca_file {
             Some(path) => {
                 let pem = read_file(path)?;
@@ -500,9 +500,9 @@ impl RedisLimiter {
             limiter.certs.clone(),
             limiter.script.clone(),
         );
-        match crate::io_runtime::block_on(
-            async move { probe(&target, &certs, &script, timeout).await },
-        ) {
+        match crate::net::io_runtime::block_on(async move {
+            probe(&target, &certs, &script, timeout).await
+        }) {
             Ok(Ok(())) => {
                 limiter.up.store(true, Ordering::Release);
                 metrics::RATELIMIT_DEGRADED.set(0);
@@ -566,7 +566,7 @@ impl RedisLimiter {
             self.timeout,
         );
         let (up, probing, conns) = (self.up.clone(), self.probing.clone(), self.conns.clone());
-        crate::io_runtime::handle().spawn(async move {
+        crate::net::io_runtime::handle().spawn(async move {
             let mut backoff = Duration::from_millis(100);
             loop {
                 tokio::time::sleep(backoff).await;

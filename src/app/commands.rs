@@ -1,7 +1,8 @@
 //! What the CLI's subcommands do, callable without a process (`main.rs` only parses
 //! arguments). Each returns the text to print or a [`CommandError`] with its exit code.
 
-use crate::checks;
+use crate::app::checks;
+use crate::app::server::{self, StartError};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, duration::parse_duration, Config, ConfigError};
 use crate::domain::id::new_id;
@@ -9,7 +10,6 @@ use crate::domain::{KeyHash, KeyRecord, UserRecord};
 use crate::keys::input::{validate_new, FieldErrors, KeyInput, RefillInput};
 use crate::keys::policy::Actor;
 use crate::keys::service::{KeyRules, KeyService, KeyServiceError};
-use crate::server::{self, StartError};
 use crate::store::{KeyStore, StoreError};
 use chrono::Utc;
 use std::path::Path;

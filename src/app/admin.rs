@@ -3,7 +3,7 @@
 
 use crate::auth::cache::KeyCache;
 use crate::limit::Limiter;
-use crate::metrics;
+use crate::obs::metrics;
 use crate::store::write_health::WriteStatus;
 use crate::store::KeyStore;
 use async_trait::async_trait;
@@ -99,7 +99,7 @@ impl ServeHttp for AdminApp {
             }
             "/metrics" => {
                 metrics::KEY_CACHE_SIZE.set(self.cache.len() as i64);
-                let dropped = crate::log_writer::dropped_lines();
+                let dropped = crate::obs::log_writer::dropped_lines();
                 let counted = metrics::LOG_LINES_DROPPED.get();
                 metrics::LOG_LINES_DROPPED.inc_by(dropped.saturating_sub(counted));
                 pingora_prometheus::PrometheusHttpApp

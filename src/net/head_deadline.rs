@@ -26,7 +26,7 @@
 //! the connection was upgraded to one.
 
 use super::cut::{self, Armed, CutSwitch, FrameTracker};
-use crate::metrics;
+use crate::obs::metrics;
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
 use pingora::protocols::raw_connect::ProxyDigest;
@@ -559,7 +559,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for HeadDeadlineApp<A> {
         // Pingora serves all of a kept-alive connection's requests in this one call,
         // from the accept (before its first head is read) to the close. The drain
         // counts it for as long (at shutdown Pingora closes idle ones at once).
-        let _open = crate::drain::CONNECTIONS.enter();
+        let _open = crate::app::drain::CONNECTIONS.enter();
         let stream: Stream = Box::new(DeadlineStream::new(stream, self.limit, self.max_head));
         self.inner.process_new(stream, shutdown).await
     }

@@ -44,7 +44,7 @@ pub fn notes(c: &Config) -> Vec<String> {
 pub fn problems(c: &Config) -> Vec<Problem> {
     let mut p = Vec::new();
     if let Some(tls) = &c.server.tls {
-        if let Err(e) = crate::tls::ReloadableCert::load(&tls.cert, &tls.key) {
+        if let Err(e) = crate::net::tls::ReloadableCert::load(&tls.cert, &tls.key) {
             p.push(Problem::new("server.tls", e.to_string()));
         }
     }

@@ -1,11 +1,11 @@
 //! The access line: one per request (target `keygate::access`, level INFO, so
 //! `RUST_LOG` turns it on and off like any other), formatted here by hand into the
 //! same text or JSON shape `tracing`'s formatter gives every other line, and handed
-//! to [`crate::log_writer`]. Formatting it through `tracing` cost about 5 µs of CPU
+//! to [`crate::obs::log_writer`]. Formatting it through `tracing` cost about 5 µs of CPU
 //! per request (field visitors, `Debug` padding, a timestamp formatted per line);
 //! this writes a few dozen bytes with one cached timestamp per second.
 
-use crate::log_writer;
+use crate::obs::log_writer;
 use std::cell::RefCell;
 use std::io::Write;
 use std::net::IpAddr;

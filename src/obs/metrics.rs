@@ -531,7 +531,7 @@ impl RouteMetrics {
     }
 }
 
-/// Log lines dropped because stderr could not keep up (`crate::log_writer`).
+/// Log lines dropped because stderr could not keep up (`crate::obs::log_writer`).
 pub static LOG_LINES_DROPPED: Lazy<IntCounter> = Lazy::new(|| {
     register_int_counter!(
         "keygate_log_lines_dropped_total",

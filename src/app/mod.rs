@@ -1,0 +1,14 @@
+//! The application: how keygate is put together and run — the server and its
+//! services, reloads, signals, the drain, the admin listener, every check of a
+//! config, the CLI's commands and the demo upstream.
+
+pub mod admin; // /health, /ready, /metrics on the admin listener
+pub mod checks; // every check of a config: its own, then the backends' and files'
+pub mod commands; // what each CLI subcommand does
+pub mod demo; // the echo upstream for the quickstart and tests
+pub mod drain; // requests in flight: on shutdown, exit once the last one ends
+pub mod reload; // SIGHUP: re-read, validate and swap the config
+pub mod server; // assembles and runs the Pingora server
+pub mod signals; // which signal stops, drains, upgrades or reloads
+#[cfg(test)]
+pub(crate) mod testkit; // every service over one store and one manual clock, for in-process tests

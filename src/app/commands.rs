@@ -2,7 +2,7 @@
 //! arguments). Each returns the text to print or a [`CommandError`] with its exit code.
 
 use crate::app::checks;
-use crate::app::server::{self, StartError};
+use crate::app::root::{self, StartError};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{self, duration::parse_duration, Config, ConfigError};
 use crate::domain::id::new_id;
@@ -121,7 +121,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, CommandError> {
 }
 
 fn open(config: &Config) -> Result<Arc<dyn KeyStore>, CommandError> {
-    Ok(server::open_store(config, Arc::new(SystemClock))?.keys)
+    Ok(root::open_store(config, Arc::new(SystemClock))?.keys)
 }
 
 /// The key service over the configured store, for the operator at the CLI. (The
@@ -300,7 +300,7 @@ pub fn keys_import(config: &Config, file: &str) -> Result<u64, CommandError> {
             std::fs::File::open(file).map_err(|e| CommandError::Usage(format!("{file}: {e}")))?;
         Box::new(std::io::BufReader::with_capacity(1 << 16, f))
     };
-    let stores = server::open_store(config, Arc::new(SystemClock))?;
+    let stores = root::open_store(config, Arc::new(SystemClock))?;
     let keys = KeyService::new(stores.keys, None, Arc::new(SystemClock));
     let users = stores.users.as_deref();
     runtime()?
@@ -381,7 +381,7 @@ pub fn users_create(
     if !problems.is_empty() {
         return Err(CommandError::Usage(problems.join("\n")));
     }
-    let users = server::open_store(config, Arc::new(SystemClock))?
+    let users = root::open_store(config, Arc::new(SystemClock))?
         .users
         .ok_or_else(|| {
             CommandError::Usage("users need a writable store (sqlite or postgres)".into())

@@ -1,36 +1,16 @@
 //! Assembles and runs keygate: store, runtime, the proxy service, the admin
 //! service and housekeeping, under one Pingora server.
 
-use crate::accounts::Accounts;
+use super::root::{build_shared, StartError};
 use crate::app::admin::AdminApp;
 use crate::app::reload::Reloader;
 use crate::app::signals::{ReloadOnHangup, ShutdownSignals};
-use crate::auth::authenticator::Authenticator;
-use crate::auth::cache::KeyCache;
-use crate::auth::jwt::issue::TokenIssuer;
-use crate::auth::jwt::{JwtSetupError, JwtVerifier};
-use crate::auth::verify::KeyVerifier;
-use crate::clock::{Clock, SystemClock};
-use crate::config::LimitBackend;
-use crate::config::{Config, StoreKind};
-use crate::keys::service::KeyService;
-use crate::ledger::usage::UsageRecorder;
-use crate::limit::redis::{RedisCerts, RedisLimiter, RedisTarget};
-use crate::limit::{FallbackLimiter, Limiter, LocalLimiter};
-use crate::management::Management;
+use crate::clock::SystemClock;
+use crate::config::Config;
 use crate::net::head_deadline::HeadDeadlineApp;
 use crate::net::tls::ReloadableCert;
 use crate::obs::metrics;
-use crate::portal::Portal;
-use crate::proxy::live_streams::LiveStreams;
-use crate::proxy::runtime::{Runtime, RuntimeError};
 use crate::proxy::{Gate, Shared};
-use crate::store::file::FileStore;
-use crate::store::postgres::PostgresStore;
-use crate::store::sqlite::SqliteStore;
-use crate::store::users::UserStore;
-use crate::store::{KeyStore, StoreChange, StoreError};
-use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::apps::http_app::HttpServer;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
@@ -40,181 +20,6 @@ use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Why keygate could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The store could not be opened.
-    #[error("{0}")]
-    Store(#[from] StoreError),
-    /// The runtime could not be compiled.
-    #[error("{0}")]
-    Runtime(#[from] RuntimeError),
-    /// A listen address is unusable.
-    #[error("cannot listen on {addr}: {reason}")]
-    Listen {
-        /// The address.
-        addr: String,
-        /// Why.
-        reason: String,
-    },
-    /// The JWT configuration could not be loaded.
-    #[error("{0}")]
-    Jwt(#[from] JwtSetupError),
-    /// The file store's key file is invalid (every problem listed).
-    #[error("{0}")]
-    KeyFile(#[from] crate::store::file::KeyFileError),
-    /// A configured feature is not available in this build.
-    #[error("{0}")]
-    Unsupported(String),
-}
-
-/// The opened store: keys, and users where the backend is writable.
-pub struct Stores {
-    /// Keys.
-    pub keys: Arc<dyn KeyStore>,
-    /// Users and refresh tokens (not with the read-only file store).
-    pub users: Option<Arc<dyn UserStore>>,
-}
-
-/// Opens the configured store, judging time on `clock`.
-pub fn open_store(config: &Config, clock: Arc<dyn Clock>) -> Result<Stores, StartError> {
-    match config.store.kind {
-        StoreKind::Sqlite => {
-            let store = Arc::new(SqliteStore::open(&config.store.path)?.with_clock(clock));
-            Ok(Stores {
-                keys: store.clone(),
-                users: Some(store),
-            })
-        }
-        StoreKind::Postgres => {
-            let url = config.store.url.as_deref().unwrap_or_default();
-            let store = Arc::new(
-                PostgresStore::open(url, config.store.pool_size, config.store.timeout.get())?
-                    .with_clock(clock),
-            );
-            Ok(Stores {
-                keys: store.clone(),
-                users: Some(store),
-            })
-        }
-        StoreKind::File => {
-            let path = config.store.file.clone().unwrap_or_default();
-            let tiers = config.tier_names().into_iter().map(String::from).collect();
-            let store = FileStore::open(&path, tiers)?;
-            Ok(Stores {
-                keys: Arc::new(store),
-                users: None,
-            })
-        }
-    }
-}
-
-/// Builds the shared request-path state from a validated config.
-pub fn build_shared(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Shared>, StartError> {
-    let Stores { keys: store, users } = open_store(&config, clock.clone())?;
-    let writable = config.store.kind != StoreKind::File;
-    let cache = KeyCache::new(&config.cache, clock.clone());
-    let live = Arc::new(LiveStreams::new(
-        store.clone(),
-        clock.clone(),
-        Arc::default(),
-    ));
-    store.watch(forget_changed_keys(cache.clone(), live.clone()));
-    let limiter = build_limiter(&config, clock.clone())?;
-    let issuer = match &config.jwt.issue {
-        Some(issue) => Some(Arc::new(TokenIssuer::new(
-            issue,
-            config.jwt.issuer.clone(),
-            config.jwt.audience.first().cloned(),
-        )?)),
-        None => None,
-    };
-    let jwt = JwtVerifier::for_config(&config, issuer.as_deref(), clock.clone())?.map(Arc::new);
-    let runtime = Runtime::build(config, writable)?;
-    let usage = Arc::new(UsageRecorder::new());
-    let auth = Arc::new(Authenticator::new(
-        KeyVerifier::new(store.clone(), cache),
-        jwt,
-        clock.clone(),
-    ));
-    let keys = Arc::new(KeyService::new(
-        store.clone(),
-        Some(auth.keys().cache().clone()),
-        clock.clone(),
-    ));
-    let accounts = users.map(|u| Arc::new(Accounts::new(u, limiter.clone(), clock.clone())));
-    Ok(Arc::new(Shared {
-        runtime: ArcSwap::from_pointee(runtime),
-        management: Management::new(
-            store.clone(),
-            keys.clone(),
-            accounts.clone(),
-            issuer.clone(),
-            auth.clone(),
-            usage.clone(),
-            clock.clone(),
-        ),
-        portal: Portal::new(
-            store.clone(),
-            keys,
-            accounts,
-            limiter.clone(),
-            usage.clone(),
-            clock.clone(),
-        ),
-        auth,
-        usage,
-        credits: crate::ledger::credits::CreditLedger::new(store.clone()),
-        store,
-        limiter,
-        clock,
-        issuer,
-        live,
-    }))
-}
-
-/// The change-feed handler: drops what another replica changed from this one's
-/// cache, and checks the live requests of a changed key again.
-fn forget_changed_keys(cache: KeyCache, live: Arc<LiveStreams>) -> crate::store::ChangeHandler {
-    Arc::new(move |change| match change {
-        StoreChange::Key { id, changed_at_ms } => {
-            cache.invalidate_key_id(&id);
-            live.key_changed(&id);
-            if let Some(at) = changed_at_ms {
-                let now = SystemClock.now_ms();
-                metrics::KEY_CHANGE_LAG.observe(now.saturating_sub(at) as f64 / 1000.0);
-            }
-        }
-        StoreChange::All => {
-            cache.feed_listening();
-            live.recheck_all();
-        }
-        StoreChange::Unwatched => cache.feed_lost(),
-    })
-}
-
-/// The configured rate-limit backend.
-fn build_limiter(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<dyn Limiter>, StartError> {
-    let rl = &config.rate_limit;
-    match rl.backend {
-        LimitBackend::Memory => Ok(Arc::new(LocalLimiter::new(clock))),
-        LimitBackend::Redis => {
-            let url = rl.redis_url.as_deref().unwrap_or_default();
-            let target = RedisTarget::parse(url).map_err(StartError::Unsupported)?;
-            let certs = match &rl.redis_tls {
-                Some(tls) => RedisCerts::load(tls).map_err(StartError::Unsupported)?,
-                None => RedisCerts::default(),
-            };
-            let redis = RedisLimiter::connect(target, certs, rl.redis_timeout.get(), clock.clone());
-            Ok(Arc::new(FallbackLimiter::new(
-                Arc::new(redis),
-                rl.on_backend_error,
-                clock,
-            )))
-        }
-    }
-}
 
 fn check_listen(addr: &str) -> Result<(), StartError> {
     std::net::TcpListener::bind(addr)

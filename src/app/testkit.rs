@@ -1,21 +1,14 @@
-//! Test kit: every service keygate builds over one fresh SQLite store, all on one
-//! manual clock, for in-process tests of rules that depend on time.
+//! Test kit: the services `serve` builds ([`super::root::build_shared`]), over one
+//! fresh SQLite store and one manual clock, for in-process tests of rules that
+//! depend on time.
 #![allow(clippy::unwrap_used)]
 
-use crate::accounts::Accounts;
-use crate::auth::authenticator::Authenticator;
-use crate::auth::cache::KeyCache;
-use crate::auth::jwt::issue::TokenIssuer;
-use crate::auth::jwt::JwtVerifier;
-use crate::auth::verify::KeyVerifier;
 use crate::clock::{Clock, ManualClock};
 use crate::domain::UserRecord;
-use crate::keys::service::KeyService;
-use crate::ledger::usage::UsageRecorder;
-use crate::limit::LocalLimiter;
 use crate::management::Management;
 use crate::portal::Portal;
 use crate::proxy::runtime::Runtime;
+use crate::proxy::Shared;
 use crate::store::sqlite::SqliteStore;
 use crate::store::users::UserStore;
 use std::sync::Arc;
@@ -35,13 +28,9 @@ pub struct Services {
     _dir: tempfile::TempDir,
     /// The clock every service reads.
     pub clock: ManualClock,
-    /// The compiled config.
-    pub rt: Runtime,
-    /// The management API.
-    pub management: Management,
-    /// The portal.
-    pub portal: Portal,
-    /// The store, as the user store.
+    /// Everything `serve` builds.
+    pub shared: Arc<Shared>,
+    /// The same store, opened again for fixtures (as the CLI would).
     pub users: Arc<SqliteStore>,
 }
 
@@ -51,58 +40,35 @@ impl Services {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::at(1_800_000_000_000);
         let shared_clock: Arc<dyn Clock> = Arc::new(clock.clone());
-        let config = crate::config::parse(CONFIG).unwrap();
-        let store = Arc::new(
-            SqliteStore::open(&dir.path().join("k.db"))
+        let mut config = crate::config::parse(CONFIG).unwrap();
+        config.store.path = dir.path().join("k.db");
+        let users = Arc::new(
+            SqliteStore::open(&config.store.path)
                 .unwrap()
                 .with_clock(shared_clock.clone()),
         );
-        let issuer =
-            Arc::new(TokenIssuer::new(config.jwt.issue.as_ref().unwrap(), None, None).unwrap());
-        let jwt = JwtVerifier::for_config(&config, Some(&issuer), shared_clock.clone()).unwrap();
-        let cache = KeyCache::new(&config.cache, shared_clock.clone());
-        let auth = Arc::new(Authenticator::new(
-            KeyVerifier::new(store.clone(), cache.clone()),
-            jwt.map(Arc::new),
-            shared_clock.clone(),
-        ));
-        let limiter = Arc::new(LocalLimiter::new(shared_clock.clone()));
-        let keys = Arc::new(KeyService::new(
-            store.clone(),
-            Some(cache),
-            shared_clock.clone(),
-        ));
-        let accounts = Arc::new(Accounts::new(
-            store.clone(),
-            limiter.clone(),
-            shared_clock.clone(),
-        ));
-        let usage = Arc::new(UsageRecorder::new());
-        let management = Management::new(
-            store.clone(),
-            keys.clone(),
-            Some(accounts.clone()),
-            Some(issuer),
-            auth,
-            usage.clone(),
-            shared_clock.clone(),
-        );
-        let portal = Portal::new(
-            store.clone(),
-            keys,
-            Some(accounts),
-            limiter,
-            usage,
-            shared_clock,
-        );
+        let shared = super::root::build_shared(config, shared_clock).unwrap();
         Services {
             _dir: dir,
             clock,
-            rt: Runtime::build(config, true).unwrap(),
-            management,
-            portal,
-            users: store,
+            shared,
+            users,
         }
+    }
+
+    /// The compiled config in force.
+    pub fn rt(&self) -> Arc<Runtime> {
+        self.shared.runtime.load_full()
+    }
+
+    /// The management API.
+    pub fn management(&self) -> &Management {
+        &self.shared.management
+    }
+
+    /// The portal.
+    pub fn portal(&self) -> &Portal {
+        &self.shared.portal
     }
 
     /// Adds a user with this email and password.

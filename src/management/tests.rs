@@ -44,7 +44,11 @@ impl Harness {
             body: &body,
             client_ip: Some("10.0.0.1".parse().unwrap()),
         };
-        match self.management.handle(&self.rt.api_context(), &req).await {
+        match self
+            .management()
+            .handle(&self.rt().api_context(), &req)
+            .await
+        {
             Ok(r) => (r.status.as_u16(), r.body),
             Err(e) => (
                 e.status().as_u16(),

@@ -22,7 +22,7 @@ async fn visit(
         body: body.as_bytes(),
         client_ip: Some("10.0.0.9".parse().unwrap()),
     };
-    s.portal.handle(&s.rt.portal_context(), &req).await
+    s.portal().handle(&s.rt().portal_context(), &req).await
 }
 
 fn set_cookie(r: &PortalResponse, name: &str) -> Option<String> {

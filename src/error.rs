@@ -143,11 +143,39 @@ fn insufficient_credits(remaining: i64, cost: u64) -> String {
     }
 }
 
+/// A gRPC status code (the numbers of `grpc/status.h`) with its name: how a refusal
+/// reads to a gRPC client (docs/configuration.md, HTTP/2 and gRPC).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GrpcStatus(pub u8, pub &'static str);
+
+impl GrpcStatus {
+    /// 3.
+    pub const INVALID_ARGUMENT: GrpcStatus = GrpcStatus(3, "INVALID_ARGUMENT");
+    /// 4.
+    pub const DEADLINE_EXCEEDED: GrpcStatus = GrpcStatus(4, "DEADLINE_EXCEEDED");
+    /// 7.
+    pub const PERMISSION_DENIED: GrpcStatus = GrpcStatus(7, "PERMISSION_DENIED");
+    /// 8.
+    pub const RESOURCE_EXHAUSTED: GrpcStatus = GrpcStatus(8, "RESOURCE_EXHAUSTED");
+    /// 9.
+    pub const FAILED_PRECONDITION: GrpcStatus = GrpcStatus(9, "FAILED_PRECONDITION");
+    /// 12.
+    pub const UNIMPLEMENTED: GrpcStatus = GrpcStatus(12, "UNIMPLEMENTED");
+    /// 13.
+    pub const INTERNAL: GrpcStatus = GrpcStatus(13, "INTERNAL");
+    /// 14.
+    pub const UNAVAILABLE: GrpcStatus = GrpcStatus(14, "UNAVAILABLE");
+    /// 16.
+    pub const UNAUTHENTICATED: GrpcStatus = GrpcStatus(16, "UNAUTHENTICATED");
+}
+
 /// How one kind of refusal is answered and counted: its row of the table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Rejection {
     /// HTTP status.
     pub status: StatusCode,
+    /// The status a gRPC call gets instead (in trailers, with HTTP 200).
+    pub grpc: GrpcStatus,
     /// The contract's `error` code; clients branch on this.
     pub code: &'static str,
     /// `outcome` label of `keygate_requests_total`.
@@ -156,16 +184,18 @@ pub struct Rejection {
     pub reason: &'static str,
 }
 
-/// The table: one row per refusal — status, `error` code, and its labels, which
-/// can only be the ones `crate::obs::metrics` declares (and lists in its help text).
+/// The table: one row per refusal — HTTP status, gRPC status, `error` code, and its
+/// labels, which can only be the ones `crate::obs::metrics` declares (and lists in
+/// its help text).
 macro_rules! rejections {
-    ($($variant:ident => $status:ident, $code:literal, $outcome:expr, $reason:expr;)*) => {
+    ($($variant:ident => $status:ident, $grpc:ident, $code:literal, $outcome:expr, $reason:expr;)*) => {
         impl GateError {
             /// This refusal's row of the table.
             pub fn rejection(&self) -> Rejection {
                 match self {
                     $(GateError::$variant { .. } => Rejection {
                         status: StatusCode::$status,
+                        grpc: GrpcStatus::$grpc,
                         code: $code,
                         outcome: $outcome,
                         reason: $reason,
@@ -180,42 +210,46 @@ macro_rules! rejections {
         /// The `outcome` label of every row, in table order (for the tests).
         #[cfg(test)]
         const ROW_OUTCOMES: &[&str] = &[$($outcome),*];
+        /// The HTTP and gRPC statuses of every row, in table order (for the tests).
+        #[cfg(test)]
+        const ROW_STATUSES: &[(StatusCode, GrpcStatus)] =
+            &[$((StatusCode::$status, GrpcStatus::$grpc)),*];
     };
 }
 
 rejections! {
-    MissingCredential   => UNAUTHORIZED,          "unauthorized",         outcome::UNAUTHORIZED,   reason::MISSING;
-    AmbiguousCredential => UNAUTHORIZED,          "unauthorized",         outcome::UNAUTHORIZED,   reason::AMBIGUOUS;
-    InvalidKey          => UNAUTHORIZED,          "unauthorized",         outcome::UNAUTHORIZED,   reason::INVALID;
-    ExpiredKey          => UNAUTHORIZED,          "unauthorized",         outcome::UNAUTHORIZED,   reason::EXPIRED;
-    RevokedKey          => UNAUTHORIZED,          "unauthorized",         outcome::UNAUTHORIZED,   reason::REVOKED;
-    InvalidToken        => UNAUTHORIZED,          "invalid_token",        outcome::UNAUTHORIZED,   reason::INVALID_TOKEN;
-    InvalidCredentials  => UNAUTHORIZED,          "unauthorized",         outcome::UNAUTHORIZED,   reason::INVALID_LOGIN;
-    InvalidRefresh      => UNAUTHORIZED,          "invalid_token",        outcome::UNAUTHORIZED,   reason::INVALID_REFRESH;
-    IpNotAllowed        => FORBIDDEN,             "forbidden",            outcome::FORBIDDEN,      reason::IP;
-    MissingScope        => FORBIDDEN,             "forbidden",            outcome::FORBIDDEN,      reason::SCOPE;
-    WrongEnvironment    => FORBIDDEN,             "forbidden",            outcome::FORBIDDEN,      reason::ENVIRONMENT;
-    Forbidden           => FORBIDDEN,             "forbidden",            outcome::FORBIDDEN,      reason::FORBIDDEN;
-    NotPermitted        => FORBIDDEN,             "forbidden",            outcome::FORBIDDEN,      reason::FORBIDDEN;
-    CsrfRejected        => FORBIDDEN,             "forbidden",            outcome::FORBIDDEN,      reason::CSRF;
-    RateLimited         => TOO_MANY_REQUESTS,     "rate_limit_exceeded",  outcome::RATE_LIMITED,   reason::RATE_LIMITED;
-    IpRateLimited       => TOO_MANY_REQUESTS,     "rate_limit_exceeded",  outcome::RATE_LIMITED,   reason::IP_RATE_LIMITED;
-    TooManyFailures     => TOO_MANY_REQUESTS,     "rate_limit_exceeded",  outcome::RATE_LIMITED,   reason::FAILED_AUTH_LIMITED;
-    InsufficientCredits => PAYMENT_REQUIRED,      "insufficient_credits", outcome::NO_CREDITS,     reason::NO_CREDITS;
-    BackendUnavailable  => SERVICE_UNAVAILABLE,   "service_unavailable",  outcome::UNAVAILABLE,    reason::STORE_ERROR;
-    Overloaded          => SERVICE_UNAVAILABLE,   "service_unavailable",  outcome::UNAVAILABLE,    reason::OVERLOADED;
-    BadGateway          => BAD_GATEWAY,           "bad_gateway",          outcome::UPSTREAM_ERROR, reason::UPSTREAM_ERROR;
-    GatewayTimeout      => GATEWAY_TIMEOUT,       "gateway_timeout",      outcome::UPSTREAM_ERROR, reason::UPSTREAM_ERROR;
-    BadRequest          => BAD_REQUEST,           "invalid_request",      outcome::BAD_REQUEST,    reason::BAD_REQUEST;
-    InvalidBody         => BAD_REQUEST,           "invalid_request",      outcome::BAD_REQUEST,    reason::BAD_REQUEST;
-    NotFound            => NOT_FOUND,             "not_found",            outcome::BAD_REQUEST,    reason::BAD_REQUEST;
-    MethodNotAllowed    => METHOD_NOT_ALLOWED,    "method_not_allowed",   outcome::BAD_REQUEST,    reason::BAD_REQUEST;
-    BodyTimeout         => REQUEST_TIMEOUT,       "request_timeout",      outcome::BAD_REQUEST,    reason::BAD_REQUEST;
-    Conflict            => CONFLICT,              "conflict",             outcome::BAD_REQUEST,    reason::BAD_REQUEST;
-    PayloadTooLarge     => PAYLOAD_TOO_LARGE,     "payload_too_large",    outcome::BAD_REQUEST,    reason::BAD_REQUEST;
-    Validation          => UNPROCESSABLE_ENTITY,  "validation_error",     outcome::BAD_REQUEST,    reason::BAD_REQUEST;
-    HeadersTooLarge     => REQUEST_HEADER_FIELDS_TOO_LARGE, "request_header_fields_too_large", outcome::BAD_REQUEST, reason::BAD_REQUEST;
-    Internal            => INTERNAL_SERVER_ERROR, "internal_error",       outcome::UNAVAILABLE,    reason::INTERNAL;
+    MissingCredential   => UNAUTHORIZED,          UNAUTHENTICATED,     "unauthorized",         outcome::UNAUTHORIZED,   reason::MISSING;
+    AmbiguousCredential => UNAUTHORIZED,          UNAUTHENTICATED,     "unauthorized",         outcome::UNAUTHORIZED,   reason::AMBIGUOUS;
+    InvalidKey          => UNAUTHORIZED,          UNAUTHENTICATED,     "unauthorized",         outcome::UNAUTHORIZED,   reason::INVALID;
+    ExpiredKey          => UNAUTHORIZED,          UNAUTHENTICATED,     "unauthorized",         outcome::UNAUTHORIZED,   reason::EXPIRED;
+    RevokedKey          => UNAUTHORIZED,          UNAUTHENTICATED,     "unauthorized",         outcome::UNAUTHORIZED,   reason::REVOKED;
+    InvalidToken        => UNAUTHORIZED,          UNAUTHENTICATED,     "invalid_token",        outcome::UNAUTHORIZED,   reason::INVALID_TOKEN;
+    InvalidCredentials  => UNAUTHORIZED,          UNAUTHENTICATED,     "unauthorized",         outcome::UNAUTHORIZED,   reason::INVALID_LOGIN;
+    InvalidRefresh      => UNAUTHORIZED,          UNAUTHENTICATED,     "invalid_token",        outcome::UNAUTHORIZED,   reason::INVALID_REFRESH;
+    IpNotAllowed        => FORBIDDEN,             PERMISSION_DENIED,   "forbidden",            outcome::FORBIDDEN,      reason::IP;
+    MissingScope        => FORBIDDEN,             PERMISSION_DENIED,   "forbidden",            outcome::FORBIDDEN,      reason::SCOPE;
+    WrongEnvironment    => FORBIDDEN,             PERMISSION_DENIED,   "forbidden",            outcome::FORBIDDEN,      reason::ENVIRONMENT;
+    Forbidden           => FORBIDDEN,             PERMISSION_DENIED,   "forbidden",            outcome::FORBIDDEN,      reason::FORBIDDEN;
+    NotPermitted        => FORBIDDEN,             PERMISSION_DENIED,   "forbidden",            outcome::FORBIDDEN,      reason::FORBIDDEN;
+    CsrfRejected        => FORBIDDEN,             PERMISSION_DENIED,   "forbidden",            outcome::FORBIDDEN,      reason::CSRF;
+    RateLimited         => TOO_MANY_REQUESTS,     RESOURCE_EXHAUSTED,  "rate_limit_exceeded",  outcome::RATE_LIMITED,   reason::RATE_LIMITED;
+    IpRateLimited       => TOO_MANY_REQUESTS,     RESOURCE_EXHAUSTED,  "rate_limit_exceeded",  outcome::RATE_LIMITED,   reason::IP_RATE_LIMITED;
+    TooManyFailures     => TOO_MANY_REQUESTS,     RESOURCE_EXHAUSTED,  "rate_limit_exceeded",  outcome::RATE_LIMITED,   reason::FAILED_AUTH_LIMITED;
+    InsufficientCredits => PAYMENT_REQUIRED,      RESOURCE_EXHAUSTED,  "insufficient_credits", outcome::NO_CREDITS,     reason::NO_CREDITS;
+    BackendUnavailable  => SERVICE_UNAVAILABLE,   UNAVAILABLE,         "service_unavailable",  outcome::UNAVAILABLE,    reason::STORE_ERROR;
+    Overloaded          => SERVICE_UNAVAILABLE,   UNAVAILABLE,         "service_unavailable",  outcome::UNAVAILABLE,    reason::OVERLOADED;
+    BadGateway          => BAD_GATEWAY,           UNAVAILABLE,         "bad_gateway",          outcome::UPSTREAM_ERROR, reason::UPSTREAM_ERROR;
+    GatewayTimeout      => GATEWAY_TIMEOUT,       DEADLINE_EXCEEDED,   "gateway_timeout",      outcome::UPSTREAM_ERROR, reason::UPSTREAM_ERROR;
+    BadRequest          => BAD_REQUEST,           INVALID_ARGUMENT,    "invalid_request",      outcome::BAD_REQUEST,    reason::BAD_REQUEST;
+    InvalidBody         => BAD_REQUEST,           INVALID_ARGUMENT,    "invalid_request",      outcome::BAD_REQUEST,    reason::BAD_REQUEST;
+    NotFound            => NOT_FOUND,             UNIMPLEMENTED,       "not_found",            outcome::BAD_REQUEST,    reason::BAD_REQUEST;
+    MethodNotAllowed    => METHOD_NOT_ALLOWED,    UNIMPLEMENTED,       "method_not_allowed",   outcome::BAD_REQUEST,    reason::BAD_REQUEST;
+    BodyTimeout         => REQUEST_TIMEOUT,       DEADLINE_EXCEEDED,   "request_timeout",      outcome::BAD_REQUEST,    reason::BAD_REQUEST;
+    Conflict            => CONFLICT,              FAILED_PRECONDITION, "conflict",             outcome::BAD_REQUEST,    reason::BAD_REQUEST;
+    PayloadTooLarge     => PAYLOAD_TOO_LARGE,     RESOURCE_EXHAUSTED,  "payload_too_large",    outcome::BAD_REQUEST,    reason::BAD_REQUEST;
+    Validation          => UNPROCESSABLE_ENTITY,  INVALID_ARGUMENT,    "validation_error",     outcome::BAD_REQUEST,    reason::BAD_REQUEST;
+    HeadersTooLarge     => REQUEST_HEADER_FIELDS_TOO_LARGE, RESOURCE_EXHAUSTED, "request_header_fields_too_large", outcome::BAD_REQUEST, reason::BAD_REQUEST;
+    Internal            => INTERNAL_SERVER_ERROR, INTERNAL,            "internal_error",       outcome::UNAVAILABLE,    reason::INTERNAL;
 }
 
 impl From<CredentialError> for GateError {
@@ -470,6 +504,22 @@ mod tests {
             .filter(|o| ![outcome::ALLOWED, outcome::UPSTREAM_ERROR].contains(*o))
         {
             assert!(ROW_OUTCOMES.contains(o), "no refusal has outcome {o}");
+        }
+    }
+
+    #[test]
+    fn a_grpc_call_reads_each_refusal_by_the_contracts_table() {
+        for (http, grpc) in ROW_STATUSES {
+            let want = match http.as_u16() {
+                401 => 16,
+                403 => 7,
+                402 | 429 => 8,
+                502 | 503 => 14,
+                504 => 4,
+                _ => grpc.0,
+            };
+            assert_eq!(grpc.0, want, "HTTP {http} is gRPC {}", grpc.1);
+            assert!((1..=16).contains(&grpc.0), "never OK: HTTP {http}");
         }
     }
 }

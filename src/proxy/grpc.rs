@@ -1,14 +1,15 @@
-//! gRPC-shaped refusals (docs/configuration.md, HTTP/2 and gRPC). A gRPC client reads a
-//! call's outcome from
-//! `grpc-status` and `grpc-message`, never from an HTTP status or a JSON body, so
+//! gRPC-shaped refusals (docs/configuration.md, HTTP/2 and gRPC). A gRPC client
+//! reads a call's outcome from `grpc-status` and `grpc-message`, never from an HTTP
+//! status or a JSON body, so
 //! a request with `content-type: application/grpc*` that keygate answers itself
 //! gets HTTP 200 with the status in a trailers-only response: one header block,
 //! ending the stream, holding the status and the call's metadata (the
-//! `X-RateLimit-*` values, `Retry-After`, `WWW-Authenticate`).
+//! `X-RateLimit-*` values, `Retry-After`, `WWW-Authenticate`). Which status each
+//! refusal gets is a column of the one rejection table ([`crate::error`]).
 
-use crate::error::GateError;
+use crate::error::{GateError, GrpcStatus};
 use http::header::CONTENT_TYPE;
-use http::{HeaderMap, StatusCode};
+use http::HeaderMap;
 
 /// True when `headers` say the request is a gRPC call (`application/grpc`,
 /// `application/grpc+proto`, `application/grpc-web`, ...).
@@ -16,27 +17,6 @@ pub fn is_grpc(headers: &HeaderMap) -> bool {
     headers
         .get(CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
-}
-
-/// A gRPC status code (the numbers of `grpc/status.h`) with its name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GrpcStatus(pub u8, pub &'static str);
-
-/// The gRPC status a refusal with HTTP status `status` becomes: the contract's
-/// table (401 → 16, 403 → 7, 429 and 402 → 8, 502 and 503 → 14, 504 → 4), then
-/// the nearest status for keygate's other refusals.
-pub fn status_for(status: StatusCode) -> GrpcStatus {
-    match status.as_u16() {
-        401 => GrpcStatus(16, "UNAUTHENTICATED"),
-        403 => GrpcStatus(7, "PERMISSION_DENIED"),
-        402 | 429 | 413 | 431 => GrpcStatus(8, "RESOURCE_EXHAUSTED"),
-        502 | 503 => GrpcStatus(14, "UNAVAILABLE"),
-        504 | 408 => GrpcStatus(4, "DEADLINE_EXCEEDED"),
-        404 | 405 => GrpcStatus(12, "UNIMPLEMENTED"),
-        400 | 422 => GrpcStatus(3, "INVALID_ARGUMENT"),
-        409 => GrpcStatus(9, "FAILED_PRECONDITION"),
-        _ => GrpcStatus(13, "INTERNAL"),
-    }
 }
 
 /// `message` as a `grpc-message` value: percent-encoded outside printable ASCII
@@ -57,7 +37,7 @@ pub fn encode_message(message: &str) -> String {
 /// (the HTTP status is always 200): `content-type`, `grpc-status`, `grpc-message`
 /// and `err`'s own headers as metadata, lowercase.
 pub fn refusal_headers(err: &GateError) -> Vec<(String, String)> {
-    let GrpcStatus(code, _) = status_for(err.status());
+    let GrpcStatus(code, _) = err.rejection().grpc;
     let mut h = vec![
         ("content-type".to_string(), "application/grpc".to_string()),
         ("grpc-status".to_string(), code.to_string()),
@@ -72,7 +52,7 @@ pub fn refusal_headers(err: &GateError) -> Vec<(String, String)> {
 /// The trailers that end a call already answered, for `err`: `grpc-status` and
 /// `grpc-message` (a live call whose credential stopped being good).
 pub fn refusal_trailers(err: &GateError) -> http::HeaderMap {
-    let GrpcStatus(code, _) = status_for(err.status());
+    let GrpcStatus(code, _) = err.rejection().grpc;
     let mut t = http::HeaderMap::new();
     t.insert("grpc-status", http::HeaderValue::from(u16::from(code)));
     if let Ok(m) = http::HeaderValue::from_str(&encode_message(&err.message())) {
@@ -84,31 +64,6 @@ pub fn refusal_trailers(err: &GateError) -> http::HeaderMap {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_contract_table_holds() {
-        for (http, grpc) in [
-            (401, 16),
-            (403, 7),
-            (429, 8),
-            (402, 8),
-            (502, 14),
-            (503, 14),
-            (504, 4),
-        ] {
-            let s = StatusCode::from_u16(http).unwrap();
-            assert_eq!(status_for(s).0, grpc, "HTTP {http}");
-        }
-    }
-
-    #[test]
-    fn every_refusal_keygate_makes_has_a_status_that_is_not_ok() {
-        for code in 400..600u16 {
-            let s = StatusCode::from_u16(code).unwrap();
-            assert_ne!(status_for(s).0, 0, "HTTP {code}");
-            assert!(status_for(s).0 <= 16, "HTTP {code}");
-        }
-    }
 
     #[test]
     fn messages_are_percent_encoded_outside_printable_ascii() {

@@ -54,6 +54,13 @@ impl StreamBudget {
     }
 }
 
+impl StreamTicket {
+    /// The connection this request counts against.
+    pub fn connection(&self) -> usize {
+        self.connection
+    }
+}
+
 impl Drop for StreamTicket {
     fn drop(&mut self) {
         self.budget

@@ -457,14 +457,13 @@ impl Gate {
                 .ok()
                 .map(|c| (id, crate::domain::KeyHash::of(&c.value)))
         });
-        let digest = session.as_downstream().digest();
-        let switch = digest
+        let switch = session
+            .as_downstream()
+            .digest()
             .and_then(|d| d.socket_digest.as_ref())
             .and_then(crate::net::cut::of_connection);
-        let h2_connection = session
-            .as_downstream()
-            .is_http2()
-            .then(|| digest.map_or(0, |d| std::ptr::from_ref(d) as usize));
+        // An HTTP/2 request holds its connection's place in the stream budget.
+        let h2_connection = ctx.stream.as_ref().map(StreamTicket::connection);
         Some(self.shared.live.watch(Watch {
             key,
             valid_until_ms: principal.valid_until_ms,

@@ -314,11 +314,7 @@ impl KeyStore for PostgresStore {
         let env = r.environment.as_str();
         let status = r.status.as_str();
         let lock_key = format!("quota\n{}\n{}", r.owner.as_deref().unwrap_or(""), r.tier);
-        let mut guard = self.pool.tx_client().await?;
-        let Some(client) = guard.as_mut() else {
-            return Err(StoreError::Unavailable("postgres: no connection".into()));
-        };
-        let work = async {
+        let work = async |client: &mut tokio_postgres::Client| {
             let tx = client.transaction().await?;
             tx.execute(LOCK, &[&lock_key]).await?;
             let held: i64 = tx
@@ -336,16 +332,10 @@ impl KeyStore for PostgresStore {
             .await?;
             tx.commit().await.map(|_| true)
         };
-        let outcome = match tokio::time::timeout(self.pool.timeout(), work).await {
-            Ok(Ok(true)) => Ok(()),
-            Ok(Ok(false)) => Err(StoreError::QuotaExceeded { max: max_active }),
-            Ok(Err(e)) => Err(pool::db_error(e)),
-            Err(_) => {
-                *guard = None;
-                Err(StoreError::Unavailable("postgres: insert timed out".into()))
-            }
-        };
-        self.pool.wrote(outcome)
+        match self.pool.write_transaction("insert", work).await? {
+            true => Ok(()),
+            false => Err(StoreError::QuotaExceeded { max: max_active }),
+        }
     }
 
     async fn import(&self, mut feed: ImportFeed) -> Result<u64, StoreError> {
@@ -470,11 +460,7 @@ impl KeyStore for PostgresStore {
         let mut ids: Vec<&str> = debits.iter().map(|d| d.id.as_str()).collect();
         ids.sort_unstable();
         ids.dedup();
-        let mut guard = self.pool.tx_client().await?;
-        let Some(client) = guard.as_mut() else {
-            return Err(StoreError::Unavailable("postgres: no connection".into()));
-        };
-        let work = async {
+        let work = async |client: &mut tokio_postgres::Client| {
             let tx = client.transaction().await?;
             let mut balances = std::collections::HashMap::with_capacity(ids.len());
             for row in tx.query(LOCK, &[&ids]).await? {
@@ -501,16 +487,7 @@ impl KeyStore for PostgresStore {
             }
             Ok(answers)
         };
-        let outcome = match tokio::time::timeout(self.pool.timeout(), work).await {
-            Ok(r) => r.map_err(pool::db_error),
-            Err(_) => {
-                *guard = None;
-                Err(StoreError::Unavailable(
-                    "postgres: credit debit timed out".into(),
-                ))
-            }
-        };
-        self.pool.wrote(outcome)
+        self.pool.write_transaction("credit debit", work).await
     }
 
     async fn refund_credits(&self, id: &str, cost: u64, debited_at: i64) -> Result<(), StoreError> {
@@ -571,11 +548,7 @@ impl KeyStore for PostgresStore {
             .collect();
         // One transaction: a batch that fails is kept and sent again whole, so a
         // half-applied one would be counted twice.
-        let mut guard = self.pool.tx_client().await?;
-        let Some(client) = guard.as_mut() else {
-            return Err(StoreError::Unavailable("postgres: no connection".into()));
-        };
-        let work = async {
+        let work = async |client: &mut tokio_postgres::Client| {
             let tx = client.transaction().await?;
             if !sorted.is_empty() {
                 tx.execute(ADD, &[&ids, &hours, &endpoints, &total, &ok, &failed, &ms])
@@ -586,16 +559,7 @@ impl KeyStore for PostgresStore {
             }
             tx.commit().await
         };
-        let outcome = match tokio::time::timeout(self.pool.timeout(), work).await {
-            Ok(r) => r.map_err(pool::db_error),
-            Err(_) => {
-                *guard = None;
-                Err(StoreError::Unavailable(
-                    "postgres: usage flush timed out".into(),
-                ))
-            }
-        };
-        self.pool.wrote(outcome)
+        self.pool.write_transaction("usage flush", work).await
     }
 
     async fn usage(

@@ -220,12 +220,6 @@ impl PgPool {
         &self.writes
     }
 
-    /// Records the outcome of a write made in a transaction, and hands it back
-    /// ([`Self::execute`] records its own).
-    pub fn wrote<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
-        self.writes.record(result)
-    }
-
     /// Notified when a connect succeeds after failures (the database answers again).
     pub fn reachable(&self) -> Arc<tokio::sync::Notify> {
         self.reachable.clone()
@@ -357,13 +351,36 @@ impl PgPool {
 
     /// The transaction connection, reconnected if it died. Hold the guard for the
     /// whole transaction.
-    pub async fn tx_client(
-        &self,
-    ) -> Result<tokio::sync::MutexGuard<'_, Option<Client>>, StoreError> {
+    async fn tx_client(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Client>>, StoreError> {
         let mut guard = self.tx.lock().await;
         if guard.as_ref().is_none_or(|c| c.is_closed()) {
             *guard = Some(connect(&self.target, self.timeout).await?);
         }
         Ok(guard)
+    }
+
+    /// Runs `work` (which opens and commits its own transaction) on the transaction
+    /// connection, bounded by the store timeout, and records its outcome as a write.
+    /// On a timeout the connection is dropped (the transaction may still hold
+    /// locks) and the call fails with "postgres: `what` timed out".
+    pub async fn write_transaction<T>(
+        &self,
+        what: &str,
+        work: impl AsyncFnOnce(&mut Client) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, StoreError> {
+        let mut guard = self.tx_client().await?;
+        let Some(client) = guard.as_mut() else {
+            return Err(StoreError::Unavailable("postgres: no connection".into()));
+        };
+        let outcome = match tokio::time::timeout(self.timeout, work(client)).await {
+            Ok(r) => r.map_err(db_error),
+            Err(_) => {
+                *guard = None;
+                Err(StoreError::Unavailable(format!(
+                    "postgres: {what} timed out"
+                )))
+            }
+        };
+        self.writes.record(outcome)
     }
 }

@@ -90,11 +90,7 @@ impl UserStore for PostgresStore {
     ) -> Result<Rotation, StoreError> {
         let (old, new) = (old.0.as_slice(), new.0.as_slice());
         let now = self.clock.now_utc();
-        let mut guard = self.pool.tx_client().await?;
-        let Some(client) = guard.as_mut() else {
-            return Err(StoreError::Unavailable("postgres: no connection".into()));
-        };
-        let work = async {
+        let work = async |client: &mut tokio_postgres::Client| {
             // The row lock makes a token spendable once even by concurrent callers on
             // different replicas: the second waits, then sees it spent.
             let tx = client.transaction().await?;
@@ -137,17 +133,7 @@ impl UserStore for PostgresStore {
             tx.commit().await?;
             Ok(outcome)
         };
-        let outcome = match tokio::time::timeout(self.pool.timeout(), work).await {
-            Ok(r) => r.map_err(db_error),
-            Err(_) => {
-                // The transaction may still hold locks: drop its connection.
-                *guard = None;
-                Err(StoreError::Unavailable(
-                    "postgres: refresh rotation timed out".into(),
-                ))
-            }
-        };
-        self.pool.wrote(outcome)
+        self.pool.write_transaction("refresh rotation", work).await
     }
 
     async fn create_session(

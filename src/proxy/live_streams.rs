@@ -74,14 +74,10 @@ impl CutReason {
         })
     }
 
-    /// The `reason` label of `keygate_streams_cut_total`.
+    /// The `reason` label of `keygate_streams_cut_total`: the word
+    /// `keygate_decisions_total` gives the refusal a new request would get.
     pub fn label(self) -> &'static str {
-        match self {
-            CutReason::Revoked => "revoked",
-            CutReason::Expired => "expired",
-            CutReason::Invalid => "invalid",
-            CutReason::IpNotAllowed => "ip",
-        }
+        self.error().reason()
     }
 
     /// The access line's `reason` for a request that was cut.
@@ -456,6 +452,18 @@ mod tests {
         assert_eq!(live.len(), 2);
         drop((good, stale));
         assert!(live.is_empty(), "a finished request leaves the watch");
+    }
+
+    #[test]
+    fn cut_labels_are_the_documented_words() {
+        let labels = [
+            CutReason::Revoked,
+            CutReason::Expired,
+            CutReason::Invalid,
+            CutReason::IpNotAllowed,
+        ]
+        .map(CutReason::label);
+        assert_eq!(labels, ["revoked", "expired", "invalid", "ip"]);
     }
 
     #[tokio::test]

@@ -109,11 +109,20 @@ impl OriginPattern {
         Ok(OriginPattern { origin, subdomains })
     }
 
+    /// True when the browser's `Origin` header `text` is allowed by one of
+    /// `patterns` (the header is parsed once, whatever their number).
+    pub fn any_matches(patterns: &[OriginPattern], text: &str) -> bool {
+        !patterns.is_empty()
+            && Origin::parse(text).is_some_and(|o| patterns.iter().any(|p| p.admits(&o)))
+    }
+
     /// True when the browser's `Origin` header `text` is allowed by this entry.
     pub fn matches(&self, text: &str) -> bool {
-        let Some(o) = Origin::parse(text) else {
-            return false;
-        };
+        Self::any_matches(std::slice::from_ref(self), text)
+    }
+
+    /// True when the parsed origin `o` is allowed by this entry.
+    fn admits(&self, o: &Origin) -> bool {
         if o.https != self.origin.https || o.port != self.origin.port {
             return false;
         }

@@ -75,10 +75,7 @@ impl CorsPolicy {
             return Some(HeaderValue::from_static("*"));
         }
         let text = origin.to_str().ok()?;
-        self.origins
-            .iter()
-            .any(|o| o.matches(text))
-            .then(|| origin.clone())
+        OriginPattern::any_matches(&self.origins, text).then(|| origin.clone())
     }
 
     /// True when every origin gets the same `*`.

@@ -104,12 +104,8 @@ impl FormKey {
     /// constant time).
     pub fn matches(&self, cookie_value: &str, presented: &str) -> bool {
         let expected = self.token(cookie_value);
-        expected.len() == presented.len()
-            && expected
-                .bytes()
-                .zip(presented.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
+        aws_lc_rs::constant_time::verify_slices_are_equal(expected.as_bytes(), presented.as_bytes())
+            .is_ok()
     }
 }
 

@@ -1,5 +1,6 @@
-//! keygate's refusals (docs/configuration.md, On the wire): every refusal keygate makes is one
-//! [`GateError`], turned into a status, JSON body and headers here and nowhere else.
+//! keygate's refusals (docs/configuration.md, On the wire): every refusal keygate
+//! makes is one [`GateError`], turned into a status, JSON body and headers here and
+//! nowhere else.
 
 use crate::auth::credentials::CredentialError;
 use crate::auth::jwt::TokenError;

@@ -32,9 +32,9 @@ impl AdminApp {
 
     /// `/ready`: 200 when the store and the rate-limit backend both answer, else 503
     /// naming which one does not; `store_writes` says whether the store's last write
-    /// went through (`ok`, `failing` with `store_write_error`, or `unknown`). `?require=store` leaves the rate-limit backend out
-    /// (for operators who keep replicas in service on `on_backend_error: local`
-    /// during a Redis outage).
+    /// went through (`ok`, `failing` with `store_write_error`, or `unknown`).
+    /// `?require=store` leaves the rate-limit backend out (for operators who keep
+    /// replicas in service on `on_backend_error: local` during a Redis outage).
     async fn ready(&self, store_only: bool) -> Response<Vec<u8>> {
         let wait = Duration::from_secs(2);
         let (store, limiter) = tokio::join!(

@@ -1,11 +1,11 @@
 //! gRPC-shaped refusals (docs/configuration.md, HTTP/2 and gRPC). A gRPC client
 //! reads a call's outcome from `grpc-status` and `grpc-message`, never from an HTTP
-//! status or a JSON body, so
-//! a request with `content-type: application/grpc*` that keygate answers itself
-//! gets HTTP 200 with the status in a trailers-only response: one header block,
-//! ending the stream, holding the status and the call's metadata (the
-//! `X-RateLimit-*` values, `Retry-After`, `WWW-Authenticate`). Which status each
-//! refusal gets is a column of the one rejection table ([`crate::error`]).
+//! status or a JSON body, so a request with `content-type: application/grpc*` that
+//! keygate answers itself gets HTTP 200 with the status in a trailers-only
+//! response: one header block, ending the stream, holding the status and the
+//! call's metadata (the `X-RateLimit-*` values, `Retry-After`, `WWW-Authenticate`).
+//! Which status each refusal gets is a column of the one rejection table
+//! ([`crate::error`]).
 
 use crate::error::{GateError, GrpcStatus};
 use http::header::CONTENT_TYPE;
@@ -33,16 +33,21 @@ pub fn encode_message(message: &str) -> String {
     out
 }
 
+/// `grpc-status` and `grpc-message` of a call refused with `err`.
+fn status_and_message(err: &GateError) -> [(&'static str, String); 2] {
+    let GrpcStatus(code, _) = err.rejection().grpc;
+    [
+        ("grpc-status", code.to_string()),
+        ("grpc-message", encode_message(&err.message())),
+    ]
+}
+
 /// The headers of the trailers-only response refusing a gRPC call with `err`
 /// (the HTTP status is always 200): `content-type`, `grpc-status`, `grpc-message`
 /// and `err`'s own headers as metadata, lowercase.
 pub fn refusal_headers(err: &GateError) -> Vec<(String, String)> {
-    let GrpcStatus(code, _) = err.rejection().grpc;
-    let mut h = vec![
-        ("content-type".to_string(), "application/grpc".to_string()),
-        ("grpc-status".to_string(), code.to_string()),
-        ("grpc-message".to_string(), encode_message(&err.message())),
-    ];
+    let mut h = vec![("content-type".to_string(), "application/grpc".to_string())];
+    h.extend(status_and_message(err).map(|(name, value)| (name.to_string(), value)));
     for (name, value) in err.headers() {
         h.push((name.to_ascii_lowercase(), value));
     }
@@ -52,11 +57,12 @@ pub fn refusal_headers(err: &GateError) -> Vec<(String, String)> {
 /// The trailers that end a call already answered, for `err`: `grpc-status` and
 /// `grpc-message` (a live call whose credential stopped being good).
 pub fn refusal_trailers(err: &GateError) -> http::HeaderMap {
-    let GrpcStatus(code, _) = err.rejection().grpc;
     let mut t = http::HeaderMap::new();
-    t.insert("grpc-status", http::HeaderValue::from(u16::from(code)));
-    if let Ok(m) = http::HeaderValue::from_str(&encode_message(&err.message())) {
-        t.insert("grpc-message", m);
+    for (name, value) in status_and_message(err) {
+        // Both are printable ASCII (the message is percent-encoded).
+        if let Ok(v) = http::HeaderValue::from_str(&value) {
+            t.insert(name, v);
+        }
     }
     t
 }
@@ -83,6 +89,14 @@ mod tests {
         );
         assert_eq!(get("retry-after"), Some("7"));
         assert_eq!(get("content-type"), Some("application/grpc"));
+    }
+
+    #[test]
+    fn a_live_call_ends_with_its_refusals_status_in_trailers() {
+        let t = refusal_trailers(&GateError::RevokedKey);
+        assert_eq!(t["grpc-status"], "16");
+        assert_eq!(t["grpc-message"], "API key has been revoked");
+        assert_eq!(t.len(), 2);
     }
 
     #[test]

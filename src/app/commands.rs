@@ -69,10 +69,7 @@ pub fn check(path: &Path) -> Result<String, CommandError> {
     let c = checks::load(path)?;
     if c.store.kind == config::StoreKind::File {
         // The key file is validated like the config.
-        let file = c.store.file.clone().unwrap_or_default();
-        let tiers = c.tier_names().into_iter().map(String::from).collect();
-        crate::store::file::FileStore::open(&file, tiers)
-            .map_err(|e| CommandError::Usage(e.to_string()))?;
+        root::open_key_file(&c).map_err(|e| CommandError::Usage(e.to_string()))?;
     }
     let mut out = format!(
         "{}: ok ({} tier(s), {} route(s), store {:?})",

@@ -24,7 +24,7 @@ use crate::portal::Portal;
 use crate::proxy::live_streams::LiveStreams;
 use crate::proxy::runtime::{Runtime, RuntimeError};
 use crate::proxy::Shared;
-use crate::store::file::FileStore;
+use crate::store::file::{FileStore, KeyFileError};
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::users::UserStore;
@@ -54,7 +54,7 @@ pub enum StartError {
     Jwt(#[from] JwtSetupError),
     /// The file store's key file is invalid (every problem listed).
     #[error("{0}")]
-    KeyFile(#[from] crate::store::file::KeyFileError),
+    KeyFile(#[from] KeyFileError),
     /// A configured feature is not available in this build.
     #[error("{0}")]
     Unsupported(String),
@@ -89,16 +89,19 @@ pub fn open_store(config: &Config, clock: Arc<dyn Clock>) -> Result<Stores, Star
                 users: Some(store),
             })
         }
-        StoreKind::File => {
-            let path = config.store.file.clone().unwrap_or_default();
-            let tiers = config.tier_names().into_iter().map(String::from).collect();
-            let store = FileStore::open(&path, tiers)?;
-            Ok(Stores {
-                keys: Arc::new(store),
-                users: None,
-            })
-        }
+        StoreKind::File => Ok(Stores {
+            keys: Arc::new(open_key_file(config)?),
+            users: None,
+        }),
     }
+}
+
+/// Reads and checks the file store's key file (`store.file`) against the configured
+/// tiers: every problem is listed in the error.
+pub fn open_key_file(config: &Config) -> Result<FileStore, KeyFileError> {
+    let path = config.store.file.clone().unwrap_or_default();
+    let tiers = config.tier_names().into_iter().map(String::from).collect();
+    FileStore::open(&path, tiers)
 }
 
 /// Builds the shared request-path state from a validated config.

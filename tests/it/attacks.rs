@@ -239,11 +239,7 @@ async fn users_and_managing_keys_grant_only_the_listed_scopes_they_hold() {
         "listed, not held"
     );
     // user_scopes can never hand out admin.
-    let out = std::process::Command::new(&*BIN)
-        .args(["check", "-c"])
-        .arg(&kg.config)
-        .output()
-        .unwrap();
+    let out = crate::common::check_config(&kg.config);
     assert!(out.status.success());
     let bad = std::fs::read_to_string(&kg.config).unwrap().replace(
         "user_scopes: [search, read]",
@@ -251,11 +247,7 @@ async fn users_and_managing_keys_grant_only_the_listed_scopes_they_hold() {
     );
     let bad_path = kg.dir.path().join("bad.yaml");
     std::fs::write(&bad_path, bad).unwrap();
-    let out = std::process::Command::new(&*BIN)
-        .args(["check", "-c"])
-        .arg(&bad_path)
-        .output()
-        .unwrap();
+    let out = crate::common::check_config(&bad_path);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("management.user_scopes[1]"));
 }

@@ -7,11 +7,7 @@ fn check(yaml: &str) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.yaml");
     std::fs::write(&path, yaml).unwrap();
-    let out = Command::new(&*BIN)
-        .args(["check", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = crate::common::check_config(&path);
     (
         out.status.code().unwrap(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -106,10 +102,7 @@ fn structural_errors_in_several_sections_are_all_reported() {
 
 #[test]
 fn missing_files_variables_and_broken_yaml_are_clear_and_exit_2() {
-    let out = Command::new(&*BIN)
-        .args(["check", "-c", "/nonexistent/k.yaml"])
-        .output()
-        .unwrap();
+    let out = crate::common::check_config("/nonexistent/k.yaml");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config file"));
     let (code, err) =

@@ -131,11 +131,7 @@ fn check_validates_the_key_file_like_the_config() {
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(&*BIN)
-        .args(["check", "-c"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = crate::common::check_config(&config);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     for expected in ["keys[0].hash", "keys[0].tier", "keys[1]"] {
@@ -152,11 +148,7 @@ async fn the_portal_is_off_with_the_file_store_and_check_says_so() {
     let store = format!("store:\n  kind: file\n  file: \"{}\"\n", file.display());
     let policy = format!("{POLICY}portal: {{ enabled: true }}\n");
     let kg = Keygate::start_with_store(&format!("http://{up}"), &store, &policy);
-    let out = std::process::Command::new(&*BIN)
-        .args(["check", "-c"])
-        .arg(&kg.config)
-        .output()
-        .unwrap();
+    let out = crate::common::check_config(&kg.config);
     let said = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{said}");
     assert!(

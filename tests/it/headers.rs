@@ -202,11 +202,7 @@ async fn a_subdomain_wildcard_allows_subdomains_and_no_lookalike() {
          cors: { allow_origins: [\"https://a*.example.com\", \"https://*.com\", \"*.example.com\"] }\n",
     )
     .unwrap();
-    let out = std::process::Command::new(&*BIN)
-        .args(["check", "-c"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = crate::common::check_config(&config);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     for i in 0..3 {

@@ -320,11 +320,7 @@ fn check_refuses_a_protocol_the_upstream_url_cannot_carry() {
          sandbox_protocol: h2c }\nserver: { h2_max_concurrent_streams: 0 }\ntiers: { free: { per_minute: 1 } }\n",
     )
     .unwrap();
-    let out = Command::new(&*BIN)
-        .args(["check", "-c"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = crate::common::check_config(&config);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
@@ -338,11 +334,7 @@ fn check_refuses_a_protocol_the_upstream_url_cannot_carry() {
         "upstream: { url: 'http://127.0.0.1:3000', protocol: h3 }\ntiers: { free: { per_minute: 1 } }\n",
     )
     .unwrap();
-    let out = Command::new(&*BIN)
-        .args(["check", "-c"])
-        .arg(&config)
-        .output()
-        .unwrap();
+    let out = crate::common::check_config(&config);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(

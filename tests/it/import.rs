@@ -155,11 +155,7 @@ async fn a_bad_format_is_refused_by_check_with_every_problem() {
          tiers: { free: { per_minute: 1 } }\n",
     )
     .unwrap();
-    let out = Command::new(&*BIN)
-        .args(["check", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = crate::common::check_config(&path);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     for want in [

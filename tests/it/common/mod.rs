@@ -17,6 +17,15 @@ pub static BIN: once_cell::sync::Lazy<String> = once_cell::sync::Lazy::new(|| {
     std::env::var("KEYGATE_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_keygate").into())
 });
 
+/// Runs `keygate check -c config` to its end.
+pub fn check_config(config: impl AsRef<std::ffi::OsStr>) -> Output {
+    Command::new(&*BIN)
+        .args(["check", "-c"])
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
 /// A free loopback port (bound then released).
 pub fn free_port() -> u16 {
     // Below the kernel's ephemeral range (32768-60999 here): a port handed out by

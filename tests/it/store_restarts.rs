@@ -121,6 +121,7 @@ async fn feed_listening(kg: &Keygate) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !kg.metrics().await.contains("keygate_key_change_feed_up 1") {
         assert!(Instant::now() < deadline, "the change feed never listened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -8,8 +8,8 @@
 #![allow(clippy::disallowed_methods, clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use keygate::auth::api_key::{generate, KeyFormat};
 use keygate::auth::cache::KeyCache;
+use keygate::auth::key_format::{generate, KeyFormat};
 use keygate::auth::verify::KeyVerifier;
 use keygate::config::{CacheConfig, Dur, TierConfig};
 use keygate::domain::{Environment, KeyHash, KeyRecord};

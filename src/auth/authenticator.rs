@@ -6,9 +6,9 @@
 //! cache and the store, then checked for its status, expiry and IP allow-list on
 //! the injected clock.
 
-use super::api_key::KeyFormat;
 use super::credentials::{extract, CredentialError, Source};
 use super::jwt::{looks_like_jwt, JwtVerifier, TokenError};
+use super::key_format::KeyFormat;
 use super::verify::{check_key, KeyError, KeyVerifier};
 use super::Principal;
 use crate::clock::Clock;
@@ -123,8 +123,8 @@ impl Authenticator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::api_key::generate;
     use crate::auth::cache::KeyCache;
+    use crate::auth::key_format::generate;
     use crate::clock::ManualClock;
     use crate::config::CacheConfig;
     use crate::domain::{Environment, KeyRecord};

@@ -24,6 +24,14 @@ pub const MIN_RANDOM: usize = 22;
 /// Most random characters a format may have.
 pub const MAX_RANDOM: usize = 128;
 
+/// A new key in keygate's default format (`{prefix}_sk_{env}_…`), for tests and
+/// tools; the services issue through the configured [`KeyFormat`].
+pub fn generate(prefix: &str, env: Environment) -> NewKey {
+    KeyFormat::parse(DEFAULT_FORMAT, prefix, &[])
+        .unwrap_or_default()
+        .generate(env)
+}
+
 /// One piece of a template.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Part {
@@ -460,5 +468,75 @@ mod tests {
             KeyFormat::parse("{random:22}", "kg", &[]).is_ok(),
             "22 is enough"
         );
+    }
+
+    /// Keygate's own format: generated keys, the checksum, what is refused before
+    /// any lookup.
+    mod default_format {
+        use super::super::*;
+        use crate::domain::KeyHash;
+
+        fn classify(key: &str, prefix: &str, accept: &[String]) -> KeyShape {
+            KeyFormat::parse(DEFAULT_FORMAT, prefix, accept)
+                .unwrap()
+                .classify(key)
+        }
+
+        #[test]
+        fn generated_keys_have_the_documented_shape_and_verify() {
+            let k = generate("kg", Environment::Live);
+            assert!(k.plaintext.starts_with("kg_sk_live_"));
+            assert_eq!(k.plaintext.len(), "kg_sk_live_".len() + 32 + CHECKSUM_LEN);
+            assert_eq!(
+                classify(&k.plaintext, "kg", &[]),
+                KeyShape::Issued(Environment::Live)
+            );
+            assert_eq!(k.hash, KeyHash::of(&k.plaintext));
+            let t = generate("acme", Environment::Test);
+            assert_eq!(
+                classify(&t.plaintext, "acme", &[]),
+                KeyShape::Issued(Environment::Test)
+            );
+            assert_eq!(classify(&t.plaintext, "kg", &[]), KeyShape::Malformed);
+        }
+
+        #[test]
+        fn a_single_changed_character_breaks_the_checksum() {
+            let k = generate("kg", Environment::Live).into_plaintext();
+            let mut bytes = k.clone().into_bytes();
+            let i = "kg_sk_live_".len() + 3;
+            bytes[i] = if bytes[i] == b'a' { b'b' } else { b'a' };
+            let tampered = String::from_utf8(bytes).unwrap();
+            assert_eq!(classify(&tampered, "kg", &[]), KeyShape::Malformed);
+        }
+
+        #[test]
+        fn malformed_inputs_are_refused_before_lookup() {
+            let long = "kg_sk_live_".to_string() + &"a".repeat(9000);
+            for bad in [
+                "",
+                "kg_sk_live_short",
+                "kg_sk_prod_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa000000",
+                &long,
+                "kg_sk_live_ä",
+                "has space",
+            ] {
+                assert_eq!(classify(bad, "kg", &[]), KeyShape::Malformed, "{bad}");
+            }
+        }
+
+        #[test]
+        fn accepted_prefixes_admit_imported_keys() {
+            let accept = vec!["ak_live_".to_string()];
+            assert_eq!(
+                classify("ak_live_whatever123", "kg", &accept),
+                KeyShape::Imported
+            );
+            assert_eq!(classify("ak_live_", "kg", &accept), KeyShape::Malformed);
+            assert_eq!(
+                classify("zz_live_whatever123", "kg", &accept),
+                KeyShape::Malformed
+            );
+        }
     }
 }

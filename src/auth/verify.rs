@@ -1,7 +1,8 @@
 //! API-key verification: format check, cache, store; then the key's own status checks.
 
-use super::api_key::{KeyFormat, KeyShape};
+use super::api_key::KeyShape;
 use super::cache::{Cached, KeyCache, KeyChecks, KnownKey};
+use super::key_format::KeyFormat;
 use crate::domain::KeyHash;
 use crate::obs::metrics;
 use crate::store::{KeyStore, StoreError};
@@ -146,7 +147,7 @@ pub fn check_key(key: &KeyChecks, now_ms: i64, client_ip: Option<IpAddr>) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::api_key::generate;
+    use crate::auth::key_format::generate;
     use crate::domain::{Environment, KeyRecord, KeyStatus};
     use crate::store::sqlite::SqliteStore;
     use chrono::{DateTime, TimeZone, Utc};

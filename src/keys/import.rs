@@ -5,7 +5,7 @@
 //! and creation time, and the line number each problem is reported at.
 
 use super::input::{validate_new, KeyInput};
-use super::service::KeyRules;
+use super::rules::KeyRules;
 use crate::auth::api_key::{KeyShape, MAX_KEY_LEN};
 use crate::domain::{ImportFields, ImportedKey, KeyHash, KeyRecord, KeyStatus};
 use chrono::{DateTime, Utc};

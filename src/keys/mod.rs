@@ -6,4 +6,5 @@ pub mod import;
 pub mod input;
 pub mod limits_view;
 pub mod policy;
+pub mod rules;
 pub mod service;

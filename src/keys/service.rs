@@ -6,18 +6,16 @@
 
 use super::import::{parse_line, LineProblem, BATCH, MAX_LINE, MAX_LISTED_PROBLEMS};
 use super::input::{validate_change, validate_new, FieldErrors, KeyChange, KeyInput};
-use super::limits_view::LimitsView;
-use super::policy::{self, Actor, Current, Denied, Grants, UpdateRequest};
-use crate::auth::api_key::{KeyFormat, NewKey};
+use super::policy::{self, Actor, Current, Denied, UpdateRequest};
+use super::rules::KeyRules;
+use crate::auth::api_key::NewKey;
 use crate::auth::cache::KeyCache;
 use crate::clock::Clock;
-use crate::config::{Config, TierConfig};
 use crate::domain::id::new_key_id;
-use crate::domain::{KeyRecord, KeyStatus, Refill};
+use crate::domain::{KeyRecord, KeyStatus};
 use crate::store::users::UserStore;
 use crate::store::{ImportMsg, KeyStore, StoreError, IMPORT_CONFLICT};
 use chrono::{DateTime, TimeZone, Utc};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,66 +75,6 @@ impl From<StoreError> for KeyServiceError {
             },
             e => KeyServiceError::Store(e),
         }
-    }
-}
-
-/// What the key rules read of the running config.
-#[derive(Clone, Copy, Debug)]
-pub struct KeyRules<'a> {
-    /// Configured tiers.
-    pub tiers: &'a BTreeMap<String, TierConfig>,
-    /// The tier of keys that name none, and the only one non-admins get.
-    pub default_tier: &'a str,
-    /// `management.user_scopes`.
-    pub user_scopes: &'a [String],
-    /// The format of issued keys (`api_keys.format`), parsed once by the caller.
-    pub key_format: &'a KeyFormat,
-}
-
-impl<'a> KeyRules<'a> {
-    /// The rules of `config`, issuing keys in `key_format` (that config's
-    /// `api_keys.key_format()`, which a serving process compiles once).
-    pub fn new(config: &'a Config, key_format: &'a KeyFormat) -> Self {
-        KeyRules {
-            tiers: &config.tiers,
-            default_tier: &config.default_tier,
-            user_scopes: &config.management.user_scopes,
-            key_format,
-        }
-    }
-
-    /// The configured tiers' names.
-    pub fn tier_names(&self) -> Vec<&'a str> {
-        crate::config::tier_names(self.tiers)
-    }
-
-    fn grants(&self) -> Grants<'a> {
-        Grants {
-            user_scopes: self.user_scopes,
-            user_tier: self.default_tier,
-        }
-    }
-
-    fn max_keys(&self, tier: &str) -> Option<u64> {
-        self.tiers.get(tier).and_then(|t| t.max_keys)
-    }
-
-    /// The limits shown for `record` (a presented one: its refill is the one in
-    /// force); `None` when its tier is no longer configured.
-    pub fn limits(&self, record: &KeyRecord) -> Option<LimitsView> {
-        self.tiers
-            .get(&record.tier)
-            .map(|t| LimitsView::of(t, record.refill))
-    }
-
-    /// The refill in force for a key of `tier` whose own is `own`.
-    pub fn refill_of(&self, tier: &str, own: Option<Refill>) -> Option<Refill> {
-        own.or_else(|| {
-            self.tiers
-                .get(tier)
-                .and_then(|t| t.credits.as_ref())
-                .map(|c| c.refill())
-        })
     }
 }
 
@@ -555,6 +493,7 @@ impl KeyService {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
+    use crate::config::Config;
     use crate::store::sqlite::SqliteStore;
 
     fn config() -> Config {

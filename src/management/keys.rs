@@ -9,7 +9,8 @@ use super::{json_object, store_error, ApiContext, ApiRequest, ApiResponse, Manag
 use crate::domain::KeyRecord;
 use crate::error::GateError;
 use crate::keys::input::{validate_change, validate_new, KeyChange, KeyInput};
-use crate::keys::service::{Issued, KeyRules, KeyServiceError};
+use crate::keys::rules::KeyRules;
+use crate::keys::service::{Issued, KeyServiceError};
 use crate::ledger::usage::{top_endpoints, Totals};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};

@@ -4,9 +4,9 @@
 use super::cors::CorsPolicy;
 use super::forward::ForwardPlan;
 use super::routes::RouteTable;
-use crate::auth::api_key::KeyFormat;
 use crate::auth::authenticator::AuthSettings;
 use crate::auth::credentials::Source;
+use crate::auth::key_format::KeyFormat;
 use crate::config::{Config, HeaderStyle, UpstreamProtocol};
 use crate::limit::ip::IpLimits;
 use crate::limit::Tiers;

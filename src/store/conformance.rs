@@ -2,7 +2,7 @@
 //! in `sqlite::tests`, PostgreSQL in `postgres::tests`).
 
 use super::*;
-use crate::auth::api_key::generate;
+use crate::auth::key_format::generate;
 use crate::domain::{Environment, ImportedKey, KeyHash, KeyRecord, KeyStatus, UsageRow};
 use chrono::{TimeZone, Utc};
 

@@ -296,7 +296,7 @@ async fn a_flood_of_invented_keys_never_reaches_the_store() {
             }
         })
         .filter(|k| {
-            keygate::auth::api_key::KeyFormat::default().classify(k)
+            keygate::auth::key_format::KeyFormat::default().classify(k)
                 == keygate::auth::api_key::KeyShape::Malformed
         })
         .collect();
@@ -319,8 +319,8 @@ async fn a_flood_of_invented_keys_never_reaches_the_store() {
     assert_eq!(after_malformed, before, "malformed keys reached the store");
 
     // A well-formed key that does not exist: one lookup, then the negative cache.
-    let unknown =
-        keygate::auth::api_key::generate("kg", keygate::domain::Environment::Live).into_plaintext();
+    let unknown = keygate::auth::key_format::generate("kg", keygate::domain::Environment::Live)
+        .into_plaintext();
     for _ in 0..300 {
         assert_eq!(kg.get_key("/a", &unknown).await.status(), 401);
     }

@@ -3,7 +3,7 @@
 //! the file validated like the config.
 
 use crate::common::{expect_error, start_upstream, Keygate, BIN};
-use keygate::auth::api_key::generate;
+use keygate::auth::key_format::generate;
 use keygate::domain::Environment;
 use std::path::Path;
 use std::time::{Duration, Instant};

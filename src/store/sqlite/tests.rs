@@ -1,5 +1,5 @@
 use super::*;
-use crate::auth::api_key::generate;
+use crate::auth::key_format::generate;
 use crate::store::conformance::{self, record};
 use crate::store::StoreChange;
 

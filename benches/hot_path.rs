@@ -115,7 +115,7 @@ fn benches(c: &mut Criterion) {
             per_second: Some(u32::MAX.into()),
             per_minute: Some(u32::MAX.into()),
             per_day: Some(u32::MAX.into()),
-            algorithm: keygate::limit::Algorithm::Sliding,
+            algorithm: keygate::domain::Algorithm::Sliding,
             ..Default::default()
         },
     );

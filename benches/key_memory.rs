@@ -95,7 +95,7 @@ fn main() {
             per_second: Some(u32::MAX.into()),
             per_minute: Some(u32::MAX.into()),
             per_day: Some(u32::MAX.into()),
-            algorithm: keygate::limit::Algorithm::Sliding,
+            algorithm: keygate::domain::Algorithm::Sliding,
             ..Default::default()
         },
     );

@@ -3,8 +3,8 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use keygate::app::checks;
 use keygate::app::commands::{self, CommandError, CreateKey};
+use keygate::app::compile::{self, Compiled};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -205,6 +205,14 @@ fn with_key(record: &keygate::domain::KeyRecord, key: &str) -> String {
     to_json(&v)
 }
 
+/// The compiled config at `path` (every problem listed, exit 2).
+fn load(path: &std::path::Path) -> Result<Compiled, CommandError> {
+    Ok(compile::load(
+        path,
+        std::sync::Arc::new(keygate::clock::SystemClock),
+    )?)
+}
+
 fn run(cli: Cli) -> Result<String, CommandError> {
     match cli.command {
         Command::Serve {
@@ -213,7 +221,7 @@ fn run(cli: Cli) -> Result<String, CommandError> {
             upgrade,
         } => {
             init_logging(log_format);
-            let c = checks::load(&config.config)?;
+            let c = load(&config.config)?;
             keygate::app::server::serve(c, &config.config, upgrade)?;
             Ok(String::new())
         }
@@ -231,7 +239,7 @@ fn run(cli: Cli) -> Result<String, CommandError> {
                     admin,
                 },
         } => {
-            let c = checks::load(&config.config)?;
+            let c = load(&config.config)?;
             let mut password = String::new();
             std::io::stdin().read_line(&mut password).map_err(|e| {
                 CommandError::Runtime(format!("reading the password from stdin: {e}"))
@@ -261,7 +269,7 @@ fn keys(command: KeysCommand) -> Result<String, CommandError> {
             allow_ip,
             json,
         } => {
-            let c = checks::load(&config.config)?;
+            let c = load(&config.config)?;
             let opts = CreateKey {
                 name,
                 tier,
@@ -285,7 +293,7 @@ fn keys(command: KeysCommand) -> Result<String, CommandError> {
             })
         }
         KeysCommand::List { config, json } => {
-            let c = checks::load(&config.config)?;
+            let c = load(&config.config)?;
             let keys = commands::keys_list(&c)?;
             Ok(if json {
                 to_json(&serde_json::json!({ "api_keys": keys, "total": keys.len() }))
@@ -298,16 +306,15 @@ fn keys(command: KeysCommand) -> Result<String, CommandError> {
                     .join("\n")
             })
         }
-        KeysCommand::Show { config, id } => Ok(to_json(&commands::keys_show(
-            &checks::load(&config.config)?,
-            &id,
-        )?)),
+        KeysCommand::Show { config, id } => {
+            Ok(to_json(&commands::keys_show(&load(&config.config)?, &id)?))
+        }
         KeysCommand::Revoke { config, id } => {
-            let r = commands::keys_revoke(&checks::load(&config.config)?, &id)?;
+            let r = commands::keys_revoke(&load(&config.config)?, &id)?;
             Ok(format!("revoked {}", r.id))
         }
         KeysCommand::Regenerate { config, id, json } => {
-            let (record, key) = commands::keys_regenerate(&checks::load(&config.config)?, &id)?;
+            let (record, key) = commands::keys_regenerate(&load(&config.config)?, &id)?;
             Ok(if json {
                 with_key(&record, &key)
             } else {
@@ -318,7 +325,7 @@ fn keys(command: KeysCommand) -> Result<String, CommandError> {
             })
         }
         KeysCommand::Import { config, file } => {
-            let n = commands::keys_import(&checks::load(&config.config)?, &file)?;
+            let n = commands::keys_import(&load(&config.config)?, &file)?;
             Ok(format!("imported {n} keys"))
         }
         KeysCommand::Hash { key } => Ok(commands::keys_hash(&key)),

@@ -1,5 +1,5 @@
-//! Config parsing: YAML, durations, `${VAR}` substitution and every check (the
-//! config's own and the backends', as `keygate check` runs them). Never a
+//! Config parsing: YAML, durations, `${VAR}` substitution and the whole compile
+//! (the config's own checks and every part parsed, as `keygate check` runs them). Never a
 //! panic; a config that parses is valid (a second parse of the same text agrees).
 #![no_main]
 
@@ -19,9 +19,17 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let checks = &keygate::app::checks::problems;
-    let first = keygate::config::parse_with_env(text, lookup, checks);
-    let second = keygate::config::parse_with_env(text, lookup, checks);
+    let compile = || {
+        keygate::config::draft(text, lookup).and_then(|draft| {
+            keygate::app::compile::compile(
+                draft,
+                std::sync::Arc::new(keygate::clock::SystemClock),
+                keygate::app::compile::Issuer::FromConfig,
+            )
+        })
+    };
+    let first = compile();
+    let second = compile();
     assert_eq!(first.is_ok(), second.is_ok(), "parsing is deterministic");
     if let Err(e) = first {
         let _ = e.to_string();

@@ -1,10 +1,10 @@
 //! What the CLI's subcommands do, callable without a process (`main.rs` only parses
 //! arguments). Each returns the text to print or a [`CommandError`] with its exit code.
 
-use crate::app::checks;
+use crate::app::compile::{self, Compiled};
 use crate::app::root::{self, StartError};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{self, duration::parse_duration, Config, ConfigError};
+use crate::config::{self, duration::parse_duration, ConfigError};
 use crate::domain::id::new_id;
 use crate::domain::{KeyHash, KeyRecord, UserRecord};
 use crate::keys::input::{validate_new, FieldErrors, KeyInput, RefillInput};
@@ -65,12 +65,14 @@ impl From<StartError> for CommandError {
     }
 }
 
-/// `keygate check -c FILE`.
+/// `keygate check -c FILE`: the compile `serve` runs, and the file store's key
+/// file read as `serve` reads it, without serving.
 pub fn check(path: &Path) -> Result<String, CommandError> {
-    let c = checks::load(path)?;
+    let compiled = compile::load(path, Arc::new(SystemClock))?;
+    let c = &compiled.config;
     if c.store.kind == config::StoreKind::File {
         // The key file is validated like the config.
-        root::open_key_file(&c).map_err(|e| CommandError::Usage(e.to_string()))?;
+        root::open_key_file(c).map_err(|e| CommandError::Usage(e.to_string()))?;
     }
     let mut out = format!(
         "{}: ok ({} tier(s), {} route(s), store {:?})",
@@ -79,7 +81,7 @@ pub fn check(path: &Path) -> Result<String, CommandError> {
         c.routes.len(),
         c.store.kind
     );
-    for note in checks::notes(&c) {
+    for note in compile::notes(c) {
         out.push_str("\nnote: ");
         out.push_str(&note);
     }
@@ -118,14 +120,23 @@ fn runtime() -> Result<tokio::runtime::Runtime, CommandError> {
         .map_err(|e| CommandError::Runtime(e.to_string()))
 }
 
-fn open(config: &Config) -> Result<Arc<dyn KeyStore>, CommandError> {
-    Ok(root::open_store(config, Arc::new(SystemClock))?.keys)
+fn open(compiled: &Compiled) -> Result<Arc<dyn KeyStore>, CommandError> {
+    Ok(root::open_store(compiled, Arc::new(SystemClock))?.keys)
+}
+
+/// What the config allows the operator's doors, from the compiled key format.
+fn rules(compiled: &Compiled) -> KeyRules<'_> {
+    KeyRules::new(&compiled.config, &compiled.key_format)
 }
 
 /// The key service over the configured store, for the operator at the CLI. (The
 /// serving processes learn of its changes through the store's change feed.)
-fn key_service(config: &Config) -> Result<KeyService, CommandError> {
-    Ok(KeyService::new(open(config)?, None, Arc::new(SystemClock)))
+fn key_service(compiled: &Compiled) -> Result<KeyService, CommandError> {
+    Ok(KeyService::new(
+        open(compiled)?,
+        None,
+        Arc::new(SystemClock),
+    ))
 }
 
 /// The CLI's spelling of each field the key rules name.
@@ -213,12 +224,15 @@ impl CreateKey {
 }
 
 /// `keygate keys create`: stores a new key and returns `(record, plaintext)`.
-pub fn keys_create(config: &Config, opts: &CreateKey) -> Result<(KeyRecord, String), CommandError> {
+pub fn keys_create(
+    compiled: &Compiled,
+    opts: &CreateKey,
+) -> Result<(KeyRecord, String), CommandError> {
     let now = SystemClock.now_utc();
     let (input, mut problems) = opts.input(now);
     if !problems.is_empty() {
         // The flags that do not parse, with what the key rules say of the others.
-        for (field, why) in validate_new(&input, &config.tier_names(), now)
+        for (field, why) in validate_new(&input, &compiled.config.tier_names(), now)
             .err()
             .unwrap_or_default()
         {
@@ -226,70 +240,50 @@ pub fn keys_create(config: &Config, opts: &CreateKey) -> Result<(KeyRecord, Stri
         }
         return Err(usage_error(problems));
     }
-    let keys = key_service(config)?;
+    let keys = key_service(compiled)?;
     let issued = runtime()?
-        .block_on(keys.create(
-            &KeyRules::new(config, &config.api_keys.key_format()),
-            &Actor::operator(),
-            input,
-        ))
+        .block_on(keys.create(&rules(compiled), &Actor::operator(), input))
         .map_err(|e| key_error(e, ""))?;
     Ok((issued.record, issued.secret.into_plaintext()))
 }
 
 /// `keygate keys list`.
-pub fn keys_list(config: &Config) -> Result<Vec<KeyRecord>, CommandError> {
-    let keys = key_service(config)?;
+pub fn keys_list(compiled: &Compiled) -> Result<Vec<KeyRecord>, CommandError> {
+    let keys = key_service(compiled)?;
     runtime()?
-        .block_on(keys.list(
-            &KeyRules::new(config, &config.api_keys.key_format()),
-            &Actor::operator(),
-        ))
+        .block_on(keys.list(&rules(compiled), &Actor::operator()))
         .map_err(|e| key_error(e, ""))
 }
 
 /// `keygate keys show ID`.
-pub fn keys_show(config: &Config, id: &str) -> Result<KeyRecord, CommandError> {
-    let keys = key_service(config)?;
+pub fn keys_show(compiled: &Compiled, id: &str) -> Result<KeyRecord, CommandError> {
+    let keys = key_service(compiled)?;
     runtime()?
-        .block_on(keys.get(
-            &KeyRules::new(config, &config.api_keys.key_format()),
-            &Actor::operator(),
-            id,
-        ))
+        .block_on(keys.get(&rules(compiled), &Actor::operator(), id))
         .map_err(|e| key_error(e, id))
 }
 
 /// `keygate keys revoke ID`.
-pub fn keys_revoke(config: &Config, id: &str) -> Result<KeyRecord, CommandError> {
-    let keys = key_service(config)?;
+pub fn keys_revoke(compiled: &Compiled, id: &str) -> Result<KeyRecord, CommandError> {
+    let keys = key_service(compiled)?;
     runtime()?
-        .block_on(keys.revoke(
-            &KeyRules::new(config, &config.api_keys.key_format()),
-            &Actor::operator(),
-            id,
-        ))
+        .block_on(keys.revoke(&rules(compiled), &Actor::operator(), id))
         .map_err(|e| key_error(e, id))
 }
 
 /// `keygate keys regenerate ID`: a new secret for the same key; the old one stops
 /// working at once. A revoked key is refused. Returns `(record, plaintext)`.
-pub fn keys_regenerate(config: &Config, id: &str) -> Result<(KeyRecord, String), CommandError> {
-    let keys = key_service(config)?;
+pub fn keys_regenerate(compiled: &Compiled, id: &str) -> Result<(KeyRecord, String), CommandError> {
+    let keys = key_service(compiled)?;
     let issued = runtime()?
-        .block_on(keys.regenerate(
-            &KeyRules::new(config, &config.api_keys.key_format()),
-            &Actor::operator(),
-            id,
-            None,
-        ))
+        .block_on(keys.regenerate(&rules(compiled), &Actor::operator(), id, None))
         .map_err(|e| key_error(e, id))?;
     Ok((issued.record, issued.secret.into_plaintext()))
 }
 
 /// `keygate keys import FILE` (`-`: standard input): every line checked, then all
 /// of them written in one transaction, or none. Returns how many were written.
-pub fn keys_import(config: &Config, file: &str) -> Result<u64, CommandError> {
+pub fn keys_import(compiled: &Compiled, file: &str) -> Result<u64, CommandError> {
     use std::io::BufRead;
     let reader: Box<dyn BufRead + Send> = if file == "-" {
         Box::new(std::io::BufReader::new(std::io::stdin()))
@@ -298,16 +292,11 @@ pub fn keys_import(config: &Config, file: &str) -> Result<u64, CommandError> {
             std::fs::File::open(file).map_err(|e| CommandError::Usage(format!("{file}: {e}")))?;
         Box::new(std::io::BufReader::with_capacity(1 << 16, f))
     };
-    let stores = root::open_store(config, Arc::new(SystemClock))?;
+    let stores = root::open_store(compiled, Arc::new(SystemClock))?;
     let keys = KeyService::new(stores.keys, None, Arc::new(SystemClock));
     let users = stores.users.as_deref();
     runtime()?
-        .block_on(keys.import(
-            &KeyRules::new(config, &config.api_keys.key_format()),
-            &Actor::operator(),
-            users,
-            reader.lines(),
-        ))
+        .block_on(keys.import(&rules(compiled), &Actor::operator(), users, reader.lines()))
         .map_err(|e| match e {
             KeyServiceError::ImportInvalid {
                 problems,
@@ -358,7 +347,7 @@ fn truncate(s: &str, n: usize) -> String {
 
 /// `keygate users create`: stores a login; the password comes from stdin.
 pub fn users_create(
-    config: &Config,
+    compiled: &Compiled,
     email: &str,
     name: Option<String>,
     admin: bool,
@@ -379,7 +368,7 @@ pub fn users_create(
     if !problems.is_empty() {
         return Err(CommandError::Usage(problems.join("\n")));
     }
-    let users = root::open_store(config, Arc::new(SystemClock))?
+    let users = root::open_store(compiled, Arc::new(SystemClock))?
         .users
         .ok_or_else(|| {
             CommandError::Usage("users need a writable store (sqlite or postgres)".into())

@@ -1,10 +1,10 @@
 //! The application: how keygate is put together and run — the server and its
-//! services, reloads, signals, the drain, the admin listener, every check of a
-//! config, the CLI's commands and the demo upstream.
+//! services, reloads, signals, the drain, the admin listener, the one compile of
+//! a config, the CLI's commands and the demo upstream.
 
 pub mod admin; // /health, /ready, /metrics on the admin listener
-pub mod checks; // every check of a config: its own, then the backends' and files'
 pub mod commands; // what each CLI subcommand does
+pub mod compile; // the one compile of a config: every part parsed once, every problem listed
 pub mod demo; // the echo upstream for the quickstart and tests
 pub mod drain; // requests in flight: on shutdown, exit once the last one ends
 pub mod reload; // SIGHUP: re-read, validate and swap the config

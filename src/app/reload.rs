@@ -5,8 +5,7 @@
 //! with every problem logged, and the old config keeps serving. Settings that need a
 //! restart are named in the log and keep their old values.
 
-use crate::app::checks;
-use crate::auth::jwt::JwtVerifier;
+use crate::app::compile::{self, Compiled, Issuer};
 use crate::config::{self, Config};
 use crate::net::tls::ReloadableCert;
 use crate::obs::metrics;
@@ -25,9 +24,6 @@ pub enum ReloadError {
     /// The new config could not be compiled.
     #[error("{0}")]
     Runtime(#[from] crate::proxy::runtime::RuntimeError),
-    /// The new JWT settings could not be loaded.
-    #[error("{0}")]
-    Jwt(#[from] crate::auth::jwt::JwtSetupError),
     /// The TLS certificate could not be loaded.
     #[error("{0}")]
     Tls(#[from] crate::net::tls::TlsError),
@@ -128,7 +124,21 @@ impl Reloader {
     }
 
     async fn try_reload(&self) -> Result<(), ReloadError> {
-        let mut new = checks::load(&self.path)?;
+        // The whole file is compiled, restart-only settings too: a file that a
+        // restart would refuse is refused now.
+        let compiled = compile::compile(
+            config::draft(&config::read(&self.path)?, |name| std::env::var(name).ok())?,
+            self.shared.clock.clone(),
+            Issuer::Running(self.shared.issuer.clone()),
+        )?;
+        let Compiled {
+            config: mut new,
+            key_format,
+            sources,
+            tls: new_cert,
+            jwt,
+            ..
+        } = compiled;
         let old = self.current.lock().clone();
         let ignored: Vec<&str> = fixed_settings(&old)
             .into_iter()
@@ -140,22 +150,21 @@ impl Reloader {
             restore(&mut new, &old, name);
         }
         // Everything that can fail is built before anything is swapped.
-        let runtime = Runtime::build(new.clone(), new.store.kind != config::StoreKind::File)?;
-        let jwt = JwtVerifier::for_config(
-            &new,
-            self.shared.issuer.as_deref(),
-            self.shared.clock.clone(),
-        )?;
+        let writable = new.store.kind != config::StoreKind::File;
+        let runtime = Runtime::build(new.clone(), key_format, sources, writable)?;
         if let Some(remote) = jwt.as_ref().and_then(|j| j.remote()) {
             remote.load_initial().await;
         }
         if let (Some(cert), Some(tls)) = (&self.tls, &new.server.tls) {
-            if !cert.reads(&tls.cert, &tls.key) {
-                tracing::warn!(
-                    "server.tls paths changed; the paths are read only at start, the old files are re-read"
-                );
+            match new_cert {
+                Some(compiled) if cert.reads(&tls.cert, &tls.key) => cert.adopt(&compiled),
+                _ => {
+                    tracing::warn!(
+                        "server.tls paths changed; the paths are read only at start, the old files are re-read"
+                    );
+                    cert.reload()?;
+                }
             }
-            cert.reload()?;
         }
         self.shared.runtime.store(Arc::new(runtime));
         self.shared.auth.jwt().store(jwt.map(Arc::new));

@@ -5,18 +5,17 @@
 //! and the in-process tests build the same services here on a manual clock
 //! ([`super::testkit`]).
 
+use super::compile::{Compiled, RedisSetup};
 use crate::accounts::Accounts;
 use crate::auth::authenticator::Authenticator;
 use crate::auth::cache::KeyCache;
-use crate::auth::jwt::issue::TokenIssuer;
-use crate::auth::jwt::{JwtSetupError, JwtVerifier};
+use crate::auth::jwt::JwtSetupError;
 use crate::auth::verify::KeyVerifier;
 use crate::clock::{Clock, SystemClock};
-use crate::config::LimitBackend;
 use crate::config::{Config, StoreKind};
 use crate::keys::service::KeyService;
 use crate::ledger::usage::UsageRecorder;
-use crate::limit::redis::{RedisCerts, RedisLimiter, RedisTarget};
+use crate::limit::redis::RedisLimiter;
 use crate::limit::{FallbackLimiter, Limiter, LocalLimiter};
 use crate::management::Management;
 use crate::obs::metrics;
@@ -69,7 +68,8 @@ pub struct Stores {
 }
 
 /// Opens the configured store, judging time on `clock`.
-pub fn open_store(config: &Config, clock: Arc<dyn Clock>) -> Result<Stores, StartError> {
+pub fn open_store(compiled: &Compiled, clock: Arc<dyn Clock>) -> Result<Stores, StartError> {
+    let config = &compiled.config;
     match config.store.kind {
         StoreKind::Sqlite => {
             let store = Arc::new(SqliteStore::open(&config.store.path)?.with_clock(clock));
@@ -79,10 +79,16 @@ pub fn open_store(config: &Config, clock: Arc<dyn Clock>) -> Result<Stores, Star
             })
         }
         StoreKind::Postgres => {
-            let url = config.store.url.as_deref().unwrap_or_default();
+            let target = compiled.postgres.clone().ok_or_else(|| {
+                StartError::Unsupported("store.url: required with store.kind postgres".into())
+            })?;
             let store = Arc::new(
-                PostgresStore::open(url, config.store.pool_size, config.store.timeout.get())?
-                    .with_clock(clock),
+                PostgresStore::open_target(
+                    target,
+                    config.store.pool_size,
+                    config.store.timeout.get(),
+                )?
+                .with_clock(clock),
             );
             Ok(Stores {
                 keys: store.clone(),
@@ -104,9 +110,18 @@ pub fn open_key_file(config: &Config) -> Result<FileStore, KeyFileError> {
     FileStore::open(&path, tiers)
 }
 
-/// Builds the shared request-path state from a validated config.
-pub fn build_shared(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Shared>, StartError> {
-    let Stores { keys: store, users } = open_store(&config, clock.clone())?;
+/// Builds the shared request-path state from a compiled config.
+pub fn build_shared(compiled: Compiled, clock: Arc<dyn Clock>) -> Result<Arc<Shared>, StartError> {
+    let Stores { keys: store, users } = open_store(&compiled, clock.clone())?;
+    let Compiled {
+        config,
+        key_format,
+        sources,
+        redis,
+        issuer,
+        jwt,
+        ..
+    } = compiled;
     let writable = config.store.kind != StoreKind::File;
     let cache = KeyCache::new(&config.cache, clock.clone());
     let live = Arc::new(LiveStreams::new(
@@ -115,17 +130,9 @@ pub fn build_shared(config: Config, clock: Arc<dyn Clock>) -> Result<Arc<Shared>
         Arc::default(),
     ));
     store.watch(forget_changed_keys(cache.clone(), live.clone()));
-    let limiter = build_limiter(&config, clock.clone())?;
-    let issuer = match &config.jwt.issue {
-        Some(issue) => Some(Arc::new(TokenIssuer::new(
-            issue,
-            config.jwt.issuer.clone(),
-            config.jwt.audience.first().cloned(),
-        )?)),
-        None => None,
-    };
-    let jwt = JwtVerifier::for_config(&config, issuer.as_deref(), clock.clone())?.map(Arc::new);
-    let runtime = Runtime::build(config, writable)?;
+    let limiter = build_limiter(&config, redis, clock.clone());
+    let jwt = jwt.map(Arc::new);
+    let runtime = Runtime::build(config, key_format, sources, writable)?;
     let usage = Arc::new(UsageRecorder::new());
     let auth = Arc::new(Authenticator::new(
         KeyVerifier::new(store.clone(), cache),
@@ -188,24 +195,22 @@ fn forget_changed_keys(cache: KeyCache, live: Arc<LiveStreams>) -> crate::store:
     })
 }
 
-/// The configured rate-limit backend.
-fn build_limiter(config: &Config, clock: Arc<dyn Clock>) -> Result<Arc<dyn Limiter>, StartError> {
+/// The configured rate-limit backend: memory, or Redis at the compiled target.
+fn build_limiter(
+    config: &Config,
+    redis: Option<RedisSetup>,
+    clock: Arc<dyn Clock>,
+) -> Arc<dyn Limiter> {
     let rl = &config.rate_limit;
-    match rl.backend {
-        LimitBackend::Memory => Ok(Arc::new(LocalLimiter::new(clock))),
-        LimitBackend::Redis => {
-            let url = rl.redis_url.as_deref().unwrap_or_default();
-            let target = RedisTarget::parse(url).map_err(StartError::Unsupported)?;
-            let certs = match &rl.redis_tls {
-                Some(tls) => RedisCerts::load(tls).map_err(StartError::Unsupported)?,
-                None => RedisCerts::default(),
-            };
+    match redis {
+        None => Arc::new(LocalLimiter::new(clock)),
+        Some(RedisSetup { target, certs }) => {
             let redis = RedisLimiter::connect(target, certs, rl.redis_timeout.get(), clock.clone());
-            Ok(Arc::new(FallbackLimiter::new(
+            Arc::new(FallbackLimiter::new(
                 Arc::new(redis),
                 rl.on_backend_error,
                 clock,
-            )))
+            ))
         }
     }
 }

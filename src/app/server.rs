@@ -1,14 +1,13 @@
 //! Assembles and runs keygate: store, runtime, the proxy service, the admin
 //! service and housekeeping, under one Pingora server.
 
+use super::compile::Compiled;
 use super::root::{build_shared, StartError};
 use crate::app::admin::AdminApp;
 use crate::app::reload::Reloader;
 use crate::app::signals::{ReloadOnHangup, ShutdownSignals};
 use crate::clock::SystemClock;
-use crate::config::Config;
 use crate::net::head_deadline::HeadDeadlineApp;
-use crate::net::tls::ReloadableCert;
 use crate::obs::metrics;
 use crate::proxy::{Gate, Shared};
 use async_trait::async_trait;
@@ -160,13 +159,14 @@ fn http2_options(
 /// keygate serving the same config file when it gets SIGQUIT (zero-downtime upgrade).
 /// Returns only on a start-up failure; a clean shutdown exits the process with
 /// status 0.
-pub fn serve(config: Config, path: &std::path::Path, upgrade: bool) -> Result<(), StartError> {
+pub fn serve(compiled: Compiled, path: &std::path::Path, upgrade: bool) -> Result<(), StartError> {
+    let config = &compiled.config;
     if !upgrade {
         check_listen(&config.server.listen)?;
         check_listen(&config.server.admin_listen)?;
     }
     metrics::init();
-    for note in crate::app::checks::notes(&config) {
+    for note in super::compile::notes(config) {
         tracing::warn!("{note}");
     }
     let listen = config.server.listen.clone();
@@ -177,16 +177,10 @@ pub fn serve(config: Config, path: &std::path::Path, upgrade: bool) -> Result<()
     let header_timeout = config.server.header_timeout.get();
     let max_header_bytes = config.server.max_header_bytes;
     let jwks_refresh = config.jwt.jwks_refresh.get().max(Duration::from_secs(1));
-    let tls = match &config.server.tls {
-        Some(t) => Some(Arc::new(
-            ReloadableCert::load(&t.cert, &t.key)
-                .map_err(|e| StartError::Unsupported(e.to_string()))?,
-        )),
-        None => None,
-    };
+    let tls = compiled.tls.clone();
     let running = config.clone();
     let running_server = config.server.clone();
-    let shared = build_shared(config, Arc::new(SystemClock))?;
+    let shared = build_shared(compiled, Arc::new(SystemClock))?;
     load_remote_jwks(&shared)?;
     let reloader = Arc::new(Reloader::new(
         path.to_path_buf(),

@@ -1,4 +1,5 @@
-//! Test kit: the services `serve` builds ([`super::root::build_shared`]), over one
+//! Test kit: the services `serve` builds ([`super::root::build_shared`]) from the
+//! compile `serve` runs, over one
 //! fresh SQLite store and one manual clock, for in-process tests of rules that
 //! depend on time.
 #![allow(clippy::unwrap_used)]
@@ -40,14 +41,21 @@ impl Services {
         let dir = tempfile::tempdir().unwrap();
         let clock = ManualClock::at(1_800_000_000_000);
         let shared_clock: Arc<dyn Clock> = Arc::new(clock.clone());
-        let mut config = crate::config::parse(CONFIG).unwrap();
-        config.store.path = dir.path().join("k.db");
+        let mut draft = crate::config::draft(CONFIG, |_| None).unwrap();
+        draft.config.store.path = dir.path().join("k.db");
+        let compiled = super::compile::compile(
+            draft,
+            shared_clock.clone(),
+            super::compile::Issuer::FromConfig,
+        )
+        .unwrap();
+        let config = &compiled.config;
         let users = Arc::new(
             SqliteStore::open(&config.store.path)
                 .unwrap()
                 .with_clock(shared_clock.clone()),
         );
-        let shared = super::root::build_shared(config, shared_clock).unwrap();
+        let shared = super::root::build_shared(compiled, shared_clock).unwrap();
         Services {
             _dir: dir,
             clock,

@@ -18,19 +18,60 @@ pub enum Source {
 }
 
 impl Source {
-    /// Parses `header:NAME`, `bearer` or `query:NAME` (validated by the config).
-    pub fn parse(text: &str) -> Option<Self> {
-        match text.split_once(':') {
+    /// Parses `bearer`, `header:NAME` or `query:NAME` (NAME an HTTP token; a header
+    /// name is lower-cased). The one grammar of `api_keys.sources`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let token = |name: &str| !name.is_empty() && name.bytes().all(is_token_char);
+        let parsed = match text.split_once(':') {
             None if text == "bearer" => Some(Source::Bearer),
-            Some(("header", name)) => {
+            Some(("header", name)) if token(name) => {
                 http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
                     .ok()
                     .map(Source::Header)
             }
-            Some(("query", name)) if !name.is_empty() => Some(Source::Query(name.to_string())),
+            Some(("query", name)) if token(name) => Some(Source::Query(name.to_string())),
             _ => None,
+        };
+        parsed.ok_or_else(|| {
+            format!("`{text}` is not a source (use bearer, header:NAME or query:NAME)")
+        })
+    }
+
+    /// Parses `api_keys.sources` in order: at least one, none twice (names compared
+    /// without case). Every problem is returned, located by its YAML path.
+    pub fn parse_all(texts: &[String]) -> Result<Vec<Self>, Vec<crate::config::Problem>> {
+        use crate::config::Problem;
+        let mut problems = Vec::new();
+        if texts.is_empty() {
+            problems.push(Problem::new(
+                "api_keys.sources",
+                "at least one source is required",
+            ));
+        }
+        let mut sources = Vec::with_capacity(texts.len());
+        for (i, text) in texts.iter().enumerate() {
+            match Source::parse(text) {
+                Ok(source) => sources.push(source),
+                Err(e) => problems.push(Problem::new(format!("api_keys.sources[{i}]"), e)),
+            }
+            if texts[..i].iter().any(|o| o.eq_ignore_ascii_case(text)) {
+                problems.push(Problem::new(
+                    format!("api_keys.sources[{i}]"),
+                    "duplicate source",
+                ));
+            }
+        }
+        if problems.is_empty() {
+            Ok(sources)
+        } else {
+            Err(problems)
         }
     }
+}
+
+/// A character of an HTTP token (RFC 9110 `tchar`).
+fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// A credential as presented. Its `Debug` never shows the value.

@@ -70,6 +70,19 @@ impl Default for KeyFormat {
     }
 }
 
+impl KeyFormat {
+    /// The format `api_keys:` asks for: `format` (or [`DEFAULT_FORMAT`]) with its
+    /// prefix and accepted prefixes. The one parse of the setting; every problem is
+    /// returned, none is papered over with a default.
+    pub fn from_config(a: &crate::config::ApiKeysConfig) -> Result<Self, Vec<FormatProblem>> {
+        Self::parse(
+            a.format.as_deref().unwrap_or(DEFAULT_FORMAT),
+            &a.prefix,
+            &a.accept_prefixes,
+        )
+    }
+}
+
 fn url_safe(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
 }

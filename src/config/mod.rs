@@ -67,41 +67,75 @@ pub enum ConfigError {
     Invalid(Vec<Problem>),
 }
 
-/// A check of a whole config run after the config's own: what only the modules
-/// using a setting can tell (backend URL syntax, certificates, key files). See
-/// `crate::app::checks`.
-pub type ExtraChecks<'a> = &'a dyn Fn(&Config) -> Vec<Problem>;
-
-/// Reads, substitutes, parses and validates the config at `path` with the config's
-/// own checks only; `crate::app::checks::load` adds the rest.
-pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    load_with(path, &|_| Vec::new())
+/// A config that decoded (with stand-ins for the parts that did not) and the
+/// problems found so far: what the config itself can tell. Later checks — the
+/// compile (`crate::app::compile`), which parses what the modules behind the
+/// settings read — [`report`](Draft::report) theirs, and [`finish`](Draft::finish)
+/// lists them all at once.
+#[derive(Debug)]
+pub struct Draft {
+    /// The decoded config; a part named in `broken` is a stand-in.
+    pub config: Config,
+    problems: Vec<Problem>,
+    broken: Vec<String>,
 }
 
-/// [`load`], then `extra`, reporting every problem of both at once.
-pub fn load_with(path: &Path, extra: ExtraChecks<'_>) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+impl Draft {
+    /// Adds what a later check found, except inside a part already reported
+    /// broken: a stand-in's checks would only repeat (or invent) what is said.
+    pub fn report(&mut self, found: Vec<Problem>) {
+        let new: Vec<Problem> = found
+            .into_iter()
+            .filter(|p| !self.broken.iter().any(|b| within(&p.path, b)))
+            .collect();
+        self.broken.extend(new.iter().map(|p| p.path.clone()));
+        self.problems.extend(new);
+    }
+
+    /// The config when nothing was found wrong; every problem otherwise.
+    pub fn finish(self) -> Result<Config, ConfigError> {
+        if self.problems.is_empty() {
+            Ok(self.config)
+        } else {
+            Err(ConfigError::Invalid(self.problems))
+        }
+    }
+}
+
+/// Reads the config file at `path`.
+pub fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.display().to_string(),
         source,
-    })?;
-    parse_with_env(&text, |name| std::env::var(name).ok(), extra)
+    })
+}
+
+/// Reads, substitutes, parses and validates the config at `path` with the config's
+/// own checks only (the compile, `crate::app::compile`, adds the rest).
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    parse(&read(path)?)
 }
 
 /// Parses and validates config text, with `${VAR}` taken from the process
 /// environment and the config's own checks only.
 pub fn parse(text: &str) -> Result<Config, ConfigError> {
-    parse_with_env(text, |name| std::env::var(name).ok(), &|_| Vec::new())
+    parse_with_env(text, |name| std::env::var(name).ok())
 }
 
-/// Parses and validates config text with a custom variable lookup, then runs
-/// `extra`. Every problem is reported at once: a section (or tier, or route) that
-/// does not decode is reported and stood in for, so the others are still
-/// validated; a later check says nothing about what an earlier one refused.
+/// [`parse`] with a custom variable lookup.
 pub fn parse_with_env(
     text: &str,
     lookup: impl Fn(&str) -> Option<String>,
-    extra: ExtraChecks<'_>,
 ) -> Result<Config, ConfigError> {
+    draft(text, lookup)?.finish()
+}
+
+/// Substitutes `${VAR}` (from `lookup`), parses and runs the config's own checks.
+/// Every problem is kept: a section (or tier, or route) that does not decode is
+/// reported and stood in for, so the others are still validated. Fails at once only
+/// when there is no config to go on (a bad variable, YAML that does not parse, a
+/// document that is not a mapping).
+pub fn draft(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Draft, ConfigError> {
     let text = env::substitute(text, lookup).map_err(|errs| {
         ConfigError::Invalid(errs.into_iter().map(|m| Problem::new("", m)).collect())
     })?;
@@ -109,7 +143,7 @@ pub fn parse_with_env(
         .map_err(|e| ConfigError::Invalid(vec![Problem::new("", format!("invalid YAML: {e}"))]))?;
     let Checked {
         mut problems,
-        mut broken,
+        broken,
         doc,
     } = check_sections(doc)?;
     let config: Config = match decode(&doc, "") {
@@ -119,22 +153,14 @@ pub fn parse_with_env(
             return Err(ConfigError::Invalid(problems));
         }
     };
-    // A stand-in's own checks would only repeat (or invent) what is already said.
-    let mut keep = |found: Vec<Problem>, broken: &mut Vec<String>| {
-        let new: Vec<Problem> = found
-            .into_iter()
-            .filter(|p| !broken.iter().any(|b| within(&p.path, b)))
-            .collect();
-        broken.extend(new.iter().map(|p| p.path.clone()));
-        problems.extend(new);
+    let mut draft = Draft {
+        config,
+        problems,
+        broken,
     };
-    keep(validate::validate(&config), &mut broken);
-    keep(extra(&config), &mut broken);
-    if problems.is_empty() {
-        Ok(config)
-    } else {
-        Err(ConfigError::Invalid(problems))
-    }
+    let own = validate::validate(&draft.config);
+    draft.report(own);
+    Ok(draft)
 }
 
 /// True when `path` is `section` or lies inside it.

@@ -270,28 +270,10 @@ pub struct ApiKeysConfig {
     /// Prefix of issued keys: what `{prefix}` stands for in `format`.
     pub prefix: String,
     /// Template of issued keys (docs/configuration.md, API keys); `None` is
-    /// [`DEFAULT_FORMAT`](crate::auth::key_format::DEFAULT_FORMAT).
+    /// keygate's own format, `{prefix}_sk_{env}_{random:32}{checksum}`.
     pub format: Option<String>,
     /// Extra prefixes admitted for imported keys (looked up by hash).
     pub accept_prefixes: Vec<String>,
-}
-
-impl ApiKeysConfig {
-    /// The template in force, as written (`format`, or the default).
-    pub fn format_template(&self) -> &str {
-        self.format
-            .as_deref()
-            .unwrap_or(crate::auth::key_format::DEFAULT_FORMAT)
-    }
-
-    /// The parsed key format. A config that passed validation always parses; one
-    /// that did not falls back to the default format with this prefix.
-    pub fn key_format(&self) -> crate::auth::key_format::KeyFormat {
-        use crate::auth::key_format::{KeyFormat, DEFAULT_FORMAT};
-        KeyFormat::parse(self.format_template(), &self.prefix, &self.accept_prefixes)
-            .or_else(|_| KeyFormat::parse(DEFAULT_FORMAT, &self.prefix, &self.accept_prefixes))
-            .unwrap_or_default()
-    }
 }
 
 impl Default for ApiKeysConfig {
@@ -496,7 +478,7 @@ pub struct TierConfig {
     pub per_month: Option<u64>,
     /// How every window of the tier counts: `fixed` (default) or `sliding`.
     #[serde(default)]
-    pub algorithm: crate::limit::window::Algorithm,
+    pub algorithm: crate::domain::Algorithm,
     /// Credits of the tier's keys: `{ refill: N, every: day | month | <duration> }`.
     #[serde(default)]
     pub credits: Option<TierCredits>,

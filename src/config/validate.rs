@@ -16,7 +16,7 @@ const METHODS: &[&str] = &[
 
 /// Returns every semantic problem of a structurally valid config that the config
 /// itself can tell. What only the modules using a setting know (URL syntax of the
-/// backends, certificates, key files) is checked by `crate::app::checks`.
+/// backends, certificates, key files) is parsed by the compile, `crate::app::compile`.
 pub fn validate(c: &Config) -> Vec<Problem> {
     let mut p = Vec::new();
     server(&c.server, &mut p);
@@ -231,32 +231,7 @@ fn is_header_name(name: &str) -> bool {
 }
 
 fn api_keys(a: &ApiKeysConfig, p: &mut Vec<Problem>) {
-    if a.sources.is_empty() {
-        p.push(Problem::new(
-            "api_keys.sources",
-            "at least one source is required",
-        ));
-    }
-    for (i, s) in a.sources.iter().enumerate() {
-        let ok = match s.split_once(':') {
-            None => s == "bearer",
-            Some(("header", name)) => is_header_name(name),
-            Some(("query", name)) => !name.is_empty() && name.bytes().all(is_token_char),
-            _ => false,
-        };
-        if !ok {
-            p.push(Problem::new(
-                format!("api_keys.sources[{i}]"),
-                format!("`{s}` is not a source (use bearer, header:NAME or query:NAME)"),
-            ));
-        }
-        if a.sources[..i].iter().any(|o| o.eq_ignore_ascii_case(s)) {
-            p.push(Problem::new(
-                format!("api_keys.sources[{i}]"),
-                "duplicate source",
-            ));
-        }
-    }
+    // Sources and the format are parsed, once, by the compile (`crate::app::compile`).
     let prefix_ok = !a.prefix.is_empty()
         && a.prefix.len() <= 16
         && a.prefix
@@ -267,15 +242,6 @@ fn api_keys(a: &ApiKeysConfig, p: &mut Vec<Problem>) {
             "api_keys.prefix",
             "must be 1-16 lowercase letters or digits",
         ));
-    }
-    if let Err(problems) = crate::auth::key_format::KeyFormat::parse(
-        a.format_template(),
-        &a.prefix,
-        &a.accept_prefixes,
-    ) {
-        for problem in problems {
-            p.push(Problem::new("api_keys.format", problem.0));
-        }
     }
     for (i, s) in a.accept_prefixes.iter().enumerate() {
         if s.len() < 2 || !s.bytes().all(|b| b.is_ascii_graphic()) {
@@ -449,7 +415,7 @@ fn tiers(c: &Config, p: &mut Vec<Problem>) {
             if v == Some(0) {
                 p.push(Problem::new(format!("{path}.{w}"), "must be at least 1"));
             }
-            if t.algorithm == crate::limit::window::Algorithm::Sliding
+            if t.algorithm == crate::domain::Algorithm::Sliding
                 && v.is_some_and(|v| v > u64::from(u32::MAX))
             {
                 p.push(Problem::new(

@@ -1,6 +1,7 @@
 //! Plain domain types every layer shares: the store, authentication, limits, the
 //! management API and the CLI. This module imports nothing of theirs.
 
+pub mod algorithm;
 pub mod hash;
 pub mod id;
 pub mod key;
@@ -8,6 +9,7 @@ pub mod refill;
 pub mod usage;
 pub mod user;
 
+pub use algorithm::Algorithm;
 pub use hash::KeyHash;
 pub use key::{Environment, ImportFields, ImportedKey, KeyPatch, KeyRecord, KeyStatus};
 pub use refill::{Refill, RefillDue, RefillEvery};

@@ -349,7 +349,7 @@ mod tests {
 
     fn parse(text: &str) -> Result<ImportedKey, Vec<LineProblem>> {
         let c = config();
-        let format = c.api_keys.key_format();
+        let format = crate::auth::key_format::KeyFormat::from_config(&c.api_keys).unwrap();
         let rules = KeyRules::new(&c, &format);
         parse_line(7, text, &rules, &rules.tier_names(), Utc::now())
     }

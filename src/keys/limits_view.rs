@@ -3,8 +3,8 @@
 //! count, the block, and the credit refill in force for the key.
 
 use crate::config::TierConfig;
+use crate::domain::Algorithm;
 use crate::domain::Refill;
-use crate::limit::Algorithm;
 use serde::Serialize;
 
 /// The limits a key is held to.

@@ -514,7 +514,7 @@ mod tests {
         let clock = Arc::new(ManualClock::at(1_800_000_000_000));
         let keys = service(&dir, clock.clone());
         let config = config();
-        let format = config.api_keys.key_format();
+        let format = crate::auth::key_format::KeyFormat::from_config(&config.api_keys).unwrap();
         let rules = KeyRules::new(&config, &format);
         let op = Actor::operator();
         let input = KeyInput {

@@ -13,7 +13,7 @@ use crate::obs::metrics;
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
-pub use window::{Algorithm, LimitDecision, TierLimits, Tiers, Window, WindowLimit, WindowState};
+pub use window::{LimitDecision, TierLimits, Tiers, Window, WindowLimit, WindowState};
 
 /// Why a limiter could not decide (shared backends only).
 #[derive(Debug, thiserror::Error)]

@@ -2,6 +2,7 @@
 //! them, and the limits a tier puts on them.
 
 use crate::config::TierConfig;
+use crate::domain::Algorithm;
 use std::time::Duration;
 
 /// One of the five window sizes.
@@ -115,31 +116,6 @@ fn days_from_civil(y: i64, m: u32) -> u64 {
     let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     (era * 146_097 + doe - 719_468).max(0) as u64
-}
-
-/// How a window counts (`tiers.<name>.algorithm`).
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Algorithm {
-    /// Epoch-aligned instances (calendar months): exact per instance, up to 2N
-    /// across a boundary.
-    #[default]
-    Fixed,
-    /// No interval of the window's length admits more than the limit
-    /// ([`super::sliding`]).
-    Sliding,
-}
-
-impl Algorithm {
-    /// `fixed` or `sliding`.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Algorithm::Fixed => "fixed",
-            Algorithm::Sliding => "sliding",
-        }
-    }
 }
 
 /// A limit of `limit` requests per `window`.

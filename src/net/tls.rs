@@ -67,6 +67,12 @@ impl ReloadableCert {
         Ok(())
     }
 
+    /// Serves `other`'s certificate from now on (a reload compiled it from the same
+    /// files); the files this one reads from stay.
+    pub fn adopt(&self, other: &ReloadableCert) {
+        self.current.store(other.current.load_full());
+    }
+
     /// True when `cert` and `key` are the files this certificate is read from.
     pub fn reads(&self, cert: &Path, key: &Path) -> bool {
         self.cert == cert && self.key == key

@@ -6,10 +6,10 @@
 //! `Revoke`, `Regenerate`, `Sign out`.
 
 use super::chart::{bars, Bucket};
+use crate::domain::Algorithm;
 use crate::domain::{KeyRecord, KeyStatus, UserRecord};
 use crate::keys::limits_view::LimitsView;
 use crate::ledger::usage::Totals;
-use crate::limit::Algorithm;
 use chrono::{DateTime, Utc};
 use maud::{html, Markup, DOCTYPE};
 use std::collections::BTreeMap;

@@ -68,7 +68,8 @@ pub fn rate_limit_headers(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limit::{Algorithm, Window, WindowState};
+    use crate::domain::Algorithm;
+    use crate::limit::{Window, WindowState};
 
     #[test]
     fn headers_describe_the_window_closest_to_exhaustion() {

@@ -1,5 +1,5 @@
-//! The compiled configuration the request path reads: built once from a validated
-//! [`Config`], swapped whole on reload, never locked.
+//! The configuration the request path reads: built once from a compiled config
+//! (`crate::app::compile`), swapped whole on reload, never locked.
 
 use super::cors::CorsPolicy;
 use super::forward::ForwardPlan;
@@ -146,14 +146,14 @@ impl Runtime {
         }
     }
 
-    /// Compiles a validated config. Resolves upstream hosts (blocking).
-    pub fn build(config: Config, management_available: bool) -> Result<Self, RuntimeError> {
-        let sources: Vec<Source> = config
-            .api_keys
-            .sources
-            .iter()
-            .filter_map(|s| Source::parse(s))
-            .collect();
+    /// Builds the request path's view of a compiled config (`crate::app::compile`
+    /// parsed `key_format` and `sources`). Resolves upstream hosts (blocking).
+    pub fn build(
+        config: Config,
+        key_format: KeyFormat,
+        sources: Vec<Source>,
+        management_available: bool,
+    ) -> Result<Self, RuntimeError> {
         let tiers = Tiers::from_config(&config.tiers, &config.default_tier);
         let u = &config.upstream;
         let upstream = Upstream::resolve(
@@ -180,7 +180,7 @@ impl Runtime {
             )),
             forward: ForwardPlan::new(&config.forward, &sources)
                 .without_portal_cookies(config.portal.enabled),
-            key_format: config.api_keys.key_format(),
+            key_format,
             sources,
             tiers,
             upstream,

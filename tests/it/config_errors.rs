@@ -26,15 +26,7 @@ fn every_shipped_config_is_valid() {
     }
     // `check` reads the files a config names: the quickstart's signing key is made
     // by scripts/quickstart.sh in data/, relative to where keygate runs.
-    let run_dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(run_dir.path().join("data")).unwrap();
-    std::os::unix::fs::symlink(root.join("conf"), run_dir.path().join("conf")).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    std::fs::write(
-        run_dir.path().join("data/issuer-es256.pem"),
-        key.serialize_pem(),
-    )
-    .unwrap();
+    let run_dir = crate::common::shipped_run_dir();
     for f in files
         .iter()
         .filter(|f| f.extension().is_some_and(|e| e == "yaml"))

@@ -18,6 +18,7 @@ mod abuse;
 mod access_log;
 mod attacks;
 mod bad_input;
+mod check_serve;
 mod cli_keys;
 mod config_errors;
 mod credential_sources;

@@ -7,7 +7,8 @@
 //! sliding window's length ([`super::sliding`]).
 
 use super::sliding::{self, Ring};
-use super::window::{Algorithm, LimitDecision, TierLimits, Window, WindowLimit, WindowState};
+use super::window::{LimitDecision, TierLimits, Window, WindowLimit, WindowState};
+use crate::domain::Algorithm;
 use dashmap::DashMap;
 use std::time::Duration;
 

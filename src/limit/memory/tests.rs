@@ -121,7 +121,7 @@ fn sliding(second: Option<u64>, minute: Option<u64>, block: u64) -> TierLimits {
             per_second: second,
             per_minute: minute,
             block: Dur::secs(block),
-            algorithm: crate::limit::Algorithm::Sliding,
+            algorithm: crate::domain::Algorithm::Sliding,
             ..Default::default()
         },
     )

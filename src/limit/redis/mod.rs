@@ -16,9 +16,10 @@
 //! decides.
 
 use super::sliding;
-use super::window::{decision_from_counts, Algorithm, LimitDecision, Window, WindowLimit};
+use super::window::{decision_from_counts, LimitDecision, Window, WindowLimit};
 use super::{LimitError, Limiter};
 use crate::clock::Clock;
+use crate::domain::Algorithm;
 use crate::obs::metrics;
 use async_trait::async_trait;
 use dashmap::DashMap;

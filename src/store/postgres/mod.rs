@@ -43,6 +43,15 @@ impl PostgresStore {
     pub fn open(url: &str, pool_size: usize, timeout: Duration) -> Result<Self, StoreError> {
         let target = target::PgTarget::parse(url)
             .map_err(|e| StoreError::Unavailable(format!("invalid store.url: {e}")))?;
+        Self::open_target(target, pool_size, timeout)
+    }
+
+    /// [`open`](Self::open) with `store.url` already parsed (by the compile).
+    pub fn open_target(
+        target: target::PgTarget,
+        pool_size: usize,
+        timeout: Duration,
+    ) -> Result<Self, StoreError> {
         if let Some(warning) = target.warning() {
             tracing::warn!("{warning}");
         }

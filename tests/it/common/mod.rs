@@ -26,6 +26,22 @@ pub fn check_config(config: impl AsRef<std::ffi::OsStr>) -> Output {
         .unwrap()
 }
 
+/// A directory to run the shipped configs in: `conf/` of this repository, and the
+/// quickstart's signing key made where `scripts/quickstart.sh` makes it (`data/`).
+pub fn shipped_run_dir() -> tempfile::TempDir {
+    let root = std::env::current_dir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::os::unix::fs::symlink(root.join("conf"), dir.path().join("conf")).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    std::fs::write(
+        dir.path().join("data/issuer-es256.pem"),
+        key.serialize_pem(),
+    )
+    .unwrap();
+    dir
+}
+
 /// A free loopback port (bound then released).
 pub fn free_port() -> u16 {
     // Below the kernel's ephemeral range (32768-60999 here): a port handed out by

@@ -183,13 +183,16 @@ pub struct Rejection {
     pub outcome: &'static str,
     /// `reason` label of `keygate_decisions_total`.
     pub reason: &'static str,
+    /// What the portal's HTML page says instead of the wire's message, where a
+    /// person reading a page needs other words (`None`: the message).
+    pub page: Option<&'static str>,
 }
 
-/// The table: one row per refusal — HTTP status, gRPC status, `error` code, and its
-/// labels, which can only be the ones `crate::obs::metrics` declares (and lists in
-/// its help text).
+/// The table: one row per refusal — HTTP status, gRPC status, `error` code, its
+/// labels (only the ones `crate::obs::metrics` declares, and lists in its help
+/// text), and the portal page's own words where it needs them.
 macro_rules! rejections {
-    ($($variant:ident => $status:ident, $grpc:ident, $code:literal, $outcome:expr, $reason:expr;)*) => {
+    ($($variant:ident => $status:ident, $grpc:ident, $code:literal, $outcome:expr, $reason:expr, $page:expr;)*) => {
         impl GateError {
             /// This refusal's row of the table.
             pub fn rejection(&self) -> Rejection {
@@ -200,6 +203,7 @@ macro_rules! rejections {
                         code: $code,
                         outcome: $outcome,
                         reason: $reason,
+                        page: $page,
                     },)*
                 }
             }
@@ -219,38 +223,38 @@ macro_rules! rejections {
 }
 
 rejections! {
-    MissingCredential   => UNAUTHORIZED,          UNAUTHENTICATED,     "unauthorized",         outcome::UNAUTHORIZED,   reason::MISSING;
-    AmbiguousCredential => UNAUTHORIZED,          UNAUTHENTICATED,     "unauthorized",         outcome::UNAUTHORIZED,   reason::AMBIGUOUS;
-    InvalidKey          => UNAUTHORIZED,          UNAUTHENTICATED,     "unauthorized",         outcome::UNAUTHORIZED,   reason::INVALID;
-    ExpiredKey          => UNAUTHORIZED,          UNAUTHENTICATED,     "unauthorized",         outcome::UNAUTHORIZED,   reason::EXPIRED;
-    RevokedKey          => UNAUTHORIZED,          UNAUTHENTICATED,     "unauthorized",         outcome::UNAUTHORIZED,   reason::REVOKED;
-    InvalidToken        => UNAUTHORIZED,          UNAUTHENTICATED,     "invalid_token",        outcome::UNAUTHORIZED,   reason::INVALID_TOKEN;
-    InvalidCredentials  => UNAUTHORIZED,          UNAUTHENTICATED,     "unauthorized",         outcome::UNAUTHORIZED,   reason::INVALID_LOGIN;
-    InvalidRefresh      => UNAUTHORIZED,          UNAUTHENTICATED,     "invalid_token",        outcome::UNAUTHORIZED,   reason::INVALID_REFRESH;
-    IpNotAllowed        => FORBIDDEN,             PERMISSION_DENIED,   "forbidden",            outcome::FORBIDDEN,      reason::IP;
-    MissingScope        => FORBIDDEN,             PERMISSION_DENIED,   "forbidden",            outcome::FORBIDDEN,      reason::SCOPE;
-    WrongEnvironment    => FORBIDDEN,             PERMISSION_DENIED,   "forbidden",            outcome::FORBIDDEN,      reason::ENVIRONMENT;
-    Forbidden           => FORBIDDEN,             PERMISSION_DENIED,   "forbidden",            outcome::FORBIDDEN,      reason::FORBIDDEN;
-    NotPermitted        => FORBIDDEN,             PERMISSION_DENIED,   "forbidden",            outcome::FORBIDDEN,      reason::FORBIDDEN;
-    CsrfRejected        => FORBIDDEN,             PERMISSION_DENIED,   "forbidden",            outcome::FORBIDDEN,      reason::CSRF;
-    RateLimited         => TOO_MANY_REQUESTS,     RESOURCE_EXHAUSTED,  "rate_limit_exceeded",  outcome::RATE_LIMITED,   reason::RATE_LIMITED;
-    IpRateLimited       => TOO_MANY_REQUESTS,     RESOURCE_EXHAUSTED,  "rate_limit_exceeded",  outcome::RATE_LIMITED,   reason::IP_RATE_LIMITED;
-    TooManyFailures     => TOO_MANY_REQUESTS,     RESOURCE_EXHAUSTED,  "rate_limit_exceeded",  outcome::RATE_LIMITED,   reason::FAILED_AUTH_LIMITED;
-    InsufficientCredits => PAYMENT_REQUIRED,      RESOURCE_EXHAUSTED,  "insufficient_credits", outcome::NO_CREDITS,     reason::NO_CREDITS;
-    BackendUnavailable  => SERVICE_UNAVAILABLE,   UNAVAILABLE,         "service_unavailable",  outcome::UNAVAILABLE,    reason::STORE_ERROR;
-    Overloaded          => SERVICE_UNAVAILABLE,   UNAVAILABLE,         "service_unavailable",  outcome::UNAVAILABLE,    reason::OVERLOADED;
-    BadGateway          => BAD_GATEWAY,           UNAVAILABLE,         "bad_gateway",          outcome::UPSTREAM_ERROR, reason::UPSTREAM_ERROR;
-    GatewayTimeout      => GATEWAY_TIMEOUT,       DEADLINE_EXCEEDED,   "gateway_timeout",      outcome::UPSTREAM_ERROR, reason::UPSTREAM_ERROR;
-    BadRequest          => BAD_REQUEST,           INVALID_ARGUMENT,    "invalid_request",      outcome::BAD_REQUEST,    reason::BAD_REQUEST;
-    InvalidBody         => BAD_REQUEST,           INVALID_ARGUMENT,    "invalid_request",      outcome::BAD_REQUEST,    reason::BAD_REQUEST;
-    NotFound            => NOT_FOUND,             UNIMPLEMENTED,       "not_found",            outcome::BAD_REQUEST,    reason::BAD_REQUEST;
-    MethodNotAllowed    => METHOD_NOT_ALLOWED,    UNIMPLEMENTED,       "method_not_allowed",   outcome::BAD_REQUEST,    reason::BAD_REQUEST;
-    BodyTimeout         => REQUEST_TIMEOUT,       DEADLINE_EXCEEDED,   "request_timeout",      outcome::BAD_REQUEST,    reason::BAD_REQUEST;
-    Conflict            => CONFLICT,              FAILED_PRECONDITION, "conflict",             outcome::BAD_REQUEST,    reason::BAD_REQUEST;
-    PayloadTooLarge     => PAYLOAD_TOO_LARGE,     RESOURCE_EXHAUSTED,  "payload_too_large",    outcome::BAD_REQUEST,    reason::BAD_REQUEST;
-    Validation          => UNPROCESSABLE_ENTITY,  INVALID_ARGUMENT,    "validation_error",     outcome::BAD_REQUEST,    reason::BAD_REQUEST;
-    HeadersTooLarge     => REQUEST_HEADER_FIELDS_TOO_LARGE, RESOURCE_EXHAUSTED, "request_header_fields_too_large", outcome::BAD_REQUEST, reason::BAD_REQUEST;
-    Internal            => INTERNAL_SERVER_ERROR, INTERNAL,            "internal_error",       outcome::UNAVAILABLE,    reason::INTERNAL;
+    MissingCredential   => UNAUTHORIZED,          UNAUTHENTICATED,     "unauthorized",         outcome::UNAUTHORIZED,   reason::MISSING,             None;
+    AmbiguousCredential => UNAUTHORIZED,          UNAUTHENTICATED,     "unauthorized",         outcome::UNAUTHORIZED,   reason::AMBIGUOUS,           None;
+    InvalidKey          => UNAUTHORIZED,          UNAUTHENTICATED,     "unauthorized",         outcome::UNAUTHORIZED,   reason::INVALID,             None;
+    ExpiredKey          => UNAUTHORIZED,          UNAUTHENTICATED,     "unauthorized",         outcome::UNAUTHORIZED,   reason::EXPIRED,             None;
+    RevokedKey          => UNAUTHORIZED,          UNAUTHENTICATED,     "unauthorized",         outcome::UNAUTHORIZED,   reason::REVOKED,             None;
+    InvalidToken        => UNAUTHORIZED,          UNAUTHENTICATED,     "invalid_token",        outcome::UNAUTHORIZED,   reason::INVALID_TOKEN,       None;
+    InvalidCredentials  => UNAUTHORIZED,          UNAUTHENTICATED,     "unauthorized",         outcome::UNAUTHORIZED,   reason::INVALID_LOGIN,       None;
+    InvalidRefresh      => UNAUTHORIZED,          UNAUTHENTICATED,     "invalid_token",        outcome::UNAUTHORIZED,   reason::INVALID_REFRESH,     None;
+    IpNotAllowed        => FORBIDDEN,             PERMISSION_DENIED,   "forbidden",            outcome::FORBIDDEN,      reason::IP,                  None;
+    MissingScope        => FORBIDDEN,             PERMISSION_DENIED,   "forbidden",            outcome::FORBIDDEN,      reason::SCOPE,               None;
+    WrongEnvironment    => FORBIDDEN,             PERMISSION_DENIED,   "forbidden",            outcome::FORBIDDEN,      reason::ENVIRONMENT,         None;
+    Forbidden           => FORBIDDEN,             PERMISSION_DENIED,   "forbidden",            outcome::FORBIDDEN,      reason::FORBIDDEN,           None;
+    NotPermitted        => FORBIDDEN,             PERMISSION_DENIED,   "forbidden",            outcome::FORBIDDEN,      reason::FORBIDDEN,           None;
+    CsrfRejected        => FORBIDDEN,             PERMISSION_DENIED,   "forbidden",            outcome::FORBIDDEN,      reason::CSRF,                None;
+    RateLimited         => TOO_MANY_REQUESTS,     RESOURCE_EXHAUSTED,  "rate_limit_exceeded",  outcome::RATE_LIMITED,   reason::RATE_LIMITED,        None;
+    IpRateLimited       => TOO_MANY_REQUESTS,     RESOURCE_EXHAUSTED,  "rate_limit_exceeded",  outcome::RATE_LIMITED,   reason::IP_RATE_LIMITED,     None;
+    TooManyFailures     => TOO_MANY_REQUESTS,     RESOURCE_EXHAUSTED,  "rate_limit_exceeded",  outcome::RATE_LIMITED,   reason::FAILED_AUTH_LIMITED, None;
+    InsufficientCredits => PAYMENT_REQUIRED,      RESOURCE_EXHAUSTED,  "insufficient_credits", outcome::NO_CREDITS,     reason::NO_CREDITS,          None;
+    BackendUnavailable  => SERVICE_UNAVAILABLE,   UNAVAILABLE,         "service_unavailable",  outcome::UNAVAILABLE,    reason::STORE_ERROR,         None;
+    Overloaded          => SERVICE_UNAVAILABLE,   UNAVAILABLE,         "service_unavailable",  outcome::UNAVAILABLE,    reason::OVERLOADED,          None;
+    BadGateway          => BAD_GATEWAY,           UNAVAILABLE,         "bad_gateway",          outcome::UPSTREAM_ERROR, reason::UPSTREAM_ERROR,      None;
+    GatewayTimeout      => GATEWAY_TIMEOUT,       DEADLINE_EXCEEDED,   "gateway_timeout",      outcome::UPSTREAM_ERROR, reason::UPSTREAM_ERROR,      None;
+    BadRequest          => BAD_REQUEST,           INVALID_ARGUMENT,    "invalid_request",      outcome::BAD_REQUEST,    reason::BAD_REQUEST,         None;
+    InvalidBody         => BAD_REQUEST,           INVALID_ARGUMENT,    "invalid_request",      outcome::BAD_REQUEST,    reason::BAD_REQUEST,         None;
+    NotFound            => NOT_FOUND,             UNIMPLEMENTED,       "not_found",            outcome::BAD_REQUEST,    reason::BAD_REQUEST,         Some("There is nothing here.");
+    MethodNotAllowed    => METHOD_NOT_ALLOWED,    UNIMPLEMENTED,       "method_not_allowed",   outcome::BAD_REQUEST,    reason::BAD_REQUEST,         None;
+    BodyTimeout         => REQUEST_TIMEOUT,       DEADLINE_EXCEEDED,   "request_timeout",      outcome::BAD_REQUEST,    reason::BAD_REQUEST,         None;
+    Conflict            => CONFLICT,              FAILED_PRECONDITION, "conflict",             outcome::BAD_REQUEST,    reason::BAD_REQUEST,         None;
+    PayloadTooLarge     => PAYLOAD_TOO_LARGE,     RESOURCE_EXHAUSTED,  "payload_too_large",    outcome::BAD_REQUEST,    reason::BAD_REQUEST,         None;
+    Validation          => UNPROCESSABLE_ENTITY,  INVALID_ARGUMENT,    "validation_error",     outcome::BAD_REQUEST,    reason::BAD_REQUEST,         None;
+    HeadersTooLarge     => REQUEST_HEADER_FIELDS_TOO_LARGE, RESOURCE_EXHAUSTED, "request_header_fields_too_large", outcome::BAD_REQUEST, reason::BAD_REQUEST, None;
+    Internal            => INTERNAL_SERVER_ERROR, INTERNAL,            "internal_error",       outcome::UNAVAILABLE,    reason::INTERNAL,            None;
 }
 
 impl From<CredentialError> for GateError {
@@ -396,6 +400,28 @@ impl GateError {
         serde_json::to_vec(&body).unwrap_or_default()
     }
 
+    /// What the portal's HTML page says of this refusal: the row's page words, the
+    /// problems of a [`GateError::Validation`] as `field: why`, else the message.
+    pub fn page_message(&self) -> String {
+        match (self, self.rejection().page) {
+            (_, Some(words)) => words.to_string(),
+            (GateError::Validation(details), None) => details
+                .iter()
+                .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or("invalid")))
+                .collect::<Vec<_>>()
+                .join("; "),
+            _ => self.message(),
+        }
+    }
+
+    /// The headers of the portal's HTML page: [`Self::headers`] without
+    /// `WWW-Authenticate` (a browser would answer it with a password dialog).
+    pub fn page_headers(&self) -> Vec<(&'static str, String)> {
+        let mut h = self.headers();
+        h.retain(|(name, _)| *name != "WWW-Authenticate");
+        h
+    }
+
     /// Extra headers: `WWW-Authenticate` on 401, `Retry-After` when there is a
     /// time to retry at, `Allow` on 405.
     pub fn headers(&self) -> Vec<(&'static str, String)> {
@@ -522,5 +548,28 @@ mod tests {
             assert_eq!(grpc.0, want, "HTTP {http} is gRPC {}", grpc.1);
             assert!((1..=16).contains(&grpc.0), "never OK: HTTP {http}");
         }
+    }
+
+    #[test]
+    fn the_portal_page_of_a_refusal_is_its_row_in_words_a_person_reads() {
+        assert_eq!(GateError::NotFound.page_message(), "There is nothing here.");
+        assert_eq!(GateError::InvalidKey.page_message(), "Invalid API key");
+        let mut fields = serde_json::Map::new();
+        fields.insert("name".into(), json!("is required"));
+        fields.insert("tier".into(), json!("unknown tier"));
+        assert_eq!(
+            GateError::Validation(fields).page_message(),
+            "name: is required; tier: unknown tier"
+        );
+        // A browser shown 401 with WWW-Authenticate asks for a password.
+        assert!(GateError::InvalidKey
+            .headers()
+            .iter()
+            .any(|(n, _)| *n == "WWW-Authenticate"));
+        assert!(GateError::InvalidKey.page_headers().is_empty());
+        assert_eq!(
+            GateError::RateLimited { retry_after: 7 }.page_headers(),
+            vec![("Retry-After", "7".to_string())]
+        );
     }
 }

@@ -7,16 +7,17 @@
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
 pub mod accounts; // users: sign-up and throttled sign-in, shared by the API and the portal
-pub mod app; // the application: server, reload, signals, drain, admin, checks, CLI commands
+pub mod app; // the application: server, reload, signals, drain, admin, the compile, CLI commands
 pub mod auth; // credentials, API-key format, key cache, verification, Principal
 pub mod clock; // injected time
-pub mod config; // the YAML config: types, durations, ${VAR}, validation
+pub mod config; // the YAML config's serde mirror: types, durations, ${VAR}, its own checks
 pub mod domain; // plain types every layer shares: keys, hashes, ids, users, usage
 pub mod error; // contract errors -> status, JSON body, headers
 pub mod intern; // one shared copy of each tier and route name held per key
 pub mod keys; // the key rules every door applies: who may set what
 pub mod ledger; // what requests spend and leave behind: credits, usage
 pub mod limit; // fixed windows, limiter backends, per-IP limits
+pub mod local; // the one request type of keygate's local applications (API, portal)
 pub mod management; // the /v1 management API answered by keygate itself
 pub mod net; // connections: backend runtime, TLS, the client connection wrapper
 pub mod obs; // observability: metrics, access log, log writer, log filter

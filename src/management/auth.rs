@@ -4,12 +4,13 @@
 //! revokes its whole family).
 
 use super::validate::Fields;
-use super::{json_object, store_error, ApiContext, ApiRequest, ApiResponse, Management};
+use super::{json_object, store_error, ApiContext, ApiResponse, Management};
 use crate::accounts::sign_up_problems;
 use crate::config::Registration;
 use crate::domain::id::{new_id, random_base62};
 use crate::domain::{KeyHash, UserRecord};
 use crate::error::GateError;
+use crate::local::LocalRequest;
 use crate::store::users::Rotation;
 use serde_json::{json, Value};
 
@@ -22,7 +23,7 @@ fn new_refresh_token() -> String {
 pub async fn register(
     m: &Management,
     cx: &ApiContext<'_>,
-    req: &ApiRequest<'_>,
+    req: &LocalRequest<'_>,
 ) -> Result<ApiResponse, GateError> {
     let accounts = m.accounts.as_ref().ok_or(GateError::NotFound)?;
     if cx.config.management.registration != Registration::Open {
@@ -55,7 +56,7 @@ pub fn user_object(u: &UserRecord) -> Value {
 pub async fn token(
     m: &Management,
     _cx: &ApiContext<'_>,
-    req: &ApiRequest<'_>,
+    req: &LocalRequest<'_>,
 ) -> Result<ApiResponse, GateError> {
     let (accounts, issuer) = (
         m.accounts.as_ref().ok_or(GateError::NotFound)?,
@@ -104,7 +105,7 @@ fn token_pair(
 pub async fn refresh(
     m: &Management,
     _cx: &ApiContext<'_>,
-    req: &ApiRequest<'_>,
+    req: &LocalRequest<'_>,
 ) -> Result<ApiResponse, GateError> {
     let (users, issuer) = (
         m.accounts.as_ref().ok_or(GateError::NotFound)?.users(),

@@ -5,13 +5,14 @@
 //! never 403, so their existence does not leak.
 
 use super::validate::Fields;
-use super::{json_object, store_error, ApiContext, ApiRequest, ApiResponse, Management};
+use super::{json_object, store_error, ApiContext, ApiResponse, Management};
 use crate::domain::KeyRecord;
 use crate::error::GateError;
 use crate::keys::input::{validate_change, validate_new, KeyChange, KeyInput};
 use crate::keys::rules::KeyRules;
 use crate::keys::service::{Issued, KeyServiceError};
 use crate::ledger::usage::{top_endpoints, Totals};
+use crate::local::LocalRequest;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
@@ -124,7 +125,7 @@ pub fn parse_change(
 pub async fn create(
     m: &Management,
     cx: &ApiContext<'_>,
-    req: &ApiRequest<'_>,
+    req: &LocalRequest<'_>,
 ) -> Result<ApiResponse, GateError> {
     let caller = m.caller(cx, req, true).await?;
     let input = parse_create(req.body, &cx.config.tier_names(), m.now())?;
@@ -142,7 +143,7 @@ pub async fn create(
 pub async fn list(
     m: &Management,
     cx: &ApiContext<'_>,
-    req: &ApiRequest<'_>,
+    req: &LocalRequest<'_>,
 ) -> Result<ApiResponse, GateError> {
     let caller = m.caller(cx, req, true).await?;
     let rules = cx.key_rules();
@@ -157,7 +158,7 @@ pub async fn list(
 pub async fn get(
     m: &Management,
     cx: &ApiContext<'_>,
-    req: &ApiRequest<'_>,
+    req: &LocalRequest<'_>,
     id: &str,
 ) -> Result<ApiResponse, GateError> {
     let caller = m.caller(cx, req, true).await?;
@@ -171,7 +172,7 @@ pub async fn get(
 pub async fn update(
     m: &Management,
     cx: &ApiContext<'_>,
-    req: &ApiRequest<'_>,
+    req: &LocalRequest<'_>,
     id: &str,
 ) -> Result<ApiResponse, GateError> {
     let caller = m.caller(cx, req, true).await?;
@@ -187,7 +188,7 @@ pub async fn update(
 pub async fn revoke(
     m: &Management,
     cx: &ApiContext<'_>,
-    req: &ApiRequest<'_>,
+    req: &LocalRequest<'_>,
     id: &str,
 ) -> Result<ApiResponse, GateError> {
     let caller = m.caller(cx, req, true).await?;
@@ -199,7 +200,7 @@ pub async fn revoke(
 pub async fn regenerate(
     m: &Management,
     cx: &ApiContext<'_>,
-    req: &ApiRequest<'_>,
+    req: &LocalRequest<'_>,
     id: &str,
 ) -> Result<ApiResponse, GateError> {
     let caller = m.caller(cx, req, true).await?;
@@ -222,7 +223,7 @@ pub async fn regenerate(
 pub async fn import(
     m: &Management,
     cx: &ApiContext<'_>,
-    req: &ApiRequest<'_>,
+    req: &LocalRequest<'_>,
 ) -> Result<ApiResponse, GateError> {
     let caller = m.caller(cx, req, true).await?;
     let lines = req.body.split(|b| *b == b'\n').map(|line| {
@@ -246,7 +247,7 @@ pub async fn import(
 async fn own_key(
     m: &Management,
     cx: &ApiContext<'_>,
-    req: &ApiRequest<'_>,
+    req: &LocalRequest<'_>,
 ) -> Result<KeyRecord, GateError> {
     let caller = m.caller(cx, req, false).await?;
     let Some(key_id) = caller.key_id else {
@@ -267,7 +268,7 @@ async fn own_key(
 pub async fn verify(
     m: &Management,
     cx: &ApiContext<'_>,
-    req: &ApiRequest<'_>,
+    req: &LocalRequest<'_>,
 ) -> Result<ApiResponse, GateError> {
     let r = own_key(m, cx, req).await?;
     Ok(ApiResponse::ok(json!({
@@ -286,7 +287,7 @@ pub async fn verify(
 pub async fn credits(
     m: &Management,
     cx: &ApiContext<'_>,
-    req: &ApiRequest<'_>,
+    req: &LocalRequest<'_>,
 ) -> Result<ApiResponse, GateError> {
     let r = own_key(m, cx, req).await?;
     Ok(ApiResponse::ok(
@@ -298,7 +299,7 @@ pub async fn credits(
 pub async fn usage(
     m: &Management,
     cx: &ApiContext<'_>,
-    req: &ApiRequest<'_>,
+    req: &LocalRequest<'_>,
     id: &str,
 ) -> Result<ApiResponse, GateError> {
     let caller = m.caller(cx, req, true).await?;

@@ -23,10 +23,10 @@ use crate::error::GateError;
 use crate::keys::rules::KeyRules;
 use crate::keys::service::KeyService;
 use crate::ledger::usage::UsageRecorder;
+use crate::local::LocalRequest;
 use crate::store::{KeyStore, StoreError};
-use http::{HeaderMap, Method, StatusCode};
+use http::{Method, StatusCode};
 use serde_json::Value;
-use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Largest request body accepted.
@@ -38,22 +38,6 @@ pub const MAX_IMPORT_BODY: usize = 32 * 1024 * 1024;
 
 /// The path (below the prefix) of the import endpoint.
 pub const IMPORT_PATH: &str = "/keys/import";
-
-/// A management request, already read.
-pub struct ApiRequest<'a> {
-    /// Method.
-    pub method: &'a Method,
-    /// Path below the prefix, normalised (`/keys/key_x`).
-    pub path: &'a str,
-    /// Query string.
-    pub query: Option<&'a str>,
-    /// Headers (credentials).
-    pub headers: &'a HeaderMap,
-    /// Body bytes (at most [`MAX_BODY`]).
-    pub body: &'a [u8],
-    /// Client address.
-    pub client_ip: Option<IpAddr>,
-}
 
 /// A successful answer.
 #[derive(Debug)]
@@ -177,7 +161,7 @@ impl Management {
     async fn caller(
         &self,
         cx: &ApiContext<'_>,
-        req: &ApiRequest<'_>,
+        req: &LocalRequest<'_>,
         manage: bool,
     ) -> Result<Caller, GateError> {
         let p = self
@@ -204,7 +188,7 @@ impl Management {
     pub async fn admit_import(
         &self,
         cx: &ApiContext<'_>,
-        req: &ApiRequest<'_>,
+        req: &LocalRequest<'_>,
     ) -> Result<(), GateError> {
         let caller = self.caller(cx, req, true).await?;
         crate::keys::policy::admit_import(&caller.actor())?;
@@ -215,7 +199,7 @@ impl Management {
     pub async fn handle(
         &self,
         cx: &ApiContext<'_>,
-        req: &ApiRequest<'_>,
+        req: &LocalRequest<'_>,
     ) -> Result<ApiResponse, GateError> {
         let segments: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
         let m = req.method;

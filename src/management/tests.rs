@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::app::testkit::Services;
+use http::HeaderMap;
 use std::ops::Deref;
 
 /// The services, and calls to the management API.
@@ -36,7 +37,7 @@ impl Harness {
             );
         }
         let body = serde_json::to_vec(&body).unwrap();
-        let req = ApiRequest {
+        let req = LocalRequest {
             method: &method,
             path,
             query: None,

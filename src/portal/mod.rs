@@ -28,14 +28,14 @@ use crate::keys::rules::KeyRules;
 use crate::keys::service::{KeyService, KeyServiceError};
 use crate::ledger::usage::UsageRecorder;
 use crate::limit::{Limiter, Tiers};
+use crate::local::LocalRequest;
 use crate::store::KeyStore;
 use form::Form;
-use http::{HeaderMap, Method, StatusCode};
+use http::{Method, StatusCode};
 use maud::Markup;
 use pages::Frame;
 use session::{CookiePolicy, FormKey};
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::sync::Arc;
 
 /// Largest form body accepted.
@@ -56,22 +56,6 @@ pub const SECURITY_HEADERS: [(&str, &str); 5] = [
 
 const STYLESHEET: &str = include_str!("assets/portal.css");
 const SCRIPT: &str = include_str!("assets/portal.js");
-
-/// A portal request, already read.
-pub struct PortalRequest<'a> {
-    /// Method.
-    pub method: &'a Method,
-    /// Path below the prefix (`/keys/key_x`), canonical.
-    pub path: &'a str,
-    /// Query string.
-    pub query: Option<&'a str>,
-    /// Headers (cookies).
-    pub headers: &'a HeaderMap,
-    /// Body bytes (a form, at most [`MAX_BODY`]).
-    pub body: &'a [u8],
-    /// Client address (sign-in throttling).
-    pub client_ip: Option<IpAddr>,
-}
 
 /// A complete response.
 #[derive(Debug)]
@@ -233,7 +217,7 @@ impl Portal {
     }
 
     /// Answers one request; never fails (a refusal is an HTML error page).
-    pub async fn handle(&self, cx: &PortalContext<'_>, req: &PortalRequest<'_>) -> PortalResponse {
+    pub async fn handle(&self, cx: &PortalContext<'_>, req: &LocalRequest<'_>) -> PortalResponse {
         let Some(accounts) = &self.accounts else {
             return self.error_response(cx, None, &GateError::NotFound);
         };
@@ -258,7 +242,7 @@ impl Portal {
         &self,
         cx: &PortalContext<'_>,
         accounts: &Accounts,
-        req: &PortalRequest<'_>,
+        req: &LocalRequest<'_>,
     ) -> Result<Visit, GateError> {
         let mut signed_in = None;
         let mut stale = false;
@@ -296,7 +280,7 @@ impl Portal {
         &self,
         cx: &PortalContext<'_>,
         accounts: &Accounts,
-        req: &PortalRequest<'_>,
+        req: &LocalRequest<'_>,
         visit: &mut Visit,
     ) -> Result<Reply, GateError> {
         let segments: Vec<&str> = req
@@ -411,7 +395,7 @@ impl Portal {
         &self,
         cx: &PortalContext<'_>,
         accounts: &Accounts,
-        req: &PortalRequest<'_>,
+        req: &LocalRequest<'_>,
         visit: &mut Visit,
         form: Form,
     ) -> Result<Reply, GateError> {
@@ -450,7 +434,7 @@ impl Portal {
         &self,
         cx: &PortalContext<'_>,
         accounts: &Accounts,
-        _req: &PortalRequest<'_>,
+        _req: &LocalRequest<'_>,
         visit: &mut Visit,
         form: Form,
     ) -> Result<Reply, GateError> {
@@ -798,21 +782,9 @@ impl Portal {
             user: visit.and_then(Visit::user),
             csrf: visit.map(Visit::csrf).unwrap_or_default(),
         };
-        let message = match err {
-            GateError::Validation(details) => details
-                .iter()
-                .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or("invalid")))
-                .collect::<Vec<_>>()
-                .join("; "),
-            GateError::NotFound => "There is nothing here.".to_string(),
-            e => e.message(),
-        };
+        let message = err.page_message();
         let mut headers = vec![("Content-Type", "text/html; charset=utf-8".to_string())];
-        headers.extend(
-            err.headers()
-                .into_iter()
-                .filter(|(name, _)| *name != "WWW-Authenticate"),
-        );
+        headers.extend(err.page_headers());
         PortalResponse {
             status: err.status(),
             headers,

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::app::testkit::Services;
+use http::HeaderMap;
 
 async fn visit(
     s: &Services,
@@ -14,7 +15,7 @@ async fn visit(
     if !cookie.is_empty() {
         headers.insert(http::header::COOKIE, cookie.parse().unwrap());
     }
-    let req = PortalRequest {
+    let req = LocalRequest {
         method: &method,
         path,
         query: None,

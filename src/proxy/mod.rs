@@ -4,9 +4,11 @@
 //! the requests that outlive their decision. What wraps each client connection is
 //! in [`crate::net`].
 
+pub mod context;
 pub mod cors;
 pub mod decide;
 pub mod forward;
+pub mod front;
 pub mod gate;
 pub mod grpc;
 pub mod limit_headers;

@@ -1,0 +1,349 @@
+//! The front door for the answers keygate makes itself. The gate's phases decide;
+//! what is answered without the upstream is read and written here, through one
+//! body reader with its limits: a refusal (the contract's JSON, a gRPC status, or
+//! the portal's HTML page, from the refusal's one row in `crate::error`), a CORS
+//! preflight, a management API call and a portal page. The management API and the
+//! portal are applications behind [`LocalRequest`]: they never see Pingora.
+
+use super::context::RequestCtx;
+use super::grpc;
+use super::limit_headers::rate_limit_headers;
+use super::shared::Shared;
+use crate::error::GateError;
+use crate::local::LocalRequest;
+use crate::management::{IMPORT_PATH, MAX_BODY, MAX_IMPORT_BODY};
+use crate::obs::metrics;
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora_proxy::Session;
+use std::time::Duration;
+
+/// The local answers of one request, over the shared services.
+pub(super) struct Front<'a> {
+    pub(super) shared: &'a Shared,
+}
+
+impl Front<'_> {
+    /// Answers a request the decision keeps local: a CORS preflight, a management
+    /// API call or a portal page. `Ok(true)`: the request is answered.
+    pub(super) async fn answer(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<bool> {
+        if ctx.decision.preflight {
+            self.answer_preflight(session, ctx).await
+        } else if ctx.decision.management.is_some() {
+            self.serve_management(session, ctx).await
+        } else {
+            self.serve_portal(session, ctx).await
+        }
+    }
+
+    /// Writes `err` as the contract's JSON error, with rate-limit headers when the
+    /// caller is known; to a gRPC call, as its gRPC status (trailers-only).
+    pub(super) async fn respond(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+        err: &GateError,
+    ) -> pingora::Result<()> {
+        if ctx.grpc {
+            let mut resp = ResponseHeader::build(http::StatusCode::OK, Some(10))?;
+            for (name, value) in grpc::refusal_headers(err) {
+                resp.insert_header(name, value)?;
+            }
+            self.add_common_headers(&mut resp, ctx)?;
+            // Pingora's proxy session never ends an HTTP/2 stream with its header
+            // block (it sends an empty DATA frame after it, which gRPC clients
+            // reject as a malformed trailers-only response): end it on the
+            // HTTP/2 session itself.
+            if let pingora::protocols::http::ServerSession::H2(h2) = session.as_downstream_mut() {
+                return h2.write_response_header(Box::new(resp), true);
+            }
+            resp.insert_header("Content-Length", "0")?;
+            return session.write_response_header(Box::new(resp), true).await;
+        }
+        self.write_json(session, ctx, err.status(), err.body(), err.headers())
+            .await
+    }
+
+    /// Writes a complete JSON response with keygate's common headers.
+    async fn write_json(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+        status: http::StatusCode,
+        body: Vec<u8>,
+        extra: Vec<(&'static str, String)>,
+    ) -> pingora::Result<()> {
+        let mut resp = ResponseHeader::build(status, Some(8))?;
+        resp.insert_header("Content-Type", "application/json")?;
+        resp.insert_header("Content-Length", body.len().to_string())?;
+        resp.insert_header("Cache-Control", "no-store")?;
+        for (name, value) in extra {
+            resp.insert_header(name, value)?;
+        }
+        self.add_common_headers(&mut resp, ctx)?;
+        Self::write_complete(session, resp, body).await
+    }
+
+    /// Writes a whole response keygate made itself (no body for `HEAD`).
+    async fn write_complete(
+        session: &mut Session,
+        resp: ResponseHeader,
+        body: Vec<u8>,
+    ) -> pingora::Result<()> {
+        let head_only = session.req_header().method == http::Method::HEAD;
+        session
+            .write_response_header(Box::new(resp), head_only)
+            .await?;
+        if !head_only {
+            session
+                .write_response_body(Some(Bytes::from(body)), true)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Answers a refusal: counts it, records a failed authentication against the
+    /// client IP, and writes the contract's JSON error.
+    pub(super) async fn refuse(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        err: GateError,
+    ) -> pingora::Result<bool> {
+        let tier = ctx
+            .decision
+            .principal
+            .as_ref()
+            .map_or("none", |p| p.tier_name());
+        metrics::DECISIONS
+            .with_label_values(&[err.reason(), tier])
+            .inc();
+        if err.is_failed_authentication() {
+            self.record_failed_authentication(ctx).await;
+        }
+        if ctx.decision.portal.is_some() {
+            // The portal answers in HTML, even a refusal made before it was reached.
+            let page = self
+                .shared
+                .portal
+                .error_page(&ctx.rt.portal_context(), &err);
+            self.write_portal(session, ctx, page).await?;
+        } else {
+            self.respond(session, ctx, &err).await?;
+        }
+        ctx.error = Some(err);
+        Ok(true)
+    }
+
+    /// Counts a failed authentication against the client IP (its
+    /// `failed_auth_per_minute`).
+    async fn record_failed_authentication(&self, ctx: &RequestCtx) {
+        if let Some(ip) = ctx.client_ip {
+            if let Err(e) = ctx
+                .rt
+                .ip_limits
+                .record_failure(&*self.shared.limiter, ip)
+                .await
+            {
+                tracing::debug!(error = %e, "could not record failed authentication");
+            }
+        }
+    }
+
+    /// Answers a portal request (never proxied): reads the form body, lets the
+    /// portal render, writes the page.
+    async fn serve_portal(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<bool> {
+        let deadline = ctx.rt.config.server.body_timeout.get();
+        let body = match Self::read_body(session, crate::portal::MAX_BODY, deadline).await {
+            Ok(b) => b,
+            Err(e) => return self.refuse(session, ctx, e).await,
+        };
+        let path = ctx.decision.portal.clone().unwrap_or_default();
+        let request = Self::local_request(session.req_header(), &path, &body, ctx);
+        let page = self
+            .shared
+            .portal
+            .handle(&ctx.rt.portal_context(), &request)
+            .await;
+        if page.failed_authentication {
+            metrics::DECISIONS
+                .with_label_values(&[metrics::reason::INVALID_LOGIN, "none"])
+                .inc();
+            self.record_failed_authentication(ctx).await;
+        }
+        self.write_portal(session, ctx, page).await?;
+        Ok(true)
+    }
+
+    /// Writes a portal response with the portal's security headers.
+    async fn write_portal(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+        page: crate::portal::PortalResponse,
+    ) -> pingora::Result<()> {
+        let mut resp = ResponseHeader::build(page.status, Some(12))?;
+        for (name, value) in crate::portal::SECURITY_HEADERS {
+            resp.insert_header(name, value)?;
+        }
+        for (name, value) in page.headers {
+            resp.append_header(name, value)?;
+        }
+        resp.insert_header("Content-Length", page.body.len().to_string())?;
+        resp.insert_header("X-Request-Id", ctx.request_id.clone())?;
+        Self::write_complete(session, resp, page.body).await
+    }
+
+    /// Reads the whole request body within `deadline`, refusing more than `limit`
+    /// bytes. On failure the connection is not reused (the body is not drained).
+    async fn read_body(
+        session: &mut Session,
+        limit: usize,
+        deadline: Duration,
+    ) -> Result<Vec<u8>, GateError> {
+        let read = tokio::time::timeout(deadline, Self::read_body_within(session, limit)).await;
+        let result = read.unwrap_or(Err(GateError::BodyTimeout));
+        if result.is_err() {
+            session.set_keepalive(None);
+        }
+        result
+    }
+
+    async fn read_body_within(session: &mut Session, limit: usize) -> Result<Vec<u8>, GateError> {
+        let declared = session
+            .req_header()
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Err(GateError::PayloadTooLarge);
+        }
+        let mut body = Vec::new();
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > limit {
+                        return Err(GateError::PayloadTooLarge);
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => return Ok(body),
+                Err(_) => return Err(GateError::BadRequest("Could not read the request body")),
+            }
+        }
+    }
+
+    /// The local application's view of the request `req` to `path` (below its
+    /// prefix) with `body`.
+    fn local_request<'a>(
+        req: &'a pingora::http::RequestHeader,
+        path: &'a str,
+        body: &'a [u8],
+        ctx: &RequestCtx,
+    ) -> LocalRequest<'a> {
+        LocalRequest {
+            method: &req.method,
+            path,
+            query: req.uri.query(),
+            headers: &req.headers,
+            body,
+            client_ip: ctx.client_ip,
+        }
+    }
+
+    /// Answers a management API call (never proxied).
+    async fn serve_management(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<bool> {
+        let deadline = ctx.rt.config.server.body_timeout.get();
+        let path = ctx.decision.management.clone().unwrap_or_default();
+        let mut limit = MAX_BODY;
+        if path == IMPORT_PATH && session.req_header().method == http::Method::POST {
+            // Only a caller who may import gets the large body limit.
+            let head = Self::local_request(session.req_header(), &path, &[], ctx);
+            let admitted = self
+                .shared
+                .management
+                .admit_import(&ctx.rt.api_context(), &head)
+                .await;
+            if let Err(e) = admitted {
+                session.set_keepalive(None);
+                return self.refuse(session, ctx, e).await;
+            }
+            limit = MAX_IMPORT_BODY;
+        }
+        let body = match Self::read_body(session, limit, deadline).await {
+            Ok(b) => b,
+            Err(e) => return self.refuse(session, ctx, e).await,
+        };
+        let api = Self::local_request(session.req_header(), &path, &body, ctx);
+        match self
+            .shared
+            .management
+            .handle(&ctx.rt.api_context(), &api)
+            .await
+        {
+            Ok(resp) => {
+                let bytes = serde_json::to_vec(&resp.body).unwrap_or_default();
+                self.write_json(session, ctx, resp.status, bytes, Vec::new())
+                    .await?;
+                Ok(true)
+            }
+            Err(err) => self.refuse(session, ctx, err).await,
+        }
+    }
+
+    pub(super) fn add_common_headers(
+        &self,
+        resp: &mut ResponseHeader,
+        ctx: &RequestCtx,
+    ) -> pingora::Result<()> {
+        if ctx.decision.principal.is_some() {
+            if let Some(d) = &ctx.decision.limit {
+                for (name, value) in
+                    rate_limit_headers(d, ctx.rt.header_style, self.shared.clock.now_ms())
+                {
+                    resp.insert_header(name, value)?;
+                }
+            }
+        }
+        resp.insert_header("X-Request-Id", ctx.request_id.clone())?;
+        if let Some(cors) = &ctx.rt.cors {
+            for name in &super::cors::OWNED {
+                resp.remove_header(name);
+            }
+            for (name, value) in cors.response(ctx.origin.as_ref()) {
+                resp.append_header(name, value)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Answers a CORS preflight: 204 with the `Access-Control-*` headers.
+    async fn answer_preflight(
+        &self,
+        session: &mut Session,
+        ctx: &RequestCtx,
+    ) -> pingora::Result<bool> {
+        let mut resp = ResponseHeader::build(http::StatusCode::NO_CONTENT, Some(8))?;
+        if let Some(cors) = &ctx.rt.cors {
+            for (name, value) in cors.preflight(ctx.origin.as_ref()) {
+                resp.append_header(name, value)?;
+            }
+        }
+        resp.insert_header("X-Request-Id", ctx.request_id.clone())?;
+        session.write_response_header(Box::new(resp), true).await?;
+        Ok(true)
+    }
+}

@@ -17,7 +17,7 @@ pub mod intern; // one shared copy of each tier and route name held per key
 pub mod keys; // the key rules every door applies: who may set what
 pub mod ledger; // what requests spend and leave behind: credits, usage
 pub mod limit; // fixed windows, limiter backends, per-IP limits
-pub mod local; // the one request type of keygate's local applications (API, portal)
+pub mod local; // what the local applications (API, portal) share: one request type, one router
 pub mod management; // the /v1 management API answered by keygate itself
 pub mod net; // connections: backend runtime, TLS, the client connection wrapper
 pub mod obs; // observability: metrics, access log, log writer, log filter

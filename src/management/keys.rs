@@ -5,7 +5,7 @@
 //! never 403, so their existence does not leak.
 
 use super::validate::Fields;
-use super::{json_object, store_error, ApiContext, ApiResponse, Management};
+use super::{json_object, store_error, ApiContext, ApiResponse, Caller, Management};
 use crate::domain::KeyRecord;
 use crate::error::GateError;
 use crate::keys::input::{validate_change, validate_new, KeyChange, KeyInput};
@@ -126,8 +126,8 @@ pub async fn create(
     m: &Management,
     cx: &ApiContext<'_>,
     req: &LocalRequest<'_>,
+    caller: &Caller,
 ) -> Result<ApiResponse, GateError> {
-    let caller = m.caller(cx, req, true).await?;
     let input = parse_create(req.body, &cx.config.tier_names(), m.now())?;
     let issued = m
         .keys
@@ -143,9 +143,8 @@ pub async fn create(
 pub async fn list(
     m: &Management,
     cx: &ApiContext<'_>,
-    req: &LocalRequest<'_>,
+    caller: &Caller,
 ) -> Result<ApiResponse, GateError> {
-    let caller = m.caller(cx, req, true).await?;
     let rules = cx.key_rules();
     let keys = m.keys.list(&rules, &caller.actor()).await?;
     let items: Vec<Value> = keys.iter().map(|k| key_object(&rules, k)).collect();
@@ -158,10 +157,9 @@ pub async fn list(
 pub async fn get(
     m: &Management,
     cx: &ApiContext<'_>,
-    req: &LocalRequest<'_>,
+    caller: &Caller,
     id: &str,
 ) -> Result<ApiResponse, GateError> {
-    let caller = m.caller(cx, req, true).await?;
     Ok(ApiResponse::ok(key_object(
         &cx.key_rules(),
         &m.keys.get(&cx.key_rules(), &caller.actor(), id).await?,
@@ -173,9 +171,9 @@ pub async fn update(
     m: &Management,
     cx: &ApiContext<'_>,
     req: &LocalRequest<'_>,
+    caller: &Caller,
     id: &str,
 ) -> Result<ApiResponse, GateError> {
-    let caller = m.caller(cx, req, true).await?;
     let actor = caller.actor();
     // Another owner's key is 404 before its body is looked at.
     m.keys.get(&cx.key_rules(), &actor, id).await?;
@@ -188,10 +186,9 @@ pub async fn update(
 pub async fn revoke(
     m: &Management,
     cx: &ApiContext<'_>,
-    req: &LocalRequest<'_>,
+    caller: &Caller,
     id: &str,
 ) -> Result<ApiResponse, GateError> {
-    let caller = m.caller(cx, req, true).await?;
     let record = m.keys.revoke(&cx.key_rules(), &caller.actor(), id).await?;
     Ok(ApiResponse::ok(key_object(&cx.key_rules(), &record)))
 }
@@ -201,9 +198,9 @@ pub async fn regenerate(
     m: &Management,
     cx: &ApiContext<'_>,
     req: &LocalRequest<'_>,
+    caller: &Caller,
     id: &str,
 ) -> Result<ApiResponse, GateError> {
-    let caller = m.caller(cx, req, true).await?;
     let actor = caller.actor();
     m.keys.get(&cx.key_rules(), &actor, id).await?;
     let body = json_object(req.body)?;
@@ -224,8 +221,8 @@ pub async fn import(
     m: &Management,
     cx: &ApiContext<'_>,
     req: &LocalRequest<'_>,
+    caller: &Caller,
 ) -> Result<ApiResponse, GateError> {
-    let caller = m.caller(cx, req, true).await?;
     let lines = req.body.split(|b| *b == b'\n').map(|line| {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         String::from_utf8(line.to_vec())
@@ -247,16 +244,15 @@ pub async fn import(
 async fn own_key(
     m: &Management,
     cx: &ApiContext<'_>,
-    req: &LocalRequest<'_>,
+    caller: &Caller,
 ) -> Result<KeyRecord, GateError> {
-    let caller = m.caller(cx, req, false).await?;
-    let Some(key_id) = caller.key_id else {
+    let Some(key_id) = &caller.key_id else {
         return Err(GateError::InvalidBody(
             "This endpoint needs an API key as the credential".into(),
         ));
     };
     m.keys
-        .held(&cx.key_rules(), &key_id)
+        .held(&cx.key_rules(), key_id)
         .await
         .map_err(|e| match e {
             KeyServiceError::NotFound => GateError::InvalidKey,
@@ -268,9 +264,9 @@ async fn own_key(
 pub async fn verify(
     m: &Management,
     cx: &ApiContext<'_>,
-    req: &LocalRequest<'_>,
+    caller: &Caller,
 ) -> Result<ApiResponse, GateError> {
-    let r = own_key(m, cx, req).await?;
+    let r = own_key(m, cx, caller).await?;
     Ok(ApiResponse::ok(json!({
         "valid": true,
         "key_id": r.id,
@@ -287,9 +283,9 @@ pub async fn verify(
 pub async fn credits(
     m: &Management,
     cx: &ApiContext<'_>,
-    req: &LocalRequest<'_>,
+    caller: &Caller,
 ) -> Result<ApiResponse, GateError> {
-    let r = own_key(m, cx, req).await?;
+    let r = own_key(m, cx, caller).await?;
     Ok(ApiResponse::ok(
         json!({ "credits": r.credits, "key_id": r.id }),
     ))
@@ -300,9 +296,9 @@ pub async fn usage(
     m: &Management,
     cx: &ApiContext<'_>,
     req: &LocalRequest<'_>,
+    caller: &Caller,
     id: &str,
 ) -> Result<ApiResponse, GateError> {
-    let caller = m.caller(cx, req, true).await?;
     m.keys.get(&cx.key_rules(), &caller.actor(), id).await?;
     let period = req
         .query

@@ -23,9 +23,10 @@ use crate::error::GateError;
 use crate::keys::rules::KeyRules;
 use crate::keys::service::KeyService;
 use crate::ledger::usage::UsageRecorder;
+use crate::local::router::{self, Route, Routed, Seg};
 use crate::local::LocalRequest;
 use crate::store::{KeyStore, StoreError};
-use http::{Method, StatusCode};
+use http::StatusCode;
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -182,62 +183,129 @@ impl Management {
         })
     }
 
-    /// For the import endpoint, before its (large) body is read: refuses a caller
-    /// who may not import (401/403), so nobody unauthenticated can make keygate buffer
-    /// [`MAX_IMPORT_BODY`] bytes.
+    /// For the import endpoint, before its (large) body is read: the caller, when
+    /// they may import; 401/403 otherwise, so nobody unauthenticated can make
+    /// keygate buffer [`MAX_IMPORT_BODY`] bytes. [`Self::handle`] takes the caller
+    /// back, so the request is authenticated once.
     pub async fn admit_import(
         &self,
         cx: &ApiContext<'_>,
         req: &LocalRequest<'_>,
-    ) -> Result<(), GateError> {
+    ) -> Result<Caller, GateError> {
         let caller = self.caller(cx, req, true).await?;
         crate::keys::policy::admit_import(&caller.actor())?;
-        Ok(())
+        Ok(caller)
     }
 
-    /// Answers one request.
+    /// Answers one request: routes it, authenticates the caller once when the
+    /// endpoint needs one (`admitted`: already done, by [`Self::admit_import`]),
+    /// and calls the endpoint.
     pub async fn handle(
         &self,
         cx: &ApiContext<'_>,
         req: &LocalRequest<'_>,
+        admitted: Option<Caller>,
     ) -> Result<ApiResponse, GateError> {
-        let segments: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
-        let m = req.method;
-        match segments.as_slice() {
-            ["openapi.json"] if m == Method::GET => Ok(ApiResponse::ok(openapi(cx))),
-            ["auth", "token"] if m == Method::POST => auth::token(self, cx, req).await,
-            ["auth", "refresh"] if m == Method::POST => auth::refresh(self, cx, req).await,
-            ["auth", "register"] if m == Method::POST => auth::register(self, cx, req).await,
-            ["auth", "token" | "refresh" | "register"] => Err(allow("POST")),
-            ["keys"] if m == Method::POST => keys::create(self, cx, req).await,
-            ["keys"] if m == Method::GET => keys::list(self, cx, req).await,
-            ["keys", "verify"] if m == Method::POST => keys::verify(self, cx, req).await,
-            ["keys", "import"] if m == Method::POST => keys::import(self, cx, req).await,
-            ["keys", id] if m == Method::GET => keys::get(self, cx, req, id).await,
-            ["keys", id] if m == Method::PUT || m == Method::PATCH => {
-                keys::update(self, cx, req, id).await
-            }
-            ["keys", id] if m == Method::DELETE => keys::revoke(self, cx, req, id).await,
-            ["keys", id, "regenerate"] if m == Method::POST => {
-                keys::regenerate(self, cx, req, id).await
-            }
-            ["keys", id, "usage"] if m == Method::GET => keys::usage(self, cx, req, id).await,
-            ["credits"] if m == Method::GET => keys::credits(self, cx, req).await,
-            ["keys"] => Err(allow("GET, POST")),
-            ["keys", "verify" | "import"] | ["keys", _, "regenerate"] => Err(allow("POST")),
-            ["keys", _] => Err(allow("GET, PUT, PATCH, DELETE")),
-            ["keys", _, "usage"] | ["credits"] | ["openapi.json"] => Err(allow("GET")),
-            _ => Err(GateError::NotFound),
+        let (endpoint, params) = match router::route(ROUTES, req.method, req.path) {
+            Routed::To(endpoint, params) => (endpoint, params),
+            Routed::WrongMethod(allow) => return Err(GateError::MethodNotAllowed { allow }),
+            Routed::NotFound => return Err(GateError::NotFound),
+        };
+        let id = params.first().copied().unwrap_or_default();
+        let caller = match (endpoint.access(), admitted) {
+            (Access::Anyone, _) => None,
+            (_, Some(caller)) => Some(caller),
+            (access, None) => Some(self.caller(cx, req, access == Access::Manager).await?),
+        };
+        use Endpoint::*;
+        match (endpoint, caller.as_ref()) {
+            (OpenApi, _) => Ok(ApiResponse::ok(openapi(cx))),
+            (Token, _) => auth::token(self, cx, req).await,
+            (Refresh, _) => auth::refresh(self, cx, req).await,
+            (Register, _) => auth::register(self, cx, req).await,
+            (CreateKey, Some(c)) => keys::create(self, cx, req, c).await,
+            (ListKeys, Some(c)) => keys::list(self, cx, c).await,
+            (VerifyKey, Some(c)) => keys::verify(self, cx, c).await,
+            (Import, Some(c)) => keys::import(self, cx, req, c).await,
+            (GetKey, Some(c)) => keys::get(self, cx, c, id).await,
+            (UpdateKey, Some(c)) => keys::update(self, cx, req, c, id).await,
+            (RevokeKey, Some(c)) => keys::revoke(self, cx, c, id).await,
+            (Regenerate, Some(c)) => keys::regenerate(self, cx, req, c, id).await,
+            (Usage, Some(c)) => keys::usage(self, cx, req, c, id).await,
+            (Credits, Some(c)) => keys::credits(self, cx, c).await,
+            // Every other endpoint's access is a caller's, authenticated above.
+            (_, None) => Err(GateError::Internal),
         }
     }
 }
 
-/// The 405 for a path that takes only `methods`.
-fn allow(methods: &str) -> GateError {
-    GateError::MethodNotAllowed {
-        allow: methods.to_string(),
+/// What a management endpoint does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Endpoint {
+    OpenApi,
+    Token,
+    Refresh,
+    Register,
+    CreateKey,
+    ListKeys,
+    VerifyKey,
+    Import,
+    GetKey,
+    UpdateKey,
+    RevokeKey,
+    Regenerate,
+    Usage,
+    Credits,
+}
+
+/// Who may call an endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Access {
+    /// No credential (the endpoint takes its own: a password, a refresh token).
+    Anyone,
+    /// Any valid credential (the view of its own key).
+    Caller,
+    /// A credential that may manage keys: an API key needs `keys:manage`.
+    Manager,
+}
+
+impl Endpoint {
+    /// Who may call it.
+    fn access(self) -> Access {
+        use Endpoint::*;
+        match self {
+            OpenApi | Token | Refresh | Register => Access::Anyone,
+            VerifyKey | Credits => Access::Caller,
+            CreateKey | ListKeys | Import | GetKey | UpdateKey | RevokeKey | Regenerate | Usage => {
+                Access::Manager
+            }
+        }
     }
 }
+
+/// Every route of the management API, below its prefix, in the order they are
+/// tried; its 405s and their `Allow` come from here too.
+const ROUTES: &[Route<Endpoint>] = {
+    use Endpoint::*;
+    use Seg::{Lit, Param};
+    &[
+        Route::new(&[Lit("openapi.json")], "GET", OpenApi),
+        Route::new(&[Lit("auth"), Lit("token")], "POST", Token),
+        Route::new(&[Lit("auth"), Lit("refresh")], "POST", Refresh),
+        Route::new(&[Lit("auth"), Lit("register")], "POST", Register),
+        Route::new(&[Lit("keys")], "GET", ListKeys),
+        Route::new(&[Lit("keys")], "POST", CreateKey),
+        Route::new(&[Lit("keys"), Lit("verify")], "POST", VerifyKey),
+        Route::new(&[Lit("keys"), Lit("import")], "POST", Import),
+        Route::new(&[Lit("keys"), Param], "GET", GetKey),
+        Route::new(&[Lit("keys"), Param], "PUT", UpdateKey),
+        Route::new(&[Lit("keys"), Param], "PATCH", UpdateKey),
+        Route::new(&[Lit("keys"), Param], "DELETE", RevokeKey),
+        Route::new(&[Lit("keys"), Param, Lit("regenerate")], "POST", Regenerate),
+        Route::new(&[Lit("keys"), Param, Lit("usage")], "GET", Usage),
+        Route::new(&[Lit("credits")], "GET", Credits),
+    ]
+};
 
 /// The OpenAPI 3 document of this API (`openapi/keygate.json`, generated by
 /// `openapi/generate.py`), with its server URL set to the configured prefix and

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::app::testkit::Services;
-use http::HeaderMap;
+use http::{HeaderMap, Method};
 use std::ops::Deref;
 
 /// The services, and calls to the management API.
@@ -47,7 +47,7 @@ impl Harness {
         };
         match self
             .management()
-            .handle(&self.rt().api_context(), &req)
+            .handle(&self.rt().api_context(), &req, None)
             .await
         {
             Ok(r) => (r.status.as_u16(), r.body),
@@ -126,4 +126,39 @@ async fn tokens_and_refresh_tokens_expire_on_the_clock() {
         (status, body["message"].as_str()),
         (401, Some("Refresh token has expired"))
     );
+}
+
+#[test]
+fn every_route_answers_and_allow_is_derived_from_the_routes() {
+    assert_eq!(router::shadowed(ROUTES), Vec::<String>::new());
+    for (method, path, allow) in [
+        (Method::PUT, "/keys", "GET, POST"),
+        (Method::GET, "/auth/token", "POST"),
+        (Method::POST, "/keys/key_1", "GET, PUT, PATCH, DELETE"),
+        (Method::GET, "/keys/key_1/regenerate", "POST"),
+        (Method::POST, "/credits", "GET"),
+        (Method::HEAD, "/openapi.json", "GET"),
+    ] {
+        assert_eq!(
+            router::route(ROUTES, &method, path),
+            Routed::WrongMethod(allow.into()),
+            "{method} {path}"
+        );
+    }
+    assert_eq!(
+        router::route(ROUTES, &Method::GET, "/nothing"),
+        Routed::NotFound
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_method_is_405_before_any_credential_is_asked_for() {
+    let h = Harness::new();
+    let (status, body) = h.call(Method::DELETE, "/keys", Value::Null, None).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
+    let (status, _) = h.call(Method::GET, "/keys", Value::Null, None).await;
+    assert_eq!(status, 401);
 }

@@ -28,6 +28,7 @@ use crate::keys::rules::KeyRules;
 use crate::keys::service::{KeyService, KeyServiceError};
 use crate::ledger::usage::UsageRecorder;
 use crate::limit::{Limiter, Tiers};
+use crate::local::router::{self, Route, Routed, Seg};
 use crate::local::LocalRequest;
 use crate::store::KeyStore;
 use form::Form;
@@ -283,17 +284,12 @@ impl Portal {
         req: &LocalRequest<'_>,
         visit: &mut Visit,
     ) -> Result<Reply, GateError> {
-        let segments: Vec<&str> = req
-            .path
-            .trim_start_matches('/')
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .collect();
-        let (get, post) = (
-            req.method == Method::GET || req.method == Method::HEAD,
-            req.method == Method::POST,
-        );
-        let form = if post {
+        // HEAD is GET without the body.
+        let method = match req.method {
+            &Method::HEAD => &Method::GET,
+            m => m,
+        };
+        let form = if method == Method::POST {
             // A form a browser posts from another site (a planted cookie and a
             // forged sign-in form, say) is refused before anything is read.
             if !session::same_origin(req.headers) {
@@ -305,89 +301,98 @@ impl Portal {
         } else {
             None
         };
-        match (segments.as_slice(), form) {
-            (["static", "portal.css"], _) if get => {
-                Ok(Reply::Asset("text/css; charset=utf-8", STYLESHEET))
+        let signed_out = visit.signed_in.is_none();
+        let (endpoint, params) = match router::route(ROUTES, method, req.path) {
+            Routed::To(Endpoint::SignupPage | Endpoint::SignUp, _) if !cx.signup_open() => {
+                return Err(GateError::NotFound)
             }
-            (["static", "portal.js"], _) if get => {
-                Ok(Reply::Asset("text/javascript; charset=utf-8", SCRIPT))
+            Routed::To(endpoint, params) => (endpoint, params),
+            // A signed-out visitor who gets or posts is sent to sign in from
+            // every page that needs it, before the method is judged.
+            Routed::WrongMethod(_)
+                if signed_out
+                    && (method == Method::GET || method == Method::POST)
+                    && router::endpoints_at(ROUTES, req.path)
+                        .iter()
+                        .any(|e| e.needs_sign_in()) =>
+            {
+                return Ok(Reply::Redirect("/login".into()))
             }
-            ([], _) if get => Ok(Reply::Redirect(
-                if visit.signed_in.is_some() {
-                    "/keys"
-                } else {
-                    "/login"
-                }
-                .into(),
+            // With sign-up closed, its page does not exist.
+            Routed::WrongMethod(_)
+                if !cx.signup_open()
+                    && router::endpoints_at(ROUTES, req.path).contains(&Endpoint::SignupPage) =>
+            {
+                return Err(GateError::NotFound)
+            }
+            Routed::WrongMethod(allow) => return Err(GateError::MethodNotAllowed { allow }),
+            Routed::NotFound => return Err(GateError::NotFound),
+        };
+        if signed_out && endpoint.needs_sign_in() {
+            return Ok(Reply::Redirect("/login".into()));
+        }
+        let id = params.first().copied().unwrap_or_default();
+        use Endpoint::*;
+        match (endpoint, form) {
+            (Stylesheet, _) => Ok(Reply::Asset("text/css; charset=utf-8", STYLESHEET)),
+            (Script, _) => Ok(Reply::Asset("text/javascript; charset=utf-8", SCRIPT)),
+            (Home, _) => Ok(Reply::Redirect(
+                if signed_out { "/login" } else { "/keys" }.into(),
             )),
-            (["login"], _) if get => {
-                if visit.signed_in.is_some() {
+            (LoginPage, _) => {
+                if !signed_out {
                     return Ok(Reply::Redirect("/keys".into()));
                 }
                 self.ensure_pre(cx, visit);
                 let f = frame(cx, visit);
                 Ok(page(pages::login(&f, "", None, cx.signup_open())))
             }
-            (["login"], Some(form)) => self.sign_in(cx, accounts, req, visit, form).await,
-            (["signup"], _) if !cx.signup_open() => Err(GateError::NotFound),
-            (["signup"], _) if get => {
-                if visit.signed_in.is_some() {
+            (SignIn, Some(form)) => self.sign_in(cx, accounts, req, visit, form).await,
+            (SignupPage, _) => {
+                if !signed_out {
                     return Ok(Reply::Redirect("/keys".into()));
                 }
                 self.ensure_pre(cx, visit);
                 let f = frame(cx, visit);
                 Ok(page(pages::signup(&f, "", "", &[])))
             }
-            (["signup"], Some(form)) => self.sign_up(cx, accounts, req, visit, form).await,
-            (["logout"], Some(_)) => {
+            (SignUp, Some(form)) => self.sign_up(cx, accounts, req, visit, form).await,
+            (SignOut, Some(_)) => {
                 if let Some((_, token)) = visit.signed_in.take() {
                     accounts.users().end_session(&KeyHash::of(&token)).await?;
                 }
                 visit.set_cookies.push(cx.cookies().clear_session());
                 Ok(Reply::Redirect("/login".into()))
             }
-            _ if visit.signed_in.is_none() && (get || post) && known_signed_in_path(&segments) => {
-                Ok(Reply::Redirect("/login".into()))
-            }
-            (["keys"], _) if get => {
+            (KeysPage, _) => {
                 let filter = query_param(req.query, "owner").unwrap_or_default();
                 self.keys_page(cx, visit, StatusCode::OK, &filter, &[], "")
                     .await
             }
-            (["keys"], Some(form)) => self.create_key(cx, visit, form).await,
-            (["keys", id], _) if get => self.key_page(cx, visit, id).await,
-            (["keys", id, "revoke"], _) if get => {
+            (CreateKey, Some(form)) => self.create_key(cx, visit, form).await,
+            (KeyPage, _) => self.key_page(cx, visit, id).await,
+            (ConfirmRevoke, _) => {
                 let k = self.own_key(cx, visit, id).await?;
                 Ok(page(pages::confirm_revoke(&frame(cx, visit), &k)))
             }
-            (["keys", id, "revoke"], Some(_)) => {
+            (Revoke, Some(_)) => {
                 let actor = visit.actor().ok_or(GateError::NotFound)?;
                 self.keys.revoke(&cx.rules(), &actor, id).await?;
                 Ok(Reply::Redirect("/keys".into()))
             }
-            (["keys", id, "regenerate"], _) if get => {
+            (ConfirmRegenerate, _) => {
                 let k = self.own_key(cx, visit, id).await?;
                 Ok(page(pages::confirm_regenerate(&frame(cx, visit), &k)))
             }
-            (["keys", id, "regenerate"], Some(form)) => self.regenerate(cx, visit, id, form).await,
-            (["overview"], _) if get && visit.user().is_some_and(|u| u.is_admin) => {
+            (Regenerate, Some(form)) => self.regenerate(cx, visit, id, form).await,
+            (Overview, _) if visit.user().is_some_and(|u| u.is_admin) => {
                 self.overview(cx, visit).await
             }
-            (["login" | "logout" | "signup" | "keys"], _)
-            | (["keys", _, "revoke" | "regenerate"], _) => Err(GateError::MethodNotAllowed {
-                allow: if segments == ["logout"] {
-                    "POST"
-                } else {
-                    "GET, POST"
-                }
-                .into(),
-            }),
-            (["keys", _] | ["overview"] | ["static", _], _) if !get => {
-                Err(GateError::MethodNotAllowed {
-                    allow: "GET".into(),
-                })
+            (Overview, _) => Err(GateError::NotFound),
+            // A POST route always has its form (parsed above).
+            (SignIn | SignUp | SignOut | CreateKey | Revoke | Regenerate, None) => {
+                Err(GateError::Internal)
             }
-            _ => Err(GateError::NotFound),
         }
     }
 
@@ -806,13 +811,66 @@ fn check_form_token(visit: &Visit, form: &Form) -> Result<(), GateError> {
     }
 }
 
-/// Paths that exist only for a signed-in user (a signed-out visit is sent to sign in).
-fn known_signed_in_path(segments: &[&str]) -> bool {
-    matches!(
-        segments,
-        ["keys"] | ["keys", _] | ["keys", _, "revoke" | "regenerate"] | ["overview"]
-    )
+/// What a portal page or form does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Endpoint {
+    Stylesheet,
+    Script,
+    Home,
+    LoginPage,
+    SignIn,
+    SignupPage,
+    SignUp,
+    SignOut,
+    KeysPage,
+    CreateKey,
+    KeyPage,
+    ConfirmRevoke,
+    Revoke,
+    ConfirmRegenerate,
+    Regenerate,
+    Overview,
 }
+
+impl Endpoint {
+    /// Only for a signed-in user (a signed-out visit is sent to sign in).
+    fn needs_sign_in(self) -> bool {
+        use Endpoint::*;
+        !matches!(
+            self,
+            Stylesheet | Script | Home | LoginPage | SignIn | SignupPage | SignUp | SignOut
+        )
+    }
+}
+
+/// Every page and form of the portal, below its prefix; its 405s and their
+/// `Allow` come from here too.
+const ROUTES: &[Route<Endpoint>] = {
+    use Endpoint::*;
+    use Seg::{Lit, Param};
+    &[
+        Route::new(&[Lit("static"), Lit("portal.css")], "GET", Stylesheet),
+        Route::new(&[Lit("static"), Lit("portal.js")], "GET", Script),
+        Route::new(&[], "GET", Home),
+        Route::new(&[Lit("login")], "GET", LoginPage),
+        Route::new(&[Lit("login")], "POST", SignIn),
+        Route::new(&[Lit("signup")], "GET", SignupPage),
+        Route::new(&[Lit("signup")], "POST", SignUp),
+        Route::new(&[Lit("logout")], "POST", SignOut),
+        Route::new(&[Lit("keys")], "GET", KeysPage),
+        Route::new(&[Lit("keys")], "POST", CreateKey),
+        Route::new(&[Lit("keys"), Param], "GET", KeyPage),
+        Route::new(&[Lit("keys"), Param, Lit("revoke")], "GET", ConfirmRevoke),
+        Route::new(&[Lit("keys"), Param, Lit("revoke")], "POST", Revoke),
+        Route::new(
+            &[Lit("keys"), Param, Lit("regenerate")],
+            "GET",
+            ConfirmRegenerate,
+        ),
+        Route::new(&[Lit("keys"), Param, Lit("regenerate")], "POST", Regenerate),
+        Route::new(&[Lit("overview")], "GET", Overview),
+    ]
+};
 
 fn frame<'a>(cx: &'a PortalContext<'a>, visit: &'a Visit) -> Frame<'a> {
     Frame {

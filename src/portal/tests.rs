@@ -97,3 +97,25 @@ async fn sign_in_failures_turn_to_429_until_the_minute_turns() {
     let r = visit(&s, Method::POST, "/login", &cookie, &form("gil-password")).await;
     assert_eq!(r.status, StatusCode::SEE_OTHER);
 }
+
+#[test]
+fn every_page_answers_and_allow_is_derived_from_the_routes() {
+    assert_eq!(router::shadowed(ROUTES), Vec::<String>::new());
+    for (method, path, allow) in [
+        (Method::PUT, "/login", "GET, POST"),
+        (Method::GET, "/logout", "POST"),
+        (Method::POST, "/keys/key_1", "GET"),
+        (Method::DELETE, "/keys/key_1/revoke", "GET, POST"),
+        (Method::POST, "/static/portal.css", "GET"),
+    ] {
+        assert_eq!(
+            router::route(ROUTES, &method, path),
+            Routed::WrongMethod(allow.into()),
+            "{method} {path}"
+        );
+    }
+    assert_eq!(
+        router::route(ROUTES, &Method::GET, "/static/other.css"),
+        Routed::NotFound
+    );
+}

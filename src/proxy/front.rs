@@ -269,17 +269,21 @@ impl Front<'_> {
         let deadline = ctx.rt.config.server.body_timeout.get();
         let path = ctx.decision.management.clone().unwrap_or_default();
         let mut limit = MAX_BODY;
+        let mut admitted = None;
         if path == IMPORT_PATH && session.req_header().method == http::Method::POST {
             // Only a caller who may import gets the large body limit.
             let head = Self::local_request(session.req_header(), &path, &[], ctx);
-            let admitted = self
+            match self
                 .shared
                 .management
                 .admit_import(&ctx.rt.api_context(), &head)
-                .await;
-            if let Err(e) = admitted {
-                session.set_keepalive(None);
-                return self.refuse(session, ctx, e).await;
+                .await
+            {
+                Ok(caller) => admitted = Some(caller),
+                Err(e) => {
+                    session.set_keepalive(None);
+                    return self.refuse(session, ctx, e).await;
+                }
             }
             limit = MAX_IMPORT_BODY;
         }
@@ -291,7 +295,7 @@ impl Front<'_> {
         match self
             .shared
             .management
-            .handle(&ctx.rt.api_context(), &api)
+            .handle(&ctx.rt.api_context(), &api, admitted)
             .await
         {
             Ok(resp) => {

@@ -21,3 +21,5 @@ pub struct LocalRequest<'a> {
     /// Client address (sign-in throttling, per-IP limits).
     pub client_ip: Option<IpAddr>,
 }
+
+pub mod router;

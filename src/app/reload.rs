@@ -151,7 +151,7 @@ impl Reloader {
         }
         // Everything that can fail is built before anything is swapped.
         let writable = new.store.kind != config::StoreKind::File;
-        let runtime = Runtime::build(new.clone(), key_format, sources, writable)?;
+        let runtime = Runtime::build(&new, key_format, sources, writable)?;
         if let Some(remote) = jwt.as_ref().and_then(|j| j.remote()) {
             remote.load_initial().await;
         }

@@ -132,7 +132,7 @@ pub fn build_shared(compiled: Compiled, clock: Arc<dyn Clock>) -> Result<Arc<Sha
     store.watch(forget_changed_keys(cache.clone(), live.clone()));
     let limiter = build_limiter(&config, redis, clock.clone());
     let jwt = jwt.map(Arc::new);
-    let runtime = Runtime::build(config, key_format, sources, writable)?;
+    let runtime = Runtime::build(&config, key_format, sources, writable)?;
     let usage = Arc::new(UsageRecorder::new());
     let auth = Arc::new(Authenticator::new(
         KeyVerifier::new(store.clone(), cache),

@@ -6,7 +6,6 @@
 use super::validate::Fields;
 use super::{json_object, store_error, ApiContext, ApiResponse, Management};
 use crate::accounts::sign_up_problems;
-use crate::config::Registration;
 use crate::domain::id::{new_id, random_base62};
 use crate::domain::{KeyHash, UserRecord};
 use crate::error::GateError;
@@ -26,7 +25,7 @@ pub async fn register(
     req: &LocalRequest<'_>,
 ) -> Result<ApiResponse, GateError> {
     let accounts = m.accounts.as_ref().ok_or(GateError::NotFound)?;
-    if cx.config.management.registration != Registration::Open {
+    if !cx.registration_open {
         return Err(GateError::Forbidden("Registration is closed".into()));
     }
     let body = json_object(req.body)?;

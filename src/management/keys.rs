@@ -128,7 +128,7 @@ pub async fn create(
     req: &LocalRequest<'_>,
     caller: &Caller,
 ) -> Result<ApiResponse, GateError> {
-    let input = parse_create(req.body, &cx.config.tier_names(), m.now())?;
+    let input = parse_create(req.body, &cx.rules.tier_names(), m.now())?;
     let issued = m
         .keys
         .create(&cx.key_rules(), &caller.actor(), input)
@@ -177,7 +177,7 @@ pub async fn update(
     let actor = caller.actor();
     // Another owner's key is 404 before its body is looked at.
     m.keys.get(&cx.key_rules(), &actor, id).await?;
-    let change = parse_change(req.body, &cx.config.tier_names(), m.now())?;
+    let change = parse_change(req.body, &cx.rules.tier_names(), m.now())?;
     let updated = m.keys.update(&cx.key_rules(), &actor, id, change).await?;
     Ok(ApiResponse::ok(key_object(&cx.key_rules(), &updated)))
 }

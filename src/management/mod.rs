@@ -18,7 +18,6 @@ use crate::auth::authenticator::{AuthSettings, Authenticator};
 use crate::auth::jwt::issue::TokenIssuer;
 use crate::auth::AuthMethod;
 use crate::clock::Clock;
-use crate::config::Config;
 use crate::error::GateError;
 use crate::keys::rules::KeyRules;
 use crate::keys::service::KeyService;
@@ -102,8 +101,10 @@ impl Caller {
 /// What a management call reads of the running config (swapped on reload).
 #[derive(Clone, Copy)]
 pub struct ApiContext<'a> {
-    /// The config in force.
-    pub config: &'a Config,
+    /// The key rules in force.
+    pub rules: KeyRules<'a>,
+    /// `management.registration: open`: anyone may create an account.
+    pub registration_open: bool,
     /// What authentication reads of it.
     pub auth: AuthSettings<'a>,
     /// `management.prefix`, where the API is served.
@@ -113,7 +114,7 @@ pub struct ApiContext<'a> {
 impl<'a> ApiContext<'a> {
     /// The key rules of the config in force, with its compiled key format.
     pub fn key_rules(&self) -> KeyRules<'a> {
-        KeyRules::new(self.config, self.auth.key_format)
+        self.rules
     }
 }
 
@@ -319,7 +320,7 @@ fn openapi(cx: &ApiContext<'_>) -> Value {
     // The configured tiers are the only valid `tier` values.
     for schema in ["NewKey", "KeyUpdate"] {
         doc["components"]["schemas"][schema]["properties"]["tier"]["enum"] =
-            serde_json::json!(cx.config.tier_names());
+            serde_json::json!(cx.rules.tier_names());
     }
     doc
 }

@@ -17,9 +17,8 @@ mod usage_view;
 
 use crate::accounts::{sign_up_problems, Accounts};
 use crate::auth::cache::limit_key_of_key;
-use crate::auth::key_format::KeyFormat;
 use crate::clock::Clock;
-use crate::config::{Config, Registration};
+use crate::config::Config;
 use crate::domain::{KeyHash, KeyRecord, UserRecord};
 use crate::error::GateError;
 use crate::keys::input::KeyInput;
@@ -72,40 +71,68 @@ pub struct PortalResponse {
     pub failed_authentication: bool,
 }
 
+/// The portal's settings, compiled once per config.
+#[derive(Clone, Debug)]
+pub struct PortalSettings {
+    /// `portal.prefix`.
+    pub prefix: String,
+    /// `portal.title`.
+    pub title: String,
+    /// `portal.session_ttl`.
+    pub session_ttl: std::time::Duration,
+    /// `portal.tier`: the tier users get, instead of the default tier.
+    pub tier: Option<String>,
+    /// Cookies only over HTTPS (`__Host-` names): with `server.tls`, or
+    /// `portal.secure_cookies` when TLS ends in front of keygate.
+    pub secure_cookies: bool,
+}
+
+impl PortalSettings {
+    /// The portal's settings in `config`.
+    pub fn from_config(config: &Config) -> Self {
+        let p = &config.portal;
+        PortalSettings {
+            prefix: p.prefix.clone(),
+            title: p.title.clone(),
+            session_ttl: p.session_ttl.get(),
+            tier: p.tier.clone(),
+            secure_cookies: config.server.tls.is_some() || p.secure_cookies,
+        }
+    }
+}
+
 /// What the portal reads of the running config (swapped on reload).
 #[derive(Clone, Copy)]
 pub struct PortalContext<'a> {
-    /// The config in force.
-    pub config: &'a Config,
+    /// The portal's settings.
+    pub settings: &'a PortalSettings,
+    /// The key rules, with the portal's tier as the one users get.
+    pub rules: KeyRules<'a>,
+    /// `management.registration: open`: anyone may sign up.
+    pub signup_open: bool,
     /// Compiled tiers (the limits shown on a key's page).
     pub tiers: &'a Tiers,
-    /// The compiled key format (the keys users create).
-    pub key_format: &'a KeyFormat,
 }
 
 impl PortalContext<'_> {
     fn prefix(&self) -> &str {
-        &self.config.portal.prefix
+        &self.settings.prefix
     }
 
     fn cookies(&self) -> CookiePolicy<'_> {
         CookiePolicy {
             path: self.prefix(),
-            secure: self.config.server.tls.is_some() || self.config.portal.secure_cookies,
+            secure: self.settings.secure_cookies,
         }
     }
 
     fn signup_open(&self) -> bool {
-        self.config.management.registration == Registration::Open
+        self.signup_open
     }
 
     /// The key rules, with the portal's tier as the one users get.
     fn rules(&self) -> KeyRules<'_> {
-        let mut rules = KeyRules::new(self.config, self.key_format);
-        if let Some(tier) = &self.config.portal.tier {
-            rules.default_tier = tier;
-        }
-        rules
+        self.rules
     }
 }
 
@@ -493,7 +520,7 @@ impl Portal {
         visit: &mut Visit,
         user: UserRecord,
     ) -> Result<Reply, GateError> {
-        let ttl = cx.config.portal.session_ttl.get();
+        let ttl = cx.settings.session_ttl;
         let token = session::new_session_token();
         let expires = self.clock.now_utc() + chrono::Duration::from_std(ttl).unwrap_or_default();
         accounts
@@ -547,7 +574,7 @@ impl Portal {
             owners: &owners,
             admin,
             filter,
-            scopes: &cx.config.management.user_scopes,
+            scopes: cx.rules.user_scopes,
             errors,
             name,
         };
@@ -782,7 +809,7 @@ impl Portal {
         err: &GateError,
     ) -> PortalResponse {
         let f = Frame {
-            title: &cx.config.portal.title,
+            title: &cx.settings.title,
             prefix: cx.prefix(),
             user: visit.and_then(Visit::user),
             csrf: visit.map(Visit::csrf).unwrap_or_default(),
@@ -874,7 +901,7 @@ const ROUTES: &[Route<Endpoint>] = {
 
 fn frame<'a>(cx: &'a PortalContext<'a>, visit: &'a Visit) -> Frame<'a> {
     Frame {
-        title: &cx.config.portal.title,
+        title: &cx.settings.title,
         prefix: cx.prefix(),
         user: visit.user(),
         csrf: visit.csrf(),

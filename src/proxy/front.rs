@@ -161,7 +161,7 @@ impl Front<'_> {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
-        let deadline = ctx.rt.config.server.body_timeout.get();
+        let deadline = ctx.rt.body_timeout;
         let body = match Self::read_body(session, crate::portal::MAX_BODY, deadline).await {
             Ok(b) => b,
             Err(e) => return self.refuse(session, ctx, e).await,
@@ -266,7 +266,7 @@ impl Front<'_> {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
-        let deadline = ctx.rt.config.server.body_timeout.get();
+        let deadline = ctx.rt.body_timeout;
         let path = ctx.decision.management.clone().unwrap_or_default();
         let mut limit = MAX_BODY;
         let mut admitted = None;

@@ -61,9 +61,7 @@ impl Gate {
     /// itself because no upstream answer came (`credits.refund_on_upstream_error`).
     /// The debit is taken from `ctx`, so a request is refunded at most once.
     async fn refund_unanswered(&self, ctx: &mut RequestCtx, err: &GateError) {
-        if !matches!(err.status().as_u16(), 502..=504)
-            || !ctx.rt.config.credits.refund_on_upstream_error
-        {
+        if !matches!(err.status().as_u16(), 502..=504) || !ctx.rt.refund_on_upstream_error {
             return;
         }
         let Some((cost, debited_at)) = ctx.decision.debited.take() else {
@@ -201,7 +199,7 @@ impl ProxyHttp for Gate {
             let connection = downstream
                 .digest()
                 .map_or(0, |d| std::ptr::from_ref(d) as usize);
-            let cap = h2_streams::cap(ctx.rt.config.server.h2_max_concurrent_streams);
+            let cap = h2_streams::cap(ctx.rt.h2_max_concurrent_streams);
             match self.streams.enter(connection, cap) {
                 Some(ticket) => ctx.stream = Some(ticket),
                 None => {
@@ -213,7 +211,7 @@ impl ProxyHttp for Gate {
         }
         // Pingora keeps an idle HTTP/1.1 connection forever unless told otherwise;
         // the timeout set here applies while waiting for the next request.
-        let idle = keepalive_secs(ctx.rt.config.server.idle_timeout.get());
+        let idle = keepalive_secs(ctx.rt.idle_timeout);
         if session.get_keepalive().is_some_and(|t| t == 0 || t > idle) {
             session.set_keepalive(Some(idle));
         }

@@ -7,12 +7,14 @@ use super::routes::RouteTable;
 use crate::auth::authenticator::AuthSettings;
 use crate::auth::credentials::Source;
 use crate::auth::key_format::KeyFormat;
-use crate::config::{Config, HeaderStyle, UpstreamProtocol};
+use crate::config::{Config, HeaderStyle, Registration, TierConfig, UpstreamProtocol};
+use crate::keys::rules::KeyRules;
 use crate::limit::ip::IpLimits;
 use crate::limit::Tiers;
 use crate::management::ApiContext;
+use crate::portal::PortalSettings;
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Why a valid-looking config could not be compiled (e.g. an unresolvable host).
@@ -114,8 +116,24 @@ pub struct Runtime {
     pub portal_metrics: std::sync::Arc<crate::obs::metrics::RouteMetrics>,
     /// CORS, when `cors:` is set.
     pub cors: Option<CorsPolicy>,
-    /// The config this was built from.
-    pub config: Arc<Config>,
+    /// `server.body_timeout`: a body keygate reads itself must arrive within it.
+    pub body_timeout: Duration,
+    /// `server.idle_timeout`: how long a kept-alive connection may wait.
+    pub idle_timeout: Duration,
+    /// `server.h2_max_concurrent_streams`.
+    pub h2_max_concurrent_streams: u32,
+    /// `credits.refund_on_upstream_error`.
+    pub refund_on_upstream_error: bool,
+    /// The configured tiers as written (what the key rules judge keys by).
+    pub tier_configs: BTreeMap<String, TierConfig>,
+    /// `default_tier`.
+    pub default_tier: String,
+    /// `management.user_scopes`.
+    pub user_scopes: Vec<String>,
+    /// `management.registration: open`.
+    pub registration_open: bool,
+    /// What the portal reads.
+    pub portal: PortalSettings,
 }
 
 impl Runtime {
@@ -128,10 +146,21 @@ impl Runtime {
         }
     }
 
+    /// The key rules of this config, for every door.
+    pub fn key_rules(&self) -> KeyRules<'_> {
+        KeyRules {
+            tiers: &self.tier_configs,
+            default_tier: &self.default_tier,
+            user_scopes: &self.user_scopes,
+            key_format: &self.key_format,
+        }
+    }
+
     /// What the management API reads of this config.
     pub fn api_context(&self) -> ApiContext<'_> {
         ApiContext {
-            config: &self.config,
+            rules: self.key_rules(),
+            registration_open: self.registration_open,
             auth: self.auth_settings(),
             prefix: self.management_prefix.as_deref().unwrap_or("/v1"),
         }
@@ -139,17 +168,22 @@ impl Runtime {
 
     /// What the portal reads of this config.
     pub fn portal_context(&self) -> crate::portal::PortalContext<'_> {
+        let mut rules = self.key_rules();
+        if let Some(tier) = &self.portal.tier {
+            rules.default_tier = tier;
+        }
         crate::portal::PortalContext {
-            config: &self.config,
+            settings: &self.portal,
+            rules,
+            signup_open: self.registration_open,
             tiers: &self.tiers,
-            key_format: &self.key_format,
         }
     }
 
     /// Builds the request path's view of a compiled config (`crate::app::compile`
     /// parsed `key_format` and `sources`). Resolves upstream hosts (blocking).
     pub fn build(
-        config: Config,
+        config: &Config,
         key_format: KeyFormat,
         sources: Vec<Source>,
         management_available: bool,
@@ -193,7 +227,15 @@ impl Runtime {
                 .then(|| config.portal.prefix.clone()),
             portal_metrics: std::sync::Arc::new(crate::obs::metrics::RouteMetrics::new("portal")),
             cors: config.cors.as_ref().map(CorsPolicy::new),
-            config: Arc::new(config),
+            body_timeout: config.server.body_timeout.get(),
+            idle_timeout: config.server.idle_timeout.get(),
+            h2_max_concurrent_streams: config.server.h2_max_concurrent_streams,
+            refund_on_upstream_error: config.credits.refund_on_upstream_error,
+            tier_configs: config.tiers.clone(),
+            default_tier: config.default_tier.clone(),
+            user_scopes: config.management.user_scopes.clone(),
+            registration_open: config.management.registration == Registration::Open,
+            portal: PortalSettings::from_config(config),
         })
     }
 }

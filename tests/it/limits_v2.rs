@@ -2,7 +2,7 @@
 //! sliding windows, monthly quotas, credit refills and refunds, end to end on the real
 //! binary.
 
-use crate::common::services::{PgDatabase, RedisServer};
+use crate::common::services::{Backends, PgDatabase};
 use crate::common::*;
 use chrono::Datelike;
 use futures::future::join_all;
@@ -94,10 +94,7 @@ async fn a_sliding_window_refuses_n_more_just_after_a_boundary_in_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sliding_window_refuses_n_more_just_after_a_boundary_across_two_replicas_on_redis() {
-    let Some(db) = PgDatabase::create().await else {
-        return;
-    };
-    let Some(redis) = RedisServer::start() else {
+    let Some(Backends { db, redis }) = Backends::start().await else {
         return;
     };
     let up = format!("http://{}", start_upstream().await);

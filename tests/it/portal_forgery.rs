@@ -19,8 +19,7 @@ portal: { enabled: true }
 
 /// The form token of the page `body` (its hidden `csrf` input).
 fn csrf_of(body: &str) -> String {
-    let at = body.find("name=\"csrf\" value=\"").expect("a form") + 19;
-    body[at..].split('"').next().unwrap().to_string()
+    crate::common::portal_visitor::form_token(body).expect("a form")
 }
 
 /// The token the portal used to derive from a cookie value, which anyone could

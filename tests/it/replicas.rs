@@ -3,7 +3,7 @@
 //! failure modes (Redis killed and restarted, PostgreSQL unreachable) end to end.
 //! Every test has its own database and its own `redis-server`.
 
-use crate::common::services::{PgDatabase, RedisServer, Relay};
+use crate::common::services::{Backends, PgDatabase, RedisServer, Relay};
 use crate::common::{
     expect_error, json, metric_sum, start_upstream, test_pki, wait_for_window_room, Keygate,
 };
@@ -91,10 +91,7 @@ async fn send_json(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_limit_of_50_admits_exactly_50_across_two_replicas() {
-    let Some(db) = PgDatabase::create().await else {
-        return;
-    };
-    let Some(redis) = RedisServer::start() else {
+    let Some(Backends { db, redis }) = Backends::start().await else {
         return;
     };
     let up = start_upstream().await;
@@ -110,10 +107,7 @@ async fn a_limit_of_50_admits_exactly_50_across_two_replicas() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn per_ip_limits_are_shared_by_the_replicas_too() {
-    let Some(db) = PgDatabase::create().await else {
-        return;
-    };
-    let Some(redis) = RedisServer::start() else {
+    let Some(Backends { db, redis }) = Backends::start().await else {
         return;
     };
     let up = start_upstream().await;
@@ -133,10 +127,7 @@ async fn per_ip_limits_are_shared_by_the_replicas_too() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn credits_are_spent_exactly_once_across_replicas() {
-    let Some(db) = PgDatabase::create().await else {
-        return;
-    };
-    let Some(redis) = RedisServer::start() else {
+    let Some(Backends { db, redis }) = Backends::start().await else {
         return;
     };
     let up = start_upstream().await;
@@ -165,10 +156,7 @@ async fn a_sigkill_under_metered_load_on_postgres_spends_no_credit_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn revoke_regenerate_and_retier_reach_the_other_replica_within_a_second() {
-    let Some(db) = PgDatabase::create().await else {
-        return;
-    };
-    let Some(redis) = RedisServer::start() else {
+    let Some(Backends { db, redis }) = Backends::start().await else {
         return;
     };
     let up = start_upstream().await;
@@ -438,10 +426,7 @@ async fn a_replica_that_cannot_reach_postgres_at_start_exits_with_the_reason() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn usage_from_both_replicas_adds_up_in_the_shared_store() {
-    let Some(db) = PgDatabase::create().await else {
-        return;
-    };
-    let Some(redis) = RedisServer::start() else {
+    let Some(Backends { db, redis }) = Backends::start().await else {
         return;
     };
     let up = start_upstream().await;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod jwt_support;
+pub mod portal_visitor;
 pub mod services;
 
 use std::net::{SocketAddr, TcpListener as StdListener};

@@ -118,6 +118,24 @@ impl Drop for PgDatabase {
     }
 }
 
+/// PostgreSQL and Redis for this test: a database and a `redis-server` of its own
+/// (`None`, skipped loudly outside CI, when either is missing).
+pub struct Backends {
+    /// The test's database.
+    pub db: PgDatabase,
+    /// The test's Redis.
+    pub redis: RedisServer,
+}
+
+impl Backends {
+    /// A fresh database and a fresh `redis-server`.
+    pub async fn start() -> Option<Backends> {
+        let db = PgDatabase::create().await?;
+        let redis = RedisServer::start()?;
+        Some(Backends { db, redis })
+    }
+}
+
 /// A `redis-server` of this test's own, on a free port.
 pub struct RedisServer {
     /// Its port.

@@ -59,6 +59,24 @@ impl<'a> Actor<'a> {
         }
     }
 
+    /// Who presented `principal`'s credential: an admin (the `admin` scope), a
+    /// managing API key, or a user (a JWT).
+    pub fn of(principal: &'a crate::auth::Principal) -> Self {
+        let id = &principal.identity;
+        let role = match (id.key_id(), id.scopes().iter().any(|s| s == "admin")) {
+            (_, true) => Role::Admin,
+            (Some(_), false) => Role::Key {
+                scopes: id.scopes(),
+            },
+            (None, false) => Role::User,
+        };
+        Actor {
+            role,
+            subject: Some(id.subject()),
+            org: id.org(),
+        }
+    }
+
     /// True when the actor may see and change a key owned by `owner`.
     pub fn may_manage(&self, owner: Option<&str>) -> bool {
         match self.role {

@@ -5,10 +5,12 @@
 //! never 403, so their existence does not leak.
 
 use super::validate::Fields;
-use super::{json_object, store_error, ApiContext, ApiResponse, Caller, Management};
+use super::{json_object, store_error, ApiContext, ApiResponse, Management};
+use crate::auth::Principal;
 use crate::domain::KeyRecord;
 use crate::error::GateError;
 use crate::keys::input::{validate_change, validate_new, KeyChange, KeyInput};
+use crate::keys::policy::Actor;
 use crate::keys::rules::KeyRules;
 use crate::keys::service::{Issued, KeyServiceError};
 use crate::ledger::usage::{top_endpoints, Totals};
@@ -126,12 +128,12 @@ pub async fn create(
     m: &Management,
     cx: &ApiContext<'_>,
     req: &LocalRequest<'_>,
-    caller: &Caller,
+    caller: &Principal,
 ) -> Result<ApiResponse, GateError> {
     let input = parse_create(req.body, &cx.rules.tier_names(), m.now())?;
     let issued = m
         .keys
-        .create(&cx.key_rules(), &caller.actor(), input)
+        .create(&cx.key_rules(), &Actor::of(caller), input)
         .await?;
     Ok(ApiResponse::created(issued_object(
         &cx.key_rules(),
@@ -143,10 +145,10 @@ pub async fn create(
 pub async fn list(
     m: &Management,
     cx: &ApiContext<'_>,
-    caller: &Caller,
+    caller: &Principal,
 ) -> Result<ApiResponse, GateError> {
     let rules = cx.key_rules();
-    let keys = m.keys.list(&rules, &caller.actor()).await?;
+    let keys = m.keys.list(&rules, &Actor::of(caller)).await?;
     let items: Vec<Value> = keys.iter().map(|k| key_object(&rules, k)).collect();
     Ok(ApiResponse::ok(
         json!({ "api_keys": items, "total": keys.len() }),
@@ -157,12 +159,12 @@ pub async fn list(
 pub async fn get(
     m: &Management,
     cx: &ApiContext<'_>,
-    caller: &Caller,
+    caller: &Principal,
     id: &str,
 ) -> Result<ApiResponse, GateError> {
     Ok(ApiResponse::ok(key_object(
         &cx.key_rules(),
-        &m.keys.get(&cx.key_rules(), &caller.actor(), id).await?,
+        &m.keys.get(&cx.key_rules(), &Actor::of(caller), id).await?,
     )))
 }
 
@@ -171,10 +173,10 @@ pub async fn update(
     m: &Management,
     cx: &ApiContext<'_>,
     req: &LocalRequest<'_>,
-    caller: &Caller,
+    caller: &Principal,
     id: &str,
 ) -> Result<ApiResponse, GateError> {
-    let actor = caller.actor();
+    let actor = Actor::of(caller);
     // Another owner's key is 404 before its body is looked at.
     m.keys.get(&cx.key_rules(), &actor, id).await?;
     let change = parse_change(req.body, &cx.rules.tier_names(), m.now())?;
@@ -186,10 +188,13 @@ pub async fn update(
 pub async fn revoke(
     m: &Management,
     cx: &ApiContext<'_>,
-    caller: &Caller,
+    caller: &Principal,
     id: &str,
 ) -> Result<ApiResponse, GateError> {
-    let record = m.keys.revoke(&cx.key_rules(), &caller.actor(), id).await?;
+    let record = m
+        .keys
+        .revoke(&cx.key_rules(), &Actor::of(caller), id)
+        .await?;
     Ok(ApiResponse::ok(key_object(&cx.key_rules(), &record)))
 }
 
@@ -198,10 +203,10 @@ pub async fn regenerate(
     m: &Management,
     cx: &ApiContext<'_>,
     req: &LocalRequest<'_>,
-    caller: &Caller,
+    caller: &Principal,
     id: &str,
 ) -> Result<ApiResponse, GateError> {
-    let actor = caller.actor();
+    let actor = Actor::of(caller);
     m.keys.get(&cx.key_rules(), &actor, id).await?;
     let body = json_object(req.body)?;
     let mut f = Fields::new(&body, &["grace_period"]);
@@ -221,7 +226,7 @@ pub async fn import(
     m: &Management,
     cx: &ApiContext<'_>,
     req: &LocalRequest<'_>,
-    caller: &Caller,
+    caller: &Principal,
 ) -> Result<ApiResponse, GateError> {
     let lines = req.body.split(|b| *b == b'\n').map(|line| {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -232,7 +237,7 @@ pub async fn import(
         .keys
         .import(
             &cx.key_rules(),
-            &caller.actor(),
+            &Actor::of(caller),
             m.accounts.as_ref().map(|a| &**a.users()),
             lines,
         )
@@ -244,9 +249,9 @@ pub async fn import(
 async fn own_key(
     m: &Management,
     cx: &ApiContext<'_>,
-    caller: &Caller,
+    caller: &Principal,
 ) -> Result<KeyRecord, GateError> {
-    let Some(key_id) = &caller.key_id else {
+    let Some(key_id) = caller.identity.key_id() else {
         return Err(GateError::InvalidBody(
             "This endpoint needs an API key as the credential".into(),
         ));
@@ -264,7 +269,7 @@ async fn own_key(
 pub async fn verify(
     m: &Management,
     cx: &ApiContext<'_>,
-    caller: &Caller,
+    caller: &Principal,
 ) -> Result<ApiResponse, GateError> {
     let r = own_key(m, cx, caller).await?;
     Ok(ApiResponse::ok(json!({
@@ -283,7 +288,7 @@ pub async fn verify(
 pub async fn credits(
     m: &Management,
     cx: &ApiContext<'_>,
-    caller: &Caller,
+    caller: &Principal,
 ) -> Result<ApiResponse, GateError> {
     let r = own_key(m, cx, caller).await?;
     Ok(ApiResponse::ok(
@@ -296,10 +301,10 @@ pub async fn usage(
     m: &Management,
     cx: &ApiContext<'_>,
     req: &LocalRequest<'_>,
-    caller: &Caller,
+    caller: &Principal,
     id: &str,
 ) -> Result<ApiResponse, GateError> {
-    m.keys.get(&cx.key_rules(), &caller.actor(), id).await?;
+    m.keys.get(&cx.key_rules(), &Actor::of(caller), id).await?;
     let period = req
         .query
         .unwrap_or("")

@@ -16,9 +16,10 @@ mod validate;
 use crate::accounts::Accounts;
 use crate::auth::authenticator::{AuthSettings, Authenticator};
 use crate::auth::jwt::issue::TokenIssuer;
-use crate::auth::AuthMethod;
+use crate::auth::{AuthMethod, Principal};
 use crate::clock::Clock;
 use crate::error::GateError;
+use crate::keys::policy::Actor;
 use crate::keys::rules::KeyRules;
 use crate::keys::service::KeyService;
 use crate::ledger::usage::UsageRecorder;
@@ -60,40 +61,6 @@ impl ApiResponse {
         ApiResponse {
             status: StatusCode::CREATED,
             body,
-        }
-    }
-}
-
-/// Who is calling the management API.
-#[derive(Clone, Debug)]
-pub struct Caller {
-    /// The owner identity their keys carry (a user id, or an API key's owner).
-    pub subject: String,
-    /// May manage every key.
-    pub admin: bool,
-    /// The API key used, when the caller used one.
-    pub key_id: Option<String>,
-    /// The caller's organisation.
-    pub org: Option<String>,
-    /// The scopes the caller holds.
-    pub scopes: Vec<String>,
-}
-
-impl Caller {
-    /// The caller as the key rules see it: admin, a user (JWT), or a managing key.
-    pub fn actor(&self) -> crate::keys::policy::Actor<'_> {
-        use crate::keys::policy::{Actor, Role};
-        let role = match (&self.key_id, self.admin) {
-            (_, true) => Role::Admin,
-            (Some(_), false) => Role::Key {
-                scopes: &self.scopes,
-            },
-            (None, false) => Role::User,
-        };
-        Actor {
-            role,
-            subject: Some(&self.subject),
-            org: self.org.as_deref(),
         }
     }
 }
@@ -165,23 +132,16 @@ impl Management {
         cx: &ApiContext<'_>,
         req: &LocalRequest<'_>,
         manage: bool,
-    ) -> Result<Caller, GateError> {
+    ) -> Result<Principal, GateError> {
         let p = self
             .auth
             .authenticate_request(&cx.auth, req.headers, req.query, req.client_ip)
             .await?;
         let id = &p.identity;
-        let admin = id.scopes().iter().any(|s| s == "admin");
         if manage && id.method == AuthMethod::ApiKey && !p.has_scope("keys:manage") {
             return Err(GateError::MissingScope("keys:manage".into()));
         }
-        Ok(Caller {
-            subject: id.subject().to_string(),
-            admin,
-            key_id: id.key_id().map(str::to_string),
-            org: id.org().map(str::to_string),
-            scopes: id.scopes().to_vec(),
-        })
+        Ok(p)
     }
 
     /// For the import endpoint, before its (large) body is read: the caller, when
@@ -192,9 +152,9 @@ impl Management {
         &self,
         cx: &ApiContext<'_>,
         req: &LocalRequest<'_>,
-    ) -> Result<Caller, GateError> {
+    ) -> Result<Principal, GateError> {
         let caller = self.caller(cx, req, true).await?;
-        crate::keys::policy::admit_import(&caller.actor())?;
+        crate::keys::policy::admit_import(&Actor::of(&caller))?;
         Ok(caller)
     }
 
@@ -205,7 +165,7 @@ impl Management {
         &self,
         cx: &ApiContext<'_>,
         req: &LocalRequest<'_>,
-        admitted: Option<Caller>,
+        admitted: Option<Principal>,
     ) -> Result<ApiResponse, GateError> {
         let (endpoint, params) = match router::route(ROUTES, req.method, req.path) {
             Routed::To(endpoint, params) => (endpoint, params),

@@ -43,6 +43,9 @@ pub struct CutSwitch {
     reason: Mutex<&'static str>,
     /// The connection's reader, woken by a cut.
     reader: Mutex<Option<Waker>>,
+    /// The connection closes after the request in flight, which was answered
+    /// before its body was read: what the client still sends is that body.
+    last_request: AtomicBool,
 }
 
 impl CutSwitch {
@@ -76,6 +79,18 @@ impl CutSwitch {
             return None;
         }
         Some(*self.reason.lock())
+    }
+
+    /// Says that the request in flight is the connection's last and was answered
+    /// before its body was read: what is read from now on is its body, never a
+    /// next request's head.
+    pub fn last_request(&self) {
+        self.last_request.store(true, Ordering::SeqCst);
+    }
+
+    /// True once [`Self::last_request`] was said.
+    pub fn is_last_request(&self) -> bool {
+        self.last_request.load(Ordering::Relaxed)
     }
 
     /// Keeps the waker of a read that has to wait, so a cut wakes it.

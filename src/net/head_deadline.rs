@@ -239,6 +239,10 @@ impl DeadlineStream {
             _ => {}
         }
         if let Phase::Body { responded: true } = self.phase {
+            if self.cut.as_ref().is_some_and(|(s, _)| s.is_last_request()) {
+                // The rest of a body answered early; no head follows it.
+                return 0;
+            }
             self.phase = Phase::Head {
                 since: None,
                 newlines: 0,
@@ -643,6 +647,22 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[tokio::test]
+    async fn the_body_of_a_last_request_answered_early_is_never_a_head() {
+        let mut s = stream(); // at most 64 bytes of head
+        assert!(s.saw(b"POST /v1/keys/import HTTP/1.1\r\nContent-Length: 9999\r\n\r\n"));
+        s.wrote(b"HTTP/1.1 413 Payload Too Large\r\n");
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let digest = Arc::new(SocketDigest::from_raw_fd(std::os::fd::AsRawFd::as_raw_fd(
+            &socket,
+        )));
+        let switch = cut::register(&digest);
+        s.cut = Some((switch.clone(), digest));
+        switch.last_request();
+        assert!(s.saw(&[b'x'; 1000]), "the refused body, read and dropped");
+        assert!(matches!(s.phase, Phase::Body { responded: true }));
     }
 
     #[tokio::test]

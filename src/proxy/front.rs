@@ -18,6 +18,10 @@ use pingora::http::ResponseHeader;
 use pingora_proxy::Session;
 use std::time::Duration;
 
+/// How long a refused body too large is still read from (and dropped), so that
+/// the client reads the 413 before the connection closes.
+const LINGER: Duration = Duration::from_secs(2);
+
 /// The local answers of one request, over the shared services.
 pub(super) struct Front<'a> {
     pub(super) shared: &'a Shared,
@@ -164,7 +168,7 @@ impl Front<'_> {
         let deadline = ctx.rt.body_timeout;
         let body = match Self::read_body(session, crate::portal::MAX_BODY, deadline).await {
             Ok(b) => b,
-            Err(e) => return self.refuse(session, ctx, e).await,
+            Err(e) => return self.refuse_body(session, ctx, e).await,
         };
         let path = ctx.decision.portal.clone().unwrap_or_default();
         let request = Self::local_request(session.req_header(), &path, &body, ctx);
@@ -200,6 +204,31 @@ impl Front<'_> {
         resp.insert_header("Content-Length", page.body.len().to_string())?;
         resp.insert_header("X-Request-Id", ctx.request_id.clone())?;
         Self::write_complete(session, resp, page.body).await
+    }
+
+    /// Refuses a body that could not be read. A client still sending a body too
+    /// large is read from (and its bytes dropped) for at most [`LINGER`] after the
+    /// refusal is written: closing on unread bytes makes the kernel reset the
+    /// connection, and a reset can destroy the refusal before the client reads it.
+    async fn refuse_body(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        err: GateError,
+    ) -> pingora::Result<bool> {
+        let too_large = err == GateError::PayloadTooLarge;
+        let answered = self.refuse(session, ctx, err).await;
+        let switch = session
+            .as_downstream()
+            .digest()
+            .and_then(|d| d.socket_digest.as_ref())
+            .and_then(crate::net::cut::of_connection);
+        if let (true, Ok(_), Some(switch)) = (too_large, &answered, switch) {
+            switch.last_request();
+            let drain = async { while let Ok(Some(_)) = session.read_request_body().await {} };
+            let _ = tokio::time::timeout(LINGER, drain).await;
+        }
+        answered
     }
 
     /// Reads the whole request body within `deadline`, refusing more than `limit`
@@ -289,7 +318,7 @@ impl Front<'_> {
         }
         let body = match Self::read_body(session, limit, deadline).await {
             Ok(b) => b,
-            Err(e) => return self.refuse(session, ctx, e).await,
+            Err(e) => return self.refuse_body(session, ctx, e).await,
         };
         let api = Self::local_request(session.req_header(), &path, &body, ctx);
         match self

@@ -35,10 +35,10 @@ fuzz_target!(|data: &[u8]| {
         let _ = e.to_string();
     }
     if let Some(rest) = text.strip_prefix("duration:") {
-        if let Ok(d) = keygate::config::duration::parse_duration(rest) {
-            let printed = keygate::config::Dur(d).to_string();
+        if let Ok(d) = keygate::domain::duration::parse_duration(rest) {
+            let printed = keygate::domain::duration::Dur(d).to_string();
             assert_eq!(
-                keygate::config::duration::parse_duration(&printed),
+                keygate::domain::duration::parse_duration(&printed),
                 Ok(d),
                 "a duration prints back to itself"
             );

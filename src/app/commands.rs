@@ -4,7 +4,8 @@
 use crate::app::compile::{self, Compiled};
 use crate::app::root::{self, StartError};
 use crate::clock::{Clock, SystemClock};
-use crate::config::{self, duration::parse_duration, ConfigError};
+use crate::config::{self, ConfigError};
+use crate::domain::duration::parse_duration;
 use crate::domain::id::new_id;
 use crate::domain::{KeyHash, KeyRecord, UserRecord};
 use crate::keys::input::{validate_new, FieldErrors, KeyInput, RefillInput};

@@ -4,7 +4,6 @@
 //! one mistake does not hide the next, then checks the values that serde cannot
 //! (addresses, URLs, references between sections).
 
-pub mod duration;
 pub mod env;
 pub mod memory;
 pub mod origin;
@@ -12,7 +11,6 @@ pub mod secret;
 pub mod types;
 mod validate;
 
-pub use duration::Dur;
 pub use origin::OriginPattern;
 pub use secret::Secret;
 pub use types::*;

@@ -1,4 +1,5 @@
 use super::*;
+use crate::domain::duration::Dur;
 
 const MINIMAL: &str =
     "upstream: { url: http://127.0.0.1:3000 }\ntiers: { free: { per_minute: 30 } }\n";

@@ -3,8 +3,8 @@
 //! These structs hold what the user wrote, with defaults filled in; the request path
 //! never reads them directly but through the compiled [`crate::proxy::runtime::Runtime`].
 
-use super::duration::Dur;
 use super::secret::Secret;
+use crate::domain::duration::Dur;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;

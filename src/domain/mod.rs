@@ -2,6 +2,7 @@
 //! management API and the CLI. This module imports nothing of theirs.
 
 pub mod algorithm;
+pub mod duration;
 pub mod hash;
 pub mod id;
 pub mod key;

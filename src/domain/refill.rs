@@ -33,7 +33,7 @@ impl RefillEvery {
             "day" => Ok(RefillEvery::Day),
             "month" => Ok(RefillEvery::Month),
             other => {
-                let d = crate::config::duration::parse_duration(other)
+                let d = crate::domain::duration::parse_duration(other)
                     .map_err(|e| format!("{e}; or `day` or `month`"))?;
                 if d.as_secs() == 0 || d.subsec_millis() != 0 {
                     return Err(format!(
@@ -69,7 +69,7 @@ impl fmt::Display for RefillEvery {
         match self {
             RefillEvery::Day => f.write_str("day"),
             RefillEvery::Month => f.write_str("month"),
-            RefillEvery::Every(d) => write!(f, "{}", crate::config::Dur(*d)),
+            RefillEvery::Every(d) => write!(f, "{}", crate::domain::duration::Dur(*d)),
         }
     }
 }

@@ -461,7 +461,10 @@ impl KeyService {
             let mut errors = FieldErrors::new();
             errors.insert(
                 "grace_period".into(),
-                format!("must be at most {}", crate::config::Dur(MAX_GRACE)),
+                format!(
+                    "must be at most {}",
+                    crate::domain::duration::Dur(MAX_GRACE)
+                ),
             );
             return Err(KeyServiceError::Invalid(errors));
         }

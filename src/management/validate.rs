@@ -1,7 +1,7 @@
 //! Field-by-field validation of management request bodies: every bad field is
 //! reported (422 `validation_error`, `details` by field), unknown fields included.
 
-use crate::config::duration::parse_duration;
+use crate::domain::duration::parse_duration;
 use crate::error::GateError;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};

@@ -644,7 +644,7 @@ impl Portal {
         // How long a grace may be is the key service's rule, said there.
         let grace = match form.text("grace_period").trim() {
             "" | "0" | "0s" => None,
-            text => match crate::config::duration::parse_duration(text) {
+            text => match crate::domain::duration::parse_duration(text) {
                 Ok(d) => Some(d).filter(|d| !d.is_zero()),
                 Err(e) => {
                     let mut details = serde_json::Map::new();

@@ -159,7 +159,7 @@ impl TokenIssuer {
 mod tests {
     use super::*;
     use crate::clock::Clock;
-    use crate::config::Dur;
+    use crate::domain::duration::Dur;
 
     fn config(alg: &str, file: Option<&str>, secret: Option<&str>) -> JwtIssueConfig {
         JwtIssueConfig {

@@ -1,5 +1,6 @@
 use super::*;
-use crate::config::{Dur, TierConfig};
+use crate::config::TierConfig;
+use crate::domain::duration::Dur;
 use std::sync::Arc;
 
 fn tier(second: Option<u64>, minute: Option<u64>, block: u64) -> TierLimits {

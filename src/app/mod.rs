@@ -6,7 +6,6 @@ pub mod admin; // /health, /ready, /metrics on the admin listener
 pub mod commands; // what each CLI subcommand does
 pub mod compile; // the one compile of a config: every part parsed once, every problem listed
 pub mod demo; // the echo upstream for the quickstart and tests
-pub mod drain; // requests in flight: on shutdown, exit once the last one ends
 pub mod reload; // SIGHUP: re-read, validate and swap the config
 pub mod root; // the composition root: every service built from a config and a clock
 pub mod server; // assembles and runs the Pingora server

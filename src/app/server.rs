@@ -43,9 +43,9 @@ impl Housekeeping {
     /// period.
     async fn drain_and_exit(&self) -> ! {
         let started = std::time::Instant::now();
-        let open = crate::app::drain::CONNECTIONS.count();
+        let open = crate::net::drain::CONNECTIONS.count();
         tracing::info!(open, grace = ?self.grace, "draining open connections");
-        let idle = crate::app::drain::CONNECTIONS.wait_idle(self.grace).await;
+        let idle = crate::net::drain::CONNECTIONS.wait_idle(self.grace).await;
         self.shared
             .usage
             .flush(&*self.shared.store, crate::ledger::usage::Flush::Exact)
@@ -53,7 +53,7 @@ impl Housekeeping {
         if idle {
             tracing::info!(took = ?started.elapsed(), "drained; exiting");
         } else {
-            let left = crate::app::drain::CONNECTIONS.count();
+            let left = crate::net::drain::CONNECTIONS.count();
             tracing::warn!(left, grace = ?self.grace, "grace period over with connections open; exiting");
         }
         crate::obs::log_writer::finish();
@@ -154,6 +154,21 @@ fn http2_options(
     o
 }
 
+/// The 431 written when a request head is too large (the contract's JSON error),
+/// whole, for the head guard (`crate::net::head_deadline`).
+static HEAD_TOO_LARGE: once_cell::sync::Lazy<Vec<u8>> = once_cell::sync::Lazy::new(|| {
+    let err = crate::error::GateError::HeadersTooLarge;
+    let body = err.body();
+    let mut out = format!(
+        "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    out
+});
+
 /// Starts keygate with `config` (read from `path`, which SIGHUP re-reads) and serves
 /// until SIGTERM/SIGINT. With `upgrade`, takes over the listening sockets of the
 /// keygate serving the same config file when it gets SIGQUIT (zero-downtime upgrade).
@@ -217,7 +232,7 @@ pub fn serve(compiled: Compiled, path: &std::path::Path, upgrade: bool) -> Resul
     gate.h2_options = Some(http2_options(&running_server));
     let mut proxy = Service::new(
         "keygate proxy".to_string(),
-        HeadDeadlineApp::new(gate, header_timeout, max_header_bytes),
+        HeadDeadlineApp::new(gate, header_timeout, max_header_bytes, &HEAD_TOO_LARGE),
     );
     // Pingora's default 64 KiB read buffer per connection made 10,000 open
     // connections cost ~730 MB; heads are read into Pingora's own buffer anyway.

@@ -1,7 +1,7 @@
 //! Signals, as operators expect them of a sidecar:
 //!
 //! - `SIGTERM` and `SIGINT`: stop accepting, let requests in flight finish within
-//!   `server.grace_period` ([`crate::app::drain`]), flush usage, exit 0 (Pingora's own default makes SIGINT
+//!   `server.grace_period` ([`crate::net::drain`]), flush usage, exit 0 (Pingora's own default makes SIGINT
 //!   a fast exit; a Ctrl-C in a terminal or a runtime sending SIGINT should drain too);
 //! - `SIGQUIT`: Pingora's zero-downtime upgrade (hand the listening sockets to a new
 //!   process started with `--upgrade`, then drain);

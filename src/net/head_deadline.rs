@@ -91,26 +91,14 @@ pub struct DeadlineStream {
     frames: Option<FrameTracker>,
     /// The close frame being written after a cut, and how much of it is out.
     goodbye: Option<(Vec<u8>, usize)>,
+    /// The whole 431 response written when a head is too large.
+    too_large: &'static [u8],
 }
-
-/// The 431 written when a head is too large (the contract's JSON error).
-static TOO_LARGE: once_cell::sync::Lazy<Vec<u8>> = once_cell::sync::Lazy::new(|| {
-    let err = crate::error::GateError::HeadersTooLarge;
-    let body = err.body();
-    let mut out = format!(
-        "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    out.extend_from_slice(&body);
-    out
-});
 
 impl DeadlineStream {
     /// Wraps a new connection; its first head is timed from now.
     /// A connection that chose HTTP/2 by ALPN starts at its preface.
-    pub fn new(inner: Stream, limit: Duration, max_head: usize) -> Self {
+    pub fn new(inner: Stream, limit: Duration, max_head: usize, too_large: &'static [u8]) -> Self {
         let since = Some(Instant::now());
         let phase = if inner.selected_alpn_proto() == Some(pingora::protocols::ALPN::H2) {
             Phase::Preface {
@@ -137,6 +125,7 @@ impl DeadlineStream {
             cut,
             frames: None,
             goodbye: None,
+            too_large,
         }
     }
 
@@ -288,8 +277,8 @@ impl DeadlineStream {
         let Phase::TooLarge { written } = &mut self.phase else {
             return Poll::Ready(());
         };
-        while *written < TOO_LARGE.len() {
-            match Pin::new(&mut self.inner).poll_write(cx, &TOO_LARGE[*written..]) {
+        while *written < self.too_large.len() {
+            match Pin::new(&mut self.inner).poll_write(cx, &self.too_large[*written..]) {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(()),
                 Poll::Ready(Ok(n)) => *written += n,
                 Poll::Pending => return Poll::Pending,
@@ -539,16 +528,19 @@ pub struct HeadDeadlineApp<A> {
     inner: Arc<A>,
     limit: Duration,
     max_head: usize,
+    too_large: &'static [u8],
 }
 
 impl<A> HeadDeadlineApp<A> {
     /// Wraps `inner` (the proxy): request heads must arrive within `limit` and hold
-    /// at most `max_head` bytes.
-    pub fn new(inner: A, limit: Duration, max_head: usize) -> Self {
+    /// at most `max_head` bytes; a larger one is answered `too_large` (a whole
+    /// response) and the connection closed.
+    pub fn new(inner: A, limit: Duration, max_head: usize, too_large: &'static [u8]) -> Self {
         HeadDeadlineApp {
             inner: Arc::new(inner),
             limit,
             max_head,
+            too_large,
         }
     }
 }
@@ -563,8 +555,13 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for HeadDeadlineApp<A> {
         // Pingora serves all of a kept-alive connection's requests in this one call,
         // from the accept (before its first head is read) to the close. The drain
         // counts it for as long (at shutdown Pingora closes idle ones at once).
-        let _open = crate::app::drain::CONNECTIONS.enter();
-        let stream: Stream = Box::new(DeadlineStream::new(stream, self.limit, self.max_head));
+        let _open = super::drain::CONNECTIONS.enter();
+        let stream: Stream = Box::new(DeadlineStream::new(
+            stream,
+            self.limit,
+            self.max_head,
+            self.too_large,
+        ));
         self.inner.process_new(stream, shutdown).await
     }
 
@@ -582,6 +579,10 @@ pub fn keepalive_secs(idle: Duration) -> u64 {
 mod tests {
     use super::*;
 
+    /// A 431 as the server writes one.
+    const TOO_LARGE: &[u8] =
+        b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n";
+
     fn stream() -> DeadlineStream {
         let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = tcp.local_addr().unwrap();
@@ -590,7 +591,7 @@ mod tests {
         let s = pingora::protocols::l4::stream::Stream::from(
             tokio::net::TcpStream::from_std(std_stream).unwrap(),
         );
-        DeadlineStream::new(Box::new(s), Duration::from_secs(10), 64)
+        DeadlineStream::new(Box::new(s), Duration::from_secs(10), 64, TOO_LARGE)
     }
 
     #[tokio::test]
@@ -726,7 +727,7 @@ mod tests {
             .unwrap();
         let (_silent_peer, _) = listener.accept().await.unwrap();
         let inner = pingora::protocols::l4::stream::Stream::from(client);
-        let mut s = DeadlineStream::new(Box::new(inner), Duration::from_millis(50), 64);
+        let mut s = DeadlineStream::new(Box::new(inner), Duration::from_millis(50), 64, TOO_LARGE);
         s.peeked(H2_PREFACE);
         let mut buf = [0u8; 16];
         let err = tokio::io::AsyncReadExt::read(&mut s, &mut buf)

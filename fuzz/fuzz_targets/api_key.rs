@@ -3,7 +3,8 @@
 //! that it classifies as issued again; a parsed hash prints back the same.
 #![no_main]
 
-use keygate::auth::api_key::{KeyFormat, KeyShape};
+use keygate::auth::api_key::KeyShape;
+use keygate::auth::key_format::KeyFormat;
 use keygate::auth::key_format::DEFAULT_FORMAT;
 use keygate::domain::KeyHash;
 use libfuzzer_sys::fuzz_target;

@@ -3,7 +3,7 @@
 #![no_main]
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use keygate::auth::api_key::KeyFormat;
+use keygate::auth::key_format::KeyFormat;
 use keygate::auth::credentials::{bearer_token, extract, Source};
 use keygate::auth::jwt::looks_like_jwt;
 use libfuzzer_sys::fuzz_target;
@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let sources: Vec<Source> = ["header:x-api-key", "bearer", "query:api_key"]
         .iter()
-        .filter_map(|s| Source::parse(s))
+        .filter_map(|s| Source::parse(s).ok())
         .collect();
     if let Ok(c) = extract(&sources, &headers, query) {
         let v = c.value.as_bytes();

@@ -67,7 +67,7 @@ pub enum ConfigError {
 
 /// A config that decoded (with stand-ins for the parts that did not) and the
 /// problems found so far: what the config itself can tell. Later checks — the
-/// compile (`crate::app::compile`), which parses what the modules behind the
+/// compile (`src/app/compile.rs`), which parses what the modules behind the
 /// settings read — [`report`](Draft::report) theirs, and [`finish`](Draft::finish)
 /// lists them all at once.
 #[derive(Debug)]
@@ -109,7 +109,7 @@ pub fn read(path: &Path) -> Result<String, ConfigError> {
 }
 
 /// Reads, substitutes, parses and validates the config at `path` with the config's
-/// own checks only (the compile, `crate::app::compile`, adds the rest).
+/// own checks only (the compile, `src/app/compile.rs`, adds the rest).
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     parse(&read(path)?)
 }

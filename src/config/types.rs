@@ -1,7 +1,8 @@
 //! Serde mirror of `keygate.yaml` (docs/configuration.md). Unknown keys are errors.
 //!
 //! These structs hold what the user wrote, with defaults filled in; the request path
-//! never reads them directly but through the compiled [`crate::proxy::runtime::Runtime`].
+//! never reads them directly: the compile (`src/app/compile.rs`) reads them once and
+//! builds the typed values the request path holds.
 
 use super::secret::Secret;
 use crate::domain::duration::Dur;

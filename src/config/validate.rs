@@ -16,7 +16,7 @@ const METHODS: &[&str] = &[
 
 /// Returns every semantic problem of a structurally valid config that the config
 /// itself can tell. What only the modules using a setting know (URL syntax of the
-/// backends, certificates, key files) is parsed by the compile, `crate::app::compile`.
+/// backends, certificates, key files) is parsed by the compile, `src/app/compile.rs`.
 pub fn validate(c: &Config) -> Vec<Problem> {
     let mut p = Vec::new();
     server(&c.server, &mut p);
@@ -231,7 +231,7 @@ fn is_header_name(name: &str) -> bool {
 }
 
 fn api_keys(a: &ApiKeysConfig, p: &mut Vec<Problem>) {
-    // Sources and the format are parsed, once, by the compile (`crate::app::compile`).
+    // Sources and the format are parsed, once, by the compile (`src/app/compile.rs`).
     let prefix_ok = !a.prefix.is_empty()
         && a.prefix.len() <= 16
         && a.prefix

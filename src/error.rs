@@ -36,6 +36,9 @@ pub enum GateError {
     /// Client IP outside the key's allow-list.
     #[error("IP address not allowed for this API key")]
     IpNotAllowed,
+    /// The key's account is suspended.
+    #[error("Account is suspended")]
+    AccountSuspended,
     /// Route needs a scope the caller lacks.
     #[error("Missing scope: {0}")]
     MissingScope(String),
@@ -232,6 +235,7 @@ rejections! {
     InvalidCredentials  => UNAUTHORIZED,          UNAUTHENTICATED,     "unauthorized",         outcome::UNAUTHORIZED,   reason::INVALID_LOGIN,       None;
     InvalidRefresh      => UNAUTHORIZED,          UNAUTHENTICATED,     "invalid_token",        outcome::UNAUTHORIZED,   reason::INVALID_REFRESH,     None;
     IpNotAllowed        => FORBIDDEN,             PERMISSION_DENIED,   "forbidden",            outcome::FORBIDDEN,      reason::IP,                  None;
+    AccountSuspended    => FORBIDDEN,             PERMISSION_DENIED,   "account_suspended",    outcome::FORBIDDEN,      reason::SUSPENDED,           None;
     MissingScope        => FORBIDDEN,             PERMISSION_DENIED,   "forbidden",            outcome::FORBIDDEN,      reason::SCOPE,               None;
     WrongEnvironment    => FORBIDDEN,             PERMISSION_DENIED,   "forbidden",            outcome::FORBIDDEN,      reason::ENVIRONMENT,         None;
     Forbidden           => FORBIDDEN,             PERMISSION_DENIED,   "forbidden",            outcome::FORBIDDEN,      reason::FORBIDDEN,           None;
@@ -320,6 +324,20 @@ impl From<crate::keys::service::KeyServiceError> for GateError {
             }
             KeyServiceError::ImportRead(_) => GateError::BadRequest("The import could not be read"),
             KeyServiceError::Store(e) => e.into(),
+            KeyServiceError::Account(e) => e.into(),
+        }
+    }
+}
+
+impl From<crate::keys::accounts::AccountError> for GateError {
+    fn from(e: crate::keys::accounts::AccountError) -> Self {
+        use crate::keys::accounts::AccountError;
+        match e {
+            AccountError::Invalid(fields) => GateError::Validation(fields),
+            AccountError::AdminOnly => GateError::Forbidden("Only an admin may do this".into()),
+            AccountError::NotFound => GateError::NotFound,
+            AccountError::Unsupported => GateError::NotFound,
+            AccountError::Store(e) => e.into(),
         }
     }
 }
@@ -331,6 +349,7 @@ impl From<KeyError> for GateError {
             KeyError::Expired => GateError::ExpiredKey,
             KeyError::Revoked => GateError::RevokedKey,
             KeyError::IpNotAllowed => GateError::IpNotAllowed,
+            KeyError::AccountSuspended => GateError::AccountSuspended,
             KeyError::StoreUnavailable => GateError::BackendUnavailable,
         }
     }

@@ -45,6 +45,11 @@ enum Command {
         #[command(subcommand)]
         command: Box<KeysCommand>,
     },
+    /// Manage accounts: the customers that hold keys, their plans and credits.
+    Accounts {
+        #[command(subcommand)]
+        command: AccountsCommand,
+    },
     /// Manage logins for the token endpoint.
     Users {
         #[command(subcommand)]
@@ -89,6 +94,63 @@ enum UsersCommand {
     },
 }
 
+#[derive(Subcommand)]
+enum AccountsCommand {
+    /// Every account, one JSON object per line, in id order.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// One account with its keys' ids.
+    Show {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The account id.
+        id: String,
+    },
+    /// Put an account on another plan (a configured tier); its keys on the old
+    /// plan move with it, everywhere within a second.
+    SetPlan {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The account id.
+        id: String,
+        /// The plan.
+        plan: String,
+    },
+    /// Refuse every key of an account (403 account_suspended) until resumed.
+    Suspend {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The account id.
+        id: String,
+    },
+    /// Let a suspended account's keys work again.
+    Resume {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The account id.
+        id: String,
+    },
+    /// Add credits to an account's pooled balance (negative takes away).
+    AddCredits {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The account id.
+        id: String,
+        /// Credits to add.
+        #[arg(allow_negative_numbers = true)]
+        credits: i64,
+    },
+    /// Every account with its keys' ids, as JSON Lines, to FILE or stdout.
+    Export {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Where to write (default: standard output).
+        file: Option<PathBuf>,
+    },
+}
+
 // Parsed once per run: the size of its largest variant costs nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
@@ -115,6 +177,9 @@ enum KeysCommand {
         /// Owning user.
         #[arg(long)]
         owner: Option<String>,
+        /// The account the key joins: an id (made on first use) or a user's email.
+        #[arg(long)]
+        account: Option<String>,
         /// Credits; the key is unmetered without this (or its tier's refill amount
         /// when its tier refills).
         #[arg(long, allow_negative_numbers = true)]
@@ -206,6 +271,33 @@ fn with_key(record: &keygate::domain::KeyRecord, key: &str) -> String {
 }
 
 /// The compiled config at `path` (every problem listed, exit 2).
+fn accounts(command: AccountsCommand) -> Result<String, CommandError> {
+    use commands::AccountAction as A;
+    let (config, action, file) = match command {
+        AccountsCommand::List { config } => (config, A::List, None),
+        AccountsCommand::Show { config, id } => (config, A::Show(id), None),
+        AccountsCommand::SetPlan { config, id, plan } => (config, A::SetPlan(id, plan), None),
+        AccountsCommand::Suspend { config, id } => (config, A::Suspend(id), None),
+        AccountsCommand::Resume { config, id } => (config, A::Resume(id), None),
+        AccountsCommand::AddCredits {
+            config,
+            id,
+            credits,
+        } => (config, A::AddCredits(id, credits), None),
+        AccountsCommand::Export { config, file } => (config, A::Export, file),
+    };
+    let c = load(&config.config)?;
+    let out = commands::accounts(&c, action)?;
+    match file {
+        Some(path) => {
+            std::fs::write(&path, format!("{out}\n"))
+                .map_err(|e| CommandError::Runtime(format!("{}: {e}", path.display())))?;
+            Ok(String::new())
+        }
+        None => Ok(out),
+    }
+}
+
 fn load(path: &std::path::Path) -> Result<Compiled, CommandError> {
     Ok(compile::load(
         path,
@@ -230,6 +322,7 @@ fn run(cli: Cli) -> Result<String, CommandError> {
             .map(|_| String::new())
             .map_err(|e| CommandError::Runtime(format!("demo upstream on {listen}: {e}"))),
         Command::Keys { command } => keys(*command),
+        Command::Accounts { command } => accounts(command),
         Command::Users {
             command:
                 UsersCommand::Create {
@@ -263,6 +356,7 @@ fn keys(command: KeysCommand) -> Result<String, CommandError> {
             env,
             org,
             owner,
+            account,
             credits,
             refill,
             expires_in,
@@ -277,6 +371,7 @@ fn keys(command: KeysCommand) -> Result<String, CommandError> {
                 env,
                 org,
                 owner,
+                account,
                 credits,
                 refill,
                 expires_in,

@@ -8,11 +8,12 @@ use crate::config::{self, ConfigError};
 use crate::domain::duration::parse_duration;
 use crate::domain::id::new_id;
 use crate::domain::{KeyHash, KeyRecord, UserRecord};
+use crate::keys::accounts::AccountService;
 use crate::keys::input::{validate_new, FieldErrors, KeyInput, RefillInput};
 use crate::keys::policy::Actor;
 use crate::keys::rules::KeyRules;
 use crate::keys::service::{KeyService, KeyServiceError};
-use crate::store::{KeyStore, StoreError};
+use crate::store::StoreError;
 use chrono::Utc;
 use std::path::Path;
 use std::sync::Arc;
@@ -104,6 +105,8 @@ pub struct CreateKey {
     pub org: Option<String>,
     /// Owner.
     pub owner: Option<String>,
+    /// The account it joins: an id or a user's email.
+    pub account: Option<String>,
     /// Credits (unmetered when absent, unless a refill applies).
     pub credits: Option<i64>,
     /// The key's own refill, `AMOUNT/EVERY` (e.g. `1000/month`).
@@ -121,10 +124,6 @@ fn runtime() -> Result<tokio::runtime::Runtime, CommandError> {
         .map_err(|e| CommandError::Runtime(e.to_string()))
 }
 
-fn open(compiled: &Compiled) -> Result<Arc<dyn KeyStore>, CommandError> {
-    Ok(root::open_store(compiled, Arc::new(SystemClock))?.keys)
-}
-
 /// What the config allows the operator's doors, from the compiled key format.
 fn rules(compiled: &Compiled) -> KeyRules<'_> {
     KeyRules::new(&compiled.config, &compiled.key_format)
@@ -133,11 +132,16 @@ fn rules(compiled: &Compiled) -> KeyRules<'_> {
 /// The key service over the configured store, for the operator at the CLI. (The
 /// serving processes learn of its changes through the store's change feed.)
 fn key_service(compiled: &Compiled) -> Result<KeyService, CommandError> {
-    Ok(KeyService::new(
-        open(compiled)?,
-        None,
-        Arc::new(SystemClock),
-    ))
+    let stores = root::open_store(compiled, Arc::new(SystemClock))?;
+    let accounts = stores.accounts.map(|a| {
+        Arc::new(AccountService::new(
+            a,
+            stores.users.clone(),
+            None,
+            Arc::new(SystemClock),
+        ))
+    });
+    Ok(KeyService::new(stores.keys, None, Arc::new(SystemClock)).with_accounts(accounts))
 }
 
 /// The CLI's spelling of each field the key rules name.
@@ -219,6 +223,7 @@ impl CreateKey {
             allowed_ips: Some(self.allow_ips.clone()),
             org: self.org.clone(),
             owner: self.owner.clone(),
+            account: self.account.clone(),
         };
         (input, problems)
     }
@@ -388,4 +393,153 @@ pub fn users_create(
         other => other.map_err(CommandError::from),
     }?;
     Ok(user)
+}
+
+/// What `keygate accounts …` does.
+#[derive(Debug, Clone)]
+pub enum AccountAction {
+    /// `list`: every account, in id order.
+    List,
+    /// `show ID`: one account with its keys.
+    Show(String),
+    /// `set-plan ID PLAN`.
+    SetPlan(String, String),
+    /// `suspend ID`.
+    Suspend(String),
+    /// `resume ID`.
+    Resume(String),
+    /// `add-credits ID N` (N may be negative).
+    AddCredits(String, i64),
+    /// `export`: every account and its keys' ids, as JSON Lines.
+    Export,
+}
+
+fn account_error(e: crate::keys::accounts::AccountError, id: &str) -> CommandError {
+    use crate::keys::accounts::AccountError;
+    match e {
+        AccountError::Invalid(problems) => CommandError::Usage(
+            problems
+                .iter()
+                .map(|(k, v)| format!("{k}: {}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
+        AccountError::NotFound => CommandError::Runtime(format!("no account with id {id}")),
+        AccountError::Store(e) => e.into(),
+        other => CommandError::Runtime(other.to_string()),
+    }
+}
+
+/// `keygate accounts …` over the configured store, as the operator: the answer
+/// as JSON (one object, or JSON Lines for `list` and `export`).
+pub fn accounts(compiled: &Compiled, action: AccountAction) -> Result<String, CommandError> {
+    use crate::domain::{AccountFilter, AccountPatch, AccountStatus, CreditChange};
+    let keys = key_service(compiled)?;
+    let Some(accounts) = keys.accounts().cloned() else {
+        return Err(CommandError::Usage(
+            "this store keeps no accounts: use store.kind sqlite or postgres".into(),
+        ));
+    };
+    let rules = rules(compiled);
+    let operator = Actor::operator();
+    let rt = runtime()?;
+    let render = |v: &crate::keys::accounts::AccountView| -> String {
+        let mut o = serde_json::to_value(&v.account).unwrap_or_default();
+        if let Some(keys) = &v.keys {
+            o["keys"] = serde_json::Value::Array(
+                keys.iter()
+                    .map(|k| serde_json::Value::String(k.id.clone()))
+                    .collect(),
+            );
+        }
+        if !v.warnings.is_empty() {
+            o["warnings"] = serde_json::json!(v.warnings);
+        }
+        o.to_string()
+    };
+    let export = matches!(action, AccountAction::Export);
+    let suspend = matches!(action, AccountAction::Suspend(_));
+    rt.block_on(async {
+        let set = |id: &str, patch: AccountPatch| {
+            let (accounts, rules, id) = (&accounts, &rules, id.to_string());
+            async move {
+                accounts
+                    .update(rules, &operator, &id, patch)
+                    .await
+                    .map_err(|e| account_error(e, &id))
+            }
+        };
+        match action {
+            AccountAction::List | AccountAction::Export => {
+                let mut out = Vec::new();
+                let mut after = None;
+                loop {
+                    let page = accounts
+                        .list(
+                            &operator,
+                            AccountFilter {
+                                after: after.clone(),
+                                limit: 500,
+                                ..Default::default()
+                            },
+                        )
+                        .await
+                        .map_err(|e| account_error(e, ""))?;
+                    let Some(last) = page.last() else { break };
+                    after = Some(last.id.clone());
+                    for a in page {
+                        let view = if export {
+                            accounts
+                                .get(&operator, &a.id)
+                                .await
+                                .map_err(|e| account_error(e, &a.id))?
+                        } else {
+                            crate::keys::accounts::AccountView {
+                                account: a,
+                                keys: None,
+                                warnings: Vec::new(),
+                            }
+                        };
+                        out.push(render(&view));
+                    }
+                }
+                Ok(out.join("\n"))
+            }
+            AccountAction::Show(id) => accounts
+                .get(&operator, &id)
+                .await
+                .map(|v| render(&v))
+                .map_err(|e| account_error(e, &id)),
+            AccountAction::SetPlan(id, plan) => set(
+                &id,
+                AccountPatch {
+                    plan: Some(plan),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map(|v| render(&v)),
+            AccountAction::Suspend(id) | AccountAction::Resume(id) => {
+                let status = if suspend {
+                    AccountStatus::Suspended
+                } else {
+                    AccountStatus::Active
+                };
+                set(
+                    &id,
+                    AccountPatch {
+                        status: Some(status),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map(|v| render(&v))
+            }
+            AccountAction::AddCredits(id, n) => accounts
+                .change_credits(&operator, &id, CreditChange::Add(n))
+                .await
+                .map(|v| render(&v))
+                .map_err(|e| account_error(e, &id)),
+        }
+    })
 }

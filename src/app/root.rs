@@ -13,6 +13,7 @@ use crate::auth::jwt::JwtSetupError;
 use crate::auth::verify::KeyVerifier;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, StoreKind};
+use crate::keys::accounts::AccountService;
 use crate::keys::service::KeyService;
 use crate::ledger::usage::UsageRecorder;
 use crate::limit::redis::RedisLimiter;
@@ -23,6 +24,7 @@ use crate::portal::Portal;
 use crate::proxy::live_streams::LiveStreams;
 use crate::proxy::runtime::{Runtime, RuntimeError};
 use crate::proxy::Shared;
+use crate::store::accounts::AccountStore;
 use crate::store::file::{FileStore, KeyFileError};
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
@@ -65,6 +67,8 @@ pub struct Stores {
     pub keys: Arc<dyn KeyStore>,
     /// Users and refresh tokens (not with the read-only file store).
     pub users: Option<Arc<dyn UserStore>>,
+    /// Accounts (not with the read-only file store).
+    pub accounts: Option<Arc<dyn AccountStore>>,
 }
 
 /// Opens the configured store, judging time on `clock`.
@@ -75,7 +79,8 @@ pub fn open_store(compiled: &Compiled, clock: Arc<dyn Clock>) -> Result<Stores, 
             let store = Arc::new(SqliteStore::open(&config.store.path)?.with_clock(clock));
             Ok(Stores {
                 keys: store.clone(),
-                users: Some(store),
+                users: Some(store.clone()),
+                accounts: Some(store),
             })
         }
         StoreKind::Postgres => {
@@ -92,12 +97,14 @@ pub fn open_store(compiled: &Compiled, clock: Arc<dyn Clock>) -> Result<Stores, 
             );
             Ok(Stores {
                 keys: store.clone(),
-                users: Some(store),
+                users: Some(store.clone()),
+                accounts: Some(store),
             })
         }
         StoreKind::File => Ok(Stores {
             keys: Arc::new(open_key_file(config)?),
             users: None,
+            accounts: None,
         }),
     }
 }
@@ -112,7 +119,11 @@ pub fn open_key_file(config: &Config) -> Result<FileStore, KeyFileError> {
 
 /// Builds the shared request-path state from a compiled config.
 pub fn build_shared(compiled: Compiled, clock: Arc<dyn Clock>) -> Result<Arc<Shared>, StartError> {
-    let Stores { keys: store, users } = open_store(&compiled, clock.clone())?;
+    let Stores {
+        keys: store,
+        users,
+        accounts: account_store,
+    } = open_store(&compiled, clock.clone())?;
     let Compiled {
         config,
         key_format,
@@ -139,11 +150,22 @@ pub fn build_shared(compiled: Compiled, clock: Arc<dyn Clock>) -> Result<Arc<Sha
         jwt,
         clock.clone(),
     ));
-    let keys = Arc::new(KeyService::new(
-        store.clone(),
-        Some(auth.keys().cache().clone()),
-        clock.clone(),
-    ));
+    let account_service = account_store.map(|a| {
+        Arc::new(AccountService::new(
+            a,
+            users.clone(),
+            Some(auth.keys().cache().clone()),
+            clock.clone(),
+        ))
+    });
+    let keys = Arc::new(
+        KeyService::new(
+            store.clone(),
+            Some(auth.keys().cache().clone()),
+            clock.clone(),
+        )
+        .with_accounts(account_service),
+    );
     let accounts = users.map(|u| Arc::new(Accounts::new(u, limiter.clone(), clock.clone())));
     Ok(Arc::new(Shared {
         runtime: ArcSwap::from_pointee(runtime),
@@ -182,6 +204,16 @@ fn forget_changed_keys(cache: KeyCache, live: Arc<LiveStreams>) -> crate::store:
         StoreChange::Key { id, changed_at_ms } => {
             cache.invalidate_key_id(&id);
             live.key_changed(&id);
+            if let Some(at) = changed_at_ms {
+                let now = SystemClock.now_ms();
+                metrics::KEY_CHANGE_LAG.observe(now.saturating_sub(at) as f64 / 1000.0);
+            }
+        }
+        StoreChange::Account { id, changed_at_ms } => {
+            cache.invalidate_account(&id);
+            // Rare (an admin's change): every live stream is checked again, which
+            // finds a suspended account's.
+            live.recheck_all();
             if let Some(at) = changed_at_ms {
                 let now = SystemClock.now_ms();
                 metrics::KEY_CHANGE_LAG.observe(now.saturating_sub(at) as f64 / 1000.0);

@@ -109,9 +109,14 @@ impl Authenticator {
         let known = self.keys.lookup(credential, settings.key_format).await?;
         let now_ms = i64::try_from(self.clock.now_ms()).unwrap_or(i64::MAX);
         check_key(&known.checks, now_ms, client_ip)?;
+        let tier = settings.tiers.get(&known.checks.tier);
+        let tier = match &known.identity.account {
+            Some(account) => account.limits_on(tier),
+            None => tier.clone(),
+        };
         Ok(Principal {
             identity: known.identity.clone(),
-            tier: settings.tiers.get(&known.checks.tier).clone(),
+            tier,
             valid_until_ms: known
                 .checks
                 .expires_at_ms

@@ -10,7 +10,7 @@
 //! documented availability trade-off). A read that a change overtook (the change was
 //! announced while the read was in flight) is not trusted either.
 
-use super::{AuthMethod, Identity};
+use super::{AccountHold, AuthMethod, Identity};
 use crate::clock::Clock;
 use crate::config::CacheConfig;
 use crate::domain::KeyHash;
@@ -40,6 +40,8 @@ pub struct KeyChecks {
     pub allowed_ips: Box<[ipnet::IpNet]>,
     /// The key's tier name, shared by every key of the tier.
     pub tier: Arc<str>,
+    /// The key's account is suspended.
+    pub suspended: bool,
 }
 
 impl KeyChecks {
@@ -53,6 +55,10 @@ impl KeyChecks {
             secret_valid_until_ms: ms(record.secret_valid_until),
             allowed_ips: record.allowed_ips.clone().into_boxed_slice(),
             tier: crate::intern::name(&record.tier),
+            suspended: record
+                .account_gate
+                .as_ref()
+                .is_some_and(|a| a.status == crate::domain::AccountStatus::Suspended),
         }
     }
 }
@@ -87,8 +93,12 @@ impl KnownKey {
             record.environment,
             record.credits,
             limit_key,
+            record.account.as_deref(),
         );
         identity.refill = refill;
+        identity.account = record
+            .account_gate
+            .map(|a| Box::new(AccountHold::new(a.credits, a.overrides)));
         KnownKey {
             checks,
             identity: Arc::new(identity),
@@ -260,6 +270,19 @@ impl KeyCache {
         self.trust.changes.fetch_add(1, Ordering::SeqCst);
         let id = id.to_string();
         if let Err(e) = self.known.invalidate_entries_if(move |_, k| k.id() == id) {
+            tracing::error!(error = %e, "key cache invalidation failed; changes show after cache.ttl");
+        }
+    }
+
+    /// Forgets every key of account `id` (its plan, status or overrides changed),
+    /// at once and for reads in flight, as [`Self::invalidate_key_id`] does.
+    pub fn invalidate_account(&self, id: &str) {
+        self.trust.changes.fetch_add(1, Ordering::SeqCst);
+        let id = id.to_string();
+        if let Err(e) = self
+            .known
+            .invalidate_entries_if(move |_, k| k.identity.account_id() == Some(id.as_str()))
+        {
             tracing::error!(error = %e, "key cache invalidation failed; changes show after cache.ttl");
         }
     }

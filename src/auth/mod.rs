@@ -55,12 +55,55 @@ pub struct Identity {
     /// The key's own credit refill, overriding its tier's (boxed: most keys have
     /// none, and every cached key holds this field).
     pub refill: Option<Box<crate::domain::Refill>>,
+    /// What the key's account holds for its `pool: account` tiers (`None`: a JWT,
+    /// or a store without accounts).
+    pub account: Option<Box<AccountHold>>,
     /// Granted scopes.
     scopes: Box<[String]>,
     /// The strings, end to end.
     text: Bytes,
     /// Where each [`Part`] lies in `text`; `None` when absent.
-    parts: [Option<(u32, u32)>; 5],
+    parts: [Option<(u32, u32)>; 6],
+}
+
+/// A key's account as its cached identity holds it: the pooled balance when read
+/// and the account's own limits, built once per tier in force.
+#[derive(Debug)]
+pub struct AccountHold {
+    /// The pooled balance when the key was read (`None`: unmetered).
+    pub credits: Option<i64>,
+    /// The account's own values for its plan's limits.
+    pub overrides: crate::domain::PlanOverrides,
+    /// The last tier these overrides were applied to, and the result.
+    limits: parking_lot::Mutex<Option<(Arc<TierLimits>, Arc<TierLimits>)>>,
+}
+
+impl AccountHold {
+    /// An account's hold: its balance and overrides.
+    pub fn new(credits: Option<i64>, overrides: crate::domain::PlanOverrides) -> Self {
+        AccountHold {
+            credits,
+            overrides,
+            limits: parking_lot::Mutex::new(None),
+        }
+    }
+
+    /// `tier` with the account's overrides: `tier` itself when they change nothing,
+    /// else built once and kept until the tier is replaced (a reload).
+    pub fn limits_on(&self, tier: &Arc<TierLimits>) -> Arc<TierLimits> {
+        if !self.overrides.changes_windows() && self.overrides.refill.is_none() {
+            return tier.clone();
+        }
+        let mut memo = self.limits.lock();
+        if let Some((base, built)) = &*memo {
+            if Arc::ptr_eq(base, tier) {
+                return built.clone();
+            }
+        }
+        let built = Arc::new(tier.with_overrides(&self.overrides));
+        *memo = Some((tier.clone(), built.clone()));
+        built
+    }
 }
 
 /// The strings of an [`Identity`], in `text` order.
@@ -71,7 +114,12 @@ enum Part {
     Org = 2,
     Scopes = 3,
     LimitKey = 4,
+    /// `acct:<account id>`: the account's limit key; the id is what follows `acct:`.
+    AccountLimitKey = 5,
 }
+
+/// The prefix of an account's rate-limit counters: `acct:<id>`.
+pub const ACCOUNT_LIMIT_PREFIX: &str = "acct:";
 
 /// An identity field forwarded upstream as a header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,10 +132,13 @@ pub enum IdentityField {
     Org,
     /// The scopes, space-separated.
     Scopes,
+    /// The account id.
+    Account,
 }
 
 impl Identity {
-    /// An identity; `limit_key` names its rate-limit counters.
+    /// An identity; `limit_key` names its own rate-limit counters, `account` the
+    /// account whose counters its `pool: account` tiers use.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         method: AuthMethod,
@@ -98,6 +149,7 @@ impl Identity {
         environment: Environment,
         credits: Option<i64>,
         limit_key: String,
+        account: Option<&str>,
     ) -> Self {
         let joined = scopes.join(" ");
         let mut text = String::with_capacity(
@@ -105,7 +157,8 @@ impl Identity {
                 + subject.len()
                 + org.as_ref().map_or(0, String::len)
                 + joined.len()
-                + limit_key.len(),
+                + limit_key.len()
+                + account.map_or(0, |a| a.len() + ACCOUNT_LIMIT_PREFIX.len()),
         );
         let mut put = |s: &str| {
             let start = text.len();
@@ -121,11 +174,13 @@ impl Identity {
         let org_range = org.as_deref().and_then(&mut put);
         let scopes_range = put(&joined);
         let limit_range = put(&limit_key);
+        let account_range = account.and_then(|a| put(&format!("{ACCOUNT_LIMIT_PREFIX}{a}")));
         Identity {
             method,
             environment,
             credits,
             refill: None,
+            account: None,
             scopes: scopes.into_boxed_slice(),
             text: Bytes::from(text),
             parts: [
@@ -134,6 +189,7 @@ impl Identity {
                 org_range,
                 scopes_range,
                 limit_range,
+                account_range,
             ],
         }
     }
@@ -164,9 +220,26 @@ impl Identity {
         &self.scopes
     }
 
-    /// Identity whose counters the rate limiter uses.
+    /// The caller's own rate-limit counters (a key's, a token subject's).
     pub fn limit_key(&self) -> &str {
         self.part(Part::LimitKey).unwrap_or_default()
+    }
+
+    /// The counters a request on `tier` counts against: the account's on a
+    /// `pool: account` tier (when the caller has an account), else its own.
+    pub fn limit_key_on(&self, tier: &TierLimits) -> &str {
+        match tier.pool {
+            crate::domain::Pool::Account => self
+                .part(Part::AccountLimitKey)
+                .unwrap_or_else(|| self.limit_key()),
+            crate::domain::Pool::Key => self.limit_key(),
+        }
+    }
+
+    /// The account id, if the caller has one.
+    pub fn account_id(&self) -> Option<&str> {
+        self.part(Part::AccountLimitKey)
+            .map(|k| &k[ACCOUNT_LIMIT_PREFIX.len()..])
     }
 
     /// `field` as a header value (`None` when absent or not representable in a
@@ -177,8 +250,12 @@ impl Identity {
             IdentityField::KeyId => Part::KeyId,
             IdentityField::Org => Part::Org,
             IdentityField::Scopes => Part::Scopes,
+            IdentityField::Account => Part::AccountLimitKey,
         };
-        let (start, end) = self.parts[part as usize]?;
+        let (mut start, end) = self.parts[part as usize]?;
+        if field == IdentityField::Account {
+            start += ACCOUNT_LIMIT_PREFIX.len() as u32;
+        }
         HeaderValue::from_maybe_shared(self.text.slice(start as usize..end as usize)).ok()
     }
 }

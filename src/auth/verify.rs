@@ -27,6 +27,9 @@ pub enum KeyError {
     /// The store could not answer (and the key was not cached).
     #[error("key store unavailable")]
     StoreUnavailable,
+    /// The key's account is suspended.
+    #[error("Account is suspended")]
+    AccountSuspended,
 }
 
 /// Turns API keys into stored records, through the cache.
@@ -113,11 +116,15 @@ fn log_store_error(e: &StoreError) {
     tracing::warn!(error = %e, "key lookup failed");
 }
 
-/// The key's own checks, in contract order: revoked, expired, IP allow-list, with
+/// The key's own checks, in contract order: revoked, its account suspended,
+/// expired, IP allow-list, with
 /// `now_ms` in Unix milliseconds.
 pub fn check_key(key: &KeyChecks, now_ms: i64, client_ip: Option<IpAddr>) -> Result<(), KeyError> {
     if key.revoked {
         return Err(KeyError::Revoked);
+    }
+    if key.suspended {
+        return Err(KeyError::AccountSuspended);
     }
     if key.secret_valid_until_ms <= now_ms {
         // A previous secret whose regenerate grace period ended (while cached).

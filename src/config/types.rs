@@ -486,9 +486,13 @@ pub struct TierConfig {
     /// After any window is exhausted, stay at 429 this long.
     #[serde(default)]
     pub block: Dur,
-    /// Most keys one owner may hold in this tier.
+    /// Most keys one owner (one account, with `pool: account`) may hold in this tier.
     #[serde(default)]
     pub max_keys: Option<u64>,
+    /// Whose windows and credits they are: each key's (`key`, the default) or the
+    /// account's, shared by all its keys (`account`).
+    #[serde(default)]
+    pub pool: crate::domain::Pool,
 }
 
 /// Rate-limit backend.
@@ -684,6 +688,8 @@ pub struct ForwardHeaders {
     pub environment: Option<String>,
     /// `api_key` or `jwt`.
     pub method: Option<String>,
+    /// The key's account.
+    pub account: Option<String>,
 }
 
 impl Default for ForwardHeaders {
@@ -696,6 +702,7 @@ impl Default for ForwardHeaders {
             scopes: Some("X-Auth-Scopes".into()),
             environment: Some("X-Auth-Environment".into()),
             method: Some("X-Auth-Method".into()),
+            account: Some("X-Auth-Account".into()),
         }
     }
 }

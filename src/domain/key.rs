@@ -92,6 +92,8 @@ pub struct KeyRecord {
     pub org: Option<String>,
     /// Owning user.
     pub owner: Option<String>,
+    /// The account the key belongs to (`None` only on stores without accounts).
+    pub account: Option<String>,
     /// Active or revoked.
     pub status: KeyStatus,
     /// Remaining credits; `None` means unmetered.
@@ -113,6 +115,10 @@ pub struct KeyRecord {
     /// period: when that secret stops working.
     #[serde(skip)]
     pub secret_valid_until: Option<DateTime<Utc>>,
+    /// Set only on a record read by the store's `find_by_hash`: what the
+    /// request path needs of the key's account (boxed: most records carry none).
+    #[serde(skip)]
+    pub account_gate: Option<Box<crate::domain::AccountGate>>,
 }
 
 impl KeyRecord {
@@ -132,6 +138,7 @@ impl KeyRecord {
             environment: Environment::Live,
             org: None,
             owner: None,
+            account: None,
             status: KeyStatus::Active,
             credits: None,
             refill: None,
@@ -141,6 +148,7 @@ impl KeyRecord {
             created_at,
             last_used_at: None,
             secret_valid_until: None,
+            account_gate: None,
         }
     }
 }
@@ -196,11 +204,13 @@ impl ImportFields {
     pub const EXPIRES_AT: ImportFields = ImportFields(1 << 11);
     /// `created_at`.
     pub const CREATED_AT: ImportFields = ImportFields(1 << 12);
+    /// `account`.
+    pub const ACCOUNT: ImportFields = ImportFields(1 << 13);
     /// Every field.
-    pub const ALL: ImportFields = ImportFields((1 << 13) - 1);
+    pub const ALL: ImportFields = ImportFields((1 << 14) - 1);
 
     /// The stored columns of each field.
-    pub const COLUMNS: [(ImportFields, &'static [&'static str]); 13] = [
+    pub const COLUMNS: [(ImportFields, &'static [&'static str]); 14] = [
         (Self::NAME, &["name"]),
         (Self::PREFIX, &["prefix"]),
         (Self::LAST4, &["last4"]),
@@ -214,6 +224,7 @@ impl ImportFields {
         (Self::ALLOWED_IPS, &["allowed_ips"]),
         (Self::EXPIRES_AT, &["expires_at"]),
         (Self::CREATED_AT, &["created_at"]),
+        (Self::ACCOUNT, &["account"]),
     ];
 
     /// True when every field of `other` is among these.

@@ -1,6 +1,7 @@
 //! Plain domain types every layer shares: the store, authentication, limits, the
 //! management API and the CLI. This module imports nothing of theirs.
 
+pub mod account;
 pub mod algorithm;
 pub mod duration;
 pub mod hash;
@@ -10,6 +11,10 @@ pub mod refill;
 pub mod usage;
 pub mod user;
 
+pub use account::{
+    AccountFilter, AccountGate, AccountPatch, AccountRecord, AccountStatus, CreditChange,
+    PlanOverrides, Pool,
+};
 pub use algorithm::Algorithm;
 pub use hash::KeyHash;
 pub use key::{Environment, ImportFields, ImportedKey, KeyPatch, KeyRecord, KeyStatus};

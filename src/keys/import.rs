@@ -65,6 +65,9 @@ struct Line {
     created_at: Option<DateTime<Utc>>,
     prefix: Option<String>,
     last4: Option<String>,
+    /// The account the key joins (made on first use; without one, the owner's
+    /// account, or one of the key's own).
+    account: Option<String>,
 }
 
 /// A field that is present, `null` included: absent stays `None` (by `default`).
@@ -151,6 +154,7 @@ pub fn parse_line(
     given.set(ImportFields::ENVIRONMENT, parsed.environment.is_some());
     given.set(ImportFields::ORG, parsed.org.is_some());
     given.set(ImportFields::OWNER, parsed.owner.is_some());
+    given.set(ImportFields::ACCOUNT, parsed.account.is_some());
     given.set(ImportFields::STATUS, parsed.status.is_some());
     given.set(ImportFields::CREDITS, parsed.credits.is_some());
     given.set(ImportFields::ALLOWED_IPS, parsed.allowed_ips.is_some());
@@ -233,6 +237,14 @@ pub fn parse_line(
         Some(l) => l,
         None => shown_last4,
     };
+    if let Some(account) = &parsed.account {
+        if !valid_id(account) {
+            problems.push(problem(
+                "account",
+                "must be 1-64 letters, digits, `_` or `-`".to_string(),
+            ));
+        }
+    }
     if let Some(id) = &parsed.id {
         if !valid_id(id) {
             problems.push(problem(
@@ -266,6 +278,7 @@ pub fn parse_line(
         allowed_ips: parsed.allowed_ips,
         org: parsed.org.flatten(),
         owner: parsed.owner.flatten(),
+        account: None,
     };
     let valid = match validate_new(&input, tiers, now) {
         Ok(v) => Some(v),
@@ -305,6 +318,7 @@ pub fn parse_line(
             environment: valid.environment,
             org: valid.org,
             owner: valid.owner,
+            account: parsed.account,
             status,
             credits: valid.credits.flatten(),
             refill: None,
@@ -314,6 +328,7 @@ pub fn parse_line(
             created_at: parsed.created_at.unwrap_or(now),
             last_used_at: None,
             secret_valid_until: None,
+            account_gate: None,
         },
         id_given,
         hash,

@@ -58,6 +58,8 @@ pub struct KeyInput {
     pub org: Option<String>,
     /// Owner.
     pub owner: Option<String>,
+    /// The account it joins: an id (made on first use) or a user's email.
+    pub account: Option<String>,
 }
 
 /// A change to a key, as asked; `None` where the request did not say.
@@ -102,6 +104,8 @@ pub struct ValidKey {
     pub org: Option<String>,
     /// Owner, trimmed.
     pub owner: Option<String>,
+    /// The account named, trimmed.
+    pub account: Option<String>,
 }
 
 /// Collects the problems of one request.
@@ -274,6 +278,7 @@ pub fn validate_new(
     let allowed_ips = c.networks(input.allowed_ips.as_ref()).unwrap_or_default();
     let org = c.text("org", input.org.as_ref());
     let owner = c.text("owner", input.owner.as_ref());
+    let account = c.text("account", input.account.as_ref());
     let (Some(name), Some(environment)) = (name, environment) else {
         return Err(c.errors);
     };
@@ -288,6 +293,7 @@ pub fn validate_new(
         allowed_ips,
         org,
         owner,
+        account,
     })
 }
 
@@ -341,6 +347,7 @@ mod tests {
             allowed_ips: Some(strings(&["10.0.0.0/8", "nope"])),
             org: Some("x".repeat(201)),
             owner: None,
+            account: None,
         };
         let errors = validate_new(&bad, TIERS, now).unwrap_err();
         let fields: Vec<&str> = errors.keys().map(String::as_str).collect();

@@ -2,6 +2,7 @@
 //! what a door asks ([`input`]), and who may set what ([`policy`]). The CLI, the
 //! management API and the portal are three doors onto it: they parse, call, render.
 
+pub mod accounts;
 pub mod import;
 pub mod input;
 pub mod limits_view;

@@ -53,6 +53,11 @@ impl<'a> KeyRules<'a> {
         self.tiers.get(tier).and_then(|t| t.max_keys)
     }
 
+    /// Whose windows and credits `tier`'s are (`key` for a tier not configured).
+    pub fn pool(&self, tier: &str) -> crate::domain::Pool {
+        self.tiers.get(tier).map(|t| t.pool).unwrap_or_default()
+    }
+
     /// The limits shown for `record` (a presented one: its refill is the one in
     /// force); `None` when its tier is no longer configured.
     pub fn limits(&self, record: &KeyRecord) -> Option<LimitsView> {

@@ -4,6 +4,7 @@
 //! [`KeyChange`], call the service as an [`Actor`], and render what it returns;
 //! the same request gets the same answer and the same error from each.
 
+use super::accounts::{max_keys_of, AccountService};
 use super::import::{parse_line, LineProblem, BATCH, MAX_LINE, MAX_LISTED_PROBLEMS};
 use super::input::{validate_change, validate_new, FieldErrors, KeyChange, KeyInput};
 use super::policy::{self, Actor, Current, Denied, UpdateRequest};
@@ -12,9 +13,9 @@ use crate::auth::api_key::NewKey;
 use crate::auth::cache::KeyCache;
 use crate::clock::Clock;
 use crate::domain::id::new_key_id;
-use crate::domain::{KeyRecord, KeyStatus};
+use crate::domain::{KeyRecord, KeyStatus, Pool};
 use crate::store::users::UserStore;
-use crate::store::{ImportMsg, KeyStore, StoreError, IMPORT_CONFLICT};
+use crate::store::{ImportMsg, KeyStore, QuotaScope, StoreError, IMPORT_CONFLICT};
 use chrono::{DateTime, TimeZone, Utc};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,14 +35,19 @@ pub enum KeyServiceError {
     /// No such key, or one the actor may not see (404).
     #[error("no such key")]
     NotFound,
-    /// The owner holds the tier's `max_keys` active keys (409).
-    #[error("Key limit reached: tier {tier} allows {max} active keys per owner")]
+    /// The owner (or account) holds the tier's `max_keys` active keys (409).
+    #[error("Key limit reached: tier {tier} allows {max} active keys per {per}")]
     QuotaReached {
         /// The tier.
         tier: String,
-        /// Its `max_keys`.
+        /// Its `max_keys` (the account's own, if overridden).
         max: u64,
+        /// Whose keys count: `owner` or `account`.
+        per: &'static str,
     },
+    /// An account rule refused the key's account.
+    #[error(transparent)]
+    Account(crate::keys::accounts::AccountError),
     /// A revoked key cannot get a new secret (409).
     #[error("A revoked key cannot be regenerated")]
     Revoked,
@@ -122,6 +128,8 @@ pub struct KeyService {
     store: Arc<dyn KeyStore>,
     cache: Option<KeyCache>,
     clock: Arc<dyn Clock>,
+    /// The account rules, on stores that keep accounts.
+    accounts: Option<Arc<AccountService>>,
 }
 
 impl KeyService {
@@ -132,7 +140,19 @@ impl KeyService {
             store,
             cache,
             clock,
+            accounts: None,
         }
+    }
+
+    /// The same service, putting every new key in an account through `accounts`.
+    pub fn with_accounts(mut self, accounts: Option<Arc<AccountService>>) -> Self {
+        self.accounts = accounts;
+        self
+    }
+
+    /// The account rules, on stores that keep accounts.
+    pub fn accounts(&self) -> Option<&Arc<AccountService>> {
+        self.accounts.as_ref()
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -157,10 +177,45 @@ impl KeyService {
     ) -> Result<Issued, KeyServiceError> {
         let valid = validate_new(&input, &rules.tier_names(), self.now())
             .map_err(KeyServiceError::Invalid)?;
+        // The account comes first: a user's keys get their account's plan.
+        let account = match &self.accounts {
+            Some(accounts) => Some(
+                accounts
+                    .for_new_key(
+                        rules,
+                        actor,
+                        valid.account.as_deref(),
+                        valid.owner.as_deref(),
+                        valid.tier.as_deref(),
+                    )
+                    .await
+                    .map_err(KeyServiceError::Account)?,
+            ),
+            None if valid.account.is_some() => {
+                let mut errors = FieldErrors::new();
+                errors.insert(
+                    "account".into(),
+                    "this store keeps no accounts: use store.kind sqlite or postgres".into(),
+                );
+                return Err(KeyServiceError::Invalid(errors));
+            }
+            None => None,
+        };
+        let plan = account
+            .as_ref()
+            .map_or(rules.default_tier, |(a, _)| &a.plan);
+        // A plan no longer configured falls back to the default tier.
+        let plan = if rules.tiers.contains_key(plan) {
+            plan
+        } else {
+            rules.default_tier
+        };
+        let mut grants = rules.grants();
+        grants.user_tier = plan;
         let admitted = policy::admit_create(
             actor,
-            &rules.grants(),
-            rules.default_tier,
+            &grants,
+            plan,
             policy::CreateRequest {
                 tier: valid.tier,
                 scopes: valid.scopes,
@@ -168,7 +223,9 @@ impl KeyService {
                 refill: valid.refill,
                 expires_at: valid.expires_at,
                 org: valid.org,
-                owner: valid.owner,
+                owner: valid
+                    .owner
+                    .or_else(|| account.as_ref().and_then(|(_, user)| user.clone())),
             },
         )?;
         // A key under a refill starts with the refill's amount (unless told
@@ -191,6 +248,7 @@ impl KeyService {
             environment: valid.environment,
             org: admitted.org,
             owner: admitted.owner,
+            account: account.as_ref().map(|(a, _)| a.id.clone()),
             status: KeyStatus::Active,
             credits,
             refill: admitted.refill,
@@ -200,11 +258,20 @@ impl KeyService {
             created_at: self.now(),
             last_used_at: None,
             secret_valid_until: None,
+            account_gate: None,
         };
-        let stored = match rules.max_keys(&record.tier) {
-            Some(max) => {
+        let quota = match &account {
+            Some((a, _)) if rules.pool(&record.tier) == Pool::Account => {
+                max_keys_of(rules, a, &record.tier).map(|max| (max, QuotaScope::Account))
+            }
+            _ => rules
+                .max_keys(&record.tier)
+                .map(|max| (max, QuotaScope::Owner)),
+        };
+        let stored = match quota {
+            Some((max, scope)) => {
                 self.store
-                    .insert_within_quota(&record, &secret.hash, max)
+                    .insert_within_quota(&record, &secret.hash, max, scope)
                     .await
             }
             None => self.store.insert(&record, &secret.hash).await,
@@ -213,6 +280,10 @@ impl KeyService {
             StoreError::QuotaExceeded { max } => KeyServiceError::QuotaReached {
                 tier: record.tier.clone(),
                 max,
+                per: match quota {
+                    Some((_, QuotaScope::Account)) => "account",
+                    _ => "owner",
+                },
             },
             e => e.into(),
         })?;
@@ -316,6 +387,7 @@ impl KeyService {
                         return Err(KeyServiceError::QuotaReached {
                             tier: tier.clone(),
                             max,
+                            per: "owner",
                         });
                     }
                 }

@@ -14,7 +14,7 @@
 
 use crate::domain::RefillDue;
 use crate::obs::metrics::CREDIT_DEBITS_PER_COMMIT;
-use crate::store::{DebitRequest, DebitResult, KeyStore, StoreError};
+use crate::store::{DebitRequest, DebitResult, Holder, KeyStore, StoreError};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -64,14 +64,22 @@ impl CreditLedger {
         self.inner.commits.load(Ordering::Relaxed)
     }
 
-    /// Debits `cost` credits from key `id`, after applying `refill` if it is due:
+    /// Debits `cost` credits from the balance of key or account `id` (`holder`),
+    /// after applying `refill` if it is due:
     /// answered once the debit is durable (`Done`), or refused with nothing spent
     /// (`Insufficient`, `Unmetered`, an error). Must be called inside a Tokio runtime.
-    pub async fn debit(&self, id: &str, cost: u64, refill: Option<RefillDue>) -> DebitResult {
+    pub async fn debit(
+        &self,
+        holder: Holder,
+        id: &str,
+        cost: u64,
+        refill: Option<RefillDue>,
+    ) -> DebitResult {
         let (answer, answered) = oneshot::channel();
         let pending = Pending {
             request: DebitRequest {
                 id: id.to_string(),
+                holder,
                 cost,
                 refill,
             },
@@ -98,8 +106,12 @@ impl CreditLedger {
     /// upstream never answered (keygate's own 502/504), counted in
     /// `keygate_credit_refunds_total`. The caller holds the debit and hands it over
     /// once, so a refund happens at most once.
-    pub async fn refund(&self, id: &str, cost: u64, debited_at: i64) {
-        let result = self.inner.store.refund_credits(id, cost, debited_at).await;
+    pub async fn refund(&self, holder: Holder, id: &str, cost: u64, debited_at: i64) {
+        let result = self
+            .inner
+            .store
+            .refund_credits(holder, id, cost, debited_at)
+            .await;
         if let Err(e) = &result {
             tracing::warn!(key_id = id, cost, error = %e, "credit refund failed");
         }

@@ -152,6 +152,10 @@ pub struct TierLimits {
     pub block: Duration,
     /// How the tier's keys' credits refill (`tiers.<name>.credits`).
     pub refill: Option<crate::domain::Refill>,
+    /// Whose counters and credits they are.
+    pub pool: crate::domain::Pool,
+    /// How windows the tier adds count (`tiers.<name>.algorithm`).
+    pub algorithm: crate::domain::Algorithm,
     /// `name` as a header value (forwarded as the caller's tier).
     pub name_value: http::HeaderValue,
     /// `keygate_decisions_total{reason="allowed", tier=name}`, resolved once
@@ -196,12 +200,46 @@ impl TierLimits {
             windows,
             block: t.block.get(),
             refill: t.credits.map(|c| c.refill()),
+            pool: t.pool,
+            algorithm: t.algorithm,
             name_value: http::HeaderValue::from_str(name)
                 .unwrap_or_else(|_| http::HeaderValue::from_static("invalid")),
             allowed: AllowedCounter(
                 crate::obs::metrics::DECISIONS
                     .with_label_values(&[crate::obs::metrics::reason::ALLOWED, name]),
             ),
+        }
+    }
+}
+
+impl TierLimits {
+    /// These limits with an account's `overrides` in place of the plan's: each
+    /// window it sets replaces the tier's (or is added, counting as the tier's
+    /// do), and its refill replaces the tier's.
+    pub fn with_overrides(&self, overrides: &crate::domain::PlanOverrides) -> TierLimits {
+        let mut windows = self.windows.clone();
+        for (window, limit) in [
+            (Window::Second, overrides.per_second),
+            (Window::Minute, overrides.per_minute),
+            (Window::Hour, overrides.per_hour),
+            (Window::Day, overrides.per_day),
+            (Window::Month, overrides.per_month),
+        ] {
+            let Some(limit) = limit else { continue };
+            match windows.iter_mut().find(|w| w.window == window) {
+                Some(w) => w.limit = limit,
+                None => windows.push(WindowLimit {
+                    window,
+                    limit,
+                    algorithm: self.algorithm,
+                }),
+            }
+        }
+        windows.sort_by_key(|w| w.window.len_ms());
+        TierLimits {
+            windows,
+            refill: overrides.refill.or(self.refill),
+            ..self.clone()
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::local::LocalRequest;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
-fn key_object(rules: &KeyRules<'_>, r: &KeyRecord) -> Value {
+pub(super) fn key_object(rules: &KeyRules<'_>, r: &KeyRecord) -> Value {
     let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
     v["limits"] = json!(rules.limits(r));
     v
@@ -78,6 +78,7 @@ pub fn parse_create(
         allowed_ips: f.text_list("allowed_ips", true),
         org: f.text("org"),
         owner: f.text("owner"),
+        account: f.text("account"),
     };
     let errors = f.into_errors();
     if errors.is_empty() {
@@ -272,7 +273,7 @@ pub async fn verify(
     caller: &Principal,
 ) -> Result<ApiResponse, GateError> {
     let r = own_key(m, cx, caller).await?;
-    Ok(ApiResponse::ok(json!({
+    let mut body = json!({
         "valid": true,
         "key_id": r.id,
         "tier": r.tier,
@@ -281,7 +282,49 @@ pub async fn verify(
         "credits_remaining": r.credits,
         "refilled_at": r.refilled_at,
         "limits": cx.key_rules().limits(&r),
-    })))
+    });
+    if let Some(pooled) = pooled_balance(m, cx, &r).await? {
+        body["credits_remaining"] = json!(pooled.credits);
+        body["refilled_at"] = json!(pooled.refilled_at);
+        body["user_id"] = json!(pooled.user_id);
+        body["account_id"] = json!(pooled.account_id);
+    }
+    Ok(ApiResponse::ok(body))
+}
+
+/// An account's pooled balance, as `credits` and `verify` show it.
+struct Pooled {
+    credits: Option<i64>,
+    refilled_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The account's user (its id when it has none).
+    user_id: String,
+    account_id: String,
+}
+
+/// The pooled balance of `r`'s account, when `r`'s tier pools per account.
+async fn pooled_balance(
+    m: &Management,
+    cx: &ApiContext<'_>,
+    r: &KeyRecord,
+) -> Result<Option<Pooled>, GateError> {
+    let rules = cx.key_rules();
+    let (Some(accounts), Some(account)) = (m.keys.accounts(), &r.account) else {
+        return Ok(None);
+    };
+    if rules.pool(&r.tier) != crate::domain::Pool::Account {
+        return Ok(None);
+    }
+    let view = accounts
+        .get(&crate::keys::policy::Actor::operator(), account)
+        .await?;
+    let credits = accounts.balance(&rules, account).await?;
+    let a = view.account;
+    Ok(Some(Pooled {
+        credits,
+        refilled_at: a.refilled_at,
+        user_id: a.owner.unwrap_or_else(|| a.id.clone()),
+        account_id: a.id,
+    }))
 }
 
 /// `GET /credits`: the caller's key's credits (`null`: unmetered).
@@ -291,6 +334,13 @@ pub async fn credits(
     caller: &Principal,
 ) -> Result<ApiResponse, GateError> {
     let r = own_key(m, cx, caller).await?;
+    if let Some(p) = pooled_balance(m, cx, &r).await? {
+        return Ok(ApiResponse::ok(json!({
+            "credits": p.credits,
+            "user_id": p.user_id,
+            "account_id": p.account_id,
+        })));
+    }
     Ok(ApiResponse::ok(
         json!({ "credits": r.credits, "key_id": r.id }),
     ))

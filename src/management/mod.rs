@@ -9,6 +9,7 @@
 //! calls need an API key with `keys:manage` (their owner's keys) or `admin` (all
 //! keys), or a JWT (the keys its subject owns; all keys with the `admin` scope).
 
+pub mod accounts;
 pub mod auth;
 pub mod keys;
 mod validate;
@@ -194,6 +195,11 @@ impl Management {
             (Regenerate, Some(c)) => keys::regenerate(self, cx, req, c, id).await,
             (Usage, Some(c)) => keys::usage(self, cx, req, c, id).await,
             (Credits, Some(c)) => keys::credits(self, cx, c).await,
+            (ListAccounts, Some(c)) => accounts::list(self, cx, req, c).await,
+            (GetAccount, Some(c)) => accounts::get(self, cx, c, id).await,
+            (UpdateAccount, Some(c)) => accounts::update(self, cx, req, c, id).await,
+            (AccountCredits, Some(c)) => accounts::credits(self, cx, req, c, id).await,
+            (OwnAccount, Some(c)) => accounts::own(self, cx, c).await,
             // Every other endpoint's access is a caller's, authenticated above.
             (_, None) => Err(GateError::Internal),
         }
@@ -217,6 +223,11 @@ enum Endpoint {
     Regenerate,
     Usage,
     Credits,
+    ListAccounts,
+    GetAccount,
+    UpdateAccount,
+    AccountCredits,
+    OwnAccount,
 }
 
 /// Who may call an endpoint.
@@ -236,7 +247,9 @@ impl Endpoint {
         use Endpoint::*;
         match self {
             OpenApi | Token | Refresh | Register => Access::Anyone,
-            VerifyKey | Credits => Access::Caller,
+            VerifyKey | Credits | OwnAccount => Access::Caller,
+            // The account rules decide who (admins; an account's own user reads it).
+            ListAccounts | GetAccount | UpdateAccount | AccountCredits => Access::Caller,
             CreateKey | ListKeys | Import | GetKey | UpdateKey | RevokeKey | Regenerate | Usage => {
                 Access::Manager
             }
@@ -265,6 +278,16 @@ const ROUTES: &[Route<Endpoint>] = {
         Route::new(&[Lit("keys"), Param, Lit("regenerate")], "POST", Regenerate),
         Route::new(&[Lit("keys"), Param, Lit("usage")], "GET", Usage),
         Route::new(&[Lit("credits")], "GET", Credits),
+        Route::new(&[Lit("accounts")], "GET", ListAccounts),
+        Route::new(&[Lit("accounts"), Param], "GET", GetAccount),
+        Route::new(&[Lit("accounts"), Param], "PUT", UpdateAccount),
+        Route::new(&[Lit("accounts"), Param], "PATCH", UpdateAccount),
+        Route::new(
+            &[Lit("accounts"), Param, Lit("credits")],
+            "POST",
+            AccountCredits,
+        ),
+        Route::new(&[Lit("account")], "GET", OwnAccount),
     ]
 };
 

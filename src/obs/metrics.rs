@@ -65,6 +65,8 @@ pub mod reason {
     pub const EXPIRED: &str = "expired";
     /// Revoked key.
     pub const REVOKED: &str = "revoked";
+    /// The key's account is suspended.
+    pub const SUSPENDED: &str = "account_suspended";
     /// A JWT that failed a check.
     pub const INVALID_TOKEN: &str = "invalid_token";
     /// A wrong email or password.
@@ -107,6 +109,7 @@ pub mod reason {
         INVALID,
         EXPIRED,
         REVOKED,
+        SUSPENDED,
         INVALID_TOKEN,
         INVALID_LOGIN,
         INVALID_REFRESH,

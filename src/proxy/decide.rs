@@ -1,6 +1,7 @@
 //! The access decision, as one straight chain that stops at the first refusal:
 //! route → client-IP limit → credential → verify → key status → environment →
-//! scopes → tier limits → credits (docs/configuration.md, On the wire).
+//! scopes → tier limits → credits (docs/configuration.md, On the wire). On a
+//! `pool: account` tier the limits and credits are the account's.
 
 use super::path::{canonicalize, CanonicalPath};
 use super::routes::{Found, Route};
@@ -8,11 +9,12 @@ use super::shared::Shared;
 use crate::auth::credentials::extract;
 use crate::auth::Principal;
 use crate::config::{RouteAuth, RouteEnvironment};
+use crate::domain::Pool;
 use crate::error::GateError;
 use crate::limit::LimitDecision;
 use crate::obs::metrics;
 use crate::proxy::runtime::Runtime;
-use crate::store::{Debit, StoreError};
+use crate::store::{Debit, Holder, StoreError};
 use http::{HeaderMap, Method, Uri};
 use std::net::IpAddr;
 
@@ -36,9 +38,9 @@ pub struct Decision {
     /// The path to forward instead of the request's own (its canonical form), when
     /// the two differ: the upstream sees the path the decision used.
     pub forward_path: Option<String>,
-    /// Credits debited for this request, and when (Unix seconds); taken, once, by a
-    /// refund.
-    pub debited: Option<(u64, i64)>,
+    /// Credits debited for this request: whose balance, how many, and when (Unix
+    /// seconds); taken, once, by a refund.
+    pub debited: Option<(Holder, u64, i64)>,
 }
 
 /// Runs the chain for one request over `rt` (the config it started with) and the
@@ -118,14 +120,14 @@ pub async fn decide(
         if let Err(e) = authorize(route, principal) {
             out.limit = shared
                 .limiter
-                .peek(identity.limit_key(), &tier.windows)
+                .peek(identity.limit_key_on(tier), &tier.windows)
                 .await
                 .ok();
             return Err(e);
         }
         let decision = match shared
             .limiter
-            .check(identity.limit_key(), &tier.windows, tier.block)
+            .check(identity.limit_key_on(tier), &tier.windows, tier.block)
             .await
         {
             Ok(d) => d,
@@ -140,18 +142,34 @@ pub async fn decide(
         if !allowed {
             return Err(GateError::RateLimited { retry_after });
         }
-        if route.cost > 0 && identity.credits.is_some() {
-            let key_id = identity.key_id().unwrap_or_default();
-            let refill = identity
-                .refill
-                .as_deref()
+        // On a `pool: account` tier the account's balance pays (its refill is the
+        // tier's with the account's overrides); else the key's own.
+        let pooled = match (&identity.account, tier.pool) {
+            (Some(account), Pool::Account) => Some(account),
+            _ => None,
+        };
+        let (holder, metered, own_refill) = match pooled {
+            Some(account) => (Holder::Account, account.credits.is_some(), None),
+            None => (
+                Holder::Key,
+                identity.credits.is_some(),
+                identity.refill.as_deref(),
+            ),
+        };
+        if route.cost > 0 && metered {
+            let id = match holder {
+                Holder::Account => identity.account_id(),
+                Holder::Key => identity.key_id(),
+            }
+            .unwrap_or_default();
+            let refill = own_refill
                 .or(tier.refill.as_ref())
                 .map(|r| r.due_at(shared.clock.now_ms()));
-            let debit = shared.credits.debit(key_id, route.cost, refill).await;
+            let debit = shared.credits.debit(holder, id, route.cost, refill).await;
             metrics::count_store_query(metrics::StoreOp::DebitCredits, debit.is_ok());
             match debit {
                 Ok(Debit::Done { .. }) => {
-                    out.debited = Some((route.cost, (shared.clock.now_ms() / 1000) as i64))
+                    out.debited = Some((holder, route.cost, (shared.clock.now_ms() / 1000) as i64))
                 }
                 Ok(Debit::Unmetered) => {}
                 Ok(Debit::Insufficient { remaining }) => {

@@ -45,6 +45,7 @@ enum Field {
     Scopes,
     Environment,
     Method,
+    Account,
 }
 
 /// One identity header: its name, its spelling on the wire, the field it carries.
@@ -90,6 +91,7 @@ impl ForwardPlan {
             (&h.scopes, Field::Scopes),
             (&h.environment, Field::Environment),
             (&h.method, Field::Method),
+            (&h.account, Field::Account),
         ]
         .into_iter()
         .filter_map(|(name, field)| {
@@ -160,6 +162,7 @@ impl ForwardPlan {
                     Field::Scopes => id.header_value(IdentityField::Scopes),
                     Field::Environment => Some(HeaderValue::from_static(id.environment.as_str())),
                     Field::Method => Some(HeaderValue::from_static(id.method.as_str())),
+                    Field::Account => id.header_value(IdentityField::Account),
                 };
                 if let Some(v) = value {
                     req.insert_header(h.wire.clone(), v)?;
@@ -354,6 +357,7 @@ mod tests {
             Environment::Live,
             None,
             "key:key_1".into(),
+            Some("acct_1"),
         );
         let tier = TierLimits::from_config("pro", &Default::default());
         Principal {

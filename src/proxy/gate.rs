@@ -18,6 +18,7 @@ use crate::net::h2_streams::{self, StreamBudget, StreamTicket};
 use crate::net::head_deadline::keepalive_secs;
 use crate::obs::metrics;
 use crate::proxy::runtime::Upstream;
+use crate::store::Holder;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::HeaderValue;
@@ -64,16 +65,18 @@ impl Gate {
         if !matches!(err.status().as_u16(), 502..=504) || !ctx.rt.refund_on_upstream_error {
             return;
         }
-        let Some((cost, debited_at)) = ctx.decision.debited.take() else {
+        let Some((holder, cost, debited_at)) = ctx.decision.debited.take() else {
             return;
         };
-        if let Some(key_id) = ctx
-            .decision
-            .principal
-            .as_ref()
-            .and_then(|p| p.identity.key_id())
-        {
-            self.shared.credits.refund(key_id, cost, debited_at).await;
+        let id = ctx.decision.principal.as_ref().and_then(|p| match holder {
+            Holder::Key => p.identity.key_id(),
+            Holder::Account => p.identity.account_id(),
+        });
+        if let Some(id) = id {
+            self.shared
+                .credits
+                .refund(holder, id, cost, debited_at)
+                .await;
         }
     }
 

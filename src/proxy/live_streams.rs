@@ -61,6 +61,8 @@ pub enum CutReason {
     Invalid = 3,
     /// The client's address is no longer on the key's allow-list.
     IpNotAllowed = 4,
+    /// The key's account was suspended.
+    Suspended = 5,
 }
 
 impl CutReason {
@@ -70,6 +72,7 @@ impl CutReason {
             2 => CutReason::Expired,
             3 => CutReason::Invalid,
             4 => CutReason::IpNotAllowed,
+            5 => CutReason::Suspended,
             _ => return None,
         })
     }
@@ -87,6 +90,7 @@ impl CutReason {
             CutReason::Expired => "cut_expired",
             CutReason::Invalid => "cut_invalid",
             CutReason::IpNotAllowed => "cut_ip",
+            CutReason::Suspended => "cut_suspended",
         }
     }
 
@@ -97,6 +101,7 @@ impl CutReason {
             CutReason::Expired => GateError::ExpiredKey,
             CutReason::Invalid => GateError::InvalidKey,
             CutReason::IpNotAllowed => GateError::IpNotAllowed,
+            CutReason::Suspended => GateError::AccountSuspended,
         }
     }
 
@@ -104,6 +109,7 @@ impl CutReason {
     fn close_text(self) -> &'static str {
         match self {
             CutReason::Revoked => "API key has been revoked",
+            CutReason::Suspended => "Account is suspended",
             CutReason::Expired => "credential has expired",
             CutReason::Invalid => "API key is no longer valid",
             CutReason::IpNotAllowed => "IP address not allowed",
@@ -115,6 +121,7 @@ impl From<KeyError> for CutReason {
     fn from(e: KeyError) -> Self {
         match e {
             KeyError::Revoked => CutReason::Revoked,
+            KeyError::AccountSuspended => CutReason::Suspended,
             KeyError::Expired => CutReason::Expired,
             KeyError::IpNotAllowed => CutReason::IpNotAllowed,
             KeyError::Invalid | KeyError::StoreUnavailable => CutReason::Invalid,

@@ -113,7 +113,7 @@ pub(crate) async fn ledgers_spend_exactly_the_credits_there_are(stores: Vec<Arc<
     let tasks: Vec<_> = (0..500)
         .map(|i| {
             let ledger = ledgers[i % ledgers.len()].clone();
-            tokio::spawn(async move { ledger.debit("key_a", 1, None).await.unwrap() })
+            tokio::spawn(async move { ledger.debit(Holder::Key, "key_a", 1, None).await.unwrap() })
         })
         .collect();
     let mut done = 0;
@@ -355,7 +355,7 @@ pub(crate) async fn concurrent_creates_never_exceed_the_quota(stores: Vec<Arc<dy
                 let mut r = record(&format!("key_q{i}"), None);
                 r.owner = Some("quota_owner".into());
                 store
-                    .insert_within_quota(&r, &KeyHash::of(&format!("q{i}")), 3)
+                    .insert_within_quota(&r, &KeyHash::of(&format!("q{i}")), 3, QuotaScope::Owner)
                     .await
             })
         })
@@ -375,7 +375,7 @@ pub(crate) async fn concurrent_creates_never_exceed_the_quota(stores: Vec<Arc<dy
     other_tier.owner = Some("quota_owner".into());
     other_tier.tier = "pro".into();
     store
-        .insert_within_quota(&other_tier, &KeyHash::of("pro"), 3)
+        .insert_within_quota(&other_tier, &KeyHash::of("pro"), 3, QuotaScope::Owner)
         .await
         .unwrap();
     let held = store.list_by_owner("quota_owner").await.unwrap();
@@ -384,7 +384,7 @@ pub(crate) async fn concurrent_creates_never_exceed_the_quota(stores: Vec<Arc<dy
     let mut again = record("key_again", None);
     again.owner = Some("quota_owner".into());
     store
-        .insert_within_quota(&again, &KeyHash::of("again"), 3)
+        .insert_within_quota(&again, &KeyHash::of("again"), 3, QuotaScope::Owner)
         .await
         .unwrap();
 }
@@ -613,6 +613,7 @@ pub(crate) async fn a_refill_applies_once_per_period(store: Arc<dyn KeyStore>) {
             tokio::spawn(async move {
                 store
                     .debit_batch(&[DebitRequest {
+                        holder: Holder::Key,
                         id: "key_r".into(),
                         cost: 1,
                         refill: Some(due),
@@ -637,6 +638,7 @@ pub(crate) async fn a_refill_applies_once_per_period(store: Arc<dyn KeyStore>) {
     assert_eq!(got.refilled_at.map(|t| t.timestamp()), Some(11 * day));
     let again = store
         .debit_batch(&[DebitRequest {
+            holder: Holder::Key,
             id: "key_r".into(),
             cost: 1,
             refill: Some(due),
@@ -647,12 +649,12 @@ pub(crate) async fn a_refill_applies_once_per_period(store: Arc<dyn KeyStore>) {
     // A refund of a debit made before the refill gives nothing back (the refill
     // already reset that balance); one made in this period does.
     store
-        .refund_credits("key_r", 1, 10 * day + 5)
+        .refund_credits(Holder::Key, "key_r", 1, 10 * day + 5)
         .await
         .unwrap();
     assert_eq!(store.get("key_r").await.unwrap().unwrap().credits, Some(0));
     store
-        .refund_credits("key_r", 1, 11 * day + 5)
+        .refund_credits(Holder::Key, "key_r", 1, 11 * day + 5)
         .await
         .unwrap();
     assert_eq!(store.get("key_r").await.unwrap().unwrap().credits, Some(1));
@@ -667,6 +669,7 @@ pub(crate) async fn a_refill_applies_once_per_period(store: Arc<dyn KeyStore>) {
         .unwrap();
     let unmetered = store
         .debit_batch(&[DebitRequest {
+            holder: Holder::Key,
             id: "key_u".into(),
             cost: 1,
             refill: Some(due),
@@ -702,4 +705,260 @@ pub(crate) async fn a_refill_applies_once_per_period(store: Arc<dyn KeyStore>) {
         .await
         .unwrap();
     assert_eq!(set.refill, monthly);
+}
+
+/// A store that keeps accounts, as both of its traits.
+pub(crate) type WithAccounts = (
+    Arc<dyn KeyStore>,
+    Arc<dyn crate::store::accounts::AccountStore>,
+);
+
+/// Accounts hold a pooled balance that every key of theirs spends and gets back,
+/// keys follow their account's plan unless they have a tier of their own, and the
+/// request path reads the account with the key.
+pub(crate) async fn accounts_pool_credits_and_carry_their_plan((keys, accounts): WithAccounts) {
+    use crate::domain::{AccountFilter, AccountPatch, AccountRecord, AccountStatus, CreditChange};
+    let at = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+    let acct = AccountRecord {
+        credits: Some(10),
+        ..AccountRecord::new("acct_a", "free", at)
+    };
+    assert_eq!(accounts.ensure_account(&acct).await.unwrap(), acct);
+    // A second ensure of the same id keeps what is stored.
+    let again = AccountRecord {
+        plan: "pro".into(),
+        ..acct.clone()
+    };
+    assert_eq!(accounts.ensure_account(&again).await.unwrap().plan, "free");
+    let key = |id: &str, tier: &str| KeyRecord {
+        account: Some("acct_a".into()),
+        ..KeyRecord::active(id, tier, at)
+    };
+    let secret = generate("kg", Environment::Live);
+    keys.insert(&key("key_1", "free"), &secret.hash)
+        .await
+        .unwrap();
+    keys.insert(&key("key_2", "free"), &KeyHash::of("two"))
+        .await
+        .unwrap();
+    keys.insert(&key("key_3", "own"), &KeyHash::of("three"))
+        .await
+        .unwrap();
+    let found = keys.find_by_hash(&secret.hash).await.unwrap().unwrap();
+    let gate = found
+        .account_gate
+        .expect("the key's account is read with it");
+    assert_eq!(
+        (gate.id.as_str(), gate.status, gate.credits),
+        ("acct_a", AccountStatus::Active, Some(10))
+    );
+    // Every key of the account spends the one balance, in order.
+    let debit = |id: &str| DebitRequest {
+        holder: Holder::Account,
+        ..DebitRequest::new(id, 3)
+    };
+    let answers = keys
+        .debit_batch(&[
+            debit("acct_a"),
+            debit("acct_a"),
+            debit("acct_a"),
+            debit("acct_a"),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        answers.into_iter().map(Result::unwrap).collect::<Vec<_>>(),
+        [
+            Debit::Done { remaining: 7 },
+            Debit::Done { remaining: 4 },
+            Debit::Done { remaining: 1 },
+            Debit::Insufficient { remaining: 1 },
+        ]
+    );
+    // The keys' own balances are untouched; a refund goes back to the account.
+    assert_eq!(keys.get("key_1").await.unwrap().unwrap().credits, None);
+    keys.refund_credits(Holder::Account, "acct_a", 3, 1_700_000_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        accounts.account("acct_a").await.unwrap().unwrap().credits,
+        Some(4)
+    );
+    // A plan change moves the keys on the old plan; a key's own tier stays.
+    let moved = accounts
+        .update_account(
+            "acct_a",
+            &AccountPatch {
+                plan: Some("pro".into()),
+                status: Some(AccountStatus::Suspended),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved.keys_moved, 2);
+    assert_eq!(moved.account.plan, "pro");
+    let tiers: Vec<String> = accounts
+        .keys_of_account("acct_a")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| format!("{}:{}", k.id, k.tier))
+        .collect();
+    assert_eq!(tiers, ["key_1:pro", "key_2:pro", "key_3:own"]);
+    let found = keys.find_by_hash(&secret.hash).await.unwrap().unwrap();
+    assert_eq!(found.account_gate.unwrap().status, AccountStatus::Suspended);
+    // Credits: an increment never goes below zero; `set` may unmeter.
+    let add = |n| accounts.change_account_credits("acct_a", CreditChange::Add(n));
+    assert_eq!(add(5).await.unwrap().credits, Some(9));
+    assert_eq!(add(-100).await.unwrap().credits, Some(0));
+    let unmetered = accounts
+        .change_account_credits("acct_a", CreditChange::Set(None))
+        .await
+        .unwrap();
+    assert_eq!(unmetered.credits, None);
+    assert!(matches!(
+        accounts
+            .change_account_credits("acct_none", CreditChange::Add(1))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    // A user's own account is one, however often it is asked for.
+    let own = |id: &str| AccountRecord {
+        owner: Some("usr_1".into()),
+        ..AccountRecord::new(id, "free", at)
+    };
+    let first = accounts.ensure_account(&own("acct_u1")).await.unwrap();
+    let second = accounts.ensure_account(&own("acct_u2")).await.unwrap();
+    assert_eq!(first.id, "acct_u1");
+    assert_eq!(second.id, "acct_u1", "a user has one own account");
+    assert_eq!(
+        accounts
+            .account_of_owner("usr_1")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        "acct_u1"
+    );
+    // Listing: filters, id order, a cursor.
+    let page = |after: Option<&str>, plan: Option<&str>| AccountFilter {
+        after: after.map(String::from),
+        plan: plan.map(String::from),
+        limit: 1,
+        ..Default::default()
+    };
+    let ids = |v: Vec<AccountRecord>| v.into_iter().map(|a| a.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(accounts.list_accounts(&page(None, None)).await.unwrap()),
+        ["acct_a"]
+    );
+    assert_eq!(
+        ids(accounts
+            .list_accounts(&page(Some("acct_a"), None))
+            .await
+            .unwrap()),
+        ["acct_u1"]
+    );
+    assert_eq!(
+        ids(accounts
+            .list_accounts(&page(None, Some("free")))
+            .await
+            .unwrap()),
+        ["acct_u1"]
+    );
+}
+
+/// `max_keys` counted per account counts the account's active keys whoever owns
+/// them, exactly under concurrent creates on every replica.
+pub(crate) async fn account_quotas_count_every_owner(stores: Vec<WithAccounts>) {
+    use crate::domain::AccountRecord;
+    let at = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+    stores[0]
+        .1
+        .ensure_account(&AccountRecord::new("acct_q", "free", at))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let store = stores[i % stores.len()].0.clone();
+            tokio::spawn(async move {
+                let r = KeyRecord {
+                    account: Some("acct_q".into()),
+                    owner: Some(format!("usr_{i}")),
+                    ..KeyRecord::active(&format!("key_q{i}"), "free", at)
+                };
+                store
+                    .insert_within_quota(&r, &KeyHash::of(&format!("q{i}")), 3, QuotaScope::Account)
+                    .await
+            })
+        })
+        .collect();
+    let mut stored = Vec::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        match t.await.unwrap() {
+            Ok(()) => stored.push(format!("key_q{i}")),
+            Err(StoreError::QuotaExceeded { max: 3 }) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(stored.len(), 3, "{stored:?}");
+    // A revoked key frees its place; its consumption stays the account's.
+    stores[0].0.revoke(&stored[0]).await.unwrap();
+    let r = KeyRecord {
+        account: Some("acct_q".into()),
+        ..KeyRecord::active("key_q_new", "free", at)
+    };
+    stores[1 % stores.len()]
+        .0
+        .insert_within_quota(&r, &KeyHash::of("q_new"), 3, QuotaScope::Account)
+        .await
+        .unwrap();
+}
+
+/// Pooled debits through ledgers on every replica spend exactly the account's
+/// credits, whichever of its keys asks.
+pub(crate) async fn pooled_ledgers_spend_exactly_the_account_credits(stores: Vec<WithAccounts>) {
+    use crate::domain::AccountRecord;
+    let at = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+    stores[0]
+        .1
+        .ensure_account(&AccountRecord {
+            credits: Some(100),
+            ..AccountRecord::new("acct_p", "free", at)
+        })
+        .await
+        .unwrap();
+    let ledgers: Vec<_> = stores
+        .iter()
+        .map(|s| crate::ledger::credits::CreditLedger::new(s.0.clone()))
+        .collect();
+    let tasks: Vec<_> = (0..240)
+        .map(|i| {
+            let ledger = ledgers[i % ledgers.len()].clone();
+            tokio::spawn(async move {
+                ledger
+                    .debit(Holder::Account, "acct_p", 1, None)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut done = 0;
+    for t in tasks {
+        if let Debit::Done { .. } = t.await.unwrap() {
+            done += 1;
+        }
+    }
+    assert_eq!(done, 100);
+    assert_eq!(
+        stores[0]
+            .1
+            .account("acct_p")
+            .await
+            .unwrap()
+            .unwrap()
+            .credits,
+        Some(0)
+    );
 }

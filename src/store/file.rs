@@ -39,6 +39,10 @@ struct FileKey {
     org: Option<String>,
     #[serde(default)]
     owner: Option<String>,
+    /// The account whose windows a `pool: account` tier counts against (the file
+    /// store keeps no balances, so no pooled credits).
+    #[serde(default)]
+    account: Option<String>,
     #[serde(default = "active")]
     status: KeyStatus,
     #[serde(default)]
@@ -159,6 +163,7 @@ fn parse(
             environment: key.environment,
             org: key.org,
             owner: key.owner,
+            account: key.account,
             status: key.status,
             credits: None,
             refill: None,
@@ -168,6 +173,7 @@ fn parse(
             created_at: loaded_at,
             last_used_at: None,
             secret_valid_until: None,
+            account_gate: None,
         });
         set.by_hash.insert(hash, record.clone());
         set.records.push(record);
@@ -339,6 +345,7 @@ impl KeyStore for FileStore {
         _record: &KeyRecord,
         _hash: &KeyHash,
         _max_active: u64,
+        _scope: crate::store::QuotaScope,
     ) -> Result<(), StoreError> {
         Err(self.read_only())
     }
@@ -364,6 +371,7 @@ impl KeyStore for FileStore {
 
     async fn refund_credits(
         &self,
+        _holder: crate::store::Holder,
         _id: &str,
         _cost: u64,
         _debited_at: i64,

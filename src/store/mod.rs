@@ -4,6 +4,7 @@
 //! behaviour; the request path only calls [`KeyStore::find_by_hash`] (on a cache miss)
 //! and [`KeyStore::debit_batch`] (on metered routes, through `credits::CreditLedger`).
 
+pub mod accounts;
 pub mod file;
 pub mod postgres;
 pub mod sqlite;
@@ -38,12 +39,34 @@ pub enum Debit {
 /// One debit's answer within a batch.
 pub type DebitResult = Result<Debit, StoreError>;
 
-/// One debit of a batch: `cost` credits from key `id`, after the key's refill if
-/// one is due ([`crate::domain::refill`]).
+/// Whose keys a tier's `max_keys` counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum QuotaScope {
+    /// The owner's (`pool: key`).
+    #[default]
+    Owner,
+    /// The account's (`pool: account`).
+    Account,
+}
+
+/// Whose balance a debit or refund moves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Holder {
+    /// A key's own (`pool: key`).
+    #[default]
+    Key,
+    /// An account's pooled balance (`pool: account`).
+    Account,
+}
+
+/// One debit of a batch: `cost` credits from the balance of key or account `id`,
+/// after its refill if one is due ([`crate::domain::refill`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DebitRequest {
-    /// The key.
+    /// The key or account.
     pub id: String,
+    /// Whose balance `id` names.
+    pub holder: Holder,
     /// Credits to spend.
     pub cost: u64,
     /// The refill in force for the key now, if any.
@@ -51,21 +74,24 @@ pub struct DebitRequest {
 }
 
 impl DebitRequest {
-    /// A debit with no refill.
+    /// A debit from a key's own balance with no refill.
     pub fn new(id: impl Into<String>, cost: u64) -> Self {
         DebitRequest {
             id: id.into(),
+            holder: Holder::Key,
             cost,
             refill: None,
         }
     }
 }
 
-/// A key's balance as a batch changed it.
+/// A balance as a batch changed it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewBalance {
-    /// The key.
+    /// The key or account.
     pub id: String,
+    /// Whose balance `id` names.
+    pub holder: Holder,
     /// Its credits now.
     pub credits: i64,
     /// The start (Unix seconds) of the period it was last refilled in.
@@ -86,23 +112,24 @@ pub type StoredBalance = (Option<i64>, Option<i64>);
 /// Decides a run of debits against balances read once per key, in order: the
 /// arithmetic every store's [`KeyStore::debit_batch`] shares. `balance(id)` reads a
 /// key's credits and `refilled_at` (`None`: no such key; credits `None`:
-/// unmetered). A due refill is applied before the debit that carries it, once per
-/// period (a later debit in the batch finds it done).
+/// unmetered) and `holder` says whose. A due refill is applied before the debit that
+/// carries it, once per period (a later debit in the batch finds it done).
 pub fn decide_debits<E>(
     debits: &[DebitRequest],
-    mut balance: impl FnMut(&str) -> Result<Option<StoredBalance>, E>,
+    mut balance: impl FnMut(Holder, &str) -> Result<Option<StoredBalance>, E>,
 ) -> Result<DecidedDebits, E> {
     struct Entry {
         stored: Option<StoredBalance>,
         changed: bool,
     }
-    let mut entries: std::collections::HashMap<&str, Entry> = std::collections::HashMap::new();
+    let mut entries: std::collections::HashMap<(Holder, &str), Entry> =
+        std::collections::HashMap::new();
     let mut answers = Vec::with_capacity(debits.len());
     for d in debits {
-        let entry = match entries.entry(d.id.as_str()) {
+        let entry = match entries.entry((d.holder, d.id.as_str())) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => e.insert(Entry {
-                stored: balance(&d.id)?,
+                stored: balance(d.holder, &d.id)?,
                 changed: false,
             }),
         };
@@ -127,9 +154,10 @@ pub fn decide_debits<E>(
     }
     let balances = entries
         .into_iter()
-        .filter_map(|(id, e)| match e.stored {
+        .filter_map(|((holder, id), e)| match e.stored {
             Some((Some(credits), refilled_at)) if e.changed => Some(NewBalance {
                 id: id.to_string(),
+                holder,
                 credits,
                 refilled_at,
             }),
@@ -187,6 +215,14 @@ pub enum StoreChange {
         /// When the change happened (Unix ms, the store host's clock), if known.
         changed_at_ms: Option<u64>,
     },
+    /// Account `id` changed (plan, status, overrides, metered or not): every key of
+    /// it must be read again.
+    Account {
+        /// The account's id.
+        id: String,
+        /// When the change happened (Unix ms, the store host's clock), if known.
+        changed_at_ms: Option<u64>,
+    },
     /// The feed is listening (for the first time, or again): changes made before
     /// may have been missed, so forget everything; from now on every change is
     /// announced.
@@ -195,6 +231,26 @@ pub enum StoreChange {
     /// yet): changes made from now on may go unannounced, so no cached key may be
     /// trusted without reading it again, until [`StoreChange::All`].
     Unwatched,
+}
+
+/// How the change logs name an account (a key id never holds a `:`).
+pub const ACCOUNT_CHANGE_PREFIX: &str = "account:";
+
+impl StoreChange {
+    /// The change a log entry or notification names: `account:<id>` an account,
+    /// anything else a key id.
+    pub fn logged(name: &str, changed_at_ms: Option<u64>) -> StoreChange {
+        match name.strip_prefix(ACCOUNT_CHANGE_PREFIX) {
+            Some(id) => StoreChange::Account {
+                id: id.to_string(),
+                changed_at_ms,
+            },
+            None => StoreChange::Key {
+                id: name.to_string(),
+                changed_at_ms,
+            },
+        }
+    }
 }
 
 /// What [`StoreError::ImportConflict`] says of the line's `hash`.
@@ -279,15 +335,17 @@ pub trait KeyStore: Send + Sync {
     async fn update(&self, id: &str, patch: &KeyPatch) -> Result<KeyRecord, StoreError>;
     /// Stores a new key under `hash`.
     async fn insert(&self, record: &KeyRecord, hash: &KeyHash) -> Result<(), StoreError>;
-    /// Stores a new key under `hash` unless its owner already holds `max_active`
-    /// active keys in its tier ([`StoreError::QuotaExceeded`]). Counting and
-    /// inserting are one transaction, serialised per owner and tier, so concurrent
-    /// creates (on any replica) never exceed the quota.
+    /// Stores a new key under `hash` unless its owner (or, with
+    /// [`QuotaScope::Account`], its account) already holds `max_active` active keys
+    /// in its tier ([`StoreError::QuotaExceeded`]). Counting and inserting are one
+    /// transaction, serialised per owner (account) and tier, so concurrent creates
+    /// (on any replica) never exceed the quota.
     async fn insert_within_quota(
         &self,
         record: &KeyRecord,
         hash: &KeyHash,
         max_active: u64,
+        scope: QuotaScope,
     ) -> Result<(), StoreError>;
     /// Marks a key revoked; `NotFound` if there is no such id.
     async fn revoke(&self, id: &str) -> Result<(), StoreError>;
@@ -319,11 +377,18 @@ pub trait KeyStore: Send + Sync {
     /// are durable (`Ok`) or none is (`Err`). An entry whose key does not exist gets
     /// `Err(NotFound)` and changes nothing.
     async fn debit_batch(&self, debits: &[DebitRequest]) -> Result<Vec<DebitResult>, StoreError>;
-    /// Gives `cost` credits back to key `id` (a debited request the upstream never
-    /// answered), debited at `debited_at` (Unix seconds). A key that is unmetered or
-    /// gone changes nothing, nor one refilled since the debit (the refill already
-    /// reset the balance the debit came out of).
-    async fn refund_credits(&self, id: &str, cost: u64, debited_at: i64) -> Result<(), StoreError>;
+    /// Gives `cost` credits back to the balance of key or account `id` (`holder`
+    /// says which: a debited request the upstream never answered), debited at
+    /// `debited_at` (Unix seconds). A balance that is unmetered or gone changes
+    /// nothing, nor one refilled since the debit (the refill already reset the
+    /// balance the debit came out of).
+    async fn refund_credits(
+        &self,
+        holder: Holder,
+        id: &str,
+        cost: u64,
+        debited_at: i64,
+    ) -> Result<(), StoreError>;
     /// Debits `cost` credits from one key: a batch of one.
     async fn debit_credits(&self, id: &str, cost: u64) -> Result<Debit, StoreError> {
         let mut answers = self.debit_batch(&[DebitRequest::new(id, cost)]).await?;

@@ -125,6 +125,12 @@ async fn every_spelling_of_an_email_is_one_account_with_one_throttle() {
 /// names them and writes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stored_emails_migrate_and_collisions_are_named_never_merged() {
+    // What the accounts migration added, taken away again (it runs after these).
+    const SQLITE_UNDO_ACCOUNTS: &str = "DROP TABLE accounts; DROP INDEX api_keys_account; \
+         DROP TRIGGER api_keys_changed; ALTER TABLE api_keys DROP COLUMN account;";
+    const PG_UNDO_ACCOUNTS: &str = "DROP TABLE accounts; \
+         DROP FUNCTION keygate_announce_account_change(); \
+         DROP TRIGGER api_keys_changed ON api_keys; ALTER TABLE api_keys DROP COLUMN account;";
     let up = start_upstream().await;
     let Some(db) = PgDatabase::create().await else {
         return;
@@ -135,14 +141,14 @@ async fn stored_emails_migrate_and_collisions_are_named_never_merged() {
     let db_file = kg.dir.path().join("keys.db");
     let mut kg = kg;
     assert!(kg.terminate().success());
-    let old = |sql: &str| {
+    let old = |sql: String| {
         let c = rusqlite::Connection::open(&db_file).unwrap();
-        c.execute_batch(sql).unwrap();
+        c.execute_batch(&sql).unwrap();
     };
-    // Migrations 8 (canonical emails) and 9 (secrets) not yet run.
-    old(&format!(
+    // Migrations 8 (canonical emails), 9 (secrets) and 10 (accounts) not yet run.
+    old(format!(
         "UPDATE users SET email = 'ＡLICE@Example.COM' WHERE id = '{alice}';\
-         DROP TABLE secrets; PRAGMA user_version = 7;"
+         DROP TABLE secrets; {SQLITE_UNDO_ACCOUNTS} PRAGMA user_version = 7;"
     ));
     let kg = kg.restart();
     assert_eq!(
@@ -155,7 +161,8 @@ async fn stored_emails_migrate_and_collisions_are_named_never_merged() {
     old(
         "INSERT INTO users (id, email, password_hash, is_admin, created_at) \
          VALUES ('usr_upper', 'STRASSE@x.de', 'x', 0, 0), ('usr_eszett', 'Straße@x.de', 'x', 0, 0);\
-         DROP TABLE secrets; PRAGMA user_version = 7;",
+         DROP TABLE secrets; {SQLITE_UNDO_ACCOUNTS} PRAGMA user_version = 7;"
+            .replace("{SQLITE_UNDO_ACCOUNTS}", SQLITE_UNDO_ACCOUNTS),
     );
     let out = kg.cli(&["keys", "list"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -172,10 +179,10 @@ async fn stored_emails_migrate_and_collisions_are_named_never_merged() {
     let (alice, _) = kg.create_user("alice@example.com", "alice-password", false);
     let mut kg = kg;
     assert!(kg.terminate().success());
-    // Migrations 5 (canonical emails) and 6 (secrets) not yet run.
+    // Migrations 5 (canonical emails), 6 (secrets) and 7 (accounts) not yet run.
     db.execute(&format!(
         "UPDATE users SET email = 'ＡLICE@Example.COM' WHERE id = '{alice}';\
-         DROP TABLE secrets; DELETE FROM keygate_migrations WHERE version >= 5;"
+         DROP TABLE secrets; {PG_UNDO_ACCOUNTS} DELETE FROM keygate_migrations WHERE version >= 5;"
     ))
     .await;
     let kg = kg.restart();
@@ -199,9 +206,10 @@ async fn stored_emails_migrate_and_collisions_are_named_never_merged() {
     let mut kg = kg;
     assert!(kg.terminate().success());
     db.execute(
-        "INSERT INTO users (id, email, password_hash, is_admin, created_at) \
+        &"INSERT INTO users (id, email, password_hash, is_admin, created_at) \
          VALUES ('usr_upper', 'STRASSE@x.de', 'x', false, now()), ('usr_eszett', 'Straße@x.de', 'x', false, now());\
-         DROP TABLE secrets; DELETE FROM keygate_migrations WHERE version >= 5;",
+         DROP TABLE secrets; {PG_UNDO_ACCOUNTS} DELETE FROM keygate_migrations WHERE version >= 5;"
+            .replace("{PG_UNDO_ACCOUNTS}", PG_UNDO_ACCOUNTS),
     )
     .await;
     let out = kg.cli(&["keys", "list"]);

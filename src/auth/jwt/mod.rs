@@ -460,6 +460,7 @@ impl JwtVerifier {
             Environment::Live,
             None,
             format!("sub:{limit_by}"),
+            None,
         );
         Ok(VerifiedToken {
             identity: Arc::new(identity),

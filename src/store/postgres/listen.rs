@@ -23,15 +23,13 @@ pub const CHANNEL: &str = "keygate_keys";
 
 const PING_EVERY: Duration = Duration::from_secs(3);
 
-/// Parses a notification payload: `<id> <unix ms>`.
+/// Parses a notification payload: `<id> <unix ms>` (a key), `account:<id> <unix ms>`
+/// (an account).
 pub fn parse_payload(payload: &str) -> Option<StoreChange> {
     let mut parts = payload.split(' ');
     let id = parts.next().filter(|id| !id.is_empty())?;
     let changed_at_ms = parts.next().and_then(|t| t.parse().ok());
-    Some(StoreChange::Key {
-        id: id.to_string(),
-        changed_at_ms,
-    })
+    Some(StoreChange::logged(id, changed_at_ms))
 }
 
 /// Runs the feed on the backend runtime until `stop` is dropped. `reachable` is

@@ -15,6 +15,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration::Sql(include_str!("../migrations/postgres/0004_refill.sql")),
     Migration::CanonicalEmails,
     Migration::Sql(include_str!("../migrations/postgres/0006_secrets.sql")),
+    Migration::Sql(include_str!("../migrations/postgres/0007_accounts.sql")),
 ];
 
 /// One schema migration, applied once in its own transaction.

@@ -7,6 +7,7 @@
 //! flushes from many replicas never lose each other's counts. Key changes are
 //! announced by a trigger and delivered by [`listen`] to every replica.
 
+mod accounts;
 mod listen;
 mod migrate;
 mod pool;
@@ -15,10 +16,13 @@ mod users;
 
 use super::{
     decide_debits, import_upsert, refill_columns, ChangeHandler, DebitRequest, DebitResult,
-    DecidedDebits, ImportFeed, ImportMsg, KeyStore, StoreError,
+    DecidedDebits, Holder, ImportFeed, ImportMsg, KeyStore, QuotaScope, StoreError,
 };
 use crate::clock::{Clock, SystemClock};
-use crate::domain::{Environment, KeyHash, KeyPatch, KeyRecord, KeyStatus, UsageRow};
+use crate::domain::{
+    AccountGate, AccountStatus, Environment, KeyHash, KeyPatch, KeyRecord, KeyStatus,
+    PlanOverrides, UsageRow,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pool::{db_error, PgPool};
@@ -89,9 +93,9 @@ fn corrupt(id: &str, reason: impl std::fmt::Display) -> StoreError {
     }
 }
 
-/// Decodes a row of the 15 key columns (and, from `find_by_hash`, a 16th column:
-/// when the matched previous secret stops working).
-fn decode(row: &Row) -> Result<KeyRecord, StoreError> {
+/// Decodes a row of the 19 key columns (and, from `find_by_hash`, a 20th column:
+/// when the matched previous secret stops working, and three of its account's).
+pub(super) fn decode(row: &Row) -> Result<KeyRecord, StoreError> {
     let id: String = row.try_get(0).map_err(db_error)?;
     let get = |e: tokio_postgres::Error| corrupt(&id, e);
     let env: String = row.try_get(6).map_err(get)?;
@@ -124,10 +128,30 @@ fn decode(row: &Row) -> Result<KeyRecord, StoreError> {
         refill: super::refill_of(row.try_get(15).map_err(get)?, row.try_get(16).map_err(get)?)
             .map_err(|e| corrupt(&id, format!("refill: {e}")))?,
         refilled_at: row.try_get(17).map_err(get)?,
-        secret_valid_until: if row.len() > 18 {
-            row.try_get(18).map_err(get)?
+        account: row.try_get(18).map_err(get)?,
+        secret_valid_until: if row.len() > 19 {
+            row.try_get(19).map_err(get)?
         } else {
             None
+        },
+        account_gate: match (row.len() > 20).then(|| row.try_get::<_, Option<String>>(20)) {
+            Some(status) => match (
+                row.try_get::<_, Option<String>>(18).map_err(get)?,
+                status.map_err(get)?,
+            ) {
+                (Some(account), Some(status)) => Some(Box::new(AccountGate {
+                    id: account,
+                    status: AccountStatus::parse(&status)
+                        .ok_or_else(|| corrupt(&id, format!("account status `{status}`")))?,
+                    overrides: PlanOverrides::from_json(
+                        &row.try_get::<_, String>(21).map_err(get)?,
+                    )
+                    .map_err(|e| corrupt(&id, format!("account overrides: {e}")))?,
+                    credits: row.try_get(22).map_err(get)?,
+                })),
+                _ => None,
+            },
+            None => None,
         },
         id,
     })
@@ -135,8 +159,9 @@ fn decode(row: &Row) -> Result<KeyRecord, StoreError> {
 
 const INSERT_KEY: &str = "INSERT INTO api_keys (key_hash, id, name, prefix, last4, tier, scopes, \
      environment, org, owner, status, credits, allowed_ips, expires_at, created_at, \
-     last_used_at, refill_amount, refill_every, refilled_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
+     last_used_at, refill_amount, refill_every, refilled_at, account) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+     $20)";
 
 /// The parameters of [`INSERT_KEY`] for `r` (`refill` from [`refill_columns`]).
 fn insert_params<'a>(
@@ -146,7 +171,7 @@ fn insert_params<'a>(
     env: &'a &str,
     status: &'a &str,
     refill: &'a (Option<i64>, Option<String>),
-) -> [&'a (dyn ToSql + Sync); 19] {
+) -> [&'a (dyn ToSql + Sync); 20] {
     [
         hash,
         &r.id,
@@ -167,8 +192,33 @@ fn insert_params<'a>(
         &refill.0,
         &refill.1,
         &r.refilled_at,
+        &r.account,
     ]
 }
+
+/// Gives every key without a stored account one, as migration 0007 did: an
+/// account a key names is made on first use (on the key's tier), a key with an
+/// owner joins the owner's account, any other key gets one of its own
+/// (`acct_<key id>`). Run in an import's transaction, before it commits.
+const ADOPT_KEYS: &str = "
+INSERT INTO accounts (id, plan, created_at)
+SELECT account, MIN(tier), MIN(created_at) FROM api_keys
+WHERE account IS NOT NULL AND account NOT IN (SELECT id FROM accounts) GROUP BY account
+ON CONFLICT DO NOTHING;
+INSERT INTO accounts (id, owner, plan, created_at)
+SELECT 'acct_' || substr(md5(random()::text || owner), 1, 20), owner, MIN(tier), MIN(created_at)
+FROM api_keys
+WHERE account IS NULL AND owner IS NOT NULL
+  AND owner NOT IN (SELECT owner FROM accounts WHERE owner IS NOT NULL)
+GROUP BY owner
+ON CONFLICT DO NOTHING;
+UPDATE api_keys SET account = a.id FROM accounts a
+WHERE api_keys.account IS NULL AND a.owner = api_keys.owner;
+INSERT INTO accounts (id, plan, created_at)
+SELECT 'acct_' || id, tier, created_at FROM api_keys WHERE account IS NULL
+ON CONFLICT DO NOTHING;
+UPDATE api_keys SET account = 'acct_' || id WHERE account IS NULL;
+";
 
 fn ips_text(ips: &[ipnet::IpNet]) -> Vec<String> {
     ips.iter().map(|n| n.to_string()).collect()
@@ -179,9 +229,12 @@ impl KeyStore for PostgresStore {
     async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
         const SQL: &str = "SELECT id, name, prefix, last4, tier, scopes, environment, org, owner, \
              status, credits, allowed_ips, expires_at, created_at, last_used_at, \
-             refill_amount, refill_every, refilled_at, \
-             CASE WHEN key_hash = $1 THEN NULL ELSE prev_hash_expires_at END \
-             FROM api_keys WHERE key_hash = $1 \
+             refill_amount, refill_every, refilled_at, account, \
+             CASE WHEN key_hash = $1 THEN NULL ELSE prev_hash_expires_at END, \
+             a.a_status, a.a_overrides, a.a_credits \
+             FROM api_keys LEFT JOIN LATERAL (SELECT status AS a_status, overrides AS a_overrides, \
+               credits AS a_credits FROM accounts WHERE accounts.id = api_keys.account) a ON true \
+             WHERE key_hash = $1 \
              OR (prev_key_hash = $1 AND prev_hash_expires_at > $2)";
         let hash = hash.0.as_slice();
         let now = self.clock.now_utc();
@@ -195,7 +248,7 @@ impl KeyStore for PostgresStore {
     async fn get(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
         const SQL: &str = "SELECT id, name, prefix, last4, tier, scopes, environment, org, owner, \
              status, credits, allowed_ips, expires_at, created_at, last_used_at, \
-             refill_amount, refill_every, refilled_at \
+             refill_amount, refill_every, refilled_at, account \
              FROM api_keys WHERE id = $1";
         self.pool
             .query_opt(SQL, &[&id])
@@ -207,7 +260,7 @@ impl KeyStore for PostgresStore {
     async fn list(&self) -> Result<Vec<KeyRecord>, StoreError> {
         const SQL: &str = "SELECT id, name, prefix, last4, tier, scopes, environment, org, owner, \
              status, credits, allowed_ips, expires_at, created_at, last_used_at, \
-             refill_amount, refill_every, refilled_at \
+             refill_amount, refill_every, refilled_at, account \
              FROM api_keys ORDER BY created_at DESC, id";
         self.pool
             .query(SQL, &[])
@@ -220,7 +273,7 @@ impl KeyStore for PostgresStore {
     async fn list_by_owner(&self, owner: &str) -> Result<Vec<KeyRecord>, StoreError> {
         const SQL: &str = "SELECT id, name, prefix, last4, tier, scopes, environment, org, owner, \
              status, credits, allowed_ips, expires_at, created_at, last_used_at, \
-             refill_amount, refill_every, refilled_at \
+             refill_amount, refill_every, refilled_at, account \
              FROM api_keys WHERE owner = $1 ORDER BY created_at DESC, id";
         self.pool
             .query(SQL, &[&owner])
@@ -311,25 +364,29 @@ impl KeyStore for PostgresStore {
         r: &KeyRecord,
         hash: &KeyHash,
         max_active: u64,
+        scope: QuotaScope,
     ) -> Result<(), StoreError> {
-        // The advisory lock serialises creates for one owner and tier across every
-        // replica until the transaction ends; each statement then sees what the
-        // previous holder committed (read committed), so the count is exact.
+        // The advisory lock serialises creates for one owner (account) and tier
+        // across every replica until the transaction ends; each statement then sees
+        // what the previous holder committed (read committed), so the count is exact.
         const LOCK: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 7001))";
-        const COUNT: &str = "SELECT COUNT(*) FROM api_keys \
+        const COUNT_OWNER: &str = "SELECT COUNT(*) FROM api_keys \
              WHERE owner IS NOT DISTINCT FROM $1 AND tier = $2 AND status = 'active'";
+        const COUNT_ACCOUNT: &str = "SELECT COUNT(*) FROM api_keys \
+             WHERE account IS NOT DISTINCT FROM $1 AND tier = $2 AND status = 'active'";
+        let (count, holder, kind) = match scope {
+            QuotaScope::Owner => (COUNT_OWNER, &r.owner, "quota"),
+            QuotaScope::Account => (COUNT_ACCOUNT, &r.account, "account quota"),
+        };
         let hash = hash.0.as_slice();
         let ips = ips_text(&r.allowed_ips);
         let env = r.environment.as_str();
         let status = r.status.as_str();
-        let lock_key = format!("quota\n{}\n{}", r.owner.as_deref().unwrap_or(""), r.tier);
+        let lock_key = format!("{kind}\n{}\n{}", holder.as_deref().unwrap_or(""), r.tier);
         let work = async |client: &mut tokio_postgres::Client| {
             let tx = client.transaction().await?;
             tx.execute(LOCK, &[&lock_key]).await?;
-            let held: i64 = tx
-                .query_one(COUNT, &[&r.owner, &r.tier])
-                .await?
-                .try_get(0)?;
+            let held: i64 = tx.query_one(count, &[holder, &r.tier]).await?.try_get(0)?;
             if held.max(0) as u64 >= max_active {
                 return Ok(false);
             }
@@ -368,6 +425,7 @@ impl KeyStore for PostgresStore {
                         .await
                         .and_then(|r| r.try_get(0))
                         .map_err(db_error)?;
+                    tx.batch_execute(ADOPT_KEYS).await.map_err(db_error)?;
                     tx.commit().await.map_err(db_error)?;
                     return Ok(written.max(0) as u64);
                 }
@@ -456,42 +514,72 @@ impl KeyStore for PostgresStore {
     }
 
     async fn debit_batch(&self, debits: &[DebitRequest]) -> Result<Vec<DebitResult>, StoreError> {
-        // The rows are locked in id order, so replicas committing batches at once
-        // never deadlock, and each batch decides against balances no one else can
-        // change until it commits: a credit is never spent twice, nor a refill
-        // applied twice, across replicas.
-        const LOCK: &str = "SELECT id, credits, EXTRACT(EPOCH FROM refilled_at)::bigint \
+        // The rows are locked in one order (keys, then accounts, each by id), so
+        // replicas committing batches at once never deadlock, and each batch decides
+        // against balances no one else can change until it commits: a credit is
+        // never spent twice, nor a refill applied twice, across replicas.
+        const LOCK_KEYS: &str = "SELECT id, credits, EXTRACT(EPOCH FROM refilled_at)::bigint \
              FROM api_keys WHERE id = ANY($1) ORDER BY id FOR UPDATE";
-        const WRITE: &str = "UPDATE api_keys k SET credits = t.credits, \
+        const LOCK_ACCOUNTS: &str = "SELECT id, credits, EXTRACT(EPOCH FROM refilled_at)::bigint \
+             FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE";
+        const WRITE_KEYS: &str = "UPDATE api_keys k SET credits = t.credits, \
              refilled_at = to_timestamp(t.refilled_at) \
              FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS t(id, credits, refilled_at) \
              WHERE k.id = t.id";
-        let mut ids: Vec<&str> = debits.iter().map(|d| d.id.as_str()).collect();
-        ids.sort_unstable();
-        ids.dedup();
+        const WRITE_ACCOUNTS: &str = "UPDATE accounts k SET credits = t.credits, \
+             refilled_at = to_timestamp(t.refilled_at) \
+             FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS t(id, credits, refilled_at) \
+             WHERE k.id = t.id";
+        let ids_of = |holder: Holder| {
+            let mut ids: Vec<&str> = debits
+                .iter()
+                .filter(|d| d.holder == holder)
+                .map(|d| d.id.as_str())
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids
+        };
+        let (key_ids, account_ids) = (ids_of(Holder::Key), ids_of(Holder::Account));
         let work = async |client: &mut tokio_postgres::Client| {
             let tx = client.transaction().await?;
-            let mut balances = std::collections::HashMap::with_capacity(ids.len());
-            for row in tx.query(LOCK, &[&ids]).await? {
-                balances.insert(
-                    row.try_get::<_, String>(0)?,
-                    (
-                        row.try_get::<_, Option<i64>>(1)?,
-                        row.try_get::<_, Option<i64>>(2)?,
-                    ),
-                );
+            let mut balances = std::collections::HashMap::with_capacity(debits.len());
+            for (holder, lock, ids) in [
+                (Holder::Key, LOCK_KEYS, &key_ids),
+                (Holder::Account, LOCK_ACCOUNTS, &account_ids),
+            ] {
+                if ids.is_empty() {
+                    continue;
+                }
+                for row in tx.query(lock, &[ids]).await? {
+                    balances.insert(
+                        (holder, row.try_get::<_, String>(0)?),
+                        (
+                            row.try_get::<_, Option<i64>>(1)?,
+                            row.try_get::<_, Option<i64>>(2)?,
+                        ),
+                    );
+                }
             }
             let DecidedDebits {
                 answers,
                 balances: changed,
-            } = decide_debits(debits, |id| {
-                Ok::<_, tokio_postgres::Error>(balances.get(id).copied())
+            } = decide_debits(debits, |holder, id| {
+                Ok::<_, tokio_postgres::Error>(balances.get(&(holder, id.to_string())).copied())
             })?;
             if !changed.is_empty() {
-                let ids: Vec<&str> = changed.iter().map(|b| b.id.as_str()).collect();
-                let left: Vec<i64> = changed.iter().map(|b| b.credits).collect();
-                let at: Vec<Option<i64>> = changed.iter().map(|b| b.refilled_at).collect();
-                tx.execute(WRITE, &[&ids, &left, &at]).await?;
+                for (holder, write) in
+                    [(Holder::Key, WRITE_KEYS), (Holder::Account, WRITE_ACCOUNTS)]
+                {
+                    let of: Vec<_> = changed.iter().filter(|b| b.holder == holder).collect();
+                    if of.is_empty() {
+                        continue;
+                    }
+                    let ids: Vec<&str> = of.iter().map(|b| b.id.as_str()).collect();
+                    let left: Vec<i64> = of.iter().map(|b| b.credits).collect();
+                    let at: Vec<Option<i64>> = of.iter().map(|b| b.refilled_at).collect();
+                    tx.execute(write, &[&ids, &left, &at]).await?;
+                }
                 tx.commit().await?;
             }
             Ok(answers)
@@ -499,16 +587,26 @@ impl KeyStore for PostgresStore {
         self.pool.write_transaction("credit debit", work).await
     }
 
-    async fn refund_credits(&self, id: &str, cost: u64, debited_at: i64) -> Result<(), StoreError> {
-        const REFUND: &str = "UPDATE api_keys SET credits = credits + $2 \
+    async fn refund_credits(
+        &self,
+        holder: Holder,
+        id: &str,
+        cost: u64,
+        debited_at: i64,
+    ) -> Result<(), StoreError> {
+        const REFUND_KEY: &str = "UPDATE api_keys SET credits = credits + $2 \
              WHERE id = $1 AND credits IS NOT NULL \
              AND (refilled_at IS NULL OR refilled_at <= to_timestamp($3))";
+        const REFUND_ACCOUNT: &str = "UPDATE accounts SET credits = credits + $2 \
+             WHERE id = $1 AND credits IS NOT NULL \
+             AND (refilled_at IS NULL OR refilled_at <= to_timestamp($3))";
+        let sql = match holder {
+            Holder::Key => REFUND_KEY,
+            Holder::Account => REFUND_ACCOUNT,
+        };
         let cost = i64::try_from(cost).unwrap_or(i64::MAX);
         let at = debited_at as f64;
-        self.pool
-            .execute(REFUND, &[&id, &cost, &at])
-            .await
-            .map(drop)
+        self.pool.execute(sql, &[&id, &cost, &at]).await.map(drop)
     }
 
     async fn record_usage(

@@ -86,6 +86,33 @@ async fn concurrent_creates_never_exceed_the_quota() {
     conformance::concurrent_creates_never_exceed_the_quota(vec![a, b]).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn accounts_pool_credits_and_carry_their_plan() {
+    let Some(db) = TestDb::create() else { return };
+    let s = db.open();
+    conformance::accounts_pool_credits_and_carry_their_plan((s.clone(), s)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn account_quotas_count_every_owner() {
+    let Some(db) = TestDb::create() else { return };
+    let (a, b) = (db.open(), db.open());
+    conformance::account_quotas_count_every_owner(vec![(a.clone(), a), (b.clone(), b)]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pooled_ledgers_spend_exactly_the_account_credits() {
+    let Some(db) = TestDb::create() else { return };
+    // Three pools: three replicas.
+    let (a, b, c) = (db.open(), db.open(), db.open());
+    conformance::pooled_ledgers_spend_exactly_the_account_credits(vec![
+        (a.clone(), a),
+        (b.clone(), b),
+        (c.clone(), c),
+    ])
+    .await;
+}
+
 conformance_tests!(
     keys_round_trip_by_hash_and_id,
     revoke_and_regenerate_change_what_the_hash_finds,
@@ -357,4 +384,69 @@ async fn sessions_last_until_expiry_or_sign_out() {
         .unwrap()
         .with_clock(Arc::new(clock.clone()));
     crate::store::conformance::sessions_last_until_expiry_or_sign_out(Arc::new(store), clock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_changes_are_announced_to_every_replica() {
+    use crate::domain::{AccountPatch, AccountRecord, AccountStatus, CreditChange};
+    use crate::store::accounts::AccountStore;
+    let Some(db) = TestDb::create() else { return };
+    let (writer, reader) = (db.open(), db.open());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    reader.watch(Arc::new(move |c| {
+        let _ = tx.send(c);
+    }));
+    writer
+        .ensure_account(&AccountRecord::new("acct_w", "free", Utc::now()))
+        .await
+        .unwrap();
+    loop {
+        let c = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("the feed listens within 10 s")
+            .unwrap();
+        if c == StoreChange::All {
+            break;
+        }
+    }
+    // A debit of the pooled balance is not announced; a suspension is, at once.
+    writer
+        .change_account_credits("acct_w", CreditChange::Set(Some(5)))
+        .await
+        .unwrap();
+    let metered = tokio::time::timeout(Duration::from_secs(1), rx.recv())
+        .await
+        .expect("becoming metered is announced")
+        .unwrap();
+    assert!(matches!(metered, StoreChange::Account { ref id, .. } if id == "acct_w"));
+    writer
+        .debit_batch(&[crate::store::DebitRequest {
+            holder: crate::store::Holder::Account,
+            ..crate::store::DebitRequest::new("acct_w", 1)
+        }])
+        .await
+        .unwrap();
+    assert!(tokio::time::timeout(Duration::from_millis(500), rx.recv())
+        .await
+        .is_err());
+    let at = std::time::Instant::now();
+    writer
+        .update_account(
+            "acct_w",
+            &AccountPatch {
+                status: Some(AccountStatus::Suspended),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let change = tokio::time::timeout(Duration::from_secs(1), rx.recv())
+        .await
+        .expect("a suspension announced within 1 s")
+        .unwrap();
+    assert!(
+        matches!(change, StoreChange::Account { ref id, changed_at_ms: Some(_) } if id == "acct_w"),
+        "{change:?}"
+    );
+    assert!(at.elapsed() < Duration::from_secs(1));
 }

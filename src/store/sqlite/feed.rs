@@ -122,10 +122,7 @@ fn read(
     })?;
     for row in rows {
         let (seq, id, at) = row?;
-        handler(StoreChange::Key {
-            id,
-            changed_at_ms: u64::try_from(at).ok(),
-        });
+        handler(StoreChange::logged(&id, u64::try_from(at).ok()));
         *last = Some(seq);
     }
     Ok(())

@@ -6,10 +6,13 @@
 
 use super::{
     decide_debits, import_upsert, refill_columns, refill_of, DebitRequest, DebitResult,
-    DecidedDebits, ImportFeed, ImportMsg, KeyStore, StoreError,
+    DecidedDebits, Holder, ImportFeed, ImportMsg, KeyStore, QuotaScope, StoreError,
 };
 use crate::clock::{Clock, SystemClock};
-use crate::domain::{Environment, KeyHash, KeyPatch, KeyRecord, KeyStatus, UsageRow};
+use crate::domain::{
+    AccountGate, AccountStatus, Environment, KeyHash, KeyPatch, KeyRecord, KeyStatus,
+    PlanOverrides, UsageRow,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use parking_lot::Mutex;
@@ -29,6 +32,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration::Sql(include_str!("../migrations/sqlite/0007_refill.sql")),
     Migration::CanonicalEmails,
     Migration::Sql(include_str!("../migrations/sqlite/0009_secrets.sql")),
+    Migration::Sql(include_str!("../migrations/sqlite/0010_accounts.sql")),
 ];
 
 /// One schema migration, applied once in its own transaction.
@@ -56,9 +60,36 @@ fn canonical_emails(conn: &Connection) -> Result<(), String> {
     Ok(())
 }
 
-const COLUMNS: &str = "id, name, prefix, last4, tier, scopes, environment, org, owner, status, \
+pub(super) const COLUMNS: &str =
+    "id, name, prefix, last4, tier, scopes, environment, org, owner, status, \
                        credits, allowed_ips, expires_at, created_at, last_used_at, \
-                       refill_amount, refill_every, refilled_at";
+                       refill_amount, refill_every, refilled_at, account";
+
+/// Gives every key without a stored account one, as migration 0010 did: an
+/// account a key names is made on first use (on the key's tier), a key with an
+/// owner joins the owner's account, any other key gets one of its own
+/// (`acct_<key id>`). Run in an import's transaction, before it commits.
+const ADOPT_KEYS: &str = "
+INSERT OR IGNORE INTO accounts (id, plan, created_at)
+SELECT account, MIN(tier), MIN(created_at) FROM api_keys
+WHERE account IS NOT NULL AND account NOT IN (SELECT id FROM accounts) GROUP BY account;
+INSERT INTO accounts (id, owner, plan, created_at)
+SELECT 'acct_' || lower(hex(randomblob(10))), owner, MIN(tier), MIN(created_at) FROM api_keys
+WHERE account IS NULL AND owner IS NOT NULL
+  AND owner NOT IN (SELECT owner FROM accounts WHERE owner IS NOT NULL)
+GROUP BY owner;
+UPDATE api_keys SET account = (SELECT a.id FROM accounts a WHERE a.owner = api_keys.owner)
+WHERE account IS NULL AND owner IS NOT NULL;
+INSERT OR IGNORE INTO accounts (id, plan, created_at)
+SELECT 'acct_' || id, tier, created_at FROM api_keys WHERE account IS NULL;
+UPDATE api_keys SET account = 'acct_' || id WHERE account IS NULL;
+";
+
+/// The columns of a key's account the request path reads with the key
+/// ([`AccountGate`]): three lookups by primary key.
+const ACCOUNT_GATE: &str = "(SELECT status FROM accounts a WHERE a.id = api_keys.account), \
+                            (SELECT overrides FROM accounts a WHERE a.id = api_keys.account), \
+                            (SELECT credits FROM accounts a WHERE a.id = api_keys.account)";
 
 /// Page cache of each reader connection, in KiB (as `PRAGMA cache_size`, negative);
 /// the writer keeps SQLite's default (2 MiB).
@@ -217,7 +248,7 @@ fn ts(secs: Option<i64>) -> Option<DateTime<Utc>> {
     secs.and_then(|s| Utc.timestamp_opt(s, 0).single())
 }
 
-fn decode(row: &Row<'_>) -> rusqlite::Result<Result<KeyRecord, StoreError>> {
+pub(super) fn decode(row: &Row<'_>) -> rusqlite::Result<Result<KeyRecord, StoreError>> {
     let id: String = row.get(0)?;
     let corrupt = |reason: String| StoreError::Corrupt {
         id: id.clone(),
@@ -228,6 +259,8 @@ fn decode(row: &Row<'_>) -> rusqlite::Result<Result<KeyRecord, StoreError>> {
     let status: String = row.get(9)?;
     let ips: String = row.get(11)?;
     let created: i64 = row.get(13)?;
+    // Only find_by_hash selects the columns after `account` (19 on).
+    let gate_status: Option<String> = row.get(20).unwrap_or(None);
     let record = (|| {
         Ok(KeyRecord {
             id: id.clone(),
@@ -254,8 +287,22 @@ fn decode(row: &Row<'_>) -> rusqlite::Result<Result<KeyRecord, StoreError>> {
             expires_at: ts(row.get(12).map_err(|e| corrupt(e.to_string()))?),
             created_at: ts(Some(created)).unwrap_or_default(),
             last_used_at: ts(row.get(14).map_err(|e| corrupt(e.to_string()))?),
-            // Only find_by_hash selects this 19th column.
-            secret_valid_until: ts(row.get::<_, Option<i64>>(18).unwrap_or(None)),
+            account: row.get(18).map_err(|e| corrupt(e.to_string()))?,
+            secret_valid_until: ts(row.get::<_, Option<i64>>(19).unwrap_or(None)),
+            account_gate: match (row.get::<_, Option<String>>(18).ok().flatten(), gate_status) {
+                (Some(account), Some(status)) => Some(Box::new(AccountGate {
+                    id: account,
+                    status: AccountStatus::parse(&status)
+                        .ok_or_else(|| corrupt(format!("account status `{status}`")))?,
+                    overrides: PlanOverrides::from_json(
+                        &row.get::<_, String>(21)
+                            .map_err(|e| corrupt(e.to_string()))?,
+                    )
+                    .map_err(|e| corrupt(format!("account overrides: {e}")))?,
+                    credits: row.get(22).map_err(|e| corrupt(e.to_string()))?,
+                })),
+                _ => None,
+            },
         })
     })();
     Ok(record)
@@ -273,7 +320,7 @@ fn insert_sql(on_conflict: &str) -> String {
     format!(
         "INSERT INTO api_keys (key_hash, {COLUMNS}) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
-         ?17, ?18, ?19){on_conflict}"
+         ?17, ?18, ?19, ?20){on_conflict}"
     )
 }
 
@@ -309,6 +356,7 @@ fn write_row(
             refill.0,
             refill.1,
             r.refilled_at.map(|t| t.timestamp()),
+            r.account,
         ])?;
         match rows.next()? {
             Some(row) => row.get(0).map(Some),
@@ -336,8 +384,8 @@ impl KeyStore for SqliteStore {
         let now = self.clock.now_secs() as i64;
         self.with_conn(move |c| {
             let sql = format!(
-                "SELECT {COLUMNS}, CASE WHEN key_hash = ?1 THEN NULL ELSE prev_hash_expires_at END \
-                 FROM api_keys WHERE key_hash = ?1 \
+                "SELECT {COLUMNS}, CASE WHEN key_hash = ?1 THEN NULL ELSE prev_hash_expires_at END, \
+                 {ACCOUNT_GATE} FROM api_keys WHERE key_hash = ?1 \
                  OR (prev_key_hash = ?1 AND prev_hash_expires_at > ?2)"
             );
             let mut stmt = c.prepare_cached(&sql).map_err(unavailable)?;
@@ -468,6 +516,7 @@ impl KeyStore for SqliteStore {
         r: &KeyRecord,
         hash: &KeyHash,
         max_active: u64,
+        scope: QuotaScope,
     ) -> Result<(), StoreError> {
         let (r, hash) = (r.clone(), hash.0);
         self.with_writer(move |c| {
@@ -475,12 +524,18 @@ impl KeyStore for SqliteStore {
             // between the count and the insert.
             let tx = rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)
                 .map_err(unavailable)?;
-            let held: i64 = tx
-                .query_row(
+            let (sql, holder) = match scope {
+                QuotaScope::Owner => (
                     "SELECT COUNT(*) FROM api_keys WHERE owner IS ?1 AND tier = ?2 AND status = 'active'",
-                    params![r.owner, r.tier],
-                    |row| row.get(0),
-                )
+                    &r.owner,
+                ),
+                QuotaScope::Account => (
+                    "SELECT COUNT(*) FROM api_keys WHERE account IS ?1 AND tier = ?2 AND status = 'active'",
+                    &r.account,
+                ),
+            };
+            let held: i64 = tx
+                .query_row(sql, params![holder, r.tier], |row| row.get(0))
                 .map_err(unavailable)?;
             if held.max(0) as u64 >= max_active {
                 return Err(StoreError::QuotaExceeded { max: max_active });
@@ -535,6 +590,7 @@ impl KeyStore for SqliteStore {
                             .map_err(unavailable)?;
                         tx.execute_batch("DELETE FROM temp.import_written;")
                             .map_err(unavailable)?;
+                        tx.execute_batch(ADOPT_KEYS).map_err(unavailable)?;
                         tx.commit().map_err(unavailable)?;
                         return Ok(written.max(0) as u64);
                     }
@@ -612,10 +668,17 @@ impl KeyStore for SqliteStore {
                 answers,
                 balances: changed,
             } = {
-                let mut read = tx
+                let mut read_key = tx
                     .prepare_cached("SELECT credits, refilled_at FROM api_keys WHERE id = ?1")
                     .map_err(unavailable)?;
-                decide_debits(&debits, |id| {
+                let mut read_account = tx
+                    .prepare_cached("SELECT credits, refilled_at FROM accounts WHERE id = ?1")
+                    .map_err(unavailable)?;
+                decide_debits(&debits, |holder, id| {
+                    let read = match holder {
+                        Holder::Key => &mut read_key,
+                        Holder::Account => &mut read_account,
+                    };
                     read.query_row([id], |r| {
                         Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?))
                     })
@@ -624,17 +687,19 @@ impl KeyStore for SqliteStore {
                 })?
             };
             if !changed.is_empty() {
-                let mut write = tx
-                    .prepare_cached(
-                        "UPDATE api_keys SET credits = ?2, refilled_at = ?3 WHERE id = ?1",
-                    )
-                    .map_err(unavailable)?;
                 for b in &changed {
-                    write
-                        .execute(params![b.id, b.credits, b.refilled_at])
+                    let sql = match b.holder {
+                        Holder::Key => {
+                            "UPDATE api_keys SET credits = ?2, refilled_at = ?3 WHERE id = ?1"
+                        }
+                        Holder::Account => {
+                            "UPDATE accounts SET credits = ?2, refilled_at = ?3 WHERE id = ?1"
+                        }
+                    };
+                    tx.prepare_cached(sql)
+                        .and_then(|mut w| w.execute(params![b.id, b.credits, b.refilled_at]))
                         .map_err(unavailable)?;
                 }
-                drop(write);
                 tx.commit().map_err(unavailable)?;
             }
             Ok(answers)
@@ -642,13 +707,23 @@ impl KeyStore for SqliteStore {
         .await
     }
 
-    async fn refund_credits(&self, id: &str, cost: u64, debited_at: i64) -> Result<(), StoreError> {
+    async fn refund_credits(
+        &self,
+        holder: Holder,
+        id: &str,
+        cost: u64,
+        debited_at: i64,
+    ) -> Result<(), StoreError> {
         let (id, cost) = (id.to_string(), i64::try_from(cost).unwrap_or(i64::MAX));
+        let table = match holder {
+            Holder::Key => "api_keys",
+            Holder::Account => "accounts",
+        };
         self.with_writer(move |c| {
-            c.prepare_cached(
-                "UPDATE api_keys SET credits = credits + ?2 WHERE id = ?1 AND credits IS NOT NULL \
-                 AND (refilled_at IS NULL OR refilled_at <= ?3)",
-            )
+            c.prepare_cached(&format!(
+                "UPDATE {table} SET credits = credits + ?2 WHERE id = ?1 AND credits IS NOT NULL \
+                 AND (refilled_at IS NULL OR refilled_at <= ?3)"
+            ))
             .and_then(|mut s| s.execute(params![id, cost, debited_at]))
             .map(drop)
             .map_err(unavailable)
@@ -749,6 +824,7 @@ impl KeyStore for SqliteStore {
     }
 }
 
+mod accounts;
 mod feed;
 mod users;
 

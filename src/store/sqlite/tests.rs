@@ -140,3 +140,98 @@ async fn an_import_is_all_or_nothing_and_replaces_by_id_or_hash() {
     let (_dir, store) = open();
     conformance::an_import_is_all_or_nothing_and_replaces_by_id_or_hash(store).await;
 }
+
+fn open_with_accounts() -> (tempfile::TempDir, conformance::WithAccounts) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("k.db")).unwrap());
+    (dir, (store.clone(), store))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn accounts_pool_credits_and_carry_their_plan() {
+    let (_dir, store) = open_with_accounts();
+    conformance::accounts_pool_credits_and_carry_their_plan(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn account_quotas_count_every_owner() {
+    let (dir, a) = open_with_accounts();
+    let other = Arc::new(SqliteStore::open(&dir.path().join("k.db")).unwrap());
+    conformance::account_quotas_count_every_owner(vec![a, (other.clone(), other)]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pooled_ledgers_spend_exactly_the_account_credits() {
+    let (dir, a) = open_with_accounts();
+    let other = Arc::new(SqliteStore::open(&dir.path().join("k.db")).unwrap());
+    conformance::pooled_ledgers_spend_exactly_the_account_credits(vec![a, (other.clone(), other)])
+        .await;
+}
+
+#[test]
+fn the_accounts_migration_gives_every_key_an_account() {
+    // A store as it was before accounts: keys of two owners (one with two tiers),
+    // and a key of nobody's.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        for (i, step) in MIGRATIONS.iter().enumerate().take(9) {
+            match step {
+                Migration::Sql(sql) => conn.execute_batch(sql).unwrap(),
+                Migration::CanonicalEmails => {}
+            }
+            conn.pragma_update(None, "user_version", i as i64 + 1)
+                .unwrap();
+        }
+        let insert = |id: &str, owner: Option<&str>, tier: &str, credits: Option<i64>| {
+            conn.execute(
+                "INSERT INTO api_keys (id, key_hash, name, prefix, last4, tier, environment, owner, \
+                 credits, created_at) VALUES (?1, ?2, ?1, '', '', ?3, 'live', ?4, ?5, 1)",
+                params![id, id.as_bytes(), tier, owner, credits],
+            )
+            .unwrap();
+        };
+        insert("key_a1", Some("usr_a"), "pro", Some(10));
+        insert("key_a2", Some("usr_a"), "pro", Some(5));
+        insert("key_b1", Some("usr_b"), "free", None);
+        insert("key_b2", Some("usr_b"), "free", None);
+        insert("key_b3", Some("usr_b"), "pro", None);
+        insert("key_n", None, "free", Some(7));
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let conn = store.conns[0].lock();
+    let account_of = |owner: &str| -> (String, String, Option<i64>) {
+        conn.query_row(
+            "SELECT id, plan, credits FROM accounts WHERE owner = ?1",
+            [owner],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap()
+    };
+    let (a, plan_a, credits_a) = account_of("usr_a");
+    assert_eq!((plan_a.as_str(), credits_a), ("pro", Some(15)));
+    let (b, plan_b, credits_b) = account_of("usr_b");
+    assert_eq!(
+        (plan_b.as_str(), credits_b),
+        ("free", None),
+        "most keys' tier"
+    );
+    let key_account = |id: &str| -> String {
+        conn.query_row("SELECT account FROM api_keys WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .unwrap()
+    };
+    assert_eq!(key_account("key_a2"), a);
+    assert_eq!(key_account("key_b3"), b);
+    assert_eq!(key_account("key_n"), "acct_key_n");
+    let (plan_n, credits_n): (String, Option<i64>) = conn
+        .query_row(
+            "SELECT plan, credits FROM accounts WHERE id = 'acct_key_n'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((plan_n.as_str(), credits_n), ("free", Some(7)));
+}

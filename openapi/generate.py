@@ -47,6 +47,7 @@ key_props = {
     "scopes": {"type": "array", "items": {"type": "string"}},
     "environment": {"type": "string", "enum": ["live", "test"]},
     "org": nullable({"type": "string"}), "owner": nullable({"type": "string"}),
+    "account": nullable({"type": "string", "description": "The account the key belongs to"}),
     "status": {"type": "string", "enum": ["active", "revoked"]},
     "credits": nullable({"type": "integer", "minimum": 0}),
     "allowed_ips": {"type": "array", "items": {"type": "string"}},
@@ -105,7 +106,9 @@ doc = {
                 "credits": nullable({"type": "integer", "minimum": 0}),
                 "refill": REFILL_IN,
                 "allowed_ips": {"type": "array", "items": {"type": "string"}},
-                "org": {"type": "string"}, "owner": {"type": "string"}}},
+                "org": {"type": "string"}, "owner": {"type": "string"},
+                "account": {"type": "string", "description": "The account it joins: an id (made on first use) "
+                            "or a user's email. Admin only; a user's keys join their own account"}}},
             "KeyUpdate": {"type": "object", "additionalProperties": False, "properties": {
                 "name": {"type": "string", "minLength": 1, "maxLength": 200},
                 "tier": {"type": "string"},
@@ -134,9 +137,38 @@ doc = {
                                       "environment": {"type": "string", "enum": ["live", "test"]},
                                       "credits_remaining": nullable({"type": "integer"}),
                                       "refilled_at": nullable({"type": "string", "format": "date-time"}),
-                                      "limits": {"allOf": [ref("Limits")], "nullable": True}}},
-            "Credits": {"type": "object", "required": ["credits", "key_id"], "properties": {
-                "credits": nullable({"type": "integer"}), "key_id": {"type": "string"}}},
+                                      "limits": {"allOf": [ref("Limits")], "nullable": True},
+                                      "user_id": {"type": "string", "description": "pool: account: the account's user"},
+                                      "account_id": {"type": "string", "description": "pool: account: the account"}}},
+            "Credits": {"type": "object", "required": ["credits"], "properties": {
+                "credits": nullable({"type": "integer"}), "key_id": {"type": "string"},
+                "user_id": {"type": "string", "description": "pool: account: the account's user (its id when it has none)"},
+                "account_id": {"type": "string", "description": "pool: account: the account"}}},
+            "Overrides": {"type": "object", "additionalProperties": False, "properties": {
+                **{w: {"type": "integer", "minimum": 1} for w in
+                   ["per_second", "per_minute", "per_hour", "per_day", "per_month"]},
+                "max_keys": {"type": "integer", "minimum": 0}, "refill": ref("Refill")}},
+            "Account": {"type": "object",
+                        "required": ["id", "plan", "status", "overrides", "credits", "metadata", "owner", "created_at"],
+                        "properties": {
+                "id": {"type": "string"}, "plan": {"type": "string"},
+                "status": {"type": "string", "enum": ["active", "suspended"]},
+                "overrides": ref("Overrides"),
+                "credits": nullable({"type": "integer", "minimum": 0, "description": "The pooled balance (null: unmetered)"}),
+                "refilled_at": nullable({"type": "string", "format": "date-time"}),
+                "metadata": {"type": "object", "description": "Free-form, at most 4 KiB"},
+                "owner": nullable({"type": "string", "description": "The user whose own account it is"}),
+                "created_at": {"type": "string", "format": "date-time"},
+                "keys": {"type": "array", "items": ref("Key")},
+                "warnings": {"type": "array", "items": {"type": "string"}}}},
+            "AccountList": {"type": "object", "required": ["accounts", "next_cursor"], "properties": {
+                "accounts": {"type": "array", "items": ref("Account")}, "next_cursor": nullable({"type": "string"})}},
+            "AccountUpdate": {"type": "object", "additionalProperties": False, "properties": {
+                "plan": {"type": "string"}, "status": {"type": "string", "enum": ["active", "suspended"]},
+                "overrides": {"allOf": [ref("Overrides")], "nullable": True}, "metadata": {"type": "object"}}},
+            "AccountCredits": {"type": "object", "additionalProperties": False, "properties": {
+                "add": {"type": "integer", "description": "An increment (negative takes away, never below 0)"},
+                "set": nullable({"type": "integer", "minimum": 0})}},
             "Login": {"type": "object", "required": ["email", "password"], "additionalProperties": False, "properties": {
                 "email": {"type": "string"}, "password": {"type": "string"}}},
             "Register": {"type": "object", "required": ["email", "password"], "additionalProperties": False, "properties": {
@@ -191,8 +223,30 @@ doc = {
             "parameters": [{"name": "period", "in": "query", "required": False,
                             "schema": {"type": "string", "enum": ["hour", "day", "week", "month"]}}],
             "responses": responses({"200": ok("Usage", ref("Usage"))}, "400", "401", "403", "404", "422", "429", "503")}},
-        "/credits": {"get": {"summary": "The caller's key's credits", "security": [{"apiKey": []}],
+        "/credits": {"get": {"summary": "The caller's key's credits (its account's on a pool: account tier)",
+            "security": [{"apiKey": []}],
             "responses": responses({"200": ok("Credits", ref("Credits"))}, "400", "401", "429", "503")}},
+        "/accounts": {"get": {"summary": "List accounts (admins), in id order", "security": SECURED,
+            "parameters": [{"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+                           for n in ["email", "plan", "status", "cursor"]]
+                          + [{"name": "limit", "in": "query", "required": False,
+                              "schema": {"type": "integer", "minimum": 1, "maximum": 500}}],
+            "responses": responses({"200": ok("A page of accounts", ref("AccountList"))}, "400", "401", "403", "422", "429", "503")}},
+        "/accounts/{id}": {
+            "parameters": [KEY_ID],
+            "get": {"summary": "One account with its keys (admins, or its own user)", "security": SECURED,
+                    "responses": responses({"200": ok("The account", ref("Account"))}, "400", "401", "403", "404", "429", "503")},
+            "put": {"summary": "Change plan, status, overrides, metadata (admins)", "security": SECURED,
+                    "requestBody": body(ref("AccountUpdate")),
+                    "responses": responses({"200": ok("The account", ref("Account"))},
+                                           "400", "401", "403", "404", "408", "413", "422", "429", "503")}},
+        "/accounts/{id}/credits": {"parameters": [KEY_ID], "post": {
+            "summary": "Add to or set the pooled balance (admins)", "security": SECURED,
+            "requestBody": body(ref("AccountCredits")),
+            "responses": responses({"200": ok("The account", ref("Account"))},
+                                   "400", "401", "403", "404", "408", "413", "422", "429", "503")}},
+        "/account": {"get": {"summary": "The caller's own account", "security": SECURED,
+            "responses": responses({"200": ok("The account", ref("Account"))}, "400", "401", "403", "429", "503")}},
     },
 }
 

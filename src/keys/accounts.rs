@@ -190,6 +190,35 @@ impl AccountService {
         }
     }
 
+    /// Meters `account` for `tier`: a `pool: account` tier whose credits refill
+    /// spends the account's balance, so an unmetered account starts at the refill's
+    /// amount (else its keys on that tier would spend nothing). Answers the account
+    /// as it now stands.
+    pub async fn meter_for(
+        &self,
+        rules: &KeyRules<'_>,
+        account: AccountRecord,
+        tier: &str,
+    ) -> Result<AccountRecord, AccountError> {
+        let refill = rules
+            .tiers
+            .get(tier)
+            .filter(|t| t.pool == Pool::Account)
+            .and_then(|t| t.credits);
+        match refill {
+            Some(c) if account.credits.is_none() => {
+                let amount = i64::try_from(c.refill).unwrap_or(i64::MAX);
+                let metered = self
+                    .store
+                    .change_account_credits(&account.id, CreditChange::Set(Some(amount)))
+                    .await?;
+                self.forget(&metered.id);
+                Ok(metered)
+            }
+            _ => Ok(account),
+        }
+    }
+
     /// The id of the user with this email, if there is one.
     pub async fn user_of_email(&self, email: &str) -> Result<Option<String>, AccountError> {
         Ok(match &self.users {
@@ -264,7 +293,11 @@ impl AccountService {
         if !problems.is_empty() {
             return Err(AccountError::Invalid(problems));
         }
-        let updated = self.store.update_account(id, &patch).await?;
+        let mut updated = self.store.update_account(id, &patch).await?;
+        if patch.plan.is_some() {
+            let plan = updated.account.plan.clone();
+            updated.account = self.meter_for(rules, updated.account, &plan).await?;
+        }
         self.forget(id);
         let keys = self.store.keys_of_account(id).await?;
         let mut warnings = Vec::new();

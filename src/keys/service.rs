@@ -228,10 +228,38 @@ impl KeyService {
                     .or_else(|| account.as_ref().and_then(|(_, user)| user.clone())),
             },
         )?;
+        // On a `pool: account` tier with an account, the account's balance pays:
+        // the key has none of its own, and asking for one is a mistake said aloud.
+        let pooled = account.is_some() && rules.pool(&admitted.tier) == Pool::Account;
+        if let (Some(accounts), Some((a, _))) = (&self.accounts, account.as_ref()) {
+            if pooled {
+                accounts
+                    .meter_for(rules, a.clone(), &admitted.tier)
+                    .await
+                    .map_err(KeyServiceError::Account)?;
+            }
+        }
+        if pooled && (valid.credits.is_some() || valid.refill.is_some()) {
+            let mut errors = FieldErrors::new();
+            let why = "on this tier the credits are the account's: \
+                       POST /v1/accounts/{id}/credits (keygate accounts add-credits)";
+            for (field, given) in [
+                ("credits", valid.credits.is_some()),
+                ("refill", valid.refill.is_some()),
+            ] {
+                if given {
+                    errors.insert(field.into(), why.into());
+                }
+            }
+            return Err(KeyServiceError::Invalid(errors));
+        }
         // A key under a refill starts with the refill's amount (unless told
         // otherwise), as this period's refill.
-        let refill = rules.refill_of(&admitted.tier, admitted.refill);
+        let refill = rules
+            .refill_of(&admitted.tier, admitted.refill)
+            .filter(|_| !pooled);
         let credits = match (valid.credits, refill) {
+            _ if pooled => None,
             (None, Some(r)) => Some(i64::try_from(r.amount).unwrap_or(i64::MAX)),
             _ => admitted.credits,
         };

@@ -16,6 +16,7 @@ mod common;
 
 mod abuse;
 mod access_log;
+mod accounts;
 mod attacks;
 mod bad_input;
 mod check_serve;

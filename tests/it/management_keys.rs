@@ -444,6 +444,10 @@ async fn the_openapi_document_is_served_and_matches_its_generator() {
         "/keys/{id}/usage",
         "/keys/verify",
         "/credits",
+        "/accounts",
+        "/accounts/{id}",
+        "/accounts/{id}/credits",
+        "/account",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} documented");
     }

@@ -95,8 +95,9 @@ doc = {
             "KeyWithSecret": {"type": "object", "required": key_required + ["key"], "additionalProperties": False,
                               "properties": {**key_props, "key": {"type": "string"},
                                              "previous_key_valid_until": nullable({"type": "string", "format": "date-time"})}},
-            "KeyList": {"type": "object", "required": ["api_keys", "total"], "properties": {
-                "api_keys": {"type": "array", "items": ref("Key")}, "total": {"type": "integer", "minimum": 0}}},
+            "KeyList": {"type": "object", "required": ["api_keys", "total", "next_cursor"], "properties": {
+                "api_keys": {"type": "array", "items": ref("Key")}, "total": {"type": "integer", "minimum": 0},
+                "next_cursor": nullable({"type": "string", "description": "The next page's cursor (null: the last page)"})}},
             "NewKey": {"type": "object", "required": ["name"], "additionalProperties": False, "properties": {
                 "name": {"type": "string", "minLength": 1, "maxLength": 200},
                 "tier": {"type": "string", "description": "Default: default_tier (the only tier a non-admin may name)"},
@@ -194,8 +195,12 @@ doc = {
             "post": {"summary": "Create a key (the secret is shown only here)", "security": SECURED, "requestBody": body(ref("NewKey")),
                      "responses": responses({"201": ok("The new key and its secret", ref("KeyWithSecret"))},
                                             "400", "401", "403", "409", "408", "413", "422", "429", "503")},
-            "get": {"summary": "List keys (never their secrets)", "security": SECURED,
-                    "responses": responses({"200": ok("Keys", ref("KeyList"))}, "400", "401", "403", "429", "503")}},
+            "get": {"summary": "List keys (never their secrets), newest first; with limit or cursor, one page",
+                    "security": SECURED,
+                    "parameters": [{"name": "limit", "in": "query", "required": False,
+                                    "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+                                   {"name": "cursor", "in": "query", "required": False, "schema": {"type": "string"}}],
+                    "responses": responses({"200": ok("Keys", ref("KeyList"))}, "400", "401", "403", "422", "429", "503")}},
         "/keys/import": {"post": {"summary": "Import existing keys (admins): JSON Lines, all or nothing", "security": SECURED,
             "requestBody": {"required": True, "content": {"text/plain": {"schema": {"type": "string"},
                 "example": '{"key": "ak_live_...", "id": "cust_42", "tier": "pro"}\n{"hash": "sha256:9f86d0..."}\n'}}},

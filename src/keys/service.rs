@@ -378,6 +378,22 @@ impl KeyService {
         Ok(stored.into_iter().map(|r| self.present(rules, r)).collect())
     }
 
+    /// A page of the keys `actor` may see (see [`KeyStore::list_page`]): at most
+    /// `limit`, after the key with id `after`.
+    pub async fn list_page(
+        &self,
+        rules: &KeyRules<'_>,
+        actor: &Actor<'_>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<KeyRecord>, KeyServiceError> {
+        let stored = self
+            .store
+            .list_page(actor.owner_filter(), after, limit)
+            .await?;
+        Ok(stored.into_iter().map(|r| self.present(rules, r)).collect())
+    }
+
     /// Changes the key `id`: validates `change`, applies the key rules, and keeps a
     /// re-tiered active key within its new tier's `max_keys`.
     pub async fn update(

@@ -3,11 +3,12 @@
 //! Parsing and rendering only; every rule is [`AccountService`]'s.
 
 use super::keys::key_object;
+use super::query::{page_size, Query};
 use super::{json_object, ApiContext, ApiResponse, Management};
 use crate::auth::Principal;
 use crate::domain::{AccountFilter, AccountPatch, CreditChange, PlanOverrides};
 use crate::error::GateError;
-use crate::keys::accounts::{parse_status, AccountService, AccountView, DEFAULT_PAGE, MAX_PAGE};
+use crate::keys::accounts::{parse_status, AccountService, AccountView, DEFAULT_PAGE};
 use crate::keys::policy::Actor;
 use crate::local::LocalRequest;
 use serde_json::{json, Map, Value};
@@ -61,16 +62,7 @@ pub async fn list(
     let s = service(m)?;
     let q = Query::of(req.query);
     let mut problems = Map::new();
-    let limit = match q.get("limit") {
-        None => DEFAULT_PAGE,
-        Some(l) => match l.parse::<usize>() {
-            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
-            _ => {
-                problems.insert("limit".into(), json!(format!("must be 1-{MAX_PAGE}")));
-                0
-            }
-        },
-    };
+    let limit = page_size(&q, &mut problems).unwrap_or(DEFAULT_PAGE);
     let status = match q.get("status") {
         None => None,
         Some(st) => match parse_status(&st) {
@@ -241,35 +233,4 @@ pub async fn credits(
     };
     let view = s.change_credits(&Actor::of(caller), id, change).await?;
     Ok(ApiResponse::ok(render(cx, s, view).await?))
-}
-
-/// A query string's parameters, percent-decoded.
-struct Query(Vec<(String, String)>);
-
-impl Query {
-    fn of(query: Option<&str>) -> Self {
-        Query(
-            query
-                .unwrap_or("")
-                .split('&')
-                .filter_map(|p| p.split_once('='))
-                .map(|(k, v)| {
-                    let decode = |s: &str| {
-                        percent_encoding::percent_decode_str(&s.replace('+', " "))
-                            .decode_utf8_lossy()
-                            .into_owned()
-                    };
-                    (decode(k), decode(v))
-                })
-                .collect(),
-        )
-    }
-
-    /// The first value of `name`, unless empty.
-    fn get(&self, name: &str) -> Option<String> {
-        self.0
-            .iter()
-            .find(|(k, v)| k == name && !v.is_empty())
-            .map(|(_, v)| v.clone())
-    }
 }

@@ -4,6 +4,7 @@
 //! service as the caller, and write its answer. Keys of another owner answer 404,
 //! never 403, so their existence does not leak.
 
+use super::query::{page_size, Query};
 use super::validate::Fields;
 use super::{json_object, store_error, ApiContext, ApiResponse, Management};
 use crate::auth::Principal;
@@ -142,17 +143,40 @@ pub async fn create(
     )))
 }
 
-/// `GET /keys`.
+/// `GET /keys[?limit=&cursor=]`: every key the caller may see, newest first; with
+/// `limit` or `cursor`, one page of them (`limit` default 100) and the cursor of
+/// the next (`null` on the last page). `total` counts the keys in this answer.
 pub async fn list(
     m: &Management,
     cx: &ApiContext<'_>,
+    req: &LocalRequest<'_>,
     caller: &Principal,
 ) -> Result<ApiResponse, GateError> {
     let rules = cx.key_rules();
-    let keys = m.keys.list(&rules, &Actor::of(caller)).await?;
+    let q = Query::of(req.query);
+    let mut problems = serde_json::Map::new();
+    let limit = page_size(&q, &mut problems);
+    if !problems.is_empty() {
+        return Err(GateError::Validation(problems));
+    }
+    let cursor = q.get("cursor");
+    let (keys, next) = if limit.is_none() && cursor.is_none() {
+        (m.keys.list(&rules, &Actor::of(caller)).await?, None)
+    } else {
+        let limit = limit.unwrap_or(crate::keys::accounts::DEFAULT_PAGE);
+        // One more than the page, to know whether another follows.
+        let mut page = m
+            .keys
+            .list_page(&rules, &Actor::of(caller), cursor.as_deref(), limit + 1)
+            .await?;
+        let more = page.len() > limit;
+        page.truncate(limit);
+        let next = more.then(|| page.last().map(|k| k.id.clone())).flatten();
+        (page, next)
+    };
     let items: Vec<Value> = keys.iter().map(|k| key_object(&rules, k)).collect();
     Ok(ApiResponse::ok(
-        json!({ "api_keys": items, "total": keys.len() }),
+        json!({ "api_keys": items, "total": keys.len(), "next_cursor": next }),
     ))
 }
 

@@ -12,6 +12,7 @@
 pub mod accounts;
 pub mod auth;
 pub mod keys;
+mod query;
 mod validate;
 
 use crate::accounts::Accounts;
@@ -186,7 +187,7 @@ impl Management {
             (Refresh, _) => auth::refresh(self, cx, req).await,
             (Register, _) => auth::register(self, cx, req).await,
             (CreateKey, Some(c)) => keys::create(self, cx, req, c).await,
-            (ListKeys, Some(c)) => keys::list(self, cx, c).await,
+            (ListKeys, Some(c)) => keys::list(self, cx, req, c).await,
             (VerifyKey, Some(c)) => keys::verify(self, cx, c).await,
             (Import, Some(c)) => keys::import(self, cx, req, c).await,
             (GetKey, Some(c)) => keys::get(self, cx, c, id).await,

@@ -962,3 +962,59 @@ pub(crate) async fn pooled_ledgers_spend_exactly_the_account_credits(stores: Vec
         Some(0)
     );
 }
+
+/// Pages of keys, newest first, follow one another from a cursor, for all keys or
+/// one owner's; a cursor naming no key (or another owner's) gives an empty page.
+pub(crate) async fn keys_come_in_pages(store: Arc<dyn KeyStore>) {
+    for i in 0..7 {
+        let r = KeyRecord {
+            owner: Some(if i % 2 == 0 { "even" } else { "odd" }.into()),
+            // Two keys share each second: the id breaks the tie.
+            ..KeyRecord::active(
+                &format!("key_{i}"),
+                "free",
+                Utc.timestamp_opt(1_700_000_000 + i / 2, 0).unwrap(),
+            )
+        };
+        store
+            .insert(&r, &KeyHash::of(&format!("p{i}")))
+            .await
+            .unwrap();
+    }
+    let all: Vec<String> = store
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    let mut paged = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.list_page(None, after.as_deref(), 3).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|r| r.id.clone());
+        paged.extend(page.into_iter().map(|r| r.id));
+    }
+    assert_eq!(paged, all, "pages in list order, nothing lost or repeated");
+    let evens: Vec<String> = store
+        .list_page(Some("even"), Some("key_4"), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(evens, ["key_2", "key_0"]);
+    assert!(store
+        .list_page(Some("even"), Some("key_3"), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .list_page(None, Some("key_none"), 10)
+        .await
+        .unwrap()
+        .is_empty());
+}

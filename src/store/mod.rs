@@ -329,6 +329,29 @@ pub trait KeyStore: Send + Sync {
     async fn list(&self) -> Result<Vec<KeyRecord>, StoreError>;
     /// Keys of one owner, newest first.
     async fn list_by_owner(&self, owner: &str) -> Result<Vec<KeyRecord>, StoreError>;
+    /// A page of keys (of one owner, or all), newest first as [`KeyStore::list`]
+    /// orders them, starting after the key with id `after` (the cursor), at most
+    /// `limit`. A cursor naming no key (or another owner's) starts nowhere: an
+    /// empty page.
+    async fn list_page(
+        &self,
+        owner: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<KeyRecord>, StoreError> {
+        let all = match owner {
+            Some(owner) => self.list_by_owner(owner).await?,
+            None => self.list().await?,
+        };
+        let start = match after {
+            None => 0,
+            Some(id) => match all.iter().position(|r| r.id == id) {
+                Some(i) => i + 1,
+                None => return Ok(Vec::new()),
+            },
+        };
+        Ok(all.into_iter().skip(start).take(limit).collect())
+    }
     /// Active keys of `owner` in `tier` (for `max_keys`).
     async fn count_active(&self, owner: &str, tier: &str) -> Result<u64, StoreError>;
     /// Applies `patch`; `NotFound` if there is no such id. Returns the updated key.

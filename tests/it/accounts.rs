@@ -698,3 +698,74 @@ async fn imported_keys_join_their_accounts() {
     let s = spread(&[&kg], &keys, "/a", 14).await;
     assert_eq!(count(&s, 200), 10, "one burst limit for the account: {s:?}");
 }
+
+/// `GET /v1/keys` pages with a cursor, for an admin (every key) and for a user
+/// (their own only: another's cursor gives them nothing).
+#[tokio::test]
+async fn key_listings_come_in_pages() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, &with_jwt(PLANS));
+    kg.create_user("pat@example.com", "pat-password", false);
+    let pat = kg.login("pat@example.com", "pat-password").await;
+    let admin = kg.create_key(&["--scopes", "admin", "--tier", "pro"]).1;
+    for i in 0..4 {
+        let (status, _) = kg
+            .api(
+                Method::POST,
+                "/keys",
+                Auth::Bearer(&pat),
+                Some(json!({ "name": format!("k{i}") })),
+            )
+            .await;
+        assert_eq!(status, 201);
+    }
+    let (_, all) = kg.api(Method::GET, "/keys", Auth::Key(&admin), None).await;
+    assert_eq!(all["total"], 5);
+    assert!(all["next_cursor"].is_null());
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let path = format!("/keys?limit=2{cursor}");
+        let (status, page) = kg.api(Method::GET, &path, Auth::Bearer(&pat), None).await;
+        assert_eq!(status, 200, "{page}");
+        for k in page["api_keys"].as_array().unwrap() {
+            seen.push(k["name"].as_str().unwrap().to_string());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    // Keys made within one second come in id order: the pages follow the listing.
+    let (_, hers) = kg.api(Method::GET, "/keys", Auth::Bearer(&pat), None).await;
+    let listed: Vec<&str> = hers["api_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(seen, listed, "the pages are the listing, her keys only");
+    assert_eq!(seen.len(), 4);
+    let admin_id = all["api_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "test")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, foreign) = kg
+        .api(
+            Method::GET,
+            &format!("/keys?cursor={admin_id}"),
+            Auth::Bearer(&pat),
+            None,
+        )
+        .await;
+    assert_eq!(foreign["api_keys"], json!([]));
+    let (status, _) = kg
+        .api(Method::GET, "/keys?limit=0", Auth::Key(&admin), None)
+        .await;
+    assert_eq!(status, 422);
+}

@@ -283,6 +283,31 @@ impl KeyStore for PostgresStore {
             .collect()
     }
 
+    async fn list_page(
+        &self,
+        owner: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<KeyRecord>, StoreError> {
+        // Keyset pagination in (created_at DESC, id) order, from the cursor's row.
+        const SQL: &str = "SELECT id, name, prefix, last4, tier, scopes, environment, org, owner, \
+             status, credits, allowed_ips, expires_at, created_at, last_used_at, \
+             refill_amount, refill_every, refilled_at, account \
+             FROM api_keys k WHERE ($1::text IS NULL OR owner = $1) \
+             AND ($2::text IS NULL OR EXISTS (SELECT 1 FROM api_keys c WHERE c.id = $2 \
+                  AND ($1::text IS NULL OR c.owner = $1) \
+                  AND (k.created_at < c.created_at \
+                       OR (k.created_at = c.created_at AND k.id > c.id)))) \
+             ORDER BY created_at DESC, id LIMIT $3";
+        let limit = limit as i64;
+        self.pool
+            .query(SQL, &[&owner, &after, &limit])
+            .await?
+            .iter()
+            .map(decode)
+            .collect()
+    }
+
     async fn count_active(&self, owner: &str, tier: &str) -> Result<u64, StoreError> {
         const SQL: &str = "SELECT COUNT(*) FROM api_keys \
              WHERE owner = $1 AND tier = $2 AND status = 'active'";

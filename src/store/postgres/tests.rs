@@ -114,6 +114,7 @@ async fn pooled_ledgers_spend_exactly_the_account_credits() {
 }
 
 conformance_tests!(
+    keys_come_in_pages,
     keys_round_trip_by_hash_and_id,
     revoke_and_regenerate_change_what_the_hash_finds,
     concurrent_debits_never_overspend,

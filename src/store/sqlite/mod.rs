@@ -436,6 +436,33 @@ impl KeyStore for SqliteStore {
         .await
     }
 
+    async fn list_page(
+        &self,
+        owner: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<KeyRecord>, StoreError> {
+        let (owner, after) = (owner.map(str::to_string), after.map(str::to_string));
+        self.with_conn(move |c| {
+            // Keyset pagination in (created_at DESC, id) order, from the cursor's row.
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM api_keys k WHERE (?1 IS NULL OR owner = ?1) \
+                     AND (?2 IS NULL OR EXISTS (SELECT 1 FROM api_keys c WHERE c.id = ?2 \
+                          AND (?1 IS NULL OR c.owner = ?1) \
+                          AND (k.created_at < c.created_at \
+                               OR (k.created_at = c.created_at AND k.id > c.id)))) \
+                     ORDER BY created_at DESC, id LIMIT ?3"
+                ))
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![owner, after, limit as i64], decode)
+                .map_err(unavailable)?;
+            rows.map(|r| r.map_err(unavailable)?).collect()
+        })
+        .await
+    }
+
     async fn count_active(&self, owner: &str, tier: &str) -> Result<u64, StoreError> {
         let (owner, tier) = (owner.to_string(), tier.to_string());
         self.with_conn(move |c| {

@@ -235,3 +235,9 @@ fn the_accounts_migration_gives_every_key_an_account() {
         .unwrap();
     assert_eq!((plan_n.as_str(), credits_n), ("free", Some(7)));
 }
+
+#[tokio::test]
+async fn keys_come_in_pages() {
+    let (_dir, store) = open();
+    conformance::keys_come_in_pages(store).await;
+}

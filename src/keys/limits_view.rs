@@ -34,6 +34,26 @@ pub struct LimitsView {
 }
 
 impl LimitsView {
+    /// These limits with an account's `overrides` in place of the plan's (its
+    /// refill too).
+    pub fn with_overrides(mut self, o: &crate::domain::PlanOverrides) -> Self {
+        for (window, value) in [
+            (&mut self.per_second, o.per_second),
+            (&mut self.per_minute, o.per_minute),
+            (&mut self.per_hour, o.per_hour),
+            (&mut self.per_day, o.per_day),
+            (&mut self.per_month, o.per_month),
+        ] {
+            if value.is_some() {
+                *window = value;
+            }
+        }
+        if o.refill.is_some() {
+            self.refill = o.refill;
+        }
+        self
+    }
+
     /// The limits of a key in `tier` whose refill in force is `refill`.
     pub fn of(tier: &TierConfig, refill: Option<Refill>) -> Self {
         LimitsView {

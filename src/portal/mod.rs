@@ -9,6 +9,8 @@
 //! only writes it. Every response carries the portal's security headers; every
 //! POST must carry the form token of the browser's cookie ([`session`]).
 
+mod account_pages;
+mod account_views;
 pub mod chart;
 mod form;
 pub mod pages;
@@ -30,6 +32,7 @@ use crate::limit::{Limiter, Tiers};
 use crate::local::router::{self, Route, Routed, Seg};
 use crate::local::LocalRequest;
 use crate::store::KeyStore;
+use account_pages::AccountForm;
 use form::Form;
 use http::{Method, StatusCode};
 use maud::Markup;
@@ -416,10 +419,27 @@ impl Portal {
                 self.overview(cx, visit).await
             }
             (Overview, _) => Err(GateError::NotFound),
-            // A POST route always has its form (parsed above).
-            (SignIn | SignUp | SignOut | CreateKey | Revoke | Regenerate, None) => {
-                Err(GateError::Internal)
+            (OwnAccount, _) => self.own_account_page(cx, visit).await,
+            (Accounts, _) => self.accounts_page(cx, visit, req.query).await,
+            (AccountPage, _) => self.admin_account_page(cx, visit, id, &[]).await,
+            (AccountPlan, Some(form)) => {
+                self.change_account(cx, visit, id, AccountForm::Plan, form)
+                    .await
             }
+            (AccountCredits, Some(form)) => {
+                self.change_account(cx, visit, id, AccountForm::Credits, form)
+                    .await
+            }
+            (AccountStatus, Some(form)) => {
+                self.change_account(cx, visit, id, AccountForm::Status, form)
+                    .await
+            }
+            // A POST route always has its form (parsed above).
+            (
+                SignIn | SignUp | SignOut | CreateKey | Revoke | Regenerate | AccountPlan
+                | AccountCredits | AccountStatus,
+                None,
+            ) => Err(GateError::Internal),
         }
     }
 
@@ -692,14 +712,50 @@ impl Portal {
             .await?;
         let usage = usage_view::key_usage(&rows, now);
         let tier = cx.tiers.get(&key.tier);
-        let state = self
-            .limiter
-            .peek(&limit_key_of_key(&key.id), &tier.windows)
-            .await
-            .ok();
+        // A pooled tier's windows are the account's.
+        let counters = match (&key.account, tier.pool) {
+            (Some(account), crate::domain::Pool::Account) => {
+                format!("{}{account}", crate::auth::ACCOUNT_LIMIT_PREFIX)
+            }
+            _ => limit_key_of_key(&key.id),
+        };
+        let windows = self.windows_now(&counters, tier).await;
+        let owner = match (visit.user().is_some_and(|u| u.is_admin), &key.owner) {
+            (true, Some(o)) => Some(
+                self.owner_emails(std::slice::from_ref(&key))
+                    .await?
+                    .remove(o)
+                    .unwrap_or_else(|| o.clone()),
+            ),
+            _ => None,
+        };
+        let limits = cx.rules().limits(&key);
+        let pooled = match (&key.account, tier.pool, self.keys.accounts()) {
+            (Some(account), crate::domain::Pool::Account, Some(s)) => {
+                Some(s.balance(&cx.rules(), account).await?)
+            }
+            _ => None,
+        };
+        let detail = pages::KeyDetail {
+            key: &key,
+            owner: owner.as_deref(),
+            pooled,
+            windows: &windows,
+            limits: limits.as_ref(),
+            usage: &usage,
+        };
+        Ok(page(pages::key_detail(&frame(cx, visit), &detail, now)))
+    }
+
+    /// Where the counters `limit_key` stand in each window of `tier`, now.
+    async fn windows_now(
+        &self,
+        limit_key: &str,
+        tier: &crate::limit::TierLimits,
+    ) -> Vec<pages::WindowNow> {
+        let state = self.limiter.peek(limit_key, &tier.windows).await.ok();
         let now_ms = self.clock.now_ms();
-        let windows: Vec<pages::WindowNow> = tier
-            .windows
+        tier.windows
             .iter()
             .map(|w| {
                 let s = state
@@ -712,26 +768,7 @@ impl Portal {
                     resets_in: s.map(|s| s.reset_at_ms.saturating_sub(now_ms).div_ceil(1000)),
                 }
             })
-            .collect();
-        let owner = match (visit.user().is_some_and(|u| u.is_admin), &key.owner) {
-            (true, Some(o)) => Some(
-                self.owner_emails(std::slice::from_ref(&key))
-                    .await?
-                    .remove(o)
-                    .unwrap_or_else(|| o.clone()),
-            ),
-            _ => None,
-        };
-        let limits = cx.rules().limits(&key);
-        Ok(page(pages::key_detail(
-            &frame(cx, visit),
-            &key,
-            owner.as_deref(),
-            &windows,
-            limits.as_ref(),
-            &usage,
-            now,
-        )))
+            .collect()
     }
 
     async fn overview(&self, cx: &PortalContext<'_>, visit: &Visit) -> Result<Reply, GateError> {
@@ -857,6 +894,12 @@ enum Endpoint {
     ConfirmRegenerate,
     Regenerate,
     Overview,
+    OwnAccount,
+    Accounts,
+    AccountPage,
+    AccountPlan,
+    AccountCredits,
+    AccountStatus,
 }
 
 impl Endpoint {
@@ -896,6 +939,20 @@ const ROUTES: &[Route<Endpoint>] = {
         ),
         Route::new(&[Lit("keys"), Param, Lit("regenerate")], "POST", Regenerate),
         Route::new(&[Lit("overview")], "GET", Overview),
+        Route::new(&[Lit("account")], "GET", OwnAccount),
+        Route::new(&[Lit("accounts")], "GET", Accounts),
+        Route::new(&[Lit("accounts"), Param], "GET", AccountPage),
+        Route::new(&[Lit("accounts"), Param, Lit("plan")], "POST", AccountPlan),
+        Route::new(
+            &[Lit("accounts"), Param, Lit("credits")],
+            "POST",
+            AccountCredits,
+        ),
+        Route::new(
+            &[Lit("accounts"), Param, Lit("status")],
+            "POST",
+            AccountStatus,
+        ),
     ]
 };
 

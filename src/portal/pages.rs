@@ -28,11 +28,13 @@ pub struct Frame<'a> {
 }
 
 impl Frame<'_> {
-    fn href(&self, path: &str) -> String {
+    /// `path` below the portal's prefix.
+    pub fn href(&self, path: &str) -> String {
         format!("{}{}", self.prefix, path)
     }
 
-    fn csrf_input(&self) -> Markup {
+    /// The hidden form-token field every form carries.
+    pub fn csrf_input(&self) -> Markup {
         html! { input type="hidden" name="csrf" value=(&self.csrf); }
     }
 
@@ -55,7 +57,11 @@ impl Frame<'_> {
                         @if let Some(user) = self.user {
                             nav {
                                 a href=(self.href("/keys")) { "API keys" }
-                                @if user.is_admin { a href=(self.href("/overview")) { "Overview" } }
+                                a href=(self.href("/account")) { "Account" }
+                                @if user.is_admin {
+                                    a href=(self.href("/overview")) { "Overview" }
+                                    a href=(self.href("/accounts")) { "Accounts" }
+                                }
                             }
                             span class="who" { (user.email) }
                             form method="post" action=(self.href("/logout")) class="inline" {
@@ -369,16 +375,33 @@ fn totals_row(label: &str, t: &Totals) -> Markup {
     }
 }
 
+/// What the key detail page shows.
+#[derive(Clone, Copy)]
+pub struct KeyDetail<'a> {
+    /// The key.
+    pub key: &'a KeyRecord,
+    /// Its owner's email (admins' view).
+    pub owner: Option<&'a str>,
+    /// The account's balance, when the key's tier pools per account.
+    pub pooled: Option<Option<i64>>,
+    /// Its windows now.
+    pub windows: &'a [WindowNow],
+    /// Its limits.
+    pub limits: Option<&'a LimitsView>,
+    /// Its usage.
+    pub usage: &'a KeyUsage,
+}
+
 /// The key detail page: the key, its limits now, its usage.
-pub fn key_detail(
-    f: &Frame<'_>,
-    k: &KeyRecord,
-    owner: Option<&str>,
-    windows: &[WindowNow],
-    limits: Option<&LimitsView>,
-    usage: &KeyUsage,
-    now: DateTime<Utc>,
-) -> Markup {
+pub fn key_detail(f: &Frame<'_>, v: &KeyDetail<'_>, now: DateTime<Utc>) -> Markup {
+    let KeyDetail {
+        key: k,
+        owner,
+        pooled,
+        windows,
+        limits,
+        usage,
+    } = *v;
     let refill = limits.and_then(|l| l.refill);
     let sliding = limits.is_some_and(|l| l.algorithm == Algorithm::Sliding);
     f.page(
@@ -392,7 +415,18 @@ pub fn key_detail(
                     dt { "Environment" } dd { (k.environment.as_str()) }
                     dt { "Tier" } dd { (k.tier) }
                     dt { "Scopes" } dd { @if k.scopes.is_empty() { "—" } @else { (k.scopes.join(", ")) } }
-                    dt { "Credits remaining" } dd class="credits" { @match k.credits { Some(c) => (c), None => "unmetered" } }
+                    @match pooled {
+                        Some(balance) => {
+                            dt { "Credits remaining" }
+                            dd class="credits" {
+                                @match balance { Some(c) => (c), None => "unmetered" }
+                                " (" a href=(f.href("/account")) { "the account's" } ", shared by its keys)"
+                            }
+                        },
+                        None => {
+                            dt { "Credits remaining" } dd class="credits" { @match k.credits { Some(c) => (c), None => "unmetered" } }
+                        },
+                    }
                     @if let Some(r) = refill {
                         dt { "Credit refill" }
                         dd class="refill" {

@@ -434,6 +434,66 @@ fn browser_kit() -> Option<(PathBuf, PathBuf, PathBuf)> {
     None
 }
 
+/// Plans shared by an account's keys, with pooled credits.
+const ACCOUNT_POLICY: &str = r#"
+tiers:
+  free: { per_minute: 100, max_keys: 5, pool: account, credits: { refill: 50, every: month } }
+  pro: { per_minute: 1000, max_keys: 25, pool: account, credits: { refill: 1000, every: month } }
+default_tier: free
+routes:
+  - { path: /paid, cost: 1 }
+management: { registration: open }
+portal: { enabled: true, title: "Acme API" }
+rate_limit: { ip: { per_minute: 0 } }
+"#;
+
+/// The customer's account page and the admins' account pages, in a real browser:
+/// pooled usage with each key's share, a plan change, credits added, a suspension.
+#[tokio::test]
+async fn a_customer_watches_their_account_and_an_admin_changes_it_in_a_real_browser() {
+    let Some((python, chromium, driver)) = browser_kit() else {
+        return;
+    };
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, ACCOUNT_POLICY);
+    kg.create_user("root@example.com", "the admin's password", true);
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("portal-account-screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser/accounts_flow.py");
+    let (base, dir) = (kg.base.clone(), shots.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(python)
+            .arg(script)
+            .arg(base)
+            .arg(dir)
+            .arg("root@example.com")
+            .arg("the admin's password")
+            .env("KEYGATE_TEST_CHROMIUM", chromium)
+            .env("KEYGATE_TEST_CHROMEDRIVER", driver)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{printed}");
+    assert!(
+        out.status.success(),
+        "browser test failed:\n{printed}\nkeygate:\n{}",
+        kg.logs()
+    );
+    for shot in ["portal-account.png", "portal-account-admin.png"] {
+        let len = std::fs::metadata(shots.join(shot))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        assert!(len > 10_000, "{shot}: {len} bytes");
+    }
+}
+
 #[tokio::test]
 async fn a_new_user_signs_up_gets_a_key_uses_it_and_watches_it_in_a_real_browser() {
     let Some((python, chromium, driver)) = browser_kit() else {

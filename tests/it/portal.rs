@@ -231,6 +231,52 @@ async fn another_users_key_is_404_and_stays_untouched() {
     assert_eq!(still.status(), 200, "ann's key still works");
 }
 
+/// A customer's forms on the admins' account pages change nothing: 404, like the
+/// pages themselves, for their own account and for another's.
+#[tokio::test]
+async fn a_customer_cannot_change_any_account_from_the_portal() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, ACCOUNT_POLICY);
+    let mut ann = Visitor::new(&kg);
+    ann.sign_up("ann@example.com").await;
+    let (_, secret) = ann.create_key("ann's").await;
+    assert_eq!(ann.get("/account").await.status, 200);
+    let out = kg.cli(&["accounts", "list"]);
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let account: serde_json::Value = serde_json::from_str(listed.lines().next().unwrap()).unwrap();
+    let id = account["id"].as_str().unwrap();
+    for (path, fields) in [
+        (format!("/accounts/{id}/plan"), vec![("plan", "pro")]),
+        (format!("/accounts/{id}/credits"), vec![("add", "1000")]),
+        (
+            format!("/accounts/{id}/status"),
+            vec![("status", "suspended")],
+        ),
+    ] {
+        ann.get("/account").await;
+        assert_eq!(ann.post(&path, &fields).await.status, 404, "{path}");
+    }
+    assert_eq!(ann.get("/accounts").await.status, 404);
+    assert_eq!(ann.get(&format!("/accounts/{id}")).await.status, 404);
+    let shown = kg.cli(&["accounts", "show", id]);
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(
+        (&shown["plan"], &shown["status"], &shown["credits"]),
+        (
+            &serde_json::json!("free"),
+            &serde_json::json!("active"),
+            &serde_json::json!(50)
+        )
+    );
+    let r = client()
+        .get(kg.url("/paid"))
+        .header("X-API-Key", &secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
 #[tokio::test]
 async fn an_admin_sees_every_key_with_its_owner_and_the_overview() {
     let up = start_upstream().await;
@@ -442,7 +488,7 @@ tiers:
 default_tier: free
 routes:
   - { path: /paid, cost: 1 }
-management: { registration: open }
+management: { registration: open, user_scopes: [search] }
 portal: { enabled: true, title: "Acme API" }
 rate_limit: { ip: { per_minute: 0 } }
 "#;

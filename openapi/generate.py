@@ -179,9 +179,17 @@ doc = {
             "TokenPair": {"type": "object", "required": ["access_token", "refresh_token", "expires_in", "token_type"], "properties": {
                 "access_token": {"type": "string"}, "refresh_token": {"type": "string"},
                 "expires_in": {"type": "integer"}, "token_type": {"type": "string", "enum": ["Bearer"]}}},
-            "User": {"type": "object", "required": ["id", "email", "name", "is_admin", "created_at"], "properties": {
+            "User": {"type": "object", "required": ["id", "email", "name", "is_admin", "disabled", "created_at"], "properties": {
                 "id": {"type": "string"}, "email": {"type": "string"}, "name": nullable({"type": "string"}),
-                "is_admin": {"type": "boolean"}, "created_at": {"type": "string", "format": "date-time"}}},
+                "is_admin": {"type": "boolean"}, "disabled": {"type": "boolean"},
+                "created_at": {"type": "string", "format": "date-time"}}},
+            "UserList": {"type": "object", "required": ["users", "next_cursor"], "properties": {
+                "users": {"type": "array", "items": ref("User")}, "next_cursor": nullable({"type": "string"})}},
+            "UserUpdate": {"type": "object", "required": ["disabled"], "additionalProperties": False, "properties": {
+                "disabled": {"type": "boolean"}}},
+            "ResetLink": {"type": "object", "required": ["user_id", "reset_url", "expires_at"], "properties": {
+                "user_id": {"type": "string"}, "reset_url": {"type": "string", "description": "The portal's page: works once"},
+                "expires_at": {"type": "string", "format": "date-time"}}},
         },
     },
     "paths": {
@@ -250,6 +258,27 @@ doc = {
             "requestBody": body(ref("AccountCredits")),
             "responses": responses({"200": ok("The account", ref("Account"))},
                                    "400", "401", "403", "404", "408", "413", "422", "429", "503")}},
+        "/users": {"get": {"summary": "List users (admins), in id order", "security": SECURED,
+            "parameters": [{"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+                           for n in ["email", "cursor"]]
+                          + [{"name": "limit", "in": "query", "required": False,
+                              "schema": {"type": "integer", "minimum": 1, "maximum": 500}}],
+            "responses": responses({"200": ok("A page of users", ref("UserList"))}, "400", "401", "403", "404", "422", "429", "503")}},
+        "/users/{id}": {
+            "parameters": [KEY_ID],
+            "put": {"summary": "Disable or enable a user (admins): a disabled user's keys are refused, sessions ended",
+                    "security": SECURED, "requestBody": body(ref("UserUpdate")),
+                    "responses": responses({"200": ok("The user", ref("User"))},
+                                           "400", "401", "403", "404", "408", "409", "413", "422", "429", "503")},
+            "delete": {"summary": "Delete a user (admins): their keys revoked, their account suspended",
+                       "security": SECURED,
+                       "responses": responses({"200": ok("Deleted", {"type": "object", "required": ["id", "deleted"],
+                           "properties": {"id": {"type": "string"}, "deleted": {"type": "boolean"}}})},
+                           "400", "401", "403", "404", "409", "429", "503")}},
+        "/users/{id}/password-reset": {"parameters": [KEY_ID], "post": {
+            "summary": "A one-time password-reset link for the portal (admins); nothing is mailed",
+            "security": SECURED,
+            "responses": responses({"200": ok("The link", ref("ResetLink"))}, "400", "401", "403", "404", "409", "429", "503")}},
         "/account": {"get": {"summary": "The caller's own account", "security": SECURED,
             "responses": responses({"200": ok("The account", ref("Account"))}, "400", "401", "403", "429", "503")}},
     },

@@ -3,14 +3,16 @@
 //! Sign-in checks are throttled per email and per client IP, and every password
 //! is hashed on the bounded [`password::PasswordPool`].
 
+pub mod admin;
 pub mod password;
 
 use crate::clock::Clock;
 use crate::domain::id::new_id;
-use crate::domain::{canonical_email, UserRecord};
+use crate::domain::{canonical_email, KeyHash, UserRecord};
 use crate::error::GateError;
 use crate::limit::{Limiter, Window, WindowLimit};
 use crate::store::users::UserStore;
+use chrono::{DateTime, Utc};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -110,6 +112,7 @@ impl Accounts {
             name,
             password_hash,
             is_admin: false,
+            disabled: false,
             created_at: self.clock.now_utc(),
         };
         self.users.create_user(&user).await?;
@@ -133,7 +136,8 @@ impl Accounts {
             let user = self.users.user_by_email(&email).await?;
             let phc = user.as_ref().map(|u| u.password_hash.clone());
             let ok = self.passwords.verify(password, phc).await.map_err(busy)?;
-            Ok::<_, GateError>(user.filter(|_| ok))
+            // A disabled user is refused like a wrong password.
+            Ok::<_, GateError>(user.filter(|u| ok && !u.disabled))
         };
         match checked.await {
             // A failed check keeps its reservation: it counts against the limit.
@@ -147,6 +151,80 @@ impl Accounts {
                 Err(e)
             }
         }
+    }
+
+    /// Hashes `password` on the pool (503 when it is full).
+    async fn hash(&self, password: String) -> Result<String, GateError> {
+        self.passwords
+            .hash(password)
+            .await
+            .map_err(busy)?
+            .map_err(|e| {
+                tracing::error!(error = %e, "could not hash a password");
+                GateError::Internal
+            })
+    }
+
+    /// Changes `user`'s password: `current` must be theirs (401 otherwise, counted
+    /// like a failed sign-in), `new` long enough (422). Every other session and
+    /// refresh token of theirs ends; the session `keep` (the one asking) stays.
+    pub async fn change_password(
+        &self,
+        user: &UserRecord,
+        current: String,
+        new: String,
+        keep: Option<&KeyHash>,
+        client_ip: Option<IpAddr>,
+    ) -> Result<(), GateError> {
+        if let Some(problems) = password_problem(&new) {
+            return Err(problems);
+        }
+        // The current password is checked like a sign-in: throttled the same way.
+        self.sign_in(&user.email, current, client_ip).await?;
+        let phc = self.hash(new).await?;
+        self.users.set_password(&user.id, &phc, keep).await?;
+        tracing::info!(user = %user.id, "password changed");
+        Ok(())
+    }
+
+    /// Issues a one-time password-reset link token for user `id`, valid for
+    /// [`RESET_LINK_TTL`]; the user's earlier links stop working. 404 when there is
+    /// no such user.
+    pub async fn issue_reset(&self, id: &str) -> Result<(String, DateTime<Utc>), GateError> {
+        let token = format!("kg_pr_{}", crate::domain::id::random_base62(43));
+        let expires =
+            self.clock.now_utc() + chrono::Duration::from_std(RESET_LINK_TTL).unwrap_or_default();
+        self.users
+            .create_password_reset(&KeyHash::of(&token), id, expires)
+            .await?;
+        tracing::info!(user = %id, "password-reset link issued");
+        Ok((token, expires))
+    }
+
+    /// True when `token` is a reset link that still works.
+    pub async fn reset_link_valid(&self, token: &str) -> Result<bool, GateError> {
+        Ok(self
+            .users
+            .peek_password_reset(&KeyHash::of(token))
+            .await?
+            .is_some())
+    }
+
+    /// Sets a new password through a reset link, once: the link is spent, and
+    /// every session and refresh token of the user ends. 404 for a link that does
+    /// not work (unknown, used, expired); 422 for a short password (the link is
+    /// not spent).
+    pub async fn reset_password(&self, token: &str, new: String) -> Result<(), GateError> {
+        if let Some(problem) = password_problem(&new) {
+            return Err(problem);
+        }
+        let phc = self.hash(new).await?;
+        let Some(id) = self.users.take_password_reset(&KeyHash::of(token)).await? else {
+            return Err(GateError::NotFound);
+        };
+        self.users.set_password(&id, &phc, None).await?;
+        tracing::info!(user = %id, "password reset through a link");
+        Ok(())
     }
 
     /// Reserves one password check against the email and the client IP,
@@ -196,6 +274,22 @@ impl Accounts {
             }
         }
     }
+}
+
+/// How long an admin's password-reset link works.
+pub const RESET_LINK_TTL: Duration = Duration::from_secs(3600);
+
+/// The 422 for a password too short to be one, if it is.
+fn password_problem(password: &str) -> Option<GateError> {
+    if password.chars().count() >= MIN_PASSWORD_CHARS && password.len() <= 1024 {
+        return None;
+    }
+    let mut details = serde_json::Map::new();
+    details.insert(
+        "password".into(),
+        format!("must be {MIN_PASSWORD_CHARS} to 1024 characters").into(),
+    );
+    Some(GateError::Validation(details))
 }
 
 /// The 503 for a full password-hashing pool.

@@ -386,6 +386,7 @@ pub fn users_create(
         name,
         password_hash,
         is_admin: admin,
+        disabled: false,
         created_at: SystemClock.now_utc(),
     };
     match runtime()?.block_on(users.create_user(&user)) {

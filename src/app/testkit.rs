@@ -87,6 +87,7 @@ impl Services {
             name: None,
             password_hash: crate::accounts::password::hash(password).unwrap(),
             is_admin: false,
+            disabled: false,
             created_at: self.clock.now_utc(),
         };
         self.users.create_user(&user).await.unwrap();

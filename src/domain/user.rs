@@ -63,6 +63,8 @@ pub struct UserRecord {
     pub password_hash: String,
     /// May manage every key.
     pub is_admin: bool,
+    /// Disabled by an admin: cannot sign in, and has no session.
+    pub disabled: bool,
     /// Creation time.
     pub created_at: DateTime<Utc>,
 }
@@ -73,6 +75,7 @@ impl fmt::Debug for UserRecord {
             .field("id", &self.id)
             .field("email", &self.email)
             .field("is_admin", &self.is_admin)
+            .field("disabled", &self.disabled)
             .finish_non_exhaustive()
     }
 }

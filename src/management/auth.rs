@@ -48,7 +48,14 @@ pub async fn register(
 
 /// The public view of a user.
 pub fn user_object(u: &UserRecord) -> Value {
-    json!({ "id": u.id, "email": u.email, "name": u.name, "is_admin": u.is_admin, "created_at": u.created_at })
+    json!({
+        "id": u.id,
+        "email": u.email,
+        "name": u.name,
+        "is_admin": u.is_admin,
+        "disabled": u.disabled,
+        "created_at": u.created_at,
+    })
 }
 
 /// `POST /auth/token`.

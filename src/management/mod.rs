@@ -13,6 +13,7 @@ pub mod accounts;
 pub mod auth;
 pub mod keys;
 mod query;
+pub mod users;
 mod validate;
 
 use crate::accounts::Accounts;
@@ -78,6 +79,8 @@ pub struct ApiContext<'a> {
     pub auth: AuthSettings<'a>,
     /// `management.prefix`, where the API is served.
     pub prefix: &'a str,
+    /// `portal.prefix` when the portal is on (where reset links lead).
+    pub portal_prefix: Option<&'a str>,
 }
 
 impl<'a> ApiContext<'a> {
@@ -201,6 +204,10 @@ impl Management {
             (UpdateAccount, Some(c)) => accounts::update(self, cx, req, c, id).await,
             (AccountCredits, Some(c)) => accounts::credits(self, cx, req, c, id).await,
             (OwnAccount, Some(c)) => accounts::own(self, cx, c).await,
+            (ListUsers, Some(c)) => users::list(self, req, c).await,
+            (UpdateUser, Some(c)) => users::update(self, cx, req, c, id).await,
+            (DeleteUser, Some(c)) => users::delete(self, cx, c, id).await,
+            (ResetLink, Some(c)) => users::password_reset(self, cx, c, id).await,
             // Every other endpoint's access is a caller's, authenticated above.
             (_, None) => Err(GateError::Internal),
         }
@@ -229,6 +236,10 @@ enum Endpoint {
     UpdateAccount,
     AccountCredits,
     OwnAccount,
+    ListUsers,
+    UpdateUser,
+    DeleteUser,
+    ResetLink,
 }
 
 /// Who may call an endpoint.
@@ -251,6 +262,8 @@ impl Endpoint {
             VerifyKey | Credits | OwnAccount => Access::Caller,
             // The account rules decide who (admins; an account's own user reads it).
             ListAccounts | GetAccount | UpdateAccount | AccountCredits => Access::Caller,
+            // Admins only, as UserAdmin says.
+            ListUsers | UpdateUser | DeleteUser | ResetLink => Access::Caller,
             CreateKey | ListKeys | Import | GetKey | UpdateKey | RevokeKey | Regenerate | Usage => {
                 Access::Manager
             }
@@ -289,6 +302,15 @@ const ROUTES: &[Route<Endpoint>] = {
             AccountCredits,
         ),
         Route::new(&[Lit("account")], "GET", OwnAccount),
+        Route::new(&[Lit("users")], "GET", ListUsers),
+        Route::new(&[Lit("users"), Param], "PUT", UpdateUser),
+        Route::new(&[Lit("users"), Param], "PATCH", UpdateUser),
+        Route::new(&[Lit("users"), Param], "DELETE", DeleteUser),
+        Route::new(
+            &[Lit("users"), Param, Lit("password-reset")],
+            "POST",
+            ResetLink,
+        ),
     ]
 };
 

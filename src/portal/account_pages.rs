@@ -270,6 +270,90 @@ impl super::Portal {
         self.admin_account_page(cx, visit, id, &warnings).await
     }
 
+    /// `GET|POST /password`: the signed-in user changes their password.
+    pub(super) async fn password_page(
+        &self,
+        cx: &PortalContext<'_>,
+        visit: &Visit,
+        req: &crate::local::LocalRequest<'_>,
+        form: Option<Form>,
+    ) -> Result<Reply, GateError> {
+        let (Some(user), Some(accounts)) = (visit.user(), &self.accounts) else {
+            return Err(GateError::NotFound);
+        };
+        let Some(form) = form else {
+            return Ok(page(account_views::password(&frame(cx, visit), &[], false)));
+        };
+        let keep = visit
+            .signed_in
+            .as_ref()
+            .map(|(_, token)| crate::domain::KeyHash::of(token));
+        let changed = accounts
+            .change_password(
+                user,
+                form.text("current_password"),
+                form.text("password"),
+                keep.as_ref(),
+                req.client_ip,
+            )
+            .await;
+        let (status, errors) = match changed {
+            Ok(()) => return Ok(page(account_views::password(&frame(cx, visit), &[], true))),
+            Err(GateError::InvalidCredentials) => (
+                http::StatusCode::UNAUTHORIZED,
+                vec![(
+                    "current_password".to_string(),
+                    "is not your password".to_string(),
+                )],
+            ),
+            Err(GateError::Validation(fields)) => (
+                http::StatusCode::UNPROCESSABLE_ENTITY,
+                fields
+                    .into_iter()
+                    .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_string()))
+                    .collect(),
+            ),
+            Err(e) => return Err(e),
+        };
+        Ok(Reply::Page(
+            status,
+            account_views::password(&frame(cx, visit), &errors, false),
+        ))
+    }
+
+    /// `GET|POST /reset/{token}`: a password-reset link an admin issued; it works
+    /// once, and a link that does not work is a 404 page.
+    pub(super) async fn reset_page(
+        &self,
+        cx: &PortalContext<'_>,
+        visit: &mut Visit,
+        token: &str,
+        form: Option<Form>,
+    ) -> Result<Reply, GateError> {
+        let accounts = self.accounts.as_ref().ok_or(GateError::NotFound)?;
+        let Some(form) = form else {
+            if !accounts.reset_link_valid(token).await? {
+                return Err(GateError::NotFound);
+            }
+            self.ensure_pre(cx, visit);
+            return Ok(page(account_views::reset(&frame(cx, visit), token, &[])));
+        };
+        match accounts.reset_password(token, form.text("password")).await {
+            Ok(()) => Ok(Reply::Redirect("/login".into())),
+            Err(GateError::Validation(fields)) => {
+                let errors: Vec<(String, String)> = fields
+                    .into_iter()
+                    .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_string()))
+                    .collect();
+                Ok(Reply::Page(
+                    http::StatusCode::UNPROCESSABLE_ENTITY,
+                    account_views::reset(&frame(cx, visit), token, &errors),
+                ))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Emails of the users with these ids (admins see whose account is whose).
     async fn owner_emails_of(
         &self,

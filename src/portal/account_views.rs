@@ -207,3 +207,45 @@ pub fn accounts(f: &Frame<'_>, v: &AccountListView<'_>) -> Markup {
         },
     )
 }
+
+/// The change-password page (`current_password`, `password`, button `Change
+/// password`), with what went wrong or right.
+pub fn password(f: &Frame<'_>, errors: &[(String, String)], done: bool) -> Markup {
+    f.page(
+        "Password",
+        html! {
+            div class="card narrow" {
+                @if done { p class="ok-text" role="status" { "Your password was changed. Your other sessions have ended." } }
+                @if !errors.is_empty() {
+                    div class="error" role="alert" { ul { @for (field, why) in errors { li { strong { (field) } ": " (why) } } } }
+                }
+                form method="post" action=(f.href("/password")) class="create" {
+                    (f.csrf_input())
+                    label { "Current password" input type="password" name="current_password" required autocomplete="current-password"; }
+                    label { "New password" input type="password" name="password" required minlength="8" autocomplete="new-password"; }
+                    button type="submit" { "Change password" }
+                }
+            }
+        },
+    )
+}
+
+/// The page a password-reset link opens (`password`, button `Set password`).
+pub fn reset(f: &Frame<'_>, token: &str, errors: &[(String, String)]) -> Markup {
+    f.page(
+        "Choose a new password",
+        html! {
+            div class="card narrow" {
+                @if !errors.is_empty() {
+                    div class="error" role="alert" { ul { @for (field, why) in errors { li { strong { (field) } ": " (why) } } } }
+                }
+                p class="hint" { "This link works once. Every session of yours ends when the password is set." }
+                form method="post" action=(f.href(&format!("/reset/{token}"))) class="create" {
+                    (f.csrf_input())
+                    label { "New password" input type="password" name="password" required minlength="8" autocomplete="new-password"; }
+                    button type="submit" { "Set password" }
+                }
+            }
+        },
+    )
+}

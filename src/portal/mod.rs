@@ -430,6 +430,10 @@ impl Portal {
                 self.change_account(cx, visit, id, AccountForm::Credits, form)
                     .await
             }
+            (PasswordPage, _) => self.password_page(cx, visit, req, None).await,
+            (ChangePassword, Some(form)) => self.password_page(cx, visit, req, Some(form)).await,
+            (ResetPage, _) => self.reset_page(cx, visit, id, None).await,
+            (ResetPassword, Some(form)) => self.reset_page(cx, visit, id, Some(form)).await,
             (AccountStatus, Some(form)) => {
                 self.change_account(cx, visit, id, AccountForm::Status, form)
                     .await
@@ -437,7 +441,7 @@ impl Portal {
             // A POST route always has its form (parsed above).
             (
                 SignIn | SignUp | SignOut | CreateKey | Revoke | Regenerate | AccountPlan
-                | AccountCredits | AccountStatus,
+                | AccountCredits | AccountStatus | ChangePassword | ResetPassword,
                 None,
             ) => Err(GateError::Internal),
         }
@@ -900,6 +904,10 @@ enum Endpoint {
     AccountPlan,
     AccountCredits,
     AccountStatus,
+    PasswordPage,
+    ChangePassword,
+    ResetPage,
+    ResetPassword,
 }
 
 impl Endpoint {
@@ -908,7 +916,16 @@ impl Endpoint {
         use Endpoint::*;
         !matches!(
             self,
-            Stylesheet | Script | Home | LoginPage | SignIn | SignupPage | SignUp | SignOut
+            Stylesheet
+                | Script
+                | Home
+                | LoginPage
+                | SignIn
+                | SignupPage
+                | SignUp
+                | SignOut
+                | ResetPage
+                | ResetPassword
         )
     }
 }
@@ -953,6 +970,10 @@ const ROUTES: &[Route<Endpoint>] = {
             "POST",
             AccountStatus,
         ),
+        Route::new(&[Lit("password")], "GET", PasswordPage),
+        Route::new(&[Lit("password")], "POST", ChangePassword),
+        Route::new(&[Lit("reset"), Param], "GET", ResetPage),
+        Route::new(&[Lit("reset"), Param], "POST", ResetPassword),
     ]
 };
 

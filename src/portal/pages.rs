@@ -58,6 +58,7 @@ impl Frame<'_> {
                             nav {
                                 a href=(self.href("/keys")) { "API keys" }
                                 a href=(self.href("/account")) { "Account" }
+                                a href=(self.href("/password")) { "Password" }
                                 @if user.is_admin {
                                     a href=(self.href("/overview")) { "Overview" }
                                     a href=(self.href("/accounts")) { "Accounts" }

@@ -163,6 +163,7 @@ impl Runtime {
             registration_open: self.registration_open,
             auth: self.auth_settings(),
             prefix: self.management_prefix.as_deref().unwrap_or("/v1"),
+            portal_prefix: self.portal_prefix.as_deref(),
         }
     }
 

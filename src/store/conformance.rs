@@ -397,6 +397,7 @@ pub(crate) fn user(id: &str) -> crate::domain::UserRecord {
         name: Some("Ann".into()),
         password_hash: "$argon2id$x".into(),
         is_admin: false,
+        disabled: false,
         created_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
     }
 }
@@ -1017,4 +1018,142 @@ pub(crate) async fn keys_come_in_pages(store: Arc<dyn KeyStore>) {
         .await
         .unwrap()
         .is_empty());
+}
+
+/// Admins' user changes: listing by email and cursor; disabling ends every session
+/// and refresh family; a password change keeps only the session that made it; a
+/// reset link works once and not after its expiry; deleting takes everything.
+pub(crate) async fn users_are_administered(
+    store: Arc<dyn super::users::UserStore>,
+    clock: crate::clock::ManualClock,
+) {
+    use crate::clock::Clock;
+    use crate::store::users::Rotation;
+    for id in ["usr_a", "usr_b", "usr_c"] {
+        store.create_user(&user(id)).await.unwrap();
+    }
+    let ids = |v: Vec<crate::domain::UserRecord>| v.into_iter().map(|u| u.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(store.list_users(None, None, 2).await.unwrap()),
+        ["usr_a", "usr_b"]
+    );
+    assert_eq!(
+        ids(store.list_users(None, Some("usr_b"), 2).await.unwrap()),
+        ["usr_c"]
+    );
+    assert_eq!(
+        ids(store
+            .list_users(Some("USR_B@example.com"), None, 9)
+            .await
+            .unwrap()),
+        ["usr_b"]
+    );
+    let now = clock.now_utc();
+    let later = now + chrono::Duration::hours(1);
+    let (s1, s2) = (KeyHash::of("s1"), KeyHash::of("s2"));
+    store.create_session(&s1, "usr_a", later).await.unwrap();
+    store.create_session(&s2, "usr_a", later).await.unwrap();
+    store
+        .insert_refresh(&KeyHash::of("r1"), "fam_a", "usr_a", later)
+        .await
+        .unwrap();
+    // A password change keeps the session that made it, and ends the rest.
+    store
+        .set_password("usr_a", "$argon2id$new", Some(&s1))
+        .await
+        .unwrap();
+    assert!(store.session_user(&s1).await.unwrap().is_some());
+    assert!(store.session_user(&s2).await.unwrap().is_none());
+    assert_eq!(
+        store
+            .rotate_refresh(&KeyHash::of("r1"), &KeyHash::of("r2"), later)
+            .await
+            .unwrap(),
+        Rotation::Invalid
+    );
+    // Disabled: no session works, no refresh rotates, until enabled.
+    store
+        .insert_refresh(&KeyHash::of("r3"), "fam_b", "usr_a", later)
+        .await
+        .unwrap();
+    let disabled = store.set_disabled("usr_a", true).await.unwrap();
+    assert!(disabled.disabled);
+    assert!(store.session_user(&s1).await.unwrap().is_none());
+    assert_eq!(
+        store
+            .rotate_refresh(&KeyHash::of("r3"), &KeyHash::of("r4"), later)
+            .await
+            .unwrap(),
+        Rotation::Invalid
+    );
+    let s3 = KeyHash::of("s3");
+    store.create_session(&s3, "usr_a", later).await.unwrap();
+    assert!(
+        store.session_user(&s3).await.unwrap().is_none(),
+        "a disabled user's session is no session"
+    );
+    assert!(!store.set_disabled("usr_a", false).await.unwrap().disabled);
+    assert!(store.session_user(&s3).await.unwrap().is_some());
+    assert!(matches!(
+        store.set_disabled("usr_none", true).await,
+        Err(StoreError::NotFound(_))
+    ));
+    // A reset link: once, before its expiry; a newer one replaces it.
+    let (l1, l2) = (KeyHash::of("link1"), KeyHash::of("link2"));
+    store
+        .create_password_reset(&l1, "usr_b", later)
+        .await
+        .unwrap();
+    store
+        .create_password_reset(&l2, "usr_b", later)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.take_password_reset(&l1).await.unwrap(),
+        None,
+        "replaced"
+    );
+    assert_eq!(
+        store.peek_password_reset(&l2).await.unwrap().as_deref(),
+        Some("usr_b")
+    );
+    assert_eq!(
+        store.take_password_reset(&l2).await.unwrap().as_deref(),
+        Some("usr_b")
+    );
+    assert_eq!(
+        store.take_password_reset(&l2).await.unwrap(),
+        None,
+        "used once"
+    );
+    let l3 = KeyHash::of("link3");
+    store
+        .create_password_reset(&l3, "usr_b", later)
+        .await
+        .unwrap();
+    clock.advance_ms(2 * 3_600_000);
+    assert_eq!(
+        store.peek_password_reset(&l3).await.unwrap(),
+        None,
+        "expired"
+    );
+    assert_eq!(
+        store.take_password_reset(&l3).await.unwrap(),
+        None,
+        "expired"
+    );
+    assert!(matches!(
+        store
+            .create_password_reset(&KeyHash::of("x"), "usr_none", later)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    // Deleted: gone, with its sessions.
+    store.delete_user("usr_a").await.unwrap();
+    assert!(store.user_by_id("usr_a").await.unwrap().is_none());
+    assert!(store.session_user(&s3).await.unwrap().is_none());
+    assert!(matches!(
+        store.delete_user("usr_a").await,
+        Err(StoreError::NotFound(_))
+    ));
 }

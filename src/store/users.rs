@@ -64,6 +64,44 @@ pub trait UserStore: Send + Sync {
     /// The secret named `name`, shared by every process on this store: the value
     /// stored, or `candidate`, stored now if no process stored one before.
     async fn shared_secret(&self, name: &str, candidate: &[u8]) -> Result<Vec<u8>, StoreError>;
+    /// Users in id order: of one email (its [`canonical_email`] form) or all, after
+    /// the id `after` (the cursor), at most `limit`.
+    async fn list_users(
+        &self,
+        email: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<UserRecord>, StoreError>;
+    /// Disables or enables a user; disabling ends every session and refresh-token
+    /// family of theirs in the same transaction. `NotFound` if there is no such user.
+    async fn set_disabled(&self, id: &str, disabled: bool) -> Result<UserRecord, StoreError>;
+    /// Deletes a user with their sessions, refresh tokens and reset links.
+    /// `NotFound` if there is no such user.
+    async fn delete_user(&self, id: &str) -> Result<(), StoreError>;
+    /// Replaces a user's password hash and ends every session and refresh-token
+    /// family of theirs but the session `keep` (the one that changed it), in one
+    /// transaction. `NotFound` if there is no such user.
+    async fn set_password(
+        &self,
+        id: &str,
+        password_hash: &str,
+        keep: Option<&KeyHash>,
+    ) -> Result<(), StoreError>;
+    /// Stores a one-time password-reset link for `user_id` (its token hashed),
+    /// valid until `expires_at`; the user's earlier links stop working.
+    async fn create_password_reset(
+        &self,
+        hash: &KeyHash,
+        user_id: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// The user of a reset link that exists, is unused and has not expired (on the
+    /// store's clock), marking it used in the same transaction: a link works once,
+    /// however many use it at once.
+    async fn take_password_reset(&self, hash: &KeyHash) -> Result<Option<String>, StoreError>;
+    /// The user of a reset link that exists, is unused and has not expired, without
+    /// using it (to show its form).
+    async fn peek_password_reset(&self, hash: &KeyHash) -> Result<Option<String>, StoreError>;
 }
 
 /// The migration of stored emails to their [`canonical_email`] form: given every

@@ -634,6 +634,7 @@ async fn an_existing_store_gets_accounts_for_its_owners() {
     db.execute(
         "DROP TABLE accounts; DROP FUNCTION keygate_announce_account_change(); \
          DROP TRIGGER api_keys_changed ON api_keys; ALTER TABLE api_keys DROP COLUMN account; \
+         DROP TABLE password_resets; ALTER TABLE users DROP COLUMN disabled; \
          DELETE FROM keygate_migrations WHERE version >= 7;",
     )
     .await;

@@ -125,12 +125,15 @@ async fn every_spelling_of_an_email_is_one_account_with_one_throttle() {
 /// names them and writes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stored_emails_migrate_and_collisions_are_named_never_merged() {
-    // What the accounts migration added, taken away again (it runs after these).
+    // What the accounts and user-admin migrations added, taken away again (they run
+    // after these).
     const SQLITE_UNDO_ACCOUNTS: &str = "DROP TABLE accounts; DROP INDEX api_keys_account; \
-         DROP TRIGGER api_keys_changed; ALTER TABLE api_keys DROP COLUMN account;";
+         DROP TRIGGER api_keys_changed; ALTER TABLE api_keys DROP COLUMN account; \
+         DROP TABLE password_resets; ALTER TABLE users DROP COLUMN disabled;";
     const PG_UNDO_ACCOUNTS: &str = "DROP TABLE accounts; \
          DROP FUNCTION keygate_announce_account_change(); \
-         DROP TRIGGER api_keys_changed ON api_keys; ALTER TABLE api_keys DROP COLUMN account;";
+         DROP TRIGGER api_keys_changed ON api_keys; ALTER TABLE api_keys DROP COLUMN account; \
+         DROP TABLE password_resets; ALTER TABLE users DROP COLUMN disabled;";
     let up = start_upstream().await;
     let Some(db) = PgDatabase::create().await else {
         return;

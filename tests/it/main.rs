@@ -47,3 +47,4 @@ mod secrets;
 mod store_restarts;
 mod store_writes;
 mod unauthorized;
+mod users;

@@ -16,6 +16,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration::CanonicalEmails,
     Migration::Sql(include_str!("../migrations/postgres/0006_secrets.sql")),
     Migration::Sql(include_str!("../migrations/postgres/0007_accounts.sql")),
+    Migration::Sql(include_str!("../migrations/postgres/0008_user_admin.sql")),
 ];
 
 /// One schema migration, applied once in its own transaction.

@@ -229,6 +229,7 @@ async fn users_and_refresh_rotation_work_like_sqlite() {
         name: Some("Ann".into()),
         password_hash: "$argon2id$x".into(),
         is_admin: false,
+        disabled: false,
         created_at: Utc::now(),
     };
     store.create_user(&user).await.unwrap();
@@ -450,4 +451,14 @@ async fn account_changes_are_announced_to_every_replica() {
         "{change:?}"
     );
     assert!(at.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_are_administered() {
+    let Some(db) = TestDb::create() else { return };
+    let clock = crate::clock::ManualClock::at(1_800_000_000_000);
+    let store = PostgresStore::open(&db.url, 4, Duration::from_secs(5))
+        .unwrap()
+        .with_clock(Arc::new(clock.clone()));
+    crate::store::conformance::users_are_administered(Arc::new(store), clock).await;
 }

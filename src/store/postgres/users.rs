@@ -17,6 +17,7 @@ fn decode_user(row: &Row) -> Result<UserRecord, StoreError> {
         password_hash: row.try_get(3).map_err(db_error)?,
         is_admin: row.try_get(4).map_err(db_error)?,
         created_at: row.try_get(5).map_err(db_error)?,
+        disabled: row.try_get(6).map_err(db_error)?,
     })
 }
 
@@ -45,7 +46,7 @@ impl UserStore for PostgresStore {
     }
 
     async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
-        const SQL: &str = "SELECT id, email, name, password_hash, is_admin, created_at \
+        const SQL: &str = "SELECT id, email, name, password_hash, is_admin, created_at, disabled \
              FROM users WHERE email = $1";
         let email = canonical_email(email);
         self.pool
@@ -56,7 +57,7 @@ impl UserStore for PostgresStore {
     }
 
     async fn user_by_id(&self, id: &str) -> Result<Option<UserRecord>, StoreError> {
-        const SQL: &str = "SELECT id, email, name, password_hash, is_admin, created_at \
+        const SQL: &str = "SELECT id, email, name, password_hash, is_admin, created_at, disabled \
              FROM users WHERE id = $1";
         self.pool
             .query_opt(SQL, &[&id])
@@ -96,7 +97,9 @@ impl UserStore for PostgresStore {
             let tx = client.transaction().await?;
             let row = tx
                 .query_opt(
-                    "SELECT family_id, user_id, expires_at, used_at, revoked \
+                    "SELECT family_id, user_id, expires_at, used_at, \
+                     revoked OR COALESCE((SELECT disabled FROM users u \
+                                          WHERE u.id = refresh_tokens.user_id), false) \
                      FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE",
                     &[&old],
                 )
@@ -162,9 +165,9 @@ impl UserStore for PostgresStore {
 
     async fn session_user(&self, hash: &KeyHash) -> Result<Option<UserRecord>, StoreError> {
         const SQL: &str =
-            "SELECT u.id, u.email, u.name, u.password_hash, u.is_admin, u.created_at \
+            "SELECT u.id, u.email, u.name, u.password_hash, u.is_admin, u.created_at, u.disabled \
              FROM portal_sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.token_hash = $1 AND s.expires_at > $2";
+             WHERE s.token_hash = $1 AND s.expires_at > $2 AND NOT u.disabled";
         let hash = hash.0.as_slice();
         let now = self.clock.now_utc();
         self.pool
@@ -199,4 +202,171 @@ impl UserStore for PostgresStore {
         row.map(|r| r.get::<_, Vec<u8>>(0))
             .ok_or_else(|| StoreError::Unavailable(format!("secret {name} was not stored")))
     }
+
+    async fn list_users(
+        &self,
+        email: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<UserRecord>, StoreError> {
+        const SQL: &str = "SELECT id, email, name, password_hash, is_admin, created_at, disabled \
+             FROM users WHERE ($1::text IS NULL OR email = $1) AND ($2::text IS NULL OR id > $2) \
+             ORDER BY id LIMIT $3";
+        let email = email.map(canonical_email);
+        let limit = limit as i64;
+        self.pool
+            .query(SQL, &[&email, &after, &limit])
+            .await?
+            .iter()
+            .map(decode_user)
+            .collect()
+    }
+
+    async fn set_disabled(&self, id: &str, disabled: bool) -> Result<UserRecord, StoreError> {
+        let work = async |client: &mut tokio_postgres::Client| {
+            let tx = client.transaction().await?;
+            let n = tx
+                .execute(
+                    "UPDATE users SET disabled = $2 WHERE id = $1",
+                    &[&id, &disabled],
+                )
+                .await?;
+            if n == 0 {
+                return Ok(false);
+            }
+            if disabled {
+                end_everything(&tx, id, None).await?;
+            }
+            tx.commit().await?;
+            Ok(true)
+        };
+        if !self.pool.write_transaction("user disable", work).await? {
+            return Err(StoreError::NotFound(id.to_string()));
+        }
+        self.user_by_id(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(id.to_string()))
+    }
+
+    async fn delete_user(&self, id: &str) -> Result<(), StoreError> {
+        // Sessions, refresh tokens and reset links go with the row (cascades).
+        match self
+            .pool
+            .execute("DELETE FROM users WHERE id = $1", &[&id])
+            .await?
+        {
+            0 => Err(StoreError::NotFound(id.to_string())),
+            _ => Ok(()),
+        }
+    }
+
+    async fn set_password(
+        &self,
+        id: &str,
+        password_hash: &str,
+        keep: Option<&KeyHash>,
+    ) -> Result<(), StoreError> {
+        let keep = keep.map(|k| k.0.to_vec());
+        let work = async |client: &mut tokio_postgres::Client| {
+            let tx = client.transaction().await?;
+            let n = tx
+                .execute(
+                    "UPDATE users SET password_hash = $2 WHERE id = $1",
+                    &[&id, &password_hash],
+                )
+                .await?;
+            if n == 0 {
+                return Ok(false);
+            }
+            end_everything(&tx, id, keep.as_deref()).await?;
+            tx.commit().await?;
+            Ok(true)
+        };
+        match self.pool.write_transaction("password change", work).await? {
+            true => Ok(()),
+            false => Err(StoreError::NotFound(id.to_string())),
+        }
+    }
+
+    async fn create_password_reset(
+        &self,
+        hash: &KeyHash,
+        user_id: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let hash = hash.0.to_vec();
+        let now = self.clock.now_utc();
+        let work = async |client: &mut tokio_postgres::Client| {
+            let tx = client.transaction().await?;
+            tx.execute(
+                "DELETE FROM password_resets WHERE user_id = $1",
+                &[&user_id],
+            )
+            .await?;
+            let n = tx
+                .execute(
+                    "INSERT INTO password_resets (token_hash, user_id, created_at, expires_at) \
+                     SELECT $1, id, $3, $4 FROM users WHERE id = $2",
+                    &[&hash, &user_id, &now, &expires_at],
+                )
+                .await?;
+            tx.commit().await?;
+            Ok(n)
+        };
+        match self.pool.write_transaction("password reset", work).await? {
+            0 => Err(StoreError::NotFound(user_id.to_string())),
+            _ => Ok(()),
+        }
+    }
+
+    async fn take_password_reset(&self, hash: &KeyHash) -> Result<Option<String>, StoreError> {
+        let hash = hash.0.as_slice();
+        let now = self.clock.now_utc();
+        let work = async |client: &mut tokio_postgres::Client| {
+            client
+                .query_opt(
+                    "UPDATE password_resets SET used_at = $2 \
+                     WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2 \
+                     RETURNING user_id",
+                    &[&hash, &now],
+                )
+                .await
+                .map(|r| r.map(|r| r.get::<_, String>(0)))
+        };
+        self.pool.write_transaction("password reset", work).await
+    }
+
+    async fn peek_password_reset(&self, hash: &KeyHash) -> Result<Option<String>, StoreError> {
+        let hash = hash.0.as_slice();
+        let now = self.clock.now_utc();
+        Ok(self
+            .pool
+            .query_opt(
+                "SELECT user_id FROM password_resets \
+                 WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2",
+                &[&hash, &now],
+            )
+            .await?
+            .map(|r| r.get::<_, String>(0)))
+    }
+}
+
+/// Ends every portal session (but `keep`) and refresh-token family of `user_id`.
+async fn end_everything(
+    tx: &tokio_postgres::Transaction<'_>,
+    user_id: &str,
+    keep: Option<&[u8]>,
+) -> Result<(), tokio_postgres::Error> {
+    tx.execute(
+        "DELETE FROM portal_sessions WHERE user_id = $1 \
+         AND ($2::bytea IS NULL OR token_hash != $2)",
+        &[&user_id, &keep],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE refresh_tokens SET revoked = true WHERE user_id = $1",
+        &[&user_id],
+    )
+    .await
+    .map(drop)
 }

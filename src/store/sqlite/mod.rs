@@ -33,6 +33,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration::CanonicalEmails,
     Migration::Sql(include_str!("../migrations/sqlite/0009_secrets.sql")),
     Migration::Sql(include_str!("../migrations/sqlite/0010_accounts.sql")),
+    Migration::Sql(include_str!("../migrations/sqlite/0011_user_admin.sql")),
 ];
 
 /// One schema migration, applied once in its own transaction.

@@ -241,3 +241,13 @@ async fn keys_come_in_pages() {
     let (_dir, store) = open();
     conformance::keys_come_in_pages(store).await;
 }
+
+#[tokio::test]
+async fn users_are_administered() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = crate::clock::ManualClock::at(1_800_000_000_000);
+    let store = SqliteStore::open(&dir.path().join("k.db"))
+        .unwrap()
+        .with_clock(Arc::new(clock.clone()));
+    conformance::users_are_administered(Arc::new(store), clock).await;
+}

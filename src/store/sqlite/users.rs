@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
 use rusqlite::{params, OptionalExtension, Row};
 
-const USER_COLUMNS: &str = "id, email, name, password_hash, is_admin, created_at";
+const USER_COLUMNS: &str = "id, email, name, password_hash, is_admin, created_at, disabled";
 
 fn decode_user(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
     Ok(UserRecord {
@@ -18,6 +18,7 @@ fn decode_user(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
         name: row.get(2)?,
         password_hash: row.get(3)?,
         is_admin: row.get::<_, i64>(4)? != 0,
+        disabled: row.get::<_, i64>(6)? != 0,
         created_at: Utc
             .timestamp_opt(row.get(5)?, 0)
             .single()
@@ -31,14 +32,15 @@ impl UserStore for SqliteStore {
         let u = u.clone();
         self.with_writer(move |c| {
             let result = c.execute(
-                &format!("INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+                &format!("INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
                 params![
                     u.id,
                     canonical_email(&u.email),
                     u.name,
                     u.password_hash,
                     u.is_admin as i64,
-                    u.created_at.timestamp()
+                    u.created_at.timestamp(),
+                    u.disabled as i64
                 ],
             );
             match result {
@@ -120,7 +122,9 @@ impl UserStore for SqliteStore {
                 .map_err(unavailable)?;
             let row: Option<(String, String, i64, Option<i64>, i64)> = tx
                 .query_row(
-                    "SELECT family_id, user_id, expires_at, used_at, revoked FROM refresh_tokens WHERE token_hash = ?1",
+                    "SELECT family_id, user_id, expires_at, used_at, \
+                     revoked + (SELECT disabled FROM users u WHERE u.id = refresh_tokens.user_id) \
+                     FROM refresh_tokens WHERE token_hash = ?1",
                     [old.as_slice()],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
                 )
@@ -183,9 +187,9 @@ impl UserStore for SqliteStore {
         let now = self.clock.now_secs() as i64;
         self.with_conn(move |c| {
             c.query_row(
-                "SELECT u.id, u.email, u.name, u.password_hash, u.is_admin, u.created_at \
-                 FROM portal_sessions s JOIN users u ON u.id = s.user_id \
-                 WHERE s.token_hash = ?1 AND s.expires_at > ?2",
+                "SELECT u.id, u.email, u.name, u.password_hash, u.is_admin, u.created_at, \
+                 u.disabled FROM portal_sessions s JOIN users u ON u.id = s.user_id \
+                 WHERE s.token_hash = ?1 AND s.expires_at > ?2 AND u.disabled = 0",
                 params![hash.as_slice(), now],
                 decode_user,
             )
@@ -225,4 +229,180 @@ impl UserStore for SqliteStore {
         })
         .await
     }
+
+    async fn list_users(
+        &self,
+        email: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<UserRecord>, StoreError> {
+        let (email, after) = (email.map(canonical_email), after.map(str::to_string));
+        self.with_conn(move |c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {USER_COLUMNS} FROM users WHERE (?1 IS NULL OR email = ?1 COLLATE BINARY) \
+                     AND (?2 IS NULL OR id > ?2) ORDER BY id LIMIT ?3"
+                ))
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![email, after, limit as i64], decode_user)
+                .map_err(unavailable)?;
+            rows.map(|r| r.map_err(unavailable)).collect()
+        })
+        .await
+    }
+
+    async fn set_disabled(&self, id: &str, disabled: bool) -> Result<UserRecord, StoreError> {
+        let id = id.to_string();
+        self.with_writer(move |c| {
+            let tx =
+                rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)
+                    .map_err(unavailable)?;
+            let n = tx
+                .execute(
+                    "UPDATE users SET disabled = ?2 WHERE id = ?1",
+                    params![id, disabled as i64],
+                )
+                .map_err(unavailable)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(id));
+            }
+            if disabled {
+                end_everything(&tx, &id, None)?;
+            }
+            let user = tx
+                .query_row(
+                    &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"),
+                    [&id],
+                    decode_user,
+                )
+                .map_err(unavailable)?;
+            tx.commit().map_err(unavailable)?;
+            Ok(user)
+        })
+        .await
+    }
+
+    async fn delete_user(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.with_writer(move |c| {
+            // Sessions, refresh tokens and reset links go with the row (cascades).
+            match c.execute("DELETE FROM users WHERE id = ?1", [&id]) {
+                Ok(0) => Err(StoreError::NotFound(id)),
+                Ok(_) => Ok(()),
+                Err(e) => Err(unavailable(e)),
+            }
+        })
+        .await
+    }
+
+    async fn set_password(
+        &self,
+        id: &str,
+        password_hash: &str,
+        keep: Option<&KeyHash>,
+    ) -> Result<(), StoreError> {
+        let (id, phc, keep) = (id.to_string(), password_hash.to_string(), keep.map(|k| k.0));
+        self.with_writer(move |c| {
+            let tx =
+                rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)
+                    .map_err(unavailable)?;
+            let n = tx
+                .execute(
+                    "UPDATE users SET password_hash = ?2 WHERE id = ?1",
+                    params![id, phc],
+                )
+                .map_err(unavailable)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(id));
+            }
+            end_everything(&tx, &id, keep.as_ref())?;
+            tx.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn create_password_reset(
+        &self,
+        hash: &KeyHash,
+        user_id: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (hash, user_id) = (hash.0, user_id.to_string());
+        let now = self.clock.now_secs() as i64;
+        self.with_writer(move |c| {
+            let tx =
+                rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)
+                    .map_err(unavailable)?;
+            tx.execute("DELETE FROM password_resets WHERE user_id = ?1", [&user_id])
+                .map_err(unavailable)?;
+            tx.execute(
+                "INSERT INTO password_resets (token_hash, user_id, created_at, expires_at) \
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![hash.as_slice(), user_id, now, expires_at.timestamp()],
+            )
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    StoreError::NotFound(user_id.clone())
+                }
+                e => unavailable(e),
+            })?;
+            tx.commit().map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn take_password_reset(&self, hash: &KeyHash) -> Result<Option<String>, StoreError> {
+        let hash = hash.0;
+        let now = self.clock.now_secs() as i64;
+        self.with_writer(move |c| {
+            c.query_row(
+                "UPDATE password_resets SET used_at = ?2 \
+                 WHERE token_hash = ?1 AND used_at IS NULL AND expires_at > ?2 RETURNING user_id",
+                params![hash.as_slice(), now],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn peek_password_reset(&self, hash: &KeyHash) -> Result<Option<String>, StoreError> {
+        let hash = hash.0;
+        let now = self.clock.now_secs() as i64;
+        self.with_conn(move |c| {
+            c.query_row(
+                "SELECT user_id FROM password_resets \
+                 WHERE token_hash = ?1 AND used_at IS NULL AND expires_at > ?2",
+                params![hash.as_slice(), now],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(unavailable)
+        })
+        .await
+    }
+}
+
+/// Ends every portal session (but `keep`) and refresh-token family of `user_id`
+/// (the caller holds the transaction).
+fn end_everything(
+    c: &rusqlite::Connection,
+    user_id: &str,
+    keep: Option<&[u8; 32]>,
+) -> Result<(), StoreError> {
+    c.execute(
+        "DELETE FROM portal_sessions WHERE user_id = ?1 AND (?2 IS NULL OR token_hash != ?2)",
+        params![user_id, keep.map(|k| k.as_slice())],
+    )
+    .map_err(unavailable)?;
+    c.execute(
+        "UPDATE refresh_tokens SET revoked = 1 WHERE user_id = ?1",
+        [user_id],
+    )
+    .map(drop)
+    .map_err(unavailable)
 }

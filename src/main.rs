@@ -142,7 +142,8 @@ enum AccountsCommand {
         #[arg(allow_negative_numbers = true)]
         credits: i64,
     },
-    /// Every account with its keys' ids, as JSON Lines, to FILE or stdout.
+    /// Every key and account as import lines (JSON Lines: `keygate keys import`
+    /// reads them back), to FILE or stdout.
     Export {
         #[command(flatten)]
         config: ConfigArg,

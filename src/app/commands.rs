@@ -411,7 +411,7 @@ pub enum AccountAction {
     Resume(String),
     /// `add-credits ID N` (N may be negative).
     AddCredits(String, i64),
-    /// `export`: every account and its keys' ids, as JSON Lines.
+    /// `export`: every key and account as import lines (JSON Lines).
     Export,
 }
 
@@ -458,7 +458,6 @@ pub fn accounts(compiled: &Compiled, action: AccountAction) -> Result<String, Co
         }
         o.to_string()
     };
-    let export = matches!(action, AccountAction::Export);
     let suspend = matches!(action, AccountAction::Suspend(_));
     rt.block_on(async {
         let set = |id: &str, patch: AccountPatch| {
@@ -471,7 +470,18 @@ pub fn accounts(compiled: &Compiled, action: AccountAction) -> Result<String, Co
             }
         };
         match action {
-            AccountAction::List | AccountAction::Export => {
+            AccountAction::Export => {
+                let mut lines = Vec::new();
+                accounts
+                    .export(&operator, &mut |line| {
+                        lines.push(line);
+                        Ok(())
+                    })
+                    .await
+                    .map_err(|e| account_error(e, ""))?;
+                Ok(lines.join("\n"))
+            }
+            AccountAction::List => {
                 let mut out = Vec::new();
                 let mut after = None;
                 loop {
@@ -489,17 +499,10 @@ pub fn accounts(compiled: &Compiled, action: AccountAction) -> Result<String, Co
                     let Some(last) = page.last() else { break };
                     after = Some(last.id.clone());
                     for a in page {
-                        let view = if export {
-                            accounts
-                                .get(&operator, &a.id)
-                                .await
-                                .map_err(|e| account_error(e, &a.id))?
-                        } else {
-                            crate::keys::accounts::AccountView {
-                                account: a,
-                                keys: None,
-                                warnings: Vec::new(),
-                            }
+                        let view = crate::keys::accounts::AccountView {
+                            account: a,
+                            keys: None,
+                            warnings: Vec::new(),
                         };
                         out.push(render(&view));
                     }

@@ -188,6 +188,22 @@ pub enum CreditChange {
     Set(Option<i64>),
 }
 
+/// What an import line says of its account: the plan and the pooled balance
+/// (`None`: not said; `credits: Some(None)`: unmetered).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountSetting {
+    /// The account.
+    pub id: String,
+    /// Its plan.
+    pub plan: Option<String>,
+    /// Its balance.
+    pub credits: Option<Option<i64>>,
+    /// Its status.
+    pub status: Option<AccountStatus>,
+    /// The import line that said it first.
+    pub line: u64,
+}
+
 /// Which accounts a listing returns, and from where.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AccountFilter {

@@ -265,4 +265,6 @@ pub struct ImportedKey {
     /// The fields the line carried: an update of a stored key changes only these
     /// (a new key takes the defaults for the others).
     pub given: ImportFields,
+    /// What the line says of the key's account (`plan`, `account_credits`).
+    pub account_setting: Option<crate::domain::AccountSetting>,
 }

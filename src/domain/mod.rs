@@ -12,8 +12,8 @@ pub mod usage;
 pub mod user;
 
 pub use account::{
-    AccountFilter, AccountGate, AccountPatch, AccountRecord, AccountStatus, CreditChange,
-    PlanOverrides, Pool,
+    AccountFilter, AccountGate, AccountPatch, AccountRecord, AccountSetting, AccountStatus,
+    CreditChange, PlanOverrides, Pool,
 };
 pub use algorithm::Algorithm;
 pub use hash::KeyHash;

@@ -378,6 +378,89 @@ impl AccountService {
         })
     }
 
+    /// Writes every key and account as import lines (docs/configuration.md,
+    /// Importing keys), to `out`, one line per call: each key by its hash with its
+    /// account's `plan` and `account_credits`, then each account without keys
+    /// alone. Importing them into an empty store gives the same keys and accounts
+    /// (a key's own refill and a regenerated key's previous secret are not carried).
+    pub async fn export(
+        &self,
+        actor: &Actor<'_>,
+        out: &mut (dyn FnMut(String) -> std::io::Result<()> + Send),
+    ) -> Result<u64, AccountError> {
+        if !is_admin(actor) {
+            return Err(AccountError::AdminOnly);
+        }
+        let write = |e: std::io::Error| {
+            AccountError::Store(StoreError::Unavailable(format!("cannot write: {e}")))
+        };
+        let mut accounts: std::collections::HashMap<String, AccountRecord> =
+            std::collections::HashMap::new();
+        let mut lines = 0u64;
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.store.export_keys(after.as_deref(), 1000).await?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.id.clone());
+            for (k, hash) in page {
+                let mut line = serde_json::json!({
+                    "hash": hash.to_string(),
+                    "id": k.id,
+                    "name": k.name,
+                    "prefix": k.prefix,
+                    "last4": k.last4,
+                    "tier": k.tier,
+                    "scopes": k.scopes,
+                    "environment": k.environment,
+                    "org": k.org,
+                    "owner": k.owner,
+                    "status": k.status,
+                    "credits": k.credits,
+                    "allowed_ips": k.allowed_ips,
+                    "expires_at": k.expires_at,
+                    "created_at": k.created_at,
+                });
+                if let Some(id) = &k.account {
+                    if !accounts.contains_key(id) {
+                        if let Some(a) = self.store.account(id).await? {
+                            accounts.insert(id.clone(), a);
+                        }
+                    }
+                    line["account"] = id.clone().into();
+                    if let Some(a) = accounts.get(id) {
+                        line["plan"] = a.plan.clone().into();
+                        line["account_credits"] = a.credits.into();
+                        line["account_status"] = a.status.as_str().into();
+                    }
+                }
+                out(line.to_string()).map_err(write)?;
+                lines += 1;
+            }
+        }
+        let mut after: Option<String> = None;
+        loop {
+            let filter = AccountFilter {
+                after: after.clone(),
+                limit: 1000,
+                ..Default::default()
+            };
+            let page = self.store.list_accounts(&filter).await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id.clone());
+            for a in page.iter().filter(|a| !accounts.contains_key(&a.id)) {
+                let line = serde_json::json!({
+                    "account": a.id,
+                    "plan": a.plan,
+                    "account_credits": a.credits,
+                    "account_status": a.status,
+                });
+                out(line.to_string()).map_err(write)?;
+                lines += 1;
+            }
+        }
+        Ok(lines)
+    }
+
     fn forget(&self, id: &str) {
         if let Some(cache) = &self.cache {
             cache.invalidate_account(id);

@@ -7,7 +7,9 @@
 use super::input::{validate_new, KeyInput};
 use super::rules::KeyRules;
 use crate::auth::api_key::{KeyShape, MAX_KEY_LEN};
-use crate::domain::{ImportFields, ImportedKey, KeyHash, KeyRecord, KeyStatus};
+use crate::domain::{
+    AccountSetting, AccountStatus, ImportFields, ImportedKey, KeyHash, KeyRecord, KeyStatus,
+};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use std::fmt;
@@ -68,6 +70,23 @@ struct Line {
     /// The account the key joins (made on first use; without one, the owner's
     /// account, or one of the key's own).
     account: Option<String>,
+    /// The account's plan.
+    plan: Option<String>,
+    /// The account's pooled balance (`null`: unmetered).
+    #[serde(default, deserialize_with = "present")]
+    account_credits: Option<Option<i64>>,
+    /// The account's status.
+    account_status: Option<String>,
+}
+
+/// One line of an import: a key (with, perhaps, what it says of its account), or an
+/// account alone (`account` with `plan` or `account_credits`, no secret).
+#[derive(Clone, Debug)]
+pub enum ImportLine {
+    /// A key.
+    Key(Box<ImportedKey>),
+    /// An account without keys.
+    Account(AccountSetting),
 }
 
 /// A field that is present, `null` included: absent stays `None` (by `default`).
@@ -109,7 +128,7 @@ pub fn parse_line(
     rules: &KeyRules<'_>,
     tiers: &[&str],
     now: DateTime<Utc>,
-) -> Result<ImportedKey, Vec<LineProblem>> {
+) -> Result<ImportLine, Vec<LineProblem>> {
     let problem = |field: &str, message: String| LineProblem {
         line,
         field: field.to_string(),
@@ -137,6 +156,21 @@ pub fn parse_line(
             "line",
             "holds more than one JSON object".into(),
         )]);
+    }
+    let setting = account_setting(line, &parsed, tiers)?;
+    if parsed.key.is_none() && parsed.hash.is_none() {
+        if let Some(setting) = setting.as_ref().filter(|_| key_fields_absent(&parsed)) {
+            return Ok(ImportLine::Account(setting.clone()));
+        }
+    }
+    if let Some(Some(_)) = parsed.credits {
+        let tier = parsed.tier.as_deref().unwrap_or(rules.default_tier);
+        if rules.pool(tier) == crate::domain::Pool::Account {
+            return Err(vec![problem(
+                "credits",
+                "on a pool: account tier the balance is the account's: give account_credits".into(),
+            )]);
+        }
     }
     // What the line carried: a line matching a stored key changes only that.
     let mut given = ImportFields::default();
@@ -306,7 +340,7 @@ pub fn parse_line(
     } else {
         Some(now)
     };
-    Ok(ImportedKey {
+    Ok(ImportLine::Key(Box::new(ImportedKey {
         line,
         record: KeyRecord {
             id: parsed.id.unwrap_or_else(crate::domain::id::new_key_id),
@@ -333,7 +367,139 @@ pub fn parse_line(
         id_given,
         hash,
         given,
-    })
+        account_setting: setting,
+    })))
+}
+
+/// What an import's lines said of their accounts, one setting per account.
+#[derive(Default)]
+pub struct AccountSettings(std::collections::BTreeMap<String, AccountSetting>);
+
+impl AccountSettings {
+    /// Adds what one line says; a plan or balance that differs from what an
+    /// earlier line said of the same account is a problem of this line.
+    pub fn merge(&mut self, s: AccountSetting) -> Result<(), Vec<LineProblem>> {
+        let Some(known) = self.0.get_mut(&s.id) else {
+            self.0.insert(s.id.clone(), s);
+            return Ok(());
+        };
+        let mut problems = Vec::new();
+        match (&known.plan, &s.plan) {
+            (Some(a), Some(b)) if a != b => problems.push(LineProblem {
+                line: s.line,
+                field: "plan".into(),
+                message: format!("line {} gave account {} plan {a}", known.line, s.id),
+            }),
+            (None, Some(b)) => known.plan = Some(b.clone()),
+            _ => {}
+        }
+        match (known.status, s.status) {
+            (Some(a), Some(b)) if a != b => problems.push(LineProblem {
+                line: s.line,
+                field: "account_status".into(),
+                message: format!("line {} gave account {} status {a}", known.line, s.id),
+            }),
+            (None, Some(b)) => known.status = Some(b),
+            _ => {}
+        }
+        match (known.credits, s.credits) {
+            (Some(a), Some(b)) if a != b => problems.push(LineProblem {
+                line: s.line,
+                field: "account_credits".into(),
+                message: format!("line {} gave account {} other credits", known.line, s.id),
+            }),
+            (None, Some(b)) => known.credits = Some(b),
+            _ => {}
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// The settings, one per account, in id order.
+    pub fn into_list(self) -> Vec<AccountSetting> {
+        self.0.into_values().collect()
+    }
+}
+
+/// True when a line names no key field: it can only be an account line.
+fn key_fields_absent(l: &Line) -> bool {
+    l.id.is_none()
+        && l.name.is_none()
+        && l.tier.is_none()
+        && l.scopes.is_none()
+        && l.environment.is_none()
+        && l.org.is_none()
+        && l.owner.is_none()
+        && l.credits.is_none()
+        && l.expires_at.is_none()
+        && l.allowed_ips.is_none()
+        && l.status.is_none()
+        && l.created_at.is_none()
+        && l.prefix.is_none()
+        && l.last4.is_none()
+}
+
+/// What the line says of its account, checked: `plan` a configured tier,
+/// `account_credits` at least 0, `account_status` active or suspended, each only
+/// with `account`.
+fn account_setting(
+    line: u64,
+    l: &Line,
+    tiers: &[&str],
+) -> Result<Option<AccountSetting>, Vec<LineProblem>> {
+    let mut problems = Vec::new();
+    let mut refuse = |field: &str, message: String| {
+        problems.push(LineProblem {
+            line,
+            field: field.into(),
+            message,
+        })
+    };
+    if let Some(plan) = &l.plan {
+        if !tiers.contains(&plan.as_str()) {
+            refuse("plan", format!("must be one of: {}", tiers.join(", ")));
+        }
+    }
+    if let Some(Some(n)) = l.account_credits {
+        if n < 0 {
+            refuse("account_credits", "must be at least 0, or null".into());
+        }
+    }
+    let status = match l.account_status.as_deref() {
+        None => None,
+        Some(s) => match AccountStatus::parse(s) {
+            Some(st) => Some(st),
+            None => {
+                refuse("account_status", "must be one of: active, suspended".into());
+                None
+            }
+        },
+    };
+    if l.account.is_none()
+        && (l.plan.is_some() || l.account_credits.is_some() || l.account_status.is_some())
+    {
+        let field = if l.plan.is_some() {
+            "plan"
+        } else if l.account_credits.is_some() {
+            "account_credits"
+        } else {
+            "account_status"
+        };
+        refuse(field, "belongs to an account: give `account` too".into());
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(l.account.as_ref().map(|id| AccountSetting {
+        id: id.clone(),
+        plan: l.plan.clone(),
+        credits: l.account_credits,
+        status,
+        line,
+    }))
 }
 
 #[cfg(test)]
@@ -363,6 +529,13 @@ mod tests {
     }
 
     fn parse(text: &str) -> Result<ImportedKey, Vec<LineProblem>> {
+        parse_any(text).map(|l| match l {
+            ImportLine::Key(k) => *k,
+            ImportLine::Account(a) => panic!("an account line: {a:?}"),
+        })
+    }
+
+    fn parse_any(text: &str) -> Result<ImportLine, Vec<LineProblem>> {
         let c = config();
         let format = crate::auth::key_format::KeyFormat::from_config(&c.api_keys).unwrap();
         let rules = KeyRules::new(&c, &format);

@@ -5,7 +5,9 @@
 //! the same request gets the same answer and the same error from each.
 
 use super::accounts::{max_keys_of, AccountService};
-use super::import::{parse_line, LineProblem, BATCH, MAX_LINE, MAX_LISTED_PROBLEMS};
+use super::import::{
+    parse_line, AccountSettings, ImportLine, LineProblem, BATCH, MAX_LINE, MAX_LISTED_PROBLEMS,
+};
 use super::input::{validate_change, validate_new, FieldErrors, KeyChange, KeyInput};
 use super::policy::{self, Actor, Current, Denied, UpdateRequest};
 use super::rules::KeyRules;
@@ -487,6 +489,8 @@ impl KeyService {
         let mut touched = Vec::new();
         let mut writer_gone = false;
         let mut owners = OwnerIds::default();
+        let mut settings = AccountSettings::default();
+        let mut touched_accounts: Vec<String> = Vec::new();
         for (i, line) in lines.enumerate() {
             let n = i as u64 + 1;
             let text = match line {
@@ -509,8 +513,21 @@ impl KeyService {
             } else {
                 parse_line(n, &text, rules, &tiers, now)
             };
+            // What the line says of its account must agree with what earlier
+            // lines said of it.
+            let parsed = parsed.and_then(|line| {
+                let setting = match &line {
+                    ImportLine::Key(k) => k.account_setting.clone(),
+                    ImportLine::Account(s) => Some(s.clone()),
+                };
+                match setting {
+                    Some(s) => settings.merge(s).map(|()| line),
+                    None => Ok(line),
+                }
+            });
             match parsed {
-                Ok(mut key) if bad_lines == 0 && !writer_gone => {
+                Ok(ImportLine::Account(_)) => {}
+                Ok(ImportLine::Key(mut key)) if bad_lines == 0 && !writer_gone => {
                     if let (Some(users), Some(owner)) = (users, &key.record.owner) {
                         if let Some(id) = owners.resolve(users, owner).await? {
                             key.record.owner = Some(id);
@@ -519,7 +536,7 @@ impl KeyService {
                     if self.cache.is_some() {
                         touched.push((key.record.id.clone(), key.hash));
                     }
-                    batch.push(key);
+                    batch.push(*key);
                     if batch.len() == BATCH {
                         let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
                         writer_gone = feed.send(ImportMsg::Keys(full)).await.is_err();
@@ -545,6 +562,12 @@ impl KeyService {
             if !batch.is_empty() {
                 let _ = feed.send(ImportMsg::Keys(batch)).await;
             }
+            let accounts = settings.into_list();
+            if !accounts.is_empty() {
+                touched_accounts = accounts.iter().map(|a| a.id.clone()).collect();
+                let fallback = rules.default_tier.to_string();
+                let _ = feed.send(ImportMsg::Accounts(accounts, fallback)).await;
+            }
             let _ = feed.send(ImportMsg::Commit).await;
         }
         drop(feed);
@@ -555,6 +578,9 @@ impl KeyService {
             for (id, hash) in &touched {
                 cache.invalidate_key_id(id);
                 cache.invalidate(hash);
+            }
+            for id in &touched_accounts {
+                cache.invalidate_account(id);
             }
         }
         Ok(written)

@@ -1,7 +1,7 @@
 //! Accounts: the [`AccountStore`] trait (docs/configuration.md, Accounts).
 
 use super::StoreError;
-use crate::domain::{AccountFilter, AccountPatch, AccountRecord, CreditChange, KeyRecord};
+use crate::domain::{AccountFilter, AccountPatch, AccountRecord, CreditChange, KeyHash, KeyRecord};
 use async_trait::async_trait;
 
 /// What changing an account's plan did.
@@ -46,4 +46,11 @@ pub trait AccountStore: Send + Sync {
     ) -> Result<AccountRecord, StoreError>;
     /// The account's keys, newest first (revoked ones included).
     async fn keys_of_account(&self, id: &str) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Keys with the hash each is stored under, in id order after the id `after`,
+    /// at most `limit` (for an export that can be imported again).
+    async fn export_keys(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(KeyRecord, KeyHash)>, StoreError>;
 }

@@ -441,6 +441,7 @@ fn imported(line: u64, id: &str, secret: &str, id_given: bool) -> ImportedKey {
         id_given,
         hash: KeyHash::of(secret),
         given: crate::domain::ImportFields::ALL,
+        account_setting: None,
     }
 }
 

@@ -261,12 +261,38 @@ pub const IMPORT_CONFLICT: &str = "this secret is already stored under another k
 pub enum ImportMsg {
     /// Keys to write, in order.
     Keys(Vec<ImportedKey>),
+    /// What the lines said of accounts (plan, pooled balance), after every key:
+    /// an account not stored yet is made (on the plan said, else its oldest key's
+    /// tier, else the tier given here: `default_tier`).
+    Accounts(Vec<crate::domain::AccountSetting>, String),
     /// Every key has been sent: commit.
     Commit,
 }
 
 /// The receiving end of an import: batches of keys, then [`ImportMsg::Commit`].
 pub type ImportFeed = tokio::sync::mpsc::Receiver<ImportMsg>;
+
+/// The statement an import runs for each account setting, the same text for
+/// SQLite and PostgreSQL but for the markers (`?N` or `$N`): `1` id, `2` plan (or
+/// null), `3` credits, `4` whether credits were given, `5` now, `6` the fallback
+/// plan, `7` status (or null). Credits given count as this period's refill, as a
+/// key's imported credits do.
+pub fn import_account_sql(marker: char) -> String {
+    let m = |n: u8| format!("{marker}{n}");
+    let (id, plan, credits, given, now, fallback, status) =
+        (m(1), m(2), m(3), m(4), m(5), m(6), m(7));
+    format!(
+        "INSERT INTO accounts (id, plan, credits, refilled_at, status, created_at) VALUES ({id}, \
+         COALESCE({plan}, (SELECT tier FROM api_keys WHERE account = {id} \
+                           ORDER BY created_at, id LIMIT 1), {fallback}), \
+         CASE WHEN {given} THEN {credits} ELSE NULL END, \
+         CASE WHEN {given} THEN {now} ELSE NULL END, COALESCE({status}, 'active'), {now}) \
+         ON CONFLICT (id) DO UPDATE SET plan = COALESCE({plan}, accounts.plan), \
+         credits = CASE WHEN {given} THEN {credits} ELSE accounts.credits END, \
+         refilled_at = CASE WHEN {given} THEN {now} ELSE accounts.refilled_at END, \
+         status = COALESCE({status}, accounts.status)"
+    )
+}
 
 /// The clause an import appends to a key's `INSERT`, the same text for SQLite and
 /// PostgreSQL. A line matching a stored key updates only the fields it carried

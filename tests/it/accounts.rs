@@ -770,3 +770,97 @@ async fn key_listings_come_in_pages() {
         .await;
     assert_eq!(status, 422);
 }
+
+/// `keygate accounts export` writes import lines: imported into an empty store,
+/// the same keys work, in the same accounts, on the same plans, with the same
+/// balances; an account without keys comes along. Lines that disagree about an
+/// account, or give a pooled key credits of its own, refuse the whole import.
+#[tokio::test]
+async fn an_export_imports_into_an_empty_store_as_it_was() {
+    let up = start_upstream().await;
+    let policy = "tiers:\n  free: { per_minute: 1000, pool: account, credits: { refill: 20, every: month } }\n  \
+                  pro: { per_minute: 1000, pool: account }\n  perkey: { per_minute: 1000 }\n\
+                  default_tier: free\nroutes:\n  - { path: /paid, cost: 1 }\n";
+    let kg = Keygate::start(up, policy);
+    let a = keys_of(&kg, "acct_one", "free", 2);
+    let (_, own) = kg.create_key(&["--account", "acct_one", "--tier", "perkey"]);
+    let b = keys_of(&kg, "acct_two", "pro", 1);
+    for k in &a {
+        assert_eq!(kg.get_key("/paid", k).await.status(), 200);
+    }
+    let out = kg.cli(&["accounts", "add-credits", "acct_two", "7"]);
+    assert!(out.status.success());
+    kg.api(
+        Method::PUT,
+        "/accounts/acct_one",
+        Auth::Key(
+            &kg.create_key(&["--scopes", "admin", "--account", "acct_ops"])
+                .1,
+        ),
+        Some(json!({ "status": "suspended" })),
+    )
+    .await;
+    let export = kg.dir.path().join("export.jsonl");
+    let out = kg.cli(&["accounts", "export", export.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&export).unwrap();
+    assert!(!text.contains(&a[0]), "no secret in an export");
+
+    let fresh = Keygate::start(up, policy);
+    let out = fresh.cli(&["keys", "import", export.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let show = |id: &str| -> Value {
+        serde_json::from_slice(&fresh.cli(&["accounts", "show", id]).stdout).unwrap()
+    };
+    let one = show("acct_one");
+    assert_eq!(
+        (&one["plan"], &one["credits"], &one["status"]),
+        (&json!("free"), &json!(18), &json!("suspended")),
+        "{one}"
+    );
+    assert_eq!(one["keys"].as_array().unwrap().len(), 3);
+    let two = show("acct_two");
+    assert_eq!((&two["plan"], &two["credits"]), (&json!("pro"), &json!(7)));
+    assert_eq!(show("acct_ops")["plan"], "free");
+    for k in a.iter().chain([&own]) {
+        expect_error(fresh.get_key("/a", k).await, 403, "account_suspended").await;
+    }
+    assert_eq!(fresh.get_key("/a", &b[0]).await.status(), 200);
+    let out = fresh.cli(&["accounts", "resume", "acct_one"]);
+    assert!(out.status.success());
+    // Another process's change reaches the server through the store's change log.
+    let at = Instant::now();
+    while fresh.get_key("/a", &a[0]).await.status() != 200 {
+        assert!(at.elapsed() < Duration::from_secs(2), "resume never seen");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for k in &a {
+        assert_eq!(fresh.get_key("/paid", k).await.status(), 200);
+    }
+    // The balance carried over is the one spent from (not refilled on import).
+    let (_, credits) = fresh
+        .api(Method::GET, "/credits", Auth::Key(&a[1]), None)
+        .await;
+    assert_eq!(credits["credits"], 16);
+
+    // Disagreeing lines, and a pooled key's own credits: nothing imported.
+    let bad = "{\"account\": \"acct_x\", \"plan\": \"free\"}\n\
+               {\"account\": \"acct_x\", \"plan\": \"pro\"}\n\
+               {\"hash\": \"sha256:0000000000000000000000000000000000000000000000000000000000000000\", \"tier\": \"free\", \"credits\": 5}\n";
+    let out = fresh.cli_with_stdin(&["keys", "import", "-"], bad.as_bytes());
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 2: plan") && err.contains("line 3: credits"),
+        "{err}"
+    );
+    assert!(fresh.cli(&["accounts", "show", "acct_x"]).stdout.is_empty());
+}

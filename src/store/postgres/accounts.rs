@@ -3,7 +3,7 @@
 use super::pool::db_error;
 use super::{decode, PostgresStore};
 use crate::domain::{
-    AccountFilter, AccountPatch, AccountRecord, AccountStatus, CreditChange, KeyRecord,
+    AccountFilter, AccountPatch, AccountRecord, AccountStatus, CreditChange, KeyHash, KeyRecord,
     PlanOverrides,
 };
 use crate::store::accounts::{AccountStore, AccountUpdated};
@@ -200,6 +200,34 @@ impl AccountStore for PostgresStore {
             .await?
             .iter()
             .map(decode)
+            .collect()
+    }
+
+    async fn export_keys(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(KeyRecord, KeyHash)>, StoreError> {
+        const SQL: &str = "SELECT id, name, prefix, last4, tier, scopes, environment, org, owner, \
+             status, credits, allowed_ips, expires_at, created_at, last_used_at, \
+             refill_amount, refill_every, refilled_at, account, \
+             NULL::timestamptz, NULL::text, NULL::text, NULL::bigint, key_hash \
+             FROM api_keys WHERE ($1::text IS NULL OR id > $1) ORDER BY id LIMIT $2";
+        // `decode` reads columns 0-18 (19-22 are find_by_hash's: NULL here).
+        let limit = limit as i64;
+        self.pool
+            .query(SQL, &[&after, &limit])
+            .await?
+            .iter()
+            .map(|row| {
+                let record = decode(row)?;
+                let hash: Vec<u8> = row.try_get(23).map_err(db_error)?;
+                let hash: [u8; 32] = hash.try_into().map_err(|_| StoreError::Corrupt {
+                    id: record.id.clone(),
+                    reason: "key_hash is not 32 bytes".into(),
+                })?;
+                Ok((record, KeyHash(hash)))
+            })
             .collect()
     }
 }

@@ -444,6 +444,21 @@ impl KeyStore for PostgresStore {
         while let Some(msg) = feed.recv().await {
             let keys = match msg {
                 ImportMsg::Keys(keys) => keys,
+                ImportMsg::Accounts(settings, fallback) => {
+                    let sql = super::import_account_sql('$')
+                        .replace("$4 THEN", "$4::boolean THEN")
+                        .replace("VALUES ($1,", "VALUES ($1::text,")
+                        .replace("COALESCE($7,", "COALESCE($7::text,");
+                    let stmt = tx.prepare(&sql).await.map_err(db_error)?;
+                    let now = self.clock.now_utc();
+                    for a in &settings {
+                        let (credits, given) = (a.credits.flatten(), a.credits.is_some());
+                        tx.execute(&stmt, &[&a.id, &a.plan, &credits, &given, &now, &fallback])
+                            .await
+                            .map_err(db_error)?;
+                    }
+                    continue;
+                }
                 ImportMsg::Commit => {
                     let written: i64 = tx
                         .query_one("SELECT COUNT(*) FROM import_written", &[])

@@ -2,7 +2,7 @@
 
 use super::{decode, unavailable, SqliteStore, COLUMNS};
 use crate::domain::{
-    AccountFilter, AccountPatch, AccountRecord, AccountStatus, CreditChange, KeyRecord,
+    AccountFilter, AccountPatch, AccountRecord, AccountStatus, CreditChange, KeyHash, KeyRecord,
     PlanOverrides,
 };
 use crate::store::accounts::{AccountStore, AccountUpdated};
@@ -230,6 +230,39 @@ impl AccountStore for SqliteStore {
                 .map_err(unavailable)?;
             let rows = stmt.query_map([&id], decode).map_err(unavailable)?;
             rows.map(|r| r.map_err(unavailable)?).collect()
+        })
+        .await
+    }
+
+    async fn export_keys(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(KeyRecord, KeyHash)>, StoreError> {
+        let after = after.map(str::to_string);
+        self.with_conn(move |c| {
+            // `decode` reads columns 0-18 (19 and on are find_by_hash's: NULL here).
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS}, NULL, NULL, NULL, NULL, key_hash FROM api_keys \
+                     WHERE (?1 IS NULL OR id > ?1) ORDER BY id LIMIT ?2"
+                ))
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![after, limit as i64], |row| {
+                    let hash: Vec<u8> = row.get(23)?;
+                    Ok(decode(row)?.map(|r| (r, hash)))
+                })
+                .map_err(unavailable)?;
+            rows.map(|r| {
+                let (record, hash) = r.map_err(unavailable)??;
+                let hash: [u8; 32] = hash.try_into().map_err(|_| StoreError::Corrupt {
+                    id: record.id.clone(),
+                    reason: "key_hash is not 32 bytes".into(),
+                })?;
+                Ok((record, KeyHash(hash)))
+            })
+            .collect()
         })
         .await
     }

@@ -575,6 +575,7 @@ impl KeyStore for SqliteStore {
     }
 
     async fn import(&self, mut feed: ImportFeed) -> Result<u64, StoreError> {
+        let now = self.clock.now_secs() as i64;
         self.with_writer(move |c| {
             // One IMMEDIATE transaction: all of it or nothing, and no other writer in
             // between. Dropped without commit, it rolls back.
@@ -590,6 +591,23 @@ impl KeyStore for SqliteStore {
             let mut statements = std::collections::HashMap::new();
             while let Some(msg) = feed.blocking_recv() {
                 match msg {
+                    ImportMsg::Accounts(settings, fallback) => {
+                        let mut stmt = tx
+                            .prepare_cached(&super::import_account_sql('?'))
+                            .map_err(unavailable)?;
+                        for a in &settings {
+                            stmt.execute(params![
+                                a.id,
+                                a.plan,
+                                a.credits.flatten(),
+                                a.credits.is_some(),
+                                now,
+                                fallback,
+                                a.status.map(|st| st.as_str())
+                            ])
+                            .map_err(unavailable)?;
+                        }
+                    }
                     ImportMsg::Keys(keys) => {
                         for k in &keys {
                             let sql = statements

@@ -129,6 +129,92 @@ fn benches(c: &mut Criterion) {
     });
 }
 
+/// One API-key request's authentication and limiter decision, cache hit, on a
+/// per-key tier and on a `pool: account` tier, side by side in one run: what an
+/// account costs the request path.
+fn pooled_benches(c: &mut Criterion) {
+    use keygate::auth::authenticator::{AuthSettings, Authenticator};
+    use keygate::domain::{AccountRecord, Pool};
+    use keygate::limit::Tiers;
+    use keygate::store::accounts::AccountStore;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("pooled.db")).unwrap());
+    let windows = TierConfig {
+        per_second: Some(u64::MAX),
+        per_minute: Some(u64::MAX),
+        per_day: Some(u64::MAX),
+        ..Default::default()
+    };
+    let tiers: std::collections::BTreeMap<String, TierConfig> = [
+        ("free".to_string(), windows.clone()),
+        (
+            "team".to_string(),
+            TierConfig {
+                pool: Pool::Account,
+                ..windows
+            },
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let tiers = Tiers::from_config(&tiers, "free");
+    rt.block_on(store.ensure_account(&AccountRecord::new(
+        "acct_bench",
+        "team",
+        chrono::Utc::now(),
+    )))
+    .unwrap();
+    let (own, pooled) = (
+        generate("kg", Environment::Live),
+        generate("kg", Environment::Live),
+    );
+    let with_account = |id: &str, tier: &str| KeyRecord {
+        account: Some("acct_bench".into()),
+        ..KeyRecord::active(id, tier, chrono::Utc::now())
+    };
+    rt.block_on(store.insert(&with_account("key_own", "free"), &own.hash))
+        .unwrap();
+    rt.block_on(store.insert(&with_account("key_pooled", "team"), &pooled.hash))
+        .unwrap();
+    let clock: Arc<dyn keygate::clock::Clock> = Arc::new(keygate::clock::SystemClock);
+    let auth = Authenticator::new(
+        KeyVerifier::new(
+            store.clone(),
+            KeyCache::new(&CacheConfig::default(), clock.clone()),
+        ),
+        None,
+        clock,
+    );
+    let format = KeyFormat::default();
+    let settings = AuthSettings {
+        sources: &[],
+        key_format: &format,
+        tiers: &tiers,
+    };
+    let limiter = MemoryLimiter::new();
+    for (name, key) in [("per_key_tier", &own), ("pool_account_tier", &pooled)] {
+        rt.block_on(auth.authenticate(&settings, &key.plaintext, None))
+            .unwrap();
+        let mut now = 1_700_000_000_000u64;
+        c.bench_function(&format!("authenticate_and_limit_{name}"), |b| {
+            b.to_async(&rt).iter(|| {
+                now += 1;
+                let at = now;
+                let (auth, settings, limiter, key) = (&auth, &settings, &limiter, &key.plaintext);
+                async move {
+                    let p = auth.authenticate(settings, key, None).await.unwrap();
+                    limiter.check(p.identity.limit_key_on(&p.tier), &p.tier, at)
+                }
+            })
+        });
+    }
+}
+
 /// JWT verification, uncached and cached, for RS256, ES256, EdDSA and HS256, with
 /// the test-only keys in `benches/jwt-keys/`.
 fn jwt_benches(c: &mut Criterion) {
@@ -217,5 +303,5 @@ fn key_config(
     }
 }
 
-criterion_group!(hot_path, benches, jwt_benches);
+criterion_group!(hot_path, benches, pooled_benches, jwt_benches);
 criterion_main!(hot_path);

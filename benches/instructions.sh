@@ -2,8 +2,10 @@
 # Instructions per request (valgrind callgrind), which unlike req/s do not move with
 # the machine's load: keygate serving N keep-alive requests on (b) an `auth: none`
 # route and (c) an API-key route, each in its own process, counting only the
-# requests (start-up and a 200-request warm-up are zeroed out). Prints a table and
-# the ratio (b)/(c) — the throughput the authenticated path keeps on a CPU-bound proxy.
+# requests (start-up and a 200-request warm-up are zeroed out), and (d) the same
+# API-key route with a key on a `pool: account` tier (its windows the account's).
+# Prints a table, the ratio (b)/(c) — the throughput the authenticated path keeps on
+# a CPU-bound proxy — and (d)/(c), what pooling per account costs a request.
 # Usage: bash benches/instructions.sh [requests]   (needs valgrind; installs it if missing)
 # KEEP_PROFILES=DIR keeps the callgrind files for `callgrind_annotate --inclusive=yes`.
 # keygate logs with the default filter (an access line per request, stderr to a
@@ -34,6 +36,7 @@ for _ in range(n):
     assert r.status == 200, r.status
 PY
 key=$("$bin" keys create -c "$work/k.yaml" --name bench --tier bench --scopes bench | sed -n 's/^key: //p')
+pooled=$("$bin" keys create -c "$work/k.yaml" --name pooled --tier pooled --scopes bench --account acct_bench | sed -n 's/^key: //p')
 "$bin" demo-upstream --listen "127.0.0.1:$up" 2>/dev/null &
 measure() { # name path key -> instructions per request
   local out="$work/$1.cg"
@@ -52,8 +55,11 @@ measure() { # name path key -> instructions per request
 }
 b=$(measure open /static/open -)
 c=$(measure apikey /static/api "$key")
+d=$(measure pooled /static/api "$pooled")
 if [ -n "${KEEP_PROFILES:-}" ]; then mkdir -p "$KEEP_PROFILES" && cp "$work"/*.cg.* "$KEEP_PROFILES"/; fi
 echo "keygate: $bin, RUST_LOG=$log"
 printf '%-26s %14s\n' route "instr/request"
-printf '%-26s %14s\n' "(b) keygate auth:none" "$b" "(c) keygate API key" "$c"
+printf '%-26s %14s\n' "(b) keygate auth:none" "$b" "(c) keygate API key" "$c" \
+  "(d) API key, pool: account" "$d"
 printf '%-26s %14s\n' "(b)/(c)" "$(python3 -c "print(f'{$b/$c:.3f}')")"
+printf '%-26s %14s\n' "(d)/(c)" "$(python3 -c "print(f'{$d/$c:.3f}')")"

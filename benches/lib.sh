@@ -36,7 +36,9 @@ bench_config() {
 server: { listen: "127.0.0.1:$2", admin_listen: "127.0.0.1:$3", threads: $4 }
 upstream: { url: "http://127.0.0.1:$5" }
 store: $6
-tiers: { bench: { per_second: 100000000, per_minute: 1000000000, per_day: 100000000000 } }
+tiers:
+  bench: { per_second: 100000000, per_minute: 1000000000, per_day: 100000000000 }
+  pooled: { per_second: 100000000, per_minute: 1000000000, per_day: 100000000000, pool: account }
 default_tier: bench
 rate_limit: { ip: { per_minute: 0, failed_auth_per_minute: 0 }${7:+, $7} }
 ${8:-}

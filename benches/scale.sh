@@ -17,11 +17,15 @@
 # PERF=1 also samples keygate with `perf record` (cpu-clock) during one more warm
 # round and one more one-key round and prints the top symbols of each side by side:
 # what grows from one key to many is where the per-key cost lives.
-# Usage: STORE_KEYS=1000000 TRAFFIC_KEYS=100000 SOAK=120 bash benches/scale.sh [seconds] [rounds]
+# ACCOUNTS=N puts the keys on a `pool: account` tier in N accounts (key i in account
+# i mod N: ACCOUNTS=10000 TRAFFIC_KEYS=100000 is 10k accounts of 10 keys in use), so
+# every request counts in its account's windows.
+# Usage: STORE_KEYS=1000000 TRAFFIC_KEYS=100000 SOAK=120 [ACCOUNTS=10000] bash benches/scale.sh [seconds] [rounds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}; rounds=${2:-3}
 store_keys=${STORE_KEYS:-1000000}; traffic_keys=${TRAFFIC_KEYS:-100000}; soak=${SOAK:-120}
+accounts=${ACCOUNTS:-0}
 KEYGATE_SETUP_PROMTOOL=0 KEYGATE_SETUP_BROWSER=0 KEYGATE_SETUP_WRK=1 bash scripts/setup.sh
 [ -n "${KEYGATE_BIN:-}" ] || cargo build --release --quiet
 bin=${KEYGATE_BIN:-$PWD/target/release/keygate}
@@ -35,9 +39,9 @@ one=$("$bin" keys create -c "$work/k.yaml" --name one --tier bench | sed -n 's/^
 
 # Keys made the way keygate makes them (base62 body + CRC-32 checksum), inserted in
 # one transaction; the first TRAFFIC_KEYS of them are written out for wrk.
-python3 - "$work/k.db" "$work/keys.txt" "$store_keys" "$traffic_keys" <<'PY'
+python3 - "$work/k.db" "$work/keys.txt" "$store_keys" "$traffic_keys" "$accounts" <<'PY'
 import sys, sqlite3, hashlib, zlib, os, time
-db, out, n, t = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+db, out, n, t, a = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 def checksum(body):
     v = zlib.crc32(body.encode()); s = ""
@@ -46,6 +50,10 @@ def checksum(body):
     return s
 con = sqlite3.connect(db)
 now = int(time.time())
+tier = "pooled" if a else "bench"
+if a:
+    con.executemany("INSERT INTO accounts (id, plan, created_at) VALUES (?, 'pooled', ?)",
+                    [(f"acct_s{j:06d}", now) for j in range(a)])
 with open(out, "w") as f:
     rows = []
     for i in range(n):
@@ -54,14 +62,18 @@ with open(out, "w") as f:
         if i < t:
             f.write(key + "\n")
         rows.append((hashlib.sha256(key.encode()).digest(), f"key_s{i:08d}", "k", "kg_sk_live_", key[-4:],
-                     "bench", "[]", "live", "active", "[]", now))
+                     tier, "[]", "live", "active", "[]", now, f"acct_s{i % a:06d}" if a else f"acct_key_s{i:08d}"))
         if len(rows) == 50000:
-            con.executemany("INSERT INTO api_keys (key_hash, id, name, prefix, last4, tier, scopes, environment, status, allowed_ips, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+            con.executemany("INSERT INTO api_keys (key_hash, id, name, prefix, last4, tier, scopes, environment, status, allowed_ips, created_at, account) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
             rows = []
     if rows:
-        con.executemany("INSERT INTO api_keys (key_hash, id, name, prefix, last4, tier, scopes, environment, status, allowed_ips, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+        con.executemany("INSERT INTO api_keys (key_hash, id, name, prefix, last4, tier, scopes, environment, status, allowed_ips, created_at, account) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+if not a:
+    # Every key belongs to an account: each its own, as the migration makes them.
+    con.execute("INSERT INTO accounts (id, plan, created_at) SELECT account, tier, created_at FROM api_keys WHERE account LIKE 'acct_key_s%'")
 con.commit()
-print(f"store: {con.execute('select count(*) from api_keys').fetchone()[0]} keys", file=sys.stderr)
+print(f"store: {con.execute('select count(*) from api_keys').fetchone()[0]} keys in "
+      f"{con.execute('select count(*) from accounts').fetchone()[0]} accounts", file=sys.stderr)
 PY
 echo "$one" > "$work/one.txt"
 # The one-key case goes through the same Lua script (a one-line key file), so wrk's
@@ -84,7 +96,7 @@ wrk_run() { # duration, then wrk args -> "rps p50 p99"
   grep -q "Non-2xx" <<<"$out" && fail "non-2xx responses:" "$out"
   echo "$(awk '/Requests\/sec/ {print $2}' <<<"$out") $(awk '$1=="50%" {print $2}' <<<"$out") $(awk '$1=="99%" {print $2}' <<<"$out")"
 }
-echo "keygate: $bin, RUST_LOG=$log"
+echo "keygate: $bin, RUST_LOG=$log, accounts: ${accounts:-0} (0: each key its own, tier bench)"
 printf '%-30s %12s %10s %10s %10s\n' run req/s p50 p99 rss_MB
 # Cold: just long enough for one pass over the distinct keys at the start.
 cold=$(wrk_run "${secs}s" -s "$work/rotate.lua" "http://127.0.0.1:$listen")

@@ -98,7 +98,8 @@ impl KnownKey {
         identity.refill = refill;
         identity.account = record
             .account_gate
-            .map(|a| Box::new(AccountHold::new(a.credits, a.overrides)));
+            .and_then(|a| AccountHold::of(a.credits, a.overrides))
+            .map(Box::new);
         KnownKey {
             checks,
             identity: Arc::new(identity),

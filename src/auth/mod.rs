@@ -66,41 +66,51 @@ pub struct Identity {
     parts: [Option<(u32, u32)>; 6],
 }
 
-/// A key's account as its cached identity holds it: the pooled balance when read
-/// and the account's own limits, built once per tier in force.
+/// A key's account as its cached identity holds it, when it holds anything the
+/// request path needs: a pooled balance or limits of its own (most accounts have
+/// neither, and then a cached key carries no hold at all: 100k cached keys must fit
+/// a sidecar's memory).
 #[derive(Debug)]
 pub struct AccountHold {
     /// The pooled balance when the key was read (`None`: unmetered).
     pub credits: Option<i64>,
-    /// The account's own values for its plan's limits.
-    pub overrides: crate::domain::PlanOverrides,
+    /// The account's own values for its plan's limits, if any.
+    pub overrides: Option<Box<crate::domain::PlanOverrides>>,
     /// The last tier these overrides were applied to, and the result.
     limits: parking_lot::Mutex<Option<(Arc<TierLimits>, Arc<TierLimits>)>>,
 }
 
 impl AccountHold {
-    /// An account's hold: its balance and overrides.
-    pub fn new(credits: Option<i64>, overrides: crate::domain::PlanOverrides) -> Self {
-        AccountHold {
-            credits,
-            overrides,
-            limits: parking_lot::Mutex::new(None),
+    /// The hold of an account with this balance and these overrides; `None` when
+    /// the account is unmetered and overrides nothing.
+    pub fn of(credits: Option<i64>, overrides: crate::domain::PlanOverrides) -> Option<Self> {
+        if credits.is_none() && overrides.is_empty() {
+            return None;
         }
+        Some(AccountHold {
+            credits,
+            overrides: (!overrides.is_empty()).then(|| Box::new(overrides)),
+            limits: parking_lot::Mutex::new(None),
+        })
     }
 
     /// `tier` with the account's overrides: `tier` itself when they change nothing,
     /// else built once and kept until the tier is replaced (a reload).
     pub fn limits_on(&self, tier: &Arc<TierLimits>) -> Arc<TierLimits> {
-        if !self.overrides.changes_windows() && self.overrides.refill.is_none() {
+        let Some(overrides) = self
+            .overrides
+            .as_deref()
+            .filter(|o| o.changes_windows() || o.refill.is_some())
+        else {
             return tier.clone();
-        }
+        };
         let mut memo = self.limits.lock();
         if let Some((base, built)) = &*memo {
             if Arc::ptr_eq(base, tier) {
                 return built.clone();
             }
         }
-        let built = Arc::new(tier.with_overrides(&self.overrides));
+        let built = Arc::new(tier.with_overrides(overrides));
         *memo = Some((tier.clone(), built.clone()));
         built
     }

@@ -357,11 +357,12 @@ impl AccountService {
         rules: &KeyRules<'_>,
         id: &str,
     ) -> Result<Option<i64>, AccountError> {
-        let a = self
-            .store
-            .account(id)
-            .await?
-            .ok_or(AccountError::NotFound)?;
+        let a = self.find(id).await?;
+        Ok(self.balance_of(rules, &a))
+    }
+
+    /// `a`'s pooled balance now, as [`Self::balance`] says it.
+    pub fn balance_of(&self, rules: &KeyRules<'_>, a: &AccountRecord) -> Option<i64> {
         let refill = a.overrides.refill.or_else(|| {
             rules
                 .tiers
@@ -369,13 +370,19 @@ impl AccountService {
                 .and_then(|t| t.credits)
                 .map(|c| c.refill())
         });
-        Ok(match refill {
+        match refill {
             Some(r) => {
                 let due = r.due_at(self.clock.now_ms());
                 due.apply(a.credits, a.refilled_at.map(|t| t.timestamp())).0
             }
             None => a.credits,
-        })
+        }
+    }
+
+    /// The account `id`, for the doors' own use (the caller has decided it may be
+    /// read: a key's own account, say).
+    pub async fn find(&self, id: &str) -> Result<AccountRecord, AccountError> {
+        self.store.account(id).await?.ok_or(AccountError::NotFound)
     }
 
     /// Writes every key and account as import lines (docs/configuration.md,

@@ -48,7 +48,7 @@ async fn render(
     s: &AccountService,
     v: AccountView,
 ) -> Result<Value, GateError> {
-    let balance = s.balance(&cx.key_rules(), &v.account.id).await?;
+    let balance = s.balance_of(&cx.key_rules(), &v.account);
     Ok(account_object(cx, &v, balance))
 }
 
@@ -106,7 +106,7 @@ pub async fn list(
     };
     let mut items = Vec::with_capacity(page.len());
     for a in page {
-        let balance = s.balance(&cx.key_rules(), &a.id).await?;
+        let balance = s.balance_of(&cx.key_rules(), &a);
         let view = AccountView {
             account: a,
             keys: None,

@@ -338,11 +338,9 @@ async fn pooled_balance(
     if rules.pool(&r.tier) != crate::domain::Pool::Account {
         return Ok(None);
     }
-    let view = accounts
-        .get(&crate::keys::policy::Actor::operator(), account)
-        .await?;
-    let credits = accounts.balance(&rules, account).await?;
-    let a = view.account;
+    // The caller's own key's account.
+    let a = accounts.find(account).await?;
+    let credits = accounts.balance_of(&rules, &a);
     Ok(Some(Pooled {
         credits,
         refilled_at: a.refilled_at,

@@ -133,7 +133,7 @@ impl super::Portal {
         } else {
             Vec::new()
         };
-        let balance = s.balance(&cx.rules(), &a.id).await?;
+        let balance = s.balance_of(&cx.rules(), a);
         let owner_email = match (&a.owner, admin) {
             (Some(o), true) => self
                 .owner_emails_of(std::slice::from_ref(o))

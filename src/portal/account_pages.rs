@@ -4,14 +4,12 @@
 //! `/accounts/{id}`: change the plan, add credits, suspend or resume). Every rule
 //! is the one [`crate::keys::accounts::AccountService`]'s, as for the API.
 
-use super::account_views;
+use super::account_views::{self, AccountListView, AccountPageView};
 use super::form::Form;
-use super::pages::WindowNow;
 use super::usage_view;
 use super::{frame, page, query_param, PortalContext, Reply, Visit};
 use crate::domain::{
-    AccountFilter, AccountPatch, AccountRecord, AccountStatus, CreditChange, KeyRecord, Pool,
-    UsageRow,
+    AccountFilter, AccountPatch, AccountRecord, AccountStatus, CreditChange, Pool, UsageRow,
 };
 use crate::error::GateError;
 use crate::keys::accounts::{AccountService, AccountView};
@@ -23,43 +21,6 @@ use std::sync::Arc;
 
 /// Accounts on one page of the admins' list.
 const PAGE: usize = 50;
-
-/// What the account page shows of one account.
-pub struct AccountPageView<'a> {
-    /// The account.
-    pub account: &'a AccountRecord,
-    /// Its owner's email, if it is a user's (admins' pages).
-    pub owner_email: Option<&'a str>,
-    /// The plan's limits with the account's overrides (`None`: the plan is no
-    /// longer configured).
-    pub limits: Option<LimitsView>,
-    /// Whether the plan's windows and credits are the account's.
-    pub pooled: bool,
-    /// The account's windows now (pooled plans only).
-    pub windows: &'a [WindowNow],
-    /// The pooled balance now (`None`: unmetered).
-    pub balance: Option<i64>,
-    /// Requests over 30 days, all keys together.
-    pub total: &'a Totals,
-    /// Each key with its requests over 30 days, busiest first.
-    pub keys: &'a [(KeyRecord, Totals)],
-    /// The configured plans (for the admins' plan form; empty for customers).
-    pub plans: &'a [&'a str],
-    /// What the last change said (a downgrade below the keys held).
-    pub warnings: &'a [String],
-}
-
-/// What the admins' account list shows.
-pub struct AccountListView<'a> {
-    /// This page of accounts, each with its owner's email if any.
-    pub accounts: &'a [(AccountRecord, Option<String>)],
-    /// The search as typed: `email`, `plan`, `status`.
-    pub search: [&'a str; 3],
-    /// The next page's cursor.
-    pub next: Option<&'a str>,
-    /// The configured plans.
-    pub plans: &'a [&'a str],
-}
 
 impl super::Portal {
     fn account_service(&self) -> Result<&Arc<AccountService>, GateError> {

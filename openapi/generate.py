@@ -48,6 +48,8 @@ key_props = {
     "environment": {"type": "string", "enum": ["live", "test"]},
     "org": nullable({"type": "string"}), "owner": nullable({"type": "string"}),
     "account": nullable({"type": "string", "description": "The account the key belongs to"}),
+    "cap": {"allOf": [ref("Cap")], "nullable": True,
+            "description": "The key's own cap below its account's windows (pool: account tiers)"},
     "status": {"type": "string", "enum": ["active", "revoked"]},
     "credits": nullable({"type": "integer", "minimum": 0}),
     "allowed_ips": {"type": "array", "items": {"type": "string"}},
@@ -109,7 +111,8 @@ doc = {
                 "allowed_ips": {"type": "array", "items": {"type": "string"}},
                 "org": {"type": "string"}, "owner": {"type": "string"},
                 "account": {"type": "string", "description": "The account it joins: an id (made on first use) "
-                            "or a user's email. Admin only; a user's keys join their own account"}}},
+                            "or a user's email. Admin only; a user's keys join their own account"},
+                "cap": {"allOf": [ref("Cap")], "nullable": True, "description": "Admin only"}}},
             "KeyUpdate": {"type": "object", "additionalProperties": False, "properties": {
                 "name": {"type": "string", "minLength": 1, "maxLength": 200},
                 "tier": {"type": "string"},
@@ -117,7 +120,8 @@ doc = {
                 "credits": nullable({"type": "integer", "minimum": 0}),
                 "refill": REFILL_IN,
                 "allowed_ips": {"type": "array", "items": {"type": "string"}},
-                "expires_at": nullable({"type": "string", "format": "date-time"})}},
+                "expires_at": nullable({"type": "string", "format": "date-time"}),
+                "cap": {"allOf": [ref("Cap")], "nullable": True, "description": "Admin only; null removes it"}}},
             "Regenerate": {"type": "object", "additionalProperties": False, "properties": {
                 "grace_period": {"oneOf": [{"type": "string"}, {"type": "integer", "minimum": 0}]}}},
             "Usage": {"type": "object", "required": ["key_id", "period", "since", "total_requests", "successful_requests",
@@ -145,6 +149,9 @@ doc = {
                 "credits": nullable({"type": "integer"}), "key_id": {"type": "string"},
                 "user_id": {"type": "string", "description": "pool: account: the account's user (its id when it has none)"},
                 "account_id": {"type": "string", "description": "pool: account: the account"}}},
+            "Cap": {"type": "object", "additionalProperties": False, "properties": {
+                w: {"type": "integer", "minimum": 1} for w in
+                ["per_second", "per_minute", "per_hour", "per_day", "per_month"]}},
             "Overrides": {"type": "object", "additionalProperties": False, "properties": {
                 **{w: {"type": "integer", "minimum": 1} for w in
                    ["per_second", "per_minute", "per_hour", "per_day", "per_month"]},

@@ -224,6 +224,7 @@ impl CreateKey {
             org: self.org.clone(),
             owner: self.owner.clone(),
             account: self.account.clone(),
+            cap: None,
         };
         (input, problems)
     }

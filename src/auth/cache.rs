@@ -84,6 +84,7 @@ impl KnownKey {
         let limit_key = limit_key_of_key(&record.id);
         let subject = record.owner.unwrap_or_else(|| record.id.clone());
         let refill = record.refill.map(Box::new);
+        let cap = record.cap.filter(|c| !c.is_empty()).map(Box::new);
         let mut identity = Identity::new(
             AuthMethod::ApiKey,
             Some(record.id),
@@ -96,6 +97,7 @@ impl KnownKey {
             record.account.as_deref(),
         );
         identity.refill = refill;
+        identity.cap = cap;
         identity.account = record
             .account_gate
             .and_then(|a| AccountHold::of(a.credits, a.overrides))

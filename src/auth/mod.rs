@@ -56,8 +56,10 @@ pub struct Identity {
     /// none, and every cached key holds this field).
     pub refill: Option<Box<crate::domain::Refill>>,
     /// What the key's account holds for its `pool: account` tiers (`None`: a JWT,
-    /// or a store without accounts).
+    /// a store without accounts, or an account that neither meters nor overrides).
     pub account: Option<Box<AccountHold>>,
+    /// The key's own cap below its account's windows (boxed: most keys have none).
+    pub cap: Option<Box<crate::domain::KeyCap>>,
     /// Granted scopes.
     scopes: Box<[String]>,
     /// The strings, end to end.
@@ -191,6 +193,7 @@ impl Identity {
             credits,
             refill: None,
             account: None,
+            cap: None,
             scopes: scopes.into_boxed_slice(),
             text: Bytes::from(text),
             parts: [

@@ -70,6 +70,58 @@ impl KeyStatus {
     }
 }
 
+/// A key's own cap on a `pool: account` tier: windows of its own, below the
+/// account's, counted for the key alone (`None`: no cap in that window).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyCap {
+    /// Requests per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_second: Option<u64>,
+    /// Requests per minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_minute: Option<u64>,
+    /// Requests per hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_hour: Option<u64>,
+    /// Requests per day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_day: Option<u64>,
+    /// Requests per month.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_month: Option<u64>,
+}
+
+impl KeyCap {
+    /// True when it caps no window.
+    pub fn is_empty(&self) -> bool {
+        *self == KeyCap::default()
+    }
+
+    /// The windows it caps, as (window name, limit), shortest first.
+    pub fn windows(&self) -> impl Iterator<Item = (&'static str, u64)> {
+        [
+            ("second", self.per_second),
+            ("minute", self.per_minute),
+            ("hour", self.per_hour),
+            ("day", self.per_day),
+            ("month", self.per_month),
+        ]
+        .into_iter()
+        .filter_map(|(w, l)| l.map(|l| (w, l)))
+    }
+
+    /// The stored form: compact JSON of the windows set.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".into())
+    }
+
+    /// Parses the stored form; the error says what is wrong.
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        serde_json::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
 /// Everything known about a key except its secret (the key object of
 /// docs/configuration.md, Management API).
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -94,6 +146,8 @@ pub struct KeyRecord {
     pub owner: Option<String>,
     /// The account the key belongs to (`None` only on stores without accounts).
     pub account: Option<String>,
+    /// Its own cap below its account's windows (`pool: account` tiers).
+    pub cap: Option<KeyCap>,
     /// Active or revoked.
     pub status: KeyStatus,
     /// Remaining credits; `None` means unmetered.
@@ -139,6 +193,7 @@ impl KeyRecord {
             org: None,
             owner: None,
             account: None,
+            cap: None,
             status: KeyStatus::Active,
             credits: None,
             refill: None,
@@ -170,6 +225,8 @@ pub struct KeyPatch {
     pub allowed_ips: Option<Vec<IpNet>>,
     /// New expiry (`Some(None)`: never).
     pub expires_at: Option<Option<DateTime<Utc>>>,
+    /// New cap (`Some(None)`: none).
+    pub cap: Option<Option<KeyCap>>,
 }
 
 /// The fields an import line carried. A line that matches a stored key (by id, or

@@ -17,7 +17,7 @@ pub use account::{
 };
 pub use algorithm::Algorithm;
 pub use hash::KeyHash;
-pub use key::{Environment, ImportFields, ImportedKey, KeyPatch, KeyRecord, KeyStatus};
+pub use key::{Environment, ImportFields, ImportedKey, KeyCap, KeyPatch, KeyRecord, KeyStatus};
 pub use refill::{Refill, RefillDue, RefillEvery};
 pub use usage::UsageRow;
 pub use user::{canonical_email, UserRecord};

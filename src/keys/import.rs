@@ -313,6 +313,7 @@ pub fn parse_line(
         org: parsed.org.flatten(),
         owner: parsed.owner.flatten(),
         account: None,
+        cap: None,
     };
     let valid = match validate_new(&input, tiers, now) {
         Ok(v) => Some(v),
@@ -353,6 +354,7 @@ pub fn parse_line(
             org: valid.org,
             owner: valid.owner,
             account: parsed.account,
+            cap: None,
             status,
             credits: valid.credits.flatten(),
             refill: None,

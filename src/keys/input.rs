@@ -8,7 +8,7 @@
 //! each refusal is keyed by the canonical field name (`expires_at`), which a door may
 //! show as its own spelling (`--expires-in`).
 
-use crate::domain::{Environment, KeyPatch, Refill, RefillEvery};
+use crate::domain::{Environment, KeyCap, KeyPatch, Refill, RefillEvery};
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use std::collections::BTreeMap;
@@ -60,6 +60,8 @@ pub struct KeyInput {
     pub owner: Option<String>,
     /// The account it joins: an id (made on first use) or a user's email.
     pub account: Option<String>,
+    /// Its own cap below its account's windows.
+    pub cap: Option<KeyCap>,
 }
 
 /// A change to a key, as asked; `None` where the request did not say.
@@ -79,6 +81,8 @@ pub struct KeyChange {
     pub allowed_ips: Option<Vec<String>>,
     /// New expiry (`Some(None)`: never).
     pub expires_at: Option<Option<DateTime<Utc>>>,
+    /// New cap (`Some(None)`: none).
+    pub cap: Option<Option<KeyCap>>,
 }
 
 /// A [`KeyInput`] whose values are all valid.
@@ -106,6 +110,8 @@ pub struct ValidKey {
     pub owner: Option<String>,
     /// The account named, trimmed.
     pub account: Option<String>,
+    /// Its own cap, checked.
+    pub cap: Option<KeyCap>,
 }
 
 /// Collects the problems of one request.
@@ -116,6 +122,15 @@ struct Check<'a> {
 }
 
 impl Check<'_> {
+    /// A cap: every window it sets at least 1 (an empty cap is none).
+    fn cap(&mut self, cap: KeyCap) -> Option<KeyCap> {
+        if cap.windows().any(|(_, limit)| limit == 0) {
+            self.refuse("cap", "a window's cap is at least 1 request");
+            return None;
+        }
+        Some(cap).filter(|c| !c.is_empty())
+    }
+
     fn refuse(&mut self, field: &str, why: impl Into<String>) {
         self.errors
             .entry(field.to_string())
@@ -279,6 +294,7 @@ pub fn validate_new(
     let org = c.text("org", input.org.as_ref());
     let owner = c.text("owner", input.owner.as_ref());
     let account = c.text("account", input.account.as_ref());
+    let cap = input.cap.and_then(|cap| c.cap(cap));
     let (Some(name), Some(environment)) = (name, environment) else {
         return Err(c.errors);
     };
@@ -294,6 +310,7 @@ pub fn validate_new(
         org,
         owner,
         account,
+        cap,
     })
 }
 
@@ -316,6 +333,7 @@ pub fn validate_change(
         refill: c.refill(change.refill.as_ref()),
         allowed_ips: c.networks(change.allowed_ips.as_ref()),
         expires_at: c.expiry(change.expires_at),
+        cap: change.cap.map(|cap| cap.and_then(|cap| c.cap(cap))),
     };
     c.finish(patch)
 }
@@ -348,6 +366,7 @@ mod tests {
             org: Some("x".repeat(201)),
             owner: None,
             account: None,
+            cap: None,
         };
         let errors = validate_new(&bad, TIERS, now).unwrap_err();
         let fields: Vec<&str> = errors.keys().map(String::as_str).collect();

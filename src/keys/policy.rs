@@ -120,6 +120,8 @@ pub struct CreateRequest {
     pub org: Option<String>,
     /// Owner asked for.
     pub owner: Option<String>,
+    /// A cap of the key's own asked for.
+    pub cap: bool,
 }
 
 /// A create, admitted: every field decided.
@@ -154,6 +156,8 @@ pub struct UpdateRequest<'a> {
     pub refill: Option<Option<Refill>>,
     /// New expiry.
     pub expires_at: Option<Option<DateTime<Utc>>>,
+    /// A new cap asked for.
+    pub cap: bool,
 }
 
 /// The key as it stands, for an update.
@@ -275,6 +279,9 @@ pub fn admit_create(
     if req.expires_at.is_some() {
         r.refuse("expires_at", ADMIN_ONLY);
     }
+    if req.cap {
+        r.refuse("cap", ADMIN_ONLY);
+    }
     if req.org.is_some() && req.org.as_deref() != actor.org {
         r.refuse(
             "org",
@@ -333,6 +340,9 @@ pub fn admit_update(
     if req.expires_at.is_some_and(|e| e != current.expires_at) {
         r.refuse("expires_at", ADMIN_ONLY);
     }
+    if req.cap {
+        r.refuse("cap", ADMIN_ONLY);
+    }
     r.finish()
 }
 
@@ -362,6 +372,7 @@ mod tests {
             expires_at: Some(None),
             org: Some("org_victim".into()),
             owner: Some("bob".into()),
+            cap: false,
         };
         let denied =
             admit_create(&Actor::user("alice", None), &grants(&allowed), "free", req).unwrap_err();
@@ -473,6 +484,7 @@ mod tests {
             credits: Some(Some(100)),
             refill: None,
             expires_at: Some(None),
+            cap: false,
         };
         assert!(
             admit_update(user, &g, current, &ok).is_ok(),
@@ -485,9 +497,10 @@ mod tests {
             credits: Some(None),
             refill: None,
             expires_at: Some(Some(Utc::now())),
+            cap: true,
         };
         let denied = admit_update(user, &g, current, &bad).unwrap_err();
-        assert_eq!(denied.0.len(), 4);
+        assert_eq!(denied.0.len(), 5);
         let down = UpdateRequest {
             tier: Some("free"),
             ..Default::default()

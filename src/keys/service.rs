@@ -228,6 +228,7 @@ impl KeyService {
                 owner: valid
                     .owner
                     .or_else(|| account.as_ref().and_then(|(_, user)| user.clone())),
+                cap: valid.cap.is_some(),
             },
         )?;
         // On a `pool: account` tier with an account, the account's balance pays:
@@ -279,6 +280,7 @@ impl KeyService {
             org: admitted.org,
             owner: admitted.owner,
             account: account.as_ref().map(|(a, _)| a.id.clone()),
+            cap: valid.cap,
             status: KeyStatus::Active,
             credits,
             refill: admitted.refill,
@@ -424,6 +426,7 @@ impl KeyService {
                 credits: patch.credits,
                 refill: patch.refill,
                 expires_at: patch.expires_at,
+                cap: patch.cap.is_some(),
             },
         )?;
         if let (Some(tier), Some(owner)) = (&patch.tier, &current.owner) {

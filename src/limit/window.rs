@@ -213,6 +213,26 @@ impl TierLimits {
 }
 
 impl TierLimits {
+    /// The windows of a key's own `cap`, counting as this tier's do.
+    pub fn cap_windows(&self, cap: &crate::domain::KeyCap) -> Vec<WindowLimit> {
+        [
+            (Window::Second, cap.per_second),
+            (Window::Minute, cap.per_minute),
+            (Window::Hour, cap.per_hour),
+            (Window::Day, cap.per_day),
+            (Window::Month, cap.per_month),
+        ]
+        .into_iter()
+        .filter_map(|(window, limit)| {
+            limit.map(|limit| WindowLimit {
+                window,
+                limit,
+                algorithm: self.algorithm,
+            })
+        })
+        .collect()
+    }
+
     /// These limits with an account's `overrides` in place of the plan's: each
     /// window it sets replaces the tier's (or is added, counting as the tier's
     /// do), and its refill replaces the tier's.
@@ -354,6 +374,27 @@ impl LimitDecision {
             windows,
             degraded: false,
         }
+    }
+
+    /// This decision (an account's) with `other` (its key's own cap, which
+    /// admitted): refused if either is, each window shown at the tighter of the two
+    /// (fewer remaining), and a retry when both would admit again.
+    pub fn with_cap(mut self, other: LimitDecision) -> LimitDecision {
+        for w in other.windows {
+            match self.windows.iter_mut().find(|s| s.window == w.window) {
+                Some(s) if w.remaining < s.remaining => *s = w,
+                Some(_) => {}
+                None => self.windows.push(w),
+            }
+        }
+        self.windows.sort_by_key(|w| w.window.len_ms());
+        if !other.allowed {
+            self.allowed = false;
+            self.retry_at_ms = self.retry_at_ms.max(other.retry_at_ms);
+            self.retry_after_secs = self.retry_after_secs.max(other.retry_after_secs);
+        }
+        self.degraded |= other.degraded;
+        self
     }
 
     /// The window closest to exhaustion: fewest remaining, then latest reset.

@@ -66,6 +66,8 @@ pub fn parse_create(
         "allowed_ips",
         "org",
         "owner",
+        "account",
+        "cap",
     ];
     let mut f = Fields::new(&body, &known);
     let input = KeyInput {
@@ -80,6 +82,7 @@ pub fn parse_create(
         org: f.text("org"),
         owner: f.text("owner"),
         account: f.text("account"),
+        cap: f.cap_or_null("cap").flatten(),
     };
     let errors = f.into_errors();
     if errors.is_empty() {
@@ -106,6 +109,7 @@ pub fn parse_change(
             "refill",
             "allowed_ips",
             "expires_at",
+            "cap",
         ],
     );
     let change = KeyChange {
@@ -116,6 +120,7 @@ pub fn parse_change(
         refill: f.refill_or_null("refill"),
         allowed_ips: f.text_list("allowed_ips", true),
         expires_at: f.time_or_null("expires_at"),
+        cap: f.cap_or_null("cap"),
     };
     let errors = f.into_errors();
     if errors.is_empty() {

@@ -101,6 +101,29 @@ impl<'a> Fields<'a> {
 
     /// A refill object `{amount, every}` or null (`Some(None)`): the JSON types only;
     /// the values are the key rules' to judge.
+    pub fn cap_or_null(&mut self, field: &str) -> Option<Option<crate::domain::KeyCap>> {
+        match self.raw(field)? {
+            Value::Null => Some(None),
+            v @ Value::Object(_) => match serde_json::from_value(v.clone()) {
+                Ok(cap) => Some(Some(cap)),
+                Err(e) => {
+                    self.error(
+                        field,
+                        format!(
+                            "{e}; a cap is {{\"per_second\"|\"per_minute\"|\"per_hour\"|\"per_day\"|\"per_month\": <requests>}} or null"
+                        ),
+                    );
+                    None
+                }
+            },
+            _ => {
+                self.error(field, "must be an object of windows, or null");
+                None
+            }
+        }
+    }
+
+    /// A refill of a key's own, `null` (the tier's), or absent.
     pub fn refill_or_null(
         &mut self,
         field: &str,

@@ -125,6 +125,32 @@ pub async fn decide(
                 .ok();
             return Err(e);
         }
+        // On a pooled tier a key may have a cap of its own below the account's,
+        // counted for the key alone and checked first: a request the cap refuses
+        // costs the account nothing; one the account refuses gives the cap back
+        // what it counted.
+        let capped = match (&identity.cap, tier.pool) {
+            (Some(cap), Pool::Account) => {
+                let own = tier.cap_windows(cap);
+                match shared
+                    .limiter
+                    .check(identity.limit_key(), &own, std::time::Duration::ZERO)
+                    .await
+                {
+                    Ok(d) if !d.allowed => {
+                        let retry_after = d.retry_after_secs;
+                        out.limit = Some(d);
+                        return Err(GateError::RateLimited { retry_after });
+                    }
+                    Ok(d) => Some((own, d)),
+                    Err(e) => {
+                        limiter_failed(&e);
+                        return Err(GateError::BackendUnavailable);
+                    }
+                }
+            }
+            _ => None,
+        };
         let decision = match shared
             .limiter
             .check(identity.limit_key_on(tier), &tier.windows, tier.block)
@@ -135,6 +161,17 @@ pub async fn decide(
                 limiter_failed(&e);
                 return Err(GateError::BackendUnavailable);
             }
+        };
+        let decision = match capped {
+            Some((own, cap_decision)) => {
+                if !decision.allowed {
+                    for w in &own {
+                        let _ = shared.limiter.release(identity.limit_key(), w.window).await;
+                    }
+                }
+                decision.with_cap(cap_decision)
+            }
+            None => decision,
         };
         let allowed = decision.allowed;
         let retry_after = decision.retry_after_secs;

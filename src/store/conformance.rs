@@ -261,6 +261,7 @@ pub(crate) async fn updates_owner_listing_and_counting(store: Arc<dyn KeyStore>)
         refill: None,
         allowed_ips: Some(vec![]),
         expires_at: Some(None),
+        cap: None,
     };
     let updated = store.update("key_a", &patch).await.unwrap();
     assert_eq!(

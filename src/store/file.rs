@@ -164,6 +164,7 @@ fn parse(
             org: key.org,
             owner: key.owner,
             account: key.account,
+            cap: None,
             status: key.status,
             credits: None,
             refill: None,

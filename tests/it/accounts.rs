@@ -309,6 +309,29 @@ async fn a_user_sees_only_their_account_and_changes_nothing_of_it() {
         )
         .await;
     assert_eq!(status, 422, "{body}");
+    assert!(
+        body["details"]["account"]
+            .as_str()
+            .is_some_and(|m| m.contains("your own account")),
+        "{body}"
+    );
+    // An admin's key joins the account named, through the API as through the CLI.
+    let admin = kg
+        .create_key(&["--scopes", "admin", "--account", "acct_ops"])
+        .1;
+    let (status, made) = kg
+        .api(
+            Method::POST,
+            "/keys",
+            Auth::Key(&admin),
+            Some(json!({ "name": "for bob", "account": bob_account })),
+        )
+        .await;
+    assert_eq!(
+        (status, &made["account"]),
+        (201, &json!(bob_account)),
+        "{made}"
+    );
     let (status, body) = kg
         .api(
             Method::POST,
@@ -334,7 +357,6 @@ async fn a_user_sees_only_their_account_and_changes_nothing_of_it() {
         .api(Method::GET, "/account", Auth::Key(secret), None)
         .await;
     assert_eq!((status, &via_key["id"]), (200, &json!(ann_account)));
-    let admin = kg.create_key(&["--scopes", "admin"]).1;
     let (status, _) = kg
         .api(
             Method::PUT,
@@ -635,6 +657,7 @@ async fn an_existing_store_gets_accounts_for_its_owners() {
         "DROP TABLE accounts; DROP FUNCTION keygate_announce_account_change(); \
          DROP TRIGGER api_keys_changed ON api_keys; ALTER TABLE api_keys DROP COLUMN account; \
          DROP TABLE password_resets; ALTER TABLE users DROP COLUMN disabled; \
+         ALTER TABLE api_keys DROP COLUMN cap; \
          DELETE FROM keygate_migrations WHERE version >= 7;",
     )
     .await;
@@ -863,4 +886,85 @@ async fn an_export_imports_into_an_empty_store_as_it_was() {
         "{err}"
     );
     assert!(fresh.cli(&["accounts", "show", "acct_x"]).stdout.is_empty());
+}
+
+/// A key may carry its own cap below its account's: the capped key stops at its
+/// cap, the account's other keys go on to the plan's limit, a refusal by the cap
+/// costs the account nothing; only an admin sets or lifts it.
+#[tokio::test]
+async fn a_key_capped_below_its_account_stops_at_its_cap() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, &with_jwt(PLANS));
+    let admin = kg
+        .create_key(&["--scopes", "admin", "--account", "acct_ops"])
+        .1;
+    early_in_a_minute().await;
+    let (status, capped) = kg
+        .api(
+            Method::POST,
+            "/keys",
+            Auth::Key(&admin),
+            Some(json!({ "name": "ci", "account": "acct_cap", "cap": { "per_minute": 5 } })),
+        )
+        .await;
+    assert_eq!(status, 201, "{capped}");
+    assert_eq!(capped["cap"], json!({ "per_minute": 5 }));
+    let capped_key = capped["key"].as_str().unwrap().to_string();
+    let other = keys_of(&kg, "acct_cap", "free", 1).remove(0);
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(kg.get_key("/a", &capped_key).await.status().as_u16());
+        tokio::time::sleep(Duration::from_millis(110)).await;
+    }
+    assert_eq!(count(&statuses, 200), 5, "{statuses:?}");
+    let r = kg.get_key("/a", &capped_key).await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["x-ratelimit-limit"], "5", "the binding window");
+    // The account counted 5: 25 more for its other key, then the plan's 30 is up.
+    let mut admitted = 0;
+    for _ in 0..4 {
+        start_of_next_second().await;
+        admitted += count(&spread(&[&kg], &[other.clone()], "/a", 10).await, 200);
+    }
+    assert_eq!(
+        admitted, 25,
+        "30 a minute for the account, the capped key's 5 in it"
+    );
+    // A user cannot cap or uncap, even their own key.
+    kg.create_user("cap@example.com", "long enough pw", false);
+    let token = kg.login("cap@example.com", "long enough pw").await;
+    let (status, body) = kg
+        .api(
+            Method::POST,
+            "/keys",
+            Auth::Bearer(&token),
+            Some(json!({ "name": "x", "cap": { "per_minute": 1 } })),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = kg
+        .api(
+            Method::PUT,
+            &format!("/keys/{}", capped["id"].as_str().unwrap()),
+            Auth::Key(&admin),
+            Some(json!({ "cap": { "per_minute": 0 } })),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let (status, body) = kg
+        .api(
+            Method::PUT,
+            &format!("/keys/{}", capped["id"].as_str().unwrap()),
+            Auth::Key(&admin),
+            Some(json!({ "cap": null })),
+        )
+        .await;
+    assert_eq!((status, &body["cap"]), (200, &Value::Null), "{body}");
+    let r = kg.get_key("/a", &capped_key).await;
+    assert_eq!(
+        r.status(),
+        429,
+        "uncapped, it meets the account's used-up minute"
+    );
+    assert_eq!(r.headers()["x-ratelimit-limit"], "30");
 }

@@ -129,11 +129,13 @@ async fn stored_emails_migrate_and_collisions_are_named_never_merged() {
     // after these).
     const SQLITE_UNDO_ACCOUNTS: &str = "DROP TABLE accounts; DROP INDEX api_keys_account; \
          DROP TRIGGER api_keys_changed; ALTER TABLE api_keys DROP COLUMN account; \
-         DROP TABLE password_resets; ALTER TABLE users DROP COLUMN disabled;";
+         DROP TABLE password_resets; ALTER TABLE users DROP COLUMN disabled; \
+         ALTER TABLE api_keys DROP COLUMN cap;";
     const PG_UNDO_ACCOUNTS: &str = "DROP TABLE accounts; \
          DROP FUNCTION keygate_announce_account_change(); \
          DROP TRIGGER api_keys_changed ON api_keys; ALTER TABLE api_keys DROP COLUMN account; \
-         DROP TABLE password_resets; ALTER TABLE users DROP COLUMN disabled;";
+         DROP TABLE password_resets; ALTER TABLE users DROP COLUMN disabled; \
+         ALTER TABLE api_keys DROP COLUMN cap;";
     let up = start_upstream().await;
     let Some(db) = PgDatabase::create().await else {
         return;

@@ -193,7 +193,7 @@ impl AccountStore for PostgresStore {
     async fn keys_of_account(&self, id: &str) -> Result<Vec<KeyRecord>, StoreError> {
         const SQL: &str = "SELECT id, name, prefix, last4, tier, scopes, environment, org, owner, \
              status, credits, allowed_ips, expires_at, created_at, last_used_at, \
-             refill_amount, refill_every, refilled_at, account \
+             refill_amount, refill_every, refilled_at, account, cap \
              FROM api_keys WHERE account = $1 ORDER BY created_at DESC, id";
         self.pool
             .query(SQL, &[&id])
@@ -210,10 +210,10 @@ impl AccountStore for PostgresStore {
     ) -> Result<Vec<(KeyRecord, KeyHash)>, StoreError> {
         const SQL: &str = "SELECT id, name, prefix, last4, tier, scopes, environment, org, owner, \
              status, credits, allowed_ips, expires_at, created_at, last_used_at, \
-             refill_amount, refill_every, refilled_at, account, \
+             refill_amount, refill_every, refilled_at, account, cap, \
              NULL::timestamptz, NULL::text, NULL::text, NULL::bigint, key_hash \
              FROM api_keys WHERE ($1::text IS NULL OR id > $1) ORDER BY id LIMIT $2";
-        // `decode` reads columns 0-18 (19-22 are find_by_hash's: NULL here).
+        // `decode` reads columns 0-19 (20-23 are find_by_hash's: NULL here).
         let limit = limit as i64;
         self.pool
             .query(SQL, &[&after, &limit])
@@ -221,7 +221,7 @@ impl AccountStore for PostgresStore {
             .iter()
             .map(|row| {
                 let record = decode(row)?;
-                let hash: Vec<u8> = row.try_get(23).map_err(db_error)?;
+                let hash: Vec<u8> = row.try_get(24).map_err(db_error)?;
                 let hash: [u8; 32] = hash.try_into().map_err(|_| StoreError::Corrupt {
                     id: record.id.clone(),
                     reason: "key_hash is not 32 bytes".into(),

@@ -17,6 +17,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration::Sql(include_str!("../migrations/postgres/0006_secrets.sql")),
     Migration::Sql(include_str!("../migrations/postgres/0007_accounts.sql")),
     Migration::Sql(include_str!("../migrations/postgres/0008_user_admin.sql")),
+    Migration::Sql(include_str!("../migrations/postgres/0009_key_cap.sql")),
 ];
 
 /// One schema migration, applied once in its own transaction.

@@ -20,7 +20,7 @@ use super::{
 };
 use crate::clock::{Clock, SystemClock};
 use crate::domain::{
-    AccountGate, AccountStatus, Environment, KeyHash, KeyPatch, KeyRecord, KeyStatus,
+    AccountGate, AccountStatus, Environment, KeyCap, KeyHash, KeyPatch, KeyRecord, KeyStatus,
     PlanOverrides, UsageRow,
 };
 use async_trait::async_trait;
@@ -93,7 +93,7 @@ fn corrupt(id: &str, reason: impl std::fmt::Display) -> StoreError {
     }
 }
 
-/// Decodes a row of the 19 key columns (and, from `find_by_hash`, a 20th column:
+/// Decodes a row of the 20 key columns (and, from `find_by_hash`, a 21st column:
 /// when the matched previous secret stops working, and three of its account's).
 pub(super) fn decode(row: &Row) -> Result<KeyRecord, StoreError> {
     let id: String = row.try_get(0).map_err(db_error)?;
@@ -129,12 +129,18 @@ pub(super) fn decode(row: &Row) -> Result<KeyRecord, StoreError> {
             .map_err(|e| corrupt(&id, format!("refill: {e}")))?,
         refilled_at: row.try_get(17).map_err(get)?,
         account: row.try_get(18).map_err(get)?,
-        secret_valid_until: if row.len() > 19 {
-            row.try_get(19).map_err(get)?
+        cap: row
+            .try_get::<_, Option<String>>(19)
+            .map_err(get)?
+            .map(|c| KeyCap::from_json(&c))
+            .transpose()
+            .map_err(|e| corrupt(&id, format!("cap: {e}")))?,
+        secret_valid_until: if row.len() > 20 {
+            row.try_get(20).map_err(get)?
         } else {
             None
         },
-        account_gate: match (row.len() > 20).then(|| row.try_get::<_, Option<String>>(20)) {
+        account_gate: match (row.len() > 21).then(|| row.try_get::<_, Option<String>>(21)) {
             Some(status) => match (
                 row.try_get::<_, Option<String>>(18).map_err(get)?,
                 status.map_err(get)?,
@@ -144,10 +150,10 @@ pub(super) fn decode(row: &Row) -> Result<KeyRecord, StoreError> {
                     status: AccountStatus::parse(&status)
                         .ok_or_else(|| corrupt(&id, format!("account status `{status}`")))?,
                     overrides: PlanOverrides::from_json(
-                        &row.try_get::<_, String>(21).map_err(get)?,
+                        &row.try_get::<_, String>(22).map_err(get)?,
                     )
                     .map_err(|e| corrupt(&id, format!("account overrides: {e}")))?,
-                    credits: row.try_get(22).map_err(get)?,
+                    credits: row.try_get(23).map_err(get)?,
                 })),
                 _ => None,
             },
@@ -159,9 +165,9 @@ pub(super) fn decode(row: &Row) -> Result<KeyRecord, StoreError> {
 
 const INSERT_KEY: &str = "INSERT INTO api_keys (key_hash, id, name, prefix, last4, tier, scopes, \
      environment, org, owner, status, credits, allowed_ips, expires_at, created_at, \
-     last_used_at, refill_amount, refill_every, refilled_at, account) \
+     last_used_at, refill_amount, refill_every, refilled_at, account, cap) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-     $20)";
+     $20, $21)";
 
 /// The parameters of [`INSERT_KEY`] for `r` (`refill` from [`refill_columns`]).
 fn insert_params<'a>(
@@ -171,7 +177,8 @@ fn insert_params<'a>(
     env: &'a &str,
     status: &'a &str,
     refill: &'a (Option<i64>, Option<String>),
-) -> [&'a (dyn ToSql + Sync); 20] {
+    cap: &'a Option<String>,
+) -> [&'a (dyn ToSql + Sync); 21] {
     [
         hash,
         &r.id,
@@ -193,6 +200,7 @@ fn insert_params<'a>(
         &refill.1,
         &r.refilled_at,
         &r.account,
+        cap,
     ]
 }
 
@@ -229,7 +237,7 @@ impl KeyStore for PostgresStore {
     async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
         const SQL: &str = "SELECT id, name, prefix, last4, tier, scopes, environment, org, owner, \
              status, credits, allowed_ips, expires_at, created_at, last_used_at, \
-             refill_amount, refill_every, refilled_at, account, \
+             refill_amount, refill_every, refilled_at, account, cap, \
              CASE WHEN key_hash = $1 THEN NULL ELSE prev_hash_expires_at END, \
              a.a_status, a.a_overrides, a.a_credits \
              FROM api_keys LEFT JOIN LATERAL (SELECT status AS a_status, overrides AS a_overrides, \
@@ -248,7 +256,7 @@ impl KeyStore for PostgresStore {
     async fn get(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
         const SQL: &str = "SELECT id, name, prefix, last4, tier, scopes, environment, org, owner, \
              status, credits, allowed_ips, expires_at, created_at, last_used_at, \
-             refill_amount, refill_every, refilled_at, account \
+             refill_amount, refill_every, refilled_at, account, cap \
              FROM api_keys WHERE id = $1";
         self.pool
             .query_opt(SQL, &[&id])
@@ -260,7 +268,7 @@ impl KeyStore for PostgresStore {
     async fn list(&self) -> Result<Vec<KeyRecord>, StoreError> {
         const SQL: &str = "SELECT id, name, prefix, last4, tier, scopes, environment, org, owner, \
              status, credits, allowed_ips, expires_at, created_at, last_used_at, \
-             refill_amount, refill_every, refilled_at, account \
+             refill_amount, refill_every, refilled_at, account, cap \
              FROM api_keys ORDER BY created_at DESC, id";
         self.pool
             .query(SQL, &[])
@@ -273,7 +281,7 @@ impl KeyStore for PostgresStore {
     async fn list_by_owner(&self, owner: &str) -> Result<Vec<KeyRecord>, StoreError> {
         const SQL: &str = "SELECT id, name, prefix, last4, tier, scopes, environment, org, owner, \
              status, credits, allowed_ips, expires_at, created_at, last_used_at, \
-             refill_amount, refill_every, refilled_at, account \
+             refill_amount, refill_every, refilled_at, account, cap \
              FROM api_keys WHERE owner = $1 ORDER BY created_at DESC, id";
         self.pool
             .query(SQL, &[&owner])
@@ -292,7 +300,7 @@ impl KeyStore for PostgresStore {
         // Keyset pagination in (created_at DESC, id) order, from the cursor's row.
         const SQL: &str = "SELECT id, name, prefix, last4, tier, scopes, environment, org, owner, \
              status, credits, allowed_ips, expires_at, created_at, last_used_at, \
-             refill_amount, refill_every, refilled_at, account \
+             refill_amount, refill_every, refilled_at, account, cap \
              FROM api_keys k WHERE ($1::text IS NULL OR owner = $1) \
              AND ($2::text IS NULL OR EXISTS (SELECT 1 FROM api_keys c WHERE c.id = $2 \
                   AND ($1::text IS NULL OR c.owner = $1) \
@@ -351,6 +359,9 @@ impl KeyStore for PostgresStore {
         if let Some(v) = patch.expires_at {
             set("expires_at", Box::new(v));
         }
+        if let Some(v) = patch.cap {
+            set("cap", Box::new(v.map(|c| c.to_json())));
+        }
         if !sets.is_empty() {
             values.push(Box::new(id.to_string()));
             let sql = format!(
@@ -375,10 +386,11 @@ impl KeyStore for PostgresStore {
         let env = r.environment.as_str();
         let status = r.status.as_str();
         let refill = refill_columns(r.refill);
+        let cap = r.cap.map(|c| c.to_json());
         self.pool
             .execute(
                 INSERT_KEY,
-                &insert_params(r, &hash, &ips, &env, &status, &refill),
+                &insert_params(r, &hash, &ips, &env, &status, &refill, &cap),
             )
             .await
             .map(drop)
@@ -416,9 +428,10 @@ impl KeyStore for PostgresStore {
                 return Ok(false);
             }
             let refill = refill_columns(r.refill);
+            let cap = r.cap.map(|c| c.to_json());
             tx.execute(
                 INSERT_KEY,
-                &insert_params(r, &hash, &ips, &env, &status, &refill),
+                &insert_params(r, &hash, &ips, &env, &status, &refill, &cap),
             )
             .await?;
             tx.commit().await.map(|_| true)
@@ -492,27 +505,29 @@ impl KeyStore for PostgresStore {
                         k.record.environment.as_str(),
                         k.record.status.as_str(),
                         refill_columns(k.record.refill),
+                        k.record.cap.map(|c| c.to_json()),
                     )
                 })
                 .collect();
-            let writes = keys
-                .iter()
-                .zip(&columns)
-                .map(|(k, (hash, ips, env, status, refill))| {
-                    let statement = &statements[&(k.id_given, k.given)];
-                    let params = insert_params(&k.record, hash, ips, env, status, refill);
-                    let tx = &tx;
-                    async move {
-                        tx.execute(statement, &params).await.map_err(|e| {
-                            if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
-                            {
-                                StoreError::ImportConflict { line: k.line }
-                            } else {
-                                db_error(e)
-                            }
-                        })
-                    }
-                });
+            let writes =
+                keys.iter()
+                    .zip(&columns)
+                    .map(|(k, (hash, ips, env, status, refill, cap))| {
+                        let statement = &statements[&(k.id_given, k.given)];
+                        let params = insert_params(&k.record, hash, ips, env, status, refill, cap);
+                        let tx = &tx;
+                        async move {
+                            tx.execute(statement, &params).await.map_err(|e| {
+                                if e.code()
+                                    == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+                                {
+                                    StoreError::ImportConflict { line: k.line }
+                                } else {
+                                    db_error(e)
+                                }
+                            })
+                        }
+                    });
             futures_util::future::try_join_all(writes).await?;
         }
         Err(StoreError::Unavailable(

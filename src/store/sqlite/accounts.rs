@@ -241,7 +241,7 @@ impl AccountStore for SqliteStore {
     ) -> Result<Vec<(KeyRecord, KeyHash)>, StoreError> {
         let after = after.map(str::to_string);
         self.with_conn(move |c| {
-            // `decode` reads columns 0-18 (19 and on are find_by_hash's: NULL here).
+            // `decode` reads columns 0-19 (20 and on are find_by_hash's: NULL here).
             let mut stmt = c
                 .prepare_cached(&format!(
                     "SELECT {COLUMNS}, NULL, NULL, NULL, NULL, key_hash FROM api_keys \
@@ -250,7 +250,7 @@ impl AccountStore for SqliteStore {
                 .map_err(unavailable)?;
             let rows = stmt
                 .query_map(params![after, limit as i64], |row| {
-                    let hash: Vec<u8> = row.get(23)?;
+                    let hash: Vec<u8> = row.get(24)?;
                     Ok(decode(row)?.map(|r| (r, hash)))
                 })
                 .map_err(unavailable)?;

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::clock::{Clock, SystemClock};
 use crate::domain::{
-    AccountGate, AccountStatus, Environment, KeyHash, KeyPatch, KeyRecord, KeyStatus,
+    AccountGate, AccountStatus, Environment, KeyCap, KeyHash, KeyPatch, KeyRecord, KeyStatus,
     PlanOverrides, UsageRow,
 };
 use async_trait::async_trait;
@@ -34,6 +34,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration::Sql(include_str!("../migrations/sqlite/0009_secrets.sql")),
     Migration::Sql(include_str!("../migrations/sqlite/0010_accounts.sql")),
     Migration::Sql(include_str!("../migrations/sqlite/0011_user_admin.sql")),
+    Migration::Sql(include_str!("../migrations/sqlite/0012_key_cap.sql")),
 ];
 
 /// One schema migration, applied once in its own transaction.
@@ -64,7 +65,7 @@ fn canonical_emails(conn: &Connection) -> Result<(), String> {
 pub(super) const COLUMNS: &str =
     "id, name, prefix, last4, tier, scopes, environment, org, owner, status, \
                        credits, allowed_ips, expires_at, created_at, last_used_at, \
-                       refill_amount, refill_every, refilled_at, account";
+                       refill_amount, refill_every, refilled_at, account, cap";
 
 /// Gives every key without a stored account one, as migration 0010 did: an
 /// account a key names is made on first use (on the key's tier), a key with an
@@ -260,8 +261,9 @@ pub(super) fn decode(row: &Row<'_>) -> rusqlite::Result<Result<KeyRecord, StoreE
     let status: String = row.get(9)?;
     let ips: String = row.get(11)?;
     let created: i64 = row.get(13)?;
-    // Only find_by_hash selects the columns after `account` (19 on).
-    let gate_status: Option<String> = row.get(20).unwrap_or(None);
+    // Only find_by_hash selects the columns after `cap` (20 on).
+    let gate_status: Option<String> = row.get(21).unwrap_or(None);
+    let cap: Option<String> = row.get(19)?;
     let record = (|| {
         Ok(KeyRecord {
             id: id.clone(),
@@ -289,18 +291,22 @@ pub(super) fn decode(row: &Row<'_>) -> rusqlite::Result<Result<KeyRecord, StoreE
             created_at: ts(Some(created)).unwrap_or_default(),
             last_used_at: ts(row.get(14).map_err(|e| corrupt(e.to_string()))?),
             account: row.get(18).map_err(|e| corrupt(e.to_string()))?,
-            secret_valid_until: ts(row.get::<_, Option<i64>>(19).unwrap_or(None)),
+            cap: cap
+                .map(|c| KeyCap::from_json(&c))
+                .transpose()
+                .map_err(|e| corrupt(format!("cap: {e}")))?,
+            secret_valid_until: ts(row.get::<_, Option<i64>>(20).unwrap_or(None)),
             account_gate: match (row.get::<_, Option<String>>(18).ok().flatten(), gate_status) {
                 (Some(account), Some(status)) => Some(Box::new(AccountGate {
                     id: account,
                     status: AccountStatus::parse(&status)
                         .ok_or_else(|| corrupt(format!("account status `{status}`")))?,
                     overrides: PlanOverrides::from_json(
-                        &row.get::<_, String>(21)
+                        &row.get::<_, String>(22)
                             .map_err(|e| corrupt(e.to_string()))?,
                     )
                     .map_err(|e| corrupt(format!("account overrides: {e}")))?,
-                    credits: row.get(22).map_err(|e| corrupt(e.to_string()))?,
+                    credits: row.get(23).map_err(|e| corrupt(e.to_string()))?,
                 })),
                 _ => None,
             },
@@ -321,7 +327,7 @@ fn insert_sql(on_conflict: &str) -> String {
     format!(
         "INSERT INTO api_keys (key_hash, {COLUMNS}) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, \
-         ?17, ?18, ?19, ?20){on_conflict}"
+         ?17, ?18, ?19, ?20, ?21){on_conflict}"
     )
 }
 
@@ -358,6 +364,7 @@ fn write_row(
             refill.1,
             r.refilled_at.map(|t| t.timestamp()),
             r.account,
+            r.cap.map(|c| c.to_json()),
         ])?;
         match rows.next()? {
             Some(row) => row.get(0).map(Some),
@@ -517,6 +524,10 @@ impl KeyStore for SqliteStore {
             if let Some(v) = patch.expires_at {
                 sets.push("expires_at = ?");
                 values.push(Box::new(v.map(|t| t.timestamp())));
+            }
+            if let Some(v) = patch.cap {
+                sets.push("cap = ?");
+                values.push(Box::new(v.map(|c| c.to_json())));
             }
             if !sets.is_empty() {
                 let sql = format!("UPDATE api_keys SET {} WHERE id = ?", sets.join(", "));

@@ -437,6 +437,14 @@ mod tests {
         }
     }
 
+    /// Waits (at most 10 s) until `ticket` is cut.
+    async fn until_cut(ticket: &LiveTicket) {
+        let start = std::time::Instant::now();
+        while ticket.cut().is_none() && start.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     #[tokio::test]
     async fn a_revoked_keys_stream_is_cut_and_a_good_one_is_not() {
         let (live, store, _clock, _dir) = setup();
@@ -445,6 +453,10 @@ mod tests {
         let good = live.watch(watch(Some(("key_a", KeyHash::of("a"))), i64::MAX));
         let stale = live.watch(watch(Some(("key_a", KeyHash::of("old"))), i64::MAX));
         live.key_changed("key_a");
+        // The recheck reads the store on the blocking pool: wait for its verdict
+        // (a loaded machine takes longer), then for the good stream to have been
+        // judged as well.
+        until_cut(&stale).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(good.cut(), None);
         assert_eq!(
@@ -454,7 +466,7 @@ mod tests {
         );
         store.revoke("key_a").await.unwrap();
         live.key_changed("key_a");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        until_cut(&good).await;
         assert_eq!(good.cut(), Some(CutReason::Revoked));
         assert_eq!(live.len(), 2);
         drop((good, stale));

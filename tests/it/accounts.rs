@@ -924,7 +924,10 @@ async fn a_key_capped_below_its_account_stops_at_its_cap() {
     let mut admitted = 0;
     for _ in 0..4 {
         start_of_next_second().await;
-        admitted += count(&spread(&[&kg], &[other.clone()], "/a", 10).await, 200);
+        admitted += count(
+            &spread(&[&kg], std::slice::from_ref(&other), "/a", 10).await,
+            200,
+        );
     }
     assert_eq!(
         admitted, 25,

@@ -248,7 +248,7 @@ doc = {
             "responses": responses({"200": ok("Credits", ref("Credits"))}, "400", "401", "429", "503")}},
         "/accounts": {"get": {"summary": "List accounts (admins), in id order", "security": SECURED,
             "parameters": [{"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
-                           for n in ["email", "plan", "status", "cursor"]]
+                           for n in ["email", "org", "plan", "status", "cursor"]]
                           + [{"name": "limit", "in": "query", "required": False,
                               "schema": {"type": "integer", "minimum": 1, "maximum": 500}}],
             "responses": responses({"200": ok("A page of accounts", ref("AccountList"))}, "400", "401", "403", "422", "429", "503")}},

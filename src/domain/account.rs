@@ -211,6 +211,8 @@ pub struct AccountFilter {
     pub owner: Option<String>,
     /// Only accounts on this plan.
     pub plan: Option<String>,
+    /// Only accounts holding a key of this organisation.
+    pub org: Option<String>,
     /// Only accounts in this status.
     pub status: Option<AccountStatus>,
     /// Only accounts whose id is after this one (the cursor), in id order.

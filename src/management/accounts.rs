@@ -52,7 +52,7 @@ async fn render(
     Ok(account_object(cx, &v, balance))
 }
 
-/// `GET /accounts?email=&plan=&status=&limit=&cursor=` (admins).
+/// `GET /accounts?email=&org=&plan=&status=&limit=&cursor=` (admins).
 pub async fn list(
     m: &Management,
     cx: &ApiContext<'_>,
@@ -91,6 +91,7 @@ pub async fn list(
     let filter = AccountFilter {
         owner,
         plan: q.get("plan"),
+        org: q.get("org"),
         status,
         after: q.get("cursor"),
         // One more than the page, to know whether another follows.

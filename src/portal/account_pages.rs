@@ -151,6 +151,7 @@ impl super::Portal {
                 AccountFilter {
                     owner,
                     plan: Some(plan.trim().to_string()).filter(|p| !p.is_empty()),
+                    org: None,
                     status: status_filter,
                     after: query_param(query, "cursor").filter(|c| !c.is_empty()),
                     limit: PAGE + 1,

@@ -870,6 +870,25 @@ pub(crate) async fn accounts_pool_credits_and_carry_their_plan((keys, accounts):
             .unwrap()),
         ["acct_u1"]
     );
+    keys.insert(
+        &KeyRecord {
+            org: Some("org_z".into()),
+            account: Some("acct_u1".into()),
+            ..KeyRecord::active("key_org", "free", at)
+        },
+        &KeyHash::of("org"),
+    )
+    .await
+    .unwrap();
+    let by_org = AccountFilter {
+        org: Some("org_z".into()),
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(accounts.list_accounts(&by_org).await.unwrap()),
+        ["acct_u1"]
+    );
 }
 
 /// `max_keys` counted per account counts the account's active keys whoever owns

@@ -637,6 +637,32 @@ async fn an_organizations_keys_share_its_tier() {
         200,
         "another organization"
     );
+    let admin = kg
+        .create_key(&[
+            "--scopes",
+            "admin",
+            "--account",
+            "ops",
+            "--tier",
+            "enterprise",
+        ])
+        .1;
+    let (status, found) = kg
+        .api(
+            Method::GET,
+            "/accounts?org=org_acme",
+            Auth::Key(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{found}");
+    let ids: Vec<&str> = found["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["org_acme"], "the organisation's account");
 }
 
 /// An existing store migrates: every owner becomes an account, and keys keep

@@ -106,12 +106,14 @@ impl AccountStore for PostgresStore {
             select_account!(),
             " WHERE ($1::text IS NULL OR owner = $1) AND ($2::text IS NULL OR plan = $2) \
               AND ($3::text IS NULL OR status = $3) AND ($4::text IS NULL OR id > $4) \
+              AND ($6::text IS NULL OR EXISTS (SELECT 1 FROM api_keys k \
+                   WHERE k.account = accounts.id AND k.org = $6)) \
               ORDER BY id LIMIT $5",
         );
         let status = f.status.map(|s| s.as_str());
         let limit = f.limit as i64;
         self.pool
-            .query(SQL, &[&f.owner, &f.plan, &status, &f.after, &limit])
+            .query(SQL, &[&f.owner, &f.plan, &status, &f.after, &limit, &f.org])
             .await?
             .iter()
             .map(decode_account)

@@ -116,6 +116,8 @@ impl AccountStore for SqliteStore {
                     "SELECT {ACCOUNT_COLUMNS} FROM accounts \
                      WHERE (?1 IS NULL OR owner = ?1) AND (?2 IS NULL OR plan = ?2) \
                      AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR id > ?4) \
+                     AND (?6 IS NULL OR EXISTS (SELECT 1 FROM api_keys k \
+                          WHERE k.account = accounts.id AND k.org = ?6)) \
                      ORDER BY id LIMIT ?5"
                 ))
                 .map_err(unavailable)?;
@@ -126,7 +128,8 @@ impl AccountStore for SqliteStore {
                         f.plan,
                         f.status.map(|s| s.as_str()),
                         f.after,
-                        f.limit as i64
+                        f.limit as i64,
+                        f.org
                     ],
                     decode_account,
                 )

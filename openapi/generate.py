@@ -39,7 +39,7 @@ def responses(success, *codes):
     return r
 
 KEY_ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-SECURED = [{"apiKey": []}, {"bearer": []}]
+SECURED = [{"bearer": []}, {"apiKey": []}]
 
 key_props = {
     "id": {"type": "string"}, "name": {"type": "string"}, "prefix": {"type": "string"},
@@ -110,7 +110,8 @@ doc = {
                 "refill": REFILL_IN,
                 "allowed_ips": {"type": "array", "items": {"type": "string"}},
                 "org": {"type": "string"}, "owner": {"type": "string"},
-                "account": {"type": "string", "description": "The account it joins: an id (made on first use) "
+                "account": {"type": "string", "pattern": "^([A-Za-z0-9_-]{1,64}|[^@ ]+@[^@ ]+)$",
+                            "description": "The account it joins: an id (made on first use) "
                             "or a user's email. Admin only; a user's keys join their own account"},
                 "cap": {"allOf": [ref("Cap")], "nullable": True, "description": "Admin only"}}},
             "KeyUpdate": {"type": "object", "additionalProperties": False, "properties": {

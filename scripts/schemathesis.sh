@@ -23,13 +23,17 @@ tiers: { free: { per_second: 100000, max_keys: 100000 }, pro: { per_second: 1000
 rate_limit: { ip: { per_minute: 0, failed_auth_per_minute: 0 } }
 management: { registration: open }
 YAML
-key=$("$bin" keys create -c "$work/k.yaml" --name schemathesis --tier pro --scopes admin --owner ops | sed -n 's/^key: //p')
+key=$("$bin" keys create -c "$work/k.yaml" --name schemathesis --tier pro --owner ops | sed -n 's/^key: //p')
 "$bin" demo-upstream --listen "127.0.0.1:$up" 2>/dev/null &
 RUST_LOG=${KEYGATE_LOG:-warn} "$bin" serve -c "$work/k.yaml" 2>"$work/kg.log" &
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$admin/health" >/dev/null && break; sleep 0.1; done
-# Valid credentials for both security schemes: the admin key, and an admin user's
-# access token (no auto-signup: a second, different credential in one request is
-# refused as ambiguous).
+# The credentials: an admin user's access token for every operation that takes a
+# bearer (a token cannot be revoked, regenerated or imported over: fed the ids it
+# reads from other answers, the fuzzer used to take its own admin key's scopes or
+# secret away and spend the rest of the run unauthenticated), and a key without
+# scopes for the operations that take only a key (/keys/verify, /credits). No
+# auto-signup: a second, different credential in one request is refused as
+# ambiguous.
 echo 'schemathesis-password' | "$bin" users create -c "$work/k.yaml" --email st@example.com --admin >/dev/null
 token=$(curl -fs -X POST -d '{"email":"st@example.com","password":"schemathesis-password"}' \
   "http://127.0.0.1:$listen/v1/auth/token" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
@@ -40,7 +44,7 @@ status=0
   --url "http://127.0.0.1:$listen/v1" \
   --checks not_a_server_error,response_schema_conformance,content_type_conformance \
   --max-time "$secs" --workers 2 --suppress-health-check all --warnings off || status=$?
-# The admin key must have done real work: keys were created through the API.
+# The admin token must have done real work: keys were created through the API.
 created=$("$bin" keys list -c "$work/k.yaml" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
 echo "keys in the store after the run: $created"
 [ "$created" -gt 1 ] || { echo "schemathesis created no key: its requests were not authenticated"; status=1; }

@@ -337,6 +337,7 @@ impl From<crate::keys::accounts::AccountError> for GateError {
             AccountError::AdminOnly => GateError::Forbidden("Only an admin may do this".into()),
             AccountError::NotFound => GateError::NotFound,
             AccountError::Unsupported => GateError::NotFound,
+            AccountError::Conflict(why) => GateError::Conflict(why),
             AccountError::Store(e) => e.into(),
         }
     }

@@ -36,6 +36,9 @@ pub enum AccountError {
     /// No such account, or one the caller may not see (404).
     #[error("no such account")]
     NotFound,
+    /// The change conflicts with who asks for it (409).
+    #[error("{0}")]
+    Conflict(String),
     /// This store keeps no accounts (the file store).
     #[error("this store keeps no accounts: use store.kind sqlite or postgres")]
     Unsupported,
@@ -292,6 +295,26 @@ impl AccountService {
         }
         if !problems.is_empty() {
             return Err(AccountError::Invalid(problems));
+        }
+        if patch.status == Some(AccountStatus::Suspended) {
+            // An admin suspending the account whose key they present, or their
+            // own, would lock themselves out.
+            let own = match actor.account {
+                Some(account) => account == id,
+                None => match actor.subject {
+                    Some(user) => self
+                        .store
+                        .account_of_owner(user)
+                        .await?
+                        .is_some_and(|a| a.id == id),
+                    None => false,
+                },
+            };
+            if own {
+                return Err(AccountError::Conflict(
+                    "An admin cannot suspend the account of the credential they use".into(),
+                ));
+            }
         }
         let mut updated = self.store.update_account(id, &patch).await?;
         if patch.plan.is_some() {

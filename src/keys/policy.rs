@@ -22,6 +22,8 @@ pub struct Actor<'a> {
     pub subject: Option<&'a str>,
     /// Their organisation, given to the keys they create.
     pub org: Option<&'a str>,
+    /// The account of the key they present, if they present one.
+    pub account: Option<&'a str>,
 }
 
 /// What an [`Actor`] may do.
@@ -47,6 +49,7 @@ impl<'a> Actor<'a> {
             role: Role::Operator,
             subject: None,
             org: None,
+            account: None,
         }
     }
 
@@ -56,6 +59,7 @@ impl<'a> Actor<'a> {
             role: Role::User,
             subject: Some(subject),
             org,
+            account: None,
         }
     }
 
@@ -74,6 +78,7 @@ impl<'a> Actor<'a> {
             role,
             subject: Some(id.subject()),
             org: id.org(),
+            account: id.account_id(),
         }
     }
 
@@ -417,6 +422,7 @@ mod tests {
             role: Role::Key { scopes: &held },
             subject: Some("a"),
             org: None,
+            account: None,
         };
         let with = |s: &[&str]| CreateRequest {
             scopes: strings(s),
@@ -436,6 +442,7 @@ mod tests {
             role: Role::Admin,
             subject: Some("ops"),
             org: None,
+            account: None,
         };
         let ok = admit_create(
             &admin,

@@ -187,7 +187,9 @@ impl KeyService {
                         rules,
                         actor,
                         valid.account.as_deref(),
-                        valid.owner.as_deref(),
+                        // The owner the key will get: the one named, else the
+                        // actor (as the key policy gives it).
+                        valid.owner.as_deref().or(actor.subject),
                         valid.tier.as_deref(),
                     )
                     .await

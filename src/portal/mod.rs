@@ -183,6 +183,7 @@ impl Visit {
             },
             subject: Some(&user.id),
             org: None,
+            account: None,
         })
     }
 }

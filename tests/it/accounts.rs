@@ -332,6 +332,16 @@ async fn a_user_sees_only_their_account_and_changes_nothing_of_it() {
         (201, &json!(bob_account)),
         "{made}"
     );
+    // An admin cannot suspend the account of the key they present.
+    let (status, body) = kg
+        .api(
+            Method::PUT,
+            "/accounts/acct_ops",
+            Auth::Key(&admin),
+            Some(json!({ "status": "suspended" })),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
     let (status, body) = kg
         .api(
             Method::POST,

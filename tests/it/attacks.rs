@@ -605,11 +605,15 @@ async fn concurrent_logins_and_creates_never_pass_their_limits() {
     for a in attempts {
         *by_status.entry(a.await.unwrap()).or_insert(0) += 1;
     }
-    let checked = by_status.get(&401).unwrap_or(&0) + by_status.get(&200).unwrap_or(&0);
+    // At most 10 wrong passwords are tried a minute. The right one, if it got a
+    // place, gives it back on success (docs/configuration.md), so one more wrong
+    // guess may follow it: failures are what the limit bounds.
+    let wrong = *by_status.get(&401).unwrap_or(&0);
     assert!(
-        checked <= 10,
-        "{checked} password checks against a limit of 10: {by_status:?}"
+        wrong <= 10,
+        "{wrong} wrong passwords checked against a limit of 10: {by_status:?}"
     );
+    assert!(*by_status.get(&200).unwrap_or(&0) <= 1, "{by_status:?}");
     assert!(
         by_status.get(&429).is_some_and(|n| *n >= 90),
         "{by_status:?}"

@@ -22,6 +22,7 @@ fuzz_target!(|data: &[u8]| {
         role,
         subject: Some("usr_1"),
         org: None,
+        account: None,
     };
     let scopes = ["search".to_string()];
     let grants = Grants {
@@ -39,6 +40,7 @@ fuzz_target!(|data: &[u8]| {
             expires_at: valid.expires_at,
             org: valid.org,
             owner: valid.owner,
+            cap: valid.cap.is_some(),
         };
         policy::admit_create(&actor, &grants, "free", request)
             .map(drop)

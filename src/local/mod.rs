@@ -22,4 +22,5 @@ pub struct LocalRequest<'a> {
     pub client_ip: Option<IpAddr>,
 }
 
+pub mod page;
 pub mod router;

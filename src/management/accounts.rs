@@ -10,6 +10,7 @@ use crate::domain::{AccountFilter, AccountPatch, CreditChange, PlanOverrides};
 use crate::error::GateError;
 use crate::keys::accounts::{parse_status, AccountService, AccountView, DEFAULT_PAGE};
 use crate::keys::policy::Actor;
+use crate::local::page::cut_page;
 use crate::local::LocalRequest;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -98,13 +99,7 @@ pub async fn list(
         limit: limit + 1,
     };
     let mut page = s.list(&Actor::of(caller), filter).await?;
-    let more = page.len() > limit;
-    page.truncate(limit);
-    let next = if more {
-        page.last().map(|a| a.id.clone())
-    } else {
-        None
-    };
+    let next = cut_page(&mut page, limit, |a| &a.id);
     let mut items = Vec::with_capacity(page.len());
     for a in page {
         let balance = s.balance_of(&cx.key_rules(), &a);

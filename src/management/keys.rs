@@ -174,9 +174,7 @@ pub async fn list(
             .keys
             .list_page(&rules, &Actor::of(caller), cursor.as_deref(), limit + 1)
             .await?;
-        let more = page.len() > limit;
-        page.truncate(limit);
-        let next = more.then(|| page.last().map(|k| k.id.clone())).flatten();
+        let next = crate::local::page::cut_page(&mut page, limit, |k| &k.id);
         (page, next)
     };
     let items: Vec<Value> = keys.iter().map(|k| key_object(&rules, k)).collect();

@@ -42,9 +42,7 @@ pub async fn list(
             limit + 1,
         )
         .await?;
-    let more = page.len() > limit;
-    page.truncate(limit);
-    let next = more.then(|| page.last().map(|u| u.id.clone())).flatten();
+    let next = crate::local::page::cut_page(&mut page, limit, |u| &u.id);
     let users: Vec<Value> = page.iter().map(user_object).collect();
     Ok(ApiResponse::ok(
         json!({ "users": users, "next_cursor": next }),

@@ -158,11 +158,7 @@ impl super::Portal {
                 },
             )
             .await?;
-        let more = accounts.len() > PAGE;
-        accounts.truncate(PAGE);
-        let next = more
-            .then(|| accounts.last().map(|a| a.id.clone()))
-            .flatten();
+        let next = crate::local::page::cut_page(&mut accounts, PAGE, |a| &a.id);
         let owners: Vec<String> = accounts.iter().filter_map(|a| a.owner.clone()).collect();
         let emails = self.owner_emails_of(&owners).await?;
         let rows: Vec<(AccountRecord, Option<String>)> = accounts

@@ -217,13 +217,20 @@ impl Check<'_> {
         }))
     }
 
+    /// An expiry in the future, kept to the second as every store keeps it: a
+    /// fraction is rounded up (never earlier than asked), so the answer that
+    /// shows `expires_at` shows the instant the key stops working.
     fn expiry(&mut self, value: Option<Option<DateTime<Utc>>>) -> Option<Option<DateTime<Utc>>> {
         match value? {
             Some(t) if t <= self.now => {
                 self.refuse("expires_at", "must be in the future");
                 None
             }
-            v => Some(v),
+            Some(t) => {
+                let up = i64::from(t.timestamp_subsec_nanos() > 0);
+                Some(DateTime::from_timestamp(t.timestamp() + up, 0).or(Some(t)))
+            }
+            None => Some(None),
         }
     }
 
@@ -416,6 +423,22 @@ mod tests {
         assert_eq!(ok.scopes, strings(&["a", "b"]), "duplicates dropped");
         assert_eq!(ok.environment, Environment::Live);
         assert_eq!(ok.allowed_ips[0].to_string(), "10.1.2.3/32");
+        // An expiry is kept to the second, rounded up: never earlier than asked.
+        let asked = DateTime::from_timestamp(now.timestamp() + 10, 250_000_000).unwrap();
+        let expiring = validate_new(
+            &KeyInput {
+                name: Some("e".into()),
+                expires_at: Some(Some(asked)),
+                ..Default::default()
+            },
+            TIERS,
+            now,
+        )
+        .unwrap();
+        assert_eq!(
+            expiring.expires_at,
+            Some(DateTime::from_timestamp(now.timestamp() + 11, 0))
+        );
         let too_many = KeyChange {
             scopes: Some((0..101).map(|i| format!("s{i}")).collect()),
             ..Default::default()

@@ -300,7 +300,9 @@ async fn a_flood_of_invented_keys_never_reaches_the_store() {
                 == keygate::auth::api_key::KeyShape::Malformed
         })
         .collect();
-    invented.push(real[..real.len() - 1].to_string() + "0");
+    // The real key with its last character changed (to one it does not already end in).
+    let last = if real.ends_with('0') { "1" } else { "0" };
+    invented.push(real[..real.len() - 1].to_string() + last);
     invented.push(format!("{real}x"));
     assert!(invented.len() > 1400);
     let client = client();

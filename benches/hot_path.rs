@@ -1,6 +1,7 @@
 //! Criterion micro-benchmarks of the request path's own work (ns/op):
 //! API-key verification on a cache hit and on a miss (SQLite), JWT verification per
-//! algorithm uncached and cached, and a limiter decision.
+//! algorithm uncached and cached, a limiter decision, and the refusal path in the
+//! contract's shape and in a dialect's.
 //! Run: `cargo bench --bench hot_path`.
 #![allow(missing_docs)]
 // criterion_group! generates undocumented items
@@ -27,13 +28,18 @@ fn record(id: &str) -> KeyRecord {
     }
 }
 
-fn benches(c: &mut Criterion) {
+/// A runtime of one worker, and a directory for a SQLite store.
+fn one_worker() -> (tokio::runtime::Runtime, tempfile::TempDir) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    (rt, tempfile::tempdir().unwrap())
+}
+
+fn benches(c: &mut Criterion) {
+    let (rt, dir) = one_worker();
     let store = Arc::new(SqliteStore::open(&dir.path().join("bench.db")).unwrap());
     let key = generate("kg", Environment::Live);
     rt.block_on(store.insert(&record("key_bench"), &key.hash))
@@ -286,6 +292,58 @@ fn jwt_benches(c: &mut Criterion) {
     }
 }
 
+/// The refusal path: an unknown (well-formed) key found in the negative cache and
+/// its 401 body, in the contract's shape, in AlfaOne's and in Altus 4's (the
+/// shipped templates of `conf/examples/seeds/`); and a 429's body alone, each way.
+fn refusal_benches(c: &mut Criterion) {
+    use keygate::dialect::Dialect;
+    use keygate::error::GateError;
+    let (rt, dir) = one_worker();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("bench.db")).unwrap());
+    let verifier = KeyVerifier::new(
+        store,
+        KeyCache::new(
+            &CacheConfig::default(),
+            std::sync::Arc::new(keygate::clock::SystemClock),
+        ),
+    );
+    let format = KeyFormat::default();
+    let unknown = generate("kg", Environment::Live).into_plaintext();
+    assert!(rt.block_on(verifier.lookup(&unknown, &format)).is_err());
+    let shipped = |api: &str| {
+        let path = format!(
+            "{}/conf/examples/seeds/{api}.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let doc: serde_yaml::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        Dialect::compile(&serde_yaml::from_value(doc["dialect"].clone()).unwrap()).unwrap()
+    };
+    // AlfaOne's template reads the refusal only: each body is rendered once.
+    // Altus 4's reads the time and the request id: rendered for every refusal.
+    let (alfaone, altus4) = (shipped("alfaone"), shipped("altus4"));
+    let contract = Dialect::default();
+    let dialects = [
+        ("contract", &contract),
+        ("template", &alfaone),
+        ("template_timed", &altus4),
+    ];
+    for (name, dialect) in dialects {
+        c.bench_function(&format!("refuse_unknown_key_{name}"), |b| {
+            b.to_async(&rt).iter(|| async {
+                let err: GateError = verifier.lookup(&unknown, &format).await.unwrap_err().into();
+                dialect.refusal(&err, None, "req_0123456789", chrono::Utc::now())
+            })
+        });
+    }
+    let limited = GateError::RateLimited { retry_after: 45 };
+    for (name, dialect) in dialects {
+        c.bench_function(&format!("refusal_body_429_{name}"), |b| {
+            b.iter(|| dialect.refusal(&limited, None, "req_0123456789", chrono::Utc::now()))
+        });
+    }
+}
+
 fn key_config(
     alg: &str,
     pem: Option<&str>,
@@ -303,5 +361,11 @@ fn key_config(
     }
 }
 
-criterion_group!(hot_path, benches, pooled_benches, jwt_benches);
+criterion_group!(
+    hot_path,
+    benches,
+    pooled_benches,
+    jwt_benches,
+    refusal_benches
+);
 criterion_main!(hot_path);

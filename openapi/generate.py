@@ -97,6 +97,8 @@ doc = {
             "KeyWithSecret": {"type": "object", "required": key_required + ["key"], "additionalProperties": False,
                               "properties": {**key_props, "key": {"type": "string"},
                                              "previous_key_valid_until": nullable({"type": "string", "format": "date-time"})}},
+            "RevokedKey": {"type": "object", "required": key_required + ["revoked_at"], "additionalProperties": False,
+                           "properties": {**key_props, "revoked_at": {"type": "string", "format": "date-time"}}},
             "KeyList": {"type": "object", "required": ["api_keys", "total", "next_cursor"], "properties": {
                 "api_keys": {"type": "array", "items": ref("Key")}, "total": {"type": "integer", "minimum": 0},
                 "next_cursor": nullable({"type": "string", "description": "The next page's cursor (null: the last page)"})}},
@@ -132,11 +134,15 @@ doc = {
                 "since": {"type": "string", "format": "date-time"},
                 "total_requests": {"type": "integer"}, "successful_requests": {"type": "integer"},
                 "failed_requests": {"type": "integer"}, "average_response_ms": {"type": "number"},
-                "top_endpoints": {"type": "array", "items": {"type": "object", "required": ["endpoint", "requests"],
-                    "properties": {"endpoint": {"type": "string"}, "requests": {"type": "integer"}}}},
-                "hourly": {"type": "array", "items": {"type": "object", "required": ["hour", "requests", "successful", "failed"],
+                "top_endpoints": {"type": "array", "items": {"type": "object",
+                    "required": ["endpoint", "requests", "average_response_ms"],
+                    "properties": {"endpoint": {"type": "string"}, "requests": {"type": "integer"},
+                                   "average_response_ms": {"type": "number"}}}},
+                "hourly": {"type": "array", "items": {"type": "object",
+                    "required": ["hour", "requests", "successful", "failed", "average_response_ms"],
                     "properties": {"hour": {"type": "string", "format": "date-time"}, "requests": {"type": "integer"},
-                                   "successful": {"type": "integer"}, "failed": {"type": "integer"}}}}}},
+                                   "successful": {"type": "integer"}, "failed": {"type": "integer"},
+                                   "average_response_ms": {"type": "number"}}}}}},
             "Verify": {"type": "object", "required": ["valid", "key_id", "tier", "scopes", "environment", "credits_remaining"],
                        "properties": {"valid": {"type": "boolean"}, "key_id": {"type": "string"}, "tier": {"type": "string"},
                                       "scopes": {"type": "array", "items": {"type": "string"}},
@@ -144,12 +150,12 @@ doc = {
                                       "credits_remaining": nullable({"type": "integer"}),
                                       "refilled_at": nullable({"type": "string", "format": "date-time"}),
                                       "limits": {"allOf": [ref("Limits")], "nullable": True},
-                                      "user_id": {"type": "string", "description": "pool: account: the account's user"},
-                                      "account_id": {"type": "string", "description": "pool: account: the account"}}},
+                                      "user_id": nullable({"type": "string", "description": "The key's owner; pool: account: the account's user (its id when it has none)"}),
+                                      "account_id": nullable({"type": "string", "description": "The key's account"})}},
             "Credits": {"type": "object", "required": ["credits"], "properties": {
                 "credits": nullable({"type": "integer"}), "key_id": {"type": "string"},
-                "user_id": {"type": "string", "description": "pool: account: the account's user (its id when it has none)"},
-                "account_id": {"type": "string", "description": "pool: account: the account"}}},
+                "user_id": nullable({"type": "string", "description": "The key's owner; pool: account: the account's user (its id when it has none)"}),
+                "account_id": nullable({"type": "string", "description": "The key's account"})}},
             "Cap": {"type": "object", "additionalProperties": False, "properties": {
                 w: {"type": "integer", "minimum": 1} for w in
                 ["per_second", "per_minute", "per_hour", "per_day", "per_month"]}},
@@ -186,7 +192,9 @@ doc = {
                 "refresh_token": {"type": "string"}}},
             "TokenPair": {"type": "object", "required": ["access_token", "refresh_token", "expires_in", "token_type"], "properties": {
                 "access_token": {"type": "string"}, "refresh_token": {"type": "string"},
-                "expires_in": {"type": "integer"}, "token_type": {"type": "string", "enum": ["Bearer"]}}},
+                "expires_in": {"type": "integer"}, "token_type": {"type": "string", "enum": ["Bearer"]},
+                "user": {"type": "object", "required": ["id", "email", "name"], "properties": {
+                    "id": {"type": "string"}, "email": {"type": "string"}, "name": nullable({"type": "string"})}}}},
             "User": {"type": "object", "required": ["id", "email", "name", "is_admin", "disabled", "created_at"], "properties": {
                 "id": {"type": "string"}, "email": {"type": "string"}, "name": nullable({"type": "string"}),
                 "is_admin": {"type": "boolean"}, "disabled": {"type": "boolean"},
@@ -223,6 +231,10 @@ doc = {
             "responses": responses({"200": ok("How many keys were imported", {"type": "object", "required": ["imported"],
                                                                             "properties": {"imported": {"type": "integer"}}})},
                                    "400", "401", "403", "408", "413", "422", "429", "503")}},
+        "/keys/first": {"post": {"summary": "The caller's first key: made once, while they hold no active key",
+                     "security": SECURED, "requestBody": body(ref("NewKey")),
+                     "responses": responses({"201": ok("The new key and its secret", ref("KeyWithSecret"))},
+                                            "400", "401", "403", "409", "408", "413", "422", "429", "503")}},
         "/keys/verify": {"post": {"summary": "The caller's own key", "security": [{"apiKey": []}],
             "responses": responses({"200": ok("The key", ref("Verify"))}, "400", "401", "413", "429", "503")}},
         "/keys/{id}": {
@@ -234,7 +246,7 @@ doc = {
                     "responses": responses({"200": ok("The updated key", ref("Key"))},
                                            "400", "401", "403", "404", "409", "408", "413", "422", "429", "503")},
             "delete": {"summary": "Revoke (immediate)", "security": SECURED,
-                       "responses": responses({"200": ok("The revoked key", ref("Key"))}, "400", "401", "403", "404", "429", "503")}},
+                       "responses": responses({"200": ok("The revoked key", ref("RevokedKey"))}, "400", "401", "403", "404", "429", "503")}},
         "/keys/{id}/regenerate": {"parameters": [KEY_ID], "post": {
             "summary": "New secret, same id and settings", "security": SECURED, "requestBody": body(ref("Regenerate")),
             "responses": responses({"200": ok("The key and its new secret", ref("KeyWithSecret"))},

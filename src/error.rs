@@ -139,6 +139,55 @@ pub enum GateError {
     Internal,
 }
 
+impl GateError {
+    /// One refusal of every row of the table, with sample values: what
+    /// `keygate check` renders a dialect's error templates with.
+    pub fn samples() -> Vec<GateError> {
+        let mut fields = serde_json::Map::new();
+        fields.insert("name".into(), json!("is required"));
+        vec![
+            GateError::MissingCredential,
+            GateError::AmbiguousCredential,
+            GateError::InvalidKey,
+            GateError::ExpiredKey,
+            GateError::RevokedKey,
+            GateError::InvalidToken(TokenError::Expired),
+            GateError::InvalidCredentials,
+            GateError::InvalidRefresh("Invalid refresh token"),
+            GateError::IpNotAllowed,
+            GateError::AccountSuspended,
+            GateError::MissingScope("search".into()),
+            GateError::WrongEnvironment { required: "live" },
+            GateError::Forbidden("Registration is closed".into()),
+            GateError::NotPermitted(crate::keys::policy::Denied(fields.clone())),
+            GateError::CsrfRejected,
+            GateError::RateLimited { retry_after: 45 },
+            GateError::IpRateLimited { retry_after: 1 },
+            GateError::TooManyFailures { retry_after: 60 },
+            GateError::InsufficientCredits {
+                remaining: 0,
+                cost: 1,
+            },
+            GateError::BackendUnavailable,
+            GateError::Overloaded { retry_after: 1 },
+            GateError::BadGateway,
+            GateError::GatewayTimeout,
+            GateError::BadRequest("Malformed request path"),
+            GateError::InvalidBody("Malformed JSON body".into()),
+            GateError::NotFound,
+            GateError::MethodNotAllowed {
+                allow: "GET".into(),
+            },
+            GateError::BodyTimeout,
+            GateError::Conflict("Key limit reached".into()),
+            GateError::PayloadTooLarge,
+            GateError::Validation(fields),
+            GateError::HeadersTooLarge,
+            GateError::Internal,
+        ]
+    }
+}
+
 fn insufficient_credits(remaining: i64, cost: u64) -> String {
     if remaining == 0 {
         "No credits remaining".into()
@@ -212,6 +261,9 @@ macro_rules! rejections {
             }
         }
 
+        /// The `error` code of every row, in table order (the codes a dialect's
+        /// message texts may name).
+        pub const CODES: &[&str] = &[$($code),*];
         /// The `reason` label of every row, in table order (for the tests).
         #[cfg(test)]
         const ROW_REASONS: &[&str] = &[$($reason),*];
@@ -307,9 +359,9 @@ impl From<crate::keys::service::KeyServiceError> for GateError {
             ),
             KeyServiceError::Denied(d) => GateError::NotPermitted(d),
             KeyServiceError::NotFound => GateError::NotFound,
-            e @ (KeyServiceError::QuotaReached { .. } | KeyServiceError::Revoked) => {
-                GateError::Conflict(e.to_string())
-            }
+            e @ (KeyServiceError::QuotaReached { .. }
+            | KeyServiceError::Revoked
+            | KeyServiceError::NotFirst) => GateError::Conflict(e.to_string()),
             KeyServiceError::ImportInvalid {
                 problems,
                 bad_lines,
@@ -399,6 +451,37 @@ impl GateError {
         }
     }
 
+    /// What this refusal's body depends on besides its kind, when nothing else:
+    /// `retry_after` (0 for none) for the refusals whose message and details are
+    /// fixed by their kind and `retry_after`; `None` for those with words or
+    /// details of their own. A dialect renders each `Some` once
+    /// (`crate::dialect`).
+    pub fn body_key(&self) -> Option<u64> {
+        use GateError::*;
+        match self {
+            RateLimited { retry_after }
+            | IpRateLimited { retry_after }
+            | TooManyFailures { retry_after }
+            | Overloaded { retry_after } => Some(*retry_after),
+            MissingCredential | AmbiguousCredential | InvalidKey | ExpiredKey | RevokedKey
+            | InvalidCredentials | IpNotAllowed | AccountSuspended | CsrfRejected
+            | BackendUnavailable | HeadersTooLarge | BodyTimeout | BadGateway | GatewayTimeout
+            | NotFound | PayloadTooLarge | Internal => Some(0),
+            InvalidToken(_)
+            | MissingScope(_)
+            | WrongEnvironment { .. }
+            | InsufficientCredits { .. }
+            | BadRequest(_)
+            | InvalidBody(_)
+            | Validation(_)
+            | Conflict(_)
+            | MethodNotAllowed { .. }
+            | InvalidRefresh(_)
+            | Forbidden(_)
+            | NotPermitted(_) => None,
+        }
+    }
+
     /// Seconds for `Retry-After` on a 429 (or a 503 for overload).
     pub fn retry_after(&self) -> Option<u64> {
         match self {
@@ -412,8 +495,14 @@ impl GateError {
 
     /// The JSON body.
     pub fn body(&self) -> Vec<u8> {
+        self.body_saying(&self.message())
+    }
+
+    /// The JSON body with `message` in place of this refusal's own (a dialect's
+    /// text for it, `crate::dialect`).
+    pub fn body_saying(&self, message: &str) -> Vec<u8> {
         let mut body =
-            json!({ "error": self.code(), "message": self.message(), "details": self.details() });
+            json!({ "error": self.code(), "message": message, "details": self.details() });
         if let Some(r) = self.retry_after() {
             body["retry_after"] = json!(r);
         }
@@ -527,6 +616,15 @@ mod tests {
             "No credits remaining",
             "Display is the wire message"
         );
+    }
+
+    #[test]
+    fn the_samples_hold_one_refusal_of_every_row() {
+        let samples = GateError::samples();
+        assert_eq!(samples.len(), ROW_REASONS.len());
+        let kinds: std::collections::HashSet<_> =
+            samples.iter().map(std::mem::discriminant).collect();
+        assert_eq!(kinds.len(), samples.len(), "one of each kind");
     }
 
     #[test]

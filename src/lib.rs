@@ -11,6 +11,7 @@ pub mod app; // the application: server, reload, signals, drain, admin, the comp
 pub mod auth; // credentials, API-key format, key cache, verification, Principal
 pub mod clock; // injected time
 pub mod config; // the YAML config's serde mirror: types, durations, ${VAR}, its own checks
+pub mod dialect; // the API's own shapes: error bodies by template, operations at documented paths
 pub mod domain; // plain types every layer shares: keys, hashes, ids, users, usage
 pub mod error; // contract errors -> status, JSON body, headers
 pub mod intern; // one shared copy of each tier and route name held per key

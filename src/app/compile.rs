@@ -13,6 +13,7 @@ use crate::auth::jwt::JwtVerifier;
 use crate::auth::key_format::KeyFormat;
 use crate::clock::Clock;
 use crate::config::{self, Config, ConfigError, Draft, LimitBackend, Problem, StoreKind};
+use crate::dialect::Dialect;
 use crate::limit::redis::{RedisCerts, RedisTarget};
 use crate::net::tls::ReloadableCert;
 use crate::store::postgres::target::PgTarget;
@@ -47,6 +48,8 @@ pub struct Compiled {
     /// The JWT verifier, when `jwt.enabled` or `jwt.issue` asks for one; its remote
     /// JWKS is not fetched yet.
     pub jwt: Option<JwtVerifier>,
+    /// `dialect:`, its templates compiled and tried against samples.
+    pub dialect: Arc<Dialect>,
 }
 
 /// Which token issuer the compiled JWT verifier trusts.
@@ -104,6 +107,7 @@ struct Parts {
     redis: Option<Option<RedisSetup>>,
     issuer: Option<Option<Arc<TokenIssuer>>>,
     jwt: Option<Option<JwtVerifier>>,
+    dialect: Option<Dialect>,
 }
 
 impl Parts {
@@ -165,6 +169,9 @@ impl Parts {
                 None
             }
         };
+        let dialect = Dialect::compile(&c.dialect)
+            .map_err(|problems| p.extend(problems))
+            .ok();
         Parts {
             key_format,
             sources,
@@ -173,6 +180,7 @@ impl Parts {
             redis,
             issuer,
             jwt,
+            dialect,
         }
     }
 
@@ -186,6 +194,7 @@ impl Parts {
             redis: self.redis?,
             issuer: self.issuer?,
             jwt: self.jwt?,
+            dialect: Arc::new(self.dialect?),
         })
     }
 }

@@ -137,6 +137,7 @@ impl Reloader {
             sources,
             tls: new_cert,
             jwt,
+            dialect,
             ..
         } = compiled;
         let old = self.current.lock().clone();
@@ -151,7 +152,7 @@ impl Reloader {
         }
         // Everything that can fail is built before anything is swapped.
         let writable = new.store.kind != config::StoreKind::File;
-        let runtime = Runtime::build(&new, key_format, sources, writable)?;
+        let runtime = Runtime::build(&new, key_format, sources, writable, dialect)?;
         if let Some(remote) = jwt.as_ref().and_then(|j| j.remote()) {
             remote.load_initial().await;
         }

@@ -131,6 +131,7 @@ pub fn build_shared(compiled: Compiled, clock: Arc<dyn Clock>) -> Result<Arc<Sha
         redis,
         issuer,
         jwt,
+        dialect,
         ..
     } = compiled;
     let writable = config.store.kind != StoreKind::File;
@@ -143,7 +144,7 @@ pub fn build_shared(compiled: Compiled, clock: Arc<dyn Clock>) -> Result<Arc<Sha
     store.watch(forget_changed_keys(cache.clone(), live.clone()));
     let limiter = build_limiter(&config, redis, clock.clone());
     let jwt = jwt.map(Arc::new);
-    let runtime = Runtime::build(&config, key_format, sources, writable)?;
+    let runtime = Runtime::build(&config, key_format, sources, writable, dialect)?;
     let usage = Arc::new(UsageRecorder::new());
     let auth = Arc::new(Authenticator::new(
         KeyVerifier::new(store.clone(), cache),

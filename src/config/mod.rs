@@ -179,13 +179,17 @@ struct Checked {
 /// place of one that does not decode.
 fn stand_in(path: &str) -> Value {
     let yaml = match path {
-        "upstream" => "{ url: \"http://127.0.0.1:1\" }",
-        "tiers" => "{ stand-in: { per_minute: 1 } }",
-        p if p.starts_with("tiers.") => "{ per_minute: 1 }",
-        p if p.starts_with("routes[") => "{ path: / }",
-        _ => "{}",
+        "upstream" => "{ url: \"http://127.0.0.1:1\" }".to_string(),
+        "tiers" => "{ stand-in: { per_minute: 1 } }".to_string(),
+        p if p.starts_with("tiers.") => "{ per_minute: 1 }".to_string(),
+        p if p.starts_with("routes[") => "{ path: / }".to_string(),
+        // A path of its own, so two stand-ins are not "mounted twice".
+        p if p.starts_with("dialect.endpoints[") => {
+            format!("{{ operation: verify, method: POST, path: \"/stand-in/{p}\" }}")
+        }
+        _ => "{}".to_string(),
     };
-    serde_yaml::from_str(yaml).unwrap_or(Value::Null)
+    serde_yaml::from_str(&yaml).unwrap_or(Value::Null)
 }
 
 /// Deserialises each top-level section (and each tier and route) on its own so
@@ -231,6 +235,19 @@ fn check_sections(doc: Value) -> Result<Checked, ConfigError> {
             "cors" => decode::<Option<CorsConfig>>(value, &name).map(drop),
             "portal" => decode::<PortalConfig>(value, &name).map(drop),
             "credits" => decode::<CreditsConfig>(value, &name).map(drop),
+            "dialect" => {
+                // Each endpoint on its own, then the rest.
+                let endpoints = match value.get_mut("endpoints") {
+                    Some(endpoints) => check_each_item::<DialectEndpoint>(
+                        endpoints,
+                        "dialect.endpoints",
+                        &mut problems,
+                        &mut broken,
+                    ),
+                    None => Ok(()),
+                };
+                endpoints.and_then(|()| decode::<DialectConfig>(value, &name).map(drop))
+            }
             "tiers" => check_each_entry::<TierConfig>(value, &name, &mut problems, &mut broken),
             "routes" => check_each_item::<RouteConfig>(value, &name, &mut problems, &mut broken),
             _ => Err(Problem::new(name.as_str(), "unknown field")),

@@ -57,6 +57,10 @@ pub struct Config {
     /// Credit policy shared by every tier (docs/configuration.md, Limits and credits).
     #[serde(default)]
     pub credits: CreditsConfig,
+    /// The API's own shapes: error bodies and endpoints at documented paths
+    /// (docs/dialects.md).
+    #[serde(default)]
+    pub dialect: DialectConfig,
 }
 
 fn default_tier() -> String {
@@ -731,6 +735,8 @@ pub struct ManagementConfig {
     /// Scopes a user (JWT, portal) or a `keys:manage` key may put on the keys it
     /// manages (a key: only those it holds itself too). Default: none.
     pub user_scopes: Vec<String>,
+    /// What every refresh token starts with (Altrixy documents `altx_rt_`).
+    pub refresh_token_prefix: String,
 }
 
 impl Default for ManagementConfig {
@@ -740,6 +746,7 @@ impl Default for ManagementConfig {
             prefix: "/v1".into(),
             registration: Registration::Closed,
             user_scopes: Vec::new(),
+            refresh_token_prefix: "kg_rt_".into(),
         }
     }
 }
@@ -815,4 +822,96 @@ impl Default for CorsConfig {
             allow_credentials: false,
         }
     }
+}
+
+/// `dialect:` (docs/dialects.md): keygate answering in the shapes an API has
+/// documented to its customers. Empty: the contract's own shapes.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DialectConfig {
+    /// The body of every refusal keygate writes itself.
+    pub errors: ErrorsDialect,
+    /// keygate's own operations mounted at documented methods and paths.
+    pub endpoints: Vec<DialectEndpoint>,
+}
+
+/// `dialect.errors`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ErrorsDialect {
+    /// A template rendering the JSON body of a refusal (`None`: the contract's).
+    pub body: Option<String>,
+    /// Message texts replacing keygate's, by `error` code or, more precisely, by
+    /// the refusal's reason (`missing`, `expired`, `rate_limited`, …).
+    pub messages: BTreeMap<String, String>,
+}
+
+/// One of keygate's own operations, as a dialect endpoint names it.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    /// Create a user (`POST /auth/register`).
+    Register,
+    /// Email and password for tokens (`POST /auth/token`).
+    Token,
+    /// A refresh token for new tokens (`POST /auth/refresh`).
+    Refresh,
+    /// A user's first key, once (`POST /keys/first`).
+    FirstKey,
+    /// Create a key (`POST /keys`).
+    CreateKey,
+    /// List keys (`GET /keys`).
+    ListKeys,
+    /// One key (`GET /keys/{id}`).
+    GetKey,
+    /// Change a key (`PUT /keys/{id}`).
+    UpdateKey,
+    /// Revoke a key (`DELETE /keys/{id}`).
+    RevokeKey,
+    /// A new secret for a key (`POST /keys/{id}/regenerate`).
+    RegenerateKey,
+    /// A key's usage (`GET /keys/{id}/usage`).
+    KeyUsage,
+    /// The caller's own key (`POST /keys/verify`).
+    Verify,
+    /// The caller's credits (`GET /credits`).
+    Credits,
+    /// The caller's account (`GET /account`).
+    Account,
+}
+
+impl Operation {
+    /// True when the operation acts on one key, named by its id in the path.
+    pub fn takes_key_id(self) -> bool {
+        matches!(
+            self,
+            Operation::GetKey
+                | Operation::UpdateKey
+                | Operation::RevokeKey
+                | Operation::RegenerateKey
+                | Operation::KeyUsage
+        )
+    }
+}
+
+/// `dialect.endpoints[]`: one operation behind a documented method and path.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DialectEndpoint {
+    /// The operation answered here.
+    pub operation: Operation,
+    /// The documented method.
+    pub method: String,
+    /// The documented path; `:name` (or `{name}`) stands for the key id.
+    pub path: String,
+    /// A template rendering the body the operation reads from the request's
+    /// (`None`: the request body as sent).
+    #[serde(default)]
+    pub request: Option<String>,
+    /// A template rendering the answer from the operation's (`None`: as is).
+    #[serde(default)]
+    pub response: Option<String>,
+    /// A template for this endpoint's refusals (`None`: `dialect.errors.body`).
+    #[serde(default)]
+    pub errors: Option<String>,
 }

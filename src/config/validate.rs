@@ -31,6 +31,7 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     forward(&c.forward, &mut p);
     management(&c.management, &mut p);
     portal(c, &mut p);
+    dialect(c, &mut p);
     if let Some(cors) = &c.cors {
         self::cors(cors, &mut p);
     }
@@ -658,5 +659,97 @@ fn management(m: &ManagementConfig, p: &mut Vec<Problem>) {
             "management.prefix",
             "must look like /v1 (leading /, no trailing /)",
         ));
+    }
+    let prefix = &m.refresh_token_prefix;
+    if prefix.is_empty()
+        || prefix.len() > 24
+        || !prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        p.push(Problem::new(
+            "management.refresh_token_prefix",
+            "must be 1-24 letters, digits or underscores (like kg_rt_)",
+        ));
+    }
+}
+
+/// `dialect.endpoints`: each a known method at a path of its own, outside the
+/// management API and the portal, with the key id in it when the operation
+/// needs one. (Its templates are compiled and tried by `crate::dialect`.)
+fn dialect(c: &Config, p: &mut Vec<Problem>) {
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for (i, e) in c.dialect.endpoints.iter().enumerate() {
+        let at = |field: &str| format!("dialect.endpoints[{i}].{field}");
+        let method = e.method.to_ascii_uppercase();
+        if !["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()) {
+            p.push(Problem::new(
+                at("method"),
+                format!("`{}` is not one of GET, POST, PUT, PATCH, DELETE", e.method),
+            ));
+        }
+        let segments: Vec<&str> = e.path.split('/').skip(1).collect();
+        let params = segments
+            .iter()
+            .filter(|s| s.starts_with(':') || (s.starts_with('{') && s.ends_with('}')))
+            .count();
+        if !e.path.starts_with('/')
+            || e.path.len() > 200
+            || segments.iter().any(|s| s.is_empty())
+            || !e
+                .path
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'%')
+        {
+            p.push(Problem::new(
+                at("path"),
+                "must look like /api/keys/:keyId (leading /, no empty segment, no query)",
+            ));
+        } else if params != usize::from(e.operation.takes_key_id()) {
+            p.push(Problem::new(
+                at("path"),
+                if e.operation.takes_key_id() {
+                    "this operation acts on one key: the path names its id once, like /api/keys/:keyId"
+                } else {
+                    "this operation takes no id: the path has no :parameter"
+                },
+            ));
+        }
+        let under = |prefix: &str| {
+            e.path == prefix
+                || e.path
+                    .strip_prefix(prefix)
+                    .is_some_and(|r| r.starts_with('/'))
+        };
+        if c.management.enabled && under(&c.management.prefix) {
+            p.push(Problem::new(
+                at("path"),
+                format!("is inside management.prefix `{}`", c.management.prefix),
+            ));
+        }
+        if c.portal.enabled && under(&c.portal.prefix) {
+            p.push(Problem::new(
+                at("path"),
+                format!("is inside portal.prefix `{}`", c.portal.prefix),
+            ));
+        }
+        let shape: String = segments
+            .iter()
+            .map(|s| {
+                if s.starts_with(':') || s.starts_with('{') {
+                    ":"
+                } else {
+                    s
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        if seen.contains(&(method.clone(), shape.clone())) {
+            p.push(Problem::new(
+                at("path"),
+                format!("{method} {} is mounted twice", e.path),
+            ));
+        }
+        seen.push((method, shape));
     }
 }

@@ -47,6 +47,10 @@ pub enum KeyServiceError {
         /// Whose keys count: `owner` or `account`.
         per: &'static str,
     },
+    /// A first key asked for by a caller who holds an active key already, or
+    /// for no user at all (409).
+    #[error("A first key is made once, for a user holding no active key: create more keys with POST /keys")]
+    NotFirst,
     /// An account rule refused the key's account.
     #[error(transparent)]
     Account(crate::keys::accounts::AccountError),
@@ -177,6 +181,29 @@ impl KeyService {
         actor: &Actor<'_>,
         input: KeyInput,
     ) -> Result<Issued, KeyServiceError> {
+        self.issue(rules, actor, input, false).await
+    }
+
+    /// Creates a user's first key, by the rules of [`Self::create`], only while
+    /// its owner holds no active key in any tier ([`KeyServiceError::NotFirst`]
+    /// otherwise); counted and stored in one transaction, so concurrent calls get
+    /// one key. An ownerless key has no first.
+    pub async fn create_first(
+        &self,
+        rules: &KeyRules<'_>,
+        actor: &Actor<'_>,
+        input: KeyInput,
+    ) -> Result<Issued, KeyServiceError> {
+        self.issue(rules, actor, input, true).await
+    }
+
+    async fn issue(
+        &self,
+        rules: &KeyRules<'_>,
+        actor: &Actor<'_>,
+        input: KeyInput,
+        first: bool,
+    ) -> Result<Issued, KeyServiceError> {
         let valid = validate_new(&input, &rules.tier_names(), self.now())
             .map_err(KeyServiceError::Invalid)?;
         // The account comes first: a user's keys get their account's plan.
@@ -294,7 +321,11 @@ impl KeyService {
             secret_valid_until: None,
             account_gate: None,
         };
+        if first && record.owner.is_none() {
+            return Err(KeyServiceError::NotFirst);
+        }
         let quota = match &account {
+            _ if first => Some((1, QuotaScope::OwnerAnyTier)),
             Some((a, _)) if rules.pool(&record.tier) == Pool::Account => {
                 max_keys_of(rules, a, &record.tier).map(|max| (max, QuotaScope::Account))
             }
@@ -311,6 +342,7 @@ impl KeyService {
             None => self.store.insert(&record, &secret.hash).await,
         };
         stored.map_err(|e| match e {
+            StoreError::QuotaExceeded { .. } if first => KeyServiceError::NotFirst,
             StoreError::QuotaExceeded { max } => KeyServiceError::QuotaReached {
                 tier: record.tier.clone(),
                 max,

@@ -42,15 +42,25 @@ impl Totals {
 
 /// The `n` endpoints of `rows` with the most requests, busiest first (ties by name).
 pub fn top_endpoints(rows: &[UsageRow], n: usize) -> Vec<(String, u64)> {
-    let mut endpoints: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
-    for r in rows {
-        *endpoints.entry(r.endpoint.as_str()).or_default() += r.total;
-    }
-    let mut top: Vec<(String, u64)> = endpoints
+    top_endpoints_timed(rows, n)
         .into_iter()
-        .map(|(e, n)| (e.to_string(), n))
+        .map(|(e, t)| (e, t.total))
+        .collect()
+}
+
+/// The `n` endpoints with the most requests in `rows`, busiest first (ties by
+/// name), each with its totals and average response time.
+pub fn top_endpoints_timed(rows: &[UsageRow], n: usize) -> Vec<(String, Totals)> {
+    let mut endpoints: std::collections::BTreeMap<&str, Vec<&UsageRow>> =
+        std::collections::BTreeMap::new();
+    for r in rows {
+        endpoints.entry(r.endpoint.as_str()).or_default().push(r);
+    }
+    let mut top: Vec<(String, Totals)> = endpoints
+        .into_iter()
+        .map(|(e, rows)| (e.to_string(), Totals::of(rows)))
         .collect();
-    top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    top.sort_by(|a, b| b.1.total.cmp(&a.1.total).then(a.0.cmp(&b.0)));
     top.truncate(n);
     top
 }

@@ -13,9 +13,10 @@ use crate::local::LocalRequest;
 use crate::store::users::Rotation;
 use serde_json::{json, Value};
 
-/// A fresh opaque refresh token: `kg_rt_` and 43 base62 characters (256 bits).
-fn new_refresh_token() -> String {
-    format!("kg_rt_{}", random_base62(43))
+/// A fresh opaque refresh token: `management.refresh_token_prefix` (`kg_rt_`) and
+/// 43 base62 characters (256 bits).
+fn new_refresh_token(cx: &ApiContext<'_>) -> String {
+    format!("{}{}", cx.refresh_prefix, random_base62(43))
 }
 
 /// `POST /auth/register`.
@@ -61,7 +62,7 @@ pub fn user_object(u: &UserRecord) -> Value {
 /// `POST /auth/token`.
 pub async fn token(
     m: &Management,
-    _cx: &ApiContext<'_>,
+    cx: &ApiContext<'_>,
     req: &LocalRequest<'_>,
 ) -> Result<ApiResponse, GateError> {
     let (accounts, issuer) = (
@@ -78,7 +79,7 @@ pub async fn token(
         return Err(GateError::Internal);
     };
     let user = accounts.sign_in(&email, pass, req.client_ip).await?;
-    let refresh = new_refresh_token();
+    let refresh = new_refresh_token(cx);
     let expires = m.now() + chrono::Duration::from_std(issuer.refresh_ttl()).unwrap_or_default();
     users
         .insert_refresh(&KeyHash::of(&refresh), &new_id("fam"), &user.id, expires)
@@ -104,13 +105,14 @@ fn token_pair(
         "refresh_token": refresh,
         "expires_in": expires_in,
         "token_type": "Bearer",
+        "user": { "id": user.id, "email": user.email, "name": user.name },
     })))
 }
 
 /// `POST /auth/refresh`.
 pub async fn refresh(
     m: &Management,
-    _cx: &ApiContext<'_>,
+    cx: &ApiContext<'_>,
     req: &LocalRequest<'_>,
 ) -> Result<ApiResponse, GateError> {
     let (users, issuer) = (
@@ -124,7 +126,7 @@ pub async fn refresh(
     let Some(presented) = presented else {
         return Err(GateError::Internal);
     };
-    let next = new_refresh_token();
+    let next = new_refresh_token(cx);
     let expires = m.now() + chrono::Duration::from_std(issuer.refresh_ttl()).unwrap_or_default();
     let outcome = users
         .rotate_refresh(&KeyHash::of(&presented), &KeyHash::of(&next), expires)

@@ -14,7 +14,7 @@ use crate::keys::input::{validate_change, validate_new, KeyChange, KeyInput};
 use crate::keys::policy::Actor;
 use crate::keys::rules::KeyRules;
 use crate::keys::service::{Issued, KeyServiceError};
-use crate::ledger::usage::{top_endpoints, Totals};
+use crate::ledger::usage::{top_endpoints_timed, Totals};
 use crate::local::LocalRequest;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
@@ -137,15 +137,36 @@ pub async fn create(
     req: &LocalRequest<'_>,
     caller: &Principal,
 ) -> Result<ApiResponse, GateError> {
+    issue(m, cx, req, caller, false).await
+}
+
+/// `POST /keys/first`: the caller's first key, as `POST /keys` makes it, only
+/// while they hold no active key (409 after). A dialect mounts it where an API
+/// documents its one-time setup (Altus4's `POST /api/management/setup`).
+pub async fn first(
+    m: &Management,
+    cx: &ApiContext<'_>,
+    req: &LocalRequest<'_>,
+    caller: &Principal,
+) -> Result<ApiResponse, GateError> {
+    issue(m, cx, req, caller, true).await
+}
+
+async fn issue(
+    m: &Management,
+    cx: &ApiContext<'_>,
+    req: &LocalRequest<'_>,
+    caller: &Principal,
+    first: bool,
+) -> Result<ApiResponse, GateError> {
     let input = parse_create(req.body, &cx.rules.tier_names(), m.now())?;
-    let issued = m
-        .keys
-        .create(&cx.key_rules(), &Actor::of(caller), input)
-        .await?;
-    Ok(ApiResponse::created(issued_object(
-        &cx.key_rules(),
-        &issued,
-    )))
+    let (rules, actor) = (cx.key_rules(), Actor::of(caller));
+    let issued = if first {
+        m.keys.create_first(&rules, &actor, input).await?
+    } else {
+        m.keys.create(&rules, &actor, input).await?
+    };
+    Ok(ApiResponse::created(issued_object(&rules, &issued)))
 }
 
 /// `GET /keys[?limit=&cursor=]`: every key the caller may see, newest first; with
@@ -165,6 +186,10 @@ pub async fn list(
         return Err(GateError::Validation(problems));
     }
     let cursor = q.get("cursor");
+    // `last_used_at` as of now: what this process counted is written first.
+    m.usage
+        .flush(&*m.store, crate::ledger::usage::Flush::Exact)
+        .await;
     let (keys, next) = if limit.is_none() && cursor.is_none() {
         (m.keys.list(&rules, &Actor::of(caller)).await?, None)
     } else {
@@ -190,6 +215,9 @@ pub async fn get(
     caller: &Principal,
     id: &str,
 ) -> Result<ApiResponse, GateError> {
+    m.usage
+        .flush(&*m.store, crate::ledger::usage::Flush::Exact)
+        .await;
     Ok(ApiResponse::ok(key_object(
         &cx.key_rules(),
         &m.keys.get(&cx.key_rules(), &Actor::of(caller), id).await?,
@@ -223,7 +251,9 @@ pub async fn revoke(
         .keys
         .revoke(&cx.key_rules(), &Actor::of(caller), id)
         .await?;
-    Ok(ApiResponse::ok(key_object(&cx.key_rules(), &record)))
+    let mut body = key_object(&cx.key_rules(), &record);
+    body["revoked_at"] = json!(m.now());
+    Ok(ApiResponse::ok(body))
 }
 
 /// `POST /keys/{id}/regenerate` with an optional `grace_period`.
@@ -309,6 +339,8 @@ pub async fn verify(
         "credits_remaining": r.credits,
         "refilled_at": r.refilled_at,
         "limits": cx.key_rules().limits(&r),
+        "user_id": r.owner,
+        "account_id": r.account,
     });
     if let Some(pooled) = pooled_balance(m, cx, &r).await? {
         body["credits_remaining"] = json!(pooled.credits);
@@ -362,13 +394,17 @@ pub async fn credits(
     if let Some(p) = pooled_balance(m, cx, &r).await? {
         return Ok(ApiResponse::ok(json!({
             "credits": p.credits,
+            "key_id": r.id,
             "user_id": p.user_id,
             "account_id": p.account_id,
         })));
     }
-    Ok(ApiResponse::ok(
-        json!({ "credits": r.credits, "key_id": r.id }),
-    ))
+    Ok(ApiResponse::ok(json!({
+        "credits": r.credits,
+        "key_id": r.id,
+        "user_id": r.owner,
+        "account_id": r.account,
+    })))
 }
 
 /// `GET /keys/{id}/usage?period=hour|day|week|month` (default `day`).
@@ -410,15 +446,13 @@ pub async fn usage(
         chrono::DateTime::from_timestamp(current_hour - (span_hours - 1) * 3600, 0).unwrap_or(now);
     let rows = m.store.usage(Some(id), since).await.map_err(store_error)?;
     let totals = Totals::of(&rows);
-    let top = top_endpoints(&rows, 10);
-    let mut hourly: std::collections::BTreeMap<i64, (u64, u64, u64)> =
+    let top = top_endpoints_timed(&rows, 10);
+    let mut hourly: std::collections::BTreeMap<i64, Vec<&crate::domain::UsageRow>> =
         std::collections::BTreeMap::new();
     for r in &rows {
-        let h = hourly.entry(r.hour.timestamp()).or_default();
-        h.0 += r.total;
-        h.1 += r.successful;
-        h.2 += r.failed;
+        hourly.entry(r.hour.timestamp()).or_default().push(r);
     }
+    let ms = |t: &Totals| (t.average_ms * 100.0).round() / 100.0;
     Ok(ApiResponse::ok(json!({
         "key_id": id,
         "period": period,
@@ -426,11 +460,17 @@ pub async fn usage(
         "total_requests": totals.total,
         "successful_requests": totals.successful,
         "failed_requests": totals.failed,
-        "average_response_ms": (totals.average_ms * 100.0).round() / 100.0,
-        "top_endpoints": top.iter().map(|(e, n)| json!({"endpoint": e, "requests": n})).collect::<Vec<_>>(),
-        "hourly": hourly.iter().map(|(h, (t, s, f))| json!({
-            "hour": chrono::DateTime::from_timestamp(*h, 0),
-            "requests": t, "successful": s, "failed": f,
+        "average_response_ms": ms(&totals),
+        "top_endpoints": top.iter().map(|(e, t)| json!({
+            "endpoint": e, "requests": t.total, "average_response_ms": ms(t),
         })).collect::<Vec<_>>(),
+        "hourly": hourly.iter().map(|(h, rows)| {
+            let t = Totals::of(rows.iter().copied());
+            json!({
+                "hour": chrono::DateTime::from_timestamp(*h, 0),
+                "requests": t.total, "successful": t.successful, "failed": t.failed,
+                "average_response_ms": ms(&t),
+            })
+        }).collect::<Vec<_>>(),
     })))
 }

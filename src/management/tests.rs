@@ -162,3 +162,64 @@ async fn a_wrong_method_is_405_before_any_credential_is_asked_for() {
     let (status, _) = h.call(Method::GET, "/keys", Value::Null, None).await;
     assert_eq!(status, 401);
 }
+
+/// The top-level field names of an answer.
+fn fields(v: &Value) -> Vec<String> {
+    let mut names: Vec<String> = v
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn every_operation_a_dialect_mounts_is_served_with_the_fields_of_its_sample() {
+    use crate::config::Operation::{self, *};
+    use crate::dialect::samples::answer;
+    let h = Harness::new();
+    let mut answers: Vec<(Operation, u16, Value)> = Vec::new();
+    let mut call = async |op: Operation, id: Option<&str>, body: Value, bearer: Option<&str>| {
+        let (method, path) = operation_target(op, id);
+        let (status, v) = h.call(method, &path, body, bearer).await;
+        answers.push((op, status, v.clone()));
+        (status, v)
+    };
+    let who = serde_json::json!({"email": "eve@example.com", "password": "eve-password"});
+    let mut with_name = who.clone();
+    with_name["name"] = "Eve".into();
+    call(Register, None, with_name, None).await;
+    let (_, tokens) = call(Token, None, who, None).await;
+    let refresh = serde_json::json!({"refresh_token": tokens["refresh_token"]});
+    let (_, tokens) = call(Refresh, None, refresh, None).await;
+    let jwt = tokens["access_token"].as_str().unwrap().to_string();
+    let named = |n: &str| serde_json::json!({ "name": n });
+    let (_, first) = call(FirstKey, None, named("first"), Some(&jwt)).await;
+    let key = first["key"].as_str().unwrap().to_string();
+    let id = first["id"].as_str().unwrap().to_string();
+    call(CreateKey, None, named("second"), Some(&jwt)).await;
+    call(ListKeys, None, serde_json::json!({}), Some(&jwt)).await;
+    call(GetKey, Some(&id), serde_json::json!({}), Some(&jwt)).await;
+    call(UpdateKey, Some(&id), named("renamed"), Some(&jwt)).await;
+    call(KeyUsage, Some(&id), serde_json::json!({}), Some(&jwt)).await;
+    call(Verify, None, serde_json::json!({}), Some(&key)).await;
+    call(Credits, None, serde_json::json!({}), Some(&key)).await;
+    call(Account, None, serde_json::json!({}), Some(&jwt)).await;
+    call(RegenerateKey, Some(&id), serde_json::json!({}), Some(&jwt)).await;
+    call(RevokeKey, Some(&id), serde_json::json!({}), Some(&jwt)).await;
+    // The first key is made once.
+    let (again, _) = call(FirstKey, None, named("again"), Some(&jwt)).await;
+    answers.pop();
+    assert_eq!(again, 409);
+    for (op, status, real) in &answers {
+        assert!(*status < 300, "{op:?}: {status} {real}");
+        let sample = answer(*op);
+        assert_eq!(fields(real), fields(&sample), "{op:?}: {real}");
+        if *op == ListKeys {
+            assert_eq!(fields(&real["api_keys"][0]), fields(&sample["api_keys"][0]));
+        }
+    }
+    let ops: std::collections::HashSet<String> =
+        answers.iter().map(|(op, _, _)| format!("{op:?}")).collect();
+    assert_eq!(ops.len(), 14, "every operation: {ops:?}");
+}

@@ -31,6 +31,8 @@ pub struct Decision {
     pub limit: Option<LimitDecision>,
     /// For a management API call: the path below the prefix (e.g. `/keys`).
     pub management: Option<String>,
+    /// For one of keygate's operations mounted at a documented path (`dialect:`).
+    pub mounted: Option<crate::dialect::Mounted>,
     /// For a portal page: the path below `portal.prefix` (e.g. `/login`).
     pub portal: Option<String>,
     /// A CORS preflight, answered by keygate before authentication.
@@ -41,6 +43,14 @@ pub struct Decision {
     /// Credits debited for this request: whose balance, how many, and when (Unix
     /// seconds); taken, once, by a refund.
     pub debited: Option<(Holder, u64, i64)>,
+}
+
+impl Decision {
+    /// True when keygate answers the request itself: a management API call, an
+    /// operation at a documented path, or a portal page.
+    pub fn answered_here(&self) -> bool {
+        self.management.is_some() || self.mounted.is_some() || self.portal.is_some()
+    }
 }
 
 /// Runs the chain for one request over `rt` (the config it started with) and the
@@ -67,11 +77,14 @@ pub async fn decide(
             out.preflight = true;
             return Ok(());
         }
-        out.management = rt.management_prefix.as_deref().and_then(|p| below(path, p));
-        if out.management.is_none() {
+        out.mounted = rt.dialect.route(method, path);
+        if out.mounted.is_none() {
+            out.management = rt.management_prefix.as_deref().and_then(|p| below(path, p));
+        }
+        if out.management.is_none() && out.mounted.is_none() {
             out.portal = rt.portal_prefix.as_deref().and_then(|p| below(path, p));
         }
-        let answered_here = out.management.is_some() || out.portal.is_some();
+        let answered_here = out.answered_here();
         let (index, route) = if answered_here {
             // Answered by keygate: no route applies.
             rt.routes.default_route()

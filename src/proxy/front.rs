@@ -9,6 +9,7 @@ use super::context::RequestCtx;
 use super::grpc;
 use super::limit_headers::rate_limit_headers;
 use super::shared::Shared;
+use crate::dialect::Said;
 use crate::error::GateError;
 use crate::local::LocalRequest;
 use crate::management::{IMPORT_PATH, MAX_BODY, MAX_IMPORT_BODY};
@@ -39,6 +40,8 @@ impl Front<'_> {
             self.answer_preflight(session, ctx).await
         } else if ctx.decision.management.is_some() {
             self.serve_management(session, ctx).await
+        } else if ctx.decision.mounted.is_some() {
+            self.serve_mounted(session, ctx).await
         } else {
             self.serve_portal(session, ctx).await
         }
@@ -68,7 +71,13 @@ impl Front<'_> {
             resp.insert_header("Content-Length", "0")?;
             return session.write_response_header(Box::new(resp), true).await;
         }
-        self.write_json(session, ctx, err.status(), err.body(), err.headers())
+        let body = ctx.rt.dialect.refusal(
+            err,
+            ctx.decision.mounted.as_ref().map(|m| m.index),
+            ctx.request_id.to_str().unwrap_or(""),
+            self.shared.clock.now_utc(),
+        );
+        self.write_json(session, ctx, err.status(), body, err.headers())
             .await
     }
 
@@ -329,6 +338,68 @@ impl Front<'_> {
         {
             Ok(resp) => {
                 let bytes = serde_json::to_vec(&resp.body).unwrap_or_default();
+                self.write_json(session, ctx, resp.status, bytes, Vec::new())
+                    .await?;
+                Ok(true)
+            }
+            Err(err) => self.refuse(session, ctx, err).await,
+        }
+    }
+
+    /// Answers one of keygate's operations mounted at a documented path: the
+    /// request's body through the endpoint's request template, the management
+    /// API's own operation (its rules and authorization), and its answer through
+    /// the response template. Refusals are written by the endpoint's dialect.
+    async fn serve_mounted(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<bool> {
+        let Some(mounted) = ctx.decision.mounted.clone() else {
+            return self.refuse(session, ctx, GateError::Internal).await;
+        };
+        let dialect = ctx.rt.dialect.clone();
+        let Some(endpoint) = dialect.endpoint(mounted.index) else {
+            return self.refuse(session, ctx, GateError::Internal).await;
+        };
+        let body = match Self::read_body(session, MAX_BODY, ctx.rt.body_timeout).await {
+            Ok(b) => b,
+            Err(e) => return self.refuse_body(session, ctx, e).await,
+        };
+        let id = mounted.id.as_deref();
+        let req = session.req_header();
+        let sent = match dialect.request_body(mounted.index, &body, id, req.uri.query()) {
+            Ok(sent) => sent,
+            Err(e) => return self.refuse(session, ctx, e).await,
+        };
+        let (method, path) = crate::management::operation_target(endpoint.operation, id);
+        let api = LocalRequest {
+            method: &method,
+            path: &path,
+            query: req.uri.query(),
+            headers: &req.headers,
+            body: &sent,
+            client_ip: ctx.client_ip,
+        };
+        match self
+            .shared
+            .management
+            .handle(&ctx.rt.api_context(), &api, None)
+            .await
+        {
+            Ok(resp) => {
+                let said = Said {
+                    request_id: ctx.request_id.to_str().unwrap_or(""),
+                    now: self.shared.clock.now_utc(),
+                };
+                let bytes = dialect.response_body(
+                    mounted.index,
+                    &resp.body,
+                    resp.status.as_u16(),
+                    id,
+                    session.req_header().uri.query(),
+                    &said,
+                );
                 self.write_json(session, ctx, resp.status, bytes, Vec::new())
                     .await?;
                 Ok(true)

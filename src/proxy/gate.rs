@@ -245,11 +245,7 @@ impl ProxyHttp for Gate {
         )
         .await;
         match result {
-            Ok(())
-                if ctx.decision.preflight
-                    || ctx.decision.management.is_some()
-                    || ctx.decision.portal.is_some() =>
-            {
+            Ok(()) if ctx.decision.preflight || ctx.decision.answered_here() => {
                 self.front().answer(session, ctx).await
             }
             Ok(()) => {
@@ -433,10 +429,11 @@ impl ProxyHttp for Gate {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
-        let (route, route_metrics) = match (&ctx.decision.management, &ctx.decision.portal) {
-            (Some(_), _) => ("management", &ctx.rt.management_metrics),
-            (None, Some(_)) => ("portal", &ctx.rt.portal_metrics),
-            (None, None) => {
+        let management = ctx.decision.management.is_some() || ctx.decision.mounted.is_some();
+        let (route, route_metrics) = match (management, &ctx.decision.portal) {
+            (true, _) => ("management", &ctx.rt.management_metrics),
+            (false, Some(_)) => ("portal", &ctx.rt.portal_metrics),
+            (false, None) => {
                 let r = ctx.rt.routes.get(ctx.decision.route);
                 (r.name.as_str(), &r.metrics)
             }
@@ -459,7 +456,7 @@ impl ProxyHttp for Gate {
             .as_ref()
             .and_then(|p| p.identity.key_id())
         {
-            if ctx.decision.management.is_none() {
+            if !management {
                 let ms = elapsed.as_millis().min(u64::MAX as u128) as u64;
                 self.shared
                     .usage

@@ -132,8 +132,12 @@ pub struct Runtime {
     pub user_scopes: Vec<String>,
     /// `management.registration: open`.
     pub registration_open: bool,
+    /// `management.refresh_token_prefix`.
+    pub refresh_token_prefix: String,
     /// What the portal reads.
     pub portal: PortalSettings,
+    /// The API's own shapes (`dialect:`).
+    pub dialect: std::sync::Arc<crate::dialect::Dialect>,
 }
 
 impl Runtime {
@@ -164,6 +168,7 @@ impl Runtime {
             auth: self.auth_settings(),
             prefix: self.management_prefix.as_deref().unwrap_or("/v1"),
             portal_prefix: self.portal_prefix.as_deref(),
+            refresh_prefix: &self.refresh_token_prefix,
         }
     }
 
@@ -188,6 +193,7 @@ impl Runtime {
         key_format: KeyFormat,
         sources: Vec<Source>,
         management_available: bool,
+        dialect: std::sync::Arc<crate::dialect::Dialect>,
     ) -> Result<Self, RuntimeError> {
         let tiers = Tiers::from_config(&config.tiers, &config.default_tier);
         let u = &config.upstream;
@@ -236,7 +242,9 @@ impl Runtime {
             default_tier: config.default_tier.clone(),
             user_scopes: config.management.user_scopes.clone(),
             registration_open: config.management.registration == Registration::Open,
+            refresh_token_prefix: config.management.refresh_token_prefix.clone(),
             portal: PortalSettings::from_config(config),
+            dialect,
         })
     }
 }

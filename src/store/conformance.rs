@@ -347,7 +347,8 @@ pub(crate) async fn usage_adds_up_and_last_used_only_moves_forward(store: Arc<dy
 }
 
 /// Concurrent creates through `stores` (one per replica, or the same one twice)
-/// never leave an owner above the quota, and a revoked key frees its place.
+/// never leave an owner above the quota, and a revoked key frees its place; the
+/// same for a first key, counted over every tier.
 pub(crate) async fn concurrent_creates_never_exceed_the_quota(stores: Vec<Arc<dyn KeyStore>>) {
     let tasks: Vec<_> = (0..40)
         .map(|i| {
@@ -386,6 +387,52 @@ pub(crate) async fn concurrent_creates_never_exceed_the_quota(stores: Vec<Arc<dy
     again.owner = Some("quota_owner".into());
     store
         .insert_within_quota(&again, &KeyHash::of("again"), 3, QuotaScope::Owner)
+        .await
+        .unwrap();
+
+    // A first key: one of 20 concurrent attempts, in two tiers, across replicas.
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let store = stores[i % stores.len()].clone();
+            tokio::spawn(async move {
+                let mut r = record(&format!("key_f{i}"), None);
+                r.owner = Some("first_owner".into());
+                r.tier = if i % 2 == 0 { "free" } else { "pro" }.into();
+                store
+                    .insert_within_quota(
+                        &r,
+                        &KeyHash::of(&format!("f{i}")),
+                        1,
+                        QuotaScope::OwnerAnyTier,
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut firsts = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => firsts += 1,
+            Err(StoreError::QuotaExceeded { max: 1 }) => {}
+            Err(e) => panic!("unexpected: {e}"),
+        }
+    }
+    assert_eq!(firsts, 1, "one first key, whatever the tier");
+    // An owner with a key in any tier has had their first; revoked keys do not count.
+    let mut late = record("key_late", None);
+    late.owner = Some("quota_owner".into());
+    assert!(matches!(
+        store
+            .insert_within_quota(&late, &KeyHash::of("late"), 1, QuotaScope::OwnerAnyTier)
+            .await,
+        Err(StoreError::QuotaExceeded { .. })
+    ));
+    let only = store.list_by_owner("first_owner").await.unwrap();
+    store.revoke(&only[0].id).await.unwrap();
+    let mut after = record("key_after", None);
+    after.owner = Some("first_owner".into());
+    store
+        .insert_within_quota(&after, &KeyHash::of("after"), 1, QuotaScope::OwnerAnyTier)
         .await
         .unwrap();
 }

@@ -47,6 +47,8 @@ pub enum QuotaScope {
     Owner,
     /// The account's (`pool: account`).
     Account,
+    /// The owner's in every tier: a user's first key (`POST /keys/first`).
+    OwnerAnyTier,
 }
 
 /// Whose balance a debit or refund moves.
@@ -386,7 +388,8 @@ pub trait KeyStore: Send + Sync {
     async fn insert(&self, record: &KeyRecord, hash: &KeyHash) -> Result<(), StoreError>;
     /// Stores a new key under `hash` unless its owner (or, with
     /// [`QuotaScope::Account`], its account) already holds `max_active` active keys
-    /// in its tier ([`StoreError::QuotaExceeded`]). Counting and inserting are one
+    /// in its tier (with [`QuotaScope::OwnerAnyTier`], in any tier)
+    /// ([`StoreError::QuotaExceeded`]). Counting and inserting are one
     /// transaction, serialised per owner (account) and tier, so concurrent creates
     /// (on any replica) never exceed the quota.
     async fn insert_within_quota(

@@ -441,8 +441,11 @@ async fn credits_and_verify_answer_the_account_balance() {
     assert_eq!(status, 200);
     assert_eq!(
         credits,
-        json!({ "credits": 98, "user_id": "acct_alt", "account_id": "acct_alt" })
+        json!({ "credits": 98, "key_id": credits["key_id"], "user_id": "acct_alt", "account_id": "acct_alt" })
     );
+    assert!(credits["key_id"]
+        .as_str()
+        .is_some_and(|id| id.starts_with("key_")));
     let (status, verify) = kg
         .api(Method::POST, "/keys/verify", Auth::Key(&keys[1]), None)
         .await;

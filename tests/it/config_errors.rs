@@ -21,9 +21,19 @@ fn every_shipped_config_is_valid() {
         root.join("conf/keygate.yaml"),
         root.join("conf/docker.yaml"),
     ];
-    for e in std::fs::read_dir("conf/examples").unwrap() {
-        files.push(root.join(e.unwrap().path()));
+    for dir in ["conf/examples", "conf/examples/seeds"] {
+        for e in std::fs::read_dir(dir).unwrap() {
+            files.push(root.join(e.unwrap().path()));
+        }
     }
+    assert!(
+        files
+            .iter()
+            .filter(|f| f.starts_with(root.join("conf/examples/seeds")))
+            .count()
+            >= 4,
+        "the four documents' examples"
+    );
     // `check` reads the files a config names: the quickstart's signing key is made
     // by scripts/quickstart.sh in data/, relative to where keygate runs.
     let run_dir = crate::common::shipped_run_dir();

@@ -411,15 +411,24 @@ impl KeyStore for PostgresStore {
              WHERE owner IS NOT DISTINCT FROM $1 AND tier = $2 AND status = 'active'";
         const COUNT_ACCOUNT: &str = "SELECT COUNT(*) FROM api_keys \
              WHERE account IS NOT DISTINCT FROM $1 AND tier = $2 AND status = 'active'";
+        // The tier is bound but does not narrow the count.
+        const COUNT_OWNER_ANY_TIER: &str = "SELECT COUNT(*) FROM api_keys \
+             WHERE owner IS NOT DISTINCT FROM $1 AND $2::text IS NOT NULL AND status = 'active'";
         let (count, holder, kind) = match scope {
             QuotaScope::Owner => (COUNT_OWNER, &r.owner, "quota"),
             QuotaScope::Account => (COUNT_ACCOUNT, &r.account, "account quota"),
+            QuotaScope::OwnerAnyTier => (COUNT_OWNER_ANY_TIER, &r.owner, "first key"),
         };
         let hash = hash.0.as_slice();
         let ips = ips_text(&r.allowed_ips);
         let env = r.environment.as_str();
         let status = r.status.as_str();
-        let lock_key = format!("{kind}\n{}\n{}", holder.as_deref().unwrap_or(""), r.tier);
+        let tier = if scope == QuotaScope::OwnerAnyTier {
+            ""
+        } else {
+            r.tier.as_str()
+        };
+        let lock_key = format!("{kind}\n{}\n{tier}", holder.as_deref().unwrap_or(""));
         let work = async |client: &mut tokio_postgres::Client| {
             let tx = client.transaction().await?;
             tx.execute(LOCK, &[&lock_key]).await?;

@@ -572,6 +572,11 @@ impl KeyStore for SqliteStore {
                     "SELECT COUNT(*) FROM api_keys WHERE account IS ?1 AND tier = ?2 AND status = 'active'",
                     &r.account,
                 ),
+                // The tier is bound but does not narrow the count.
+                QuotaScope::OwnerAnyTier => (
+                    "SELECT COUNT(*) FROM api_keys WHERE owner IS ?1 AND ?2 IS NOT NULL AND status = 'active'",
+                    &r.owner,
+                ),
             };
             let held: i64 = tx
                 .query_row(sql, params![holder, r.tier], |row| row.get(0))

@@ -406,6 +406,10 @@ pub struct JwtIssueConfig {
     /// PEM private key for asymmetric algorithms.
     #[serde(default)]
     pub private_key_file: Option<PathBuf>,
+    /// Create `private_key_file` (ES256, ES384 or EdDSA) when it does not exist, the
+    /// first time the config is read: a config that starts on a fresh machine.
+    #[serde(default)]
+    pub generate_missing: bool,
     /// HMAC secret for HS* algorithms.
     #[serde(default)]
     pub secret: Option<Secret>,

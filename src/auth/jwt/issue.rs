@@ -62,6 +62,56 @@ fn public_key(alg: Algorithm, pem_bytes: &[u8]) -> Result<DecodingKey, JwtSetupE
     }
 }
 
+/// Writes a new private key for `alg` to `path` (PKCS#8 PEM, mode 0600, parent
+/// directories made): written to a temporary file, then linked into place, so two
+/// processes starting at once end up with one key (the second keeps the first's).
+fn create_key_file(alg: Algorithm, path: &std::path::Path) -> Result<(), JwtSetupError> {
+    let fail =
+        |e: &dyn std::fmt::Display| setup(format!("{}: cannot create it: {e}", path.display()));
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let der = match alg {
+        Algorithm::ES256 => signature::EcdsaKeyPair::generate_pkcs8(
+            &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &rng,
+        ),
+        Algorithm::ES384 => signature::EcdsaKeyPair::generate_pkcs8(
+            &signature::ECDSA_P384_SHA384_FIXED_SIGNING,
+            &rng,
+        ),
+        Algorithm::EdDSA => signature::Ed25519KeyPair::generate_pkcs8(&rng),
+        _ => return Err(setup("generate_missing makes ES256, ES384 or EdDSA keys")),
+    }
+    .map_err(|e| fail(&e))?;
+    let text = pem::encode(&pem::Pem::new("PRIVATE KEY", der.as_ref().to_vec()));
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| fail(&e))?;
+    }
+    let temp = path.with_extension(format!("tmp{}", std::process::id()));
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)
+            .map_err(|e| fail(&e))?;
+        f.write_all(text.as_bytes()).map_err(|e| fail(&e))?;
+        f.sync_all().map_err(|e| fail(&e))?;
+    }
+    // `hard_link` fails if the key appeared meanwhile: that one is kept.
+    let linked = std::fs::hard_link(&temp, path);
+    let _ = std::fs::remove_file(&temp);
+    match linked {
+        Ok(()) => {
+            tracing::info!(path = %path.display(), "created a signing key for jwt.issue");
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(fail(&e)),
+    }
+}
+
 impl TokenIssuer {
     /// Loads the signing key; `issuer`/`audience` go into every token so that
     /// keygate's own `jwt.issuer`/`jwt.audience` checks accept them.
@@ -89,6 +139,9 @@ impl TokenIssuer {
                 .private_key_file
                 .as_ref()
                 .ok_or_else(|| setup("asymmetric algorithms need private_key_file"))?;
+            if c.generate_missing && !path.exists() {
+                create_key_file(alg, path)?;
+            }
             let pem_bytes =
                 std::fs::read(path).map_err(|e| setup(format!("{}: {e}", path.display())))?;
             let encoding = match alg.family() {
@@ -170,6 +223,7 @@ mod tests {
                     .join(f)
             }),
             secret: secret.map(crate::config::Secret::new),
+            generate_missing: false,
             access_ttl: Dur::secs(60),
             refresh_ttl: Dur::secs(3600),
         }
@@ -212,5 +266,40 @@ mod tests {
         assert!(
             TokenIssuer::new(&config("RS256", Some("ec256.key.pem"), None), None, None).is_err()
         );
+    }
+
+    #[test]
+    fn a_missing_key_is_created_once_when_asked_and_kept_after() {
+        let dir = tempfile::tempdir().unwrap();
+        for alg in ["ES256", "ES384", "EdDSA"] {
+            let path = dir.path().join(format!("new/{alg}.pem"));
+            let mut c = config(alg, None, None);
+            c.private_key_file = Some(path.clone());
+            assert!(
+                TokenIssuer::new(&c, None, None).is_err(),
+                "not without asking"
+            );
+            c.generate_missing = true;
+            let first = TokenIssuer::new(&c, None, None).unwrap();
+            let written = std::fs::read(&path).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{alg}");
+            // Read again, not replaced: tokens of the first start still verify.
+            let again = TokenIssuer::new(&c, None, None).unwrap();
+            assert_eq!(std::fs::read(&path).unwrap(), written);
+            let now = crate::clock::SystemClock.now_secs();
+            let (token, _) = first
+                .access_token("usr_1", "a@example.com", false, now)
+                .unwrap();
+            let mut v = jsonwebtoken::Validation::new(parse_algorithm(alg).unwrap());
+            v.validate_aud = false;
+            jsonwebtoken::decode::<serde_json::Value>(&token, &again.verify_key().key, &v)
+                .unwrap_or_else(|e| panic!("{alg}: {e}"));
+        }
+        let mut rsa = config("RS256", None, None);
+        rsa.private_key_file = Some(dir.path().join("rsa.pem"));
+        rsa.generate_missing = true;
+        assert!(TokenIssuer::new(&rsa, None, None).is_err());
     }
 }

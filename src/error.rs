@@ -49,19 +49,19 @@ pub enum GateError {
         required: &'static str,
     },
     /// A tier window is exhausted, or the key is blocked.
-    #[error("Rate limit exceeded. Try again in {retry_after} seconds.")]
+    #[error("Rate limit exceeded. Try again in {}.", seconds(*.retry_after))]
     RateLimited {
         /// Seconds until a retry can succeed.
         retry_after: u64,
     },
     /// The client IP is over its request rate.
-    #[error("Rate limit exceeded. Try again in {retry_after} seconds.")]
+    #[error("Rate limit exceeded. Try again in {}.", seconds(*.retry_after))]
     IpRateLimited {
         /// Seconds until a retry can succeed.
         retry_after: u64,
     },
     /// The client IP failed authentication too often.
-    #[error("Rate limit exceeded. Try again in {retry_after} seconds.")]
+    #[error("Rate limit exceeded. Try again in {}.", seconds(*.retry_after))]
     TooManyFailures {
         /// Seconds until a retry can succeed.
         retry_after: u64,
@@ -78,7 +78,7 @@ pub enum GateError {
     #[error("Service temporarily unavailable")]
     BackendUnavailable,
     /// keygate is at capacity for this kind of work (password hashing); retry soon.
-    #[error("Too many requests in progress. Try again in {retry_after} seconds.")]
+    #[error("Too many requests in progress. Try again in {}.", seconds(*.retry_after))]
     Overloaded {
         /// Seconds after which a retry is likely to succeed.
         retry_after: u64,
@@ -185,6 +185,15 @@ impl GateError {
             GateError::HeadersTooLarge,
             GateError::Internal,
         ]
+    }
+}
+
+/// `1 second`, `45 seconds`.
+fn seconds(n: u64) -> String {
+    if n == 1 {
+        "1 second".into()
+    } else {
+        format!("{n} seconds")
     }
 }
 
@@ -595,6 +604,14 @@ mod tests {
         );
         assert_eq!(v["retry_after"], 45);
         assert_eq!(e.headers(), vec![("Retry-After", "45".to_string())]);
+        assert_eq!(
+            GateError::RateLimited { retry_after: 1 }.message(),
+            "Rate limit exceeded. Try again in 1 second."
+        );
+        assert_eq!(
+            GateError::Overloaded { retry_after: 1 }.message(),
+            "Too many requests in progress. Try again in 1 second."
+        );
         assert_eq!(
             GateError::MissingScope("search".into()).message(),
             "Missing scope: search"

@@ -221,12 +221,49 @@ enum KeysCommand {
         /// Key id.
         id: String,
     },
-    /// Give a key a new secret (same id and settings); the old secret stops working.
+    /// Give a key a new secret (same id and settings); the old secret stops working
+    /// at once, or after --grace.
     Regenerate {
         #[command(flatten)]
         config: ConfigArg,
         /// Key id.
         id: String,
+        /// Keep the old secret working this long (e.g. 1h; at most 30d).
+        #[arg(long)]
+        grace: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a key: the rules of the API's PUT /v1/keys/{id}; what is not given
+    /// stays as it is.
+    Update {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Key id.
+        id: String,
+        /// New name.
+        #[arg(long)]
+        name: Option<String>,
+        /// New tier (one of the config's tiers).
+        #[arg(long)]
+        tier: Option<String>,
+        /// New scopes, comma-separated (they replace the key's).
+        #[arg(long, value_delimiter = ',')]
+        scopes: Option<Vec<String>>,
+        /// New credits, or `none` (unmetered).
+        #[arg(long, allow_hyphen_values = true)]
+        credits: Option<String>,
+        /// The key's own refill AMOUNT/EVERY (e.g. 1000/month), or `tier` for its
+        /// tier's again.
+        #[arg(long)]
+        refill: Option<String>,
+        /// A new lifetime from now (e.g. 30d), or `never`.
+        #[arg(long)]
+        expires_in: Option<String>,
+        /// Allowed client networks, comma-separated (they replace the key's), or `any`.
+        #[arg(long = "allow-ip", value_delimiter = ',')]
+        allow_ip: Option<Vec<String>>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -396,10 +433,7 @@ fn keys(command: KeysCommand) -> Result<String, CommandError> {
             } else if keys.is_empty() {
                 "no keys".into()
             } else {
-                keys.iter()
-                    .map(commands::list_line)
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                commands::list_table(&keys)
             })
         }
         KeysCommand::Show { config, id } => {
@@ -409,14 +443,59 @@ fn keys(command: KeysCommand) -> Result<String, CommandError> {
             let r = commands::keys_revoke(&load(&config.config)?, &id)?;
             Ok(format!("revoked {}", r.id))
         }
-        KeysCommand::Regenerate { config, id, json } => {
-            let (record, key) = commands::keys_regenerate(&load(&config.config)?, &id)?;
+        KeysCommand::Regenerate {
+            config,
+            id,
+            grace,
+            json,
+        } => {
+            let issued = commands::keys_regenerate(&load(&config.config)?, &id, grace.as_deref())?;
+            let (record, until) = (&issued.record, issued.previous_valid_until);
+            let key = issued.secret.plaintext.clone();
             Ok(if json {
-                with_key(&record, &key)
+                let mut v = serde_json::to_value(record).unwrap_or_default();
+                v["key"] = key.into();
+                if let Some(t) = until {
+                    v["previous_key_valid_until"] = serde_json::json!(t);
+                }
+                to_json(&v)
+            } else {
+                let previous = match until {
+                    Some(t) => format!("The previous secret works until {}.", t.to_rfc3339()),
+                    None => "The previous secret no longer works.".into(),
+                };
+                format!("id:  {}\nkey: {key}\n{previous}", record.id)
+            })
+        }
+        KeysCommand::Update {
+            config,
+            id,
+            name,
+            tier,
+            scopes,
+            credits,
+            refill,
+            expires_in,
+            allow_ip,
+            json,
+        } => {
+            let opts = commands::UpdateKey {
+                name,
+                tier,
+                scopes,
+                credits,
+                refill,
+                expires_in,
+                allow_ips: allow_ip,
+            };
+            let r = commands::keys_update(&load(&config.config)?, &id, &opts)?;
+            Ok(if json {
+                to_json(&r)
             } else {
                 format!(
-                    "id:  {}\nkey: {key}\nThe previous secret no longer works.",
-                    record.id
+                    "updated {}\n{}",
+                    r.id,
+                    commands::list_table(std::slice::from_ref(&r))
                 )
             })
         }

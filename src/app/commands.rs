@@ -9,7 +9,9 @@ use crate::domain::duration::parse_duration;
 use crate::domain::id::new_id;
 use crate::domain::{KeyHash, KeyRecord, UserRecord};
 use crate::keys::accounts::AccountService;
-use crate::keys::input::{validate_new, FieldErrors, KeyInput, RefillInput};
+use crate::keys::input::{
+    validate_change, validate_new, FieldErrors, KeyChange, KeyInput, RefillInput,
+};
 use crate::keys::policy::Actor;
 use crate::keys::rules::KeyRules;
 use crate::keys::service::{KeyService, KeyServiceError};
@@ -76,12 +78,17 @@ pub fn check(path: &Path) -> Result<String, CommandError> {
         // The key file is validated like the config.
         root::open_key_file(c).map_err(|e| CommandError::Usage(e.to_string()))?;
     }
+    let count = |n: usize, one: &str| format!("{n} {one}{}", if n == 1 { "" } else { "s" });
+    let store = match c.store.kind {
+        config::StoreKind::Sqlite => "SQLite store",
+        config::StoreKind::Postgres => "PostgreSQL store",
+        config::StoreKind::File => "file store",
+    };
     let mut out = format!(
-        "{}: ok ({} tier(s), {} route(s), store {:?})",
+        "{}: ok: {}, {}, {store}",
         path.display(),
-        c.tiers.len(),
-        c.routes.len(),
-        c.store.kind
+        count(c.tiers.len(), "tier"),
+        count(c.routes.len(), "route"),
     );
     for note in compile::notes(c) {
         out.push_str("\nnote: ");
@@ -115,6 +122,107 @@ pub struct CreateKey {
     pub expires_in: Option<String>,
     /// Allowed client networks (CIDR or bare IP).
     pub allow_ips: Vec<String>,
+}
+
+/// Options of `keygate keys update`: what is absent stays as it is.
+#[derive(Debug, Default, Clone)]
+pub struct UpdateKey {
+    /// New name.
+    pub name: Option<String>,
+    /// New tier.
+    pub tier: Option<String>,
+    /// New scopes (replacing the key's).
+    pub scopes: Option<Vec<String>>,
+    /// New credits, or `none` (unmetered).
+    pub credits: Option<String>,
+    /// The key's own refill `AMOUNT/EVERY`, or `tier` (its tier's again).
+    pub refill: Option<String>,
+    /// A new lifetime from now (`30d`), or `never`.
+    pub expires_in: Option<String>,
+    /// New allowed networks (replacing the key's), or `any`.
+    pub allow_ips: Option<Vec<String>>,
+}
+
+impl UpdateKey {
+    /// What the flags ask for, and the flags that do not parse.
+    fn change(&self, now: chrono::DateTime<Utc>) -> (KeyChange, FieldErrors) {
+        let mut problems = FieldErrors::new();
+        let credits = match self.credits.as_deref().map(str::trim) {
+            None => None,
+            Some("none") => Some(None),
+            Some(n) => match n.parse::<i64>() {
+                Ok(n) => Some(Some(n)),
+                Err(_) => {
+                    problems.insert(
+                        "credits".into(),
+                        format!("`{n}` is not a whole number (or `none`: unmetered)"),
+                    );
+                    None
+                }
+            },
+        };
+        let expires_at = match self.expires_in.as_deref().map(str::trim) {
+            None => None,
+            Some("never") => Some(None),
+            Some(text) => match parse_duration(text) {
+                Ok(d) => Some(
+                    chrono::Duration::from_std(d)
+                        .ok()
+                        .and_then(|d| now.checked_add_signed(d)),
+                ),
+                Err(e) => {
+                    problems.insert("expires_at".into(), format!("{e} (or `never`)"));
+                    None
+                }
+            },
+        };
+        let refill = match self.refill.as_deref().map(str::trim) {
+            None => None,
+            Some("tier") => Some(None),
+            Some(text) => refill_flag(text, &mut problems).map(Some),
+        };
+        let allowed_ips = self.allow_ips.as_ref().map(|ips| {
+            if ips.iter().any(|ip| ip == "any") {
+                Vec::new()
+            } else {
+                ips.clone()
+            }
+        });
+        let change = KeyChange {
+            name: self.name.clone(),
+            tier: self.tier.clone(),
+            scopes: self.scopes.clone(),
+            credits,
+            refill,
+            allowed_ips,
+            expires_at,
+            cap: None,
+        };
+        (change, problems)
+    }
+}
+
+/// `--refill AMOUNT/EVERY` as the key rules read it; a problem when it does not parse.
+fn refill_flag(text: &str, problems: &mut FieldErrors) -> Option<RefillInput> {
+    match text.split_once('/') {
+        Some((amount, every)) => Some(RefillInput {
+            amount: amount.trim().parse().ok().or_else(|| {
+                problems.insert(
+                    "refill".into(),
+                    format!("`{amount}` is not a whole number of credits"),
+                );
+                None
+            }),
+            every: Some(every.to_string()),
+        }),
+        None => {
+            problems.insert(
+                "refill".into(),
+                "expected AMOUNT/EVERY, e.g. 1000/month or 50/7d".into(),
+            );
+            None
+        }
+    }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CommandError> {
@@ -192,26 +300,10 @@ impl CreateKey {
                 None
             }
         };
-        let refill = match self.refill.as_deref().map(|r| r.split_once('/')) {
-            None => None,
-            Some(Some((amount, every))) => Some(Some(RefillInput {
-                amount: amount.trim().parse().ok().or_else(|| {
-                    problems.insert(
-                        "refill".into(),
-                        format!("`{amount}` is not a whole number of credits"),
-                    );
-                    None
-                }),
-                every: Some(every.to_string()),
-            })),
-            Some(None) => {
-                problems.insert(
-                    "refill".into(),
-                    "expected AMOUNT/EVERY, e.g. 1000/month or 50/7d".into(),
-                );
-                None
-            }
-        };
+        let refill = self
+            .refill
+            .as_deref()
+            .map(|text| refill_flag(text, &mut problems));
         let input = KeyInput {
             name: Some(self.name.clone()),
             tier: Some(self.tier.clone()),
@@ -278,14 +370,54 @@ pub fn keys_revoke(compiled: &Compiled, id: &str) -> Result<KeyRecord, CommandEr
         .map_err(|e| key_error(e, id))
 }
 
-/// `keygate keys regenerate ID`: a new secret for the same key; the old one stops
-/// working at once. A revoked key is refused. Returns `(record, plaintext)`.
-pub fn keys_regenerate(compiled: &Compiled, id: &str) -> Result<(KeyRecord, String), CommandError> {
+/// `keygate keys update ID …`: the change the API's `PUT /v1/keys/{id}` makes,
+/// through the same service and rules (an operator may set anything).
+pub fn keys_update(
+    compiled: &Compiled,
+    id: &str,
+    opts: &UpdateKey,
+) -> Result<KeyRecord, CommandError> {
+    let now = SystemClock.now_utc();
+    let (change, mut problems) = opts.change(now);
+    if !problems.is_empty() {
+        for (field, why) in validate_change(&change, &compiled.config.tier_names(), now)
+            .err()
+            .unwrap_or_default()
+        {
+            problems.entry(field).or_insert(why);
+        }
+        return Err(usage_error(problems));
+    }
+    if change == KeyChange::default() {
+        return Err(CommandError::Usage(
+            "nothing to change: give --name, --tier, --scopes, --credits, --refill, \
+             --expires-in or --allow-ip"
+                .into(),
+        ));
+    }
     let keys = key_service(compiled)?;
-    let issued = runtime()?
-        .block_on(keys.regenerate(&rules(compiled), &Actor::operator(), id, None))
-        .map_err(|e| key_error(e, id))?;
-    Ok((issued.record, issued.secret.into_plaintext()))
+    runtime()?
+        .block_on(keys.update(&rules(compiled), &Actor::operator(), id, change))
+        .map_err(|e| key_error(e, id))
+}
+
+/// `keygate keys regenerate ID [--grace 1h]`: a new secret for the same key; the
+/// old one stops working at once, or after `grace` (at most 30 days). A revoked
+/// key is refused. Returns the issued key.
+pub fn keys_regenerate(
+    compiled: &Compiled,
+    id: &str,
+    grace: Option<&str>,
+) -> Result<crate::keys::service::Issued, CommandError> {
+    let grace = match grace.map(parse_duration) {
+        None => None,
+        Some(Ok(d)) => Some(d),
+        Some(Err(e)) => return Err(CommandError::Usage(format!("--grace: {e}"))),
+    };
+    let keys = key_service(compiled)?;
+    runtime()?
+        .block_on(keys.regenerate(&rules(compiled), &Actor::operator(), id, grace))
+        .map_err(|e| key_error(e, id))
 }
 
 /// `keygate keys import FILE` (`-`: standard input): every line checked, then all
@@ -332,20 +464,51 @@ pub fn keys_hash(key: &str) -> String {
     KeyHash::of(key).to_string()
 }
 
-/// One line of `keys list`.
-pub fn list_line(r: &KeyRecord) -> String {
-    format!(
-        "{:<26} {:<20} {}…{:<5} {:<10} {:<5} {:<8} credits={:<8} expires={}",
-        r.id,
-        truncate(&r.name, 20),
-        r.prefix,
-        r.last4,
-        r.tier,
-        r.environment.as_str(),
-        r.status.as_str(),
-        r.credits.map_or("-".to_string(), |c| c.to_string()),
-        r.expires_at.map_or("never".to_string(), |t| t.to_rfc3339()),
-    )
+/// `keys list` as a table: a header, then a row a key, every column as wide as its
+/// widest value (names cut at 30 characters), so the columns line up whatever
+/// the prefixes, tiers and names.
+pub fn list_table(records: &[KeyRecord]) -> String {
+    let header = [
+        "ID", "NAME", "KEY", "TIER", "ENV", "STATUS", "CREDITS", "EXPIRES",
+    ];
+    let rows: Vec<[String; 8]> = records
+        .iter()
+        .map(|r| {
+            [
+                r.id.clone(),
+                truncate(&r.name, 30),
+                format!("{}…{}", r.prefix, r.last4),
+                r.tier.clone(),
+                r.environment.as_str().to_string(),
+                r.status.as_str().to_string(),
+                r.credits.map_or("-".to_string(), |c| c.to_string()),
+                r.expires_at.map_or("never".to_string(), |t| t.to_rfc3339()),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(|h| h.chars().count());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            out.push_str(cell);
+            if i + 1 < cells.len() {
+                let pad = w - cell.chars().count() + 2;
+                out.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out
+    };
+    let mut out = vec![line(header.to_vec())];
+    out.extend(
+        rows.iter()
+            .map(|r| line(r.iter().map(String::as_str).collect())),
+    );
+    out.join("\n")
 }
 
 fn truncate(s: &str, n: usize) -> String {
@@ -369,7 +532,13 @@ pub fn users_create(
         problems.push(format!("--email: `{email}` is not an email address"));
     }
     let password = password.trim_end_matches(['\r', '\n']);
-    if password.chars().count() < 8 || password.chars().count() > 200 {
+    if password.is_empty() {
+        problems.push(
+            "password: none on standard input; pipe it in, for example: \
+             printf '%s\\n' 'a-long-password' | keygate users create -c FILE --email ..."
+                .to_string(),
+        );
+    } else if password.chars().count() < 8 || password.chars().count() > 200 {
         problems.push("password (stdin): must be 8 to 200 characters".to_string());
     }
     if !problems.is_empty() {
@@ -547,4 +716,34 @@ pub fn accounts(compiled: &Compiled, action: AccountAction) -> Result<String, Co
                 .map_err(|e| account_error(e, &id)),
         }
     })
+}
+
+#[cfg(test)]
+mod list_tests {
+    use super::*;
+
+    #[test]
+    fn the_key_list_columns_line_up_whatever_the_values() {
+        let now = chrono::Utc::now();
+        let mut a = KeyRecord::active("key_a", "free", now);
+        a.name = "ci".into();
+        a.prefix = "kg_sk_live_".into();
+        a.last4 = "abcd".into();
+        let mut b = KeyRecord::active("key_bbbbbbbbbbbbbbbbbbbb", "enterprise-annual", now);
+        b.name = "Déploiement de production".into();
+        b.prefix = "altus4_sk_live_".into();
+        b.last4 = "wxyz".into();
+        b.credits = Some(1_000_000);
+        let table = list_table(&[a, b]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3);
+        let column = |line: &str, text: &str| line.find(text).map(|i| line[..i].chars().count());
+        assert_eq!(column(lines[0], "TIER"), column(lines[1], "free"));
+        assert_eq!(
+            column(lines[0], "TIER"),
+            column(lines[2], "enterprise-annual")
+        );
+        assert_eq!(column(lines[0], "EXPIRES"), column(lines[1], "never"));
+        assert_eq!(column(lines[0], "EXPIRES"), column(lines[2], "never"));
+    }
 }

@@ -253,10 +253,38 @@ fn jwt_setup_problem(message: &str) -> Problem {
     }
 }
 
+/// Windows of a tier that can never be reached: a shorter one allowing more than a
+/// longer one (`per_second: 20` beside `per_minute: 5`). Not wrong, but surely not
+/// what was meant.
+fn unreachable_windows(c: &Config) -> Vec<String> {
+    let mut notes = Vec::new();
+    for (name, t) in &c.tiers {
+        let set: Vec<(&str, u64)> = [
+            ("per_second", t.per_second),
+            ("per_minute", t.per_minute),
+            ("per_hour", t.per_hour),
+            ("per_day", t.per_day),
+            ("per_month", t.per_month),
+        ]
+        .into_iter()
+        .filter_map(|(w, v)| v.filter(|v| *v > 0).map(|v| (w, v)))
+        .collect();
+        for (i, (short, allowed)) in set.iter().enumerate() {
+            if let Some((long, fewer)) = set[i + 1..].iter().find(|(_, l)| l < allowed) {
+                notes.push(format!(
+                    "tiers.{name}.{short}: {allowed} can never be reached: {long} allows only \
+                     {fewer} (a shorter window allows at most what a longer one does)"
+                ));
+            }
+        }
+    }
+    notes
+}
+
 /// What a valid config turns off without being wrong: said by `keygate check` and
 /// logged as a warning by `serve`.
 pub fn notes(c: &Config) -> Vec<String> {
-    let mut notes = Vec::new();
+    let mut notes = unreachable_windows(c);
     if c.store.kind == StoreKind::File {
         if c.portal.enabled {
             notes.push(
@@ -299,6 +327,24 @@ mod tests {
                 "missing {expected} in {p:#?}"
             );
         }
+    }
+
+    #[test]
+    fn a_shorter_window_allowing_more_than_a_longer_one_is_noted() {
+        let c = config::draft(
+            "upstream: { url: 'http://x:1' }\ntiers:\n  free: { per_second: 20, per_minute: 5, per_day: 1000 }\n  fine: { per_second: 10, per_minute: 30, per_day: 30 }\n",
+            |_| None,
+        )
+        .unwrap()
+        .finish()
+        .unwrap();
+        assert_eq!(
+            notes(&c),
+            [
+                "tiers.free.per_second: 20 can never be reached: per_minute allows only 5 \
+              (a shorter window allows at most what a longer one does)"
+            ]
+        );
     }
 
     #[test]

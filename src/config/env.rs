@@ -8,6 +8,19 @@ pub fn substitute(
     text: &str,
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<String, Vec<String>> {
+    match substitute_all(text, lookup) {
+        (out, problems) if problems.is_empty() => Ok(out),
+        (_, problems) => Err(problems),
+    }
+}
+
+/// [`substitute`], going on past problems: the text with every variable that
+/// could not be read left empty, and the problems, so that the rest of the file
+/// can still be checked.
+pub fn substitute_all(
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> (String, Vec<String>) {
     let mut out = String::with_capacity(text.len());
     let mut problems = Vec::new();
     for (lineno, line) in text.split_inclusive('\n').enumerate() {
@@ -33,7 +46,7 @@ pub fn substitute(
                             out.push_str(&value);
                         } else {
                             problems.push(format!(
-                                "line {}: environment variable `{name}` is not set",
+                                "line {}: environment variable `{name}` is not set (checked as empty)",
                                 lineno + 1
                             ));
                         }
@@ -52,11 +65,7 @@ pub fn substitute(
         }
         out.push_str(rest);
     }
-    if problems.is_empty() {
-        Ok(out)
-    } else {
-        Err(problems)
-    }
+    (out, problems)
 }
 
 #[cfg(test)]

@@ -53,7 +53,7 @@ impl fmt::Display for Problem {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}: {source} (give another with -c FILE)")]
     Read {
         /// The path given.
         path: String,
@@ -134,16 +134,26 @@ pub fn parse_with_env(
 /// when there is no config to go on (a bad variable, YAML that does not parse, a
 /// document that is not a mapping).
 pub fn draft(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Draft, ConfigError> {
-    let text = env::substitute(text, lookup).map_err(|errs| {
-        ConfigError::Invalid(errs.into_iter().map(|m| Problem::new("", m)).collect())
-    })?;
+    // A variable that is not set is one problem; the rest of the file is still
+    // checked (with the variable empty), so one run lists everything.
+    let (text, unset) = env::substitute_all(text, lookup);
+    let unset: Vec<Problem> = unset.into_iter().map(|m| Problem::new("", m)).collect();
+    let with_unset = |mut more: Vec<Problem>| {
+        let mut all = unset.clone();
+        all.append(&mut more);
+        ConfigError::Invalid(all)
+    };
     let doc: Value = serde_yaml::from_str(&text)
-        .map_err(|e| ConfigError::Invalid(vec![Problem::new("", format!("invalid YAML: {e}"))]))?;
+        .map_err(|e| with_unset(vec![Problem::new("", yaml_problem(&e))]))?;
     let Checked {
         mut problems,
         broken,
         doc,
-    } = check_sections(doc)?;
+    } = check_sections(doc).map_err(|e| match e {
+        ConfigError::Invalid(p) => with_unset(p),
+        other => other,
+    })?;
+    problems.splice(0..0, unset.iter().cloned());
     let config: Config = match decode(&doc, "") {
         Ok(c) => c,
         Err(p) => {
@@ -159,6 +169,15 @@ pub fn draft(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Draf
     let own = validate::validate(&draft.config);
     draft.report(own);
     Ok(draft)
+}
+
+/// A YAML syntax error, with what usually causes one.
+fn yaml_problem(e: &serde_yaml::Error) -> String {
+    format!(
+        "invalid YAML: {e}. Check the indentation (spaces, not tabs; nested keys two \
+         spaces in), that every `key: value` has a space after the colon, and quote \
+         values that hold `: `, `#`, `{{` or `[`"
+    )
 }
 
 /// True when `path` is `section` or lies inside it.

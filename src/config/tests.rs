@@ -208,3 +208,19 @@ fn http2_settings_default_off_and_protocols_must_fit_their_urls() {
     assert!(p[0].starts_with("upstream.protocol"), "{p:?}");
     assert!(p[0].contains("h2c"), "the choices are named: {p:?}");
 }
+
+#[test]
+fn a_missing_variable_does_not_hide_the_other_problems() {
+    let p = problems(
+        "upstream: { url: \"${UNSET_UPSTREAM}\" }\ntiers: { free: { per_minuet: 1 } }\nserver: { colour: red }\n",
+    );
+    // The variable, the two other mistakes, and what the empty value makes of the URL.
+    assert_eq!(p.len(), 4, "{p:?}");
+    assert!(p[0].contains("`UNSET_UPSTREAM` is not set"), "{p:?}");
+    assert!(
+        p.iter().any(|p| p.starts_with("tiers.free.per_minuet")),
+        "{p:?}"
+    );
+    assert!(p.iter().any(|p| p.starts_with("server.colour")), "{p:?}");
+    assert!(p.iter().any(|p| p.starts_with("upstream.url")), "{p:?}");
+}

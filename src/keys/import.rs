@@ -119,6 +119,19 @@ fn visible_prefix<'k>(key: &'k str, accept_prefixes: &[Box<str>]) -> &'k str {
     head.rfind('_').map_or("", |i| &key[..=i])
 }
 
+/// The field a decoding error is about: the first step of its path, the name of an
+/// unknown field, or `line` for the line as a whole.
+fn field_of(path: &str, message: &str) -> String {
+    match path {
+        "." | "" => message
+            .strip_prefix("unknown field `")
+            .and_then(|rest| rest.split('`').next())
+            .unwrap_or("line")
+            .to_string(),
+        p => p.split(['.', '[']).next().unwrap_or(p).to_string(),
+    }
+}
+
 /// Parses and checks line `line` (1-based) of an import against `rules`, whose
 /// [`KeyRules::tier_names`] the caller computes once as `tiers`. `now` stands in for a
 /// missing `created_at`; a fresh id is drawn for a line without one.
@@ -135,20 +148,38 @@ pub fn parse_line(
         message,
     };
     let mut de = serde_json::Deserializer::from_str(text);
+    let decode_problem = |e: serde_path_to_error::Error<serde_json::Error>| {
+        let path = e.path().to_string();
+        // serde_json says where in the line; the line number is ours.
+        let message = e.into_inner().to_string();
+        let message = message
+            .rfind(" at line ")
+            .map_or(message.as_str(), |i| &message[..i]);
+        problem(&field_of(&path, message), message.to_string())
+    };
     let parsed: Line = match serde_path_to_error::deserialize(&mut de) {
         Ok(l) => l,
         Err(e) => {
-            let path = e.path().to_string();
-            let field = match path.as_str() {
-                "." | "" => "line".to_string(),
-                p => p.split(['.', '[']).next().unwrap_or(p).to_string(),
+            // Every field that does not decode, not just the first: each field of
+            // an object line is decoded again on its own.
+            let fields = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text);
+            let Ok(fields) = fields else {
+                return Err(vec![decode_problem(e)]);
             };
-            // serde_json says where in the line; the line number is ours.
-            let message = e.into_inner().to_string();
-            let message = message
-                .rfind(" at line ")
-                .map_or(message.as_str(), |i| &message[..i]);
-            return Err(vec![problem(&field, message.to_string())]);
+            let each: Vec<LineProblem> = fields
+                .into_iter()
+                .filter_map(|(name, value)| {
+                    let one = serde_json::Value::Object([(name, value)].into_iter().collect());
+                    serde_path_to_error::deserialize::<_, Line>(one)
+                        .err()
+                        .map(decode_problem)
+                })
+                .collect();
+            return Err(if each.is_empty() {
+                vec![decode_problem(e)]
+            } else {
+                each
+            });
         }
     };
     if de.end().is_err() {
@@ -659,6 +690,11 @@ mod tests {
         assert_eq!(
             fields(r#"{"key":"ak_live_abc","credits":"5"}"#),
             ["credits"]
+        );
+        // Faults of type are all named too, not only the first one met.
+        assert_eq!(
+            fields(r#"{"tier":5,"key":"ak_live_abc","credits":"5","scopes":"search","colour":1}"#),
+            ["colour", "credits", "scopes", "tier"]
         );
         let many = fields(
             r#"{"key":"ak_live_abc","id":"a b","tier":"gold","environment":"prod","status":"gone","credits":-1,"allowed_ips":["nope"]}"#,

@@ -59,9 +59,14 @@ enum Phase {
     /// The head is complete: the body and the response are not timed here.
     /// `responded` once a final response has started.
     Body { responded: bool },
-    /// The head grew past the size limit: the 431 is being written (from `written`
-    /// on), then every read fails and the connection closes.
-    TooLarge { written: usize },
+    /// A head refused by keygate itself (past the size limit: 431; HTTP/2's
+    /// cleartext preface without `server.h2c`: 400): `answer` is being written
+    /// (from `written` on), then every read fails (`why`) and the connection closes.
+    Refusing {
+        answer: &'static [u8],
+        written: usize,
+        why: &'static str,
+    },
     /// An HTTP/2 connection whose client preface has `left` bytes to come, due
     /// `limit` after the connection's start (`since`), as a first head is.
     Preface {
@@ -76,6 +81,15 @@ enum Phase {
 
 /// The HTTP/2 client connection preface (RFC 9113 §3.4).
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The answer to HTTP/2 with prior knowledge on a listener without `server.h2c`:
+/// HTTP/1.1 400 with the contract's JSON error naming the setting (a client that
+/// speaks only HTTP/2 shows "malformed response", and a person reading the bytes
+/// sees why).
+const H2C_OFF: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n\
+Content-Length: 185\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n\
+{\"error\":\"invalid_request\",\"message\":\"This listener speaks HTTP/1.1: HTTP/2 without TLS \
+(h2c, prior knowledge) is off. Set server.h2c: true to accept it, or use HTTP/1.1.\",\"details\":{}}";
 
 /// A connection whose request heads must arrive within `limit` and hold at most
 /// `max_head` bytes.
@@ -271,14 +285,17 @@ impl DeadlineStream {
         bytes.len()
     }
 
-    /// Writes what is left of the 431; `Ready(())` once it is all out (or the
+    /// Writes what is left of the refusal; `Ready(())` once it is all out (or the
     /// client is gone).
     fn poll_refusal(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let Phase::TooLarge { written } = &mut self.phase else {
+        let Phase::Refusing {
+            answer, written, ..
+        } = &mut self.phase
+        else {
             return Poll::Ready(());
         };
-        while *written < self.too_large.len() {
-            match Pin::new(&mut self.inner).poll_write(cx, &self.too_large[*written..]) {
+        while *written < answer.len() {
+            match Pin::new(&mut self.inner).poll_write(cx, &answer[*written..]) {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(()),
                 Poll::Ready(Ok(n)) => *written += n,
                 Poll::Pending => return Poll::Pending,
@@ -322,16 +339,32 @@ impl DeadlineStream {
 }
 
 impl DeadlineStream {
-    /// The read result while refusing a head: pending until the 431 is written,
-    /// then an error that makes Pingora close the connection.
+    /// The read result while refusing a head: pending until the answer is
+    /// written, then an error that makes Pingora close the connection.
     fn refuse(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let why = match self.phase {
+            Phase::Refusing { why, .. } => why,
+            _ => "refused",
+        };
         match self.poll_refusal(cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "request head larger than server.max_header_bytes; answered 431",
-            ))),
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, why))),
         }
+    }
+
+    /// True when `read` opens the connection with HTTP/2's cleartext preface while
+    /// this listener speaks HTTP/1.1 only (with `server.h2c`, Pingora peeks the
+    /// preface first and [`Self::peeked`] has moved on to it).
+    fn h2c_without_h2c(&self, read: &[u8]) -> bool {
+        matches!(
+            self.phase,
+            Phase::Head {
+                since: Some(_),
+                bytes: 0,
+                ..
+            }
+        ) && read.len() >= 14
+            && H2_PREFACE.starts_with(&read[..read.len().min(H2_PREFACE.len())])
     }
 }
 
@@ -342,7 +375,7 @@ impl AsyncRead for DeadlineStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if let Phase::TooLarge { .. } = this.phase {
+        if let Phase::Refusing { .. } = this.phase {
             return this.refuse(cx);
         }
         if let Some(why) = this.cut_reason() {
@@ -352,11 +385,27 @@ impl AsyncRead for DeadlineStream {
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 let filled = buf.filled();
+                if filled.len() > before && this.h2c_without_h2c(&filled[before..]) {
+                    // Pingora would answer nothing at all: say what to turn on.
+                    buf.set_filled(before);
+                    metrics::H2C_REFUSED.inc();
+                    tracing::debug!("an HTTP/2 cleartext preface on a listener without server.h2c; answered 400");
+                    this.phase = Phase::Refusing {
+                        answer: H2C_OFF,
+                        written: 0,
+                        why: "HTTP/2 cleartext preface without server.h2c; answered 400",
+                    };
+                    return this.refuse(cx);
+                }
                 if filled.len() > before && !this.saw(&filled[before..]) {
                     // Pingora never sees this head: the 431 answers it.
                     buf.set_filled(before);
                     metrics::HEADERS_TOO_LARGE.inc();
-                    this.phase = Phase::TooLarge { written: 0 };
+                    this.phase = Phase::Refusing {
+                        answer: this.too_large,
+                        written: 0,
+                        why: "request head larger than server.max_header_bytes; answered 431",
+                    };
                     return this.refuse(cx);
                 }
                 Poll::Ready(Ok(()))
@@ -582,6 +631,22 @@ mod tests {
     /// A 431 as the server writes one.
     const TOO_LARGE: &[u8] =
         b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\n\r\n";
+
+    #[test]
+    fn the_h2c_answer_is_whole_json_and_names_the_setting() {
+        let text = std::str::from_utf8(H2C_OFF).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(length, body.len());
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["error"], "invalid_request");
+        assert!(v["message"].as_str().unwrap().contains("server.h2c: true"));
+    }
 
     fn stream() -> DeadlineStream {
         let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -22,6 +22,8 @@ pub struct AccessLine<'a> {
     pub protocol: &'a str,
     /// The route's configured name (or `management`, `portal`).
     pub route: &'a str,
+    /// The request's path, never its query string (which may carry a key).
+    pub path: &'a str,
     /// `outcome` label.
     pub outcome: &'a str,
     /// `reason` label, or `-`.
@@ -128,6 +130,8 @@ pub fn format(
         quoted(buf, line.protocol);
         buf.extend_from_slice(b",\"route\":");
         quoted(buf, line.route);
+        buf.extend_from_slice(b",\"path\":");
+        quoted(buf, line.path);
         buf.extend_from_slice(b",\"outcome\":");
         quoted(buf, line.outcome);
         buf.extend_from_slice(b",\"reason\":");
@@ -153,6 +157,8 @@ pub fn format(
         buf.extend_from_slice(line.protocol.as_bytes());
         buf.extend_from_slice(b" route=");
         quoted(buf, line.route);
+        buf.extend_from_slice(b" path=");
+        quoted(buf, line.path);
         buf.extend_from_slice(b" outcome=");
         quoted(buf, line.outcome);
         buf.extend_from_slice(b" reason=");
@@ -196,6 +202,7 @@ mod tests {
             method: "GET",
             protocol: "h2",
             route: "/api/search",
+            path: "/api/search",
             outcome: "allowed",
             reason: "-",
             status: 200,
@@ -213,7 +220,7 @@ mod tests {
         assert_eq!(
             String::from_utf8(buf).unwrap(),
             "2025-12-01T17:35:48.000042Z  INFO keygate::access: request_id=\"abc\\\"def\" method=GET \
-             protocol=h2 route=\"/api/search\" outcome=\"allowed\" reason=\"-\" status=200 key_id=\"key_1\" \
+             protocol=h2 route=\"/api/search\" path=\"/api/search\" outcome=\"allowed\" reason=\"-\" status=200 key_id=\"key_1\" \
              client=10.1.2.3 latency_ms=1.235\n"
         );
     }
@@ -232,6 +239,7 @@ mod tests {
         assert_eq!(v["fields"]["request_id"], "abc\"def");
         assert_eq!(v["fields"]["status"], 200);
         assert_eq!(v["fields"]["protocol"], "h2");
+        assert_eq!(v["fields"]["path"], "/api/search");
         assert_eq!(v["fields"]["client"], "::1");
         assert_eq!(v["fields"]["latency_ms"], 1.235);
     }

@@ -293,6 +293,17 @@ pub static HEADERS_TOO_LARGE: Lazy<IntCounter> = Lazy::new(|| {
     .expect("metric keygate_headers_too_large_total registers once")
 });
 
+/// Connections that opened with HTTP/2's cleartext preface on a listener without
+/// `server.h2c`, answered 400.
+pub static H2C_REFUSED: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "keygate_h2c_refused_total",
+        "Connections that sent HTTP/2's cleartext preface (prior knowledge) while \
+         server.h2c is off, answered 400."
+    )
+    .expect("metric keygate_h2c_refused_total registers once")
+});
+
 /// HTTP/2 requests refused because their connection already had its cap in
 /// flight (streams reset by the client while keygate still worked on them).
 pub static H2_STREAMS_REFUSED: Lazy<IntCounter> = Lazy::new(|| {
@@ -553,6 +564,7 @@ pub fn init() {
     Lazy::force(&LOG_LINES_DROPPED);
     Lazy::force(&HEAD_TIMEOUTS);
     Lazy::force(&HEADERS_TOO_LARGE);
+    Lazy::force(&H2C_REFUSED);
     Lazy::force(&H2_STREAMS_REFUSED);
     Lazy::force(&PASSWORD_POOL_REJECTED);
     Lazy::force(&DECISIONS);

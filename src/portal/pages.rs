@@ -49,6 +49,7 @@ impl Frame<'_> {
                     meta name="referrer" content="no-referrer";
                     title { (heading) " · " (self.title) }
                     link rel="stylesheet" href=(self.href("/static/portal.css"));
+                    link rel="icon" type="image/svg+xml" href=(self.href("/static/favicon.svg"));
                     script src=(self.href("/static/portal.js")) defer {}
                 }
                 body {

@@ -119,3 +119,23 @@ fn every_page_answers_and_allow_is_derived_from_the_routes() {
         Routed::NotFound
     );
 }
+
+#[tokio::test]
+async fn every_page_names_the_portals_own_icon() {
+    let s = Services::new();
+    let page = visit(&s, Method::GET, "/login", "", "").await;
+    let html = String::from_utf8_lossy(&page.body);
+    assert!(
+        html.contains(
+            r#"<link rel="icon" type="image/svg+xml" href="/portal/static/favicon.svg">"#
+        ),
+        "{html}"
+    );
+    let icon = visit(&s, Method::GET, "/static/favicon.svg", "", "").await;
+    assert_eq!(icon.status, StatusCode::OK);
+    assert!(icon
+        .headers
+        .iter()
+        .any(|(h, v)| *h == "Content-Type" && v == "image/svg+xml"));
+    assert!(String::from_utf8_lossy(&icon.body).starts_with("<svg"));
+}

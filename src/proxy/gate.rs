@@ -473,6 +473,7 @@ impl ProxyHttp for Gate {
                 method: session.req_header().method.as_str(),
                 protocol: ctx.protocol,
                 route,
+                path: session.req_header().uri.path(),
                 outcome,
                 reason: match (&ctx.error, ctx.live.as_ref().and_then(LiveTicket::cut)) {
                     (Some(e), _) => e.reason(),

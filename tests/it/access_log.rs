@@ -115,3 +115,32 @@ async fn a_stalled_stderr_drops_counted_lines_and_never_holds_a_request() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// The access line names the path called (beside the route), never the query
+/// string, which may carry a key (`query:NAME` sources).
+#[tokio::test]
+async fn the_access_line_carries_the_path_and_never_the_query() {
+    let up = start_upstream().await;
+    let mut kg = Keygate::start(up, POLICY);
+    let r = client()
+        .get(kg.url("/health/deep?api_key=kg_sk_live_secretsecret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        401,
+        "/health is exact: /health/deep needs a key"
+    );
+    assert!(kg.terminate().success());
+    let logs = kg.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("keygate::access") && l.contains("path=\"/health/deep\""))
+        .unwrap_or_else(|| panic!("no access line with the path: {logs}"));
+    assert!(line.contains("route=\"default\""), "{line}");
+    assert!(
+        !logs.contains("secretsecret"),
+        "the query never reaches the log"
+    );
+}

@@ -191,3 +191,153 @@ async fn the_cli_and_the_api_refuse_the_same_bad_input_the_same_way() {
     assert_eq!(message, "A revoked key cannot be regenerated");
     assert!(String::from_utf8_lossy(&cli.stderr).contains(message));
 }
+
+/// `keys update` makes the API's PUT through the same service: the same fields,
+/// the same refusals, every problem at once; `keys regenerate --grace` keeps the
+/// old secret working as long as asked.
+#[tokio::test]
+async fn update_and_regenerate_with_a_grace_period() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, DEFAULT_POLICY);
+    let (id, key) = kg.create_key(&["--scopes", "a"]);
+    let show = |id: &str| -> serde_json::Value {
+        serde_json::from_slice(&kg.cli(&["keys", "show", id]).stdout).unwrap()
+    };
+    let out = kg.cli(&[
+        "keys",
+        "update",
+        &id,
+        "--name",
+        "renamed",
+        "--tier",
+        "pro",
+        "--scopes",
+        "a,b",
+        "--credits",
+        "40",
+        "--expires-in",
+        "30d",
+        "--allow-ip",
+        "10.0.0.0/8",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with(&format!("updated {id}")));
+    let k = show(&id);
+    assert_eq!(
+        (
+            &k["name"],
+            &k["tier"],
+            &k["scopes"],
+            &k["credits"],
+            &k["allowed_ips"]
+        ),
+        (
+            &serde_json::json!("renamed"),
+            &serde_json::json!("pro"),
+            &serde_json::json!(["a", "b"]),
+            &serde_json::json!(40),
+            &serde_json::json!(["10.0.0.0/8"])
+        )
+    );
+    assert!(k["expires_at"].is_string());
+    // Back: unmetered, no expiry, any network; what is not given stays.
+    let out = kg.cli(&[
+        "keys",
+        "update",
+        &id,
+        "--credits",
+        "none",
+        "--expires-in",
+        "never",
+        "--allow-ip",
+        "any",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let k = show(&id);
+    assert_eq!(
+        (
+            &k["credits"],
+            &k["expires_at"],
+            &k["allowed_ips"],
+            &k["name"]
+        ),
+        (
+            &serde_json::Value::Null,
+            &serde_json::Value::Null,
+            &serde_json::json!([]),
+            &serde_json::json!("renamed")
+        )
+    );
+    // Every problem at once, in the CLI's spelling, exit 2; nothing changed.
+    let out = kg.cli(&[
+        "keys",
+        "update",
+        &id,
+        "--tier",
+        "gold",
+        "--credits",
+        "lots",
+        "--expires-in",
+        "soon",
+        "--allow-ip",
+        "nope",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for flag in ["--tier:", "--credits:", "--expires-in:", "--allow-ip:"] {
+        assert!(err.contains(flag), "{flag} in {err}");
+    }
+    assert_eq!(show(&id)["tier"], "pro");
+    assert_eq!(
+        kg.cli(&["keys", "update", &id]).status.code(),
+        Some(2),
+        "nothing to change"
+    );
+    assert_eq!(
+        kg.cli(&["keys", "update", "key_nope", "--name", "x"])
+            .status
+            .code(),
+        Some(1)
+    );
+
+    // A grace period: both secrets work, then only the new one.
+    assert_eq!(kg.get_key("/a", &key).await.status(), 200);
+    let out = kg.cli(&["keys", "regenerate", &id, "--grace", "2s"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("The previous secret works until"), "{text}");
+    let new = text
+        .lines()
+        .find_map(|l| l.strip_prefix("key:"))
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(kg.get_key("/a", &new).await.status(), 200);
+    assert_eq!(
+        kg.get_key("/a", &key).await.status(),
+        200,
+        "within the grace period"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    assert_eq!(kg.get_key("/a", &key).await.status(), 401, "after it");
+    assert_eq!(kg.get_key("/a", &new).await.status(), 200);
+    let out = kg.cli(&["keys", "regenerate", &id, "--grace", "31d"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

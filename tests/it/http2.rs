@@ -238,6 +238,19 @@ async fn h2c_serves_prior_knowledge_beside_http1_and_only_when_asked() {
         refused.is_err() || refused.as_ref().unwrap().status() != 200,
         "h2c answered without server.h2c: {refused:?}"
     );
+    // What the client gets is an HTTP/1.1 400 naming the setting, and it is counted.
+    let answer = plain
+        .exchange(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await;
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    assert!(answer.contains("server.h2c: true"), "{answer}");
+    let body = answer.split("\r\n\r\n").nth(1).unwrap();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(body).unwrap()["error"],
+        "invalid_request"
+    );
+    let m = plain.metrics().await;
+    assert!(metric_sum(&m, "keygate_h2c_refused_total") >= 1.0, "{m}");
 }
 
 /// Counts the connections made to `target` through a relay in front of it.

@@ -54,7 +54,10 @@ async fn a_429_says_when_to_retry() {
     assert_eq!(body["retry_after"], retry);
     assert_eq!(
         body["message"],
-        format!("Rate limit exceeded. Try again in {retry} seconds.")
+        format!(
+            "Rate limit exceeded. Try again in {retry} second{}.",
+            if retry == 1 { "" } else { "s" }
+        )
     );
 }
 

@@ -38,6 +38,7 @@ mod limits_v2;
 mod live_streams;
 mod management_auth;
 mod management_keys;
+mod messages;
 mod metrics;
 mod operations;
 mod portal;

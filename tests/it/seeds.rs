@@ -427,7 +427,10 @@ async fn altrixy_token_call_refresh_and_429_as_documented() {
     let retry = body["retry_after"].as_u64().unwrap();
     assert_eq!(
         body["message"],
-        format!("Rate limit exceeded. Try again in {retry} seconds.")
+        format!(
+            "Rate limit exceeded. Try again in {retry} second{}.",
+            if retry == 1 { "" } else { "s" }
+        )
     );
     assert_eq!(headers["retry-after"], retry.to_string().as_str());
     assert!(headers.contains_key("x-ratelimit-remaining"));

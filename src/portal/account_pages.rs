@@ -1,4 +1,4 @@
-//! The portal's account pages (docs/portal.md, Accounts): a customer's own account
+//! The portal's account pages (docs/portal.md, Pages): a customer's own account
 //! (`/account`: plan, limits now, pooled usage with each key's share, the credit
 //! balance) and the admins' account pages (`/accounts`: search and pages;
 //! `/accounts/{id}`: change the plan, add credits, suspend or resume). Every rule

@@ -24,6 +24,7 @@ mod cli_keys;
 mod config_errors;
 mod credential_sources;
 mod dialects;
+mod docs_links;
 mod emails;
 mod failed_auth;
 mod file_store;

@@ -19,7 +19,8 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from portal_flow import (  # noqa: E402
-    browser, csp_violations, fill, full_page_screenshot, gone, http, new_key_from_page,
+    browser, console_errors, csp_violations, fill, full_page_screenshot, gone, http, layout,
+    new_key_from_page,
     step, submit, text_of, wait_url,
 )
 
@@ -78,6 +79,7 @@ def main():
         assert shares == {"Laptop": "3", "Server": "1"}, shares
         assert "Change plan" not in text_of(d), "customers change nothing here"
         full_page_screenshot(d, "portal-account.png")
+        layout(d, "account")
         status, _ = http("/portal/accounts", cookie=f"kg_session={d.get_cookie('kg_session')['value']}")
         assert status == 404, f"a customer has no account list: {status}"
         submit(d, "Sign out")
@@ -103,6 +105,7 @@ def main():
         minute = d.find_element(By.XPATH, "//table[contains(@class,'limits')]//tr[td='minute']")
         assert minute.find_elements(By.TAG_NAME, "td")[1].text == "1000"
         full_page_screenshot(d, "portal-account-admin.png")
+        layout(d, "account-admin")
 
         step("suspending refuses every key at once; resuming lets them work")
         submit(d, "Suspend")
@@ -113,6 +116,7 @@ def main():
         for k in keys:
             assert http("/paid", k)[0] == 200
         assert not csp_violations(d), csp_violations(d)
+        assert not console_errors(d), console_errors(d)
         print(json.dumps({"ok": True, "screenshots": sorted(os.listdir(SHOTS))}))
     except Exception:
         d.save_screenshot(os.path.join(SHOTS, "accounts-failure.png"))

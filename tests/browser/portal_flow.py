@@ -121,9 +121,61 @@ def full_page_screenshot(d, name):
     d.set_window_size(1280, 1000)
 
 
+# Every console entry of the run, kept as it is read (reading the log drains it).
+CONSOLE = []
+
+
+def console(d):
+    CONSOLE.extend(d.get_log("browser"))
+    return CONSOLE
+
+
 def csp_violations(d):
-    return [e["message"] for e in d.get_log("browser")
+    return [e["message"] for e in console(d)
             if "Content Security Policy" in e["message"] or "Refused to" in e["message"]]
+
+
+def console_errors(d):
+    """Every console error of the run (a failed request, a script error, ...) but
+    the ones a step expected."""
+    return [e["message"] for e in console(d)
+            if e.get("level") == "SEVERE" and not e.get("expected")]
+
+
+def expect_console_error(d, text):
+    """A step that provokes a refusal (a wrong password answered 401) leaves one
+    console error: it must be there, and it is not counted against the page."""
+    entries = [e for e in console(d) if e.get("level") == "SEVERE" and not e.get("expected")]
+    assert any(text in e["message"] for e in entries), entries
+    for e in entries:
+        if text in e["message"]:
+            e["expected"] = True
+
+
+def layout(d, name):
+    """The current page at 390 px and 1280 px wide and in dark mode: the document
+    never scrolls sideways (a wide table scrolls inside its own box), and a
+    screenshot of each is kept as NAME-390.png, NAME-1280.png, NAME-dark.png."""
+    for width in (390, 1280):
+        d.set_window_size(width, 900)
+        over = d.execute_script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert over <= 0, f"{name} at {width} px: the page is {over} px wider than the window"
+        height = d.execute_script("return document.documentElement.scrollHeight")
+        d.set_window_size(width, max(600, height + 20))
+        d.save_screenshot(os.path.join(SHOTS, f"{name}-{width}.png"))
+    d.execute_cdp_cmd("Emulation.setEmulatedMedia",
+                      {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+    try:
+        d.set_window_size(1280, 900)
+        background = d.execute_script("return getComputedStyle(document.body).backgroundColor")
+        assert background == "rgb(20, 23, 27)", f"{name}: not dark in dark mode: {background}"
+        height = d.execute_script("return document.documentElement.scrollHeight")
+        d.set_window_size(1280, max(600, height + 20))
+        d.save_screenshot(os.path.join(SHOTS, f"{name}-dark.png"))
+    finally:
+        d.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+        d.set_window_size(1280, 1000)
 
 
 def main():
@@ -131,6 +183,8 @@ def main():
     d = browser()
     try:
         step("sign up")
+        d.get(PORTAL + "/login")
+        layout(d, "login")
         d.get(PORTAL + "/signup")
         fill(d, "email", EMAIL)
         fill(d, "name", "Ada")
@@ -146,6 +200,7 @@ def main():
         fill(d, "password", "wrong password!")
         submit(d, "Sign in")
         assert "Invalid email or password" in text_of(d)
+        expect_console_error(d, "/portal/login - Failed to load resource: the server responded with a status of 401")
         fill(d, "email", EMAIL)
         fill(d, "password", PASSWORD)
         submit(d, "Sign in")
@@ -195,6 +250,7 @@ def main():
         assert "Credits remaining" in page
         assert key not in d.page_source
         full_page_screenshot(d, "portal-key-detail.png")
+        layout(d, "key-detail")
 
         step("regenerate")
         submit(d, "Regenerate")
@@ -213,6 +269,7 @@ def main():
         new_key_from_page(d)
         d.get(PORTAL + "/keys")
         full_page_screenshot(d, "portal-keys.png")
+        layout(d, "keys")
 
         step("revoke")
         row = d.find_element(By.XPATH, "//tr[td/a='Production server']")
@@ -236,6 +293,7 @@ def main():
         status, headers = http("/portal/keys", cookie=session)
         assert status == 303 and headers.get("Location", "").endswith("/portal/login"), (status, headers)
         assert not csp_violations(d), csp_violations(d)
+        assert not console_errors(d), console_errors(d)
         print(json.dumps({"ok": True, "screenshots": sorted(os.listdir(SHOTS))}))
     except Exception:
         d.save_screenshot(os.path.join(SHOTS, "portal-failure.png"))

@@ -154,6 +154,18 @@ struct Visit {
     failed_sign_in: bool,
     /// The key form tokens are made with.
     form_key: FormKey,
+    /// What the previous action did, said on this page (`?done=`).
+    notice: Option<&'static str>,
+}
+
+/// The note a page shows after an action that redirected to it (`?done=NAME`):
+/// fixed texts only, never the query's own words.
+fn notice_of(query: Option<&str>) -> Option<&'static str> {
+    match query_param(query, "done")?.as_str() {
+        "revoked" => Some("Key revoked: it stopped working everywhere within a second."),
+        "signed-out" => Some("You are signed out."),
+        _ => None,
+    }
 }
 
 impl Visit {
@@ -294,6 +306,7 @@ impl Portal {
             set_cookies: Vec::new(),
             failed_sign_in: false,
             form_key: self.form_key(accounts).await?,
+            notice: notice_of(req.query),
         };
         if stale {
             // Expired or signed out elsewhere: the browser forgets it too.
@@ -397,7 +410,7 @@ impl Portal {
                     accounts.users().end_session(&KeyHash::of(&token)).await?;
                 }
                 visit.set_cookies.push(cx.cookies().clear_session());
-                Ok(Reply::Redirect("/login".into()))
+                Ok(Reply::Redirect("/login?done=signed-out".into()))
             }
             (KeysPage, _) => {
                 let filter = query_param(req.query, "owner").unwrap_or_default();
@@ -413,7 +426,7 @@ impl Portal {
             (Revoke, Some(_)) => {
                 let actor = visit.actor().ok_or(GateError::NotFound)?;
                 self.keys.revoke(&cx.rules(), &actor, id).await?;
-                Ok(Reply::Redirect("/keys".into()))
+                Ok(Reply::Redirect("/keys?done=revoked".into()))
             }
             (ConfirmRegenerate, _) => {
                 let k = self.own_key(cx, visit, id).await?;
@@ -859,6 +872,7 @@ impl Portal {
             prefix: cx.prefix(),
             user: visit.and_then(Visit::user),
             csrf: visit.map(Visit::csrf).unwrap_or_default(),
+            notice: None,
         };
         let message = err.page_message();
         let mut headers = vec![("Content-Type", "text/html; charset=utf-8".to_string())];
@@ -991,6 +1005,7 @@ fn frame<'a>(cx: &'a PortalContext<'a>, visit: &'a Visit) -> Frame<'a> {
         prefix: cx.prefix(),
         user: visit.user(),
         csrf: visit.csrf(),
+        notice: visit.notice,
     }
 }
 

@@ -25,6 +25,8 @@ pub struct Frame<'a> {
     pub user: Option<&'a UserRecord>,
     /// The form token every form carries.
     pub csrf: String,
+    /// What the previous action did (a fixed text), said above the page.
+    pub notice: Option<&'static str>,
 }
 
 impl Frame<'_> {
@@ -72,7 +74,11 @@ impl Frame<'_> {
                             }
                         }
                     }
-                    main { h1 { (heading) } (body) }
+                    main {
+                        h1 { (heading) }
+                        @if let Some(n) = self.notice { p class="notice" role="status" { (n) } }
+                        (body)
+                    }
                 }
             }
         }

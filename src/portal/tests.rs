@@ -139,3 +139,32 @@ async fn every_page_names_the_portals_own_icon() {
         .any(|(h, v)| *h == "Content-Type" && v == "image/svg+xml"));
     assert!(String::from_utf8_lossy(&icon.body).starts_with("<svg"));
 }
+
+#[tokio::test]
+async fn a_page_after_an_action_says_what_it_did_in_words_of_its_own() {
+    let s = Services::new();
+    let said = |query: Option<&'static str>| {
+        let s = &s;
+        async move {
+            let headers = HeaderMap::new();
+            let req = LocalRequest {
+                method: &Method::GET,
+                path: "/login",
+                query,
+                headers: &headers,
+                body: b"",
+                client_ip: Some("10.0.0.9".parse().unwrap()),
+            };
+            let r = s.portal().handle(&s.rt().portal_context(), &req).await;
+            String::from_utf8_lossy(&r.body).into_owned()
+        }
+    };
+    assert!(said(Some("done=signed-out"))
+        .await
+        .contains(r#"<p class="notice" role="status">You are signed out.</p>"#));
+    for other in [None, Some("done=<script>"), Some("done=anything")] {
+        let html = said(other).await;
+        assert!(!html.contains("class=\"notice\""), "{other:?}: {html}");
+        assert!(!html.contains("<script>alert"));
+    }
+}

@@ -279,6 +279,7 @@ def main():
         wait_url(d, "/revoke")
         submit(d, "Revoke key")
         wait_url(d, "/portal/keys")
+        assert "Key revoked" in d.find_element(By.CSS_SELECTOR, "p.notice").text, text_of(d)
         row = d.find_element(By.XPATH, "//tr[td/a='Production server']")
         assert "revoked" in row.text, row.text
         assert http("/hello", new)[0] == 401, "a revoked key is refused"
@@ -290,6 +291,7 @@ def main():
         assert http("/portal/keys", cookie=session)[0] == 200
         submit(d, "Sign out")
         wait_url(d, "/portal/login")
+        assert d.find_element(By.CSS_SELECTOR, "p.notice").text == "You are signed out."
         status, headers = http("/portal/keys", cookie=session)
         assert status == 303 and headers.get("Location", "").endswith("/portal/login"), (status, headers)
         assert not csp_violations(d), csp_violations(d)

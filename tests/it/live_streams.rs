@@ -272,6 +272,8 @@ async fn a_revoked_keys_grpc_streams_end_unauthenticated_within_a_second() {
     let busy = ticks(target.clone(), key.clone(), 100);
     let (id2, silent_key) = kg.create_key(&[]);
     let silent = ticks(target, silent_key, 60_000);
+    // Long enough for the gRPC client to start (most of a second on a loaded
+    // machine) and its ticks to flow; short of the silent call's idle timeout.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     revoke(&kg, &admin, &id).await;
     let revoked = unix_now();
@@ -290,9 +292,11 @@ async fn a_revoked_keys_grpc_streams_end_unauthenticated_within_a_second() {
         .iter()
         .map(|t| t.as_f64().unwrap())
         .collect();
+    // The stream was flowing when its key was revoked.
+    let before = times.iter().filter(|t| **t < revoked).count();
     assert!(
-        times.len() >= 10,
-        "ticks flowed before (revoked at {revoked}): {busy}"
+        before >= 3,
+        "{before} ticks before the revocation at {revoked}: {busy}"
     );
     let late = times.iter().filter(|t| **t > revoked + 1.0).count();
     assert_eq!(late, 0, "messages after the revocation: {busy}");

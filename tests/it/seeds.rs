@@ -350,6 +350,23 @@ async fn alttextai_verify_credits_and_a_metered_call_as_documented() {
     let (_, _, body) = send(&kg, get.clone(), "/api/v1/credits", &pairs(&theirs), None).await;
     assert_eq!(body, json!({"credits": 100, "user_id": other}));
 
+    // A key made with no user (the CLI without --owner) still names a customer.
+    let (_, lone) = kg.create_key(&["--tier", "free"]);
+    let lone = bearer(&lone);
+    let (status, _, body) = send(
+        &kg,
+        post.clone(),
+        "/api/v1/verify-api-key",
+        &pairs(&lone),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_shape(&body, &verified, true, "verify, no user");
+    let (_, _, body) = send(&kg, get.clone(), "/api/v1/credits", &pairs(&lone), None).await;
+    assert_shape(&body, &credits, true, "credits, no user");
+    assert_eq!(body["credits"], 100);
+
     // Without a key, the contract's refusal (AltTextAI documents none of its own).
     let (status, _, body) = send(&kg, post, "/api/v1/verify-api-key", &[], None).await;
     assert_eq!(status, 401);

@@ -91,6 +91,8 @@ pub struct PortalSettings {
     /// Cookies only over HTTPS (`__Host-` names): with `server.tls`, or
     /// `portal.secure_cookies` when TLS ends in front of keygate.
     pub secure_cookies: bool,
+    /// How a new key's `curl` example sends it: the first of `api_keys.sources`.
+    pub send_key: pages::SendKey,
 }
 
 impl PortalSettings {
@@ -103,6 +105,7 @@ impl PortalSettings {
             session_ttl: p.session_ttl.get(),
             tier: p.tier.clone(),
             secure_cookies: config.server.tls.is_some() || p.secure_cookies,
+            send_key: pages::SendKey::of(&config.api_keys.sources),
         }
     }
 }
@@ -156,6 +159,21 @@ struct Visit {
     form_key: FormKey,
     /// What the previous action did, said on this page (`?done=`).
     notice: Option<&'static str>,
+    /// Where the browser reached keygate (`https://api.example.com`): the base of
+    /// a new key's `curl` example. `None` for a `Host` that is not a plain host.
+    origin: Option<String>,
+}
+
+/// The origin the browser used, from its `Host` header (plain host names and
+/// ports only, never anything a page could not print safely).
+fn origin_of(headers: &http::HeaderMap, https: bool) -> Option<String> {
+    let host = headers.get(http::header::HOST)?.to_str().ok()?;
+    let plain = !host.is_empty()
+        && host.len() <= 255
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+    plain.then(|| format!("{}://{host}", if https { "https" } else { "http" }))
 }
 
 /// The note a page shows after an action that redirected to it (`?done=NAME`):
@@ -169,6 +187,13 @@ fn notice_of(query: Option<&str>) -> Option<&'static str> {
 }
 
 impl Visit {
+    /// A new key's first call, ready to paste: `curl` with the key as the API
+    /// takes it, at the origin the browser used.
+    fn try_it(&self, cx: &PortalContext<'_>, secret: &str) -> Option<String> {
+        let origin = self.origin.as_deref()?;
+        Some(cx.settings.send_key.curl(origin, secret))
+    }
+
     fn user(&self) -> Option<&UserRecord> {
         self.signed_in.as_ref().map(|(u, _)| u)
     }
@@ -307,6 +332,7 @@ impl Portal {
             failed_sign_in: false,
             form_key: self.form_key(accounts).await?,
             notice: notice_of(req.query),
+            origin: origin_of(req.headers, cx.settings.secure_cookies),
         };
         if stale {
             // Expired or signed out elsewhere: the browser forgets it too.
@@ -666,6 +692,7 @@ impl Portal {
                 &issued.record,
                 &issued.secret.plaintext,
                 None,
+                visit.try_it(cx, &issued.secret.plaintext).as_ref(),
             ))),
             Err(e) => {
                 let (status, errors) = form_errors(e)?;
@@ -701,6 +728,7 @@ impl Portal {
             &issued.record,
             &issued.secret.plaintext,
             issued.previous_valid_until,
+            visit.try_it(cx, &issued.secret.plaintext).as_ref(),
         )))
     }
 

@@ -268,12 +268,47 @@ pub fn keys(f: &Frame<'_>, v: &KeysView<'_>, now: DateTime<Utc>) -> Markup {
     )
 }
 
-/// The one page that shows a whole key: after create or regenerate.
+/// How the API takes a key: the first of `api_keys.sources`, for the `curl`
+/// example a new key's page shows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SendKey {
+    /// `header:NAME`.
+    Header(String),
+    /// `bearer`.
+    Bearer,
+    /// `query:NAME`.
+    Query(String),
+}
+
+impl SendKey {
+    /// The first source of `sources` (`X-API-Key` when none parses).
+    pub fn of(sources: &[String]) -> Self {
+        match sources.first().map(String::as_str) {
+            Some("bearer") => SendKey::Bearer,
+            Some(s) if s.starts_with("query:") => SendKey::Query(s[6..].to_string()),
+            Some(s) if s.starts_with("header:") => SendKey::Header(s[7..].to_string()),
+            _ => SendKey::Header("X-API-Key".into()),
+        }
+    }
+
+    /// `curl -i` of `origin`'s root with `secret`.
+    pub fn curl(&self, origin: &str, secret: &str) -> String {
+        match self {
+            SendKey::Header(name) => format!("curl -i -H '{name}: {secret}' {origin}/"),
+            SendKey::Bearer => format!("curl -i -H 'Authorization: Bearer {secret}' {origin}/"),
+            SendKey::Query(name) => format!("curl -i '{origin}/?{name}={secret}'"),
+        }
+    }
+}
+
+/// The one page that shows a whole key: after create or regenerate; with the
+/// first call ready to paste when the origin is known (`try_it`).
 pub fn new_key(
     f: &Frame<'_>,
     k: &KeyRecord,
     secret: &str,
     previous_valid_until: Option<DateTime<Utc>>,
+    try_it: Option<&String>,
 ) -> Markup {
     f.page(
         "Your new API key",
@@ -295,6 +330,18 @@ pub fn new_key(
                     dt { "Scopes" } dd { @if k.scopes.is_empty() { "—" } @else { (k.scopes.join(", ")) } }
                 }
                 p { a href=(f.href(&format!("/keys/{}", k.id))) { "Go to this key's usage" } " · " a href=(f.href("/keys")) { "Back to your keys" } }
+            }
+            @if let Some(curl) = try_it {
+                section class="card try" {
+                    h2 { "Try it" }
+                    p { "Your first call, ready to paste:" }
+                    pre { code { (curl) } }
+                    p class="hint" {
+                        "Every answer carries " code { "X-RateLimit-Limit" } ", " code { "X-RateLimit-Remaining" }
+                        " and " code { "X-RateLimit-Reset" } ": what your plan allows in its current window, what is left, and when it renews. "
+                        "Over the limit you get " code { "429" } " with " code { "Retry-After" } "; a refused key gets " code { "401" } "."
+                    }
+                }
             }
         },
     )

@@ -168,3 +168,35 @@ async fn a_page_after_an_action_says_what_it_did_in_words_of_its_own() {
         assert!(!html.contains("<script>alert"));
     }
 }
+
+#[test]
+fn a_new_keys_first_call_is_written_as_the_api_takes_keys() {
+    use super::pages::SendKey;
+    let sources = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        SendKey::of(&sources(&["header:x-api-key", "bearer"]))
+            .curl("https://api.example.com", "k1"),
+        "curl -i -H 'x-api-key: k1' https://api.example.com/"
+    );
+    assert_eq!(
+        SendKey::of(&sources(&["bearer"])).curl("http://127.0.0.1:8080", "k1"),
+        "curl -i -H 'Authorization: Bearer k1' http://127.0.0.1:8080/"
+    );
+    assert_eq!(
+        SendKey::of(&sources(&["query:api_key"])).curl("http://h", "k1"),
+        "curl -i 'http://h/?api_key=k1'"
+    );
+    let host = |h: &str| {
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::HOST, h.parse().unwrap());
+        origin_of(&headers, false)
+    };
+    assert_eq!(
+        host("api.example.com:8080"),
+        Some("http://api.example.com:8080".into())
+    );
+    assert_eq!(host("[::1]:8080"), Some("http://[::1]:8080".into()));
+    // A Host that is not a plain host gets no example at all.
+    assert_eq!(host("evil.com/'; rm -rf"), None);
+    assert_eq!(host("a b"), None);
+}

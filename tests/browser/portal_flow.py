@@ -212,6 +212,9 @@ def main():
         d.find_element(By.CSS_SELECTOR, 'input[name="scopes"][value="search"]').click()
         submit(d, "Create key")
         key = new_key_from_page(d)
+        curl = d.find_element(By.CSS_SELECTOR, "section.try pre code").text
+        assert curl == f"curl -i -H 'x-api-key: {key}' {BASE}/", curl
+        layout(d, "new-key")
         button(d, "Copy").click()
         WebDriverWait(d, 5).until(lambda d: button_text(d, "Copied"))
         assert not csp_violations(d), csp_violations(d)

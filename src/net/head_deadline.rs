@@ -66,6 +66,10 @@ enum Phase {
         answer: &'static [u8],
         written: usize,
         why: &'static str,
+        /// Once the answer is out, how long what the client still sends is read
+        /// and dropped before the connection closes (a client still writing when
+        /// the socket closes gets a broken pipe instead of the answer).
+        linger: Option<Lingering>,
     },
     /// An HTTP/2 connection whose client preface has `left` bytes to come, due
     /// `limit` after the connection's start (`since`), as a first head is.
@@ -78,6 +82,19 @@ enum Phase {
     /// here (Pingora's HTTP/2 idle timeout and the advertised settings bound it).
     Http2,
 }
+
+/// How long a refused HTTP/2-without-h2c client's frames are drained.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// A lingering close: reading (and dropping) until the client stops or `until`.
+#[derive(Debug)]
+struct Lingering {
+    until: Pin<Box<Sleep>>,
+}
+
+/// Said once per process: a client spoke HTTP/2 without TLS to a listener
+/// without `server.h2c` (then only counted).
+static H2C_SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// The HTTP/2 client connection preface (RFC 9113 §3.4).
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -346,9 +363,39 @@ impl DeadlineStream {
             Phase::Refusing { why, .. } => why,
             _ => "refused",
         };
-        match self.poll_refusal(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, why))),
+        if self.poll_refusal(cx).is_pending() {
+            return Poll::Pending;
+        }
+        if self.poll_linger(cx).is_pending() {
+            return Poll::Pending;
+        }
+        Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, why)))
+    }
+
+    /// After a refusal that lingers: reads and drops what the client still sends
+    /// until it stops sending (end of stream, an error) or the linger ends.
+    fn poll_linger(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Phase::Refusing {
+            linger: Some(linger),
+            ..
+        } = &mut self.phase
+        else {
+            return Poll::Ready(());
+        };
+        let mut scratch = [0u8; 4096];
+        loop {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut self.inner).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => continue,
+                Poll::Ready(_) => return Poll::Ready(()),
+                Poll::Pending => {
+                    return if linger.until.as_mut().poll(cx).is_ready() {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending
+                    };
+                }
+            }
         }
     }
 
@@ -389,11 +436,19 @@ impl AsyncRead for DeadlineStream {
                     // Pingora would answer nothing at all: say what to turn on.
                     buf.set_filled(before);
                     metrics::H2C_REFUSED.inc();
-                    tracing::debug!("an HTTP/2 cleartext preface on a listener without server.h2c; answered 400");
+                    if !H2C_SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        tracing::warn!(
+                            "a client spoke HTTP/2 without TLS (h2c, prior knowledge) but server.h2c \
+                             is off: answered 400 (said once; counted in keygate_h2c_refused_total)"
+                        );
+                    }
                     this.phase = Phase::Refusing {
                         answer: H2C_OFF,
                         written: 0,
                         why: "HTTP/2 cleartext preface without server.h2c; answered 400",
+                        linger: Some(Lingering {
+                            until: Box::pin(sleep_until(Instant::now() + LINGER)),
+                        }),
                     };
                     return this.refuse(cx);
                 }
@@ -405,6 +460,7 @@ impl AsyncRead for DeadlineStream {
                         answer: this.too_large,
                         written: 0,
                         why: "request head larger than server.max_header_bytes; answered 431",
+                        linger: None,
                     };
                     return this.refuse(cx);
                 }

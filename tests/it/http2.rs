@@ -251,6 +251,10 @@ async fn h2c_serves_prior_knowledge_beside_http1_and_only_when_asked() {
     );
     let m = plain.metrics().await;
     assert!(metric_sum(&m, "keygate_h2c_refused_total") >= 1.0, "{m}");
+    assert!(
+        plain.logs().contains("but server.h2c is off: answered 400"),
+        "the log says why, once"
+    );
 }
 
 /// Counts the connections made to `target` through a relay in front of it.

@@ -259,16 +259,11 @@ fn jwt_setup_problem(message: &str) -> Problem {
 fn unreachable_windows(c: &Config) -> Vec<String> {
     let mut notes = Vec::new();
     for (name, t) in &c.tiers {
-        let set: Vec<(&str, u64)> = [
-            ("per_second", t.per_second),
-            ("per_minute", t.per_minute),
-            ("per_hour", t.per_hour),
-            ("per_day", t.per_day),
-            ("per_month", t.per_month),
-        ]
-        .into_iter()
-        .filter_map(|(w, v)| v.filter(|v| *v > 0).map(|v| (w, v)))
-        .collect();
+        let set: Vec<(&str, u64)> = t
+            .windows()
+            .into_iter()
+            .filter_map(|(w, v)| v.filter(|v| *v > 0).map(|v| (w, v)))
+            .collect();
         for (i, (short, allowed)) in set.iter().enumerate() {
             if let Some((long, fewer)) = set[i + 1..].iter().find(|(_, l)| l < allowed) {
                 notes.push(format!(

@@ -503,6 +503,20 @@ pub struct TierConfig {
     pub pool: crate::domain::Pool,
 }
 
+impl TierConfig {
+    /// Its windows, shortest first, by their config names, as written (`None`:
+    /// not set).
+    pub fn windows(&self) -> [(&'static str, Option<u64>); 5] {
+        [
+            ("per_second", self.per_second),
+            ("per_minute", self.per_minute),
+            ("per_hour", self.per_hour),
+            ("per_day", self.per_day),
+            ("per_month", self.per_month),
+        ]
+    }
+}
+
 /// Rate-limit backend.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -896,6 +910,12 @@ impl Operation {
                 | Operation::KeyUsage
         )
     }
+}
+
+/// True when a segment of a dialect endpoint's path stands for the key id:
+/// `:keyId` or `{keyId}`.
+pub fn is_path_param(segment: &str) -> bool {
+    segment.starts_with(':') || (segment.starts_with('{') && segment.ends_with('}'))
 }
 
 /// `dialect.endpoints[]`: one operation behind a documented method and path.

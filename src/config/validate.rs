@@ -399,13 +399,7 @@ fn tiers(c: &Config, p: &mut Vec<Problem>) {
                 "tier names are letters, digits, _ and -",
             ));
         }
-        let windows = [
-            ("per_second", t.per_second),
-            ("per_minute", t.per_minute),
-            ("per_hour", t.per_hour),
-            ("per_day", t.per_day),
-            ("per_month", t.per_month),
-        ];
+        let windows = t.windows();
         if windows.iter().all(|(_, v)| v.is_none()) {
             p.push(Problem::new(
                 path.clone(),
@@ -689,10 +683,7 @@ fn dialect(c: &Config, p: &mut Vec<Problem>) {
             ));
         }
         let segments: Vec<&str> = e.path.split('/').skip(1).collect();
-        let params = segments
-            .iter()
-            .filter(|s| s.starts_with(':') || (s.starts_with('{') && s.ends_with('}')))
-            .count();
+        let params = segments.iter().filter(|s| is_path_param(s)).count();
         if !e.path.starts_with('/')
             || e.path.len() > 200
             || segments.iter().any(|s| s.is_empty())
@@ -735,13 +726,7 @@ fn dialect(c: &Config, p: &mut Vec<Problem>) {
         }
         let shape: String = segments
             .iter()
-            .map(|s| {
-                if s.starts_with(':') || s.starts_with('{') {
-                    ":"
-                } else {
-                    s
-                }
-            })
+            .map(|s| if is_path_param(s) { ":" } else { s })
             .collect::<Vec<_>>()
             .join("/");
         if seen.contains(&(method.clone(), shape.clone())) {

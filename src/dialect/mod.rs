@@ -122,10 +122,7 @@ impl Dialect {
                     .path
                     .split('/')
                     .skip(1)
-                    .map(|s| {
-                        let param = s.starts_with(':') || (s.starts_with('{') && s.ends_with('}'));
-                        (!param).then(|| s.to_string())
-                    })
+                    .map(|s| (!crate::config::is_path_param(s)).then(|| s.to_string()))
                     .collect(),
                 request: add(&mut d, at("request"), &e.request),
                 response: add(&mut d, at("response"), &e.response),

@@ -107,7 +107,13 @@ fn main() {
     let sliding_bytes = live() - sliding_before;
     let usage_before = live();
     for k in &keys {
-        usage.record(k.id(), "default", 200, 1, now);
+        usage.record(
+            k.id(),
+            "/v1/search",
+            keygate::domain::UsageClass::Successful,
+            1_000,
+            now,
+        );
     }
     let usage_bytes = live() - usage_before;
     drop(keys);

@@ -16,6 +16,7 @@ use crate::config::{self, Config, ConfigError, Draft, LimitBackend, Problem, Sto
 use crate::dialect::Dialect;
 use crate::limit::redis::{RedisCerts, RedisTarget};
 use crate::net::tls::ReloadableCert;
+use crate::portal::branding::Branding;
 use crate::store::postgres::target::PgTarget;
 use std::path::Path;
 use std::sync::Arc;
@@ -50,6 +51,8 @@ pub struct Compiled {
     pub jwt: Option<JwtVerifier>,
     /// `dialect:`, its templates compiled and tried against samples.
     pub dialect: Arc<Dialect>,
+    /// `portal.branding`, its logo file read.
+    pub branding: Arc<Branding>,
 }
 
 /// Which token issuer the compiled JWT verifier trusts.
@@ -108,6 +111,7 @@ struct Parts {
     issuer: Option<Option<Arc<TokenIssuer>>>,
     jwt: Option<Option<JwtVerifier>>,
     dialect: Option<Dialect>,
+    branding: Option<Branding>,
 }
 
 impl Parts {
@@ -172,6 +176,14 @@ impl Parts {
         let dialect = Dialect::compile(&c.dialect)
             .map_err(|problems| p.extend(problems))
             .ok();
+        // A portal that is off keeps its branding unread: its files need not exist.
+        let branding = if c.portal.enabled {
+            Branding::compile(&c.portal)
+                .map_err(|problems| p.extend(problems))
+                .ok()
+        } else {
+            Some(Branding::default())
+        };
         Parts {
             key_format,
             sources,
@@ -181,6 +193,7 @@ impl Parts {
             issuer,
             jwt,
             dialect,
+            branding,
         }
     }
 
@@ -195,6 +208,7 @@ impl Parts {
             issuer: self.issuer?,
             jwt: self.jwt?,
             dialect: Arc::new(self.dialect?),
+            branding: Arc::new(self.branding?),
         })
     }
 }

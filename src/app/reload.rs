@@ -138,6 +138,7 @@ impl Reloader {
             tls: new_cert,
             jwt,
             dialect,
+            branding,
             ..
         } = compiled;
         let old = self.current.lock().clone();
@@ -152,7 +153,7 @@ impl Reloader {
         }
         // Everything that can fail is built before anything is swapped.
         let writable = new.store.kind != config::StoreKind::File;
-        let runtime = Runtime::build(&new, key_format, sources, writable, dialect)?;
+        let runtime = Runtime::build(&new, key_format, sources, writable, dialect, branding)?;
         if let Some(remote) = jwt.as_ref().and_then(|j| j.remote()) {
             remote.load_initial().await;
         }

@@ -132,6 +132,7 @@ pub fn build_shared(compiled: Compiled, clock: Arc<dyn Clock>) -> Result<Arc<Sha
         issuer,
         jwt,
         dialect,
+        branding,
         ..
     } = compiled;
     let writable = config.store.kind != StoreKind::File;
@@ -144,7 +145,7 @@ pub fn build_shared(compiled: Compiled, clock: Arc<dyn Clock>) -> Result<Arc<Sha
     store.watch(forget_changed_keys(cache.clone(), live.clone()));
     let limiter = build_limiter(&config, redis, clock.clone());
     let jwt = jwt.map(Arc::new);
-    let runtime = Runtime::build(&config, key_format, sources, writable, dialect)?;
+    let runtime = Runtime::build(&config, key_format, sources, writable, dialect, branding)?;
     let usage = Arc::new(UsageRecorder::new());
     let auth = Arc::new(Authenticator::new(
         KeyVerifier::new(store.clone(), cache),

@@ -788,6 +788,21 @@ pub struct PortalConfig {
     /// TLS (an ingress or load balancer does): cookies are `__Host-`, `Secure`, as
     /// with `server.tls` (an extension).
     pub secure_cookies: bool,
+    /// The API's own name, logo and accent colour on every page.
+    pub branding: BrandingConfig,
+}
+
+/// `portal.branding` (docs/portal.md, Branding).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrandingConfig {
+    /// Product name (default: `portal.title`).
+    pub name: Option<String>,
+    /// An `https://` URL of an image, or the path of an .svg, .png, .jpg, .webp or
+    /// .gif file (at most 256 KiB), shown beside the name.
+    pub logo: Option<String>,
+    /// Accent colour of buttons and links, `#rrggbb` or `#rgb`.
+    pub accent: Option<String>,
 }
 
 impl Default for PortalConfig {
@@ -799,6 +814,7 @@ impl Default for PortalConfig {
             session_ttl: Dur::secs(12 * 3600),
             tier: None,
             secure_cookies: false,
+            branding: BrandingConfig::default(),
         }
     }
 }

@@ -122,14 +122,16 @@ pub fn answer(operation: Operation) -> serde_json::Value {
             "total_requests": 1250,
             "successful_requests": 1200,
             "failed_requests": 50,
-            "average_response_ms": 245.5,
+            "failed_by_reason": { "rate_limited": 40, "no_credits": 0, "refused": 2, "api_error": 8 },
+            "average_response_ms": 245.512,
             "top_endpoints": [
-                { "endpoint": "GET /api/search", "requests": 800, "average_response_ms": 280.0 }
+                { "endpoint": "/api/search", "requests": 800, "failed": 30, "average_response_ms": 280.0 }
             ],
             "hourly": [{
                 "hour": "2026-01-15T10:00:00Z",
                 "requests": 120, "successful": 118, "failed": 2,
-                "average_response_ms": 230.0,
+                "failed_by_reason": { "rate_limited": 2, "no_credits": 0, "refused": 0, "api_error": 0 },
+                "average_response_ms": 0.412,
             }],
         }),
         Verify => json!({

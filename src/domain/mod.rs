@@ -19,5 +19,5 @@ pub use algorithm::Algorithm;
 pub use hash::KeyHash;
 pub use key::{Environment, ImportFields, ImportedKey, KeyCap, KeyPatch, KeyRecord, KeyStatus};
 pub use refill::{Refill, RefillDue, RefillEvery};
-pub use usage::UsageRow;
+pub use usage::{Totals, UsageClass, UsageRow};
 pub use user::{canonical_email, UserRecord};

@@ -407,6 +407,21 @@ pub async fn credits(
     })))
 }
 
+/// Failed requests by why they failed, as the usage answer names them;
+/// `unclassified` only for failures counted before keygate kept their reason.
+fn failed_by_reason(t: &Totals) -> Value {
+    let mut by = json!({
+        "rate_limited": t.rate_limited,
+        "no_credits": t.no_credits,
+        "refused": t.refused,
+        "api_error": t.api_error,
+    });
+    if t.unclassified() > 0 {
+        by["unclassified"] = json!(t.unclassified());
+    }
+    by
+}
+
 /// `GET /keys/{id}/usage?period=hour|day|week|month` (default `day`).
 pub async fn usage(
     m: &Management,
@@ -452,7 +467,6 @@ pub async fn usage(
     for r in &rows {
         hourly.entry(r.hour.timestamp()).or_default().push(r);
     }
-    let ms = |t: &Totals| (t.average_ms * 100.0).round() / 100.0;
     Ok(ApiResponse::ok(json!({
         "key_id": id,
         "period": period,
@@ -460,16 +474,19 @@ pub async fn usage(
         "total_requests": totals.total,
         "successful_requests": totals.successful,
         "failed_requests": totals.failed,
-        "average_response_ms": ms(&totals),
+        "failed_by_reason": failed_by_reason(&totals),
+        "average_response_ms": totals.average_ms(),
         "top_endpoints": top.iter().map(|(e, t)| json!({
-            "endpoint": e, "requests": t.total, "average_response_ms": ms(t),
+            "endpoint": e, "requests": t.total, "failed": t.failed,
+            "average_response_ms": t.average_ms(),
         })).collect::<Vec<_>>(),
         "hourly": hourly.iter().map(|(h, rows)| {
             let t = Totals::of(rows.iter().copied());
             json!({
                 "hour": chrono::DateTime::from_timestamp(*h, 0),
                 "requests": t.total, "successful": t.successful, "failed": t.failed,
-                "average_response_ms": ms(&t),
+                "failed_by_reason": failed_by_reason(&t),
+                "average_response_ms": t.average_ms(),
             })
         }).collect::<Vec<_>>(),
     })))

@@ -191,6 +191,11 @@ impl super::Portal {
         let actor = admin(visit)?;
         let s = self.account_service()?;
         let rules = cx.rules();
+        let mut done = match what {
+            AccountForm::Plan => "plan",
+            AccountForm::Credits => "credits",
+            AccountForm::Status => "",
+        };
         let warnings = match what {
             AccountForm::Plan => {
                 let patch = AccountPatch {
@@ -204,6 +209,10 @@ impl super::Portal {
                     "suspended" => AccountStatus::Suspended,
                     "active" => AccountStatus::Active,
                     _ => return Err(GateError::BadRequest("Unknown account status")),
+                };
+                done = match status {
+                    AccountStatus::Suspended => "suspended",
+                    AccountStatus::Active => "resumed",
                 };
                 let patch = AccountPatch {
                     status: Some(status),
@@ -223,7 +232,7 @@ impl super::Portal {
             }
         };
         if warnings.is_empty() {
-            return Ok(Reply::Redirect(format!("/accounts/{id}")));
+            return Ok(Reply::Redirect(format!("/accounts/{id}?done={done}")));
         }
         self.admin_account_page(cx, visit, id, &warnings).await
     }
@@ -297,7 +306,7 @@ impl super::Portal {
             return Ok(page(account_views::reset(&frame(cx, visit), token, &[])));
         };
         match accounts.reset_password(token, form.text("password")).await {
-            Ok(()) => Ok(Reply::Redirect("/login".into())),
+            Ok(()) => Ok(Reply::Redirect("/login?done=password-set".into())),
             Err(GateError::Validation(fields)) => {
                 let errors: Vec<(String, String)> = fields
                     .into_iter()

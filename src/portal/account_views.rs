@@ -4,7 +4,7 @@
 //! `Search`, `Next page`; classes `plan`, `balance`, `account-status`.
 
 use super::pages::WindowNow;
-use super::pages::{span_of, when, Frame};
+use super::pages::{failure_reasons, latency, span_of, when, Frame};
 use crate::domain::AccountStatus;
 use crate::domain::{AccountRecord, KeyRecord};
 use crate::keys::limits_view::LimitsView;
@@ -132,9 +132,15 @@ pub fn account(f: &Frame<'_>, v: &AccountPageView<'_>, now: DateTime<Utc>) -> Ma
             section class="card usage" {
                 h2 { "Usage, last 30 days" }
                 p { "Requests by all keys together: " strong class="account-total" { (v.total.total) }
-                    " (" (v.total.successful) " successful, " (v.total.failed) " failed)" }
+                    " (" (v.total.successful) " successful, " (v.total.failed) " failed"
+                    @if v.total.failed > 0 { ": " (failure_reasons(v.total)) }
+                    "), average latency " (latency(v.total)) "." }
                 @if v.keys.is_empty() {
-                    p class="empty" { "No keys yet." }
+                    @if admin {
+                        p class="empty" { "This account holds no keys yet." }
+                    } @else {
+                        p class="empty" { "No keys yet. " a href=(f.href("/keys")) { "Create the first one" } ": its requests will count here." }
+                    }
                 } @else {
                     table class="keys per-key" {
                         thead { tr { th { "Key" } th { "Tier" } th { "Status" } th { "Requests" } th { "Failed" } th { "Share" } } }

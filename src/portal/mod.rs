@@ -11,6 +11,7 @@
 
 mod account_pages;
 mod account_views;
+pub mod branding;
 pub mod chart;
 mod form;
 pub mod pages;
@@ -44,13 +45,10 @@ use std::sync::Arc;
 /// Largest form body accepted.
 pub const MAX_BODY: usize = 16 * 1024;
 
-/// Headers on every portal response: no framing, no sniffing, no referrer, no
-/// script or style but the portal's own files, nothing cached.
-pub const SECURITY_HEADERS: [(&str, &str); 5] = [
-    (
-        "Content-Security-Policy",
-        "default-src 'self'; frame-ancestors 'none'",
-    ),
+/// Headers on every portal response: no framing, no sniffing, no referrer,
+/// nothing cached; and the Content-Security-Policy of its branding
+/// ([`branding::Branding::csp`]: no script or style but the portal's own files).
+pub const SECURITY_HEADERS: [(&str, &str); 4] = [
     ("X-Content-Type-Options", "nosniff"),
     ("Referrer-Policy", "no-referrer"),
     ("X-Frame-Options", "DENY"),
@@ -82,8 +80,6 @@ pub struct PortalResponse {
 pub struct PortalSettings {
     /// `portal.prefix`.
     pub prefix: String,
-    /// `portal.title`.
-    pub title: String,
     /// `portal.session_ttl`.
     pub session_ttl: std::time::Duration,
     /// `portal.tier`: the tier users get, instead of the default tier.
@@ -93,19 +89,21 @@ pub struct PortalSettings {
     pub secure_cookies: bool,
     /// How a new key's `curl` example sends it: the first of `api_keys.sources`.
     pub send_key: pages::SendKey,
+    /// `portal.branding`, compiled.
+    pub branding: Arc<branding::Branding>,
 }
 
 impl PortalSettings {
-    /// The portal's settings in `config`.
-    pub fn from_config(config: &Config) -> Self {
+    /// The portal's settings in `config`, with its compiled `branding`.
+    pub fn from_config(config: &Config, branding: Arc<branding::Branding>) -> Self {
         let p = &config.portal;
         PortalSettings {
             prefix: p.prefix.clone(),
-            title: p.title.clone(),
             session_ttl: p.session_ttl.get(),
             tier: p.tier.clone(),
             secure_cookies: config.server.tls.is_some() || p.secure_cookies,
             send_key: pages::SendKey::of(&config.api_keys.sources),
+            branding,
         }
     }
 }
@@ -182,6 +180,13 @@ fn notice_of(query: Option<&str>) -> Option<&'static str> {
     match query_param(query, "done")?.as_str() {
         "revoked" => Some("Key revoked: it stopped working everywhere within a second."),
         "signed-out" => Some("You are signed out."),
+        "password-set" => Some("Your new password is set: sign in with it."),
+        "plan" => Some("Plan changed: every key of the account follows it within a second."),
+        "credits" => Some("Credits added to the account's balance."),
+        "suspended" => {
+            Some("Account suspended: every one of its keys is refused until it is resumed.")
+        }
+        "resumed" => Some("Account resumed: its keys work again."),
         _ => None,
     }
 }
@@ -236,6 +241,8 @@ enum Reply {
     Redirect(String),
     /// A static file.
     Asset(&'static str, &'static str),
+    /// A file of the config's (the branding's logo and stylesheet).
+    Bytes(&'static str, Arc<[u8]>),
 }
 
 /// The portal service.
@@ -410,6 +417,20 @@ impl Portal {
             (Stylesheet, _) => Ok(Reply::Asset("text/css; charset=utf-8", STYLESHEET)),
             (Script, _) => Ok(Reply::Asset("text/javascript; charset=utf-8", SCRIPT)),
             (Favicon, _) => Ok(Reply::Asset("image/svg+xml", FAVICON)),
+            (BrandStylesheet, _) => match &cx.settings.branding.stylesheet {
+                Some(css) => Ok(Reply::Bytes(
+                    "text/css; charset=utf-8",
+                    css.as_bytes().into(),
+                )),
+                None => Err(GateError::NotFound),
+            },
+            (Logo, _) => match &cx.settings.branding.logo {
+                Some(branding::Logo::File {
+                    content_type,
+                    bytes,
+                }) => Ok(Reply::Bytes(content_type, bytes.clone())),
+                _ => Err(GateError::NotFound),
+            },
             (Home, _) => Ok(Reply::Redirect(
                 if signed_out { "/login" } else { "/keys" }.into(),
             )),
@@ -873,6 +894,11 @@ impl Portal {
                 vec![("Content-Type", content_type.to_string())],
                 text.as_bytes().to_vec(),
             ),
+            Reply::Bytes(content_type, bytes) => (
+                StatusCode::OK,
+                vec![("Content-Type", content_type.to_string())],
+                bytes.to_vec(),
+            ),
         };
         PortalResponse {
             status,
@@ -896,7 +922,8 @@ impl Portal {
         err: &GateError,
     ) -> PortalResponse {
         let f = Frame {
-            title: &cx.settings.title,
+            title: &cx.settings.branding.name,
+            branding: &cx.settings.branding,
             prefix: cx.prefix(),
             user: visit.and_then(Visit::user),
             csrf: visit.map(Visit::csrf).unwrap_or_default(),
@@ -932,6 +959,8 @@ enum Endpoint {
     Stylesheet,
     Script,
     Favicon,
+    BrandStylesheet,
+    Logo,
     Home,
     LoginPage,
     SignIn,
@@ -967,6 +996,8 @@ impl Endpoint {
             Stylesheet
                 | Script
                 | Favicon
+                | BrandStylesheet
+                | Logo
                 | Home
                 | LoginPage
                 | SignIn
@@ -988,6 +1019,8 @@ const ROUTES: &[Route<Endpoint>] = {
         Route::new(&[Lit("static"), Lit("portal.css")], "GET", Stylesheet),
         Route::new(&[Lit("static"), Lit("portal.js")], "GET", Script),
         Route::new(&[Lit("static"), Lit("favicon.svg")], "GET", Favicon),
+        Route::new(&[Lit("static"), Lit("brand.css")], "GET", BrandStylesheet),
+        Route::new(&[Lit("static"), Lit("logo")], "GET", Logo),
         Route::new(&[], "GET", Home),
         Route::new(&[Lit("login")], "GET", LoginPage),
         Route::new(&[Lit("login")], "POST", SignIn),
@@ -1029,7 +1062,8 @@ const ROUTES: &[Route<Endpoint>] = {
 
 fn frame<'a>(cx: &'a PortalContext<'a>, visit: &'a Visit) -> Frame<'a> {
     Frame {
-        title: &cx.settings.title,
+        title: &cx.settings.branding.name,
+        branding: &cx.settings.branding,
         prefix: cx.prefix(),
         user: visit.user(),
         csrf: visit.csrf(),

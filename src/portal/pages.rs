@@ -5,7 +5,7 @@
 //! select `environment`, buttons `Sign in`, `Create account`, `Create key`,
 //! `Revoke`, `Regenerate`, `Sign out`.
 
-use super::chart::{bars, Bucket};
+use super::chart::{bars, legend, Bucket};
 use crate::domain::Algorithm;
 use crate::domain::{KeyRecord, KeyStatus, UserRecord};
 use crate::keys::limits_view::LimitsView;
@@ -17,8 +17,10 @@ use std::collections::BTreeMap;
 /// What every page's frame shows: the product, where the portal lives, who is
 /// signed in, and the form token of the cookie in force.
 pub struct Frame<'a> {
-    /// `portal.title`.
+    /// The product's name (`portal.branding.name`, else `portal.title`).
     pub title: &'a str,
+    /// The logo and accent.
+    pub branding: &'a super::branding::Branding,
     /// `portal.prefix`.
     pub prefix: &'a str,
     /// The signed-in user, if any.
@@ -51,12 +53,20 @@ impl Frame<'_> {
                     meta name="referrer" content="no-referrer";
                     title { (heading) " · " (self.title) }
                     link rel="stylesheet" href=(self.href("/static/portal.css"));
+                    @if self.branding.stylesheet.is_some() {
+                        link rel="stylesheet" href=(self.href("/static/brand.css"));
+                    }
                     link rel="icon" type="image/svg+xml" href=(self.href("/static/favicon.svg"));
                     script src=(self.href("/static/portal.js")) defer {}
                 }
                 body {
                     header class="top" {
-                        a class="brand" href=(self.href(if self.user.is_some() { "/keys" } else { "/login" })) { (self.title) }
+                        a class="brand" href=(self.href(if self.user.is_some() { "/keys" } else { "/login" })) {
+                            @if let Some(logo) = self.branding.logo_href(self.prefix) {
+                                img class="logo" src=(logo) alt="" height="28";
+                            }
+                            span { (self.title) }
+                        }
                         @if let Some(user) = self.user {
                             nav {
                                 a href=(self.href("/keys")) { "API keys" }
@@ -402,8 +412,8 @@ pub struct KeyUsage {
     pub day: Totals,
     /// Totals over 30 days.
     pub month: Totals,
-    /// Busiest endpoints over 30 days.
-    pub top: Vec<(String, u64)>,
+    /// Busiest endpoints over 30 days, with their counts.
+    pub top: Vec<(String, Totals)>,
 }
 
 /// One window of the key's tier, now.
@@ -418,15 +428,57 @@ pub struct WindowNow {
     pub resets_in: Option<u64>,
 }
 
+/// An average response time as a person reads it: µs below a millisecond,
+/// then ms, then s; `—` with no requests.
+pub fn latency(t: &Totals) -> String {
+    if t.total == 0 {
+        return "—".into();
+    }
+    let ms = t.average_ms();
+    match ms {
+        ms if ms < 1.0 => format!("{:.0} µs", ms * 1000.0),
+        ms if ms < 100.0 => format!("{ms:.2} ms"),
+        ms if ms < 10_000.0 => format!("{ms:.0} ms"),
+        ms => format!("{:.1} s", ms / 1000.0),
+    }
+}
+
+/// Why requests failed, in words (`2 rate limited, 1 error from the API`);
+/// empty with no failures.
+pub fn failure_reasons(t: &Totals) -> String {
+    if t.failed == 0 {
+        return String::new();
+    }
+    let failed = Totals {
+        successful: 0,
+        ..*t
+    };
+    super::chart::describe(&failed)
+}
+
+/// The header of a [`totals_row`] table.
+fn totals_head(first: &str) -> Markup {
+    html! { thead { tr { th { (first) } th { "Requests" } th { "Successful" } th { "Failed" } th { "Average latency" } } } }
+}
+
 fn totals_row(label: &str, t: &Totals) -> Markup {
+    html! { tr { th { (label) } (totals_cells(t)) } }
+}
+
+/// A row's counts and latency, each cell labelled for the stacked layout of
+/// narrow screens.
+fn totals_cells(t: &Totals) -> Markup {
     html! {
-        tr {
-            th { (label) }
-            td { (t.total) }
-            td class="ok-text" { (t.successful) }
-            td class="fail-text" { (t.failed) }
-            td { (format!("{:.1} ms", t.average_ms)) }
+        td data-label="Requests" { (t.total) }
+        td class="ok-text" data-label="Successful" { (t.successful) }
+        @if t.failed == 0 {
+            td class="none-failed" data-label="Failed" { "0" }
+        } @else {
+            td class="fail-text" data-label="Failed" {
+                (t.failed) br; span class="reasons" { (failure_reasons(t)) }
+            }
         }
+        td class="latency" data-label="Average latency" { (latency(t)) }
     }
 }
 
@@ -529,25 +581,30 @@ pub fn key_detail(f: &Frame<'_>, v: &KeyDetail<'_>, now: DateTime<Utc>) -> Marku
             }
             section class="card usage" {
                 h2 { "Usage" }
+                @if usage.month.total == 0 {
+                    p class="empty" { "No requests with this key yet. Calls made with it show up here within a few seconds: how many, which paths, how fast, and why any failed." }
+                }
                 table class="totals" {
-                    thead { tr { th { "" } th { "Requests" } th { "Successful" } th { "Failed" } th { "Average latency" } } }
+                    (totals_head(""))
                     tbody {
                         (totals_row("Last 24 hours", &usage.day))
                         (totals_row("Last 30 days", &usage.month))
                     }
                 }
-                p class="legend" { span class="swatch ok" {} " successful " span class="swatch fail" {} " failed" }
-                h3 { "Requests per hour, last 24 hours" }
-                (bars("Requests per hour over the last 24 hours", &usage.hourly, 3))
-                h3 { "Requests per day, last 30 days" }
-                (bars("Requests per day over the last 30 days", &usage.daily, 5))
+                (legend(&usage.month))
+                h3 { "Requests per hour, last 24 hours (UTC)" }
+                (bars("Requests per hour over the last 24 hours, UTC", &usage.hourly, 3))
+                h3 { "Requests per day, last 30 days (UTC)" }
+                (bars("Requests per day over the last 30 days, UTC", &usage.daily, 5))
                 h3 { "Top endpoints, last 30 days" }
                 @if usage.top.is_empty() {
                     p class="empty" { "No requests yet." }
                 } @else {
-                    table class="endpoints" {
-                        thead { tr { th { "Endpoint" } th { "Requests" } } }
-                        tbody { @for (e, n) in &usage.top { tr { td { code { (e) } } td { (n) } } } }
+                    table class="endpoints totals" {
+                        (totals_head("Endpoint"))
+                        tbody { @for (e, t) in &usage.top {
+                            tr { td data-label="Endpoint" { code { (e) } } (totals_cells(t)) }
+                        } }
                     }
                 }
             }
@@ -579,15 +636,17 @@ pub fn overview(f: &Frame<'_>, v: &OverviewView<'_>) -> Markup {
             section class="card" {
                 h2 { "Requests, last 24 hours (every key)" }
                 table class="totals" {
-                    thead { tr { th { "" } th { "Requests" } th { "Successful" } th { "Failed" } th { "Average latency" } } }
+                    (totals_head(""))
                     tbody { (totals_row("Last 24 hours", v.day)) }
                 }
-                (bars("Requests per hour over the last 24 hours, every key", v.hourly, 3))
+                (legend(v.day))
+                h3 { "Requests per hour (UTC)" }
+                (bars("Requests per hour over the last 24 hours, every key, UTC", v.hourly, 3))
             }
             section class="card" {
                 h2 { "Busiest keys, last 24 hours" }
                 @if v.busiest.is_empty() {
-                    p class="empty" { "No requests yet." }
+                    p class="empty" { "No requests yet. Requests made with any key show here within a few seconds." }
                 } @else {
                     table {
                         thead { tr { th { "Key" } th { "Owner" } th { "Requests" } th { "Failed" } } }

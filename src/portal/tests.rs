@@ -162,6 +162,15 @@ async fn a_page_after_an_action_says_what_it_did_in_words_of_its_own() {
     assert!(said(Some("done=signed-out"))
         .await
         .contains(r#"<p class="notice" role="status">You are signed out.</p>"#));
+    for (done, words) in [
+        ("done=password-set", "Your new password is set"),
+        ("done=plan", "Plan changed"),
+        ("done=credits", "Credits added"),
+        ("done=suspended", "Account suspended"),
+        ("done=resumed", "Account resumed"),
+    ] {
+        assert!(said(Some(done)).await.contains(words), "{done}");
+    }
     for other in [None, Some("done=<script>"), Some("done=anything")] {
         let html = said(other).await;
         assert!(!html.contains("class=\"notice\""), "{other:?}: {html}");

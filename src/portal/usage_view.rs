@@ -4,7 +4,7 @@
 use super::chart::Bucket;
 use super::pages::KeyUsage;
 use crate::domain::UsageRow;
-use crate::ledger::usage::{top_endpoints, Totals};
+use crate::ledger::usage::{top_endpoints_timed, Totals};
 use chrono::{DateTime, Duration, Timelike, Utc};
 use std::collections::BTreeMap;
 
@@ -54,8 +54,7 @@ fn buckets(
         }
         let i = (offset / len.num_seconds()) as usize;
         if let Some(b) = out.get_mut(i) {
-            b.successful += r.successful;
-            b.failed += r.failed;
+            b.counts.add(&r.counts);
         }
     }
     out
@@ -70,7 +69,7 @@ pub fn key_usage(rows: &[UsageRow], now: DateTime<Utc>) -> KeyUsage {
         daily: buckets(rows, month_start(now), Duration::days(1), DAYS, "%b %d"),
         day: Totals::of(rows.iter().filter(|r| r.hour >= day)),
         month: Totals::of(rows),
-        top: top_endpoints(rows, 10),
+        top: top_endpoints_timed(rows, 10),
     }
 }
 
@@ -79,8 +78,8 @@ pub fn busiest(rows: &[UsageRow], n: usize) -> Vec<(String, u64, u64)> {
     let mut by_key: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
     for r in rows {
         let e = by_key.entry(r.key_id.as_str()).or_default();
-        e.0 += r.total;
-        e.1 += r.failed;
+        e.0 += r.counts.total;
+        e.1 += r.counts.failed;
     }
     let mut keys: Vec<(String, u64, u64)> = by_key
         .into_iter()
@@ -130,11 +129,15 @@ mod tests {
         UsageRow {
             key_id: key.into(),
             hour,
-            endpoint: "search".into(),
-            total: ok + failed,
-            successful: ok,
-            failed,
-            total_ms: 10 * (ok + failed),
+            endpoint: "/search".into(),
+            counts: Totals {
+                total: ok + failed,
+                successful: ok,
+                failed,
+                rate_limited: failed,
+                total_us: 10_000 * (ok + failed),
+                ..Totals::default()
+            },
         }
     }
 
@@ -151,16 +154,18 @@ mod tests {
         let u = key_usage(&rows, now);
         assert_eq!(u.hourly.len(), 24);
         assert_eq!(u.hourly[23].label, "17:00");
-        assert_eq!((u.hourly[23].successful, u.hourly[23].failed), (3, 1));
-        assert_eq!(u.hourly[0].successful, 2);
+        let h = &u.hourly[23].counts;
+        assert_eq!((h.successful, h.failed, h.rate_limited), (3, 1, 1));
+        assert_eq!(u.hourly[0].counts.successful, 2);
         assert_eq!(u.daily.len(), 30);
         assert_eq!(u.daily[29].label, "Dec 01");
-        assert_eq!(u.daily[29].successful + u.daily[29].failed, 4);
-        assert_eq!(u.daily[26].failed, 5);
+        assert_eq!(u.daily[29].counts.total, 4);
+        assert_eq!(u.daily[26].counts.failed, 5);
         assert_eq!((u.day.total, u.day.failed), (6, 1));
         assert_eq!(u.month.total, 16);
-        assert!((u.month.average_ms - 10.0).abs() < 1e-9);
-        assert_eq!(u.top, [("search".to_string(), 16)]);
+        assert_eq!(u.month.average_ms(), 10.0);
+        assert_eq!(u.top.len(), 1);
+        assert_eq!((u.top[0].0.as_str(), u.top[0].1.total), ("/search", 16));
     }
 
     #[test]

@@ -207,6 +207,10 @@ impl Front<'_> {
         for (name, value) in crate::portal::SECURITY_HEADERS {
             resp.insert_header(name, value)?;
         }
+        resp.insert_header(
+            "Content-Security-Policy",
+            ctx.rt.portal.branding.csp.as_str(),
+        )?;
         for (name, value) in page.headers {
             resp.append_header(name, value)?;
         }

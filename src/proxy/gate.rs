@@ -457,10 +457,12 @@ impl ProxyHttp for Gate {
             .and_then(|p| p.identity.key_id())
         {
             if !management {
-                let ms = elapsed.as_millis().min(u64::MAX as u128) as u64;
+                let class = usage_class(outcome, status);
+                let us = elapsed.as_micros().min(u64::MAX as u128) as u64;
+                let endpoint = crate::ledger::usage::endpoint_of(session.req_header().uri.path());
                 self.shared
                     .usage
-                    .record(key_id, route, status, ms, self.shared.clock.now_utc());
+                    .record(key_id, &endpoint, class, us, self.shared.clock.now_utc());
             }
         }
         route_metrics.duration.observe(elapsed.as_secs_f64());
@@ -491,6 +493,46 @@ impl ProxyHttp for Gate {
                 latency_ms: elapsed.as_secs_f64() * 1000.0,
             };
             crate::obs::access_log::write(&line, crate::clock::log_timestamp_us());
+        }
+    }
+}
+
+/// How a key's request counts in its usage: by the `outcome` its metrics gave it
+/// and the `status` written (0: none).
+fn usage_class(outcome: &str, status: u16) -> crate::domain::UsageClass {
+    use crate::domain::UsageClass;
+    match outcome {
+        metrics::outcome::RATE_LIMITED => UsageClass::RateLimited,
+        metrics::outcome::NO_CREDITS => UsageClass::NoCredits,
+        metrics::outcome::UPSTREAM_ERROR => UsageClass::ApiError,
+        metrics::outcome::ALLOWED if (100..400).contains(&status) => UsageClass::Successful,
+        metrics::outcome::ALLOWED => UsageClass::ApiError,
+        _ => UsageClass::Refused,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::usage_class;
+    use crate::domain::UsageClass;
+    use crate::obs::metrics::outcome;
+
+    #[test]
+    fn a_keys_usage_names_why_a_request_failed() {
+        for (o, status, class) in [
+            (outcome::ALLOWED, 200, UsageClass::Successful),
+            (outcome::ALLOWED, 101, UsageClass::Successful),
+            (outcome::ALLOWED, 304, UsageClass::Successful),
+            (outcome::ALLOWED, 404, UsageClass::ApiError),
+            (outcome::UPSTREAM_ERROR, 502, UsageClass::ApiError),
+            (outcome::UPSTREAM_ERROR, 0, UsageClass::ApiError),
+            (outcome::RATE_LIMITED, 429, UsageClass::RateLimited),
+            (outcome::NO_CREDITS, 402, UsageClass::NoCredits),
+            (outcome::FORBIDDEN, 403, UsageClass::Refused),
+            (outcome::BAD_REQUEST, 413, UsageClass::Refused),
+            (outcome::UNAVAILABLE, 503, UsageClass::Refused),
+        ] {
+            assert_eq!(usage_class(o, status), class, "{o} {status}");
         }
     }
 }

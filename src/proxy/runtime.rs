@@ -194,6 +194,7 @@ impl Runtime {
         sources: Vec<Source>,
         management_available: bool,
         dialect: std::sync::Arc<crate::dialect::Dialect>,
+        branding: std::sync::Arc<crate::portal::branding::Branding>,
     ) -> Result<Self, RuntimeError> {
         let tiers = Tiers::from_config(&config.tiers, &config.default_tier);
         let u = &config.upstream;
@@ -243,7 +244,7 @@ impl Runtime {
             user_scopes: config.management.user_scopes.clone(),
             registration_open: config.management.registration == Registration::Open,
             refresh_token_prefix: config.management.refresh_token_prefix.clone(),
-            portal: PortalSettings::from_config(config),
+            portal: PortalSettings::from_config(config, branding),
             dialect,
         })
     }

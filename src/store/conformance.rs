@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::auth::key_format::generate;
-use crate::domain::{Environment, ImportedKey, KeyHash, KeyRecord, KeyStatus, UsageRow};
+use crate::domain::{Environment, ImportedKey, KeyHash, KeyRecord, KeyStatus, Totals, UsageRow};
 use chrono::{TimeZone, Utc};
 
 pub(crate) fn record(id: &str, credits: Option<i64>) -> KeyRecord {
@@ -292,11 +292,17 @@ pub(crate) async fn usage_adds_up_and_last_used_only_moves_forward(store: Arc<dy
     let row = UsageRow {
         key_id: "key_a".into(),
         hour,
-        endpoint: "search".into(),
-        total: 3,
-        successful: 2,
-        failed: 1,
-        total_ms: 30,
+        endpoint: "/search".into(),
+        counts: Totals {
+            total: 4,
+            successful: 1,
+            failed: 3,
+            rate_limited: 1,
+            no_credits: 1,
+            refused: 0,
+            api_error: 1,
+            total_us: 3_250,
+        },
     };
     store
         .record_usage(
@@ -316,12 +322,19 @@ pub(crate) async fn usage_adds_up_and_last_used_only_moves_forward(store: Arc<dy
     assert_eq!(
         rows,
         vec![UsageRow {
-            total: 6,
-            successful: 4,
-            failed: 2,
-            total_ms: 60,
+            counts: Totals {
+                total: 8,
+                successful: 2,
+                failed: 6,
+                rate_limited: 2,
+                no_credits: 2,
+                refused: 0,
+                api_error: 2,
+                total_us: 6_500,
+            },
             ..row
-        }]
+        }],
+        "every count column adds, none is lost"
     );
     let used = store.get("key_a").await.unwrap().unwrap().last_used_at;
     assert_eq!(used.map(|t| t.timestamp()), Some(1_700_000_100));
@@ -333,11 +346,8 @@ pub(crate) async fn usage_adds_up_and_last_used_only_moves_forward(store: Arc<dy
     let other = UsageRow {
         key_id: "key_b".into(),
         hour,
-        endpoint: "search".into(),
-        total: 1,
-        successful: 1,
-        failed: 0,
-        total_ms: 5,
+        endpoint: "/search".into(),
+        counts: Totals::one(crate::domain::UsageClass::Successful, 5),
     };
     store.record_usage(&[other], &[]).await.unwrap();
     let all = store.usage(None, hour).await.unwrap();

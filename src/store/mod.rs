@@ -274,6 +274,48 @@ pub enum ImportMsg {
 /// The receiving end of an import: batches of keys, then [`ImportMsg::Commit`].
 pub type ImportFeed = tokio::sync::mpsc::Receiver<ImportMsg>;
 
+/// The usage table's count columns, in the order of [`usage_values`] and
+/// [`usage_counts`] (a macro, so that statements can `concat!` it).
+macro_rules! usage_columns {
+    () => {
+        "total, successful, failed, rate_limited, no_credits, refused, api_error, total_us"
+    };
+}
+pub(crate) use usage_columns;
+
+/// A row's counts as the usage table's columns ([`usage_columns!`]), each at most
+/// `i64::MAX`.
+pub fn usage_values(t: &crate::domain::Totals) -> [i64; 8] {
+    [
+        t.total,
+        t.successful,
+        t.failed,
+        t.rate_limited,
+        t.no_credits,
+        t.refused,
+        t.api_error,
+        t.total_us,
+    ]
+    .map(|v| v.min(i64::MAX as u64) as i64)
+}
+
+/// Counts read back from the usage table's columns ([`usage_columns!`]); a
+/// negative value (never written by keygate) reads as 0.
+pub fn usage_counts(v: [i64; 8]) -> crate::domain::Totals {
+    let [total, successful, failed, rate_limited, no_credits, refused, api_error, total_us] =
+        v.map(|v| v.max(0) as u64);
+    crate::domain::Totals {
+        total,
+        successful,
+        failed,
+        rate_limited,
+        no_credits,
+        refused,
+        api_error,
+        total_us,
+    }
+}
+
 /// The statement an import runs for each account setting, the same text for
 /// SQLite and PostgreSQL but for the markers (`?N` or `$N`): `1` id, `2` plan (or
 /// null), `3` credits, `4` whether credits were given, `5` now, `6` the fallback

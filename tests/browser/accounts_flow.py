@@ -41,6 +41,12 @@ def fact(d, cls):
     return d.find_element(By.CSS_SELECTOR, f"dd.{cls}").text.strip()
 
 
+def notice(d):
+    """The note the page shows after an action ('' when none)."""
+    found = d.find_elements(By.CSS_SELECTOR, "p.notice")
+    return found[0].text if found else ""
+
+
 def main():
     os.makedirs(SHOTS, exist_ok=True)
     d = browser()
@@ -99,9 +105,11 @@ def main():
         Select(d.find_element(By.NAME, "plan")).select_by_value("pro")
         submit(d, "Change plan")
         assert fact(d, "plan") == "pro", fact(d, "plan")
+        assert notice(d).startswith("Plan changed"), notice(d)
         fill(d, "add", "500")
         submit(d, "Add credits")
         assert fact(d, "balance") == "546", fact(d, "balance")
+        assert notice(d).startswith("Credits added"), notice(d)
         minute = d.find_element(By.XPATH, "//table[contains(@class,'limits')]//tr[td='minute']")
         assert minute.find_elements(By.TAG_NAME, "td")[1].text == "1000"
         full_page_screenshot(d, "portal-account-admin.png")
@@ -110,9 +118,11 @@ def main():
         step("suspending refuses every key at once; resuming lets them work")
         submit(d, "Suspend")
         assert "suspended" in d.find_element(By.CSS_SELECTOR, ".account-status").text
+        assert notice(d).startswith("Account suspended"), notice(d)
         for k in keys:
             assert http("/paid", k)[0] == 403
         submit(d, "Resume")
+        assert notice(d).startswith("Account resumed"), notice(d)
         for k in keys:
             assert http("/paid", k)[0] == 200
         assert not csp_violations(d), csp_violations(d)

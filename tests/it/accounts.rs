@@ -692,13 +692,10 @@ async fn an_existing_store_gets_accounts_for_its_owners() {
     let (_, k2) = kg.create_key(&["--owner", "usr_old", "--tier", "perkey"]);
     assert!(kg.terminate().success());
     // The store as it was before accounts.
-    db.execute(
-        "DROP TABLE accounts; DROP FUNCTION keygate_announce_account_change(); \
-         DROP TRIGGER api_keys_changed ON api_keys; ALTER TABLE api_keys DROP COLUMN account; \
-         DROP TABLE password_resets; ALTER TABLE users DROP COLUMN disabled; \
-         ALTER TABLE api_keys DROP COLUMN cap; \
-         DELETE FROM keygate_migrations WHERE version >= 7;",
-    )
+    db.execute(&format!(
+        "{} DELETE FROM keygate_migrations WHERE version >= 7;",
+        crate::common::services::PG_UNDO_ACCOUNTS
+    ))
     .await;
     let kg = kg.restart();
     for k in [&k1, &k2] {

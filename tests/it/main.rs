@@ -51,4 +51,5 @@ mod seeds;
 mod store_restarts;
 mod store_writes;
 mod unauthorized;
+mod usage;
 mod users;

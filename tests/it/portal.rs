@@ -9,7 +9,7 @@ use crate::common::{client, start_upstream, Keygate};
 use std::path::PathBuf;
 
 /// Tiers, routes and the portal, with sign-up open.
-const POLICY: &str = r#"
+const POLICY: &str = r##"
 tiers:
   free: { per_minute: 100, per_day: 1000, max_keys: 5 }
 default_tier: free
@@ -18,8 +18,11 @@ routes:
   - { path: /api/search, methods: [POST], scopes: [search], cost: 1 }
   - { path: /api/admin, scopes: [admin_area] }
 management: { registration: open, user_scopes: [search, analytics] }
-portal: { enabled: true, title: "Acme API" }
-"#;
+portal:
+  enabled: true
+  title: "Acme API"
+  branding: { name: "Acme Search API", logo: conf/brand/acme-logo.svg, accent: "#0f766e" }
+"##;
 
 #[tokio::test]
 async fn pages_carry_the_security_headers_and_the_names_the_contract_promises() {
@@ -39,7 +42,7 @@ async fn pages_carry_the_security_headers_and_the_names_the_contract_promises() 
         "name=\"email\"",
         "name=\"password\"",
         ">Sign in</button>",
-        "Acme API",
+        "Acme Search API",
     ] {
         assert!(login.body.contains(needle), "{needle}: {}", login.body);
     }
@@ -294,16 +297,7 @@ async fn an_admin_sees_every_key_with_its_owner_and_the_overview() {
     }
     kg.create_user("root@example.com", "admin password", true);
     let mut admin = Visitor::new(&kg);
-    admin.get("/login").await;
-    let p = admin
-        .post(
-            "/login",
-            &[
-                ("email", "root@example.com"),
-                ("password", "admin password"),
-            ],
-        )
-        .await;
+    let p = admin.sign_in("root@example.com", "admin password").await;
     assert_eq!(p.status, 303);
     let keys = admin.get("/keys").await;
     assert!(keys.body.contains("ann&#39;s search") || keys.body.contains("ann's search"));
@@ -374,13 +368,7 @@ async fn a_sign_out_ends_the_session_on_every_replica_and_sign_in_rotates_it() {
     // Signing in again gives a new session token.
     v.get("/login").await; // signed in: redirected, no form
     let mut again = Visitor::new(&a);
-    again.get("/login").await;
-    let p = again
-        .post(
-            "/login",
-            &[("email", "ann@example.com"), ("password", "long enough pw")],
-        )
-        .await;
+    let p = again.sign_in("ann@example.com", "long enough pw").await;
     assert_eq!(p.status, 303);
     let second = again.cookies["kg_session"].clone();
     assert_ne!(first, second);
@@ -481,7 +469,7 @@ fn browser_kit() -> Option<(PathBuf, PathBuf, PathBuf)> {
 }
 
 /// Plans shared by an account's keys, with pooled credits.
-const ACCOUNT_POLICY: &str = r#"
+const ACCOUNT_POLICY: &str = r##"
 tiers:
   free: { per_minute: 100, max_keys: 5, pool: account, credits: { refill: 50, every: month } }
   pro: { per_minute: 1000, max_keys: 25, pool: account, credits: { refill: 1000, every: month } }
@@ -489,9 +477,12 @@ default_tier: free
 routes:
   - { path: /paid, cost: 1 }
 management: { registration: open, user_scopes: [search] }
-portal: { enabled: true, title: "Acme API" }
+portal:
+  enabled: true
+  title: "Acme API"
+  branding: { name: "Acme Cloud", logo: conf/brand/acme-logo.svg, accent: "#7c3aed" }
 rate_limit: { ip: { per_minute: 0 } }
-"#;
+"##;
 
 /// The customer's account page and the admins' account pages, in a real browser:
 /// pooled usage with each key's share, a plan change, credits added, a suspension.
@@ -642,4 +633,101 @@ async fn the_key_page_shows_sliding_windows_the_monthly_quota_and_the_refill() {
     );
     let credits = between(&page.body, "<dd class=\"credits\">", "</dd>");
     assert_eq!(credits, "300", "a key under a refill starts with it");
+}
+
+#[tokio::test]
+async fn every_page_carries_the_apis_own_name_logo_and_colour() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, POLICY);
+    let mut ann = Visitor::new(&kg);
+    for path in ["/login", "/signup"] {
+        let page = ann.get(path).await;
+        assert!(page.body.contains(r#"<img class="logo" src="/portal/static/logo" alt="" height="28"><span>Acme Search API</span>"#), "{path}: {}", page.body);
+        assert!(
+            page.body
+                .contains(r#"<link rel="stylesheet" href="/portal/static/brand.css">"#),
+            "{path}"
+        );
+        assert_eq!(
+            page.header("content-security-policy"),
+            "default-src 'self'; frame-ancestors 'none'"
+        );
+    }
+    ann.sign_up("ann@example.com").await;
+    let keys = ann.get("/keys").await;
+    assert!(
+        keys.body.contains("<span>Acme Search API</span>"),
+        "signed in too"
+    );
+    assert!(
+        !keys.body.contains("Acme API"),
+        "branding.name stands for the title"
+    );
+    let logo = client()
+        .get(kg.url("/portal/static/logo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(logo.status(), 200);
+    assert_eq!(logo.headers()["content-type"], "image/svg+xml");
+    assert_eq!(
+        logo.bytes().await.unwrap(),
+        std::fs::read("conf/brand/acme-logo.svg").unwrap()
+    );
+    let css = client()
+        .get(kg.url("/portal/static/brand.css"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
+    let css = css.text().await.unwrap();
+    assert!(
+        css.contains("--accent: #0f766e; --on-accent: #ffffff;"),
+        "{css}"
+    );
+    assert!(css.contains("prefers-color-scheme: dark"), "{css}");
+
+    // A logo elsewhere: images from that origin only, and nothing served locally.
+    let other = Keygate::start(
+        up,
+        r#"
+tiers: { free: { per_minute: 10 } }
+default_tier: free
+management: { registration: open }
+portal: { enabled: true, title: "Beta", branding: { name: "Beta Cloud", logo: "https://cdn.example.com/beta.svg" } }
+"#,
+    );
+    let mut bea = Visitor::new(&other);
+    let page = bea.get("/login").await;
+    assert!(page
+        .body
+        .contains(r#"src="https://cdn.example.com/beta.svg""#));
+    assert!(page.body.contains("<span>Beta Cloud</span>") && !page.body.contains("brand.css"));
+    assert_eq!(
+        page.header("content-security-policy"),
+        "default-src 'self'; img-src 'self' https://cdn.example.com; frame-ancestors 'none'"
+    );
+    for path in ["/portal/static/logo", "/portal/static/brand.css"] {
+        let r = client().get(other.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+    }
+
+    // Branding that cannot be served is refused by check, every problem at once.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "upstream: { url: \"http://127.0.0.1:3000\" }\ntiers: { free: { per_minute: 10 } }\ndefault_tier: free\nportal: { enabled: true, branding: { name: \"\", logo: \"https://cdn.example.com/x.svg; script-src *\", accent: \"blue\" } }\n",
+    )
+    .unwrap();
+    let out = crate::common::check_config(&bad);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    for path in [
+        "portal.branding.name",
+        "portal.branding.logo",
+        "portal.branding.accent",
+    ] {
+        assert!(stderr.contains(path), "{path} in {stderr}");
+    }
 }

@@ -175,15 +175,8 @@ async fn a_reset_link_sets_a_password_once_and_ends_every_session() {
     let admin = kg.create_key(&["--scopes", "admin"]).1;
     let (id, _) = kg.create_user("eve@example.com", "the old password", false);
     let mut old_session = Visitor::new(&kg);
-    old_session.get("/login").await;
     old_session
-        .post(
-            "/login",
-            &[
-                ("email", "eve@example.com"),
-                ("password", "the old password"),
-            ],
-        )
+        .sign_in("eve@example.com", "the old password")
         .await;
     assert_eq!(old_session.get("/keys").await.status, 200);
 
@@ -211,7 +204,12 @@ async fn a_reset_link_sets_a_password_once_and_ends_every_session() {
         .post(path, &[("password", "the new password")])
         .await;
     assert_eq!(done.status, 303);
-    assert_eq!(done.header("location"), "/portal/login");
+    assert_eq!(done.header("location"), "/portal/login?done=password-set");
+    let login = visitor.get("/login?done=password-set").await;
+    assert!(
+        login.body.contains("Your new password is set"),
+        "the page says so"
+    );
     assert_eq!(old_session.get("/keys").await.status, 303, "sessions ended");
     assert_eq!(
         tokens(&kg, "eve@example.com", "the old password").await.0,
@@ -243,15 +241,8 @@ async fn a_user_changes_their_password_in_the_portal() {
     let mut here = Visitor::new(&kg);
     here.sign_up("finn@example.com").await;
     let mut elsewhere = Visitor::new(&kg);
-    elsewhere.get("/login").await;
     elsewhere
-        .post(
-            "/login",
-            &[
-                ("email", "finn@example.com"),
-                ("password", "long enough pw"),
-            ],
-        )
+        .sign_in("finn@example.com", "long enough pw")
         .await;
     assert_eq!(elsewhere.get("/keys").await.status, 200);
     here.get("/password").await;

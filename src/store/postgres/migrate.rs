@@ -18,6 +18,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration::Sql(include_str!("../migrations/postgres/0007_accounts.sql")),
     Migration::Sql(include_str!("../migrations/postgres/0008_user_admin.sql")),
     Migration::Sql(include_str!("../migrations/postgres/0009_key_cap.sql")),
+    Migration::Sql(include_str!("../migrations/postgres/0010_usage_detail.sql")),
 ];
 
 /// One schema migration, applied once in its own transaction.

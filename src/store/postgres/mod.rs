@@ -15,8 +15,9 @@ pub mod target;
 mod users;
 
 use super::{
-    decide_debits, import_upsert, refill_columns, ChangeHandler, DebitRequest, DebitResult,
-    DecidedDebits, Holder, ImportFeed, ImportMsg, KeyStore, QuotaScope, StoreError,
+    decide_debits, import_upsert, refill_columns, usage_columns, usage_counts, usage_values,
+    ChangeHandler, DebitRequest, DebitResult, DecidedDebits, Holder, ImportFeed, ImportMsg,
+    KeyStore, QuotaScope, StoreError,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::domain::{
@@ -680,16 +681,23 @@ impl KeyStore for PostgresStore {
     ) -> Result<(), StoreError> {
         // Rows go in sorted, so replicas flushing at once lock them in the same order
         // and never deadlock; each statement adds, so nothing is lost either way.
-        const ADD: &str =
-            "INSERT INTO usage (key_id, hour, endpoint, total, successful, failed, total_ms) \
-             SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::bigint[], \
-                                  $5::bigint[], $6::bigint[], $7::bigint[]) \
+        const ADD: &str = concat!(
+            "INSERT INTO usage (key_id, hour, endpoint, ",
+            usage_columns!(),
+            ") SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::text[], $4::bigint[], \
+               $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], \
+               $10::bigint[], $11::bigint[]) \
              ORDER BY 1, 2, 3 \
              ON CONFLICT (key_id, hour, endpoint) DO UPDATE SET \
                total = usage.total + excluded.total, \
                successful = usage.successful + excluded.successful, \
                failed = usage.failed + excluded.failed, \
-               total_ms = usage.total_ms + excluded.total_ms";
+               rate_limited = usage.rate_limited + excluded.rate_limited, \
+               no_credits = usage.no_credits + excluded.no_credits, \
+               refused = usage.refused + excluded.refused, \
+               api_error = usage.api_error + excluded.api_error, \
+               total_us = usage.total_us + excluded.total_us"
+        );
         const TOUCH: &str = "UPDATE api_keys k SET last_used_at = GREATEST(k.last_used_at, t.at) \
              FROM (SELECT * FROM unnest($1::text[], $2::timestamptz[]) ORDER BY 1) AS t(id, at) \
              WHERE k.id = t.id";
@@ -700,18 +708,13 @@ impl KeyStore for PostgresStore {
         let ids: Vec<&str> = sorted.iter().map(|r| r.key_id.as_str()).collect();
         let hours: Vec<DateTime<Utc>> = sorted.iter().map(|r| r.hour).collect();
         let endpoints: Vec<&str> = sorted.iter().map(|r| r.endpoint.as_str()).collect();
-        let n = |f: fn(&UsageRow) -> u64| -> Vec<i64> {
-            sorted
-                .iter()
-                .map(|r| f(r).min(i64::MAX as u64) as i64)
-                .collect()
-        };
-        let (total, ok, failed, ms) = (
-            n(|r| r.total),
-            n(|r| r.successful),
-            n(|r| r.failed),
-            n(|r| r.total_ms),
-        );
+        // One array per count column, in `usage_columns!`'s order.
+        let mut columns: [Vec<i64>; 8] = Default::default();
+        for r in &sorted {
+            for (column, v) in columns.iter_mut().zip(usage_values(&r.counts)) {
+                column.push(v);
+            }
+        }
         let touch_ids: Vec<&str> = last_used.iter().map(|(id, _)| id.as_str()).collect();
         let touch_at: Vec<DateTime<Utc>> = last_used
             .iter()
@@ -722,7 +725,8 @@ impl KeyStore for PostgresStore {
         let work = async |client: &mut tokio_postgres::Client| {
             let tx = client.transaction().await?;
             if !sorted.is_empty() {
-                tx.execute(ADD, &[&ids, &hours, &endpoints, &total, &ok, &failed, &ms])
+                let [a, b, c, d, e, f, g, h] = &columns;
+                tx.execute(ADD, &[&ids, &hours, &endpoints, a, b, c, d, e, f, g, h])
                     .await?;
             }
             if !touch_ids.is_empty() {
@@ -738,20 +742,24 @@ impl KeyStore for PostgresStore {
         key_id: Option<&str>,
         since: DateTime<Utc>,
     ) -> Result<Vec<UsageRow>, StoreError> {
-        const SQL: &str = "SELECT key_id, hour, endpoint, total, successful, failed, total_ms \
-             FROM usage WHERE ($1::text IS NULL OR key_id = $1) AND hour >= $2 ORDER BY hour, endpoint, key_id";
+        const SQL: &str = concat!(
+            "SELECT key_id, hour, endpoint, ",
+            usage_columns!(),
+            " FROM usage WHERE ($1::text IS NULL OR key_id = $1) AND hour >= $2 \
+             ORDER BY hour, endpoint, key_id"
+        );
         let rows = self.pool.query(SQL, &[&key_id, &since]).await?;
         rows.iter()
             .map(|r| {
-                let n = |i: usize| r.try_get::<_, i64>(i).map(|v| v.max(0) as u64);
+                let mut v = [0i64; 8];
+                for (i, slot) in v.iter_mut().enumerate() {
+                    *slot = r.try_get(3 + i)?;
+                }
                 Ok(UsageRow {
                     key_id: r.try_get(0)?,
                     hour: r.try_get(1)?,
                     endpoint: r.try_get(2)?,
-                    total: n(3)?,
-                    successful: n(4)?,
-                    failed: n(5)?,
-                    total_ms: n(6)?,
+                    counts: usage_counts(v),
                 })
             })
             .collect::<Result<_, tokio_postgres::Error>>()

@@ -5,8 +5,9 @@
 //! on disk.
 
 use super::{
-    decide_debits, import_upsert, refill_columns, refill_of, DebitRequest, DebitResult,
-    DecidedDebits, Holder, ImportFeed, ImportMsg, KeyStore, QuotaScope, StoreError,
+    decide_debits, import_upsert, refill_columns, refill_of, usage_columns, usage_counts,
+    usage_values, DebitRequest, DebitResult, DecidedDebits, Holder, ImportFeed, ImportMsg,
+    KeyStore, QuotaScope, StoreError,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::domain::{
@@ -35,6 +36,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration::Sql(include_str!("../migrations/sqlite/0010_accounts.sql")),
     Migration::Sql(include_str!("../migrations/sqlite/0011_user_admin.sql")),
     Migration::Sql(include_str!("../migrations/sqlite/0012_key_cap.sql")),
+    Migration::Sql(include_str!("../migrations/sqlite/0013_usage_detail.sql")),
 ];
 
 /// One schema migration, applied once in its own transaction.
@@ -804,23 +806,31 @@ impl KeyStore for SqliteStore {
                 .map_err(unavailable)?;
             {
                 let mut add = tx
-                    .prepare_cached(
-                        "INSERT INTO usage (key_id, hour, endpoint, total, successful, failed, total_ms) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                    .prepare_cached(concat!(
+                        "INSERT INTO usage (key_id, hour, endpoint, ",
+                        usage_columns!(),
+                        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
                          ON CONFLICT (key_id, hour, endpoint) DO UPDATE SET \
                            total = total + excluded.total, successful = successful + excluded.successful, \
-                           failed = failed + excluded.failed, total_ms = total_ms + excluded.total_ms",
-                    )
+                           failed = failed + excluded.failed, rate_limited = rate_limited + excluded.rate_limited, \
+                           no_credits = no_credits + excluded.no_credits, refused = refused + excluded.refused, \
+                           api_error = api_error + excluded.api_error, total_us = total_us + excluded.total_us"
+                    ))
                     .map_err(unavailable)?;
                 for r in &rows {
+                    let [a, b, c, d, e, f, g, h] = usage_values(&r.counts);
                     add.execute(params![
                         r.key_id,
                         r.hour.timestamp(),
                         r.endpoint,
-                        r.total as i64,
-                        r.successful as i64,
-                        r.failed as i64,
-                        r.total_ms as i64
+                        a,
+                        b,
+                        c,
+                        d,
+                        e,
+                        f,
+                        g,
+                        h
                     ])
                     .map_err(unavailable)?;
                 }
@@ -847,21 +857,24 @@ impl KeyStore for SqliteStore {
         let since = since.timestamp();
         self.with_conn(move |c| {
             let mut stmt = c
-                .prepare_cached(
-                    "SELECT key_id, hour, endpoint, total, successful, failed, total_ms FROM usage \
-                     WHERE (?1 IS NULL OR key_id = ?1) AND hour >= ?2 ORDER BY hour, endpoint, key_id",
-                )
+                .prepare_cached(concat!(
+                    "SELECT key_id, hour, endpoint, ",
+                    usage_columns!(),
+                    " FROM usage WHERE (?1 IS NULL OR key_id = ?1) AND hour >= ?2 \
+                     ORDER BY hour, endpoint, key_id"
+                ))
                 .map_err(unavailable)?;
             let rows = stmt
                 .query_map(params![key_id, since], |r| {
+                    let mut v = [0i64; 8];
+                    for (i, slot) in v.iter_mut().enumerate() {
+                        *slot = r.get(3 + i)?;
+                    }
                     Ok(UsageRow {
                         key_id: r.get(0)?,
                         hour: Utc.timestamp_opt(r.get(1)?, 0).single().unwrap_or_default(),
                         endpoint: r.get(2)?,
-                        total: r.get::<_, i64>(3)?.max(0) as u64,
-                        successful: r.get::<_, i64>(4)?.max(0) as u64,
-                        failed: r.get::<_, i64>(5)?.max(0) as u64,
-                        total_ms: r.get::<_, i64>(6)?.max(0) as u64,
+                        counts: usage_counts(v),
                     })
                 })
                 .map_err(unavailable)?;

@@ -251,3 +251,35 @@ async fn users_are_administered() {
         .with_clock(Arc::new(clock.clone()));
     conformance::users_are_administered(Arc::new(store), clock).await;
 }
+
+#[tokio::test]
+async fn the_usage_detail_migration_keeps_old_rows_in_microseconds_without_reasons() {
+    // A store as it was before usage kept microseconds and reasons.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        let conn = Connection::open(&path).unwrap();
+        for (i, step) in MIGRATIONS.iter().enumerate().take(12) {
+            match step {
+                Migration::Sql(sql) => conn.execute_batch(sql).unwrap(),
+                Migration::CanonicalEmails => {}
+            }
+            conn.pragma_update(None, "user_version", i as i64 + 1)
+                .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO usage (key_id, hour, endpoint, total, successful, failed, total_ms) \
+             VALUES ('key_a', 1699999200, 'default', 5, 3, 2, 12)",
+            [],
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    let since = Utc.timestamp_opt(1_699_999_200, 0).unwrap();
+    let rows = store.usage(Some("key_a"), since).await.unwrap();
+    let t = rows[0].counts;
+    assert_eq!((t.total, t.successful, t.failed), (5, 3, 2));
+    assert_eq!(t.total_us, 12_000, "whole milliseconds, now in µs");
+    assert_eq!(t.unclassified(), 2, "old failures have no reason");
+    assert_eq!(t.average_ms(), 2.4);
+}

@@ -132,6 +132,14 @@ impl Visitor {
         self.get("/keys").await;
     }
 
+    /// Signs in on the sign-in page; returns the answer to the form (303 when it
+    /// worked).
+    pub async fn sign_in(&mut self, email: &str, password: &str) -> Page {
+        self.get("/login").await;
+        self.post("/login", &[("email", email), ("password", password)])
+            .await
+    }
+
     /// Creates a key on the keys page; returns its id and the secret shown.
     pub async fn create_key(&mut self, name: &str) -> (String, String) {
         self.get("/keys").await;

@@ -525,3 +525,15 @@ impl Drop for SmallDisk {
             .output();
     }
 }
+
+/// PostgreSQL statements that take away what the migrations from accounts on
+/// (7 and later) added, for tests of a store as it was before them; delete their
+/// rows from `keygate_migrations` after.
+pub const PG_UNDO_ACCOUNTS: &str = "DROP TABLE accounts; \
+     DROP FUNCTION keygate_announce_account_change(); \
+     DROP TRIGGER api_keys_changed ON api_keys; ALTER TABLE api_keys DROP COLUMN account; \
+     DROP TABLE password_resets; ALTER TABLE users DROP COLUMN disabled; \
+     ALTER TABLE api_keys DROP COLUMN cap; \
+     ALTER TABLE usage DROP COLUMN total_us; ALTER TABLE usage DROP COLUMN rate_limited; \
+     ALTER TABLE usage DROP COLUMN no_credits; ALTER TABLE usage DROP COLUMN refused; \
+     ALTER TABLE usage DROP COLUMN api_error;";

@@ -42,8 +42,12 @@ fn benches(c: &mut Criterion) {
     let (rt, dir) = one_worker();
     let store = Arc::new(SqliteStore::open(&dir.path().join("bench.db")).unwrap());
     let key = generate("kg", Environment::Live);
-    rt.block_on(store.insert(&record("key_bench"), &key.hash))
-        .unwrap();
+    rt.block_on(store.insert(
+        &record("key_bench"),
+        &key.hash,
+        &keygate::domain::AuditEntry::cli("test", "k", chrono::Utc::now()),
+    ))
+    .unwrap();
     let format = KeyFormat::default();
 
     let cached = KeyVerifier::new(
@@ -183,10 +187,18 @@ fn pooled_benches(c: &mut Criterion) {
         account: Some("acct_bench".into()),
         ..KeyRecord::active(id, tier, chrono::Utc::now())
     };
-    rt.block_on(store.insert(&with_account("key_own", "free"), &own.hash))
-        .unwrap();
-    rt.block_on(store.insert(&with_account("key_pooled", "team"), &pooled.hash))
-        .unwrap();
+    rt.block_on(store.insert(
+        &with_account("key_own", "free"),
+        &own.hash,
+        &keygate::domain::AuditEntry::cli("test", "k", chrono::Utc::now()),
+    ))
+    .unwrap();
+    rt.block_on(store.insert(
+        &with_account("key_pooled", "team"),
+        &pooled.hash,
+        &keygate::domain::AuditEntry::cli("test", "k", chrono::Utc::now()),
+    ))
+    .unwrap();
     let clock: Arc<dyn keygate::clock::Clock> = Arc::new(keygate::clock::SystemClock);
     let auth = Authenticator::new(
         KeyVerifier::new(

@@ -213,6 +213,19 @@ doc = {
                 "id": {"type": "string"}, "email": {"type": "string"}, "name": nullable({"type": "string"}),
                 "is_admin": {"type": "boolean"}, "disabled": {"type": "boolean"},
                 "created_at": {"type": "string", "format": "date-time"}}},
+            "AuditEntry": {"type": "object",
+                           "required": ["id", "at", "actor", "action", "target", "client_ip", "request_id", "fields"],
+                           "properties": {
+                "id": {"type": "integer"}, "at": {"type": "string", "format": "date-time"},
+                "actor": {"type": "string", "description": "A key id, a user id, or cli"},
+                "action": {"type": "string", "enum": ["key.created", "key.updated", "key.revoked", "key.regenerated"]},
+                "target": {"type": "string"},
+                "client_ip": nullable({"type": "string"}), "request_id": nullable({"type": "string"}),
+                "fields": {"type": "array", "items": {"type": "string"},
+                           "description": "The names of the fields the change set, never their values"}}},
+            "AuditPage": {"type": "object", "required": ["entries", "next_before"], "properties": {
+                "entries": {"type": "array", "items": ref("AuditEntry")},
+                "next_before": nullable({"type": "integer"})}},
             "UserList": {"type": "object", "required": ["users", "next_cursor"], "properties": {
                 "users": {"type": "array", "items": ref("User")}, "next_cursor": nullable({"type": "string"})}},
             "UserUpdate": {"type": "object", "required": ["disabled"], "additionalProperties": False, "properties": {
@@ -313,6 +326,16 @@ doc = {
             "summary": "A one-time password-reset link for the portal (admins); nothing is mailed",
             "security": SECURED,
             "responses": responses({"200": ok("The link", ref("ResetLink"))}, "400", "401", "403", "404", "409", "429", "503")}},
+        "/audit": {"get": {"summary": "The audit log (admins), newest first: every change to a key, "
+                                      "with who made it, from where, and the fields it set",
+            "security": SECURED,
+            "parameters": [{"name": "limit", "in": "query", "required": False,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
+                           {"name": "before", "in": "query", "required": False,
+                            "description": "Entries older than this entry's id (the next page)",
+                            "schema": {"type": "integer", "minimum": 1}}],
+            "responses": responses({"200": ok("A page of the log", ref("AuditPage"))},
+                                   "400", "401", "403", "422", "429", "503")}},
         "/account": {"get": {"summary": "The caller's own account", "security": SECURED,
             "responses": responses({"200": ok("The account", ref("Account"))}, "400", "401", "403", "429", "503")}},
     },

@@ -390,6 +390,16 @@ impl From<crate::keys::service::KeyServiceError> for GateError {
     }
 }
 
+impl From<crate::keys::audit::AuditError> for GateError {
+    fn from(e: crate::keys::audit::AuditError) -> Self {
+        use crate::keys::audit::AuditError;
+        match e {
+            AuditError::NotAdmin => GateError::Forbidden(e.to_string()),
+            AuditError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<crate::keys::accounts::AccountError> for GateError {
     fn from(e: crate::keys::accounts::AccountError) -> Self {
         use crate::keys::accounts::AccountError;

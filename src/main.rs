@@ -50,6 +50,11 @@ enum Command {
         #[command(subcommand)]
         command: AccountsCommand,
     },
+    /// Read the audit log: every change to keys, newest first.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Manage logins for the token endpoint.
     Users {
         #[command(subcommand)]
@@ -91,6 +96,24 @@ enum UsersCommand {
         /// May manage every key.
         #[arg(long)]
         admin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// A page of the log, newest first.
+    List {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Entries older than this entry id (the next page).
+        #[arg(long)]
+        before: Option<i64>,
+        /// Most entries shown.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -361,6 +384,15 @@ fn run(cli: Cli) -> Result<String, CommandError> {
             .map_err(|e| CommandError::Runtime(format!("demo upstream on {listen}: {e}"))),
         Command::Keys { command } => keys(*command),
         Command::Accounts { command } => accounts(command),
+        Command::Audit {
+            command:
+                AuditCommand::List {
+                    config,
+                    before,
+                    limit,
+                    json,
+                },
+        } => commands::audit_list(&load(&config.config)?, before, limit, json),
         Command::Users {
             command:
                 UsersCommand::Create {

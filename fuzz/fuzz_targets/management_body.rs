@@ -23,6 +23,7 @@ fuzz_target!(|data: &[u8]| {
         subject: Some("usr_1"),
         org: None,
         account: None,
+        origin: None,
     };
     let scopes = ["search".to_string()];
     let grants = Grants {

@@ -175,7 +175,11 @@ mod tests {
         let (_dir, clock, store, auth) = setup();
         let key = generate("kg", Environment::Live);
         store
-            .insert(&record("key_a", Some(START + 1_000)), &key.hash)
+            .insert(
+                &record("key_a", Some(START + 1_000)),
+                &key.hash,
+                &crate::store::conformance::audited(),
+            )
             .await
             .unwrap();
         let format = KeyFormat::default();
@@ -203,7 +207,11 @@ mod tests {
         let (_dir, clock, store, auth) = setup();
         let key = generate("kg", Environment::Live);
         store
-            .insert(&record("key_b", None), &key.hash)
+            .insert(
+                &record("key_b", None),
+                &key.hash,
+                &crate::store::conformance::audited(),
+            )
             .await
             .unwrap();
         let format = KeyFormat::default();
@@ -218,7 +226,10 @@ mod tests {
             .await
             .is_ok());
         // Revoked behind the cache's back (no change feed here).
-        store.revoke("key_b").await.unwrap();
+        store
+            .revoke("key_b", &crate::store::conformance::audited())
+            .await
+            .unwrap();
         clock.advance_ms(29_000);
         assert!(
             auth.authenticate(&settings, &key.plaintext, None)

@@ -236,7 +236,11 @@ mod tests {
         let f = KeyFormat::default();
         let real = generate("kg", Environment::Live);
         store
-            .insert(&record(KeyStatus::Active, None, &[]), &real.hash)
+            .insert(
+                &record(KeyStatus::Active, None, &[]),
+                &real.hash,
+                &crate::store::conformance::audited(),
+            )
             .await
             .unwrap();
         assert_eq!(v.lookup(&real.plaintext, &f).await.unwrap().id(), "key_1");

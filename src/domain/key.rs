@@ -229,6 +229,27 @@ pub struct KeyPatch {
     pub cap: Option<Option<KeyCap>>,
 }
 
+impl KeyPatch {
+    /// The names of the fields this patch sets, as the API spells them (what an
+    /// audit entry records: names, never values).
+    pub fn field_names(&self) -> Vec<String> {
+        [
+            ("name", self.name.is_some()),
+            ("tier", self.tier.is_some()),
+            ("scopes", self.scopes.is_some()),
+            ("credits", self.credits.is_some()),
+            ("refill", self.refill.is_some()),
+            ("allowed_ips", self.allowed_ips.is_some()),
+            ("expires_at", self.expires_at.is_some()),
+            ("cap", self.cap.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, set)| *set)
+        .map(|(name, _)| name.to_string())
+        .collect()
+    }
+}
+
 /// The fields an import line carried. A line that matches a stored key (by id, or
 /// by its secret) changes only these; what the line does not say keeps its value.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]

@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod algorithm;
+pub mod audit;
 pub mod duration;
 pub mod hash;
 pub mod id;
@@ -16,6 +17,7 @@ pub use account::{
     CreditChange, PlanOverrides, Pool,
 };
 pub use algorithm::Algorithm;
+pub use audit::{AuditEntry, AuditOrigin};
 pub use hash::KeyHash;
 pub use key::{Environment, ImportFields, ImportedKey, KeyCap, KeyPatch, KeyRecord, KeyStatus};
 pub use refill::{Refill, RefillDue, RefillEvery};

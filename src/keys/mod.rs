@@ -3,6 +3,7 @@
 //! management API and the portal are three doors onto it: they parse, call, render.
 
 pub mod accounts;
+pub mod audit;
 pub mod import;
 pub mod input;
 pub mod limits_view;

@@ -24,6 +24,9 @@ pub struct Actor<'a> {
     pub org: Option<&'a str>,
     /// The account of the key they present, if they present one.
     pub account: Option<&'a str>,
+    /// Who they are and where they call from, as the audit log records it
+    /// (`None`: the CLI, or a caller the audit knows by `subject`).
+    pub origin: Option<&'a crate::domain::AuditOrigin>,
 }
 
 /// What an [`Actor`] may do.
@@ -50,6 +53,7 @@ impl<'a> Actor<'a> {
             subject: None,
             org: None,
             account: None,
+            origin: None,
         }
     }
 
@@ -60,6 +64,7 @@ impl<'a> Actor<'a> {
             subject: Some(subject),
             org,
             account: None,
+            origin: None,
         }
     }
 
@@ -79,6 +84,28 @@ impl<'a> Actor<'a> {
             subject: Some(id.subject()),
             org: id.org(),
             account: id.account_id(),
+            origin: None,
+        }
+    }
+
+    /// This actor, calling from `origin` (who and where, for the audit log).
+    pub fn from(self, origin: &'a crate::domain::AuditOrigin) -> Self {
+        Actor {
+            origin: Some(origin),
+            ..self
+        }
+    }
+
+    /// Who the audit log says made a change: the origin given, else `cli` for
+    /// the CLI, else the subject.
+    pub fn audit_origin(&self) -> crate::domain::AuditOrigin {
+        match (self.origin, self.role) {
+            (Some(o), _) => o.clone(),
+            (None, Role::Operator) => crate::domain::AuditOrigin::cli(),
+            (None, _) => crate::domain::AuditOrigin {
+                actor: self.subject.unwrap_or("unknown").to_string(),
+                ..Default::default()
+            },
         }
     }
 
@@ -423,6 +450,7 @@ mod tests {
             subject: Some("a"),
             org: None,
             account: None,
+            origin: None,
         };
         let with = |s: &[&str]| CreateRequest {
             scopes: strings(s),
@@ -443,6 +471,7 @@ mod tests {
             subject: Some("ops"),
             org: None,
             account: None,
+            origin: None,
         };
         let ok = admit_create(
             &admin,

@@ -15,9 +15,9 @@ use crate::auth::api_key::NewKey;
 use crate::auth::cache::KeyCache;
 use crate::clock::Clock;
 use crate::domain::id::new_key_id;
-use crate::domain::{KeyRecord, KeyStatus, Pool};
+use crate::domain::{AuditEntry, KeyRecord, KeyStatus, Pool};
 use crate::store::users::UserStore;
-use crate::store::{ImportMsg, KeyStore, QuotaScope, StoreError, IMPORT_CONFLICT};
+use crate::store::{ImportMsg, KeyStore, NewSecret, QuotaScope, StoreError, IMPORT_CONFLICT};
 use chrono::{DateTime, TimeZone, Utc};
 use std::sync::Arc;
 use std::time::Duration;
@@ -171,6 +171,17 @@ impl KeyService {
         if let Some(cache) = &self.cache {
             cache.invalidate_key_id(id);
         }
+    }
+
+    /// The audit entry of `actor` doing `action` to `target` now.
+    fn audit(
+        &self,
+        actor: &Actor<'_>,
+        action: &'static str,
+        target: &str,
+        fields: Vec<String>,
+    ) -> AuditEntry {
+        AuditEntry::new(&actor.audit_origin(), action, target, fields, self.now())
     }
 
     /// Creates a key for `actor`: validates `input`, applies the key rules, and
@@ -333,13 +344,14 @@ impl KeyService {
                 .max_keys(&record.tier)
                 .map(|max| (max, QuotaScope::Owner)),
         };
+        let audit = self.audit(actor, "key.created", &record.id, created_fields(&record));
         let stored = match quota {
             Some((max, scope)) => {
                 self.store
-                    .insert_within_quota(&record, &secret.hash, max, scope)
+                    .insert_within_quota(&record, &secret.hash, max, scope, &audit)
                     .await
             }
-            None => self.store.insert(&record, &secret.hash).await,
+            None => self.store.insert(&record, &secret.hash, &audit).await,
         };
         stored.map_err(|e| match e {
             StoreError::QuotaExceeded { .. } if first => KeyServiceError::NotFirst,
@@ -476,7 +488,8 @@ impl KeyService {
                 }
             }
         }
-        let updated = self.store.update(id, &patch).await?;
+        let audit = self.audit(actor, "key.updated", id, patch.field_names());
+        let updated = self.store.update(id, &patch, &audit).await?;
         self.forget(id);
         Ok(self.present(rules, updated))
     }
@@ -489,7 +502,8 @@ impl KeyService {
         id: &str,
     ) -> Result<KeyRecord, KeyServiceError> {
         self.find(actor, id).await?;
-        self.store.revoke(id).await?;
+        let audit = self.audit(actor, "key.revoked", id, vec!["status".into()]);
+        self.store.revoke(id, &audit).await?;
         self.forget(id);
         let record = self.store.get(id).await?.ok_or(KeyServiceError::NotFound)?;
         Ok(self.present(rules, record))
@@ -652,14 +666,18 @@ impl KeyService {
             .filter(|g| !g.is_zero())
             .and_then(|g| chrono::Duration::from_std(g).ok())
             .map(|g| self.now() + g);
+        let mut fields = vec!["key".to_string()];
+        if previous_valid_until.is_some() {
+            fields.push("grace_period".into());
+        }
+        let audit = self.audit(actor, "key.regenerated", id, fields);
+        let new = NewSecret {
+            hash: &secret.hash,
+            prefix: &secret.prefix,
+            last4: &secret.last4,
+        };
         self.store
-            .replace_secret(
-                id,
-                &secret.hash,
-                &secret.prefix,
-                &secret.last4,
-                previous_valid_until,
-            )
+            .replace_secret(id, &new, previous_valid_until, &audit)
             .await?;
         self.forget(id);
         let record = self.store.get(id).await?.ok_or(KeyServiceError::NotFound)?;
@@ -669,6 +687,26 @@ impl KeyService {
             previous_valid_until,
         })
     }
+}
+
+/// The fields a new key was given, by name, as its audit entry lists them.
+fn created_fields(r: &KeyRecord) -> Vec<String> {
+    let mut fields = vec!["name", "tier", "scopes", "environment"];
+    for (name, set) in [
+        ("owner", r.owner.is_some()),
+        ("org", r.org.is_some()),
+        ("account", r.account.is_some()),
+        ("credits", r.credits.is_some()),
+        ("refill", r.refill.is_some()),
+        ("allowed_ips", !r.allowed_ips.is_empty()),
+        ("expires_at", r.expires_at.is_some()),
+        ("cap", r.cap.is_some()),
+    ] {
+        if set {
+            fields.push(name);
+        }
+    }
+    fields.into_iter().map(str::to_string).collect()
 }
 
 #[cfg(test)]

@@ -281,7 +281,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("k.db")).unwrap();
         store
-            .insert(&record("key_a", None), &KeyHash::of("a"))
+            .insert(
+                &record("key_a", None),
+                &KeyHash::of("a"),
+                &crate::store::conformance::audited(),
+            )
             .await
             .unwrap();
         let usage = UsageRecorder::new();

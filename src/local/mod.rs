@@ -20,6 +20,20 @@ pub struct LocalRequest<'a> {
     pub body: &'a [u8],
     /// Client address (sign-in throttling, per-IP limits).
     pub client_ip: Option<IpAddr>,
+    /// The request's id (`X-Request-Id`), for the audit log.
+    pub request_id: Option<&'a str>,
+}
+
+impl LocalRequest<'_> {
+    /// The audit log's view of this request made by `actor` (a key id or a user
+    /// id).
+    pub fn audit_origin(&self, actor: &str) -> crate::domain::AuditOrigin {
+        crate::domain::AuditOrigin {
+            actor: actor.to_string(),
+            client_ip: self.client_ip.map(|ip| ip.to_string()),
+            request_id: self.request_id.map(str::to_string),
+        }
+    }
 }
 
 pub mod page;

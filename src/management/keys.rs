@@ -8,6 +8,7 @@ use super::query::{page_size, Query};
 use super::validate::Fields;
 use super::{json_object, store_error, ApiContext, ApiResponse, Management};
 use crate::auth::Principal;
+use crate::domain::AuditOrigin;
 use crate::domain::KeyRecord;
 use crate::error::GateError;
 use crate::keys::input::{validate_change, validate_new, KeyChange, KeyInput};
@@ -160,7 +161,8 @@ async fn issue(
     first: bool,
 ) -> Result<ApiResponse, GateError> {
     let input = parse_create(req.body, &cx.rules.tier_names(), m.now())?;
-    let (rules, actor) = (cx.key_rules(), Actor::of(caller));
+    let origin = audit_origin(req, caller);
+    let (rules, actor) = (cx.key_rules(), Actor::of(caller).from(&origin));
     let issued = if first {
         m.keys.create_first(&rules, &actor, input).await?
     } else {
@@ -232,7 +234,8 @@ pub async fn update(
     caller: &Principal,
     id: &str,
 ) -> Result<ApiResponse, GateError> {
-    let actor = Actor::of(caller);
+    let origin = audit_origin(req, caller);
+    let actor = Actor::of(caller).from(&origin);
     // Another owner's key is 404 before its body is looked at.
     m.keys.get(&cx.key_rules(), &actor, id).await?;
     let change = parse_change(req.body, &cx.rules.tier_names(), m.now())?;
@@ -244,12 +247,14 @@ pub async fn update(
 pub async fn revoke(
     m: &Management,
     cx: &ApiContext<'_>,
+    req: &LocalRequest<'_>,
     caller: &Principal,
     id: &str,
 ) -> Result<ApiResponse, GateError> {
+    let origin = audit_origin(req, caller);
     let record = m
         .keys
-        .revoke(&cx.key_rules(), &Actor::of(caller), id)
+        .revoke(&cx.key_rules(), &Actor::of(caller).from(&origin), id)
         .await?;
     let mut body = key_object(&cx.key_rules(), &record);
     body["revoked_at"] = json!(m.now());
@@ -264,7 +269,8 @@ pub async fn regenerate(
     caller: &Principal,
     id: &str,
 ) -> Result<ApiResponse, GateError> {
-    let actor = Actor::of(caller);
+    let origin = audit_origin(req, caller);
+    let actor = Actor::of(caller).from(&origin);
     m.keys.get(&cx.key_rules(), &actor, id).await?;
     let body = json_object(req.body)?;
     let mut f = Fields::new(&body, &["grace_period"]);
@@ -276,6 +282,13 @@ pub async fn regenerate(
         .regenerate(&cx.key_rules(), &actor, id, grace)
         .await?;
     Ok(ApiResponse::ok(issued_object(&cx.key_rules(), &issued)))
+}
+
+/// Who is calling from where, as the audit log records their changes: the key
+/// they present, else the user their token names.
+pub(super) fn audit_origin(req: &LocalRequest<'_>, caller: &Principal) -> AuditOrigin {
+    let id = &caller.identity;
+    req.audit_origin(id.key_id().unwrap_or(id.subject()))
 }
 
 /// `POST /keys/import`: JSON Lines of existing keys (docs/configuration.md, Importing

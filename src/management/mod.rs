@@ -10,6 +10,7 @@
 //! keys), or a JWT (the keys its subject owns; all keys with the `admin` scope).
 
 pub mod accounts;
+mod audit;
 pub mod auth;
 pub mod keys;
 mod query;
@@ -199,7 +200,7 @@ impl Management {
             (Import, Some(c)) => keys::import(self, cx, req, c).await,
             (GetKey, Some(c)) => keys::get(self, cx, c, id).await,
             (UpdateKey, Some(c)) => keys::update(self, cx, req, c, id).await,
-            (RevokeKey, Some(c)) => keys::revoke(self, cx, c, id).await,
+            (RevokeKey, Some(c)) => keys::revoke(self, cx, req, c, id).await,
             (Regenerate, Some(c)) => keys::regenerate(self, cx, req, c, id).await,
             (Usage, Some(c)) => keys::usage(self, cx, req, c, id).await,
             (Credits, Some(c)) => keys::credits(self, cx, c).await,
@@ -212,6 +213,7 @@ impl Management {
             (UpdateUser, Some(c)) => users::update(self, cx, req, c, id).await,
             (DeleteUser, Some(c)) => users::delete(self, cx, c, id).await,
             (ResetLink, Some(c)) => users::password_reset(self, cx, c, id).await,
+            (Audit, Some(c)) => audit::list(self, req, c).await,
             // Every other endpoint's access is a caller's, authenticated above.
             (_, None) => Err(GateError::Internal),
         }
@@ -245,6 +247,7 @@ enum Endpoint {
     UpdateUser,
     DeleteUser,
     ResetLink,
+    Audit,
 }
 
 /// Who may call an endpoint.
@@ -269,6 +272,8 @@ impl Endpoint {
             ListAccounts | GetAccount | UpdateAccount | AccountCredits => Access::Caller,
             // Admins only, as UserAdmin says.
             ListUsers | UpdateUser | DeleteUser | ResetLink => Access::Caller,
+            // Admins only, as keys::audit says.
+            Audit => Access::Caller,
             CreateKey | FirstKey | ListKeys | Import | GetKey | UpdateKey | RevokeKey
             | Regenerate | Usage => Access::Manager,
         }
@@ -308,6 +313,7 @@ const ROUTES: &[Route<Endpoint>] = {
         ),
         Route::new(&[Lit("account")], "GET", OwnAccount),
         Route::new(&[Lit("users")], "GET", ListUsers),
+        Route::new(&[Lit("audit")], "GET", Audit),
         Route::new(&[Lit("users"), Param], "PUT", UpdateUser),
         Route::new(&[Lit("users"), Param], "PATCH", UpdateUser),
         Route::new(&[Lit("users"), Param], "DELETE", DeleteUser),

@@ -44,6 +44,7 @@ impl Harness {
             headers: &headers,
             body: &body,
             client_ip: Some("10.0.0.1".parse().unwrap()),
+            request_id: None,
         };
         match self
             .management()

@@ -160,6 +160,9 @@ struct Visit {
     /// Where the browser reached keygate (`https://api.example.com`): the base of
     /// a new key's `curl` example. `None` for a `Host` that is not a plain host.
     origin: Option<String>,
+    /// The signed-in user calling from this request, as the audit log records
+    /// their changes.
+    audit: Option<crate::domain::AuditOrigin>,
 }
 
 /// The origin the browser used, from its `Host` header (plain host names and
@@ -229,6 +232,7 @@ impl Visit {
             subject: Some(&user.id),
             org: None,
             account: None,
+            origin: self.audit.as_ref(),
         })
     }
 }
@@ -332,7 +336,9 @@ impl Portal {
                 None => stale = true,
             }
         }
+        let audit = signed_in.as_ref().map(|(u, _)| req.audit_origin(&u.id));
         let mut visit = Visit {
+            audit,
             signed_in,
             pre: session::cookie(req.headers, names.pre_name()).map(str::to_string),
             set_cookies: Vec::new(),

@@ -22,6 +22,7 @@ async fn visit(
         headers: &headers,
         body: body.as_bytes(),
         client_ip: Some("10.0.0.9".parse().unwrap()),
+        request_id: None,
     };
     s.portal().handle(&s.rt().portal_context(), &req).await
 }
@@ -154,6 +155,7 @@ async fn a_page_after_an_action_says_what_it_did_in_words_of_its_own() {
                 headers: &headers,
                 body: b"",
                 client_ip: Some("10.0.0.9".parse().unwrap()),
+                request_id: None,
             };
             let r = s.portal().handle(&s.rt().portal_context(), &req).await;
             String::from_utf8_lossy(&r.body).into_owned()

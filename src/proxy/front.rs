@@ -290,7 +290,7 @@ impl Front<'_> {
         req: &'a pingora::http::RequestHeader,
         path: &'a str,
         body: &'a [u8],
-        ctx: &RequestCtx,
+        ctx: &'a RequestCtx,
     ) -> LocalRequest<'a> {
         LocalRequest {
             method: &req.method,
@@ -299,6 +299,7 @@ impl Front<'_> {
             headers: &req.headers,
             body,
             client_ip: ctx.client_ip,
+            request_id: ctx.request_id.to_str().ok(),
         }
     }
 
@@ -384,6 +385,7 @@ impl Front<'_> {
             headers: &req.headers,
             body: &sent,
             client_ip: ctx.client_ip,
+            request_id: ctx.request_id.to_str().ok(),
         };
         match self
             .shared

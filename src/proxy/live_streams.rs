@@ -449,7 +449,14 @@ mod tests {
     async fn a_revoked_keys_stream_is_cut_and_a_good_one_is_not() {
         let (live, store, _clock, _dir) = setup();
         let record = KeyRecord::active("key_a", "free", chrono::DateTime::default());
-        store.insert(&record, &KeyHash::of("a")).await.unwrap();
+        store
+            .insert(
+                &record,
+                &KeyHash::of("a"),
+                &crate::store::conformance::audited(),
+            )
+            .await
+            .unwrap();
         let good = live.watch(watch(Some(("key_a", KeyHash::of("a"))), i64::MAX));
         let stale = live.watch(watch(Some(("key_a", KeyHash::of("old"))), i64::MAX));
         live.key_changed("key_a");
@@ -464,7 +471,10 @@ mod tests {
             Some(CutReason::Invalid),
             "a secret no longer stored"
         );
-        store.revoke("key_a").await.unwrap();
+        store
+            .revoke("key_a", &crate::store::conformance::audited())
+            .await
+            .unwrap();
         live.key_changed("key_a");
         until_cut(&good).await;
         assert_eq!(good.cut(), Some(CutReason::Revoked));

@@ -24,7 +24,7 @@ pub(crate) fn record(id: &str, credits: Option<i64>) -> KeyRecord {
 pub(crate) async fn keys_round_trip_by_hash_and_id(store: Arc<dyn KeyStore>) {
     let key = generate("kg", Environment::Live);
     let rec = record("key_a", None);
-    store.insert(&rec, &key.hash).await.unwrap();
+    store.insert(&rec, &key.hash, &audited()).await.unwrap();
     assert_eq!(
         store.find_by_hash(&key.hash).await.unwrap(),
         Some(rec.clone())
@@ -41,35 +41,44 @@ pub(crate) async fn keys_round_trip_by_hash_and_id(store: Arc<dyn KeyStore>) {
 pub(crate) async fn revoke_and_regenerate_change_what_the_hash_finds(store: Arc<dyn KeyStore>) {
     let old = generate("kg", Environment::Live);
     store
-        .insert(&record("key_a", None), &old.hash)
+        .insert(&record("key_a", None), &old.hash, &audited())
         .await
         .unwrap();
     let new = generate("kg", Environment::Live);
     store
-        .replace_secret("key_a", &new.hash, &new.prefix, &new.last4, None)
+        .replace_secret(
+            "key_a",
+            &crate::store::NewSecret {
+                hash: &new.hash,
+                prefix: &new.prefix,
+                last4: &new.last4,
+            },
+            None,
+            &audited(),
+        )
         .await
         .unwrap();
     assert_eq!(store.find_by_hash(&old.hash).await.unwrap(), None);
     let found = store.find_by_hash(&new.hash).await.unwrap().unwrap();
     assert_eq!(found.last4, new.last4);
-    store.revoke("key_a").await.unwrap();
+    store.revoke("key_a", &audited()).await.unwrap();
     assert_eq!(
         store.get("key_a").await.unwrap().unwrap().status,
         KeyStatus::Revoked
     );
     assert!(matches!(
-        store.revoke("key_nope").await,
+        store.revoke("key_nope", &audited()).await,
         Err(StoreError::NotFound(_))
     ));
 }
 
 pub(crate) async fn concurrent_debits_never_overspend(store: Arc<dyn KeyStore>) {
     store
-        .insert(&record("key_a", Some(25)), &KeyHash::of("a"))
+        .insert(&record("key_a", Some(25)), &KeyHash::of("a"), &audited())
         .await
         .unwrap();
     store
-        .insert(&record("key_b", None), &KeyHash::of("b"))
+        .insert(&record("key_b", None), &KeyHash::of("b"), &audited())
         .await
         .unwrap();
     let tasks: Vec<_> = (0..60)
@@ -103,7 +112,7 @@ pub(crate) async fn concurrent_debits_never_overspend(store: Arc<dyn KeyStore>) 
 /// spend exactly the credits there are, never more, and share transactions.
 pub(crate) async fn ledgers_spend_exactly_the_credits_there_are(stores: Vec<Arc<dyn KeyStore>>) {
     stores[0]
-        .insert(&record("key_a", Some(300)), &KeyHash::of("a"))
+        .insert(&record("key_a", Some(300)), &KeyHash::of("a"), &audited())
         .await
         .unwrap();
     let ledgers: Vec<_> = stores
@@ -140,15 +149,15 @@ pub(crate) async fn ledgers_spend_exactly_the_credits_there_are(stores: Vec<Arc<
 /// ones that fit; unknown and unmetered keys change nothing.
 pub(crate) async fn a_debit_batch_decides_in_order_and_commits_together(store: Arc<dyn KeyStore>) {
     store
-        .insert(&record("key_a", Some(5)), &KeyHash::of("a"))
+        .insert(&record("key_a", Some(5)), &KeyHash::of("a"), &audited())
         .await
         .unwrap();
     store
-        .insert(&record("key_b", None), &KeyHash::of("b"))
+        .insert(&record("key_b", None), &KeyHash::of("b"), &audited())
         .await
         .unwrap();
     store
-        .insert(&record("key_c", Some(1)), &KeyHash::of("c"))
+        .insert(&record("key_c", Some(1)), &KeyHash::of("c"), &audited())
         .await
         .unwrap();
     let batch: Vec<DebitRequest> = [
@@ -199,13 +208,22 @@ pub(crate) async fn a_regenerate_grace_period_keeps_the_old_secret_until_it_ends
 ) {
     let old = generate("kg", Environment::Live);
     store
-        .insert(&record("key_a", None), &old.hash)
+        .insert(&record("key_a", None), &old.hash, &audited())
         .await
         .unwrap();
     let new = generate("kg", Environment::Live);
     let until = Utc::now() + chrono::Duration::seconds(60);
     store
-        .replace_secret("key_a", &new.hash, &new.prefix, &new.last4, Some(until))
+        .replace_secret(
+            "key_a",
+            &crate::store::NewSecret {
+                hash: &new.hash,
+                prefix: &new.prefix,
+                last4: &new.last4,
+            },
+            Some(until),
+            &audited(),
+        )
         .await
         .unwrap();
     let via_old = store.find_by_hash(&old.hash).await.unwrap().unwrap();
@@ -221,10 +239,13 @@ pub(crate) async fn a_regenerate_grace_period_keeps_the_old_secret_until_it_ends
     store
         .replace_secret(
             "key_a",
-            &newer.hash,
-            &newer.prefix,
-            &newer.last4,
+            &crate::store::NewSecret {
+                hash: &newer.hash,
+                prefix: &newer.prefix,
+                last4: &newer.last4,
+            },
             Some(past),
+            &audited(),
         )
         .await
         .unwrap();
@@ -236,7 +257,16 @@ pub(crate) async fn a_regenerate_grace_period_keeps_the_old_secret_until_it_ends
     // No grace: only the newest works.
     let last = generate("kg", Environment::Live);
     store
-        .replace_secret("key_a", &last.hash, &last.prefix, &last.last4, None)
+        .replace_secret(
+            "key_a",
+            &crate::store::NewSecret {
+                hash: &last.hash,
+                prefix: &last.prefix,
+                last4: &last.last4,
+            },
+            None,
+            &audited(),
+        )
         .await
         .unwrap();
     assert!(store.find_by_hash(&newer.hash).await.unwrap().is_none());
@@ -245,12 +275,15 @@ pub(crate) async fn a_regenerate_grace_period_keeps_the_old_secret_until_it_ends
 
 pub(crate) async fn updates_owner_listing_and_counting(store: Arc<dyn KeyStore>) {
     store
-        .insert(&record("key_a", None), &KeyHash::of("a"))
+        .insert(&record("key_a", None), &KeyHash::of("a"), &audited())
         .await
         .unwrap();
     let mut b = record("key_b", None);
     b.owner = Some("user_2".into());
-    store.insert(&b, &KeyHash::of("b")).await.unwrap();
+    store
+        .insert(&b, &KeyHash::of("b"), &audited())
+        .await
+        .unwrap();
     assert_eq!(store.list_by_owner("user_1").await.unwrap().len(), 1);
     assert_eq!(store.count_active("user_1", "free").await.unwrap(), 1);
     let patch = KeyPatch {
@@ -263,7 +296,7 @@ pub(crate) async fn updates_owner_listing_and_counting(store: Arc<dyn KeyStore>)
         expires_at: Some(None),
         cap: None,
     };
-    let updated = store.update("key_a", &patch).await.unwrap();
+    let updated = store.update("key_a", &patch, &audited()).await.unwrap();
     assert_eq!(
         (
             updated.name.as_str(),
@@ -275,17 +308,19 @@ pub(crate) async fn updates_owner_listing_and_counting(store: Arc<dyn KeyStore>)
     assert_eq!(updated.scopes, vec!["x"]);
     assert!(updated.allowed_ips.is_empty() && updated.expires_at.is_none());
     assert_eq!(store.count_active("user_1", "free").await.unwrap(), 0);
-    store.revoke("key_b").await.unwrap();
+    store.revoke("key_b", &audited()).await.unwrap();
     assert_eq!(store.count_active("user_2", "free").await.unwrap(), 0);
     assert!(matches!(
-        store.update("key_nope", &KeyPatch::default()).await,
+        store
+            .update("key_nope", &KeyPatch::default(), &audited())
+            .await,
         Err(StoreError::NotFound(_))
     ));
 }
 
 pub(crate) async fn usage_adds_up_and_last_used_only_moves_forward(store: Arc<dyn KeyStore>) {
     store
-        .insert(&record("key_a", None), &KeyHash::of("a"))
+        .insert(&record("key_a", None), &KeyHash::of("a"), &audited())
         .await
         .unwrap();
     let hour = Utc.timestamp_opt(1_699_999_200, 0).unwrap();
@@ -340,7 +375,7 @@ pub(crate) async fn usage_adds_up_and_last_used_only_moves_forward(store: Arc<dy
     assert_eq!(used.map(|t| t.timestamp()), Some(1_700_000_100));
     // Every key's usage, for the portal's overview.
     store
-        .insert(&record("key_b", None), &KeyHash::of("b"))
+        .insert(&record("key_b", None), &KeyHash::of("b"), &audited())
         .await
         .unwrap();
     let other = UsageRow {
@@ -367,7 +402,13 @@ pub(crate) async fn concurrent_creates_never_exceed_the_quota(stores: Vec<Arc<dy
                 let mut r = record(&format!("key_q{i}"), None);
                 r.owner = Some("quota_owner".into());
                 store
-                    .insert_within_quota(&r, &KeyHash::of(&format!("q{i}")), 3, QuotaScope::Owner)
+                    .insert_within_quota(
+                        &r,
+                        &KeyHash::of(&format!("q{i}")),
+                        3,
+                        QuotaScope::Owner,
+                        &audited(),
+                    )
                     .await
             })
         })
@@ -387,16 +428,28 @@ pub(crate) async fn concurrent_creates_never_exceed_the_quota(stores: Vec<Arc<dy
     other_tier.owner = Some("quota_owner".into());
     other_tier.tier = "pro".into();
     store
-        .insert_within_quota(&other_tier, &KeyHash::of("pro"), 3, QuotaScope::Owner)
+        .insert_within_quota(
+            &other_tier,
+            &KeyHash::of("pro"),
+            3,
+            QuotaScope::Owner,
+            &audited(),
+        )
         .await
         .unwrap();
     let held = store.list_by_owner("quota_owner").await.unwrap();
     let first_free = held.iter().find(|k| k.tier == "free").unwrap();
-    store.revoke(&first_free.id).await.unwrap();
+    store.revoke(&first_free.id, &audited()).await.unwrap();
     let mut again = record("key_again", None);
     again.owner = Some("quota_owner".into());
     store
-        .insert_within_quota(&again, &KeyHash::of("again"), 3, QuotaScope::Owner)
+        .insert_within_quota(
+            &again,
+            &KeyHash::of("again"),
+            3,
+            QuotaScope::Owner,
+            &audited(),
+        )
         .await
         .unwrap();
 
@@ -414,6 +467,7 @@ pub(crate) async fn concurrent_creates_never_exceed_the_quota(stores: Vec<Arc<dy
                         &KeyHash::of(&format!("f{i}")),
                         1,
                         QuotaScope::OwnerAnyTier,
+                        &audited(),
                     )
                     .await
             })
@@ -433,16 +487,28 @@ pub(crate) async fn concurrent_creates_never_exceed_the_quota(stores: Vec<Arc<dy
     late.owner = Some("quota_owner".into());
     assert!(matches!(
         store
-            .insert_within_quota(&late, &KeyHash::of("late"), 1, QuotaScope::OwnerAnyTier)
+            .insert_within_quota(
+                &late,
+                &KeyHash::of("late"),
+                1,
+                QuotaScope::OwnerAnyTier,
+                &audited()
+            )
             .await,
         Err(StoreError::QuotaExceeded { .. })
     ));
     let only = store.list_by_owner("first_owner").await.unwrap();
-    store.revoke(&only[0].id).await.unwrap();
+    store.revoke(&only[0].id, &audited()).await.unwrap();
     let mut after = record("key_after", None);
     after.owner = Some("first_owner".into());
     store
-        .insert_within_quota(&after, &KeyHash::of("after"), 1, QuotaScope::OwnerAnyTier)
+        .insert_within_quota(
+            &after,
+            &KeyHash::of("after"),
+            1,
+            QuotaScope::OwnerAnyTier,
+            &audited(),
+        )
         .await
         .unwrap();
 }
@@ -659,7 +725,10 @@ pub(crate) async fn a_refill_applies_once_per_period(store: Arc<dyn KeyStore>) {
         every: RefillEvery::Day,
     });
     r.refilled_at = Some(Utc.timestamp_opt(10 * day, 0).unwrap());
-    store.insert(&r, &KeyHash::of("r")).await.unwrap();
+    store
+        .insert(&r, &KeyHash::of("r"), &audited())
+        .await
+        .unwrap();
     let got = store.get("key_r").await.unwrap().unwrap();
     assert_eq!((got.refill, got.refilled_at), (r.refill, r.refilled_at));
 
@@ -724,7 +793,7 @@ pub(crate) async fn a_refill_applies_once_per_period(store: Arc<dyn KeyStore>) {
         .unwrap();
 
     store
-        .insert(&record("key_u", None), &KeyHash::of("u"))
+        .insert(&record("key_u", None), &KeyHash::of("u"), &audited())
         .await
         .unwrap();
     let unmetered = store
@@ -746,6 +815,7 @@ pub(crate) async fn a_refill_applies_once_per_period(store: Arc<dyn KeyStore>) {
                 refill: Some(None),
                 ..Default::default()
             },
+            &audited(),
         )
         .await
         .unwrap();
@@ -761,6 +831,7 @@ pub(crate) async fn a_refill_applies_once_per_period(store: Arc<dyn KeyStore>) {
                 refill: Some(monthly),
                 ..Default::default()
             },
+            &audited(),
         )
         .await
         .unwrap();
@@ -795,13 +866,13 @@ pub(crate) async fn accounts_pool_credits_and_carry_their_plan((keys, accounts):
         ..KeyRecord::active(id, tier, at)
     };
     let secret = generate("kg", Environment::Live);
-    keys.insert(&key("key_1", "free"), &secret.hash)
+    keys.insert(&key("key_1", "free"), &secret.hash, &audited())
         .await
         .unwrap();
-    keys.insert(&key("key_2", "free"), &KeyHash::of("two"))
+    keys.insert(&key("key_2", "free"), &KeyHash::of("two"), &audited())
         .await
         .unwrap();
-    keys.insert(&key("key_3", "own"), &KeyHash::of("three"))
+    keys.insert(&key("key_3", "own"), &KeyHash::of("three"), &audited())
         .await
         .unwrap();
     let found = keys.find_by_hash(&secret.hash).await.unwrap().unwrap();
@@ -934,6 +1005,7 @@ pub(crate) async fn accounts_pool_credits_and_carry_their_plan((keys, accounts):
             ..KeyRecord::active("key_org", "free", at)
         },
         &KeyHash::of("org"),
+        &audited(),
     )
     .await
     .unwrap();
@@ -968,7 +1040,13 @@ pub(crate) async fn account_quotas_count_every_owner(stores: Vec<WithAccounts>) 
                     ..KeyRecord::active(&format!("key_q{i}"), "free", at)
                 };
                 store
-                    .insert_within_quota(&r, &KeyHash::of(&format!("q{i}")), 3, QuotaScope::Account)
+                    .insert_within_quota(
+                        &r,
+                        &KeyHash::of(&format!("q{i}")),
+                        3,
+                        QuotaScope::Account,
+                        &audited(),
+                    )
                     .await
             })
         })
@@ -983,14 +1061,20 @@ pub(crate) async fn account_quotas_count_every_owner(stores: Vec<WithAccounts>) 
     }
     assert_eq!(stored.len(), 3, "{stored:?}");
     // A revoked key frees its place; its consumption stays the account's.
-    stores[0].0.revoke(&stored[0]).await.unwrap();
+    stores[0].0.revoke(&stored[0], &audited()).await.unwrap();
     let r = KeyRecord {
         account: Some("acct_q".into()),
         ..KeyRecord::active("key_q_new", "free", at)
     };
     stores[1 % stores.len()]
         .0
-        .insert_within_quota(&r, &KeyHash::of("q_new"), 3, QuotaScope::Account)
+        .insert_within_quota(
+            &r,
+            &KeyHash::of("q_new"),
+            3,
+            QuotaScope::Account,
+            &audited(),
+        )
         .await
         .unwrap();
 }
@@ -1056,7 +1140,7 @@ pub(crate) async fn keys_come_in_pages(store: Arc<dyn KeyStore>) {
             )
         };
         store
-            .insert(&r, &KeyHash::of(&format!("p{i}")))
+            .insert(&r, &KeyHash::of(&format!("p{i}")), &audited())
             .await
             .unwrap();
     }
@@ -1234,4 +1318,151 @@ pub(crate) async fn users_are_administered(
         store.delete_user("usr_a").await,
         Err(StoreError::NotFound(_))
     ));
+}
+
+/// Every audited change writes its entry in its own transaction: a change that
+/// fails (no such key, a quota reached, a secret already held) leaves none, and the
+/// log reads newest first, in pages.
+pub(crate) async fn the_audit_log_is_written_with_each_change_and_only_then(
+    store: Arc<dyn KeyStore>,
+) {
+    use crate::domain::{AuditEntry, AuditOrigin};
+    let at = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
+    let origin = AuditOrigin {
+        actor: "key_admin".into(),
+        client_ip: Some("203.0.113.9".into()),
+        request_id: Some("req-1".into()),
+    };
+    let audit = |action: &'static str, target: &str, fields: &[&str]| {
+        AuditEntry::new(
+            &origin,
+            action,
+            target,
+            fields.iter().map(|f| f.to_string()).collect(),
+            at,
+        )
+    };
+    let key = record("key_a", None);
+    store
+        .insert(
+            &key,
+            &KeyHash::of("a"),
+            &audit("key.created", "key_a", &["name"]),
+        )
+        .await
+        .unwrap();
+    let patch = KeyPatch {
+        name: Some("renamed".into()),
+        ..KeyPatch::default()
+    };
+    store
+        .update("key_a", &patch, &audit("key.updated", "key_a", &["name"]))
+        .await
+        .unwrap();
+    // Failures write nothing.
+    assert!(store
+        .update(
+            "key_nope",
+            &patch,
+            &audit("key.updated", "key_nope", &["name"])
+        )
+        .await
+        .is_err());
+    assert!(store
+        .revoke("key_nope", &audit("key.revoked", "key_nope", &[]))
+        .await
+        .is_err());
+    let again = record("key_b", None);
+    assert!(
+        store
+            .insert(
+                &again,
+                &KeyHash::of("a"),
+                &audit("key.created", "key_b", &[])
+            )
+            .await
+            .is_err(),
+        "the secret is held by key_a"
+    );
+    let over = KeyRecord {
+        owner: Some("usr_q".into()),
+        ..record("key_q", None)
+    };
+    store
+        .insert_within_quota(
+            &over,
+            &KeyHash::of("q"),
+            1,
+            QuotaScope::Owner,
+            &audit("key.created", "key_q", &[]),
+        )
+        .await
+        .unwrap();
+    let beyond = KeyRecord {
+        owner: Some("usr_q".into()),
+        ..record("key_r", None)
+    };
+    assert!(matches!(
+        store
+            .insert_within_quota(
+                &beyond,
+                &KeyHash::of("r"),
+                1,
+                QuotaScope::Owner,
+                &audit("key.created", "key_r", &[]),
+            )
+            .await,
+        Err(StoreError::QuotaExceeded { .. })
+    ));
+    let new = KeyHash::of("a2");
+    store
+        .replace_secret(
+            "key_a",
+            &crate::store::NewSecret {
+                hash: &new,
+                prefix: "kg_",
+                last4: "a2a2",
+            },
+            None,
+            &audit("key.regenerated", "key_a", &["key"]),
+        )
+        .await
+        .unwrap();
+    store
+        .revoke("key_a", &audit("key.revoked", "key_a", &["status"]))
+        .await
+        .unwrap();
+
+    let log = store.audit_log(None, 100).await.unwrap();
+    let seen: Vec<(&str, &str)> = log
+        .iter()
+        .map(|e| (e.action.as_str(), e.target.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("key.revoked", "key_a"),
+            ("key.regenerated", "key_a"),
+            ("key.created", "key_q"),
+            ("key.updated", "key_a"),
+            ("key.created", "key_a"),
+        ],
+        "newest first, and nothing of what failed"
+    );
+    let first = &log[4];
+    assert_eq!(first.origin, origin);
+    assert_eq!(
+        (first.at, first.fields.clone()),
+        (at, vec!["name".to_string()])
+    );
+    assert!(log.windows(2).all(|w| w[0].id > w[1].id));
+    // Pages: older than an entry.
+    let page = store.audit_log(Some(log[1].id), 2).await.unwrap();
+    let ids: Vec<i64> = page.iter().map(|e| e.id).collect();
+    assert_eq!(ids, [log[2].id, log[3].id]);
+}
+
+/// An audit entry for a test's change (the CLI's, now).
+pub(crate) fn audited() -> crate::domain::AuditEntry {
+    crate::domain::AuditEntry::cli("test", "k", Utc::now())
 }

@@ -11,7 +11,7 @@
 use super::{ChangeHandler, Debit, DebitRequest, DebitResult, KeyStore, StoreChange, StoreError};
 use crate::clock::{Clock, SystemClock};
 use crate::config::Problem;
-use crate::domain::{Environment, KeyHash, KeyPatch, KeyRecord, KeyStatus, UsageRow};
+use crate::domain::{AuditEntry, Environment, KeyHash, KeyPatch, KeyRecord, KeyStatus, UsageRow};
 use crate::obs::metrics;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -333,11 +333,21 @@ impl KeyStore for FileStore {
             .count() as u64)
     }
 
-    async fn update(&self, _id: &str, _patch: &KeyPatch) -> Result<KeyRecord, StoreError> {
+    async fn update(
+        &self,
+        _id: &str,
+        _patch: &KeyPatch,
+        _audit: &AuditEntry,
+    ) -> Result<KeyRecord, StoreError> {
         Err(self.read_only())
     }
 
-    async fn insert(&self, _record: &KeyRecord, _hash: &KeyHash) -> Result<(), StoreError> {
+    async fn insert(
+        &self,
+        _record: &KeyRecord,
+        _hash: &KeyHash,
+        _audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
         Err(self.read_only())
     }
 
@@ -347,21 +357,21 @@ impl KeyStore for FileStore {
         _hash: &KeyHash,
         _max_active: u64,
         _scope: crate::store::QuotaScope,
+        _audit: &AuditEntry,
     ) -> Result<(), StoreError> {
         Err(self.read_only())
     }
 
-    async fn revoke(&self, _id: &str) -> Result<(), StoreError> {
+    async fn revoke(&self, _id: &str, _audit: &AuditEntry) -> Result<(), StoreError> {
         Err(self.read_only())
     }
 
     async fn replace_secret(
         &self,
         _id: &str,
-        _hash: &KeyHash,
-        _prefix: &str,
-        _last4: &str,
+        _secret: &crate::store::NewSecret<'_>,
         _old_valid_until: Option<DateTime<Utc>>,
+        _audit: &AuditEntry,
     ) -> Result<(), StoreError> {
         Err(self.read_only())
     }

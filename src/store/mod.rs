@@ -14,7 +14,7 @@ pub mod write_health;
 #[cfg(test)]
 pub(crate) mod conformance;
 
-use crate::domain::{ImportedKey, KeyHash, KeyPatch, KeyRecord, RefillDue, UsageRow};
+use crate::domain::{AuditEntry, ImportedKey, KeyHash, KeyPatch, KeyRecord, RefillDue, UsageRow};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -274,6 +274,17 @@ pub enum ImportMsg {
 /// The receiving end of an import: batches of keys, then [`ImportMsg::Commit`].
 pub type ImportFeed = tokio::sync::mpsc::Receiver<ImportMsg>;
 
+/// A regenerated key's new secret as the store keeps it.
+#[derive(Clone, Copy, Debug)]
+pub struct NewSecret<'a> {
+    /// Its hash.
+    pub hash: &'a KeyHash,
+    /// Its visible prefix.
+    pub prefix: &'a str,
+    /// Its last four characters.
+    pub last4: &'a str,
+}
+
 /// The usage table's count columns, in the order of [`usage_values`] and
 /// [`usage_counts`] (a macro, so that statements can `concat!` it).
 macro_rules! usage_columns {
@@ -424,35 +435,60 @@ pub trait KeyStore: Send + Sync {
     }
     /// Active keys of `owner` in `tier` (for `max_keys`).
     async fn count_active(&self, owner: &str, tier: &str) -> Result<u64, StoreError>;
-    /// Applies `patch`; `NotFound` if there is no such id. Returns the updated key.
-    async fn update(&self, id: &str, patch: &KeyPatch) -> Result<KeyRecord, StoreError>;
-    /// Stores a new key under `hash`.
-    async fn insert(&self, record: &KeyRecord, hash: &KeyHash) -> Result<(), StoreError>;
+    /// Applies `patch`, and writes `audit` in the same transaction; `NotFound` if
+    /// there is no such id. Returns the updated key.
+    async fn update(
+        &self,
+        id: &str,
+        patch: &KeyPatch,
+        audit: &AuditEntry,
+    ) -> Result<KeyRecord, StoreError>;
+    /// Stores a new key under `hash`, and `audit` in the same transaction.
+    async fn insert(
+        &self,
+        record: &KeyRecord,
+        hash: &KeyHash,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError>;
     /// Stores a new key under `hash` unless its owner (or, with
     /// [`QuotaScope::Account`], its account) already holds `max_active` active keys
     /// in its tier (with [`QuotaScope::OwnerAnyTier`], in any tier)
     /// ([`StoreError::QuotaExceeded`]). Counting and inserting are one
     /// transaction, serialised per owner (account) and tier, so concurrent creates
-    /// (on any replica) never exceed the quota.
+    /// (on any replica) never exceed the quota. `audit` is written with the key.
     async fn insert_within_quota(
         &self,
         record: &KeyRecord,
         hash: &KeyHash,
         max_active: u64,
         scope: QuotaScope,
+        audit: &AuditEntry,
     ) -> Result<(), StoreError>;
-    /// Marks a key revoked; `NotFound` if there is no such id.
-    async fn revoke(&self, id: &str) -> Result<(), StoreError>;
-    /// Replaces a key's secret (regenerate). The old hash stops matching at once, or
-    /// at `old_valid_until` when a grace period is given.
+    /// Marks a key revoked, and writes `audit` in the same transaction; `NotFound`
+    /// if there is no such id.
+    async fn revoke(&self, id: &str, audit: &AuditEntry) -> Result<(), StoreError>;
+    /// Replaces a key's secret (regenerate), and writes `audit` in the same
+    /// transaction. The old hash stops matching at once, or at `old_valid_until`
+    /// when a grace period is given.
     async fn replace_secret(
         &self,
         id: &str,
-        hash: &KeyHash,
-        prefix: &str,
-        last4: &str,
+        secret: &NewSecret<'_>,
         old_valid_until: Option<DateTime<Utc>>,
+        audit: &AuditEntry,
     ) -> Result<(), StoreError>;
+    /// The audit log, newest first: at most `limit` entries older than the entry
+    /// `before` (all when `None`).
+    async fn audit_log(
+        &self,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let _ = (before, limit);
+        Err(StoreError::ReadOnly(
+            "this store keeps no audit log: use store.kind sqlite or postgres".into(),
+        ))
+    }
     /// Writes every key `feed` sends in one transaction, committed when
     /// [`ImportMsg::Commit`] arrives; if the feed closes first, nothing is written.
     /// A key whose id is given replaces that id's record (secret included, any

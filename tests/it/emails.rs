@@ -126,14 +126,15 @@ async fn every_spelling_of_an_email_is_one_account_with_one_throttle() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stored_emails_migrate_and_collisions_are_named_never_merged() {
     // What the accounts, user-admin, key-cap and usage-detail migrations added,
-    // taken away again (they run after these); PostgreSQL's is the common one.
+    // taken away again with the audit log (they run after these); PostgreSQL's is the
+    // common one.
     const SQLITE_UNDO_ACCOUNTS: &str = "DROP TABLE accounts; DROP INDEX api_keys_account; \
          DROP TRIGGER api_keys_changed; ALTER TABLE api_keys DROP COLUMN account; \
          DROP TABLE password_resets; ALTER TABLE users DROP COLUMN disabled; \
          ALTER TABLE api_keys DROP COLUMN cap; \
          ALTER TABLE usage DROP COLUMN total_us; ALTER TABLE usage DROP COLUMN rate_limited; \
          ALTER TABLE usage DROP COLUMN no_credits; ALTER TABLE usage DROP COLUMN refused; \
-         ALTER TABLE usage DROP COLUMN api_error;";
+         ALTER TABLE usage DROP COLUMN api_error; DROP TABLE audit_log;";
     let up = start_upstream().await;
     let Some(db) = PgDatabase::create().await else {
         return;

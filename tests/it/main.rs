@@ -18,6 +18,7 @@ mod abuse;
 mod access_log;
 mod accounts;
 mod attacks;
+mod audit;
 mod bad_input;
 mod check_serve;
 mod cli_keys;

@@ -19,6 +19,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration::Sql(include_str!("../migrations/postgres/0008_user_admin.sql")),
     Migration::Sql(include_str!("../migrations/postgres/0009_key_cap.sql")),
     Migration::Sql(include_str!("../migrations/postgres/0010_usage_detail.sql")),
+    Migration::Sql(include_str!("../migrations/postgres/0011_audit.sql")),
 ];
 
 /// One schema migration, applied once in its own transaction.

@@ -17,12 +17,12 @@ mod users;
 use super::{
     decide_debits, import_upsert, refill_columns, usage_columns, usage_counts, usage_values,
     ChangeHandler, DebitRequest, DebitResult, DecidedDebits, Holder, ImportFeed, ImportMsg,
-    KeyStore, QuotaScope, StoreError,
+    KeyStore, NewSecret, QuotaScope, StoreError,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::domain::{
-    AccountGate, AccountStatus, Environment, KeyCap, KeyHash, KeyPatch, KeyRecord, KeyStatus,
-    PlanOverrides, UsageRow,
+    AccountGate, AccountStatus, AuditEntry, AuditOrigin, Environment, KeyCap, KeyHash, KeyPatch,
+    KeyRecord, KeyStatus, PlanOverrides, UsageRow,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -233,6 +233,31 @@ fn ips_text(ips: &[ipnet::IpNet]) -> Vec<String> {
     ips.iter().map(|n| n.to_string()).collect()
 }
 
+/// Appends `audit` to the log, inside the caller's transaction.
+async fn write_audit(
+    tx: &tokio_postgres::Transaction<'_>,
+    audit: &AuditEntry,
+) -> Result<(), tokio_postgres::Error> {
+    const SQL: &str = "INSERT INTO audit_log \
+         (at, actor, action, target, client_ip, request_id, fields) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)";
+    let fields = audit.fields_json();
+    tx.execute(
+        SQL,
+        &[
+            &audit.at,
+            &audit.origin.actor,
+            &audit.action,
+            &audit.target,
+            &audit.origin.client_ip,
+            &audit.origin.request_id,
+            &fields,
+        ],
+    )
+    .await
+    .map(drop)
+}
+
 #[async_trait]
 impl KeyStore for PostgresStore {
     async fn find_by_hash(&self, hash: &KeyHash) -> Result<Option<KeyRecord>, StoreError> {
@@ -330,7 +355,12 @@ impl KeyStore for PostgresStore {
         Ok(n.max(0) as u64)
     }
 
-    async fn update(&self, id: &str, patch: &KeyPatch) -> Result<KeyRecord, StoreError> {
+    async fn update(
+        &self,
+        id: &str,
+        patch: &KeyPatch,
+        audit: &AuditEntry,
+    ) -> Result<KeyRecord, StoreError> {
         let mut sets: Vec<String> = Vec::new();
         let mut values: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
         let mut set = |column: &str, value: Box<dyn ToSql + Sync + Send>| {
@@ -363,38 +393,63 @@ impl KeyStore for PostgresStore {
         if let Some(v) = patch.cap {
             set("cap", Box::new(v.map(|c| c.to_json())));
         }
-        if !sets.is_empty() {
-            values.push(Box::new(id.to_string()));
-            let sql = format!(
+        values.push(Box::new(id.to_string()));
+        // With nothing to set, the statement still finds (and locks) the row, so a
+        // missing key writes no audit entry.
+        let sql = match sets.is_empty() {
+            true => format!(
+                "SELECT 1 FROM api_keys WHERE id = ${} FOR UPDATE",
+                values.len()
+            ),
+            false => format!(
                 "UPDATE api_keys SET {} WHERE id = ${}",
                 sets.join(", "),
                 values.len()
-            );
-            let params: Vec<&(dyn ToSql + Sync)> = values
-                .iter()
-                .map(|b| b.as_ref() as &(dyn ToSql + Sync))
-                .collect();
-            self.pool.execute_dynamic(&sql, &params).await?;
+            ),
+        };
+        let params: Vec<&(dyn ToSql + Sync)> = values
+            .iter()
+            .map(|b| b.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        let work = async |client: &mut tokio_postgres::Client| {
+            let tx = client.transaction().await?;
+            if tx.execute(&sql, &params).await? == 0 {
+                return Ok(false);
+            }
+            write_audit(&tx, audit).await?;
+            tx.commit().await.map(|_| true)
+        };
+        if !self.pool.write_transaction("update", work).await? {
+            return Err(StoreError::NotFound(id.to_string()));
         }
         self.get(id)
             .await?
             .ok_or_else(|| StoreError::NotFound(id.to_string()))
     }
 
-    async fn insert(&self, r: &KeyRecord, hash: &KeyHash) -> Result<(), StoreError> {
+    async fn insert(
+        &self,
+        r: &KeyRecord,
+        hash: &KeyHash,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
         let hash = hash.0.as_slice();
         let ips = ips_text(&r.allowed_ips);
         let env = r.environment.as_str();
         let status = r.status.as_str();
         let refill = refill_columns(r.refill);
         let cap = r.cap.map(|c| c.to_json());
-        self.pool
-            .execute(
+        let work = async |client: &mut tokio_postgres::Client| {
+            let tx = client.transaction().await?;
+            tx.execute(
                 INSERT_KEY,
                 &insert_params(r, &hash, &ips, &env, &status, &refill, &cap),
             )
-            .await
-            .map(drop)
+            .await?;
+            write_audit(&tx, audit).await?;
+            tx.commit().await
+        };
+        self.pool.write_transaction("insert", work).await
     }
 
     async fn insert_within_quota(
@@ -403,6 +458,7 @@ impl KeyStore for PostgresStore {
         hash: &KeyHash,
         max_active: u64,
         scope: QuotaScope,
+        audit: &AuditEntry,
     ) -> Result<(), StoreError> {
         // The advisory lock serialises creates for one owner (account) and tier
         // across every replica until the transaction ends; each statement then sees
@@ -444,6 +500,7 @@ impl KeyStore for PostgresStore {
                 &insert_params(r, &hash, &ips, &env, &status, &refill, &cap),
             )
             .await?;
+            write_audit(&tx, audit).await?;
             tx.commit().await.map(|_| true)
         };
         match self.pool.write_transaction("insert", work).await? {
@@ -545,21 +602,28 @@ impl KeyStore for PostgresStore {
         ))
     }
 
-    async fn revoke(&self, id: &str) -> Result<(), StoreError> {
+    async fn revoke(&self, id: &str, audit: &AuditEntry) -> Result<(), StoreError> {
         const SQL: &str = "UPDATE api_keys SET status = 'revoked' WHERE id = $1";
-        match self.pool.execute(SQL, &[&id]).await? {
-            0 => Err(StoreError::NotFound(id.to_string())),
-            _ => Ok(()),
+        let work = async |client: &mut tokio_postgres::Client| {
+            let tx = client.transaction().await?;
+            if tx.execute(SQL, &[&id]).await? == 0 {
+                return Ok(false);
+            }
+            write_audit(&tx, audit).await?;
+            tx.commit().await.map(|_| true)
+        };
+        match self.pool.write_transaction("revoke", work).await? {
+            false => Err(StoreError::NotFound(id.to_string())),
+            true => Ok(()),
         }
     }
 
     async fn replace_secret(
         &self,
         id: &str,
-        hash: &KeyHash,
-        prefix: &str,
-        last4: &str,
+        secret: &NewSecret<'_>,
         old_valid_until: Option<DateTime<Utc>>,
+        audit: &AuditEntry,
     ) -> Result<(), StoreError> {
         // With a grace period the current hash becomes the previous one; without,
         // any previous hash is dropped too, so only the new secret works.
@@ -567,14 +631,19 @@ impl KeyStore for PostgresStore {
                prev_key_hash = CASE WHEN $5::timestamptz IS NULL THEN NULL ELSE key_hash END, \
                prev_hash_expires_at = $5, key_hash = $2, prefix = $3, last4 = $4 \
              WHERE id = $1";
-        let hash = hash.0.as_slice();
-        match self
-            .pool
-            .execute(SQL, &[&id, &hash, &prefix, &last4, &old_valid_until])
-            .await?
-        {
-            0 => Err(StoreError::NotFound(id.to_string())),
-            _ => Ok(()),
+        let (hash, prefix, last4) = (secret.hash.0.as_slice(), secret.prefix, secret.last4);
+        let work = async |client: &mut tokio_postgres::Client| {
+            let tx = client.transaction().await?;
+            let params: [&(dyn ToSql + Sync); 5] = [&id, &hash, &prefix, &last4, &old_valid_until];
+            if tx.execute(SQL, &params).await? == 0 {
+                return Ok(false);
+            }
+            write_audit(&tx, audit).await?;
+            tx.commit().await.map(|_| true)
+        };
+        match self.pool.write_transaction("regenerate", work).await? {
+            false => Err(StoreError::NotFound(id.to_string())),
+            true => Ok(()),
         }
     }
 
@@ -760,6 +829,35 @@ impl KeyStore for PostgresStore {
                     hour: r.try_get(1)?,
                     endpoint: r.try_get(2)?,
                     counts: usage_counts(v),
+                })
+            })
+            .collect::<Result<_, tokio_postgres::Error>>()
+            .map_err(db_error)
+    }
+
+    async fn audit_log(
+        &self,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        const SQL: &str = "SELECT id, at, actor, action, target, client_ip, request_id, fields \
+             FROM audit_log WHERE ($1::bigint IS NULL OR id < $1) ORDER BY id DESC LIMIT $2";
+        let limit = limit.min(i64::MAX as usize) as i64;
+        let rows = self.pool.query(SQL, &[&before, &limit]).await?;
+        rows.iter()
+            .map(|r| {
+                let fields: String = r.try_get(7)?;
+                Ok(AuditEntry {
+                    id: r.try_get(0)?,
+                    at: r.try_get(1)?,
+                    origin: AuditOrigin {
+                        actor: r.try_get(2)?,
+                        client_ip: r.try_get(5)?,
+                        request_id: r.try_get(6)?,
+                    },
+                    action: r.try_get(3)?,
+                    target: r.try_get(4)?,
+                    fields: serde_json::from_str(&fields).unwrap_or_default(),
                 })
             })
             .collect::<Result<_, tokio_postgres::Error>>()

@@ -336,19 +336,6 @@ impl PgPool {
         self.writes.record(written.await)
     }
 
-    /// Runs a one-off statement built at run time (not cached).
-    pub async fn execute_dynamic(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, StoreError> {
-        let written = async {
-            let conn = self.conn().await?;
-            self.on(&conn, conn.client.execute(sql, params)).await
-        };
-        self.writes.record(written.await)
-    }
-
     /// The transaction connection, reconnected if it died. Hold the guard for the
     /// whole transaction.
     async fn tx_client(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Client>>, StoreError> {

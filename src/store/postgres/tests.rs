@@ -124,13 +124,18 @@ conformance_tests!(
     usage_adds_up_and_last_used_only_moves_forward,
     an_import_is_all_or_nothing_and_replaces_by_id_or_hash,
     a_refill_applies_once_per_period,
+    the_audit_log_is_written_with_each_change_and_only_then,
 );
 
 #[tokio::test]
 async fn reopening_runs_no_migration_twice_and_keeps_data() {
     let Some(db) = TestDb::create() else { return };
     db.open()
-        .insert(&record("key_a", None), &KeyHash::of("a"))
+        .insert(
+            &record("key_a", None),
+            &KeyHash::of("a"),
+            &crate::store::conformance::audited(),
+        )
         .await
         .unwrap();
     // Two replicas starting together: the advisory lock serialises the migrations.
@@ -172,7 +177,14 @@ async fn changes_made_by_one_replica_are_announced_to_the_others() {
     }));
     let mut metered = record("key_a", Some(10));
     metered.id = "key_a".into();
-    writer.insert(&metered, &KeyHash::of("a")).await.unwrap();
+    writer
+        .insert(
+            &metered,
+            &KeyHash::of("a"),
+            &crate::store::conformance::audited(),
+        )
+        .await
+        .unwrap();
     // The feed says it is not watching until it listens; once listening, it first
     // drops everything (keys may have been cached before it watched them).
     let first = rx.recv().await.unwrap();
@@ -186,7 +198,10 @@ async fn changes_made_by_one_replica_are_announced_to_the_others() {
         name: Some("renamed".into()),
         ..Default::default()
     };
-    writer.update("key_a", &rename).await.unwrap();
+    writer
+        .update("key_a", &rename, &crate::store::conformance::audited())
+        .await
+        .unwrap();
     let change = tokio::time::timeout(Duration::from_secs(1), rx.recv())
         .await
         .expect("a change announced within 1 s")
@@ -210,7 +225,10 @@ async fn changes_made_by_one_replica_are_announced_to_the_others() {
         .is_err());
     // ...revocation is, within a second.
     let at = std::time::Instant::now();
-    writer.revoke("key_a").await.unwrap();
+    writer
+        .revoke("key_a", &crate::store::conformance::audited())
+        .await
+        .unwrap();
     let change = tokio::time::timeout(Duration::from_secs(1), rx.recv())
         .await
         .expect("revocation announced within 1 s")

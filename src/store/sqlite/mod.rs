@@ -7,12 +7,12 @@
 use super::{
     decide_debits, import_upsert, refill_columns, refill_of, usage_columns, usage_counts,
     usage_values, DebitRequest, DebitResult, DecidedDebits, Holder, ImportFeed, ImportMsg,
-    KeyStore, QuotaScope, StoreError,
+    KeyStore, NewSecret, QuotaScope, StoreError,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::domain::{
-    AccountGate, AccountStatus, Environment, KeyCap, KeyHash, KeyPatch, KeyRecord, KeyStatus,
-    PlanOverrides, UsageRow,
+    AccountGate, AccountStatus, AuditEntry, AuditOrigin, Environment, KeyCap, KeyHash, KeyPatch,
+    KeyRecord, KeyStatus, PlanOverrides, UsageRow,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
@@ -37,6 +37,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration::Sql(include_str!("../migrations/sqlite/0011_user_admin.sql")),
     Migration::Sql(include_str!("../migrations/sqlite/0012_key_cap.sql")),
     Migration::Sql(include_str!("../migrations/sqlite/0013_usage_detail.sql")),
+    Migration::Sql(include_str!("../migrations/sqlite/0014_audit.sql")),
 ];
 
 /// One schema migration, applied once in its own transaction.
@@ -188,6 +189,26 @@ impl SqliteStore {
         self.writes.record(self.run(true, f).await)
     }
 
+    /// Runs `f` and writes `audit` in one transaction on the writer: the change and
+    /// its audit entry are kept or lost together.
+    async fn with_audited<T, F>(&self, audit: &AuditEntry, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let audit = audit.clone();
+        self.with_writer(move |c| {
+            let tx =
+                rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)
+                    .map_err(unavailable)?;
+            let out = f(&tx)?;
+            write_audit(&tx, &audit)?;
+            tx.commit().map_err(unavailable)?;
+            Ok(out)
+        })
+        .await
+    }
+
     async fn run<T, F>(&self, write: bool, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -318,6 +339,25 @@ pub(super) fn decode(row: &Row<'_>) -> rusqlite::Result<Result<KeyRecord, StoreE
 }
 
 /// Inserts one key row (the caller holds the writer).
+/// Appends `audit` to the log, inside the caller's transaction.
+fn write_audit(c: &Connection, audit: &AuditEntry) -> Result<(), StoreError> {
+    c.execute(
+        "INSERT INTO audit_log (at, actor, action, target, client_ip, request_id, fields) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            audit.at.timestamp_millis(),
+            audit.origin.actor,
+            audit.action,
+            audit.target,
+            audit.origin.client_ip,
+            audit.origin.request_id,
+            audit.fields_json()
+        ],
+    )
+    .map(drop)
+    .map_err(unavailable)
+}
+
 fn insert_row(c: &Connection, r: &KeyRecord, hash: &[u8; 32]) -> Result<(), StoreError> {
     write_row(c, &insert_sql(""), r, hash)
         .map(drop)
@@ -487,9 +527,14 @@ impl KeyStore for SqliteStore {
         .await
     }
 
-    async fn update(&self, id: &str, patch: &KeyPatch) -> Result<KeyRecord, StoreError> {
+    async fn update(
+        &self,
+        id: &str,
+        patch: &KeyPatch,
+        audit: &AuditEntry,
+    ) -> Result<KeyRecord, StoreError> {
         let (id, patch) = (id.to_string(), patch.clone());
-        self.with_writer(move |c| {
+        self.with_audited(audit, move |c| {
             let mut sets: Vec<&str> = Vec::new();
             let mut values: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
             if let Some(v) = patch.name {
@@ -547,9 +592,15 @@ impl KeyStore for SqliteStore {
         .await
     }
 
-    async fn insert(&self, r: &KeyRecord, hash: &KeyHash) -> Result<(), StoreError> {
+    async fn insert(
+        &self,
+        r: &KeyRecord,
+        hash: &KeyHash,
+        audit: &AuditEntry,
+    ) -> Result<(), StoreError> {
         let (r, hash) = (r.clone(), hash.0);
-        self.with_writer(move |c| insert_row(c, &r, &hash)).await
+        self.with_audited(audit, move |c| insert_row(c, &r, &hash))
+            .await
     }
 
     async fn insert_within_quota(
@@ -558,8 +609,9 @@ impl KeyStore for SqliteStore {
         hash: &KeyHash,
         max_active: u64,
         scope: QuotaScope,
+        audit: &AuditEntry,
     ) -> Result<(), StoreError> {
-        let (r, hash) = (r.clone(), hash.0);
+        let (r, hash, audit) = (r.clone(), hash.0, audit.clone());
         self.with_writer(move |c| {
             // IMMEDIATE takes the write lock first: no other process can insert
             // between the count and the insert.
@@ -587,6 +639,7 @@ impl KeyStore for SqliteStore {
                 return Err(StoreError::QuotaExceeded { max: max_active });
             }
             insert_row(&tx, &r, &hash)?;
+            write_audit(&tx, &audit)?;
             tx.commit().map_err(unavailable)
         })
         .await
@@ -667,9 +720,9 @@ impl KeyStore for SqliteStore {
         .await
     }
 
-    async fn revoke(&self, id: &str) -> Result<(), StoreError> {
+    async fn revoke(&self, id: &str, audit: &AuditEntry) -> Result<(), StoreError> {
         let id = id.to_string();
-        self.with_writer(move |c| {
+        self.with_audited(audit, move |c| {
             let n = c
                 .execute(
                     "UPDATE api_keys SET status = 'revoked' WHERE id = ?1",
@@ -688,19 +741,18 @@ impl KeyStore for SqliteStore {
     async fn replace_secret(
         &self,
         id: &str,
-        hash: &KeyHash,
-        prefix: &str,
-        last4: &str,
+        secret: &NewSecret<'_>,
         old_valid_until: Option<DateTime<Utc>>,
+        audit: &AuditEntry,
     ) -> Result<(), StoreError> {
         let (id, hash, prefix, last4) = (
             id.to_string(),
-            hash.0,
-            prefix.to_string(),
-            last4.to_string(),
+            secret.hash.0,
+            secret.prefix.to_string(),
+            secret.last4.to_string(),
         );
         let grace_end = old_valid_until.map(|t| t.timestamp());
-        self.with_writer(move |c| {
+        self.with_audited(audit, move |c| {
             // With a grace period the current hash becomes the previous one; without,
             // any previous hash is dropped too, so only the new secret works.
             let n = c
@@ -875,6 +927,44 @@ impl KeyStore for SqliteStore {
                         hour: Utc.timestamp_opt(r.get(1)?, 0).single().unwrap_or_default(),
                         endpoint: r.get(2)?,
                         counts: usage_counts(v),
+                    })
+                })
+                .map_err(unavailable)?;
+            rows.map(|r| r.map_err(unavailable)).collect()
+        })
+        .await
+    }
+
+    async fn audit_log(
+        &self,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let limit = limit.min(i64::MAX as usize) as i64;
+        self.with_conn(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT id, at, actor, action, target, client_ip, request_id, fields \
+                     FROM audit_log WHERE (?1 IS NULL OR id < ?1) ORDER BY id DESC LIMIT ?2",
+                )
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![before, limit], |r| {
+                    let fields: String = r.get(7)?;
+                    Ok(AuditEntry {
+                        id: r.get(0)?,
+                        at: Utc
+                            .timestamp_millis_opt(r.get(1)?)
+                            .single()
+                            .unwrap_or_default(),
+                        origin: AuditOrigin {
+                            actor: r.get(2)?,
+                            client_ip: r.get(5)?,
+                            request_id: r.get(6)?,
+                        },
+                        action: r.get(3)?,
+                        target: r.get(4)?,
+                        fields: serde_json::from_str(&fields).unwrap_or_default(),
                     })
                 })
                 .map_err(unavailable)?;

@@ -77,11 +77,21 @@ async fn reopening_keeps_data_and_does_not_rerun_migrations() {
     let key = generate("kg", Environment::Test);
     SqliteStore::open(&path)
         .unwrap()
-        .insert(&record("key_a", None), &key.hash)
+        .insert(
+            &record("key_a", None),
+            &key.hash,
+            &crate::store::conformance::audited(),
+        )
         .await
         .unwrap();
     let again = SqliteStore::open(&path).unwrap();
     assert!(again.find_by_hash(&key.hash).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn the_audit_log_is_written_with_each_change_and_only_then() {
+    let (_dir, store) = open();
+    conformance::the_audit_log_is_written_with_each_change_and_only_then(store).await;
 }
 
 #[tokio::test]
@@ -108,11 +118,16 @@ fn changes_made_by_another_process_reach_the_watcher_within_a_poll() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
-    rt.block_on(cli.insert(&record("key_a", Some(10)), &KeyHash::of("a")))
-        .unwrap();
+    rt.block_on(cli.insert(
+        &record("key_a", Some(10)),
+        &KeyHash::of("a"),
+        &crate::store::conformance::audited(),
+    ))
+    .unwrap();
     rt.block_on(cli.debit_credits("key_a", 1)).unwrap();
     let started = std::time::Instant::now();
-    rt.block_on(cli.revoke("key_a")).unwrap();
+    rt.block_on(cli.revoke("key_a", &crate::store::conformance::audited()))
+        .unwrap();
     let change = rx.recv_timeout(std::time::Duration::from_secs(1)).unwrap();
     assert!(
         matches!(&change, StoreChange::Key { id, .. } if id == "key_a"),

@@ -527,6 +527,7 @@ impl Drop for SmallDisk {
 }
 
 /// PostgreSQL statements that take away what the migrations from accounts on
+/// (to the audit log)
 /// (7 and later) added, for tests of a store as it was before them; delete their
 /// rows from `keygate_migrations` after.
 pub const PG_UNDO_ACCOUNTS: &str = "DROP TABLE accounts; \
@@ -536,4 +537,4 @@ pub const PG_UNDO_ACCOUNTS: &str = "DROP TABLE accounts; \
      ALTER TABLE api_keys DROP COLUMN cap; \
      ALTER TABLE usage DROP COLUMN total_us; ALTER TABLE usage DROP COLUMN rate_limited; \
      ALTER TABLE usage DROP COLUMN no_credits; ALTER TABLE usage DROP COLUMN refused; \
-     ALTER TABLE usage DROP COLUMN api_error;";
+     ALTER TABLE usage DROP COLUMN api_error; DROP TABLE audit_log;";

@@ -1,0 +1,214 @@
+//! The audit log (docs/operations.md, Audit log), black-box: every change to a key
+//! through the management API, the portal and the CLI is in `GET /v1/audit` and
+//! `keygate audit list` with who made it, from where, under which request id, and
+//! the names of the fields it set — never a secret; admins only; in pages.
+
+use crate::common::portal_visitor::Visitor;
+use crate::common::{client, start_upstream, Keygate};
+use serde_json::{json, Value};
+
+const POLICY: &str = r#"
+tiers:
+  free: { per_minute: 100, max_keys: 5 }
+  pro: { per_minute: 1000 }
+default_tier: free
+management: { registration: open, user_scopes: [search] }
+portal: { enabled: true }
+"#;
+
+/// Sends a management call as `key`; answers the status, the body and the
+/// request id keygate gave it.
+async fn call(
+    kg: &Keygate,
+    method: reqwest::Method,
+    path: &str,
+    key: &str,
+    body: Option<Value>,
+) -> (u16, Value, String) {
+    let mut req = client()
+        .request(method, kg.url(path))
+        .header("X-API-Key", key);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    let body = resp.json().await.unwrap_or(Value::Null);
+    (status, body, id)
+}
+
+#[tokio::test]
+async fn every_change_to_a_key_is_in_the_log_with_who_where_and_which_fields() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, POLICY);
+    let (admin_id, admin) = kg.create_key(&["--scopes", "admin", "--owner", "ops"]);
+    use reqwest::Method;
+
+    let (status, created, create_req) = call(
+        &kg,
+        Method::POST,
+        "/v1/keys",
+        &admin,
+        Some(json!({"name": "app", "tier": "free", "scopes": ["search"], "credits": 10})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let (id, secret) = (
+        created["id"].as_str().unwrap().to_string(),
+        created["key"].as_str().unwrap().to_string(),
+    );
+    let (status, _, update_req) = call(
+        &kg,
+        Method::PUT,
+        &format!("/v1/keys/{id}"),
+        &admin,
+        Some(json!({"tier": "pro", "name": "app-2"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, regenerated, _) = call(
+        &kg,
+        Method::POST,
+        &format!("/v1/keys/{id}/regenerate"),
+        &admin,
+        Some(json!({"grace_period": "1h"})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let new_secret = regenerated["key"].as_str().unwrap().to_string();
+    let (status, _, revoke_req) =
+        call(&kg, Method::DELETE, &format!("/v1/keys/{id}"), &admin, None).await;
+    assert_eq!(status, 200);
+    // A change refused changes nothing and is not logged.
+    let (status, _, _) = call(
+        &kg,
+        Method::DELETE,
+        "/v1/keys/key_nosuchkey000000000",
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    // The CLI and the portal.
+    let (cli_id, _) = kg.create_key(&[]);
+    let mut ann = Visitor::new(&kg);
+    ann.sign_up("ann@example.com").await;
+    let (portal_id, _) = ann.create_key("from the portal").await;
+
+    let (status, log, _) = call(&kg, Method::GET, "/v1/audit", &admin, None).await;
+    assert_eq!(status, 200, "{log}");
+    let entries = log["entries"].as_array().unwrap();
+    let brief: Vec<(&str, &str, &str)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["target"].as_str().unwrap(),
+                e["actor"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let ann_id = entries[0]["actor"].as_str().unwrap();
+    assert!(ann_id.starts_with("usr_"), "{log}");
+    assert_eq!(
+        brief,
+        [
+            ("key.created", portal_id.as_str(), ann_id),
+            ("key.created", cli_id.as_str(), "cli"),
+            ("key.revoked", id.as_str(), admin_id.as_str()),
+            ("key.regenerated", id.as_str(), admin_id.as_str()),
+            ("key.updated", id.as_str(), admin_id.as_str()),
+            ("key.created", id.as_str(), admin_id.as_str()),
+            ("key.created", admin_id.as_str(), "cli"),
+        ],
+        "newest first, every door, nothing refused: {log}"
+    );
+    let by_action = |action: &str, target: &str| {
+        entries
+            .iter()
+            .find(|e| e["action"] == action && e["target"] == target)
+            .unwrap()
+            .clone()
+    };
+    let create = by_action("key.created", &id);
+    assert_eq!(create["client_ip"], "127.0.0.1");
+    assert_eq!(create["request_id"], create_req.as_str());
+    assert_eq!(
+        create["fields"],
+        json!([
+            "name",
+            "tier",
+            "scopes",
+            "environment",
+            "owner",
+            "account",
+            "credits"
+        ])
+    );
+    let update = by_action("key.updated", &id);
+    assert_eq!(update["request_id"], update_req.as_str());
+    assert_eq!(update["fields"], json!(["name", "tier"]));
+    assert_eq!(
+        by_action("key.regenerated", &id)["fields"],
+        json!(["key", "grace_period"])
+    );
+    assert_eq!(
+        by_action("key.revoked", &id)["request_id"],
+        revoke_req.as_str()
+    );
+    assert!(by_action("key.created", &cli_id)["client_ip"].is_null());
+    let text = log.to_string();
+    for secret in [&secret, &new_secret, &admin] {
+        assert!(!text.contains(secret.as_str()), "a secret in the log");
+    }
+
+    // In pages.
+    let (_, first, _) = call(&kg, Method::GET, "/v1/audit?limit=3", &admin, None).await;
+    assert_eq!(first["entries"].as_array().unwrap().len(), 3);
+    let before = first["next_before"].as_i64().unwrap();
+    assert_eq!(before, entries[2]["id"].as_i64().unwrap());
+    let (_, rest, _) = call(
+        &kg,
+        Method::GET,
+        &format!("/v1/audit?before={before}&limit=10"),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(rest["entries"].as_array().unwrap().len(), 4);
+    assert!(rest["next_before"].is_null());
+    let (status, bad, _) = call(&kg, Method::GET, "/v1/audit?before=x", &admin, None).await;
+    assert_eq!(
+        (status, bad["error"].as_str()),
+        (422, Some("validation_error"))
+    );
+
+    // Admins only: a managing key and a user get 403 and see nothing.
+    let (_, manager) = kg.create_key(&["--scopes", "keys:manage", "--owner", "usr_m"]);
+    let (status, body, _) = call(&kg, Method::GET, "/v1/audit", &manager, None).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.get("entries").is_none());
+
+    // The CLI reads the same log.
+    let out = kg.cli(&["audit", "list", "--json", "--limit", "2"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["action"], "key.created");
+    assert_eq!(lines[1]["target"], portal_id.as_str());
+    let table = kg.cli(&["audit", "list"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.starts_with("ID"), "{table}");
+    assert!(
+        table.contains("key.revoked") && table.contains(&id),
+        "{table}"
+    );
+}

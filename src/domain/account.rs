@@ -179,6 +179,22 @@ pub struct AccountPatch {
     pub metadata: Option<serde_json::Value>,
 }
 
+impl AccountPatch {
+    /// The names of the fields this patch sets (what an audit entry records).
+    pub fn field_names(&self) -> Vec<String> {
+        [
+            ("plan", self.plan.is_some()),
+            ("status", self.status.is_some()),
+            ("overrides", self.overrides.is_some()),
+            ("metadata", self.metadata.is_some()),
+        ]
+        .into_iter()
+        .filter(|(_, set)| *set)
+        .map(|(name, _)| name.to_string())
+        .collect()
+    }
+}
+
 /// A change to an account's pooled balance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CreditChange {

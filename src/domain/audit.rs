@@ -40,9 +40,9 @@ pub struct AuditEntry {
     #[serde(flatten)]
     pub origin: AuditOrigin,
     /// What was done: `key.created`, `key.updated`, `key.revoked`,
-    /// `key.regenerated`.
+    /// `key.regenerated`, `account.updated`, `account.credits_changed`.
     pub action: String,
-    /// What it was done to (a key id).
+    /// What it was done to (a key or an account id).
     pub target: String,
     /// The names of the fields the change set (never their values).
     pub fields: Vec<String>,

@@ -9,7 +9,7 @@ use crate::clock::Clock;
 use crate::domain::account::MAX_METADATA_BYTES;
 use crate::domain::id::new_id;
 use crate::domain::{
-    AccountFilter, AccountPatch, AccountRecord, AccountStatus, CreditChange, KeyRecord,
+    AccountFilter, AccountPatch, AccountRecord, AccountStatus, AuditEntry, CreditChange, KeyRecord,
     PlanOverrides, Pool,
 };
 use crate::store::accounts::AccountStore;
@@ -98,6 +98,18 @@ impl AccountService {
             cache,
             clock,
         }
+    }
+
+    /// The audit entry of `actor` doing `action` to the account `id`.
+    fn audit(
+        &self,
+        actor: &Actor<'_>,
+        action: &'static str,
+        id: &str,
+        fields: &[&str],
+    ) -> AuditEntry {
+        let fields = fields.iter().map(|f| f.to_string()).collect();
+        AuditEntry::new(&actor.audit_origin(), action, id, fields, self.now())
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -200,6 +212,7 @@ impl AccountService {
     pub async fn meter_for(
         &self,
         rules: &KeyRules<'_>,
+        actor: &Actor<'_>,
         account: AccountRecord,
         tier: &str,
     ) -> Result<AccountRecord, AccountError> {
@@ -211,9 +224,10 @@ impl AccountService {
         match refill {
             Some(c) if account.credits.is_none() => {
                 let amount = i64::try_from(c.refill).unwrap_or(i64::MAX);
+                let audit = self.audit(actor, "account.credits_changed", &account.id, &["credits"]);
                 let metered = self
                     .store
-                    .change_account_credits(&account.id, CreditChange::Set(Some(amount)))
+                    .change_account_credits(&account.id, CreditChange::Set(Some(amount)), &audit)
                     .await?;
                 self.forget(&metered.id);
                 Ok(metered)
@@ -316,10 +330,17 @@ impl AccountService {
                 ));
             }
         }
-        let mut updated = self.store.update_account(id, &patch).await?;
+        let audit = AuditEntry::new(
+            &actor.audit_origin(),
+            "account.updated",
+            id,
+            patch.field_names(),
+            self.now(),
+        );
+        let mut updated = self.store.update_account(id, &patch, &audit).await?;
         if patch.plan.is_some() {
             let plan = updated.account.plan.clone();
-            updated.account = self.meter_for(rules, updated.account, &plan).await?;
+            updated.account = self.meter_for(rules, actor, updated.account, &plan).await?;
         }
         self.forget(id);
         let keys = self.store.keys_of_account(id).await?;
@@ -364,7 +385,11 @@ impl AccountService {
             }
             _ => {}
         }
-        let account = self.store.change_account_credits(id, change).await?;
+        let audit = self.audit(actor, "account.credits_changed", id, &["credits"]);
+        let account = self
+            .store
+            .change_account_credits(id, change, &audit)
+            .await?;
         self.forget(id);
         Ok(AccountView {
             account,

@@ -277,7 +277,7 @@ impl KeyService {
         if let (Some(accounts), Some((a, _))) = (&self.accounts, account.as_ref()) {
             if pooled {
                 accounts
-                    .meter_for(rules, a.clone(), &admitted.tier)
+                    .meter_for(rules, actor, a.clone(), &admitted.tier)
                     .await
                     .map_err(KeyServiceError::Account)?;
             }

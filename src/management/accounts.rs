@@ -2,6 +2,7 @@
 //! `GET|PUT /accounts/{id}`, `POST /accounts/{id}/credits`, `GET /account`.
 //! Parsing and rendering only; every rule is [`AccountService`]'s.
 
+use super::keys::audit_origin;
 use super::keys::key_object;
 use super::query::{page_size, Query};
 use super::{json_object, ApiContext, ApiResponse, Management};
@@ -197,8 +198,9 @@ pub async fn update(
     if !problems.is_empty() {
         return Err(GateError::Validation(problems));
     }
+    let origin = audit_origin(req, caller);
     let view = s
-        .update(&cx.key_rules(), &Actor::of(caller), id, patch)
+        .update(&cx.key_rules(), &Actor::of(caller).from(&origin), id, patch)
         .await?;
     Ok(ApiResponse::ok(render(cx, s, view).await?))
 }
@@ -227,6 +229,9 @@ pub async fn credits(
         );
         return Err(GateError::Validation(problems));
     };
-    let view = s.change_credits(&Actor::of(caller), id, change).await?;
+    let origin = audit_origin(req, caller);
+    let view = s
+        .change_credits(&Actor::of(caller).from(&origin), id, change)
+        .await?;
     Ok(ApiResponse::ok(render(cx, s, view).await?))
 }

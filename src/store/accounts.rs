@@ -1,7 +1,9 @@
 //! Accounts: the [`AccountStore`] trait (docs/configuration.md, Accounts).
 
 use super::StoreError;
-use crate::domain::{AccountFilter, AccountPatch, AccountRecord, CreditChange, KeyHash, KeyRecord};
+use crate::domain::{
+    AccountFilter, AccountPatch, AccountRecord, AuditEntry, CreditChange, KeyHash, KeyRecord,
+};
 use async_trait::async_trait;
 
 /// What changing an account's plan did.
@@ -29,20 +31,22 @@ pub trait AccountStore: Send + Sync {
     async fn list_accounts(&self, filter: &AccountFilter)
         -> Result<Vec<AccountRecord>, StoreError>;
     /// Applies `patch`; a new plan moves every key of the account that was on the
-    /// old plan to the new one, in the same transaction. `NotFound` if there is no
-    /// such account.
+    /// old plan to the new one, in the same transaction, which writes `audit` too.
+    /// `NotFound` if there is no such account.
     async fn update_account(
         &self,
         id: &str,
         patch: &AccountPatch,
+        audit: &AuditEntry,
     ) -> Result<AccountUpdated, StoreError>;
     /// Changes the pooled balance (an increment never takes it below zero; adding to
-    /// an unmetered account starts it at zero). `NotFound` if there is no such
-    /// account.
+    /// an unmetered account starts it at zero), and writes `audit` in the same
+    /// transaction. `NotFound` if there is no such account.
     async fn change_account_credits(
         &self,
         id: &str,
         change: CreditChange,
+        audit: &AuditEntry,
     ) -> Result<AccountRecord, StoreError>;
     /// The account's keys, newest first (revoked ones included).
     async fn keys_of_account(&self, id: &str) -> Result<Vec<KeyRecord>, StoreError>;

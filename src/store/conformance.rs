@@ -924,6 +924,7 @@ pub(crate) async fn accounts_pool_credits_and_carry_their_plan((keys, accounts):
                 status: Some(AccountStatus::Suspended),
                 ..Default::default()
             },
+            &audited(),
         )
         .await
         .unwrap();
@@ -940,20 +941,33 @@ pub(crate) async fn accounts_pool_credits_and_carry_their_plan((keys, accounts):
     let found = keys.find_by_hash(&secret.hash).await.unwrap().unwrap();
     assert_eq!(found.account_gate.unwrap().status, AccountStatus::Suspended);
     // Credits: an increment never goes below zero; `set` may unmeter.
-    let add = |n| accounts.change_account_credits("acct_a", CreditChange::Add(n));
+    let audit = audited();
+    let add = |n| accounts.change_account_credits("acct_a", CreditChange::Add(n), &audit);
     assert_eq!(add(5).await.unwrap().credits, Some(9));
     assert_eq!(add(-100).await.unwrap().credits, Some(0));
     let unmetered = accounts
-        .change_account_credits("acct_a", CreditChange::Set(None))
+        .change_account_credits("acct_a", CreditChange::Set(None), &audited())
         .await
         .unwrap();
     assert_eq!(unmetered.credits, None);
     assert!(matches!(
         accounts
-            .change_account_credits("acct_none", CreditChange::Add(1))
+            .change_account_credits("acct_none", CreditChange::Add(1), &audited())
             .await,
         Err(StoreError::NotFound(_))
     ));
+    // Each account change wrote its audit entry with it; the failed one none.
+    let logged = keys.audit_log(None, 1000).await.unwrap();
+    assert_eq!(
+        logged.len(),
+        7,
+        "three keys, one account update, three credit changes: {logged:?}"
+    );
+    assert!(accounts
+        .update_account("acct_none", &AccountPatch::default(), &audited())
+        .await
+        .is_err());
+    assert_eq!(keys.audit_log(None, 1000).await.unwrap().len(), 7);
     // A user's own account is one, however often it is asked for.
     let own = |id: &str| AccountRecord {
         owner: Some("usr_1".into()),

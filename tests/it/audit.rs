@@ -212,3 +212,118 @@ async fn every_change_to_a_key_is_in_the_log_with_who_where_and_which_fields() {
         "{table}"
     );
 }
+
+#[tokio::test]
+async fn account_changes_are_logged_from_the_api_and_the_portal() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(
+        up,
+        r#"
+tiers:
+  free: { per_minute: 100, pool: account, credits: { refill: 50, every: month } }
+  pro: { per_minute: 1000, pool: account, credits: { refill: 500, every: month } }
+default_tier: free
+management: { registration: open, user_scopes: [search] }
+portal: { enabled: true }
+"#,
+    );
+    use reqwest::Method;
+    let (admin_id, admin) = kg.create_key(&["--scopes", "admin", "--owner", "ops"]);
+    let (key_id, _) = kg.create_key(&["--account", "acct_cust"]);
+    let (status, body, plan_req) = call(
+        &kg,
+        Method::PUT,
+        "/v1/accounts/acct_cust",
+        &admin,
+        Some(json!({"plan": "pro", "metadata": {"crm": "42"}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, credits_req) = call(
+        &kg,
+        Method::POST,
+        "/v1/accounts/acct_cust/credits",
+        &admin,
+        Some(json!({"add": 25})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // Refused: no entry.
+    let (status, _, _) = call(
+        &kg,
+        Method::PUT,
+        "/v1/accounts/acct_nobody",
+        &admin,
+        Some(json!({"plan": "pro"})),
+    )
+    .await;
+    assert_eq!(status, 404);
+    // A customer cannot change their own plan: refused, not logged.
+    let (_, customer) = kg.create_key(&["--account", "acct_cust", "--scopes", "keys:manage"]);
+    let (status, _, _) = call(
+        &kg,
+        Method::PUT,
+        "/v1/accounts/acct_cust",
+        &customer,
+        Some(json!({"plan": "free"})),
+    )
+    .await;
+    assert_eq!(status, 403);
+    // An admin suspends it in the portal.
+    kg.create_user("root@example.com", "admin password", true);
+    let mut root = Visitor::new(&kg);
+    assert_eq!(
+        root.sign_in("root@example.com", "admin password")
+            .await
+            .status,
+        303
+    );
+    let page = root.get("/accounts/acct_cust").await;
+    assert_eq!(page.status, 200);
+    let token = crate::common::portal_visitor::form_token(&page.body).unwrap();
+    let suspended = root
+        .post_raw(
+            "/accounts/acct_cust/status",
+            &[("status", "suspended"), ("csrf", &token)],
+        )
+        .await;
+    assert_eq!(suspended.status, 303, "{}", suspended.body);
+
+    let (_, log, _) = call(&kg, Method::GET, "/v1/audit", &admin, None).await;
+    let entries = log["entries"].as_array().unwrap();
+    let accounts: Vec<(&str, &Value, &str)> = entries
+        .iter()
+        .filter(|e| e["target"] == "acct_cust")
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                &e["fields"],
+                e["actor"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let root_id = accounts[0].2;
+    assert!(root_id.starts_with("usr_"), "{log}");
+    assert_eq!(
+        accounts,
+        [
+            ("account.updated", &json!(["status"]), root_id),
+            (
+                "account.credits_changed",
+                &json!(["credits"]),
+                admin_id.as_str()
+            ),
+            (
+                "account.updated",
+                &json!(["plan", "metadata"]),
+                admin_id.as_str()
+            ),
+        ],
+        "{log}"
+    );
+    let of_request = |r: &str| entries.iter().any(|e| e["request_id"] == r);
+    assert!(of_request(&plan_req) && of_request(&credits_req));
+    assert!(entries
+        .iter()
+        .any(|e| e["action"] == "key.created" && e["target"] == key_id.as_str()));
+}

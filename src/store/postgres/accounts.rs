@@ -3,8 +3,8 @@
 use super::pool::db_error;
 use super::{decode, PostgresStore};
 use crate::domain::{
-    AccountFilter, AccountPatch, AccountRecord, AccountStatus, CreditChange, KeyHash, KeyRecord,
-    PlanOverrides,
+    AccountFilter, AccountPatch, AccountRecord, AccountStatus, AuditEntry, CreditChange, KeyHash,
+    KeyRecord, PlanOverrides,
 };
 use crate::store::accounts::{AccountStore, AccountUpdated};
 use crate::store::StoreError;
@@ -124,6 +124,7 @@ impl AccountStore for PostgresStore {
         &self,
         id: &str,
         patch: &AccountPatch,
+        audit: &AuditEntry,
     ) -> Result<AccountUpdated, StoreError> {
         const LOCK: &str = "SELECT plan FROM accounts WHERE id = $1 FOR UPDATE";
         const PLAN: &str = "UPDATE accounts SET plan = $2 WHERE id = $1";
@@ -154,6 +155,7 @@ impl AccountStore for PostgresStore {
             if let Some(m) = &metadata {
                 tx.execute(METADATA, &[&id, m]).await?;
             }
+            super::write_audit(&tx, audit).await?;
             tx.commit().await?;
             Ok(Some(moved))
         };
@@ -176,15 +178,24 @@ impl AccountStore for PostgresStore {
         &self,
         id: &str,
         change: CreditChange,
+        audit: &AuditEntry,
     ) -> Result<AccountRecord, StoreError> {
         const ADD: &str =
             "UPDATE accounts SET credits = GREATEST(0, COALESCE(credits, 0) + $2) WHERE id = $1";
         const SET: &str = "UPDATE accounts SET credits = $2 WHERE id = $1";
-        let changed = match change {
-            CreditChange::Add(n) => self.pool.execute(ADD, &[&id, &n]).await?,
-            CreditChange::Set(n) => self.pool.execute(SET, &[&id, &n]).await?,
+        let work = async |client: &mut tokio_postgres::Client| {
+            let tx = client.transaction().await?;
+            let changed = match change {
+                CreditChange::Add(n) => tx.execute(ADD, &[&id, &n]).await?,
+                CreditChange::Set(n) => tx.execute(SET, &[&id, &n]).await?,
+            };
+            if changed == 0 {
+                return Ok(false);
+            }
+            super::write_audit(&tx, audit).await?;
+            tx.commit().await.map(|_| true)
         };
-        if changed == 0 {
+        if !self.pool.write_transaction("credits", work).await? {
             return Err(StoreError::NotFound(id.to_string()));
         }
         self.account(id)

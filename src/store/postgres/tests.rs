@@ -431,7 +431,11 @@ async fn account_changes_are_announced_to_every_replica() {
     }
     // A debit of the pooled balance is not announced; a suspension is, at once.
     writer
-        .change_account_credits("acct_w", CreditChange::Set(Some(5)))
+        .change_account_credits(
+            "acct_w",
+            CreditChange::Set(Some(5)),
+            &crate::store::conformance::audited(),
+        )
         .await
         .unwrap();
     let metered = tokio::time::timeout(Duration::from_secs(1), rx.recv())
@@ -457,6 +461,7 @@ async fn account_changes_are_announced_to_every_replica() {
                 status: Some(AccountStatus::Suspended),
                 ..Default::default()
             },
+            &crate::store::conformance::audited(),
         )
         .await
         .unwrap();

@@ -2,8 +2,8 @@
 
 use super::{decode, unavailable, SqliteStore, COLUMNS};
 use crate::domain::{
-    AccountFilter, AccountPatch, AccountRecord, AccountStatus, CreditChange, KeyHash, KeyRecord,
-    PlanOverrides,
+    AccountFilter, AccountPatch, AccountRecord, AccountStatus, AuditEntry, CreditChange, KeyHash,
+    KeyRecord, PlanOverrides,
 };
 use crate::store::accounts::{AccountStore, AccountUpdated};
 use crate::store::StoreError;
@@ -143,8 +143,9 @@ impl AccountStore for SqliteStore {
         &self,
         id: &str,
         patch: &AccountPatch,
+        audit: &AuditEntry,
     ) -> Result<AccountUpdated, StoreError> {
-        let (id, patch) = (id.to_string(), patch.clone());
+        let (id, patch, audit) = (id.to_string(), patch.clone(), audit.clone());
         self.with_writer(move |c| {
             let tx =
                 rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)
@@ -188,6 +189,7 @@ impl AccountStore for SqliteStore {
             }
             let account =
                 account_where(&tx, "id = ?1", &id)?.ok_or(StoreError::NotFound(id.clone()))?;
+            super::write_audit(&tx, &audit)?;
             tx.commit().map_err(unavailable)?;
             Ok(AccountUpdated {
                 account,
@@ -201,9 +203,10 @@ impl AccountStore for SqliteStore {
         &self,
         id: &str,
         change: CreditChange,
+        audit: &AuditEntry,
     ) -> Result<AccountRecord, StoreError> {
         let id = id.to_string();
-        self.with_writer(move |c| {
+        self.with_audited(audit, move |c| {
             let n = match change {
                 CreditChange::Add(n) => c.execute(
                     "UPDATE accounts SET credits = MAX(0, COALESCE(credits, 0) + ?2) WHERE id = ?1",

@@ -191,7 +191,7 @@ impl SqliteStore {
 
     /// Runs `f` and writes `audit` in one transaction on the writer: the change and
     /// its audit entry are kept or lost together.
-    async fn with_audited<T, F>(&self, audit: &AuditEntry, f: F) -> Result<T, StoreError>
+    pub(super) async fn with_audited<T, F>(&self, audit: &AuditEntry, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,

@@ -219,7 +219,10 @@ doc = {
                 "id": {"type": "integer"}, "at": {"type": "string", "format": "date-time"},
                 "actor": {"type": "string", "description": "A key id, a user id, or cli"},
                 "action": {"type": "string", "enum": ["key.created", "key.updated", "key.revoked", "key.regenerated",
-                                                        "account.updated", "account.credits_changed"]},
+                                                        "account.updated", "account.credits_changed",
+                                                        "user.created", "user.disabled", "user.enabled",
+                                                        "user.deleted", "user.password_changed",
+                                                        "user.password_reset", "user.reset_link_issued"]},
                 "target": {"type": "string"},
                 "client_ip": nullable({"type": "string"}), "request_id": nullable({"type": "string"}),
                 "fields": {"type": "array", "items": {"type": "string"},
@@ -327,7 +330,7 @@ doc = {
             "summary": "A one-time password-reset link for the portal (admins); nothing is mailed",
             "security": SECURED,
             "responses": responses({"200": ok("The link", ref("ResetLink"))}, "400", "401", "403", "404", "409", "429", "503")}},
-        "/audit": {"get": {"summary": "The audit log (admins), newest first: every change to a key or an account, "
+        "/audit": {"get": {"summary": "The audit log (admins), newest first: every change to a key, an account or a user, "
                                       "with who made it, from where, and the fields it set",
             "security": SECURED,
             "parameters": [{"name": "limit", "in": "query", "required": False,

@@ -3,6 +3,7 @@
 //! password-reset link — with the keys and the account each change takes along.
 
 use super::Accounts;
+use crate::domain::AuditOrigin;
 use crate::domain::{AccountPatch, AccountStatus, UserRecord};
 use crate::error::GateError;
 use crate::keys::policy::{Actor, Role};
@@ -59,15 +60,31 @@ impl UserAdmin<'_> {
                 "An admin cannot disable themselves".into(),
             ));
         }
-        let user = self.accounts.users().set_disabled(id, disabled).await?;
-        self.set_account_status(rules, id, disabled).await?;
+        let origin = actor.audit_origin();
+        let action = if disabled {
+            "user.disabled"
+        } else {
+            "user.enabled"
+        };
+        let audit = self.accounts.audit(&origin, action, id, &["disabled"]);
+        let user = self
+            .accounts
+            .users()
+            .set_disabled(id, disabled, &audit)
+            .await?;
+        self.set_account_status(rules, &origin, id, disabled)
+            .await?;
         tracing::info!(user = %id, disabled, "user disabled or enabled");
         Ok(user)
     }
 
+    /// Suspends or resumes `user`'s own account as the operator would (an admin
+    /// may not suspend their own credential's account; this follows a change
+    /// to the user), logged as `origin`'s.
     async fn set_account_status(
         &self,
         rules: &KeyRules<'_>,
+        origin: &AuditOrigin,
         user: &str,
         suspended: bool,
     ) -> Result<(), GateError> {
@@ -84,7 +101,7 @@ impl UserAdmin<'_> {
             ..Default::default()
         };
         accounts
-            .update(rules, &Actor::operator(), &own.id, patch)
+            .update(rules, &Actor::operator().from(origin), &own.id, patch)
             .await?;
         Ok(())
     }
@@ -108,13 +125,16 @@ impl UserAdmin<'_> {
             return Err(GateError::NotFound);
         }
         let theirs = Actor::user(id, None);
+        let origin = actor.audit_origin();
+        let by = Actor::operator().from(&origin);
         for k in self.keys.list(rules, &theirs).await? {
             if k.status == crate::domain::KeyStatus::Active {
-                self.keys.revoke(rules, &Actor::operator(), &k.id).await?;
+                self.keys.revoke(rules, &by, &k.id).await?;
             }
         }
-        self.set_account_status(rules, id, true).await?;
-        self.accounts.users().delete_user(id).await?;
+        self.set_account_status(rules, &origin, id, true).await?;
+        let audit = self.accounts.audit(&origin, "user.deleted", id, &[]);
+        self.accounts.users().delete_user(id, &audit).await?;
         tracing::info!(user = %id, "user deleted");
         Ok(())
     }
@@ -127,6 +147,6 @@ impl UserAdmin<'_> {
         id: &str,
     ) -> Result<(String, DateTime<Utc>), GateError> {
         admin_only(actor)?;
-        self.accounts.issue_reset(id).await
+        self.accounts.issue_reset(id, &actor.audit_origin()).await
     }
 }

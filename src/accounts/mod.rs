@@ -9,6 +9,7 @@ pub mod password;
 use crate::clock::Clock;
 use crate::domain::id::new_id;
 use crate::domain::{canonical_email, KeyHash, UserRecord};
+use crate::domain::{AuditEntry, AuditOrigin};
 use crate::error::GateError;
 use crate::limit::{Limiter, Window, WindowLimit};
 use crate::store::users::UserStore;
@@ -96,6 +97,7 @@ impl Accounts {
         email: String,
         password: String,
         name: Option<String>,
+        from: &AuditOrigin,
     ) -> Result<UserRecord, GateError> {
         let password_hash = self
             .passwords
@@ -115,7 +117,13 @@ impl Accounts {
             disabled: false,
             created_at: self.clock.now_utc(),
         };
-        self.users.create_user(&user).await?;
+        // Signing up is the new user's own doing.
+        let by = AuditOrigin {
+            actor: user.id.clone(),
+            ..from.clone()
+        };
+        let audit = self.audit(&by, "user.created", &user.id, &["email", "name"]);
+        self.users.create_user(&user, &audit).await?;
         Ok(user)
     }
 
@@ -153,6 +161,18 @@ impl Accounts {
         }
     }
 
+    /// The audit entry of `from` doing `action` to the user `id` now.
+    pub(crate) fn audit(
+        &self,
+        from: &AuditOrigin,
+        action: &'static str,
+        id: &str,
+        fields: &[&str],
+    ) -> AuditEntry {
+        let fields = fields.iter().map(|f| f.to_string()).collect();
+        AuditEntry::new(from, action, id, fields, self.clock.now_utc())
+    }
+
     /// Hashes `password` on the pool (503 when it is full).
     async fn hash(&self, password: String) -> Result<String, GateError> {
         self.passwords
@@ -175,6 +195,7 @@ impl Accounts {
         new: String,
         keep: Option<&KeyHash>,
         client_ip: Option<IpAddr>,
+        from: &AuditOrigin,
     ) -> Result<(), GateError> {
         if let Some(problems) = password_problem(&new) {
             return Err(problems);
@@ -182,7 +203,10 @@ impl Accounts {
         // The current password is checked like a sign-in: throttled the same way.
         self.sign_in(&user.email, current, client_ip).await?;
         let phc = self.hash(new).await?;
-        self.users.set_password(&user.id, &phc, keep).await?;
+        let audit = self.audit(from, "user.password_changed", &user.id, &["password"]);
+        self.users
+            .set_password(&user.id, &phc, keep, &audit)
+            .await?;
         tracing::info!(user = %user.id, "password changed");
         Ok(())
     }
@@ -190,12 +214,17 @@ impl Accounts {
     /// Issues a one-time password-reset link token for user `id`, valid for
     /// [`RESET_LINK_TTL`]; the user's earlier links stop working. 404 when there is
     /// no such user.
-    pub async fn issue_reset(&self, id: &str) -> Result<(String, DateTime<Utc>), GateError> {
+    pub async fn issue_reset(
+        &self,
+        id: &str,
+        from: &AuditOrigin,
+    ) -> Result<(String, DateTime<Utc>), GateError> {
         let token = format!("kg_pr_{}", crate::domain::id::random_base62(43));
         let expires =
             self.clock.now_utc() + chrono::Duration::from_std(RESET_LINK_TTL).unwrap_or_default();
+        let audit = self.audit(from, "user.reset_link_issued", id, &[]);
         self.users
-            .create_password_reset(&KeyHash::of(&token), id, expires)
+            .create_password_reset(&KeyHash::of(&token), id, expires, &audit)
             .await?;
         tracing::info!(user = %id, "password-reset link issued");
         Ok((token, expires))
@@ -214,7 +243,12 @@ impl Accounts {
     /// every session and refresh token of the user ends. 404 for a link that does
     /// not work (unknown, used, expired); 422 for a short password (the link is
     /// not spent).
-    pub async fn reset_password(&self, token: &str, new: String) -> Result<(), GateError> {
+    pub async fn reset_password(
+        &self,
+        token: &str,
+        new: String,
+        from: &AuditOrigin,
+    ) -> Result<(), GateError> {
         if let Some(problem) = password_problem(&new) {
             return Err(problem);
         }
@@ -222,7 +256,13 @@ impl Accounts {
         let Some(id) = self.users.take_password_reset(&KeyHash::of(token)).await? else {
             return Err(GateError::NotFound);
         };
-        self.users.set_password(&id, &phc, None).await?;
+        // The link's holder acts as the user.
+        let by = AuditOrigin {
+            actor: id.clone(),
+            ..from.clone()
+        };
+        let audit = self.audit(&by, "user.password_reset", &id, &["password"]);
+        self.users.set_password(&id, &phc, None, &audit).await?;
         tracing::info!(user = %id, "password reset through a link");
         Ok(())
     }

@@ -614,7 +614,14 @@ pub fn users_create(
         disabled: false,
         created_at: SystemClock.now_utc(),
     };
-    match runtime()?.block_on(users.create_user(&user)) {
+    let audit = crate::domain::AuditEntry::new(
+        &crate::domain::AuditOrigin::cli(),
+        "user.created",
+        &user.id,
+        vec!["email".into(), "name".into(), "admin".into()],
+        user.created_at,
+    );
+    match runtime()?.block_on(users.create_user(&user, &audit)) {
         Err(StoreError::Conflict(why)) => Err(CommandError::Runtime(why)),
         other => other.map_err(CommandError::from),
     }?;

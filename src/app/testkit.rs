@@ -90,6 +90,12 @@ impl Services {
             disabled: false,
             created_at: self.clock.now_utc(),
         };
-        self.users.create_user(&user).await.unwrap();
+        self.users
+            .create_user(
+                &user,
+                &crate::domain::AuditEntry::cli("user.created", &user.id, user.created_at),
+            )
+            .await
+            .unwrap();
     }
 }

@@ -40,9 +40,11 @@ pub struct AuditEntry {
     #[serde(flatten)]
     pub origin: AuditOrigin,
     /// What was done: `key.created`, `key.updated`, `key.revoked`,
-    /// `key.regenerated`, `account.updated`, `account.credits_changed`.
+    /// `key.regenerated`, `account.updated`, `account.credits_changed`,
+    /// `user.created`, `user.disabled`, `user.enabled`, `user.deleted`,
+    /// `user.password_changed`, `user.password_reset`, `user.reset_link_issued`.
     pub action: String,
-    /// What it was done to (a key or an account id).
+    /// What it was done to (a key, an account or a user id).
     pub target: String,
     /// The names of the fields the change set (never their values).
     pub fields: Vec<String>,

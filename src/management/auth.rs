@@ -43,7 +43,9 @@ pub async fn register(
     let (Some(email), Some(pass)) = (email, pass) else {
         return Err(GateError::Internal);
     };
-    let user = accounts.register(email, pass, name).await?;
+    let user = accounts
+        .register(email, pass, name, &req.audit_origin("anonymous"))
+        .await?;
     Ok(ApiResponse::created(user_object(&user)))
 }
 

@@ -211,8 +211,8 @@ impl Management {
             (OwnAccount, Some(c)) => accounts::own(self, cx, c).await,
             (ListUsers, Some(c)) => users::list(self, req, c).await,
             (UpdateUser, Some(c)) => users::update(self, cx, req, c, id).await,
-            (DeleteUser, Some(c)) => users::delete(self, cx, c, id).await,
-            (ResetLink, Some(c)) => users::password_reset(self, cx, c, id).await,
+            (DeleteUser, Some(c)) => users::delete(self, cx, req, c, id).await,
+            (ResetLink, Some(c)) => users::password_reset(self, cx, req, c, id).await,
             (Audit, Some(c)) => audit::list(self, req, c).await,
             // Every other endpoint's access is a caller's, authenticated above.
             (_, None) => Err(GateError::Internal),

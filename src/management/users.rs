@@ -3,6 +3,7 @@
 //! Parsing and rendering only; the rules are [`UserAdmin`]'s.
 
 use super::auth::user_object;
+use super::keys::audit_origin;
 use super::query::{page_size, Query};
 use super::{json_object, ApiContext, ApiResponse, Management};
 use crate::accounts::admin::UserAdmin;
@@ -69,8 +70,14 @@ pub async fn update(
             return Err(GateError::Validation(problems));
         }
     };
+    let origin = audit_origin(req, caller);
     let user = admin(m)?
-        .set_disabled(&cx.key_rules(), &Actor::of(caller), id, disabled)
+        .set_disabled(
+            &cx.key_rules(),
+            &Actor::of(caller).from(&origin),
+            id,
+            disabled,
+        )
         .await?;
     Ok(ApiResponse::ok(user_object(&user)))
 }
@@ -79,11 +86,13 @@ pub async fn update(
 pub async fn delete(
     m: &Management,
     cx: &ApiContext<'_>,
+    req: &LocalRequest<'_>,
     caller: &Principal,
     id: &str,
 ) -> Result<ApiResponse, GateError> {
+    let origin = audit_origin(req, caller);
     admin(m)?
-        .delete(&cx.key_rules(), &Actor::of(caller), id)
+        .delete(&cx.key_rules(), &Actor::of(caller).from(&origin), id)
         .await?;
     Ok(ApiResponse::ok(json!({ "id": id, "deleted": true })))
 }
@@ -93,11 +102,13 @@ pub async fn delete(
 pub async fn password_reset(
     m: &Management,
     cx: &ApiContext<'_>,
+    req: &LocalRequest<'_>,
     caller: &Principal,
     id: &str,
 ) -> Result<ApiResponse, GateError> {
     let admin = admin(m)?;
-    let actor = Actor::of(caller);
+    let origin = audit_origin(req, caller);
+    let actor = Actor::of(caller).from(&origin);
     let Some(portal) = cx.portal_prefix else {
         if !matches!(
             actor.role,

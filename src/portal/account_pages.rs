@@ -251,6 +251,10 @@ impl super::Portal {
         let Some(form) = form else {
             return Ok(page(account_views::password(&frame(cx, visit), &[], false)));
         };
+        let from = visit
+            .audit
+            .clone()
+            .unwrap_or_else(|| req.audit_origin(&user.id));
         let keep = visit
             .signed_in
             .as_ref()
@@ -262,6 +266,7 @@ impl super::Portal {
                 form.text("password"),
                 keep.as_ref(),
                 req.client_ip,
+                &from,
             )
             .await;
         let (status, errors) = match changed {
@@ -294,6 +299,7 @@ impl super::Portal {
         &self,
         cx: &PortalContext<'_>,
         visit: &mut Visit,
+        req: &crate::local::LocalRequest<'_>,
         token: &str,
         form: Option<Form>,
     ) -> Result<Reply, GateError> {
@@ -305,7 +311,11 @@ impl super::Portal {
             self.ensure_pre(cx, visit);
             return Ok(page(account_views::reset(&frame(cx, visit), token, &[])));
         };
-        match accounts.reset_password(token, form.text("password")).await {
+        let from = req.audit_origin("anonymous");
+        match accounts
+            .reset_password(token, form.text("password"), &from)
+            .await
+        {
             Ok(()) => Ok(Reply::Redirect("/login?done=password-set".into())),
             Err(GateError::Validation(fields)) => {
                 let errors: Vec<(String, String)> = fields

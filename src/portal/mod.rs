@@ -503,8 +503,8 @@ impl Portal {
             }
             (PasswordPage, _) => self.password_page(cx, visit, req, None).await,
             (ChangePassword, Some(form)) => self.password_page(cx, visit, req, Some(form)).await,
-            (ResetPage, _) => self.reset_page(cx, visit, id, None).await,
-            (ResetPassword, Some(form)) => self.reset_page(cx, visit, id, Some(form)).await,
+            (ResetPage, _) => self.reset_page(cx, visit, req, id, None).await,
+            (ResetPassword, Some(form)) => self.reset_page(cx, visit, req, id, Some(form)).await,
             (AccountStatus, Some(form)) => {
                 self.change_account(cx, visit, id, AccountForm::Status, form)
                     .await
@@ -561,7 +561,7 @@ impl Portal {
         &self,
         cx: &PortalContext<'_>,
         accounts: &Accounts,
-        _req: &LocalRequest<'_>,
+        req: &LocalRequest<'_>,
         visit: &mut Visit,
         form: Form,
     ) -> Result<Reply, GateError> {
@@ -587,7 +587,12 @@ impl Portal {
         }
         let name = (!name.is_empty()).then_some(name.clone());
         match accounts
-            .register(email.clone(), password, name.clone())
+            .register(
+                email.clone(),
+                password,
+                name.clone(),
+                &req.audit_origin("anonymous"),
+            )
             .await
         {
             Ok(user) => self.start_session(cx, accounts, visit, user).await,

@@ -533,7 +533,7 @@ pub(crate) async fn sessions_last_until_expiry_or_sign_out(
     clock: crate::clock::ManualClock,
 ) {
     use crate::clock::Clock;
-    store.create_user(&user("usr_s")).await.unwrap();
+    store.create_user(&user("usr_s"), &audited()).await.unwrap();
     let now = clock.now_utc();
     let (a, b) = (KeyHash::of("session-a"), KeyHash::of("session-b"));
     store
@@ -1199,14 +1199,14 @@ pub(crate) async fn keys_come_in_pages(store: Arc<dyn KeyStore>) {
 /// Admins' user changes: listing by email and cursor; disabling ends every session
 /// and refresh family; a password change keeps only the session that made it; a
 /// reset link works once and not after its expiry; deleting takes everything.
-pub(crate) async fn users_are_administered(
-    store: Arc<dyn super::users::UserStore>,
-    clock: crate::clock::ManualClock,
-) {
+pub(crate) async fn users_are_administered<S>(store: Arc<S>, clock: crate::clock::ManualClock)
+where
+    S: super::users::UserStore + KeyStore + 'static,
+{
     use crate::clock::Clock;
     use crate::store::users::Rotation;
     for id in ["usr_a", "usr_b", "usr_c"] {
-        store.create_user(&user(id)).await.unwrap();
+        store.create_user(&user(id), &audited()).await.unwrap();
     }
     let ids = |v: Vec<crate::domain::UserRecord>| v.into_iter().map(|u| u.id).collect::<Vec<_>>();
     assert_eq!(
@@ -1235,7 +1235,7 @@ pub(crate) async fn users_are_administered(
         .unwrap();
     // A password change keeps the session that made it, and ends the rest.
     store
-        .set_password("usr_a", "$argon2id$new", Some(&s1))
+        .set_password("usr_a", "$argon2id$new", Some(&s1), &audited())
         .await
         .unwrap();
     assert!(store.session_user(&s1).await.unwrap().is_some());
@@ -1252,7 +1252,7 @@ pub(crate) async fn users_are_administered(
         .insert_refresh(&KeyHash::of("r3"), "fam_b", "usr_a", later)
         .await
         .unwrap();
-    let disabled = store.set_disabled("usr_a", true).await.unwrap();
+    let disabled = store.set_disabled("usr_a", true, &audited()).await.unwrap();
     assert!(disabled.disabled);
     assert!(store.session_user(&s1).await.unwrap().is_none());
     assert_eq!(
@@ -1268,20 +1268,26 @@ pub(crate) async fn users_are_administered(
         store.session_user(&s3).await.unwrap().is_none(),
         "a disabled user's session is no session"
     );
-    assert!(!store.set_disabled("usr_a", false).await.unwrap().disabled);
+    assert!(
+        !store
+            .set_disabled("usr_a", false, &audited())
+            .await
+            .unwrap()
+            .disabled
+    );
     assert!(store.session_user(&s3).await.unwrap().is_some());
     assert!(matches!(
-        store.set_disabled("usr_none", true).await,
+        store.set_disabled("usr_none", true, &audited()).await,
         Err(StoreError::NotFound(_))
     ));
     // A reset link: once, before its expiry; a newer one replaces it.
     let (l1, l2) = (KeyHash::of("link1"), KeyHash::of("link2"));
     store
-        .create_password_reset(&l1, "usr_b", later)
+        .create_password_reset(&l1, "usr_b", later, &audited())
         .await
         .unwrap();
     store
-        .create_password_reset(&l2, "usr_b", later)
+        .create_password_reset(&l2, "usr_b", later, &audited())
         .await
         .unwrap();
     assert_eq!(
@@ -1304,7 +1310,7 @@ pub(crate) async fn users_are_administered(
     );
     let l3 = KeyHash::of("link3");
     store
-        .create_password_reset(&l3, "usr_b", later)
+        .create_password_reset(&l3, "usr_b", later, &audited())
         .await
         .unwrap();
     clock.advance_ms(2 * 3_600_000);
@@ -1320,18 +1326,40 @@ pub(crate) async fn users_are_administered(
     );
     assert!(matches!(
         store
-            .create_password_reset(&KeyHash::of("x"), "usr_none", later)
+            .create_password_reset(&KeyHash::of("x"), "usr_none", later, &audited())
             .await,
         Err(StoreError::NotFound(_))
     ));
     // Deleted: gone, with its sessions.
-    store.delete_user("usr_a").await.unwrap();
+    store.delete_user("usr_a", &audited()).await.unwrap();
     assert!(store.user_by_id("usr_a").await.unwrap().is_none());
     assert!(store.session_user(&s3).await.unwrap().is_none());
     assert!(matches!(
-        store.delete_user("usr_a").await,
+        store.delete_user("usr_a", &audited()).await,
         Err(StoreError::NotFound(_))
     ));
+    // Each change wrote its audit entry in its transaction; a refused one none.
+    let logged = || async { store.audit_log(None, 1000).await.unwrap().len() };
+    let before = logged().await;
+    assert!(store
+        .set_disabled("usr_none", true, &audited())
+        .await
+        .is_err());
+    assert!(store
+        .set_password("usr_none", "phc", None, &audited())
+        .await
+        .is_err());
+    assert!(store.delete_user("usr_none", &audited()).await.is_err());
+    assert!(
+        store.create_user(&user("usr_b"), &audited()).await.is_err(),
+        "taken"
+    );
+    assert_eq!(logged().await, before, "refused changes write nothing");
+    store
+        .set_disabled("usr_b", false, &audited())
+        .await
+        .unwrap();
+    assert_eq!(logged().await, before + 1);
 }
 
 /// Every audited change writes its entry in its own transaction: a change that

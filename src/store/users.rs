@@ -1,6 +1,6 @@
 //! Users and refresh tokens: the [`UserStore`] trait.
 
-use crate::domain::{canonical_email, KeyHash, UserRecord};
+use crate::domain::{canonical_email, AuditEntry, KeyHash, UserRecord};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
@@ -25,9 +25,9 @@ pub enum Rotation {
 /// User and refresh-token storage.
 #[async_trait]
 pub trait UserStore: Send + Sync {
-    /// Stores a new user under the canonical form of its email; `Conflict` when
-    /// that is taken.
-    async fn create_user(&self, user: &UserRecord) -> Result<(), StoreError>;
+    /// Stores a new user under the canonical form of its email, and `audit` in the
+    /// same transaction; `Conflict` when that is taken.
+    async fn create_user(&self, user: &UserRecord, audit: &AuditEntry) -> Result<(), StoreError>;
     /// The user with this email: its [`canonical_email`] form, compared exactly
     /// (never by the database's own case rules).
     async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError>;
@@ -73,27 +73,35 @@ pub trait UserStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<UserRecord>, StoreError>;
     /// Disables or enables a user; disabling ends every session and refresh-token
-    /// family of theirs in the same transaction. `NotFound` if there is no such user.
-    async fn set_disabled(&self, id: &str, disabled: bool) -> Result<UserRecord, StoreError>;
-    /// Deletes a user with their sessions, refresh tokens and reset links.
+    /// family of theirs in the same transaction, which writes `audit` too.
     /// `NotFound` if there is no such user.
-    async fn delete_user(&self, id: &str) -> Result<(), StoreError>;
+    async fn set_disabled(
+        &self,
+        id: &str,
+        disabled: bool,
+        audit: &AuditEntry,
+    ) -> Result<UserRecord, StoreError>;
+    /// Deletes a user with their sessions, refresh tokens and reset links, and
+    /// writes `audit` in the same transaction. `NotFound` if there is no such user.
+    async fn delete_user(&self, id: &str, audit: &AuditEntry) -> Result<(), StoreError>;
     /// Replaces a user's password hash and ends every session and refresh-token
     /// family of theirs but the session `keep` (the one that changed it), in one
-    /// transaction. `NotFound` if there is no such user.
+    /// transaction, which writes `audit` too. `NotFound` if there is no such user.
     async fn set_password(
         &self,
         id: &str,
         password_hash: &str,
         keep: Option<&KeyHash>,
+        audit: &AuditEntry,
     ) -> Result<(), StoreError>;
     /// Stores a one-time password-reset link for `user_id` (its token hashed),
-    /// valid until `expires_at`; the user's earlier links stop working.
+    /// valid until `expires_at`, and `audit`; the user's earlier links stop working.
     async fn create_password_reset(
         &self,
         hash: &KeyHash,
         user_id: &str,
         expires_at: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> Result<(), StoreError>;
     /// The user of a reset link that exists, is unused and has not expired (on the
     /// store's clock), marking it used in the same transaction: a link works once,

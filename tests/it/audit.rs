@@ -115,6 +115,7 @@ async fn every_change_to_a_key_is_in_the_log_with_who_where_and_which_fields() {
         brief,
         [
             ("key.created", portal_id.as_str(), ann_id),
+            ("user.created", ann_id, ann_id),
             ("key.created", cli_id.as_str(), "cli"),
             ("key.revoked", id.as_str(), admin_id.as_str()),
             ("key.regenerated", id.as_str(), admin_id.as_str()),
@@ -176,7 +177,7 @@ async fn every_change_to_a_key_is_in_the_log_with_who_where_and_which_fields() {
         None,
     )
     .await;
-    assert_eq!(rest["entries"].as_array().unwrap().len(), 4);
+    assert_eq!(rest["entries"].as_array().unwrap().len(), 5);
     assert!(rest["next_before"].is_null());
     let (status, bad, _) = call(&kg, Method::GET, "/v1/audit?before=x", &admin, None).await;
     assert_eq!(
@@ -326,4 +327,126 @@ portal: { enabled: true }
     assert!(entries
         .iter()
         .any(|e| e["action"] == "key.created" && e["target"] == key_id.as_str()));
+}
+
+#[tokio::test]
+async fn user_changes_are_logged_by_whoever_made_them() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, POLICY);
+    use reqwest::Method;
+    let (admin_id, admin) = kg.create_key(&["--scopes", "admin", "--owner", "ops"]);
+    // Sign-up through the API: the new user's own doing.
+    let resp = client()
+        .post(kg.url("/v1/auth/register"))
+        .json(&json!({"email": "fay@example.com", "password": "long enough pw"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let fay: Value = resp.json().await.unwrap();
+    let fay_id = fay["id"].as_str().unwrap().to_string();
+    // Her password, changed in the portal.
+    let mut web = Visitor::new(&kg);
+    assert_eq!(
+        web.sign_in("fay@example.com", "long enough pw")
+            .await
+            .status,
+        303
+    );
+    web.get("/password").await;
+    let changed = web
+        .post(
+            "/password",
+            &[
+                ("current_password", "long enough pw"),
+                ("password", "another long pw"),
+            ],
+        )
+        .await;
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    // An admin disables her, issues a reset link, and she sets a password with it.
+    let (status, _, disable_req) = call(
+        &kg,
+        Method::PUT,
+        &format!("/v1/users/{fay_id}"),
+        &admin,
+        Some(json!({"disabled": true})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, link, _) = call(
+        &kg,
+        Method::POST,
+        &format!("/v1/users/{fay_id}/password-reset"),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{link}");
+    let path = link["reset_url"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("/portal")
+        .unwrap()
+        .to_string();
+    let mut holder = Visitor::new(&kg);
+    holder.get(&path).await;
+    let set = holder.post(&path, &[("password", "a third long pw")]).await;
+    assert_eq!(set.status, 303, "{}", set.body);
+    // And deletes her; a user that does not exist is refused, and not logged.
+    let (status, _, _) = call(&kg, Method::DELETE, "/v1/users/usr_nobody", &admin, None).await;
+    assert_eq!(status, 404);
+    let (status, _, delete_req) = call(
+        &kg,
+        Method::DELETE,
+        &format!("/v1/users/{fay_id}"),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    // A user made at the CLI.
+    let (cli_user, _) = kg.create_user("gus@example.com", "long enough pw", false);
+
+    let (_, log, _) = call(&kg, Method::GET, "/v1/audit", &admin, None).await;
+    let entries = log["entries"].as_array().unwrap();
+    let users: Vec<(&str, &str, &str)> = entries
+        .iter()
+        .filter(|e| e["action"].as_str().unwrap().starts_with("user."))
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["target"].as_str().unwrap(),
+                e["actor"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        users,
+        [
+            ("user.created", cli_user.as_str(), "cli"),
+            ("user.deleted", fay_id.as_str(), admin_id.as_str()),
+            ("user.password_reset", fay_id.as_str(), fay_id.as_str()),
+            ("user.reset_link_issued", fay_id.as_str(), admin_id.as_str()),
+            ("user.disabled", fay_id.as_str(), admin_id.as_str()),
+            ("user.password_changed", fay_id.as_str(), fay_id.as_str()),
+            ("user.created", fay_id.as_str(), fay_id.as_str()),
+        ],
+        "{log}"
+    );
+    let of_request = |r: &str| entries.iter().any(|e| e["request_id"] == r);
+    assert!(of_request(&disable_req) && of_request(&delete_req));
+    // Deleting her suspended her account, in the admin's name too.
+    assert!(entries.iter().any(|e| e["action"] == "account.updated"
+        && e["actor"] == admin_id.as_str()
+        && e["fields"] == json!(["status"])));
+    let text = log.to_string();
+    for secret in [
+        "long enough pw",
+        "another long pw",
+        "a third long pw",
+        "kg_pr_",
+    ] {
+        assert!(!text.contains(secret), "{secret} in the log");
+    }
 }

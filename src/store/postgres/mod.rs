@@ -234,7 +234,7 @@ fn ips_text(ips: &[ipnet::IpNet]) -> Vec<String> {
 }
 
 /// Appends `audit` to the log, inside the caller's transaction.
-async fn write_audit(
+pub(super) async fn write_audit(
     tx: &tokio_postgres::Transaction<'_>,
     audit: &AuditEntry,
 ) -> Result<(), tokio_postgres::Error> {

@@ -250,12 +250,17 @@ async fn users_and_refresh_rotation_work_like_sqlite() {
         disabled: false,
         created_at: Utc::now(),
     };
-    store.create_user(&user).await.unwrap();
+    store
+        .create_user(&user, &crate::store::conformance::audited())
+        .await
+        .unwrap();
     let mut dup = user.clone();
     dup.id = "usr_2".into();
     dup.email = "ann@example.com".into();
     assert!(matches!(
-        store.create_user(&dup).await,
+        store
+            .create_user(&dup, &crate::store::conformance::audited())
+            .await,
         Err(StoreError::Conflict(_))
     ));
     assert_eq!(

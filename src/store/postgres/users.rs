@@ -2,6 +2,7 @@
 
 use super::pool::db_error;
 use super::PostgresStore;
+use crate::domain::AuditEntry;
 use crate::domain::{canonical_email, KeyHash, UserRecord};
 use crate::store::users::{Rotation, UserStore};
 use crate::store::StoreError;
@@ -23,7 +24,7 @@ fn decode_user(row: &Row) -> Result<UserRecord, StoreError> {
 
 #[async_trait]
 impl UserStore for PostgresStore {
-    async fn create_user(&self, u: &UserRecord) -> Result<(), StoreError> {
+    async fn create_user(&self, u: &UserRecord, audit: &AuditEntry) -> Result<(), StoreError> {
         const SQL: &str =
             "INSERT INTO users (id, email, name, password_hash, is_admin, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)";
@@ -36,7 +37,13 @@ impl UserStore for PostgresStore {
             &u.is_admin,
             &u.created_at,
         ];
-        match self.pool.execute(SQL, &params).await {
+        let work = async |client: &mut tokio_postgres::Client| {
+            let tx = client.transaction().await?;
+            tx.execute(SQL, &params).await?;
+            super::write_audit(&tx, audit).await?;
+            tx.commit().await
+        };
+        match self.pool.write_transaction("user create", work).await {
             Ok(_) => Ok(()),
             Err(StoreError::Conflict(_)) => Err(StoreError::Conflict(
                 "a user with this email already exists".into(),
@@ -222,7 +229,12 @@ impl UserStore for PostgresStore {
             .collect()
     }
 
-    async fn set_disabled(&self, id: &str, disabled: bool) -> Result<UserRecord, StoreError> {
+    async fn set_disabled(
+        &self,
+        id: &str,
+        disabled: bool,
+        audit: &AuditEntry,
+    ) -> Result<UserRecord, StoreError> {
         let work = async |client: &mut tokio_postgres::Client| {
             let tx = client.transaction().await?;
             let n = tx
@@ -237,6 +249,7 @@ impl UserStore for PostgresStore {
             if disabled {
                 end_everything(&tx, id, None).await?;
             }
+            super::write_audit(&tx, audit).await?;
             tx.commit().await?;
             Ok(true)
         };
@@ -248,15 +261,23 @@ impl UserStore for PostgresStore {
             .ok_or_else(|| StoreError::NotFound(id.to_string()))
     }
 
-    async fn delete_user(&self, id: &str) -> Result<(), StoreError> {
+    async fn delete_user(&self, id: &str, audit: &AuditEntry) -> Result<(), StoreError> {
         // Sessions, refresh tokens and reset links go with the row (cascades).
-        match self
-            .pool
-            .execute("DELETE FROM users WHERE id = $1", &[&id])
-            .await?
-        {
-            0 => Err(StoreError::NotFound(id.to_string())),
-            _ => Ok(()),
+        let work = async |client: &mut tokio_postgres::Client| {
+            let tx = client.transaction().await?;
+            if tx
+                .execute("DELETE FROM users WHERE id = $1", &[&id])
+                .await?
+                == 0
+            {
+                return Ok(false);
+            }
+            super::write_audit(&tx, audit).await?;
+            tx.commit().await.map(|_| true)
+        };
+        match self.pool.write_transaction("user delete", work).await? {
+            false => Err(StoreError::NotFound(id.to_string())),
+            true => Ok(()),
         }
     }
 
@@ -265,6 +286,7 @@ impl UserStore for PostgresStore {
         id: &str,
         password_hash: &str,
         keep: Option<&KeyHash>,
+        audit: &AuditEntry,
     ) -> Result<(), StoreError> {
         let keep = keep.map(|k| k.0.to_vec());
         let work = async |client: &mut tokio_postgres::Client| {
@@ -279,6 +301,7 @@ impl UserStore for PostgresStore {
                 return Ok(false);
             }
             end_everything(&tx, id, keep.as_deref()).await?;
+            super::write_audit(&tx, audit).await?;
             tx.commit().await?;
             Ok(true)
         };
@@ -293,6 +316,7 @@ impl UserStore for PostgresStore {
         hash: &KeyHash,
         user_id: &str,
         expires_at: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> Result<(), StoreError> {
         let hash = hash.0.to_vec();
         let now = self.clock.now_utc();
@@ -310,6 +334,10 @@ impl UserStore for PostgresStore {
                     &[&hash, &user_id, &now, &expires_at],
                 )
                 .await?;
+            if n == 0 {
+                return Ok(0);
+            }
+            super::write_audit(&tx, audit).await?;
             tx.commit().await?;
             Ok(n)
         };

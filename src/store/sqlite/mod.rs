@@ -340,7 +340,7 @@ pub(super) fn decode(row: &Row<'_>) -> rusqlite::Result<Result<KeyRecord, StoreE
 
 /// Inserts one key row (the caller holds the writer).
 /// Appends `audit` to the log, inside the caller's transaction.
-fn write_audit(c: &Connection, audit: &AuditEntry) -> Result<(), StoreError> {
+pub(super) fn write_audit(c: &Connection, audit: &AuditEntry) -> Result<(), StoreError> {
     c.execute(
         "INSERT INTO audit_log (at, actor, action, target, client_ip, request_id, fields) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

@@ -2,6 +2,7 @@
 
 use super::{unavailable, SqliteStore};
 use crate::domain::canonical_email;
+use crate::domain::AuditEntry;
 use crate::domain::{KeyHash, UserRecord};
 use crate::store::users::{Rotation, UserStore};
 use crate::store::StoreError;
@@ -28,9 +29,9 @@ fn decode_user(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
 
 #[async_trait]
 impl UserStore for SqliteStore {
-    async fn create_user(&self, u: &UserRecord) -> Result<(), StoreError> {
+    async fn create_user(&self, u: &UserRecord, audit: &AuditEntry) -> Result<(), StoreError> {
         let u = u.clone();
-        self.with_writer(move |c| {
+        self.with_audited(audit, move |c| {
             let result = c.execute(
                 &format!("INSERT INTO users ({USER_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
                 params![
@@ -252,12 +253,14 @@ impl UserStore for SqliteStore {
         .await
     }
 
-    async fn set_disabled(&self, id: &str, disabled: bool) -> Result<UserRecord, StoreError> {
+    async fn set_disabled(
+        &self,
+        id: &str,
+        disabled: bool,
+        audit: &AuditEntry,
+    ) -> Result<UserRecord, StoreError> {
         let id = id.to_string();
-        self.with_writer(move |c| {
-            let tx =
-                rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)
-                    .map_err(unavailable)?;
+        self.with_audited(audit, move |tx| {
             let n = tx
                 .execute(
                     "UPDATE users SET disabled = ?2 WHERE id = ?1",
@@ -268,24 +271,21 @@ impl UserStore for SqliteStore {
                 return Err(StoreError::NotFound(id));
             }
             if disabled {
-                end_everything(&tx, &id, None)?;
+                end_everything(tx, &id, None)?;
             }
-            let user = tx
-                .query_row(
-                    &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"),
-                    [&id],
-                    decode_user,
-                )
-                .map_err(unavailable)?;
-            tx.commit().map_err(unavailable)?;
-            Ok(user)
+            tx.query_row(
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"),
+                [&id],
+                decode_user,
+            )
+            .map_err(unavailable)
         })
         .await
     }
 
-    async fn delete_user(&self, id: &str) -> Result<(), StoreError> {
+    async fn delete_user(&self, id: &str, audit: &AuditEntry) -> Result<(), StoreError> {
         let id = id.to_string();
-        self.with_writer(move |c| {
+        self.with_audited(audit, move |c| {
             // Sessions, refresh tokens and reset links go with the row (cascades).
             match c.execute("DELETE FROM users WHERE id = ?1", [&id]) {
                 Ok(0) => Err(StoreError::NotFound(id)),
@@ -301,12 +301,10 @@ impl UserStore for SqliteStore {
         id: &str,
         password_hash: &str,
         keep: Option<&KeyHash>,
+        audit: &AuditEntry,
     ) -> Result<(), StoreError> {
         let (id, phc, keep) = (id.to_string(), password_hash.to_string(), keep.map(|k| k.0));
-        self.with_writer(move |c| {
-            let tx =
-                rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)
-                    .map_err(unavailable)?;
+        self.with_audited(audit, move |tx| {
             let n = tx
                 .execute(
                     "UPDATE users SET password_hash = ?2 WHERE id = ?1",
@@ -316,8 +314,7 @@ impl UserStore for SqliteStore {
             if n == 0 {
                 return Err(StoreError::NotFound(id));
             }
-            end_everything(&tx, &id, keep.as_ref())?;
-            tx.commit().map_err(unavailable)
+            end_everything(tx, &id, keep.as_ref())
         })
         .await
     }
@@ -327,13 +324,11 @@ impl UserStore for SqliteStore {
         hash: &KeyHash,
         user_id: &str,
         expires_at: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> Result<(), StoreError> {
         let (hash, user_id) = (hash.0, user_id.to_string());
         let now = self.clock.now_secs() as i64;
-        self.with_writer(move |c| {
-            let tx =
-                rusqlite::Transaction::new_unchecked(c, rusqlite::TransactionBehavior::Immediate)
-                    .map_err(unavailable)?;
+        self.with_audited(audit, move |tx| {
             tx.execute("DELETE FROM password_resets WHERE user_id = ?1", [&user_id])
                 .map_err(unavailable)?;
             tx.execute(
@@ -348,8 +343,8 @@ impl UserStore for SqliteStore {
                     StoreError::NotFound(user_id.clone())
                 }
                 e => unavailable(e),
-            })?;
-            tx.commit().map_err(unavailable)
+            })
+            .map(drop)
         })
         .await
     }

@@ -40,10 +40,13 @@ token=$(curl -fs -X POST -d '{"email":"st@example.com","password":"schemathesis-
 printf '[auth]\nauto-signup = false\n\n[auth.openapi.apiKey]\napi_key = "%s"\n\n[auth.openapi.bearer]\nbearer = "%s"\n' \
   "$key" "$token" > "$work/schemathesis.toml"
 status=0
+# One worker: with two, hypothesis parses its own sources in two threads at once,
+# and CPython 3.11's parser can then fail with "SystemError: AST constructor
+# recursion depth mismatch" (a crash of the tool, not a finding; seen once in CI).
 "$venv/bin/schemathesis" --config-file "$work/schemathesis.toml" run "http://127.0.0.1:$listen/v1/openapi.json" \
   --url "http://127.0.0.1:$listen/v1" \
   --checks not_a_server_error,response_schema_conformance,content_type_conformance \
-  --max-time "$secs" --workers 2 --suppress-health-check all --warnings off || status=$?
+  --max-time "$secs" --workers 1 --suppress-health-check all --warnings off || status=$?
 # The admin token must have done real work: keys were created through the API.
 created=$("$bin" keys list -c "$work/k.yaml" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')
 echo "keys in the store after the run: $created"

@@ -11,14 +11,6 @@ use dashmap::DashMap;
 use std::borrow::Cow;
 use std::sync::Arc;
 
-/// The `n` endpoints of `rows` with the most requests, busiest first (ties by name).
-pub fn top_endpoints(rows: &[UsageRow], n: usize) -> Vec<(String, u64)> {
-    top_endpoints_timed(rows, n)
-        .into_iter()
-        .map(|(e, t)| (e, t.total))
-        .collect()
-}
-
 /// The `n` endpoints with the most requests in `rows`, busiest first (ties by
 /// name), each with its totals and average response time.
 pub fn top_endpoints_timed(rows: &[UsageRow], n: usize) -> Vec<(String, Totals)> {
@@ -77,11 +69,14 @@ pub fn endpoint_of(path: &str) -> Cow<'_, str> {
     let path = path.split(['?', '#']).next().unwrap_or("");
     let path = if path.is_empty() { "/" } else { path };
     let out: Cow<'_, str> = if path.split('/').any(is_id_segment) {
-        let segs: Vec<&str> = path
-            .split('/')
-            .map(|s| if is_id_segment(s) { "{id}" } else { s })
-            .collect();
-        Cow::Owned(segs.join("/"))
+        let mut folded = String::with_capacity(path.len());
+        for (i, seg) in path.split('/').enumerate() {
+            if i > 0 {
+                folded.push('/');
+            }
+            folded.push_str(if is_id_segment(seg) { "{id}" } else { seg });
+        }
+        Cow::Owned(folded)
     } else {
         Cow::Borrowed(path)
     };

@@ -249,6 +249,49 @@ pub struct Relay {
     open: Arc<AtomicBool>,
     stalled: Arc<AtomicBool>,
     generation: Arc<tokio::sync::watch::Sender<u64>>,
+    refused: Refused,
+}
+
+/// Bytes that, seen among a connection's first bytes from the client, get it closed
+/// before they are forwarded: a PostgreSQL startup message carries the connection's
+/// `application_name`, so one client of the database (keygate's change feed) can be
+/// kept out while the others get through.
+type Refused = Arc<std::sync::Mutex<Option<&'static [u8]>>>;
+
+/// How many of a connection's first bytes are looked at for the refused marker.
+const SNIFFED: usize = 4096;
+
+/// Forwards bytes both ways until either side closes; a connection whose first
+/// [`SNIFFED`] bytes from the client contain the refused marker is closed instead.
+async fn pump(inbound: &mut TcpStream, outbound: &mut TcpStream, refused: Refused) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut in_read, mut in_write) = inbound.split();
+    let (mut out_read, mut out_write) = outbound.split();
+    let up = async {
+        let mut seen: Vec<u8> = Vec::new();
+        let mut buf = vec![0u8; 8192];
+        loop {
+            let n = in_read.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                return;
+            }
+            if seen.len() < SNIFFED {
+                seen.extend_from_slice(&buf[..n]);
+                let marker = *refused.lock().unwrap();
+                if marker.is_some_and(|m| seen.windows(m.len()).any(|w| w == m)) {
+                    return;
+                }
+            }
+            if out_write.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
+    };
+    let down = tokio::io::copy(&mut out_read, &mut in_write);
+    tokio::select! {
+        _ = up => {}
+        _ = down => {}
+    }
 }
 
 impl Relay {
@@ -260,7 +303,13 @@ impl Relay {
         let stalled = Arc::new(AtomicBool::new(false));
         let (tx, _) = tokio::sync::watch::channel(0u64);
         let generation = Arc::new(tx);
-        let (o, st, g) = (open.clone(), stalled.clone(), generation.clone());
+        let refused: Refused = Arc::default();
+        let (o, st, g, r) = (
+            open.clone(),
+            stalled.clone(),
+            generation.clone(),
+            refused.clone(),
+        );
         tokio::spawn(async move {
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else {
@@ -280,13 +329,13 @@ impl Relay {
                     continue;
                 }
                 let target = target.clone();
-                let st = st.clone();
+                let (st, r) = (st.clone(), r.clone());
                 tokio::spawn(async move {
                     let Ok(mut outbound) = TcpStream::connect(&target).await else {
                         return;
                     };
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => return,
+                        _ = pump(&mut inbound, &mut outbound, r) => return,
                         _ = cut.changed() => {}
                     }
                     if st.load(Ordering::SeqCst) {
@@ -301,7 +350,14 @@ impl Relay {
             open,
             stalled,
             generation,
+            refused,
         }
+    }
+
+    /// From now on, closes every new connection whose first bytes from the client
+    /// contain `marker` (`None`: none). Open connections are left alone.
+    pub fn refuse_marked(&self, marker: Option<&'static [u8]>) {
+        *self.refused.lock().unwrap() = marker;
     }
 
     /// Closes every relayed connection and refuses new ones.

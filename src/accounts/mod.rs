@@ -132,11 +132,18 @@ impl Accounts {
     /// [`SIGN_IN_FAILURES_PER_MINUTE`] failures for the email or the client IP,
     /// 429 until the minute turns. The email is throttled and looked up in one
     /// form, its [`canonical_email`]: no spelling of it gets guesses of its own.
+    ///
+    /// A failed check is written to the audit log as `auth.sign_in_failed` by
+    /// `from`, naming the user when the email is one's and the check that failed
+    /// (`password`, `disabled`); never what was typed (an unknown email may be a
+    /// password typed in the wrong box). Attempts refused by the throttle are not
+    /// written: they are bounded by it, the log is not.
     pub async fn sign_in(
         &self,
         email: &str,
         password: String,
         client_ip: Option<IpAddr>,
+        from: &AuditOrigin,
     ) -> Result<UserRecord, GateError> {
         let email = canonical_email(email);
         let reserved = self.reserve(&email, client_ip).await?;
@@ -144,15 +151,26 @@ impl Accounts {
             let user = self.users.user_by_email(&email).await?;
             let phc = user.as_ref().map(|u| u.password_hash.clone());
             let ok = self.passwords.verify(password, phc).await.map_err(busy)?;
-            // A disabled user is refused like a wrong password.
-            Ok::<_, GateError>(user.filter(|u| ok && !u.disabled))
+            Ok::<_, GateError>((user, ok))
         };
         match checked.await {
-            // A failed check keeps its reservation: it counts against the limit.
-            Ok(None) => Err(GateError::InvalidCredentials),
-            Ok(Some(user)) => {
+            Ok((Some(user), true)) if !user.disabled => {
                 self.release(&reserved).await;
                 Ok(user)
+            }
+            // A failed check keeps its reservation: it counts against the limit.
+            // A disabled user is refused like a wrong password.
+            Ok((user, ok)) => {
+                let (target, failed) = match &user {
+                    Some(u) if ok => (u.id.as_str(), "disabled"),
+                    Some(u) => (u.id.as_str(), "password"),
+                    None => ("", "password"),
+                };
+                let entry = self.audit(from, "auth.sign_in_failed", target, &[failed]);
+                if let Err(e) = self.users.append_audit(&entry).await {
+                    tracing::error!(error = %e, "could not write a failed sign-in to the audit log");
+                }
+                Err(GateError::InvalidCredentials)
             }
             Err(e) => {
                 self.release(&reserved).await;
@@ -200,8 +218,9 @@ impl Accounts {
         if let Some(problems) = password_problem(&new) {
             return Err(problems);
         }
-        // The current password is checked like a sign-in: throttled the same way.
-        self.sign_in(&user.email, current, client_ip).await?;
+        // The current password is checked like a sign-in: throttled and logged the
+        // same way.
+        self.sign_in(&user.email, current, client_ip, from).await?;
         let phc = self.hash(new).await?;
         let audit = self.audit(from, "user.password_changed", &user.id, &["password"]);
         self.users

@@ -37,7 +37,46 @@ struct Housekeeping {
     grace: Duration,
 }
 
+/// How often old audit entries are deleted, and how many at a time (each batch a
+/// short transaction of its own, so requests' writes are not held up).
+const AUDIT_PRUNE_EVERY: Duration = Duration::from_secs(3600);
+const AUDIT_PRUNE_BATCH: u32 = 5_000;
+
 impl Housekeeping {
+    /// Deletes the audit entries older than `audit.retention` (none when it is 0s).
+    async fn prune_audit(&self) {
+        let Some(retention) = self.shared.runtime.load().audit_retention else {
+            return;
+        };
+        let Ok(retention) = chrono::Duration::from_std(retention) else {
+            return;
+        };
+        let before = self.shared.clock.now_utc() - retention;
+        let mut deleted = 0;
+        loop {
+            match self
+                .shared
+                .store
+                .prune_audit(before, AUDIT_PRUNE_BATCH)
+                .await
+            {
+                Ok(n) => {
+                    deleted += n;
+                    if n < u64::from(AUDIT_PRUNE_BATCH) {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not delete old audit entries; trying again in an hour");
+                    break;
+                }
+            }
+        }
+        if deleted > 0 {
+            tracing::info!(deleted, %before, "deleted audit entries past audit.retention");
+        }
+    }
+
     /// Waits for the open connections to close (at most the grace period), flushes
     /// the usage their requests recorded, and exits 0: Pingora would sleep the whole
     /// period.
@@ -68,6 +107,7 @@ impl BackgroundService for Housekeeping {
         let mut usage_tick = tokio::time::interval(Duration::from_secs(5));
         let mut jwks_tick = tokio::time::interval(self.jwks_refresh);
         let mut live_tick = tokio::time::interval(crate::proxy::live_streams::SWEEP_EVERY);
+        let mut audit_tick = tokio::time::interval(AUDIT_PRUNE_EVERY);
         jwks_tick.tick().await; // the first fetch happened at start-up
         loop {
             // The verifier (and its remote JWKS) may be replaced by a reload.
@@ -82,6 +122,7 @@ impl BackgroundService for Housekeeping {
                 _ = shutdown.changed() => self.drain_and_exit().await,
                 _ = usage_tick.tick() => self.shared.usage.flush(&*self.shared.store, crate::ledger::usage::Flush::Routine).await,
                 _ = live_tick.tick() => self.shared.live.sweep().await,
+                _ = audit_tick.tick() => self.prune_audit().await,
                 _ = tick.tick() => {
                     self.shared.limiter.sweep();
                     metrics::KEY_CACHE_SIZE.set(self.shared.auth.keys().cache().len() as i64);

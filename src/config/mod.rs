@@ -254,6 +254,7 @@ fn check_sections(doc: Value) -> Result<Checked, ConfigError> {
             "cors" => decode::<Option<CorsConfig>>(value, &name).map(drop),
             "portal" => decode::<PortalConfig>(value, &name).map(drop),
             "credits" => decode::<CreditsConfig>(value, &name).map(drop),
+            "audit" => decode::<types::AuditConfig>(value, &name).map(drop),
             "dialect" => {
                 // Each endpoint on its own, then the rest.
                 let endpoints = match value.get_mut("endpoints") {

@@ -61,6 +61,26 @@ pub struct Config {
     /// (docs/dialects.md).
     #[serde(default)]
     pub dialect: DialectConfig,
+    /// The audit log (docs/operations.md, Audit log).
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+/// `audit:`
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Entries older than this are deleted in the background, hourly; `0s` keeps
+    /// every entry.
+    pub retention: Dur,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            retention: Dur::secs(400 * 86_400),
+        }
+    }
 }
 
 fn default_tier() -> String {

@@ -32,10 +32,24 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     management(&c.management, &mut p);
     portal(c, &mut p);
     dialect(c, &mut p);
+    audit(&c.audit, &mut p);
     if let Some(cors) = &c.cors {
         self::cors(cors, &mut p);
     }
     p
+}
+
+/// `audit.retention`: none (`0s`), or at least a day and at most 100 years (a
+/// typo such as `400s` for `400d` would delete the log within the hour).
+fn audit(a: &crate::config::types::AuditConfig, p: &mut Vec<Problem>) {
+    let r = a.retention.get();
+    let day = std::time::Duration::from_secs(86_400);
+    if !r.is_zero() && (r < day || r > day * 36_525) {
+        p.push(Problem::new(
+            "audit.retention",
+            "must be between 1d and 36525d, or 0s to keep every entry",
+        ));
+    }
 }
 
 fn server(s: &ServerConfig, p: &mut Vec<Problem>) {

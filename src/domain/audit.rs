@@ -20,6 +20,10 @@ pub struct AuditOrigin {
 }
 
 impl AuditOrigin {
+    /// The actor of a request that proved no identity (a sign-in attempt, a
+    /// refresh token presented).
+    pub const ANONYMOUS: &'static str = "anonymous";
+
     /// The command line.
     pub fn cli() -> Self {
         AuditOrigin {
@@ -40,11 +44,14 @@ pub struct AuditEntry {
     #[serde(flatten)]
     pub origin: AuditOrigin,
     /// What was done: `key.created`, `key.updated`, `key.revoked`,
-    /// `key.regenerated`, `account.updated`, `account.credits_changed`,
-    /// `user.created`, `user.disabled`, `user.enabled`, `user.deleted`,
-    /// `user.password_changed`, `user.password_reset`, `user.reset_link_issued`.
+    /// `key.regenerated`, `keys.imported`, `account.updated`,
+    /// `account.credits_changed`, `user.created`, `user.disabled`, `user.enabled`,
+    /// `user.deleted`, `user.password_changed`, `user.password_reset`,
+    /// `user.reset_link_issued`; and what changed nothing but is watched:
+    /// `auth.sign_in_failed`, `auth.refresh_reuse` (the family was revoked).
     pub action: String,
-    /// What it was done to (a key, an account or a user id).
+    /// What it was done to (a key, an account or a user id; for an import, how
+    /// many keys it wrote; empty for a failed sign-in naming no user).
     pub target: String,
     /// The names of the fields the change set (never their values).
     pub fields: Vec<String>,
@@ -72,6 +79,11 @@ impl AuditEntry {
     /// An entry for a change made from the command line, touching no named field.
     pub fn cli(action: &'static str, target: &str, at: DateTime<Utc>) -> Self {
         AuditEntry::new(&AuditOrigin::cli(), action, target, Vec::new(), at)
+    }
+
+    /// An import's target, once the store knows how many keys it wrote.
+    pub fn imported_target(written: u64) -> String {
+        format!("{written} keys")
     }
 
     /// `fields` as the store keeps them: a JSON array of names.

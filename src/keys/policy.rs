@@ -25,8 +25,11 @@ pub struct Actor<'a> {
     /// The account of the key they present, if they present one.
     pub account: Option<&'a str>,
     /// Who they are and where they call from, as the audit log records it
-    /// (`None`: the CLI, or a caller the audit knows by `subject`).
+    /// (`None`: the CLI, or a caller the audit knows by `credential`).
     pub origin: Option<&'a crate::domain::AuditOrigin>,
+    /// The credential's own id (a key id, or a user id for a token or a session):
+    /// who the audit log names when no origin is given.
+    pub credential: Option<&'a str>,
 }
 
 /// What an [`Actor`] may do.
@@ -54,6 +57,7 @@ impl<'a> Actor<'a> {
             org: None,
             account: None,
             origin: None,
+            credential: None,
         }
     }
 
@@ -65,6 +69,7 @@ impl<'a> Actor<'a> {
             org,
             account: None,
             origin: None,
+            credential: Some(subject),
         }
     }
 
@@ -85,6 +90,8 @@ impl<'a> Actor<'a> {
             org: id.org(),
             account: id.account_id(),
             origin: None,
+            // The key presented, not its owner: two keys of one owner are told apart.
+            credential: Some(id.key_id().unwrap_or(id.subject())),
         }
     }
 
@@ -97,13 +104,14 @@ impl<'a> Actor<'a> {
     }
 
     /// Who the audit log says made a change: the origin given, else `cli` for
-    /// the CLI, else the subject.
+    /// the CLI, else the credential (with no address: a door that knows it gives
+    /// the origin).
     pub fn audit_origin(&self) -> crate::domain::AuditOrigin {
         match (self.origin, self.role) {
             (Some(o), _) => o.clone(),
             (None, Role::Operator) => crate::domain::AuditOrigin::cli(),
             (None, _) => crate::domain::AuditOrigin {
-                actor: self.subject.unwrap_or("unknown").to_string(),
+                actor: self.credential.unwrap_or("unknown").to_string(),
                 ..Default::default()
             },
         }
@@ -451,6 +459,7 @@ mod tests {
             org: None,
             account: None,
             origin: None,
+            credential: Some("key_a"),
         };
         let with = |s: &[&str]| CreateRequest {
             scopes: strings(s),
@@ -472,6 +481,7 @@ mod tests {
             org: None,
             account: None,
             origin: None,
+            credential: Some("key_ops"),
         };
         let ok = admit_create(
             &admin,

@@ -619,7 +619,8 @@ impl KeyService {
                 let fallback = rules.default_tier.to_string();
                 let _ = feed.send(ImportMsg::Accounts(accounts, fallback)).await;
             }
-            let _ = feed.send(ImportMsg::Commit).await;
+            let audit = self.audit(actor, "keys.imported", "", Vec::new());
+            let _ = feed.send(ImportMsg::Commit(audit)).await;
         }
         drop(feed);
         let written = writer

@@ -7,7 +7,7 @@ use super::validate::Fields;
 use super::{json_object, store_error, ApiContext, ApiResponse, Management};
 use crate::accounts::sign_up_problems;
 use crate::domain::id::{new_id, random_base62};
-use crate::domain::{KeyHash, UserRecord};
+use crate::domain::{AuditEntry, AuditOrigin, KeyHash, UserRecord};
 use crate::error::GateError;
 use crate::local::LocalRequest;
 use crate::store::users::Rotation;
@@ -80,7 +80,8 @@ pub async fn token(
     let (Some(email), Some(pass)) = (email, pass) else {
         return Err(GateError::Internal);
     };
-    let user = accounts.sign_in(&email, pass, req.client_ip).await?;
+    let from = req.audit_origin(AuditOrigin::ANONYMOUS);
+    let user = accounts.sign_in(&email, pass, req.client_ip, &from).await?;
     let refresh = new_refresh_token(cx);
     let expires = m.now() + chrono::Duration::from_std(issuer.refresh_ttl()).unwrap_or_default();
     users
@@ -130,8 +131,21 @@ pub async fn refresh(
     };
     let next = new_refresh_token(cx);
     let expires = m.now() + chrono::Duration::from_std(issuer.refresh_ttl()).unwrap_or_default();
+    // Whoever presents a spent token may be its thief: the entry names no actor.
+    let reuse = AuditEntry::new(
+        &req.audit_origin(AuditOrigin::ANONYMOUS),
+        "auth.refresh_reuse",
+        "",
+        Vec::new(),
+        m.now(),
+    );
     let outcome = users
-        .rotate_refresh(&KeyHash::of(&presented), &KeyHash::of(&next), expires)
+        .rotate_refresh(
+            &KeyHash::of(&presented),
+            &KeyHash::of(&next),
+            expires,
+            &reuse,
+        )
         .await
         .map_err(store_error)?;
     match outcome {
@@ -143,8 +157,8 @@ pub async fn refresh(
                 .ok_or(GateError::InvalidRefresh("Invalid refresh token"))?;
             token_pair(m, &user, next)
         }
-        Rotation::Reused => {
-            tracing::warn!("refresh token reused: its family is revoked");
+        Rotation::Reused { user_id } => {
+            tracing::warn!(user = %user_id, "refresh token reused: its family is revoked");
             Err(GateError::InvalidRefresh(
                 "Refresh token was already used; all tokens of this session are revoked",
             ))

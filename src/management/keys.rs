@@ -304,11 +304,12 @@ pub async fn import(
         String::from_utf8(line.to_vec())
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"))
     });
+    let origin = audit_origin(req, caller);
     let imported = m
         .keys
         .import(
             &cx.key_rules(),
-            &Actor::of(caller),
+            &Actor::of(caller).from(&origin),
             m.accounts.as_ref().map(|a| &**a.users()),
             lines,
         )

@@ -22,7 +22,7 @@ use crate::accounts::{sign_up_problems, Accounts};
 use crate::auth::cache::limit_key_of_key;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::domain::{KeyHash, KeyRecord, UserRecord};
+use crate::domain::{AuditOrigin, KeyHash, KeyRecord, UserRecord};
 use crate::error::GateError;
 use crate::keys::input::KeyInput;
 use crate::keys::policy::{Actor, Role};
@@ -41,6 +41,9 @@ use pages::Frame;
 use session::{CookiePolicy, FormKey};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// How many of the audit log's newest entries the admin overview shows.
+const OVERVIEW_AUDIT_ENTRIES: usize = 20;
 
 /// Largest form body accepted.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -233,6 +236,7 @@ impl Visit {
             org: None,
             account: None,
             origin: self.audit.as_ref(),
+            credential: Some(&user.id),
         })
     }
 }
@@ -540,7 +544,11 @@ impl Portal {
                 ),
             ));
         }
-        match accounts.sign_in(&email, password, req.client_ip).await {
+        let from = req.audit_origin(AuditOrigin::ANONYMOUS);
+        match accounts
+            .sign_in(&email, password, req.client_ip, &from)
+            .await
+        {
             Ok(user) => self.start_session(cx, accounts, visit, user).await,
             Err(GateError::InvalidCredentials) => {
                 // The form again, and the failure counted against the client IP.
@@ -853,6 +861,8 @@ impl Portal {
             .collect()
     }
 
+    /// The admin overview: every key's usage, the busiest keys, and the audit
+    /// log's newest [`OVERVIEW_AUDIT_ENTRIES`] entries.
     async fn overview(&self, cx: &PortalContext<'_>, visit: &Visit) -> Result<Reply, GateError> {
         let actor = visit.actor().ok_or(GateError::NotFound)?;
         let now = self.clock.now_utc();
@@ -874,6 +884,7 @@ impl Portal {
         let listed: Vec<KeyRecord> = busiest.iter().filter_map(|b| b.0.clone()).collect();
         let owners = self.owner_emails(&listed).await?;
         let (outcomes, reasons) = usage_view::process_counts();
+        let audit = self.store.audit_log(None, OVERVIEW_AUDIT_ENTRIES).await?;
         let view = pages::OverviewView {
             hourly: &all.hourly,
             day: &all.day,
@@ -881,6 +892,7 @@ impl Portal {
             owners: &owners,
             outcomes: &outcomes,
             reasons: &reasons,
+            audit: &audit,
         };
         Ok(page(pages::overview(&frame(cx, visit), &view)))
     }

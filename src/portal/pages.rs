@@ -626,6 +626,8 @@ pub struct OverviewView<'a> {
     pub outcomes: &'a [(String, u64)],
     /// Refusals by reason, since this replica started.
     pub reasons: &'a [(String, u64)],
+    /// The audit log's newest entries, newest first.
+    pub audit: &'a [crate::domain::AuditEntry],
 }
 
 /// The admin overview.
@@ -678,8 +680,38 @@ pub fn overview(f: &Frame<'_>, v: &OverviewView<'_>) -> Markup {
                     (count_table("Reason", v.reasons))
                 }
             }
+            section class="card" {
+                h2 { "Recent changes" }
+                p class="hint" { "The audit log's newest entries. Every entry: " code { "GET /v1/audit" } " or " code { "keygate audit list" } "." }
+                (audit_table(v.audit))
+            }
         },
     )
+}
+
+/// Audit entries as a table: when (UTC), who, from where, what, to what, which fields.
+fn audit_table(entries: &[crate::domain::AuditEntry]) -> Markup {
+    html! {
+        @if entries.is_empty() {
+            p class="empty" { "No changes yet. Keys, accounts and users changed from the API, the portal or the CLI show here." }
+        } @else {
+            table class="totals audit" {
+                thead { tr { th { "When (UTC)" } th { "Who" } th { "From" } th { "What" } th { "Target" } th { "Fields" } } }
+                tbody {
+                    @for e in entries {
+                        tr {
+                            td data-label="When (UTC)" { (e.at.format("%Y-%m-%d %H:%M:%S")) }
+                            td data-label="Who" { code { (e.origin.actor) } }
+                            td data-label="From" { (e.origin.client_ip.as_deref().unwrap_or("—")) }
+                            td data-label="What" { (e.action) }
+                            td data-label="Target" { @if e.target.is_empty() { "—" } @else { code { (e.target) } } }
+                            td data-label="Fields" { (e.fields.join(", ")) }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn count_table(label: &str, rows: &[(String, u64)]) -> Markup {

@@ -138,6 +138,8 @@ pub struct Runtime {
     pub portal: PortalSettings,
     /// The API's own shapes (`dialect:`).
     pub dialect: std::sync::Arc<crate::dialect::Dialect>,
+    /// `audit.retention` (`None`: every entry is kept).
+    pub audit_retention: Option<Duration>,
 }
 
 impl Runtime {
@@ -246,6 +248,7 @@ impl Runtime {
             refresh_token_prefix: config.management.refresh_token_prefix.clone(),
             portal: PortalSettings::from_config(config, branding),
             dialect,
+            audit_retention: Some(config.audit.retention.get()).filter(|d| !d.is_zero()),
         })
     }
 }

@@ -569,6 +569,15 @@ fn imported(line: u64, id: &str, secret: &str, id_given: bool) -> ImportedKey {
     }
 }
 
+/// The end of an import, with its audit entry.
+fn commit() -> ImportMsg {
+    ImportMsg::Commit(crate::domain::AuditEntry::cli(
+        "keys.imported",
+        "",
+        Utc.timestamp_opt(1_800_000_000, 0).unwrap(),
+    ))
+}
+
 async fn feed(store: &Arc<dyn KeyStore>, msgs: Vec<ImportMsg>) -> Result<u64, StoreError> {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let writer = {
@@ -605,7 +614,7 @@ pub(crate) async fn an_import_is_all_or_nothing_and_replaces_by_id_or_hash(
         vec![
             ImportMsg::Keys(vec![imported(1, "cust_1", "s1", true)]),
             ImportMsg::Keys(vec![imported(2, "key_x", "s2", false)]),
-            ImportMsg::Commit,
+            commit(),
         ],
     )
     .await
@@ -630,7 +639,7 @@ pub(crate) async fn an_import_is_all_or_nothing_and_replaces_by_id_or_hash(
     by_hash.record.name = "renamed".into();
     feed(
         &store,
-        vec![ImportMsg::Keys(vec![again, by_hash]), ImportMsg::Commit],
+        vec![ImportMsg::Keys(vec![again, by_hash]), commit()],
     )
     .await
     .unwrap();
@@ -657,7 +666,7 @@ pub(crate) async fn an_import_is_all_or_nothing_and_replaces_by_id_or_hash(
                 imported(1, "cust_9", "s9", true),
                 imported(2, "cust_10", "s2", true),
             ]),
-            ImportMsg::Commit,
+            commit(),
         ],
     )
     .await
@@ -679,12 +688,9 @@ pub(crate) async fn an_import_is_all_or_nothing_and_replaces_by_id_or_hash(
     partial.record.credits = None;
     partial.record.tier = "default".into();
     partial.given = crate::domain::ImportFields::NAME;
-    let n = feed(
-        &store,
-        vec![ImportMsg::Keys(vec![partial]), ImportMsg::Commit],
-    )
-    .await
-    .unwrap();
+    let n = feed(&store, vec![ImportMsg::Keys(vec![partial]), commit()])
+        .await
+        .unwrap();
     assert_eq!(n, 1);
     let x = store.get("key_x").await.unwrap().unwrap();
     assert_eq!(x.name, "named again");
@@ -704,7 +710,7 @@ pub(crate) async fn an_import_is_all_or_nothing_and_replaces_by_id_or_hash(
                 imported(3, "cust_1", "s1-new", true),
                 imported(4, "key_b", "s1-new", false),
             ]),
-            ImportMsg::Commit,
+            commit(),
         ],
     )
     .await
@@ -1242,7 +1248,7 @@ where
     assert!(store.session_user(&s2).await.unwrap().is_none());
     assert_eq!(
         store
-            .rotate_refresh(&KeyHash::of("r1"), &KeyHash::of("r2"), later)
+            .rotate_refresh(&KeyHash::of("r1"), &KeyHash::of("r2"), later, &audited())
             .await
             .unwrap(),
         Rotation::Invalid
@@ -1257,7 +1263,7 @@ where
     assert!(store.session_user(&s1).await.unwrap().is_none());
     assert_eq!(
         store
-            .rotate_refresh(&KeyHash::of("r3"), &KeyHash::of("r4"), later)
+            .rotate_refresh(&KeyHash::of("r3"), &KeyHash::of("r4"), later, &audited())
             .await
             .unwrap(),
         Rotation::Invalid
@@ -1507,4 +1513,123 @@ pub(crate) async fn the_audit_log_is_written_with_each_change_and_only_then(
 /// An audit entry for a test's change (the CLI's, now).
 pub(crate) fn audited() -> crate::domain::AuditEntry {
     crate::domain::AuditEntry::cli("test", "k", Utc::now())
+}
+
+/// What is logged besides a key's changes: a standalone entry (a failed sign-in), a
+/// reused refresh token (in the transaction that revokes its family, naming its
+/// user), an import (one entry, with how many keys it wrote; none for an import
+/// that failed); and old entries pruned in batches, oldest first.
+pub(crate) async fn security_events_imports_and_pruning_are_logged<S>(store: Arc<S>)
+where
+    S: KeyStore + crate::store::users::UserStore + 'static,
+{
+    use crate::domain::{AuditEntry, AuditOrigin};
+    let day = chrono::Duration::days(1);
+    let now = Utc::now();
+    let anonymous = AuditOrigin {
+        actor: AuditOrigin::ANONYMOUS.into(),
+        client_ip: Some("198.51.100.7".into()),
+        request_id: None,
+    };
+    let failed = AuditEntry::new(
+        &anonymous,
+        "auth.sign_in_failed",
+        "",
+        vec!["password".into()],
+        now - day * 40,
+    );
+    store.append_audit(&failed).await.unwrap();
+
+    let later = now + day;
+    let user = crate::domain::UserRecord {
+        id: "usr_z".into(),
+        email: "zed@example.com".into(),
+        name: None,
+        password_hash: "$argon2id$x".into(),
+        is_admin: false,
+        disabled: false,
+        created_at: now,
+    };
+    store.create_user(&user, &audited()).await.unwrap();
+    store
+        .insert_refresh(&KeyHash::of("t1"), "fam_z", "usr_z", later)
+        .await
+        .unwrap();
+    let reuse = AuditEntry::new(&anonymous, "auth.refresh_reuse", "", Vec::new(), now);
+    let rotated = store
+        .rotate_refresh(&KeyHash::of("t1"), &KeyHash::of("t2"), later, &reuse)
+        .await
+        .unwrap();
+    assert_eq!(
+        rotated,
+        crate::store::users::Rotation::Rotated {
+            user_id: "usr_z".into()
+        }
+    );
+    assert_eq!(
+        store
+            .rotate_refresh(&KeyHash::of("t1"), &KeyHash::of("t3"), later, &reuse)
+            .await
+            .unwrap(),
+        crate::store::users::Rotation::Reused {
+            user_id: "usr_z".into()
+        }
+    );
+
+    let keys: Arc<dyn KeyStore> = store.clone();
+    let key = |i: u64| imported(i, &format!("key_i{i}"), &format!("import-{i}"), true);
+    assert!(feed(&keys, vec![ImportMsg::Keys(vec![key(1), key(2)])])
+        .await
+        .is_err());
+    let n = feed(&keys, vec![ImportMsg::Keys(vec![key(1), key(2)]), commit()])
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+
+    let log = store.audit_log(None, 10).await.unwrap();
+    // (The user's creation, a fixture, is logged too.)
+    let log: Vec<_> = log.into_iter().filter(|e| e.action != "test").collect();
+    let seen: Vec<(&str, &str, &str)> = log
+        .iter()
+        .map(|e| {
+            (
+                e.action.as_str(),
+                e.target.as_str(),
+                e.origin.actor.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("keys.imported", "2 keys", "cli"),
+            ("auth.refresh_reuse", "usr_z", "anonymous"),
+            ("auth.sign_in_failed", "", "anonymous"),
+        ],
+        "one entry per import that committed; reuse names the family's user"
+    );
+    assert_eq!(log[2].origin, anonymous);
+
+    // Pruning: entries before the cut go, in batches, oldest first.
+    for d in 1..=4 {
+        let old = AuditEntry::new(
+            &anonymous,
+            "auth.sign_in_failed",
+            "",
+            Vec::new(),
+            now - day * (30 + d),
+        );
+        store.append_audit(&old).await.unwrap();
+    }
+    let cut = now - day * 30;
+    assert_eq!(store.prune_audit(cut, 3).await.unwrap(), 3);
+    assert_eq!(store.prune_audit(cut, 3).await.unwrap(), 2);
+    assert_eq!(store.prune_audit(cut, 3).await.unwrap(), 0);
+    let log = store.audit_log(None, 10).await.unwrap();
+    assert!(log.iter().all(|e| e.at >= cut), "{log:?}");
+    assert_eq!(
+        log.len(),
+        3,
+        "the import's, the reuse's and the fixture's are kept"
+    );
 }

@@ -267,8 +267,9 @@ pub enum ImportMsg {
     /// an account not stored yet is made (on the plan said, else its oldest key's
     /// tier, else the tier given here: `default_tier`).
     Accounts(Vec<crate::domain::AccountSetting>, String),
-    /// Every key has been sent: commit.
-    Commit,
+    /// Every key has been sent: commit, with the audit log's entry for the import
+    /// (its target becomes "<n> keys", n the keys written).
+    Commit(crate::domain::AuditEntry),
 }
 
 /// The receiving end of an import: batches of keys, then [`ImportMsg::Commit`].
@@ -488,6 +489,12 @@ pub trait KeyStore: Send + Sync {
         Err(StoreError::ReadOnly(
             "this store keeps no audit log: use store.kind sqlite or postgres".into(),
         ))
+    }
+    /// Deletes at most `limit` of the audit entries made before `before`, oldest
+    /// first; returns how many (fewer than `limit`: none is left).
+    async fn prune_audit(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        let _ = (before, limit);
+        Ok(0)
     }
     /// Writes every key `feed` sends in one transaction, committed when
     /// [`ImportMsg::Commit`] arrives; if the feed closes first, nothing is written.

@@ -15,7 +15,10 @@ pub enum Rotation {
         user_id: String,
     },
     /// Already spent before: the whole family is now revoked.
-    Reused,
+    Reused {
+        /// The family's user.
+        user_id: String,
+    },
     /// Past its inactivity expiry.
     Expired,
     /// Unknown, or its family was revoked.
@@ -42,13 +45,18 @@ pub trait UserStore: Send + Sync {
         expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
     /// Spends `old` and stores `new` in its family, atomically; a second use of a
-    /// spent token revokes the family.
+    /// spent token revokes the family and writes `reuse` (its target set to the
+    /// family's user) in the same transaction.
     async fn rotate_refresh(
         &self,
         old: &KeyHash,
         new: &KeyHash,
         new_expires_at: DateTime<Utc>,
+        reuse: &AuditEntry,
     ) -> Result<Rotation, StoreError>;
+    /// Writes `entry` to the audit log alone: for what changes nothing stored but
+    /// belongs in the log (a failed sign-in).
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError>;
     /// Stores a new sign-in session for `user_id` (its token hashed), valid until
     /// `expires_at`; sessions of the user that have expired are deleted.
     async fn create_session(

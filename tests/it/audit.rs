@@ -450,3 +450,273 @@ async fn user_changes_are_logged_by_whoever_made_them() {
         assert!(!text.contains(secret), "{secret} in the log");
     }
 }
+
+/// With token issuing on (for `/v1/auth/token` and `/v1/auth/refresh`).
+const ISSUING: &str = r#"
+jwt:
+  issue: { alg: HS256, secret: "an-issuing-secret-of-at-least-32-bytes!!", access_ttl: 10m, refresh_ttl: 1d }
+"#;
+
+/// The log's entries with `action`, as (target, actor, fields).
+fn of_action<'a>(log: &'a Value, action: &str) -> Vec<(&'a str, &'a str, &'a Value)> {
+    log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == action)
+        .map(|e| {
+            (
+                e["target"].as_str().unwrap(),
+                e["actor"].as_str().unwrap(),
+                &e["fields"],
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn failed_sign_ins_and_a_reused_refresh_token_are_logged_without_what_was_typed() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(up, &format!("{POLICY}{ISSUING}"));
+    use reqwest::Method;
+    let (_, admin) = kg.create_key(&["--scopes", "admin", "--owner", "ops"]);
+    let (hal, _) = kg.create_user("hal@example.com", "hal's password", false);
+    let (ivy, _) = kg.create_user("ivy@example.com", "ivy's password", false);
+    let token = |email: &str, password: &str| {
+        client()
+            .post(kg.url("/v1/auth/token"))
+            .header("X-Request-Id", "sign-in-attempt")
+            .json(&json!({"email": email, "password": password}))
+            .send()
+    };
+    // A wrong password; an unknown email that is someone's password typed in the
+    // wrong box; a disabled user with her right password; the portal's form.
+    assert_eq!(
+        token("hal@example.com", "guess one")
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(token("hal's password", "x").await.unwrap().status(), 401);
+    let (status, _, _) = call(
+        &kg,
+        Method::PUT,
+        &format!("/v1/users/{ivy}"),
+        &admin,
+        Some(json!({"disabled": true})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        token("ivy@example.com", "ivy's password")
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let mut web = Visitor::new(&kg);
+    assert_eq!(
+        web.sign_in("hal@example.com", "guess two").await.status,
+        401
+    );
+    // A sign-in that works is no event.
+    let signed_in = token("hal@example.com", "hal's password").await.unwrap();
+    assert_eq!(signed_in.status(), 200);
+    let tokens: Value = signed_in.json().await.unwrap();
+    let first = tokens["refresh_token"].as_str().unwrap();
+
+    // The refresh token is used, then used again: its whole family is revoked.
+    let refresh = |t: &str| {
+        client()
+            .post(kg.url("/v1/auth/refresh"))
+            .json(&json!({"refresh_token": t}))
+            .send()
+    };
+    let rotated: Value = refresh(first).await.unwrap().json().await.unwrap();
+    let second = rotated["refresh_token"].as_str().unwrap().to_string();
+    assert_eq!(refresh(first).await.unwrap().status(), 401);
+    assert_eq!(
+        refresh(&second).await.unwrap().status(),
+        401,
+        "family revoked"
+    );
+
+    let (_, log, _) = call(&kg, Method::GET, "/v1/audit", &admin, None).await;
+    let failed = of_action(&log, "auth.sign_in_failed");
+    assert_eq!(
+        failed,
+        [
+            (hal.as_str(), "anonymous", &json!(["password"])),
+            (ivy.as_str(), "anonymous", &json!(["disabled"])),
+            ("", "anonymous", &json!(["password"])),
+            (hal.as_str(), "anonymous", &json!(["password"])),
+        ],
+        "newest first: the portal's, the disabled user's, the unknown email's, the API's: {log}"
+    );
+    let entries = log["entries"].as_array().unwrap();
+    assert!(entries.iter().any(|e| e["action"] == "auth.sign_in_failed"
+        && e["request_id"] == "sign-in-attempt"
+        && e["client_ip"] == "127.0.0.1"));
+    assert_eq!(
+        of_action(&log, "auth.refresh_reuse"),
+        [(hal.as_str(), "anonymous", &json!([]))],
+        "{log}"
+    );
+    // The portal's admin overview shows the newest entries.
+    kg.create_user("root@example.com", "root's password", true);
+    let mut root = Visitor::new(&kg);
+    assert_eq!(
+        root.sign_in("root@example.com", "root's password")
+            .await
+            .status,
+        303
+    );
+    let overview = root.get("/overview").await;
+    assert_eq!(overview.status, 200);
+    assert!(
+        overview.body.contains("Recent changes"),
+        "{}",
+        overview.body
+    );
+    for shown in [
+        "auth.refresh_reuse",
+        "auth.sign_in_failed",
+        hal.as_str(),
+        "anonymous",
+    ] {
+        assert!(overview.body.contains(shown), "{shown} not on the overview");
+    }
+    let text = format!("{log}{}", overview.body);
+    for typed in [
+        "guess one",
+        "guess two",
+        "hal's password",
+        "ivy's password",
+        "hal&#39;s password",
+        "ivy&#39;s password",
+        first,
+    ] {
+        assert!(!text.contains(typed), "{typed} in the log");
+    }
+}
+
+#[tokio::test]
+async fn imports_are_logged_once_each_with_how_many_keys_they_wrote() {
+    let up = start_upstream().await;
+    let kg = Keygate::start(
+        up,
+        &format!("{POLICY}api_keys: {{ accept_prefixes: [legacy_] }}\n"),
+    );
+    use reqwest::Method;
+    let (admin_id, admin) = kg.create_key(&["--scopes", "admin", "--owner", "ops"]);
+    let lines = |prefix: &str, n: usize| -> String {
+        (0..n)
+            .map(|i| {
+                format!(
+                    "{}\n",
+                    json!({"key": format!("legacy_{prefix}{i:0>29}"), "tier": "free"})
+                )
+            })
+            .collect()
+    };
+    let out = kg.cli_with_stdin(&["keys", "import", "-"], lines("cli", 3).as_bytes());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let resp = client()
+        .post(kg.url("/v1/keys/import"))
+        .header("X-API-Key", &admin)
+        .header("Content-Type", "application/x-ndjson")
+        .body(lines("api", 2))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    // A file with a bad line writes nothing, and logs nothing.
+    let bad = format!("{}{{\"tier\": 5}}\n", lines("bad", 1));
+    let out = kg.cli_with_stdin(&["keys", "import", "-"], bad.as_bytes());
+    assert_eq!(out.status.code(), Some(2));
+
+    let (_, log, _) = call(&kg, Method::GET, "/v1/audit", &admin, None).await;
+    assert_eq!(
+        of_action(&log, "keys.imported"),
+        [
+            ("2 keys", admin_id.as_str(), &json!([])),
+            ("3 keys", "cli", &json!([])),
+        ],
+        "{log}"
+    );
+    assert!(
+        !log.to_string().contains("ak_live_"),
+        "no secret in the log"
+    );
+}
+
+#[tokio::test]
+async fn entries_past_the_retention_are_deleted_in_the_background() {
+    let up = start_upstream().await;
+    // 0s: every entry is kept.
+    let kg = Keygate::start(up, &format!("{POLICY}audit: {{ retention: 0s }}\n"));
+    use reqwest::Method;
+    let (_, admin) = kg.create_key(&["--scopes", "admin", "--owner", "ops"]);
+    let (old, _) = kg.create_key(&[]);
+    let (recent, _) = kg.create_key(&[]);
+    // The first entry made 31 days ago, the second 29 days ago.
+    let db = rusqlite::Connection::open(kg.dir.path().join("keys.db")).unwrap();
+    let day = 86_400_000i64;
+    for (target, days) in [(&old, 31), (&recent, 29)] {
+        let n = db
+            .execute(
+                "UPDATE audit_log SET at = at - ?1 WHERE target = ?2",
+                rusqlite::params![days * day, target],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+    drop(db);
+    let (_, log, _) = call(&kg, Method::GET, "/v1/audit", &admin, None).await;
+    assert_eq!(of_action(&log, "key.created").len(), 3, "{log}");
+    // Pruned when keygate starts, then hourly.
+    let kg = kg.restart_with_config(|c| c.replace("retention: 0s", "retention: 30d"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, log, _) = call(&kg, Method::GET, "/v1/audit", &admin, None).await;
+        let targets: Vec<&str> = of_action(&log, "key.created")
+            .into_iter()
+            .map(|(t, _, _)| t)
+            .collect();
+        assert!(targets.contains(&recent.as_str()), "{log}");
+        if !targets.contains(&old.as_str()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never pruned: {log}\n{}",
+            std::fs::read_to_string(&kg.log).unwrap()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let logged = std::fs::read_to_string(&kg.log).unwrap();
+    assert!(
+        logged.contains("deleted audit entries past audit.retention"),
+        "{logged}"
+    );
+}
+
+#[test]
+fn a_retention_that_would_empty_the_log_within_the_hour_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("keygate.yaml");
+    std::fs::write(
+        &config,
+        "upstream: { url: 'http://127.0.0.1:1' }\ntiers: { free: {} }\naudit: { retention: 400s }\n",
+    )
+    .unwrap();
+    let out = crate::common::check_config(&config);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("audit.retention"), "{err}");
+}

@@ -539,13 +539,15 @@ impl KeyStore for PostgresStore {
                     }
                     continue;
                 }
-                ImportMsg::Commit => {
+                ImportMsg::Commit(mut audit) => {
                     let written: i64 = tx
                         .query_one("SELECT COUNT(*) FROM import_written", &[])
                         .await
                         .and_then(|r| r.try_get(0))
                         .map_err(db_error)?;
                     tx.batch_execute(ADOPT_KEYS).await.map_err(db_error)?;
+                    audit.target = AuditEntry::imported_target(written.max(0) as u64);
+                    write_audit(&tx, &audit).await.map_err(db_error)?;
                     tx.commit().await.map_err(db_error)?;
                     return Ok(written.max(0) as u64);
                 }
@@ -862,6 +864,17 @@ impl KeyStore for PostgresStore {
             })
             .collect::<Result<_, tokio_postgres::Error>>()
             .map_err(db_error)
+    }
+
+    async fn prune_audit(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        let limit = i64::from(limit);
+        self.pool
+            .execute(
+                "DELETE FROM audit_log WHERE id IN \
+                   (SELECT id FROM audit_log WHERE at < $1 ORDER BY at LIMIT $2)",
+                &[&before, &limit],
+            )
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -125,6 +125,7 @@ conformance_tests!(
     an_import_is_all_or_nothing_and_replaces_by_id_or_hash,
     a_refill_applies_once_per_period,
     the_audit_log_is_written_with_each_change_and_only_then,
+    security_events_imports_and_pruning_are_logged,
 );
 
 #[tokio::test]
@@ -278,17 +279,28 @@ async fn users_and_refresh_rotation_work_like_sqlite() {
         .await
         .unwrap();
     assert_eq!(
-        store.rotate_refresh(&t1, &t2, later).await.unwrap(),
+        store
+            .rotate_refresh(&t1, &t2, later, &crate::store::conformance::audited())
+            .await
+            .unwrap(),
         Rotation::Rotated {
             user_id: "usr_1".into()
         }
     );
     assert_eq!(
-        store.rotate_refresh(&t1, &t3, later).await.unwrap(),
-        Rotation::Reused
+        store
+            .rotate_refresh(&t1, &t3, later, &crate::store::conformance::audited())
+            .await
+            .unwrap(),
+        Rotation::Reused {
+            user_id: "usr_1".into()
+        }
     );
     assert_eq!(
-        store.rotate_refresh(&t2, &t3, later).await.unwrap(),
+        store
+            .rotate_refresh(&t2, &t3, later, &crate::store::conformance::audited())
+            .await
+            .unwrap(),
         Rotation::Invalid,
         "reuse revoked the whole family"
     );

@@ -95,6 +95,7 @@ impl UserStore for PostgresStore {
         old: &KeyHash,
         new: &KeyHash,
         new_expires_at: DateTime<Utc>,
+        reuse: &AuditEntry,
     ) -> Result<Rotation, StoreError> {
         let (old, new) = (old.0.as_slice(), new.0.as_slice());
         let now = self.clock.now_utc();
@@ -115,13 +116,18 @@ impl UserStore for PostgresStore {
                 None => Rotation::Invalid,
                 Some(r) if r.get::<_, bool>(4) => Rotation::Invalid,
                 Some(r) if r.get::<_, Option<DateTime<Utc>>>(3).is_some() => {
-                    let family: String = r.get(0);
+                    let (family, user_id): (String, String) = (r.get(0), r.get(1));
                     tx.execute(
                         "UPDATE refresh_tokens SET revoked = true WHERE family_id = $1",
                         &[&family],
                     )
                     .await?;
-                    Rotation::Reused
+                    let reuse = AuditEntry {
+                        target: user_id.clone(),
+                        ..reuse.clone()
+                    };
+                    super::write_audit(&tx, &reuse).await?;
+                    Rotation::Reused { user_id }
                 }
                 Some(r) if r.get::<_, DateTime<Utc>>(2) <= now => Rotation::Expired,
                 Some(r) => {
@@ -144,6 +150,15 @@ impl UserStore for PostgresStore {
             Ok(outcome)
         };
         self.pool.write_transaction("refresh rotation", work).await
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let work = async |client: &mut tokio_postgres::Client| {
+            let tx = client.transaction().await?;
+            super::write_audit(&tx, entry).await?;
+            tx.commit().await
+        };
+        self.pool.write_transaction("audit", work).await
     }
 
     async fn create_session(

@@ -701,13 +701,15 @@ impl KeyStore for SqliteStore {
                             .map_err(unavailable)?;
                         }
                     }
-                    ImportMsg::Commit => {
+                    ImportMsg::Commit(mut audit) => {
                         let written: i64 = tx
                             .query_row("SELECT COUNT(*) FROM temp.import_written", [], |r| r.get(0))
                             .map_err(unavailable)?;
                         tx.execute_batch("DELETE FROM temp.import_written;")
                             .map_err(unavailable)?;
                         tx.execute_batch(ADOPT_KEYS).map_err(unavailable)?;
+                        audit.target = AuditEntry::imported_target(written.max(0) as u64);
+                        write_audit(&tx, &audit)?;
                         tx.commit().map_err(unavailable)?;
                         return Ok(written.max(0) as u64);
                     }
@@ -969,6 +971,20 @@ impl KeyStore for SqliteStore {
                 })
                 .map_err(unavailable)?;
             rows.map(|r| r.map_err(unavailable)).collect()
+        })
+        .await
+    }
+
+    async fn prune_audit(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        let before = before.timestamp_millis();
+        self.with_writer(move |c| {
+            c.execute(
+                "DELETE FROM audit_log WHERE id IN \
+                   (SELECT id FROM audit_log WHERE at < ?1 ORDER BY at LIMIT ?2)",
+                params![before, limit],
+            )
+            .map(|n| n as u64)
+            .map_err(unavailable)
         })
         .await
     }

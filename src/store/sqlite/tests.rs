@@ -95,6 +95,13 @@ async fn the_audit_log_is_written_with_each_change_and_only_then() {
 }
 
 #[tokio::test]
+async fn security_events_imports_and_pruning_are_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("k.db")).unwrap());
+    conformance::security_events_imports_and_pruning_are_logged(store).await;
+}
+
+#[tokio::test]
 async fn usage_adds_up_and_last_used_only_moves_forward() {
     let (_dir, store) = open();
     conformance::usage_adds_up_and_last_used_only_moves_forward(store).await;

@@ -113,9 +113,11 @@ impl UserStore for SqliteStore {
         old: &KeyHash,
         new: &KeyHash,
         new_expires_at: DateTime<Utc>,
+        reuse: &AuditEntry,
     ) -> Result<Rotation, StoreError> {
         let (old, new) = (old.0, new.0);
         let now = self.clock.now_secs() as i64;
+        let mut reuse = reuse.clone();
         self.with_writer(move |c| {
             // IMMEDIATE: the read and the spend happen under one write lock, so a
             // token can be spent once even by concurrent callers.
@@ -134,10 +136,12 @@ impl UserStore for SqliteStore {
             let outcome = match row {
                 None => Rotation::Invalid,
                 Some((_, _, _, _, revoked)) if revoked != 0 => Rotation::Invalid,
-                Some((family, _, _, Some(_), _)) => {
+                Some((family, user_id, _, Some(_), _)) => {
                     tx.execute("UPDATE refresh_tokens SET revoked = 1 WHERE family_id = ?1", [&family])
                         .map_err(unavailable)?;
-                    Rotation::Reused
+                    reuse.target = user_id.clone();
+                    super::write_audit(&tx, &reuse)?;
+                    Rotation::Reused { user_id }
                 }
                 Some((_, _, expires, None, _)) if expires <= now => Rotation::Expired,
                 Some((family, user_id, _, None, _)) => {
@@ -156,6 +160,12 @@ impl UserStore for SqliteStore {
             Ok(outcome)
         })
         .await
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> Result<(), StoreError> {
+        let entry = entry.clone();
+        self.with_writer(move |c| super::write_audit(c, &entry))
+            .await
     }
 
     async fn create_session(

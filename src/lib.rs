@@ -14,6 +14,7 @@ pub mod config; // the YAML config's serde mirror: types, durations, ${VAR}, its
 pub mod dialect; // the API's own shapes: error bodies by template, operations at documented paths
 pub mod domain; // plain types every layer shares: keys, hashes, ids, users, usage
 pub mod error; // contract errors -> status, JSON body, headers
+pub mod events; // webhooks: receivers, signatures, the outbox's delivery worker
 pub mod intern; // one shared copy of each tier and route name held per key
 pub mod keys; // the key rules every door applies: who may set what
 pub mod ledger; // what requests spend and leave behind: credits, usage

@@ -69,6 +69,8 @@ pub struct Stores {
     pub users: Option<Arc<dyn UserStore>>,
     /// Accounts (not with the read-only file store).
     pub accounts: Option<Arc<dyn AccountStore>>,
+    /// The webhook outbox (not with the read-only file store).
+    pub events: Option<Arc<dyn crate::store::events::EventStore>>,
 }
 
 /// Opens the configured store, judging time on `clock`.
@@ -80,7 +82,8 @@ pub fn open_store(compiled: &Compiled, clock: Arc<dyn Clock>) -> Result<Stores, 
             Ok(Stores {
                 keys: store.clone(),
                 users: Some(store.clone()),
-                accounts: Some(store),
+                accounts: Some(store.clone()),
+                events: Some(store),
             })
         }
         StoreKind::Postgres => {
@@ -98,13 +101,15 @@ pub fn open_store(compiled: &Compiled, clock: Arc<dyn Clock>) -> Result<Stores, 
             Ok(Stores {
                 keys: store.clone(),
                 users: Some(store.clone()),
-                accounts: Some(store),
+                accounts: Some(store.clone()),
+                events: Some(store),
             })
         }
         StoreKind::File => Ok(Stores {
             keys: Arc::new(open_key_file(config)?),
             users: None,
             accounts: None,
+            events: None,
         }),
     }
 }
@@ -123,6 +128,7 @@ pub fn build_shared(compiled: Compiled, clock: Arc<dyn Clock>) -> Result<Arc<Sha
         keys: store,
         users,
         accounts: account_store,
+        events,
     } = open_store(&compiled, clock.clone())?;
     let Compiled {
         config,
@@ -187,7 +193,8 @@ pub fn build_shared(compiled: Compiled, clock: Arc<dyn Clock>) -> Result<Arc<Sha
             limiter.clone(),
             usage.clone(),
             clock.clone(),
-        ),
+        )
+        .with_events(events.clone()),
         auth,
         usage,
         credits: crate::ledger::credits::CreditLedger::new(store.clone()),
@@ -196,6 +203,7 @@ pub fn build_shared(compiled: Compiled, clock: Arc<dyn Clock>) -> Result<Arc<Sha
         clock,
         issuer,
         live,
+        events,
     }))
 }
 

@@ -37,6 +37,39 @@ struct Housekeeping {
     grace: Duration,
 }
 
+/// Delivers the webhook outbox to the configured receivers (read from the live
+/// config each pass, so a reload adds or removes them), off the request path.
+struct WebhookDelivery {
+    worker: crate::events::webhooks::Webhooks,
+    shared: Arc<Shared>,
+}
+
+/// How often the outbox is looked at.
+const WEBHOOK_PASS_EVERY: Duration = Duration::from_millis(500);
+
+#[async_trait]
+impl BackgroundService for WebhookDelivery {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut tick = tokio::time::interval(WEBHOOK_PASS_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tick.tick() => {
+                    let receivers = self.shared.runtime.load().webhooks.clone();
+                    if let Err(e) = self.worker.pass(&receivers).await {
+                        tracing::warn!(error = %e, "webhook delivery paused: the store failed");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// How long events are kept in the outbox: past the 24 h of retries, and long
+/// enough to see what was sent.
+const EVENTS_KEPT: Duration = Duration::from_secs(7 * 86_400);
+
 /// How often old audit entries are deleted, and how many at a time (each batch a
 /// short transaction of its own, so requests' writes are not held up).
 const AUDIT_PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -74,6 +107,25 @@ impl Housekeeping {
         }
         if deleted > 0 {
             tracing::info!(deleted, %before, "deleted audit entries past audit.retention");
+        }
+    }
+
+    /// Deletes events and deliveries older than [`EVENTS_KEPT`].
+    async fn prune_events(&self) {
+        let Some(events) = &self.shared.events else {
+            return;
+        };
+        let before = self.shared.clock.now_utc()
+            - chrono::Duration::from_std(EVENTS_KEPT).unwrap_or_default();
+        loop {
+            match events.prune_events(before, AUDIT_PRUNE_BATCH).await {
+                Ok(n) if n >= u64::from(AUDIT_PRUNE_BATCH) => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not delete old events; trying again in an hour");
+                    break;
+                }
+            }
         }
     }
 
@@ -122,7 +174,10 @@ impl BackgroundService for Housekeeping {
                 _ = shutdown.changed() => self.drain_and_exit().await,
                 _ = usage_tick.tick() => self.shared.usage.flush(&*self.shared.store, crate::ledger::usage::Flush::Routine).await,
                 _ = live_tick.tick() => self.shared.live.sweep().await,
-                _ = audit_tick.tick() => self.prune_audit().await,
+                _ = audit_tick.tick() => {
+                    self.prune_audit().await;
+                    self.prune_events().await;
+                }
                 _ = tick.tick() => {
                     self.shared.limiter.sweep();
                     metrics::KEY_CACHE_SIZE.set(self.shared.auth.keys().cache().len() as i64);
@@ -297,6 +352,15 @@ pub fn serve(compiled: Compiled, path: &std::path::Path, upgrade: bool) -> Resul
     admin.threads = Some(1);
     server.add_service(admin);
 
+    if let Some(events) = shared.events.clone() {
+        server.add_service(background_service(
+            "keygate webhooks",
+            WebhookDelivery {
+                worker: crate::events::webhooks::Webhooks::new(events, shared.clock.clone()),
+                shared: shared.clone(),
+            },
+        ));
+    }
     server.add_service(background_service(
         "keygate housekeeping",
         Housekeeping {

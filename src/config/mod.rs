@@ -270,6 +270,9 @@ fn check_sections(doc: Value) -> Result<Checked, ConfigError> {
             }
             "tiers" => check_each_entry::<TierConfig>(value, &name, &mut problems, &mut broken),
             "routes" => check_each_item::<RouteConfig>(value, &name, &mut problems, &mut broken),
+            "webhooks" => {
+                check_each_item::<types::WebhookConfig>(value, &name, &mut problems, &mut broken)
+            }
             _ => Err(Problem::new(name.as_str(), "unknown field")),
         };
         if let Err(p) = result {

@@ -64,6 +64,30 @@ pub struct Config {
     /// The audit log (docs/operations.md, Audit log).
     #[serde(default)]
     pub audit: AuditConfig,
+    /// Receivers of signed events (docs/operations.md, Webhooks).
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
+}
+
+/// One receiver of `webhooks:`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Where events are POSTed (http or https); also the receiver's name in the
+    /// store (without credentials or query), so it must be unique.
+    pub url: String,
+    /// The event types it gets (every type when absent).
+    #[serde(default)]
+    pub events: Option<Vec<String>>,
+    /// The signing secret, at least 16 characters (use `${VAR}`).
+    pub secret: Secret,
+    /// How long one delivery may take.
+    #[serde(default = "default_webhook_timeout")]
+    pub timeout: Dur,
+}
+
+fn default_webhook_timeout() -> Dur {
+    Dur::secs(10)
 }
 
 /// `audit:`

@@ -33,6 +33,7 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     portal(c, &mut p);
     dialect(c, &mut p);
     audit(&c.audit, &mut p);
+    webhooks(&c.webhooks, &mut p);
     if let Some(cors) = &c.cors {
         self::cors(cors, &mut p);
     }
@@ -49,6 +50,47 @@ fn audit(a: &crate::config::types::AuditConfig, p: &mut Vec<Problem>) {
             "audit.retention",
             "must be between 1d and 36525d, or 0s to keep every entry",
         ));
+    }
+}
+
+/// `webhooks`: each URL http(s) and named once, known event types, a secret long
+/// enough to sign with, a timeout between 1s and 60s.
+fn webhooks(hooks: &[crate::config::types::WebhookConfig], p: &mut Vec<Problem>) {
+    let mut names = std::collections::HashSet::new();
+    for (i, h) in hooks.iter().enumerate() {
+        let at = |field: &str| format!("webhooks[{i}].{field}");
+        match crate::domain::event::receiver_name(&h.url) {
+            Ok(name) => {
+                if !names.insert(name.clone()) {
+                    p.push(Problem::new(at("url"), format!("{name} is listed twice")));
+                }
+            }
+            Err(why) => p.push(Problem::new(at("url"), why)),
+        }
+        for e in h.events.iter().flatten() {
+            if !crate::domain::event::EVENT_TYPES.contains(&e.as_str()) {
+                p.push(Problem::new(
+                    at("events"),
+                    format!(
+                        "unknown event type `{e}` (expected one of {})",
+                        crate::domain::event::EVENT_TYPES.join(", ")
+                    ),
+                ));
+            }
+        }
+        if h.events.as_ref().is_some_and(|e| e.is_empty()) {
+            p.push(Problem::new(
+                at("events"),
+                "is empty: list the types to send, or leave it out for every type",
+            ));
+        }
+        if h.secret.expose().chars().count() < 16 {
+            p.push(Problem::new(at("secret"), "must be at least 16 characters"));
+        }
+        let t = h.timeout.get();
+        if t < std::time::Duration::from_secs(1) || t > std::time::Duration::from_secs(60) {
+            p.push(Problem::new(at("timeout"), "must be between 1s and 60s"));
+        }
     }
 }
 

@@ -5,6 +5,7 @@ pub mod account;
 pub mod algorithm;
 pub mod audit;
 pub mod duration;
+pub mod event;
 pub mod hash;
 pub mod id;
 pub mod key;

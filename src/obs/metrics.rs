@@ -438,6 +438,36 @@ pub static KEY_CACHE_UNWATCHED_READS: Lazy<IntCounter> = Lazy::new(|| {
     .expect("metric keygate_key_cache_unwatched_reads_total registers once")
 });
 
+/// Webhook delivery attempts by outcome.
+pub static WEBHOOK_DELIVERIES: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "keygate_webhook_deliveries_total",
+        "Webhook delivery attempts by result: delivered (2xx), failed (tried again later), given_up (failing for 24 h).",
+        &["result"]
+    )
+    .expect("metric keygate_webhook_deliveries_total registers once")
+});
+
+/// Events in the outbox after each receiver's cursor.
+pub static WEBHOOK_OUTBOX_DEPTH: Lazy<IntGaugeVec> = Lazy::new(|| {
+    register_int_gauge_vec!(
+        "keygate_webhook_outbox_depth",
+        "Events in the outbox after a receiver's cursor (seen by the replica delivering; includes types it does not get).",
+        &["receiver"]
+    )
+    .expect("metric keygate_webhook_outbox_depth registers once")
+});
+
+/// Age of the event a failing receiver is waiting on.
+pub static WEBHOOK_OLDEST_UNDELIVERED: Lazy<prometheus::GaugeVec> = Lazy::new(|| {
+    prometheus::register_gauge_vec!(
+        "keygate_webhook_oldest_undelivered_seconds",
+        "Age of the oldest event a receiver has not been delivered (0 when it is caught up).",
+        &["receiver"]
+    )
+    .expect("metric keygate_webhook_oldest_undelivered_seconds registers once")
+});
+
 /// 1 while the store's last write failed.
 pub static STORE_WRITES_FAILING: Lazy<IntGauge> = Lazy::new(|| {
     register_int_gauge!(
@@ -604,5 +634,8 @@ pub fn init() {
     }
     for result in ["ok", "error"] {
         CONFIG_RELOADS.with_label_values(&[result]);
+    }
+    for result in ["delivered", "failed", "given_up"] {
+        WEBHOOK_DELIVERIES.with_label_values(&[result]);
     }
 }

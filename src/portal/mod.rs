@@ -94,6 +94,9 @@ pub struct PortalSettings {
     pub send_key: pages::SendKey,
     /// `portal.branding`, compiled.
     pub branding: Arc<branding::Branding>,
+    /// How many `webhooks` receivers are configured (the overview shows their
+    /// deliveries when there are any).
+    pub webhook_receivers: usize,
 }
 
 impl PortalSettings {
@@ -106,6 +109,7 @@ impl PortalSettings {
             tier: p.tier.clone(),
             secure_cookies: config.server.tls.is_some() || p.secure_cookies,
             send_key: pages::SendKey::of(&config.api_keys.sources),
+            webhook_receivers: config.webhooks.len(),
             branding,
         }
     }
@@ -263,6 +267,8 @@ pub struct Portal {
     clock: Arc<dyn Clock>,
     /// The form-token key, read from the store (or made there) on first use.
     form_key: tokio::sync::OnceCell<FormKey>,
+    /// The webhook deliveries, for the admin overview.
+    events: Option<Arc<dyn crate::store::events::EventStore>>,
 }
 
 impl Portal {
@@ -285,7 +291,13 @@ impl Portal {
             usage,
             clock,
             form_key: tokio::sync::OnceCell::new(),
+            events: None,
         }
+    }
+
+    /// This portal, showing the webhook deliveries in `events` on the overview.
+    pub fn with_events(self, events: Option<Arc<dyn crate::store::events::EventStore>>) -> Self {
+        Portal { events, ..self }
     }
 
     /// The form-token key every replica on the store shares.
@@ -885,6 +897,10 @@ impl Portal {
         let owners = self.owner_emails(&listed).await?;
         let (outcomes, reasons) = usage_view::process_counts();
         let audit = self.store.audit_log(None, OVERVIEW_AUDIT_ENTRIES).await?;
+        let deliveries = match &self.events {
+            Some(e) => e.recent_deliveries(OVERVIEW_AUDIT_ENTRIES as u32).await?,
+            None => Vec::new(),
+        };
         let view = pages::OverviewView {
             hourly: &all.hourly,
             day: &all.day,
@@ -893,6 +909,8 @@ impl Portal {
             outcomes: &outcomes,
             reasons: &reasons,
             audit: &audit,
+            deliveries: &deliveries,
+            receivers: cx.settings.webhook_receivers,
         };
         Ok(page(pages::overview(&frame(cx, visit), &view)))
     }

@@ -628,6 +628,10 @@ pub struct OverviewView<'a> {
     pub reasons: &'a [(String, u64)],
     /// The audit log's newest entries, newest first.
     pub audit: &'a [crate::domain::AuditEntry],
+    /// The newest webhook deliveries, newest first.
+    pub deliveries: &'a [crate::store::events::Delivery],
+    /// How many webhook receivers are configured.
+    pub receivers: usize,
 }
 
 /// The admin overview.
@@ -680,6 +684,13 @@ pub fn overview(f: &Frame<'_>, v: &OverviewView<'_>) -> Markup {
                     (count_table("Reason", v.reasons))
                 }
             }
+            @if v.receivers > 0 || !v.deliveries.is_empty() {
+                section class="card" {
+                    h2 { "Webhook deliveries" }
+                    p class="hint" { "The newest attempts, newest first. A failed one is tried again, from 1 s to an hour apart, for 24 hours." }
+                    (deliveries_table(v.deliveries))
+                }
+            }
             section class="card" {
                 h2 { "Recent changes" }
                 p class="hint" { "The audit log's newest entries. Every entry: " code { "GET /v1/audit" } " or " code { "keygate audit list" } "." }
@@ -687,6 +698,36 @@ pub fn overview(f: &Frame<'_>, v: &OverviewView<'_>) -> Markup {
             }
         },
     )
+}
+
+/// Webhook deliveries as a table: when (UTC), to whom, which event, the attempt
+/// and how it ended.
+fn deliveries_table(deliveries: &[crate::store::events::Delivery]) -> Markup {
+    use crate::store::events::Outcome;
+    html! {
+        @if deliveries.is_empty() {
+            p class="empty" { "No deliveries yet. Events go out within a second of the change that makes them." }
+        } @else {
+            table class="totals deliveries" {
+                thead { tr { th { "When (UTC)" } th { "Receiver" } th { "Event" } th { "Attempt" } th { "Result" } } }
+                tbody {
+                    @for d in deliveries {
+                        tr {
+                            td data-label="When (UTC)" { (d.at.format("%Y-%m-%d %H:%M:%S")) }
+                            td data-label="Receiver" { code { (d.receiver) } }
+                            td data-label="Event" { (d.kind) " " code { (d.event_id) } }
+                            td data-label="Attempt" { (d.attempt) }
+                            @match d.outcome {
+                                Outcome::Delivered => td class="ok-text" data-label="Result" { "delivered" @if let Some(s) = d.status { " (" (s) ")" } },
+                                Outcome::Failed => td class="fail-text" data-label="Result" { "failed: " (d.error.as_deref().unwrap_or("")) },
+                                Outcome::GivenUp => td class="fail-text" data-label="Result" { "given up: " (d.error.as_deref().unwrap_or("")) },
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Audit entries as a table: when (UTC), who, from where, what, to what, which fields.

@@ -140,6 +140,8 @@ pub struct Runtime {
     pub dialect: std::sync::Arc<crate::dialect::Dialect>,
     /// `audit.retention` (`None`: every entry is kept).
     pub audit_retention: Option<Duration>,
+    /// `webhooks`: the receivers.
+    pub webhooks: std::sync::Arc<Vec<crate::events::Receiver>>,
 }
 
 impl Runtime {
@@ -249,6 +251,13 @@ impl Runtime {
             portal: PortalSettings::from_config(config, branding),
             dialect,
             audit_retention: Some(config.audit.retention.get()).filter(|d| !d.is_zero()),
+            webhooks: std::sync::Arc::new(
+                config
+                    .webhooks
+                    .iter()
+                    .map(crate::events::Receiver::of)
+                    .collect(),
+            ),
         })
     }
 }

@@ -36,4 +36,6 @@ pub struct Shared {
     /// Requests that outlive their decision, ended when their credential is not
     /// good any more.
     pub live: Arc<super::live_streams::LiveStreams>,
+    /// The webhook outbox (not with the read-only file store).
+    pub events: Option<Arc<dyn crate::store::events::EventStore>>,
 }

@@ -1633,3 +1633,126 @@ where
         "the import's, the reuse's and the fixture's are kept"
     );
 }
+
+/// The webhook outbox: events in order, kept once per id; a cursor and its delivery
+/// saved together; one lease holder at a time until the lease lapses; old events
+/// and deliveries pruned.
+pub(crate) async fn the_outbox_keeps_events_cursors_and_one_lease_holder<S>(store: Arc<S>)
+where
+    S: super::events::EventStore + 'static,
+{
+    use super::events::{Cursor, Delivery, Outcome};
+    use crate::domain::event::Event;
+    let now = Utc::now();
+    let a = Event::new(
+        "key.created",
+        now,
+        serde_json::json!({"key": {"id": "key_1"}}),
+    );
+    let b = Event::new(
+        "key.revoked",
+        now,
+        serde_json::json!({"key": {"id": "key_1"}}),
+    );
+    store.append_events(&[a.clone(), b.clone()]).await.unwrap();
+    store.append_events(std::slice::from_ref(&a)).await.unwrap();
+    let all = store.events_after(0, 10).await.unwrap();
+    let kinds: Vec<&str> = all.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["key.created", "key.revoked"],
+        "one row per id, in order"
+    );
+    assert_eq!(all[0].id, a.id);
+    assert_eq!(all[0].data, a.data);
+    assert_eq!(store.last_event_seq().await.unwrap(), all[1].seq);
+    assert_eq!(store.events_after(all[0].seq, 10).await.unwrap().len(), 1);
+
+    assert_eq!(store.cursor("https://r.example/in").await.unwrap(), None);
+    let cursor = Cursor {
+        seq: all[0].seq,
+        attempts: 0,
+        next_attempt_at: DateTime::<Utc>::UNIX_EPOCH,
+    };
+    let delivery = Delivery {
+        // Kept to the millisecond.
+        at: Utc.timestamp_millis_opt(now.timestamp_millis()).unwrap(),
+        receiver: "https://r.example/in".into(),
+        event_id: a.id.clone(),
+        kind: a.kind.clone(),
+        attempt: 1,
+        outcome: Outcome::Delivered,
+        status: Some(204),
+        error: None,
+    };
+    store
+        .save_cursor("https://r.example/in", &cursor, Some(&delivery))
+        .await
+        .unwrap();
+    let failing = Cursor {
+        attempts: 3,
+        next_attempt_at: now + chrono::Duration::seconds(4),
+        ..cursor.clone()
+    };
+    store
+        .save_cursor("https://r.example/in", &failing, None)
+        .await
+        .unwrap();
+    let back = store.cursor("https://r.example/in").await.unwrap().unwrap();
+    assert_eq!((back.seq, back.attempts), (failing.seq, 3));
+    assert_eq!(
+        back.next_attempt_at.timestamp_millis(),
+        failing.next_attempt_at.timestamp_millis()
+    );
+    assert_eq!(store.recent_deliveries(5).await.unwrap(), [delivery]);
+
+    let later = now + chrono::Duration::seconds(10);
+    assert!(store
+        .take_lease("webhooks", "p1", now, later)
+        .await
+        .unwrap());
+    assert!(
+        store
+            .take_lease("webhooks", "p1", now, later)
+            .await
+            .unwrap(),
+        "renewed"
+    );
+    assert!(
+        !store
+            .take_lease("webhooks", "p2", now, later)
+            .await
+            .unwrap(),
+        "held"
+    );
+    assert!(
+        store
+            .take_lease(
+                "webhooks",
+                "p2",
+                later,
+                later + chrono::Duration::seconds(10)
+            )
+            .await
+            .unwrap(),
+        "lapsed: taken over"
+    );
+    assert!(!store
+        .take_lease("webhooks", "p1", later, later)
+        .await
+        .unwrap());
+
+    assert_eq!(
+        store
+            .prune_events(now - chrono::Duration::seconds(1), 10)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store.prune_events(later, 10).await.unwrap(),
+        3,
+        "two events, one delivery"
+    );
+    assert!(store.events_after(0, 10).await.unwrap().is_empty());
+}

@@ -5,6 +5,7 @@
 //! and [`KeyStore::debit_batch`] (on metered routes, through `credits::CreditLedger`).
 
 pub mod accounts;
+pub mod events;
 pub mod file;
 pub mod postgres;
 pub mod sqlite;

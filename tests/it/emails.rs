@@ -134,7 +134,9 @@ async fn stored_emails_migrate_and_collisions_are_named_never_merged() {
          ALTER TABLE api_keys DROP COLUMN cap; \
          ALTER TABLE usage DROP COLUMN total_us; ALTER TABLE usage DROP COLUMN rate_limited; \
          ALTER TABLE usage DROP COLUMN no_credits; ALTER TABLE usage DROP COLUMN refused; \
-         ALTER TABLE usage DROP COLUMN api_error; DROP TABLE audit_log;";
+         ALTER TABLE usage DROP COLUMN api_error; DROP TABLE audit_log; \
+         DROP TABLE events; DROP TABLE webhook_cursors; DROP TABLE webhook_deliveries; \
+         DROP TABLE leases;";
     let up = start_upstream().await;
     let Some(db) = PgDatabase::create().await else {
         return;

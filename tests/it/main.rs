@@ -54,3 +54,4 @@ mod store_writes;
 mod unauthorized;
 mod usage;
 mod users;
+mod webhooks;

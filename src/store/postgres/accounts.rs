@@ -44,6 +44,16 @@ fn decode_account(row: &Row) -> Result<AccountRecord, StoreError> {
     })
 }
 
+/// The account `id` as `tx` sees it (`None`: none, or a row that does not decode).
+pub(super) async fn read_account(
+    tx: &tokio_postgres::Transaction<'_>,
+    id: &str,
+) -> Result<Option<AccountRecord>, tokio_postgres::Error> {
+    const SQL: &str = concat!(select_account!(), " WHERE id = $1");
+    let row = tx.query_opt(SQL, &[&id]).await?;
+    Ok(row.and_then(|r| decode_account(&r).ok()))
+}
+
 #[async_trait]
 impl AccountStore for PostgresStore {
     async fn account(&self, id: &str) -> Result<Option<AccountRecord>, StoreError> {

@@ -20,6 +20,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration::Sql(include_str!("../migrations/postgres/0009_key_cap.sql")),
     Migration::Sql(include_str!("../migrations/postgres/0010_usage_detail.sql")),
     Migration::Sql(include_str!("../migrations/postgres/0011_audit.sql")),
+    Migration::Sql(include_str!("../migrations/postgres/0012_events.sql")),
 ];
 
 /// One schema migration, applied once in its own transaction.

@@ -8,6 +8,7 @@
 //! announced by a trigger and delivered by [`listen`] to every replica.
 
 mod accounts;
+mod events;
 mod listen;
 mod migrate;
 mod pool;
@@ -234,7 +235,65 @@ fn ips_text(ips: &[ipnet::IpNet]) -> Vec<String> {
 }
 
 /// Appends `audit` to the log, inside the caller's transaction.
+/// Writes `audit`, and the events its change announces (read from the changed
+/// record, as it is now, in the same transaction).
 pub(super) async fn write_audit(
+    tx: &tokio_postgres::Transaction<'_>,
+    audit: &AuditEntry,
+) -> Result<(), tokio_postgres::Error> {
+    insert_audit(tx, audit).await?;
+    use crate::domain::event::{events_of_change, subject_of, Subject};
+    // A row that does not decode announces nothing rather than failing the change.
+    let events = match subject_of(audit) {
+        Subject::None => return Ok(()),
+        Subject::Key => {
+            const SQL: &str =
+                "SELECT id, name, prefix, last4, tier, scopes, environment, org, owner, \
+                 status, credits, allowed_ips, expires_at, created_at, last_used_at, \
+                 refill_amount, refill_every, refilled_at, account, cap \
+                 FROM api_keys WHERE id = $1";
+            let row = tx.query_opt(SQL, &[&audit.target]).await?;
+            let key = row.and_then(|r| decode(&r).ok());
+            events_of_change(audit, key.as_ref(), None)
+        }
+        Subject::Account => {
+            let account = accounts::read_account(tx, &audit.target).await?;
+            events_of_change(audit, None, account.as_ref())
+        }
+        Subject::Entry => events_of_change(audit, None, None),
+    };
+    for e in &events {
+        write_event(tx, e).await?;
+    }
+    Ok(())
+}
+
+/// The advisory lock that event writers hold until they commit.
+const EVENTS_LOCK: i64 = 0x6b67_6576_656e_7473; // "kgevents"
+
+/// Adds `event` to the outbox, unless an event with its id is there already.
+///
+/// Receivers read the outbox in `seq` order from a cursor, so an event must never
+/// become visible after one with a larger `seq`: two transactions could take
+/// sequence numbers in one order and commit in the other, and the first event
+/// would be passed over. Every writer takes one transaction-scoped advisory lock
+/// before it takes its number, so numbers are taken in commit order. (Events
+/// follow management changes, a few a second at most; SQLite has one writer.)
+pub(super) async fn write_event(
+    tx: &tokio_postgres::Transaction<'_>,
+    event: &crate::domain::event::Event,
+) -> Result<(), tokio_postgres::Error> {
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&EVENTS_LOCK])
+        .await?;
+    const SQL: &str = "INSERT INTO events (id, type, created_at, data) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (id) DO NOTHING";
+    let data = event.data.to_string();
+    tx.execute(SQL, &[&event.id, &event.kind, &event.created_at, &data])
+        .await
+        .map(drop)
+}
+
+async fn insert_audit(
     tx: &tokio_postgres::Transaction<'_>,
     audit: &AuditEntry,
 ) -> Result<(), tokio_postgres::Error> {

@@ -126,6 +126,7 @@ conformance_tests!(
     a_refill_applies_once_per_period,
     the_audit_log_is_written_with_each_change_and_only_then,
     security_events_imports_and_pruning_are_logged,
+    the_outbox_keeps_events_cursors_and_one_lease_holder,
 );
 
 #[tokio::test]

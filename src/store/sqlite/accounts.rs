@@ -44,7 +44,7 @@ fn decode_account(row: &Row<'_>) -> rusqlite::Result<Result<AccountRecord, Store
     Ok(record)
 }
 
-fn account_where(
+pub(super) fn account_where(
     c: &Connection,
     condition: &str,
     arg: &dyn rusqlite::ToSql,

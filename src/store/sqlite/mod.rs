@@ -38,6 +38,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration::Sql(include_str!("../migrations/sqlite/0012_key_cap.sql")),
     Migration::Sql(include_str!("../migrations/sqlite/0013_usage_detail.sql")),
     Migration::Sql(include_str!("../migrations/sqlite/0014_audit.sql")),
+    Migration::Sql(include_str!("../migrations/sqlite/0015_events.sql")),
 ];
 
 /// One schema migration, applied once in its own transaction.
@@ -340,7 +341,48 @@ pub(super) fn decode(row: &Row<'_>) -> rusqlite::Result<Result<KeyRecord, StoreE
 
 /// Inserts one key row (the caller holds the writer).
 /// Appends `audit` to the log, inside the caller's transaction.
+/// Writes `audit`, and the events its change announces (read from the changed
+/// record, as it is now, in the same transaction).
 pub(super) fn write_audit(c: &Connection, audit: &AuditEntry) -> Result<(), StoreError> {
+    insert_audit(c, audit)?;
+    use crate::domain::event::{events_of_change, subject_of, Subject};
+    let events = match subject_of(audit) {
+        Subject::None => return Ok(()),
+        Subject::Key => {
+            let sql = format!("SELECT {COLUMNS} FROM api_keys WHERE id = ?1");
+            let key = query_one(c, &sql, &audit.target)?;
+            events_of_change(audit, key.as_ref(), None)
+        }
+        Subject::Account => {
+            let account = accounts::account_where(c, "id = ?1", &audit.target)?;
+            events_of_change(audit, None, account.as_ref())
+        }
+        Subject::Entry => events_of_change(audit, None, None),
+    };
+    events.iter().try_for_each(|e| write_event(c, e))
+}
+
+/// Adds `event` to the outbox, unless an event with its id is there already.
+pub(super) fn write_event(
+    c: &Connection,
+    event: &crate::domain::event::Event,
+) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT OR IGNORE INTO events (id, type, created_at, data) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            event.id,
+            event.kind,
+            event.created_at.timestamp_millis(),
+            event.data.to_string()
+        ])
+    })
+    .map(drop)
+    .map_err(unavailable)
+}
+
+fn insert_audit(c: &Connection, audit: &AuditEntry) -> Result<(), StoreError> {
     c.execute(
         "INSERT INTO audit_log (at, actor, action, target, client_ip, request_id, fields) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -1006,6 +1048,7 @@ impl KeyStore for SqliteStore {
 }
 
 mod accounts;
+mod events;
 mod feed;
 mod users;
 

@@ -102,6 +102,13 @@ async fn security_events_imports_and_pruning_are_logged() {
 }
 
 #[tokio::test]
+async fn the_outbox_keeps_events_cursors_and_one_lease_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("k.db")).unwrap());
+    conformance::the_outbox_keeps_events_cursors_and_one_lease_holder(store).await;
+}
+
+#[tokio::test]
 async fn usage_adds_up_and_last_used_only_moves_forward() {
     let (_dir, store) = open();
     conformance::usage_adds_up_and_last_used_only_moves_forward(store).await;

@@ -4,6 +4,7 @@
 
 pub mod jwt_support;
 pub mod portal_visitor;
+pub mod receiver;
 pub mod services;
 
 use std::net::{SocketAddr, TcpListener as StdListener};

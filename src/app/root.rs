@@ -175,6 +175,13 @@ pub fn build_shared(compiled: Compiled, clock: Arc<dyn Clock>) -> Result<Arc<Sha
         .with_accounts(account_service),
     );
     let accounts = users.map(|u| Arc::new(Accounts::new(u, limiter.clone(), clock.clone())));
+    let (announce, announced) = match events {
+        Some(_) => {
+            let (sink, queue) = crate::events::sink::EventSink::new();
+            (Some(sink), Some(queue))
+        }
+        None => (None, None),
+    };
     Ok(Arc::new(Shared {
         runtime: ArcSwap::from_pointee(runtime),
         management: Management::new(
@@ -204,6 +211,8 @@ pub fn build_shared(compiled: Compiled, clock: Arc<dyn Clock>) -> Result<Arc<Sha
         issuer,
         live,
         events,
+        announce,
+        announced: parking_lot::Mutex::new(announced),
     }))
 }
 

@@ -50,6 +50,13 @@ const WEBHOOK_PASS_EVERY: Duration = Duration::from_millis(500);
 #[async_trait]
 impl BackgroundService for WebhookDelivery {
     async fn start(&self, mut shutdown: ShutdownWatch) {
+        // The request path's events, written to the outbox beside the deliveries.
+        if let (Some(queue), Some(store)) = (
+            self.shared.announced.lock().take(),
+            self.shared.events.clone(),
+        ) {
+            tokio::spawn(queue.run_writer(store));
+        }
         let mut tick = tokio::time::interval(WEBHOOK_PASS_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -479,12 +479,36 @@ pub struct CreditsConfig {
     /// Give back, exactly once, the credits of a debited request that keygate itself
     /// answered 502/504 because the upstream never answered.
     pub refund_on_upstream_error: bool,
+    /// `credits.low` is announced when a debit takes a balance to or below each of
+    /// these: `N%` of its refill (10 credits when it has none), or a number.
+    pub low_at: Vec<CreditLevel>,
+}
+
+/// One `credits.low_at` entry: `"20%"` or `0`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum CreditLevel {
+    /// A number of credits.
+    Credits(i64),
+    /// A share, `N%`.
+    Share(String),
+}
+
+impl CreditLevel {
+    /// The threshold it names (errors say what is wrong).
+    pub fn threshold(&self) -> Result<crate::domain::event::CreditThreshold, String> {
+        match self {
+            CreditLevel::Credits(n) => crate::domain::event::CreditThreshold::parse(&n.to_string()),
+            CreditLevel::Share(s) => crate::domain::event::CreditThreshold::parse(s),
+        }
+    }
 }
 
 impl Default for CreditsConfig {
     fn default() -> Self {
         CreditsConfig {
             refund_on_upstream_error: true,
+            low_at: vec![CreditLevel::Share("10%".into())],
         }
     }
 }

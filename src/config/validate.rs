@@ -34,6 +34,11 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     dialect(c, &mut p);
     audit(&c.audit, &mut p);
     webhooks(&c.webhooks, &mut p);
+    for (i, level) in c.credits.low_at.iter().enumerate() {
+        if let Err(why) = level.threshold() {
+            p.push(Problem::new(format!("credits.low_at[{i}]"), why));
+        }
+    }
     if let Some(cors) = &c.cors {
         self::cors(cors, &mut p);
     }

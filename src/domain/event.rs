@@ -77,6 +77,89 @@ pub fn receiver_name(url: &str) -> Result<String, String> {
     Ok(u.to_string())
 }
 
+/// The id of the `rate_limit.exceeded` event of `holder` (a key or an account id)
+/// for the instance `instance` of its window `window`: one per window instance,
+/// whoever announces it.
+pub fn rate_limit_event_id(holder: &str, window: &str, instance: u64) -> String {
+    format!("evt_rl_{holder}_{window}_{instance}")
+}
+
+/// The id of the `credits.low` event of `holder` for `threshold` (in credits) in
+/// the refill period starting `period` (Unix seconds; 0 without refills).
+pub fn credits_low_event_id(holder: &str, threshold: i64, period: i64) -> String {
+    format!("evt_cl_{holder}_{threshold}_{period}")
+}
+
+/// A `credits.low` threshold: a share of the balance's refill, or a number of
+/// credits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CreditThreshold {
+    /// This percentage of the refill amount (10 credits for a balance that is
+    /// never refilled).
+    Percent(u8),
+    /// This many credits.
+    Credits(i64),
+}
+
+impl CreditThreshold {
+    /// The credits this threshold stands for on a balance refilled to `refill`.
+    pub fn level(self, refill: Option<i64>) -> i64 {
+        match (self, refill) {
+            (CreditThreshold::Credits(n), _) => n,
+            (CreditThreshold::Percent(p), Some(amount)) => amount * i64::from(p) / 100,
+            (CreditThreshold::Percent(_), None) => 10,
+        }
+    }
+
+    /// Parses `N%` (1 to 100) or a whole number of credits.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        match t.strip_suffix('%') {
+            Some(p) => match p.trim().parse::<u8>() {
+                Ok(p) if (1..=100).contains(&p) => Ok(CreditThreshold::Percent(p)),
+                _ => Err(format!("`{text}`: a share is 1% to 100%")),
+            },
+            None => match t.parse::<i64>() {
+                Ok(n) if n >= 0 => Ok(CreditThreshold::Credits(n)),
+                _ => Err(format!(
+                    "`{text}`: expected a share such as 10% or a number of credits"
+                )),
+            },
+        }
+    }
+}
+
+/// The thresholds a debit from `before` to `after` credits took the balance to or
+/// below (it was above them), as levels in credits.
+pub fn thresholds_crossed(
+    thresholds: &[CreditThreshold],
+    refill: Option<i64>,
+    before: i64,
+    after: i64,
+) -> Vec<i64> {
+    let mut levels: Vec<i64> = thresholds
+        .iter()
+        .map(|t| t.level(refill))
+        .filter(|level| before > *level && after <= *level)
+        .collect();
+    levels.sort_unstable();
+    levels.dedup();
+    levels
+}
+
+/// How long before its `expires_at` a key's `key.expiring` event is sent.
+pub const EXPIRING_NOTICE: chrono::TimeDelta = chrono::TimeDelta::days(7);
+
+/// The `key.expiring` event of `k` (it expires within [`EXPIRING_NOTICE`]): one
+/// per key and expiry, whoever announces it.
+pub fn key_expiring(k: &KeyRecord, at: DateTime<Utc>) -> Option<Event> {
+    let expires = k.expires_at?;
+    Some(Event {
+        id: format!("evt_ke_{}_{}", k.id, expires.timestamp()),
+        ..Event::new("key.expiring", at, json!({ "key": key_data(k) }))
+    })
+}
+
 /// What the store must read, after a change, to write its events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Subject {
@@ -205,6 +288,25 @@ mod tests {
             status,
             ..AccountRecord::new("acct_1", "pro", Utc.timestamp_opt(0, 0).unwrap())
         }
+    }
+
+    #[test]
+    fn a_debit_crosses_each_threshold_once_on_its_way_down() {
+        let t = [
+            CreditThreshold::parse("20%").unwrap(),
+            CreditThreshold::parse("0").unwrap(),
+        ];
+        assert_eq!(thresholds_crossed(&t, Some(100), 25, 20), [20]);
+        assert_eq!(thresholds_crossed(&t, Some(100), 20, 19), Vec::<i64>::new());
+        assert_eq!(thresholds_crossed(&t, Some(100), 21, 0), [0, 20]);
+        assert_eq!(
+            thresholds_crossed(&t, None, 11, 10),
+            [10],
+            "a share of a balance never refilled is 10 credits"
+        );
+        assert!(CreditThreshold::parse("0%").is_err());
+        assert!(CreditThreshold::parse("-3").is_err());
+        assert!(CreditThreshold::parse("lots").is_err());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! outbox to them, off the request path.
 
 pub mod signature;
+pub mod sink;
 pub mod webhooks;
 
 use crate::config::secret::Secret;
@@ -10,6 +11,33 @@ use crate::config::types::WebhookConfig;
 use crate::domain::event::receiver_name;
 use std::collections::BTreeSet;
 use std::time::Duration;
+
+/// What the request path announces, compiled from the config: whether any receiver
+/// wants each of its event types, and the `credits.low` thresholds.
+#[derive(Clone, Debug, Default)]
+pub struct Announced {
+    /// Some receiver gets `rate_limit.exceeded`.
+    pub rate_limit_exceeded: bool,
+    /// Some receiver gets `credits.low`.
+    pub credits_low: bool,
+    /// `credits.low_at`.
+    pub low_at: Vec<crate::domain::event::CreditThreshold>,
+}
+
+impl Announced {
+    /// What `receivers` want, with the thresholds of `credits`.
+    pub fn of(receivers: &[Receiver], credits: &crate::config::types::CreditsConfig) -> Self {
+        Announced {
+            rate_limit_exceeded: receivers.iter().any(|r| r.wants("rate_limit.exceeded")),
+            credits_low: receivers.iter().any(|r| r.wants("credits.low")),
+            low_at: credits
+                .low_at
+                .iter()
+                .filter_map(|l| l.threshold().ok())
+                .collect(),
+        }
+    }
+}
 
 /// One configured receiver, ready to deliver to.
 #[derive(Clone, Debug)]

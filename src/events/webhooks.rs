@@ -47,7 +47,14 @@ pub struct Webhooks {
     /// This process's name in the lease.
     holder: String,
     http: reqwest::Client,
+    /// When keys about to expire were last looked for (Unix ms; 0: never).
+    expiring_scanned_ms: std::sync::atomic::AtomicU64,
 }
+
+/// How often the lease holder looks for keys about to expire.
+const EXPIRING_SCAN_EVERY_MS: u64 = 3_600_000;
+/// Keys announced per scan at most (the rest in the next scan).
+const EXPIRING_BATCH: u32 = 1_000;
 
 /// Why a pass stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +78,7 @@ impl Webhooks {
             clock,
             holder: crate::domain::id::new_id("kgp"),
             http,
+            expiring_scanned_ms: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -100,6 +108,35 @@ impl Webhooks {
         for outcome in futures_util::future::join_all(passes).await {
             outcome?;
         }
+        // After the deliveries, which give a new receiver its cursor first: what
+        // this adds is after it, and goes out on the next pass.
+        if receivers.iter().any(|r| r.wants("key.expiring")) {
+            self.announce_expiring().await?;
+        }
+        Ok(())
+    }
+
+    /// Hourly (and on the first pass): adds a `key.expiring` event for each active
+    /// key that expires within a week. Its id names the key and its expiry, so a
+    /// key is announced once per expiry however many scans or replicas see it.
+    async fn announce_expiring(&self) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        let now_ms = self.clock.now_ms();
+        let last = self.expiring_scanned_ms.load(Ordering::Relaxed);
+        if last != 0 && now_ms.saturating_sub(last) < EXPIRING_SCAN_EVERY_MS {
+            return Ok(());
+        }
+        let now = self.now();
+        let until = now + crate::domain::event::EXPIRING_NOTICE;
+        let keys = self.store.keys_expiring(now, until, EXPIRING_BATCH).await?;
+        let events: Vec<Event> = keys
+            .iter()
+            .filter_map(|k| crate::domain::event::key_expiring(k, now))
+            .collect();
+        if !events.is_empty() {
+            self.store.append_events(&events).await?;
+        }
+        self.expiring_scanned_ms.store(now_ms, Ordering::Relaxed);
         Ok(())
     }
 

@@ -448,6 +448,15 @@ pub static WEBHOOK_DELIVERIES: Lazy<IntCounterVec> = Lazy::new(|| {
     .expect("metric keygate_webhook_deliveries_total registers once")
 });
 
+/// Events of the request path dropped (queue full, or the store refused them).
+pub static WEBHOOK_EVENTS_DROPPED: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "keygate_webhook_events_dropped_total",
+        "Events of the request path (rate_limit.exceeded, credits.low) not written to the outbox: its queue was full, or the store refused them five times."
+    )
+    .expect("metric keygate_webhook_events_dropped_total registers once")
+});
+
 /// Events in the outbox after each receiver's cursor.
 pub static WEBHOOK_OUTBOX_DEPTH: Lazy<IntGaugeVec> = Lazy::new(|| {
     register_int_gauge_vec!(
@@ -638,4 +647,5 @@ pub fn init() {
     for result in ["delivered", "failed", "given_up"] {
         WEBHOOK_DELIVERIES.with_label_values(&[result]);
     }
+    Lazy::force(&WEBHOOK_EVENTS_DROPPED);
 }

@@ -152,6 +152,15 @@ pub async fn decide(
                 {
                     Ok(d) if !d.allowed => {
                         let retry_after = d.retry_after_secs;
+                        // The key's own cap: its event is the key's.
+                        super::announce::rate_limited(
+                            shared.announce.as_ref(),
+                            &rt.announced,
+                            identity,
+                            (&tier.name, false),
+                            &d,
+                            shared.clock.now_ms(),
+                        );
                         out.limit = Some(d);
                         return Err(GateError::RateLimited { retry_after });
                     }
@@ -188,6 +197,16 @@ pub async fn decide(
         };
         let allowed = decision.allowed;
         let retry_after = decision.retry_after_secs;
+        if !allowed {
+            super::announce::rate_limited(
+                shared.announce.as_ref(),
+                &rt.announced,
+                identity,
+                (&tier.name, tier.pool == Pool::Account),
+                &decision,
+                shared.clock.now_ms(),
+            );
+        }
         out.limit = Some(decision);
         if !allowed {
             return Err(GateError::RateLimited { retry_after });
@@ -218,7 +237,17 @@ pub async fn decide(
             let debit = shared.credits.debit(holder, id, route.cost, refill).await;
             metrics::count_store_query(metrics::StoreOp::DebitCredits, debit.is_ok());
             match debit {
-                Ok(Debit::Done { .. }) => {
+                Ok(Debit::Done { remaining }) => {
+                    super::announce::debited(
+                        shared.announce.as_ref(),
+                        &rt.announced,
+                        identity,
+                        holder == Holder::Account,
+                        route.cost,
+                        remaining,
+                        refill,
+                        shared.clock.now_ms(),
+                    );
                     out.debited = Some((holder, route.cost, (shared.clock.now_ms() / 1000) as i64))
                 }
                 Ok(Debit::Unmetered) => {}

@@ -4,6 +4,7 @@
 //! the requests that outlive their decision. What wraps each client connection is
 //! in [`crate::net`].
 
+pub mod announce;
 pub mod context;
 pub mod cors;
 pub mod decide;

@@ -142,6 +142,8 @@ pub struct Runtime {
     pub audit_retention: Option<Duration>,
     /// `webhooks`: the receivers.
     pub webhooks: std::sync::Arc<Vec<crate::events::Receiver>>,
+    /// What the request path announces to them.
+    pub announced: crate::events::Announced,
 }
 
 impl Runtime {
@@ -219,6 +221,11 @@ impl Runtime {
             )?),
             None => None,
         };
+        let receivers: Vec<_> = config
+            .webhooks
+            .iter()
+            .map(crate::events::Receiver::of)
+            .collect();
         Ok(Runtime {
             routes: RouteTable::new(&config.routes),
             management_metrics: std::sync::Arc::new(crate::obs::metrics::RouteMetrics::new(
@@ -251,13 +258,8 @@ impl Runtime {
             portal: PortalSettings::from_config(config, branding),
             dialect,
             audit_retention: Some(config.audit.retention.get()).filter(|d| !d.is_zero()),
-            webhooks: std::sync::Arc::new(
-                config
-                    .webhooks
-                    .iter()
-                    .map(crate::events::Receiver::of)
-                    .collect(),
-            ),
+            announced: crate::events::Announced::of(&receivers, &config.credits),
+            webhooks: std::sync::Arc::new(receivers),
         })
     }
 }

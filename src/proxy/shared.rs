@@ -38,4 +38,8 @@ pub struct Shared {
     pub live: Arc<super::live_streams::LiveStreams>,
     /// The webhook outbox (not with the read-only file store).
     pub events: Option<Arc<dyn crate::store::events::EventStore>>,
+    /// Where the request path announces its events (with the outbox).
+    pub announce: Option<crate::events::sink::EventSink>,
+    /// The queue behind `announce`, taken by the writer when serving starts.
+    pub announced: parking_lot::Mutex<Option<crate::events::sink::EventQueue>>,
 }

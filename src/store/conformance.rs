@@ -1639,7 +1639,7 @@ where
 /// and deliveries pruned.
 pub(crate) async fn the_outbox_keeps_events_cursors_and_one_lease_holder<S>(store: Arc<S>)
 where
-    S: super::events::EventStore + 'static,
+    S: super::events::EventStore + KeyStore + 'static,
 {
     use super::events::{Cursor, Delivery, Outcome};
     use crate::domain::event::Event;
@@ -1741,6 +1741,30 @@ where
         .take_lease("webhooks", "p1", later, later)
         .await
         .unwrap());
+
+    // Keys about to expire: active ones, within the window, soonest first.
+    for (id, days, status) in [
+        ("key_e30", 30, KeyStatus::Active),
+        ("key_e3", 3, KeyStatus::Active),
+        ("key_e2", 2, KeyStatus::Revoked),
+        ("key_e1", 1, KeyStatus::Active),
+    ] {
+        let k = KeyRecord {
+            status,
+            expires_at: Some(now + chrono::Duration::days(days)),
+            ..record(id, None)
+        };
+        store
+            .insert(&k, &KeyHash::of(id), &audited())
+            .await
+            .unwrap();
+    }
+    let expiring = store
+        .keys_expiring(now, now + chrono::Duration::days(7), 10)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = expiring.iter().map(|k| k.id.as_str()).collect();
+    assert_eq!(ids, ["key_e1", "key_e3"]);
 
     assert_eq!(
         store

@@ -103,6 +103,14 @@ pub trait EventStore: Send + Sync {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
+    /// Active keys whose `expires_at` falls after `after` and at or before
+    /// `until`, at most `limit`, soonest first (for `key.expiring`).
+    async fn keys_expiring(
+        &self,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<crate::domain::KeyRecord>, StoreError>;
     /// Deletes at most `limit` events and deliveries made before `before`; returns
     /// how many.
     async fn prune_events(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;

@@ -54,15 +54,6 @@ fn keys_of(kg: &Keygate, account: &str, tier: &str, n: usize) -> Vec<String> {
         .collect()
 }
 
-/// Waits for the start of a minute's first 40 seconds, so a per-minute window
-/// cannot roll over in the middle of a test.
-async fn early_in_a_minute() {
-    let into = unix_secs() % 60;
-    if into > 40 {
-        tokio::time::sleep(Duration::from_secs(61 - into)).await;
-    }
-}
-
 /// Altrixy's shipped plans: five keys of one Free account get 10/s and 30/min once.
 #[tokio::test]
 async fn five_keys_of_one_account_get_the_plan_once_and_upstream_sees_the_account() {

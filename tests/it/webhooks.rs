@@ -466,6 +466,7 @@ fn a_bad_receiver_is_refused_with_every_problem_listed() {
         &config,
         r#"upstream: { url: "http://127.0.0.1:1" }
 tiers: { free: {} }
+credits: { low_at: ["0%", -1, "10%"] }
 webhooks:
   - { url: "ftp://example.com/in", secret: "long enough secret!" }
   - { url: "https://hooks.example.com/in", events: [key.created, key.exploded], secret: "short" }
@@ -482,7 +483,130 @@ webhooks:
         "webhooks[1].secret",
         "webhooks[2].url: https://hooks.example.com/in is listed twice",
         "webhooks[2].timeout",
+        "credits.low_at[0]",
+        "credits.low_at[1]",
     ] {
         assert!(err.contains(problem), "{problem} not in {err}");
     }
+}
+
+#[tokio::test]
+async fn the_request_path_announces_a_limit_once_per_window_and_low_credits_once_per_threshold() {
+    let up = start_upstream().await;
+    let rx = Receiver::start().await;
+    let url = rx.url("/hooks");
+    let kg = Keygate::start(
+        up,
+        &format!(
+            r#"
+tiers:
+  free: {{ per_hour: 3 }}
+  team: {{ per_hour: 1000, pool: account, credits: {{ refill: 10, every: month }} }}
+default_tier: free
+credits: {{ low_at: ["50%", 0] }}
+routes:
+  - {{ path: /paid, cost: 1 }}
+{}"#,
+            hooks(&[(url.clone(), Some("rate_limit.exceeded, credits.low"))])
+        ),
+    );
+    seen(&kg, &url).await;
+    // Two keys, each over its hourly limit many times: one event each.
+    let (first_id, first) = kg.create_key(&["--tier", "free"]);
+    let (second_id, second) = kg.create_key(&["--tier", "free"]);
+    let mut refused = 0;
+    for key in [&first, &second, &first, &second] {
+        for _ in 0..5 {
+            if kg.get_key("/x", key).await.status() == 429 {
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(refused, 20 - 6);
+    // An account's two keys spend its ten credits, and one more is refused: 50%
+    // (5 left) and 0 are each crossed once, by whichever key.
+    let (_, a) = kg.create_key(&["--tier", "team", "--account", "acct_team"]);
+    let (_, b) = kg.create_key(&["--tier", "team", "--account", "acct_team"]);
+    let mut statuses = Vec::new();
+    for i in 0..11 {
+        let key = if i % 2 == 0 { &a } else { &b };
+        statuses.push(kg.get_key("/paid", key).await.status().as_u16());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        10,
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.last(), Some(&402));
+
+    let got = rx.settle(Duration::from_secs(10), |g| g.len() >= 4).await;
+    let bodies: Vec<Value> = got.iter().map(verified).collect();
+    let limited: Vec<&Value> = bodies
+        .iter()
+        .filter(|b| b["type"] == "rate_limit.exceeded")
+        .collect();
+    let mut keys: Vec<&str> = limited
+        .iter()
+        .map(|b| b["data"]["key"]["id"].as_str().unwrap())
+        .collect();
+    keys.sort_unstable();
+    let mut expected = vec![first_id.as_str(), second_id.as_str()];
+    expected.sort_unstable();
+    assert_eq!(keys, expected, "once per key per window: {bodies:#?}");
+    for b in &limited {
+        assert_eq!(b["data"]["window"], "hour");
+        assert_eq!(b["data"]["limit"], 3);
+        assert_eq!(b["data"]["pool"], "key");
+    }
+    let low: Vec<&Value> = bodies
+        .iter()
+        .filter(|b| b["type"] == "credits.low")
+        .collect();
+    let thresholds: Vec<i64> = low
+        .iter()
+        .map(|b| b["data"]["threshold"].as_i64().unwrap())
+        .collect();
+    assert_eq!(thresholds, [5, 0], "once per threshold: {bodies:#?}");
+    for b in &low {
+        assert_eq!(b["data"]["key"]["account"], "acct_team");
+        assert_eq!(b["data"]["pool"], "account");
+        assert_eq!(b["data"]["refill"], 10);
+    }
+    assert_eq!(low[0]["data"]["remaining"], 5);
+    assert_eq!(low[1]["data"]["remaining"], 0);
+    assert_eq!(bodies.len(), 4, "nothing more: {bodies:#?}");
+    for secret in [&first, &second, &a, &b] {
+        assert!(!got.iter().any(|r| r.body.contains(secret.as_str())));
+    }
+}
+
+#[tokio::test]
+async fn a_key_is_announced_once_a_week_before_it_expires() {
+    let up = start_upstream().await;
+    let rx = Receiver::start().await;
+    let url = rx.url("/hooks");
+    let kg = Keygate::start(
+        up,
+        &format!("{POLICY}{}", hooks(&[(url.clone(), Some("key.expiring"))])),
+    );
+    seen(&kg, &url).await;
+    let (soon, soon_secret) = kg.create_key(&["--expires-in", "3d"]);
+    kg.create_key(&["--expires-in", "30d"]);
+    kg.create_key(&[]);
+    // Keys are looked at when keygate starts, then hourly: these were made after
+    // its first look, so a restart looks again and announces the one expiring
+    // within a week; a second restart looks again and announces nothing new (the
+    // event's id names the key and its expiry).
+    let kg = kg.restart_with_config(|c| c.replace("refresh_ttl: 1d", "refresh_ttl: 2d"));
+    rx.wait_until(Duration::from_secs(10), |g| !g.is_empty())
+        .await;
+    let kg = kg.restart_with_config(|c| c.replace("refresh_ttl: 2d", "refresh_ttl: 3d"));
+    seen(&kg, &url).await;
+    let got = rx.settle(Duration::from_secs(10), |g| !g.is_empty()).await;
+    assert_eq!(delivered_types(&got), ["key.expiring"], "{got:#?}");
+    let body = verified(&got[0]);
+    assert_eq!(body["data"]["key"]["id"], soon.as_str());
+    assert!(body["data"]["key"]["expires_at"].as_str().is_some());
+    assert!(!got[0].body.contains(&soon_secret));
+    drop(kg);
 }

@@ -160,6 +160,22 @@ impl EventStore for PostgresStore {
         Ok(n == 1)
     }
 
+    async fn keys_expiring(
+        &self,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<crate::domain::KeyRecord>, StoreError> {
+        const SQL: &str = "SELECT id, name, prefix, last4, tier, scopes, environment, org, owner, \
+             status, credits, allowed_ips, expires_at, created_at, last_used_at, \
+             refill_amount, refill_every, refilled_at, account, cap \
+             FROM api_keys WHERE status = 'active' AND expires_at > $1 AND expires_at <= $2 \
+             ORDER BY expires_at LIMIT $3";
+        let limit = i64::from(limit);
+        let rows = self.pool.query(SQL, &[&after, &until, &limit]).await?;
+        rows.iter().map(super::decode).collect()
+    }
+
     async fn prune_events(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
         let limit = i64::from(limit);
         let events = self

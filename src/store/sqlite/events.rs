@@ -177,6 +177,29 @@ impl EventStore for SqliteStore {
         .await
     }
 
+    async fn keys_expiring(
+        &self,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<crate::domain::KeyRecord>, StoreError> {
+        let (after, until) = (after.timestamp(), until.timestamp());
+        self.with_conn(move |c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {} FROM api_keys WHERE status = 'active' \
+                     AND expires_at > ?1 AND expires_at <= ?2 ORDER BY expires_at LIMIT ?3",
+                    super::COLUMNS
+                ))
+                .map_err(unavailable)?;
+            let rows = stmt
+                .query_map(params![after, until, limit], super::decode)
+                .map_err(unavailable)?;
+            rows.map(|r| r.map_err(unavailable)?).collect()
+        })
+        .await
+    }
+
     async fn prune_events(&self, before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
         let before = before.timestamp_millis();
         self.with_writer(move |c| {

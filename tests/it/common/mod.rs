@@ -682,3 +682,12 @@ pub async fn expect_error(resp: reqwest::Response, status: u16, code: &str) -> s
     assert!(body["details"].is_object(), "details in {body}");
     body
 }
+
+/// Waits for the start of a minute's first 40 seconds, so a per-minute window
+/// cannot roll over in the middle of a test.
+pub async fn early_in_a_minute() {
+    let into = unix_secs() % 60;
+    if into > 40 {
+        tokio::time::sleep(Duration::from_secs(61 - into)).await;
+    }
+}

@@ -24,6 +24,7 @@ fuzz_target!(|data: &[u8]| {
         org: None,
         account: None,
         origin: None,
+        credential: Some("key_1"),
     };
     let scopes = ["search".to_string()];
     let grants = Grants {

@@ -75,6 +75,7 @@ fn fixed_settings(c: &Config) -> Vec<(&'static str, String)> {
         ),
         ("jwt.issue", yaml(&c.jwt.issue)),
         ("management.enabled", c.management.enabled.to_string()),
+        ("telemetry", yaml(&c.telemetry)),
     ]
 }
 
@@ -195,6 +196,7 @@ fn restore(new: &mut Config, old: &Config, setting: &str) {
         "server.idle_timeout" => new.server.idle_timeout = old.server.idle_timeout,
         "server.max_header_bytes" => new.server.max_header_bytes = old.server.max_header_bytes,
         "server.h2c" => new.server.h2c = old.server.h2c,
+        "telemetry" => new.telemetry = old.telemetry.clone(),
         "server.h2_max_concurrent_streams" => {
             new.server.h2_max_concurrent_streams = old.server.h2_max_concurrent_streams
         }

@@ -56,6 +56,9 @@ pub enum StartError {
     /// The file store's key file is invalid (every problem listed).
     #[error("{0}")]
     KeyFile(#[from] KeyFileError),
+    /// The trace exporter could not start.
+    #[error("{0}")]
+    Tracing(#[from] crate::obs::traces::TracingError),
     /// A configured feature is not available in this build.
     #[error("{0}")]
     Unsupported(String),
@@ -142,6 +145,10 @@ pub fn build_shared(compiled: Compiled, clock: Arc<dyn Clock>) -> Result<Arc<Sha
         ..
     } = compiled;
     let writable = config.store.kind != StoreKind::File;
+    let tracing = match &config.telemetry {
+        Some(t) => Some(crate::obs::traces::Tracing::start(t)?),
+        None => None,
+    };
     let cache = KeyCache::new(&config.cache, clock.clone());
     let live = Arc::new(LiveStreams::new(
         store.clone(),
@@ -213,6 +220,7 @@ pub fn build_shared(compiled: Compiled, clock: Arc<dyn Clock>) -> Result<Arc<Sha
         events,
         announce,
         announced: parking_lot::Mutex::new(announced),
+        tracing,
     }))
 }
 

@@ -148,6 +148,16 @@ impl Housekeeping {
             .usage
             .flush(&*self.shared.store, crate::ledger::usage::Flush::Exact)
             .await;
+        if self.shared.tracing.is_some() {
+            // The last requests' spans are sent before the process ends.
+            let shared = self.shared.clone();
+            let flushed = tokio::task::spawn_blocking(move || {
+                if let Some(t) = &shared.tracing {
+                    t.shutdown();
+                }
+            });
+            let _ = flushed.await;
+        }
         if idle {
             tracing::info!(took = ?started.elapsed(), "drained; exiting");
         } else {

@@ -255,6 +255,7 @@ fn check_sections(doc: Value) -> Result<Checked, ConfigError> {
             "portal" => decode::<PortalConfig>(value, &name).map(drop),
             "credits" => decode::<CreditsConfig>(value, &name).map(drop),
             "audit" => decode::<types::AuditConfig>(value, &name).map(drop),
+            "telemetry" => decode::<Option<types::TelemetryConfig>>(value, &name).map(drop),
             "dialect" => {
                 // Each endpoint on its own, then the rest.
                 let endpoints = match value.get_mut("endpoints") {

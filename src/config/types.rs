@@ -67,6 +67,44 @@ pub struct Config {
     /// Receivers of signed events (docs/operations.md, Webhooks).
     #[serde(default)]
     pub webhooks: Vec<WebhookConfig>,
+    /// Traces of requests, exported over OTLP/HTTP (docs/operations.md, Traces);
+    /// absent means none.
+    #[serde(default)]
+    pub telemetry: Option<TelemetryConfig>,
+}
+
+/// `telemetry:` one span per request, exported to an OpenTelemetry collector.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// The collector's OTLP/HTTP address (`http://collector:4318`); `/v1/traces` is
+    /// added when it names no path.
+    pub otlp_endpoint: String,
+    /// The share of traces recorded, 0.0 to 1.0, decided on the trace id (every
+    /// service with the same ratio keeps the same traces).
+    #[serde(default = "default_sample_ratio")]
+    pub sample_ratio: f64,
+    /// The `service.name` the spans carry.
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    /// Headers sent with each export (a collector's API key: use `${VAR}`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, Secret>,
+    /// How long one export may take.
+    #[serde(default = "default_export_timeout")]
+    pub timeout: Dur,
+}
+
+fn default_sample_ratio() -> f64 {
+    1.0
+}
+
+fn default_service_name() -> String {
+    "keygate".into()
+}
+
+fn default_export_timeout() -> Dur {
+    Dur::secs(10)
 }
 
 /// One receiver of `webhooks:`.

@@ -34,6 +34,9 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     dialect(c, &mut p);
     audit(&c.audit, &mut p);
     webhooks(&c.webhooks, &mut p);
+    if let Some(t) = &c.telemetry {
+        telemetry(t, &mut p);
+    }
     for (i, level) in c.credits.low_at.iter().enumerate() {
         if let Err(why) = level.threshold() {
             p.push(Problem::new(format!("credits.low_at[{i}]"), why));
@@ -96,6 +99,52 @@ fn webhooks(hooks: &[crate::config::types::WebhookConfig], p: &mut Vec<Problem>)
         if t < std::time::Duration::from_secs(1) || t > std::time::Duration::from_secs(60) {
             p.push(Problem::new(at("timeout"), "must be between 1s and 60s"));
         }
+    }
+}
+
+/// `telemetry`: an http(s) collector address, a ratio between 0 and 1, a service
+/// name, headers that can be sent, a timeout between 1s and 60s.
+fn telemetry(t: &crate::config::types::TelemetryConfig, p: &mut Vec<Problem>) {
+    match t.otlp_endpoint.parse::<http::Uri>() {
+        Ok(uri)
+            if matches!(uri.scheme_str(), Some("http" | "https"))
+                && uri.host().is_some_and(|h| !h.is_empty()) => {}
+        _ => p.push(Problem::new(
+            "telemetry.otlp_endpoint",
+            format!(
+                "`{}` is not an http(s) URL such as http://collector:4318",
+                t.otlp_endpoint
+            ),
+        )),
+    }
+    if !(0.0..=1.0).contains(&t.sample_ratio) {
+        p.push(Problem::new(
+            "telemetry.sample_ratio",
+            "must be between 0.0 (no trace) and 1.0 (every trace)",
+        ));
+    }
+    if t.service_name.trim().is_empty() {
+        p.push(Problem::new("telemetry.service_name", "must not be empty"));
+    }
+    for (name, value) in &t.headers {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            p.push(Problem::new(
+                format!("telemetry.headers.{name}"),
+                "is not a valid header name",
+            ));
+        } else if http::HeaderValue::from_str(value.expose()).is_err() {
+            p.push(Problem::new(
+                format!("telemetry.headers.{name}"),
+                "has a character a header value cannot carry",
+            ));
+        }
+    }
+    let timeout = t.timeout.get();
+    if timeout < std::time::Duration::from_secs(1) || timeout > std::time::Duration::from_secs(60) {
+        p.push(Problem::new(
+            "telemetry.timeout",
+            "must be between 1s and 60s",
+        ));
     }
 }
 

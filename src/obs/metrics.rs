@@ -438,6 +438,16 @@ pub static KEY_CACHE_UNWATCHED_READS: Lazy<IntCounter> = Lazy::new(|| {
     .expect("metric keygate_key_cache_unwatched_reads_total registers once")
 });
 
+/// Spans handed to the collector, by outcome.
+pub static TRACE_SPANS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "keygate_trace_spans_total",
+        "Spans sent to the OTLP collector by result: exported, or failed (the collector refused them or did not answer).",
+        &["result"]
+    )
+    .expect("metric keygate_trace_spans_total registers once")
+});
+
 /// Webhook delivery attempts by outcome.
 pub static WEBHOOK_DELIVERIES: Lazy<IntCounterVec> = Lazy::new(|| {
     register_int_counter_vec!(
@@ -648,4 +658,7 @@ pub fn init() {
         WEBHOOK_DELIVERIES.with_label_values(&[result]);
     }
     Lazy::force(&WEBHOOK_EVENTS_DROPPED);
+    for result in ["exported", "failed"] {
+        TRACE_SPANS.with_label_values(&[result]);
+    }
 }

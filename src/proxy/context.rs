@@ -34,6 +34,9 @@ pub struct RequestCtx {
     /// A request that outlives its decision (an upgrade, a gRPC call, an event
     /// stream), watched until it ends.
     pub(super) live: Option<LiveTicket>,
+    /// This request's span, when traces are on (boxed: most requests of most
+    /// deployments have none, and the context is in every request's future).
+    pub(super) trace: Option<Box<crate::obs::traces::RequestSpan>>,
 }
 
 /// The client's address, an IPv4-mapped IPv6 address as IPv4.

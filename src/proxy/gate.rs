@@ -183,6 +183,7 @@ impl ProxyHttp for Gate {
             grpc: false,
             stream: None,
             live: None,
+            trace: None,
         }
     }
 
@@ -193,6 +194,12 @@ impl ProxyHttp for Gate {
         session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> pingora::Result<bool> {
+        if let Some(tracing) = &self.shared.tracing {
+            let arrived = crate::clock::log_timestamp_us()
+                .saturating_sub(ctx.start.elapsed().as_micros() as u64);
+            let req = session.req_header();
+            ctx.trace = Some(Box::new(tracing.begin(&req.method, &req.headers, arrived)));
+        }
         ctx.grpc = grpc::is_grpc(&session.req_header().headers);
         let downstream = session.as_downstream();
         if downstream.is_http2() {
@@ -320,7 +327,13 @@ impl ProxyHttp for Gate {
         };
         ctx.rt
             .forward
-            .apply(upstream_request, principal, ctx.client_ip, &ctx.request_id)
+            .apply(upstream_request, principal, ctx.client_ip, &ctx.request_id)?;
+        if let Some(span) = &ctx.trace {
+            // The client's `traceparent` named its own span; the upstream's parent
+            // is keygate's. (`tracestate` passes as the client sent it.)
+            upstream_request.insert_header("traceparent", span.traceparent().clone())?;
+        }
+        Ok(())
     }
 
     async fn response_filter(
@@ -477,11 +490,7 @@ impl ProxyHttp for Gate {
                 route,
                 path: session.req_header().uri.path(),
                 outcome,
-                reason: match (&ctx.error, ctx.live.as_ref().and_then(LiveTicket::cut)) {
-                    (Some(e), _) => e.reason(),
-                    (None, Some(why)) => why.access_reason(),
-                    (None, None) => "-",
-                },
+                reason: request_reason(ctx),
                 status,
                 key_id: ctx
                     .decision
@@ -494,6 +503,38 @@ impl ProxyHttp for Gate {
             };
             crate::obs::access_log::write(&line, crate::clock::log_timestamp_us());
         }
+        if let Some(span) = ctx.trace.take() {
+            let principal = ctx.decision.principal.as_ref();
+            span.finish(
+                &session.req_header().method,
+                &crate::obs::traces::SpanEnd {
+                    route,
+                    outcome,
+                    reason: request_reason(ctx),
+                    status,
+                    key_id: principal.and_then(|p| p.identity.key_id()),
+                    account_id: principal.and_then(|p| p.identity.account_id()),
+                    tier: principal.map(|p| p.tier_name()),
+                    auth_method: principal.map(|p| p.identity.method.as_str()),
+                    request_id: ctx.request_id.to_str().unwrap_or("-"),
+                    protocol_version: if ctx.protocol == metrics::protocol::H2 {
+                        "2"
+                    } else {
+                        "1.1"
+                    },
+                    elapsed,
+                },
+            );
+        }
+    }
+}
+
+/// Why a request was refused or cut (`-`: it was not), for its access line and span.
+fn request_reason(ctx: &RequestCtx) -> &'static str {
+    match (&ctx.error, ctx.live.as_ref().and_then(LiveTicket::cut)) {
+        (Some(e), _) => e.reason(),
+        (None, Some(why)) => why.access_reason(),
+        (None, None) => "-",
     }
 }
 

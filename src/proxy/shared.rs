@@ -42,4 +42,6 @@ pub struct Shared {
     pub announce: Option<crate::events::sink::EventSink>,
     /// The queue behind `announce`, taken by the writer when serving starts.
     pub announced: parking_lot::Mutex<Option<crate::events::sink::EventQueue>>,
+    /// Spans of requests, when `telemetry:` is set (fixed for the process's life).
+    pub tracing: Option<crate::obs::traces::Tracing>,
 }

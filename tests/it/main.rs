@@ -51,6 +51,7 @@ mod secrets;
 mod seeds;
 mod store_restarts;
 mod store_writes;
+mod traces;
 mod unauthorized;
 mod usage;
 mod users;

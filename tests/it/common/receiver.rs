@@ -1,4 +1,4 @@
-//! A real HTTP webhook receiver for the tests: an HTTP/1.1 server (hyper) on a port
+//! A real HTTP receiver for the tests (of webhooks, and of traces over OTLP/HTTP): an HTTP/1.1 server (hyper) on a port
 //! of its own that keeps every request it gets and answers the status it is told,
 //! and that can stop listening and listen again on the same port.
 
@@ -14,8 +14,10 @@ use std::time::{Duration, Instant};
 pub struct Received {
     /// Its headers, names lowercase.
     pub headers: Vec<(String, String)>,
-    /// Its body.
+    /// Its body, as text.
     pub body: String,
+    /// Its body, as sent.
+    pub raw: Vec<u8>,
     /// What the receiver answered.
     pub answered: u16,
 }
@@ -131,6 +133,7 @@ impl Receiver {
                                 got.lock().unwrap().push(Received {
                                     headers,
                                     body: String::from_utf8_lossy(&body).into_owned(),
+                                    raw: body.to_vec(),
                                     answered,
                                 });
                                 let mut resp =

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing keygate needs on a fresh Debian machine:
 # cmake (Pingora's zlib-ng, aws-lc), a C compiler, promtool (metrics checks), and
-# Debian's Chromium with its chromedriver and a font (the portal's browser test).
+# Debian's Chromium with its chromedriver and a font (the portal's browser test),
+# and nginx (the authorizer's tests put the real thing in front of keygate).
 # Idempotent; only runs apt-get when something is missing.
 set -euo pipefail
 need=()
@@ -14,6 +15,8 @@ if [ "${KEYGATE_SETUP_BROWSER:-1}" = 1 ]; then
   command -v chromedriver >/dev/null || need+=(chromium-driver)
   [ -d /usr/share/fonts/truetype/dejavu ] || need+=(fonts-dejavu-core)
 fi
+# nginx (with auth_request) in front of keygate's authorizer, in the authorizer tests.
+if [ "${KEYGATE_SETUP_PROXIES:-1}" = 1 ]; then command -v nginx >/dev/null || need+=(nginx-light); fi
 if [ "${KEYGATE_SETUP_WRK:-0}" = 1 ]; then command -v wrk >/dev/null || need+=(wrk); fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2

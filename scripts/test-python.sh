@@ -3,12 +3,14 @@
 # implementation the tests and benchmarks mint tokens with) and selenium (which
 # drives Debian's Chromium in the portal's browser test, through the system's
 # chromedriver: nothing is downloaded at run time) and grpcio (a real gRPC service
-# and client for the HTTP/2 and gRPC tests). Prints its python path.
+# and client for the HTTP/2 and gRPC tests) and Envoy's ext_authz messages
+# (envoy-data-plane, built from Envoy's official protos) with grpcio's health
+# checking client, for the authorizer's tests. Prints its python path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py=$PWD/.venv-test/bin/python
-if ! "$py" -c "import jwt, cryptography, selenium, grpc" 2>/dev/null; then
+if ! "$py" -c "import jwt, cryptography, selenium, grpc, envoy_data_plane, grpc_health" 2>/dev/null; then
   [ -x "$py" ] || python3 -m venv .venv-test >&2
-  "$py" -m pip install -q pyjwt cryptography 'selenium>=4.20' grpcio >&2
+  "$py" -m pip install -q pyjwt cryptography 'selenium>=4.20' grpcio envoy-data-plane grpcio-health-checking >&2
 fi
 echo "$py"

@@ -9,6 +9,7 @@
 pub mod accounts; // users: sign-up and throttled sign-in, shared by the API and the portal
 pub mod app; // the application: server, reload, signals, drain, admin, the compile, CLI commands
 pub mod auth; // credentials, API-key format, key cache, verification, Principal
+pub mod authorizer; // keygate deciding for another proxy: Envoy ext_authz, nginx auth_request, forward auth
 pub mod clock; // injected time
 pub mod config; // the YAML config's serde mirror: types, durations, ${VAR}, its own checks
 pub mod dialect; // the API's own shapes: error bodies by template, operations at documented paths

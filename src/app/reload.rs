@@ -76,6 +76,7 @@ fn fixed_settings(c: &Config) -> Vec<(&'static str, String)> {
         ("jwt.issue", yaml(&c.jwt.issue)),
         ("management.enabled", c.management.enabled.to_string()),
         ("telemetry", yaml(&c.telemetry)),
+        ("authorizer.listen", yaml(&c.authorizer.listen)),
     ]
 }
 
@@ -197,6 +198,7 @@ fn restore(new: &mut Config, old: &Config, setting: &str) {
         "server.max_header_bytes" => new.server.max_header_bytes = old.server.max_header_bytes,
         "server.h2c" => new.server.h2c = old.server.h2c,
         "telemetry" => new.telemetry = old.telemetry.clone(),
+        "authorizer.listen" => new.authorizer.listen = old.authorizer.listen.clone(),
         "server.h2_max_concurrent_streams" => {
             new.server.h2_max_concurrent_streams = old.server.h2_max_concurrent_streams
         }

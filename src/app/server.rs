@@ -292,12 +292,16 @@ pub fn serve(compiled: Compiled, path: &std::path::Path, upgrade: bool) -> Resul
     if !upgrade {
         check_listen(&config.server.listen)?;
         check_listen(&config.server.admin_listen)?;
+        if let Some(addr) = &config.authorizer.listen {
+            check_listen(addr)?;
+        }
     }
     metrics::init();
     for note in super::compile::notes(config) {
         tracing::warn!("{note}");
     }
     let listen = config.server.listen.clone();
+    let authorizer_listen = config.authorizer.listen.clone();
     let admin_listen = config.server.admin_listen.clone();
     let threads = config.server.threads;
     let grace_period = config.server.grace_period.get();
@@ -359,6 +363,22 @@ pub fn serve(compiled: Compiled, path: &std::path::Path, upgrade: bool) -> Resul
     });
     server.add_service(proxy);
 
+    if let Some(addr) = &authorizer_listen {
+        // Another proxy's questions, on a port of their own: the same head
+        // limits as the proxy's, HTTP/1.1 and cleartext HTTP/2 (Envoy's gRPC).
+        let mut authorizer = Service::new(
+            "keygate authorizer".to_string(),
+            HeadDeadlineApp::new(
+                crate::authorizer::listener::Authorizer::new(shared.clone()),
+                header_timeout,
+                max_header_bytes,
+                &HEAD_TOO_LARGE,
+            ),
+        );
+        authorizer.add_tcp(addr);
+        server.add_service(authorizer);
+    }
+
     let admin_app = AdminApp::new(
         shared.store.clone(),
         shared.auth.keys().cache().clone(),
@@ -390,7 +410,7 @@ pub fn serve(compiled: Compiled, path: &std::path::Path, upgrade: bool) -> Resul
         "keygate reload",
         ReloadOnHangup::new(reloader),
     ));
-    tracing::info!(%listen, %admin_listen, threads, tls = tls.is_some(), "keygate serving");
+    tracing::info!(%listen, %admin_listen, authorizer = authorizer_listen.as_deref().unwrap_or("-"), threads, tls = tls.is_some(), "keygate serving");
     server.run(RunArgs {
         shutdown_signal: Box::new(ShutdownSignals),
     });

@@ -12,6 +12,17 @@ pub mod types;
 mod validate;
 
 pub use origin::OriginPattern;
+
+/// An address (`10.0.0.1`) or CIDR range (`10.0.0.0/8`), as lists of trusted
+/// peers name them.
+pub fn ip_range(text: &str) -> Option<ipnet::IpNet> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>().ok().or_else(|| {
+        text.parse::<std::net::IpAddr>()
+            .ok()
+            .map(ipnet::IpNet::from)
+    })
+}
 pub use secret::Secret;
 pub use types::*;
 
@@ -255,6 +266,7 @@ fn check_sections(doc: Value) -> Result<Checked, ConfigError> {
             "portal" => decode::<PortalConfig>(value, &name).map(drop),
             "credits" => decode::<CreditsConfig>(value, &name).map(drop),
             "audit" => decode::<types::AuditConfig>(value, &name).map(drop),
+            "authorizer" => decode::<types::AuthorizerConfig>(value, &name).map(drop),
             "telemetry" => decode::<Option<types::TelemetryConfig>>(value, &name).map(drop),
             "dialect" => {
                 // Each endpoint on its own, then the rest.

@@ -71,6 +71,32 @@ pub struct Config {
     /// absent means none.
     #[serde(default)]
     pub telemetry: Option<TelemetryConfig>,
+    /// keygate deciding for another proxy (docs/authorizer.md).
+    #[serde(default)]
+    pub authorizer: AuthorizerConfig,
+}
+
+/// `authorizer:` a listener that answers other proxies' questions (Envoy
+/// ext_authz over gRPC and HTTP, nginx `auth_request`, Traefik and Caddy forward
+/// auth) with the data plane's decision.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthorizerConfig {
+    /// Where it listens (`IP:port`); `null`: no authorizer.
+    pub listen: Option<String>,
+    /// Peers (addresses or CIDR ranges) whose description of the original request
+    /// is believed: `X-Forwarded-*` / `X-Original-*` headers, and Envoy's
+    /// `CheckRequest` at all.
+    pub trust_forwarded_from: Vec<String>,
+}
+
+impl Default for AuthorizerConfig {
+    fn default() -> Self {
+        AuthorizerConfig {
+            listen: None,
+            trust_forwarded_from: vec!["127.0.0.1/32".into(), "::1/128".into()],
+        }
+    }
 }
 
 /// `telemetry:` one span per request, exported to an OpenTelemetry collector.

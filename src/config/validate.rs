@@ -37,6 +37,7 @@ pub fn validate(c: &Config) -> Vec<Problem> {
     if let Some(t) = &c.telemetry {
         telemetry(t, &mut p);
     }
+    authorizer(c, &mut p);
     for (i, level) in c.credits.low_at.iter().enumerate() {
         if let Err(why) = level.threshold() {
             p.push(Problem::new(format!("credits.low_at[{i}]"), why));
@@ -98,6 +99,39 @@ fn webhooks(hooks: &[crate::config::types::WebhookConfig], p: &mut Vec<Problem>)
         let t = h.timeout.get();
         if t < std::time::Duration::from_secs(1) || t > std::time::Duration::from_secs(60) {
             p.push(Problem::new(at("timeout"), "must be between 1s and 60s"));
+        }
+    }
+}
+
+/// `authorizer`: a listen address of its own, and addresses or CIDR ranges to trust.
+fn authorizer(c: &Config, p: &mut Vec<Problem>) {
+    let a = &c.authorizer;
+    if let Some(listen) = &a.listen {
+        match listen.parse::<SocketAddr>() {
+            Err(_) => p.push(Problem::new(
+                "authorizer.listen",
+                format!("`{listen}` is not an IP:port address"),
+            )),
+            Ok(addr) if addr.port() != 0 => {
+                let taken = [&c.server.listen, &c.server.admin_listen]
+                    .into_iter()
+                    .any(|other| other.parse::<SocketAddr>().ok() == Some(addr));
+                if taken {
+                    p.push(Problem::new(
+                        "authorizer.listen",
+                        format!("{addr} is already server.listen or server.admin_listen"),
+                    ));
+                }
+            }
+            Ok(_) => {}
+        }
+    }
+    for (i, range) in a.trust_forwarded_from.iter().enumerate() {
+        if crate::config::ip_range(range).is_none() {
+            p.push(Problem::new(
+                format!("authorizer.trust_forwarded_from[{i}]"),
+                format!("`{range}` is not an IP address or CIDR range"),
+            ));
         }
     }
 }

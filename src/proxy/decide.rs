@@ -53,12 +53,27 @@ impl Decision {
     }
 }
 
+/// Which door a request came through: what keygate answers itself (a CORS
+/// preflight, the management API, the portal, operations at documented paths) is
+/// served on the proxy's listener only; the authorizer decides every path as a
+/// route of the API's, and lets CORS preflights through (with `cors:` set) to be
+/// answered behind the proxy that asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Door {
+    /// keygate's own listener, in front of the upstream.
+    Proxy,
+    /// The authorizer's listener, deciding for another proxy.
+    Authorizer,
+}
+
 /// Runs the chain for one request over `rt` (the config it started with) and the
 /// long-lived services in `shared`. On refusal `out` still holds what was learned
 /// (the principal and limit state, for `X-RateLimit-*` on the error response).
+#[allow(clippy::too_many_arguments)] // the request's parts, as each door holds them
 pub async fn decide(
     shared: &Shared,
     rt: &Runtime,
+    door: Door,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
@@ -73,16 +88,27 @@ pub async fn decide(
             out.forward_path = Some(canonical.forward.clone().into_owned());
         }
         let path = &*canonical.decoded;
-        if rt.cors.is_some() && super::cors::is_preflight(method, headers) {
-            out.preflight = true;
+        if door == Door::Authorizer
+            && rt.cors.is_some()
+            && super::cors::is_preflight(method, headers)
+        {
+            // A browser's preflight carries no credential: the proxy that asked
+            // passes it on, to be answered as its CORS setup says.
+            out.public = true;
             return Ok(());
         }
-        out.mounted = rt.dialect.route(method, path);
-        if out.mounted.is_none() {
-            out.management = rt.management_prefix.as_deref().and_then(|p| below(path, p));
-        }
-        if out.management.is_none() && out.mounted.is_none() {
-            out.portal = rt.portal_prefix.as_deref().and_then(|p| below(path, p));
+        if door == Door::Proxy {
+            if rt.cors.is_some() && super::cors::is_preflight(method, headers) {
+                out.preflight = true;
+                return Ok(());
+            }
+            out.mounted = rt.dialect.route(method, path);
+            if out.mounted.is_none() {
+                out.management = rt.management_prefix.as_deref().and_then(|p| below(path, p));
+            }
+            if out.management.is_none() && out.mounted.is_none() {
+                out.portal = rt.portal_prefix.as_deref().and_then(|p| below(path, p));
+            }
         }
         let answered_here = out.answered_here();
         let (index, route) = if answered_here {

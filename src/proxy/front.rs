@@ -23,6 +23,53 @@ use std::time::Duration;
 /// the client reads the 413 before the connection closes.
 const LINGER: Duration = Duration::from_secs(2);
 
+/// Counts a refusal by its reason and tier, and a failed authentication against
+/// the client's address: the same for every door (the proxy, the authorizer).
+pub(crate) async fn note_refusal(
+    shared: &Shared,
+    rt: &super::runtime::Runtime,
+    decision: &super::decide::Decision,
+    client_ip: Option<std::net::IpAddr>,
+    err: &GateError,
+) {
+    let tier = decision
+        .principal
+        .as_ref()
+        .map_or("none", |p| p.tier_name());
+    metrics::DECISIONS
+        .with_label_values(&[err.reason(), tier])
+        .inc();
+    if err.is_failed_authentication() {
+        failed_authentication(shared, rt, client_ip).await;
+    }
+}
+
+/// Counts a failed authentication against `client_ip` (its
+/// `failed_auth_per_minute`).
+async fn failed_authentication(
+    shared: &Shared,
+    rt: &super::runtime::Runtime,
+    client_ip: Option<std::net::IpAddr>,
+) {
+    if let Some(ip) = client_ip {
+        if let Err(e) = rt.ip_limits.record_failure(&*shared.limiter, ip).await {
+            tracing::debug!(error = %e, "could not record failed authentication");
+        }
+    }
+}
+
+/// Counts a request let through (outside `auth: none` routes) for its tier.
+pub(crate) fn note_allowed(decision: &super::decide::Decision) {
+    if !decision.public {
+        match &decision.principal {
+            Some(p) => p.tier.allowed.0.inc(),
+            None => metrics::DECISIONS
+                .with_label_values(&[metrics::reason::ALLOWED, "none"])
+                .inc(),
+        }
+    }
+}
+
 /// The local answers of one request, over the shared services.
 pub(super) struct Front<'a> {
     pub(super) shared: &'a Shared,
@@ -127,17 +174,7 @@ impl Front<'_> {
         ctx: &mut RequestCtx,
         err: GateError,
     ) -> pingora::Result<bool> {
-        let tier = ctx
-            .decision
-            .principal
-            .as_ref()
-            .map_or("none", |p| p.tier_name());
-        metrics::DECISIONS
-            .with_label_values(&[err.reason(), tier])
-            .inc();
-        if err.is_failed_authentication() {
-            self.record_failed_authentication(ctx).await;
-        }
+        note_refusal(self.shared, &ctx.rt, &ctx.decision, ctx.client_ip, &err).await;
         if ctx.decision.portal.is_some() {
             // The portal answers in HTML, even a refusal made before it was reached.
             let page = self
@@ -155,16 +192,7 @@ impl Front<'_> {
     /// Counts a failed authentication against the client IP (its
     /// `failed_auth_per_minute`).
     async fn record_failed_authentication(&self, ctx: &RequestCtx) {
-        if let Some(ip) = ctx.client_ip {
-            if let Err(e) = ctx
-                .rt
-                .ip_limits
-                .record_failure(&*self.shared.limiter, ip)
-                .await
-            {
-                tracing::debug!(error = %e, "could not record failed authentication");
-            }
-        }
+        failed_authentication(self.shared, &ctx.rt, ctx.client_ip).await;
     }
 
     /// Answers a portal request (never proxied): reads the form body, lets the

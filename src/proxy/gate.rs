@@ -5,7 +5,7 @@
 //! metrics and the access line.
 
 use super::context::{client_ip, RequestCtx};
-use super::decide::{decide, Decision};
+use super::decide::{decide, Decision, Door};
 use super::forward::request_id;
 use super::front::Front;
 use super::grpc;
@@ -244,6 +244,7 @@ impl ProxyHttp for Gate {
         let result = decide(
             &self.shared,
             &ctx.rt,
+            Door::Proxy,
             &req.method,
             &req.uri,
             &req.headers,
@@ -259,14 +260,7 @@ impl ProxyHttp for Gate {
                 // A proxied body is read as the upstream consumes it; a client
                 // trickling it is cut off like a silent upstream would be.
                 session.set_read_timeout(Some(ctx.rt.upstream.read_timeout));
-                if !ctx.decision.public {
-                    match &ctx.decision.principal {
-                        Some(p) => p.tier.allowed.0.inc(),
-                        None => metrics::DECISIONS
-                            .with_label_values(&[metrics::reason::ALLOWED, "none"])
-                            .inc(),
-                    }
-                }
+                super::front::note_allowed(&ctx.decision);
                 Ok(false)
             }
             Err(err) => self.front().refuse(session, ctx, err).await,
@@ -442,138 +436,27 @@ impl ProxyHttp for Gate {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Self::CTX) {
-        let management = ctx.decision.management.is_some() || ctx.decision.mounted.is_some();
-        let (route, route_metrics) = match (management, &ctx.decision.portal) {
-            (true, _) => ("management", &ctx.rt.management_metrics),
-            (false, Some(_)) => ("portal", &ctx.rt.portal_metrics),
-            (false, None) => {
-                let r = ctx.rt.routes.get(ctx.decision.route);
-                (r.name.as_str(), &r.metrics)
-            }
+        let span = ctx.trace.take();
+        let req = session.req_header();
+        let finished = super::record::Finished {
+            rt: &ctx.rt,
+            decision: &ctx.decision,
+            error: ctx.error.as_ref(),
+            cut_reason: ctx
+                .live
+                .as_ref()
+                .and_then(LiveTicket::cut)
+                .map(|why| why.access_reason()),
+            grpc: ctx.grpc,
+            written: session.response_written().map_or(0, |r| r.status.as_u16()),
+            protocol: ctx.protocol,
+            method: &req.method,
+            path: req.uri.path(),
+            request_id: &ctx.request_id,
+            client_ip: ctx.client_ip,
+            elapsed: ctx.start.elapsed(),
+            upstream_time: ctx.upstream_time,
         };
-        let status = match (&ctx.error, ctx.grpc) {
-            // A gRPC refusal is written as HTTP 200: count the status it stands for.
-            (Some(e), true) => e.status().as_u16(),
-            _ => session.response_written().map_or(0, |r| r.status.as_u16()),
-        };
-        let outcome = match &ctx.error {
-            Some(e) => e.outcome(),
-            None if status >= 500 || status == 0 => metrics::outcome::UPSTREAM_ERROR,
-            None => metrics::outcome::ALLOWED,
-        };
-        route_metrics.count(outcome, status, ctx.protocol);
-        let elapsed = ctx.start.elapsed();
-        if let Some(key_id) = ctx
-            .decision
-            .principal
-            .as_ref()
-            .and_then(|p| p.identity.key_id())
-        {
-            if !management {
-                let class = usage_class(outcome, status);
-                let us = elapsed.as_micros().min(u64::MAX as u128) as u64;
-                let endpoint = crate::ledger::usage::endpoint_of(session.req_header().uri.path());
-                self.shared
-                    .usage
-                    .record(key_id, &endpoint, class, us, self.shared.clock.now_utc());
-            }
-        }
-        route_metrics.duration.observe(elapsed.as_secs_f64());
-        if let Some(t) = ctx.upstream_time {
-            route_metrics.upstream.observe(t.as_secs_f64());
-        }
-        if crate::obs::access_log::enabled() {
-            let line = crate::obs::access_log::AccessLine {
-                request_id: ctx.request_id.to_str().unwrap_or("-"),
-                method: session.req_header().method.as_str(),
-                protocol: ctx.protocol,
-                route,
-                path: session.req_header().uri.path(),
-                outcome,
-                reason: request_reason(ctx),
-                status,
-                key_id: ctx
-                    .decision
-                    .principal
-                    .as_ref()
-                    .and_then(|p| p.identity.key_id())
-                    .unwrap_or("-"),
-                client: ctx.client_ip,
-                latency_ms: elapsed.as_secs_f64() * 1000.0,
-            };
-            crate::obs::access_log::write(&line, crate::clock::log_timestamp_us());
-        }
-        if let Some(span) = ctx.trace.take() {
-            let principal = ctx.decision.principal.as_ref();
-            span.finish(
-                &session.req_header().method,
-                &crate::obs::traces::SpanEnd {
-                    route,
-                    outcome,
-                    reason: request_reason(ctx),
-                    status,
-                    key_id: principal.and_then(|p| p.identity.key_id()),
-                    account_id: principal.and_then(|p| p.identity.account_id()),
-                    tier: principal.map(|p| p.tier_name()),
-                    auth_method: principal.map(|p| p.identity.method.as_str()),
-                    request_id: ctx.request_id.to_str().unwrap_or("-"),
-                    protocol_version: if ctx.protocol == metrics::protocol::H2 {
-                        "2"
-                    } else {
-                        "1.1"
-                    },
-                    elapsed,
-                },
-            );
-        }
-    }
-}
-
-/// Why a request was refused or cut (`-`: it was not), for its access line and span.
-fn request_reason(ctx: &RequestCtx) -> &'static str {
-    match (&ctx.error, ctx.live.as_ref().and_then(LiveTicket::cut)) {
-        (Some(e), _) => e.reason(),
-        (None, Some(why)) => why.access_reason(),
-        (None, None) => "-",
-    }
-}
-
-/// How a key's request counts in its usage: by the `outcome` its metrics gave it
-/// and the `status` written (0: none).
-fn usage_class(outcome: &str, status: u16) -> crate::domain::UsageClass {
-    use crate::domain::UsageClass;
-    match outcome {
-        metrics::outcome::RATE_LIMITED => UsageClass::RateLimited,
-        metrics::outcome::NO_CREDITS => UsageClass::NoCredits,
-        metrics::outcome::UPSTREAM_ERROR => UsageClass::ApiError,
-        metrics::outcome::ALLOWED if (100..400).contains(&status) => UsageClass::Successful,
-        metrics::outcome::ALLOWED => UsageClass::ApiError,
-        _ => UsageClass::Refused,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::usage_class;
-    use crate::domain::UsageClass;
-    use crate::obs::metrics::outcome;
-
-    #[test]
-    fn a_keys_usage_names_why_a_request_failed() {
-        for (o, status, class) in [
-            (outcome::ALLOWED, 200, UsageClass::Successful),
-            (outcome::ALLOWED, 101, UsageClass::Successful),
-            (outcome::ALLOWED, 304, UsageClass::Successful),
-            (outcome::ALLOWED, 404, UsageClass::ApiError),
-            (outcome::UPSTREAM_ERROR, 502, UsageClass::ApiError),
-            (outcome::UPSTREAM_ERROR, 0, UsageClass::ApiError),
-            (outcome::RATE_LIMITED, 429, UsageClass::RateLimited),
-            (outcome::NO_CREDITS, 402, UsageClass::NoCredits),
-            (outcome::FORBIDDEN, 403, UsageClass::Refused),
-            (outcome::BAD_REQUEST, 413, UsageClass::Refused),
-            (outcome::UNAVAILABLE, 503, UsageClass::Refused),
-        ] {
-            assert_eq!(usage_class(o, status), class, "{o} {status}");
-        }
+        super::record::record(&self.shared, &finished, span);
     }
 }

@@ -15,6 +15,7 @@ pub mod grpc;
 pub mod limit_headers;
 pub mod live_streams;
 pub mod path;
+pub mod record;
 pub mod routes;
 pub mod runtime;
 pub mod shared;

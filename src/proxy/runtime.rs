@@ -142,6 +142,9 @@ pub struct Runtime {
     pub audit_retention: Option<Duration>,
     /// `webhooks`: the receivers.
     pub webhooks: std::sync::Arc<Vec<crate::events::Receiver>>,
+    /// `authorizer.trust_forwarded_from`: the peers whose description of the
+    /// original request the authorizer believes.
+    pub authorizer_trusted: Vec<ipnet::IpNet>,
     /// What the request path announces to them.
     pub announced: crate::events::Announced,
 }
@@ -260,6 +263,12 @@ impl Runtime {
             audit_retention: Some(config.audit.retention.get()).filter(|d| !d.is_zero()),
             announced: crate::events::Announced::of(&receivers, &config.credits),
             webhooks: std::sync::Arc::new(receivers),
+            authorizer_trusted: config
+                .authorizer
+                .trust_forwarded_from
+                .iter()
+                .filter_map(|t| crate::config::ip_range(t))
+                .collect(),
         })
     }
 }

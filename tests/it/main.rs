@@ -19,6 +19,7 @@ mod access_log;
 mod accounts;
 mod attacks;
 mod audit;
+mod authorizer;
 mod bad_input;
 mod check_serve;
 mod cli_keys;

@@ -4,6 +4,7 @@
 
 pub mod jwt_support;
 pub mod portal_visitor;
+pub mod proxies;
 pub mod receiver;
 pub mod services;
 

@@ -1,0 +1,457 @@
+//! [`Authorizer`]: the authorizer's listener, a Pingora HTTP application serving
+//! HTTP/1.1 and cleartext HTTP/2 on one port. A gRPC call is Envoy's ext_authz
+//! `Check` (or the gRPC health check); any other request is a forward-auth
+//! question (nginx `auth_request`, Traefik `forwardAuth`, Caddy `forward_auth`,
+//! Envoy's `http_service`), answered 200 to allow and with the refusal itself to
+//! refuse.
+
+use super::envoy::{self, CheckRequest, CheckResponse, HttpResponse};
+use super::judge::{judge, Judged};
+use super::original::{self, Original, Undescribed};
+use crate::error::GateError;
+use crate::proxy::Shared;
+use async_trait::async_trait;
+use bytes::{BufMut, Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream};
+use pingora::http::ResponseHeader;
+use pingora::protocols::http::ServerSession;
+use pingora::server::ShutdownWatch;
+use prost::Message;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The largest gRPC message read (Envoy sends the request's headers, and its body
+/// only when told to).
+const MAX_MESSAGE: usize = 4 * 1024 * 1024;
+
+/// How long a gRPC request's message may take to arrive.
+const READ_MESSAGE_WITHIN: Duration = Duration::from_secs(10);
+
+/// A forward-auth request that sends this header (nginx's shipped config does)
+/// gets a refusal's body in `X-Keygate-Body` too: nginx drops the body of an
+/// `auth_request` answer, and can only pass on its headers.
+const BODY_AS_HEADER: &str = "x-keygate-body-as-header";
+
+/// gRPC status codes keygate answers with itself.
+mod code {
+    pub const OK: i32 = 0;
+    pub const INVALID_ARGUMENT: i32 = 3;
+    pub const PERMISSION_DENIED: i32 = 7;
+    pub const UNIMPLEMENTED: i32 = 12;
+}
+
+/// The authorizer application.
+pub struct Authorizer {
+    shared: Arc<Shared>,
+    options: HttpServerOptions,
+}
+
+impl Authorizer {
+    /// An authorizer deciding over `shared`, HTTP/1.1 and cleartext HTTP/2 alike.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        let mut options = HttpServerOptions::default();
+        options.h2c = true;
+        Authorizer { shared, options }
+    }
+}
+
+/// The peer's address, an IPv4-mapped IPv6 address as IPv4.
+fn peer_ip(session: &ServerSession) -> Option<IpAddr> {
+    let ip = session.client_addr()?.as_inet()?.ip();
+    Some(match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    })
+}
+
+fn protocol(session: &ServerSession) -> &'static str {
+    if session.is_http2() {
+        crate::obs::metrics::protocol::H2
+    } else {
+        crate::obs::metrics::protocol::H1
+    }
+}
+
+#[async_trait]
+impl HttpServerApp for Authorizer {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        match session.read_request().await {
+            Ok(true) => {}
+            _ => return None,
+        }
+        let start = Instant::now();
+        let idle = self.shared.runtime.load().idle_timeout.as_secs().max(1);
+        session.set_keepalive((!*shutdown.borrow()).then_some(idle));
+        let grpc = crate::proxy::grpc::is_grpc(&session.req_header().headers);
+        let written = if grpc && session.is_http2() {
+            self.grpc_call(&mut session, start).await
+        } else {
+            self.forward_auth(&mut session, start).await
+        };
+        if written.is_err() {
+            return None;
+        }
+        let settings = HttpPersistentSettings::for_session(&session);
+        match session.finish().await {
+            Ok(Some(s)) => Some(ReusedHttpStream::from_reusable_stream(s, settings)),
+            _ => None,
+        }
+    }
+
+    fn server_options(&self) -> Option<&HttpServerOptions> {
+        Some(&self.options)
+    }
+}
+
+impl Authorizer {
+    /// A forward-auth question: 200 and the upstream's headers to allow, the
+    /// refusal itself to refuse.
+    async fn forward_auth(
+        &self,
+        session: &mut ServerSession,
+        start: Instant,
+    ) -> pingora::Result<()> {
+        // Nothing of a body is read: the original request is described by headers.
+        let _ = session.drain_request_body().await;
+        let req = session.req_header();
+        let rt = self.shared.runtime.load_full();
+        let described = original::of_forward_auth(
+            &req.method,
+            &req.uri,
+            &req.headers,
+            peer_ip(session),
+            &rt.authorizer_trusted,
+        );
+        let body_as_header = req.headers.contains_key(BODY_AS_HEADER);
+        let original = match described {
+            Ok(o) => o,
+            Err(why) => {
+                let err = undescribed(&why);
+                return write_plain_refusal(session, &err, body_as_header).await;
+            }
+        };
+        let judged = judge(&self.shared, &original, start).await;
+        let result = match judged.refusal(&self.shared) {
+            Some(refusal) => {
+                let mut resp = ResponseHeader::build(refusal.status, Some(12))?;
+                for (name, value) in refusal.headers {
+                    resp.append_header(name, value)?;
+                }
+                if body_as_header {
+                    resp.insert_header("X-Keygate-Body", body_header(&refusal.body))?;
+                }
+                write_whole(session, resp, refusal.body).await
+            }
+            None => {
+                let resp = allowed_response(&judged, &original, self.shared.clock.now_ms())?;
+                write_whole(session, resp, Vec::new()).await
+            }
+        };
+        judged.finish(&self.shared, &original, protocol(session));
+        result
+    }
+
+    /// A gRPC call on the authorizer: Envoy's `Check`, or the health check.
+    async fn grpc_call(&self, session: &mut ServerSession, start: Instant) -> pingora::Result<()> {
+        let path = session.req_header().uri.path().to_string();
+        let message = match read_message(session).await {
+            Ok(m) => m,
+            Err((status, why)) => return write_grpc_status(session, status, &why).await,
+        };
+        match path.as_str() {
+            envoy::CHECK_PATH => self.check(session, &message, start).await,
+            envoy::HEALTH_PATH => {
+                let asked = envoy::HealthCheckRequest::decode(message.as_slice());
+                match asked {
+                    Ok(_) => {
+                        let serving = envoy::HealthCheckResponse { status: 1 };
+                        write_grpc_message(session, &serving.encode_to_vec()).await
+                    }
+                    Err(_) => {
+                        write_grpc_status(
+                            session,
+                            code::INVALID_ARGUMENT,
+                            "not a HealthCheckRequest",
+                        )
+                        .await
+                    }
+                }
+            }
+            other => {
+                write_grpc_status(
+                    session,
+                    code::UNIMPLEMENTED,
+                    &format!("{other} is not served here"),
+                )
+                .await
+            }
+        }
+    }
+
+    /// Envoy's ext_authz `Check`: the original request described in a
+    /// `CheckRequest`, believed only from a trusted peer.
+    async fn check(
+        &self,
+        session: &mut ServerSession,
+        message: &[u8],
+        start: Instant,
+    ) -> pingora::Result<()> {
+        let rt = self.shared.runtime.load_full();
+        if !original::is_trusted(&rt.authorizer_trusted, peer_ip(session)) {
+            return write_grpc_status(
+                session,
+                code::PERMISSION_DENIED,
+                "this peer is not in authorizer.trust_forwarded_from",
+            )
+            .await;
+        }
+        let described = CheckRequest::decode(message)
+            .ok()
+            .and_then(|r| original::of_check(&r));
+        let Some(original) = described else {
+            return write_grpc_status(
+                session,
+                code::INVALID_ARGUMENT,
+                "the CheckRequest describes no HTTP request",
+            )
+            .await;
+        };
+        let judged = judge(&self.shared, &original, start).await;
+        let answer = check_response(&judged, &original, &self.shared);
+        let result = write_grpc_message(session, &answer.encode_to_vec()).await;
+        judged.finish(&self.shared, &original, protocol(session));
+        result
+    }
+}
+
+/// The refusal for a description that could not be believed.
+fn undescribed(why: &Undescribed) -> GateError {
+    GateError::InvalidBody(format!("The original request is not described: {why}"))
+}
+
+/// An allowed forward-auth answer: 200, the headers the upstream must get (the
+/// caller's identity, the request id), the client's (`X-RateLimit-*`), and for
+/// Envoy's HTTP service the headers to remove
+/// (`x-envoy-auth-headers-to-remove`).
+fn allowed_response(
+    judged: &Judged,
+    original: &Original,
+    now_ms: u64,
+) -> pingora::Result<ResponseHeader> {
+    let changes = judged.upstream_changes(original);
+    let mut resp = ResponseHeader::build(StatusCode::OK, Some(16))?;
+    for (name, value) in changes.set {
+        resp.append_header(name, value)?;
+    }
+    for (name, value) in judged.client_headers(now_ms) {
+        resp.insert_header(name, value)?;
+    }
+    if !changes.remove.is_empty() {
+        let names: Vec<&str> = changes.remove.iter().map(|n| n.as_str()).collect();
+        resp.insert_header("x-envoy-auth-headers-to-remove", names.join(", "))?;
+    }
+    Ok(resp)
+}
+
+/// `body` as a header value: compact JSON on one line.
+fn body_header(body: &[u8]) -> HeaderValue {
+    let compact = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| serde_json::to_vec(&v).ok())
+        .unwrap_or_else(|| {
+            body.iter()
+                .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b })
+                .collect()
+        });
+    HeaderValue::from_bytes(&compact).unwrap_or_else(|_| HeaderValue::from_static("{}"))
+}
+
+/// Writes a refusal made before any decision (the contract's body).
+async fn write_plain_refusal(
+    session: &mut ServerSession,
+    err: &GateError,
+    body_as_header: bool,
+) -> pingora::Result<()> {
+    let body = err.body();
+    let mut resp = ResponseHeader::build(err.status(), Some(4))?;
+    resp.insert_header("Content-Type", "application/json")?;
+    resp.insert_header("Cache-Control", "no-store")?;
+    if body_as_header {
+        resp.insert_header("X-Keygate-Body", body_header(&body))?;
+    }
+    write_whole(session, resp, body).await
+}
+
+/// Writes a whole response with its length.
+async fn write_whole(
+    session: &mut ServerSession,
+    mut resp: ResponseHeader,
+    body: Vec<u8>,
+) -> pingora::Result<()> {
+    resp.insert_header("Content-Length", body.len().to_string())?;
+    session.write_response_header(Box::new(resp)).await?;
+    if !body.is_empty() {
+        session.write_response_body(Bytes::from(body), true).await?;
+    }
+    Ok(())
+}
+
+/// The `CheckResponse` for a decision: `OK` with the upstream's changes, or the
+/// refusal's gRPC status with the client's answer (status, headers, body).
+fn check_response(judged: &Judged, original: &Original, shared: &Shared) -> CheckResponse {
+    let option = |name: &str, value: &HeaderValue| {
+        envoy::header(name, &String::from_utf8_lossy(value.as_bytes()))
+    };
+    match judged.refusal(shared) {
+        None => {
+            let changes = judged.upstream_changes(original);
+            CheckResponse {
+                status: Some(envoy::RpcStatus {
+                    code: code::OK,
+                    message: String::new(),
+                }),
+                http_response: Some(HttpResponse::Ok(envoy::OkHttpResponse {
+                    headers: changes
+                        .set
+                        .iter()
+                        .map(|(n, v)| option(n.as_str(), v))
+                        .collect(),
+                    headers_to_remove: changes.remove.iter().map(|n| n.to_string()).collect(),
+                    response_headers_to_add: judged
+                        .client_headers(shared.clock.now_ms())
+                        .iter()
+                        .map(|(n, v)| option(n, v))
+                        .collect(),
+                    query_parameters_to_remove: changes.remove_params,
+                })),
+            }
+        }
+        Some(refusal) => {
+            let err = judged.error.as_ref().unwrap_or(&GateError::Internal);
+            let crate::error::GrpcStatus(grpc_code, _) = err.rejection().grpc;
+            let mut headers: Vec<envoy::HeaderValueOption> =
+                refusal.headers.iter().map(|(n, v)| option(n, v)).collect();
+            if judged.grpc {
+                // A gRPC client reads the outcome from these, as behind keygate.
+                for (name, value) in crate::proxy::grpc::refusal_headers(err) {
+                    if name.starts_with("grpc-") {
+                        headers.push(envoy::header(&name, &value));
+                    }
+                }
+            }
+            CheckResponse {
+                status: Some(envoy::RpcStatus {
+                    code: i32::from(grpc_code),
+                    message: err.message(),
+                }),
+                http_response: Some(HttpResponse::Denied(envoy::DeniedHttpResponse {
+                    status: Some(envoy::HttpStatus {
+                        code: i32::from(refusal.status.as_u16()),
+                    }),
+                    headers,
+                    body: String::from_utf8_lossy(&refusal.body).into_owned(),
+                })),
+            }
+        }
+    }
+}
+
+/// Reads one length-prefixed gRPC message (uncompressed).
+async fn read_message(session: &mut ServerSession) -> Result<Vec<u8>, (i32, String)> {
+    let read = async {
+        let mut body = Vec::new();
+        while let Some(chunk) = session.read_request_body().await.map_err(|e| {
+            (
+                code::INVALID_ARGUMENT,
+                format!("could not read the call: {e}"),
+            )
+        })? {
+            if body.len() + chunk.len() > MAX_MESSAGE + 5 {
+                return Err((
+                    code::INVALID_ARGUMENT,
+                    "the message is too large".to_string(),
+                ));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    };
+    let body = tokio::time::timeout(READ_MESSAGE_WITHIN, read)
+        .await
+        .map_err(|_| {
+            (
+                code::INVALID_ARGUMENT,
+                "the message took too long".to_string(),
+            )
+        })??;
+    if body.len() < 5 {
+        return Err((code::INVALID_ARGUMENT, "no message".to_string()));
+    }
+    if body[0] != 0 {
+        return Err((
+            code::UNIMPLEMENTED,
+            "compressed messages are not accepted".to_string(),
+        ));
+    }
+    let len = u32::from_be_bytes([body[1], body[2], body[3], body[4]]) as usize;
+    if body.len() != 5 + len {
+        return Err((
+            code::INVALID_ARGUMENT,
+            "one whole message expected".to_string(),
+        ));
+    }
+    Ok(body[5..].to_vec())
+}
+
+/// The response headers of a gRPC answer.
+fn grpc_head() -> pingora::Result<ResponseHeader> {
+    let mut resp = ResponseHeader::build(StatusCode::OK, Some(2))?;
+    resp.insert_header("content-type", "application/grpc")?;
+    Ok(resp)
+}
+
+/// Answers a call with `message` and status `OK`.
+async fn write_grpc_message(session: &mut ServerSession, message: &[u8]) -> pingora::Result<()> {
+    session
+        .write_response_header(Box::new(grpc_head()?))
+        .await?;
+    let mut framed = BytesMut::with_capacity(5 + message.len());
+    framed.put_u8(0);
+    framed.put_u32(message.len() as u32);
+    framed.put_slice(message);
+    session.write_response_body(framed.freeze(), false).await?;
+    session
+        .write_response_trailers(grpc_trailers(code::OK, ""))
+        .await
+}
+
+/// Answers a call with status `status` and no message.
+async fn write_grpc_status(
+    session: &mut ServerSession,
+    status: i32,
+    message: &str,
+) -> pingora::Result<()> {
+    session
+        .write_response_header(Box::new(grpc_head()?))
+        .await?;
+    session
+        .write_response_trailers(grpc_trailers(status, message))
+        .await
+}
+
+fn grpc_trailers(status: i32, message: &str) -> HeaderMap {
+    let mut t = HeaderMap::new();
+    t.insert("grpc-status", HeaderValue::from(status));
+    if !message.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(&crate::proxy::grpc::encode_message(message)) {
+            t.insert("grpc-message", v);
+        }
+    }
+    t
+}

@@ -319,8 +319,33 @@ async fn refused(resp: reqwest::Response, status: u16, error: &str, headers: &[&
     body
 }
 
+/// Which proxy stands in front, for what each can and cannot pass on.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Front {
+    Nginx,
+    Traefik,
+    Caddy,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_protects_an_upstream_with_keygate_deciding() {
+    protects_an_upstream(Front::Nginx).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traefik_protects_an_upstream_with_keygate_deciding() {
+    protects_an_upstream(Front::Traefik).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caddy_protects_an_upstream_with_keygate_deciding() {
+    protects_an_upstream(Front::Caddy).await;
+}
+
+/// A real proxy, started from its shipped config, in front of the echo upstream
+/// with keygate deciding: pass, identity upstream, key stripped, spoofed identity
+/// and descriptions refused, every refusal whole, revocation within a second.
+async fn protects_an_upstream(front: Front) {
     let up = start_upstream().await;
     let authorizer = free_port();
     let kg = Keygate::start(
@@ -328,7 +353,11 @@ async fn nginx_protects_an_upstream_with_keygate_deciding() {
         &format!("{POLICY}authorizer: {{ listen: \"127.0.0.1:{authorizer}\" }}\n"),
     );
     wait_listening(authorizer);
-    let proxy = crate::common::proxies::nginx(up.port(), authorizer);
+    let proxy = match front {
+        Front::Nginx => crate::common::proxies::nginx(up.port(), authorizer),
+        Front::Traefik => crate::common::proxies::traefik(up.port(), authorizer),
+        Front::Caddy => crate::common::proxies::caddy(up.port(), authorizer),
+    };
     let (key_id, key) = kg.create_key(&["--scopes", "search", "--credits", "1"]);
 
     // Allowed: the upstream answers, knowing who called, never seeing the key or
@@ -344,8 +373,12 @@ async fn nginx_protects_an_upstream_with_keygate_deciding() {
     )
     .await;
     assert_eq!(ok.status(), 200);
-    assert_eq!(header(&ok, "x-ratelimit-limit").as_deref(), Some("4"));
-    assert_eq!(header(&ok, "x-ratelimit-remaining").as_deref(), Some("3"));
+    if front != Front::Traefik {
+        // Traefik's forwardAuth cannot add the authorizer's headers to an allowed
+        // request's answer (its refusals carry them: below).
+        assert_eq!(header(&ok, "x-ratelimit-limit").as_deref(), Some("4"));
+        assert_eq!(header(&ok, "x-ratelimit-remaining").as_deref(), Some("3"));
+    }
     let echo: Value = ok.json().await.unwrap();
     let seen = &echo["headers"];
     assert_eq!(seen["x-auth-key-id"][0], key_id.as_str(), "{echo}");
@@ -387,19 +420,22 @@ async fn nginx_protects_an_upstream_with_keygate_deciding() {
             .status(),
         200
     );
-    let limited = refused(
-        through(proxy.port, "/api/things", &[("X-API-Key", &key)]).await,
-        429,
-        "rate_limit_exceeded",
-        &["retry-after", "x-ratelimit-remaining"],
-    )
-    .await;
+    let resp = through(proxy.port, "/api/things", &[("X-API-Key", &key)]).await;
+    assert_eq!(header(&resp, "x-ratelimit-remaining").as_deref(), Some("0"));
+    assert_eq!(header(&resp, "x-ratelimit-limit").as_deref(), Some("4"));
+    let limited = refused(resp, 429, "rate_limit_exceeded", &["retry-after"]).await;
     assert!(limited["retry_after"].as_u64().is_some());
     // Open routes stay open.
     assert_eq!(through(proxy.port, "/health", &[]).await.status(), 200);
 
     // A client naming another target in the headers keygate reads is not believed:
-    // nginx sets them all.
+    // nginx sets them all (the key is asked for, as for the real target); Traefik
+    // and Caddy set the X-Forwarded-* ones and pass the client's X-Original-URI
+    // on, which keygate refuses as a description that disagrees with itself.
+    let (status, error) = match front {
+        Front::Nginx => (401, "unauthorized"),
+        Front::Traefik | Front::Caddy => (400, "invalid_request"),
+    };
     refused(
         through(
             proxy.port,
@@ -411,13 +447,21 @@ async fn nginx_protects_an_upstream_with_keygate_deciding() {
             ],
         )
         .await,
+        status,
+        error,
+        &[],
+    )
+    .await;
+    // Naming only the header the proxy sets itself is overwritten by the proxy.
+    refused(
+        through(proxy.port, "/api/things", &[("X-Forwarded-Uri", "/health")]).await,
         401,
         "unauthorized",
         &[],
     )
     .await;
 
-    // Revoked: refused through nginx within a second.
+    // Revoked: refused through the proxy within a second.
     let (other_id, other) = kg.create_key(&[]);
     assert_eq!(
         through(proxy.port, "/api/things", &[("X-API-Key", &other)])

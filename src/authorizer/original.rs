@@ -40,16 +40,18 @@ pub enum Undescribed {
 /// Headers naming the original method, in the order they are read.
 const METHOD_HEADERS: [&str; 2] = ["x-forwarded-method", "x-original-method"];
 
-/// Headers naming the original target (path and query).
-const URI_HEADERS: [&str; 2] = ["x-forwarded-uri", "x-original-uri"];
+/// Headers naming the original target: `X-Forwarded-Uri` (Traefik, Caddy),
+/// `X-Original-URI` (nginx), `X-Original-URL` (ingress-nginx, an absolute URL).
+const URI_HEADERS: [&str; 3] = ["x-forwarded-uri", "x-original-uri", "x-original-url"];
 
-/// The one value the headers `names` give (`None`: none of them is present), or a
-/// conflict when two of them disagree.
-fn agreed<'h>(
-    headers: &'h http::HeaderMap,
-    names: &[&'static str; 2],
-) -> Result<Option<&'h [u8]>, Undescribed> {
-    let mut found: Option<(&'static str, &[u8])> = None;
+/// The one value the headers `names` give (`None`: none of them is present), read
+/// by `parse`, or a conflict when two of them disagree (or one is repeated).
+fn agreed<T: PartialEq>(
+    headers: &http::HeaderMap,
+    names: &[&'static str],
+    parse: impl Fn(&'static str, &[u8]) -> Result<T, Undescribed>,
+) -> Result<Option<T>, Undescribed> {
+    let mut found: Option<(&'static str, T)> = None;
     for name in names {
         let mut values = headers.get_all(*name).iter();
         let Some(v) = values.next() else {
@@ -58,15 +60,33 @@ fn agreed<'h>(
         if values.next().is_some() {
             return Err(Undescribed::Conflict(name, name));
         }
-        match found {
-            Some((first, seen)) if seen != v.as_bytes() => {
+        let value = parse(name, v.as_bytes())?;
+        match &found {
+            Some((first, seen)) if *seen != value => {
                 return Err(Undescribed::Conflict(first, name))
             }
             Some(_) => {}
-            None => found = Some((name, v.as_bytes())),
+            None => found = Some((name, value)),
         }
     }
     Ok(found.map(|(_, v)| v))
+}
+
+/// A method header's value.
+fn method_of(name: &'static str, v: &[u8]) -> Result<http::Method, Undescribed> {
+    http::Method::from_bytes(v).map_err(|_| Undescribed::Invalid(name, "method"))
+}
+
+/// A target header's value, in origin form (an absolute URL's host is not the
+/// path).
+fn target_of(name: &'static str, v: &[u8]) -> Result<http::Uri, Undescribed> {
+    let bad = || Undescribed::Invalid(name, "request target");
+    let target = http::Uri::try_from(v).map_err(|_| bad())?;
+    let pq = target.path_and_query().map_or("/", |pq| pq.as_str());
+    if !pq.starts_with('/') {
+        return Err(bad());
+    }
+    pq.parse::<http::Uri>().map_err(|_| bad())
 }
 
 /// The client's address a trusted proxy names: the last `X-Forwarded-For` entry
@@ -115,25 +135,8 @@ pub fn of_forward_auth(
             client_ip: peer,
         });
     }
-    let method = match agreed(headers, &METHOD_HEADERS)? {
-        Some(m) => http::Method::from_bytes(m)
-            .map_err(|_| Undescribed::Invalid("X-Forwarded-Method", "method"))?,
-        None => method.clone(),
-    };
-    let uri = match agreed(headers, &URI_HEADERS)? {
-        Some(u) => {
-            let target = http::Uri::try_from(u)
-                .map_err(|_| Undescribed::Invalid("X-Forwarded-Uri", "request target"))?;
-            // Origin form: a proxy may send an absolute URI; its host is not the path.
-            let pq = target.path_and_query().map_or("/", |pq| pq.as_str());
-            if !pq.starts_with('/') {
-                return Err(Undescribed::Invalid("X-Forwarded-Uri", "request target"));
-            }
-            pq.parse::<http::Uri>()
-                .map_err(|_| Undescribed::Invalid("X-Forwarded-Uri", "request target"))?
-        }
-        None => own_target(),
-    };
+    let method = agreed(headers, &METHOD_HEADERS, method_of)?.unwrap_or_else(|| method.clone());
+    let uri = agreed(headers, &URI_HEADERS, target_of)?.unwrap_or_else(own_target);
     Ok(Original {
         method,
         uri,
@@ -291,7 +294,24 @@ mod tests {
             ]
         )
         .is_err());
-        assert!(describe("127.0.0.1", &[("x-forwarded-uri", "http://evil/x")]).is_ok());
         assert!(describe("127.0.0.1", &[("x-forwarded-uri", "*")]).is_err());
+        // ingress-nginx names an absolute URL: the same target agrees.
+        let o = describe(
+            "127.0.0.1",
+            &[
+                ("x-original-url", "https://api.example.com/api/x?a=1"),
+                ("x-original-uri", "/api/x?a=1"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(o.uri, "/api/x?a=1");
+        assert!(describe(
+            "127.0.0.1",
+            &[
+                ("x-original-url", "https://api.example.com/health"),
+                ("x-forwarded-uri", "/api/x")
+            ]
+        )
+        .is_err());
     }
 }

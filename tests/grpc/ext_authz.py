@@ -3,11 +3,15 @@ proto definitions (the envoy-data-plane package) and grpcio: reads a JSON job on
 stdin, asks each Check over one channel, prints each answer as JSON on stdout.
 
 Job: {"target": "127.0.0.1:PORT", "health": bool,
-      "checks": [{"method", "path", "host", "headers": {...}, "source": "IP"}]}
+      "checks": [{"method", "path", "host", "headers": {...}, "source": "IP",
+                  "until_denied": seconds}]}
+A check with "until_denied" is asked again and again (every 10 ms) until it is
+denied or the seconds pass; its answer then carries "waited" (seconds).
 """
 
 import json
 import sys
+import time
 
 import grpc
 from envoy_data_plane.envoy.config.core.v3 import Address, SocketAddress
@@ -87,7 +91,15 @@ def main():
             )
         )
         try:
-            results["checks"].append(answer(stub.check(request)))
+            started = time.monotonic()
+            got = answer(stub.check(request))
+            limit = check.get("until_denied")
+            while limit is not None and got["code"] == 0 and time.monotonic() - started < limit:
+                time.sleep(0.01)
+                got = answer(stub.check(request))
+            if limit is not None:
+                got["waited"] = time.monotonic() - started
+            results["checks"].append(got)
         except grpc.RpcError as e:
             results["checks"].append({"rpc_error": e.code().value[0], "details": e.details()})
     json.dump(results, sys.stdout)

@@ -294,6 +294,34 @@ async fn a_check_from_an_untrusted_peer_is_refused() {
     assert_eq!(out["checks"][0]["rpc_error"], 7, "{out}");
 }
 
+/// Revokes key `id` with `kg`'s CLI.
+fn revoke(kg: &Keygate, id: &str) {
+    let out = kg.cli(&["keys", "revoke", id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Waits for `key`, just revoked, to be refused through the proxy on `port`: it
+/// must be within a second.
+async fn refused_within_a_second(port: u16, path: &str, key: &str) {
+    let revoked_at = std::time::Instant::now();
+    loop {
+        let status = through(port, path, &[("X-API-Key", key)]).await.status();
+        if status == 401 {
+            return;
+        }
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(1),
+            "a revoked key still let through after {:?}",
+            revoked_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// A client request through a proxy on `port`.
 async fn through(port: u16, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
     let mut req = reqwest::Client::new().get(format!("http://127.0.0.1:{port}{path}"));
@@ -469,25 +497,67 @@ async fn protects_an_upstream(front: Front) {
             .status(),
         200
     );
-    let out = kg.cli(&["keys", "revoke", &other_id]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    revoke(&kg, &other_id);
+    refused_within_a_second(proxy.port, "/api/things", &other).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_on_one_replica_is_refused_by_another_replicas_authorizer_within_a_second() {
+    let Some(db) = crate::common::services::PgDatabase::create().await else {
+        return;
+    };
+    let up = start_upstream().await;
+    let url = format!("http://{up}");
+    let store = format!(
+        "store:\n  kind: postgres\n  url: \"{}\"\n  timeout: 2s\n",
+        db.url
     );
-    let revoked_at = std::time::Instant::now();
-    loop {
-        let status = through(proxy.port, "/api/things", &[("X-API-Key", &other)])
-            .await
-            .status();
-        if status == 401 {
-            break;
+    let policy = "cache: { ttl: 5m }\ntiers:\n  free: { per_minute: 1000 }\ndefault_tier: free\n";
+    let a = Keygate::start_with_store(&url, &store, policy);
+    let authorizer = free_port();
+    let b = Keygate::start_with_store(
+        &url,
+        &store,
+        &format!("{policy}authorizer: {{ listen: \"127.0.0.1:{authorizer}\" }}\n"),
+    );
+    wait_listening(authorizer);
+    let nginx = crate::common::proxies::nginx(up.port(), authorizer);
+    let (through_nginx_id, through_nginx) = a.create_key(&[]);
+    let (through_grpc_id, through_grpc) = a.create_key(&[]);
+    let target = format!("127.0.0.1:{authorizer}");
+    let check = |key: &str, until_denied: Option<f64>| {
+        let mut c = json!({"path": "/things", "headers": {"x-api-key": key}});
+        if let Some(s) = until_denied {
+            c["until_denied"] = json!(s);
         }
-        assert!(
-            revoked_at.elapsed() < Duration::from_secs(1),
-            "a revoked key still let through after {:?}",
-            revoked_at.elapsed()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        c
+    };
+    // B's authorizer knows (and caches) both keys.
+    assert_eq!(
+        through(nginx.port, "/things", &[("X-API-Key", &through_nginx)])
+            .await
+            .status(),
+        200
+    );
+    let warm = ext_authz(json!({"target": target, "checks": [check(&through_grpc, None)]}));
+    assert_eq!(warm["checks"][0]["code"], 0, "{warm}");
+
+    // Revoked at A: B's authorizer refuses it, through nginx, within a second.
+    revoke(&a, &through_nginx_id);
+    refused_within_a_second(nginx.port, "/things", &through_nginx).await;
+    // And through Envoy's protocol: the client asks from the moment of revocation.
+    let job = json!({"target": target, "checks": [check(&through_grpc, Some(3.0))]});
+    let asked = std::thread::spawn(move || ext_authz(job));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    revoke(&a, &through_grpc_id);
+    let out = tokio::task::spawn_blocking(move || asked.join().unwrap())
+        .await
+        .unwrap();
+    let last = &out["checks"][0];
+    assert_eq!(last["code"], 16, "{out}");
+    assert_eq!(last["denied"]["status"], 401);
+    // From the client's first question (300 ms before the revocation) to the
+    // refusal: under 1.3 s means within a second of the revocation.
+    assert!(last["waited"].as_f64().unwrap() < 1.3, "{out}");
+    drop(b);
 }

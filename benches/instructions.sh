@@ -7,6 +7,8 @@
 # (e) is the API-key route again with traces on (`telemetry:`, sample_ratio 1.0,
 # exported to a local OTLP/HTTP sink that answers 200): every span built, queued
 # and sent, the exporter's thread counted too.
+# (f) is a decision on the same route and key by the authorizer (forward auth, as
+# Traefik asks), against (c) which also forwards the request and relays the answer.
 # Prints a table, the ratio (b)/(c) — the throughput the authenticated path keeps on
 # a CPU-bound proxy — (d)/(c), what pooling per account costs a request, and
 # (e)/(c), what tracing every request costs.
@@ -26,6 +28,7 @@ cleanup() { pkill -9 -f "callgrind-out-file=$work" 2>/dev/null || true; kill $(j
 trap cleanup EXIT
 source benches/lib.sh
 up=$(port); listen=$(port); admin=$(port)
+authz=$(port)
 bench_config "$work/k.yaml" "$listen" "$admin" 1 "$up" "{ kind: sqlite, path: \"$work/k.db\" }" "" "routes:
   - { path: /static/open, auth: none }
   - { path: /static/api, scopes: [bench] }"
@@ -34,6 +37,7 @@ import http.client, sys
 port, path, n, key = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
 c = http.client.HTTPConnection("127.0.0.1", port)
 headers = {"X-API-Key": key} if key != "-" else {}
+headers.update(h.split(": ", 1) for h in sys.argv[5:])
 for _ in range(n):
     c.request("GET", path, headers=headers)
     r = c.getresponse(); r.read()
@@ -56,14 +60,15 @@ printf 'telemetry: { otlp_endpoint: "http://127.0.0.1:%s", sample_ratio: 1.0 }\n
 key=$("$bin" keys create -c "$work/k.yaml" --name bench --tier bench --scopes bench | sed -n 's/^key: //p')
 pooled=$("$bin" keys create -c "$work/k.yaml" --name pooled --tier pooled --scopes bench --account acct_bench | sed -n 's/^key: //p')
 "$bin" demo-upstream --listen "127.0.0.1:$up" 2>/dev/null &
-measure() { # name path key [config] -> instructions per request
+measure() { # name path key [config] -> instructions per request (MEASURE_PORT, MEASURE_HEADERS)
   local out="$work/$1.cg"
   RUST_LOG=$log valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" serve -c "${4:-$work/k.yaml}" >"$work/$1.log" 2>&1 &
   local vg=$!
   for _ in $(seq 200); do curl -fs "http://127.0.0.1:$admin/health" >/dev/null && break; sleep 0.2; done
-  python3 "$work/client.py" "$listen" "$2" 200 "$3"
+  local to=${MEASURE_PORT:-$listen}
+  python3 "$work/client.py" "$to" "$2" 200 "$3" ${MEASURE_HEADERS[@]+"${MEASURE_HEADERS[@]}"}
   callgrind_control -z "$vg" >/dev/null 2>&1
-  python3 "$work/client.py" "$listen" "$2" "$n" "$3"
+  python3 "$work/client.py" "$to" "$2" "$n" "$3" ${MEASURE_HEADERS[@]+"${MEASURE_HEADERS[@]}"}
   callgrind_control -d "$vg" >/dev/null 2>&1
   sleep 1
   kill -9 "$vg" 2>/dev/null || true; wait "$vg" 2>/dev/null || true
@@ -80,11 +85,23 @@ if "$bin" check -c "$work/traced.yaml" >/dev/null 2>&1; then
 else
   e=""
 fi
+cp "$work/k.yaml" "$work/authz.yaml"
+printf 'authorizer: { listen: "127.0.0.1:%s" }\n' "$authz" >> "$work/authz.yaml"
+if "$bin" check -c "$work/authz.yaml" >/dev/null 2>&1; then
+  MEASURE_PORT=$authz
+  MEASURE_HEADERS=("X-Forwarded-Method: GET" "X-Forwarded-Uri: /static/api" "X-Forwarded-For: 203.0.113.5")
+  f=$(measure authz / "$key" "$work/authz.yaml")
+  unset MEASURE_PORT MEASURE_HEADERS
+else
+  f=""
+fi
 if [ -n "${KEEP_PROFILES:-}" ]; then mkdir -p "$KEEP_PROFILES" && cp "$work"/*.cg.* "$KEEP_PROFILES"/; fi
 echo "keygate: $bin, RUST_LOG=$log"
 printf '%-26s %14s\n' route "instr/request"
 printf '%-26s %14s\n' "(b) keygate auth:none" "$b" "(c) keygate API key" "$c" \
-  "(d) API key, pool: account" "$d" "(e) API key, traces 1.0" "${e:--}"
+  "(d) API key, pool: account" "$d" "(e) API key, traces 1.0" "${e:--}" \
+  "(f) authorizer decision" "${f:--}"
 printf '%-26s %14s\n' "(b)/(c)" "$(python3 -c "print(f'{$b/$c:.3f}')")"
 printf '%-26s %14s\n' "(d)/(c)" "$(python3 -c "print(f'{$d/$c:.3f}')")"
 [ -z "$e" ] || printf '%-26s %14s\n' "(e)/(c)" "$(python3 -c "print(f'{$e/$c:.3f}')")"
+[ -z "$f" ] || printf '%-26s %14s\n' "(f)/(c)" "$(python3 -c "print(f'{$f/$c:.3f}')")"

@@ -9,12 +9,12 @@ use super::original::Original;
 use crate::error::GateError;
 use crate::obs::traces::RequestSpan;
 use crate::proxy::decide::{decide, Decision, Door};
+use crate::proxy::forward::Edits;
 use crate::proxy::front::{note_allowed, note_refusal};
 use crate::proxy::limit_headers::rate_limit_headers;
 use crate::proxy::runtime::Runtime;
 use crate::proxy::Shared;
-use http::{HeaderName, HeaderValue, StatusCode};
-use pingora::http::RequestHeader;
+use http::{HeaderValue, StatusCode};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -36,30 +36,23 @@ pub struct Judged {
     span: Option<Box<RequestSpan>>,
 }
 
-/// What the upstream request gets changed, for an allowed request.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct UpstreamChanges {
-    /// Headers set (replacing any the request had), in order; a name may repeat.
-    pub set: Vec<(HeaderName, HeaderValue)>,
-    /// Headers removed.
-    pub remove: Vec<HeaderName>,
-    /// Query parameters removed (a credential sent in the query).
-    pub remove_params: Vec<String>,
-}
-
 /// A refusal as the client gets it.
 pub struct Refusal {
     /// Its status.
     pub status: StatusCode,
     /// Its headers (`Retry-After`, `WWW-Authenticate`, `X-RateLimit-*`, …).
-    pub headers: Vec<(String, HeaderValue)>,
+    pub headers: Vec<(&'static str, HeaderValue)>,
     /// Its body, in the API's dialect.
     pub body: Vec<u8>,
 }
 
 /// Decides `original` (arrived at `start`).
-pub async fn judge(shared: &Shared, original: &Original, start: Instant) -> Judged {
-    let rt = shared.runtime.load_full();
+pub async fn judge(
+    shared: &Shared,
+    rt: Arc<Runtime>,
+    original: &Original<'_>,
+    start: Instant,
+) -> Judged {
     let request_id = crate::proxy::forward::request_id(
         original.headers.get("x-request-id").map(|v| v.as_bytes()),
     );
@@ -105,81 +98,38 @@ impl Judged {
     /// The headers the client gets either way: where the caller stands against its
     /// limits (`X-RateLimit-*`, and the IETF pair when configured) and the request
     /// id.
-    pub fn client_headers(&self, now_ms: u64) -> Vec<(String, HeaderValue)> {
-        let mut out = Vec::with_capacity(6);
-        if self.decision.principal.is_some() {
-            if let Some(d) = &self.decision.limit {
-                for (name, value) in rate_limit_headers(d, self.rt.header_style, now_ms) {
-                    out.push((name.to_string(), value));
-                }
-            }
-        }
-        out.push(("X-Request-Id".to_string(), self.request_id.clone()));
+    pub fn client_headers(&self, now_ms: u64) -> Vec<(&'static str, HeaderValue)> {
+        let mut out = match (&self.decision.principal, &self.decision.limit) {
+            (Some(_), Some(d)) => rate_limit_headers(d, self.rt.header_style, now_ms),
+            _ => Vec::with_capacity(1),
+        };
+        out.push(("X-Request-Id", self.request_id.clone()));
         out
     }
 
     /// How the upstream request must change, for an allowed request: the proxy's
-    /// own rule ([`crate::proxy::forward::ForwardPlan::apply`]) run on a copy of the
-    /// original, and the difference read back. `X-Forwarded-For` stays the
-    /// calling proxy's.
-    pub fn upstream_changes(&self, original: &Original) -> UpstreamChanges {
-        let path = original.uri.path_and_query().map_or("/", |pq| pq.as_str());
-        let Ok(mut req) = RequestHeader::build(original.method.clone(), path.as_bytes(), None)
-        else {
-            return UpstreamChanges::default();
-        };
-        for (name, value) in &original.headers {
-            let _ = req.append_header(name.clone(), value.clone());
-        }
+    /// own rule ([`crate::proxy::forward::ForwardPlan::edits`]), and the
+    /// `traceparent` naming keygate's span when traces are on. `X-Forwarded-For`
+    /// stays the calling proxy's.
+    pub fn upstream_changes(&self, original: &Original<'_>) -> Edits {
         let principal = if self.decision.public {
             None
         } else {
             self.decision.principal.as_ref()
         };
-        if self
-            .rt
-            .forward
-            .apply(&mut req, principal, None, &self.request_id)
-            .is_err()
-        {
-            return UpstreamChanges::default();
-        }
-        let mut changes = UpstreamChanges::default();
-        for name in original.headers.keys() {
-            if !req.headers.contains_key(name) {
-                changes.remove.push(name.clone());
-            }
-        }
-        for name in req.headers.keys() {
-            let before: Vec<&HeaderValue> = original.headers.get_all(name).iter().collect();
-            let after: Vec<&HeaderValue> = req.headers.get_all(name).iter().collect();
-            if before != after {
-                for value in after {
-                    changes.set.push((name.clone(), value.clone()));
-                }
-            }
-        }
+        let mut edits = self.rt.forward.edits(
+            &original.headers,
+            original.uri.query(),
+            principal,
+            &self.request_id,
+        );
         if let Some(span) = &self.span {
-            // The upstream's parent is keygate's span, as behind the proxy.
-            changes.set.push((
-                HeaderName::from_static("traceparent"),
+            edits.set.push((
+                http::HeaderName::from_static("traceparent"),
                 span.traceparent().clone(),
             ));
         }
-        let names = |q: Option<&str>| -> Vec<String> {
-            q.unwrap_or("")
-                .split('&')
-                .filter(|p| !p.is_empty())
-                .map(|p| p.split_once('=').map_or(p, |(k, _)| k).to_string())
-                .collect()
-        };
-        let kept = names(req.uri.query());
-        for name in names(original.uri.query()) {
-            if !kept.contains(&name) && !changes.remove_params.contains(&name) {
-                changes.remove_params.push(name);
-            }
-        }
-        changes
+        edits
     }
 
     /// The refusal the client gets, for a refused request.
@@ -191,18 +141,13 @@ impl Judged {
             self.request_id.to_str().unwrap_or(""),
             shared.clock.now_utc(),
         );
-        let mut headers: Vec<(String, HeaderValue)> = Vec::new();
-        headers.push((
-            "Content-Type".to_string(),
-            HeaderValue::from_static("application/json"),
-        ));
-        headers.push((
-            "Cache-Control".to_string(),
-            HeaderValue::from_static("no-store"),
-        ));
+        let mut headers: Vec<(&'static str, HeaderValue)> = vec![
+            ("Content-Type", HeaderValue::from_static("application/json")),
+            ("Cache-Control", HeaderValue::from_static("no-store")),
+        ];
         for (name, value) in err.headers() {
             if let Ok(v) = HeaderValue::from_str(&value) {
-                headers.push((name.to_string(), v));
+                headers.push((name, v));
             }
         }
         headers.extend(self.client_headers(shared.clock.now_ms()));
@@ -216,7 +161,7 @@ impl Judged {
     /// Records the decision (metrics, usage, access line, span) as answered with
     /// `status` (an allowed request's is the original's outcome to come, counted
     /// as 200).
-    pub fn finish(mut self, shared: &Shared, original: &Original, protocol: &'static str) {
+    pub fn finish(mut self, shared: &Shared, original: &Original<'_>, protocol: &'static str) {
         let span = self.span.take();
         let status = match &self.error {
             Some(e) => e.status().as_u16(),

@@ -12,7 +12,7 @@ use crate::error::GateError;
 use crate::proxy::Shared;
 use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
@@ -117,44 +117,52 @@ impl Authorizer {
         session: &mut ServerSession,
         start: Instant,
     ) -> pingora::Result<()> {
-        // Nothing of a body is read: the original request is described by headers.
-        let _ = session.drain_request_body().await;
-        let req = session.req_header();
+        // Nothing of a body is read (the original request is described by
+        // headers); one sent anyway is dropped, within the body timeout.
+        session.set_read_timeout(Some(self.shared.runtime.load().body_timeout));
+        if session.drain_request_body().await.is_err() {
+            session.set_keepalive(None);
+        }
         let rt = self.shared.runtime.load_full();
-        let described = original::of_forward_auth(
+        let peer = peer_ip(session);
+        let req = session.req_header();
+        let body_as_header = req.headers.contains_key(BODY_AS_HEADER);
+        // The answer is made (and the decision recorded) while the question is
+        // borrowed, then written.
+        let (resp, body) = match original::of_forward_auth(
             &req.method,
             &req.uri,
             &req.headers,
-            peer_ip(session),
+            peer,
             &rt.authorizer_trusted,
-        );
-        let body_as_header = req.headers.contains_key(BODY_AS_HEADER);
-        let original = match described {
-            Ok(o) => o,
-            Err(why) => {
-                let err = undescribed(&why);
-                return write_plain_refusal(session, &err, body_as_header).await;
+        ) {
+            Err(why) => plain_refusal(&undescribed(&why), body_as_header)?,
+            Ok(original) => {
+                let judged = judge(&self.shared, rt.clone(), &original, start).await;
+                let answer = match judged.refusal(&self.shared) {
+                    Some(refusal) => {
+                        let mut headers = HeaderMap::with_capacity(12);
+                        for (name, value) in refusal.headers {
+                            headers.append(lowercase(name), value);
+                        }
+                        if body_as_header {
+                            headers.insert(
+                                HeaderName::from_static("x-keygate-body"),
+                                body_header(&refusal.body),
+                            );
+                        }
+                        (response_head(refusal.status, headers), refusal.body)
+                    }
+                    None => (
+                        allowed_response(&judged, &original, self.shared.clock.now_ms())?,
+                        Vec::new(),
+                    ),
+                };
+                judged.finish(&self.shared, &original, protocol(session));
+                answer
             }
         };
-        let judged = judge(&self.shared, &original, start).await;
-        let result = match judged.refusal(&self.shared) {
-            Some(refusal) => {
-                let mut resp = ResponseHeader::build(refusal.status, Some(12))?;
-                for (name, value) in refusal.headers {
-                    resp.append_header(name, value)?;
-                }
-                if body_as_header {
-                    resp.insert_header("X-Keygate-Body", body_header(&refusal.body))?;
-                }
-                write_whole(session, resp, refusal.body).await
-            }
-            None => {
-                let resp = allowed_response(&judged, &original, self.shared.clock.now_ms())?;
-                write_whole(session, resp, Vec::new()).await
-            }
-        };
-        judged.finish(&self.shared, &original, protocol(session));
-        result
+        write_whole(session, resp, body).await
     }
 
     /// A gRPC call on the authorizer: Envoy's `Check`, or the health check.
@@ -222,11 +230,10 @@ impl Authorizer {
             )
             .await;
         };
-        let judged = judge(&self.shared, &original, start).await;
+        let judged = judge(&self.shared, rt, &original, start).await;
         let answer = check_response(&judged, &original, &self.shared);
-        let result = write_grpc_message(session, &answer.encode_to_vec()).await;
         judged.finish(&self.shared, &original, protocol(session));
-        result
+        write_grpc_message(session, &answer.encode_to_vec()).await
     }
 }
 
@@ -241,22 +248,55 @@ fn undescribed(why: &Undescribed) -> GateError {
 /// (`x-envoy-auth-headers-to-remove`).
 fn allowed_response(
     judged: &Judged,
-    original: &Original,
+    original: &Original<'_>,
     now_ms: u64,
 ) -> pingora::Result<ResponseHeader> {
     let changes = judged.upstream_changes(original);
-    let mut resp = ResponseHeader::build(StatusCode::OK, Some(16))?;
+    let mut headers = HeaderMap::with_capacity(16);
     for (name, value) in changes.set {
-        resp.append_header(name, value)?;
+        headers.append(name, value);
     }
     for (name, value) in judged.client_headers(now_ms) {
-        resp.insert_header(name, value)?;
+        let name = lowercase(name);
+        if name != X_REQUEST_ID || !headers.contains_key(&name) {
+            headers.append(name, value);
+        }
     }
     if !changes.remove.is_empty() {
         let names: Vec<&str> = changes.remove.iter().map(|n| n.as_str()).collect();
-        resp.insert_header("x-envoy-auth-headers-to-remove", names.join(", "))?;
+        if let Ok(v) = HeaderValue::from_str(&names.join(", ")) {
+            headers.insert(HEADERS_TO_REMOVE, v);
+        }
     }
-    Ok(resp)
+    Ok(response_head(StatusCode::OK, headers))
+}
+
+/// A response head made of `headers` as they are: names lowercase, no case map
+/// to keep (HTTP/1.1 names are case-insensitive, and every proxy reads them so).
+fn response_head(status: StatusCode, headers: HeaderMap) -> ResponseHeader {
+    let (mut parts, ()) = http::Response::new(()).into_parts();
+    parts.status = status;
+    parts.headers = headers;
+    ResponseHeader::from(parts)
+}
+
+/// Envoy's HTTP service reads the headers to remove from the upstream request here.
+const HEADERS_TO_REMOVE: HeaderName = HeaderName::from_static("x-envoy-auth-headers-to-remove");
+
+/// `X-Request-Id`.
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The header name of one of keygate's own response headers (`X-RateLimit-*`,
+/// `Retry-After`, …), lowercase, without parsing the common ones.
+fn lowercase(name: &'static str) -> HeaderName {
+    match name {
+        "X-RateLimit-Limit" => HeaderName::from_static("x-ratelimit-limit"),
+        "X-RateLimit-Remaining" => HeaderName::from_static("x-ratelimit-remaining"),
+        "X-RateLimit-Reset" => HeaderName::from_static("x-ratelimit-reset"),
+        "X-Request-Id" => X_REQUEST_ID,
+        other => HeaderName::from_bytes(other.as_bytes())
+            .unwrap_or(HeaderName::from_static("x-keygate-invalid")),
+    }
 }
 
 /// `body` as a header value: compact JSON on one line.
@@ -272,12 +312,11 @@ fn body_header(body: &[u8]) -> HeaderValue {
     HeaderValue::from_bytes(&compact).unwrap_or_else(|_| HeaderValue::from_static("{}"))
 }
 
-/// Writes a refusal made before any decision (the contract's body).
-async fn write_plain_refusal(
-    session: &mut ServerSession,
+/// A refusal made before any decision (the contract's body).
+fn plain_refusal(
     err: &GateError,
     body_as_header: bool,
-) -> pingora::Result<()> {
+) -> pingora::Result<(ResponseHeader, Vec<u8>)> {
     let body = err.body();
     let mut resp = ResponseHeader::build(err.status(), Some(4))?;
     resp.insert_header("Content-Type", "application/json")?;
@@ -285,7 +324,7 @@ async fn write_plain_refusal(
     if body_as_header {
         resp.insert_header("X-Keygate-Body", body_header(&body))?;
     }
-    write_whole(session, resp, body).await
+    Ok((resp, body))
 }
 
 /// Writes a whole response with its length.
@@ -304,7 +343,7 @@ async fn write_whole(
 
 /// The `CheckResponse` for a decision: `OK` with the upstream's changes, or the
 /// refusal's gRPC status with the client's answer (status, headers, body).
-fn check_response(judged: &Judged, original: &Original, shared: &Shared) -> CheckResponse {
+fn check_response(judged: &Judged, original: &Original<'_>, shared: &Shared) -> CheckResponse {
     let option = |name: &str, value: &HeaderValue| {
         envoy::header(name, &String::from_utf8_lossy(value.as_bytes()))
     };

@@ -12,15 +12,17 @@ pub fn is_trusted(trusted: &[IpNet], peer: Option<IpAddr>) -> bool {
     peer.is_some_and(|ip| trusted.iter().any(|n| n.contains(&ip)))
 }
 
-/// The original request, as the authorizer decides on it.
+/// The original request, as the authorizer decides on it: its headers borrowed
+/// from the question when they are the question's own (forward auth), owned when
+/// read out of a message (Envoy's `CheckRequest`).
 #[derive(Debug)]
-pub struct Original {
+pub struct Original<'h> {
     /// Its method.
     pub method: http::Method,
     /// Its target, in origin form (path and query).
     pub uri: http::Uri,
     /// Its headers (the credential among them).
-    pub headers: http::HeaderMap,
+    pub headers: std::borrow::Cow<'h, http::HeaderMap>,
     /// The client's address.
     pub client_ip: Option<IpAddr>,
 }
@@ -114,13 +116,13 @@ fn forwarded_client(headers: &http::HeaderMap) -> Option<IpAddr> {
 /// `http_service`): described by the `X-Forwarded-*` / `X-Original-*` headers
 /// when `peer` is trusted, else the call itself (Envoy's HTTP service sends the
 /// original method and path; anyone else is judged on what they sent).
-pub fn of_forward_auth(
+pub fn of_forward_auth<'h>(
     method: &http::Method,
     uri: &http::Uri,
-    headers: &http::HeaderMap,
+    headers: &'h http::HeaderMap,
     peer: Option<IpAddr>,
     trusted: &[IpNet],
-) -> Result<Original, Undescribed> {
+) -> Result<Original<'h>, Undescribed> {
     let own_target = || {
         uri.path_and_query()
             .map_or("/", |pq| pq.as_str())
@@ -131,7 +133,7 @@ pub fn of_forward_auth(
         return Ok(Original {
             method: method.clone(),
             uri: own_target(),
-            headers: headers.clone(),
+            headers: std::borrow::Cow::Borrowed(headers),
             client_ip: peer,
         });
     }
@@ -140,14 +142,14 @@ pub fn of_forward_auth(
     Ok(Original {
         method,
         uri,
-        headers: headers.clone(),
+        headers: std::borrow::Cow::Borrowed(headers),
         client_ip: forwarded_client(headers).or(peer),
     })
 }
 
 /// The original request of an Envoy `CheckRequest`, or `None` when it describes
 /// no HTTP request. The client is the `source` peer Envoy names.
-pub fn of_check(request: &super::envoy::CheckRequest) -> Option<Original> {
+pub fn of_check(request: &super::envoy::CheckRequest) -> Option<Original<'static>> {
     let attributes = request.attributes.as_ref()?;
     let http_request = attributes.request.as_ref()?.http.as_ref()?;
     let method = http::Method::from_bytes(http_request.method.as_bytes()).ok()?;
@@ -196,7 +198,7 @@ pub fn of_check(request: &super::envoy::CheckRequest) -> Option<Original> {
     Some(Original {
         method,
         uri,
-        headers,
+        headers: std::borrow::Cow::Owned(headers),
         client_ip,
     })
 }
@@ -223,11 +225,12 @@ mod tests {
         h
     }
 
-    fn describe(peer: &str, pairs: &[(&str, &str)]) -> Result<Original, Undescribed> {
+    fn describe(peer: &str, pairs: &[(&str, &str)]) -> Result<Original<'static>, Undescribed> {
+        let headers = Box::leak(Box::new(headers(pairs)));
         of_forward_auth(
             &http::Method::GET,
             &"/_keygate".parse().unwrap(),
-            &headers(pairs),
+            headers,
             Some(peer.parse().unwrap()),
             &trusted(),
         )

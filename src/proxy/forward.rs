@@ -7,7 +7,7 @@ use crate::auth::Principal;
 use crate::config::ForwardConfig;
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
-use http::{HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use pingora::http::RequestHeader;
 use std::net::IpAddr;
 
@@ -144,29 +144,24 @@ impl ForwardPlan {
             req.remove_header(&h.name);
         }
         let strip = principal.is_some() && self.strip_credentials;
-        self.remove_spoofable(req, strip);
+        let spoofed: Vec<HeaderName> = self.spoofed(&req.headers, strip).cloned().collect();
+        for name in spoofed {
+            req.remove_header(&name);
+        }
         if self.strip_portal_cookies {
-            remove_portal_cookies(req)?;
+            if let Some(kept) = kept_cookies(&req.headers) {
+                req.remove_header(&http::header::COOKIE);
+                for v in kept {
+                    req.append_header(http::header::COOKIE, v)?;
+                }
+            }
         }
         if let Some(p) = principal {
             if strip {
                 self.strip(req)?;
             }
-            let id = &*p.identity;
-            for h in &self.identity {
-                let value = match h.field {
-                    Field::Subject => id.header_value(IdentityField::Subject),
-                    Field::KeyId => id.header_value(IdentityField::KeyId),
-                    Field::Org => id.header_value(IdentityField::Org),
-                    Field::Tier => Some(p.tier.name_value.clone()),
-                    Field::Scopes => id.header_value(IdentityField::Scopes),
-                    Field::Environment => Some(HeaderValue::from_static(id.environment.as_str())),
-                    Field::Method => Some(HeaderValue::from_static(id.method.as_str())),
-                    Field::Account => id.header_value(IdentityField::Account),
-                };
-                if let Some(v) = value {
-                    req.insert_header(h.wire.clone(), v)?;
-                }
+            for (h, value) in self.identity_values(p) {
+                req.insert_header(h.wire.clone(), value)?;
             }
         }
         if let Some(ip) = client_ip {
@@ -184,48 +179,133 @@ impl ForwardPlan {
         Ok(())
     }
 
-    /// Removes, in one pass over the header names, the [`PATH_OVERRIDES`] and every
-    /// other spelling of an identity header, or of a stripped credential header, that
+    /// What [`Self::apply`] would change in a request with `headers` and `query`,
+    /// for a proxy that applies the changes itself (the authorizer's answer):
+    /// the same rule, as a list. `X-Forwarded-For` is left to that proxy.
+    pub fn edits(
+        &self,
+        headers: &HeaderMap,
+        query: Option<&str>,
+        principal: Option<&Principal>,
+        request_id: &HeaderValue,
+    ) -> Edits {
+        let mut e = Edits::default();
+        let strip = principal.is_some() && self.strip_credentials;
+        if let Some(p) = principal {
+            for (h, value) in self.identity_values(p) {
+                e.set.push((h.name.clone(), value));
+            }
+        }
+        let is_set = |e: &Edits, name: &HeaderName| e.set.iter().any(|(n, _)| n == name);
+        for h in &self.identity {
+            if headers.contains_key(&h.name) && !is_set(&e, &h.name) {
+                e.remove.push(h.name.clone());
+            }
+        }
+        for name in self.spoofed(headers, strip) {
+            if !e.remove.contains(name) {
+                e.remove.push(name.clone());
+            }
+        }
+        if self.strip_portal_cookies {
+            if let Some(kept) = kept_cookies(headers) {
+                e.replace(http::header::COOKIE, kept);
+            }
+        }
+        if strip {
+            for name in &self.credential_headers {
+                if headers.contains_key(name) && !e.remove.contains(name) {
+                    e.remove.push(name.clone());
+                }
+            }
+            if let Some(kept) = self.kept_authorization(headers) {
+                e.replace(AUTHORIZATION, kept);
+            }
+            for (name, _) in query_pairs(query) {
+                if self.credential_params.iter().any(|p| p == name)
+                    && !e.remove_params.iter().any(|p| p == name)
+                {
+                    e.remove_params.push(name.to_string());
+                }
+            }
+        }
+        if headers.get(X_REQUEST_ID) != Some(request_id) {
+            e.set.push((X_REQUEST_ID, request_id.clone()));
+        }
+        e
+    }
+
+    /// The identity headers carrying `p`: each configured header and its value (a
+    /// field `p` lacks is left out).
+    fn identity_values<'a>(
+        &'a self,
+        p: &'a Principal,
+    ) -> impl Iterator<Item = (&'a IdentityHeader, HeaderValue)> + 'a {
+        let id = &*p.identity;
+        self.identity.iter().filter_map(move |h| {
+            let value = match h.field {
+                Field::Subject => id.header_value(IdentityField::Subject),
+                Field::KeyId => id.header_value(IdentityField::KeyId),
+                Field::Org => id.header_value(IdentityField::Org),
+                Field::Tier => Some(p.tier.name_value.clone()),
+                Field::Scopes => id.header_value(IdentityField::Scopes),
+                Field::Environment => Some(HeaderValue::from_static(id.environment.as_str())),
+                Field::Method => Some(HeaderValue::from_static(id.method.as_str())),
+                Field::Account => id.header_value(IdentityField::Account),
+            };
+            Some((h, value?))
+        })
+    }
+
+    /// In one pass over the header names, the [`PATH_OVERRIDES`] and every other
+    /// spelling of an identity header, or of a stripped credential header, that
     /// something behind keygate reads as the real one: with `_` for `-` (CGI/WSGI
     /// upstreams and nginx with `underscores_in_headers on` read `X_Auth_Org` as
     /// `HTTP_X_AUTH_ORG`, just like `X-Auth-Org`), and under a bridge's prefix
     /// ([`BRIDGE_PREFIXES`]: `Grpc-Metadata-X-Auth-Org` becomes gRPC metadata
     /// `x-auth-org`), or both.
-    fn remove_spoofable(&self, req: &mut RequestHeader, credentials: bool) {
-        let spoofed: Vec<HeaderName> = req
-            .headers
-            .keys()
-            .filter(|name| {
-                let name = name.as_str();
-                let bridged = BRIDGE_PREFIXES.iter().any(|p| name.starts_with(p));
-                if memchr::memchr(b'_', name.as_bytes()).is_none() && !bridged {
-                    return PATH_OVERRIDES.contains(&name);
-                }
-                let dashed = name.replace('_', "-");
-                let plain = unbridged(&dashed);
-                PATH_OVERRIDES.contains(&plain)
-                    || self.identity.iter().any(|h| h.name.as_str() == plain)
-                    || (credentials && self.credential_headers.iter().any(|h| h.as_str() == plain))
-            })
-            .cloned()
-            .collect();
-        for name in spoofed {
-            req.remove_header(&name);
+    fn spoofed<'a>(
+        &'a self,
+        headers: &'a HeaderMap,
+        credentials: bool,
+    ) -> impl Iterator<Item = &'a HeaderName> + 'a {
+        headers.keys().filter(move |name| {
+            let name = name.as_str();
+            let bridged = BRIDGE_PREFIXES.iter().any(|p| name.starts_with(p));
+            if memchr::memchr(b'_', name.as_bytes()).is_none() && !bridged {
+                return PATH_OVERRIDES.contains(&name);
+            }
+            let dashed = name.replace('_', "-");
+            let plain = unbridged(&dashed);
+            PATH_OVERRIDES.contains(&plain)
+                || self.identity.iter().any(|h| h.name.as_str() == plain)
+                || (credentials && self.credential_headers.iter().any(|h| h.as_str() == plain))
+        })
+    }
+
+    /// The `Authorization` values left once bearer tokens are stripped, when
+    /// stripping changes anything (`None`: nothing to strip).
+    fn kept_authorization(&self, headers: &HeaderMap) -> Option<Vec<HeaderValue>> {
+        if !self.strip_bearer {
+            return None;
         }
+        let all = headers.get_all(AUTHORIZATION);
+        if !all.iter().any(|v| bearer_token(v.as_bytes()).is_some()) {
+            return None;
+        }
+        Some(
+            all.iter()
+                .filter(|v| bearer_token(v.as_bytes()).is_none())
+                .cloned()
+                .collect(),
+        )
     }
 
     fn strip(&self, req: &mut RequestHeader) -> pingora::Result<()> {
         for name in &self.credential_headers {
             req.remove_header(name);
         }
-        if self.strip_bearer {
-            let keep: Vec<_> = req
-                .headers
-                .get_all(AUTHORIZATION)
-                .iter()
-                .filter(|v| bearer_token(v.as_bytes()).is_none())
-                .cloned()
-                .collect();
+        if let Some(keep) = self.kept_authorization(&req.headers) {
             req.remove_header(&AUTHORIZATION);
             for v in keep {
                 req.append_header(AUTHORIZATION, v)?;
@@ -255,37 +335,74 @@ impl ForwardPlan {
     }
 }
 
-/// Removes the [`PORTAL_COOKIES`] from the request's `Cookie` headers (a header
-/// left empty goes); other cookies pass as they came.
-fn remove_portal_cookies(req: &mut RequestHeader) -> pingora::Result<()> {
+/// `X-Request-Id`.
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What the upstream request must change, for a proxy that makes the changes
+/// itself ([`ForwardPlan::edits`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Edits {
+    /// Headers set, replacing any of the same name; a name listed again adds a
+    /// value.
+    pub set: Vec<(HeaderName, HeaderValue)>,
+    /// Headers removed.
+    pub remove: Vec<HeaderName>,
+    /// Query parameters removed (a credential sent in the query).
+    pub remove_params: Vec<String>,
+}
+
+impl Edits {
+    /// `name` gets exactly `values` (removed when there are none).
+    fn replace(&mut self, name: HeaderName, values: Vec<HeaderValue>) {
+        if values.is_empty() {
+            self.remove.push(name);
+        } else {
+            for v in values {
+                self.set.push((name.clone(), v));
+            }
+        }
+    }
+}
+
+/// The `name=value` pairs of `query`, by name.
+fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (&str, &str)> {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+}
+
+/// The `Cookie` header values without the [`PORTAL_COOKIES`], when there are any
+/// of them to remove (`None`: nothing to change; a header left empty goes).
+fn kept_cookies(headers: &HeaderMap) -> Option<Vec<HeaderValue>> {
     let ours = |pair: &str| {
         let name = pair.split_once('=').map_or(pair, |(n, _)| n).trim();
         PORTAL_COOKIES.contains(&name)
     };
-    let cookies = req.headers.get_all(http::header::COOKIE);
+    let cookies = headers.get_all(http::header::COOKIE);
     if !cookies
         .iter()
         .any(|v| memchr::memmem::find(v.as_bytes(), b"kg_").is_some())
     {
-        return Ok(());
+        return None;
     }
-    let kept: Vec<String> = cookies
-        .iter()
-        .filter_map(|v| {
-            let text = String::from_utf8_lossy(v.as_bytes());
-            let rest: Vec<&str> = text
-                .split(';')
-                .filter(|p| !ours(p))
-                .map(str::trim)
-                .collect();
-            (!rest.is_empty()).then(|| rest.join("; "))
-        })
-        .collect();
-    req.remove_header(&http::header::COOKIE);
-    for v in kept {
-        req.append_header(http::header::COOKIE, v)?;
-    }
-    Ok(())
+    Some(
+        cookies
+            .iter()
+            .filter_map(|v| {
+                let text = String::from_utf8_lossy(v.as_bytes());
+                let rest: Vec<&str> = text
+                    .split(';')
+                    .filter(|p| !ours(p))
+                    .map(str::trim)
+                    .collect();
+                (!rest.is_empty())
+                    .then(|| HeaderValue::from_str(&rest.join("; ")).ok())
+                    .flatten()
+            })
+            .collect(),
+    )
 }
 
 /// A request id: the client's when it is short visible ASCII, else a fresh one.
@@ -364,6 +481,99 @@ mod tests {
             identity: Arc::new(identity),
             tier: Arc::new(tier),
             valid_until_ms: i64::MAX,
+        }
+    }
+
+    /// `req` changed as a calling proxy would change it with `edits`: each set
+    /// name replaced by its values, removed names gone, removed parameters gone.
+    fn edited(req: &RequestHeader, edits: &Edits) -> RequestHeader {
+        let mut out = req.clone();
+        let mut seen: Vec<String> = Vec::new();
+        for (name, value) in &edits.set {
+            let name = name.as_str().to_string();
+            if !seen.contains(&name) {
+                out.remove_header(&name);
+                seen.push(name.clone());
+            }
+            out.append_header(name, value.clone()).unwrap();
+        }
+        for name in &edits.remove {
+            out.remove_header(name);
+        }
+        if let Some(q) = req.uri.query() {
+            let kept: Vec<&str> = q
+                .split('&')
+                .filter(|p| {
+                    let n = p.split_once('=').map_or(*p, |(k, _)| k);
+                    !edits.remove_params.iter().any(|r| r == n)
+                })
+                .collect();
+            let target = match kept.is_empty() {
+                true => req.uri.path().to_string(),
+                false => format!("{}?{}", req.uri.path(), kept.join("&")),
+            };
+            out.set_uri(target.parse().unwrap());
+        }
+        out
+    }
+
+    #[test]
+    fn a_proxy_applying_the_edits_sends_what_keygate_would_forward() {
+        type Request<'a> = (&'a [u8], Vec<(&'a str, &'a str)>);
+        let requests: Vec<Request> = vec![
+            (
+                b"/x?key=secret&q=1",
+                vec![
+                    ("x-api-key", "secret"),
+                    ("authorization", "Bearer secret"),
+                    ("authorization", "Basic dTpw"),
+                    ("x-auth-subject", "spoofed"),
+                    ("x_auth_org", "spoofed"),
+                    ("grpc-metadata-x-auth-tier", "enterprise"),
+                    ("x-original-url", "/admin"),
+                    ("cookie", "kg_session=abc; theme=dark"),
+                    ("accept", "*/*"),
+                ],
+            ),
+            (
+                b"/y",
+                vec![("authorization", "Bearer only"), ("x-request-id", "rid")],
+            ),
+            (b"/z?key=a&key=b", vec![("cookie", "kg_session=abc")]),
+        ];
+        let plan = plan().without_portal_cookies(true);
+        for (target, headers) in requests {
+            for principal in [Some(principal()), None] {
+                let mut req = RequestHeader::build("GET", target, None).unwrap();
+                for (n, v) in &headers {
+                    req.append_header(n.to_string(), *v).unwrap();
+                }
+                let rid = HeaderValue::from_static("rid");
+                let edits = plan.edits(&req.headers, req.uri.query(), principal.as_ref(), &rid);
+                let by_edits = edited(&req, &edits);
+                let mut by_apply = req.clone();
+                plan.apply(&mut by_apply, principal.as_ref(), None, &rid)
+                    .unwrap();
+                let sorted = |r: &RequestHeader| {
+                    let mut h: Vec<(String, Vec<u8>)> = r
+                        .headers
+                        .iter()
+                        .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+                        .collect();
+                    h.sort();
+                    (h, r.uri.to_string())
+                };
+                assert_eq!(
+                    sorted(&by_edits),
+                    sorted(&by_apply),
+                    "{target:?} {headers:?} with {}: {edits:?}",
+                    if principal.is_some() {
+                        "a key"
+                    } else {
+                        "no key"
+                    }
+                );
+            }
         }
     }
 

@@ -175,11 +175,11 @@ impl Authorizer {
         match path.as_str() {
             envoy::CHECK_PATH => self.check(session, &message, start).await,
             envoy::HEALTH_PATH => {
-                let asked = envoy::HealthCheckRequest::decode(message.as_slice());
+                let asked = envoy::HealthCheckRequest::decode(message.clone());
                 match asked {
                     Ok(_) => {
                         let serving = envoy::HealthCheckResponse { status: 1 };
-                        write_grpc_message(session, &serving.encode_to_vec()).await
+                        write_grpc_message(session, &serving).await
                     }
                     Err(_) => {
                         write_grpc_status(
@@ -233,7 +233,7 @@ impl Authorizer {
         let judged = judge(&self.shared, rt, &original, start).await;
         let answer = check_response(&judged, &original, &self.shared);
         judged.finish(&self.shared, &original, protocol(session));
-        write_grpc_message(session, &answer.encode_to_vec()).await
+        write_grpc_message(session, &answer).await
     }
 }
 
@@ -345,7 +345,8 @@ async fn write_whole(
 /// refusal's gRPC status with the client's answer (status, headers, body).
 fn check_response(judged: &Judged, original: &Original<'_>, shared: &Shared) -> CheckResponse {
     let option = |name: &str, value: &HeaderValue| {
-        envoy::header(name, &String::from_utf8_lossy(value.as_bytes()))
+        // keygate's own values are visible ASCII.
+        envoy::header(name, value.to_str().unwrap_or_default())
     };
     match judged.refusal(shared) {
         None => {
@@ -402,9 +403,9 @@ fn check_response(judged: &Judged, original: &Original<'_>, shared: &Shared) -> 
 }
 
 /// Reads one length-prefixed gRPC message (uncompressed).
-async fn read_message(session: &mut ServerSession) -> Result<Vec<u8>, (i32, String)> {
+async fn read_message(session: &mut ServerSession) -> Result<Bytes, (i32, String)> {
     let read = async {
-        let mut body = Vec::new();
+        let mut body = BytesMut::new();
         while let Some(chunk) = session.read_request_body().await.map_err(|e| {
             (
                 code::INVALID_ARGUMENT,
@@ -445,7 +446,7 @@ async fn read_message(session: &mut ServerSession) -> Result<Vec<u8>, (i32, Stri
             "one whole message expected".to_string(),
         ));
     }
-    Ok(body[5..].to_vec())
+    Ok(body.freeze().slice(5..))
 }
 
 /// The response headers of a gRPC answer.
@@ -455,15 +456,24 @@ fn grpc_head() -> pingora::Result<ResponseHeader> {
     Ok(resp)
 }
 
-/// Answers a call with `message` and status `OK`.
-async fn write_grpc_message(session: &mut ServerSession, message: &[u8]) -> pingora::Result<()> {
+/// Answers a call with `message` and status `OK`, encoded straight into its frame.
+async fn write_grpc_message(
+    session: &mut ServerSession,
+    message: &impl Message,
+) -> pingora::Result<()> {
     session
         .write_response_header(Box::new(grpc_head()?))
         .await?;
-    let mut framed = BytesMut::with_capacity(5 + message.len());
+    let len = message.encoded_len();
+    let mut framed = BytesMut::with_capacity(5 + len);
     framed.put_u8(0);
-    framed.put_u32(message.len() as u32);
-    framed.put_slice(message);
+    framed.put_u32(len as u32);
+    if message.encode(&mut framed).is_err() {
+        return Err(pingora::Error::explain(
+            pingora::ErrorType::InternalError,
+            "could not encode the answer",
+        ));
+    }
     session.write_response_body(framed.freeze(), false).await?;
     session
         .write_response_trailers(grpc_trailers(code::OK, ""))

@@ -561,3 +561,42 @@ async fn a_key_revoked_on_one_replica_is_refused_by_another_replicas_authorizer_
     assert!(last["waited"].as_f64().unwrap() < 1.3, "{out}");
     drop(b);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envoys_http_service_asks_with_the_original_request_itself() {
+    let (kg, port) = start("127.0.0.1/32");
+    let (key_id, key) = kg.create_key(&[]);
+    // Envoy's http_service sends the original method, path and headers (with no
+    // path_prefix), and reads x-envoy-auth-headers-to-remove from the answer.
+    let envoy = |path: &str| {
+        reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}{path}"))
+            .header("x-forwarded-for", "198.51.100.7")
+            .header("x-forwarded-proto", "http")
+            .header("x-envoy-expected-rq-timeout-ms", "250")
+            .header("x-request-id", "envoy-rid-1")
+            .header("content-length", "0")
+    };
+    let ok = envoy("/api/things?page=2")
+        .header("x-api-key", &key)
+        .header("x-auth-org", "spoofed")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert_eq!(
+        header(&ok, "x-auth-key-id").as_deref(),
+        Some(key_id.as_str())
+    );
+    assert_eq!(header(&ok, "x-request-id").as_deref(), Some("envoy-rid-1"));
+    let removed = header(&ok, "x-envoy-auth-headers-to-remove").unwrap();
+    assert!(
+        removed.contains("x-api-key") && removed.contains("x-auth-org"),
+        "{removed}"
+    );
+    let refused = envoy("/api/things").send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    assert!(header(&refused, "www-authenticate").is_some());
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "unauthorized");
+}

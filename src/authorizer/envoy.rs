@@ -80,9 +80,11 @@ pub struct HttpRequest {
     /// Its method.
     #[prost(string, tag = "2")]
     pub method: String,
-    /// Its headers, names lowercase, repeated ones joined with `,`.
-    #[prost(map = "string, string", tag = "3")]
-    pub headers: HashMap<String, String>,
+    /// Its headers, names lowercase, repeated ones joined with `,` (a proto3
+    /// `map<string, string>`, read as the repeated entries it is on the wire, each
+    /// a slice of the message: no copy, no hashing).
+    #[prost(message, repeated, tag = "3")]
+    pub headers: Vec<HeaderEntry>,
     /// The request target: path and query, undecoded.
     #[prost(string, tag = "4")]
     pub path: String,
@@ -98,6 +100,17 @@ pub struct HttpRequest {
     /// The headers one by one, instead of `headers`, with `encode_raw_headers`.
     #[prost(message, optional, tag = "13")]
     pub header_map: Option<HeaderMap>,
+}
+
+/// One entry of `HttpRequest.headers`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HeaderEntry {
+    /// Name.
+    #[prost(bytes = "bytes", tag = "1")]
+    pub key: bytes::Bytes,
+    /// Value.
+    #[prost(bytes = "bytes", tag = "2")]
+    pub value: bytes::Bytes,
 }
 
 /// `envoy.config.core.v3.HeaderMap`.

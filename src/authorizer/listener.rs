@@ -173,7 +173,7 @@ impl Authorizer {
             Err((status, why)) => return write_grpc_status(session, status, &why).await,
         };
         match path.as_str() {
-            envoy::CHECK_PATH => self.check(session, &message, start).await,
+            envoy::CHECK_PATH => self.check(session, message, start).await,
             envoy::HEALTH_PATH => {
                 let asked = envoy::HealthCheckRequest::decode(message.clone());
                 match asked {
@@ -207,7 +207,7 @@ impl Authorizer {
     async fn check(
         &self,
         session: &mut ServerSession,
-        message: &[u8],
+        message: Bytes,
         start: Instant,
     ) -> pingora::Result<()> {
         let rt = self.shared.runtime.load_full();

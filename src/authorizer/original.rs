@@ -181,8 +181,13 @@ pub fn of_check(request: &super::envoy::CheckRequest) -> Option<Original<'static
             }
         }
         _ => {
-            for (name, value) in &http_request.headers {
-                add(&mut headers, name, value.as_bytes());
+            for entry in &http_request.headers {
+                if let (Ok(n), Ok(v)) = (
+                    http::HeaderName::from_bytes(&entry.key),
+                    http::HeaderValue::from_maybe_shared(entry.value.clone()),
+                ) {
+                    headers.append(n, v);
+                }
             }
         }
     }

@@ -9,6 +9,7 @@ use super::envoy::{self, CheckRequest, CheckResponse, HttpResponse};
 use super::judge::{judge, Judged};
 use super::original::{self, Original, Undescribed};
 use crate::error::GateError;
+use crate::proxy::context::client_ip;
 use crate::proxy::Shared;
 use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -18,7 +19,6 @@ use pingora::http::ResponseHeader;
 use pingora::protocols::http::ServerSession;
 use pingora::server::ShutdownWatch;
 use prost::Message;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,15 +55,6 @@ impl Authorizer {
         options.h2c = true;
         Authorizer { shared, options }
     }
-}
-
-/// The peer's address, an IPv4-mapped IPv6 address as IPv4.
-fn peer_ip(session: &ServerSession) -> Option<IpAddr> {
-    let ip = session.client_addr()?.as_inet()?.ip();
-    Some(match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        v4 => v4,
-    })
 }
 
 fn protocol(session: &ServerSession) -> &'static str {
@@ -124,7 +115,7 @@ impl Authorizer {
             session.set_keepalive(None);
         }
         let rt = self.shared.runtime.load_full();
-        let peer = peer_ip(session);
+        let peer = client_ip(session);
         let req = session.req_header();
         let body_as_header = req.headers.contains_key(BODY_AS_HEADER);
         // The answer is made (and the decision recorded) while the question is
@@ -211,7 +202,7 @@ impl Authorizer {
         start: Instant,
     ) -> pingora::Result<()> {
         let rt = self.shared.runtime.load_full();
-        if !original::is_trusted(&rt.authorizer_trusted, peer_ip(session)) {
+        if !original::is_trusted(&rt.authorizer_trusted, client_ip(session)) {
             return write_grpc_status(
                 session,
                 code::PERMISSION_DENIED,

@@ -12,17 +12,6 @@ pub mod types;
 mod validate;
 
 pub use origin::OriginPattern;
-
-/// An address (`10.0.0.1`) or CIDR range (`10.0.0.0/8`), as lists of trusted
-/// peers name them.
-pub fn ip_range(text: &str) -> Option<ipnet::IpNet> {
-    let text = text.trim();
-    text.parse::<ipnet::IpNet>().ok().or_else(|| {
-        text.parse::<std::net::IpAddr>()
-            .ok()
-            .map(ipnet::IpNet::from)
-    })
-}
 pub use secret::Secret;
 pub use types::*;
 

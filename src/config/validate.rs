@@ -127,7 +127,7 @@ fn authorizer(c: &Config, p: &mut Vec<Problem>) {
         }
     }
     for (i, range) in a.trust_forwarded_from.iter().enumerate() {
-        if crate::config::ip_range(range).is_none() {
+        if crate::domain::key::parse_network(range.trim()).is_none() {
             p.push(Problem::new(
                 format!("authorizer.trust_forwarded_from[{i}]"),
                 format!("`{range}` is not an IP address or CIDR range"),

@@ -346,3 +346,11 @@ pub struct ImportedKey {
     /// What the line says of the key's account (`plan`, `account_credits`).
     pub account_setting: Option<crate::domain::AccountSetting>,
 }
+
+/// An IP network as keys' `allowed_ips` and trusted-peer lists write it: a CIDR
+/// range (`10.0.0.0/8`) or one address (`10.0.0.1`, a network of one).
+pub fn parse_network(text: &str) -> Option<IpNet> {
+    text.parse::<IpNet>()
+        .ok()
+        .or_else(|| text.parse::<std::net::IpAddr>().ok().map(IpNet::from))
+}

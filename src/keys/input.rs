@@ -238,11 +238,7 @@ impl Check<'_> {
         let v = value?;
         let mut nets = Vec::with_capacity(v.len());
         for text in v {
-            let net = text
-                .parse::<IpNet>()
-                .ok()
-                .or_else(|| text.parse::<std::net::IpAddr>().ok().map(IpNet::from));
-            match net {
+            match crate::domain::key::parse_network(text) {
                 Some(n) => nets.push(n),
                 None => {
                     self.refuse(

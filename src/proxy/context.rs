@@ -8,7 +8,6 @@ use super::runtime::Runtime;
 use crate::error::GateError;
 use crate::net::h2_streams::StreamTicket;
 use http::HeaderValue;
-use pingora_proxy::Session;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,8 +38,9 @@ pub struct RequestCtx {
     pub(super) trace: Option<Box<crate::obs::traces::RequestSpan>>,
 }
 
-/// The client's address, an IPv4-mapped IPv6 address as IPv4.
-pub(super) fn client_ip(session: &Session) -> Option<IpAddr> {
+/// The client's address, an IPv4-mapped IPv6 address as IPv4 (the proxy's
+/// session and the authorizer's alike).
+pub(crate) fn client_ip(session: &pingora::protocols::http::ServerSession) -> Option<IpAddr> {
     let ip = session.client_addr()?.as_inet()?.ip();
     Some(match ip {
         IpAddr::V6(v6) => v6

@@ -267,7 +267,7 @@ impl Runtime {
                 .authorizer
                 .trust_forwarded_from
                 .iter()
-                .filter_map(|t| crate::config::ip_range(t))
+                .filter_map(|t| crate::domain::key::parse_network(t.trim()))
                 .collect(),
         })
     }

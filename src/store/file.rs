@@ -138,12 +138,9 @@ fn parse(
         }
         let mut allowed_ips = Vec::new();
         for (j, ip) in key.allowed_ips.iter().enumerate() {
-            let parsed = ip
-                .parse::<ipnet::IpNet>()
-                .or_else(|_| ip.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
-            match parsed {
-                Ok(net) => allowed_ips.push(net),
-                Err(_) => problems.push(Problem::new(
+            match crate::domain::key::parse_network(ip) {
+                Some(net) => allowed_ips.push(net),
+                None => problems.push(Problem::new(
                     format!("{at}.allowed_ips[{j}]"),
                     format!("`{ip}` is not an IP address or CIDR network"),
                 )),

@@ -56,11 +56,10 @@ pub async fn judge(
     let request_id = crate::proxy::forward::request_id(
         original.headers.get("x-request-id").map(|v| v.as_bytes()),
     );
-    let span = shared.tracing.as_ref().map(|t| {
-        let arrived =
-            crate::clock::log_timestamp_us().saturating_sub(start.elapsed().as_micros() as u64);
-        Box::new(t.begin(&original.method, &original.headers, arrived))
-    });
+    let span = shared
+        .tracing
+        .as_ref()
+        .map(|t| Box::new(t.begin(&original.method, &original.headers, start)));
     let mut decision = Decision::default();
     let result = decide(
         shared,

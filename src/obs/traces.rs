@@ -155,15 +155,17 @@ impl Tracing {
         })
     }
 
-    /// The span of a request that arrived at `started` (Unix µs) with `headers`:
-    /// a child of the client's `traceparent` when it is valid, else the root of a
-    /// new trace.
+    /// The span of a request that arrived at `arrived` with `headers`: a child of
+    /// the client's `traceparent` when it is valid, else the root of a new trace.
+    /// Its times are wall-clock, like the access line's.
     pub fn begin(
         &self,
         method: &http::Method,
         headers: &HeaderMap,
-        started_us: u64,
+        arrived: Instant,
     ) -> RequestSpan {
+        let started_us =
+            crate::clock::log_timestamp_us().saturating_sub(arrived.elapsed().as_micros() as u64);
         let parent = self
             .propagator
             .extract(&opentelemetry_http::HeaderExtractor(headers));
@@ -329,7 +331,7 @@ mod tests {
     fn the_upstreams_parent_is_keygates_span_in_the_clients_trace() {
         let t = tracing(1.0);
         let client = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
-        let span = t.begin(&http::Method::GET, &headers(client), 1_700_000_000_000_000);
+        let span = t.begin(&http::Method::GET, &headers(client), Instant::now());
         let up = span.traceparent().to_str().unwrap().to_string();
         assert!(
             up.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
@@ -341,7 +343,7 @@ mod tests {
         drop(span);
         let none = tracing(0.0);
         let client = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let span = none.begin(&http::Method::GET, &headers(client), 1_700_000_000_000_000);
+        let span = none.begin(&http::Method::GET, &headers(client), Instant::now());
         assert!(span.traceparent().to_str().unwrap().ends_with("-00"));
     }
 
@@ -355,7 +357,7 @@ mod tests {
             "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
             "garbage",
         ] {
-            let span = t.begin(&http::Method::GET, &headers(bad), 1_700_000_000_000_000);
+            let span = t.begin(&http::Method::GET, &headers(bad), Instant::now());
             let up = span.traceparent().to_str().unwrap().to_string();
             assert!(
                 !up.contains("4bf92f3577b34da6a3ce929d0e0e4736"),

@@ -88,20 +88,16 @@ pub async fn decide(
             out.forward_path = Some(canonical.forward.clone().into_owned());
         }
         let path = &*canonical.decoded;
-        if door == Door::Authorizer
-            && rt.cors.is_some()
-            && super::cors::is_preflight(method, headers)
-        {
-            // A browser's preflight carries no credential: the proxy that asked
-            // passes it on, to be answered as its CORS setup says.
-            out.public = true;
+        if rt.cors.is_some() && super::cors::is_preflight(method, headers) {
+            match door {
+                Door::Proxy => out.preflight = true,
+                // A browser's preflight carries no credential: the proxy that
+                // asked passes it on, to be answered as its CORS setup says.
+                Door::Authorizer => out.public = true,
+            }
             return Ok(());
         }
         if door == Door::Proxy {
-            if rt.cors.is_some() && super::cors::is_preflight(method, headers) {
-                out.preflight = true;
-                return Ok(());
-            }
             out.mounted = rt.dialect.route(method, path);
             if out.mounted.is_none() {
                 out.management = rt.management_prefix.as_deref().and_then(|p| below(path, p));

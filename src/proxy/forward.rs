@@ -221,10 +221,8 @@ impl ForwardPlan {
             if let Some(kept) = self.kept_authorization(headers) {
                 e.replace(AUTHORIZATION, kept);
             }
-            for (name, _) in query_pairs(query) {
-                if self.credential_params.iter().any(|p| p == name)
-                    && !e.remove_params.iter().any(|p| p == name)
-                {
+            for name in query.unwrap_or("").split('&').map(param_name) {
+                if self.is_credential_param(name) && !e.remove_params.iter().any(|p| p == name) {
                     e.remove_params.push(name.to_string());
                 }
             }
@@ -283,6 +281,11 @@ impl ForwardPlan {
         })
     }
 
+    /// True when query parameter `name` is a credential source (`query:NAME`).
+    fn is_credential_param(&self, name: &str) -> bool {
+        self.credential_params.iter().any(|p| p == name)
+    }
+
     /// The `Authorization` values left once bearer tokens are stripped, when
     /// stripping changes anything (`None`: nothing to strip).
     fn kept_authorization(&self, headers: &HeaderMap) -> Option<Vec<HeaderValue>> {
@@ -315,10 +318,7 @@ impl ForwardPlan {
             if let Some(query) = req.uri.query() {
                 let kept: Vec<&str> = query
                     .split('&')
-                    .filter(|pair| {
-                        let name = pair.split_once('=').map_or(*pair, |(k, _)| k);
-                        !self.credential_params.iter().any(|p| p == name)
-                    })
+                    .filter(|pair| !self.is_credential_param(param_name(pair)))
                     .collect();
                 let path = req.uri.path();
                 let new = if kept.is_empty() {
@@ -364,13 +364,9 @@ impl Edits {
     }
 }
 
-/// The `name=value` pairs of `query`, by name.
-fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (&str, &str)> {
-    query
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| p.split_once('=').unwrap_or((p, "")))
+/// The name of one `name=value` pair of a query string.
+fn param_name(pair: &str) -> &str {
+    pair.split_once('=').map_or(pair, |(k, _)| k)
 }
 
 /// The `Cookie` header values without the [`PORTAL_COOKIES`], when there are any

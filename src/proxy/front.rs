@@ -189,12 +189,6 @@ impl Front<'_> {
         Ok(true)
     }
 
-    /// Counts a failed authentication against the client IP (its
-    /// `failed_auth_per_minute`).
-    async fn record_failed_authentication(&self, ctx: &RequestCtx) {
-        failed_authentication(self.shared, &ctx.rt, ctx.client_ip).await;
-    }
-
     /// Answers a portal request (never proxied): reads the form body, lets the
     /// portal render, writes the page.
     async fn serve_portal(
@@ -218,7 +212,7 @@ impl Front<'_> {
             metrics::DECISIONS
                 .with_label_values(&[metrics::reason::INVALID_LOGIN, "none"])
                 .inc();
-            self.record_failed_authentication(ctx).await;
+            failed_authentication(self.shared, &ctx.rt, ctx.client_ip).await;
         }
         self.write_portal(session, ctx, page).await?;
         Ok(true)

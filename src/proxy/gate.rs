@@ -195,10 +195,12 @@ impl ProxyHttp for Gate {
         ctx: &mut Self::CTX,
     ) -> pingora::Result<bool> {
         if let Some(tracing) = &self.shared.tracing {
-            let arrived = crate::clock::log_timestamp_us()
-                .saturating_sub(ctx.start.elapsed().as_micros() as u64);
             let req = session.req_header();
-            ctx.trace = Some(Box::new(tracing.begin(&req.method, &req.headers, arrived)));
+            ctx.trace = Some(Box::new(tracing.begin(
+                &req.method,
+                &req.headers,
+                ctx.start,
+            )));
         }
         ctx.grpc = grpc::is_grpc(&session.req_header().headers);
         let downstream = session.as_downstream();

@@ -45,11 +45,16 @@ pub struct Finished<'a> {
 }
 
 impl Finished<'_> {
+    /// A management API call (at `/v1` or at a documented path): counted under
+    /// `management`, never as a key's usage.
+    fn management(&self) -> bool {
+        self.decision.management.is_some() || self.decision.mounted.is_some()
+    }
+
     /// The route name it counts under, and that route's metrics.
     fn route(&self) -> (&str, &crate::obs::metrics::RouteMetrics) {
         let d = self.decision;
-        let management = d.management.is_some() || d.mounted.is_some();
-        match (management, &d.portal) {
+        match (self.management(), &d.portal) {
             (true, _) => ("management", &self.rt.management_metrics),
             (false, Some(_)) => ("portal", &self.rt.portal_metrics),
             (false, None) => {
@@ -91,14 +96,13 @@ impl Finished<'_> {
 /// endpoints), the access line when logging lets it through, and its span.
 pub fn record(shared: &Shared, f: &Finished<'_>, span: Option<Box<RequestSpan>>) {
     let (route, route_metrics) = f.route();
-    let management = f.decision.management.is_some() || f.decision.mounted.is_some();
     let status = f.status();
     let outcome = f.outcome();
     let reason = f.reason();
     route_metrics.count(outcome, status, f.protocol);
     let principal = f.decision.principal.as_ref();
     let key_id = principal.and_then(|p| p.identity.key_id());
-    if let (Some(key_id), false) = (key_id, management) {
+    if let (Some(key_id), false) = (key_id, f.management()) {
         let class = usage_class(outcome, status);
         let us = f.elapsed.as_micros().min(u64::MAX as u128) as u64;
         let endpoint = crate::ledger::usage::endpoint_of(f.path);

@@ -10,6 +10,8 @@ use super::judge::{judge, Judged};
 use super::original::{self, Original, Undescribed};
 use crate::error::GateError;
 use crate::proxy::context::client_ip;
+use crate::proxy::grpc::status_trailers;
+use crate::proxy::runtime::Runtime;
 use crate::proxy::Shared;
 use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -77,13 +79,15 @@ impl HttpServerApp for Authorizer {
             _ => return None,
         }
         let start = Instant::now();
-        let idle = self.shared.runtime.load().idle_timeout.as_secs().max(1);
+        // The config this request is decided on, read once.
+        let rt = self.shared.runtime.load_full();
+        let idle = crate::net::head_deadline::keepalive_secs(rt.idle_timeout);
         session.set_keepalive((!*shutdown.borrow()).then_some(idle));
         let grpc = crate::proxy::grpc::is_grpc(&session.req_header().headers);
         let written = if grpc && session.is_http2() {
-            self.grpc_call(&mut session, start).await
+            self.grpc_call(&mut session, rt, start).await
         } else {
-            self.forward_auth(&mut session, start).await
+            self.forward_auth(&mut session, rt, start).await
         };
         if written.is_err() {
             return None;
@@ -106,15 +110,15 @@ impl Authorizer {
     async fn forward_auth(
         &self,
         session: &mut ServerSession,
+        rt: Arc<Runtime>,
         start: Instant,
     ) -> pingora::Result<()> {
         // Nothing of a body is read (the original request is described by
         // headers); one sent anyway is dropped, within the body timeout.
-        session.set_read_timeout(Some(self.shared.runtime.load().body_timeout));
+        session.set_read_timeout(Some(rt.body_timeout));
         if session.drain_request_body().await.is_err() {
             session.set_keepalive(None);
         }
-        let rt = self.shared.runtime.load_full();
         let peer = client_ip(session);
         let req = session.req_header();
         let body_as_header = req.headers.contains_key(BODY_AS_HEADER);
@@ -157,14 +161,19 @@ impl Authorizer {
     }
 
     /// A gRPC call on the authorizer: Envoy's `Check`, or the health check.
-    async fn grpc_call(&self, session: &mut ServerSession, start: Instant) -> pingora::Result<()> {
+    async fn grpc_call(
+        &self,
+        session: &mut ServerSession,
+        rt: Arc<Runtime>,
+        start: Instant,
+    ) -> pingora::Result<()> {
         let path = session.req_header().uri.path().to_string();
         let message = match read_message(session).await {
             Ok(m) => m,
             Err((status, why)) => return write_grpc_status(session, status, &why).await,
         };
         match path.as_str() {
-            envoy::CHECK_PATH => self.check(session, message, start).await,
+            envoy::CHECK_PATH => self.check(session, rt, message, start).await,
             envoy::HEALTH_PATH => {
                 let asked = envoy::HealthCheckRequest::decode(message.clone());
                 match asked {
@@ -198,10 +207,10 @@ impl Authorizer {
     async fn check(
         &self,
         session: &mut ServerSession,
+        rt: Arc<Runtime>,
         message: Bytes,
         start: Instant,
     ) -> pingora::Result<()> {
-        let rt = self.shared.runtime.load_full();
         if !original::is_trusted(&rt.authorizer_trusted, client_ip(session)) {
             return write_grpc_status(
                 session,
@@ -467,7 +476,7 @@ async fn write_grpc_message(
     }
     session.write_response_body(framed.freeze(), false).await?;
     session
-        .write_response_trailers(grpc_trailers(code::OK, ""))
+        .write_response_trailers(status_trailers(code::OK, ""))
         .await
 }
 
@@ -481,17 +490,6 @@ async fn write_grpc_status(
         .write_response_header(Box::new(grpc_head()?))
         .await?;
     session
-        .write_response_trailers(grpc_trailers(status, message))
+        .write_response_trailers(status_trailers(status, message))
         .await
-}
-
-fn grpc_trailers(status: i32, message: &str) -> HeaderMap {
-    let mut t = HeaderMap::new();
-    t.insert("grpc-status", HeaderValue::from(status));
-    if !message.is_empty() {
-        if let Ok(v) = HeaderValue::from_str(&crate::proxy::grpc::encode_message(message)) {
-            t.insert("grpc-message", v);
-        }
-    }
-    t
 }

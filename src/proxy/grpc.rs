@@ -57,11 +57,19 @@ pub fn refusal_headers(err: &GateError) -> Vec<(String, String)> {
 /// The trailers that end a call already answered, for `err`: `grpc-status` and
 /// `grpc-message` (a live call whose credential stopped being good).
 pub fn refusal_trailers(err: &GateError) -> http::HeaderMap {
+    let GrpcStatus(code, _) = err.rejection().grpc;
+    status_trailers(i32::from(code), &err.message())
+}
+
+/// Trailers ending a call with status `code`: `grpc-status`, and `grpc-message`
+/// (percent-encoded) when there is a message.
+pub fn status_trailers(code: i32, message: &str) -> http::HeaderMap {
     let mut t = http::HeaderMap::new();
-    for (name, value) in status_and_message(err) {
-        // Both are printable ASCII (the message is percent-encoded).
-        if let Ok(v) = http::HeaderValue::from_str(&value) {
-            t.insert(name, v);
+    t.insert("grpc-status", http::HeaderValue::from(code));
+    if !message.is_empty() {
+        // Printable ASCII once percent-encoded.
+        if let Ok(v) = http::HeaderValue::from_str(&encode_message(message)) {
+            t.insert("grpc-message", v);
         }
     }
     t
